@@ -1,0 +1,276 @@
+//! Public error enums, one per operation family. A failed send hands the message back.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::process::{ExitReason, ShardId};
+
+/// Why a `send` failed. Every variant carries the message back to the caller: nothing is
+/// dropped silently.
+pub enum SendError<M> {
+    /// The receiver's mailbox holds its bound of accepted, unfinished messages.
+    MailboxFull(M),
+    /// The pid is stale (its process ended) or never existed on this node.
+    NoSuchProcess(M),
+    /// No process is registered under the name.
+    UnknownName(M),
+    /// The alias was deleted, or its process ended.
+    UnknownAlias(M),
+    /// The target is on another node and no link to it is up.
+    NodeDown(M),
+    /// The local node is stopping or stopped.
+    Stopped(M),
+}
+
+impl<M> SendError<M> {
+    /// The message that could not be delivered.
+    pub fn into_inner(self) -> M {
+        match self {
+            SendError::MailboxFull(m)
+            | SendError::NoSuchProcess(m)
+            | SendError::UnknownName(m)
+            | SendError::UnknownAlias(m)
+            | SendError::NodeDown(m)
+            | SendError::Stopped(m) => m,
+        }
+    }
+    /// The same error with the message mapped.
+    pub fn map<N>(self, f: impl FnOnce(M) -> N) -> SendError<N> {
+        match self {
+            SendError::MailboxFull(m) => SendError::MailboxFull(f(m)),
+            SendError::NoSuchProcess(m) => SendError::NoSuchProcess(f(m)),
+            SendError::UnknownName(m) => SendError::UnknownName(f(m)),
+            SendError::UnknownAlias(m) => SendError::UnknownAlias(f(m)),
+            SendError::NodeDown(m) => SendError::NodeDown(f(m)),
+            SendError::Stopped(m) => SendError::Stopped(f(m)),
+        }
+    }
+    /// True for `MailboxFull`: the receiver exists and may have room later.
+    pub fn is_full(&self) -> bool {
+        matches!(self, SendError::MailboxFull(_))
+    }
+    fn describe(&self) -> &'static str {
+        match self {
+            SendError::MailboxFull(_) => "the receiver's mailbox is full",
+            SendError::NoSuchProcess(_) => "no such process (it ended, or the pid is stale)",
+            SendError::UnknownName(_) => "no process is registered under that name",
+            SendError::UnknownAlias(_) => "the alias was deleted or its process ended",
+            SendError::NodeDown(_) => "the target's node is not reachable",
+            SendError::Stopped(_) => "the node is stopping",
+        }
+    }
+}
+
+impl<M> fmt::Debug for SendError<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self {
+            SendError::MailboxFull(_) => "MailboxFull",
+            SendError::NoSuchProcess(_) => "NoSuchProcess",
+            SendError::UnknownName(_) => "UnknownName",
+            SendError::UnknownAlias(_) => "UnknownAlias",
+            SendError::NodeDown(_) => "NodeDown",
+            SendError::Stopped(_) => "Stopped",
+        };
+        write!(f, "{name}(..)")
+    }
+}
+
+impl<M> fmt::Display for SendError<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "send failed: {}", self.describe())
+    }
+}
+
+impl<M> std::error::Error for SendError<M> {}
+
+/// Why a `call` failed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CallError {
+    /// No reply came within the timeout. A reply that arrives later is dropped and counted.
+    Timeout,
+    /// The callee's mailbox was full; the request was not enqueued.
+    MailboxFull,
+    /// The pid is stale or never existed, or the callee ended before handling the request.
+    NoSuchProcess,
+    /// No process is registered under the name.
+    UnknownName,
+    /// The alias was deleted or its process ended.
+    UnknownAlias,
+    /// The callee's node is not reachable.
+    NodeDown,
+    /// The node is stopping.
+    Stopped,
+    /// The callee finished handling the request (or dropped its reply token) without replying.
+    NoReply,
+    /// A zero timeout: a call that may never wait cannot be answered.
+    InvalidTimeout(Duration),
+    /// The reply was not of the type the caller asked for.
+    WrongType,
+    /// A blocking call was made from a shard thread of the same node, which would deadlock it.
+    WouldBlock,
+}
+
+impl fmt::Display for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CallError::Timeout => f.write_str("call timed out"),
+            CallError::MailboxFull => f.write_str("call failed: the callee's mailbox is full"),
+            CallError::NoSuchProcess => f.write_str("call failed: no such process"),
+            CallError::UnknownName => f.write_str("call failed: no process is registered under that name"),
+            CallError::UnknownAlias => f.write_str("call failed: the alias was deleted or its process ended"),
+            CallError::NodeDown => f.write_str("call failed: the callee's node is not reachable"),
+            CallError::Stopped => f.write_str("call failed: the node is stopping"),
+            CallError::NoReply => f.write_str("call failed: the callee finished without replying"),
+            CallError::InvalidTimeout(d) => write!(f, "call failed: invalid timeout {d:?} (must be > 0)"),
+            CallError::WrongType => f.write_str("call failed: the reply has another type than expected"),
+            CallError::WouldBlock => {
+                f.write_str("blocking call from a shard thread of the same node would deadlock it; use call().await")
+            }
+        }
+    }
+}
+
+impl std::error::Error for CallError {}
+
+impl<M> From<SendError<M>> for CallError {
+    fn from(e: SendError<M>) -> Self {
+        match e {
+            SendError::MailboxFull(_) => CallError::MailboxFull,
+            SendError::NoSuchProcess(_) => CallError::NoSuchProcess,
+            SendError::UnknownName(_) => CallError::UnknownName,
+            SendError::UnknownAlias(_) => CallError::UnknownAlias,
+            SendError::NodeDown(_) => CallError::NodeDown,
+            SendError::Stopped(_) => CallError::Stopped,
+        }
+    }
+}
+
+/// Why a process could not be spawned.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SpawnError {
+    /// The node has no shard with that index.
+    NoSuchShard {
+        /// The shard asked for.
+        shard: ShardId,
+        /// How many shards the node has.
+        shards: usize,
+    },
+    /// Another live process holds the name.
+    NameTaken(String),
+    /// The name is empty or longer than 255 bytes.
+    InvalidName(String),
+    /// The factory panicked; the text is the panic message.
+    FactoryPanicked(String),
+    /// `init` returned an error or panicked; the process never ran.
+    InitFailed(ExitReason),
+    /// The options are invalid (for example a zero mailbox).
+    InvalidOptions(&'static str),
+    /// The node is stopping.
+    Stopped,
+    /// A blocking spawn was made from a shard thread of the same node, which would deadlock it.
+    WouldBlock,
+}
+
+impl fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SpawnError::NoSuchShard { shard, shards } => {
+                write!(f, "spawn failed: no {shard} (the node has {shards} shards)")
+            }
+            SpawnError::NameTaken(n) => write!(f, "spawn failed: the name {n:?} is taken"),
+            SpawnError::InvalidName(n) => write!(f, "spawn failed: invalid name {n:?}"),
+            SpawnError::FactoryPanicked(m) => write!(f, "spawn failed: the factory panicked: {m}"),
+            SpawnError::InitFailed(r) => write!(f, "spawn failed: init ended with {r}"),
+            SpawnError::InvalidOptions(m) => write!(f, "spawn failed: invalid options: {m}"),
+            SpawnError::Stopped => f.write_str("spawn failed: the node is stopping"),
+            SpawnError::WouldBlock => {
+                f.write_str("blocking spawn from a shard thread of the same node would deadlock it; use spawn().await")
+            }
+        }
+    }
+}
+
+impl std::error::Error for SpawnError {}
+
+/// Why a name could not be registered.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RegisterError {
+    /// Another live process holds the name.
+    NameTaken(String),
+    /// The name is empty or longer than 255 bytes.
+    InvalidName(String),
+    /// The process to name does not exist (or is not on this node).
+    NoSuchProcess,
+    /// The process already has a name (one name per process).
+    AlreadyNamed(String),
+}
+
+impl fmt::Display for RegisterError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RegisterError::NameTaken(n) => write!(f, "register failed: the name {n:?} is taken"),
+            RegisterError::InvalidName(n) => write!(f, "register failed: invalid name {n:?}"),
+            RegisterError::NoSuchProcess => f.write_str("register failed: no such process on this node"),
+            RegisterError::AlreadyNamed(n) => write!(f, "register failed: the process is already named {n:?}"),
+        }
+    }
+}
+
+impl std::error::Error for RegisterError {}
+
+/// Why a node could not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// The options or `PINION_CORES` name a core this machine (or this thread's affinity mask)
+    /// does not have.
+    NoSuchCore {
+        /// The core asked for.
+        core: usize,
+        /// The cores available.
+        available: Vec<usize>,
+    },
+    /// `PINION_CORES` or `PINION_PIN` could not be parsed.
+    InvalidEnv {
+        /// The variable.
+        var: &'static str,
+        /// Its value.
+        value: String,
+    },
+    /// The options are invalid (no cores, a core listed twice, more than 4096 shards...).
+    InvalidOptions(String),
+    /// A live node in this OS process already has the name.
+    NameTaken(String),
+    /// The OS refused a thread or a poller.
+    Io(std::io::Error),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::NoSuchCore { core, available } => {
+                write!(f, "node start failed: no core {core} on this machine (available: {available:?})")
+            }
+            StartError::InvalidEnv { var, value } => {
+                write!(f, "node start failed: cannot parse {var}={value:?}")
+            }
+            StartError::InvalidOptions(m) => write!(f, "node start failed: {m}"),
+            StartError::NameTaken(n) => write!(f, "node start failed: a live node is already named {n:?}"),
+            StartError::Io(e) => write!(f, "node start failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StartError::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<std::io::Error> for StartError {
+    fn from(e: std::io::Error) -> Self {
+        StartError::Io(e)
+    }
+}

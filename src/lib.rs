@@ -1,0 +1,104 @@
+//! # pinion
+//!
+//! A thread-per-core actor runtime for latency-critical services: one pinned shard (an OS
+//! thread with a mio reactor and its own single-threaded executor) per selected core, processes
+//! as futures owned by their shard, bounded mailboxes whose bound is exact across shards, and
+//! `send`/`call` from processes and from any thread.
+//!
+//! ```
+//! use std::time::Duration;
+//! use pinion::{Actor, Context, ExitReason, Message, Node, NodeOptions, Pid, ProcessOptions, Reply};
+//!
+//! struct Counter(u64);
+//!
+//! impl Actor for Counter {
+//!     async fn handle_message(&mut self, _: &mut Context, _: Pid, msg: Message) -> Result<(), ExitReason> {
+//!         if let Ok(n) = msg.downcast::<u64>() {
+//!             self.0 += *n;
+//!         }
+//!         Ok(())
+//!     }
+//!     async fn handle_call(&mut self, _: &mut Context, _: Pid, _: Message) -> Result<Reply, ExitReason> {
+//!         Ok(Reply::now(self.0))
+//!     }
+//! }
+//!
+//! let node = Node::start("doc", NodeOptions { pin: false, ..NodeOptions::shards(1) }).unwrap();
+//! let pid = node.spawn(|| Counter(0), ProcessOptions::default()).wait().unwrap();
+//! node.send(pid, 40u64).unwrap();
+//! node.send(pid, 2u64).unwrap();
+//! let total = node.call_blocking(pid, (), Duration::from_secs(1)).unwrap();
+//! assert_eq!(*total.downcast::<u64>().unwrap(), 42);
+//! node.stop();
+//! ```
+//!
+//! # Architecture
+//! ```text
+//! Node ── Shard 0 (thread pinned to core c0) ── Poll + Waker, executor, timer wheel, inbox
+//!      ├─ Shard 1 (core c1) ...
+//!      └─ NodeHandle (Send + Sync + Clone): send / call / spawn from any thread
+//! ```
+//! A shard loops: drain its inbox → fire due timers → poll ready processes (each handles at
+//! most 64 messages before yielding) → when idle, park in `poll` until a message, a timer or
+//! I/O. Process state never leaves its shard; only envelopes cross shards.
+//!
+//! # Data flow of a message
+//! ```text
+//! same shard : Context::send → node/route.rs: generation check + reserve (process/mailbox.rs)
+//!              → shard.deliver_mail: push to the mailbox lane → run queue. No syscall, no lock.
+//! cross-shard: reserve on the target's slot (lock-free, any thread) → Envelope into the target
+//!              shard's inbox lane for this sender (shard/inbox.rs) → wake only if it is parked
+//!              → the target drains its lanes at the top of its loop → local delivery as above.
+//! outside    : NodeHandle::send/call → same as cross-shard, on the shared foreign lane.
+//! ```
+//!
+//! # Guarantees
+//! - **Bounds.** A mailbox of capacity N holds at most N messages accepted and not yet
+//!   finished (queued plus the one in progress), whatever the number of senders on whatever
+//!   shards: a sender reserves a slot with one compare-and-swap before enqueuing, and a full
+//!   mailbox answers `SendError::MailboxFull(msg)` at once, handing the message back. The
+//!   reservation is released when the handler *finishes* the message.
+//! - **System lane.** Exit signals, `Down` messages, replies and shutdown are not counted
+//!   against the bound: a full mailbox never blocks them. A process handles system signals
+//!   first, then urgent messages, then main ones.
+//! - **Order.** Messages from one sender to one receiver (same lane) arrive in send order.
+//! - **Stale pids.** A pid names one incarnation of a slot; once the process ended, sends to it
+//!   answer `NoSuchProcess` and never reach the slot's next owner.
+//! - **Calls.** `call` parks the calling process only. A reply that arrives after the timeout
+//!   is dropped and counted (`NodeHandle::late_replies`), never handed to a later call. A
+//!   callee that ends without replying answers `NoReply` (or `NoSuchProcess` if the request was
+//!   still queued) at once.
+//! - **Panics.** A panic in a handler (or factory, or init) ends that process only, with
+//!   `ExitReason::Panic(text)`; its links get the exit signal and its monitors `Down`. The shard
+//!   and its other processes keep running.
+//! - **Shutdown.** `Node::stop` sends every process `Shutdown`; each runs `terminate`; after
+//!   `NodeOptions::shutdown_timeout` the rest are killed; then the threads are joined.
+//!
+//! # Departures from Ergo
+//! Links are one-way as in Ergo (the linker gets the exit signal). Timeouts are `Duration`s.
+//! A full mailbox is reported to the sender, never dropped with a log line. One bound covers
+//! all lanes of a mailbox and bounds are on by default (1024).
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![cfg_attr(test, deny(warnings))]
+
+mod error;
+mod loom;
+mod node;
+mod process;
+mod shard;
+
+pub use error::{CallError, RegisterError, SendError, SpawnError, StartError};
+pub use node::{CallFuture, Cores, MAX_NAME_BYTES, MAX_SHARDS, Node, NodeHandle, NodeOptions, SpawnFuture};
+pub use process::{
+    Actor, Alias, Context, DEFAULT_MAILBOX, Down, ExitReason, ExitSignal, Message, MonitorRef, NodeId, Pid, Priority,
+    ProcessId, ProcessInfo, ProcessOptions, ProcessState, Reply, ReplyToken, ShardId, Target, TimerRef,
+};
+pub use shard::ShardInfo;
+
+/// Internals exposed for benchmarks and loom models. Not a stable API.
+#[doc(hidden)]
+pub mod _benchable {
+    pub use crate::process::mailbox::{Reservation, Reserve};
+    pub use crate::shard::inbox::Inbox;
+}

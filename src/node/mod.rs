@@ -1,0 +1,324 @@
+//! The node: a set of shards, one per selected core, started together and stopped together.
+//!
+//! [`Node::start`] resolves the core layout ([`NodeOptions`], overridden by the environment:
+//! `PINION_CORES=0,2` or `all`, `PINION_PIN=0|1`), starts one pinned thread per shard, and
+//! returns the owning [`Node`]. [`NodeHandle`] (`Send + Sync + Clone`) reaches the node from any
+//! thread.
+
+mod handle;
+pub(crate) mod registry;
+pub(crate) mod route;
+
+use std::ops::Deref;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+pub use handle::{CallFuture, NodeHandle, SpawnFuture};
+pub use registry::MAX_NAME_BYTES;
+
+use crate::error::StartError;
+use crate::process::envelope::Envelope;
+use crate::process::table::SharedTable;
+use crate::process::{NodeId, ShardId};
+use crate::shard::{self, Inbox, Reactor};
+
+/// The most shards a node can have.
+pub const MAX_SHARDS: usize = 4096;
+
+/// Which cores a node runs shards on.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum Cores {
+    /// One shard per core this thread may run on (its affinity mask).
+    #[default]
+    All,
+    /// The first `n` of those cores (with pinning off, any `n` up to `MAX_SHARDS`).
+    Count(usize),
+    /// Exactly these core ids, one shard each, in this order.
+    List(Vec<usize>),
+}
+
+/// How to start a node.
+#[derive(Clone, Debug)]
+pub struct NodeOptions {
+    /// Where shards run. Env `PINION_CORES` (`0,2` or `all`) overrides it.
+    pub cores: Cores,
+    /// Pin each shard thread to its core. Env `PINION_PIN` (`0`/`1`) overrides it.
+    pub pin: bool,
+    /// How long `stop` lets processes run `terminate` before killing the rest.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for NodeOptions {
+    fn default() -> Self {
+        NodeOptions { cores: Cores::All, pin: true, shutdown_timeout: Duration::from_secs(10) }
+    }
+}
+
+impl NodeOptions {
+    /// Options for `n` pinned shards.
+    pub fn shards(n: usize) -> Self {
+        NodeOptions { cores: Cores::Count(n), ..Default::default() }
+    }
+
+    /// Applies `PINION_CORES` and `PINION_PIN`.
+    fn with_env(mut self) -> Result<Self, StartError> {
+        if let Ok(value) = std::env::var("PINION_CORES") {
+            self.cores = parse_cores(&value).ok_or(StartError::InvalidEnv { var: "PINION_CORES", value })?;
+        }
+        if let Ok(value) = std::env::var("PINION_PIN") {
+            self.pin = match value.trim() {
+                "1" | "true" | "yes" | "on" => true,
+                "0" | "false" | "no" | "off" => false,
+                _ => return Err(StartError::InvalidEnv { var: "PINION_PIN", value }),
+            };
+        }
+        Ok(self)
+    }
+}
+
+fn parse_cores(value: &str) -> Option<Cores> {
+    let value = value.trim();
+    if value.eq_ignore_ascii_case("all") {
+        return Some(Cores::All);
+    }
+    let list: Option<Vec<usize>> = value.split(',').map(|c| c.trim().parse().ok()).collect();
+    list.filter(|l| !l.is_empty()).map(Cores::List)
+}
+
+/// The cores this thread may run on.
+fn available_cores() -> Vec<usize> {
+    let mut ids: Vec<usize> = core_affinity::get_core_ids().unwrap_or_default().into_iter().map(|c| c.id).collect();
+    if ids.is_empty() {
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+        ids = (0..n).collect();
+    }
+    ids
+}
+
+/// One entry per shard: the core it runs on (`None` when unpinned).
+fn layout(options: &NodeOptions) -> Result<Vec<Option<usize>>, StartError> {
+    let available = available_cores();
+    let cores: Vec<usize> = match &options.cores {
+        Cores::All => available.clone(),
+        Cores::Count(0) => return Err(StartError::InvalidOptions("Cores::Count(0): a node needs a shard".into())),
+        Cores::Count(n) if *n > MAX_SHARDS => {
+            return Err(StartError::InvalidOptions(format!("{n} shards: at most {MAX_SHARDS}")));
+        }
+        Cores::Count(n) if *n > available.len() && options.pin => {
+            return Err(StartError::InvalidOptions(format!(
+                "{n} pinned shards but only {} cores are available ({available:?}); turn pinning off to oversubscribe",
+                available.len()
+            )));
+        }
+        Cores::Count(n) => (0..*n).map(|i| available[i % available.len()]).collect(),
+        Cores::List(list) => {
+            if list.is_empty() {
+                return Err(StartError::InvalidOptions("Cores::List is empty".into()));
+            }
+            for (i, core) in list.iter().enumerate() {
+                if !available.contains(core) {
+                    return Err(StartError::NoSuchCore { core: *core, available: available.clone() });
+                }
+                if list[..i].contains(core) {
+                    return Err(StartError::InvalidOptions(format!("core {core} is listed twice")));
+                }
+            }
+            list.clone()
+        }
+    };
+    Ok(cores.into_iter().map(|c| options.pin.then_some(c)).collect())
+}
+
+/// The cross-thread half of a shard: its inbox, the waker of its poller, its reservations.
+pub(crate) struct ShardRemote {
+    pub(crate) inbox: Inbox<Envelope>,
+    pub(crate) waker: mio::Waker,
+    pub(crate) table: SharedTable,
+    pub(crate) core: Option<usize>,
+}
+
+/// What every shard and handle of a node shares.
+pub(crate) struct NodeShared {
+    pub(crate) id: NodeId,
+    pub(crate) name: String,
+    pub(crate) shards: Box<[ShardRemote]>,
+    pub(crate) names: registry::Names,
+    pub(crate) shutdown_timeout: Duration,
+    stopping: AtomicBool,
+    stopped: Mutex<bool>,
+    stopped_cv: Condvar,
+    late_replies: AtomicU64,
+    next_spawn: AtomicUsize,
+}
+
+impl std::fmt::Debug for NodeShared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").field("name", &self.name).field("shards", &self.shards.len()).finish()
+    }
+}
+
+impl NodeShared {
+    /// Pushes an envelope into `shard`'s inbox lane, waking the shard if it sleeps.
+    pub(crate) fn push(&self, shard: ShardId, lane: usize, env: Envelope) {
+        let remote = &self.shards[shard.index()];
+        if remote.inbox.push(lane, env) {
+            if let Err(e) = remote.waker.wake() {
+                log::error!(target: "pinion", "{}: waking {shard} failed: {e}", self.name);
+            }
+        }
+    }
+
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn count_late_reply(&self) {
+        self.late_replies.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn late_replies(&self) -> u64 {
+        self.late_replies.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn spawn_shard(&self) -> ShardId {
+        ShardId((self.next_spawn.fetch_add(1, Ordering::Relaxed) % self.shards.len()) as u16)
+    }
+
+    /// Asks every shard to stop (idempotent).
+    pub(crate) fn request_stop(&self) {
+        if self.stopping.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        for i in 0..self.shards.len() {
+            let env = Envelope {
+                slot: 0,
+                generation: 0,
+                kind: crate::process::envelope::Kind::Control(shard::ControlRequest::Stop),
+            };
+            self.push(ShardId(i as u16), self.shards.len(), env);
+        }
+        let mut stopped = self.stopped.lock().unwrap_or_else(PoisonError::into_inner);
+        *stopped = true;
+        self.stopped_cv.notify_all();
+    }
+
+    fn wait_stop_requested(&self) {
+        let mut stopped = self.stopped.lock().unwrap_or_else(PoisonError::into_inner);
+        while !*stopped {
+            stopped = self.stopped_cv.wait(stopped).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+/// A running node. Dropping it stops it (gracefully, as [`Node::stop`]).
+///
+/// It dereferences to its [`NodeHandle`], so `node.send(..)`, `node.spawn(..)` work directly.
+#[derive(Debug)]
+pub struct Node {
+    handle: NodeHandle,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Node {
+    /// Starts a node named `name` with one shard per selected core.
+    pub fn start(name: &str, options: NodeOptions) -> Result<Node, StartError> {
+        let options = options.with_env()?;
+        let layout = layout(&options)?;
+        if name.is_empty() {
+            return Err(StartError::InvalidOptions("a node needs a name".into()));
+        }
+        let id = registry::intern(name)
+            .ok_or_else(|| StartError::InvalidOptions("too many distinct node names in this process".into()))?;
+        let lanes = layout.len() + 1;
+        let mut reactors = Vec::with_capacity(layout.len());
+        let mut remotes = Vec::with_capacity(layout.len());
+        for core in &layout {
+            let (reactor, waker) = Reactor::new()?;
+            reactors.push(reactor);
+            remotes.push(ShardRemote { inbox: Inbox::new(lanes), waker, table: SharedTable::new(), core: *core });
+        }
+        let shared = Arc::new(NodeShared {
+            id,
+            name: name.to_owned(),
+            shards: remotes.into_boxed_slice(),
+            names: registry::Names::default(),
+            shutdown_timeout: options.shutdown_timeout,
+            stopping: AtomicBool::new(false),
+            stopped: Mutex::new(false),
+            stopped_cv: Condvar::new(),
+            late_replies: AtomicU64::new(0),
+            next_spawn: AtomicUsize::new(0),
+        });
+        if !registry::set_live(id, &shared) {
+            return Err(StartError::NameTaken(name.to_owned()));
+        }
+        let mut node = Node { handle: NodeHandle::from_shared(shared.clone()), threads: Vec::new() };
+        for (i, (reactor, core)) in reactors.into_iter().zip(layout).enumerate() {
+            let shared = shared.clone();
+            let spawned = std::thread::Builder::new().name(format!("pinion-{name}-{i}")).spawn(move || {
+                if let Some(core) = core {
+                    if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+                        log::warn!(target: "pinion", "{}: could not pin shard {i} to core {core}", shared.name);
+                    }
+                }
+                shard::run(shared, ShardId(i as u16), reactor);
+            });
+            match spawned {
+                Ok(t) => node.threads.push(t),
+                Err(e) => return Err(StartError::Io(e)), // Drop stops the shards already started.
+            }
+        }
+        Ok(node)
+    }
+
+    /// A handle on this node, for any thread.
+    pub fn handle(&self) -> NodeHandle {
+        self.handle.clone()
+    }
+
+    /// Blocks until a stop is requested (through any handle), then until every shard ended.
+    pub fn wait(mut self) {
+        self.handle.shared().wait_stop_requested();
+        self.join();
+    }
+
+    /// Stops the node: every process gets `Shutdown` and runs `terminate` (processes still
+    /// running after `NodeOptions::shutdown_timeout` are killed), then the shard threads are
+    /// joined.
+    pub fn stop(mut self) {
+        self.handle.shared().request_stop();
+        self.join();
+    }
+
+    fn join(&mut self) {
+        let current = std::thread::current().id();
+        for t in self.threads.drain(..) {
+            if t.thread().id() == current {
+                log::error!(target: "pinion", "a node was dropped on its own shard thread; not joining it");
+                continue;
+            }
+            if t.join().is_err() {
+                log::error!(target: "pinion", "a shard thread panicked");
+            }
+        }
+        registry::set_dead(self.handle.shared().id);
+    }
+}
+
+impl Deref for Node {
+    type Target = NodeHandle;
+    fn deref(&self) -> &NodeHandle {
+        &self.handle
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if !self.threads.is_empty() {
+            self.handle.shared().request_stop();
+            self.join();
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! Names: the process-wide interner of node names and table of live nodes (used to route
+//! wake-ups and replies from threads outside the runtime), and each node's registry of process
+//! names.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
+
+use crate::error::RegisterError;
+use crate::node::NodeShared;
+use crate::process::{NodeId, Pid};
+
+/// Longest process name accepted, in bytes.
+pub const MAX_NAME_BYTES: usize = 255;
+
+#[derive(Default)]
+struct Interner {
+    names: Vec<String>,
+    ids: HashMap<String, NodeId>,
+    live: HashMap<NodeId, Weak<NodeShared>>,
+}
+
+static INTERNER: Mutex<Option<Interner>> = Mutex::new(None);
+
+fn with_interner<R>(f: impl FnOnce(&mut Interner) -> R) -> R {
+    let mut guard = INTERNER.lock().unwrap_or_else(PoisonError::into_inner);
+    f(guard.get_or_insert_with(Interner::default))
+}
+
+/// Interns `name`; `None` when 65,536 distinct names are in use (pids and wakers carry 16 bits).
+pub(crate) fn intern(name: &str) -> Option<NodeId> {
+    with_interner(|i| {
+        if let Some(id) = i.ids.get(name) {
+            return Some(*id);
+        }
+        if i.names.len() >= usize::from(u16::MAX) {
+            return None;
+        }
+        let id = NodeId(i.names.len() as u32);
+        i.names.push(name.to_owned());
+        i.ids.insert(name.to_owned(), id);
+        Some(id)
+    })
+}
+
+pub(crate) fn node_name(id: NodeId) -> String {
+    with_interner(|i| i.names.get(id.0 as usize).cloned().unwrap_or_else(|| format!("node#{}", id.0)))
+}
+
+/// Marks a node live; false when a live node already has its id.
+pub(crate) fn set_live(id: NodeId, node: &Arc<NodeShared>) -> bool {
+    with_interner(|i| {
+        if i.live.get(&id).is_some_and(|w| w.strong_count() > 0) {
+            return false;
+        }
+        i.live.insert(id, Arc::downgrade(node));
+        true
+    })
+}
+
+pub(crate) fn set_dead(id: NodeId) {
+    with_interner(|i| {
+        i.live.remove(&id);
+    })
+}
+
+/// The live node with this id (slow path: wake-ups and replies from foreign threads).
+pub(crate) fn live_node(id: NodeId) -> Option<Arc<NodeShared>> {
+    with_interner(|i| i.live.get(&id).and_then(Weak::upgrade))
+}
+
+/// One node's process names.
+#[derive(Debug, Default)]
+pub(crate) struct Names {
+    map: RwLock<HashMap<Box<str>, Pid>>,
+}
+
+pub(crate) fn check_name(name: &str) -> Result<(), RegisterError> {
+    if name.is_empty() || name.len() > MAX_NAME_BYTES {
+        return Err(RegisterError::InvalidName(name.to_owned()));
+    }
+    Ok(())
+}
+
+impl Names {
+    pub(crate) fn resolve(&self, name: &str) -> Option<Pid> {
+        self.map.read().unwrap_or_else(PoisonError::into_inner).get(name).copied()
+    }
+
+    pub(crate) fn register(&self, name: &str, pid: Pid) -> Result<(), RegisterError> {
+        check_name(name)?;
+        let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
+        match map.entry(name.into()) {
+            Entry::Occupied(_) => Err(RegisterError::NameTaken(name.to_owned())),
+            Entry::Vacant(v) => {
+                v.insert(pid);
+                Ok(())
+            }
+        }
+    }
+
+    /// Removes `name` if it still names `pid`.
+    pub(crate) fn unregister(&self, name: &str, pid: Pid) -> bool {
+        let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
+        if map.get(name) == Some(&pid) {
+            map.remove(name);
+            return true;
+        }
+        false
+    }
+}

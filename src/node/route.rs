@@ -1,0 +1,182 @@
+//! Routing: from a [`Target`] to a process on this node — resolve the name or alias, check the
+//! pid's generation and reserve mailbox room (lock-free, on any thread), then deliver directly
+//! when the receiver is on the current shard, or through the receiver shard's inbox.
+//!
+//! Lanes: a shard sends through the lane of its own index, so messages from one shard to
+//! another stay in order; threads outside the runtime share the last lane.
+
+use std::any::Any;
+use std::rc::Rc;
+
+use crate::error::{SendError, SpawnError};
+use crate::node::{NodeShared, registry};
+use crate::process::envelope::{CallResult, Envelope, Kind, Mail, Responder, Signal, into_message};
+use crate::process::mailbox::Reserve;
+use crate::process::{ExitReason, NodeId, Pid, Priority, ShardId, Target};
+use crate::shard::{Shard, SpawnRequest, with_current};
+
+/// The inbox lane a sender uses.
+fn lane(node: &NodeShared, here: Option<&Rc<Shard>>) -> usize {
+    here.map_or(node.shards.len(), |s| s.id.index())
+}
+
+fn refuse<M, T>(e: SendError<M>, reply: Option<Responder<CallResult>>) -> Result<T, SendError<M>> {
+    if let Some(r) = reply {
+        r.defuse();
+    }
+    Err(e)
+}
+
+/// The pid a target names right now, if any (used by `monitor`).
+pub(crate) fn resolve_pid(node: &NodeShared, to: Target<'_>) -> Option<Pid> {
+    match to {
+        Target::Pid(p) => Some(p),
+        Target::Alias(a) => Some(a.owner),
+        Target::Name(n) => node.names.resolve(n),
+        Target::ProcessId(p) if p.node == node.name => node.names.resolve(&p.name),
+        Target::ProcessId(_) => None,
+    }
+}
+
+/// Sends a user message (with `reply` set for a call). On error the message comes back and
+/// `reply` is dropped silently (the caller reports the error itself).
+pub(crate) fn send<M: Any + Send>(
+    node: &NodeShared,
+    here: Option<&Rc<Shard>>,
+    from: Pid,
+    to: Target<'_>,
+    msg: M,
+    priority: Priority,
+    reply: Option<Responder<CallResult>>,
+) -> Result<ShardId, SendError<M>> {
+    let (pid, alias) = match to {
+        Target::Pid(p) => (p, None),
+        Target::Alias(a) => (a.owner, Some(a.id)),
+        Target::Name(n) => match node.names.resolve(n) {
+            Some(p) => (p, None),
+            None => return refuse(SendError::UnknownName(msg), reply),
+        },
+        Target::ProcessId(p) if p.node == node.name => match node.names.resolve(&p.name) {
+            Some(p) => (p, None),
+            None => return refuse(SendError::UnknownName(msg), reply),
+        },
+        Target::ProcessId(_) => return refuse(SendError::NodeDown(msg), reply),
+    };
+    let gone = |msg| match () {
+        () if node.is_stopping() => SendError::Stopped(msg),
+        () if alias.is_some() => SendError::UnknownAlias(msg),
+        () => SendError::NoSuchProcess(msg),
+    };
+    if pid.node != node.id {
+        return refuse(SendError::NodeDown(msg), reply);
+    }
+    let Some(reservation) = node.shards.get(pid.shard.index()).and_then(|r| r.table.get(pid.slot)) else {
+        return refuse(gone(msg), reply);
+    };
+    let local = here.filter(|s| s.id == pid.shard);
+    if let (Some(id), Some(shard)) = (alias, local) {
+        if !shard.has_alias(pid.slot, pid.generation, id) {
+            return refuse(SendError::UnknownAlias(msg), reply);
+        }
+    }
+    match reservation.try_reserve(pid.generation) {
+        Ok(()) => {}
+        Err(Reserve::Full) => return refuse(SendError::MailboxFull(msg), reply),
+        Err(Reserve::Stale) => return refuse(gone(msg), reply),
+    }
+    let mail = Mail { from, msg: into_message(msg), reply };
+    match local {
+        Some(shard) => shard.deliver_mail(pid.slot, pid.generation, mail, priority, alias),
+        None => {
+            let env =
+                Envelope { slot: pid.slot, generation: pid.generation, kind: Kind::Mail { mail, priority, alias } };
+            node.push(pid.shard, lane(node, here), env);
+        }
+    }
+    Ok(pid.shard)
+}
+
+/// Sends runtime traffic (signals, link and monitor requests) to `to`, outside its bound.
+/// Requests to a process that cannot exist are answered to `from` as if it had ended.
+pub(crate) fn signal(node: &NodeShared, here: Option<&Rc<Shard>>, to: Pid, from: Pid, kind: Kind) {
+    if to.node != node.id || to.shard.index() >= node.shards.len() {
+        let reason = if to.node != node.id { ExitReason::custom("noconnection") } else { ExitReason::NoProcess };
+        let bounce = match kind {
+            Kind::Link { .. } => Some(Signal::Exit { from: to, reason }),
+            Kind::Monitor { reference, .. } => Some(Signal::Down { reference, pid: to, reason }),
+            _ => None,
+        };
+        if let Some(b) = bounce.filter(|_| from.node == node.id && !from.is_external()) {
+            signal(node, here, from, to, Kind::Signal(b));
+        }
+        return;
+    }
+    let env = Envelope { slot: to.slot, generation: to.generation, kind };
+    match here.filter(|s| s.id == to.shard) {
+        Some(shard) => shard.deliver(env),
+        None => node.push(to.shard, lane(node, here), env),
+    }
+}
+
+/// Asks `shard` to start a process. Errors that are known here are returned (and the
+/// request's responder silenced); the rest reach the waiter through the responder.
+pub(crate) fn spawn(
+    node: &NodeShared,
+    here: Option<&Rc<Shard>>,
+    shard: ShardId,
+    request: SpawnRequest,
+) -> Result<(), SpawnError> {
+    if shard.index() >= node.shards.len() {
+        request.defuse();
+        return Err(SpawnError::NoSuchShard { shard, shards: node.shards.len() });
+    }
+    if node.is_stopping() {
+        request.defuse();
+        return Err(SpawnError::Stopped);
+    }
+    match here.filter(|s| s.id == shard) {
+        Some(s) => s.spawn_local(request),
+        None => {
+            let env = Envelope { slot: 0, generation: 0, kind: Kind::Spawn(request) };
+            node.push(shard, lane(node, here), env);
+        }
+    }
+    Ok(())
+}
+
+/// Delivers the answer of a call (or spawn) to the process waiting for it, from any thread.
+pub(crate) fn reply(to: Pid, reference: u64, result: CallResult) {
+    let env = Envelope { slot: to.slot, generation: to.generation, kind: Kind::Reply { reference, result } };
+    with_current(|current| match current {
+        Some(shard) if shard.node.id == to.node => {
+            if shard.id == to.shard {
+                shard.deliver(env);
+            } else {
+                shard.node.push(to.shard, shard.id.index(), env);
+            }
+        }
+        _ => match registry::live_node(to.node) {
+            Some(node) if to.shard.index() < node.shards.len() => {
+                let lane = node.shards.len();
+                node.push(to.shard, lane, env);
+            }
+            _ => {}
+        },
+    })
+}
+
+/// Schedules the process in `slot` (a `Waker` fired), from any thread.
+pub(crate) fn wake(node: NodeId, shard: ShardId, slot: u32) {
+    with_current(|current| match current {
+        Some(s) if s.node.id == node && s.id == shard => s.schedule(slot),
+        Some(s) if s.node.id == node => {
+            s.node.push(shard, s.id.index(), Envelope { slot, generation: 0, kind: Kind::Wake })
+        }
+        _ => {
+            if let Some(n) = registry::live_node(node).filter(|n| shard.index() < n.shards.len()) {
+                let lane = n.shards.len();
+                n.push(shard, lane, Envelope { slot, generation: 0, kind: Kind::Wake });
+            }
+        }
+    })
+}

@@ -1,0 +1,440 @@
+//! [`Context`]: what a handler uses to act — send, call, spawn, link, monitor, timers, names,
+//! aliases, logging. Every method runs on the process's own shard; `call` and `spawn` park the
+//! process (not the shard) until answered.
+
+use std::any::Any;
+use std::fmt;
+use std::future::{Future, poll_fn};
+use std::rc::Rc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use crate::error::{CallError, RegisterError, SendError, SpawnError};
+use crate::node::{NodeHandle, route};
+use crate::process::envelope::{CallResult, Kind, Responder, Signal};
+use crate::process::{
+    Actor, Alias, ExitReason, Item, Message, MonitorRef, PendingCall, Pid, Priority, ProcessOptions, ShardId,
+    SpawnResult, Target,
+};
+use crate::shard::{OwnedTarget, Shard, SpawnRequest, TimerAction, TimerKey};
+
+/// Messages a process handles before it yields to the others on its shard.
+pub(crate) const BUDGET: u32 = 64;
+
+/// The process's view of the runtime, passed to every handler.
+pub struct Context {
+    pub(crate) shard: Rc<Shard>,
+    pub(crate) pid: Pid,
+    slice: u32,
+    stop: Option<ExitReason>,
+    current_reply: Option<Responder<CallResult>>,
+}
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context").field("pid", &self.pid).finish()
+    }
+}
+
+/// A timer set by [`Context::send_after`]; cancel it with [`Context::cancel_timer`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimerRef {
+    shard: ShardId,
+    key: TimerKey,
+}
+
+/// The right to answer a call later, from any thread. Dropped unanswered, it answers the caller
+/// `CallError::NoReply` at once.
+pub struct ReplyToken {
+    responder: Responder<CallResult>,
+}
+
+impl fmt::Debug for ReplyToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ReplyToken")
+    }
+}
+
+impl ReplyToken {
+    /// Answers the call. Returns false when the caller had already given up (timed out): the
+    /// reply is dropped and counted as late.
+    pub fn reply<M: Any + Send>(self, msg: M) -> bool {
+        self.responder.respond(Ok(crate::process::envelope::into_message(msg)))
+    }
+}
+
+impl Context {
+    pub(crate) fn new(shard: Rc<Shard>, pid: Pid) -> Self {
+        Context { shard, pid, slice: 0, stop: None, current_reply: None }
+    }
+
+    /// This process's pid.
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// The shard this process runs on.
+    pub fn shard(&self) -> ShardId {
+        self.pid.shard
+    }
+
+    /// How many shards the node has.
+    pub fn shards(&self) -> usize {
+        self.shard.node.shards.len()
+    }
+
+    /// The node's name.
+    pub fn node_name(&self) -> &str {
+        &self.shard.node.name
+    }
+
+    /// A handle on the node, usable from any thread.
+    pub fn handle(&self) -> NodeHandle {
+        NodeHandle::from_shared(self.shard.node.clone())
+    }
+
+    /// Sends `msg` to `to` in the main lane. A full mailbox answers `MailboxFull` with the
+    /// message, synchronously, whatever shard the receiver is on.
+    pub fn send<'t, M: Any + Send>(&self, to: impl Into<Target<'t>>, msg: M) -> Result<(), SendError<M>> {
+        route::send(&self.shard.node, Some(&self.shard), self.pid, to.into(), msg, Priority::Main, None).map(drop)
+    }
+
+    /// Sends `msg` in the given lane (urgent messages are handled before main ones).
+    pub fn send_priority<'t, M: Any + Send>(
+        &self,
+        to: impl Into<Target<'t>>,
+        msg: M,
+        priority: Priority,
+    ) -> Result<(), SendError<M>> {
+        route::send(&self.shard.node, Some(&self.shard), self.pid, to.into(), msg, priority, None).map(drop)
+    }
+
+    /// Sends `req` and waits for the reply, at most `timeout`. Parks this process only. A reply
+    /// that arrives after the timeout is dropped and counted (never handed to a later call).
+    pub async fn call<'t, M: Any + Send>(
+        &self,
+        to: impl Into<Target<'t>>,
+        req: M,
+        timeout: Duration,
+    ) -> Result<Message, CallError> {
+        if timeout.is_zero() {
+            return Err(CallError::InvalidTimeout(timeout));
+        }
+        let to = to.into();
+        let reference = self.shard.next_ref();
+        let deadline = deadline_after(timeout);
+        self.pending(reference, Some(deadline));
+        let responder = Responder::process(self.pid, reference);
+        if let Err(e) =
+            route::send(&self.shard.node, Some(&self.shard), self.pid, to, req, Priority::Main, Some(responder))
+        {
+            self.forget(reference);
+            return Err(CallError::from(e));
+        }
+        self.wait_reply(reference).await
+    }
+
+    /// Spawns a process on this shard and waits until its `init` has run.
+    pub async fn spawn<A: Actor, F>(&self, factory: F, options: ProcessOptions) -> Result<Pid, SpawnError>
+    where
+        F: FnOnce() -> A + Send + 'static,
+    {
+        self.spawn_inner(self.pid.shard, None, factory, options).await
+    }
+
+    /// Spawns a process on `shard` and waits until its `init` has run.
+    pub async fn spawn_on<A: Actor, F>(
+        &self,
+        shard: ShardId,
+        factory: F,
+        options: ProcessOptions,
+    ) -> Result<Pid, SpawnError>
+    where
+        F: FnOnce() -> A + Send + 'static,
+    {
+        self.spawn_inner(shard, None, factory, options).await
+    }
+
+    /// Spawns a process on this shard under `name` (registered before `init` runs).
+    pub async fn spawn_register<A: Actor, F>(
+        &self,
+        name: &str,
+        factory: F,
+        options: ProcessOptions,
+    ) -> Result<Pid, SpawnError>
+    where
+        F: FnOnce() -> A + Send + 'static,
+    {
+        self.spawn_inner(self.pid.shard, Some(name.to_owned()), factory, options).await
+    }
+
+    async fn spawn_inner<A: Actor, F>(
+        &self,
+        shard: ShardId,
+        name: Option<String>,
+        factory: F,
+        options: ProcessOptions,
+    ) -> Result<Pid, SpawnError>
+    where
+        F: FnOnce() -> A + Send + 'static,
+    {
+        let reference = self.shard.next_ref();
+        self.pending(reference, None);
+        let request = SpawnRequest::new(factory, options, name, Responder::process(self.pid, reference));
+        if let Err(e) = route::spawn(&self.shard.node, Some(&self.shard), shard, request) {
+            self.forget(reference);
+            return Err(e);
+        }
+        match self.wait_reply(reference).await {
+            Ok(m) => match m.downcast::<SpawnResult>() {
+                Ok(r) => *r,
+                Err(_) => Err(SpawnError::Stopped),
+            },
+            Err(_) => Err(SpawnError::Stopped),
+        }
+    }
+
+    /// Sends `msg` to `to` after `after`. A name is resolved when the timer fires. If the send
+    /// fails then (full mailbox, no such process), the failure is logged and counted as a dead
+    /// letter.
+    pub fn send_after<'t, M: Any + Send>(&self, to: impl Into<Target<'t>>, msg: M, after: Duration) -> TimerRef {
+        let action = TimerAction::SendAfter {
+            from: self.pid,
+            to: OwnedTarget::from(to.into()),
+            msg: crate::process::envelope::into_message(msg),
+        };
+        let key = self.shard.timers.borrow_mut().insert(deadline_after(after), action);
+        TimerRef { shard: self.pid.shard, key }
+    }
+
+    /// Cancels a timer set by `send_after` on this shard. False if it already fired.
+    pub fn cancel_timer(&self, timer: TimerRef) -> bool {
+        timer.shard == self.pid.shard && self.shard.timers.borrow_mut().cancel(timer.key).is_some()
+    }
+
+    /// Lets the other processes of the shard run, then continues.
+    pub async fn yield_now(&self) {
+        let mut yielded = false;
+        poll_fn(|_| {
+            if yielded {
+                return Poll::Ready(());
+            }
+            yielded = true;
+            self.shard.schedule(self.pid.slot);
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Asks for an exit signal when `pid` ends (a one-way link, as in Ergo). Unless this
+    /// process traps exits, a signal with any reason but `Normal` ends it with that reason. If
+    /// `pid` is already gone, the signal comes at once with `NoProcess`.
+    pub fn link(&self, pid: Pid) {
+        route::signal(&self.shard.node, Some(&self.shard), pid, self.pid, Kind::Link { from: self.pid });
+    }
+
+    /// Undoes `link`.
+    pub fn unlink(&self, pid: Pid) {
+        route::signal(&self.shard.node, Some(&self.shard), pid, self.pid, Kind::Unlink { from: self.pid });
+    }
+
+    /// Asks for a [`Down`](crate::Down) message when `to` ends (at once, with `NoProcess`, if it
+    /// does not exist).
+    pub fn monitor<'t>(&self, to: impl Into<Target<'t>>) -> MonitorRef {
+        let pid = route::resolve_pid(&self.shard.node, to.into());
+        let reference = MonitorRef(self.shard.next_ref());
+        match pid {
+            Some(pid) => route::signal(
+                &self.shard.node,
+                Some(&self.shard),
+                pid,
+                self.pid,
+                Kind::Monitor { from: self.pid, reference },
+            ),
+            None => {
+                let down = Signal::Down { reference, pid: self.pid, reason: ExitReason::NoProcess };
+                route::signal(&self.shard.node, Some(&self.shard), self.pid, self.pid, Kind::Signal(down));
+            }
+        }
+        reference
+    }
+
+    /// Removes a monitor on `pid` set by [`Context::monitor`].
+    pub fn demonitor(&self, pid: Pid, reference: MonitorRef) {
+        route::signal(&self.shard.node, Some(&self.shard), pid, self.pid, Kind::Demonitor { reference });
+    }
+
+    /// Sends an exit signal to `to`. `Kill` ends it at once (no `terminate`, cannot be trapped);
+    /// other reasons end it after its current handler unless it traps exits; `Normal` is
+    /// ignored by a process that does not trap exits.
+    pub fn exit(&self, to: Pid, reason: ExitReason) {
+        let signal = Signal::Exit { from: self.pid, reason };
+        route::signal(&self.shard.node, Some(&self.shard), to, self.pid, Kind::Signal(signal));
+    }
+
+    /// Ends this process with `reason` once the current handler returns.
+    pub fn stop(&mut self, reason: ExitReason) {
+        self.stop = Some(reason);
+    }
+
+    /// Whether exit signals arrive as [`ExitSignal`](crate::ExitSignal) messages.
+    pub fn trap_exit(&self) -> bool {
+        self.shard.table.borrow().get(self.pid.slot as usize).is_some_and(|e| e.trap_exit)
+    }
+
+    /// Turns exit trapping on or off.
+    pub fn set_trap_exit(&self, on: bool) {
+        if let Some(e) = self.shard.table.borrow_mut().get_mut(self.pid.slot as usize) {
+            e.trap_exit = on;
+        }
+    }
+
+    /// Registers this process under `name` on its node (one name per process).
+    pub fn register(&self, name: &str) -> Result<(), RegisterError> {
+        self.shard.register_name(self.pid, name)
+    }
+
+    /// Removes this process's name. False if it had none.
+    pub fn unregister(&self) -> bool {
+        self.shard.unregister_name(self.pid)
+    }
+
+    /// The pid registered under `name` on this node.
+    pub fn whereis(&self, name: &str) -> Option<Pid> {
+        self.shard.node.names.resolve(name)
+    }
+
+    /// A new alias of this process.
+    pub fn create_alias(&self) -> Alias {
+        self.shard.create_alias(self.pid)
+    }
+
+    /// Deletes an alias of this process. False if it was not one of its live aliases.
+    pub fn delete_alias(&self, alias: Alias) -> bool {
+        alias.owner == self.pid && self.shard.delete_alias(self.pid, alias.id)
+    }
+
+    /// Inside `handle_call`: take the right to reply later (then return `Reply::Later`).
+    /// `None` outside a call, or if already taken.
+    pub fn defer_reply(&mut self) -> Option<ReplyToken> {
+        self.current_reply.take().map(|responder| ReplyToken { responder })
+    }
+
+    /// Logs through the `log` facade, with the node and pid in the line.
+    pub fn log(&self, level: log::Level, args: fmt::Arguments<'_>) {
+        log::log!(target: "pinion", level, "{} {}: {}", self.shard.node.name, self.pid, args);
+    }
+
+    // ---- used by the process loop ----------------------------------------------------------
+
+    pub(crate) fn take_stop(&mut self) -> Option<ExitReason> {
+        self.stop.take()
+    }
+
+    pub(crate) fn init_finished(&mut self, result: Result<(), ExitReason>) {
+        self.shard.init_finished(self.pid, result);
+    }
+
+    /// The next mailbox item: system lane, then urgent, then main. Yields to the shard after
+    /// `BUDGET` messages in a row.
+    pub(crate) fn next(&mut self) -> impl Future<Output = Item> + '_ {
+        poll_fn(move |_| {
+            if self.slice >= BUDGET {
+                self.slice = 0;
+                self.shard.schedule(self.pid.slot);
+                return Poll::Pending;
+            }
+            let mut table = self.shard.table.borrow_mut();
+            let Some(entry) = table.get_mut(self.pid.slot as usize) else {
+                return Poll::Pending;
+            };
+            if let Some(signal) = entry.mailbox.system.pop_front() {
+                entry.awaiting_mail = false;
+                return Poll::Ready(Item::Signal(signal));
+            }
+            let mail = match entry.mailbox.urgent.pop_front() {
+                Some(m) => Some(m),
+                None => entry.mailbox.main.pop_front(),
+            };
+            match mail {
+                Some(m) => {
+                    entry.awaiting_mail = false;
+                    self.slice += 1;
+                    Poll::Ready(Item::Mail(m))
+                }
+                None => {
+                    entry.awaiting_mail = true;
+                    self.slice = 0;
+                    Poll::Pending
+                }
+            }
+        })
+    }
+
+    /// A user message is finished: release its reservation.
+    pub(crate) fn finish_mail(&mut self) {
+        self.shard.finish_mail(self.pid);
+    }
+
+    pub(crate) fn begin_call(&mut self, reply: Responder<CallResult>) {
+        self.current_reply = Some(reply);
+    }
+
+    /// After `handle_call`: answer now with `msg`, or (None) drop the responder if the handler
+    /// kept no token — which answers `NoReply`.
+    pub(crate) fn end_call(&mut self, msg: Option<Message>) {
+        let responder = self.current_reply.take();
+        if let (Some(r), Some(m)) = (responder, msg) {
+            r.respond(Ok(m));
+        }
+    }
+
+    fn pending(&self, reference: u64, deadline: Option<Instant>) {
+        let timer = deadline.map(|d| {
+            let action = TimerAction::CallTimeout { slot: self.pid.slot, generation: self.pid.generation, reference };
+            self.shard.timers.borrow_mut().insert(d, action)
+        });
+        if let Some(e) = self.shard.table.borrow_mut().get_mut(self.pid.slot as usize) {
+            e.calls.push(PendingCall { reference, result: None, timer });
+        }
+    }
+
+    fn forget(&self, reference: u64) {
+        let call = {
+            let mut table = self.shard.table.borrow_mut();
+            let Some(e) = table.get_mut(self.pid.slot as usize) else { return };
+            let Some(i) = e.calls.iter().position(|c| c.reference == reference) else { return };
+            e.calls.swap_remove(i)
+        };
+        if let Some(t) = call.timer {
+            self.shard.timers.borrow_mut().cancel(t);
+        }
+    }
+
+    fn wait_reply(&self, reference: u64) -> impl Future<Output = CallResult> + '_ {
+        poll_fn(move |_| {
+            let mut table = self.shard.table.borrow_mut();
+            let Some(e) = table.get_mut(self.pid.slot as usize) else {
+                return Poll::Ready(Err(CallError::Stopped));
+            };
+            let Some(i) = e.calls.iter().position(|c| c.reference == reference) else {
+                return Poll::Ready(Err(CallError::NoReply));
+            };
+            if e.calls[i].result.is_none() {
+                return Poll::Pending;
+            }
+            let call = e.calls.swap_remove(i);
+            drop(table);
+            if let Some(t) = call.timer {
+                self.shard.timers.borrow_mut().cancel(t);
+            }
+            Poll::Ready(call.result.unwrap_or(Err(CallError::NoReply)))
+        })
+    }
+}
+
+/// `now + timeout`, saturating far in the future for huge timeouts.
+pub(crate) fn deadline_after(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout).unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400))
+}

@@ -1,0 +1,241 @@
+//! What travels between processes and shards: [`Mail`] (a user message with its sender and, for
+//! a call, where the reply goes), system signals, replies, and the [`Envelope`] that carries any
+//! of them across shards — the only runtime value that crosses threads.
+
+use std::any::Any;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::task::{Context as TaskContext, Poll, Waker};
+use std::time::Instant;
+
+use crate::error::CallError;
+use crate::process::{ExitReason, Message, MonitorRef, Pid, Priority};
+use crate::shard::{ControlRequest, SpawnRequest};
+
+/// A user message in a mailbox: it holds one reservation of its receiver.
+pub(crate) struct Mail {
+    pub(crate) from: Pid,
+    pub(crate) msg: Message,
+    /// Present for a call: where the reply goes.
+    pub(crate) reply: Option<Responder<CallResult>>,
+}
+
+/// The outcome of a call, as delivered to the caller.
+pub(crate) type CallResult = Result<Message, CallError>;
+
+/// Runtime traffic in a process's system lane (never counted against its bound).
+pub(crate) enum Signal {
+    /// An exit signal: from a linked process that ended, or sent explicitly.
+    Exit { from: Pid, reason: ExitReason },
+    /// A monitored process ended.
+    Down { reference: MonitorRef, pid: Pid, reason: ExitReason },
+    /// The node is stopping: run `terminate` and end.
+    Shutdown,
+}
+
+/// An envelope addressed to a slot (or to the shard itself).
+pub(crate) struct Envelope {
+    pub(crate) slot: u32,
+    pub(crate) generation: u32,
+    pub(crate) kind: Kind,
+}
+
+pub(crate) enum Kind {
+    /// A user message; `alias` is set when it was sent to an alias of the process.
+    Mail {
+        mail: Mail,
+        priority: Priority,
+        alias: Option<u64>,
+    },
+    /// The answer to a call this process made.
+    Reply {
+        reference: u64,
+        result: CallResult,
+    },
+    Signal(Signal),
+    /// `from` wants an exit signal when this process ends.
+    Link {
+        from: Pid,
+    },
+    Unlink {
+        from: Pid,
+    },
+    /// `from` wants a `Down` when this process ends.
+    Monitor {
+        from: Pid,
+        reference: MonitorRef,
+    },
+    Demonitor {
+        reference: MonitorRef,
+    },
+    /// Poll the process's task (a foreign waker fired).
+    Wake,
+    /// To the shard: start a process.
+    Spawn(SpawnRequest),
+    /// To the shard: inspect, stop, arm a timeout...
+    Control(ControlRequest),
+}
+
+/// Where an answer goes: a process waiting on a reference, or a thread/foreign future waiting
+/// on a one-shot [`Slot`]. Dropped unanswered, it answers `T::dropped()` so nobody waits
+/// forever for an answer that cannot come.
+pub(crate) struct Responder<T: Answer> {
+    pub(crate) inner: Option<ResponderTo<T>>,
+}
+
+pub(crate) enum ResponderTo<T> {
+    Process { pid: Pid, reference: u64 },
+    External(Arc<Slot<T>>),
+}
+
+/// An answer type: how to report "dropped without an answer".
+pub(crate) trait Answer: Send + 'static {
+    fn dropped() -> Self;
+    fn into_message(self) -> CallResult;
+}
+
+impl Answer for CallResult {
+    fn dropped() -> Self {
+        Err(CallError::NoReply)
+    }
+    fn into_message(self) -> CallResult {
+        self
+    }
+}
+
+impl<T: Answer> Responder<T> {
+    pub(crate) fn process(pid: Pid, reference: u64) -> Self {
+        Responder { inner: Some(ResponderTo::Process { pid, reference }) }
+    }
+    pub(crate) fn external(slot: Arc<Slot<T>>) -> Self {
+        Responder { inner: Some(ResponderTo::External(slot)) }
+    }
+    /// Silences the responder: the waiter learns the outcome another way.
+    pub(crate) fn defuse(mut self) {
+        self.inner = None;
+    }
+    /// Sends the answer. Returns false when it was late (the waiter gave up) or undeliverable.
+    pub(crate) fn respond(mut self, value: T) -> bool {
+        match self.inner.take() {
+            Some(to) => deliver(to, value),
+            None => false,
+        }
+    }
+}
+
+fn deliver<T: Answer>(to: ResponderTo<T>, value: T) -> bool {
+    match to {
+        ResponderTo::External(slot) => {
+            let delivered = slot.complete(value);
+            if !delivered {
+                crate::shard::with_current(|s| {
+                    if let Some(s) = s {
+                        s.late_reply();
+                    }
+                });
+            }
+            delivered
+        }
+        ResponderTo::Process { pid, reference } => {
+            crate::node::route::reply(pid, reference, value.into_message());
+            true
+        }
+    }
+}
+
+impl<T: Answer> Drop for Responder<T> {
+    fn drop(&mut self) {
+        if let Some(to) = self.inner.take() {
+            deliver(to, T::dropped());
+        }
+    }
+}
+
+/// A one-shot rendezvous for an answer awaited outside a shard: by a future on any executor
+/// (waker) or by a blocked thread (condvar). The first completion wins; later ones are late.
+pub(crate) struct Slot<T> {
+    state: Mutex<SlotState<T>>,
+    ready: Condvar,
+}
+
+enum SlotState<T> {
+    Waiting(Option<Waker>),
+    Done(T),
+    Taken,
+}
+
+impl<T> Slot<T> {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Slot { state: Mutex::new(SlotState::Waiting(None)), ready: Condvar::new() })
+    }
+
+    /// Completes the slot; false if it was already complete.
+    pub(crate) fn complete(&self, value: T) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        match &mut *state {
+            SlotState::Waiting(waker) => {
+                let waker = waker.take();
+                *state = SlotState::Done(value);
+                drop(state);
+                self.ready.notify_all();
+                if let Some(w) = waker {
+                    w.wake();
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub(crate) fn poll_take(&self, cx: &mut TaskContext<'_>) -> Poll<T> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        match std::mem::replace(&mut *state, SlotState::Taken) {
+            SlotState::Done(v) => Poll::Ready(v),
+            SlotState::Waiting(_) => {
+                *state = SlotState::Waiting(Some(cx.waker().clone()));
+                Poll::Pending
+            }
+            SlotState::Taken => panic!("pinion: a completed answer was polled again"),
+        }
+    }
+
+    /// Blocks until complete or `deadline`; on the deadline completes with `on_timeout()`
+    /// (unless an answer won the race).
+    pub(crate) fn wait(&self, deadline: Option<Instant>, on_timeout: impl FnOnce() -> T) -> T {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if let SlotState::Done(_) = &*state {
+                match std::mem::replace(&mut *state, SlotState::Taken) {
+                    SlotState::Done(v) => return v,
+                    _ => unreachable!(),
+                }
+            }
+            match deadline {
+                None => state = self.ready.wait(state).unwrap_or_else(PoisonError::into_inner),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        *state = SlotState::Taken;
+                        return on_timeout();
+                    }
+                    state = self.ready.wait_timeout(state, d - now).unwrap_or_else(PoisonError::into_inner).0;
+                }
+            }
+        }
+    }
+}
+
+/// Boxes a value as a [`Message`] — unless it already is one, which is passed through (so
+/// forwarding a received message never wraps it twice).
+#[inline]
+pub(crate) fn into_message<M: Any + Send>(m: M) -> Message {
+    let mut m = Some(m);
+    if let Some(already) = (&mut m as &mut dyn Any).downcast_mut::<Option<Message>>() {
+        if let Some(msg) = already.take() {
+            return msg;
+        }
+    }
+    match m {
+        Some(m) => Box::new(m),
+        None => unreachable!("taken only when M is Message"),
+    }
+}

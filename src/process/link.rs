@@ -1,0 +1,113 @@
+//! Links and monitors, and the end of a process: close its slot, free its name, answer what
+//! waited on it, and signal its linked and monitoring processes.
+
+use std::rc::Rc;
+
+use crate::error::{CallError, SpawnError};
+use crate::node::route;
+use crate::process::envelope::{Kind, Signal};
+use crate::process::{ExitReason, MonitorRef, Pid};
+use crate::shard::Shard;
+
+fn pid_of(shard: &Shard, slot: u32, generation: u32) -> Pid {
+    Pid { node: shard.node.id, shard: shard.id, slot, generation }
+}
+
+/// The process in `slot` ended with `reason` (its future is already gone).
+pub(crate) fn process_exited(shard: &Rc<Shard>, slot: u32, reason: ExitReason) {
+    let Some(entry) = shard.table.borrow_mut().try_remove(slot as usize) else { return };
+    let pid = pid_of(shard, slot, entry.generation);
+    if let Some(r) = shard.remote().table.get(slot) {
+        r.close(entry.generation);
+    }
+    if let Some(name) = &entry.name {
+        shard.node.names.unregister(name, pid);
+    }
+    match &reason {
+        ExitReason::Panic(text) => {
+            log::error!(target: "pinion", "{} {}: process panicked: {}", shard.node.name, pid, text)
+        }
+        ExitReason::Normal | ExitReason::Shutdown => {
+            log::trace!(target: "pinion", "{} {}: process ended: {}", shard.node.name, pid, reason)
+        }
+        _ => log::debug!(target: "pinion", "{} {}: process ended: {}", shard.node.name, pid, reason),
+    }
+    {
+        let mut timers = shard.timers.borrow_mut();
+        for call in &entry.calls {
+            if let Some(t) = call.timer {
+                timers.cancel(t);
+            }
+        }
+    }
+    if let Some(waiter) = entry.init_waiter {
+        waiter.respond(Err(SpawnError::InitFailed(reason.clone())));
+    }
+    let mailbox = entry.mailbox;
+    for mail in mailbox.urgent.into_iter().chain(mailbox.main) {
+        shard.stats.dead_letters.set(shard.stats.dead_letters.get() + 1);
+        if let Some(reply) = mail.reply {
+            reply.respond(Err(CallError::NoSuchProcess));
+        }
+    }
+    for linked in entry.links {
+        let signal = Signal::Exit { from: pid, reason: reason.clone() };
+        route::signal(&shard.node, Some(shard), linked, pid, Kind::Signal(signal));
+    }
+    for (reference, watcher) in entry.monitors {
+        let signal = Signal::Down { reference, pid, reason: reason.clone() };
+        route::signal(&shard.node, Some(shard), watcher, pid, Kind::Signal(signal));
+    }
+}
+
+/// `from` links to the process in `slot`; if it is gone, `from` gets `NoProcess` at once.
+pub(crate) fn add_link(shard: &Rc<Shard>, slot: u32, generation: u32, from: Pid) {
+    let alive = {
+        let mut table = shard.table.borrow_mut();
+        match table.get_mut(slot as usize).filter(|e| e.generation == generation) {
+            Some(e) => {
+                if !e.links.contains(&from) {
+                    e.links.push(from);
+                }
+                true
+            }
+            None => false,
+        }
+    };
+    if !alive {
+        let pid = pid_of(shard, slot, generation);
+        let signal = Signal::Exit { from: pid, reason: ExitReason::NoProcess };
+        route::signal(&shard.node, Some(shard), from, pid, Kind::Signal(signal));
+    }
+}
+
+pub(crate) fn remove_link(shard: &Rc<Shard>, slot: u32, generation: u32, from: Pid) {
+    if let Some(e) = shard.table.borrow_mut().get_mut(slot as usize).filter(|e| e.generation == generation) {
+        e.links.retain(|p| *p != from);
+    }
+}
+
+/// `from` monitors the process in `slot`; if it is gone, `from` gets `Down(NoProcess)` at once.
+pub(crate) fn add_monitor(shard: &Rc<Shard>, slot: u32, generation: u32, from: Pid, reference: MonitorRef) {
+    let alive = {
+        let mut table = shard.table.borrow_mut();
+        match table.get_mut(slot as usize).filter(|e| e.generation == generation) {
+            Some(e) => {
+                e.monitors.push((reference, from));
+                true
+            }
+            None => false,
+        }
+    };
+    if !alive {
+        let pid = pid_of(shard, slot, generation);
+        let signal = Signal::Down { reference, pid, reason: ExitReason::NoProcess };
+        route::signal(&shard.node, Some(shard), from, pid, Kind::Signal(signal));
+    }
+}
+
+pub(crate) fn remove_monitor(shard: &Rc<Shard>, slot: u32, generation: u32, reference: MonitorRef) {
+    if let Some(e) = shard.table.borrow_mut().get_mut(slot as usize).filter(|e| e.generation == generation) {
+        e.monitors.retain(|(r, _)| *r != reference);
+    }
+}

@@ -1,0 +1,152 @@
+//! Bounded mailboxes: the shared reservation word that makes the bound exact across shards, and
+//! the shard-local lanes (system, urgent, main) the reserved messages wait in.
+//!
+//! # The reservation word
+//! Each process slot has one cache-line-aligned `AtomicU64`: the slot's generation in the high
+//! 32 bits and the number of *reserved* messages in the low 32 bits. A sender, on any shard or
+//! thread, reserves with a compare-and-swap that checks both at once: a stale generation answers
+//! `Stale` (the pid's process is gone), a count at capacity answers `Full`. Nothing is enqueued
+//! without a reservation, so a mailbox never holds more than its capacity whatever the race.
+//! The owner releases a reservation when it has *finished* the message (not when it dequeued
+//! it), so capacity counts queued plus in-progress messages and the number accepted does not
+//! depend on scheduling. When the process ends, the owner bumps the generation and zeroes the
+//! count in one store: later sends fail, later releases (by the old incarnation) are no-ops.
+
+use std::collections::VecDeque;
+
+use crate::loom::{AtomicU32, AtomicU64, Ordering};
+
+const COUNT_BITS: u32 = 32;
+const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
+
+/// Why a reservation failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[doc(hidden)]
+pub enum Reserve {
+    /// The slot holds `capacity` reserved messages.
+    Full,
+    /// The slot's generation is not the pid's: its process ended.
+    Stale,
+}
+
+/// The shared, lock-free half of a process slot: generation + reserved count, and capacity.
+///
+/// INVARIANT: the reserved count never exceeds the capacity set by the last `open`.
+#[repr(align(64))]
+#[derive(Debug)]
+#[doc(hidden)]
+pub struct Reservation {
+    word: AtomicU64,
+    capacity: AtomicU32,
+}
+
+impl Default for Reservation {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Reservation {
+    /// A closed slot at generation 0.
+    pub fn new() -> Self {
+        Reservation { word: AtomicU64::new(0), capacity: AtomicU32::new(0) }
+    }
+
+    /// The current generation (owner's view).
+    pub fn generation(&self) -> u32 {
+        (self.word.load(Ordering::Acquire) >> COUNT_BITS) as u32
+    }
+
+    /// Reserved messages right now (a snapshot).
+    pub fn reserved(&self) -> u32 {
+        (self.word.load(Ordering::Acquire) & COUNT_MASK) as u32
+    }
+
+    /// Owner only, on a closed slot: start a new incarnation with `capacity`, returning its
+    /// generation. The capacity is published before the generation that makes it reachable.
+    pub fn open(&self, capacity: u32) -> u32 {
+        self.capacity.store(capacity, Ordering::Relaxed);
+        let generation = self.generation();
+        self.word.store(u64::from(generation) << COUNT_BITS, Ordering::Release);
+        generation
+    }
+
+    /// Owner only: end the incarnation `generation`. Sends to it fail from now on; releases
+    /// for it become no-ops.
+    pub fn close(&self, generation: u32) {
+        let next = generation.wrapping_add(1);
+        self.word.store(u64::from(next) << COUNT_BITS, Ordering::Release);
+    }
+
+    /// Any thread: reserve room for one message to incarnation `generation`.
+    #[inline]
+    pub fn try_reserve(&self, generation: u32) -> Result<(), Reserve> {
+        let mut current = self.word.load(Ordering::Acquire);
+        loop {
+            if (current >> COUNT_BITS) as u32 != generation {
+                return Err(Reserve::Stale);
+            }
+            let capacity = u64::from(self.capacity.load(Ordering::Relaxed));
+            if current & COUNT_MASK >= capacity {
+                return Err(Reserve::Full);
+            }
+            match self.word.compare_exchange_weak(current, current + 1, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Ok(()),
+                Err(seen) => current = seen,
+            }
+        }
+    }
+
+    /// Any thread: give back one reservation of incarnation `generation` (a message finished,
+    /// or one that was reserved and then could not be enqueued). A no-op for a closed
+    /// incarnation.
+    #[inline]
+    pub fn release(&self, generation: u32) {
+        let mut current = self.word.load(Ordering::Acquire);
+        loop {
+            if (current >> COUNT_BITS) as u32 != generation || current & COUNT_MASK == 0 {
+                return;
+            }
+            match self.word.compare_exchange_weak(current, current - 1, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return,
+                Err(seen) => current = seen,
+            }
+        }
+    }
+}
+
+/// Which lane a user message travels in. System traffic (exit signals, down messages, replies)
+/// has its own lane, outside the bound, so a full mailbox never blocks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Priority {
+    /// Handled before any main-lane message (after system traffic).
+    Urgent,
+    /// The default lane.
+    #[default]
+    Main,
+}
+
+/// The shard-local queues of one process. Every message in `urgent` or `main` holds a
+/// reservation; `system` is unbounded by count but only holds runtime traffic whose number is
+/// bounded by links, monitors and outstanding calls.
+#[derive(Debug)]
+pub(crate) struct Mailbox<M, S> {
+    pub(crate) system: VecDeque<S>,
+    pub(crate) urgent: VecDeque<M>,
+    pub(crate) main: VecDeque<M>,
+}
+
+impl<M, S> Mailbox<M, S> {
+    pub(crate) fn new() -> Self {
+        Mailbox { system: VecDeque::new(), urgent: VecDeque::new(), main: VecDeque::new() }
+    }
+    pub(crate) fn push(&mut self, priority: Priority, m: M) {
+        match priority {
+            Priority::Urgent => self.urgent.push_back(m),
+            Priority::Main => self.main.push_back(m),
+        }
+    }
+    pub(crate) fn user_len(&self) -> usize {
+        self.urgent.len() + self.main.len()
+    }
+}

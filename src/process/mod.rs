@@ -1,0 +1,308 @@
+//! Processes: futures owned by one shard, driving an [`Actor`] over its mailbox.
+//!
+//! A process is spawned on a shard, runs `init`, then handles one message at a time — system
+//! signals first, then urgent, then main — and ends with an [`ExitReason`]. Its slot's
+//! generation moves on when it ends, so stale pids are refused.
+
+mod actor;
+pub(crate) mod context;
+pub(crate) mod envelope;
+pub(crate) mod link;
+pub(crate) mod mailbox;
+mod pid;
+pub(crate) mod table;
+
+use std::any::Any;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+pub use actor::{Actor, Reply};
+pub(crate) use context::deadline_after;
+pub use context::{Context, ReplyToken, TimerRef};
+pub use mailbox::Priority;
+pub use pid::{Alias, NodeId, Pid, ProcessId, ShardId, Target};
+
+use crate::error::SpawnError;
+use envelope::{Answer, CallResult, Mail, Responder, Signal};
+use mailbox::Mailbox;
+
+/// A message: any `Send` value, boxed. Handlers downcast it (`msg.downcast::<T>()`).
+pub type Message = Box<dyn Any + Send>;
+
+/// Why a process ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExitReason {
+    /// It finished its work.
+    Normal,
+    /// It was asked to stop (node stop, supervisor shutdown).
+    Shutdown,
+    /// It was killed: no `terminate`, cannot be trapped.
+    Kill,
+    /// A handler panicked; the text is the panic message.
+    Panic(String),
+    /// The process addressed did not exist (a link or monitor to a dead pid).
+    NoProcess,
+    /// An application-defined reason.
+    Custom(String),
+}
+
+impl ExitReason {
+    /// A custom reason.
+    pub fn custom(text: impl Into<String>) -> Self {
+        ExitReason::Custom(text.into())
+    }
+    /// True for `Normal` and `Shutdown`: endings a supervisor does not treat as failures of a
+    /// transient child.
+    pub fn is_normal(&self) -> bool {
+        matches!(self, ExitReason::Normal | ExitReason::Shutdown)
+    }
+}
+
+impl fmt::Display for ExitReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExitReason::Normal => f.write_str("normal"),
+            ExitReason::Shutdown => f.write_str("shutdown"),
+            ExitReason::Kill => f.write_str("kill"),
+            ExitReason::Panic(m) => write!(f, "panic: {m}"),
+            ExitReason::NoProcess => f.write_str("no such process"),
+            ExitReason::Custom(m) => f.write_str(m),
+        }
+    }
+}
+
+/// Identifies one monitor, as set up by [`Context::monitor`].
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct MonitorRef(pub(crate) u64);
+
+/// Delivered to `handle_message` of a process that traps exits, instead of ending it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExitSignal {
+    /// The process the signal is from (the linked process that ended, or the sender).
+    pub from: Pid,
+    /// Its reason.
+    pub reason: ExitReason,
+}
+
+/// Delivered to `handle_message` when a monitored process ends.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Down {
+    /// The monitor this answers.
+    pub reference: MonitorRef,
+    /// The process that ended.
+    pub pid: Pid,
+    /// Its reason (`NoProcess` when it was already gone when the monitor was set).
+    pub reason: ExitReason,
+}
+
+/// Options for one process.
+#[derive(Clone, Debug)]
+pub struct ProcessOptions {
+    /// Mailbox bound: messages accepted and not yet finished (queued plus the one being
+    /// handled), urgent and main lanes together. At least 1. Default 1024.
+    pub mailbox: usize,
+    /// Deliver exit signals as [`ExitSignal`] messages instead of ending the process.
+    pub trap_exit: bool,
+}
+
+impl Default for ProcessOptions {
+    fn default() -> Self {
+        ProcessOptions { mailbox: DEFAULT_MAILBOX, trap_exit: false }
+    }
+}
+
+/// Default mailbox bound.
+pub const DEFAULT_MAILBOX: usize = 1024;
+
+impl ProcessOptions {
+    /// Options with this mailbox bound.
+    pub fn with_mailbox(mailbox: usize) -> Self {
+        ProcessOptions { mailbox, ..Default::default() }
+    }
+    pub(crate) fn capacity(&self) -> Result<u32, SpawnError> {
+        match u32::try_from(self.mailbox) {
+            Ok(0) => Err(SpawnError::InvalidOptions("mailbox must be at least 1")),
+            Ok(n) if n < u32::MAX => Ok(n),
+            _ => Err(SpawnError::InvalidOptions("mailbox must be below 2^32 - 1")),
+        }
+    }
+}
+
+/// What a process is doing, as reported by `process_info`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProcessState {
+    /// Running `init`.
+    Initializing,
+    /// Waiting for a message.
+    Idle,
+    /// Scheduled or running a handler.
+    Running,
+    /// In a handler, awaiting something (a call, a timer, I/O).
+    Waiting,
+}
+
+/// A snapshot of one process.
+#[derive(Clone, Debug)]
+pub struct ProcessInfo {
+    /// Its pid.
+    pub pid: Pid,
+    /// Its registered name.
+    pub name: Option<String>,
+    /// What it is doing.
+    pub state: ProcessState,
+    /// Messages queued in the system lane.
+    pub system_queue: usize,
+    /// Messages queued in the urgent lane.
+    pub urgent_queue: usize,
+    /// Messages queued in the main lane.
+    pub main_queue: usize,
+    /// Reserved mailbox slots (queued plus in progress).
+    pub reserved: u32,
+    /// Its mailbox bound.
+    pub mailbox: u32,
+    /// Messages it has finished.
+    pub processed: u64,
+    /// Processes linked to it (they get its exit signal).
+    pub links: usize,
+    /// Monitors on it.
+    pub monitors: usize,
+    /// Whether it traps exits.
+    pub trap_exit: bool,
+}
+
+pub(crate) type ProcessFuture = Pin<Box<dyn Future<Output = ExitReason>>>;
+
+/// Result of a spawn, as delivered to whoever waits for it.
+pub(crate) type SpawnResult = Result<Pid, SpawnError>;
+
+impl Answer for SpawnResult {
+    fn dropped() -> Self {
+        Err(SpawnError::Stopped)
+    }
+    fn into_message(self) -> CallResult {
+        Ok(Box::new(self))
+    }
+}
+
+/// An outstanding call of a process: answered by a reply or its timeout, whichever is first.
+pub(crate) struct PendingCall {
+    pub(crate) reference: u64,
+    pub(crate) result: Option<CallResult>,
+    pub(crate) timer: Option<crate::shard::TimerKey>,
+}
+
+/// A process's shard-local state.
+pub(crate) struct ProcessEntry {
+    pub(crate) generation: u32,
+    pub(crate) mailbox: Mailbox<Mail, Signal>,
+    /// `None` while the executor polls it (or before it is built).
+    pub(crate) future: Option<ProcessFuture>,
+    pub(crate) scheduled: bool,
+    /// The process is parked in `Context::next`: a new message must schedule it.
+    pub(crate) awaiting_mail: bool,
+    pub(crate) initializing: bool,
+    /// A `Kill` arrived while the process was being polled.
+    pub(crate) killed: bool,
+    pub(crate) trap_exit: bool,
+    pub(crate) capacity: u32,
+    pub(crate) processed: u64,
+    pub(crate) calls: Vec<PendingCall>,
+    /// Processes that linked to this one: they get its exit signal.
+    pub(crate) links: Vec<Pid>,
+    pub(crate) monitors: Vec<(MonitorRef, Pid)>,
+    pub(crate) aliases: Vec<u64>,
+    pub(crate) name: Option<Box<str>>,
+    pub(crate) init_waiter: Option<Responder<SpawnResult>>,
+}
+
+impl ProcessEntry {
+    pub(crate) fn new(generation: u32, capacity: u32, trap_exit: bool) -> Self {
+        ProcessEntry {
+            generation,
+            mailbox: Mailbox::new(),
+            future: None,
+            scheduled: false,
+            awaiting_mail: false,
+            initializing: true,
+            killed: false,
+            trap_exit,
+            capacity,
+            processed: 0,
+            calls: Vec::new(),
+            links: Vec::new(),
+            monitors: Vec::new(),
+            aliases: Vec::new(),
+            name: None,
+            init_waiter: None,
+        }
+    }
+}
+
+/// What `Context::next` hands the process loop.
+pub(crate) enum Item {
+    Mail(Mail),
+    Signal(Signal),
+}
+
+/// The process loop: `init`, then one message at a time until an exit reason, then `terminate`.
+pub(crate) async fn run<A: Actor>(mut actor: A, mut ctx: Context) -> ExitReason {
+    if let Err(reason) = actor.init(&mut ctx).await {
+        ctx.init_finished(Err(reason.clone()));
+        return reason;
+    }
+    ctx.init_finished(Ok(()));
+    let reason = serve(&mut actor, &mut ctx).await;
+    actor.terminate(&mut ctx, &reason).await;
+    reason
+}
+
+async fn serve<A: Actor>(actor: &mut A, ctx: &mut Context) -> ExitReason {
+    loop {
+        if let Some(reason) = ctx.take_stop() {
+            return reason;
+        }
+        let result = match ctx.next().await {
+            Item::Mail(Mail { from, msg, reply: None }) => {
+                let r = actor.handle_message(ctx, from, msg).await;
+                ctx.finish_mail();
+                r
+            }
+            Item::Mail(Mail { from, msg, reply: Some(reply) }) => {
+                ctx.begin_call(reply);
+                let r = match actor.handle_call(ctx, from, msg).await {
+                    Ok(Reply::Now(m)) => {
+                        ctx.end_call(Some(m));
+                        Ok(())
+                    }
+                    Ok(Reply::Later) => {
+                        ctx.end_call(None);
+                        Ok(())
+                    }
+                    Err(e) => {
+                        ctx.end_call(None);
+                        Err(e)
+                    }
+                };
+                ctx.finish_mail();
+                r
+            }
+            Item::Signal(Signal::Shutdown) => return ExitReason::Shutdown,
+            Item::Signal(Signal::Exit { from, reason }) => {
+                if ctx.trap_exit() {
+                    actor.handle_message(ctx, from, Box::new(ExitSignal { from, reason })).await
+                } else if reason == ExitReason::Normal {
+                    Ok(())
+                } else {
+                    return reason;
+                }
+            }
+            Item::Signal(Signal::Down { reference, pid, reason }) => {
+                actor.handle_message(ctx, pid, Box::new(Down { reference, pid, reason })).await
+            }
+        };
+        if let Err(reason) = result {
+            return reason;
+        }
+    }
+}

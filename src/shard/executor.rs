@@ -1,0 +1,128 @@
+//! The single-threaded executor of one shard: polls ready processes from the run queue, with
+//! panics caught per process, and builds the allocation-free `Waker`s they see.
+
+use std::any::Any;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::ptr;
+use std::rc::Rc;
+use std::task::{Context as TaskContext, Poll, RawWaker, RawWakerVTable, Waker};
+
+use crate::process::{ExitReason, NodeId, ProcessFuture, ShardId, link};
+use crate::shard::Shard;
+
+#[cfg(not(target_pointer_width = "64"))]
+compile_error!("pinion packs (node, shard, slot) into a pointer-sized waker: it needs a 64-bit target");
+
+/// Polls up to `max` ready processes. Returns how many were polled.
+pub(crate) fn run_ready(shard: &Rc<Shard>, max: usize) -> usize {
+    let mut polled = 0;
+    while polled < max {
+        let Some(slot) = shard.run_queue.borrow_mut().pop_front() else { break };
+        polled += 1;
+        poll_process(shard, slot);
+    }
+    polled
+}
+
+fn poll_process(shard: &Rc<Shard>, slot: u32) {
+    let mut future = {
+        let mut table = shard.table.borrow_mut();
+        let Some(entry) = table.get_mut(slot as usize) else { return };
+        entry.scheduled = false;
+        let Some(future) = entry.future.take() else { return };
+        future
+    };
+    let waker = waker(shard.node.id, shard.id, slot);
+    let mut cx = TaskContext::from_waker(&waker);
+    let outcome = catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx)));
+    match outcome {
+        Ok(Poll::Pending) => {
+            let killed = shard.table.borrow().get(slot as usize).is_none_or(|e| e.killed);
+            if killed {
+                drop_future(future);
+                link::process_exited(shard, slot, ExitReason::Kill);
+            } else {
+                shard.table.borrow_mut()[slot as usize].future = Some(future);
+            }
+        }
+        Ok(Poll::Ready(reason)) => {
+            drop_future(future);
+            link::process_exited(shard, slot, reason);
+        }
+        Err(payload) => {
+            let text = panic_text(&*payload);
+            drop_future(future);
+            link::process_exited(shard, slot, ExitReason::Panic(text));
+        }
+    }
+}
+
+/// Drops a process future; a panic in a destructor is contained (and logged).
+pub(crate) fn drop_future(future: ProcessFuture) {
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(future))) {
+        log::error!(target: "pinion", "a process destructor panicked: {}", panic_text(&*payload));
+    }
+}
+
+/// The message of a panic payload.
+pub(crate) fn panic_text(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}
+
+// ---- wakers: (node, shard, slot) packed into the data pointer; nothing to allocate or free --
+
+const SLOT_BITS: u32 = 32;
+const SHARD_BITS: u32 = 16;
+
+fn pack(node: NodeId, shard: ShardId, slot: u32) -> usize {
+    ((node.0 as usize) << (SLOT_BITS + SHARD_BITS)) | (usize::from(shard.0) << SLOT_BITS) | slot as usize
+}
+
+fn unpack(data: usize) -> (NodeId, ShardId, u32) {
+    let node = NodeId((data >> (SLOT_BITS + SHARD_BITS)) as u32);
+    let shard = ShardId((data >> SLOT_BITS) as u16);
+    (node, shard, data as u32)
+}
+
+static VTABLE: RawWakerVTable = RawWakerVTable::new(clone_raw, wake_raw, wake_raw, drop_raw);
+
+fn raw(data: usize) -> RawWaker {
+    RawWaker::new(ptr::without_provenance(data), &VTABLE)
+}
+
+fn clone_raw(data: *const ()) -> RawWaker {
+    raw(data.addr())
+}
+
+fn wake_raw(data: *const ()) {
+    let (node, shard, slot) = unpack(data.addr());
+    crate::node::route::wake(node, shard, slot);
+}
+
+fn drop_raw(_: *const ()) {}
+
+/// The waker of the process in `slot`: waking it schedules the process (directly on its own
+/// shard, through the inbox from any other thread).
+pub(crate) fn waker(node: NodeId, shard: ShardId, slot: u32) -> Waker {
+    // SAFETY: the vtable functions never dereference the data pointer: it is an integer
+    // (node, shard, slot) carried in a pointer, valid to copy and to drop at will, and the
+    // functions are thread-safe (they route through the node's lock-free inbox).
+    unsafe { Waker::from_raw(raw(pack(node, shard, slot))) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waker_data_roundtrips_node_shard_slot() {
+        let data = pack(NodeId(65_000), ShardId(4095), u32::MAX - 1);
+        assert_eq!(unpack(data), (NodeId(65_000), ShardId(4095), u32::MAX - 1));
+    }
+}

@@ -1,0 +1,185 @@
+//! Loom models of the mailbox reservation word (`src/process/mailbox.rs`): the bound is exact
+//! under any race, releases and reserves conserve the count, and closing an incarnation makes
+//! its pids stale and its late releases no-ops.
+//!
+//! Run with `RUSTFLAGS="--cfg loom" cargo test --release --test loom_mailbox`.
+#![cfg(loom)]
+
+use loom::sync::Arc;
+use loom::sync::atomic::{AtomicBool, Ordering};
+use loom::thread;
+use pinion::_benchable::{Reservation, Reserve};
+
+#[test]
+fn reservation_racing_reserves_exactly_capacity_succeed() {
+    for capacity in [1, 2] {
+        loom::model(move || {
+            let slot = Arc::new(Reservation::new());
+            let generation = slot.open(capacity);
+
+            let senders: Vec<_> = (0..3)
+                .map(|_| {
+                    let slot = slot.clone();
+                    thread::spawn(move || {
+                        let result = slot.try_reserve(generation);
+                        assert!(slot.reserved() <= capacity, "bound exceeded");
+                        result
+                    })
+                })
+                .collect();
+            let results: Vec<_> = senders.into_iter().map(|s| s.join().unwrap()).collect();
+
+            let ok = results.iter().filter(|r| r.is_ok()).count();
+            let full = results.iter().filter(|r| **r == Err(Reserve::Full)).count();
+            assert_eq!(ok, capacity as usize, "{results:?}");
+            assert_eq!(full, 3 - capacity as usize, "{results:?}");
+            assert_eq!(slot.reserved(), capacity);
+            assert_eq!(slot.generation(), generation);
+        });
+    }
+}
+
+#[test]
+fn reservation_release_then_reserve_never_spuriously_full() {
+    loom::model(|| {
+        let slot = Arc::new(Reservation::new());
+        let generation = slot.open(1);
+        assert_eq!(slot.try_reserve(generation), Ok(()));
+        let released = Arc::new(AtomicBool::new(false));
+
+        // The owner finishes the message and gives its reservation back.
+        let owner = {
+            let (slot, released) = (slot.clone(), released.clone());
+            thread::spawn(move || {
+                slot.release(generation);
+                released.store(true, Ordering::Release);
+            })
+        };
+        // A sender races it: once the release is known to have happened (acquire), the
+        // reservation must succeed; before that, Ok or Full are both fine.
+        let sender = {
+            let (slot, released) = (slot.clone(), released.clone());
+            thread::spawn(move || {
+                let after_release = released.load(Ordering::Acquire);
+                let result = slot.try_reserve(generation);
+                if after_release {
+                    assert_eq!(result, Ok(()), "spuriously full after a release");
+                } else {
+                    assert!(matches!(result, Ok(()) | Err(Reserve::Full)), "{result:?}");
+                }
+                assert!(slot.reserved() <= 1, "bound exceeded");
+                result
+            })
+        };
+        // Someone else only looks.
+        assert!(slot.reserved() <= 1, "bound exceeded");
+
+        owner.join().unwrap();
+        let result = sender.join().unwrap();
+        assert_eq!(slot.reserved(), u32::from(result.is_ok()));
+
+        // With the release joined (happens-before), a reservation cannot be refused.
+        if result.is_ok() {
+            slot.release(generation);
+        }
+        assert_eq!(slot.reserved(), 0);
+        assert_eq!(slot.try_reserve(generation), Ok(()));
+    });
+}
+
+#[test]
+fn reservation_close_makes_reserve_stale_and_release_noop() {
+    // Also across the generation wrap-around: u32::MAX closes into 0.
+    for first in [0, u32::MAX] {
+        loom::model(move || {
+            let slot = Arc::new(Reservation::new());
+            if first != 0 {
+                slot.close(first.wrapping_sub(1));
+            }
+            let old = slot.open(1);
+            assert_eq!(old, first);
+            let closed = Arc::new(AtomicBool::new(false));
+
+            // A sender on another shard, holding a pid of incarnation `old`, reserves and (when
+            // its message is finished or could not be enqueued) releases, racing the close.
+            let sender = {
+                let (slot, closed) = (slot.clone(), closed.clone());
+                thread::spawn(move || {
+                    let after_close = closed.load(Ordering::Acquire);
+                    let result = slot.try_reserve(old);
+                    if after_close {
+                        assert_eq!(result, Err(Reserve::Stale));
+                    } else {
+                        assert!(matches!(result, Ok(()) | Err(Reserve::Stale)), "{result:?}");
+                    }
+                    // Released whatever the outcome: a stale release must be a no-op.
+                    slot.release(old);
+                    assert!(slot.reserved() <= 1, "count underflow or bound exceeded");
+                })
+            };
+
+            // The owner: the process ends, the slot is reused.
+            slot.close(old);
+            closed.store(true, Ordering::Release);
+            assert_eq!(slot.try_reserve(old), Err(Reserve::Stale));
+            let new = slot.open(1);
+            assert_eq!(new, old.wrapping_add(1));
+            assert_eq!(slot.reserved(), 0);
+            assert_eq!(slot.try_reserve(new), Ok(()));
+            assert_eq!(slot.try_reserve(old), Err(Reserve::Stale));
+
+            sender.join().unwrap();
+
+            // The stale release did not take the new incarnation's reservation.
+            assert_eq!(slot.generation(), new);
+            assert_eq!(slot.reserved(), 1);
+            assert_eq!(slot.try_reserve(new), Err(Reserve::Full));
+            slot.release(old);
+            assert_eq!(slot.reserved(), 1);
+            slot.release(new);
+            assert_eq!(slot.reserved(), 0);
+            // Releasing at zero is a no-op, not an underflow into the generation bits.
+            slot.release(new);
+            assert_eq!(slot.reserved(), 0);
+            assert_eq!(slot.generation(), new);
+        });
+    }
+}
+
+#[test]
+fn reservation_concurrent_reserve_release_conserves_count() {
+    loom::model(|| {
+        let slot = Arc::new(Reservation::new());
+        let generation = slot.open(1);
+
+        let workers: Vec<_> = (0..2)
+            .map(|_| {
+                let slot = slot.clone();
+                thread::spawn(move || {
+                    let mut ok = 0;
+                    for _ in 0..2 {
+                        match slot.try_reserve(generation) {
+                            Ok(()) => {
+                                ok += 1;
+                                // Ours is counted, and capacity 1 leaves room for no other.
+                                assert_eq!(slot.reserved(), 1);
+                                slot.release(generation);
+                            }
+                            Err(Reserve::Full) => assert!(slot.reserved() <= 1),
+                            Err(Reserve::Stale) => panic!("stale on a live incarnation"),
+                        }
+                    }
+                    ok
+                })
+            })
+            .collect();
+        let ok: usize = workers.into_iter().map(|w| w.join().unwrap()).sum();
+
+        // A Full is only ever answered while the other worker holds the one reservation, and
+        // a worker that never succeeds cannot block the other's second attempt: so at least
+        // two of the four attempts succeed.
+        assert!(ok >= 2, "only {ok} reservations succeeded");
+        assert_eq!(slot.reserved(), 0);
+        assert_eq!(slot.generation(), generation);
+    });
+}
