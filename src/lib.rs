@@ -87,6 +87,7 @@ mod loom;
 mod node;
 mod process;
 mod shard;
+mod supervisor;
 
 pub use error::{CallError, RegisterError, SendError, SpawnError, StartError};
 pub use node::{CallFuture, Cores, MAX_NAME_BYTES, MAX_SHARDS, Node, NodeHandle, NodeOptions, SpawnFuture};
@@ -95,6 +96,10 @@ pub use process::{
     ProcessId, ProcessInfo, ProcessOptions, ProcessState, Reply, ReplyToken, ShardId, Target, TimerRef,
 };
 pub use shard::ShardInfo;
+pub use supervisor::{
+    ChildInfo, ChildSpec, Restart, StartChild, StartChildError, Strategy, Supervisor, SupervisorInfo,
+    SupervisorOptions, WhichChildren,
+};
 
 /// Internals exposed for benchmarks and loom models. Not a stable API.
 #[doc(hidden)]

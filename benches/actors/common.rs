@@ -107,6 +107,22 @@ impl Latencies {
             f64::from(self.ns[i]) / 1000.0
         };
         let rate = done as f64 / elapsed.as_secs_f64();
+        if std::env::var_os("BENCH_VERBOSE").is_some() {
+            let total: u64 = self.ns.iter().map(|&x| u64::from(x)).sum();
+            let slow = self.ns.iter().filter(|&&x| x >= 100_000).count();
+            eprintln!(
+                "    latency: mean {:.2} µs, p50 {:.2}, p90 {:.2}, p99 {:.2}, p99.9 {:.2}, \
+                 p99.99 {:.2}, max {:.2} µs; {slow} of {done} ≥ 100 µs (sum of those {:.1} ms)",
+                total as f64 / done.max(1) as f64 / 1000.0,
+                pct(0.5),
+                pct(0.9),
+                pct(0.99),
+                pct(0.999),
+                pct(0.9999),
+                pct(1.0),
+                self.ns.iter().filter(|&&x| x >= 100_000).map(|&x| f64::from(x)).sum::<f64>() / 1e6,
+            );
+        }
         Outcome { values: vec![rate, pct(0.5), pct(0.99)], done }
     }
 }

@@ -47,6 +47,8 @@ pub struct TimerRef {
 /// `CallError::NoReply` at once.
 pub struct ReplyToken {
     responder: Responder<CallResult>,
+    /// Counts a late reply made off the shard threads (`deliver` counts it on a shard thread).
+    node: std::sync::Arc<crate::node::NodeShared>,
 }
 
 impl fmt::Debug for ReplyToken {
@@ -59,7 +61,12 @@ impl ReplyToken {
     /// Answers the call. Returns false when the caller had already given up (timed out): the
     /// reply is dropped and counted as late.
     pub fn reply<M: Any + Send>(self, msg: M) -> bool {
-        self.responder.respond(Ok(crate::process::envelope::into_message(msg)))
+        let on_shard = crate::shard::with_current(|s| s.is_some());
+        let delivered = self.responder.respond(Ok(crate::process::envelope::into_message(msg)));
+        if !delivered && !on_shard {
+            self.node.count_late_reply();
+        }
+        delivered
     }
 }
 
@@ -272,6 +279,33 @@ impl Context {
         route::signal(&self.shard.node, Some(&self.shard), to, self.pid, Kind::Signal(signal));
     }
 
+    /// Waits at most `timeout` for the [`Down`](crate::Down) of a monitor on `pid` (set with
+    /// [`Context::monitor`]) and takes it out of the mailbox; every other message stays queued,
+    /// in order, for the handlers. Answers its reason, or `None` if it did not come in time (the
+    /// monitor stays). Parks this process only. Handlers, and `terminate` (which gets no
+    /// messages), use it to stop a process (`exit(pid, Shutdown)`) and wait until it has ended,
+    /// as a supervisor does.
+    pub async fn wait_down(&self, pid: Pid, timeout: Duration) -> Option<ExitReason> {
+        let timer = self.shard.next_ref();
+        self.pending(timer, Some(deadline_after(timeout)));
+        let reason = poll_fn(|_| {
+            let mut table = self.shard.table.borrow_mut();
+            let Some(e) = table.get_mut(self.pid.slot as usize) else { return Poll::Ready(None) };
+            let found = e.mailbox.system.iter().position(|s| matches!(s, Signal::Down { pid: p, .. } if *p == pid));
+            if let Some(Signal::Down { reason, .. }) = found.and_then(|i| e.mailbox.system.remove(i)) {
+                e.awaiting_mail = false;
+                return Poll::Ready(Some(reason));
+            }
+            // Not there yet: let the next delivery (or the timer) schedule this process.
+            let timed_out = e.calls.iter().any(|c| c.reference == timer && c.result.is_some());
+            e.awaiting_mail = !timed_out;
+            if timed_out { Poll::Ready(None) } else { Poll::Pending }
+        })
+        .await;
+        self.forget(timer);
+        reason
+    }
+
     /// Ends this process with `reason` once the current handler returns.
     pub fn stop(&mut self, reason: ExitReason) {
         self.stop = Some(reason);
@@ -317,7 +351,7 @@ impl Context {
     /// Inside `handle_call`: take the right to reply later (then return `Reply::Later`).
     /// `None` outside a call, or if already taken.
     pub fn defer_reply(&mut self) -> Option<ReplyToken> {
-        self.current_reply.take().map(|responder| ReplyToken { responder })
+        self.current_reply.take().map(|responder| ReplyToken { responder, node: self.shard.node.clone() })
     }
 
     /// Logs through the `log` facade, with the node and pid in the line.

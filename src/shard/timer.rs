@@ -15,7 +15,8 @@
 //! O([`LEVELS`]). [`TimerWheel::advance`] jumps from occupied slot to occupied slot, never tick by
 //! tick, so a jump of ten minutes (or ten years) costs O(levels) plus the work per timer. When
 //! time reaches the start of a slot, its timers are processed: the due ones fire, the others
-//! cascade to a lower level (each timer cascades at most [`LEVELS`] - 1 times).
+//! cascade to a lower level (each timer cascades at most [`LEVELS`] - 1 times, plus one re-filing
+//! per [`MAX_DELTA`] ticks for clamped deadlines).
 //!
 //! Timers live in a [`Slab`]; every slot is an intrusive doubly-linked list threaded through the
 //! slab by index, so insert and cancel are O(1) and allocation-free once the slab has grown. A
@@ -169,11 +170,15 @@ impl<T> TimerWheel<T> {
     /// something; `None` when the wheel is empty.
     ///
     /// Never later than the earliest pending deadline rounded up to its tick. It may be earlier
-    /// by cascading granularity: for a timer filed at level `l` it is the start of its slot, up to
-    /// `64^l` ms before the deadline (at most [`LEVELS`] - 1 such early wake-ups per timer, each
-    /// moving it down a level). `advance` to the returned instant always makes progress. If a
-    /// timer is already due, returns the latest `now` (an instant in the past).
+    /// by cascading granularity: for a timer filed at level `l` it is the start of its slot, less
+    /// than `64^l` ms before the deadline (at most [`LEVELS`] - 1 such early wake-ups per timer,
+    /// each moving it down a level; a clamped timer also wakes where it was clamped to).
+    /// `advance` to the returned instant always makes progress, so looping on it terminates. If
+    /// a timer is already due, returns the latest `now` (an instant in the past).
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        if self.is_empty() {
+            return None;
+        }
         if self.lists[DUE_LIST].head != NIL {
             return Some(self.now);
         }
@@ -259,6 +264,8 @@ impl<T> TimerWheel<T> {
         let highest_diff = 63 - ((self.elapsed ^ at) | SLOT_MASK).leading_zeros();
         let level = (highest_diff / SLOT_BITS).min(LEVELS as u32 - 1);
         let slot = (at >> (SLOT_BITS * level)) & SLOT_MASK;
+        // The current slot's start is not after `elapsed`: filing there would loop forever.
+        debug_assert_ne!(slot, (self.elapsed >> (SLOT_BITS * level)) & SLOT_MASK);
         self.push_back(level as usize * SLOTS + slot as usize, idx);
     }
 
@@ -742,9 +749,8 @@ mod tests {
                 let d = if rng.below(8) == 0 { now.checked_sub(rng.step()).unwrap_or(now) } else { now + rng.offset() };
                 insert(&mut wheel, &mut pending, d, now);
             }
-            if step % 3 == 0
-                && let Some(&id) = pending.keys().next()
-            {
+            let victim = if step % 3 == 0 { pending.keys().next().copied() } else { None };
+            if let Some(id) = victim {
                 let (_, _, key) = pending.remove(&id).expect("present");
                 assert_eq!(wheel.cancel(key), Some(id));
                 stale.push(key);

@@ -1,0 +1,92 @@
+//! Two processes bounce a counter back and forth, on one shard or across two.
+//!
+//! ```sh
+//! cargo run --release --example ping_pong -- --rounds 1000000 --cross
+//! ```
+
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use pinion::{Actor, Context, Cores, ExitReason, Message, Node, NodeOptions, Pid, ProcessOptions, ShardId};
+
+/// A ball with the number of hits left.
+struct Ball(u64);
+
+/// Serves: tells the ponger who to return the ball to.
+struct Serve {
+    to: Pid,
+    rounds: u64,
+}
+
+struct Player {
+    done: Option<mpsc::Sender<Instant>>,
+}
+
+impl Actor for Player {
+    async fn handle_message(&mut self, ctx: &mut Context, from: Pid, msg: Message) -> Result<(), ExitReason> {
+        let msg = match msg.downcast::<Serve>() {
+            Ok(serve) => {
+                let _ = ctx.send(serve.to, Ball(serve.rounds));
+                return Ok(());
+            }
+            Err(msg) => msg,
+        };
+        if let Ok(ball) = msg.downcast::<Ball>() {
+            if ball.0 == 0 {
+                if let Some(done) = self.done.take() {
+                    let _ = done.send(Instant::now());
+                }
+                return Ok(());
+            }
+            if ctx.send(from, Ball(ball.0 - 1)).is_err() {
+                return Err(ExitReason::custom("the other player is gone"));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn main() {
+    let mut rounds = 1_000_000u64;
+    let mut cross = false;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--rounds" => rounds = args.next().and_then(|v| v.parse().ok()).expect("--rounds N"),
+            "--cross" => cross = true,
+            _ => {
+                eprintln!("usage: ping_pong [--rounds N] [--cross]");
+                std::process::exit(2);
+            }
+        }
+    }
+    let shards = if cross { 2 } else { 1 };
+    let options = NodeOptions { cores: Cores::Count(shards), pin: shards <= available(), ..Default::default() };
+    let node = Node::start("ping-pong", options).expect("start the node");
+    let (tx, rx) = mpsc::channel();
+    let ping = node
+        .spawn_on(ShardId(0), move || Player { done: Some(tx) }, ProcessOptions::default())
+        .wait()
+        .expect("spawn ping");
+    let pong = node
+        .spawn_on(ShardId((shards - 1) as u16), || Player { done: None }, ProcessOptions::default())
+        .wait()
+        .expect("spawn pong");
+    let start = Instant::now();
+    node.send(pong, Serve { to: ping, rounds }).expect("serve");
+    let end = rx.recv_timeout(Duration::from_secs(120)).expect("the rally finished");
+    let secs = (end - start).as_secs_f64();
+    println!(
+        "{} round trips {} in {:.3} s: {:.0} round trips/s, {:.0} ns per round trip",
+        rounds / 2,
+        if cross { "across 2 shards" } else { "on one shard" },
+        secs,
+        rounds as f64 / 2.0 / secs,
+        secs * 1e9 / (rounds as f64 / 2.0)
+    );
+    node.stop();
+}
+
+fn available() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
