@@ -138,7 +138,13 @@ fn main() {
     }
 
     println!("## pinion vs actix vs ractor\n");
-    println!("- machine: {} CPUs (nproc), {}", nproc(), cpu_model());
+    println!(
+        "- machine: {} CPUs (nproc), {}; load average at start: {}",
+        nproc(),
+        cpu_model(),
+        std::fs::read_to_string("/proc/loadavg")
+            .map_or_else(|_| "?".to_string(), |l| { l.split_whitespace().take(3).collect::<Vec<_>>().join(" ") })
+    );
     println!(
         "- rounds: {rounds} per workload and runtime, order rotated each round; each cell is \
          median (min–max) over rounds; ratios are of medians"

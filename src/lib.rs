@@ -14,7 +14,7 @@
 //! impl Actor for Counter {
 //!     async fn handle_message(&mut self, _: &mut Context, _: Pid, msg: Message) -> Result<(), ExitReason> {
 //!         if let Ok(n) = msg.downcast::<u64>() {
-//!             self.0 += *n;
+//!             self.0 += n;
 //!         }
 //!         Ok(())
 //!     }
@@ -28,7 +28,7 @@
 //! node.send(pid, 40u64).unwrap();
 //! node.send(pid, 2u64).unwrap();
 //! let total = node.call_blocking(pid, (), Duration::from_secs(1)).unwrap();
-//! assert_eq!(*total.downcast::<u64>().unwrap(), 42);
+//! assert_eq!(total.downcast::<u64>().unwrap(), 42);
 //! node.stop();
 //! ```
 //!

@@ -110,7 +110,7 @@ struct WithArg<F, T, A>(Arc<F>, PhantomData<fn(T) -> A>);
 
 impl<T: Clone + Send + 'static, A: Actor, F: Fn(T) -> A + Send + Sync + 'static> Template for WithArg<F, T, A> {
     fn bind(&self, arg: Message) -> Option<Rc<dyn Launch>> {
-        let arg = *arg.downcast::<T>().ok()?;
+        let arg = arg.downcast::<T>().ok()?;
         Some(Rc::new(Bound { factory: self.0.clone(), arg, _actor: PhantomData }))
     }
 }
@@ -306,7 +306,7 @@ pub struct StartChild(Message);
 impl StartChild {
     /// The request for `arg`, of the type the template's factory takes.
     pub fn new<T: Any + Send>(arg: T) -> Self {
-        StartChild(Box::new(arg))
+        StartChild(Message::new(arg))
     }
 }
 
@@ -595,13 +595,13 @@ impl Supervisor {
 
 fn decode_start(reply: Result<Message, CallError>) -> Result<Pid, StartChildError> {
     match reply.map_err(StartChildError::Call)?.downcast::<Result<Pid, StartChildError>>() {
-        Ok(result) => *result,
+        Ok(result) => result,
         Err(_) => Err(StartChildError::Call(CallError::WrongType)),
     }
 }
 
 fn decode_info(reply: Result<Message, CallError>) -> Result<SupervisorInfo, CallError> {
-    reply?.downcast::<SupervisorInfo>().map(|info| *info).map_err(|_| CallError::WrongType)
+    reply?.downcast::<SupervisorInfo>().map_err(|_| CallError::WrongType)
 }
 
 impl Actor for Supervisor {

@@ -17,6 +17,20 @@ use loom::sync::{Arc, Notify};
 use loom::thread;
 use pinion::_benchable::Inbox;
 
+/// Runs `f` under loom with at most `preemptions` preempted context switches per execution
+/// (`None`: unbounded), unless `LOOM_MAX_PREEMPTIONS` says otherwise, so that each model
+/// stays within seconds in release mode.
+fn model<F>(preemptions: Option<usize>, f: F)
+where
+    F: Fn() + Sync + Send + 'static,
+{
+    let mut builder = loom::model::Builder::new();
+    if builder.preemption_bound.is_none() {
+        builder.preemption_bound = preemptions;
+    }
+    builder.check(f);
+}
+
 /// The consumer's side of one shard, as the producers see it.
 struct Shard {
     inbox: Inbox<u32>,
@@ -69,7 +83,7 @@ fn assert_at_most_one_wake_per_park(shard: &Shard, parks: usize) {
 
 #[test]
 fn inbox_park_racing_push_no_lost_wakeup() {
-    loom::model(|| {
+    model(None, || {
         let shard = Arc::new(Shard::new(2));
 
         let producer = {
@@ -87,7 +101,7 @@ fn inbox_park_racing_push_no_lost_wakeup() {
 
 #[test]
 fn inbox_two_producers_racing_park_both_items_delivered_one_wake_per_park() {
-    loom::model(|| {
+    model(None, || {
         let shard = Arc::new(Shard::new(2));
 
         let producers: Vec<_> = [(0, 1), (1, 2)]
@@ -111,7 +125,7 @@ fn inbox_two_producers_racing_park_both_items_delivered_one_wake_per_park() {
 
 #[test]
 fn inbox_one_lane_several_pushes_drained_in_fifo_order() {
-    loom::model(|| {
+    model(None, || {
         let shard = Arc::new(Shard::new(2));
 
         let producer = {

@@ -10,10 +10,24 @@ use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::thread;
 use pinion::_benchable::{Reservation, Reserve};
 
+/// Runs `f` under loom with at most `preemptions` preempted context switches per execution
+/// (`None`: unbounded), unless `LOOM_MAX_PREEMPTIONS` says otherwise, so that each model
+/// stays within seconds in release mode.
+fn model<F>(preemptions: Option<usize>, f: F)
+where
+    F: Fn() + Sync + Send + 'static,
+{
+    let mut builder = loom::model::Builder::new();
+    if builder.preemption_bound.is_none() {
+        builder.preemption_bound = preemptions;
+    }
+    builder.check(f);
+}
+
 #[test]
 fn reservation_racing_reserves_exactly_capacity_succeed() {
     for capacity in [1, 2] {
-        loom::model(move || {
+        model(None, move || {
             let slot = Arc::new(Reservation::new());
             let generation = slot.open(capacity);
 
@@ -41,7 +55,7 @@ fn reservation_racing_reserves_exactly_capacity_succeed() {
 
 #[test]
 fn reservation_release_then_reserve_never_spuriously_full() {
-    loom::model(|| {
+    model(None, || {
         let slot = Arc::new(Reservation::new());
         let generation = slot.open(1);
         assert_eq!(slot.try_reserve(generation), Ok(()));
@@ -91,7 +105,7 @@ fn reservation_release_then_reserve_never_spuriously_full() {
 fn reservation_close_makes_reserve_stale_and_release_noop() {
     // Also across the generation wrap-around: u32::MAX closes into 0.
     for first in [0, u32::MAX] {
-        loom::model(move || {
+        model(None, move || {
             let slot = Arc::new(Reservation::new());
             if first != 0 {
                 slot.close(first.wrapping_sub(1));
@@ -148,7 +162,7 @@ fn reservation_close_makes_reserve_stale_and_release_noop() {
 
 #[test]
 fn reservation_concurrent_reserve_release_conserves_count() {
-    loom::model(|| {
+    model(None, || {
         let slot = Arc::new(Reservation::new());
         let generation = slot.open(1);
 

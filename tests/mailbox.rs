@@ -13,8 +13,8 @@ use pinion::{
     SpawnError,
 };
 use support::{
-    CALL_TIMEOUT, Counter, Event, Gate, Latch, Probe, Query, Relay, Sequences, lock, node, pid_parts, query,
-    send_from, wait_until,
+    CALL_TIMEOUT, Counter, Event, Gate, Latch, Probe, Query, Relay, Sequences, lock, node, pid_parts, query, send_from,
+    wait_until,
 };
 
 /// The reserved count of `pid`'s mailbox, through `process_info`.
@@ -24,6 +24,10 @@ fn reserved(node: &pinion::NodeHandle, pid: Pid) -> u32 {
 
 fn spawn_gate(node: &pinion::NodeHandle, shard: ShardId, gate: Gate, mailbox: usize) -> Pid {
     node.spawn_on(shard, move || gate, ProcessOptions::with_mailbox(mailbox)).wait().expect("spawn gate")
+}
+
+fn mailbox(n: usize) -> ProcessOptions {
+    ProcessOptions::with_mailbox(n)
 }
 
 fn processed(node: &pinion::NodeHandle, pid: Pid) -> u64 {
@@ -207,7 +211,11 @@ fn mailbox_bound_with_senders_racing_on_every_shard_and_thread_is_exact() {
         let attempts = (senders * ATTEMPTS) as usize;
         assert_eq!(accepted.len(), N, "round {round}: exactly N sends accepted");
         assert_eq!(tally.full.load(Ordering::SeqCst), attempts - N, "round {round}: all others MailboxFull");
-        assert_eq!(tally.mismatched.load(Ordering::SeqCst), 0, "round {round}: MailboxFull hands back the same message");
+        assert_eq!(
+            tally.mismatched.load(Ordering::SeqCst),
+            0,
+            "round {round}: MailboxFull hands back the same message"
+        );
         assert_eq!(tally.other.load(Ordering::SeqCst), 0, "round {round}: no other error");
         let info = node.process_info(gate).expect("process_info");
         assert_eq!(info.reserved as usize, N);
@@ -376,7 +384,7 @@ struct Recorder {
 impl Actor for Recorder {
     async fn handle_message(&mut self, _: &mut Context, _: Pid, msg: Message) -> Result<(), ExitReason> {
         if let Ok(m) = msg.downcast::<(u32, u32)>() {
-            let (sender, seq) = *m;
+            let (sender, seq) = m;
             lock(&self.seqs).entry(sender).or_default().push(seq);
             self.total.fetch_add(1, Ordering::SeqCst);
         }
@@ -440,7 +448,8 @@ fn fifo_per_sender_receiver_pair_holds_with_senders_on_every_shard_and_thread() 
         for _ in 0..PROCESSES_PER_SHARD {
             let sequencer = Sequencer { to: receivers.clone(), id, count: COUNT, done: done.clone() };
             id += 1;
-            sequencers.push(node.spawn_on(ShardId(shard), move || sequencer, ProcessOptions::default()).wait().unwrap());
+            sequencers
+                .push(node.spawn_on(ShardId(shard), move || sequencer, ProcessOptions::default()).wait().unwrap());
         }
     }
     for s in &sequencers {
@@ -549,7 +558,7 @@ impl Actor for AliasOwner {
     }
 
     async fn handle_call(&mut self, ctx: &mut Context, _: Pid, req: Message) -> Result<Reply, ExitReason> {
-        match *req.downcast::<AliasRequest>().expect("an AliasRequest") {
+        match req.downcast::<AliasRequest>().expect("an AliasRequest") {
             AliasRequest::Create => Ok(Reply::now(ctx.create_alias())),
             AliasRequest::DeleteThenSend(alias) => {
                 let deleted = ctx.delete_alias(alias);
@@ -562,7 +571,7 @@ impl Actor for AliasOwner {
 }
 
 fn alias_call<T: 'static>(node: &pinion::NodeHandle, to: impl Into<pinion::Target<'static>>, req: AliasRequest) -> T {
-    *node.call_blocking(to, req, CALL_TIMEOUT).expect("call").downcast::<T>().expect("reply type")
+    node.call_blocking(to, req, CALL_TIMEOUT).expect("call").downcast::<T>().expect("reply type")
 }
 
 #[test]
@@ -656,5 +665,67 @@ fn process_options_with_zero_or_huge_mailbox_are_invalid() {
     node.send(gate, 1u64).expect("one fits");
     assert!(node.send(gate, 2u64).expect_err("a second does not").is_full());
     latch.open();
+    node.stop();
+}
+
+/// A factory that blocks its shard until the test lets it go, so the test can act while the
+/// process exists in name only (`spawn_register` registers the name before the factory runs).
+fn held_factory(
+    gate: Gate,
+) -> (impl FnOnce() -> Gate + Send + 'static, std::sync::mpsc::Receiver<()>, std::sync::mpsc::Sender<()>) {
+    let (entered_tx, entered_rx) = std::sync::mpsc::channel();
+    let (proceed_tx, proceed_rx) = std::sync::mpsc::channel::<()>();
+    let factory = move || {
+        entered_tx.send(()).expect("test waits");
+        proceed_rx.recv_timeout(support::WAIT_LIMIT).expect("the test lets the factory proceed");
+        gate
+    };
+    (factory, entered_rx, proceed_tx)
+}
+
+#[test]
+fn send_by_name_while_the_factory_runs_keeps_the_bound_exact() {
+    const N: usize = 2;
+    let node = node("mailbox_send_during_factory", 1);
+    // Round 0 uses a fresh slot; round 1 reuses the slot of an ended process, whose capacity
+    // (1024) must not leak into the new incarnation.
+    for round in 0..2u64 {
+        if round == 1 {
+            let gone = node.spawn(Counter::default, mailbox(1024)).wait().expect("spawn");
+            assert!(query::<bool>(&node, gone, Query::Stop));
+            wait_until("the previous owner ended", || node.process_info(gone).is_err());
+        }
+        let name = format!("early-{round}");
+        let (latch, probe) = (Latch::new(), Probe::new());
+        let (factory, entered, proceed) = held_factory(Gate::new(&latch, &probe));
+        let spawn = node.spawn_register(&name, factory, mailbox(N));
+        entered.recv_timeout(support::WAIT_LIMIT).expect("the factory runs");
+        assert!(node.whereis(&name).is_some(), "the name is registered before the factory runs");
+
+        let early = node.send(name.as_str(), 100 + round);
+        assert!(
+            matches!(early, Ok(()) | Err(SendError::NoSuchProcess(_))),
+            "round {round}: a process being spawned has no full mailbox: {early:?}"
+        );
+        proceed.send(()).expect("the factory waits");
+        let pid = spawn.wait().expect("spawn");
+
+        // The gate blocks in its first message: in all, exactly N messages are accepted,
+        // counting the early one.
+        let mut accepted = usize::from(early.is_ok());
+        for i in 0..N as u64 + 2 {
+            accepted += usize::from(node.send(pid, i).is_ok());
+        }
+        assert_eq!(accepted, N, "round {round}: exactly N accepted");
+        assert_eq!(reserved(&node, pid), N as u32, "round {round}");
+        latch.open();
+        wait_until("the gate finished every accepted message", || processed(&node, pid) == N as u64);
+        assert_eq!(reserved(&node, pid), 0, "round {round}: every reservation given back");
+        if early.is_ok() {
+            assert_eq!(probe.messages()[0], 100 + round, "round {round}: the early message is handled first");
+        }
+        node.send(pid, 7u64).expect("the mailbox works afterwards");
+        node.exit(pid, ExitReason::Kill);
+    }
     node.stop();
 }

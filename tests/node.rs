@@ -15,8 +15,8 @@ use pinion::{
     ProcessOptions, ProcessState, RegisterError, Reply, SendError, ShardId, SpawnError, StartError,
 };
 use support::{
-    CALL_TIMEOUT, Counter, Echo, Ends, Event, Gate, Latch, Probe, Query, node, options, pid_parts, query,
-    wait_until, within,
+    CALL_TIMEOUT, Counter, Echo, Ends, Event, Gate, Latch, Probe, Query, node, options, pid_parts, query, wait_until,
+    within,
 };
 
 /// The cores this thread may run on, as the node sees them.
@@ -150,7 +150,7 @@ fn pinned_single_shard_node_runs_its_shard_on_one_core() {
     assert_eq!(info[0].core, Some(available[0]), "Count(1) takes the first available core");
     let pid = node.spawn(|| Affinity, ProcessOptions::default()).wait().expect("spawn");
     let reply = node.call_blocking(pid, (), CALL_TIMEOUT).expect("call");
-    assert_eq!(*reply.downcast::<Vec<usize>>().expect("cores"), vec![available[0]], "the shard thread is pinned");
+    assert_eq!(reply.downcast::<Vec<usize>>().expect("cores"), vec![available[0]], "the shard thread is pinned");
     node.stop();
 }
 
@@ -298,7 +298,7 @@ fn registered_name_routes_messages_and_is_freed_when_its_process_ends() {
     node.send(&ProcessId::new("kv", node.name()), 3u64).expect("by ProcessId on this node");
     assert!(matches!(node.send(&ProcessId::new("kv", "elsewhere"), 4u64), Err(SendError::NodeDown(4))));
     let sum = node.call_blocking("kv", Query::Sum, CALL_TIMEOUT).expect("call by name");
-    assert_eq!(*sum.downcast::<u64>().expect("u64"), 5);
+    assert_eq!(sum.downcast::<u64>().expect("u64"), 5);
 
     let other = spawn_counter(&node, 0);
     node.register("kv-other", other).expect("register");
@@ -365,7 +365,7 @@ fn spawn_with_panicking_factory_or_failing_init_reports_it_and_the_shard_keeps_w
     assert_eq!(node.inspect().expect("inspect")[0].processes, 1, "failed spawns left nothing behind");
     let echo = node.spawn_register("phoenix", || Echo, ProcessOptions::default()).wait().expect("spawn after");
     let reply = node.call_blocking("phoenix", String::from("still here"), CALL_TIMEOUT).expect("call");
-    assert_eq!(*reply.downcast::<String>().expect("String"), "still here");
+    assert_eq!(reply.downcast::<String>().expect("String"), "still here");
     assert_eq!(node.whereis("phoenix"), Some(echo));
     assert_eq!(query::<u64>(&node, survivor, Query::Sum), 1);
     node.stop();
@@ -401,7 +401,7 @@ fn blocking_calls_from_inside_a_process_answer_would_block() {
         let pid = node.spawn_on(ShardId(shard), move || impatient, ProcessOptions::default()).wait().expect("spawn");
         let reply = node.call_blocking(pid, (), CALL_TIMEOUT).expect("the process answers instead of hanging");
         let (call_blocking, call_wait, spawn_wait, inspect, process_info) =
-            *reply.downcast::<Refusals>().expect("refusals");
+            reply.downcast::<Refusals>().expect("refusals");
         assert_eq!(call_blocking, Some(CallError::WouldBlock), "call_blocking");
         assert_eq!(call_wait, Some(CallError::WouldBlock), "call().wait()");
         assert_eq!(spawn_wait, Some(SpawnError::WouldBlock), "spawn().wait()");
@@ -443,7 +443,7 @@ fn node_handle_and_pid_are_thread_safe_values() {
                 let mine = handle.spawn(Counter::default, ProcessOptions::default()).wait().expect("spawn");
                 for i in 0..100u64 {
                     let reply = handle.call_blocking(echo, t * 1000 + i, CALL_TIMEOUT).expect("call");
-                    assert_eq!(*reply.downcast::<u64>().expect("u64"), t * 1000 + i);
+                    assert_eq!(reply.downcast::<u64>().expect("u64"), t * 1000 + i);
                     handle.send(mine, i).expect("send");
                 }
                 query::<u64>(&handle, mine, Query::Sum)
@@ -468,16 +468,17 @@ async fn node_handle_call_and_spawn_futures_resolve_under_tokio() {
 
     let echo = limit(handle.spawn(|| Echo, ProcessOptions::default())).await.expect("spawn");
     let reply = limit(handle.call(echo, 41u64, CALL_TIMEOUT)).await.expect("call");
-    assert_eq!(*reply.downcast::<u64>().expect("u64"), 41);
+    assert_eq!(reply.downcast::<u64>().expect("u64"), 41);
 
     let tasks: Vec<_> = (0..32u64)
         .map(|i| {
             let handle = handle.clone();
             tokio::spawn(async move {
                 let shard = ShardId((i % 2) as u16);
-                let pid = handle.spawn_on(shard, || Echo, ProcessOptions::default()).await.map_err(|e| e.to_string())?;
+                let pid =
+                    handle.spawn_on(shard, || Echo, ProcessOptions::default()).await.map_err(|e| e.to_string())?;
                 let reply = handle.call(pid, i, CALL_TIMEOUT).await.map_err(|e| e.to_string())?;
-                Ok::<u64, String>(*reply.downcast::<u64>().expect("u64"))
+                Ok::<u64, String>(reply.downcast::<u64>().expect("u64"))
             })
         })
         .collect();
@@ -497,7 +498,7 @@ async fn node_handle_call_and_spawn_futures_resolve_under_tokio() {
     assert_eq!(late.err(), Some(CallError::Timeout));
     latch.open();
     let next = limit(handle.call(gate, Query::Count, CALL_TIMEOUT)).await.expect("call");
-    assert_eq!(*next.downcast::<Vec<u64>>().expect("a Vec"), vec![1]);
+    assert_eq!(next.downcast::<Vec<u64>>().expect("a Vec"), vec![1]);
     assert_eq!(handle.late_replies(), 1, "the reply to the timed-out call was counted as late");
 
     tokio::task::spawn_blocking(move || node.stop()).await.expect("stop");
@@ -511,7 +512,7 @@ fn call_with_zero_timeout_is_refused_and_a_huge_timeout_works() {
     assert_eq!(zero.as_ref().err(), Some(&CallError::InvalidTimeout(Duration::ZERO)));
     assert!(zero.unwrap_err().to_string().contains("timeout"));
     let huge = node.call_blocking(pid, Query::Count, Duration::MAX).expect("a huge timeout is fine");
-    assert_eq!(*huge.downcast::<u64>().expect("u64"), 0);
+    assert_eq!(huge.downcast::<u64>().expect("u64"), 0);
     assert_eq!(node.process_info(pid).expect("info").processed, 1, "only the valid call reached the process");
     node.stop();
 }
@@ -643,4 +644,33 @@ fn handle_of_a_stopped_node_answers_stopped() {
     }
     assert_eq!(handle.call_blocking(pid, Query::Count, CALL_TIMEOUT).err(), Some(CallError::Stopped));
     assert_eq!(handle.spawn(Counter::default, ProcessOptions::default()).wait().err(), Some(SpawnError::Stopped));
+}
+
+#[test]
+#[ignore = "bug: a spawn request pushed into a shard's inbox after the shard's final drain (shard::run) \
+            is never answered while any NodeHandle keeps the node alive, so SpawnFuture::wait (no \
+            deadline) hangs; reproduces in about half of the runs of this stress test"]
+fn spawns_racing_node_stop_always_resolve() {
+    for round in 0..2_000u64 {
+        let node = node(&format!("node_spawn_vs_stop_{round}"), 2);
+        let spawners: Vec<_> = (0..3)
+            .map(|_| {
+                let handle = node.handle();
+                std::thread::spawn(move || {
+                    loop {
+                        match handle.spawn(Counter::default, ProcessOptions::default()).wait() {
+                            Ok(_) => {}
+                            Err(SpawnError::Stopped) => return,
+                            Err(e) => panic!("unexpected spawn error: {e}"),
+                        }
+                    }
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_micros(200 + (round % 7) * 100));
+        within("node.stop()", Duration::from_secs(30), move || node.stop());
+        for spawner in spawners {
+            within("a spawn racing the stop", Duration::from_secs(10), move || spawner.join().expect("spawner"));
+        }
+    }
 }

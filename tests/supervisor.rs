@@ -53,7 +53,7 @@ impl Actor for Worker {
         if self.fail_init { Err(ExitReason::custom("no database")) } else { Ok(()) }
     }
     async fn handle_message(&mut self, _: &mut Context, _: Pid, msg: Message) -> Result<(), ExitReason> {
-        match msg.downcast::<Cmd>().map(|c| *c) {
+        match msg.downcast::<Cmd>() {
             Ok(Cmd::Panic) => panic!("worker {} panics on request", self.id),
             Ok(Cmd::Exit(reason)) => Err(reason),
             Err(_) => Ok(()),
@@ -271,7 +271,7 @@ struct Starter {
 
 impl Actor for Starter {
     async fn handle_call(&mut self, ctx: &mut Context, _: Pid, req: Message) -> Result<Reply, ExitReason> {
-        let arg = *req.downcast::<u64>().expect("u64 argument");
+        let arg = req.downcast::<u64>().expect("u64 argument");
         Ok(Reply::now(Supervisor::start_child(ctx, self.sup, arg, LIMIT).await))
     }
 }
@@ -297,7 +297,7 @@ fn simple_one_for_one_starts_children_on_request_and_restarts_them_with_their_ar
         let starter = node.spawn(move || Starter { sup }, ProcessOptions::default()).wait().unwrap();
         let third = node.call_blocking(starter, 3u64, LIMIT).unwrap();
         let third = third.downcast::<Result<Pid, StartChildError>>().unwrap().expect("start_child from a process");
-        let arg_of = |pid: Pid| *node.call_blocking(pid, (), LIMIT).unwrap().downcast::<u64>().unwrap();
+        let arg_of = |pid: Pid| node.call_blocking(pid, (), LIMIT).unwrap().downcast::<u64>().unwrap();
         assert_eq!([arg_of(started[0]), arg_of(started[1]), arg_of(third)], [1, 2, 3]);
         let now = info(&node, sup);
         assert!(now.children.iter().all(|c| c.id == "conn" && c.restart == Restart::Transient));

@@ -49,7 +49,7 @@ fn recv<T>(rx: &mpsc::Receiver<T>, what: &str) -> Result<T, String> {
 
 /// An actor that is never called answers a stray call with `()`.
 fn no_call() -> Result<Reply, ExitReason> {
-    Ok(Reply::Now(Box::new(())))
+    Ok(Reply::now(()))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -227,7 +227,7 @@ struct Callee;
 impl Actor for Callee {
     async fn handle_call(&mut self, _ctx: &mut Context, _from: Pid, req: Message) -> Result<Reply, ExitReason> {
         let x = req.downcast_ref::<u64>().copied().unwrap_or(0);
-        Ok(Reply::Now(Box::new(x + 1)))
+        Ok(Reply::now(x + 1))
     }
 }
 

@@ -1,8 +1,13 @@
 //! The ractor half of the `actors` bench.
 //!
-//! Same-shard workloads run on a current-thread tokio runtime driven by the bench thread,
-//! pinned to core 0. Cross-shard workloads run on a multi-thread runtime with 2 workers pinned
-//! to cores 0 and 1 (tokio, not the bench, decides which worker polls which actor).
+//! A ractor "shard" is a current-thread tokio runtime on a pinned thread: same-shard workloads
+//! run everything on one, driven by the bench thread pinned to core 0; cross-shard workloads add
+//! a second one on a thread pinned to core 1 and spawn the consumer / pong / callee there.
+//!
+//! `BENCH_RACTOR_CROSS=multi` runs cross-shard workloads on one 2-worker multi-thread runtime
+//! (workers pinned to cores 0 and 1) instead. Tokio then picks the worker for each actor, and
+//! its LIFO-slot scheduling tends to run a message's receiver on the sender's worker, so those
+//! numbers are mostly same-core ones.
 
 use std::future::Future;
 use std::hint::black_box;
@@ -11,6 +16,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 
 use crate::common::{self, Latencies, MAILBOX, Outcome, Params, WAIT};
@@ -28,33 +34,73 @@ pub(crate) fn run(id: &str, p: &Params) -> Result<Outcome, String> {
     }
 }
 
-/// Runs `body` on a current-thread runtime on this thread pinned to core 0 (`cross == false`),
-/// or on a 2-worker multi-thread runtime with workers pinned to cores 0 and 1.
-fn on_runtime<Fut>(cross: bool, body: Fut) -> Result<Outcome, String>
+/// Runs `body` on a current-thread runtime on this thread pinned to core 0. `body` gets the
+/// runtime that stands for shard 1: the same one when `cross` is false; else a second
+/// current-thread runtime on a thread pinned to core 1 (or, with `BENCH_RACTOR_CROSS=multi`, a
+/// 2-worker multi-thread runtime that also runs `body`).
+fn on_runtime<F, Fut>(cross: bool, body: F) -> Result<Outcome, String>
 where
+    F: FnOnce(Handle) -> Fut,
     Fut: Future<Output = Result<Outcome, String>> + Send + 'static,
 {
-    let rt = if cross {
+    let guarded = |fut: Fut| async move {
+        match tokio::time::timeout(WAIT, fut).await {
+            Ok(out) => out,
+            Err(_) => Err("timed out".to_string()),
+        }
+    };
+    let multi = std::env::var("BENCH_RACTOR_CROSS").is_ok_and(|v| v == "multi");
+    if cross && multi {
         let next = Arc::new(AtomicUsize::new(0));
-        tokio::runtime::Builder::new_multi_thread()
+        let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_time()
             .on_thread_start(move || common::pin_current(next.fetch_add(1, Ordering::Relaxed)))
             .build()
-    } else {
-        common::pin_current(0);
-        tokio::runtime::Builder::new_current_thread().enable_time().build()
+            .map_err(|e| format!("tokio runtime: {e}"))?;
+        let out = rt.block_on(guarded(body(rt.handle().clone())));
+        // Dropping a runtime with live actors cancels their tasks; the child exits next anyway.
+        std::mem::forget(rt);
+        return out;
     }
-    .map_err(|e| format!("tokio runtime: {e}"))?;
-    let out = rt.block_on(async move {
-        match tokio::time::timeout(WAIT, body).await {
-            Ok(out) => out,
-            Err(_) => Err("timed out".to_string()),
-        }
-    });
-    // Dropping a runtime with live actors cancels their tasks; the child process exits next.
+    common::pin_current(0);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .map_err(|e| format!("tokio runtime: {e}"))?;
+    let mut stop_shard1 = None;
+    let shard1 = if cross {
+        let (handle_tx, handle_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        std::thread::spawn(move || {
+            common::pin_current(1);
+            let rt1 = tokio::runtime::Builder::new_current_thread().enable_time().build();
+            let rt1 = match rt1 {
+                Ok(rt1) => rt1,
+                Err(e) => return eprintln!("tokio runtime: {e}"),
+            };
+            let _ = handle_tx.send(rt1.handle().clone());
+            rt1.block_on(async move {
+                let _ = stop_rx.await;
+            });
+            std::mem::forget(rt1);
+        });
+        stop_shard1 = Some(stop_tx);
+        handle_rx.recv().map_err(|_| "shard 1 runtime did not start".to_string())?
+    } else {
+        rt.handle().clone()
+    };
+    let out = rt.block_on(guarded(body(shard1)));
+    if let Some(stop) = stop_shard1 {
+        let _ = stop.send(());
+    }
     std::mem::forget(rt);
     out
+}
+
+/// Spawns `actor` on `shard`'s runtime (its processing task then lives there).
+async fn spawn_on<A: Actor>(shard: &Handle, actor: A, args: A::Arguments) -> Result<ActorRef<A::Msg>, String> {
+    shard.spawn(spawn(actor, args)).await.map_err(|e| format!("spawn task: {e}"))?
 }
 
 async fn spawn<A: Actor>(actor: A, args: A::Arguments) -> Result<ActorRef<A::Msg>, String> {
@@ -160,11 +206,11 @@ impl Actor for Producer {
 
 fn send(p: &Params, cross: bool) -> Result<Outcome, String> {
     let (n, budget) = (p.n, p.budget);
-    on_runtime(cross, async move {
+    on_runtime(cross, move |shard1| async move {
         let handled = Arc::new(AtomicU64::new(0));
         let (done_tx, done_rx) = oneshot::channel();
-        let consumer =
-            spawn(Consumer, ConsumerState { seen: 0, handled: handled.clone(), done: Some(done_tx) }).await?;
+        let state = ConsumerState { seen: 0, handled: handled.clone(), done: Some(done_tx) };
+        let consumer = spawn_on(&shard1, Consumer, state).await?;
         let producer = spawn(Producer, ()).await?;
         let (start_tx, start_rx) = oneshot::channel();
         producer
@@ -259,7 +305,7 @@ impl Actor for Pong {
 
 fn pingpong(p: &Params) -> Result<Outcome, String> {
     let (n, budget) = (p.n, p.budget);
-    on_runtime(true, async move {
+    on_runtime(true, move |shard1| async move {
         let (tx, rx) = oneshot::channel();
         let state = PingState {
             pong: None,
@@ -271,7 +317,7 @@ fn pingpong(p: &Params) -> Result<Outcome, String> {
             done: Some(tx),
         };
         let ping = spawn(Ping, state).await?;
-        let pong = spawn(Pong, ping.clone()).await?;
+        let pong = spawn_on(&shard1, Pong, ping.clone()).await?;
         ping.cast(PingMsg::Go(pong)).map_err(|e| format!("go: {e}"))?;
         wait(rx, "ping").await
     })
@@ -344,8 +390,8 @@ impl Actor for Caller {
 
 fn call(p: &Params, cross: bool) -> Result<Outcome, String> {
     let (n, budget) = (p.n, p.budget);
-    on_runtime(cross, async move {
-        let callee = spawn(Callee, ()).await?;
+    on_runtime(cross, move |shard1| async move {
+        let callee = spawn_on(&shard1, Callee, ()).await?;
         let caller = spawn(Caller, ()).await?;
         let (tx, rx) = oneshot::channel();
         caller.cast(CallGo { callee, n, budget, done: tx }).map_err(|e| format!("go: {e}"))?;
@@ -388,7 +434,7 @@ async fn spawn_many(n: u64, budget: Option<Duration>) -> Result<(u64, Duration),
 
 fn spawn_rate(p: &Params) -> Result<Outcome, String> {
     let (n, budget) = (p.n, p.budget);
-    on_runtime(false, async move {
+    on_runtime(false, move |_| async move {
         let (spawned, took) = spawn_many(n, Some(budget)).await?;
         Ok(common::throughput(spawned, took))
     })
@@ -396,7 +442,7 @@ fn spawn_rate(p: &Params) -> Result<Outcome, String> {
 
 fn idle_memory(p: &Params) -> Result<Outcome, String> {
     let n = p.n;
-    on_runtime(false, async move {
+    on_runtime(false, move |_| async move {
         let before = common::rss_bytes();
         let (spawned, _) = spawn_many(n, None).await?;
         // Let every actor's task run once, so it sits parked on its empty mailbox.

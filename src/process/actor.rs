@@ -13,9 +13,9 @@ pub enum Reply {
 }
 
 impl Reply {
-    /// `Reply::Now(Box::new(value))`.
+    /// `Reply::Now(Message::new(value))`.
     pub fn now<T: std::any::Any + Send>(value: T) -> Reply {
-        Reply::Now(crate::process::envelope::into_message(value))
+        Reply::Now(Message::new(value))
     }
 }
 

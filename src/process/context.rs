@@ -3,6 +3,7 @@
 //! process (not the shard) until answered.
 
 use std::any::Any;
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::{Future, poll_fn};
 use std::rc::Rc;
@@ -11,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{CallError, RegisterError, SendError, SpawnError};
 use crate::node::{NodeHandle, route};
-use crate::process::envelope::{CallResult, Kind, Responder, Signal};
+use crate::process::envelope::{CallResult, Kind, Mail, Responder, Signal};
 use crate::process::{
     Actor, Alias, ExitReason, Item, Message, MonitorRef, PendingCall, Pid, Priority, ProcessOptions, ShardId,
     SpawnResult, Target,
@@ -28,6 +29,10 @@ pub struct Context {
     slice: u32,
     stop: Option<ExitReason>,
     current_reply: Option<Responder<CallResult>>,
+    /// User messages taken from the mailbox in one go, handled before looking at it again.
+    batch: VecDeque<Mail>,
+    /// The shard's `attention` count when this process last looked at its mailbox.
+    seen: u64,
 }
 
 impl fmt::Debug for Context {
@@ -72,7 +77,7 @@ impl ReplyToken {
 
 impl Context {
     pub(crate) fn new(shard: Rc<Shard>, pid: Pid) -> Self {
-        Context { shard, pid, slice: 0, stop: None, current_reply: None }
+        Context { shard, pid, slice: 0, stop: None, current_reply: None, batch: VecDeque::new(), seen: 0 }
     }
 
     /// This process's pid.
@@ -194,7 +199,7 @@ impl Context {
         }
         match self.wait_reply(reference).await {
             Ok(m) => match m.downcast::<SpawnResult>() {
-                Ok(r) => *r,
+                Ok(r) => r,
                 Err(_) => Err(SpawnError::Stopped),
             },
             Err(_) => Err(SpawnError::Stopped),
@@ -369,8 +374,11 @@ impl Context {
         self.shard.init_finished(self.pid, result);
     }
 
-    /// The next mailbox item: system lane, then urgent, then main. Yields to the shard after
-    /// `BUDGET` messages in a row.
+    /// The next mailbox item: a system signal first, then an urgent message, then main. When
+    /// its own batch is empty the process takes the whole main lane in one swap (no copying),
+    /// then handles that batch without touching the shard's table — as long as no process on
+    /// the shard got a signal or an urgent message meanwhile (the shard's `attention` count),
+    /// so priorities hold strictly. After `BUDGET` messages in a row it yields.
     pub(crate) fn next(&mut self) -> impl Future<Output = Item> + '_ {
         poll_fn(move |_| {
             if self.slice >= BUDGET {
@@ -378,23 +386,34 @@ impl Context {
                 self.shard.schedule(self.pid.slot);
                 return Poll::Pending;
             }
+            if self.seen == self.shard.attention.get() {
+                if let Some(m) = self.batch.pop_front() {
+                    self.slice += 1;
+                    return Poll::Ready(Item::Mail(m));
+                }
+            }
+            self.seen = self.shard.attention.get();
             let mut table = self.shard.table.borrow_mut();
             let Some(entry) = table.get_mut(self.pid.slot as usize) else {
                 return Poll::Pending;
             };
-            if let Some(signal) = entry.mailbox.system.pop_front() {
-                entry.awaiting_mail = false;
-                return Poll::Ready(Item::Signal(signal));
-            }
-            let mail = match entry.mailbox.urgent.pop_front() {
-                Some(m) => Some(m),
-                None => entry.mailbox.main.pop_front(),
+            let mailbox = &mut entry.mailbox;
+            let next = if let Some(signal) = mailbox.system.pop_front() {
+                Some(Item::Signal(signal))
+            } else if let Some(m) = mailbox.urgent.pop_front() {
+                Some(Item::Mail(m))
+            } else {
+                if self.batch.is_empty() {
+                    std::mem::swap(&mut self.batch, &mut mailbox.main);
+                }
+                self.batch.pop_front().map(Item::Mail)
             };
-            match mail {
-                Some(m) => {
+            entry.batched = self.batch.len();
+            match next {
+                Some(item) => {
                     entry.awaiting_mail = false;
                     self.slice += 1;
-                    Poll::Ready(Item::Mail(m))
+                    Poll::Ready(item)
                 }
                 None => {
                     entry.awaiting_mail = true;

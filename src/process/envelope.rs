@@ -224,18 +224,8 @@ impl<T> Slot<T> {
     }
 }
 
-/// Boxes a value as a [`Message`] — unless it already is one, which is passed through (so
-/// forwarding a received message never wraps it twice).
+/// Wraps a value as a [`Message`] (a `Message` is passed through).
 #[inline]
 pub(crate) fn into_message<M: Any + Send>(m: M) -> Message {
-    let mut m = Some(m);
-    if let Some(already) = (&mut m as &mut dyn Any).downcast_mut::<Option<Message>>() {
-        if let Some(msg) = already.take() {
-            return msg;
-        }
-    }
-    match m {
-        Some(m) => Box::new(m),
-        None => unreachable!("taken only when M is Message"),
-    }
+    Message::new(m)
 }

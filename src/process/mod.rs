@@ -9,10 +9,10 @@ pub(crate) mod context;
 pub(crate) mod envelope;
 pub(crate) mod link;
 pub(crate) mod mailbox;
+mod message;
 mod pid;
 pub(crate) mod table;
 
-use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -21,14 +21,12 @@ pub use actor::{Actor, Reply};
 pub(crate) use context::deadline_after;
 pub use context::{Context, ReplyToken, TimerRef};
 pub use mailbox::Priority;
+pub use message::Message;
 pub use pid::{Alias, NodeId, Pid, ProcessId, ShardId, Target};
 
 use crate::error::SpawnError;
 use envelope::{Answer, CallResult, Mail, Responder, Signal};
 use mailbox::Mailbox;
-
-/// A message: any `Send` value, boxed. Handlers downcast it (`msg.downcast::<T>()`).
-pub type Message = Box<dyn Any + Send>;
 
 /// Why a process ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -181,7 +179,7 @@ impl Answer for SpawnResult {
         Err(SpawnError::Stopped)
     }
     fn into_message(self) -> CallResult {
-        Ok(Box::new(self))
+        Ok(Message::new(self))
     }
 }
 
@@ -206,7 +204,9 @@ pub(crate) struct ProcessEntry {
     pub(crate) killed: bool,
     pub(crate) trap_exit: bool,
     pub(crate) capacity: u32,
-    pub(crate) processed: u64,
+    /// Main-lane messages the process took into its own batch, as of its last look at the
+    /// mailbox (for introspection).
+    pub(crate) batched: usize,
     pub(crate) calls: Vec<PendingCall>,
     /// Processes that linked to this one: they get its exit signal.
     pub(crate) links: Vec<Pid>,
@@ -228,7 +228,7 @@ impl ProcessEntry {
             killed: false,
             trap_exit,
             capacity,
-            processed: 0,
+            batched: 0,
             calls: Vec::new(),
             links: Vec::new(),
             monitors: Vec::new(),
@@ -290,7 +290,7 @@ async fn serve<A: Actor>(actor: &mut A, ctx: &mut Context) -> ExitReason {
             Item::Signal(Signal::Shutdown) => return ExitReason::Shutdown,
             Item::Signal(Signal::Exit { from, reason }) => {
                 if ctx.trap_exit() {
-                    actor.handle_message(ctx, from, Box::new(ExitSignal { from, reason })).await
+                    actor.handle_message(ctx, from, Message::new(ExitSignal { from, reason })).await
                 } else if reason == ExitReason::Normal {
                     Ok(())
                 } else {
@@ -298,7 +298,7 @@ async fn serve<A: Actor>(actor: &mut A, ctx: &mut Context) -> ExitReason {
                 }
             }
             Item::Signal(Signal::Down { reference, pid, reason }) => {
-                actor.handle_message(ctx, pid, Box::new(Down { reference, pid, reason })).await
+                actor.handle_message(ctx, pid, Message::new(Down { reference, pid, reason })).await
             }
         };
         if let Err(reason) = result {

@@ -159,7 +159,7 @@ pub(crate) enum Cmd {
 
 /// `Cmd::Call` with a boxed request.
 pub(crate) fn call_cmd(to: impl Into<To>, req: impl Any + Send, timeout: Duration) -> Cmd {
-    Cmd::Call { to: to.into(), req: Box::new(req), timeout }
+    Cmd::Call { to: to.into(), req: pinion::Message::new(req), timeout }
 }
 
 /// What a probe reports. `at` is the reporting process.
@@ -312,7 +312,7 @@ impl Probe {
                 let result = ctx
                     .call(to.target(), req, timeout)
                     .await
-                    .and_then(|m| m.downcast::<u64>().map(|n| *n).map_err(|_| CallError::WrongType));
+                    .and_then(|m| m.downcast::<u64>().map(|n| n).map_err(|_| CallError::WrongType));
                 self.emit(Event::Called { at, result: result.clone() });
                 Reply::now(result)
             }
@@ -360,38 +360,38 @@ impl Actor for Probe {
         let at = ctx.pid();
         let msg = match msg.downcast::<u64>() {
             Ok(n) => {
-                self.emit(Event::Msg { at, from, n: *n });
+                self.emit(Event::Msg { at, from, n: n });
                 return Ok(());
             }
             Err(msg) => msg,
         };
         let msg = match msg.downcast::<ExitSignal>() {
             Ok(signal) => {
-                self.emit(Event::Exit { at, signal: *signal });
+                self.emit(Event::Exit { at, signal: signal });
                 return Ok(());
             }
             Err(msg) => msg,
         };
         let msg = match msg.downcast::<Down>() {
             Ok(down) => {
-                self.emit(Event::Down { at, down: *down });
+                self.emit(Event::Down { at, down: down });
                 return Ok(());
             }
             Err(msg) => msg,
         };
         match msg.downcast::<Cmd>() {
-            Ok(cmd) => self.run(ctx, from, *cmd).await.map(drop),
+            Ok(cmd) => self.run(ctx, from, cmd).await.map(drop),
             Err(_) => panic!("probe got a message of an unknown type"),
         }
     }
 
     async fn handle_call(&mut self, ctx: &mut Context, from: Pid, req: Message) -> Result<Reply, ExitReason> {
         let req = match req.downcast::<u64>() {
-            Ok(n) => return Ok(Reply::now(*n)),
+            Ok(n) => return Ok(Reply::now(n)),
             Err(req) => req,
         };
         match req.downcast::<Cmd>() {
-            Ok(cmd) => self.run(ctx, from, *cmd).await,
+            Ok(cmd) => self.run(ctx, from, cmd).await,
             Err(_) => panic!("probe got a request of an unknown type"),
         }
     }
@@ -441,18 +441,24 @@ pub(crate) fn trapping_probe(h: &NodeHandle, shard_index: usize) -> (Pid, Receiv
 pub(crate) fn ask<'t, T: Any>(h: &NodeHandle, to: impl Into<Target<'t>>, req: impl Any + Send) -> T {
     let reply = h.call_blocking(to, req, WAIT).unwrap_or_else(|e| panic!("call failed: {e}"));
     match reply.downcast::<T>() {
-        Ok(v) => *v,
+        Ok(v) => v,
         Err(_) => panic!("the reply is not a {}", type_name::<T>()),
     }
 }
 
 /// `call_blocking` of a `u64` request; the `u64` reply or the error.
 pub(crate) fn call_u64<'t>(h: &NodeHandle, to: impl Into<Target<'t>>, req: impl Any + Send) -> Result<u64, CallError> {
-    h.call_blocking(to, req, WAIT).map(|m| *m.downcast::<u64>().expect("a u64 reply"))
+    h.call_blocking(to, req, WAIT).map(|m| m.downcast::<u64>().expect("a u64 reply"))
 }
 
 /// Makes a probe run `ctx.call(to, req, timeout)` and returns what the call answered.
-pub(crate) fn call_via(h: &NodeHandle, caller: Pid, to: impl Into<To>, req: impl Any + Send, timeout: Duration) -> Result<u64, CallError> {
+pub(crate) fn call_via(
+    h: &NodeHandle,
+    caller: Pid,
+    to: impl Into<To>,
+    req: impl Any + Send,
+    timeout: Duration,
+) -> Result<u64, CallError> {
     ask(h, caller, call_cmd(to, req, timeout))
 }
 

@@ -12,9 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
-use pinion::{
-    Actor, Context, Cores, Down, ExitReason, ExitSignal, Message, Node, NodeOptions, Pid, Reply, SendError,
-};
+use pinion::{Actor, Context, Cores, Down, ExitReason, ExitSignal, Message, Node, NodeOptions, Pid, Reply, SendError};
 
 /// Timeout of calls made by the tests: generous, only there so that a bug fails instead of
 /// hanging.
@@ -227,20 +225,20 @@ impl Actor for Gate {
             Ok(n) => {
                 self.probe.started.fetch_add(1, Ordering::SeqCst);
                 self.latch.acquire().await;
-                self.probe.push(Event::Msg(*n));
+                self.probe.push(Event::Msg(n));
                 return Ok(());
             }
             Err(msg) => msg,
         };
         let msg = match msg.downcast::<Down>() {
             Ok(down) => {
-                self.probe.push(Event::Down(*down));
+                self.probe.push(Event::Down(down));
                 return Ok(());
             }
             Err(msg) => msg,
         };
         if let Ok(exit) = msg.downcast::<ExitSignal>() {
-            self.probe.push(Event::Exit(*exit));
+            self.probe.push(Event::Exit(exit));
         }
         Ok(())
     }
@@ -315,7 +313,7 @@ impl Actor for Counter {
     }
 
     async fn handle_call(&mut self, ctx: &mut Context, _: Pid, req: Message) -> Result<Reply, ExitReason> {
-        match req.downcast::<Query>().map(|q| *q) {
+        match req.downcast::<Query>() {
             Ok(Query::Count) => Ok(Reply::now(self.count)),
             Ok(Query::Sum) => Ok(Reply::now(self.sum)),
             Ok(Query::Thread) => Ok(Reply::now(std::thread::current().name().unwrap_or("").to_owned())),
@@ -338,7 +336,7 @@ impl Actor for Counter {
 /// Calls a [`Counter`] from outside the runtime and downcasts the answer.
 pub fn query<T: 'static>(node: &pinion::NodeHandle, pid: Pid, q: Query) -> T {
     let reply = node.call_blocking(pid, q, CALL_TIMEOUT).unwrap_or_else(|e| panic!("{q:?} to {pid:?}: {e}"));
-    *reply.downcast::<T>().unwrap_or_else(|_| panic!("{q:?}: reply of another type"))
+    reply.downcast::<T>().unwrap_or_else(|_| panic!("{q:?}: reply of another type"))
 }
 
 // ---- Echo: answers every call with its request ---------------------------------------------
@@ -378,7 +376,7 @@ impl Actor for Relay {
 /// Asks `relay` to send `msg` to `to` and returns the outcome of that send.
 pub fn send_from(node: &pinion::NodeHandle, relay: Pid, to: Pid, msg: u64) -> Result<(), SendError<u64>> {
     let reply = node.call_blocking(relay, SendFrom { to, msg }, CALL_TIMEOUT).expect("call to the relay");
-    *reply.downcast::<Result<(), SendError<u64>>>().expect("relay answers a send result")
+    reply.downcast::<Result<(), SendError<u64>>>().expect("relay answers a send result")
 }
 
 /// Per-key sequences, shared between a recorder process and the test.
