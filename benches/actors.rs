@@ -19,15 +19,26 @@
 //!   measured time even if it has not done its n messages / round trips / calls / spawns; rates
 //!   are then over what was done, and the table marks the cell with †.
 //! * `BENCH_TIMEOUT_S` (default 60): a child that takes longer is killed and counted as failed.
+//! * `BENCH_RACTOR_CROSS=multi`: run ractor's cross-shard workloads on one 2-worker
+//!   multi-thread tokio runtime instead of two current-thread runtimes (see below).
+//! * `BENCH_VERBOSE=1`: children print the whole latency distribution (p90…max, mean, count
+//!   of round trips ≥ 100 µs) on stderr.
 //!
 //! `memory/idle_process` spawns 1M idle processes for pinion and actix but 100k for ractor
 //! (about 6.7 KB each, so 1M takes ~7 GB and ~25 s).
 //!
 //! Placement: pinion's shards are pinned (`pin: true`). For fairness the other runtimes are
 //! pinned the same way: "same_shard" means every thread involved runs on core 0;
-//! "cross_shard" means core 0 and core 1 (actix: the System arbiter on core 0 and a second
-//! Arbiter on core 1; ractor: a 2-worker multi-thread tokio runtime whose workers are pinned to
-//! cores 0 and 1 — tokio still decides which worker polls which actor).
+//! "cross_shard" means core 0 and core 1. actix: the System arbiter on core 0 and a second
+//! Arbiter on core 1. ractor: a current-thread tokio runtime per "shard", on threads pinned to
+//! core 0 and core 1, each actor spawned on its shard's runtime. (On a 2-worker multi-thread
+//! runtime tokio's LIFO-slot scheduling runs a message's receiver on the sender's worker, so
+//! "cross-shard" numbers would be same-core ones: ~0.6-0.9 µs ping-pong RTT vs ~6-8 µs.)
+//!
+//! Message shapes: producers send a `u64`; the call request is a `u64` answered with a `u64`.
+//! pinion's and actix's `send/*` consumers have a bounded mailbox of 1024 and the producer
+//! yields and retries while it is full; ractor's mailbox is unbounded, so its producer keeps at
+//! most 1024 messages in flight by watching a counter the consumer bumps.
 
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};

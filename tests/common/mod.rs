@@ -312,7 +312,7 @@ impl Probe {
                 let result = ctx
                     .call(to.target(), req, timeout)
                     .await
-                    .and_then(|m| m.downcast::<u64>().map(|n| n).map_err(|_| CallError::WrongType));
+                    .and_then(|m| m.downcast::<u64>().map_err(|_| CallError::WrongType));
                 self.emit(Event::Called { at, result: result.clone() });
                 Reply::now(result)
             }
@@ -360,21 +360,21 @@ impl Actor for Probe {
         let at = ctx.pid();
         let msg = match msg.downcast::<u64>() {
             Ok(n) => {
-                self.emit(Event::Msg { at, from, n: n });
+                self.emit(Event::Msg { at, from, n });
                 return Ok(());
             }
             Err(msg) => msg,
         };
         let msg = match msg.downcast::<ExitSignal>() {
             Ok(signal) => {
-                self.emit(Event::Exit { at, signal: signal });
+                self.emit(Event::Exit { at, signal });
                 return Ok(());
             }
             Err(msg) => msg,
         };
         let msg = match msg.downcast::<Down>() {
             Ok(down) => {
-                self.emit(Event::Down { at, down: down });
+                self.emit(Event::Down { at, down });
                 return Ok(());
             }
             Err(msg) => msg,
