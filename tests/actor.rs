@@ -626,8 +626,10 @@ fn alias_cross_shard_deleted_message_not_delivered_call_unknown_alias() {
     let marker: Result<(), SendError<u64>> = ask(&h, sender, Cmd::Send { to: owner.into(), n: 100 });
     assert!(marker.is_ok());
     h.send(owner, 101u64).unwrap();
-    let (s1, _) = expect(&rx, "marker from the process", is_msg(owner, 100));
-    let (s2, _) = expect(&rx, "marker from the handle", is_msg(owner, 101));
+    // The two markers come from different senders: they may arrive in either order.
+    let (s1, first) = expect(&rx, "a marker", |e| is_msg(owner, 100)(e) || is_msg(owner, 101)(e));
+    let other = if is_msg(owner, 100)(&first) { 101 } else { 100 };
+    let (s2, _) = expect(&rx, "the other marker", is_msg(owner, other));
     let leaked: Vec<_> = s1.iter().chain(&s2).filter(|e| matches!(e, Event::Msg { n: 9 | 10, .. })).collect();
     assert!(leaked.is_empty(), "messages through a deleted alias were delivered: {leaked:?}");
     assert!(inspect_sum(&h, |s| s.dead_letters) >= dead_letters + 2, "the refused messages are dead letters");
@@ -1164,9 +1166,6 @@ fn exit_kill_from_process_idle_trapping_ends_without_terminate() {
 }
 
 #[test]
-#[ignore = "bug: a process that sends Kill to itself is only marked `killed` (src/shard/mod.rs \
-            Shard::kill) and keeps handling queued messages until it next parks; if its handler \
-            then stops or fails, terminate runs and the exit reason is not Kill"]
 fn exit_kill_self_handles_no_further_messages() {
     let node = start("actor-kill-self", 1);
     let h = node.handle();
@@ -1227,7 +1226,8 @@ fn stop_in_handler_ends_process_after_handler_returns() {
     for s in 0..2 {
         let (target, trx) = probe(&h, s);
         h.send(target, Cmd::Stop(ExitReason::custom("done"))).unwrap();
-        h.send(target, 42u64).unwrap();
+        // The process may already be gone: either way, 42 must not be handled.
+        let _ = h.send(target, 42u64);
         let (skipped, term) = expect(&trx, "terminate", is_terminated(target));
         assert!(
             matches!(skipped.as_slice(), [e @ Event::Stopping { .. }] if e.at() == target),

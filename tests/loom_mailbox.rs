@@ -27,7 +27,7 @@ where
 #[test]
 fn reservation_racing_reserves_exactly_capacity_succeed() {
     for capacity in [1, 2] {
-        model(None, move || {
+        model(Some(4), move || {
             let slot = Arc::new(Reservation::new());
             let generation = slot.open(capacity);
 

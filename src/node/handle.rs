@@ -198,7 +198,7 @@ impl NodeHandle {
     /// Sends an exit signal to `pid` (see `Context::exit`).
     pub fn exit(&self, pid: Pid, reason: ExitReason) {
         let here = self.here();
-        let signal = Signal::Exit { from: self.external_pid(), reason };
+        let signal = Signal::Exit { from: self.external_pid(), reason, linked: false };
         route::signal(&self.shared, here.as_ref(), pid, self.external_pid(), Kind::Signal(signal));
     }
 

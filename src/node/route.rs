@@ -102,7 +102,7 @@ pub(crate) fn signal(node: &NodeShared, here: Option<&Rc<Shard>>, to: Pid, from:
     if to.node != node.id || to.shard.index() >= node.shards.len() {
         let reason = if to.node != node.id { ExitReason::custom("noconnection") } else { ExitReason::NoProcess };
         let bounce = match kind {
-            Kind::Link { .. } => Some(Signal::Exit { from: to, reason }),
+            Kind::Link { .. } => Some(Signal::Exit { from: to, reason, linked: true }),
             Kind::Monitor { reference, .. } => Some(Signal::Down { reference, pid: to, reason }),
             _ => None,
         };

@@ -27,7 +27,7 @@ pub struct Context {
     pub(crate) shard: Rc<Shard>,
     pub(crate) pid: Pid,
     slice: u32,
-    stop: Option<ExitReason>,
+    stop: std::cell::Cell<Option<ExitReason>>,
     current_reply: Option<Responder<CallResult>>,
     /// User messages taken from the mailbox in one go, handled before looking at it again.
     batch: VecDeque<Mail>,
@@ -63,8 +63,10 @@ impl fmt::Debug for ReplyToken {
 }
 
 impl ReplyToken {
-    /// Answers the call. Returns false when the caller had already given up (timed out): the
-    /// reply is dropped and counted as late.
+    /// Answers the call. Returns false when the caller is known to have given up: a caller
+    /// outside the runtime whose timeout passed. For a caller that is a process the answer
+    /// travels to its shard and returns true; if that caller timed out meanwhile, the reply is
+    /// dropped there and counted as late (`NodeHandle::late_replies`).
     pub fn reply<M: Any + Send>(self, msg: M) -> bool {
         let on_shard = crate::shard::with_current(|s| s.is_some());
         let delivered = self.responder.respond(Ok(crate::process::envelope::into_message(msg)));
@@ -77,7 +79,15 @@ impl ReplyToken {
 
 impl Context {
     pub(crate) fn new(shard: Rc<Shard>, pid: Pid) -> Self {
-        Context { shard, pid, slice: 0, stop: None, current_reply: None, batch: VecDeque::new(), seen: 0 }
+        Context {
+            shard,
+            pid,
+            slice: 0,
+            stop: std::cell::Cell::new(None),
+            current_reply: None,
+            batch: VecDeque::new(),
+            seen: 0,
+        }
     }
 
     /// This process's pid.
@@ -280,7 +290,12 @@ impl Context {
     /// other reasons end it after its current handler unless it traps exits; `Normal` is
     /// ignored by a process that does not trap exits.
     pub fn exit(&self, to: Pid, reason: ExitReason) {
-        let signal = Signal::Exit { from: self.pid, reason };
+        if to == self.pid && reason == ExitReason::Kill {
+            // Killing oneself: nothing more runs after this handler, and no `terminate`.
+            self.stop.set(Some(ExitReason::Kill));
+            return;
+        }
+        let signal = Signal::Exit { from: self.pid, reason, linked: false };
         route::signal(&self.shard.node, Some(&self.shard), to, self.pid, Kind::Signal(signal));
     }
 
@@ -313,7 +328,9 @@ impl Context {
 
     /// Ends this process with `reason` once the current handler returns.
     pub fn stop(&mut self, reason: ExitReason) {
-        self.stop = Some(reason);
+        // A self-`Kill` stands: nothing overrides it.
+        let current = self.stop.take();
+        self.stop.set(if current == Some(ExitReason::Kill) { current } else { Some(reason) });
     }
 
     /// Whether exit signals arrive as [`ExitSignal`](crate::ExitSignal) messages.

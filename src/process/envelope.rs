@@ -24,8 +24,9 @@ pub(crate) type CallResult = Result<Message, CallError>;
 
 /// Runtime traffic in a process's system lane (never counted against its bound).
 pub(crate) enum Signal {
-    /// An exit signal: from a linked process that ended, or sent explicitly.
-    Exit { from: Pid, reason: ExitReason },
+    /// An exit signal: from a linked process that ended (`linked`), or sent explicitly. Only an
+    /// explicit `Kill` is untrappable; a `Kill` passed on by a link is an ordinary signal.
+    Exit { from: Pid, reason: ExitReason, linked: bool },
     /// A monitored process ended.
     Down { reference: MonitorRef, pid: Pid, reason: ExitReason },
     /// The node is stopping: run `terminate` and end.

@@ -51,7 +51,7 @@ pub(crate) fn process_exited(shard: &Rc<Shard>, slot: u32, reason: ExitReason) {
         }
     }
     for linked in entry.links {
-        let signal = Signal::Exit { from: pid, reason: reason.clone() };
+        let signal = Signal::Exit { from: pid, reason: reason.clone(), linked: true };
         route::signal(&shard.node, Some(shard), linked, pid, Kind::Signal(signal));
     }
     for (reference, watcher) in entry.monitors {
@@ -76,7 +76,7 @@ pub(crate) fn add_link(shard: &Rc<Shard>, slot: u32, generation: u32, from: Pid)
     };
     if !alive {
         let pid = pid_of(shard, slot, generation);
-        let signal = Signal::Exit { from: pid, reason: ExitReason::NoProcess };
+        let signal = Signal::Exit { from: pid, reason: ExitReason::NoProcess, linked: true };
         route::signal(&shard.node, Some(shard), from, pid, Kind::Signal(signal));
     }
 }

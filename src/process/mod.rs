@@ -253,7 +253,9 @@ pub(crate) async fn run<A: Actor>(mut actor: A, mut ctx: Context) -> ExitReason 
     }
     ctx.init_finished(Ok(()));
     let reason = serve(&mut actor, &mut ctx).await;
-    actor.terminate(&mut ctx, &reason).await;
+    if reason != ExitReason::Kill {
+        actor.terminate(&mut ctx, &reason).await;
+    }
     reason
 }
 
@@ -288,7 +290,7 @@ async fn serve<A: Actor>(actor: &mut A, ctx: &mut Context) -> ExitReason {
                 r
             }
             Item::Signal(Signal::Shutdown) => return ExitReason::Shutdown,
-            Item::Signal(Signal::Exit { from, reason }) => {
+            Item::Signal(Signal::Exit { from, reason, .. }) => {
                 if ctx.trap_exit() {
                     actor.handle_message(ctx, from, Message::new(ExitSignal { from, reason })).await
                 } else if reason == ExitReason::Normal {
@@ -302,7 +304,8 @@ async fn serve<A: Actor>(actor: &mut A, ctx: &mut Context) -> ExitReason {
             }
         };
         if let Err(reason) = result {
-            return reason;
+            // A self-`Kill` in the same handler wins over the error it returned.
+            return ctx.take_stop().filter(|r| *r == ExitReason::Kill).unwrap_or(reason);
         }
     }
 }

@@ -108,7 +108,10 @@ impl fmt::Display for ProcessId {
 /// An extra address of a process, created and deleted by it at will.
 ///
 /// Messages sent to an alias reach its process (they count against its mailbox bound like any
-/// other message). After `delete_alias`, or once the process ends, sending to it fails.
+/// other message). Once the process ends, sending to the alias fails at once (`UnknownAlias`)
+/// from anywhere. After `delete_alias` (the process still alive), a send from the owner's own
+/// shard fails at once; a send from another shard or thread is accepted, then dropped at
+/// delivery and counted as a dead letter — a *call* through it gets `UnknownAlias` then.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Alias {
     pub(crate) owner: Pid,

@@ -333,7 +333,7 @@ impl Shard {
     }
 
     pub(crate) fn deliver_signal(self: &Rc<Self>, slot: u32, generation: u32, signal: Signal) {
-        if let Signal::Exit { reason: ExitReason::Kill, .. } = signal {
+        if let Signal::Exit { reason: ExitReason::Kill, linked: false, .. } = signal {
             self.kill(slot, generation);
             return;
         }
