@@ -152,7 +152,7 @@ pub(crate) struct ShardRemote {
 pub(crate) struct NodeShared {
     pub(crate) id: NodeId,
     pub(crate) name: String,
-    pub(crate) shards: Box<[ShardRemote]>,
+    pub(crate) shards: Box<[Arc<ShardRemote>]>,
     pub(crate) names: registry::Names,
     pub(crate) shutdown_timeout: Duration,
     pub(crate) spin: Duration,
@@ -247,7 +247,12 @@ impl Node {
         for core in &layout {
             let (reactor, waker) = Reactor::new()?;
             reactors.push(reactor);
-            remotes.push(ShardRemote { inbox: Inbox::new(lanes), waker, table: SharedTable::new(), core: *core });
+            remotes.push(Arc::new(ShardRemote {
+                inbox: Inbox::new(lanes),
+                waker,
+                table: SharedTable::new(),
+                core: *core,
+            }));
         }
         let shared = Arc::new(NodeShared {
             id,

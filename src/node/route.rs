@@ -40,7 +40,37 @@ pub(crate) fn resolve_pid(node: &NodeShared, to: Target<'_>) -> Option<Pid> {
 
 /// Sends a user message (with `reply` set for a call). On error the message comes back and
 /// `reply` is dropped silently (the caller reports the error itself).
+#[inline]
 pub(crate) fn send<M: Any + Send>(
+    node: &NodeShared,
+    here: Option<&Rc<Shard>>,
+    from: Pid,
+    to: Target<'_>,
+    msg: M,
+    priority: Priority,
+    reply: Option<Responder<CallResult>>,
+) -> Result<ShardId, SendError<M>> {
+    // The hot path: a pid on the current shard. Everything else is out of line.
+    if let (Target::Pid(pid), Some(shard)) = (to, here) {
+        if shard.id == pid.shard && pid.node == node.id {
+            return match shard.remote().table.get(pid.slot).map(|r| r.try_reserve(pid.generation)) {
+                Some(Ok(())) => {
+                    let mail = Mail { from, msg: into_message(msg), reply };
+                    shard.deliver_mail(pid.slot, pid.generation, mail, priority, None);
+                    Ok(pid.shard)
+                }
+                Some(Err(Reserve::Full)) => refuse(SendError::MailboxFull(msg), reply),
+                _ if node.is_stopping() => refuse(SendError::Stopped(msg), reply),
+                _ => refuse(SendError::NoSuchProcess(msg), reply),
+            };
+        }
+    }
+    send_general(node, here, from, to, msg, priority, reply)
+}
+
+/// Names, aliases, other shards, threads outside the runtime.
+#[inline(never)]
+fn send_general<M: Any + Send>(
     node: &NodeShared,
     here: Option<&Rc<Shard>>,
     from: Pid,

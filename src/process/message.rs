@@ -4,7 +4,7 @@
 //! number, a pid, a `String` or a small struct allocates nothing; bigger values are boxed.
 //! Handlers take the value back out with [`Message::downcast`], by value.
 
-use std::any::Any;
+use std::any::{Any, TypeId};
 use std::fmt;
 
 use smallbox::space::S4;
@@ -15,17 +15,17 @@ pub struct Message(SmallBox<dyn Any + Send, S4>);
 
 impl Message {
     /// Wraps a value (a `Message` is passed through, never wrapped twice).
+    #[inline]
     pub fn new<T: Any + Send>(value: T) -> Message {
-        let mut value = Some(value);
-        if let Some(already) = (&mut value as &mut dyn Any).downcast_mut::<Option<Message>>() {
-            if let Some(m) = already.take() {
+        // A constant after monomorphization: the branch vanishes for every T but Message.
+        if TypeId::of::<T>() == TypeId::of::<Message>() {
+            let mut value = Some(value);
+            if let Some(m) = (&mut value as &mut dyn Any).downcast_mut::<Option<Message>>().and_then(Option::take) {
                 return m;
             }
+            unreachable!("T is Message");
         }
-        match value {
-            Some(v) => Message(smallbox!(v)),
-            None => unreachable!("taken only when T is Message"),
-        }
+        Message(smallbox!(value))
     }
 
     /// The value, if it is a `T`; the message back otherwise (to try another type).

@@ -180,6 +180,8 @@ fn bump(c: &Cell<u64>) {
 pub(crate) struct Shard {
     pub(crate) id: ShardId,
     pub(crate) node: Arc<NodeShared>,
+    /// This shard's own cross-thread half (also in `node.shards`), one pointer away.
+    remote: Arc<crate::node::ShardRemote>,
     pub(crate) table: RefCell<ProcessTable<ProcessEntry>>,
     pub(crate) run_queue: RefCell<VecDeque<u32>>,
     pub(crate) timers: RefCell<TimerWheel<TimerAction>>,
@@ -212,6 +214,7 @@ impl Shard {
     fn new(id: ShardId, node: Arc<NodeShared>) -> Rc<Self> {
         Rc::new(Shard {
             id,
+            remote: node.shards[id.index()].clone(),
             node,
             table: RefCell::new(ProcessTable::new()),
             run_queue: RefCell::new(VecDeque::new()),
@@ -224,8 +227,9 @@ impl Shard {
     }
 
     /// This shard's cross-thread half.
+    #[inline]
     pub(crate) fn remote(&self) -> &crate::node::ShardRemote {
-        &self.node.shards[self.id.index()]
+        &self.remote
     }
 
     pub(crate) fn next_ref(&self) -> u64 {
