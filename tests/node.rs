@@ -227,8 +227,6 @@ fn node_name_is_taken_while_live_and_reusable_after_stop() {
 }
 
 #[test]
-#[ignore = "bug: a restarted node reuses its NodeId and starts slot generations at 0 again, so a pid \
-            of the stopped node addresses the new node's process in the same slot"]
 fn pid_of_a_stopped_node_never_reaches_a_process_of_its_successor() {
     let name = "node_restart_stale_pid";
     let first = node(name, 1);
@@ -240,7 +238,8 @@ fn pid_of_a_stopped_node_never_reaches_a_process_of_its_successor() {
     let new = spawn_counter(&second, 0);
     assert_eq!(pid_parts(old).2, pid_parts(new).2, "same slot");
     let sent = second.send(old, 1u64);
-    assert!(matches!(sent, Err(SendError::NoSuchProcess(1))), "a pid of the stopped node: {sent:?}");
+    // The stopped node is another incarnation (another NodeId): its pids are refused as NodeDown.
+    assert!(matches!(sent, Err(SendError::NodeDown(1))), "a pid of the stopped node: {sent:?}");
     assert_eq!(query::<u64>(&second, new, Query::Count), 0, "the new process got nothing meant for the old one");
     drop(handle);
     second.stop();
@@ -518,9 +517,6 @@ fn call_with_zero_timeout_is_refused_and_a_huge_timeout_works() {
 }
 
 #[test]
-#[ignore = "bug: NodeHandle::call arms a shard timer per call (ControlRequest::ArmTimeout) that is never \
-            cancelled when the reply arrives, so every answered call keeps a timer (and its slot) until the \
-            deadline: unbounded growth with long timeouts"]
 fn answered_external_calls_leave_no_timer_armed() {
     let node = node("node_call_timer_leak", 1);
     let pid = spawn_counter(&node, 0);
@@ -647,11 +643,8 @@ fn handle_of_a_stopped_node_answers_stopped() {
 }
 
 #[test]
-#[ignore = "bug: a spawn request pushed into a shard's inbox after the shard's final drain (shard::run) \
-            is never answered while any NodeHandle keeps the node alive, so SpawnFuture::wait (no \
-            deadline) hangs; reproduces in about half of the runs of this stress test"]
 fn spawns_racing_node_stop_always_resolve() {
-    for round in 0..2_000u64 {
+    for round in 0..500u64 {
         let node = node(&format!("node_spawn_vs_stop_{round}"), 2);
         let spawners: Vec<_> = (0..3)
             .map(|_| {

@@ -143,6 +143,10 @@ fn layout(options: &NodeOptions) -> Result<Vec<Option<usize>>, StartError> {
 /// The cross-thread half of a shard: its inbox, the waker of its poller, its reservations.
 pub(crate) struct ShardRemote {
     pub(crate) inbox: Inbox<Envelope>,
+    /// Set (SeqCst) by the shard before its last drain: a producer that pushes and then sees
+    /// it drops what is queued itself, so every envelope is dropped — and dropping one answers
+    /// whoever waits on it (`Stopped`, `NoReply`).
+    pub(crate) closed: AtomicBool,
     pub(crate) waker: mio::Waker,
     pub(crate) table: SharedTable,
     pub(crate) core: Option<usize>,
@@ -177,6 +181,11 @@ impl NodeShared {
             if let Err(e) = remote.waker.wake() {
                 log::error!(target: "pinion", "{}: waking {shard} failed: {e}", self.name);
             }
+        }
+        // `push` ended with a SeqCst fence: either the shard's last drain sees our envelope,
+        // or we see `closed` here.
+        if remote.closed.load(Ordering::SeqCst) {
+            remote.inbox.drain(drop);
         }
     }
 
@@ -239,8 +248,8 @@ impl Node {
         if name.is_empty() {
             return Err(StartError::InvalidOptions("a node needs a name".into()));
         }
-        let id = registry::intern(name)
-            .ok_or_else(|| StartError::InvalidOptions("too many distinct node names in this process".into()))?;
+        let id = registry::new_node_id(name)
+            .ok_or_else(|| StartError::InvalidOptions("too many node starts in this OS process (65,535)".into()))?;
         let lanes = layout.len() + 1;
         let mut reactors = Vec::with_capacity(layout.len());
         let mut remotes = Vec::with_capacity(layout.len());
@@ -249,6 +258,7 @@ impl Node {
             reactors.push(reactor);
             remotes.push(Arc::new(ShardRemote {
                 inbox: Inbox::new(lanes),
+                closed: AtomicBool::new(false),
                 waker,
                 table: SharedTable::new(),
                 core: *core,
@@ -267,7 +277,7 @@ impl Node {
             late_replies: AtomicU64::new(0),
             next_spawn: AtomicUsize::new(0),
         });
-        if !registry::set_live(id, &shared) {
+        if !registry::set_live(&shared) {
             return Err(StartError::NameTaken(name.to_owned()));
         }
         let mut node = Node { handle: NodeHandle::from_shared(shared.clone()), threads: Vec::new() };

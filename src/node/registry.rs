@@ -15,9 +15,10 @@ pub const MAX_NAME_BYTES: usize = 255;
 
 #[derive(Default)]
 struct Interner {
+    /// Name of every node ever started in this OS process, by id.
     names: Vec<String>,
-    ids: HashMap<String, NodeId>,
-    live: HashMap<NodeId, Weak<NodeShared>>,
+    /// Live nodes by name.
+    live: HashMap<String, (NodeId, Weak<NodeShared>)>,
 }
 
 static INTERNER: Mutex<Option<Interner>> = Mutex::new(None);
@@ -27,18 +28,16 @@ fn with_interner<R>(f: impl FnOnce(&mut Interner) -> R) -> R {
     f(guard.get_or_insert_with(Interner::default))
 }
 
-/// Interns `name`; `None` when 65,536 distinct names are in use (pids and wakers carry 16 bits).
-pub(crate) fn intern(name: &str) -> Option<NodeId> {
+/// A fresh id for a node start named `name`: every start gets its own, so a pid of a stopped
+/// node never reaches a process of a later node of the same name. `None` after 65,535 starts
+/// in one OS process (pids and wakers carry 16 bits of it).
+pub(crate) fn new_node_id(name: &str) -> Option<NodeId> {
     with_interner(|i| {
-        if let Some(id) = i.ids.get(name) {
-            return Some(*id);
-        }
         if i.names.len() >= usize::from(u16::MAX) {
             return None;
         }
         let id = NodeId(i.names.len() as u32);
         i.names.push(name.to_owned());
-        i.ids.insert(name.to_owned(), id);
         Some(id)
     })
 }
@@ -47,26 +46,25 @@ pub(crate) fn node_name(id: NodeId) -> String {
     with_interner(|i| i.names.get(id.0 as usize).cloned().unwrap_or_else(|| format!("node#{}", id.0)))
 }
 
-/// Marks a node live; false when a live node already has its id.
-pub(crate) fn set_live(id: NodeId, node: &Arc<NodeShared>) -> bool {
+/// Marks a node live; false when a live node already has its name.
+pub(crate) fn set_live(node: &Arc<NodeShared>) -> bool {
     with_interner(|i| {
-        if i.live.get(&id).is_some_and(|w| w.strong_count() > 0) {
+        if i.live.get(&node.name).is_some_and(|(_, w)| w.strong_count() > 0) {
             return false;
         }
-        i.live.insert(id, Arc::downgrade(node));
+        i.live.insert(node.name.clone(), (node.id, Arc::downgrade(node)));
         true
     })
 }
 
+/// Marks the node with this id dead (its name may be started again).
 pub(crate) fn set_dead(id: NodeId) {
-    with_interner(|i| {
-        i.live.remove(&id);
-    })
+    with_interner(|i| i.live.retain(|_, (live, _)| *live != id))
 }
 
 /// The live node with this id (slow path: wake-ups and replies from foreign threads).
 pub(crate) fn live_node(id: NodeId) -> Option<Arc<NodeShared>> {
-    with_interner(|i| i.live.get(&id).and_then(Weak::upgrade))
+    with_interner(|i| i.live.values().find(|(live, _)| *live == id).and_then(|(_, w)| w.upgrade()))
 }
 
 /// One node's process names.

@@ -156,6 +156,43 @@ impl<T: Answer> Drop for Responder<T> {
 pub(crate) struct Slot<T> {
     state: Mutex<SlotState<T>>,
     ready: Condvar,
+    /// The shard timer armed for this slot's timeout, cancelled when an answer wins.
+    timer: Mutex<Option<ArmedTimer>>,
+}
+
+/// A timer on one shard of one node.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ArmedTimer {
+    pub(crate) node: crate::process::NodeId,
+    pub(crate) shard: crate::process::ShardId,
+    pub(crate) key: crate::shard::TimerKey,
+}
+
+impl ArmedTimer {
+    /// Cancels the timer: directly on its own shard, else by asking that shard.
+    fn cancel(self) {
+        let here = crate::shard::with_current(|s| {
+            s.filter(|s| s.node.id == self.node).map(|s| {
+                if s.id == self.shard {
+                    s.timers.borrow_mut().cancel(self.key);
+                    None
+                } else {
+                    Some(s.node.clone())
+                }
+            })
+        });
+        let node = match here {
+            Some(None) => return,
+            Some(Some(node)) => Some(node),
+            None => crate::node::registry::live_node(self.node),
+        };
+        if let Some(node) = node {
+            let lane = crate::shard::with_current(|s| s.filter(|s| s.node.id == self.node).map(|s| s.id.index()))
+                .unwrap_or(node.shards.len());
+            let request = crate::shard::ControlRequest::CancelTimer(self.key);
+            node.push(self.shard, lane, Envelope { slot: 0, generation: 0, kind: Kind::Control(request) });
+        }
+    }
 }
 
 enum SlotState<T> {
@@ -166,7 +203,18 @@ enum SlotState<T> {
 
 impl<T> Slot<T> {
     pub(crate) fn new() -> Arc<Self> {
-        Arc::new(Slot { state: Mutex::new(SlotState::Waiting(None)), ready: Condvar::new() })
+        Arc::new(Slot { state: Mutex::new(SlotState::Waiting(None)), ready: Condvar::new(), timer: Mutex::new(None) })
+    }
+
+    /// Records the timer armed for this slot's timeout. False (nothing recorded) when the slot
+    /// is already complete: the caller cancels the timer itself.
+    pub(crate) fn arm(&self, timer: ArmedTimer) -> bool {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if !matches!(*state, SlotState::Waiting(_)) {
+            return false;
+        }
+        *self.timer.lock().unwrap_or_else(PoisonError::into_inner) = Some(timer);
+        true
     }
 
     /// Completes the slot; false if it was already complete.
@@ -176,10 +224,14 @@ impl<T> Slot<T> {
             SlotState::Waiting(waker) => {
                 let waker = waker.take();
                 *state = SlotState::Done(value);
+                let timer = self.timer.lock().unwrap_or_else(PoisonError::into_inner).take();
                 drop(state);
                 self.ready.notify_all();
                 if let Some(w) = waker {
                     w.wake();
+                }
+                if let Some(t) = timer {
+                    t.cancel();
                 }
                 true
             }

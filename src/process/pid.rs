@@ -3,10 +3,11 @@
 
 use std::fmt;
 
-/// A node's identity inside this OS process: an index into the interned node names.
+/// A node's identity inside this OS process: one per node start.
 ///
-/// Two nodes started one after the other under the same name share a `NodeId`; two live nodes
-/// never do (the second start fails with `StartError::NameTaken`).
+/// A node started again under the same name gets a new id, so pids of the old one are refused
+/// (`NodeDown`), never delivered to the new node's processes. Two live nodes never share a name
+/// (the second start fails with `StartError::NameTaken`).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
 pub struct NodeId(pub u32);
 

@@ -72,7 +72,9 @@ impl<T> Inbox<T> {
         self.parked.load(Ordering::Relaxed) && self.parked.swap(false, Ordering::AcqRel)
     }
 
-    /// Consumer: pop everything queued now, lane by lane, in FIFO order per lane.
+    /// Pop everything queued now, lane by lane, in FIFO order per lane. The shard calls it as
+    /// the consumer; lanes are multi-consumer, so after the shard closed, producers may call it
+    /// to drop what is left.
     pub fn drain(&self, mut f: impl FnMut(T)) -> usize {
         let mut n = 0;
         for lane in self.lanes.iter() {

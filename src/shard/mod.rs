@@ -25,7 +25,7 @@ pub(crate) use timer::{TimerKey, TimerWheel};
 
 use crate::error::{CallError, RegisterError, SpawnError};
 use crate::node::{NodeShared, route};
-use crate::process::envelope::{Answer, CallResult, Envelope, Kind, Mail, Responder, Signal, Slot};
+use crate::process::envelope::{Answer, ArmedTimer, CallResult, Envelope, Kind, Mail, Responder, Signal, Slot};
 use crate::process::table::{MAX_PROCESSES_PER_SHARD, ProcessTable};
 use crate::process::{
     Actor, Alias, Context, ExitReason, Message, Pid, Priority, ProcessEntry, ProcessFuture, ProcessId, ProcessInfo,
@@ -163,6 +163,8 @@ pub(crate) enum ControlRequest {
         slot: Arc<Slot<CallResult>>,
         deadline: Instant,
     },
+    /// An external call was answered: its timeout timer is moot.
+    CancelTimer(TimerKey),
 }
 
 #[derive(Debug, Default)]
@@ -506,7 +508,13 @@ impl Shard {
             }
             ControlRequest::Stop => self.begin_stop(),
             ControlRequest::ArmTimeout { slot, deadline } => {
-                self.timers.borrow_mut().insert(deadline, TimerAction::External(slot));
+                let key = self.timers.borrow_mut().insert(deadline, TimerAction::External(slot.clone()));
+                if !slot.arm(ArmedTimer { node: self.node.id, shard: self.id, key }) {
+                    self.timers.borrow_mut().cancel(key);
+                }
+            }
+            ControlRequest::CancelTimer(key) => {
+                self.timers.borrow_mut().cancel(key);
             }
         }
     }
@@ -679,7 +687,10 @@ pub(crate) fn run(node: Arc<NodeShared>, id: ShardId, mut reactor: reactor::Reac
         }
     }
     CURRENT.with(|c| *c.borrow_mut() = None);
-    // Whatever still arrives is dropped here; dropped responders answer their waiters.
+    // Whatever still arrives is dropped (by us, or by its producer once it sees `closed`);
+    // dropped responders answer their waiters.
+    shard.remote().closed.store(true, std::sync::atomic::Ordering::SeqCst);
+    std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
     shard.remote().inbox.drain(drop);
 }
 
