@@ -28,6 +28,10 @@ pub struct Context {
     pub(crate) pid: Pid,
     slice: u32,
     stop: std::cell::Cell<Option<ExitReason>>,
+    /// `stop` is set (checked once per message instead of taking the `Option`).
+    stopping: std::cell::Cell<bool>,
+    /// Messages finished, published to the process entry whenever it looks at its mailbox.
+    processed: u64,
     current_reply: Option<Responder<CallResult>>,
     /// User messages taken from the mailbox in one go, handled before looking at it again.
     batch: VecDeque<Mail>,
@@ -84,6 +88,8 @@ impl Context {
             pid,
             slice: 0,
             stop: std::cell::Cell::new(None),
+            stopping: std::cell::Cell::new(false),
+            processed: 0,
             current_reply: None,
             batch: VecDeque::new(),
             seen: 0,
@@ -293,6 +299,7 @@ impl Context {
         if to == self.pid && reason == ExitReason::Kill {
             // Killing oneself: nothing more runs after this handler, and no `terminate`.
             self.stop.set(Some(ExitReason::Kill));
+            self.stopping.set(true);
             return;
         }
         let signal = Signal::Exit { from: self.pid, reason, linked: false };
@@ -331,6 +338,7 @@ impl Context {
         // A self-`Kill` stands: nothing overrides it.
         let current = self.stop.take();
         self.stop.set(if current == Some(ExitReason::Kill) { current } else { Some(reason) });
+        self.stopping.set(true);
     }
 
     /// Whether exit signals arrive as [`ExitSignal`](crate::ExitSignal) messages.
@@ -383,7 +391,12 @@ impl Context {
 
     // ---- used by the process loop ----------------------------------------------------------
 
+    #[inline]
     pub(crate) fn take_stop(&mut self) -> Option<ExitReason> {
+        if !self.stopping.get() {
+            return None;
+        }
+        self.stopping.set(false);
         self.stop.take()
     }
 
@@ -426,6 +439,7 @@ impl Context {
                 self.batch.pop_front().map(Item::Mail)
             };
             entry.batched = self.batch.len();
+            entry.processed = self.processed;
             match next {
                 Some(item) => {
                     entry.awaiting_mail = false;
@@ -442,7 +456,9 @@ impl Context {
     }
 
     /// A user message is finished: release its reservation.
+    #[inline]
     pub(crate) fn finish_mail(&mut self) {
+        self.processed += 1;
         self.shard.finish_mail(self.pid);
     }
 

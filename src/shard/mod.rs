@@ -307,6 +307,7 @@ impl Shard {
     }
 
     /// A user message of `pid` is finished.
+    #[inline]
     pub(crate) fn finish_mail(&self, pid: Pid) {
         if let Some(r) = self.remote().table.get(pid.slot) {
             r.finish_owned(pid.generation);
@@ -555,7 +556,7 @@ impl Shard {
             main_queue: e.mailbox.main.len() + e.batched,
             reserved: self.remote().table.get(slot).map_or(0, |r| r.reserved()),
             mailbox: e.capacity,
-            processed: self.remote().table.get(slot).map_or(0, |r| r.processed()),
+            processed: e.processed,
             links: e.links.len(),
             monitors: e.monitors.len(),
             trap_exit: e.trap_exit,
