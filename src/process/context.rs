@@ -30,8 +30,7 @@ pub struct Context {
     stop: std::cell::Cell<Option<ExitReason>>,
     /// `stop` is set (checked once per message instead of taking the `Option`).
     stopping: std::cell::Cell<bool>,
-    /// Messages finished, published to the process entry whenever it looks at its mailbox.
-    processed: u64,
+
     current_reply: Option<Responder<CallResult>>,
     /// User messages taken from the mailbox in one go, handled before looking at it again.
     batch: VecDeque<Mail>,
@@ -89,7 +88,6 @@ impl Context {
             slice: 0,
             stop: std::cell::Cell::new(None),
             stopping: std::cell::Cell::new(false),
-            processed: 0,
             current_reply: None,
             batch: VecDeque::new(),
             seen: 0,
@@ -439,7 +437,6 @@ impl Context {
                 self.batch.pop_front().map(Item::Mail)
             };
             entry.batched = self.batch.len();
-            entry.processed = self.processed;
             match next {
                 Some(item) => {
                     entry.awaiting_mail = false;
@@ -458,7 +455,6 @@ impl Context {
     /// A user message is finished: release its reservation.
     #[inline]
     pub(crate) fn finish_mail(&mut self) {
-        self.processed += 1;
         self.shard.finish_mail(self.pid);
     }
 

@@ -38,6 +38,8 @@ pub enum Reserve {
 pub struct Reservation {
     word: AtomicU64,
     capacity: AtomicU32,
+    /// Messages the owner finished (written by the owner only; read by introspection).
+    processed: AtomicU64,
 }
 
 impl Default for Reservation {
@@ -49,7 +51,7 @@ impl Default for Reservation {
 impl Reservation {
     /// A closed slot at generation 0.
     pub fn new() -> Self {
-        Reservation { word: AtomicU64::new(0), capacity: AtomicU32::new(0) }
+        Reservation { word: AtomicU64::new(0), capacity: AtomicU32::new(0), processed: AtomicU64::new(0) }
     }
 
     /// The current generation (owner's view).
@@ -66,6 +68,7 @@ impl Reservation {
     /// generation. The capacity is published before the generation that makes it reachable.
     pub fn open(&self, capacity: u32) -> u32 {
         self.capacity.store(capacity, Ordering::Relaxed);
+        self.processed.store(0, Ordering::Relaxed);
         let generation = self.generation();
         self.word.store(u64::from(generation) << COUNT_BITS, Ordering::Release);
         generation
@@ -99,12 +102,18 @@ impl Reservation {
 
     /// Owner only, while incarnation `generation` is live (so the generation cannot change
     /// under it): one message is finished — give its reservation back with a single atomic
-    /// subtraction (no compare-and-swap loop).
+    /// subtraction (no compare-and-swap loop), and count it.
     #[inline]
     pub fn finish_owned(&self, generation: u32) {
         debug_assert_eq!(self.generation(), generation);
         debug_assert!(self.reserved() > 0);
         self.word.fetch_sub(1, Ordering::AcqRel);
+        self.processed.store(self.processed.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
+
+    /// Messages finished by the current incarnation (a snapshot).
+    pub fn processed(&self) -> u64 {
+        self.processed.load(Ordering::Relaxed)
     }
 
     /// Any thread: give back one reservation of incarnation `generation` (a message finished,

@@ -207,8 +207,6 @@ pub(crate) struct ProcessEntry {
     /// Main-lane messages the process took into its own batch, as of its last look at the
     /// mailbox (for introspection).
     pub(crate) batched: usize,
-    /// Messages finished, as of the process's last look at its mailbox.
-    pub(crate) processed: u64,
     pub(crate) calls: Vec<PendingCall>,
     /// Processes that linked to this one: they get its exit signal.
     pub(crate) links: Vec<Pid>,
@@ -231,7 +229,6 @@ impl ProcessEntry {
             trap_exit,
             capacity,
             batched: 0,
-            processed: 0,
             calls: Vec::new(),
             links: Vec::new(),
             monitors: Vec::new(),

@@ -556,7 +556,7 @@ impl Shard {
             main_queue: e.mailbox.main.len() + e.batched,
             reserved: self.remote().table.get(slot).map_or(0, |r| r.reserved()),
             mailbox: e.capacity,
-            processed: e.processed,
+            processed: self.remote().table.get(slot).map_or(0, |r| r.processed()),
             links: e.links.len(),
             monitors: e.monitors.len(),
             trap_exit: e.trap_exit,
