@@ -56,8 +56,10 @@
 //! - **Bounds.** A mailbox of capacity N holds at most N messages accepted and not yet
 //!   finished (queued plus the one in progress), whatever the number of senders on whatever
 //!   shards: a sender reserves a slot with one compare-and-swap before enqueuing, and a full
-//!   mailbox answers `SendError::MailboxFull(msg)` at once, handing the message back. The
-//!   reservation is released when the handler *finishes* the message.
+//!   mailbox answers `SendError::MailboxFull(msg)` at once, handing the message back. A
+//!   reservation is released when the handler has *finished* the message — precisely, when the
+//!   process's current run returns to the shard (it awaits, yields after 64 messages, or waits
+//!   for mail), so a shard pays one atomic operation per run instead of one per message.
 //! - **System lane.** Exit signals, `Down` messages, replies and shutdown are not counted
 //!   against the bound: a full mailbox never blocks them. A process handles system signals
 //!   first, then urgent messages, then main ones.
@@ -107,3 +109,8 @@ pub mod _benchable {
     pub use crate::process::mailbox::{Reservation, Reserve};
     pub use crate::shard::inbox::Inbox;
 }
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

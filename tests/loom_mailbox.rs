@@ -161,6 +161,42 @@ fn reservation_close_makes_reserve_stale_and_release_noop() {
 }
 
 #[test]
+fn reservation_finish_owned_racing_reserves_conserves_count() {
+    model(None, || {
+        let slot = Arc::new(Reservation::new());
+        let generation = slot.open(2);
+        assert_eq!(slot.try_reserve(generation), Ok(()));
+        assert_eq!(slot.try_reserve(generation), Ok(()));
+        let finished = Arc::new(AtomicBool::new(false));
+
+        // Two senders race the owner finishing both queued messages in one batch.
+        let senders: Vec<_> = (0..2)
+            .map(|_| {
+                let (slot, finished) = (slot.clone(), finished.clone());
+                thread::spawn(move || {
+                    let after_finish = finished.load(Ordering::Acquire);
+                    let result = slot.try_reserve(generation);
+                    if after_finish {
+                        // Both places were freed: room for this sender whatever the other does.
+                        assert_eq!(result, Ok(()), "spuriously full after the finish");
+                    } else {
+                        assert!(matches!(result, Ok(()) | Err(Reserve::Full)), "{result:?}");
+                    }
+                    assert!(slot.reserved() <= 2, "bound exceeded");
+                    result
+                })
+            })
+            .collect();
+        slot.finish_owned(generation, 2);
+        finished.store(true, Ordering::Release);
+        let ok = senders.into_iter().map(|s| s.join().unwrap()).filter(Result::is_ok).count();
+
+        assert_eq!(slot.reserved(), ok as u32);
+        assert_eq!(slot.generation(), generation);
+    });
+}
+
+#[test]
 fn reservation_concurrent_reserve_release_conserves_count() {
     model(None, || {
         let slot = Arc::new(Reservation::new());

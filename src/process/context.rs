@@ -455,7 +455,7 @@ impl Context {
     /// A user message is finished: release its reservation.
     #[inline]
     pub(crate) fn finish_mail(&mut self) {
-        self.shard.finish_mail(self.pid);
+        self.shard.finish_mail();
     }
 
     pub(crate) fn begin_call(&mut self, reply: Responder<CallResult>) {

@@ -9,7 +9,10 @@
 //! without a reservation, so a mailbox never holds more than its capacity whatever the race.
 //! The owner releases a reservation when it has *finished* the message (not when it dequeued
 //! it), so capacity counts queued plus in-progress messages and the number accepted does not
-//! depend on scheduling. When the process ends, the owner bumps the generation and zeroes the
+//! depend on scheduling. The release is batched per run of the process: the messages a process
+//! finished during one poll are given back with one `fetch_sub` when that poll returns (when it
+//! awaits, yields after its budget, or waits for mail) — a locked instruction per message was
+//! the largest single cost of the same-shard path. When the process ends, the owner bumps the generation and zeroes the
 //! count in one store: later sends fail, later releases (by the old incarnation) are no-ops.
 
 use std::collections::VecDeque;
@@ -101,14 +104,14 @@ impl Reservation {
     }
 
     /// Owner only, while incarnation `generation` is live (so the generation cannot change
-    /// under it): one message is finished — give its reservation back with a single atomic
-    /// subtraction (no compare-and-swap loop), and count it.
+    /// under it): `n` messages are finished — give their reservations back with a single atomic
+    /// subtraction (no compare-and-swap loop), and count them.
     #[inline]
-    pub fn finish_owned(&self, generation: u32) {
+    pub fn finish_owned(&self, generation: u32, n: u32) {
         debug_assert_eq!(self.generation(), generation);
-        debug_assert!(self.reserved() > 0);
-        self.word.fetch_sub(1, Ordering::AcqRel);
-        self.processed.store(self.processed.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        debug_assert!(self.reserved() >= n);
+        self.word.fetch_sub(u64::from(n), Ordering::AcqRel);
+        self.processed.store(self.processed.load(Ordering::Relaxed) + u64::from(n), Ordering::Relaxed);
     }
 
     /// Messages finished by the current incarnation (a snapshot).

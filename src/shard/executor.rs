@@ -25,16 +25,17 @@ pub(crate) fn run_ready(shard: &Rc<Shard>, max: usize) -> usize {
 }
 
 fn poll_process(shard: &Rc<Shard>, slot: u32) {
-    let mut future = {
+    let (mut future, generation) = {
         let mut table = shard.table.borrow_mut();
         let Some(entry) = table.get_mut(slot as usize) else { return };
         entry.scheduled = false;
         let Some(future) = entry.future.take() else { return };
-        future
+        (future, entry.generation)
     };
     let waker = waker(shard.node.id, shard.id, slot);
     let mut cx = TaskContext::from_waker(&waker);
     let outcome = catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx)));
+    shard.release_finished(slot, generation);
     match outcome {
         Ok(Poll::Pending) => {
             let killed = shard.table.borrow().get(slot as usize).is_none_or(|e| e.killed);

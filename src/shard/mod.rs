@@ -192,6 +192,8 @@ pub(crate) struct Shard {
     /// process handling a batch of main-lane messages looks at its mailbox again only when
     /// this moved (one `Cell` read per message instead of a table access).
     pub(crate) attention: Cell<u64>,
+    /// User messages the running process finished in its current poll, not yet released.
+    finished: Cell<u32>,
     pub(crate) stopping: Cell<bool>,
     pub(crate) stats: ShardStats,
 }
@@ -223,6 +225,7 @@ impl Shard {
             timers: RefCell::new(TimerWheel::new(Instant::now())),
             next_ref: Cell::new(1),
             attention: Cell::new(0),
+            finished: Cell::new(0),
             stopping: Cell::new(false),
             stats: ShardStats::default(),
         })
@@ -307,12 +310,28 @@ impl Shard {
     }
 
     /// A user message of `pid` is finished.
+    /// A user message of the running process is finished. Its reservation is given back when
+    /// the process's current poll returns (see `executor::poll_process`): one atomic operation
+    /// per poll instead of one per message. Within a poll the process runs synchronously, so
+    /// its slots are back whenever it parks, awaits or yields.
     #[inline]
-    pub(crate) fn finish_mail(&self, pid: Pid) {
-        if let Some(r) = self.remote().table.get(pid.slot) {
-            r.finish_owned(pid.generation);
-        }
+    pub(crate) fn finish_mail(&self) {
+        self.finished.set(self.finished.get() + 1);
         bump(&self.stats.processed);
+    }
+
+    /// Gives back the reservations of the messages the process in `slot` finished during the
+    /// poll that just returned.
+    #[inline]
+    pub(crate) fn release_finished(&self, slot: u32, generation: u32) {
+        let n = self.finished.replace(0);
+        if n > 0 {
+            if let Some(r) = self.remote().table.get(slot) {
+                if r.generation() == generation {
+                    r.finish_owned(generation, n);
+                }
+            }
+        }
     }
 
     pub(crate) fn deliver_reply(&self, slot: u32, generation: u32, reference: u64, result: CallResult) {
