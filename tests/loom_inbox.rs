@@ -101,7 +101,7 @@ fn inbox_park_racing_push_no_lost_wakeup() {
 
 #[test]
 fn inbox_two_producers_racing_park_both_items_delivered_one_wake_per_park() {
-    model(Some(4), || {
+    model(Some(3), || {
         let shard = Arc::new(Shard::new(2));
 
         let producers: Vec<_> = [(0, 1), (1, 2)]
@@ -125,7 +125,7 @@ fn inbox_two_producers_racing_park_both_items_delivered_one_wake_per_park() {
 
 #[test]
 fn inbox_one_lane_several_pushes_drained_in_fifo_order() {
-    model(Some(5), || {
+    model(Some(4), || {
         let shard = Arc::new(Shard::new(2));
 
         let producer = {

@@ -69,11 +69,13 @@ impl Reservation {
 
     /// Owner only, on a closed slot: start a new incarnation with `capacity`, returning its
     /// generation. The capacity is published before the generation that makes it reachable.
+    /// No pid of the new generation may exist before this returns (it resets the count).
     pub fn open(&self, capacity: u32) -> u32 {
         self.capacity.store(capacity, Ordering::Relaxed);
         self.processed.store(0, Ordering::Relaxed);
         let generation = self.generation();
-        self.word.store(u64::from(generation) << COUNT_BITS, Ordering::Release);
+        // A swap, not a store: see `close`.
+        self.word.swap(u64::from(generation) << COUNT_BITS, Ordering::AcqRel);
         generation
     }
 
@@ -81,7 +83,10 @@ impl Reservation {
     /// for it become no-ops.
     pub fn close(&self, generation: u32) {
         let next = generation.wrapping_add(1);
-        self.word.store(u64::from(next) << COUNT_BITS, Ordering::Release);
+        // A swap rather than a store (slow path: once per process end). It orders this write
+        // after any racing compare-and-swap in every model; loom 0.7 lets a plain store slip
+        // inside another thread's RMW (tokio-rs/loom#254) and would report impossible results.
+        self.word.swap(u64::from(next) << COUNT_BITS, Ordering::AcqRel);
     }
 
     /// Any thread: reserve room for one message to incarnation `generation`.

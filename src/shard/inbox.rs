@@ -20,23 +20,80 @@ use crate::loom::{AtomicBool, Ordering, fence};
 #[cfg(not(loom))]
 type Lane<T> = crossbeam_queue::SegQueue<T>;
 
+/// Under loom, a lane is modelled with atomics mirroring the synchronization of crossbeam's
+/// `SegQueue` (index claimed by a `SeqCst` RMW on `tail`, slot published with `Release`,
+/// emptiness read with `SeqCst` loads), not with a mutex: a mutex's acquire/release on every
+/// access would itself order the park/wake handshake and hide a missing fence.
 #[cfg(loom)]
-#[derive(Debug)]
-struct Lane<T>(loom::sync::Mutex<std::collections::VecDeque<T>>);
+struct Lane<T> {
+    slots: Box<[Slot<T>]>,
+    /// Next index a producer claims.
+    tail: loom::sync::atomic::AtomicUsize,
+    /// Next index the (single) consumer reads.
+    head: loom::sync::atomic::AtomicUsize,
+}
+
+#[cfg(loom)]
+struct Slot<T> {
+    ready: AtomicBool,
+    value: loom::cell::UnsafeCell<Option<T>>,
+}
+
+// SAFETY: a slot's value is written only by the producer that claimed its index (a unique
+// `fetch_add` on `tail`) before it publishes `ready` (Release), and read only by the consumer
+// after it observed `ready` (Acquire); values move between threads, so `T: Send` suffices.
+#[cfg(loom)]
+unsafe impl<T: Send> Sync for Lane<T> {}
+// SAFETY: as above; the lane owns its values.
+#[cfg(loom)]
+unsafe impl<T: Send> Send for Lane<T> {}
+
+#[cfg(loom)]
+impl<T> std::fmt::Debug for Lane<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lane").finish_non_exhaustive()
+    }
+}
 
 #[cfg(loom)]
 impl<T> Lane<T> {
+    /// Pushes per lane a loom model may make.
+    const CAPACITY: usize = 4;
+
     fn new() -> Self {
-        Lane(loom::sync::Mutex::new(std::collections::VecDeque::new()))
+        Lane {
+            slots: (0..Self::CAPACITY)
+                .map(|_| Slot { ready: AtomicBool::new(false), value: loom::cell::UnsafeCell::new(None) })
+                .collect(),
+            tail: loom::sync::atomic::AtomicUsize::new(0),
+            head: loom::sync::atomic::AtomicUsize::new(0),
+        }
     }
     fn push(&self, t: T) {
-        self.0.lock().unwrap().push_back(t)
+        let i = self.tail.fetch_add(1, Ordering::SeqCst);
+        assert!(i < Self::CAPACITY, "loom lane model: more than {} pushes", Self::CAPACITY);
+        let slot = &self.slots[i];
+        // SAFETY: index `i` was claimed by this producer alone; the consumer reads it only
+        // after `ready` (Release below, Acquire in `pop`).
+        slot.value.with_mut(|v| unsafe { *v = Some(t) });
+        slot.ready.store(true, Ordering::Release);
     }
     fn pop(&self) -> Option<T> {
-        self.0.lock().unwrap().pop_front()
+        let h = self.head.load(Ordering::Relaxed);
+        if h == self.tail.load(Ordering::SeqCst) {
+            return None;
+        }
+        let slot = &self.slots[h];
+        while !slot.ready.load(Ordering::Acquire) {
+            loom::thread::yield_now();
+        }
+        // SAFETY: the producer published the slot (`ready`, Acquire) and never touches it again.
+        let t = slot.value.with_mut(|v| unsafe { (*v).take() });
+        self.head.store(h + 1, Ordering::SeqCst);
+        t
     }
     fn is_empty(&self) -> bool {
-        self.0.lock().unwrap().is_empty()
+        self.head.load(Ordering::SeqCst) == self.tail.load(Ordering::SeqCst)
     }
 }
 
@@ -73,8 +130,8 @@ impl<T> Inbox<T> {
     }
 
     /// Pop everything queued now, lane by lane, in FIFO order per lane. The shard calls it as
-    /// the consumer; lanes are multi-consumer, so after the shard closed, producers may call it
-    /// to drop what is left.
+    /// the consumer; the real lanes are multi-consumer, so after the shard closed, producers
+    /// may call it to drop what is left (the loom lane models the single consumer only).
     pub fn drain(&self, mut f: impl FnMut(T)) -> usize {
         let mut n = 0;
         for lane in self.lanes.iter() {
@@ -94,11 +151,15 @@ impl<T> Inbox<T> {
     /// Consumer, before blocking: announce the park, then re-check. Returns true when the
     /// consumer may block (a producer that pushes from now on will see the flag); false when
     /// items arrived meanwhile (the flag is withdrawn).
+    ///
+    /// `parked` is written with swaps, not stores, on these slow paths: loom 0.7 can let a plain
+    /// store slip between another thread's read and write of an RMW (tokio-rs/loom#254), which
+    /// reports lost wake-ups that cannot happen; with RMWs the model is exact.
     pub fn park(&self) -> bool {
-        self.parked.store(true, Ordering::Relaxed);
+        self.parked.swap(true, Ordering::Relaxed);
         fence(Ordering::SeqCst);
         if self.has_items() {
-            self.parked.store(false, Ordering::Relaxed);
+            self.parked.swap(false, Ordering::Relaxed);
             return false;
         }
         true
@@ -106,6 +167,6 @@ impl<T> Inbox<T> {
 
     /// Consumer, after waking (by a producer, a timer or I/O).
     pub fn unpark(&self) {
-        self.parked.store(false, Ordering::Relaxed);
+        self.parked.swap(false, Ordering::Relaxed);
     }
 }

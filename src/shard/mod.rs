@@ -8,164 +8,33 @@
 //! timer) → repeat. A stop request sends every process `Shutdown`; the thread ends when the
 //! last one has ended (or the shutdown deadline kills the rest).
 
+mod control;
 pub(crate) mod executor;
 pub(crate) mod inbox;
 mod reactor;
+mod spawn;
 pub(crate) mod timer;
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
+pub use control::ShardInfo;
+pub(crate) use control::{ControlRequest, OwnedTarget, TimerAction};
 pub(crate) use inbox::Inbox;
+pub(crate) use spawn::SpawnRequest;
 pub(crate) use timer::{TimerKey, TimerWheel};
 
-use crate::error::{CallError, RegisterError, SpawnError};
-use crate::node::{NodeShared, route};
-use crate::process::envelope::{Answer, ArmedTimer, CallResult, Envelope, Kind, Mail, Responder, Signal, Slot};
-use crate::process::table::{MAX_PROCESSES_PER_SHARD, ProcessTable};
-use crate::process::{
-    Actor, Alias, Context, ExitReason, Message, Pid, Priority, ProcessEntry, ProcessFuture, ProcessId, ProcessInfo,
-    ProcessOptions, ProcessState, ShardId, SpawnResult, Target, link,
-};
+use crate::error::{CallError, RegisterError};
+use crate::node::NodeShared;
+use crate::process::envelope::{CallResult, Envelope, Kind, Mail, Signal};
+use crate::process::table::ProcessTable;
+use crate::process::{Alias, ExitReason, Pid, Priority, ProcessEntry, ShardId, link};
 
 /// Process polls between two looks at the inbox and the timers.
 const POLLS_PER_TURN: usize = 256;
-
-/// A snapshot of one shard.
-#[derive(Clone, Debug)]
-pub struct ShardInfo {
-    /// Which shard.
-    pub shard: ShardId,
-    /// The core it is pinned to (`None` when pinning is off).
-    pub core: Option<usize>,
-    /// Live processes.
-    pub processes: usize,
-    /// Processes ready to run.
-    pub run_queue: usize,
-    /// User messages finished since start.
-    pub messages_processed: u64,
-    /// User messages waiting in mailboxes now.
-    pub messages_queued: usize,
-    /// Messages that reached a process that had ended (or a deleted alias) since start.
-    pub dead_letters: u64,
-    /// Replies that arrived after their call had timed out, since start.
-    pub late_replies: u64,
-    /// Armed timers.
-    pub timers: usize,
-}
-
-/// A target kept for later (a `send_after`).
-#[derive(Debug)]
-pub(crate) enum OwnedTarget {
-    Pid(Pid),
-    Alias(Alias),
-    Name(String),
-    ProcessId(ProcessId),
-}
-
-impl From<Target<'_>> for OwnedTarget {
-    fn from(t: Target<'_>) -> Self {
-        match t {
-            Target::Pid(p) => OwnedTarget::Pid(p),
-            Target::Alias(a) => OwnedTarget::Alias(a),
-            Target::Name(n) => OwnedTarget::Name(n.to_owned()),
-            Target::ProcessId(p) => OwnedTarget::ProcessId(p.clone()),
-        }
-    }
-}
-
-impl OwnedTarget {
-    fn as_target(&self) -> Target<'_> {
-        match self {
-            OwnedTarget::Pid(p) => Target::Pid(*p),
-            OwnedTarget::Alias(a) => Target::Alias(*a),
-            OwnedTarget::Name(n) => Target::Name(n),
-            OwnedTarget::ProcessId(p) => Target::ProcessId(p),
-        }
-    }
-}
-
-/// What a timer does when it fires.
-pub(crate) enum TimerAction {
-    CallTimeout { slot: u32, generation: u32, reference: u64 },
-    SendAfter { from: Pid, to: OwnedTarget, msg: Message },
-    External(Arc<Slot<CallResult>>),
-    ShutdownDeadline,
-}
-
-/// A request to start a process, run on the target shard.
-pub(crate) struct SpawnRequest {
-    start: Box<dyn FnOnce(Context) -> ProcessFuture + Send>,
-    options: ProcessOptions,
-    name: Option<String>,
-    reply: Responder<SpawnResult>,
-}
-
-impl SpawnRequest {
-    pub(crate) fn new<A: Actor, F>(
-        factory: F,
-        options: ProcessOptions,
-        name: Option<String>,
-        reply: Responder<SpawnResult>,
-    ) -> Self
-    where
-        F: FnOnce() -> A + Send + 'static,
-    {
-        let start = Box::new(move |ctx: Context| -> ProcessFuture {
-            let actor = factory();
-            Box::pin(crate::process::run(actor, ctx))
-        });
-        SpawnRequest { start, options, name, reply }
-    }
-
-    pub(crate) fn defuse(self) {
-        self.reply.defuse();
-    }
-
-    pub(crate) fn fail(self, e: SpawnError) {
-        self.reply.respond(Err(e));
-    }
-}
-
-impl<T: Send + 'static> Answer for Option<T> {
-    fn dropped() -> Self {
-        None
-    }
-    fn into_message(self) -> CallResult {
-        Ok(Message::new(self))
-    }
-}
-
-/// Requests a shard serves for the node.
-pub(crate) enum ControlRequest {
-    Inspect(Responder<Option<ShardInfo>>),
-    ProcessInfo {
-        slot: u32,
-        generation: u32,
-        reply: Responder<Option<ProcessInfo>>,
-    },
-    Register {
-        pid: Pid,
-        name: String,
-        reply: Responder<Option<Result<(), RegisterError>>>,
-    },
-    Unregister {
-        pid: Pid,
-        reply: Responder<Option<bool>>,
-    },
-    Stop,
-    /// Complete an external call's slot with `Timeout` at `deadline`.
-    ArmTimeout {
-        slot: Arc<Slot<CallResult>>,
-        deadline: Instant,
-    },
-    /// An external call was answered: its timeout timer is moot.
-    CancelTimer(TimerKey),
-}
 
 #[derive(Debug, Default)]
 pub(crate) struct ShardStats {
@@ -174,7 +43,7 @@ pub(crate) struct ShardStats {
     pub(crate) late_replies: Cell<u64>,
 }
 
-fn bump(c: &Cell<u64>) {
+pub(crate) fn bump(c: &Cell<u64>) {
     c.set(c.get() + 1);
 }
 
@@ -395,72 +264,6 @@ impl Shard {
         link::process_exited(self, slot, ExitReason::Kill);
     }
 
-    /// Starts a process here: slot, name, factory (panics caught), reservation, schedule.
-    pub(crate) fn spawn_local(self: &Rc<Self>, request: SpawnRequest) {
-        if self.stopping.get() {
-            return request.fail(SpawnError::Stopped);
-        }
-        let capacity = match request.options.capacity() {
-            Ok(c) => c,
-            Err(e) => return request.fail(e),
-        };
-        let slot = self.table.borrow().vacant_key();
-        let Some(reservation) = self.remote().table.ensure(slot).filter(|_| slot < MAX_PROCESSES_PER_SHARD) else {
-            return request.fail(SpawnError::InvalidOptions("this shard's process table is full"));
-        };
-        let generation = reservation.generation();
-        let pid = Pid { node: self.node.id, shard: self.id, slot: slot as u32, generation };
-        // Open before the name makes the pid reachable: a send by name while the factory runs
-        // must reserve against this incarnation's capacity, not a closed slot's (or the old one's).
-        reservation.open(capacity);
-        if let Some(name) = request.name.clone() {
-            if let Err(e) = self.node.names.register(&name, pid) {
-                reservation.close(generation);
-                return request.fail(match e {
-                    RegisterError::InvalidName(n) => SpawnError::InvalidName(n),
-                    _ => SpawnError::NameTaken(name),
-                });
-            }
-        }
-        let mut entry = ProcessEntry::new(generation, capacity, request.options.trap_exit);
-        entry.name = request.name.as_deref().map(Box::from);
-        let key = self.table.borrow_mut().insert(entry);
-        debug_assert_eq!(key, slot);
-        let ctx = Context::new(self.clone(), pid);
-        let SpawnRequest { start, name, reply, .. } = request;
-        match catch_unwind(AssertUnwindSafe(move || start(ctx))) {
-            Ok(future) => {
-                let mut table = self.table.borrow_mut();
-                let e = &mut table[slot];
-                e.future = Some(future);
-                e.init_waiter = Some(reply);
-                e.scheduled = true;
-                self.run_queue.borrow_mut().push_back(slot as u32);
-            }
-            Err(payload) => {
-                self.table.borrow_mut().remove(slot);
-                reservation.close(generation);
-                if let Some(name) = &name {
-                    self.node.names.unregister(name, pid);
-                }
-                reply.respond(Err(SpawnError::FactoryPanicked(executor::panic_text(&*payload))));
-            }
-        }
-    }
-
-    /// `init` of `pid` returned: answer whoever waits for the spawn.
-    pub(crate) fn init_finished(&self, pid: Pid, result: Result<(), ExitReason>) {
-        let waiter = {
-            let mut table = self.table.borrow_mut();
-            let Some(e) = table.get_mut(pid.slot as usize) else { return };
-            e.initializing = false;
-            e.init_waiter.take()
-        };
-        if let Some(w) = waiter {
-            w.respond(result.map(|()| pid).map_err(SpawnError::InitFailed));
-        }
-    }
-
     pub(crate) fn register_name(&self, pid: Pid, name: &str) -> Result<(), RegisterError> {
         let mut table = self.table.borrow_mut();
         let Some(e) = table.get_mut(pid.slot as usize).filter(|e| e.generation == pid.generation) else {
@@ -510,145 +313,6 @@ impl Shard {
     /// True if `id` is a live alias of the process in `slot`.
     pub(crate) fn has_alias(&self, slot: u32, generation: u32, id: u64) -> bool {
         self.table.borrow().get(slot as usize).is_some_and(|e| e.generation == generation && e.aliases.contains(&id))
-    }
-
-    fn control(self: &Rc<Self>, request: ControlRequest) {
-        match request {
-            ControlRequest::Inspect(reply) => {
-                reply.respond(Some(self.info()));
-            }
-            ControlRequest::ProcessInfo { slot, generation, reply } => {
-                reply.respond(self.process_info(slot, generation));
-            }
-            ControlRequest::Register { pid, name, reply } => {
-                reply.respond(Some(self.register_name(pid, &name)));
-            }
-            ControlRequest::Unregister { pid, reply } => {
-                reply.respond(Some(self.unregister_name(pid)));
-            }
-            ControlRequest::Stop => self.begin_stop(),
-            ControlRequest::ArmTimeout { slot, deadline } => {
-                let key = self.timers.borrow_mut().insert(deadline, TimerAction::External(slot.clone()));
-                if !slot.arm(ArmedTimer { node: self.node.id, shard: self.id, key }) {
-                    self.timers.borrow_mut().cancel(key);
-                }
-            }
-            ControlRequest::CancelTimer(key) => {
-                self.timers.borrow_mut().cancel(key);
-            }
-        }
-    }
-
-    pub(crate) fn info(&self) -> ShardInfo {
-        let table = self.table.borrow();
-        ShardInfo {
-            shard: self.id,
-            core: self.remote().core,
-            processes: table.len(),
-            run_queue: self.run_queue.borrow().len(),
-            messages_processed: self.stats.processed.get(),
-            messages_queued: table.iter().map(|(_, e)| e.mailbox.user_len() + e.batched).sum(),
-            dead_letters: self.stats.dead_letters.get(),
-            late_replies: self.stats.late_replies.get(),
-            timers: self.timers.borrow().len(),
-        }
-    }
-
-    fn process_info(&self, slot: u32, generation: u32) -> Option<ProcessInfo> {
-        let table = self.table.borrow();
-        let e = table.get(slot as usize).filter(|e| e.generation == generation)?;
-        let state = if e.initializing {
-            ProcessState::Initializing
-        } else if e.scheduled || e.future.is_none() {
-            ProcessState::Running
-        } else if e.awaiting_mail {
-            ProcessState::Idle
-        } else {
-            ProcessState::Waiting
-        };
-        Some(ProcessInfo {
-            pid: Pid { node: self.node.id, shard: self.id, slot, generation },
-            name: e.name.as_deref().map(str::to_owned),
-            state,
-            system_queue: e.mailbox.system.len(),
-            urgent_queue: e.mailbox.urgent.len(),
-            main_queue: e.mailbox.main.len() + e.batched,
-            reserved: self.remote().table.get(slot).map_or(0, |r| r.reserved()),
-            mailbox: e.capacity,
-            processed: self.remote().table.get(slot).map_or(0, |r| r.processed()),
-            links: e.links.len(),
-            monitors: e.monitors.len(),
-            trap_exit: e.trap_exit,
-        })
-    }
-
-    fn begin_stop(self: &Rc<Self>) {
-        if self.stopping.replace(true) {
-            return;
-        }
-        let slots: Vec<u32> = {
-            let mut table = self.table.borrow_mut();
-            table
-                .iter_mut()
-                .map(|(slot, e)| {
-                    e.mailbox.system.push_back(Signal::Shutdown);
-                    bump(&self.attention);
-                    slot as u32
-                })
-                .collect()
-        };
-        for slot in slots {
-            self.schedule(slot);
-        }
-        let deadline = crate::process::deadline_after(self.node.shutdown_timeout);
-        self.timers.borrow_mut().insert(deadline, TimerAction::ShutdownDeadline);
-    }
-
-    fn fire(self: &Rc<Self>, action: TimerAction) {
-        match action {
-            TimerAction::CallTimeout { slot, generation, reference } => {
-                let mut table = self.table.borrow_mut();
-                let call = table
-                    .get_mut(slot as usize)
-                    .filter(|e| e.generation == generation)
-                    .and_then(|e| e.calls.iter_mut().find(|c| c.reference == reference && c.result.is_none()));
-                if let Some(call) = call {
-                    call.result = Some(Err(CallError::Timeout));
-                    call.timer = None;
-                    drop(table);
-                    self.schedule(slot);
-                }
-            }
-            TimerAction::SendAfter { from, to, msg } => {
-                if let Err(e) =
-                    route::send(&self.node, Some(self), from, to.as_target(), msg, Priority::Main, None).map(drop)
-                {
-                    bump(&self.stats.dead_letters);
-                    log::warn!(target: "pinion", "{} {}: send_after to {:?} failed: {}", self.node.name, from, to, e);
-                }
-            }
-            TimerAction::External(slot) => {
-                slot.complete(Err(CallError::Timeout));
-            }
-            TimerAction::ShutdownDeadline => {
-                let live: Vec<(u32, u32)> =
-                    self.table.borrow().iter().map(|(slot, e)| (slot as u32, e.generation)).collect();
-                if !live.is_empty() {
-                    log::warn!(target: "pinion", "{} {}: shutdown deadline passed, killing {} processes",
-                        self.node.name, self.id, live.len());
-                }
-                for (slot, generation) in live {
-                    self.kill(slot, generation);
-                }
-            }
-        }
-    }
-
-    fn fire_due(self: &Rc<Self>, now: Instant, fired: &mut Vec<TimerAction>) {
-        self.timers.borrow_mut().advance(now, fired);
-        for action in fired.drain(..) {
-            self.fire(action);
-        }
     }
 }
 
