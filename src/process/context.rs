@@ -15,7 +15,7 @@ use crate::node::{NodeHandle, route};
 use crate::process::envelope::{CallResult, Kind, Mail, Responder, Signal};
 use crate::process::{
     Actor, Alias, ExitReason, Item, Message, MonitorRef, PendingCall, Pid, Priority, ProcessOptions, ShardId,
-    SpawnResult, Target,
+    SpawnResult, Target, link,
 };
 use crate::shard::{OwnedTarget, Shard, SpawnRequest, TimerAction, TimerKey};
 
@@ -235,7 +235,12 @@ impl Context {
 
     /// Cancels a timer set by `send_after` on this shard. False if it already fired.
     pub fn cancel_timer(&self, timer: TimerRef) -> bool {
-        timer.shard == self.pid.shard && self.shard.timers.borrow_mut().cancel(timer.key).is_some()
+        if timer.shard != self.pid.shard {
+            return false;
+        }
+        // The cancelled action (and the message in it) is dropped after the borrow ends.
+        let cancelled = self.shard.timers.borrow_mut().cancel(timer.key);
+        cancelled.is_some()
     }
 
     /// Lets the other processes of the shard run, then continues.
@@ -256,11 +261,13 @@ impl Context {
     /// process traps exits, a signal with any reason but `Normal` ends it with that reason. If
     /// `pid` is already gone, the signal comes at once with `NoProcess`.
     pub fn link(&self, pid: Pid) {
+        link::watch(&self.shard, self.pid, pid, None);
         route::signal(&self.shard.node, Some(&self.shard), pid, self.pid, Kind::Link { from: self.pid });
     }
 
     /// Undoes `link`.
     pub fn unlink(&self, pid: Pid) {
+        link::unwatch(&self.shard, self.pid, pid, None);
         route::signal(&self.shard.node, Some(&self.shard), pid, self.pid, Kind::Unlink { from: self.pid });
     }
 
@@ -270,13 +277,11 @@ impl Context {
         let pid = route::resolve_pid(&self.shard.node, to.into());
         let reference = MonitorRef(self.shard.next_ref());
         match pid {
-            Some(pid) => route::signal(
-                &self.shard.node,
-                Some(&self.shard),
-                pid,
-                self.pid,
-                Kind::Monitor { from: self.pid, reference },
-            ),
+            Some(pid) => {
+                link::watch(&self.shard, self.pid, pid, Some(reference));
+                let request = Kind::Monitor { from: self.pid, reference };
+                route::signal(&self.shard.node, Some(&self.shard), pid, self.pid, request);
+            }
             None => {
                 let down = Signal::Down { reference, pid: self.pid, reason: ExitReason::NoProcess };
                 route::signal(&self.shard.node, Some(&self.shard), self.pid, self.pid, Kind::Signal(down));
@@ -287,6 +292,7 @@ impl Context {
 
     /// Removes a monitor on `pid` set by [`Context::monitor`].
     pub fn demonitor(&self, pid: Pid, reference: MonitorRef) {
+        link::unwatch(&self.shard, self.pid, pid, Some(reference));
         route::signal(&self.shard.node, Some(&self.shard), pid, self.pid, Kind::Demonitor { reference });
     }
 
@@ -313,6 +319,8 @@ impl Context {
     pub async fn wait_down(&self, pid: Pid, timeout: Duration) -> Option<ExitReason> {
         let timer = self.shard.next_ref();
         self.pending(timer, Some(deadline_after(timeout)));
+        // Forgets the timer entry however this ends (also if this future is dropped).
+        let _forget = ForgetOnDrop { ctx: self, reference: timer };
         let reason = poll_fn(|_| {
             let mut table = self.shard.table.borrow_mut();
             let Some(e) = table.get_mut(self.pid.slot as usize) else { return Poll::Ready(None) };
@@ -327,7 +335,6 @@ impl Context {
             if timed_out { Poll::Ready(None) } else { Poll::Pending }
         })
         .await;
-        self.forget(timer);
         reason
     }
 
@@ -493,25 +500,63 @@ impl Context {
         }
     }
 
-    fn wait_reply(&self, reference: u64) -> impl Future<Output = CallResult> + '_ {
-        poll_fn(move |_| {
-            let mut table = self.shard.table.borrow_mut();
-            let Some(e) = table.get_mut(self.pid.slot as usize) else {
-                return Poll::Ready(Err(CallError::Stopped));
-            };
-            let Some(i) = e.calls.iter().position(|c| c.reference == reference) else {
-                return Poll::Ready(Err(CallError::NoReply));
-            };
-            if e.calls[i].result.is_none() {
-                return Poll::Pending;
-            }
-            let call = e.calls.swap_remove(i);
-            drop(table);
-            if let Some(t) = call.timer {
-                self.shard.timers.borrow_mut().cancel(t);
-            }
-            Poll::Ready(call.result.unwrap_or(Err(CallError::NoReply)))
-        })
+    fn wait_reply(&self, reference: u64) -> WaitReply<'_> {
+        WaitReply { ctx: self, reference, done: false }
+    }
+}
+
+/// Waits for the answer to call `reference` of a process. Dropped before the answer (a
+/// `select`, a timeout wrapper), it forgets the call: its timer is cancelled and a reply that
+/// still comes is dropped and counted as late.
+struct WaitReply<'a> {
+    ctx: &'a Context,
+    reference: u64,
+    done: bool,
+}
+
+impl Future for WaitReply<'_> {
+    type Output = CallResult;
+    fn poll(mut self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> Poll<CallResult> {
+        let ctx = self.ctx;
+        let mut table = ctx.shard.table.borrow_mut();
+        let Some(e) = table.get_mut(ctx.pid.slot as usize) else {
+            self.done = true;
+            return Poll::Ready(Err(CallError::Stopped));
+        };
+        let Some(i) = e.calls.iter().position(|c| c.reference == self.reference) else {
+            self.done = true;
+            return Poll::Ready(Err(CallError::NoReply));
+        };
+        if e.calls[i].result.is_none() {
+            return Poll::Pending;
+        }
+        let call = e.calls.swap_remove(i);
+        drop(table);
+        self.done = true;
+        if let Some(t) = call.timer {
+            ctx.shard.timers.borrow_mut().cancel(t);
+        }
+        Poll::Ready(call.result.unwrap_or(Err(CallError::NoReply)))
+    }
+}
+
+/// Forgets a pending entry when dropped.
+struct ForgetOnDrop<'a> {
+    ctx: &'a Context,
+    reference: u64,
+}
+
+impl Drop for ForgetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.ctx.forget(self.reference);
+    }
+}
+
+impl Drop for WaitReply<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.ctx.forget(self.reference);
+        }
     }
 }
 

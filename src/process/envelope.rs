@@ -174,7 +174,8 @@ impl ArmedTimer {
         let here = crate::shard::with_current(|s| {
             s.filter(|s| s.node.id == self.node).map(|s| {
                 if s.id == self.shard {
-                    s.timers.borrow_mut().cancel(self.key);
+                    let cancelled = s.timers.borrow_mut().cancel(self.key);
+                    drop(cancelled);
                     None
                 } else {
                     Some(s.node.clone())

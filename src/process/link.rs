@@ -7,7 +7,7 @@ use crate::error::{CallError, SpawnError};
 use crate::node::route;
 use crate::process::envelope::{Kind, Signal};
 use crate::process::{ExitReason, MonitorRef, Pid};
-use crate::shard::Shard;
+use crate::shard::{Shard, executor};
 
 fn pid_of(shard: &Shard, slot: u32, generation: u32) -> Pid {
     Pid { node: shard.node.id, shard: shard.id, slot, generation }
@@ -43,13 +43,6 @@ pub(crate) fn process_exited(shard: &Rc<Shard>, slot: u32, reason: ExitReason) {
     if let Some(waiter) = entry.init_waiter {
         waiter.respond(Err(SpawnError::InitFailed(reason.clone())));
     }
-    let mailbox = entry.mailbox;
-    for mail in mailbox.urgent.into_iter().chain(mailbox.main) {
-        shard.stats.dead_letters.set(shard.stats.dead_letters.get() + 1);
-        if let Some(reply) = mail.reply {
-            reply.respond(Err(CallError::NoSuchProcess));
-        }
-    }
     for linked in entry.links {
         let signal = Signal::Exit { from: pid, reason: reason.clone(), linked: true };
         route::signal(&shard.node, Some(shard), linked, pid, Kind::Signal(signal));
@@ -57,6 +50,46 @@ pub(crate) fn process_exited(shard: &Rc<Shard>, slot: u32, reason: ExitReason) {
     for (reference, watcher) in entry.monitors {
         let signal = Signal::Down { reference, pid, reason: reason.clone() };
         route::signal(&shard.node, Some(shard), watcher, pid, Kind::Signal(signal));
+    }
+    // Undo what this process watched, so long-lived targets do not keep dead watchers.
+    for (target, monitor) in entry.watching {
+        let kind = match monitor {
+            Some(reference) => Kind::Demonitor { reference },
+            None => Kind::Unlink { from: pid },
+        };
+        route::signal(&shard.node, Some(shard), target, pid, kind);
+    }
+    // Last, the messages it never handled: calls are answered; a panicking `Drop` of one
+    // message is contained and does not stop the others.
+    let mailbox = entry.mailbox;
+    for mail in mailbox.urgent.into_iter().chain(mailbox.main) {
+        shard.stats.dead_letters.set(shard.stats.dead_letters.get() + 1);
+        executor::contain("dropping a dead letter", move || {
+            if let Some(reply) = mail.reply {
+                reply.respond(Err(CallError::NoSuchProcess));
+            }
+        });
+    }
+}
+
+/// `watcher` watches `target` (a link when `monitor` is `None`): remembered, so it is undone
+/// when the watcher ends.
+pub(crate) fn watch(shard: &Shard, watcher: Pid, target: Pid, monitor: Option<MonitorRef>) {
+    if let Some(e) =
+        shard.table.borrow_mut().get_mut(watcher.slot as usize).filter(|e| e.generation == watcher.generation)
+    {
+        if !e.watching.contains(&(target, monitor)) {
+            e.watching.push((target, monitor));
+        }
+    }
+}
+
+/// `watcher` no longer watches `target` (unlinked, demonitored, or the signal arrived).
+pub(crate) fn unwatch(shard: &Shard, watcher: Pid, target: Pid, monitor: Option<MonitorRef>) {
+    if let Some(e) =
+        shard.table.borrow_mut().get_mut(watcher.slot as usize).filter(|e| e.generation == watcher.generation)
+    {
+        e.watching.retain(|w| *w != (target, monitor));
     }
 }
 

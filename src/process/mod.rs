@@ -211,6 +211,8 @@ pub(crate) struct ProcessEntry {
     /// Processes that linked to this one: they get its exit signal.
     pub(crate) links: Vec<Pid>,
     pub(crate) monitors: Vec<(MonitorRef, Pid)>,
+    /// What this process links to (`None`) or monitors: undone when it ends.
+    pub(crate) watching: Vec<(Pid, Option<MonitorRef>)>,
     pub(crate) aliases: Vec<u64>,
     pub(crate) name: Option<Box<str>>,
     pub(crate) init_waiter: Option<Responder<SpawnResult>>,
@@ -232,6 +234,7 @@ impl ProcessEntry {
             calls: Vec::new(),
             links: Vec::new(),
             monitors: Vec::new(),
+            watching: Vec::new(),
             aliases: Vec::new(),
             name: None,
             init_waiter: None,

@@ -128,11 +128,14 @@ impl Shard {
             ControlRequest::ArmTimeout { slot, deadline } => {
                 let key = self.timers.borrow_mut().insert(deadline, TimerAction::External(slot.clone()));
                 if !slot.arm(ArmedTimer { node: self.node.id, shard: self.id, key }) {
-                    self.timers.borrow_mut().cancel(key);
+                    // Dropped after the borrow ends: the action may hold user values.
+                    let cancelled = self.timers.borrow_mut().cancel(key);
+                    drop(cancelled);
                 }
             }
             ControlRequest::CancelTimer(key) => {
-                self.timers.borrow_mut().cancel(key);
+                let cancelled = self.timers.borrow_mut().cancel(key);
+                drop(cancelled);
             }
         }
     }
@@ -245,7 +248,7 @@ impl Shard {
     pub(crate) fn fire_due(self: &Rc<Self>, now: Instant, fired: &mut Vec<TimerAction>) {
         self.timers.borrow_mut().advance(now, fired);
         for action in fired.drain(..) {
-            self.fire(action);
+            super::executor::contain("firing a timer", || self.fire(action));
         }
     }
 }

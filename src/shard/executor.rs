@@ -41,20 +41,28 @@ fn poll_process(shard: &Rc<Shard>, slot: u32) {
             let killed = shard.table.borrow().get(slot as usize).is_none_or(|e| e.killed);
             if killed {
                 drop_future(future);
-                link::process_exited(shard, slot, ExitReason::Kill);
+                contain("ending a process", || link::process_exited(shard, slot, ExitReason::Kill));
             } else {
                 shard.table.borrow_mut()[slot as usize].future = Some(future);
             }
         }
         Ok(Poll::Ready(reason)) => {
             drop_future(future);
-            link::process_exited(shard, slot, reason);
+            contain("ending a process", || link::process_exited(shard, slot, reason));
         }
         Err(payload) => {
             let text = panic_text(&*payload);
             drop_future(future);
-            link::process_exited(shard, slot, ExitReason::Panic(text));
+            contain("ending a process", || link::process_exited(shard, slot, ExitReason::Panic(text)));
         }
+    }
+}
+
+/// Runs runtime bookkeeping that may run user code — a message's, token's or factory's `Drop`,
+/// a destructor of actor state — with any panic contained and logged: it ends no shard.
+pub(crate) fn contain(what: &str, f: impl FnOnce()) {
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(f)) {
+        log::error!(target: "pinion", "a panic while {what} was contained: {}", panic_text(&*payload));
     }
 }
 

@@ -352,7 +352,7 @@ pub(crate) fn run(node: Arc<NodeShared>, id: ShardId, mut reactor: reactor::Reac
     let mut fired = Vec::new();
     loop {
         let inbox = &shard.remote().inbox;
-        inbox.drain(|env| shard.deliver(env));
+        inbox.drain(|env| executor::contain("delivering an envelope", || shard.deliver(env)));
         shard.fire_due(Instant::now(), &mut fired);
         executor::run_ready(&shard, POLLS_PER_TURN);
         if shard.stopping.get() && shard.table.borrow().is_empty() {
@@ -375,7 +375,7 @@ pub(crate) fn run(node: Arc<NodeShared>, id: ShardId, mut reactor: reactor::Reac
     // dropped responders answer their waiters.
     shard.remote().closed.store(true, std::sync::atomic::Ordering::SeqCst);
     std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
-    shard.remote().inbox.drain(drop);
+    shard.remote().inbox.drain(|env| executor::contain("dropping an undelivered envelope", || drop(env)));
 }
 
 pub(crate) use reactor::Reactor;

@@ -88,7 +88,9 @@ impl Shard {
                 self.run_queue.borrow_mut().push_back(slot as u32);
             }
             Err(payload) => {
-                self.table.borrow_mut().remove(slot);
+                // Dropped after the borrow ends: its mailbox may hold calls that answer on drop.
+                let entry = self.table.borrow_mut().remove(slot);
+                drop(entry);
                 reservation.close(generation);
                 if let Some(name) = &name {
                     self.node.names.unregister(name, pid);
