@@ -321,7 +321,7 @@ impl Context {
         self.pending(timer, Some(deadline_after(timeout)));
         // Forgets the timer entry however this ends (also if this future is dropped).
         let _forget = ForgetOnDrop { ctx: self, reference: timer };
-        let reason = poll_fn(|_| {
+        poll_fn(|_| {
             let mut table = self.shard.table.borrow_mut();
             let Some(e) = table.get_mut(self.pid.slot as usize) else { return Poll::Ready(None) };
             let found = e.mailbox.system.iter().position(|s| matches!(s, Signal::Down { pid: p, .. } if *p == pid));
@@ -334,8 +334,7 @@ impl Context {
             e.awaiting_mail = !timed_out;
             if timed_out { Poll::Ready(None) } else { Poll::Pending }
         })
-        .await;
-        reason
+        .await
     }
 
     /// Ends this process with `reason` once the current handler returns.
