@@ -78,9 +78,10 @@
 //! - **Stale pids.** A pid names one incarnation of a slot; once the process ended, sends to it
 //!   answer `NoSuchProcess` and never reach the slot's next owner.
 //! - **Calls.** `call` parks the calling process only. A reply that arrives after the timeout
-//!   is dropped and counted (`NodeHandle::late_replies`), never handed to a later call. A
-//!   callee that ends without replying answers `NoReply` (or `NoSuchProcess` if the request was
-//!   still queued) at once.
+//!   is dropped and counted (`NodeHandle::late_replies`), never handed to a later call; so is
+//!   the reply of a call whose future was dropped early. A callee that ends without replying
+//!   answers its caller at once: `NoSuchProcess` if the request was still in its mailbox,
+//!   `NoReply` if it was being handled or already taken into the process's batch.
 //! - **Panics.** A panic in a handler (or factory, or init) ends that process only, with
 //!   `ExitReason::Panic(text)`; its links get the exit signal and its monitors `Down`. The shard
 //!   and its other processes keep running.

@@ -378,9 +378,9 @@ impl Child {
 ///   (`ctx.exit(supervisor, ExitReason::Shutdown)`).
 ///
 /// The supervisor monitors each child: a child's end reaches it as a [`Down`](crate::Down) (a
-/// child gone before the monitor was set reports `NoProcess`, a failure). It monitors rather
-/// than links because a link passes `Kill` on untrappably: a child that was killed would kill
-/// its supervisor, without `terminate`, orphaning its siblings. It traps exits, so that an exit
+/// child gone before the monitor was set reports `NoProcess`, a failure). A `Down` never ends
+/// its receiver, whatever the reason, so a killed child cannot take its supervisor (and its
+/// siblings) with it. It traps exits, so that an exit
 /// signal ends it through `terminate`. Nothing ties a child to its supervisor in turn: a
 /// supervisor that is killed leaves its children running.
 ///

@@ -250,3 +250,60 @@ fn issue_2_terminate_count_after_contained_panics_is_exact() {
     node.stop();
     assert_eq!(count.load(Ordering::SeqCst), 20);
 }
+
+/// Sends itself a continuation per message, `left` times, then reports.
+struct SelfChain {
+    done: mpsc::Sender<Result<(), String>>,
+}
+
+impl Actor for SelfChain {
+    async fn handle_message(&mut self, ctx: &mut Context, _: Pid, msg: Message) -> Result<(), ExitReason> {
+        let left = msg.downcast::<u32>().unwrap_or(0);
+        if left == 0 {
+            let _ = self.done.send(Ok(()));
+            return Ok(());
+        }
+        let me = ctx.pid();
+        if let Err(e) = ctx.send(me, left - 1) {
+            let _ = self.done.send(Err(e.to_string()));
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn issue_2_process_with_a_small_mailbox_can_keep_sending_to_itself() {
+    let node = node("reg-self-chain", 1);
+    let (tx, rx) = mpsc::channel();
+    // Bound 2: the message in progress plus the one it sends itself.
+    let pid = node.spawn(move || SelfChain { done: tx }, ProcessOptions::with_mailbox(2)).wait().unwrap();
+    node.send(pid, 100u32).unwrap();
+    assert_eq!(rx.recv_timeout(WAIT).expect("the chain ended"), Ok(()));
+    node.stop();
+}
+
+/// Defers every call's reply to a thread that holds the token past the node's stop.
+struct HandsOff {
+    tokens: mpsc::Sender<pinion::ReplyToken>,
+}
+
+impl Actor for HandsOff {
+    async fn handle_call(&mut self, ctx: &mut Context, _: Pid, _: Message) -> Result<Reply, ExitReason> {
+        let _ = self.tokens.send(ctx.defer_reply().expect("a call"));
+        Ok(Reply::Later)
+    }
+}
+
+#[test]
+fn issue_2_awaited_external_call_resolves_when_the_node_stops() {
+    let node = node("reg-await-stop", 1);
+    let (tx, tokens) = mpsc::channel();
+    let pid = node.spawn(move || HandsOff { tokens: tx }, ProcessOptions::default()).wait().unwrap();
+    let call = node.call(pid, (), Duration::from_secs(3600));
+    let token = tokens.recv_timeout(WAIT).expect("the call arrived");
+    node.stop();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    let outcome = rt.block_on(async { tokio::time::timeout(WAIT, call).await });
+    assert_eq!(outcome.expect("the awaited call resolved").err(), Some(CallError::Stopped));
+    drop(token);
+}

@@ -53,7 +53,12 @@ pub(crate) fn send<M: Any + Send>(
     // The hot path: a pid on the current shard. Everything else is out of line.
     if let (Target::Pid(pid), Some(shard)) = (to, here) {
         if shard.id == pid.shard && pid.node == node.id {
-            return match shard.remote().table.get(pid.slot).map(|r| r.try_reserve(pid.generation)) {
+            let reservation = shard.remote().table.get(pid.slot);
+            let mut reserved = reservation.map(|r| r.try_reserve(pid.generation));
+            if reserved == Some(Err(Reserve::Full)) && shard.release_finished_early(pid.slot, pid.generation) {
+                reserved = reservation.map(|r| r.try_reserve(pid.generation));
+            }
+            return match reserved {
                 Some(Ok(())) => {
                     let mail = Mail { from, msg: into_message(msg), reply };
                     shard.deliver_mail(pid.slot, pid.generation, mail, priority, None);

@@ -154,8 +154,10 @@ pub enum Priority {
 }
 
 /// The shard-local queues of one process. Every message in `urgent` or `main` holds a
-/// reservation; `system` is unbounded by count but only holds runtime traffic whose number is
-/// bounded by links, monitors and outstanding calls.
+/// reservation; `system` is not counted against the bound, so a full mailbox never blocks an
+/// exit signal or a `Down`. Its length is bounded by the process's links and monitors, plus
+/// explicit exit signals (`Context::exit`, `NodeHandle::exit`): code that holds a pid can queue
+/// those without limit — a runtime-internal path, not one a network client can reach.
 #[derive(Debug)]
 pub(crate) struct Mailbox<M, S> {
     pub(crate) system: VecDeque<S>,

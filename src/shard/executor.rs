@@ -34,7 +34,9 @@ fn poll_process(shard: &Rc<Shard>, slot: u32) {
     };
     let waker = waker(shard.node.id, shard.id, slot);
     let mut cx = TaskContext::from_waker(&waker);
+    shard.set_running(Some((slot, generation)));
     let outcome = catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx)));
+    shard.set_running(None);
     shard.release_finished(slot, generation);
     match outcome {
         Ok(Poll::Pending) => {

@@ -63,6 +63,8 @@ pub(crate) struct Shard {
     pub(crate) attention: Cell<u64>,
     /// User messages the running process finished in its current poll, not yet released.
     finished: Cell<u32>,
+    /// The process being polled now (slot, generation).
+    running: Cell<Option<(u32, u32)>>,
     pub(crate) stopping: Cell<bool>,
     pub(crate) stats: ShardStats,
 }
@@ -95,6 +97,7 @@ impl Shard {
             next_ref: Cell::new(1),
             attention: Cell::new(0),
             finished: Cell::new(0),
+            running: Cell::new(None),
             stopping: Cell::new(false),
             stats: ShardStats::default(),
         })
@@ -187,6 +190,24 @@ impl Shard {
     pub(crate) fn finish_mail(&self) {
         self.finished.set(self.finished.get() + 1);
         bump(&self.stats.processed);
+    }
+
+    /// The running process is about to be polled (`Some`) or was (`None`).
+    #[inline]
+    pub(crate) fn set_running(&self, running: Option<(u32, u32)>) {
+        self.running.set(running);
+    }
+
+    /// A send to `slot` found its mailbox full: if that is the running process and it has
+    /// finished messages not yet released, release them now (true: worth retrying). So a
+    /// process sending to itself sees exactly its bound.
+    #[cold]
+    pub(crate) fn release_finished_early(&self, slot: u32, generation: u32) -> bool {
+        if self.running.get() != Some((slot, generation)) || self.finished.get() == 0 {
+            return false;
+        }
+        self.release_finished(slot, generation);
+        true
     }
 
     /// Gives back the reservations of the messages the process in `slot` finished during the
@@ -376,6 +397,17 @@ pub(crate) fn run(node: Arc<NodeShared>, id: ShardId, mut reactor: reactor::Reac
     shard.remote().closed.store(true, std::sync::atomic::Ordering::SeqCst);
     std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
     shard.remote().inbox.drain(|env| executor::contain("dropping an undelivered envelope", || drop(env)));
+    // Timers still armed: external callers awaiting a timeout learn `Stopped` now (their
+    // future would otherwise wait for a timer that no longer runs); the rest is dropped.
+    let far = Instant::now() + std::time::Duration::from_secs(1000 * 365 * 86_400);
+    shard.timers.borrow_mut().advance(far, &mut fired);
+    for action in fired.drain(..) {
+        executor::contain("dropping a timer", || {
+            if let TimerAction::External(slot) = action {
+                slot.complete(Err(CallError::Stopped));
+            }
+        });
+    }
 }
 
 pub(crate) use reactor::Reactor;
