@@ -119,6 +119,14 @@ pub use supervisor::{
 #[doc(hidden)]
 pub mod _benchable {
     pub use crate::process::mailbox::{Reservation, Reserve};
+
+    /// Test support: make the next process spawned in `slot` of `shard` (a vacant slot) get
+    /// `generation`, to reach the end of a slot's generations without 2^32 spawns.
+    pub fn set_vacant_generation(node: &crate::NodeHandle, shard: usize, slot: u32, generation: u32) {
+        if let Some(r) = node.shared().shards.get(shard).and_then(|s| s.table.ensure(slot as usize)) {
+            r.set_vacant_generation(generation);
+        }
+    }
     pub use crate::shard::inbox::Inbox;
 }
 

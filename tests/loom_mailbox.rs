@@ -103,12 +103,12 @@ fn reservation_release_then_reserve_never_spuriously_full() {
 
 #[test]
 fn reservation_close_makes_reserve_stale_and_release_noop() {
-    // Also across the generation wrap-around: u32::MAX closes into 0.
-    for first in [0, u32::MAX] {
+    // Also at the end of the generations (the last usable one is RETIRED - 1).
+    for first in [0, Reservation::RETIRED - 2] {
         model(None, move || {
             let slot = Arc::new(Reservation::new());
             if first != 0 {
-                slot.close(first.wrapping_sub(1));
+                slot.set_vacant_generation(first);
             }
             let old = slot.open(1);
             assert_eq!(old, first);
@@ -137,7 +137,7 @@ fn reservation_close_makes_reserve_stale_and_release_noop() {
             closed.store(true, Ordering::Release);
             assert_eq!(slot.try_reserve(old), Err(Reserve::Stale));
             let new = slot.open(1);
-            assert_eq!(new, old.wrapping_add(1));
+            assert_eq!(new, old + 1);
             assert_eq!(slot.reserved(), 0);
             assert_eq!(slot.try_reserve(new), Ok(()));
             assert_eq!(slot.try_reserve(old), Err(Reserve::Stale));
@@ -231,5 +231,28 @@ fn reservation_concurrent_reserve_release_conserves_count() {
         assert!(ok >= 2, "only {ok} reservations succeeded");
         assert_eq!(slot.reserved(), 0);
         assert_eq!(slot.generation(), generation);
+    });
+}
+
+#[test]
+fn reservation_last_generation_retires_the_slot_for_good() {
+    model(None, || {
+        let slot = Arc::new(Reservation::new());
+        slot.set_vacant_generation(Reservation::RETIRED - 1);
+        let last = slot.open(1);
+        let sender = {
+            let slot = slot.clone();
+            thread::spawn(move || {
+                let result = slot.try_reserve(last);
+                assert!(matches!(result, Ok(()) | Err(Reserve::Stale)), "{result:?}");
+                slot.release(last);
+            })
+        };
+        assert!(!slot.close(last), "the last generation retires the slot");
+        sender.join().unwrap();
+        assert_eq!(slot.generation(), Reservation::RETIRED);
+        for generation in [last, 0, last - 1] {
+            assert_eq!(slot.try_reserve(generation), Err(Reserve::Stale), "generation {generation}");
+        }
     });
 }

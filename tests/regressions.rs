@@ -307,3 +307,25 @@ fn issue_2_awaited_external_call_resolves_when_the_node_stops() {
     assert_eq!(outcome.expect("the awaited call resolved").err(), Some(CallError::Stopped));
     drop(token);
 }
+
+#[test]
+fn issue_2_a_slot_whose_generations_are_used_up_is_retired_not_wrapped() {
+    let node = node("reg-retire", 1);
+    // The next process in slot 0 gets the last usable generation.
+    pinion::_benchable::set_vacant_generation(&node.handle(), 0, 0, pinion::_benchable::Reservation::RETIRED - 1);
+    let last = node.spawn(|| Echo, ProcessOptions::default()).wait().unwrap();
+    assert!(format!("{last:?}").ends_with(&format!(".0.{}>", u32::MAX - 1)), "{last:?}");
+    node.exit(last, ExitReason::Kill);
+    let deadline = Instant::now() + WAIT;
+    while node.process_info(last).is_ok() {
+        assert!(Instant::now() < deadline, "the process never ended");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // The slot is retired: the stale pid is refused and new processes go elsewhere.
+    assert!(matches!(node.send(last, 1u64), Err(pinion::SendError::NoSuchProcess(1))));
+    let next = node.spawn(|| Echo, ProcessOptions::default()).wait().unwrap();
+    assert!(!format!("{next:?}").contains(".0.0."), "slot 0 was reused: {next:?}");
+    assert_eq!(node.inspect().unwrap()[0].processes, 1, "the tombstone is not a process");
+    // And the node still stops (the tombstone holds no process).
+    node.stop();
+}

@@ -6,7 +6,8 @@ use std::rc::Rc;
 use crate::error::{CallError, SpawnError};
 use crate::node::route;
 use crate::process::envelope::{Kind, Signal};
-use crate::process::{ExitReason, MonitorRef, Pid};
+use crate::process::mailbox::Reservation;
+use crate::process::{ExitReason, MonitorRef, Pid, ProcessEntry};
 use crate::shard::{Shard, executor};
 
 fn pid_of(shard: &Shard, slot: u32, generation: u32) -> Pid {
@@ -17,8 +18,16 @@ fn pid_of(shard: &Shard, slot: u32, generation: u32) -> Pid {
 pub(crate) fn process_exited(shard: &Rc<Shard>, slot: u32, reason: ExitReason) {
     let Some(entry) = shard.table.borrow_mut().try_remove(slot as usize) else { return };
     let pid = pid_of(shard, slot, entry.generation);
-    if let Some(r) = shard.remote().table.get(slot) {
-        r.close(entry.generation);
+    let reusable = shard.remote().table.get(slot).is_none_or(|r| r.close(entry.generation));
+    if !reusable {
+        // Hold the slot forever with a tombstone (a vacant key is reused first, so it lands
+        // in this very slot).
+        let mut tombstone = ProcessEntry::new(Reservation::RETIRED, 0, false);
+        tombstone.retired = true;
+        tombstone.initializing = false;
+        let key = shard.table.borrow_mut().insert(tombstone);
+        debug_assert_eq!(key, slot as usize);
+        shard.retired.set(shard.retired.get() + 1);
     }
     if let Some(name) = &entry.name {
         shard.node.names.unregister(name, pid);

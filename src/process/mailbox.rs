@@ -80,13 +80,27 @@ impl Reservation {
     }
 
     /// Owner only: end the incarnation `generation`. Sends to it fail from now on; releases
-    /// for it become no-ops.
-    pub fn close(&self, generation: u32) {
-        let next = generation.wrapping_add(1);
+    /// for it become no-ops. Returns false when the slot is now retired: its generation reached
+    /// [`Reservation::RETIRED`], which no pid carries, so every pid of the slot is stale for
+    /// good and the slot must not be used again (generations never wrap).
+    pub fn close(&self, generation: u32) -> bool {
+        debug_assert!(generation < Self::RETIRED);
+        let next = generation + 1;
         // A swap rather than a store (slow path: once per process end). It orders this write
         // after any racing compare-and-swap in every model; loom 0.7 lets a plain store slip
         // inside another thread's RMW (tokio-rs/loom#254) and would report impossible results.
         self.word.swap(u64::from(next) << COUNT_BITS, Ordering::AcqRel);
+        next != Self::RETIRED
+    }
+
+    /// The generation of a retired slot: never the generation of a pid.
+    pub const RETIRED: u32 = u32::MAX;
+
+    /// Test support: make a vacant slot's next incarnation `generation`.
+    #[doc(hidden)]
+    pub fn set_vacant_generation(&self, generation: u32) {
+        debug_assert_eq!(self.reserved(), 0);
+        self.word.swap(u64::from(generation) << COUNT_BITS, Ordering::AcqRel);
     }
 
     /// Any thread: reserve room for one message to incarnation `generation`.

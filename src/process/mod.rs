@@ -200,6 +200,9 @@ pub(crate) struct ProcessEntry {
     /// The process is parked in `Context::next`: a new message must schedule it.
     pub(crate) awaiting_mail: bool,
     pub(crate) initializing: bool,
+    /// A tombstone: the slot's generations are used up, it holds the slot so it is never
+    /// reused. It has no future and is skipped by stop, inspect and the scheduler.
+    pub(crate) retired: bool,
     /// A `Kill` arrived while the process was being polled.
     pub(crate) killed: bool,
     pub(crate) trap_exit: bool,
@@ -227,6 +230,7 @@ impl ProcessEntry {
             scheduled: false,
             awaiting_mail: false,
             initializing: true,
+            retired: false,
             killed: false,
             trap_exit,
             capacity,

@@ -39,10 +39,8 @@ impl fmt::Display for ShardId {
 /// A pid names a node, a shard, a slot in that shard's process table and the slot's
 /// generation. When the process ends the generation moves on, so a stale pid is answered with
 /// `NoSuchProcess` and never reaches the slot's next owner.
-///
-/// Known limit: the generation is 32 bits. A slot reused 2³² times (a spawn/exit loop at full
-/// speed reuses one slot and gets there in about 90 minutes) wraps, and a pid kept that long
-/// could reach the slot's owner of that moment. Retiring a slot before it wraps is planned.
+/// Generations never wrap: a slot whose generations are used up (2³² − 1 incarnations) is
+/// retired for good, costing one table entry.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Pid {
     pub(crate) node: NodeId,

@@ -145,7 +145,7 @@ impl Shard {
         ShardInfo {
             shard: self.id,
             core: self.remote().core,
-            processes: table.len(),
+            processes: table.len() - self.retired.get(),
             run_queue: self.run_queue.borrow().len(),
             messages_processed: self.stats.processed.get(),
             messages_queued: table.iter().map(|(_, e)| e.mailbox.user_len() + e.batched).sum(),
@@ -191,6 +191,7 @@ impl Shard {
             let mut table = self.table.borrow_mut();
             table
                 .iter_mut()
+                .filter(|(_, e)| !e.retired)
                 .map(|(slot, e)| {
                     e.mailbox.system.push_back(Signal::Shutdown);
                     bump(&self.attention);
@@ -232,8 +233,13 @@ impl Shard {
                 slot.complete(Err(CallError::Timeout));
             }
             TimerAction::ShutdownDeadline => {
-                let live: Vec<(u32, u32)> =
-                    self.table.borrow().iter().map(|(slot, e)| (slot as u32, e.generation)).collect();
+                let live: Vec<(u32, u32)> = self
+                    .table
+                    .borrow()
+                    .iter()
+                    .filter(|(_, e)| !e.retired)
+                    .map(|(slot, e)| (slot as u32, e.generation))
+                    .collect();
                 if !live.is_empty() {
                     log::warn!(target: "pinion", "{} {}: shutdown deadline passed, killing {} processes",
                         self.node.name, self.id, live.len());

@@ -63,6 +63,8 @@ pub(crate) struct Shard {
     pub(crate) attention: Cell<u64>,
     /// User messages the running process finished in its current poll, not yet released.
     finished: Cell<u32>,
+    /// Tombstones in the table (slots whose generations are used up).
+    pub(crate) retired: Cell<usize>,
     /// The process being polled now (slot, generation).
     running: Cell<Option<(u32, u32)>>,
     pub(crate) stopping: Cell<bool>,
@@ -98,6 +100,7 @@ impl Shard {
             attention: Cell::new(0),
             finished: Cell::new(0),
             running: Cell::new(None),
+            retired: Cell::new(0),
             stopping: Cell::new(false),
             stats: ShardStats::default(),
         })
@@ -376,7 +379,7 @@ pub(crate) fn run(node: Arc<NodeShared>, id: ShardId, mut reactor: reactor::Reac
         inbox.drain(|env| executor::contain("delivering an envelope", || shard.deliver(env)));
         shard.fire_due(Instant::now(), &mut fired);
         executor::run_ready(&shard, POLLS_PER_TURN);
-        if shard.stopping.get() && shard.table.borrow().is_empty() {
+        if shard.stopping.get() && shard.table.borrow().len() == shard.retired.get() {
             break;
         }
         if !shard.run_queue.borrow().is_empty() || inbox.has_items() {
