@@ -2,7 +2,8 @@
 //!
 //! Same shard (one pinned shard) by default; `--cross` puts them on two shards. `N` (env)
 //! sets the message count (default 10M). The producer yields and retries while the
-//! consumer's mailbox (1024) is full. Used for the same-shard numbers in PERF.md.
+//! consumer's mailbox is full (`MAILBOX` env, default 1024). Used for the same-shard numbers
+//! in PERF.md.
 //!
 //! ```sh
 //! cargo run --release --example flood
@@ -63,7 +64,7 @@ fn main() {
         .spawn_on(
             ShardId((shards - 1) as u16),
             move || Consumer { seen: 0, target: n, done: Some(tx) },
-            ProcessOptions::with_mailbox(1024),
+            ProcessOptions::with_mailbox(std::env::var("MAILBOX").ok().and_then(|v| v.parse().ok()).unwrap_or(1024)),
         )
         .wait()
         .expect("spawn the consumer");

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{CallError, RegisterError, SendError, SpawnError};
 use crate::node::{NodeShared, route};
-use crate::process::context::deadline_after;
+use crate::process::deadline_after;
 use crate::process::envelope::{CallResult, Envelope, Kind, Responder, Signal, Slot};
 use crate::process::{
     Actor, ExitReason, Message, NodeId, Pid, Priority, ProcessInfo, ProcessOptions, ShardId, SpawnResult, Target,

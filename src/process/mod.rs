@@ -5,6 +5,7 @@
 //! generation moves on when it ends, so stale pids are refused.
 
 mod actor;
+mod call;
 pub(crate) mod context;
 pub(crate) mod envelope;
 pub(crate) mod link;
@@ -18,7 +19,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 pub use actor::{Actor, Reply};
-pub(crate) use context::deadline_after;
+pub(crate) use call::deadline_after;
 pub use context::{Context, ReplyToken, TimerRef};
 pub use mailbox::Priority;
 pub use message::Message;
