@@ -40,12 +40,17 @@ fn poll_process(shard: &Rc<Shard>, slot: u32) {
     shard.release_finished(slot, generation);
     match outcome {
         Ok(Poll::Pending) => {
-            let killed = shard.table.borrow().get(slot as usize).is_none_or(|e| e.killed);
-            if killed {
+            // Put the future back, unless the process killed itself meanwhile (one table access).
+            let killed = match shard.table.borrow_mut().get_mut(slot as usize) {
+                Some(entry) if !entry.killed => {
+                    entry.future = Some(future);
+                    None
+                }
+                _ => Some(future),
+            };
+            if let Some(future) = killed {
                 drop_future(future);
                 contain("ending a process", || link::process_exited(shard, slot, ExitReason::Kill));
-            } else {
-                shard.table.borrow_mut()[slot as usize].future = Some(future);
             }
         }
         Ok(Poll::Ready(reason)) => {
