@@ -102,7 +102,7 @@ impl NodeHandle {
             Err(e) => CallFuture::failed(node, CallError::from(e)),
             Ok(shard) => {
                 let arm = ControlRequest::ArmTimeout { slot: slot.clone(), deadline };
-                let lane = here.as_ref().map_or(self.shared.shards.len(), |s| s.id.index());
+                let lane = route::lane(&self.shared, here.as_ref());
                 self.shared.push(shard, lane, Envelope { slot: 0, generation: 0, kind: Kind::Control(arm) });
                 CallFuture { node, state: CallState::Waiting { slot, deadline } }
             }
@@ -245,7 +245,7 @@ impl NodeHandle {
     }
 
     fn control(&self, shard: ShardId, request: ControlRequest) {
-        let lane = self.here().map_or(self.shared.shards.len(), |s| s.id.index());
+        let lane = route::lane(&self.shared, self.here().as_ref());
         self.shared.push(shard, lane, Envelope { slot: 0, generation: 0, kind: Kind::Control(request) });
     }
 

@@ -16,7 +16,7 @@ use crate::process::{ExitReason, NodeId, Pid, Priority, ShardId, Target};
 use crate::shard::{Shard, SpawnRequest, with_current};
 
 /// The inbox lane a sender uses.
-fn lane(node: &NodeShared, here: Option<&Rc<Shard>>) -> usize {
+pub(crate) fn lane(node: &NodeShared, here: Option<&Rc<Shard>>) -> usize {
     here.map_or(node.shards.len(), |s| s.id.index())
 }
 
@@ -179,39 +179,34 @@ pub(crate) fn spawn(
     Ok(())
 }
 
-/// Delivers the answer of a call (or spawn) to the process waiting for it, from any thread.
-pub(crate) fn reply(to: Pid, reference: u64, result: CallResult) {
-    let env = Envelope { slot: to.slot, generation: to.generation, kind: Kind::Reply { reference, result } };
+/// Delivers `env` to `shard` of node `node`, from any thread: directly when this thread runs
+/// that shard, through its inbox (on this shard's lane, or the foreign lane) otherwise. Dropped
+/// if the node is gone.
+pub(crate) fn deliver_to(node: NodeId, shard: ShardId, env: Envelope) {
     with_current(|current| match current {
-        Some(shard) if shard.node.id == to.node => {
-            if shard.id == to.shard {
-                shard.deliver(env);
+        Some(here) if here.node.id == node => {
+            if here.id == shard {
+                here.deliver(env);
             } else {
-                shard.node.push(to.shard, shard.id.index(), env);
+                here.node.push(shard, here.id.index(), env);
             }
-        }
-        _ => match registry::live_node(to.node) {
-            Some(node) if to.shard.index() < node.shards.len() => {
-                let lane = node.shards.len();
-                node.push(to.shard, lane, env);
-            }
-            _ => {}
-        },
-    })
-}
-
-/// Schedules the process in `slot` (a `Waker` fired), from any thread.
-pub(crate) fn wake(node: NodeId, shard: ShardId, slot: u32) {
-    with_current(|current| match current {
-        Some(s) if s.node.id == node && s.id == shard => s.schedule(slot),
-        Some(s) if s.node.id == node => {
-            s.node.push(shard, s.id.index(), Envelope { slot, generation: 0, kind: Kind::Wake })
         }
         _ => {
             if let Some(n) = registry::live_node(node).filter(|n| shard.index() < n.shards.len()) {
                 let lane = n.shards.len();
-                n.push(shard, lane, Envelope { slot, generation: 0, kind: Kind::Wake });
+                n.push(shard, lane, env);
             }
         }
     })
+}
+
+/// Delivers the answer of a call (or spawn) to the process waiting for it, from any thread.
+pub(crate) fn reply(to: Pid, reference: u64, result: CallResult) {
+    let env = Envelope { slot: to.slot, generation: to.generation, kind: Kind::Reply { reference, result } };
+    deliver_to(to.node, to.shard, env);
+}
+
+/// Schedules the process in `slot` (a `Waker` fired), from any thread.
+pub(crate) fn wake(node: NodeId, shard: ShardId, slot: u32) {
+    deliver_to(node, shard, Envelope { slot, generation: 0, kind: Kind::Wake });
 }

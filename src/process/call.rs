@@ -22,7 +22,7 @@ impl Context {
         let timer = self.shard.next_ref();
         self.pending(timer, Some(deadline_after(timeout)));
         // Forgets the timer entry however this ends (also if this future is dropped).
-        let _forget = ForgetOnDrop { ctx: self, reference: timer };
+        let _pending = Pending { ctx: self, reference: timer };
         poll_fn(|_| {
             let mut table = self.shard.table.borrow_mut();
             let Some(e) = table.get_mut(self.pid.slot as usize) else { return Poll::Ready(None) };
@@ -49,75 +49,59 @@ impl Context {
         }
     }
 
-    pub(crate) fn forget(&self, reference: u64) {
+    /// Removes pending entry `reference` (cancelling its timer) and returns it; a reply that
+    /// still comes for it is dropped and counted as late.
+    fn forget(&self, reference: u64) -> Option<PendingCall> {
         let call = {
             let mut table = self.shard.table.borrow_mut();
-            let Some(e) = table.get_mut(self.pid.slot as usize) else { return };
-            let Some(i) = e.calls.iter().position(|c| c.reference == reference) else { return };
+            let e = table.get_mut(self.pid.slot as usize)?;
+            let i = e.calls.iter().position(|c| c.reference == reference)?;
             e.calls.swap_remove(i)
         };
         if let Some(t) = call.timer {
             self.shard.timers.borrow_mut().cancel(t);
         }
+        Some(call)
     }
 
     pub(crate) fn wait_reply(&self, reference: u64) -> WaitReply<'_> {
-        WaitReply { ctx: self, reference, done: false }
+        WaitReply { pending: Pending { ctx: self, reference } }
     }
 }
 
-/// Waits for the answer to call `reference` of a process. Dropped before the answer (a
-/// `select`, a timeout wrapper), it forgets the call: its timer is cancelled and a reply that
-/// still comes is dropped and counted as late.
-pub(crate) struct WaitReply<'a> {
-    ctx: &'a Context,
-    reference: u64,
-    done: bool,
-}
-
-impl Future for WaitReply<'_> {
-    type Output = CallResult;
-    fn poll(mut self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> Poll<CallResult> {
-        let ctx = self.ctx;
-        let mut table = ctx.shard.table.borrow_mut();
-        let Some(e) = table.get_mut(ctx.pid.slot as usize) else {
-            self.done = true;
-            return Poll::Ready(Err(CallError::Stopped));
-        };
-        let Some(i) = e.calls.iter().position(|c| c.reference == self.reference) else {
-            self.done = true;
-            return Poll::Ready(Err(CallError::NoReply));
-        };
-        if e.calls[i].result.is_none() {
-            return Poll::Pending;
-        }
-        let call = e.calls.swap_remove(i);
-        drop(table);
-        self.done = true;
-        if let Some(t) = call.timer {
-            ctx.shard.timers.borrow_mut().cancel(t);
-        }
-        Poll::Ready(call.result.unwrap_or(Err(CallError::NoReply)))
-    }
-}
-
-/// Forgets a pending entry when dropped.
-struct ForgetOnDrop<'a> {
+/// A pending entry of this process, forgotten however its wait ends (also when the waiting
+/// future is dropped early: a `select`, a timeout wrapper).
+struct Pending<'a> {
     ctx: &'a Context,
     reference: u64,
 }
 
-impl Drop for ForgetOnDrop<'_> {
+impl Drop for Pending<'_> {
     fn drop(&mut self) {
         self.ctx.forget(self.reference);
     }
 }
 
-impl Drop for WaitReply<'_> {
-    fn drop(&mut self) {
-        if !self.done {
-            self.ctx.forget(self.reference);
+/// Waits for the answer to call `reference` of a process.
+pub(crate) struct WaitReply<'a> {
+    pending: Pending<'a>,
+}
+
+impl Future for WaitReply<'_> {
+    type Output = CallResult;
+    fn poll(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> Poll<CallResult> {
+        let Pending { ctx, reference } = self.pending;
+        {
+            let table = ctx.shard.table.borrow();
+            let Some(e) = table.get(ctx.pid.slot as usize) else { return Poll::Ready(Err(CallError::Stopped)) };
+            match e.calls.iter().find(|c| c.reference == reference) {
+                None => return Poll::Ready(Err(CallError::NoReply)),
+                Some(c) if c.result.is_none() => return Poll::Pending,
+                Some(_) => {}
+            }
         }
+        let result = ctx.forget(reference).and_then(|c| c.result);
+        Poll::Ready(result.unwrap_or(Err(CallError::NoReply)))
     }
 }
 

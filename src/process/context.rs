@@ -152,14 +152,11 @@ impl Context {
         let reference = self.shard.next_ref();
         let deadline = deadline_after(timeout);
         self.pending(reference, Some(deadline));
+        // Created first: dropped unanswered (on the error return too), it forgets the call.
+        let reply = self.wait_reply(reference);
         let responder = Responder::process(self.pid, reference);
-        if let Err(e) =
-            route::send(&self.shard.node, Some(&self.shard), self.pid, to, req, Priority::Main, Some(responder))
-        {
-            self.forget(reference);
-            return Err(CallError::from(e));
-        }
-        self.wait_reply(reference).await
+        route::send(&self.shard.node, Some(&self.shard), self.pid, to, req, Priority::Main, Some(responder))?;
+        reply.await
     }
 
     /// Spawns a process on this shard and waits until its `init` has run.
@@ -208,12 +205,10 @@ impl Context {
     {
         let reference = self.shard.next_ref();
         self.pending(reference, None);
+        let reply = self.wait_reply(reference);
         let request = SpawnRequest::new(factory, options, name, Responder::process(self.pid, reference));
-        if let Err(e) = route::spawn(&self.shard.node, Some(&self.shard), shard, request) {
-            self.forget(reference);
-            return Err(e);
-        }
-        match self.wait_reply(reference).await {
+        route::spawn(&self.shard.node, Some(&self.shard), shard, request)?;
+        match reply.await {
             Ok(m) => match m.downcast::<SpawnResult>() {
                 Ok(r) => r,
                 Err(_) => Err(SpawnError::Stopped),

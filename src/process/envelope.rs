@@ -171,28 +171,12 @@ pub(crate) struct ArmedTimer {
 impl ArmedTimer {
     /// Cancels the timer: directly on its own shard, else by asking that shard.
     fn cancel(self) {
-        let here = crate::shard::with_current(|s| {
-            s.filter(|s| s.node.id == self.node).map(|s| {
-                if s.id == self.shard {
-                    let cancelled = s.timers.borrow_mut().cancel(self.key);
-                    drop(cancelled);
-                    None
-                } else {
-                    Some(s.node.clone())
-                }
-            })
-        });
-        let node = match here {
-            Some(None) => return,
-            Some(Some(node)) => Some(node),
-            None => crate::node::registry::live_node(self.node),
-        };
-        if let Some(node) = node {
-            let lane = crate::shard::with_current(|s| s.filter(|s| s.node.id == self.node).map(|s| s.id.index()))
-                .unwrap_or(node.shards.len());
-            let request = crate::shard::ControlRequest::CancelTimer(self.key);
-            node.push(self.shard, lane, Envelope { slot: 0, generation: 0, kind: Kind::Control(request) });
-        }
+        let request = crate::shard::ControlRequest::CancelTimer(self.key);
+        crate::node::route::deliver_to(
+            self.node,
+            self.shard,
+            Envelope { slot: 0, generation: 0, kind: Kind::Control(request) },
+        );
     }
 }
 

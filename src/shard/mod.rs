@@ -122,10 +122,16 @@ impl Shard {
     pub(crate) fn schedule(&self, slot: u32) {
         let mut table = self.table.borrow_mut();
         if let Some(e) = table.get_mut(slot as usize) {
-            if !e.scheduled {
-                e.scheduled = true;
-                self.run_queue.borrow_mut().push_back(slot);
-            }
+            self.enqueue(e, slot);
+        }
+    }
+
+    /// Puts the process whose entry is `e` on the run queue unless it is there already.
+    #[inline]
+    fn enqueue(&self, e: &mut ProcessEntry, slot: u32) {
+        if !e.scheduled {
+            e.scheduled = true;
+            self.run_queue.borrow_mut().push_back(slot);
         }
     }
 
@@ -164,9 +170,8 @@ impl Shard {
         if priority == Priority::Urgent {
             bump(&self.attention);
         }
-        if e.awaiting_mail && !e.scheduled {
-            e.scheduled = true;
-            self.run_queue.borrow_mut().push_back(slot);
+        if e.awaiting_mail {
+            self.enqueue(e, slot);
         }
     }
 
@@ -184,7 +189,6 @@ impl Shard {
         }
     }
 
-    /// A user message of `pid` is finished.
     /// A user message of the running process is finished. Its reservation is given back when
     /// the process's current poll returns (see `executor::poll_process`): one atomic operation
     /// per poll instead of one per message. Within a poll the process runs synchronously, so
@@ -262,9 +266,8 @@ impl Shard {
         };
         e.mailbox.system.push_back(signal);
         bump(&self.attention);
-        if e.awaiting_mail && !e.scheduled {
-            e.scheduled = true;
-            self.run_queue.borrow_mut().push_back(slot);
+        if e.awaiting_mail {
+            self.enqueue(e, slot);
         }
     }
 

@@ -84,8 +84,7 @@ impl Shard {
                 let e = &mut table[slot];
                 e.future = Some(future);
                 e.init_waiter = Some(reply);
-                e.scheduled = true;
-                self.run_queue.borrow_mut().push_back(slot as u32);
+                self.enqueue(e, slot as u32);
             }
             Err(payload) => {
                 // Dropped after the borrow ends: its mailbox may hold calls that answer on drop.
