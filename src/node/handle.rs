@@ -101,9 +101,7 @@ impl NodeHandle {
         match route::send(&self.shared, here.as_ref(), from, to.into(), req, Priority::Main, Some(responder)) {
             Err(e) => CallFuture::failed(node, CallError::from(e)),
             Ok(shard) => {
-                let arm = ControlRequest::ArmTimeout { slot: slot.clone(), deadline };
-                let lane = route::lane(&self.shared, here.as_ref());
-                self.shared.push(shard, lane, Envelope { slot: 0, generation: 0, kind: Kind::Control(arm) });
+                self.control(shard, ControlRequest::ArmTimeout { slot: slot.clone(), deadline });
                 CallFuture { node, state: CallState::Waiting { slot, deadline } }
             }
         }
