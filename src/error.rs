@@ -274,3 +274,36 @@ impl From<std::io::Error> for StartError {
         StartError::Io(e)
     }
 }
+
+/// Why a web server could not start.
+#[derive(Debug)]
+pub enum WebServerError {
+    /// The address could not be resolved or bound (in use, not local, no permission).
+    Bind(std::io::Error),
+    /// The options name a shard the node does not have.
+    NoSuchShard(ShardId),
+    /// The options list no shard.
+    NoShards,
+    /// The node is stopping (or a shard did not take its listener in time).
+    Stopped,
+}
+
+impl fmt::Display for WebServerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WebServerError::Bind(e) => write!(f, "web server: cannot listen: {e}"),
+            WebServerError::NoSuchShard(s) => write!(f, "web server: the node has no shard {}", s.0),
+            WebServerError::NoShards => f.write_str("web server: no shard chosen to listen on"),
+            WebServerError::Stopped => f.write_str("web server: the node is stopping"),
+        }
+    }
+}
+
+impl std::error::Error for WebServerError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            WebServerError::Bind(e) => Some(e),
+            _ => None,
+        }
+    }
+}

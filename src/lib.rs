@@ -97,13 +97,17 @@
 #![cfg_attr(test, deny(warnings))]
 
 mod error;
+#[cfg(feature = "web")]
+pub mod http;
 mod loom;
 mod node;
 mod process;
 mod shard;
 mod supervisor;
+#[cfg(feature = "web")]
+pub mod web;
 
-pub use error::{CallError, RegisterError, SendError, SpawnError, StartError};
+pub use error::{CallError, RegisterError, SendError, SpawnError, StartError, WebServerError};
 pub use node::{CallFuture, Cores, MAX_NAME_BYTES, MAX_SHARDS, Node, NodeHandle, NodeOptions, SpawnFuture};
 pub use process::{
     Actor, Alias, Context, DEFAULT_MAILBOX, Down, ExitReason, ExitSignal, Message, MonitorRef, NodeId, Pid, Priority,

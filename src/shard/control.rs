@@ -67,10 +67,20 @@ impl OwnedTarget {
 
 /// What a timer does when it fires.
 pub(crate) enum TimerAction {
-    CallTimeout { slot: u32, generation: u32, reference: u64 },
-    SendAfter { from: Pid, to: OwnedTarget, msg: Message },
+    CallTimeout {
+        slot: u32,
+        generation: u32,
+        reference: u64,
+    },
+    SendAfter {
+        from: Pid,
+        to: OwnedTarget,
+        msg: Message,
+    },
     External(Arc<Slot<CallResult>>),
     ShutdownDeadline,
+    /// An I/O source's timer (`io.rs`).
+    Io(mio::Token),
 }
 
 impl<T: Send + 'static> Answer for Option<T> {
@@ -81,6 +91,9 @@ impl<T: Send + 'static> Answer for Option<T> {
         Ok(Message::new(self))
     }
 }
+
+/// Work sent to run on a shard thread.
+pub(crate) type ShardTask = Box<dyn FnOnce(&Rc<Shard>) + Send>;
 
 /// Requests a shard serves for the node.
 pub(crate) enum ControlRequest {
@@ -107,6 +120,9 @@ pub(crate) enum ControlRequest {
     },
     /// An external call was answered: its timeout timer is moot.
     CancelTimer(TimerKey),
+    /// Run this on the shard thread (the web layer installs listeners and returns responses
+    /// to connections this way).
+    Run(ShardTask),
 }
 
 impl Shard {
@@ -125,6 +141,7 @@ impl Shard {
                 reply.respond(Some(self.unregister_name(pid)));
             }
             ControlRequest::Stop => self.begin_stop(),
+            ControlRequest::Run(f) => f(self),
             ControlRequest::ArmTimeout { slot, deadline } => {
                 let key = self.timers.borrow_mut().insert(deadline, TimerAction::External(slot.clone()));
                 if !slot.arm(ArmedTimer { node: self.node.id, shard: self.id, key }) {
@@ -187,6 +204,7 @@ impl Shard {
         if self.stopping.replace(true) {
             return;
         }
+        self.io_shutdown();
         let slots: Vec<u32> = {
             let mut table = self.table.borrow_mut();
             table
@@ -232,6 +250,7 @@ impl Shard {
             TimerAction::External(slot) => {
                 slot.complete(Err(CallError::Timeout));
             }
+            TimerAction::Io(token) => self.io_timeout(token),
             TimerAction::ShutdownDeadline => {
                 let live: Vec<(u32, u32)> = self
                     .table

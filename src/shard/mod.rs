@@ -11,6 +11,7 @@
 mod control;
 pub(crate) mod executor;
 pub(crate) mod inbox;
+pub(crate) mod io;
 mod reactor;
 mod spawn;
 pub(crate) mod timer;
@@ -19,7 +20,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub use control::ShardInfo;
 pub(crate) use control::{ControlRequest, OwnedTarget, TimerAction};
@@ -69,6 +70,11 @@ pub(crate) struct Shard {
     running: Cell<Option<(u32, u32)>>,
     pub(crate) stopping: Cell<bool>,
     pub(crate) stats: ShardStats,
+    /// I/O sources (listeners, connections) by token; see `io.rs`.
+    io: RefCell<slab::Slab<Rc<dyn io::IoSource>>>,
+    /// Sources to flush once the turn's processes have run.
+    io_dirty: RefCell<Vec<mio::Token>>,
+    registry: mio::Registry,
 }
 
 impl std::fmt::Debug for Shard {
@@ -88,7 +94,7 @@ pub(crate) fn with_current<R>(f: impl FnOnce(Option<&Rc<Shard>>) -> R) -> R {
 }
 
 impl Shard {
-    fn new(id: ShardId, node: Arc<NodeShared>) -> Rc<Self> {
+    fn new(id: ShardId, node: Arc<NodeShared>, registry: mio::Registry) -> Rc<Self> {
         Rc::new(Shard {
             id,
             remote: node.shards[id.index()].clone(),
@@ -103,6 +109,9 @@ impl Shard {
             retired: Cell::new(0),
             stopping: Cell::new(false),
             stats: ShardStats::default(),
+            io: RefCell::new(slab::Slab::new()),
+            io_dirty: RefCell::new(Vec::new()),
+            registry,
         })
     }
 
@@ -347,7 +356,7 @@ impl Shard {
 /// thread costs a syscall for the sender and tens of microseconds of latency (far more on a
 /// virtual machine, where an idle vCPU is descheduled), while a short spin catches the next
 /// message of a busy exchange. True if work arrived.
-fn spin(shard: &Shard) -> bool {
+fn spin(shard: &Rc<Shard>, reactor: &mut reactor::Reactor) -> bool {
     let budget = shard.node.spin;
     if budget.is_zero() {
         return false;
@@ -355,12 +364,17 @@ fn spin(shard: &Shard) -> bool {
     let inbox = &shard.remote().inbox;
     let start = Instant::now();
     let due = shard.timers.borrow().next_deadline();
+    let io = shard.io_len() > 0;
     loop {
         for _ in 0..64 {
             if inbox.has_items() {
                 return true;
             }
             std::hint::spin_loop();
+        }
+        // Sockets too: a request arriving during the spin is served at once.
+        if io && reactor.wait(Some(Duration::ZERO), |t, r, w| shard.io_event(t, r, w)) {
+            return true;
         }
         let now = Instant::now();
         if due.is_some_and(|d| now >= d) {
@@ -374,29 +388,40 @@ fn spin(shard: &Shard) -> bool {
 
 /// The shard thread: set up, loop until stopped, tear down.
 pub(crate) fn run(node: Arc<NodeShared>, id: ShardId, mut reactor: reactor::Reactor) {
-    let shard = Shard::new(id, node);
+    let registry = match reactor.registry() {
+        Ok(r) => r,
+        Err(e) => panic!("shard {}: cannot clone the poll registry: {e}", id.0),
+    };
+    let shard = Shard::new(id, node, registry);
     CURRENT.with(|c| *c.borrow_mut() = Some(shard.clone()));
     let mut fired = Vec::new();
     loop {
         let inbox = &shard.remote().inbox;
         inbox.drain(|env| executor::contain("delivering an envelope", || shard.deliver(env)));
         shard.fire_due(Instant::now(), &mut fired);
+        if shard.io_len() > 0 {
+            reactor.wait(Some(Duration::ZERO), |t, r, w| shard.io_event(t, r, w));
+        }
         executor::run_ready(&shard, POLLS_PER_TURN);
+        shard.io_flush();
         if shard.stopping.get() && shard.table.borrow().len() == shard.retired.get() {
             break;
         }
-        if !shard.run_queue.borrow().is_empty() || inbox.has_items() {
+        if !shard.run_queue.borrow().is_empty() || inbox.has_items() || shard.io_pending() {
             continue;
         }
-        if spin(&shard) {
+        if spin(&shard, &mut reactor) {
             continue;
         }
         let timeout = shard.timers.borrow().next_deadline().map(|d| d.saturating_duration_since(Instant::now()));
         if inbox.park() {
-            reactor.wait(timeout);
+            reactor.wait(timeout, |t, r, w| shard.io_event(t, r, w));
             inbox.unpark();
         }
     }
+    // Listeners and connections close with their sockets.
+    let sources = std::mem::take(&mut *shard.io.borrow_mut());
+    drop(sources);
     CURRENT.with(|c| *c.borrow_mut() = None);
     // Whatever still arrives is dropped (by us, or by its producer once it sees `closed`);
     // dropped responders answer their waiters.

@@ -4,7 +4,7 @@
 use std::io;
 use std::time::Duration;
 
-use mio::{Events, Poll, Token, Waker};
+use mio::{Events, Poll, Registry, Token, Waker};
 
 /// The token of the shard's cross-thread waker.
 pub(crate) const WAKER: Token = Token(usize::MAX);
@@ -31,15 +31,31 @@ impl Reactor {
         Ok((Reactor { poll, events: Events::with_capacity(EVENTS) }, waker))
     }
 
-    /// Blocks until woken, an event, or `timeout`.
-    pub(crate) fn wait(&mut self, timeout: Option<Duration>) {
+    /// A handle for registering sources (kept by the shard).
+    pub(crate) fn registry(&self) -> io::Result<Registry> {
+        self.poll.registry().try_clone()
+    }
+
+    /// Blocks until woken, an event, or `timeout` (`Some(ZERO)`: just looks), then hands every
+    /// I/O event to `dispatch` as (token, readable, writable). The waker's own event only means
+    /// "look at the inbox", which the loop does next. True if there was an I/O event.
+    pub(crate) fn wait(&mut self, timeout: Option<Duration>, mut dispatch: impl FnMut(Token, bool, bool)) -> bool {
         match self.poll.poll(&mut self.events, timeout) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => log::error!(target: "pinion", "poll failed: {e}"),
         }
-        // No I/O sources are registered yet: readiness only means "look at the inbox", which
-        // the loop does next.
+        let mut any = false;
+        for ev in self.events.iter() {
+            if ev.token() == WAKER {
+                continue;
+            }
+            any = true;
+            let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
+            let writable = ev.is_writable() || ev.is_write_closed() || ev.is_error();
+            dispatch(ev.token(), readable, writable);
+        }
         self.events.clear();
+        any
     }
 }

@@ -1,0 +1,489 @@
+//! The connection state machine, over any `Read + Write` (a socket on a shard, or byte slices
+//! in tests). Two halves:
+//!
+//! - [`Codec`] turns bytes into [`Step`]s: a complete request, a refusal (an [`HttpError`]), or
+//!   "send `100 Continue` now". After a refusal that loses the framing it reads nothing more:
+//!   bytes after a framing error are never parsed as another request.
+//! - [`Outgoing`] holds one slot per request in flight and encodes responses strictly in
+//!   request order, whatever order they are completed in; everything ready is written with one
+//!   `write` call.
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::time::Instant;
+
+use super::body::BodyDecoder;
+use super::head::{self, Head};
+use super::request::{Method, Request, Version};
+use super::response::{self, Answering, Body, Response, StatusCode};
+use super::{HttpError, HttpLimits};
+
+/// What the connection remembers about a request until its response is written.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RequestMeta {
+    /// Position in the connection's request order, from 0.
+    pub(crate) seq: u64,
+    pub(crate) method: Method,
+    pub(crate) version: Version,
+    pub(crate) keep_alive: bool,
+}
+
+/// What the codec found in the bytes read so far.
+#[derive(Debug)]
+pub(crate) enum Step {
+    /// A complete request.
+    Request(Request, RequestMeta),
+    /// A request refused before a handler. After a fatal one (`error.close`) nothing more is
+    /// read.
+    Refuse(RequestMeta, HttpError),
+    /// The request `seq` expects `100 Continue` before its body.
+    Continue(u64),
+}
+
+/// What the codec is in the middle of (for the read timeouts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Between requests, nothing read of the next one.
+    Idle,
+    /// Part of a request head is in.
+    Head,
+    /// The head is in, the body is not complete.
+    Body,
+    /// Nothing more will be read.
+    Closed,
+}
+
+/// A request whose head is parsed and whose body is coming.
+#[derive(Debug)]
+struct Partial {
+    req: Request,
+    head: Head,
+    decoder: BodyDecoder,
+    seq: u64,
+}
+
+/// Bytes in, requests out.
+#[derive(Debug, Default)]
+pub(crate) struct Codec {
+    buf: Vec<u8>,
+    /// Bytes of `buf` already consumed.
+    start: usize,
+    current: Option<Partial>,
+    next_seq: u64,
+    closed: bool,
+    /// Spare requests to parse into (recycled by the caller).
+    spare: Option<Request>,
+}
+
+/// Least free space offered to one `read` call.
+const READ_CHUNK: usize = 8 * 1024;
+
+impl Codec {
+    pub(crate) fn new() -> Codec {
+        Codec::default()
+    }
+
+    /// Where the codec stands.
+    pub(crate) fn phase(&self) -> Phase {
+        if self.closed {
+            Phase::Closed
+        } else if self.current.is_some() {
+            Phase::Body
+        } else if self.start < self.buf.len() {
+            Phase::Head
+        } else {
+            Phase::Idle
+        }
+    }
+
+    /// Stops reading: nothing after this is parsed.
+    pub(crate) fn close(&mut self) {
+        self.closed = true;
+        self.current = None;
+    }
+
+    /// Refuses whatever is being read now (a read timeout): the request whose body is coming,
+    /// or a request whose head is incomplete. Nothing more is read.
+    pub(crate) fn abort(&mut self) -> RequestMeta {
+        let meta = match self.current.take() {
+            Some(p) => RequestMeta { keep_alive: false, ..meta(&p) },
+            None => {
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                RequestMeta {
+                    seq,
+                    method: Method::Get,
+                    version: version_of(&self.buf[self.start..]),
+                    keep_alive: false,
+                }
+            }
+        };
+        self.close();
+        meta
+    }
+
+    /// A request to parse into next (keeps its buffers' capacity).
+    pub(crate) fn recycle(&mut self, req: Request) {
+        if self.spare.is_none() {
+            self.spare = Some(req);
+        }
+    }
+
+    /// Reads once from `io`. `Ok(0)` is the end of the stream.
+    pub(crate) fn read_from<R: Read>(&mut self, io: &mut R) -> io::Result<usize> {
+        if self.start > 0 && (self.start == self.buf.len() || self.start >= self.buf.capacity() / 2) {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        let len = self.buf.len();
+        if self.buf.capacity() - len < READ_CHUNK {
+            self.buf.reserve(READ_CHUNK);
+        }
+        let cap = self.buf.capacity();
+        self.buf.resize(cap, 0);
+        let r = io.read(&mut self.buf[len..]);
+        self.buf.truncate(len + *r.as_ref().unwrap_or(&0));
+        r
+    }
+
+    /// The next step in what has been read, or `None` until more arrives.
+    pub(crate) fn next(&mut self, limits: &HttpLimits) -> Option<Step> {
+        if self.closed {
+            return None;
+        }
+        if self.current.is_none() {
+            let mut req = self.spare.take().unwrap_or_default();
+            let input = &self.buf[self.start..];
+            match head::parse(input, limits, &mut req) {
+                Ok(None) => {
+                    self.spare = Some(req);
+                    return None;
+                }
+                Err(error) => {
+                    let version = version_of(input);
+                    let seq = self.next_seq;
+                    self.next_seq += 1;
+                    let meta = RequestMeta { seq, method: Method::Get, version, keep_alive: false };
+                    self.close();
+                    return Some(Step::Refuse(meta, error));
+                }
+                Ok(Some(head)) => {
+                    self.start += head.len;
+                    let seq = self.next_seq;
+                    self.next_seq += 1;
+                    let decoder = BodyDecoder::new(head.body);
+                    let expect = head.expect_continue;
+                    self.current = Some(Partial { req, head, decoder, seq });
+                    if expect && self.start == self.buf.len() {
+                        return Some(Step::Continue(seq));
+                    }
+                }
+            }
+        }
+        let partial = self.current.as_mut()?;
+        match partial.decoder.decode(&self.buf[self.start..], limits, &mut partial.req) {
+            Ok(d) => {
+                self.start += d.consumed;
+                if !d.done {
+                    return None;
+                }
+            }
+            Err(error) => {
+                let p = self.current.take()?;
+                self.close();
+                return Some(Step::Refuse(RequestMeta { keep_alive: false, ..meta(&p) }, error));
+            }
+        }
+        let p = self.current.take()?;
+        let m = meta(&p);
+        if !p.head.keep_alive {
+            self.closed = true;
+        }
+        match p.head.refuse {
+            Some(error) => {
+                self.spare = Some(p.req);
+                Some(Step::Refuse(m, error))
+            }
+            None => Some(Step::Request(p.req, m)),
+        }
+    }
+}
+
+/// The version to answer a head that did not parse in: HTTP/1.1 unless the line says 1.0.
+fn version_of(input: &[u8]) -> Version {
+    let line = input.split(|&b| b == b'\n').next().unwrap_or(input);
+    if line.trim_ascii_end().ends_with(b"HTTP/1.0") { Version::Http10 } else { Version::Http11 }
+}
+
+fn meta(p: &Partial) -> RequestMeta {
+    RequestMeta { seq: p.seq, method: p.req.method(), version: p.req.version(), keep_alive: p.head.keep_alive }
+}
+
+/// A request in flight, in request order.
+#[derive(Debug)]
+enum Slot {
+    Waiting {
+        meta: RequestMeta,
+        deadline: Option<Instant>,
+    },
+    Ready {
+        meta: RequestMeta,
+        resp: Response,
+    },
+    /// A streamed body: chunks encoded so far (when not yet at the head of the line).
+    Streaming {
+        chunked: bool,
+        keep_alive: bool,
+        pending: Vec<u8>,
+        finished: bool,
+    },
+}
+
+/// Responses in, bytes out, in request order.
+#[derive(Debug, Default)]
+pub(crate) struct Outgoing {
+    out: Vec<u8>,
+    /// Bytes of `out` already written.
+    written: usize,
+    /// The first slot's seq.
+    head_seq: u64,
+    slots: VecDeque<Slot>,
+    /// A `100 Continue` owed to this seq once everything before it is written.
+    continue_for: Option<u64>,
+    /// A response that ends the connection was encoded: write it, then close.
+    closing: bool,
+}
+
+/// How a write went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flushed {
+    /// Everything encoded is written; more may come.
+    Done,
+    /// The peer is not taking more now (`WouldBlock`).
+    Blocked,
+    /// Everything is written and the connection must close now.
+    Close,
+}
+
+impl Outgoing {
+    pub(crate) fn new() -> Outgoing {
+        Outgoing::default()
+    }
+
+    /// Requests in flight (answered or not, not yet written).
+    pub(crate) fn in_flight(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Encoded bytes not yet written.
+    pub(crate) fn unwritten(&self) -> usize {
+        self.out.len() - self.written
+    }
+
+    /// Opens the slot of a request (`meta.seq` must follow the last one opened).
+    pub(crate) fn open(&mut self, meta: RequestMeta, deadline: Option<Instant>) {
+        debug_assert_eq!(meta.seq, self.head_seq + self.slots.len() as u64);
+        self.slots.push_back(Slot::Waiting { meta, deadline });
+    }
+
+    /// Answers `100 Continue` to `seq` as soon as everything before it is written.
+    pub(crate) fn interim_continue(&mut self, seq: u64) {
+        self.continue_for = Some(seq);
+        self.encode_ready();
+    }
+
+    fn slot_mut(&mut self, seq: u64) -> Option<&mut Slot> {
+        let i = seq.checked_sub(self.head_seq)?;
+        self.slots.get_mut(i as usize)
+    }
+
+    /// The response to `seq`. False if that request is not waiting (answered already, e.g. by
+    /// a timeout, or the connection is gone): the response is dropped.
+    pub(crate) fn complete(&mut self, seq: u64, resp: Response) -> bool {
+        let Some(slot) = self.slot_mut(seq) else { return false };
+        let Slot::Waiting { meta, .. } = *slot else { return false };
+        *slot = if matches!(resp.body, Body::Streamed) && meta.method != Method::Head && !resp.status.bodiless() {
+            let mut head = Vec::new();
+            let keep_alive = response::encode(&resp, answering(meta), &mut head);
+            Slot::Streaming { chunked: meta.version == Version::Http11, keep_alive, pending: head, finished: false }
+        } else {
+            Slot::Ready { meta, resp }
+        };
+        self.encode_ready();
+        true
+    }
+
+    /// A chunk of `seq`'s streamed body. False if `seq` is not streaming.
+    pub(crate) fn stream_chunk(&mut self, seq: u64, data: &[u8]) -> bool {
+        let at_head = seq == self.head_seq;
+        let Some(Slot::Streaming { chunked, pending, finished: false, .. }) = self.slot_mut(seq) else { return false };
+        let chunked = *chunked;
+        if at_head {
+            response::encode_chunk(data, chunked, &mut self.out);
+        } else {
+            response::encode_chunk(data, chunked, pending);
+        }
+        true
+    }
+
+    /// `seq` is answered 504 (or whatever `expire` is given) if still waiting at `deadline`.
+    pub(crate) fn set_deadline(&mut self, seq: u64, at: Instant) {
+        if let Some(Slot::Waiting { deadline, .. }) = self.slot_mut(seq) {
+            *deadline = Some(at);
+        }
+    }
+
+    /// `seq`'s streamed body is cut short: what was sent is written, then the connection
+    /// closes (the client sees a truncated body, not a complete-looking one).
+    pub(crate) fn stream_abort(&mut self, seq: u64) -> bool {
+        let Some(Slot::Streaming { keep_alive, finished, .. }) = self.slot_mut(seq) else { return false };
+        if *finished {
+            return false;
+        }
+        *finished = true;
+        *keep_alive = false;
+        self.encode_ready();
+        true
+    }
+
+    /// The end of `seq`'s streamed body.
+    pub(crate) fn stream_end(&mut self, seq: u64) -> bool {
+        let Some(Slot::Streaming { chunked, pending, finished, .. }) = self.slot_mut(seq) else { return false };
+        if *finished {
+            return false;
+        }
+        *finished = true;
+        response::encode_last_chunk(*chunked, pending);
+        self.encode_ready();
+        true
+    }
+
+    /// Answers every waiting request whose deadline has passed with `status`; returns how many.
+    pub(crate) fn expire(&mut self, now: Instant, status: StatusCode) -> usize {
+        let mut n = 0;
+        for slot in &mut self.slots {
+            if let Slot::Waiting { meta, deadline: Some(d) } = *slot {
+                if d <= now {
+                    *slot = Slot::Ready { meta, resp: Response::status(status) };
+                    n += 1;
+                }
+            }
+        }
+        if n > 0 {
+            self.encode_ready();
+        }
+        n
+    }
+
+    /// The earliest deadline of a waiting request.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.slots
+            .iter()
+            .filter_map(|s| match s {
+                Slot::Waiting { deadline, .. } => *deadline,
+                _ => None,
+            })
+            .min()
+    }
+
+    /// Moves every response at the head of the line into the output buffer.
+    fn encode_ready(&mut self) {
+        loop {
+            if self.continue_for == Some(self.head_seq) {
+                // Only while the request is still waiting (an early answer makes it moot).
+                if matches!(self.slots.front(), None | Some(Slot::Waiting { .. })) {
+                    self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                }
+                self.continue_for = None;
+            }
+            if self.closing {
+                self.slots.clear();
+                return;
+            }
+            match self.slots.front_mut() {
+                Some(Slot::Ready { .. }) => {
+                    let Some(Slot::Ready { meta, resp }) = self.slots.pop_front() else { return };
+                    let keep_alive = response::encode(&resp, answering(meta), &mut self.out);
+                    self.finish_slot(keep_alive);
+                }
+                Some(Slot::Streaming { pending, finished, keep_alive, .. }) => {
+                    self.out.append(pending);
+                    if !*finished {
+                        return;
+                    }
+                    let keep_alive = *keep_alive;
+                    self.slots.pop_front();
+                    self.finish_slot(keep_alive);
+                }
+                _ => return,
+            }
+        }
+    }
+
+    fn finish_slot(&mut self, keep_alive: bool) {
+        self.head_seq += 1;
+        if !keep_alive {
+            self.closing = true;
+        }
+    }
+
+    /// Writes what is encoded, with as few `write` calls as the peer allows.
+    pub(crate) fn write_to<W: Write>(&mut self, io: &mut W) -> io::Result<Flushed> {
+        while self.written < self.out.len() {
+            match io.write(&self.out[self.written..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flushed::Blocked),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.out.clear();
+        self.written = 0;
+        Ok(if self.closing { Flushed::Close } else { Flushed::Done })
+    }
+}
+
+fn answering(meta: RequestMeta) -> Answering {
+    Answering { method: meta.method, version: meta.version, keep_alive: meta.keep_alive }
+}
+
+/// The answer to a refused request.
+pub(crate) fn refusal(error: &HttpError) -> Response {
+    Response::text(error.reason).with_status(error.status)
+}
+
+/// Serves one connection to the end, synchronously: every request goes to `handler`. For
+/// tests and benchmarks of the framing on byte slices (`io` reads the client's bytes and
+/// collects the answers); the shard's connections drive the same [`Codec`] and [`Outgoing`]
+/// without blocking.
+pub fn serve_blocking<IO: Read + Write>(
+    io: &mut IO,
+    limits: &HttpLimits,
+    mut handler: impl FnMut(&Request) -> Response,
+) -> io::Result<()> {
+    let mut codec = Codec::new();
+    let mut outgoing = Outgoing::new();
+    loop {
+        while let Some(step) = codec.next(limits) {
+            match step {
+                Step::Request(req, meta) => {
+                    outgoing.open(meta, None);
+                    outgoing.complete(meta.seq, handler(&req));
+                    codec.recycle(req);
+                }
+                Step::Refuse(meta, error) => {
+                    outgoing.open(meta, None);
+                    outgoing.complete(meta.seq, refusal(&error));
+                }
+                Step::Continue(seq) => outgoing.interim_continue(seq),
+            }
+        }
+        if outgoing.write_to(io)? == Flushed::Close || codec.phase() == Phase::Closed {
+            return Ok(());
+        }
+        if codec.read_from(io)? == 0 {
+            return Ok(());
+        }
+    }
+}

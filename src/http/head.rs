@@ -1,0 +1,281 @@
+//! The request head: `httparse` reads the syntax, then the server-side rules of RFC 9112/9110
+//! decide the framing (`Content-Length`, `Transfer-Encoding`), the `Host` rules, keep-alive and
+//! `Expect`. httparse appears in this file only.
+
+use std::mem::MaybeUninit;
+
+use super::request::{Method, Request, Version};
+use super::{HttpError, HttpLimits, MAX_HEADERS_LIMIT};
+
+/// How the body of a request is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BodyKind {
+    None,
+    Length(u64),
+    Chunked,
+}
+
+/// What the head says, beyond what it stored in the [`Request`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Head {
+    /// Bytes the head took in the buffer.
+    pub(crate) len: usize,
+    pub(crate) body: BodyKind,
+    /// The connection may carry another request after this one.
+    pub(crate) keep_alive: bool,
+    /// The client waits for `100 Continue` before sending the body.
+    pub(crate) expect_continue: bool,
+    /// A refusal that keeps the framing (an unknown method): read the body, then answer this
+    /// without running a handler.
+    pub(crate) refuse: Option<HttpError>,
+}
+
+/// Parses the head at the start of `buf` into `req`. `Ok(None)`: incomplete, read more.
+///
+/// A refusal is decided by the first byte that shows it, so the answer is the same however the
+/// bytes arrive: httparse sees at most `max_head_bytes`, and no further than the first byte of
+/// the request-target over `max_uri_bytes`.
+pub(crate) fn parse(buf: &[u8], limits: &HttpLimits, req: &mut Request) -> Result<Option<Head>, HttpError> {
+    let capped = &buf[..buf.len().min(limits.max_head_bytes)];
+    let uri_over = target_overflow(capped, limits.max_uri_bytes);
+    let input = &capped[..uri_over.unwrap_or(capped.len())];
+    let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_LIMIT];
+    let max_headers = limits.max_headers.min(MAX_HEADERS_LIMIT);
+    let mut parsed = httparse::Request::new(&mut []);
+    let status = parsed.parse_with_uninit_headers(input, &mut storage[..max_headers]);
+    let incomplete = || {
+        if uri_over.is_some() {
+            Err(HttpError::fatal(414, "request-target too long"))
+        } else if buf.len() > limits.max_head_bytes {
+            Err(HttpError::fatal(431, "request head too large"))
+        } else {
+            Ok(None)
+        }
+    };
+    let len = match status {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return incomplete(),
+        Err(httparse::Error::TooManyHeaders) => return Err(HttpError::fatal(431, "too many header fields")),
+        Err(httparse::Error::Version) => return version_error(input).map_or_else(incomplete, Err),
+        Err(httparse::Error::Token) => return Err(HttpError::bad("invalid method")),
+        Err(httparse::Error::HeaderName) => return Err(HttpError::bad("invalid header field name")),
+        Err(httparse::Error::HeaderValue) => return Err(HttpError::bad("invalid header field value")),
+        Err(httparse::Error::NewLine) => return Err(HttpError::bad("invalid line ending")),
+        Err(_) => return Err(HttpError::bad("malformed request line")),
+    };
+    let (Some(method), Some(target), Some(minor)) = (parsed.method, parsed.path, parsed.version) else {
+        return Err(HttpError::bad("malformed request line"));
+    };
+    debug_assert!(len <= limits.max_head_bytes && target.len() <= limits.max_uri_bytes);
+    let version = if minor == 0 { Version::Http10 } else { Version::Http11 };
+    let known = Method::from_token(method);
+    req.clear();
+    req.set_line(known.unwrap_or(Method::Get), version);
+    check_target(known, target.as_bytes())?;
+    req.set_target(target.as_bytes());
+
+    let mut hosts = 0usize;
+    let mut length: Option<u64> = None;
+    let mut codings = Codings::default();
+    let (mut close, mut keep_alive_token, mut expect_continue) = (false, false, false);
+    for h in parsed.headers.iter() {
+        let (name, value) = (h.name, h.value);
+        req.push_header(name.as_bytes(), value);
+        if name.eq_ignore_ascii_case("host") {
+            hosts += 1;
+            if !valid_host(value) {
+                return Err(HttpError::bad("invalid Host"));
+            }
+        } else if name.eq_ignore_ascii_case("content-length") {
+            // `1*DIGIT`, or a list of identical values (RFC 9110 §8.6); an empty value or
+            // member is invalid, not skipped: "5," or a second, empty field is refused.
+            for item in value.split(|&b| b == b',') {
+                let n = parse_length(item.trim_ascii())?;
+                if length.is_some_and(|l| l != n) {
+                    return Err(HttpError::bad("conflicting Content-Length"));
+                }
+                length = Some(n);
+            }
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            codings.seen = true;
+            for coding in list(value) {
+                codings.push(coding)?;
+            }
+        } else if name.eq_ignore_ascii_case("connection") {
+            for token in list(value) {
+                close |= token.eq_ignore_ascii_case(b"close");
+                keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
+            }
+        } else if name.eq_ignore_ascii_case("expect") {
+            if value.eq_ignore_ascii_case(b"100-continue") {
+                expect_continue = version == Version::Http11;
+            } else {
+                return Err(HttpError::fatal(417, "unsupported expectation"));
+            }
+        }
+    }
+
+    if version == Version::Http11 && hosts == 0 {
+        return Err(HttpError::bad("missing Host"));
+    }
+    if hosts > 1 {
+        return Err(HttpError::bad("more than one Host"));
+    }
+    let body = if codings.seen {
+        if version == Version::Http10 {
+            return Err(HttpError::bad("Transfer-Encoding in an HTTP/1.0 request"));
+        }
+        if length.is_some() {
+            return Err(HttpError::bad("both Content-Length and Transfer-Encoding"));
+        }
+        codings.framing()?
+    } else {
+        match length {
+            Some(n) if n > limits.max_body_bytes as u64 => return Err(HttpError::fatal(413, "body too large")),
+            Some(0) | None => BodyKind::None,
+            Some(n) => BodyKind::Length(n),
+        }
+    };
+    let keep_alive = !close && (version == Version::Http11 || keep_alive_token);
+    let refuse = match known {
+        Some(_) => None,
+        None => Some(HttpError { close: false, ..HttpError::fatal(501, "method not implemented") }),
+    };
+    Ok(Some(Head { len, body, keep_alive, expect_continue: expect_continue && body != BodyKind::None, refuse }))
+}
+
+/// Where the request-target in `buf` passes `max_uri` bytes: the index of its first byte over
+/// the limit, if `buf` reaches it before the target ends. Request-line syntax is httparse's
+/// business: it sees the bytes before this index and its errors there come first.
+fn target_overflow(buf: &[u8], max_uri: usize) -> Option<usize> {
+    let line = buf.iter().position(|&b| b != b'\r' && b != b'\n')?;
+    let start = line + buf[line..].iter().position(|&b| b == b' ')? + 1;
+    let over = start.checked_add(max_uri)?;
+    let target = buf.get(start..=over)?;
+    (!target.iter().any(|&b| matches!(b, b' ' | b'\r' | b'\n'))).then_some(over)
+}
+
+/// httparse refuses any version but 1.0 and 1.1 at its first unexpected byte. A well-formed
+/// other version (`HTTP/2.0`, `HTTP/2`) is a 505, anything else a 400; `None` while the line
+/// is too short to tell (`HTTP/2` may go on as `HTTP/2.0` or as `HTTP/2x`).
+fn version_error(input: &[u8]) -> Option<HttpError> {
+    let line = &input[input.iter().position(|&b| b != b'\r' && b != b'\n').unwrap_or(input.len())..];
+    let (line, done) = match line.iter().position(|&b| b == b'\n') {
+        Some(lf) => (&line[..lf], true),
+        None => (line, false),
+    };
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    // method SP request-target SP HTTP-version: the rest of the line after the second space.
+    let version = line.splitn(3, |&b| b == b' ').nth(2).unwrap_or(b"");
+    let prefix = version.len() <= 8
+        && version.iter().zip(b"HTTP/0.0").all(|(&b, &p)| if p == b'0' { b.is_ascii_digit() } else { b == p });
+    match (done, prefix) {
+        (false, true) => None,
+        (true, true) if version.len() == 8 || version.len() == 6 => {
+            Some(HttpError::fatal(505, "HTTP version not supported"))
+        }
+        _ => Some(HttpError::bad("malformed request line")),
+    }
+}
+
+/// RFC 9112 §3.2: origin-form for most methods, absolute-form for any, authority-form only
+/// for CONNECT, asterisk-form only for OPTIONS.
+fn check_target(method: Option<Method>, target: &[u8]) -> Result<(), HttpError> {
+    let ok = match target.first() {
+        Some(b'/') => method != Some(Method::Connect),
+        Some(b'*') => target.len() == 1 && method == Some(Method::Options),
+        _ if starts_with_ignore_case(target, b"http://") || starts_with_ignore_case(target, b"https://") => {
+            method != Some(Method::Connect)
+        }
+        Some(_) => method == Some(Method::Connect) && valid_host(target) && target.contains(&b':'),
+        None => false,
+    };
+    if ok { Ok(()) } else { Err(HttpError::bad("invalid request-target")) }
+}
+
+fn starts_with_ignore_case(s: &[u8], prefix: &[u8]) -> bool {
+    s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix)
+}
+
+/// `uri-host [":" port]`: reg-name, IPv4 or an IP literal in brackets.
+fn valid_host(v: &[u8]) -> bool {
+    v.iter().all(|&b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%:[]".contains(&b))
+}
+
+fn parse_length(item: &[u8]) -> Result<u64, HttpError> {
+    if item.is_empty() || item.len() > 19 || !item.iter().all(u8::is_ascii_digit) {
+        return Err(HttpError::bad("invalid Content-Length"));
+    }
+    Ok(item.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')))
+}
+
+/// Comma-separated list members, trimmed, empty members skipped (RFC 9110 §5.6.1).
+fn list(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value.split(|&b| b == b',').map(|s| s.trim_ascii()).filter(|s| !s.is_empty())
+}
+
+/// The transfer codings of a request, in order.
+#[derive(Default)]
+struct Codings {
+    seen: bool,
+    chunked_last: bool,
+    chunked_count: usize,
+    other: bool,
+}
+
+impl Codings {
+    fn push(&mut self, coding: &[u8]) -> Result<(), HttpError> {
+        // A coding may carry parameters ("gzip;q=1" is not valid here, but be exact).
+        let name = coding.split(|&b| b == b';').next().unwrap_or(coding).trim_ascii();
+        if name.eq_ignore_ascii_case(b"chunked") {
+            self.chunked_count += 1;
+            self.chunked_last = true;
+        } else {
+            self.other = true;
+            self.chunked_last = false;
+        }
+        Ok(())
+    }
+
+    fn framing(&self) -> Result<BodyKind, HttpError> {
+        if !self.chunked_last {
+            // RFC 9112 §6.3: the length cannot be determined: 400 and close.
+            return Err(HttpError::bad("Transfer-Encoding does not end in chunked"));
+        }
+        if self.chunked_count > 1 {
+            return Err(HttpError::bad("chunked applied more than once"));
+        }
+        if self.other {
+            return Err(HttpError::fatal(501, "transfer coding not implemented"));
+        }
+        Ok(BodyKind::Chunked)
+    }
+}
+
+/// Parses a trailer section (header fields up to an empty line) at the start of `buf` into
+/// `req`'s trailers. `Ok(None)`: incomplete. As for the head, httparse sees no more than the
+/// limit, so the answer does not depend on how the bytes arrive.
+pub(crate) fn parse_trailers(buf: &[u8], limits: &HttpLimits, req: &mut Request) -> Result<Option<usize>, HttpError> {
+    let input = &buf[..buf.len().min(limits.max_trailer_bytes)];
+    let mut storage = [httparse::EMPTY_HEADER; 32];
+    match httparse::parse_headers(input, &mut storage) {
+        Ok(httparse::Status::Complete((len, fields))) => {
+            // Still inside the chunked coding: every line ends in CRLF (httparse takes a bare
+            // LF, and `0\r\n\n` read as the end of a body is a smuggling vector).
+            let section = &input[..len];
+            if section.first() == Some(&b'\n') || section.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r') {
+                return Err(HttpError::bad("trailer line not ended by CRLF"));
+            }
+            for f in fields {
+                req.push_trailer(f.name.as_bytes(), f.value);
+            }
+            Ok(Some(len))
+        }
+        Ok(httparse::Status::Partial) if buf.len() > limits.max_trailer_bytes => {
+            Err(HttpError::fatal(431, "trailer section too large"))
+        }
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(httparse::Error::TooManyHeaders) => Err(HttpError::fatal(431, "too many trailer fields")),
+        Err(_) => Err(HttpError::bad("malformed trailer section")),
+    }
+}

@@ -1,0 +1,109 @@
+//! The HTTP/1.1 layer: bytes in, [`Request`]s out; [`Response`]s in, bytes out. No policy:
+//! what to do with a request is the web layer's business (`crate::web`).
+//!
+//! - `head.rs`: the request head through `httparse`, then every server-side rule of RFC 9112
+//!   about it (request-target forms, `Host`, framing headers).
+//! - `body.rs`: our own body framing: `Content-Length` and chunked (extensions and trailers
+//!   bounded).
+//! - `conn.rs`: the connection state machine over any `Read + Write` (tested on byte slices):
+//!   keep-alive, pipelining with responses strictly in request order, `Expect: 100-continue`,
+//!   closing after a framing error without reading another byte as a request.
+//! - `response.rs`: the response encoder: status line, cached `Date`, fixed-length or chunked
+//!   bodies, `HEAD`.
+//!
+//! All bounds are in one [`HttpLimits`]; every one has a defined answer (400, 408, 413, 414,
+//! 431, 501, 505) after which the connection is closed.
+
+mod body;
+pub(crate) mod conn;
+mod head;
+mod request;
+mod response;
+
+use std::fmt;
+use std::time::Duration;
+
+pub use request::{Headers, Method, Request, Version};
+pub use response::{Body, Response, StatusCode};
+
+pub use conn::serve_blocking;
+pub(crate) use conn::{Codec, Flushed, Outgoing, Phase, Step, refusal};
+
+/// Bounds on what a client may send, with defaults close to nginx's and hyper's.
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    /// Largest request head (request line and header fields). Above: 431 (or 414 while the
+    /// request line is still incomplete and already longer than [`max_uri_bytes`](Self::max_uri_bytes)).
+    pub max_head_bytes: usize,
+    /// Most header fields in one request (at most 256). Above: 431.
+    pub max_headers: usize,
+    /// Longest request-target. Above: 414.
+    pub max_uri_bytes: usize,
+    /// Largest request body (after chunked decoding). Above: 413, and the connection closes.
+    pub max_body_bytes: usize,
+    /// Largest trailer section of a chunked body, and longest chunk-size line. Above: 431.
+    pub max_trailer_bytes: usize,
+    /// How long a client may take to send a whole request head, from its first byte (or from
+    /// the previous response). Exceeded: 408 and the connection closes.
+    pub header_read_timeout: Duration,
+    /// How long a request body may take to arrive once its head is in. Exceeded: 408, close.
+    pub body_read_timeout: Duration,
+    /// How long an idle keep-alive connection (nothing pending, nothing half-read) stays open.
+    pub idle_timeout: Duration,
+    /// Connections one shard serves at once. Above: the new connection gets 503 and is closed.
+    pub max_connections_per_shard: usize,
+    /// Requests read ahead on one connection while earlier ones are unanswered (pipelining).
+    /// At the bound the connection stops reading until a response is written: nothing is
+    /// refused, the client simply waits (TCP flow control).
+    pub max_in_flight: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            max_head_bytes: 16 * 1024,
+            max_headers: 100,
+            max_uri_bytes: 8 * 1024,
+            max_body_bytes: 1024 * 1024,
+            max_trailer_bytes: 4 * 1024,
+            header_read_timeout: Duration::from_secs(30),
+            body_read_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(75),
+            max_connections_per_shard: 16 * 1024,
+            max_in_flight: 64,
+        }
+    }
+}
+
+/// The largest `max_headers` the head parser supports.
+pub const MAX_HEADERS_LIMIT: usize = 256;
+
+/// Why a request was refused before it reached a handler. The connection answers `status`
+/// (with `reason` as the body) and, when `close` is set, closes: the framing is lost or the
+/// client must not send more on this connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpError {
+    /// The status answered.
+    pub status: StatusCode,
+    /// What was wrong, for the response body and the log.
+    pub reason: &'static str,
+    /// The connection closes after the answer.
+    pub close: bool,
+}
+
+impl HttpError {
+    pub(crate) const fn fatal(status: u16, reason: &'static str) -> Self {
+        HttpError { status: StatusCode(status), reason, close: true }
+    }
+    pub(crate) const fn bad(reason: &'static str) -> Self {
+        HttpError::fatal(400, reason)
+    }
+}
+
+impl fmt::Display for HttpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.status.0, self.status.reason(), self.reason)
+    }
+}
+
+impl std::error::Error for HttpError {}

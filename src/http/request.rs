@@ -1,0 +1,379 @@
+//! [`Request`]: one parsed request, owned. Its strings live in one reusable byte arena, so a
+//! connection that recycles its requests parses without allocating once warm.
+
+use std::fmt;
+use std::ops::Range;
+
+/// The request methods pinion knows (RFC 9110 §9 plus PATCH). Anything else is answered 501
+/// by the connection before a handler sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Method {
+    /// GET
+    Get,
+    /// HEAD
+    Head,
+    /// POST
+    Post,
+    /// PUT
+    Put,
+    /// PATCH (RFC 5789)
+    Patch,
+    /// DELETE
+    Delete,
+    /// OPTIONS
+    Options,
+    /// TRACE
+    Trace,
+    /// CONNECT
+    Connect,
+}
+
+impl Method {
+    /// Every known method, in the order `Allow` lists them.
+    pub const ALL: [Method; 9] = [
+        Method::Get,
+        Method::Head,
+        Method::Post,
+        Method::Put,
+        Method::Patch,
+        Method::Delete,
+        Method::Options,
+        Method::Trace,
+        Method::Connect,
+    ];
+
+    /// The method's token, as on the wire.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
+            Method::Options => "OPTIONS",
+            Method::Trace => "TRACE",
+            Method::Connect => "CONNECT",
+        }
+    }
+
+    /// The method a token names (methods are case-sensitive), if known.
+    pub fn from_token(token: &str) -> Option<Method> {
+        Method::ALL.into_iter().find(|m| m.as_str() == token)
+    }
+
+    pub(crate) const fn bit(self) -> u16 {
+        1 << self as u16
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The protocol version of a request (HTTP/1.0 or HTTP/1.1; others are answered 505).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Version {
+    /// HTTP/1.0: the connection closes after the response unless the client asked for
+    /// `Connection: keep-alive`.
+    Http10,
+    /// HTTP/1.1: keep-alive unless `Connection: close`.
+    Http11,
+}
+
+impl Version {
+    /// As on the wire.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Version::Http10 => "HTTP/1.0",
+            Version::Http11 => "HTTP/1.1",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Span {
+    start: u32,
+    end: u32,
+}
+
+impl Span {
+    fn of(r: Range<usize>) -> Span {
+        Span { start: r.start as u32, end: r.end as u32 }
+    }
+    fn get(self, arena: &[u8]) -> &[u8] {
+        &arena[self.start as usize..self.end as usize]
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Field {
+    name: Span,
+    value: Span,
+}
+
+/// One HTTP request: method, target, version, header fields, body and (for a chunked body)
+/// trailer fields. Header names are kept lower-case; lookups ignore case.
+#[derive(Clone)]
+pub struct Request {
+    method: Method,
+    version: Version,
+    arena: Vec<u8>,
+    target: Span,
+    path: Span,
+    query: Option<Span>,
+    headers: Vec<Field>,
+    trailers: Vec<Field>,
+    params: Vec<Field>,
+    body: Vec<u8>,
+}
+
+impl Default for Request {
+    fn default() -> Self {
+        Request::new(Method::Get, "/")
+    }
+}
+
+impl Request {
+    /// A request with no header fields and an empty body (for tests and for building
+    /// requests by hand). `target` is kept as given.
+    pub fn new(method: Method, target: &str) -> Request {
+        let mut r = Request {
+            method,
+            version: Version::Http11,
+            arena: Vec::new(),
+            target: Span::default(),
+            path: Span::default(),
+            query: None,
+            headers: Vec::new(),
+            trailers: Vec::new(),
+            params: Vec::new(),
+            body: Vec::new(),
+        };
+        r.set_target(target.as_bytes());
+        r
+    }
+
+    /// Adds a header field (builder style).
+    pub fn with_header(mut self, name: &str, value: impl AsRef<[u8]>) -> Request {
+        self.push_header(name.as_bytes(), value.as_ref());
+        self
+    }
+
+    /// Sets the body (builder style).
+    pub fn with_body(mut self, body: impl Into<Vec<u8>>) -> Request {
+        self.body = body.into();
+        self
+    }
+
+    /// Empties the request for reuse, keeping its buffers' capacity.
+    pub(crate) fn clear(&mut self) {
+        self.arena.clear();
+        self.headers.clear();
+        self.trailers.clear();
+        self.params.clear();
+        self.body.clear();
+        self.query = None;
+    }
+
+    pub(crate) fn set_line(&mut self, method: Method, version: Version) {
+        self.method = method;
+        self.version = version;
+    }
+
+    /// Stores the request-target and splits path and query.
+    pub(crate) fn set_target(&mut self, target: &[u8]) {
+        let start = self.arena.len();
+        self.arena.extend_from_slice(target);
+        let end = self.arena.len();
+        self.target = Span::of(start..end);
+        // absolute-form: the path starts after "scheme://authority".
+        let mut path_start = start;
+        if let Some(i) = find(target, b"://") {
+            let after = i + 3;
+            path_start =
+                start + after + target[after..].iter().position(|&b| b == b'/').unwrap_or(target.len() - after);
+        }
+        match self.arena[path_start..end].iter().position(|&b| b == b'?') {
+            Some(q) => {
+                self.path = Span::of(path_start..path_start + q);
+                self.query = Some(Span::of(path_start + q + 1..end));
+            }
+            None => {
+                self.path = Span::of(path_start..end);
+                self.query = None;
+            }
+        }
+    }
+
+    pub(crate) fn push_header(&mut self, name: &[u8], value: &[u8]) {
+        let f = self.store(name, value);
+        self.headers.push(f);
+    }
+
+    pub(crate) fn push_trailer(&mut self, name: &[u8], value: &[u8]) {
+        let f = self.store(name, value);
+        self.trailers.push(f);
+    }
+
+    /// Records a path parameter (the router does this).
+    pub fn set_param(&mut self, name: &str, value: &str) {
+        let start = self.arena.len();
+        self.arena.extend_from_slice(name.as_bytes());
+        let name = Span::of(start..self.arena.len());
+        let start = self.arena.len();
+        self.arena.extend_from_slice(value.as_bytes());
+        self.params.push(Field { name, value: Span::of(start..self.arena.len()) });
+    }
+
+    /// Records a path parameter whose value is `range` of [`path`](Self::path).
+    pub(crate) fn set_param_from_path(&mut self, name: &str, range: Range<usize>) {
+        let start = self.arena.len();
+        self.arena.extend_from_slice(name.as_bytes());
+        let name = Span::of(start..self.arena.len());
+        let base = self.path.start as usize;
+        let start = self.arena.len();
+        self.arena.extend_from_within(base + range.start..base + range.end);
+        self.params.push(Field { name, value: Span::of(start..self.arena.len()) });
+    }
+
+    fn store(&mut self, name: &[u8], value: &[u8]) -> Field {
+        let start = self.arena.len();
+        self.arena.extend(name.iter().map(u8::to_ascii_lowercase));
+        let name = Span::of(start..self.arena.len());
+        let start = self.arena.len();
+        self.arena.extend_from_slice(value);
+        Field { name, value: Span::of(start..self.arena.len()) }
+    }
+
+    pub(crate) fn body_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.body
+    }
+
+    /// The method.
+    pub fn method(&self) -> Method {
+        self.method
+    }
+
+    /// The protocol version.
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
+    /// The request-target as sent (origin-form `/a/b?x=1`, absolute-form, `*` or an authority).
+    pub fn target(&self) -> &str {
+        as_str(self.target.get(&self.arena))
+    }
+
+    /// The path of the target (without the query; raw, not percent-decoded).
+    pub fn path(&self) -> &str {
+        as_str(self.path.get(&self.arena))
+    }
+
+    /// The query of the target (after `?`), if any.
+    pub fn query(&self) -> Option<&str> {
+        self.query.map(|q| as_str(q.get(&self.arena)))
+    }
+
+    /// The header fields.
+    pub fn headers(&self) -> Headers<'_> {
+        Headers { arena: &self.arena, fields: &self.headers }
+    }
+
+    /// The value of the first header field named `name` (any case), if present.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers().get(name)
+    }
+
+    /// The trailer fields of a chunked body.
+    pub fn trailers(&self) -> Headers<'_> {
+        Headers { arena: &self.arena, fields: &self.trailers }
+    }
+
+    /// A path parameter set by the router (`/users/{id}` → `param("id")`).
+    pub fn param(&self, name: &str) -> Option<&str> {
+        Headers { arena: &self.arena, fields: &self.params }.get(name).map(as_str)
+    }
+
+    /// The body (decoded if it was chunked).
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// Takes the body out of the request.
+    pub fn take_body(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.body)
+    }
+}
+
+impl fmt::Debug for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Request")
+            .field("method", &self.method)
+            .field("target", &self.target())
+            .field("version", &self.version)
+            .field("headers", &self.headers())
+            .field("body_len", &self.body.len())
+            .finish()
+    }
+}
+
+/// A view of header (or trailer) fields.
+#[derive(Clone, Copy)]
+pub struct Headers<'a> {
+    arena: &'a [u8],
+    fields: &'a [Field],
+}
+
+impl<'a> Headers<'a> {
+    /// The value of the first field named `name` (any case).
+    pub fn get(&self, name: &str) -> Option<&'a [u8]> {
+        self.get_all(name).next()
+    }
+
+    /// The values of every field named `name` (any case), in order.
+    pub fn get_all<'n>(&self, name: &'n str) -> impl Iterator<Item = &'a [u8]> + 'n
+    where
+        'a: 'n,
+    {
+        let arena = self.arena;
+        self.fields
+            .iter()
+            .filter(move |f| f.name.get(arena).eq_ignore_ascii_case(name.as_bytes()))
+            .map(move |f| f.value.get(arena))
+    }
+
+    /// Every field as (lower-case name, value), in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'a str, &'a [u8])> + 'a {
+        let arena = self.arena;
+        self.fields.iter().map(move |f| (as_str(f.name.get(arena)), f.value.get(arena)))
+    }
+
+    /// The number of fields.
+    pub fn len(&self) -> usize {
+        self.fields.len()
+    }
+
+    /// True if there are none.
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+}
+
+impl fmt::Debug for Headers<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter().map(|(k, v)| (k, String::from_utf8_lossy(v)))).finish()
+    }
+}
+
+fn as_str(b: &[u8]) -> &str {
+    // Targets and names were validated as visible ASCII by httparse or come from `&str`s;
+    // a lossy fallback keeps this total.
+    std::str::from_utf8(b).unwrap_or("")
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}

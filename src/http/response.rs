@@ -1,0 +1,405 @@
+//! [`Response`] and its encoder: status line, `Date` (formatted once per second per thread),
+//! the caller's fields, then the framing pinion decides: `Content-Length` for a body it holds,
+//! `Transfer-Encoding: chunked` for a streamed one, nothing for statuses without a body.
+
+use std::borrow::Cow;
+use std::cell::Cell;
+use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::request::{Method, Version};
+
+/// An HTTP status code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StatusCode(pub u16);
+
+impl StatusCode {
+    /// 200
+    pub const OK: StatusCode = StatusCode(200);
+    /// 201
+    pub const CREATED: StatusCode = StatusCode(201);
+    /// 204
+    pub const NO_CONTENT: StatusCode = StatusCode(204);
+    /// 400
+    pub const BAD_REQUEST: StatusCode = StatusCode(400);
+    /// 401
+    pub const UNAUTHORIZED: StatusCode = StatusCode(401);
+    /// 404
+    pub const NOT_FOUND: StatusCode = StatusCode(404);
+    /// 405
+    pub const METHOD_NOT_ALLOWED: StatusCode = StatusCode(405);
+    /// 429
+    pub const TOO_MANY_REQUESTS: StatusCode = StatusCode(429);
+    /// 500
+    pub const INTERNAL_SERVER_ERROR: StatusCode = StatusCode(500);
+    /// 503
+    pub const SERVICE_UNAVAILABLE: StatusCode = StatusCode(503);
+    /// 504
+    pub const GATEWAY_TIMEOUT: StatusCode = StatusCode(504);
+
+    /// The standard reason phrase (empty for codes without one).
+    pub const fn reason(self) -> &'static str {
+        match self.0 {
+            100 => "Continue",
+            101 => "Switching Protocols",
+            200 => "OK",
+            201 => "Created",
+            202 => "Accepted",
+            204 => "No Content",
+            206 => "Partial Content",
+            301 => "Moved Permanently",
+            302 => "Found",
+            303 => "See Other",
+            304 => "Not Modified",
+            307 => "Temporary Redirect",
+            308 => "Permanent Redirect",
+            400 => "Bad Request",
+            401 => "Unauthorized",
+            403 => "Forbidden",
+            404 => "Not Found",
+            405 => "Method Not Allowed",
+            406 => "Not Acceptable",
+            408 => "Request Timeout",
+            409 => "Conflict",
+            410 => "Gone",
+            411 => "Length Required",
+            413 => "Content Too Large",
+            414 => "URI Too Long",
+            415 => "Unsupported Media Type",
+            417 => "Expectation Failed",
+            422 => "Unprocessable Content",
+            429 => "Too Many Requests",
+            431 => "Request Header Fields Too Large",
+            500 => "Internal Server Error",
+            501 => "Not Implemented",
+            502 => "Bad Gateway",
+            503 => "Service Unavailable",
+            504 => "Gateway Timeout",
+            505 => "HTTP Version Not Supported",
+            _ => "",
+        }
+    }
+
+    /// True for statuses that never carry a body (1xx, 204, 304).
+    pub const fn bodiless(self) -> bool {
+        self.0 < 200 || self.0 == 204 || self.0 == 304
+    }
+}
+
+impl fmt::Display for StatusCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.0, self.reason())
+    }
+}
+
+/// A response body.
+#[derive(Clone, Default)]
+pub enum Body {
+    /// No body (`Content-Length: 0` where a length is due).
+    #[default]
+    Empty,
+    /// Bytes known up front: sent with `Content-Length`.
+    Full(Cow<'static, [u8]>),
+    /// A body streamed in chunks after the head (`Transfer-Encoding: chunked`); the chunks
+    /// come through `web::ResponseStream`.
+    Streamed,
+}
+
+impl fmt::Debug for Body {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Body::Empty => f.write_str("Empty"),
+            Body::Full(b) => write!(f, "Full({} bytes)", b.len()),
+            Body::Streamed => f.write_str("Streamed"),
+        }
+    }
+}
+
+/// An HTTP response: status, header fields, body.
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// The status.
+    pub status: StatusCode,
+    /// Header fields, in order. `Content-Length`, `Transfer-Encoding`, `Connection` and `Date`
+    /// are the connection's to write and are left out if set here.
+    pub headers: Vec<(Cow<'static, str>, Cow<'static, [u8]>)>,
+    /// The body.
+    pub body: Body,
+}
+
+impl Response {
+    /// A response with `status`, no fields, no body.
+    pub fn new(status: StatusCode) -> Response {
+        Response { status, headers: Vec::new(), body: Body::Empty }
+    }
+
+    /// 200 with a `text/plain` body.
+    pub fn text(body: impl Into<Cow<'static, str>>) -> Response {
+        let body = match body.into() {
+            Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
+            Cow::Owned(s) => Cow::Owned(s.into_bytes()),
+        };
+        Response {
+            status: StatusCode::OK,
+            headers: vec![(Cow::Borrowed("content-type"), Cow::Borrowed(b"text/plain"))],
+            body: Body::Full(body),
+        }
+    }
+
+    /// 200 with an `application/json` body (already encoded).
+    pub fn json(body: impl Into<Vec<u8>>) -> Response {
+        Response::new(StatusCode::OK).header("content-type", "application/json").body(body.into())
+    }
+
+    /// A status with its reason phrase as a `text/plain` body.
+    pub fn status(status: StatusCode) -> Response {
+        Response::text(status.reason()).with_status(status)
+    }
+
+    /// Sets the status (builder style).
+    pub fn with_status(mut self, status: StatusCode) -> Response {
+        self.status = status;
+        self
+    }
+
+    /// Adds a header field (builder style).
+    pub fn header(mut self, name: impl Into<Cow<'static, str>>, value: impl Into<Cow<'static, str>>) -> Response {
+        let value = match value.into() {
+            Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
+            Cow::Owned(s) => Cow::Owned(s.into_bytes()),
+        };
+        self.headers.push((name.into(), value));
+        self
+    }
+
+    /// Sets the body (builder style).
+    pub fn body(mut self, body: impl Into<Cow<'static, [u8]>>) -> Response {
+        self.body = Body::Full(body.into());
+        self
+    }
+
+    /// The value of the first header field named `name` (any case).
+    pub fn header_value(&self, name: &str) -> Option<&[u8]> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_ref())
+    }
+
+    /// The body bytes, if held (not streamed).
+    pub fn body_bytes(&self) -> &[u8] {
+        match &self.body {
+            Body::Full(b) => b,
+            _ => &[],
+        }
+    }
+}
+
+/// What the encoder needs to know about the request a response answers.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Answering {
+    pub(crate) method: Method,
+    pub(crate) version: Version,
+    /// The connection may stay open after this response.
+    pub(crate) keep_alive: bool,
+}
+
+/// Encodes `resp`'s head (and its body, unless streamed or answering HEAD) into `out`.
+/// Returns whether the connection may stay open after it.
+pub(crate) fn encode(resp: &Response, to: Answering, out: &mut Vec<u8>) -> bool {
+    let mut keep_alive = to.keep_alive;
+    let streamed = matches!(resp.body, Body::Streamed);
+    // An HTTP/1.0 client cannot read chunked: the body ends when the connection does.
+    if streamed && to.version == Version::Http10 && !resp.status.bodiless() {
+        keep_alive = false;
+    }
+    out.extend_from_slice(b"HTTP/1.1 ");
+    push_u64(out, u64::from(resp.status.0));
+    out.push(b' ');
+    out.extend_from_slice(resp.status.reason().as_bytes());
+    out.extend_from_slice(b"\r\nserver: pinion\r\ndate: ");
+    out.extend_from_slice(&date_header());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in &resp.headers {
+        if is_framing(name) {
+            continue;
+        }
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    }
+    if !resp.status.bodiless() {
+        match &resp.body {
+            Body::Streamed if to.version == Version::Http11 => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+            Body::Streamed => {}
+            Body::Empty => out.extend_from_slice(b"content-length: 0\r\n"),
+            Body::Full(b) => {
+                out.extend_from_slice(b"content-length: ");
+                push_u64(out, b.len() as u64);
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+    if !keep_alive {
+        out.extend_from_slice(b"connection: close\r\n");
+    } else if to.version == Version::Http10 {
+        out.extend_from_slice(b"connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    if let Body::Full(b) = &resp.body {
+        if to.method != Method::Head && !resp.status.bodiless() {
+            out.extend_from_slice(b);
+        }
+    }
+    keep_alive
+}
+
+/// One chunk of a streamed body (nothing for an empty chunk: that would end the body).
+pub(crate) fn encode_chunk(data: &[u8], chunked: bool, out: &mut Vec<u8>) {
+    if data.is_empty() {
+        return;
+    }
+    if chunked {
+        push_hex(out, data.len() as u64);
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(data);
+        out.extend_from_slice(b"\r\n");
+    } else {
+        out.extend_from_slice(data);
+    }
+}
+
+/// The end of a streamed body.
+pub(crate) fn encode_last_chunk(chunked: bool, out: &mut Vec<u8>) {
+    if chunked {
+        out.extend_from_slice(b"0\r\n\r\n");
+    }
+}
+
+fn is_framing(name: &str) -> bool {
+    ["content-length", "transfer-encoding", "connection", "date", "server"].iter().any(|f| name.eq_ignore_ascii_case(f))
+}
+
+fn push_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+fn push_hex(out: &mut Vec<u8>, mut n: u64) {
+    let mut buf = [0u8; 16];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b"0123456789abcdef"[(n & 15) as usize];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+thread_local! {
+    static DATE: Cell<(u64, [u8; 29])> = const { Cell::new((u64::MAX, [0; 29])) };
+}
+
+/// The current time as an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), formatted at most once
+/// per second per thread.
+pub(crate) fn date_header() -> [u8; 29] {
+    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    DATE.with(|d| {
+        let (at, text) = d.get();
+        if at == secs {
+            return text;
+        }
+        let text = imf_fixdate(secs);
+        d.set((secs, text));
+        text
+    })
+}
+
+fn imf_fixdate(secs: u64) -> [u8; 29] {
+    const DAYS: [&[u8; 3]; 7] = [b"Thu", b"Fri", b"Sat", b"Sun", b"Mon", b"Tue", b"Wed"];
+    const MONTHS: [&[u8; 3]; 12] =
+        [b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec"];
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days as i64);
+    let mut out = [0u8; 29];
+    out[..3].copy_from_slice(DAYS[(days % 7) as usize]);
+    out[3..5].copy_from_slice(b", ");
+    two(&mut out[5..7], d);
+    out[7] = b' ';
+    out[8..11].copy_from_slice(MONTHS[(m - 1) as usize]);
+    out[11] = b' ';
+    two(&mut out[12..14], (y / 100) as u32);
+    two(&mut out[14..16], (y % 100) as u32);
+    out[16] = b' ';
+    two(&mut out[17..19], (rem / 3600) as u32);
+    out[19] = b':';
+    two(&mut out[20..22], (rem % 3600 / 60) as u32);
+    out[22] = b':';
+    two(&mut out[23..25], (rem % 60) as u32);
+    out[25..29].copy_from_slice(b" GMT");
+    out
+}
+
+fn two(out: &mut [u8], n: u32) {
+    out[0] = b'0' + (n / 10 % 10) as u8;
+    out[1] = b'0' + (n % 10) as u8;
+}
+
+/// Days since 1970-01-01 → (year, month 1..=12, day 1..=31), proleptic Gregorian (H. Hinnant).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn imf_fixdate_matches_known_dates() {
+        assert_eq!(&imf_fixdate(784_111_777), b"Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(&imf_fixdate(0), b"Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(&imf_fixdate(951_782_400), b"Tue, 29 Feb 2000 00:00:00 GMT");
+        assert_eq!(&imf_fixdate(1_795_046_399), b"Wed, 18 Nov 2026 23:59:59 GMT");
+    }
+
+    #[test]
+    fn head_response_has_length_but_no_body() {
+        let mut out = Vec::new();
+        let to = Answering { method: Method::Head, version: Version::Http11, keep_alive: true };
+        assert!(encode(&Response::text("Hello"), to, &mut out));
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("content-length: 5\r\n"), "{text}");
+        assert!(text.ends_with("\r\n\r\n"), "{text}");
+    }
+
+    #[test]
+    fn framing_fields_set_by_the_caller_are_left_out() {
+        let mut out = Vec::new();
+        let to = Answering { method: Method::Get, version: Version::Http11, keep_alive: true };
+        let resp = Response::text("ab").header("Content-Length", "99").header("x-a", "1");
+        encode(&resp, to, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains("99"), "{text}");
+        assert!(text.contains("x-a: 1\r\n"), "{text}");
+    }
+}

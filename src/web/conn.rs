@@ -1,0 +1,385 @@
+//! One HTTP connection on a shard: a mio `TcpStream` driven by the HTTP layer's `Codec` and
+//! `Outgoing`. Requests go to the server's handler as they are parsed (pipelined ones too);
+//! responses come back through [`Connection::deliver`] in any order and are written in
+//! request order, everything ready in one `write`.
+//!
+//! Timers (one per connection, at the earliest of): header read (408, close), body read (408,
+//! close), idle keep-alive (close), each request's deadline (504), the lingering close.
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::io::{self, ErrorKind};
+use std::net::Shutdown;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+
+use super::request::{ReplyTo, WebRequest};
+use super::server::{Delivery, ServerShared};
+use crate::http::{Codec, Flushed, Outgoing, Phase, StatusCode, Step, refusal};
+use crate::shard::io::IoSource;
+use crate::shard::{Shard, TimerKey};
+
+/// Read no further while this much is encoded and unwritten (a client that does not read).
+const MAX_UNWRITTEN: usize = 256 * 1024;
+/// A streamed body that outruns its client by this much cuts the connection.
+const MAX_STREAM_BACKLOG: usize = 4 * 1024 * 1024;
+/// After answering an error, read (and discard) for this long before closing, so the
+/// client's unread bytes do not turn the close into a reset that loses the answer.
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 256 * 1024;
+/// Rounds of read → dispatch → write per readiness event before yielding to other work.
+const ROUNDS: usize = 8;
+
+pub(crate) struct Connection {
+    pub(crate) id: u64,
+    server: Rc<ServerShared>,
+    st: RefCell<State>,
+}
+
+struct State {
+    stream: TcpStream,
+    codec: Codec,
+    out: Outgoing,
+    readable: bool,
+    eof: bool,
+    /// What the codec was reading, and since when.
+    phase: Phase,
+    phase_since: Instant,
+    /// The last read or write.
+    active: Instant,
+    timer: Option<(TimerKey, Instant)>,
+    flush_queued: bool,
+    /// Lingering close: writes are shut down, reads are discarded until this instant.
+    linger: Option<(Instant, usize)>,
+    closed: bool,
+}
+
+impl Connection {
+    pub(crate) fn new(id: u64, server: Rc<ServerShared>, stream: TcpStream, now: Instant) -> Connection {
+        let st = State {
+            stream,
+            codec: Codec::new(),
+            out: Outgoing::new(),
+            readable: false,
+            eof: false,
+            phase: Phase::Idle,
+            phase_since: now,
+            active: now,
+            timer: None,
+            flush_queued: false,
+            linger: None,
+            closed: false,
+        };
+        Connection { id, server, st: RefCell::new(st) }
+    }
+
+    /// Reads, dispatches and writes until the socket has nothing more or a bound stops it.
+    fn pump(self: &Rc<Self>, shard: &Rc<Shard>, token: Token) {
+        for _ in 0..ROUNDS {
+            self.dispatch(shard, token);
+            if !self.read(shard, token) {
+                break;
+            }
+        }
+        self.write(shard, token);
+    }
+
+    /// Reads once if allowed; true if it read something.
+    fn read(&self, shard: &Rc<Shard>, token: Token) -> bool {
+        let limits = &self.server.limits;
+        let mut guard = self.st.borrow_mut();
+        let st = &mut *guard;
+        if st.closed || !st.readable || st.eof {
+            return false;
+        }
+        if let Some((_, discarded)) = &mut st.linger {
+            let mut sink = [0u8; 4096];
+            loop {
+                match io::Read::read(&mut st.stream, &mut sink) {
+                    Ok(0) => break,
+                    Ok(n) if *discarded + n < LINGER_BYTES => *discarded += n,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                        st.readable = false;
+                        return false;
+                    }
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    _ => break,
+                }
+            }
+            drop(guard);
+            self.close(shard, token);
+            return false;
+        }
+        if st.codec.phase() == Phase::Closed
+            || st.out.in_flight() >= limits.max_in_flight
+            || st.out.unwritten() >= MAX_UNWRITTEN
+        {
+            return false;
+        }
+        match st.codec.read_from(&mut st.stream) {
+            Ok(0) => {
+                st.eof = true;
+                false
+            }
+            Ok(_) => {
+                st.active = Instant::now();
+                true
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                st.readable = false;
+                false
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => true,
+            Err(_) => {
+                drop(guard);
+                self.close(shard, token);
+                false
+            }
+        }
+    }
+
+    /// Hands every complete request in the buffer to the handler (no borrow held while it
+    /// runs: a plain-function handler answers re-entrantly).
+    fn dispatch(&self, shard: &Rc<Shard>, token: Token) {
+        let limits = &self.server.limits;
+        let mut now = None;
+        loop {
+            let step = {
+                let mut st = self.st.borrow_mut();
+                if st.closed || st.linger.is_some() || st.out.in_flight() >= limits.max_in_flight {
+                    return;
+                }
+                match st.codec.next(limits) {
+                    Some(step) => step,
+                    None => return,
+                }
+            };
+            match step {
+                Step::Request(req, meta) => {
+                    self.st.borrow_mut().out.open(meta, None);
+                    let now = *now.get_or_insert_with(Instant::now);
+                    let to = ReplyTo { node: shard.node.id, shard: shard.id, token, conn: self.id, seq: meta.seq };
+                    self.server.handler.handle(WebRequest::new(req, to, now));
+                }
+                Step::Refuse(meta, error) => {
+                    if error.close {
+                        log::debug!(target: "pinion::web", "{}: closing after {error}", shard.id);
+                    }
+                    let mut st = self.st.borrow_mut();
+                    st.out.open(meta, None);
+                    st.out.complete(meta.seq, refusal(&error));
+                }
+                Step::Continue(seq) => self.st.borrow_mut().out.interim_continue(seq),
+            }
+        }
+    }
+
+    /// Writes what is ready; closes when the connection is done; re-arms the timer.
+    fn write(&self, shard: &Rc<Shard>, token: Token) {
+        let mut guard = self.st.borrow_mut();
+        let st = &mut *guard;
+        st.flush_queued = false;
+        if st.closed {
+            return;
+        }
+        if st.out.unwritten() > 0 {
+            st.active = Instant::now();
+        }
+        match st.out.write_to(&mut st.stream) {
+            Ok(Flushed::Done | Flushed::Blocked) => {}
+            Ok(Flushed::Close) if st.linger.is_none() => {
+                // Everything is written: stop sending, and read off what the client still
+                // sends for a while (see LINGER) instead of resetting.
+                let _ = st.stream.shutdown(Shutdown::Write);
+                st.linger = Some((Instant::now() + LINGER, 0));
+                st.readable = true;
+                drop(guard);
+                self.read(shard, token);
+                guard = self.st.borrow_mut();
+            }
+            Ok(Flushed::Close) => {}
+            Err(_) => {
+                drop(guard);
+                return self.close(shard, token);
+            }
+        }
+        let st = &mut *guard;
+        if st.closed {
+            return;
+        }
+        let finished = st.out.in_flight() == 0 && st.out.unwritten() == 0;
+        let mid_request = matches!(st.codec.phase(), Phase::Head | Phase::Body);
+        if st.eof && (finished || (st.out.in_flight() == 0 && mid_request)) && st.linger.is_none() {
+            drop(guard);
+            return self.close(shard, token);
+        }
+        if st.out.unwritten() > MAX_STREAM_BACKLOG {
+            log::debug!(target: "pinion::web", "{}: client too slow, closing", shard.id);
+            drop(guard);
+            return self.close(shard, token);
+        }
+        let more = st.readable && !st.eof && st.out.in_flight() < self.server.limits.max_in_flight;
+        self.rearm(st, shard, token);
+        drop(guard);
+        if more && !st_closed(&self.st) {
+            // Responses made room: read on (next turn, so other connections get theirs).
+            self.queue_flush(shard, token);
+        }
+    }
+
+    fn queue_flush(&self, shard: &Shard, token: Token) {
+        let mut st = self.st.borrow_mut();
+        if !st.flush_queued {
+            st.flush_queued = true;
+            shard.io_flush_later(token);
+        }
+    }
+
+    /// Arms the connection's timer for its earliest deadline.
+    fn rearm(&self, st: &mut State, shard: &Shard, token: Token) {
+        let limits = &self.server.limits;
+        let phase = st.codec.phase();
+        if phase != st.phase {
+            st.phase = phase;
+            st.phase_since = Instant::now();
+        }
+        let read = match st.phase {
+            Phase::Head => Some(st.phase_since + limits.header_read_timeout),
+            Phase::Body => Some(st.phase_since + limits.body_read_timeout),
+            Phase::Idle if st.out.in_flight() == 0 => Some(st.active + limits.idle_timeout),
+            _ => None,
+        };
+        let want = [read, st.out.next_deadline(), st.linger.map(|(at, _)| at)].into_iter().flatten().min();
+        match (st.timer, want) {
+            (Some((_, at)), Some(w)) if at <= w => {}
+            (old, Some(w)) => {
+                if let Some((key, _)) = old {
+                    shard.io_cancel_timer(key);
+                }
+                st.timer = Some((shard.io_timer(w, token), w));
+            }
+            (Some((key, _)), None) => {
+                shard.io_cancel_timer(key);
+                st.timer = None;
+            }
+            (None, None) => {}
+        }
+    }
+
+    /// A response, chunk or end of stream for request `seq`.
+    pub(crate) fn deliver(&self, shard: &Shard, token: Token, seq: u64, delivery: Delivery) {
+        let mut st = self.st.borrow_mut();
+        if st.closed {
+            return;
+        }
+        match delivery {
+            Delivery::Response(resp, request) => {
+                st.out.complete(seq, resp);
+                if let Some(r) = request {
+                    st.codec.recycle(r);
+                }
+            }
+            Delivery::Chunk(c) => {
+                st.out.stream_chunk(seq, &c);
+            }
+            Delivery::End => {
+                st.out.stream_end(seq);
+            }
+            Delivery::Abort => {
+                st.out.stream_abort(seq);
+            }
+        }
+        drop(st);
+        self.queue_flush(shard, token);
+    }
+
+    /// A request's deadline (504 after it).
+    pub(crate) fn set_deadline(&self, shard: &Shard, token: Token, seq: u64, at: Instant) {
+        let mut guard = self.st.borrow_mut();
+        let st = &mut *guard;
+        st.out.set_deadline(seq, at);
+        self.rearm(st, shard, token);
+    }
+
+    fn close(&self, shard: &Shard, token: Token) {
+        let mut st = self.st.borrow_mut();
+        if st.closed {
+            return;
+        }
+        st.closed = true;
+        if let Some((key, _)) = st.timer.take() {
+            shard.io_cancel_timer(key);
+        }
+        self.server.connections.set(self.server.connections.get() - 1);
+        shard.io_remove(token, &mut st.stream);
+    }
+}
+
+fn st_closed(st: &RefCell<State>) -> bool {
+    st.borrow().closed
+}
+
+impl IoSource for Connection {
+    fn ready(self: Rc<Self>, shard: &Rc<Shard>, token: Token, readable: bool, _writable: bool) {
+        if readable {
+            self.st.borrow_mut().readable = true;
+        }
+        self.pump(shard, token);
+    }
+
+    fn timeout(self: Rc<Self>, shard: &Rc<Shard>, token: Token, now: Instant) {
+        let limits = &self.server.limits;
+        let mut guard = self.st.borrow_mut();
+        let st = &mut *guard;
+        st.timer = None;
+        if st.closed {
+            return;
+        }
+        if let Some((at, _)) = st.linger {
+            if now >= at {
+                drop(guard);
+                return self.close(shard, token);
+            }
+        }
+        let read_deadline = match st.phase {
+            Phase::Head => Some(st.phase_since + limits.header_read_timeout),
+            Phase::Body => Some(st.phase_since + limits.body_read_timeout),
+            _ => None,
+        };
+        if read_deadline.is_some_and(|d| now >= d) {
+            // Too slow: 408 after whatever is in flight, then close.
+            let meta = st.codec.abort();
+            st.out.open(meta, None);
+            st.out.complete(meta.seq, crate::http::Response::status(StatusCode(408)));
+        } else if st.phase == Phase::Idle
+            && st.out.in_flight() == 0
+            && st.out.unwritten() == 0
+            && now >= st.active + limits.idle_timeout
+        {
+            drop(guard);
+            return self.close(shard, token);
+        }
+        st.out.expire(now, StatusCode::GATEWAY_TIMEOUT);
+        drop(guard);
+        self.write(shard, token);
+    }
+
+    fn flush(self: Rc<Self>, shard: &Rc<Shard>, token: Token) {
+        self.pump(shard, token);
+    }
+
+    fn shutdown(self: Rc<Self>, _shard: &Rc<Shard>, _token: Token) {
+        // Connections end with the shard; in-flight requests are answered until then.
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn register(&self, registry: &Registry, token: Token, interest: Interest) -> io::Result<()> {
+        registry.register(&mut self.st.borrow_mut().stream, token, interest)
+    }
+}

@@ -1,0 +1,149 @@
+//! [`Handler`]: what a connection hands each request to. A plain function is a handler (it
+//! runs on the connection's shard and answers at once); a [`WebHandler`] forwards the request
+//! to an actor as a [`WebRequest`] message; the router and the middleware are handlers that
+//! wrap handlers.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::request::WebRequest;
+use crate::error::SendError;
+use crate::http::{Request, Response, StatusCode};
+use crate::node::route;
+use crate::process::{Pid, Priority, Target};
+use crate::shard::with_current;
+
+/// Takes a request and sees that it is answered (now, or later from anywhere).
+pub trait Handler: Send + Sync + 'static {
+    /// Handles one request. Runs on the shard of the connection it came from.
+    fn handle(&self, req: WebRequest);
+}
+
+/// A plain function answers on the connection's shard, at once, without an actor hop.
+impl<F> Handler for F
+where
+    F: Fn(&Request) -> Response + Send + Sync + 'static,
+{
+    fn handle(&self, req: WebRequest) {
+        let resp = self(req.request());
+        req.respond(resp);
+    }
+}
+
+impl Handler for Arc<dyn Handler> {
+    fn handle(&self, req: WebRequest) {
+        (**self).handle(req)
+    }
+}
+
+/// Who a [`WebHandler`] hands requests to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebTarget {
+    /// One process.
+    Pid(Pid),
+    /// A name registered on this node, resolved per request.
+    Name(String),
+    /// Several processes: the one on the connection's shard if there is one (no cross-shard
+    /// hop), else the first. (Worker pools with exact backpressure build on this.)
+    Nearest(Vec<Pid>),
+}
+
+impl From<Pid> for WebTarget {
+    fn from(p: Pid) -> Self {
+        WebTarget::Pid(p)
+    }
+}
+
+impl From<&str> for WebTarget {
+    fn from(n: &str) -> Self {
+        WebTarget::Name(n.to_owned())
+    }
+}
+
+impl From<String> for WebTarget {
+    fn from(n: String) -> Self {
+        WebTarget::Name(n)
+    }
+}
+
+/// Options of a [`WebHandler`].
+#[derive(Debug, Clone)]
+pub struct WebHandlerOptions {
+    /// Who answers.
+    pub worker: WebTarget,
+    /// Unanswered after this long (from when the request was read): 504.
+    pub request_timeout: Duration,
+    /// The `Retry-After` (seconds) sent with a 503 when the worker's mailbox is full.
+    pub retry_after_secs: u32,
+}
+
+impl WebHandlerOptions {
+    /// Requests to `worker`, 5 s timeout, `Retry-After: 1`.
+    pub fn new(worker: impl Into<WebTarget>) -> Self {
+        WebHandlerOptions { worker: worker.into(), request_timeout: Duration::from_secs(5), retry_after_secs: 1 }
+    }
+}
+
+/// Forwards each request to an actor as a [`WebRequest`] message. The actor answers with
+/// [`WebRequest::respond`] (a [`WebWorker`](super::WebWorker) does that for you).
+///
+/// - mailbox full: 503 with `Retry-After`, at once (the request never queues);
+/// - no such process or name: 503;
+/// - not answered within `request_timeout`: 504 (a late answer is dropped);
+/// - the request is dropped unanswered (the worker panicked, or forgot): 500.
+#[derive(Clone)]
+pub struct WebHandler {
+    options: Arc<WebHandlerOptions>,
+    retry_after: Arc<str>,
+}
+
+impl fmt::Debug for WebHandler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebHandler").field("options", &self.options).finish()
+    }
+}
+
+impl WebHandler {
+    /// A handler with these options.
+    pub fn new(options: WebHandlerOptions) -> WebHandler {
+        let retry_after = options.retry_after_secs.to_string().into();
+        WebHandler { options: Arc::new(options), retry_after }
+    }
+
+    /// A handler forwarding to `worker` with the default options.
+    pub fn to(worker: impl Into<WebTarget>) -> WebHandler {
+        WebHandler::new(WebHandlerOptions::new(worker))
+    }
+
+    fn unavailable(&self, req: WebRequest, full: bool) {
+        let mut resp = Response::status(StatusCode::SERVICE_UNAVAILABLE);
+        if full {
+            resp = resp.header("retry-after", self.retry_after.to_string());
+        }
+        req.respond(resp);
+    }
+}
+
+impl Handler for WebHandler {
+    fn handle(&self, req: WebRequest) {
+        req.set_deadline(req.received() + self.options.request_timeout);
+        with_current(|here| {
+            let Some(shard) = here else { return self.unavailable(req, false) };
+            let node = &shard.node;
+            let to = match &self.options.worker {
+                WebTarget::Pid(p) => Target::Pid(*p),
+                WebTarget::Name(n) => Target::Name(n),
+                WebTarget::Nearest(pids) => match pids.iter().find(|p| p.shard == shard.id).or(pids.first()) {
+                    Some(p) => Target::Pid(*p),
+                    None => return self.unavailable(req, false),
+                },
+            };
+            match route::send(node, Some(shard), Pid::external(node.id), to, req, Priority::Main, None) {
+                Ok(_) => {}
+                Err(SendError::MailboxFull(req)) => self.unavailable(req, true),
+                Err(e) => self.unavailable(e.into_inner(), false),
+            }
+        })
+    }
+}

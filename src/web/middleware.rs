@@ -1,0 +1,306 @@
+//! Middleware: handlers that wrap handlers ([`Layer`]). Each runs on the connection's shard
+//! before the inner handler and may answer at once (401, 429, a CORS preflight) or hook the
+//! response on its way out ([`ResponseHook`]).
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use super::handler::Handler;
+use super::request::{RequestSummary, ResponseHook, WebRequest};
+use crate::http::{Method, Request, Response, StatusCode};
+
+/// Wraps a handler in another.
+pub trait Layer {
+    /// The wrapped handler.
+    fn wrap(&self, inner: Arc<dyn Handler>) -> Arc<dyn Handler>;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// Answers 401 (with `WWW-Authenticate`) unless `check` accepts the request.
+pub fn auth<F>(realm: &str, check: F) -> Auth
+where
+    F: Fn(&Request) -> bool + Send + Sync + 'static,
+{
+    Auth { check: Arc::new(check), challenge: format!("Bearer realm=\"{realm}\"").into() }
+}
+
+/// Accepts requests that carry `Authorization: Bearer <token>`.
+pub fn bearer(realm: &str, token: &str) -> Auth {
+    let expected = format!("Bearer {token}").into_bytes();
+    auth(realm, move |r| r.header("authorization") == Some(&expected[..]))
+}
+
+/// The [`auth`] layer.
+#[derive(Clone)]
+pub struct Auth {
+    check: Arc<dyn Fn(&Request) -> bool + Send + Sync>,
+    challenge: Arc<str>,
+}
+
+impl fmt::Debug for Auth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Auth").field("challenge", &self.challenge).finish()
+    }
+}
+
+struct Authed {
+    auth: Auth,
+    inner: Arc<dyn Handler>,
+}
+
+impl Layer for Auth {
+    fn wrap(&self, inner: Arc<dyn Handler>) -> Arc<dyn Handler> {
+        Arc::new(Authed { auth: self.clone(), inner })
+    }
+}
+
+impl Handler for Authed {
+    fn handle(&self, req: WebRequest) {
+        if (self.auth.check)(req.request()) {
+            return self.inner.handle(req);
+        }
+        let resp =
+            Response::status(StatusCode::UNAUTHORIZED).header("www-authenticate", self.auth.challenge.to_string());
+        req.respond(resp);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// CORS: answers preflights (`OPTIONS` with `Access-Control-Request-Method`) with 204 and adds
+/// `Access-Control-Allow-Origin` to the responses of requests that carry an allowed `Origin`.
+#[derive(Debug, Clone)]
+pub struct Cors {
+    /// Allowed origins; empty: any (`*`).
+    pub origins: Vec<String>,
+    /// Methods a preflight allows.
+    pub methods: Vec<Method>,
+    /// Request header fields a preflight allows.
+    pub headers: Vec<String>,
+    /// How long a browser may cache a preflight answer (seconds).
+    pub max_age: u32,
+}
+
+impl Default for Cors {
+    fn default() -> Self {
+        Cors {
+            origins: Vec::new(),
+            methods: vec![Method::Get, Method::Head, Method::Post, Method::Put, Method::Patch, Method::Delete],
+            headers: vec!["content-type".into(), "authorization".into()],
+            max_age: 600,
+        }
+    }
+}
+
+struct CorsHandler {
+    cors: Arc<CorsState>,
+    inner: Arc<dyn Handler>,
+}
+
+struct CorsState {
+    cors: Cors,
+    methods: String,
+    headers: String,
+}
+
+impl CorsState {
+    /// The `Access-Control-Allow-Origin` value for `origin`, if allowed.
+    fn allow(&self, origin: &[u8]) -> Option<Cow<'static, str>> {
+        if self.cors.origins.is_empty() {
+            return Some(Cow::Borrowed("*"));
+        }
+        let origin = std::str::from_utf8(origin).ok()?;
+        self.cors.origins.iter().any(|o| o == origin).then(|| Cow::Owned(origin.to_owned()))
+    }
+}
+
+impl Layer for Cors {
+    fn wrap(&self, inner: Arc<dyn Handler>) -> Arc<dyn Handler> {
+        let methods = self.methods.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ");
+        let headers = self.headers.join(", ");
+        Arc::new(CorsHandler { cors: Arc::new(CorsState { cors: self.clone(), methods, headers }), inner })
+    }
+}
+
+impl ResponseHook for CorsState {
+    fn on_response(&self, req: &RequestSummary<'_>, resp: &mut Response) {
+        if let Some(allow) = req.request.header("origin").and_then(|o| self.allow(o)) {
+            let vary = allow != "*";
+            resp.headers.push((Cow::Borrowed("access-control-allow-origin"), into_bytes(allow)));
+            if vary {
+                resp.headers.push((Cow::Borrowed("vary"), Cow::Borrowed(b"origin")));
+            }
+        }
+    }
+}
+
+fn into_bytes(s: Cow<'static, str>) -> Cow<'static, [u8]> {
+    match s {
+        Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
+        Cow::Owned(s) => Cow::Owned(s.into_bytes()),
+    }
+}
+
+impl Handler for CorsHandler {
+    fn handle(&self, mut req: WebRequest) {
+        let r = req.request();
+        let origin = r.header("origin");
+        if r.method() == Method::Options && origin.is_some() && r.header("access-control-request-method").is_some() {
+            let Some(allow) = origin.and_then(|o| self.cors.allow(o)) else {
+                return req.respond(Response::status(StatusCode(403)));
+            };
+            let resp = Response::new(StatusCode::NO_CONTENT)
+                .header("access-control-allow-origin", allow)
+                .header("access-control-allow-methods", self.cors.methods.clone())
+                .header("access-control-allow-headers", self.cors.headers.clone())
+                .header("access-control-max-age", self.cors.cors.max_age.to_string())
+                .header("vary", "origin");
+            return req.respond(resp);
+        }
+        if origin.is_some() {
+            req.on_response(self.cors.clone());
+        }
+        self.inner.handle(req);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// Logs one line per request (target `pinion::web::access`, level info): method, target,
+/// status, microseconds from read to response.
+pub fn request_log() -> RequestLog {
+    RequestLog
+}
+
+/// The [`request_log`] layer.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestLog;
+
+struct Logged {
+    inner: Arc<dyn Handler>,
+}
+
+struct LogHook;
+
+impl ResponseHook for LogHook {
+    fn on_response(&self, req: &RequestSummary<'_>, resp: &mut Response) {
+        log::info!(
+            target: "pinion::web::access",
+            "{} {} {} {}us",
+            req.request.method(),
+            req.request.target(),
+            resp.status.0,
+            req.received.elapsed().as_micros()
+        );
+    }
+}
+
+impl Layer for RequestLog {
+    fn wrap(&self, inner: Arc<dyn Handler>) -> Arc<dyn Handler> {
+        Arc::new(Logged { inner })
+    }
+}
+
+impl Handler for Logged {
+    fn handle(&self, mut req: WebRequest) {
+        if log::log_enabled!(target: "pinion::web::access", log::Level::Info) {
+            thread_local! {
+                static HOOK: Arc<LogHook> = Arc::new(LogHook);
+            }
+            HOOK.with(|h| req.on_response(h.clone()));
+        }
+        self.inner.handle(req);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// At most `per_second` requests per second on average, bursts of up to `burst`, across the
+/// whole server (every shard); above: 429 with `Retry-After: 1`.
+pub fn rate_limit(per_second: u32, burst: u32) -> RateLimit {
+    let per_second = per_second.max(1);
+    let burst = burst.max(1);
+    RateLimit { bucket: Arc::new(Bucket::new(per_second, burst)) }
+}
+
+/// The [`rate_limit`] layer.
+#[derive(Debug, Clone)]
+pub struct RateLimit {
+    bucket: Arc<Bucket>,
+}
+
+/// A token bucket in one atomic word: the "theoretical arrival time" of GCRA, in nanoseconds
+/// since `origin`. A request is admitted if the TAT is no further ahead than `burst`
+/// intervals; each admission pushes the TAT one interval on.
+#[derive(Debug)]
+struct Bucket {
+    origin: Instant,
+    tat: AtomicU64,
+    interval_ns: u64,
+    tolerance_ns: u64,
+}
+
+impl Bucket {
+    fn new(per_second: u32, burst: u32) -> Bucket {
+        let interval_ns = 1_000_000_000 / u64::from(per_second);
+        Bucket {
+            origin: Instant::now(),
+            tat: AtomicU64::new(0),
+            interval_ns,
+            tolerance_ns: interval_ns * u64::from(burst),
+        }
+    }
+
+    fn admit(&self) -> bool {
+        let now = self.origin.elapsed().as_nanos() as u64;
+        let mut tat = self.tat.load(Ordering::Relaxed);
+        loop {
+            let start = tat.max(now);
+            let next = start + self.interval_ns;
+            if next > now + self.tolerance_ns {
+                return false;
+            }
+            match self.tat.compare_exchange_weak(tat, next, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return true,
+                Err(t) => tat = t,
+            }
+        }
+    }
+}
+
+struct Limited {
+    bucket: Arc<Bucket>,
+    inner: Arc<dyn Handler>,
+}
+
+impl Layer for RateLimit {
+    fn wrap(&self, inner: Arc<dyn Handler>) -> Arc<dyn Handler> {
+        Arc::new(Limited { bucket: self.bucket.clone(), inner })
+    }
+}
+
+impl Handler for Limited {
+    fn handle(&self, req: WebRequest) {
+        if self.bucket.admit() {
+            self.inner.handle(req);
+        } else {
+            req.respond(Response::status(StatusCode::TOO_MANY_REQUESTS).header("retry-after", "1"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_admits_a_burst_then_refuses() {
+        let b = Bucket::new(1, 3);
+        let admitted = (0..10).filter(|_| b.admit()).count();
+        assert_eq!(admitted, 3);
+    }
+}

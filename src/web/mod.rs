@@ -1,0 +1,32 @@
+//! The web meta-processes: HTTP requests become actor messages.
+//!
+//! A [`WebServer`] listens on every shard (`SO_REUSEPORT`); a connection lives on the shard
+//! that accepted it, where the HTTP layer ([`crate::http`]) parses its requests. Each request
+//! goes to the server's [`Handler`]:
+//!
+//! ```text
+//! socket → shard's Poll → web/conn.rs (http::Codec) → Handler
+//!            ├─ a plain function: answers on the shard, no hop
+//!            ├─ Router → route's handler (path parameters recorded on the request)
+//!            ├─ middleware (auth 401, CORS, request log, rate limit 429) → inner handler
+//!            └─ WebHandler → WebRequest message → actor (e.g. a WebWorker) on any shard
+//!                    full mailbox: 503 + Retry-After at once; no such process: 503;
+//!                    no answer in time: 504; dropped unanswered: 500
+//! actor: req.respond(resp) → back to the connection's shard (direct if it is this one)
+//!      → http::Outgoing: written in request order, everything ready in one write
+//! ```
+
+mod conn;
+mod handler;
+mod middleware;
+mod request;
+mod router;
+mod server;
+mod worker;
+
+pub use handler::{Handler, WebHandler, WebHandlerOptions, WebTarget};
+pub use middleware::{Auth, Cors, Layer, RateLimit, RequestLog, auth, bearer, rate_limit, request_log};
+pub use request::{RequestSummary, ResponseHook, ResponseStream, WebRequest};
+pub use router::Router;
+pub use server::{WebServer, WebServerOptions};
+pub use worker::WebWorker;

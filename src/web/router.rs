@@ -1,0 +1,243 @@
+//! [`Router`]: path patterns with parameters (`/users/{id}`, a trailing `{*rest}`), method
+//! routing, a fallback. A route's handler is any [`Handler`]: a plain function run on the
+//! shard, or a [`WebHandler`](super::WebHandler) to an actor. A path that matches with the
+//! wrong method gets 405 with `Allow`; no match, the fallback (404 by default).
+
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+
+use super::handler::Handler;
+use super::middleware::Layer;
+use super::request::WebRequest;
+use crate::http::{Method, Response, StatusCode};
+
+enum Segment {
+    Literal(String),
+    Param(String),
+    /// `{*name}`: the rest of the path (may be empty).
+    Rest(String),
+}
+
+struct Route {
+    segments: Vec<Segment>,
+    /// `None`: any method.
+    method: Option<Method>,
+    handler: Arc<dyn Handler>,
+}
+
+/// Routes requests by method and path. See the module docs.
+#[derive(Default)]
+pub struct Router {
+    routes: Vec<Route>,
+    fallback: Option<Arc<dyn Handler>>,
+}
+
+impl fmt::Debug for Router {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Router").field("routes", &self.routes.len()).finish()
+    }
+}
+
+/// Most parameters one pattern may have.
+const MAX_PARAMS: usize = 8;
+
+impl Router {
+    /// An empty router (everything gets 404).
+    pub fn new() -> Router {
+        Router::default()
+    }
+
+    /// `handler` answers every method on `pattern`.
+    ///
+    /// # Panics
+    /// If the pattern is malformed (not starting with `/`, an unclosed `{`, a `{*rest}` that is
+    /// not last, more than eight parameters).
+    pub fn route(self, pattern: &str, handler: impl Handler) -> Router {
+        self.add(None, pattern, Arc::new(handler))
+    }
+
+    /// `handler` answers `method` on `pattern`.
+    pub fn method(self, method: Method, pattern: &str, handler: impl Handler) -> Router {
+        self.add(Some(method), pattern, Arc::new(handler))
+    }
+
+    /// GET (and HEAD) on `pattern`.
+    pub fn get(self, pattern: &str, handler: impl Handler) -> Router {
+        self.method(Method::Get, pattern, handler)
+    }
+
+    /// POST on `pattern`.
+    pub fn post(self, pattern: &str, handler: impl Handler) -> Router {
+        self.method(Method::Post, pattern, handler)
+    }
+
+    /// PUT on `pattern`.
+    pub fn put(self, pattern: &str, handler: impl Handler) -> Router {
+        self.method(Method::Put, pattern, handler)
+    }
+
+    /// DELETE on `pattern`.
+    pub fn delete(self, pattern: &str, handler: impl Handler) -> Router {
+        self.method(Method::Delete, pattern, handler)
+    }
+
+    /// What answers when no route matches (default: 404).
+    pub fn fallback(mut self, handler: impl Handler) -> Router {
+        self.fallback = Some(Arc::new(handler));
+        self
+    }
+
+    /// Wraps every route added so far (and the fallback) in `layer`. Layers added later run
+    /// first.
+    pub fn layer(mut self, layer: impl Layer) -> Router {
+        for r in &mut self.routes {
+            r.handler = layer.wrap(r.handler.clone());
+        }
+        if let Some(f) = self.fallback.take() {
+            self.fallback = Some(layer.wrap(f));
+        }
+        self
+    }
+
+    fn add(mut self, method: Option<Method>, pattern: &str, handler: Arc<dyn Handler>) -> Router {
+        let segments = parse(pattern).unwrap_or_else(|e| panic!("route pattern {pattern:?}: {e}"));
+        self.routes.push(Route { segments, method, handler });
+        self
+    }
+}
+
+fn parse(pattern: &str) -> Result<Vec<Segment>, &'static str> {
+    let Some(rest) = pattern.strip_prefix('/') else { return Err("must start with /") };
+    let mut out = Vec::new();
+    let parts: Vec<&str> = if rest.is_empty() { Vec::new() } else { rest.split('/').collect() };
+    let mut params = 0;
+    for (i, p) in parts.iter().enumerate() {
+        let seg = match p.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+            Some(name) if name.starts_with('*') => {
+                if i + 1 != parts.len() {
+                    return Err("{*rest} must be the last segment");
+                }
+                Segment::Rest(name[1..].to_owned())
+            }
+            Some(name) if !name.is_empty() && !name.contains(['{', '}']) => Segment::Param(name.to_owned()),
+            Some(_) => return Err("empty or nested parameter"),
+            None if p.contains(['{', '}']) => return Err("unbalanced braces"),
+            None => Segment::Literal((*p).to_owned()),
+        };
+        if !matches!(seg, Segment::Literal(_)) {
+            params += 1;
+        }
+        out.push(seg);
+    }
+    if params > MAX_PARAMS {
+        return Err("more than eight parameters");
+    }
+    Ok(out)
+}
+
+/// Matches `path` against `segments`; fills `found` with (segment index, range of the path).
+fn matches(segments: &[Segment], path: &str, found: &mut [(usize, Range<usize>); MAX_PARAMS]) -> Option<usize> {
+    let mut n = 0;
+    let mut at = 1; // after the leading '/'
+    if !path.starts_with('/') {
+        return None;
+    }
+    for (i, seg) in segments.iter().enumerate() {
+        if let Segment::Rest(_) = seg {
+            found[n] = (i, at.min(path.len())..path.len());
+            return Some(n + 1);
+        }
+        if at > path.len() {
+            return None;
+        }
+        let end = path[at..].find('/').map_or(path.len(), |j| at + j);
+        let part = &path[at..end];
+        match seg {
+            Segment::Literal(l) if l == part => {}
+            Segment::Param(_) if !part.is_empty() => {
+                found[n] = (i, at..end);
+                n += 1;
+            }
+            _ => return None,
+        }
+        at = end + 1;
+    }
+    // Every segment matched: the path must be used up ("/a" matches "/a", not "/a/b").
+    if at > path.len() || (segments.is_empty() && path == "/") { Some(n) } else { None }
+}
+
+impl Handler for Router {
+    fn handle(&self, mut req: WebRequest) {
+        let method = req.request().method();
+        let mut found: [(usize, Range<usize>); MAX_PARAMS] = Default::default();
+        let mut allowed = 0u16;
+        let mut hit = None;
+        for route in &self.routes {
+            let Some(n) = matches(&route.segments, req.request().path(), &mut found) else { continue };
+            let ok = match route.method {
+                None => true,
+                Some(m) => m == method || (m == Method::Get && method == Method::Head),
+            };
+            if ok {
+                hit = Some((route, n));
+                break;
+            }
+            if let Some(m) = route.method {
+                allowed |= m.bit();
+                if m == Method::Get {
+                    allowed |= Method::Head.bit();
+                }
+            }
+        }
+        if let Some((route, n)) = hit {
+            for (i, range) in found.iter().take(n).cloned() {
+                if let Segment::Param(name) | Segment::Rest(name) = &route.segments[i] {
+                    req.request_mut().set_param_from_path(name, range);
+                }
+            }
+            return route.handler.handle(req);
+        }
+        if allowed != 0 {
+            let list: Vec<&str> = Method::ALL.iter().filter(|m| allowed & m.bit() != 0).map(|m| m.as_str()).collect();
+            return req.respond(Response::status(StatusCode::METHOD_NOT_ALLOWED).header("allow", list.join(", ")));
+        }
+        match &self.fallback {
+            Some(f) => f.handle(req),
+            None => req.respond(Response::status(StatusCode::NOT_FOUND)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(pattern: &str, path: &str) -> Option<Vec<String>> {
+        let segs = parse(pattern).unwrap();
+        let mut found: [(usize, Range<usize>); MAX_PARAMS] = Default::default();
+        matches(&segs, path, &mut found).map(|n| found[..n].iter().map(|(_, r)| path[r.clone()].to_owned()).collect())
+    }
+
+    #[test]
+    fn patterns_match_literals_params_and_rest() {
+        assert_eq!(m("/", "/"), Some(vec![]));
+        assert_eq!(m("/", "/a"), None);
+        assert_eq!(m("/users/{id}", "/users/42"), Some(vec!["42".into()]));
+        assert_eq!(m("/users/{id}", "/users/"), None);
+        assert_eq!(m("/users/{id}", "/users/42/x"), None);
+        assert_eq!(m("/a/{x}/b/{y}", "/a/1/b/2"), Some(vec!["1".into(), "2".into()]));
+        assert_eq!(m("/files/{*rest}", "/files/a/b/c"), Some(vec!["a/b/c".into()]));
+        assert_eq!(m("/files/{*rest}", "/files"), Some(vec!["".into()]));
+        assert_eq!(m("/orders", "/orders"), Some(vec![]));
+        assert_eq!(m("/orders", "/orders/"), None);
+    }
+
+    #[test]
+    fn malformed_patterns_are_refused() {
+        assert!(parse("users").is_err());
+        assert!(parse("/{a").is_err());
+        assert!(parse("/{*r}/x").is_err());
+        assert!(parse("/{}").is_err());
+    }
+}

@@ -1,0 +1,317 @@
+//! [`WebServer`]: an `SO_REUSEPORT` listener on every chosen shard of a node (the kernel
+//! spreads connections over them), each accepting into connections on its own shard. The
+//! listener is the meta-process's I/O source; responses find their connection through
+//! [`deliver`].
+
+use std::any::Any;
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::net::{SocketAddr, TcpListener as StdListener, ToSocketAddrs};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpListener;
+use mio::{Interest, Registry, Token};
+
+use super::conn::Connection;
+use super::handler::Handler;
+use super::request::ReplyTo;
+use crate::error::WebServerError;
+use crate::http::{HttpLimits, Request, Response};
+use crate::node::{NodeHandle, route};
+use crate::process::ShardId;
+use crate::process::envelope::{Envelope, Kind};
+use crate::shard::io::IoSource;
+use crate::shard::{ControlRequest, Shard, with_current};
+
+/// Options of a [`WebServer`].
+#[derive(Clone)]
+pub struct WebServerOptions {
+    /// The address to listen on (loopback in tests: `127.0.0.1`).
+    pub host: String,
+    /// The port (0: pick a free one; [`WebServer::local_addr`] tells which).
+    pub port: u16,
+    /// Who answers the requests.
+    pub handler: Arc<dyn Handler>,
+    /// Bounds on what clients may send.
+    pub limits: HttpLimits,
+    /// The shards that listen (default: every shard of the node).
+    pub shards: Option<Vec<ShardId>>,
+    /// The listen backlog of each listener.
+    pub backlog: i32,
+}
+
+impl fmt::Debug for WebServerOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebServerOptions")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("limits", &self.limits)
+            .field("shards", &self.shards)
+            .finish()
+    }
+}
+
+impl WebServerOptions {
+    /// Listens on `host:port` with `handler`, default limits, on every shard.
+    pub fn new(host: impl Into<String>, port: u16, handler: impl Handler) -> Self {
+        WebServerOptions {
+            host: host.into(),
+            port,
+            handler: Arc::new(handler),
+            limits: HttpLimits::default(),
+            shards: None,
+            backlog: 1024,
+        }
+    }
+}
+
+/// A running web server. Dropping it leaves it running; [`stop`](Self::stop) closes its
+/// listeners (connections already open are served until they close or the node stops).
+#[derive(Debug)]
+pub struct WebServer {
+    addr: SocketAddr,
+    node: NodeHandle,
+    id: u64,
+    shards: Vec<ShardId>,
+}
+
+static SERVER_IDS: AtomicU64 = AtomicU64::new(1);
+static CONNECTION_IDS: AtomicU64 = AtomicU64::new(1);
+
+/// How long `start` waits for each shard to take its listener.
+const INSTALL_WAIT: Duration = Duration::from_secs(10);
+
+impl WebServer {
+    /// Binds a listener per chosen shard and starts serving. Returns once every shard
+    /// listens. Callable from any thread, including a process on one of the node's shards.
+    pub fn start(node: &NodeHandle, options: WebServerOptions) -> Result<WebServer, WebServerError> {
+        let shared = node.shared();
+        let shards = match &options.shards {
+            Some(list) if list.is_empty() => return Err(WebServerError::NoShards),
+            Some(list) => list.clone(),
+            None => (0..shared.shards.len()).map(|i| ShardId(i as u16)).collect(),
+        };
+        if let Some(bad) = shards.iter().find(|s| s.index() >= shared.shards.len()) {
+            return Err(WebServerError::NoSuchShard(*bad));
+        }
+        if shared.is_stopping() {
+            return Err(WebServerError::Stopped);
+        }
+        let mut addr = (options.host.as_str(), options.port)
+            .to_socket_addrs()
+            .map_err(WebServerError::Bind)?
+            .next()
+            .ok_or_else(|| WebServerError::Bind(std::io::ErrorKind::AddrNotAvailable.into()))?;
+        let mut listeners = Vec::with_capacity(shards.len());
+        for _ in &shards {
+            let l = bind(addr, options.backlog).map_err(WebServerError::Bind)?;
+            addr = l.local_addr().map_err(WebServerError::Bind)?;
+            listeners.push(l);
+        }
+        let id = SERVER_IDS.fetch_add(1, Ordering::Relaxed);
+        let (done, installed) = mpsc::channel();
+        let here = with_current(|s| s.filter(|s| s.node.id == shared.id).map(|s| s.id));
+        for (shard, listener) in shards.iter().copied().zip(listeners) {
+            let handler = options.handler.clone();
+            let limits = options.limits.clone();
+            let done = done.clone();
+            let install = move |s: &Rc<Shard>| {
+                let r = install(s, id, listener, handler, limits);
+                let _ = done.send(r);
+            };
+            if here == Some(shard) {
+                with_current(|s| s.map(install));
+            } else {
+                let env =
+                    Envelope { slot: 0, generation: 0, kind: Kind::Control(ControlRequest::Run(Box::new(install))) };
+                route::deliver_to(shared.id, shard, env);
+            }
+        }
+        drop(done);
+        for _ in &shards {
+            match installed.recv_timeout(INSTALL_WAIT) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(WebServerError::Bind(e)),
+                Err(_) => return Err(WebServerError::Stopped),
+            }
+        }
+        Ok(WebServer { addr, node: node.clone(), id, shards })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Closes the listeners (on every shard, asynchronously).
+    pub fn stop(&self) {
+        let id = self.id;
+        for &shard in &self.shards {
+            let close = move |s: &Rc<Shard>| close_listener(s, id);
+            let env = Envelope { slot: 0, generation: 0, kind: Kind::Control(ControlRequest::Run(Box::new(close))) };
+            route::deliver_to(self.node.shared().id, shard, env);
+        }
+    }
+}
+
+fn bind(addr: SocketAddr, backlog: i32) -> std::io::Result<StdListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(backlog)?;
+    Ok(socket.into())
+}
+
+/// What one shard keeps of a server.
+pub(crate) struct ServerShared {
+    pub(crate) id: u64,
+    pub(crate) handler: Arc<dyn Handler>,
+    pub(crate) limits: HttpLimits,
+    /// Open connections of this server on this shard.
+    pub(crate) connections: Cell<usize>,
+}
+
+struct Listener {
+    server: Rc<ServerShared>,
+    socket: RefCell<TcpListener>,
+}
+
+fn install(
+    shard: &Rc<Shard>,
+    id: u64,
+    listener: StdListener,
+    handler: Arc<dyn Handler>,
+    limits: HttpLimits,
+) -> std::io::Result<()> {
+    let server = Rc::new(ServerShared { id, handler, limits, connections: Cell::new(0) });
+    let source = Listener { server, socket: RefCell::new(TcpListener::from_std(listener)) };
+    shard.io_insert(Rc::new(source), Interest::READABLE).map(drop)
+}
+
+fn close_listener(shard: &Rc<Shard>, id: u64) {
+    let found = shard.io_find(|s| s.as_any().downcast_ref::<Listener>().is_some_and(|l| l.server.id == id));
+    if let Some((token, src)) = found {
+        if let Some(l) = src.as_any().downcast_ref::<Listener>() {
+            shard.io_remove(token, &mut *l.socket.borrow_mut());
+        }
+    }
+}
+
+/// Connections accepted per readiness event before other work runs.
+const ACCEPTS_PER_EVENT: usize = 64;
+
+impl Listener {
+    fn accept(&self, shard: &Rc<Shard>, token: Token) {
+        for _ in 0..ACCEPTS_PER_EVENT {
+            let accepted = self.socket.borrow().accept();
+            match accepted {
+                Ok((stream, _peer)) => self.serve(shard, stream),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    log::warn!(target: "pinion::web", "{}: accept failed: {e}", shard.id);
+                    return;
+                }
+            }
+        }
+        // More may be waiting: continue after this turn's work.
+        shard.io_flush_later(token);
+    }
+
+    fn serve(&self, shard: &Rc<Shard>, mut stream: mio::net::TcpStream) {
+        let server = &self.server;
+        if server.connections.get() >= server.limits.max_connections_per_shard {
+            // Best effort: tell the client, then close.
+            let _ = std::io::Write::write(&mut stream, OVERLOADED);
+            return;
+        }
+        let _ = stream.set_nodelay(true);
+        let id = CONNECTION_IDS.fetch_add(1, Ordering::Relaxed);
+        let conn = Connection::new(id, server.clone(), stream, Instant::now());
+        let registered = shard.io_insert(Rc::new(conn), Interest::READABLE | Interest::WRITABLE);
+        match registered {
+            Ok(_) => server.connections.set(server.connections.get() + 1),
+            Err(e) => log::warn!(target: "pinion::web", "{}: cannot register a connection: {e}", shard.id),
+        }
+    }
+}
+
+const OVERLOADED: &[u8] =
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nretry-after: 1\r\nconnection: close\r\n\r\n";
+
+impl IoSource for Listener {
+    fn ready(self: Rc<Self>, shard: &Rc<Shard>, token: Token, _readable: bool, _writable: bool) {
+        self.accept(shard, token);
+    }
+    fn timeout(self: Rc<Self>, _shard: &Rc<Shard>, _token: Token, _now: Instant) {}
+    fn flush(self: Rc<Self>, shard: &Rc<Shard>, token: Token) {
+        self.accept(shard, token);
+    }
+    fn shutdown(self: Rc<Self>, shard: &Rc<Shard>, token: Token) {
+        shard.io_remove(token, &mut *self.socket.borrow_mut());
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn register(&self, registry: &Registry, token: Token, interest: Interest) -> std::io::Result<()> {
+        registry.register(&mut *self.socket.borrow_mut(), token, interest)
+    }
+}
+
+/// What travels back to a connection.
+pub(crate) enum Delivery {
+    /// The response (and the request, for the connection to reuse its buffers).
+    Response(Response, Option<Request>),
+    Chunk(Vec<u8>),
+    End,
+    Abort,
+}
+
+/// Sends `d` to its connection: directly on its shard, through the shard's inbox from
+/// elsewhere. Dropped if the connection is gone.
+pub(crate) fn deliver(to: ReplyTo, d: Delivery) {
+    let local = with_current(|here| match here {
+        Some(s) if s.node.id == to.node && s.id == to.shard => {
+            deliver_local(s, to, d);
+            None
+        }
+        _ => Some(d),
+    });
+    if let Some(d) = local {
+        let run = move |s: &Rc<Shard>| deliver_local(s, to, d);
+        let env = Envelope { slot: 0, generation: 0, kind: Kind::Control(ControlRequest::Run(Box::new(run))) };
+        route::deliver_to(to.node, to.shard, env);
+    }
+}
+
+fn connection(shard: &Shard, to: ReplyTo) -> Option<Rc<dyn IoSource>> {
+    shard.io_get(to.token).filter(|src| src.as_any().downcast_ref::<Connection>().is_some_and(|c| c.id == to.conn))
+}
+
+fn deliver_local(shard: &Shard, to: ReplyTo, d: Delivery) {
+    if let Some(src) = connection(shard, to) {
+        if let Some(c) = src.as_any().downcast_ref::<Connection>() {
+            c.deliver(shard, to.token, to.seq, d);
+        }
+    }
+}
+
+/// Sets a request's deadline; only on the connection's own shard.
+pub(crate) fn set_deadline(to: ReplyTo, at: Instant) {
+    with_current(|here| {
+        if let Some(s) = here.filter(|s| s.node.id == to.node && s.id == to.shard) {
+            if let Some(src) = connection(s, to) {
+                if let Some(c) = src.as_any().downcast_ref::<Connection>() {
+                    c.set_deadline(s, to.token, to.seq, at);
+                }
+            }
+        }
+    });
+}
