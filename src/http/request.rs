@@ -189,12 +189,15 @@ impl Request {
         self.arena.extend_from_slice(target);
         let end = self.arena.len();
         self.target = Span::of(start..end);
-        // absolute-form: the path starts after "scheme://authority".
+        // absolute-form (`scheme://authority/path`): the path starts after the authority.
+        // Only a target that does not start with '/' can be one ("/go?to=http://x" is a path).
         let mut path_start = start;
-        if let Some(i) = find(target, b"://") {
-            let after = i + 3;
-            path_start =
-                start + after + target[after..].iter().position(|&b| b == b'/').unwrap_or(target.len() - after);
+        if target.first() != Some(&b'/') {
+            if let Some(i) = find(target, b"://") {
+                let after = i + 3;
+                let rest = &target[after..];
+                path_start = start + after + rest.iter().position(|&b| b == b'/' || b == b'?').unwrap_or(rest.len());
+            }
         }
         match self.arena[path_start..end].iter().position(|&b| b == b'?') {
             Some(q) => {
@@ -233,7 +236,9 @@ impl Request {
         let start = self.arena.len();
         self.arena.extend_from_slice(name.as_bytes());
         let name = Span::of(start..self.arena.len());
-        let base = self.path.start as usize;
+        // `path()` may be the "/" of an empty absolute-form path, outside the arena.
+        let (base, len) = (self.path.start as usize, (self.path.end - self.path.start) as usize);
+        let range = range.start.min(len)..range.end.min(len);
         let start = self.arena.len();
         self.arena.extend_from_within(base + range.start..base + range.end);
         self.params.push(Field { name, value: Span::of(start..self.arena.len()) });
@@ -267,9 +272,13 @@ impl Request {
         as_str(self.target.get(&self.arena))
     }
 
-    /// The path of the target (without the query; raw, not percent-decoded).
+    /// The path of the target (without the query; raw, not percent-decoded). An
+    /// absolute-form target without a path has the path `/` (RFC 9110 §4.2.3).
     pub fn path(&self) -> &str {
-        as_str(self.path.get(&self.arena))
+        match as_str(self.path.get(&self.arena)) {
+            "" => "/",
+            p => p,
+        }
     }
 
     /// The query of the target (after `?`), if any.

@@ -83,14 +83,14 @@ impl Shard {
     /// Dispatches one readiness event.
     pub(crate) fn io_event(self: &Rc<Self>, token: Token, readable: bool, writable: bool) {
         if let Some(source) = self.io_get(token) {
-            source.ready(self, token, readable, writable);
+            super::executor::contain("serving an I/O event", || source.ready(self, token, readable, writable));
         }
     }
 
     /// Dispatches a fired I/O timer.
     pub(crate) fn io_timeout(self: &Rc<Self>, token: Token) {
         if let Some(source) = self.io_get(token) {
-            source.timeout(self, token, Instant::now());
+            super::executor::contain("serving an I/O timer", || source.timeout(self, token, Instant::now()));
         }
     }
 
@@ -100,7 +100,7 @@ impl Shard {
         let mut batch = std::mem::take(&mut *self.io_dirty.borrow_mut());
         for token in batch.drain(..) {
             if let Some(source) = self.io_get(token) {
-                source.flush(self, token);
+                super::executor::contain("flushing an I/O source", || source.flush(self, token));
             }
         }
         // Keep the vector's capacity for the next turn.

@@ -162,7 +162,10 @@ impl Connection {
                     self.st.borrow_mut().out.open(meta, None);
                     let now = *now.get_or_insert_with(Instant::now);
                     let to = ReplyTo { node: shard.node.id, shard: shard.id, token, conn: self.id, seq: meta.seq };
-                    self.server.handler.handle(WebRequest::new(req, to, now));
+                    let req = WebRequest::new(req, to, now);
+                    // A panicking handler drops the request (answered 500); the shard and
+                    // this connection go on.
+                    crate::shard::executor::contain("running a web handler", || self.server.handler.handle(req));
                 }
                 Step::Refuse(meta, error) => {
                     if error.close {
