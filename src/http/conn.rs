@@ -32,7 +32,7 @@ pub(crate) struct RequestMeta {
 #[derive(Debug)]
 pub(crate) enum Step {
     /// A complete request.
-    Request(Request, RequestMeta),
+    Request(Box<Request>, RequestMeta),
     /// A request refused before a handler. After a fatal one (`error.close`) nothing more is
     /// read.
     Refuse(RequestMeta, HttpError),
@@ -56,7 +56,7 @@ pub(crate) enum Phase {
 /// A request whose head is parsed and whose body is coming.
 #[derive(Debug)]
 struct Partial {
-    req: Request,
+    req: Box<Request>,
     head: Head,
     decoder: BodyDecoder,
     seq: u64,
@@ -65,15 +65,22 @@ struct Partial {
 /// Bytes in, requests out.
 #[derive(Debug, Default)]
 pub(crate) struct Codec {
+    /// INVARIANT: fully initialized (`len` is its size); the data is `buf[start..end]`.
     buf: Vec<u8>,
     /// Bytes of `buf` already consumed.
     start: usize,
+    /// End of the bytes read.
+    end: usize,
     current: Option<Partial>,
     next_seq: u64,
     closed: bool,
-    /// Spare requests to parse into (recycled by the caller).
-    spare: Option<Request>,
+    /// Spare requests to parse into (recycled by the caller), at most `MAX_SPARES`.
+    #[allow(clippy::vec_box, reason = "the boxes are what is recycled: requests move as one pointer")]
+    spares: Vec<Box<Request>>,
 }
+
+/// Spare requests a codec keeps (one per request a pipelining client has in flight).
+const MAX_SPARES: usize = 64;
 
 /// Least free space offered to one `read` call.
 const READ_CHUNK: usize = 8 * 1024;
@@ -89,7 +96,7 @@ impl Codec {
             Phase::Closed
         } else if self.current.is_some() {
             Phase::Body
-        } else if self.start < self.buf.len() {
+        } else if self.start < self.end {
             Phase::Head
         } else {
             Phase::Idle
@@ -113,7 +120,7 @@ impl Codec {
                 RequestMeta {
                     seq,
                     method: Method::Get,
-                    version: version_of(&self.buf[self.start..]),
+                    version: version_of(&self.buf[self.start..self.end]),
                     keep_alive: false,
                 }
             }
@@ -123,26 +130,31 @@ impl Codec {
     }
 
     /// A request to parse into next (keeps its buffers' capacity).
-    pub(crate) fn recycle(&mut self, req: Request) {
-        if self.spare.is_none() {
-            self.spare = Some(req);
+    pub(crate) fn recycle(&mut self, req: Box<Request>) {
+        if self.spares.len() < MAX_SPARES {
+            self.spares.push(req);
         }
     }
 
     /// Reads once from `io`. `Ok(0)` is the end of the stream.
     pub(crate) fn read_from<R: Read>(&mut self, io: &mut R) -> io::Result<usize> {
-        if self.start > 0 && (self.start == self.buf.len() || self.start >= self.buf.capacity() / 2) {
-            self.buf.drain(..self.start);
-            self.start = 0;
+        if self.start == self.end {
+            (self.start, self.end) = (0, 0);
         }
-        let len = self.buf.len();
-        if self.buf.capacity() - len < READ_CHUNK {
-            self.buf.reserve(READ_CHUNK);
+        if self.buf.len() - self.end < READ_CHUNK {
+            if self.start > 0 {
+                // Move the unconsumed tail to the front before growing.
+                self.buf.copy_within(self.start..self.end, 0);
+                (self.start, self.end) = (0, self.end - self.start);
+            }
+            if self.buf.len() - self.end < READ_CHUNK {
+                self.buf.resize(self.end + READ_CHUNK.max(self.buf.len()), 0);
+            }
         }
-        let cap = self.buf.capacity();
-        self.buf.resize(cap, 0);
-        let r = io.read(&mut self.buf[len..]);
-        self.buf.truncate(len + *r.as_ref().unwrap_or(&0));
+        let r = io.read(&mut self.buf[self.end..]);
+        if let Ok(n) = r {
+            self.end += n;
+        }
         r
     }
 
@@ -152,11 +164,11 @@ impl Codec {
             return None;
         }
         if self.current.is_none() {
-            let mut req = self.spare.take().unwrap_or_default();
-            let input = &self.buf[self.start..];
+            let mut req = self.spares.pop().unwrap_or_default();
+            let input = &self.buf[self.start..self.end];
             match head::parse(input, limits, &mut req) {
                 Ok(None) => {
-                    self.spare = Some(req);
+                    self.spares.push(req);
                     return None;
                 }
                 Err(error) => {
@@ -174,14 +186,14 @@ impl Codec {
                     let decoder = BodyDecoder::new(head.body);
                     let expect = head.expect_continue;
                     self.current = Some(Partial { req, head, decoder, seq });
-                    if expect && self.start == self.buf.len() {
+                    if expect && self.start == self.end {
                         return Some(Step::Continue(seq));
                     }
                 }
             }
         }
         let partial = self.current.as_mut()?;
-        match partial.decoder.decode(&self.buf[self.start..], limits, &mut partial.req) {
+        match partial.decoder.decode(&self.buf[self.start..self.end], limits, &mut partial.req) {
             Ok(d) => {
                 self.start += d.consumed;
                 if !d.done {
@@ -201,7 +213,7 @@ impl Codec {
         }
         match p.head.refuse {
             Some(error) => {
-                self.spare = Some(p.req);
+                self.recycle(p.req);
                 Some(Step::Refuse(m, error))
             }
             None => Some(Step::Request(p.req, m)),
@@ -304,7 +316,7 @@ impl Outgoing {
         let Slot::Waiting { meta, .. } = *slot else { return false };
         *slot = if matches!(resp.body, Body::Streamed) && meta.method != Method::Head && !resp.status.bodiless() {
             let mut head = Vec::new();
-            let keep_alive = response::encode(&resp, answering(meta), &mut head);
+            let keep_alive = response::encode(&resp, answering(meta), &response::date_header(), &mut head);
             Slot::Streaming { chunked: meta.version == Version::Http11, keep_alive, pending: head, finished: false }
         } else {
             Slot::Ready { meta, resp }
@@ -388,6 +400,7 @@ impl Outgoing {
 
     /// Moves every response at the head of the line into the output buffer.
     fn encode_ready(&mut self) {
+        let mut date = None;
         loop {
             if self.continue_for == Some(self.head_seq) {
                 // Only while the request is still waiting (an early answer makes it moot).
@@ -403,7 +416,8 @@ impl Outgoing {
             match self.slots.front_mut() {
                 Some(Slot::Ready { .. }) => {
                     let Some(Slot::Ready { meta, resp }) = self.slots.pop_front() else { return };
-                    let keep_alive = response::encode(&resp, answering(meta), &mut self.out);
+                    let date = date.get_or_insert_with(response::date_header);
+                    let keep_alive = response::encode(&resp, answering(meta), date, &mut self.out);
                     self.finish_slot(keep_alive);
                 }
                 Some(Slot::Streaming { pending, finished, keep_alive, .. }) => {

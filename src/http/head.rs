@@ -72,7 +72,7 @@ pub(crate) fn parse(buf: &[u8], limits: &HttpLimits, req: &mut Request) -> Resul
     req.clear();
     req.set_line(known.unwrap_or(Method::Get), version);
     check_target(known, target.as_bytes())?;
-    req.set_target(target.as_bytes());
+    req.set_target(target);
 
     let mut hosts = 0usize;
     let mut length: Option<u64> = None;

@@ -17,12 +17,16 @@
 mod body;
 pub(crate) mod conn;
 mod head;
+#[cfg(feature = "interop")]
+mod interop;
 mod request;
 mod response;
 
 use std::fmt;
 use std::time::Duration;
 
+#[cfg(feature = "interop")]
+pub use interop::{InteropError, Trailers};
 pub use request::{Headers, Method, Request, Version};
 pub use response::{Body, Response, StatusCode};
 

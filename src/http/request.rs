@@ -121,7 +121,8 @@ pub struct Request {
     method: Method,
     version: Version,
     arena: Vec<u8>,
-    target: Span,
+    /// The request-target; `path` and `query` are ranges of it.
+    target: String,
     path: Span,
     query: Option<Span>,
     headers: Vec<Field>,
@@ -131,8 +132,20 @@ pub struct Request {
 }
 
 impl Default for Request {
+    /// `GET /`, allocating nothing.
     fn default() -> Self {
-        Request::new(Method::Get, "/")
+        Request {
+            method: Method::Get,
+            version: Version::Http11,
+            arena: Vec::new(),
+            target: String::new(),
+            path: Span::default(),
+            query: None,
+            headers: Vec::new(),
+            trailers: Vec::new(),
+            params: Vec::new(),
+            body: Vec::new(),
+        }
     }
 }
 
@@ -140,19 +153,8 @@ impl Request {
     /// A request with no header fields and an empty body (for tests and for building
     /// requests by hand). `target` is kept as given.
     pub fn new(method: Method, target: &str) -> Request {
-        let mut r = Request {
-            method,
-            version: Version::Http11,
-            arena: Vec::new(),
-            target: Span::default(),
-            path: Span::default(),
-            query: None,
-            headers: Vec::new(),
-            trailers: Vec::new(),
-            params: Vec::new(),
-            body: Vec::new(),
-        };
-        r.set_target(target.as_bytes());
+        let mut r = Request { method, ..Request::default() };
+        r.set_target(target);
         r
     }
 
@@ -171,6 +173,7 @@ impl Request {
     /// Empties the request for reuse, keeping its buffers' capacity.
     pub(crate) fn clear(&mut self) {
         self.arena.clear();
+        self.target.clear();
         self.headers.clear();
         self.trailers.clear();
         self.params.clear();
@@ -184,28 +187,27 @@ impl Request {
     }
 
     /// Stores the request-target and splits path and query.
-    pub(crate) fn set_target(&mut self, target: &[u8]) {
-        let start = self.arena.len();
-        self.arena.extend_from_slice(target);
-        let end = self.arena.len();
-        self.target = Span::of(start..end);
+    pub(crate) fn set_target(&mut self, target: &str) {
+        self.target.clear();
+        self.target.push_str(target);
+        let t = target.as_bytes();
         // absolute-form (`scheme://authority/path`): the path starts after the authority.
         // Only a target that does not start with '/' can be one ("/go?to=http://x" is a path).
-        let mut path_start = start;
-        if target.first() != Some(&b'/') {
-            if let Some(i) = find(target, b"://") {
+        let mut path_start = 0;
+        if t.first() != Some(&b'/') {
+            if let Some(i) = find(t, b"://") {
                 let after = i + 3;
-                let rest = &target[after..];
-                path_start = start + after + rest.iter().position(|&b| b == b'/' || b == b'?').unwrap_or(rest.len());
+                let rest = &t[after..];
+                path_start = after + rest.iter().position(|&b| b == b'/' || b == b'?').unwrap_or(rest.len());
             }
         }
-        match self.arena[path_start..end].iter().position(|&b| b == b'?') {
+        match t[path_start..].iter().position(|&b| b == b'?') {
             Some(q) => {
                 self.path = Span::of(path_start..path_start + q);
-                self.query = Some(Span::of(path_start + q + 1..end));
+                self.query = Some(Span::of(path_start + q + 1..t.len()));
             }
             None => {
-                self.path = Span::of(path_start..end);
+                self.path = Span::of(path_start..t.len());
                 self.query = None;
             }
         }
@@ -236,11 +238,13 @@ impl Request {
         let start = self.arena.len();
         self.arena.extend_from_slice(name.as_bytes());
         let name = Span::of(start..self.arena.len());
-        // `path()` may be the "/" of an empty absolute-form path, outside the arena.
-        let (base, len) = (self.path.start as usize, (self.path.end - self.path.start) as usize);
-        let range = range.start.min(len)..range.end.min(len);
+        let path = match self.target.get(self.path.start as usize..self.path.end as usize) {
+            None | Some("") => "/",
+            Some(p) => p,
+        };
+        let value = path.get(range).unwrap_or("");
         let start = self.arena.len();
-        self.arena.extend_from_within(base + range.start..base + range.end);
+        self.arena.extend_from_slice(value.as_bytes());
         self.params.push(Field { name, value: Span::of(start..self.arena.len()) });
     }
 
@@ -269,21 +273,21 @@ impl Request {
 
     /// The request-target as sent (origin-form `/a/b?x=1`, absolute-form, `*` or an authority).
     pub fn target(&self) -> &str {
-        as_str(self.target.get(&self.arena))
+        &self.target
     }
 
     /// The path of the target (without the query; raw, not percent-decoded). An
     /// absolute-form target without a path has the path `/` (RFC 9110 §4.2.3).
     pub fn path(&self) -> &str {
-        match as_str(self.path.get(&self.arena)) {
-            "" => "/",
-            p => p,
+        match self.target.get(self.path.start as usize..self.path.end as usize) {
+            None | Some("") => "/",
+            Some(p) => p,
         }
     }
 
     /// The query of the target (after `?`), if any.
     pub fn query(&self) -> Option<&str> {
-        self.query.map(|q| as_str(q.get(&self.arena)))
+        self.query.and_then(|q| self.target.get(q.start as usize..q.end as usize))
     }
 
     /// The header fields.

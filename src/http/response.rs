@@ -120,6 +120,8 @@ impl fmt::Debug for Body {
 pub struct Response {
     /// The status.
     pub status: StatusCode,
+    /// The `Content-Type` (kept apart from `headers` so the common responses allocate nothing).
+    pub content_type: Option<Cow<'static, str>>,
     /// Header fields, in order. `Content-Length`, `Transfer-Encoding`, `Connection` and `Date`
     /// are the connection's to write and are left out if set here.
     pub headers: Vec<(Cow<'static, str>, Cow<'static, [u8]>)>,
@@ -130,7 +132,7 @@ pub struct Response {
 impl Response {
     /// A response with `status`, no fields, no body.
     pub fn new(status: StatusCode) -> Response {
-        Response { status, headers: Vec::new(), body: Body::Empty }
+        Response { status, content_type: None, headers: Vec::new(), body: Body::Empty }
     }
 
     /// 200 with a `text/plain` body.
@@ -141,14 +143,16 @@ impl Response {
         };
         Response {
             status: StatusCode::OK,
-            headers: vec![(Cow::Borrowed("content-type"), Cow::Borrowed(b"text/plain"))],
+            content_type: Some(Cow::Borrowed("text/plain")),
+            headers: Vec::new(),
             body: Body::Full(body),
         }
     }
 
     /// 200 with an `application/json` body (already encoded).
     pub fn json(body: impl Into<Vec<u8>>) -> Response {
-        Response::new(StatusCode::OK).header("content-type", "application/json").body(body.into())
+        Response { content_type: Some(Cow::Borrowed("application/json")), ..Response::new(StatusCode::OK) }
+            .body(body.into())
     }
 
     /// A status with its reason phrase as a `text/plain` body.
@@ -162,13 +166,18 @@ impl Response {
         self
     }
 
-    /// Adds a header field (builder style).
+    /// Adds a header field (builder style). `Content-Type` sets [`content_type`](Self::content_type).
     pub fn header(mut self, name: impl Into<Cow<'static, str>>, value: impl Into<Cow<'static, str>>) -> Response {
+        let name = name.into();
+        if name.eq_ignore_ascii_case("content-type") {
+            self.content_type = Some(value.into());
+            return self;
+        }
         let value = match value.into() {
             Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
             Cow::Owned(s) => Cow::Owned(s.into_bytes()),
         };
-        self.headers.push((name.into(), value));
+        self.headers.push((name, value));
         self
     }
 
@@ -180,6 +189,11 @@ impl Response {
 
     /// The value of the first header field named `name` (any case).
     pub fn header_value(&self, name: &str) -> Option<&[u8]> {
+        if name.eq_ignore_ascii_case("content-type") {
+            if let Some(t) = &self.content_type {
+                return Some(t.as_bytes());
+            }
+        }
         self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_ref())
     }
 
@@ -203,7 +217,7 @@ pub(crate) struct Answering {
 
 /// Encodes `resp`'s head (and its body, unless streamed or answering HEAD) into `out`.
 /// Returns whether the connection may stay open after it.
-pub(crate) fn encode(resp: &Response, to: Answering, out: &mut Vec<u8>) -> bool {
+pub(crate) fn encode(resp: &Response, to: Answering, date: &[u8; 29], out: &mut Vec<u8>) -> bool {
     let mut keep_alive = to.keep_alive;
     let streamed = matches!(resp.body, Body::Streamed);
     // An HTTP/1.0 client cannot read chunked: the body ends when the connection does.
@@ -215,8 +229,13 @@ pub(crate) fn encode(resp: &Response, to: Answering, out: &mut Vec<u8>) -> bool 
     out.push(b' ');
     out.extend_from_slice(resp.status.reason().as_bytes());
     out.extend_from_slice(b"\r\nserver: pinion\r\ndate: ");
-    out.extend_from_slice(&date_header());
+    out.extend_from_slice(date);
     out.extend_from_slice(b"\r\n");
+    if let Some(t) = &resp.content_type {
+        out.extend_from_slice(b"content-type: ");
+        out.extend_from_slice(t.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
     for (name, value) in &resp.headers {
         if is_framing(name) {
             continue;
@@ -386,7 +405,7 @@ mod tests {
     fn head_response_has_length_but_no_body() {
         let mut out = Vec::new();
         let to = Answering { method: Method::Head, version: Version::Http11, keep_alive: true };
-        assert!(encode(&Response::text("Hello"), to, &mut out));
+        assert!(encode(&Response::text("Hello"), to, &date_header(), &mut out));
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("content-length: 5\r\n"), "{text}");
         assert!(text.ends_with("\r\n\r\n"), "{text}");
@@ -397,7 +416,7 @@ mod tests {
         let mut out = Vec::new();
         let to = Answering { method: Method::Get, version: Version::Http11, keep_alive: true };
         let resp = Response::text("ab").header("Content-Length", "99").header("x-a", "1");
-        encode(&resp, to, &mut out);
+        encode(&resp, to, &date_header(), &mut out);
         let text = String::from_utf8(out).unwrap();
         assert!(!text.contains("99"), "{text}");
         assert!(text.contains("x-a: 1\r\n"), "{text}");

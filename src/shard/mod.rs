@@ -386,6 +386,15 @@ fn spin(shard: &Rc<Shard>, reactor: &mut reactor::Reactor) -> bool {
     }
 }
 
+/// A shard with sockets spins only while other shards talk to it: a pure web shard blocks in
+/// `epoll_wait` at once, like every other server (spinning there would only burn the CPU its
+/// clients' requests are measured against); a shard that just got cross-shard mail spins to
+/// catch the next message without a wake-up.
+fn worth_spinning(shard: &Shard, last_inbox: Instant) -> bool {
+    const RECENT: Duration = Duration::from_millis(1);
+    shard.io_len() == 0 || last_inbox.elapsed() < RECENT
+}
+
 /// The shard thread: set up, loop until stopped, tear down.
 pub(crate) fn run(node: Arc<NodeShared>, id: ShardId, mut reactor: reactor::Reactor) {
     let registry = match reactor.registry() {
@@ -395,9 +404,13 @@ pub(crate) fn run(node: Arc<NodeShared>, id: ShardId, mut reactor: reactor::Reac
     let shard = Shard::new(id, node, registry);
     CURRENT.with(|c| *c.borrow_mut() = Some(shard.clone()));
     let mut fired = Vec::new();
+    // When the inbox last delivered something (see `worth_spinning`).
+    let mut last_inbox = Instant::now();
     loop {
         let inbox = &shard.remote().inbox;
-        inbox.drain(|env| executor::contain("delivering an envelope", || shard.deliver(env)));
+        if inbox.drain(|env| executor::contain("delivering an envelope", || shard.deliver(env))) > 0 {
+            last_inbox = Instant::now();
+        }
         shard.fire_due(Instant::now(), &mut fired);
         if shard.io_len() > 0 {
             reactor.wait(Some(Duration::ZERO), |t, r, w| shard.io_event(t, r, w));
@@ -410,7 +423,7 @@ pub(crate) fn run(node: Arc<NodeShared>, id: ShardId, mut reactor: reactor::Reac
         if !shard.run_queue.borrow().is_empty() || inbox.has_items() || shard.io_pending() {
             continue;
         }
-        if spin(&shard, &mut reactor) {
+        if worth_spinning(&shard, last_inbox) && spin(&shard, &mut reactor) {
             continue;
         }
         let timeout = shard.timers.borrow().next_deadline().map(|d| d.saturating_duration_since(Instant::now()));

@@ -304,6 +304,9 @@ impl Connection {
         let mut guard = self.st.borrow_mut();
         let st = &mut *guard;
         st.out.set_deadline(seq, at);
+        if st.timer.is_some_and(|(_, armed)| armed <= at) {
+            return; // it fires first and re-arms for what is due then
+        }
         self.rearm(st, shard, token);
     }
 

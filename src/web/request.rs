@@ -43,43 +43,88 @@ pub struct RequestSummary<'a> {
 const HOOKS: usize = 4;
 
 /// A request and the means to answer it. See the module docs.
-pub struct WebRequest {
-    request: Request,
+///
+/// One pointer wide, so a `Message` holding it stores it inline; the pointee is recycled per
+/// shard, so handing a request to an actor allocates nothing once warm.
+pub struct WebRequest(Option<Box<Inner>>);
+
+struct Inner {
+    /// INVARIANT: `Some` until `respond`/`respond_stream` consume the request.
+    request: Option<Box<Request>>,
     reply: Option<ReplyTo>,
     received: Instant,
-    hooks: [Option<Arc<dyn ResponseHook>>; HOOKS],
+    /// Allocated by the first hook (most requests have none).
+    hooks: Option<Box<Hooks>>,
 }
+
+type Hooks = [Option<Arc<dyn ResponseHook>>; HOOKS];
+
+/// Recycled `Inner`s kept per thread.
+const POOL: usize = 1024;
+
+thread_local! {
+    #[allow(clippy::vec_box, reason = "the boxes are what is recycled")]
+    static INNERS: std::cell::RefCell<Vec<Box<Inner>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl WebRequest {
+    fn inner(&self) -> &Inner {
+        // INVARIANT: `Some` until dropped.
+        self.0.as_deref().unwrap_or(&EMPTY_INNER)
+    }
+    fn inner_mut(&mut self) -> &mut Inner {
+        self.0.get_or_insert_with(|| {
+            Box::new(Inner { request: None, reply: None, received: Instant::now(), hooks: None })
+        })
+    }
+}
+
+/// What `request()` shows once the request was handed back (never, by the invariant).
+static EMPTY: std::sync::LazyLock<Request> = std::sync::LazyLock::new(Request::default);
+static EMPTY_INNER: std::sync::LazyLock<Inner> =
+    std::sync::LazyLock::new(|| Inner { request: None, reply: None, received: Instant::now(), hooks: None });
 
 impl fmt::Debug for WebRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WebRequest").field("request", &self.request).field("answered", &self.reply.is_none()).finish()
+        f.debug_struct("WebRequest")
+            .field("request", self.request())
+            .field("answered", &self.inner().reply.is_none())
+            .finish()
     }
 }
 
 impl WebRequest {
-    pub(crate) fn new(request: Request, reply: ReplyTo, received: Instant) -> WebRequest {
-        WebRequest { request, reply: Some(reply), received, hooks: Default::default() }
+    pub(crate) fn new(request: Box<Request>, reply: ReplyTo, received: Instant) -> WebRequest {
+        let fresh = Inner { request: Some(request), reply: Some(reply), received, hooks: None };
+        let inner = INNERS.with(|p| p.borrow_mut().pop());
+        match inner {
+            Some(mut b) => {
+                *b = fresh;
+                WebRequest(Some(b))
+            }
+            None => WebRequest(Some(Box::new(fresh))),
+        }
     }
 
     /// The request.
     pub fn request(&self) -> &Request {
-        &self.request
+        self.inner().request.as_deref().unwrap_or(&EMPTY)
     }
 
     /// The request, to change (the router records path parameters this way).
     pub fn request_mut(&mut self) -> &mut Request {
-        &mut self.request
+        self.inner_mut().request.get_or_insert_with(Box::default)
     }
 
     /// When the connection finished reading the request.
     pub fn received(&self) -> Instant {
-        self.received
+        self.inner().received
     }
 
     /// Adds a hook that sees (and may change) the response. False if the request already has
     /// the most hooks it can carry (four).
     pub fn on_response(&mut self, hook: Arc<dyn ResponseHook>) -> bool {
-        match self.hooks.iter_mut().find(|h| h.is_none()) {
+        match self.inner_mut().hooks.get_or_insert_with(Default::default).iter_mut().find(|h| h.is_none()) {
             Some(free) => {
                 *free = Some(hook);
                 true
@@ -92,17 +137,16 @@ impl WebRequest {
     /// `request_timeout`). Takes effect when called on the connection's shard, which is where
     /// handlers run.
     pub fn set_deadline(&self, deadline: Instant) {
-        if let Some(to) = self.reply {
+        if let Some(to) = self.inner().reply {
             server::set_deadline(to, deadline);
         }
     }
 
     /// Answers the request.
     pub fn respond(mut self, mut response: Response) {
-        let Some(to) = self.reply.take() else { return };
+        let Some(to) = self.inner_mut().reply.take() else { return };
         self.run_hooks(&mut response);
-        let request = std::mem::take(&mut self.request);
-        server::deliver(to, Delivery::Response(response, Some(request)));
+        server::deliver(to, Delivery::Response(response, self.inner_mut().request.take()));
     }
 
     /// Answers with `head` (its body is ignored) and a body streamed in chunks through the
@@ -110,7 +154,7 @@ impl WebRequest {
     /// body ends when the connection closes).
     pub fn respond_stream(mut self, mut head: Response) -> ResponseStream {
         head.body = Body::Streamed;
-        let to = self.reply.take();
+        let to = self.inner_mut().reply.take();
         self.run_hooks(&mut head);
         if let Some(to) = to {
             server::deliver(to, Delivery::Response(head, None));
@@ -119,30 +163,35 @@ impl WebRequest {
     }
 
     fn run_hooks(&mut self, response: &mut Response) {
-        let summary = RequestSummary { request: &self.request, received: self.received };
-        for hook in self.hooks.iter_mut().rev() {
+        let Some(mut hooks) = self.inner_mut().hooks.take() else { return };
+        let summary = RequestSummary { request: self.request(), received: self.inner().received };
+        for hook in hooks.iter_mut().rev() {
             if let Some(h) = hook.take() {
                 h.on_response(&summary, response);
             }
         }
     }
-
-    /// Takes the request out, leaving the answer to the caller: the request is answered 500
-    /// if the returned guard is dropped unanswered. (For handlers that only need the request.)
-    pub fn into_parts(mut self) -> (Request, WebRequest) {
-        let request = std::mem::take(&mut self.request);
-        (request, self)
-    }
 }
 
 impl Drop for WebRequest {
     fn drop(&mut self) {
-        if self.reply.is_some() {
+        if self.inner().reply.is_some() {
             let mut resp = Response::status(StatusCode::INTERNAL_SERVER_ERROR);
             self.run_hooks(&mut resp);
-            if let Some(to) = self.reply.take() {
+            if let Some(to) = self.inner_mut().reply.take() {
                 server::deliver(to, Delivery::Response(resp, None));
             }
+        }
+        // Recycle the box, emptied: nothing it held outlives the request.
+        if let Some(mut inner) = self.0.take() {
+            inner.request = None;
+            inner.hooks = None;
+            let _ = INNERS.try_with(|p| {
+                let mut p = p.borrow_mut();
+                if p.len() < POOL {
+                    p.push(inner);
+                }
+            });
         }
     }
 }

@@ -173,8 +173,9 @@ impl Handler for Router {
         let mut found: [(usize, Range<usize>); MAX_PARAMS] = Default::default();
         let mut allowed = 0u16;
         let mut hit = None;
+        let path = req.request().path();
         for route in &self.routes {
-            let Some(n) = matches(&route.segments, req.request().path(), &mut found) else { continue };
+            let Some(n) = matches(&route.segments, path, &mut found) else { continue };
             let ok = match route.method {
                 None => true,
                 Some(m) => m == method || (m == Method::Get && method == Method::Head),

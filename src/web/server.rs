@@ -268,7 +268,7 @@ impl IoSource for Listener {
 /// What travels back to a connection.
 pub(crate) enum Delivery {
     /// The response (and the request, for the connection to reuse its buffers).
-    Response(Response, Option<Request>),
+    Response(Response, Option<Box<Request>>),
     Chunk(Vec<u8>),
     End,
     Abort,
