@@ -8,6 +8,9 @@
 //! timer) → repeat. A stop request sends every process `Shutdown`; the thread ends when the
 //! last one has ended (or the shutdown deadline kills the rest).
 
+// The I/O-source machinery (io.rs, `Run` tasks, I/O timers) has no user without the web layer.
+#![cfg_attr(not(feature = "web"), allow(dead_code))]
+
 mod control;
 pub(crate) mod executor;
 pub(crate) mod inbox;
