@@ -325,17 +325,19 @@ impl Outgoing {
         true
     }
 
-    /// A chunk of `seq`'s streamed body. False if `seq` is not streaming.
-    pub(crate) fn stream_chunk(&mut self, seq: u64, data: &[u8]) -> bool {
+    /// A chunk of `seq`'s streamed body. Returns how many bytes of that stream now wait to be
+    /// written (`None` if `seq` is not streaming).
+    pub(crate) fn stream_chunk(&mut self, seq: u64, data: &[u8]) -> Option<usize> {
         let at_head = seq == self.head_seq;
-        let Some(Slot::Streaming { chunked, pending, finished: false, .. }) = self.slot_mut(seq) else { return false };
+        let Some(Slot::Streaming { chunked, pending, finished: false, .. }) = self.slot_mut(seq) else { return None };
         let chunked = *chunked;
         if at_head {
             response::encode_chunk(data, chunked, &mut self.out);
+            Some(self.out.len() - self.written)
         } else {
             response::encode_chunk(data, chunked, pending);
+            Some(pending.len())
         }
-        true
     }
 
     /// `seq` is answered 504 (or whatever `expire` is given) if still waiting at `deadline`.
@@ -469,7 +471,7 @@ pub(crate) fn refusal(error: &HttpError) -> Response {
 
 /// Serves one connection to the end, synchronously: every request goes to `handler`. For
 /// tests and benchmarks of the framing on byte slices (`io` reads the client's bytes and
-/// collects the answers); the shard's connections drive the same [`Codec`] and [`Outgoing`]
+/// collects the answers); the shard's connections drive the same `Codec` and `Outgoing`
 /// without blocking.
 pub fn serve_blocking<IO: Read + Write>(
     io: &mut IO,

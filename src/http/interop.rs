@@ -19,7 +19,7 @@
 //!   together, so fields with *different* names may come back in another order (only the
 //!   order of one name's values means anything, RFC 9110 §5.3).
 //! - **Trailer fields** of a chunked request travel in the `http` request's extensions as
-//!   [`Trailers`], and come back from there.
+//!   [`HttpTrailers`], and come back from there.
 //! - **The request-target** is kept in its form: origin (`/a?b`), absolute
 //!   (`http://host/a`), authority (`host:443`, CONNECT) or asterisk (`*`, OPTIONS).
 //! - **Path parameters** recorded by the router are not carried (they are derived from the
@@ -31,7 +31,16 @@ use std::fmt;
 use super::request::{Method, Request, Version};
 use super::response::{Body, Response, StatusCode};
 
-/// Why a value could not be converted between pinion's HTTP types and the `http` crate's.
+/// Why a value could not be converted between pinion's HTTP types and the `http` crate's
+/// (feature `interop`).
+///
+/// The conversions: `Request::try_from(http::Request<Vec<u8>>)` (an extension method or a
+/// version other than HTTP/1.0 and 1.1 fails); `http::Request::<Vec<u8>>::try_from(Request)`
+/// or `(&Request)` (a target, field name or field value `http` refuses fails; trailer fields
+/// go in the extensions as [`HttpTrailers`]); `Response::from(http::Response<Vec<u8>>)`;
+/// `http::Response::<Vec<u8>>::try_from(Response)` (a streamed body, a status outside
+/// 100..=999 or a field `http` refuses fails). Fields keep every value of a repeated name, in
+/// order; path parameters and other extensions are not carried.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum InteropError {
@@ -73,7 +82,7 @@ impl std::error::Error for InteropError {}
 /// from a pinion [`Request`] (absent when there were none). Put there, they become the
 /// trailers of a pinion request converted back.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Trailers(pub http::HeaderMap);
+pub struct HttpTrailers(pub http::HeaderMap);
 
 impl From<Method> for http::Method {
     fn from(m: Method) -> Self {
@@ -158,7 +167,7 @@ fn to_http(req: &Request, body: Vec<u8>) -> Result<http::Request<Vec<u8>>, Inter
     *out.version_mut() = req.version().into();
     *out.headers_mut() = header_map(req.headers().iter())?;
     if !req.trailers().is_empty() {
-        out.extensions_mut().insert(Trailers(header_map(req.trailers().iter())?));
+        out.extensions_mut().insert(HttpTrailers(header_map(req.trailers().iter())?));
     }
     Ok(out)
 }
@@ -193,7 +202,7 @@ impl TryFrom<http::Request<Vec<u8>>> for Request {
         for (name, value) in &parts.headers {
             out.push_header(name.as_str().as_bytes(), value.as_bytes());
         }
-        if let Some(Trailers(trailers)) = parts.extensions.get::<Trailers>() {
+        if let Some(HttpTrailers(trailers)) = parts.extensions.get::<HttpTrailers>() {
             for (name, value) in trailers {
                 out.push_trailer(name.as_str().as_bytes(), value.as_bytes());
             }
@@ -270,7 +279,7 @@ mod tests {
         let tags: Vec<_> = h.headers().get_all("x-tag").iter().map(|v| v.as_bytes()).collect();
         assert_eq!(tags, [&b"a"[..], b"b", b"c"]);
         assert_eq!(h.body(), req.body());
-        assert!(h.extensions().get::<Trailers>().is_none());
+        assert!(h.extensions().get::<HttpTrailers>().is_none());
 
         let back = Request::try_from(h).unwrap();
         assert_eq!(back.method(), Method::Post);
@@ -379,7 +388,7 @@ mod tests {
         req.push_trailer(b"X-Checksum", b"abc");
         req.push_trailer(b"x-checksum", b"def");
         let h = http::Request::<Vec<u8>>::try_from(&req).unwrap();
-        let Trailers(t) = h.extensions().get::<Trailers>().expect("trailers");
+        let HttpTrailers(t) = h.extensions().get::<HttpTrailers>().expect("trailers");
         let sums: Vec<_> = t.get_all("x-checksum").iter().map(|v| v.as_bytes()).collect();
         assert_eq!(sums, [&b"abc"[..], b"def"]);
         let back = Request::try_from(h).unwrap();
@@ -405,12 +414,32 @@ mod tests {
 
         let back = Response::from(h);
         assert_eq!(back.status, StatusCode::CREATED);
+        assert_eq!(back.header_value("content-type"), Some(&b"application/json"[..]));
         assert_eq!(back.body_bytes(), resp.body_bytes());
         assert_eq!(back.header_value("location"), Some(&b"/orders/1"[..]));
         let cookies: Vec<_> =
             back.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("set-cookie")).map(|(_, v)| &v[..]).collect();
         assert_eq!(cookies, [&b"a=1"[..], b"b=2"]);
         assert_eq!(back.headers.len(), resp.headers.len());
+    }
+
+    #[test]
+    fn response_content_type_and_obs_text_survive() {
+        let h = http::Response::builder()
+            .status(404)
+            .header("content-type", "text/html; charset=utf-8")
+            .header("x-latin1", &b"caf\xe9"[..])
+            .body(b"<p>gone</p>".to_vec())
+            .unwrap();
+        let resp = Response::from(h);
+        assert_eq!(resp.status, StatusCode::NOT_FOUND);
+        assert_eq!(resp.header_value("content-type"), Some(&b"text/html; charset=utf-8"[..]));
+        assert_eq!(resp.header_value("x-latin1"), Some(&b"caf\xe9"[..]));
+        let again = http::Response::<Vec<u8>>::try_from(resp).unwrap();
+        assert_eq!(again.headers().get_all("content-type").iter().count(), 1);
+        assert_eq!(again.headers()["content-type"], "text/html; charset=utf-8");
+        assert_eq!(again.headers()["x-latin1"].as_bytes(), b"caf\xe9");
+        assert_eq!(again.body(), b"<p>gone</p>");
     }
 
     #[test]

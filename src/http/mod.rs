@@ -26,7 +26,7 @@ use std::fmt;
 use std::time::Duration;
 
 #[cfg(feature = "interop")]
-pub use interop::{InteropError, Trailers};
+pub use interop::{HttpTrailers, InteropError};
 pub use request::{Headers, Method, Request, Version};
 pub use response::{Body, Response, StatusCode};
 

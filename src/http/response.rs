@@ -24,10 +24,20 @@ impl StatusCode {
     pub const BAD_REQUEST: StatusCode = StatusCode(400);
     /// 401
     pub const UNAUTHORIZED: StatusCode = StatusCode(401);
+    /// 403
+    pub const FORBIDDEN: StatusCode = StatusCode(403);
     /// 404
     pub const NOT_FOUND: StatusCode = StatusCode(404);
     /// 405
     pub const METHOD_NOT_ALLOWED: StatusCode = StatusCode(405);
+    /// 409
+    pub const CONFLICT: StatusCode = StatusCode(409);
+    /// 413
+    pub const CONTENT_TOO_LARGE: StatusCode = StatusCode(413);
+    /// 415
+    pub const UNSUPPORTED_MEDIA_TYPE: StatusCode = StatusCode(415);
+    /// 422
+    pub const UNPROCESSABLE_CONTENT: StatusCode = StatusCode(422);
     /// 429
     pub const TOO_MANY_REQUESTS: StatusCode = StatusCode(429);
     /// 500
@@ -237,7 +247,7 @@ pub(crate) fn encode(resp: &Response, to: Answering, date: &[u8; 29], out: &mut 
         out.extend_from_slice(b"\r\n");
     }
     for (name, value) in &resp.headers {
-        if is_framing(name) {
+        if is_framing(name) || (resp.content_type.is_some() && name.eq_ignore_ascii_case("content-type")) {
             continue;
         }
         out.extend_from_slice(name.as_bytes());

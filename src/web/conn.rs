@@ -52,6 +52,8 @@ struct State {
     active: Instant,
     timer: Option<(TimerKey, Instant)>,
     flush_queued: bool,
+    /// Dispatching stopped at a bound with bytes possibly left to parse.
+    held: bool,
     /// Lingering close: writes are shut down, reads are discarded until this instant.
     linger: Option<(Instant, usize)>,
     closed: bool,
@@ -70,6 +72,7 @@ impl Connection {
             active: now,
             timer: None,
             flush_queued: false,
+            held: false,
             linger: None,
             closed: false,
         };
@@ -149,9 +152,15 @@ impl Connection {
         loop {
             let step = {
                 let mut st = self.st.borrow_mut();
-                if st.closed || st.linger.is_some() || st.out.in_flight() >= limits.max_in_flight {
+                if st.closed || st.linger.is_some() {
                     return;
                 }
+                if paused(&st, limits) {
+                    // Requests may wait in the buffer: parse them once responses made room.
+                    st.held = true;
+                    return;
+                }
+                st.held = false;
                 match st.codec.next(limits) {
                     Some(step) => step,
                     None => return,
@@ -219,12 +228,8 @@ impl Connection {
             drop(guard);
             return self.close(shard, token);
         }
-        if st.out.unwritten() > MAX_STREAM_BACKLOG {
-            log::debug!(target: "pinion::web", "{}: client too slow, closing", shard.id);
-            drop(guard);
-            return self.close(shard, token);
-        }
-        let more = st.readable && !st.eof && st.out.in_flight() < self.server.limits.max_in_flight;
+        // Responses made room: read on, or parse what is already buffered.
+        let more = (st.readable && !st.eof || st.held) && !paused(st, &self.server.limits);
         self.rearm(st, shard, token);
         drop(guard);
         if more && !st_closed(&self.st) {
@@ -244,7 +249,8 @@ impl Connection {
     /// Arms the connection's timer for its earliest deadline.
     fn rearm(&self, st: &mut State, shard: &Shard, token: Token) {
         let limits = &self.server.limits;
-        let phase = st.codec.phase();
+        // Paused by our own bounds, the connection waits on us, not on the client.
+        let phase = if paused(st, limits) { Phase::Closed } else { st.codec.phase() };
         if phase != st.phase {
             st.phase = phase;
             st.phase_since = Instant::now();
@@ -286,7 +292,11 @@ impl Connection {
                 }
             }
             Delivery::Chunk(c) => {
-                st.out.stream_chunk(seq, &c);
+                if st.out.stream_chunk(seq, &c).is_some_and(|backlog| backlog > MAX_STREAM_BACKLOG) {
+                    log::debug!(target: "pinion::web", "{}: client too slow for its stream, closing", shard.id);
+                    drop(st);
+                    return self.close(shard, token);
+                }
             }
             Delivery::End => {
                 st.out.stream_end(seq);
@@ -322,6 +332,11 @@ impl Connection {
         self.server.connections.set(self.server.connections.get() - 1);
         shard.io_remove(token, &mut st.stream);
     }
+}
+
+/// Reading and dispatching wait for responses to be written (our bounds, not the client).
+fn paused(st: &State, limits: &crate::http::HttpLimits) -> bool {
+    st.out.in_flight() >= limits.max_in_flight || st.out.unwritten() >= MAX_UNWRITTEN
 }
 
 fn st_closed(st: &RefCell<State>) -> bool {

@@ -13,7 +13,7 @@ use super::request::{RequestSummary, ResponseHook, WebRequest};
 use crate::http::{Method, Request, Response, StatusCode};
 
 /// Wraps a handler in another.
-pub trait Layer {
+pub trait Layer: Send + Sync + 'static {
     /// The wrapped handler.
     fn wrap(&self, inner: Arc<dyn Handler>) -> Arc<dyn Handler>;
 }

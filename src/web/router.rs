@@ -5,13 +5,14 @@
 
 use std::fmt;
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::handler::Handler;
 use super::middleware::Layer;
 use super::request::WebRequest;
 use crate::http::{Method, Response, StatusCode};
 
+#[derive(Clone)]
 enum Segment {
     Literal(String),
     Param(String),
@@ -19,6 +20,7 @@ enum Segment {
     Rest(String),
 }
 
+#[derive(Clone)]
 struct Route {
     segments: Vec<Segment>,
     /// `None`: any method.
@@ -29,13 +31,22 @@ struct Route {
 /// Routes requests by method and path. See the module docs.
 #[derive(Default)]
 pub struct Router {
+    core: Arc<Core>,
+    layers: Vec<Arc<dyn Layer>>,
+    /// The core wrapped in the layers, built at the first request.
+    built: OnceLock<Arc<dyn Handler>>,
+}
+
+/// The routes themselves.
+#[derive(Default, Clone)]
+struct Core {
     routes: Vec<Route>,
     fallback: Option<Arc<dyn Handler>>,
 }
 
 impl fmt::Debug for Router {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Router").field("routes", &self.routes.len()).finish()
+        f.debug_struct("Router").field("routes", &self.core.routes.len()).field("layers", &self.layers.len()).finish()
     }
 }
 
@@ -84,25 +95,22 @@ impl Router {
 
     /// What answers when no route matches (default: 404).
     pub fn fallback(mut self, handler: impl Handler) -> Router {
-        self.fallback = Some(Arc::new(handler));
+        Arc::make_mut(&mut self.core).fallback = Some(Arc::new(handler));
         self
     }
 
-    /// Wraps every route added so far (and the fallback) in `layer`. Layers added later run
-    /// first.
+    /// Wraps the whole router in `layer`: every route (added before or after), the fallback,
+    /// and the router's own 404 and 405 answers — so auth, CORS preflights, logging and rate
+    /// limits see every request. Layers added later run first. Path parameters are recorded
+    /// after the layers ran, when the route is chosen.
     pub fn layer(mut self, layer: impl Layer) -> Router {
-        for r in &mut self.routes {
-            r.handler = layer.wrap(r.handler.clone());
-        }
-        if let Some(f) = self.fallback.take() {
-            self.fallback = Some(layer.wrap(f));
-        }
+        self.layers.push(Arc::new(layer));
         self
     }
 
     fn add(mut self, method: Option<Method>, pattern: &str, handler: Arc<dyn Handler>) -> Router {
         let segments = parse(pattern).unwrap_or_else(|e| panic!("route pattern {pattern:?}: {e}"));
-        self.routes.push(Route { segments, method, handler });
+        Arc::make_mut(&mut self.core).routes.push(Route { segments, method, handler });
         self
     }
 }
@@ -168,6 +176,16 @@ fn matches(segments: &[Segment], path: &str, found: &mut [(usize, Range<usize>);
 }
 
 impl Handler for Router {
+    fn handle(&self, req: WebRequest) {
+        let handler = self.built.get_or_init(|| {
+            let core: Arc<dyn Handler> = self.core.clone();
+            self.layers.iter().fold(core, |inner, layer| layer.wrap(inner))
+        });
+        handler.handle(req);
+    }
+}
+
+impl Handler for Core {
     fn handle(&self, mut req: WebRequest) {
         let method = req.request().method();
         let mut found: [(usize, Range<usize>); MAX_PARAMS] = Default::default();

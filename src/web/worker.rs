@@ -19,7 +19,7 @@ use std::collections::HashMap;
 
 use super::request::WebRequest;
 use crate::http::{Method, Request, Response, StatusCode};
-use crate::process::{Actor, Context, ExitReason, Message, Pid};
+use crate::process::{Actor, Context, ExitReason, Message, Pid, Reply};
 
 /// An actor that answers web requests. Every method has a default; implement the ones your
 /// resource supports.
@@ -76,6 +76,12 @@ pub trait WebWorker: 'static {
     async fn handle_message(&mut self, ctx: &mut Context, from: Pid, msg: Message) -> Result<(), ExitReason> {
         let _ = (ctx, from, msg);
         Ok(())
+    }
+
+    /// A `call`, as [`Actor::handle_call`] (a worker can serve both HTTP and calls).
+    async fn handle_call(&mut self, ctx: &mut Context, from: Pid, req: Message) -> Result<Reply, ExitReason> {
+        let _ = (ctx, from, req);
+        Ok(Reply::Later)
     }
 
     /// Runs last, as [`Actor::terminate`].
@@ -166,6 +172,10 @@ impl<W: WebWorker> Actor for W {
             }
             Err(msg) => WebWorker::handle_message(self, ctx, from, msg).await,
         }
+    }
+
+    async fn handle_call(&mut self, ctx: &mut Context, from: Pid, req: Message) -> Result<Reply, ExitReason> {
+        WebWorker::handle_call(self, ctx, from, req).await
     }
 
     async fn terminate(&mut self, ctx: &mut Context, reason: &ExitReason) {

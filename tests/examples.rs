@@ -1,0 +1,269 @@
+//! The web examples, run for real: `cargo run --example NAME -- --port 0`, the address read
+//! from the first line of its stdout (`listening on http://ADDR/`), then raw HTTP/1.1 over a
+//! `TcpStream`, each status and JSON body checked. The child is killed when the test ends,
+//! passed or failed.
+//!
+//! The first run compiles the examples (with the features this test was built with, so the
+//! library is not built again), hence the generous wait for the first line.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+/// How long an example may take to build and start.
+const START_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long one request may take.
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A running example; killed (and reaped) when dropped, also while a failed assertion unwinds.
+struct Example {
+    name: &'static str,
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Example {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Example {
+    /// Builds and starts `examples/NAME.rs` on a free port of the loopback interface.
+    fn start(name: &'static str) -> Example {
+        let mut features = vec!["web"];
+        if cfg!(feature = "interop") {
+            features.push("interop");
+        }
+        let features = features.join(",");
+        let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+        // The profile this test was built with, too: nothing is rebuilt under `cargo test --release`.
+        let profile: &[&str] = if cfg!(debug_assertions) { &[] } else { &["--release"] };
+        let child = Command::new(env!("CARGO"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(["run", "--quiet", "--manifest-path", manifest])
+            .args(profile)
+            .args(["--no-default-features", "--features"])
+            .arg(&features)
+            .args(["--example", name, "--", "--port", "0", "--cores", "1"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cargo run --example {name}: {e}"));
+        // `cargo run` execs the example on Unix: this child is the example itself.
+        let mut example = Example { name, child, addr: SocketAddr::from(([0, 0, 0, 0], 0)) };
+        let stdout = example.child.stdout.take().expect("piped stdout");
+        let (first_line, line) = mpsc::channel();
+        thread::spawn(move || {
+            let mut out = BufReader::new(stdout);
+            let mut line = String::new();
+            let read = out.read_line(&mut line).map(|_| line);
+            let _ = first_line.send(read);
+            // Keep draining, so the example never blocks on a full pipe.
+            let _ = std::io::copy(&mut out, &mut std::io::sink());
+        });
+        let line = match line.recv_timeout(START_TIMEOUT) {
+            Ok(Ok(line)) => line,
+            Ok(Err(e)) => panic!("{name}: reading its stdout: {e}"),
+            Err(_) => panic!("{name}: no first line within {START_TIMEOUT:?}"),
+        };
+        let addr = line
+            .trim_end()
+            .strip_prefix("listening on http://")
+            .and_then(|rest| rest.strip_suffix('/'))
+            .unwrap_or_else(|| panic!("{name}: first line is {line:?}, not `listening on http://ADDR/`"));
+        example.addr = addr.parse().unwrap_or_else(|e| panic!("{name}: address {addr:?}: {e}"));
+        example
+    }
+
+    /// Sends one request (`Connection: close`) and reads the whole response.
+    fn request(&self, method: &str, target: &str, body: Option<(&str, &[u8])>) -> Reply {
+        let what = format!("{}: {method} {target}", self.name);
+        let mut stream = TcpStream::connect(self.addr).unwrap_or_else(|e| panic!("{what}: connect: {e}"));
+        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+        let mut req =
+            format!("{method} {target} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n", self.addr).into_bytes();
+        if let Some((content_type, bytes)) = body {
+            req.extend_from_slice(
+                format!("content-type: {content_type}\r\ncontent-length: {}\r\n", bytes.len()).as_bytes(),
+            );
+            req.extend_from_slice(b"\r\n");
+            req.extend_from_slice(bytes);
+        } else {
+            req.extend_from_slice(b"\r\n");
+        }
+        stream.write_all(&req).unwrap_or_else(|e| panic!("{what}: write: {e}"));
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).unwrap_or_else(|e| panic!("{what}: read: {e}"));
+        Reply::parse(&raw, method == "HEAD")
+            .unwrap_or_else(|e| panic!("{what}: {e}: {:?}", String::from_utf8_lossy(&raw)))
+    }
+
+    fn get(&self, target: &str) -> Reply {
+        self.request("GET", target, None)
+    }
+
+    fn post_json(&self, target: &str, body: &str) -> Reply {
+        self.request("POST", target, Some(("application/json", body.as_bytes())))
+    }
+}
+
+/// A response as read off the wire.
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    /// `head`: the response answers HEAD (a length, no body).
+    fn parse(raw: &[u8], head: bool) -> Result<Reply, String> {
+        let end = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or("no end of head")?;
+        let text = std::str::from_utf8(&raw[..end]).map_err(|_| "head is not UTF-8")?;
+        let mut lines = text.split("\r\n");
+        let status_line = lines.next().ok_or("no status line")?;
+        let mut parts = status_line.splitn(3, ' ');
+        if parts.next() != Some("HTTP/1.1") {
+            return Err(format!("status line {status_line:?}"));
+        }
+        let status = parts.next().and_then(|s| s.parse().ok()).ok_or("no status code")?;
+        let mut headers = Vec::new();
+        for line in lines {
+            let (name, value) = line.split_once(':').ok_or_else(|| format!("field line {line:?}"))?;
+            headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
+        }
+        let mut reply = Reply { status, headers, body: Vec::new() };
+        let rest = &raw[end + 4..];
+        reply.body = if head {
+            if !rest.is_empty() {
+                return Err("a body after the head of a HEAD response".into());
+            }
+            Vec::new()
+        } else if reply.header("transfer-encoding").is_some_and(|t| t.eq_ignore_ascii_case("chunked")) {
+            dechunk(rest)?
+        } else if let Some(len) = reply.header("content-length") {
+            let len: usize = len.parse().map_err(|_| "bad content-length")?;
+            rest.get(..len).ok_or("body shorter than content-length")?.to_vec()
+        } else {
+            rest.to_vec()
+        };
+        Ok(reply)
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body as JSON, after checking the content type says so.
+    fn json(&self) -> Value {
+        let ct = self.header("content-type").unwrap_or_default();
+        assert!(ct.starts_with("application/json"), "content-type {ct:?}, body {:?}", self.text());
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("body {:?}: {e}", self.text()))
+    }
+
+    /// Checks the status and returns the JSON body.
+    fn expect_json(&self, status: u16) -> Value {
+        assert_eq!(self.status, status, "body {:?}", self.text());
+        self.json()
+    }
+
+    /// Checks the status and that the body is a JSON error whose message contains `needle`.
+    fn expect_error(&self, status: u16, needle: &str) {
+        let body = self.expect_json(status);
+        let message = body["error"].as_str().unwrap_or_else(|| panic!("no error message in {body}"));
+        assert!(message.contains(needle), "error {message:?} lacks {needle:?}");
+    }
+}
+
+fn dechunk(mut rest: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    loop {
+        let eol = rest.windows(2).position(|w| w == b"\r\n").ok_or("chunk size line")?;
+        let size = std::str::from_utf8(&rest[..eol]).map_err(|_| "chunk size")?;
+        let size = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16).map_err(|_| "chunk size")?;
+        rest = &rest[eol + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        out.extend_from_slice(rest.get(..size).ok_or("short chunk")?);
+        rest = rest.get(size + 2..).ok_or("chunk not ended")?;
+    }
+}
+
+fn alice() -> Value {
+    json!({"id": 1, "name": "Alice", "email": "alice@example.com"})
+}
+
+/// Both examples answer the user lookup the same way.
+fn check_users(app: &Example) {
+    assert_eq!(app.get("/users/1").expect_json(200), alice());
+    assert_eq!(app.get("/users/3").expect_json(200)["name"], "Carol");
+    app.get("/users/42").expect_error(404, "user 42 not found");
+    app.get("/users/abc").expect_error(400, "must be a number");
+    app.get("/users/-1").expect_error(400, "must be a number");
+}
+
+#[test]
+fn users_example_serves_users_and_orders_as_json() {
+    let app = Example::start("users");
+    check_users(&app);
+
+    // HEAD: GET's head, no body.
+    let head = app.request("HEAD", "/users/1", None);
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty(), "{:?}", head.text());
+    assert_eq!(head.header("content-length"), app.get("/users/1").header("content-length"));
+
+    // The router: wrong method 405 with Allow; no route 404 (JSON, from the fallback).
+    let wrong = app.request("DELETE", "/users/1", None);
+    assert_eq!(wrong.status, 405, "{}", wrong.text());
+    assert_eq!(wrong.header("allow"), Some("GET, HEAD"));
+    app.get("/nothing/here").expect_error(404, "no such resource");
+    assert_eq!(app.get("/orders").status, 405);
+
+    // Orders: created with 201 and Location, then readable there.
+    let created = app.post_json("/orders", r#"{"user_id": 1, "item": "book", "quantity": 2}"#);
+    let order = created.expect_json(201);
+    let id = order["id"].as_u64().unwrap_or_else(|| panic!("no id in {order}"));
+    assert_eq!(order, json!({"id": id, "user_id": 1, "item": "book", "quantity": 2}));
+    let location = created.header("location").expect("location").to_owned();
+    assert_eq!(location, format!("/orders/{id}"));
+    assert_eq!(app.get(&location).expect_json(200), order);
+    let second = app.post_json("/orders", r#"{"user_id": 2, "item": "pen", "quantity": 10}"#).expect_json(201);
+    assert_ne!(second["id"], order["id"]);
+
+    // Bad orders.
+    app.post_json("/orders", r#"{"user_id": 1, "item": "book""#).expect_error(400, "invalid order");
+    app.post_json("/orders", "not json").expect_error(400, "invalid order");
+    app.post_json("/orders", r#"{"user_id": 1, "item": "book"}"#).expect_error(400, "quantity");
+    app.post_json("/orders", r#"{"user_id": "1", "item": "book", "quantity": 1}"#).expect_error(400, "invalid order");
+    app.post_json("/orders", "").expect_error(400, "invalid order");
+    app.post_json("/orders", r#"{"user_id": 9, "item": "book", "quantity": 1}"#).expect_error(422, "user 9");
+    app.post_json("/orders", r#"{"user_id": 1, "item": "book", "quantity": 0}"#).expect_error(422, "quantity");
+    app.request("POST", "/orders", Some(("text/plain", b"{}"))).expect_error(415, "application/json");
+    app.get("/orders/999").expect_error(404, "order 999 not found");
+}
+
+#[test]
+fn axum_simple_example_calls_actors_from_handlers() {
+    let app = Example::start("axum_simple");
+    let hello = app.get("/");
+    assert_eq!(hello.status, 200);
+    assert_eq!(hello.text(), "Hello, World!");
+    assert!(hello.header("content-type").is_some_and(|t| t.starts_with("text/plain")), "{:?}", hello.headers);
+    check_users(&app);
+    assert_eq!(app.get("/nothing/here").status, 404);
+}

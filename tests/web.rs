@@ -1,0 +1,1298 @@
+//! The web semantics against a real `WebServer` on 127.0.0.1 (port 0): std `TcpStream` clients
+//! write raw HTTP/1.1 and parse the answers byte for byte. Covers `WebHandler` (200, 503 on a
+//! full mailbox or a missing target, 504 then a dropped late answer, 500 for a dropped or
+//! panicking worker, `Nearest`), `WebWorker` (405/`Allow`, HEAD, OPTIONS, 501 from the
+//! connection, other messages), the `Router`, the middleware, streamed bodies and the
+//! server's start/stop.
+//!
+//! Every node is unpinned (1 or 2 shards) and stopped at the end of its test. Waits are bounded
+//! by [`WAIT`] only to turn a hang into a failure; no test asserts on timing beyond generous
+//! upper bounds.
+
+use std::future::poll_fn;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex, Once, PoisonError};
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+use pinion::http::{Request, Response, StatusCode};
+use pinion::web::{
+    Cors, Handler, ResponseStream, Router, WebHandler, WebHandlerOptions, WebRequest, WebServer, WebServerOptions,
+    WebTarget, WebWorker, bearer, rate_limit, request_log,
+};
+use pinion::{
+    Actor, CallError, Context, Cores, ExitReason, Message, Node, NodeOptions, Pid, ProcessOptions, ShardId,
+    WebServerError,
+};
+
+/// Bound on every wait (reads, channel receives, polling): only there so a bug fails a test
+/// instead of hanging it.
+const WAIT: Duration = Duration::from_secs(10);
+
+// ---- nodes and servers ----------------------------------------------------------------------
+
+fn start_node(name: &str, shards: usize) -> Node {
+    let options = NodeOptions { cores: Cores::Count(shards), pin: false, ..Default::default() };
+    Node::start(name, options).unwrap_or_else(|e| panic!("node {name}: {e}"))
+}
+
+fn serve(node: &Node, handler: impl Handler) -> WebServer {
+    WebServer::start(node, WebServerOptions::new("127.0.0.1", 0, handler)).expect("web server starts")
+}
+
+fn spawn_on<A: Actor>(node: &Node, shard: u16, factory: impl FnOnce() -> A + Send + 'static, mailbox: usize) -> Pid {
+    node.spawn_on(ShardId(shard), factory, ProcessOptions::with_mailbox(mailbox)).wait().expect("worker spawns")
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+// ---- a raw HTTP/1.1 client --------------------------------------------------------------------
+
+/// A parsed response.
+#[derive(Debug, Clone)]
+struct Resp {
+    status: u16,
+    reason: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Resp {
+    /// The first field named `name` (any case).
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// The members of a comma-separated list field (empty if absent).
+    fn list(&self, name: &str) -> Vec<String> {
+        self.header(name).map(|v| v.split(',').map(|m| m.trim().to_owned()).collect()).unwrap_or_default()
+    }
+
+    fn text(&self) -> &str {
+        std::str::from_utf8(&self.body).expect("a UTF-8 body")
+    }
+
+    /// Status, fields (without `date`, which changes every second) and body.
+    fn comparable(&self) -> (u16, Vec<(String, String)>, Vec<u8>) {
+        let fields = self.headers.iter().filter(|(n, _)| !n.eq_ignore_ascii_case("date")).cloned().collect();
+        (self.status, fields, self.body.clone())
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// One client connection. Reads time out after [`WAIT`] (a failure, never a result).
+struct Client {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+        Client::from_stream(stream)
+    }
+
+    fn from_stream(stream: TcpStream) -> Client {
+        stream.set_read_timeout(Some(WAIT)).expect("read timeout");
+        stream.set_write_timeout(Some(WAIT)).expect("write timeout");
+        let _ = stream.set_nodelay(true);
+        Client { stream, buf: Vec::new() }
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write the request");
+    }
+
+    fn send_request(&mut self, method: &str, target: &str, fields: &[(&str, &str)]) {
+        self.send(&raw_request(method, target, fields));
+    }
+
+    /// Sends a request and reads its response.
+    fn request(&mut self, method: &str, target: &str, fields: &[(&str, &str)]) -> Resp {
+        self.send_request(method, target, fields);
+        self.read_response(method == "HEAD")
+    }
+
+    fn get(&mut self, target: &str) -> Resp {
+        self.request("GET", target, &[])
+    }
+
+    /// Reads more bytes into the buffer; 0 at end of stream (a reset counts as one).
+    fn fill(&mut self) -> usize {
+        let mut chunk = [0u8; 4096];
+        loop {
+            match self.stream.read(&mut chunk) {
+                Ok(n) => {
+                    self.buf.extend_from_slice(&chunk[..n]);
+                    return n;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    panic!("nothing from the server within {WAIT:?}; have {:?}", String::from_utf8_lossy(&self.buf))
+                }
+                Err(e) if matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted) => return 0,
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+    }
+
+    fn take(&mut self, n: usize) -> Vec<u8> {
+        while self.buf.len() < n {
+            if self.fill() == 0 {
+                panic!("end of stream after {} of {n} bytes: {:?}", self.buf.len(), String::from_utf8_lossy(&self.buf));
+            }
+        }
+        self.buf.drain(..n).collect()
+    }
+
+    fn take_line(&mut self) -> String {
+        loop {
+            if let Some(i) = find(&self.buf, b"\r\n") {
+                let line: Vec<u8> = self.buf.drain(..i + 2).collect();
+                return String::from_utf8(line[..i].to_vec()).expect("an ASCII line");
+            }
+            if self.fill() == 0 {
+                panic!("end of stream inside a line: {:?}", String::from_utf8_lossy(&self.buf));
+            }
+        }
+    }
+
+    /// Reads a response head: (status, reason, fields).
+    fn read_head(&mut self) -> (u16, String, Vec<(String, String)>) {
+        let end = loop {
+            if let Some(i) = find(&self.buf, b"\r\n\r\n") {
+                break i;
+            }
+            if self.fill() == 0 {
+                panic!("end of stream before a complete head: {:?}", String::from_utf8_lossy(&self.buf));
+            }
+        };
+        let head: Vec<u8> = self.buf.drain(..end + 4).collect();
+        let head = String::from_utf8(head[..end].to_vec()).expect("an ASCII head");
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next().expect("a status line");
+        let mut parts = status_line.splitn(3, ' ');
+        assert_eq!(parts.next(), Some("HTTP/1.1"), "status line {status_line:?}");
+        let status = parts.next().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("status in {status_line:?}"));
+        let reason = parts.next().unwrap_or("").to_owned();
+        let fields = lines
+            .map(|l| {
+                let (n, v) = l.split_once(':').unwrap_or_else(|| panic!("field line {l:?}"));
+                (n.trim().to_ascii_lowercase(), v.trim().to_owned())
+            })
+            .collect();
+        (status, reason, fields)
+    }
+
+    /// Reads one response; `head_request`: it answers a HEAD (no body whatever the fields).
+    fn read_response(&mut self, head_request: bool) -> Resp {
+        let (status, reason, headers) = self.read_head();
+        let mut resp = Resp { status, reason, headers, body: Vec::new() };
+        if head_request || status < 200 || status == 204 || status == 304 {
+            return resp;
+        }
+        if resp.header("transfer-encoding").is_some_and(|te| te.eq_ignore_ascii_case("chunked")) {
+            loop {
+                let line = self.take_line();
+                let size = usize::from_str_radix(line.split(';').next().unwrap_or("").trim(), 16)
+                    .unwrap_or_else(|_| panic!("chunk size line {line:?}"));
+                if size == 0 {
+                    while !self.take_line().is_empty() {}
+                    break;
+                }
+                let data = self.take(size);
+                assert_eq!(self.take(2), b"\r\n", "chunk data ends with CRLF");
+                resp.body.extend_from_slice(&data);
+            }
+        } else if let Some(len) = resp.header("content-length") {
+            let len = len.parse().unwrap_or_else(|_| panic!("content-length {len:?}"));
+            resp.body = self.take(len);
+        } else {
+            resp.body = self.read_to_end();
+        }
+        resp
+    }
+
+    /// Everything until the server closes the connection.
+    fn read_to_end(&mut self) -> Vec<u8> {
+        while self.fill() > 0 {}
+        std::mem::take(&mut self.buf)
+    }
+
+    /// The server closes the connection and sends nothing more.
+    fn assert_closed(&mut self) {
+        let rest = self.read_to_end();
+        assert!(rest.is_empty(), "bytes after the last response: {:?}", String::from_utf8_lossy(&rest));
+    }
+}
+
+/// Extra request header fields: (name, value).
+type Fields<'a> = &'a [(&'a str, &'a str)];
+
+fn raw_request(method: &str, target: &str, fields: Fields<'_>) -> Vec<u8> {
+    let mut out = format!("{method} {target} HTTP/1.1\r\nhost: test\r\n");
+    for (n, v) in fields {
+        out.push_str(&format!("{n}: {v}\r\n"));
+    }
+    out.push_str("\r\n");
+    out.into_bytes()
+}
+
+/// One request on a new connection.
+fn get(addr: SocketAddr, target: &str) -> Resp {
+    Client::connect(addr).get(target)
+}
+
+// ---- handlers and workers ---------------------------------------------------------------------
+
+fn hello(_: &Request) -> Response {
+    Response::text("hello")
+}
+
+/// The name of the thread the handler runs on (a shard thread: `pinion-<node>-<index>`).
+fn thread_name(_: &Request) -> Response {
+    Response::text(std::thread::current().name().unwrap_or("").to_owned())
+}
+
+fn shard_of_thread(name: &str) -> &str {
+    name.rsplit('-').next().unwrap_or("")
+}
+
+/// A `WebWorker` implementing only `handle_get` (answers `hello <path>`, or its shard for
+/// `/shard`) and `handle_message` (forwards `u64`s to the test).
+struct GetOnly {
+    seen: Option<Sender<u64>>,
+}
+
+impl GetOnly {
+    fn new() -> GetOnly {
+        GetOnly { seen: None }
+    }
+}
+
+impl WebWorker for GetOnly {
+    async fn handle_get(&mut self, ctx: &mut Context, req: &Request) -> Response {
+        match req.path() {
+            "/shard" => Response::text(ctx.shard().0.to_string()),
+            "/panic" => panic!("GetOnly panics on /panic, as the test asked"),
+            path => Response::text(format!("hello {path}")),
+        }
+    }
+
+    async fn handle_message(&mut self, _: &mut Context, _: Pid, msg: Message) -> Result<(), ExitReason> {
+        if let (Ok(n), Some(tx)) = (msg.downcast::<u64>(), &self.seen) {
+            let _ = tx.send(n);
+        }
+        Ok(())
+    }
+}
+
+/// A closed door a process can wait at (its shard runs on) until the test opens it.
+#[derive(Default)]
+struct Door {
+    state: Mutex<(bool, Vec<Waker>)>,
+}
+
+impl Door {
+    fn open(&self) {
+        let wakers = {
+            let mut s = lock(&self.state);
+            s.0 = true;
+            std::mem::take(&mut s.1)
+        };
+        wakers.into_iter().for_each(Waker::wake);
+    }
+
+    async fn wait(&self) {
+        poll_fn(|cx| {
+            let mut s = lock(&self.state);
+            if s.0 {
+                Poll::Ready(())
+            } else {
+                s.1.push(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await
+    }
+}
+
+/// A plain actor that keeps each request it gets *in its handler* (unanswered, its mailbox
+/// slot held) until the door opens, then answers `released`.
+struct Holder {
+    door: Arc<Door>,
+    started: Sender<()>,
+}
+
+impl Actor for Holder {
+    async fn handle_message(&mut self, _: &mut Context, _: Pid, msg: Message) -> Result<(), ExitReason> {
+        if let Ok(req) = msg.downcast::<WebRequest>() {
+            let _ = self.started.send(());
+            self.door.wait().await;
+            req.respond(Response::text("released"));
+        }
+        Ok(())
+    }
+}
+
+/// Keeps `/slow` requests and answers them (`late`) 300 ms later, reporting that it did;
+/// answers anything else at once with its target.
+struct Slow {
+    held: Vec<WebRequest>,
+    answered_late: Sender<()>,
+}
+
+struct AnswerLate;
+
+impl Actor for Slow {
+    async fn handle_message(&mut self, ctx: &mut Context, _: Pid, msg: Message) -> Result<(), ExitReason> {
+        match msg.downcast::<WebRequest>() {
+            Ok(req) if req.request().path() == "/slow" => {
+                self.held.push(req);
+                ctx.send_after(ctx.pid(), AnswerLate, Duration::from_millis(300));
+            }
+            Ok(req) => {
+                let target = req.request().target().to_owned();
+                req.respond(Response::text(target));
+            }
+            Err(msg) => {
+                if msg.downcast::<AnswerLate>().is_ok() {
+                    for req in self.held.drain(..) {
+                        req.respond(Response::text("late"));
+                    }
+                    let _ = self.answered_late.send(());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Drops every request unanswered.
+struct Dropper;
+
+impl Actor for Dropper {
+    async fn handle_message(&mut self, _: &mut Context, _: Pid, msg: Message) -> Result<(), ExitReason> {
+        drop(msg.downcast::<WebRequest>());
+        Ok(())
+    }
+}
+
+const CHUNKS: [&str; 3] = ["alpha", "beta", "gamma"];
+/// The chunked encoding of [`CHUNKS`], without the last chunk.
+const CHUNKED: &[u8] = b"5\r\nalpha\r\n4\r\nbeta\r\n5\r\ngamma\r\n";
+
+/// Answers with a streamed body: the head at once, then one of [`CHUNKS`] per timer tick;
+/// then `finish()` for `/finish`, or drops the stream unfinished for anything else.
+#[derive(Default)]
+struct Streamer {
+    stream: Option<ResponseStream>,
+    finish: bool,
+    sent: usize,
+}
+
+struct Tick;
+
+impl Actor for Streamer {
+    async fn handle_message(&mut self, ctx: &mut Context, _: Pid, msg: Message) -> Result<(), ExitReason> {
+        let tick = Duration::from_millis(5);
+        match msg.downcast::<WebRequest>() {
+            Ok(req) => {
+                self.finish = req.request().path() == "/finish";
+                self.sent = 0;
+                let head = Response::new(StatusCode::OK).header("x-kind", "stream");
+                self.stream = Some(req.respond_stream(head));
+                ctx.send_after(ctx.pid(), Tick, tick);
+            }
+            Err(msg) => {
+                if msg.downcast::<Tick>().is_err() {
+                    return Ok(());
+                }
+                let Some(stream) = self.stream.as_mut() else { return Ok(()) };
+                stream.send(CHUNKS[self.sent]);
+                self.sent += 1;
+                if self.sent < CHUNKS.len() {
+                    ctx.send_after(ctx.pid(), Tick, tick);
+                } else if let Some(stream) = self.stream.take() {
+                    if self.finish {
+                        stream.finish();
+                    } else {
+                        drop(stream);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+// ---- 1. WebHandler ----------------------------------------------------------------------------
+
+#[test]
+fn web_handler_worker_on_same_or_other_shard_answers_200() {
+    for shards in [1u16, 2] {
+        let node = start_node(&format!("web-handler-200-{shards}"), usize::from(shards));
+        let mut router = Router::new();
+        for s in 0..shards {
+            let pid = spawn_on(&node, s, GetOnly::new, 16);
+            router = router.route(&format!("/w{s}"), WebHandler::to(pid));
+        }
+        let server = serve(&node, router);
+        let mut client = Client::connect(server.local_addr());
+        for s in 0..shards {
+            let path = format!("/w{s}");
+            let resp = client.get(&path);
+            assert_eq!(resp.status, 200, "{resp:?}");
+            assert_eq!(resp.reason, "OK");
+            assert_eq!(resp.header("content-type"), Some("text/plain"));
+            assert_eq!(resp.header("content-length"), Some(&*format!("hello {path}").len().to_string()));
+            assert_eq!(resp.text(), format!("hello {path}"));
+        }
+        node.stop();
+    }
+}
+
+#[test]
+fn web_handler_full_mailbox_answers_503_with_retry_after_at_once() {
+    let node = start_node("web-handler-full", 1);
+    let door = Arc::new(Door::default());
+    let (started_tx, started) = mpsc::channel();
+    let holder = {
+        let door = door.clone();
+        spawn_on(&node, 0, move || Holder { door, started: started_tx }, 1)
+    };
+    let options = WebHandlerOptions {
+        request_timeout: Duration::from_secs(30),
+        retry_after_secs: 7,
+        ..WebHandlerOptions::new(holder)
+    };
+    let server = serve(&node, WebHandler::new(options));
+    let addr = server.local_addr();
+
+    let mut first = Client::connect(addr);
+    first.send_request("GET", "/first", &[]);
+    started.recv_timeout(WAIT).expect("the holder took the first request");
+
+    for i in 2..=3 {
+        let t = Instant::now();
+        let resp = get(addr, &format!("/n{i}"));
+        assert_eq!(resp.status, 503, "request {i}: {resp:?}");
+        assert_eq!(resp.header("retry-after"), Some("7"), "request {i}");
+        assert_eq!(resp.text(), "Service Unavailable");
+        assert!(t.elapsed() < Duration::from_secs(5), "503 took {:?}", t.elapsed());
+    }
+    assert!(started.try_recv().is_err(), "a refused request reached the holder");
+
+    door.open();
+    let resp = first.read_response(false);
+    assert_eq!(resp.status, 200, "{resp:?}");
+    assert_eq!(resp.text(), "released");
+    node.stop();
+}
+
+#[test]
+fn web_handler_missing_target_answers_503_without_retry_after() {
+    let node = start_node("web-handler-missing", 2);
+    node.spawn_register("greeter", GetOnly::new, ProcessOptions::default()).wait().expect("greeter spawns");
+    let dead = spawn_on(&node, 1, GetOnly::new, 16);
+    node.exit(dead, ExitReason::Kill);
+    let deadline = Instant::now() + WAIT;
+    while !matches!(node.process_info(dead), Err(CallError::NoSuchProcess)) {
+        assert!(Instant::now() < deadline, "the killed worker did not end");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let router = Router::new()
+        .route("/greeter", WebHandler::to("greeter"))
+        .route("/nobody", WebHandler::to("nobody"))
+        .route("/dead", WebHandler::to(dead))
+        .route("/empty", WebHandler::to(WebTarget::Nearest(Vec::new())));
+    let server = serve(&node, router);
+    let mut client = Client::connect(server.local_addr());
+
+    let ok = client.get("/greeter");
+    assert_eq!((ok.status, ok.text()), (200, "hello /greeter"));
+    for path in ["/nobody", "/dead", "/empty"] {
+        let resp = client.get(path);
+        assert_eq!(resp.status, 503, "{path}: {resp:?}");
+        assert_eq!(resp.text(), "Service Unavailable", "{path}");
+        assert_eq!(resp.header("retry-after"), None, "{path}: only a full mailbox asks to retry");
+    }
+    node.stop();
+}
+
+#[test]
+fn web_handler_unanswered_request_answers_504_and_drops_late_answer() {
+    let node = start_node("web-handler-timeout", 1);
+    let (late_tx, late) = mpsc::channel();
+    let slow = spawn_on(&node, 0, move || Slow { held: Vec::new(), answered_late: late_tx }, 16);
+    let options = WebHandlerOptions { request_timeout: Duration::from_millis(100), ..WebHandlerOptions::new(slow) };
+    let server = serve(&node, WebHandler::new(options));
+    let mut client = Client::connect(server.local_addr());
+
+    // Pipelined: the fast answer waits behind the 504, in request order.
+    client.send_request("GET", "/slow", &[]);
+    client.send_request("GET", "/fast?1", &[]);
+    let timed_out = client.read_response(false);
+    assert_eq!(timed_out.status, 504, "{timed_out:?}");
+    assert_eq!(timed_out.text(), "Gateway Timeout");
+    let fast = client.read_response(false);
+    assert_eq!((fast.status, fast.text()), (200, "/fast?1"));
+
+    late.recv_timeout(WAIT).expect("the worker answered the slow request late");
+    // The late `late` answer went nowhere: the next request gets its own answer.
+    let next = client.get("/fast?2");
+    assert_eq!((next.status, next.text()), (200, "/fast?2"), "{next:?}");
+    assert!(client.buf.is_empty(), "stray bytes: {:?}", String::from_utf8_lossy(&client.buf));
+    node.stop();
+}
+
+#[test]
+fn web_handler_request_dropped_unanswered_answers_500() {
+    let node = start_node("web-handler-dropped", 2);
+    let dropper = spawn_on(&node, 1, || Dropper, 16);
+    let server = serve(&node, WebHandler::to(dropper));
+    let mut client = Client::connect(server.local_addr());
+    for _ in 0..2 {
+        let resp = client.get("/x");
+        assert_eq!(resp.status, 500, "{resp:?}");
+        assert_eq!(resp.text(), "Internal Server Error");
+    }
+    node.stop();
+}
+
+#[test]
+fn web_handler_panicking_worker_answers_500_and_shard_keeps_serving() {
+    let node = start_node("web-handler-panic", 1);
+    let doomed = spawn_on(&node, 0, GetOnly::new, 16);
+    let healthy = spawn_on(&node, 0, GetOnly::new, 16);
+    let router = Router::new().route("/panic", WebHandler::to(doomed)).route("/ok", WebHandler::to(healthy));
+    let server = serve(&node, router);
+    let mut client = Client::connect(server.local_addr());
+
+    let resp = client.get("/panic");
+    assert_eq!(resp.status, 500, "{resp:?}");
+    assert_eq!(resp.text(), "Internal Server Error");
+    let resp = client.get("/ok");
+    assert_eq!((resp.status, resp.text()), (200, "hello /ok"));
+    let resp = get(server.local_addr(), "/ok");
+    assert_eq!((resp.status, resp.text()), (200, "hello /ok"));
+    // The panicking worker is gone: its route now answers 503.
+    let resp = client.get("/panic");
+    assert_eq!(resp.status, 503, "{resp:?}");
+    node.stop();
+}
+
+/// Hands each request to a new OS thread (outside every shard), which answers it, or drops it
+/// unanswered for `/drop`.
+struct Offload;
+
+impl Actor for Offload {
+    async fn handle_message(&mut self, _: &mut Context, _: Pid, msg: Message) -> Result<(), ExitReason> {
+        if let Ok(req) = msg.downcast::<WebRequest>() {
+            std::thread::spawn(move || {
+                if req.request().path() != "/drop" {
+                    let text = format!("from a thread: {}", req.request().path());
+                    req.respond(Response::text(text));
+                }
+            });
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn web_handler_answer_from_foreign_thread_reaches_client() {
+    let node = start_node("web-handler-thread", 2);
+    let pid = spawn_on(&node, 1, || Offload, 16);
+    let server = serve(&node, WebHandler::to(pid));
+    let mut client = Client::connect(server.local_addr());
+    let resp = client.get("/a");
+    assert_eq!((resp.status, resp.text()), (200, "from a thread: /a"));
+    let resp = client.get("/drop");
+    assert_eq!((resp.status, resp.text()), (500, "Internal Server Error"));
+    let resp = client.get("/b");
+    assert_eq!((resp.status, resp.text()), (200, "from a thread: /b"));
+    node.stop();
+}
+
+#[test]
+fn plain_function_handler_panicking_answers_500_and_connection_goes_on() {
+    fn boom(_: &Request) -> Response {
+        panic!("a plain handler panics, as the test asked")
+    }
+    let node = start_node("web-handler-fn-panic", 1);
+    let server = serve(&node, Router::new().get("/boom", boom).get("/ok", hello));
+    let mut client = Client::connect(server.local_addr());
+    let resp = client.get("/boom");
+    assert_eq!((resp.status, resp.text()), (500, "Internal Server Error"));
+    let resp = client.get("/ok");
+    assert_eq!((resp.status, resp.text()), (200, "hello"));
+    node.stop();
+}
+
+#[test]
+fn web_handler_nearest_prefers_worker_on_connection_shard() {
+    let node = start_node("web-handler-nearest", 2);
+    let p0 = spawn_on(&node, 0, GetOnly::new, 64);
+    let p1 = spawn_on(&node, 1, GetOnly::new, 64);
+    let router = Router::new()
+        .get("/where", thread_name)
+        .route("/shard", WebHandler::to(WebTarget::Nearest(vec![p0, p1])))
+        .route("/only1/{x}", WebHandler::to(WebTarget::Nearest(vec![p1])));
+    let server = serve(&node, router);
+    for _ in 0..16 {
+        let mut client = Client::connect(server.local_addr());
+        let here = client.get("/where");
+        assert_eq!(here.status, 200);
+        let here = shard_of_thread(here.text()).to_owned();
+        assert!(here == "0" || here == "1", "{here}");
+        let served = client.get("/shard");
+        assert_eq!((served.status, served.text()), (200, here.as_str()), "a connection on shard {here}");
+        // A list without a process on this shard: the first one.
+        let first = client.get("/only1/x");
+        assert_eq!((first.status, first.text()), (200, "hello /only1/x"));
+    }
+    node.stop();
+}
+
+// ---- 2. WebWorker -----------------------------------------------------------------------------
+
+#[test]
+fn web_worker_get_only_answers_get_200_and_head_with_length_but_no_body() {
+    let node = start_node("web-worker-head", 1);
+    let pid = spawn_on(&node, 0, GetOnly::new, 16);
+    let server = serve(&node, WebHandler::to(pid));
+
+    let resp = get(server.local_addr(), "/r");
+    assert_eq!((resp.status, resp.text()), (200, "hello /r"));
+
+    let mut client = Client::connect(server.local_addr());
+    client.send_request("HEAD", "/r", &[("connection", "close")]);
+    let head = client.read_response(true);
+    assert_eq!(head.status, 200, "{head:?}");
+    assert_eq!(head.header("content-length"), Some("8"));
+    assert_eq!(head.header("content-type"), Some("text/plain"));
+    assert_eq!(head.header("connection"), Some("close"));
+    client.assert_closed();
+    node.stop();
+}
+
+#[test]
+fn web_worker_unimplemented_methods_answer_405_with_allow() {
+    let node = start_node("web-worker-405", 2);
+    let pid = spawn_on(&node, 1, GetOnly::new, 16);
+    let server = serve(&node, WebHandler::to(pid));
+    let mut client = Client::connect(server.local_addr());
+    for method in ["POST", "PUT", "DELETE"] {
+        let resp = client.request(method, "/r", &[("content-length", "0")]);
+        assert_eq!(resp.status, 405, "{method}: {resp:?}");
+        assert_eq!(resp.text(), "Method Not Allowed");
+        let allow = resp.list("allow");
+        assert!(allow.iter().any(|m| m == "GET"), "{method}: allow {allow:?}");
+        assert!(allow.iter().any(|m| m == "HEAD"), "{method}: allow {allow:?}");
+        assert!(!allow.iter().any(|m| m == method), "{method}: allow {allow:?}");
+    }
+    let resp = client.get("/r");
+    assert_eq!((resp.status, resp.text()), (200, "hello /r"));
+    node.stop();
+}
+
+#[test]
+fn web_worker_options_answers_204_with_allow() {
+    let node = start_node("web-worker-options", 1);
+    let pid = spawn_on(&node, 0, GetOnly::new, 16);
+    let server = serve(&node, WebHandler::to(pid));
+    let mut client = Client::connect(server.local_addr());
+
+    let first = client.request("OPTIONS", "/r", &[]);
+    assert_eq!(first.status, 204, "{first:?}");
+    assert_eq!(first.header("content-length"), None);
+    let allow = first.list("allow");
+    for m in ["GET", "HEAD", "OPTIONS"] {
+        assert!(allow.iter().any(|a| a == m), "{m} missing from {allow:?}");
+    }
+
+    // Once POST and DELETE were refused, OPTIONS no longer lists them.
+    for method in ["POST", "DELETE"] {
+        assert_eq!(client.request(method, "/r", &[("content-length", "0")]).status, 405);
+    }
+    let after = client.request("OPTIONS", "/r", &[]);
+    assert_eq!(after.status, 204);
+    assert_eq!(after.list("allow"), ["GET", "HEAD", "PUT", "PATCH", "OPTIONS"]);
+    // Nothing followed the bodiless 204s.
+    let resp = client.get("/r");
+    assert_eq!((resp.status, resp.text()), (200, "hello /r"));
+    node.stop();
+}
+
+#[test]
+fn web_worker_unknown_method_answers_501_from_connection() {
+    let node = start_node("web-worker-501", 1);
+    let (seen_tx, seen) = mpsc::channel();
+    let pid = spawn_on(&node, 0, move || GetOnly { seen: Some(seen_tx) }, 16);
+    let server = serve(&node, WebHandler::to(pid));
+    let mut client = Client::connect(server.local_addr());
+
+    let resp = client.request("BREW", "/pot", &[]);
+    assert_eq!(resp.status, 501, "{resp:?}");
+    assert_eq!(resp.reason, "Not Implemented");
+    // The framing is intact: the connection serves the next request.
+    let resp = client.get("/pot");
+    assert_eq!((resp.status, resp.text()), (200, "hello /pot"));
+    assert!(seen.try_recv().is_err());
+    node.stop();
+}
+
+#[test]
+fn web_worker_other_messages_reach_handle_message() {
+    let node = start_node("web-worker-messages", 2);
+    let (seen_tx, seen) = mpsc::channel();
+    let pid = spawn_on(&node, 1, move || GetOnly { seen: Some(seen_tx) }, 16);
+    let server = serve(&node, WebHandler::to(pid));
+
+    node.send(pid, 7u64).expect("send 7");
+    assert_eq!(seen.recv_timeout(WAIT), Ok(7));
+    let resp = get(server.local_addr(), "/after");
+    assert_eq!((resp.status, resp.text()), (200, "hello /after"));
+    node.send(pid, 8u64).expect("send 8");
+    assert_eq!(seen.recv_timeout(WAIT), Ok(8));
+    node.stop();
+}
+
+// ---- 3. Router --------------------------------------------------------------------------------
+
+fn user(req: &Request) -> Response {
+    Response::text(format!("user {} query {:?}", req.param("id").unwrap_or("-"), req.query()))
+}
+
+fn me(_: &Request) -> Response {
+    Response::text("me")
+}
+
+fn file(req: &Request) -> Response {
+    Response::text(format!("rest [{}]", req.param("rest").unwrap_or("-")))
+}
+
+#[test]
+fn router_param_is_visible_through_request_param() {
+    let node = start_node("web-router-param", 1);
+    let server = serve(&node, Router::new().get("/users/{id}", user));
+    let mut client = Client::connect(server.local_addr());
+    assert_eq!(client.get("/users/42").text(), "user 42 query None");
+    assert_eq!(client.get("/users/abc-def").text(), "user abc-def query None");
+    assert_eq!(client.get("/users/").status, 404);
+    assert_eq!(client.get("/users/1/2").status, 404);
+    node.stop();
+}
+
+#[test]
+fn router_rest_param_takes_the_tail() {
+    let node = start_node("web-router-rest", 1);
+    let server = serve(&node, Router::new().get("/files/{*rest}", file));
+    let mut client = Client::connect(server.local_addr());
+    assert_eq!(client.get("/files/a/b/c.txt").text(), "rest [a/b/c.txt]");
+    assert_eq!(client.get("/files/one").text(), "rest [one]");
+    assert_eq!(client.get("/files").text(), "rest []");
+    assert_eq!(client.get("/filesx").status, 404);
+    node.stop();
+}
+
+#[test]
+fn router_route_order_decides_literal_vs_param() {
+    let node = start_node("web-router-order", 1);
+    let router = Router::new().get("/a/me", me).get("/a/{id}", user).get("/b/{id}", user).get("/b/me", me);
+    let server = serve(&node, router);
+    let mut client = Client::connect(server.local_addr());
+    assert_eq!(client.get("/a/me").text(), "me");
+    assert_eq!(client.get("/a/you").text(), "user you query None");
+    assert_eq!(client.get("/b/me").text(), "user me query None");
+    node.stop();
+}
+
+#[test]
+fn router_wrong_method_on_known_path_answers_405_with_route_methods() {
+    let node = start_node("web-router-405", 1);
+    let router = Router::new().get("/items", hello).post("/items", hello).put("/items/{id}", user);
+    let server = serve(&node, router);
+    let mut client = Client::connect(server.local_addr());
+
+    let resp = client.request("DELETE", "/items", &[]);
+    assert_eq!(resp.status, 405, "{resp:?}");
+    assert_eq!(resp.header("allow"), Some("GET, HEAD, POST"));
+    let resp = client.request("GET", "/items/9", &[]);
+    assert_eq!(resp.status, 405);
+    assert_eq!(resp.header("allow"), Some("PUT"));
+    // HEAD is served by the GET route.
+    let resp = client.request("HEAD", "/items", &[]);
+    assert_eq!((resp.status, resp.header("content-length")), (200, Some("5")));
+    let resp = client.request("POST", "/items", &[("content-length", "0")]);
+    assert_eq!(resp.status, 200);
+    node.stop();
+}
+
+#[test]
+fn router_unknown_path_answers_404_or_custom_fallback() {
+    fn gone(req: &Request) -> Response {
+        Response::text(format!("no {}", req.path())).with_status(StatusCode(410))
+    }
+    let node = start_node("web-router-fallback", 1);
+    let plain = serve(&node, Router::new().get("/known", hello));
+    let custom = serve(&node, Router::new().get("/known", hello).fallback(gone));
+
+    let resp = get(plain.local_addr(), "/unknown");
+    assert_eq!((resp.status, resp.text()), (404, "Not Found"));
+    let resp = get(custom.local_addr(), "/unknown?q=1");
+    assert_eq!((resp.status, resp.reason.as_str(), resp.text()), (410, "Gone", "no /unknown"));
+    let resp = get(custom.local_addr(), "/known");
+    assert_eq!((resp.status, resp.text()), (200, "hello"));
+    node.stop();
+}
+
+#[test]
+fn router_query_string_does_not_affect_matching() {
+    let node = start_node("web-router-query", 1);
+    let server = serve(&node, Router::new().get("/users/{id}", user).get("/exact", hello));
+    let mut client = Client::connect(server.local_addr());
+    assert_eq!(client.get("/users/7?x=1&next=/a/b").text(), "user 7 query Some(\"x=1&next=/a/b\")");
+    assert_eq!(client.get("/users/7?").text(), "user 7 query Some(\"\")");
+    assert_eq!(client.get("/exact?x").text(), "hello");
+    node.stop();
+}
+
+#[test]
+fn router_plain_function_route_runs_on_shard_without_actor() {
+    let node = start_node("web-router-plain", 2);
+    let server = serve(&node, Router::new().get("/where", thread_name));
+    for _ in 0..4 {
+        let resp = get(server.local_addr(), "/where");
+        assert_eq!(resp.status, 200);
+        let name = resp.text();
+        assert!(name.starts_with("pinion-web-router-plain-"), "ran on {name:?}");
+    }
+    let processes: usize = node.inspect().expect("inspect").iter().map(|s| s.processes).sum();
+    assert_eq!(processes, 0, "no actor took part");
+    node.stop();
+}
+
+// ---- 4. Middleware ----------------------------------------------------------------------------
+
+#[test]
+fn bearer_auth_missing_or_wrong_token_answers_401_right_token_200() {
+    let node = start_node("web-mw-bearer", 1);
+    let worker = spawn_on(&node, 0, GetOnly::new, 16);
+    let router =
+        Router::new().get("/fn", hello).route("/worker", WebHandler::to(worker)).layer(bearer("api", "s3cret"));
+    let server = serve(&node, router);
+    let mut client = Client::connect(server.local_addr());
+    for path in ["/fn", "/worker"] {
+        for fields in [&[][..], &[("authorization", "Bearer wrong")][..], &[("authorization", "s3cret")][..]] {
+            let resp = client.request("GET", path, fields);
+            assert_eq!(resp.status, 401, "{path} {fields:?}: {resp:?}");
+            assert_eq!(resp.header("www-authenticate"), Some("Bearer realm=\"api\""));
+        }
+        let resp = client.request("GET", path, &[("authorization", "Bearer s3cret")]);
+        assert_eq!(resp.status, 200, "{path}: {resp:?}");
+    }
+    node.stop();
+}
+
+#[test]
+fn cors_default_preflight_answers_204_with_allow_fields() {
+    let node = start_node("web-mw-cors-preflight", 1);
+    // An any-method route: the preflight reaches the layer (see the ignored
+    // `router_layer_*` test for a method-specific route).
+    let server = serve(&node, Router::new().route("/api", hello).layer(Cors::default()));
+    let mut client = Client::connect(server.local_addr());
+    let resp = client.request(
+        "OPTIONS",
+        "/api",
+        &[("origin", "http://app.example"), ("access-control-request-method", "POST")],
+    );
+    assert_eq!(resp.status, 204, "{resp:?}");
+    assert_eq!(resp.header("access-control-allow-origin"), Some("*"));
+    assert_eq!(resp.header("access-control-allow-methods"), Some("GET, HEAD, POST, PUT, PATCH, DELETE"));
+    assert_eq!(resp.header("access-control-allow-headers"), Some("content-type, authorization"));
+    assert_eq!(resp.header("access-control-max-age"), Some("600"));
+    assert!(resp.body.is_empty());
+    node.stop();
+}
+
+#[test]
+fn cors_default_simple_request_with_origin_gets_allow_origin() {
+    let node = start_node("web-mw-cors-simple", 2);
+    let worker = spawn_on(&node, 1, GetOnly::new, 16);
+    let router = Router::new().get("/fn", hello).route("/worker", WebHandler::to(worker)).layer(Cors::default());
+    let server = serve(&node, router);
+    let mut client = Client::connect(server.local_addr());
+    for path in ["/fn", "/worker"] {
+        let resp = client.request("GET", path, &[("origin", "http://app.example")]);
+        assert_eq!(resp.status, 200, "{path}");
+        assert_eq!(resp.header("access-control-allow-origin"), Some("*"), "{path}: {resp:?}");
+        let resp = client.get(path);
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.header("access-control-allow-origin"), None, "{path}: no Origin, no CORS field");
+    }
+    node.stop();
+}
+
+#[test]
+fn cors_with_origins_unlisted_origin_gets_no_allow_origin() {
+    let node = start_node("web-mw-cors-origins", 1);
+    let cors = Cors { origins: vec!["http://good.example".into()], ..Cors::default() };
+    let server = serve(&node, Router::new().route("/api", hello).layer(cors));
+    let mut client = Client::connect(server.local_addr());
+
+    let resp = client.request("GET", "/api", &[("origin", "http://evil.example")]);
+    assert_eq!((resp.status, resp.text()), (200, "hello"));
+    assert_eq!(resp.header("access-control-allow-origin"), None, "{resp:?}");
+
+    let resp = client.request("GET", "/api", &[("origin", "http://good.example")]);
+    assert_eq!(resp.header("access-control-allow-origin"), Some("http://good.example"));
+    assert_eq!(resp.header("vary"), Some("origin"));
+
+    let resp = client.request(
+        "OPTIONS",
+        "/api",
+        &[("origin", "http://evil.example"), ("access-control-request-method", "GET")],
+    );
+    assert_eq!(resp.status, 403, "{resp:?}");
+    assert_eq!(resp.header("access-control-allow-origin"), None);
+    node.stop();
+}
+
+#[test]
+fn rate_limit_burst_passes_then_429_with_retry_after() {
+    let node = start_node("web-mw-rate", 2);
+    let server = serve(&node, Router::new().get("/r", hello).layer(rate_limit(1, 2)));
+    let addr = server.local_addr();
+    // Separate connections (possibly on both shards): the limit is server-wide.
+    let statuses: Vec<u16> = (0..2).map(|_| get(addr, "/r").status).collect();
+    assert_eq!(statuses, [200, 200]);
+    let resp = get(addr, "/r");
+    assert_eq!(resp.status, 429, "{resp:?}");
+    assert_eq!(resp.header("retry-after"), Some("1"));
+    assert_eq!(resp.text(), "Too Many Requests");
+    node.stop();
+}
+
+/// Records the lines logged under `pinion::web::access`.
+struct AccessLog;
+
+static ACCESS_LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+impl log::Log for AccessLog {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.target() == "pinion::web::access"
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            lock(&ACCESS_LINES).push(record.args().to_string());
+        }
+    }
+    fn flush(&self) {}
+}
+
+fn capture_access_log() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        log::set_logger(&AccessLog).expect("no other logger in this test binary");
+        log::set_max_level(log::LevelFilter::Info);
+    });
+}
+
+#[test]
+fn request_log_does_not_change_responses() {
+    capture_access_log();
+    let node = start_node("web-mw-log", 1);
+    let worker = spawn_on(&node, 0, GetOnly::new, 16);
+    let routes = || Router::new().get("/logme/{id}", user).route("/logme-worker", WebHandler::to(worker));
+    let plain = serve(&node, routes());
+    let logged = serve(&node, routes().layer(request_log()));
+    let mut a = Client::connect(plain.local_addr());
+    let mut b = Client::connect(logged.local_addr());
+    let requests: [(&str, &str, Fields<'_>); 5] = [
+        ("GET", "/logme/1?q=2", &[]),
+        ("HEAD", "/logme/1", &[]),
+        ("DELETE", "/logme/1", &[]),
+        ("GET", "/logme-missing", &[]),
+        ("GET", "/logme-worker", &[]),
+    ];
+    for (method, target, fields) in requests {
+        let want = a.request(method, target, fields);
+        let got = b.request(method, target, fields);
+        assert_eq!(got.comparable(), want.comparable(), "{method} {target}");
+    }
+    let lines = lock(&ACCESS_LINES).clone();
+    // (The router's own 405 and 404 are not logged: see `router_layers_cover_405_and_404_answers`.)
+    for prefix in ["GET /logme/1?q=2 200 ", "HEAD /logme/1 200 ", "GET /logme-worker 200 "] {
+        assert!(lines.iter().any(|l| l.starts_with(prefix)), "no access line {prefix:?} in {lines:?}");
+    }
+    node.stop();
+}
+
+#[test]
+fn layers_compose_auth_outside_rate_limit() {
+    let node = start_node("web-mw-compose", 1);
+    let router = Router::new().get("/x", hello).layer(rate_limit(1, 1)).layer(bearer("api", "tok"));
+    let server = serve(&node, router);
+    let mut client = Client::connect(server.local_addr());
+    // Refused by auth before the rate limit sees them: they use up no budget.
+    for _ in 0..3 {
+        assert_eq!(client.get("/x").status, 401);
+    }
+    let auth = [("authorization", "Bearer tok")];
+    assert_eq!(client.request("GET", "/x", &auth).status, 200);
+    let limited = client.request("GET", "/x", &auth);
+    assert_eq!((limited.status, limited.header("retry-after")), (429, Some("1")));
+    // Still 401 (not 429) without the token.
+    assert_eq!(client.get("/x").status, 401);
+    node.stop();
+}
+
+#[test]
+fn cors_layer_preflight_on_method_specific_route_answers_204() {
+    let node = start_node("web-mw-cors-method-route", 1);
+    let server = serve(&node, Router::new().post("/api", hello).layer(Cors::default()));
+    let mut client = Client::connect(server.local_addr());
+    let resp = client.request(
+        "OPTIONS",
+        "/api",
+        &[("origin", "http://app.example"), ("access-control-request-method", "POST")],
+    );
+    assert_eq!(resp.status, 204, "{resp:?}");
+    assert_eq!(resp.header("access-control-allow-origin"), Some("*"));
+    node.stop();
+}
+
+#[test]
+fn router_layers_cover_405_and_404_answers() {
+    capture_access_log();
+    let node = start_node("web-mw-layers-405-404", 1);
+    let authed = serve(&node, Router::new().get("/secret", hello).layer(bearer("api", "tok")));
+    let mut client = Client::connect(authed.local_addr());
+    // Without the token, nothing about the routes is revealed.
+    let resp = client.request("DELETE", "/secret", &[]);
+    assert_eq!((resp.status, resp.header("allow")), (401, None), "{resp:?}");
+    let resp = client.get("/nowhere");
+    assert_eq!(resp.status, 401, "{resp:?}");
+
+    let cors = serve(&node, Router::new().get("/api", hello).layer(Cors::default()));
+    let mut client = Client::connect(cors.local_addr());
+    let resp = client.request("GET", "/missing", &[("origin", "http://app.example")]);
+    assert_eq!((resp.status, resp.header("access-control-allow-origin")), (404, Some("*")), "{resp:?}");
+    let resp = client.request("DELETE", "/api", &[("origin", "http://app.example")]);
+    assert_eq!((resp.status, resp.header("access-control-allow-origin")), (405, Some("*")), "{resp:?}");
+
+    let logged = serve(&node, Router::new().get("/layers-log", hello).layer(request_log()));
+    let mut client = Client::connect(logged.local_addr());
+    assert_eq!(client.request("DELETE", "/layers-log", &[]).status, 405);
+    assert_eq!(client.get("/layers-log-missing").status, 404);
+    let lines = lock(&ACCESS_LINES).clone();
+    for prefix in ["DELETE /layers-log 405 ", "GET /layers-log-missing 404 "] {
+        assert!(lines.iter().any(|l| l.starts_with(prefix)), "no access line {prefix:?} in {lines:?}");
+    }
+    node.stop();
+}
+
+// ---- 5. Streaming -----------------------------------------------------------------------------
+
+fn last_chunk_expected() -> Vec<u8> {
+    [CHUNKED, b"0\r\n\r\n"].concat()
+}
+
+fn assert_stream_head(client: &mut Client) {
+    let (status, _, fields) = client.read_head();
+    let resp = Resp { status, reason: String::new(), headers: fields, body: Vec::new() };
+    assert_eq!(resp.status, 200, "{resp:?}");
+    assert_eq!(resp.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(resp.header("content-length"), None);
+    assert_eq!(resp.header("x-kind"), Some("stream"));
+}
+
+#[test]
+fn stream_finished_sends_exactly_the_chunks_then_last_chunk() {
+    let node = start_node("web-stream-finish", 1);
+    let pid = spawn_on(&node, 0, Streamer::default, 16);
+    let server = serve(&node, WebHandler::to(pid));
+    let mut client = Client::connect(server.local_addr());
+    for _ in 0..2 {
+        client.send_request("GET", "/finish", &[]);
+        assert_stream_head(&mut client);
+        let expected = last_chunk_expected();
+        let body = client.take(expected.len());
+        assert_eq!(String::from_utf8_lossy(&body), String::from_utf8_lossy(&expected));
+    }
+    // The connection stays usable, with nothing stray on it.
+    assert!(client.buf.is_empty());
+    let resp = client.get("/finish");
+    assert_eq!(resp.body, b"alphabetagamma");
+    node.stop();
+}
+
+#[test]
+fn stream_from_worker_on_other_shard_arrives_in_order() {
+    let node = start_node("web-stream-cross", 2);
+    let pid = spawn_on(&node, 1, Streamer::default, 16);
+    let options = WebServerOptions {
+        shards: Some(vec![ShardId(0)]),
+        ..WebServerOptions::new("127.0.0.1", 0, WebHandler::to(pid))
+    };
+    let server = WebServer::start(&node, options).expect("start on shard 0");
+    let mut client = Client::connect(server.local_addr());
+    client.send_request("GET", "/finish", &[]);
+    assert_stream_head(&mut client);
+    let expected = last_chunk_expected();
+    assert_eq!(client.take(expected.len()), expected);
+    let resp = client.get("/finish");
+    assert_eq!((resp.status, resp.header("x-kind")), (200, Some("stream")));
+    assert_eq!(resp.body, b"alphabetagamma");
+    node.stop();
+}
+
+#[test]
+fn stream_dropped_without_finish_closes_after_sent_chunks() {
+    let node = start_node("web-stream-abort", 1);
+    let pid = spawn_on(&node, 0, Streamer::default, 16);
+    let server = serve(&node, WebHandler::to(pid));
+    let mut client = Client::connect(server.local_addr());
+    client.send_request("GET", "/abort", &[]);
+    assert_stream_head(&mut client);
+    let rest = client.read_to_end();
+    assert_eq!(String::from_utf8_lossy(&rest), String::from_utf8_lossy(CHUNKED), "no last chunk, then the close");
+    node.stop();
+}
+
+#[test]
+fn stream_to_http10_client_is_unchunked_then_closed() {
+    let node = start_node("web-stream-http10", 1);
+    let pid = spawn_on(&node, 0, Streamer::default, 16);
+    let server = serve(&node, WebHandler::to(pid));
+    let mut client = Client::connect(server.local_addr());
+    client.send(b"GET /finish HTTP/1.0\r\nhost: test\r\nconnection: keep-alive\r\n\r\n");
+    let (status, _, fields) = client.read_head();
+    let resp = Resp { status, reason: String::new(), headers: fields, body: Vec::new() };
+    assert_eq!(resp.status, 200, "{resp:?}");
+    assert_eq!(resp.header("transfer-encoding"), None);
+    assert_eq!(resp.header("content-length"), None);
+    assert_eq!(resp.header("connection"), Some("close"));
+    assert_eq!(client.read_to_end(), b"alphabetagamma");
+    node.stop();
+}
+
+// ---- 6. WebServer start and stop --------------------------------------------------------------
+
+#[test]
+fn web_server_start_unknown_shard_is_no_such_shard() {
+    let node = start_node("web-server-no-such-shard", 2);
+    let options =
+        WebServerOptions { shards: Some(vec![ShardId(0), ShardId(2)]), ..WebServerOptions::new("127.0.0.1", 0, hello) };
+    let err = WebServer::start(&node, options).expect_err("shard 2 does not exist");
+    assert!(matches!(err, WebServerError::NoSuchShard(ShardId(2))), "{err:?}");
+    node.stop();
+}
+
+#[test]
+fn web_server_start_empty_shard_list_is_no_shards() {
+    let node = start_node("web-server-no-shards", 1);
+    let options = WebServerOptions { shards: Some(Vec::new()), ..WebServerOptions::new("127.0.0.1", 0, hello) };
+    let err = WebServer::start(&node, options).expect_err("no shard listed");
+    assert!(matches!(err, WebServerError::NoShards), "{err:?}");
+    node.stop();
+}
+
+#[test]
+fn web_server_start_port_in_use_is_bind_error() {
+    let node = start_node("web-server-bind", 2);
+    // A std listener does not set SO_REUSEPORT: nobody may share its port.
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind a plain listener");
+    let port = taken.local_addr().expect("its address").port();
+    let err = WebServer::start(&node, WebServerOptions::new("127.0.0.1", port, hello)).expect_err("port in use");
+    match err {
+        WebServerError::Bind(e) => assert_eq!(e.kind(), ErrorKind::AddrInUse, "{e}"),
+        other => panic!("expected Bind, got {other:?}"),
+    }
+    drop(taken);
+    node.stop();
+}
+
+#[test]
+fn web_server_start_on_stopping_node_is_stopped() {
+    let node = start_node("web-server-stopped", 1);
+    let handle = node.handle();
+    node.stop();
+    let err = WebServer::start(&handle, WebServerOptions::new("127.0.0.1", 0, hello)).expect_err("node stopped");
+    assert!(matches!(err, WebServerError::Stopped), "{err:?}");
+}
+
+/// Starts a web server (answering `hello`) from its `init`, on a shard of the node, and
+/// reports the address or the error.
+struct Starter {
+    report: Sender<Result<SocketAddr, String>>,
+    server: Option<WebServer>,
+}
+
+impl Actor for Starter {
+    async fn init(&mut self, ctx: &mut Context) -> Result<(), ExitReason> {
+        let started = WebServer::start(&ctx.handle(), WebServerOptions::new("127.0.0.1", 0, hello));
+        let _ = self.report.send(started.as_ref().map(WebServer::local_addr).map_err(|e| e.to_string()));
+        self.server = started.ok();
+        Ok(())
+    }
+}
+
+#[test]
+fn web_server_start_from_process_on_a_shard_serves() {
+    let node = start_node("web-server-from-process", 2);
+    let (report, reported) = mpsc::channel();
+    spawn_on(&node, 0, move || Starter { report, server: None }, 16);
+    let addr = reported.recv_timeout(WAIT).expect("the starter reports").expect("the server starts");
+    for _ in 0..4 {
+        let resp = get(addr, "/");
+        assert_eq!((resp.status, resp.text()), (200, "hello"));
+    }
+    node.stop();
+}
+
+/// True if a new connection to `addr` is served; false if it is refused or closed unanswered.
+fn served(addr: SocketAddr) -> bool {
+    let Ok(stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else { return false };
+    let mut client = Client::from_stream(stream);
+    if client.stream.write_all(&raw_request("GET", "/", &[("connection", "close")])).is_err() {
+        return false;
+    }
+    let bytes = client.read_to_end();
+    !bytes.is_empty()
+}
+
+#[test]
+fn web_server_stop_refuses_new_connections_and_keeps_open_ones() {
+    let node = start_node("web-server-stop", 2);
+    let server = serve(&node, hello);
+    let addr = server.local_addr();
+    let mut open = Client::connect(addr);
+    assert_eq!(open.get("/").status, 200);
+    assert!(served(addr));
+
+    server.stop();
+    // The shards close their listeners one by one: wait until a connect is refused (no
+    // listener left; a connection queued on a closing listener may be reset meanwhile).
+    let deadline = Instant::now() + WAIT;
+    while TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok() {
+        assert!(Instant::now() < deadline, "new connections still accepted {WAIT:?} after stop");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for _ in 0..3 {
+        assert!(!served(addr), "a new connection was served after stop");
+    }
+    // A connection opened before the stop is still served while the node runs.
+    let resp = open.get("/still");
+    assert_eq!((resp.status, resp.text()), (200, "hello"));
+    node.stop();
+}
