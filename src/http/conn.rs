@@ -264,6 +264,8 @@ pub(crate) struct Outgoing {
     continue_for: Option<u64>,
     /// A response that ends the connection was encoded: write it, then close.
     closing: bool,
+    /// Body bytes of `Ready` slots.
+    ready_bytes: usize,
 }
 
 /// How a write went.
@@ -287,9 +289,10 @@ impl Outgoing {
         self.slots.len()
     }
 
-    /// Encoded bytes not yet written.
+    /// Bytes waiting to be written: encoded ones, plus the bodies of responses completed since
+    /// the last write (encoded by the next one).
     pub(crate) fn unwritten(&self) -> usize {
-        self.out.len() - self.written
+        self.out.len() - self.written + self.ready_bytes
     }
 
     /// Opens the slot of a request (`meta.seq` must follow the last one opened).
@@ -301,7 +304,6 @@ impl Outgoing {
     /// Answers `100 Continue` to `seq` as soon as everything before it is written.
     pub(crate) fn interim_continue(&mut self, seq: u64) {
         self.continue_for = Some(seq);
-        self.encode_ready();
     }
 
     fn slot_mut(&mut self, seq: u64) -> Option<&mut Slot> {
@@ -312,16 +314,17 @@ impl Outgoing {
     /// The response to `seq`. False if that request is not waiting (answered already, e.g. by
     /// a timeout, or the connection is gone): the response is dropped.
     pub(crate) fn complete(&mut self, seq: u64, resp: Response) -> bool {
-        let Some(slot) = self.slot_mut(seq) else { return false };
+        let Some(i) = seq.checked_sub(self.head_seq) else { return false };
+        let Some(slot) = self.slots.get_mut(i as usize) else { return false };
         let Slot::Waiting { meta, .. } = *slot else { return false };
         *slot = if matches!(resp.body, Body::Streamed) && meta.method != Method::Head && !resp.status.bodiless() {
             let mut head = Vec::new();
             let keep_alive = response::encode(&resp, answering(meta), &response::date_header(), &mut head);
             Slot::Streaming { chunked: meta.version == Version::Http11, keep_alive, pending: head, finished: false }
         } else {
+            self.ready_bytes += resp.body_bytes().len();
             Slot::Ready { meta, resp }
         };
-        self.encode_ready();
         true
     }
 
@@ -329,13 +332,16 @@ impl Outgoing {
     /// written (`None` if `seq` is not streaming).
     pub(crate) fn stream_chunk(&mut self, seq: u64, data: &[u8]) -> Option<usize> {
         let at_head = seq == self.head_seq;
-        let Some(Slot::Streaming { chunked, pending, finished: false, .. }) = self.slot_mut(seq) else { return None };
-        let chunked = *chunked;
+        let i = seq.checked_sub(self.head_seq)? as usize;
+        let Some(Slot::Streaming { chunked, pending, finished: false, .. }) = self.slots.get_mut(i) else {
+            return None;
+        };
+        response::encode_chunk(data, *chunked, pending);
         if at_head {
-            response::encode_chunk(data, chunked, &mut self.out);
+            // First in line: its head and earlier chunks are in `pending` or already out.
+            self.out.append(pending);
             Some(self.out.len() - self.written)
         } else {
-            response::encode_chunk(data, chunked, pending);
             Some(pending.len())
         }
     }
@@ -356,7 +362,6 @@ impl Outgoing {
         }
         *finished = true;
         *keep_alive = false;
-        self.encode_ready();
         true
     }
 
@@ -368,7 +373,6 @@ impl Outgoing {
         }
         *finished = true;
         response::encode_last_chunk(*chunked, pending);
-        self.encode_ready();
         true
     }
 
@@ -378,13 +382,12 @@ impl Outgoing {
         for slot in &mut self.slots {
             if let Slot::Waiting { meta, deadline: Some(d) } = *slot {
                 if d <= now {
-                    *slot = Slot::Ready { meta, resp: Response::status(status) };
+                    let resp = Response::status(status);
+                    self.ready_bytes += resp.body_bytes().len();
+                    *slot = Slot::Ready { meta, resp };
                     n += 1;
                 }
             }
-        }
-        if n > 0 {
-            self.encode_ready();
         }
         n
     }
@@ -413,11 +416,13 @@ impl Outgoing {
             }
             if self.closing {
                 self.slots.clear();
+                self.ready_bytes = 0;
                 return;
             }
             match self.slots.front_mut() {
                 Some(Slot::Ready { .. }) => {
                     let Some(Slot::Ready { meta, resp }) = self.slots.pop_front() else { return };
+                    self.ready_bytes -= resp.body_bytes().len();
                     let date = date.get_or_insert_with(response::date_header);
                     let keep_alive = response::encode(&resp, answering(meta), date, &mut self.out);
                     self.finish_slot(keep_alive);
@@ -445,6 +450,9 @@ impl Outgoing {
 
     /// Writes what is encoded, with as few `write` calls as the peer allows.
     pub(crate) fn write_to<W: Write>(&mut self, io: &mut W) -> io::Result<Flushed> {
+        // Responses are encoded here, once per flush: every one completed since the last
+        // write shares one `Date` and one pass.
+        self.encode_ready();
         while self.written < self.out.len() {
             match io.write(&self.out[self.written..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),

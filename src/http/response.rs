@@ -234,10 +234,25 @@ pub(crate) fn encode(resp: &Response, to: Answering, date: &[u8; 29], out: &mut 
     if streamed && to.version == Version::Http10 && !resp.status.bodiless() {
         keep_alive = false;
     }
-    out.extend_from_slice(b"HTTP/1.1 ");
-    push_u64(out, u64::from(resp.status.0));
-    out.push(b' ');
-    out.extend_from_slice(resp.status.reason().as_bytes());
+    // A status outside 100..=999 cannot be written: it is sent as 500.
+    let status = if (100..=999).contains(&resp.status.0) { resp.status } else { StatusCode::INTERNAL_SERVER_ERROR };
+    let c = status.0;
+    out.extend_from_slice(&[
+        b'H',
+        b'T',
+        b'T',
+        b'P',
+        b'/',
+        b'1',
+        b'.',
+        b'1',
+        b' ',
+        b'0' + (c / 100) as u8,
+        b'0' + (c / 10 % 10) as u8,
+        b'0' + (c % 10) as u8,
+        b' ',
+    ]);
+    out.extend_from_slice(status.reason().as_bytes());
     out.extend_from_slice(b"\r\nserver: pinion\r\ndate: ");
     out.extend_from_slice(date);
     out.extend_from_slice(b"\r\n");

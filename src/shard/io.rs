@@ -80,6 +80,14 @@ impl Shard {
         drop(cancelled);
     }
 
+    /// This turn's time (read once per turn, or once per batch of events after a wait).
+    pub(crate) fn now(&self) -> Instant {
+        if !self.clock_fresh.replace(true) {
+            self.clock.set(Instant::now());
+        }
+        self.clock.get()
+    }
+
     /// Dispatches one readiness event.
     pub(crate) fn io_event(self: &Rc<Self>, token: Token, readable: bool, writable: bool) {
         if let Some(source) = self.io_get(token) {
@@ -90,7 +98,7 @@ impl Shard {
     /// Dispatches a fired I/O timer.
     pub(crate) fn io_timeout(self: &Rc<Self>, token: Token) {
         if let Some(source) = self.io_get(token) {
-            super::executor::contain("serving an I/O timer", || source.timeout(self, token, Instant::now()));
+            super::executor::contain("serving an I/O timer", || source.timeout(self, token, self.now()));
         }
     }
 

@@ -73,6 +73,10 @@ pub(crate) struct Shard {
     running: Cell<Option<(u32, u32)>>,
     pub(crate) stopping: Cell<bool>,
     pub(crate) stats: ShardStats,
+    /// The time at the start of this turn (or of this batch of I/O events): one clock read
+    /// serves every connection touched in it.
+    clock: Cell<Instant>,
+    clock_fresh: Cell<bool>,
     /// I/O sources (listeners, connections) by token; see `io.rs`.
     io: RefCell<slab::Slab<Rc<dyn io::IoSource>>>,
     /// Sources to flush once the turn's processes have run.
@@ -92,8 +96,16 @@ thread_local! {
 
 /// Runs `f` with the shard this thread runs, if any.
 pub(crate) fn with_current<R>(f: impl FnOnce(Option<&Rc<Shard>>) -> R) -> R {
-    let shard = CURRENT.try_with(|c| c.borrow().clone()).ok().flatten();
-    f(shard.as_ref())
+    let mut f = Some(f);
+    // A shared borrow for the duration of `f` (nested calls share it; only the shard thread's
+    // start and end write the slot). After thread-local destruction: no shard.
+    match CURRENT.try_with(|c| f.take().map(|f| f(c.borrow().as_ref()))) {
+        Ok(Some(r)) => r,
+        _ => match f.take() {
+            Some(f) => f(None),
+            None => unreachable!("with_current: the closure ran but returned nothing"),
+        },
+    }
 }
 
 impl Shard {
@@ -112,6 +124,8 @@ impl Shard {
             retired: Cell::new(0),
             stopping: Cell::new(false),
             stats: ShardStats::default(),
+            clock: Cell::new(Instant::now()),
+            clock_fresh: Cell::new(false),
             io: RefCell::new(slab::Slab::new()),
             io_dirty: RefCell::new(Vec::new()),
             registry,
@@ -376,6 +390,7 @@ fn spin(shard: &Rc<Shard>, reactor: &mut reactor::Reactor) -> bool {
             std::hint::spin_loop();
         }
         // Sockets too: a request arriving during the spin is served at once.
+        shard.clock_fresh.set(false);
         if io && reactor.wait(Some(Duration::ZERO), |t, r, w| shard.io_event(t, r, w)) {
             return true;
         }
@@ -414,7 +429,10 @@ pub(crate) fn run(node: Arc<NodeShared>, id: ShardId, mut reactor: reactor::Reac
         if inbox.drain(|env| executor::contain("delivering an envelope", || shard.deliver(env))) > 0 {
             last_inbox = Instant::now();
         }
-        shard.fire_due(Instant::now(), &mut fired);
+        let now = Instant::now();
+        shard.clock.set(now);
+        shard.clock_fresh.set(true);
+        shard.fire_due(now, &mut fired);
         if shard.io_len() > 0 {
             reactor.wait(Some(Duration::ZERO), |t, r, w| shard.io_event(t, r, w));
         }
@@ -431,6 +449,7 @@ pub(crate) fn run(node: Arc<NodeShared>, id: ShardId, mut reactor: reactor::Reac
         }
         let timeout = shard.timers.borrow().next_deadline().map(|d| d.saturating_duration_since(Instant::now()));
         if inbox.park() {
+            shard.clock_fresh.set(false);
             reactor.wait(timeout, |t, r, w| shard.io_event(t, r, w));
             inbox.unpark();
         }

@@ -7,7 +7,7 @@
 //! close), idle keep-alive (close), each request's deadline (504), the lingering close.
 
 use std::any::Any;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io::{self, ErrorKind};
 use std::net::Shutdown;
 use std::rc::Rc;
@@ -128,7 +128,7 @@ impl Connection {
                 false
             }
             Ok(_) => {
-                st.active = Instant::now();
+                st.active = shard.now();
                 true
             }
             Err(e) if e.kind() == ErrorKind::WouldBlock => {
@@ -169,12 +169,16 @@ impl Connection {
             match step {
                 Step::Request(req, meta) => {
                     self.st.borrow_mut().out.open(meta, None);
-                    let now = *now.get_or_insert_with(Instant::now);
+                    let now = *now.get_or_insert_with(|| shard.now());
                     let to = ReplyTo { node: shard.node.id, shard: shard.id, token, conn: self.id, seq: meta.seq };
                     let req = WebRequest::new(req, to, now);
+                    DISPATCHING.set(Some((self.id, meta.seq, None)));
                     // A panicking handler drops the request (answered 500); the shard and
                     // this connection go on.
                     crate::shard::executor::contain("running a web handler", || self.server.handler.handle(req));
+                    if let Some((_, _, Some(at))) = DISPATCHING.take() {
+                        self.set_deadline(shard, token, meta.seq, at);
+                    }
                 }
                 Step::Refuse(meta, error) => {
                     if error.close {
@@ -198,7 +202,7 @@ impl Connection {
             return;
         }
         if st.out.unwritten() > 0 {
-            st.active = Instant::now();
+            st.active = shard.now();
         }
         match st.out.write_to(&mut st.stream) {
             Ok(Flushed::Done | Flushed::Blocked) => {}
@@ -206,7 +210,7 @@ impl Connection {
                 // Everything is written: stop sending, and read off what the client still
                 // sends for a while (see LINGER) instead of resetting.
                 let _ = st.stream.shutdown(Shutdown::Write);
-                st.linger = Some((Instant::now() + LINGER, 0));
+                st.linger = Some((shard.now() + LINGER, 0));
                 st.readable = true;
                 drop(guard);
                 self.read(shard, token);
@@ -253,7 +257,7 @@ impl Connection {
         let phase = if paused(st, limits) { Phase::Closed } else { st.codec.phase() };
         if phase != st.phase {
             st.phase = phase;
-            st.phase_since = Instant::now();
+            st.phase_since = shard.now();
         }
         let read = match st.phase {
             Phase::Head => Some(st.phase_since + limits.header_read_timeout),
@@ -332,6 +336,24 @@ impl Connection {
         self.server.connections.set(self.server.connections.get() - 1);
         shard.io_remove(token, &mut st.stream);
     }
+}
+
+thread_local! {
+    /// The request being handed to a handler right now (connection id, seq, deadline set).
+    static DISPATCHING: Cell<Option<(u64, u64, Option<Instant>)>> = const { Cell::new(None) };
+}
+
+/// A handler sets the deadline of the request it is being handed: noted here, applied by
+/// `dispatch` when the handler returns (no lookup of the connection). False for any other
+/// request.
+pub(crate) fn note_deadline(conn: u64, seq: u64, at: Instant) -> bool {
+    DISPATCHING.with(|d| match d.get() {
+        Some((c, s, _)) if c == conn && s == seq => {
+            d.set(Some((c, s, Some(at))));
+            true
+        }
+        _ => false,
+    })
 }
 
 /// Reading and dispatching wait for responses to be written (our bounds, not the client).

@@ -234,7 +234,7 @@ impl Listener {
         }
         let _ = stream.set_nodelay(true);
         let id = CONNECTION_IDS.fetch_add(1, Ordering::Relaxed);
-        let conn = Connection::new(id, server.clone(), stream, Instant::now());
+        let conn = Connection::new(id, server.clone(), stream, shard.now());
         let registered = shard.io_insert(Rc::new(conn), Interest::READABLE | Interest::WRITABLE);
         match registered {
             Ok(_) => server.connections.set(server.connections.get() + 1),
@@ -305,6 +305,9 @@ fn deliver_local(shard: &Shard, to: ReplyTo, d: Delivery) {
 
 /// Sets a request's deadline; only on the connection's own shard.
 pub(crate) fn set_deadline(to: ReplyTo, at: Instant) {
+    if super::conn::note_deadline(to.conn, to.seq, at) {
+        return;
+    }
     with_current(|here| {
         if let Some(s) = here.filter(|s| s.node.id == to.node && s.id == to.shard) {
             if let Some(src) = connection(s, to) {
