@@ -82,12 +82,21 @@ pub(crate) struct Codec {
 /// Spare requests a codec keeps (one per request a pipelining client has in flight).
 const MAX_SPARES: usize = 64;
 
+/// Buffers grown past this by one big request or response give the memory back afterwards.
+const SHRINK_ABOVE: usize = 1024 * 1024;
+const SHRINK_TO: usize = 64 * 1024;
+
 /// Least free space offered to one `read` call.
 const READ_CHUNK: usize = 8 * 1024;
 
 impl Codec {
     pub(crate) fn new() -> Codec {
         Codec::default()
+    }
+
+    /// How many requests (and refusals) the codec has started: changes when a new one begins.
+    pub(crate) fn position(&self) -> u64 {
+        self.next_seq
     }
 
     /// Where the codec stands.
@@ -130,14 +139,16 @@ impl Codec {
     }
 
     /// A request to parse into next (keeps its buffers' capacity).
-    pub(crate) fn recycle(&mut self, req: Box<Request>) {
+    pub(crate) fn recycle(&mut self, mut req: Box<Request>) {
+        req.shrink(SHRINK_TO);
         if self.spares.len() < MAX_SPARES {
             self.spares.push(req);
         }
     }
 
-    /// Reads once from `io`. `Ok(0)` is the end of the stream.
-    pub(crate) fn read_from<R: Read>(&mut self, io: &mut R) -> io::Result<usize> {
+    /// Reads once from `io`: (bytes read, bytes of room offered). `Ok((0, _))` is the end of
+    /// the stream; a read that did not fill the room emptied the socket's buffer.
+    pub(crate) fn read_from<R: Read>(&mut self, io: &mut R) -> io::Result<(usize, usize)> {
         if self.start == self.end {
             (self.start, self.end) = (0, 0);
         }
@@ -151,11 +162,10 @@ impl Codec {
                 self.buf.resize(self.end + READ_CHUNK.max(self.buf.len()), 0);
             }
         }
-        let r = io.read(&mut self.buf[self.end..]);
-        if let Ok(n) = r {
-            self.end += n;
-        }
-        r
+        let room = self.buf.len() - self.end;
+        let n = io.read(&mut self.buf[self.end..])?;
+        self.end += n;
+        Ok((n, room))
     }
 
     /// The next step in what has been read, or `None` until more arrives.
@@ -266,6 +276,7 @@ pub(crate) struct Outgoing {
     closing: bool,
     /// Body bytes of `Ready` slots.
     ready_bytes: usize,
+    written_total: u64,
 }
 
 /// How a write went.
@@ -282,6 +293,16 @@ pub(crate) enum Flushed {
 impl Outgoing {
     pub(crate) fn new() -> Outgoing {
         Outgoing::default()
+    }
+
+    /// A response that ends the connection was encoded.
+    pub(crate) fn closing(&self) -> bool {
+        self.closing
+    }
+
+    /// Bytes written since the connection opened.
+    pub(crate) fn written_total(&self) -> u64 {
+        self.written_total
     }
 
     /// Requests in flight (answered or not, not yet written).
@@ -313,7 +334,13 @@ impl Outgoing {
 
     /// The response to `seq`. False if that request is not waiting (answered already, e.g. by
     /// a timeout, or the connection is gone): the response is dropped.
-    pub(crate) fn complete(&mut self, seq: u64, resp: Response) -> bool {
+    pub(crate) fn complete(&mut self, seq: u64, mut resp: Response) -> bool {
+        if !(200..=999).contains(&resp.status.0) {
+            // A final response cannot be 1xx (the client would wait for another) or outside
+            // three digits.
+            log::warn!(target: "pinion::web", "a handler answered status {}: sent as 500", resp.status.0);
+            resp = Response::status(StatusCode::INTERNAL_SERVER_ERROR);
+        }
         let Some(i) = seq.checked_sub(self.head_seq) else { return false };
         let Some(slot) = self.slots.get_mut(i as usize) else { return false };
         let Slot::Waiting { meta, .. } = *slot else { return false };
@@ -331,6 +358,9 @@ impl Outgoing {
     /// A chunk of `seq`'s streamed body. Returns how many bytes of that stream now wait to be
     /// written (`None` if `seq` is not streaming).
     pub(crate) fn stream_chunk(&mut self, seq: u64, data: &[u8]) -> Option<usize> {
+        if self.closing {
+            return None;
+        }
         let at_head = seq == self.head_seq;
         let i = seq.checked_sub(self.head_seq)? as usize;
         let Some(Slot::Streaming { chunked, pending, finished: false, .. }) = self.slots.get_mut(i) else {
@@ -456,7 +486,10 @@ impl Outgoing {
         while self.written < self.out.len() {
             match io.write(&self.out[self.written..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.written += n,
+                Ok(n) => {
+                    self.written += n;
+                    self.written_total += n as u64;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flushed::Blocked),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
@@ -464,6 +497,9 @@ impl Outgoing {
         }
         self.out.clear();
         self.written = 0;
+        if self.out.capacity() > SHRINK_ABOVE {
+            self.out.shrink_to(SHRINK_TO);
+        }
         Ok(if self.closing { Flushed::Close } else { Flushed::Done })
     }
 }
@@ -506,7 +542,7 @@ pub fn serve_blocking<IO: Read + Write>(
         if outgoing.write_to(io)? == Flushed::Close || codec.phase() == Phase::Closed {
             return Ok(());
         }
-        if codec.read_from(io)? == 0 {
+        if codec.read_from(io)?.0 == 0 {
             return Ok(());
         }
     }

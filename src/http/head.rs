@@ -81,37 +81,46 @@ pub(crate) fn parse(buf: &[u8], limits: &HttpLimits, req: &mut Request) -> Resul
     for h in parsed.headers.iter() {
         let (name, value) = (h.name, h.value);
         req.push_header(name.as_bytes(), value);
-        if name.eq_ignore_ascii_case("host") {
-            hosts += 1;
-            if !valid_host(value) {
-                return Err(HttpError::bad("invalid Host"));
-            }
-        } else if name.eq_ignore_ascii_case("content-length") {
-            // `1*DIGIT`, or a list of identical values (RFC 9110 §8.6); an empty value or
-            // member is invalid, not skipped: "5," or a second, empty field is refused.
-            for item in value.split(|&b| b == b',') {
-                let n = parse_length(item.trim_ascii())?;
-                if length.is_some_and(|l| l != n) {
-                    return Err(HttpError::bad("conflicting Content-Length"));
+        // The fields that matter to framing, told apart by length first (most fields are
+        // none of them).
+        match name.len() {
+            4 if name.eq_ignore_ascii_case("host") => {
+                hosts += 1;
+                if !valid_host(value) {
+                    return Err(HttpError::bad("invalid Host"));
                 }
-                length = Some(n);
             }
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            codings.seen = true;
-            for coding in list(value) {
-                codings.push(coding)?;
+            14 if name.eq_ignore_ascii_case("content-length") => {
+                // `1*DIGIT`, or a list of identical values (RFC 9110 §8.6); an empty value or
+                // member is invalid, not skipped: "5," or a second, empty field is refused.
+                for item in value.split(|&b| b == b',') {
+                    let n = parse_length(item.trim_ascii())?;
+                    if length.is_some_and(|l| l != n) {
+                        return Err(HttpError::bad("conflicting Content-Length"));
+                    }
+                    length = Some(n);
+                }
             }
-        } else if name.eq_ignore_ascii_case("connection") {
-            for token in list(value) {
-                close |= token.eq_ignore_ascii_case(b"close");
-                keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
+            17 if name.eq_ignore_ascii_case("transfer-encoding") => {
+                codings.seen = true;
+                for coding in list(value) {
+                    codings.push(coding)?;
+                }
             }
-        } else if name.eq_ignore_ascii_case("expect") {
-            if value.eq_ignore_ascii_case(b"100-continue") {
-                expect_continue = version == Version::Http11;
-            } else {
-                return Err(HttpError::fatal(417, "unsupported expectation"));
+            10 if name.eq_ignore_ascii_case("connection") => {
+                for token in list(value) {
+                    close |= token.eq_ignore_ascii_case(b"close");
+                    keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
+                }
             }
+            6 if name.eq_ignore_ascii_case("expect") => {
+                if value.eq_ignore_ascii_case(b"100-continue") {
+                    expect_continue = version == Version::Http11;
+                } else {
+                    return Err(HttpError::fatal(417, "unsupported expectation"));
+                }
+            }
+            _ => {}
         }
     }
 
@@ -148,6 +157,9 @@ pub(crate) fn parse(buf: &[u8], limits: &HttpLimits, req: &mut Request) -> Resul
 /// the limit, if `buf` reaches it before the target ends. Request-line syntax is httparse's
 /// business: it sees the bytes before this index and its errors there come first.
 fn target_overflow(buf: &[u8], max_uri: usize) -> Option<usize> {
+    if buf.len() <= max_uri {
+        return None; // too short to hold a target over the limit
+    }
     let line = buf.iter().position(|&b| b != b'\r' && b != b'\n')?;
     let start = line + buf[line..].iter().position(|&b| b == b' ')? + 1;
     let over = start.checked_add(max_uri)?;

@@ -250,11 +250,23 @@ impl Request {
 
     fn store(&mut self, name: &[u8], value: &[u8]) -> Field {
         let start = self.arena.len();
-        self.arena.extend(name.iter().map(u8::to_ascii_lowercase));
+        self.arena.reserve(name.len() + value.len());
+        self.arena.extend_from_slice(name);
+        self.arena[start..].make_ascii_lowercase();
         let name = Span::of(start..self.arena.len());
         let start = self.arena.len();
         self.arena.extend_from_slice(value);
         Field { name, value: Span::of(start..self.arena.len()) }
+    }
+
+    /// Gives back buffer memory above `max` bytes (after a big request).
+    pub(crate) fn shrink(&mut self, max: usize) {
+        if self.body.capacity() > max {
+            self.body = Vec::new();
+        }
+        if self.arena.capacity() > max {
+            self.arena = Vec::new();
+        }
     }
 
     pub(crate) fn body_mut(&mut self) -> &mut Vec<u8> {

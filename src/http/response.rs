@@ -237,6 +237,9 @@ pub(crate) fn encode(resp: &Response, to: Answering, date: &[u8; 29], out: &mut 
     // A status outside 100..=999 cannot be written: it is sent as 500.
     let status = if (100..=999).contains(&resp.status.0) { resp.status } else { StatusCode::INTERNAL_SERVER_ERROR };
     let c = status.0;
+    // One growth check for the whole head and body.
+    let fields: usize = resp.headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum();
+    out.reserve(160 + fields + resp.body_bytes().len());
     out.extend_from_slice(&[
         b'H',
         b'T',
@@ -256,13 +259,18 @@ pub(crate) fn encode(resp: &Response, to: Answering, date: &[u8; 29], out: &mut 
     out.extend_from_slice(b"\r\nserver: pinion\r\ndate: ");
     out.extend_from_slice(date);
     out.extend_from_slice(b"\r\n");
-    if let Some(t) = &resp.content_type {
+    if let Some(t) = resp.content_type.as_ref().filter(|t| valid_value(t.as_bytes())) {
         out.extend_from_slice(b"content-type: ");
         out.extend_from_slice(t.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
     for (name, value) in &resp.headers {
         if is_framing(name) || (resp.content_type.is_some() && name.eq_ignore_ascii_case("content-type")) {
+            continue;
+        }
+        if !valid_name(name.as_bytes()) || !valid_value(value) {
+            // CR/LF in a field would let a value (user input, say) split the response.
+            log::warn!(target: "pinion::web", "dropped an invalid response field {:?}", String::from_utf8_lossy(name.as_bytes()));
             continue;
         }
         out.extend_from_slice(name.as_bytes());
@@ -316,6 +324,16 @@ pub(crate) fn encode_last_chunk(chunked: bool, out: &mut Vec<u8>) {
     if chunked {
         out.extend_from_slice(b"0\r\n\r\n");
     }
+}
+
+/// A field name: a token (RFC 9110 §5.1).
+fn valid_name(n: &[u8]) -> bool {
+    !n.is_empty() && n.iter().all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// A field value: visible bytes, spaces and tabs; never CR, LF or NUL.
+fn valid_value(v: &[u8]) -> bool {
+    v.iter().all(|&b| b == b'\t' || b >= b' ' && b != 0x7f)
 }
 
 fn is_framing(name: &str) -> bool {

@@ -32,6 +32,11 @@ pub struct ShardInfo {
     pub late_replies: u64,
     /// Armed timers.
     pub timers: usize,
+    /// I/O sources (listeners and connections) open now.
+    pub io_sources: usize,
+    /// Turns of the shard's loop since start: an idle shard's count stands still (it sleeps
+    /// in `poll`), so a count that races while nothing happens shows a busy loop.
+    pub turns: u64,
 }
 
 /// A target kept for later (a `send_after`).
@@ -169,6 +174,8 @@ impl Shard {
             dead_letters: self.stats.dead_letters.get(),
             late_replies: self.stats.late_replies.get(),
             timers: self.timers.borrow().len(),
+            io_sources: self.io_len(),
+            turns: self.stats.turns.get(),
         }
     }
 

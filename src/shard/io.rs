@@ -12,12 +12,12 @@ use std::time::Instant;
 use mio::event::Source;
 use mio::{Interest, Registry, Token};
 
-use super::{Shard, TimerAction, TimerKey};
+use super::{Readiness, Shard, TimerAction, TimerKey};
 
 /// A shard-owned I/O source.
 pub(crate) trait IoSource: Any {
     /// Readiness of its socket (edge-triggered: remember it until `WouldBlock`).
-    fn ready(self: Rc<Self>, shard: &Rc<Shard>, token: Token, readable: bool, writable: bool);
+    fn ready(self: Rc<Self>, shard: &Rc<Shard>, token: Token, ready: Readiness);
     /// A timer it armed with [`Shard::io_timer`] fired.
     fn timeout(self: Rc<Self>, shard: &Rc<Shard>, token: Token, now: Instant);
     /// It asked to be flushed ([`Shard::io_flush_later`]); the turn's work is done.
@@ -89,9 +89,9 @@ impl Shard {
     }
 
     /// Dispatches one readiness event.
-    pub(crate) fn io_event(self: &Rc<Self>, token: Token, readable: bool, writable: bool) {
+    pub(crate) fn io_event(self: &Rc<Self>, token: Token, ready: Readiness) {
         if let Some(source) = self.io_get(token) {
-            super::executor::contain("serving an I/O event", || source.ready(self, token, readable, writable));
+            super::executor::contain("serving an I/O event", || source.ready(self, token, ready));
         }
     }
 

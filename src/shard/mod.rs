@@ -45,6 +45,7 @@ pub(crate) struct ShardStats {
     pub(crate) processed: Cell<u64>,
     pub(crate) dead_letters: Cell<u64>,
     pub(crate) late_replies: Cell<u64>,
+    pub(crate) turns: Cell<u64>,
 }
 
 pub(crate) fn bump(c: &Cell<u64>) {
@@ -391,7 +392,7 @@ fn spin(shard: &Rc<Shard>, reactor: &mut reactor::Reactor) -> bool {
         }
         // Sockets too: a request arriving during the spin is served at once.
         shard.clock_fresh.set(false);
-        if io && reactor.wait(Some(Duration::ZERO), |t, r, w| shard.io_event(t, r, w)) {
+        if io && reactor.wait(Some(Duration::ZERO), |t, r| shard.io_event(t, r)) {
             return true;
         }
         let now = Instant::now();
@@ -424,17 +425,20 @@ pub(crate) fn run(node: Arc<NodeShared>, id: ShardId, mut reactor: reactor::Reac
     let mut fired = Vec::new();
     // When the inbox last delivered something (see `worth_spinning`).
     let mut last_inbox = Instant::now();
+    let mut just_polled = false;
     loop {
         let inbox = &shard.remote().inbox;
         if inbox.drain(|env| executor::contain("delivering an envelope", || shard.deliver(env))) > 0 {
             last_inbox = Instant::now();
         }
+        bump(&shard.stats.turns);
         let now = Instant::now();
         shard.clock.set(now);
         shard.clock_fresh.set(true);
         shard.fire_due(now, &mut fired);
-        if shard.io_len() > 0 {
-            reactor.wait(Some(Duration::ZERO), |t, r, w| shard.io_event(t, r, w));
+        // Look at the sockets each turn, unless this turn began with a wait that just did.
+        if shard.io_len() > 0 && !std::mem::take(&mut just_polled) {
+            reactor.wait(Some(Duration::ZERO), |t, r| shard.io_event(t, r));
         }
         executor::run_ready(&shard, POLLS_PER_TURN);
         shard.io_flush();
@@ -445,12 +449,14 @@ pub(crate) fn run(node: Arc<NodeShared>, id: ShardId, mut reactor: reactor::Reac
             continue;
         }
         if worth_spinning(&shard, last_inbox) && spin(&shard, &mut reactor) {
+            just_polled = true;
             continue;
         }
         let timeout = shard.timers.borrow().next_deadline().map(|d| d.saturating_duration_since(Instant::now()));
         if inbox.park() {
             shard.clock_fresh.set(false);
-            reactor.wait(timeout, |t, r, w| shard.io_event(t, r, w));
+            reactor.wait(timeout, |t, r| shard.io_event(t, r));
+            just_polled = true;
             inbox.unpark();
         }
     }
@@ -476,4 +482,4 @@ pub(crate) fn run(node: Arc<NodeShared>, id: ShardId, mut reactor: reactor::Reac
     }
 }
 
-pub(crate) use reactor::Reactor;
+pub(crate) use reactor::{Reactor, Readiness};

@@ -11,6 +11,14 @@ pub(crate) const WAKER: Token = Token(usize::MAX);
 
 const EVENTS: usize = 256;
 
+/// What an event says about a source.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Readiness {
+    pub(crate) readable: bool,
+    /// The peer finished sending (or the socket failed): reading will reach the end.
+    pub(crate) read_closed: bool,
+}
+
 /// A shard's poller.
 pub(crate) struct Reactor {
     poll: Poll,
@@ -37,9 +45,10 @@ impl Reactor {
     }
 
     /// Blocks until woken, an event, or `timeout` (`Some(ZERO)`: just looks), then hands every
-    /// I/O event to `dispatch` as (token, readable, writable). The waker's own event only means
+    /// I/O event to `dispatch`. Sources are registered edge-triggered: a writable edge needs no
+    /// field of its own, since a connection writes whatever it has whenever it is called. The waker's own event only means
     /// "look at the inbox", which the loop does next. True if there was an I/O event.
-    pub(crate) fn wait(&mut self, timeout: Option<Duration>, mut dispatch: impl FnMut(Token, bool, bool)) -> bool {
+    pub(crate) fn wait(&mut self, timeout: Option<Duration>, mut dispatch: impl FnMut(Token, Readiness)) -> bool {
         match self.poll.poll(&mut self.events, timeout) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -51,9 +60,13 @@ impl Reactor {
                 continue;
             }
             any = true;
-            let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
-            let writable = ev.is_writable() || ev.is_write_closed() || ev.is_error();
-            dispatch(ev.token(), readable, writable);
+            dispatch(
+                ev.token(),
+                Readiness {
+                    readable: ev.is_readable() || ev.is_read_closed() || ev.is_error(),
+                    read_closed: ev.is_read_closed() || ev.is_error(),
+                },
+            );
         }
         self.events.clear();
         any

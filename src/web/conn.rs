@@ -7,7 +7,7 @@
 //! close), idle keep-alive (close), each request's deadline (504), the lingering close.
 
 use std::any::Any;
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::io::{self, ErrorKind};
 use std::net::Shutdown;
 use std::rc::Rc;
@@ -18,9 +18,9 @@ use mio::{Interest, Registry, Token};
 
 use super::request::{ReplyTo, WebRequest};
 use super::server::{Delivery, ServerShared};
-use crate::http::{Codec, Flushed, Outgoing, Phase, StatusCode, Step, refusal};
+use crate::http::{Body, Codec, Flushed, Outgoing, Phase, Response, StatusCode, Step, refusal};
 use crate::shard::io::IoSource;
-use crate::shard::{Shard, TimerKey};
+use crate::shard::{Readiness, Shard, TimerKey};
 
 /// Read no further while this much is encoded and unwritten (a client that does not read).
 const MAX_UNWRITTEN: usize = 256 * 1024;
@@ -45,9 +45,13 @@ struct State {
     out: Outgoing,
     readable: bool,
     eof: bool,
+    /// An event said the peer finished sending (see `read`).
+    peer_closed: bool,
     /// What the codec was reading, and since when.
     phase: Phase,
     phase_since: Instant,
+    /// The request position (`Codec::position`) the phase belongs to.
+    phase_position: u64,
     /// The last read or write.
     active: Instant,
     timer: Option<(TimerKey, Instant)>,
@@ -67,8 +71,10 @@ impl Connection {
             out: Outgoing::new(),
             readable: false,
             eof: false,
+            peer_closed: false,
             phase: Phase::Idle,
             phase_since: now,
+            phase_position: 0,
             active: now,
             timer: None,
             flush_queued: false,
@@ -123,12 +129,18 @@ impl Connection {
             return false;
         }
         match st.codec.read_from(&mut st.stream) {
-            Ok(0) => {
+            Ok((0, _)) => {
                 st.eof = true;
                 false
             }
-            Ok(_) => {
+            Ok((n, room)) => {
                 st.active = shard.now();
+                // A read that did not fill the room emptied the socket: the next bytes bring a
+                // new edge (epoll), so reading again now would only return `WouldBlock` — a
+                // wasted syscall per request on a keep-alive connection.
+                if n < room && !st.peer_closed {
+                    st.readable = false;
+                }
                 true
             }
             Err(e) if e.kind() == ErrorKind::WouldBlock => {
@@ -172,11 +184,19 @@ impl Connection {
                     let now = *now.get_or_insert_with(|| shard.now());
                     let to = ReplyTo { node: shard.node.id, shard: shard.id, token, conn: self.id, seq: meta.seq };
                     let req = WebRequest::new(req, to, now);
-                    DISPATCHING.set(Some((self.id, meta.seq, None)));
+                    let noted = Dispatching { conn: self.id, seq: meta.seq, deadline: None, answer: None };
+                    DISPATCHING.with(|d| *d.borrow_mut() = Some(noted));
                     // A panicking handler drops the request (answered 500); the shard and
                     // this connection go on.
                     crate::shard::executor::contain("running a web handler", || self.server.handler.handle(req));
-                    if let Some((_, _, Some(at))) = DISPATCHING.take() {
+                    let Some(noted) = DISPATCHING.with(|d| d.borrow_mut().take()) else { continue };
+                    if let Some((resp, request)) = noted.answer {
+                        let mut st = self.st.borrow_mut();
+                        st.out.complete(meta.seq, resp);
+                        if let Some(r) = request {
+                            st.codec.recycle(r);
+                        }
+                    } else if let Some(at) = noted.deadline {
                         self.set_deadline(shard, token, meta.seq, at);
                     }
                 }
@@ -201,10 +221,18 @@ impl Connection {
         if st.closed {
             return;
         }
-        if st.out.unwritten() > 0 {
+        let written_before = st.out.written_total();
+        let flushed = st.out.write_to(&mut st.stream);
+        if st.out.written_total() != written_before {
+            // Only progress counts as activity: a client that stops reading runs into the
+            // send timeout (`rearm`) however often we try.
             st.active = shard.now();
         }
-        match st.out.write_to(&mut st.stream) {
+        if st.out.closing() {
+            // A response ends the connection: no further request is processed (RFC 9112 §9.6).
+            st.codec.close();
+        }
+        match flushed {
             Ok(Flushed::Done | Flushed::Blocked) => {}
             Ok(Flushed::Close) if st.linger.is_none() => {
                 // Everything is written: stop sending, and read off what the client still
@@ -228,12 +256,16 @@ impl Connection {
         }
         let finished = st.out.in_flight() == 0 && st.out.unwritten() == 0;
         let mid_request = matches!(st.codec.phase(), Phase::Head | Phase::Body);
-        if st.eof && (finished || (st.out.in_flight() == 0 && mid_request)) && st.linger.is_none() {
+        if st.eof
+            && (finished || (st.out.in_flight() == 0 && st.out.unwritten() == 0 && mid_request))
+            && st.linger.is_none()
+        {
             drop(guard);
             return self.close(shard, token);
         }
         // Responses made room: read on, or parse what is already buffered.
-        let more = (st.readable && !st.eof || st.held) && !paused(st, &self.server.limits);
+        let can_parse = st.codec.phase() != Phase::Closed && st.linger.is_none();
+        let more = can_parse && (st.readable && !st.eof || st.held) && !paused(st, &self.server.limits);
         self.rearm(st, shard, token);
         drop(guard);
         if more && !st_closed(&self.st) {
@@ -255,8 +287,10 @@ impl Connection {
         let limits = &self.server.limits;
         // Paused by our own bounds, the connection waits on us, not on the client.
         let phase = if paused(st, limits) { Phase::Closed } else { st.codec.phase() };
-        if phase != st.phase {
-            st.phase = phase;
+        // A read phase is timed per request: the next request's head starts its own clock.
+        let position = st.codec.position();
+        if (phase, position) != (st.phase, st.phase_position) {
+            (st.phase, st.phase_position) = (phase, position);
             st.phase_since = shard.now();
         }
         let read = match st.phase {
@@ -265,7 +299,10 @@ impl Connection {
             Phase::Idle if st.out.in_flight() == 0 => Some(st.active + limits.idle_timeout),
             _ => None,
         };
-        let want = [read, st.out.next_deadline(), st.linger.map(|(at, _)| at)].into_iter().flatten().min();
+        // A client that stops reading our answers is dropped after `idle_timeout` without
+        // progress, paused or not.
+        let send = (st.out.unwritten() > 0).then(|| st.active + limits.idle_timeout);
+        let want = [read, send, st.out.next_deadline(), st.linger.map(|(at, _)| at)].into_iter().flatten().min();
         match (st.timer, want) {
             (Some((_, at)), Some(w)) if at <= w => {}
             (old, Some(w)) => {
@@ -338,21 +375,44 @@ impl Connection {
     }
 }
 
-thread_local! {
-    /// The request being handed to a handler right now (connection id, seq, deadline set).
-    static DISPATCHING: Cell<Option<(u64, u64, Option<Instant>)>> = const { Cell::new(None) };
+/// The request being handed to a handler right now, and what the handler did with it while
+/// it ran: the deadline it set, the response it gave at once (a plain function). Both are
+/// applied by `dispatch` when the handler returns, without looking the connection up again.
+struct Dispatching {
+    conn: u64,
+    seq: u64,
+    deadline: Option<Instant>,
+    answer: Option<(Response, Option<Box<crate::http::Request>>)>,
 }
 
-/// A handler sets the deadline of the request it is being handed: noted here, applied by
-/// `dispatch` when the handler returns (no lookup of the connection). False for any other
-/// request.
+thread_local! {
+    static DISPATCHING: RefCell<Option<Dispatching>> = const { RefCell::new(None) };
+}
+
+/// A handler sets the deadline of the request it is being handed: noted for `dispatch`. False
+/// for any other request.
 pub(crate) fn note_deadline(conn: u64, seq: u64, at: Instant) -> bool {
-    DISPATCHING.with(|d| match d.get() {
-        Some((c, s, _)) if c == conn && s == seq => {
-            d.set(Some((c, s, Some(at))));
+    DISPATCHING.with(|d| match &mut *d.borrow_mut() {
+        Some(x) if x.conn == conn && x.seq == seq => {
+            x.deadline = Some(at);
             true
         }
         _ => false,
+    })
+}
+
+/// A handler answers the request it is being handed: kept for `dispatch`. Anything else comes
+/// back.
+pub(crate) fn answer_now(conn: u64, seq: u64, d: Delivery) -> Result<(), Delivery> {
+    DISPATCHING.with(|cell| match (&mut *cell.borrow_mut(), d) {
+        // A streamed head goes the normal way: its chunks follow through `deliver`.
+        (Some(x), Delivery::Response(resp, req))
+            if x.conn == conn && x.seq == seq && x.answer.is_none() && !matches!(resp.body, Body::Streamed) =>
+        {
+            x.answer = Some((resp, req));
+            Ok(())
+        }
+        (_, d) => Err(d),
     })
 }
 
@@ -366,9 +426,12 @@ fn st_closed(st: &RefCell<State>) -> bool {
 }
 
 impl IoSource for Connection {
-    fn ready(self: Rc<Self>, shard: &Rc<Shard>, token: Token, readable: bool, _writable: bool) {
-        if readable {
-            self.st.borrow_mut().readable = true;
+    fn ready(self: Rc<Self>, shard: &Rc<Shard>, token: Token, ready: Readiness) {
+        if ready.readable {
+            let mut st = self.st.borrow_mut();
+            st.readable = true;
+            // The end is in the socket: read until it, short reads notwithstanding.
+            st.peer_closed |= ready.read_closed;
         }
         self.pump(shard, token);
     }
@@ -387,12 +450,17 @@ impl IoSource for Connection {
                 return self.close(shard, token);
             }
         }
+        if st.out.unwritten() > 0 && now >= st.active + limits.idle_timeout {
+            log::debug!(target: "pinion::web", "{}: client stopped reading, closing", shard.id);
+            drop(guard);
+            return self.close(shard, token);
+        }
         let read_deadline = match st.phase {
             Phase::Head => Some(st.phase_since + limits.header_read_timeout),
             Phase::Body => Some(st.phase_since + limits.body_read_timeout),
             _ => None,
         };
-        if read_deadline.is_some_and(|d| now >= d) {
+        if read_deadline.is_some_and(|d| now >= d) && !st.out.closing() {
             // Too slow: 408 after whatever is in flight, then close.
             let meta = st.codec.abort();
             st.out.open(meta, None);

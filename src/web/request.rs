@@ -142,10 +142,15 @@ impl WebRequest {
         }
     }
 
-    /// Answers the request.
+    /// Answers the request. (A `Body::Streamed` response is sent with an empty body: streams
+    /// go through [`respond_stream`](Self::respond_stream).)
     pub fn respond(mut self, mut response: Response) {
-        let Some(to) = self.inner_mut().reply.take() else { return };
+        if matches!(response.body, Body::Streamed) {
+            response.body = Body::Empty;
+        }
+        let Some(to) = self.inner().reply else { return };
         self.run_hooks(&mut response);
+        self.inner_mut().reply = None;
         server::deliver(to, Delivery::Response(response, self.inner_mut().request.take()));
     }
 
@@ -167,7 +172,12 @@ impl WebRequest {
         let summary = RequestSummary { request: self.request(), received: self.inner().received };
         for hook in hooks.iter_mut().rev() {
             if let Some(h) = hook.take() {
-                h.on_response(&summary, response);
+                // A panicking hook must not cost the client its answer.
+                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| h.on_response(&summary, response)));
+                if ran.is_err() {
+                    log::error!(target: "pinion::web", "a response hook panicked; answering 500");
+                    *response = Response::status(StatusCode::INTERNAL_SERVER_ERROR);
+                }
             }
         }
     }
@@ -177,7 +187,10 @@ impl Drop for WebRequest {
     fn drop(&mut self) {
         if self.inner().reply.is_some() {
             let mut resp = Response::status(StatusCode::INTERNAL_SERVER_ERROR);
-            self.run_hooks(&mut resp);
+            if !std::thread::panicking() {
+                // (A hook that panicked now, while unwinding, would abort the process.)
+                self.run_hooks(&mut resp);
+            }
             if let Some(to) = self.inner_mut().reply.take() {
                 server::deliver(to, Delivery::Response(resp, None));
             }

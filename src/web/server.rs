@@ -25,7 +25,7 @@ use crate::node::{NodeHandle, route};
 use crate::process::ShardId;
 use crate::process::envelope::{Envelope, Kind};
 use crate::shard::io::IoSource;
-use crate::shard::{ControlRequest, Shard, with_current};
+use crate::shard::{ControlRequest, Readiness, Shard, with_current};
 
 /// Options of a [`WebServer`].
 #[derive(Clone)]
@@ -204,6 +204,9 @@ fn close_listener(shard: &Rc<Shard>, id: u64) {
     }
 }
 
+/// After an accept error, the next try.
+const ACCEPT_RETRY: Duration = Duration::from_millis(50);
+
 /// Connections accepted per readiness event before other work runs.
 const ACCEPTS_PER_EVENT: usize = 64;
 
@@ -216,7 +219,10 @@ impl Listener {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => {
+                    // Out of descriptors, say: connections already queued would wait for the
+                    // next edge; try again shortly instead.
                     log::warn!(target: "pinion::web", "{}: accept failed: {e}", shard.id);
+                    shard.io_timer(shard.now() + ACCEPT_RETRY, token);
                     return;
                 }
             }
@@ -247,10 +253,12 @@ const OVERLOADED: &[u8] =
     b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nretry-after: 1\r\nconnection: close\r\n\r\n";
 
 impl IoSource for Listener {
-    fn ready(self: Rc<Self>, shard: &Rc<Shard>, token: Token, _readable: bool, _writable: bool) {
+    fn ready(self: Rc<Self>, shard: &Rc<Shard>, token: Token, _ready: Readiness) {
         self.accept(shard, token);
     }
-    fn timeout(self: Rc<Self>, _shard: &Rc<Shard>, _token: Token, _now: Instant) {}
+    fn timeout(self: Rc<Self>, shard: &Rc<Shard>, token: Token, _now: Instant) {
+        self.accept(shard, token);
+    }
     fn flush(self: Rc<Self>, shard: &Rc<Shard>, token: Token) {
         self.accept(shard, token);
     }
@@ -277,6 +285,8 @@ pub(crate) enum Delivery {
 /// Sends `d` to its connection: directly on its shard, through the shard's inbox from
 /// elsewhere. Dropped if the connection is gone.
 pub(crate) fn deliver(to: ReplyTo, d: Delivery) {
+    // Answered while its connection hands it over (a plain function): no lookup at all.
+    let Err(d) = super::conn::answer_now(to.conn, to.seq, d) else { return };
     let local = with_current(|here| match here {
         Some(s) if s.node.id == to.node && s.id == to.shard => {
             deliver_local(s, to, d);
@@ -291,16 +301,17 @@ pub(crate) fn deliver(to: ReplyTo, d: Delivery) {
     }
 }
 
-fn connection(shard: &Shard, to: ReplyTo) -> Option<Rc<dyn IoSource>> {
-    shard.io_get(to.token).filter(|src| src.as_any().downcast_ref::<Connection>().is_some_and(|c| c.id == to.conn))
+/// Runs `f` on the connection `to` names, if it is still there (tokens are reused; ids not).
+fn with_connection(shard: &Shard, to: ReplyTo, f: impl FnOnce(&Connection)) {
+    if let Some(src) = shard.io_get(to.token) {
+        if let Some(c) = src.as_any().downcast_ref::<Connection>().filter(|c| c.id == to.conn) {
+            f(c);
+        }
+    }
 }
 
 fn deliver_local(shard: &Shard, to: ReplyTo, d: Delivery) {
-    if let Some(src) = connection(shard, to) {
-        if let Some(c) = src.as_any().downcast_ref::<Connection>() {
-            c.deliver(shard, to.token, to.seq, d);
-        }
-    }
+    with_connection(shard, to, |c| c.deliver(shard, to.token, to.seq, d));
 }
 
 /// Sets a request's deadline; only on the connection's own shard.
@@ -310,11 +321,7 @@ pub(crate) fn set_deadline(to: ReplyTo, at: Instant) {
     }
     with_current(|here| {
         if let Some(s) = here.filter(|s| s.node.id == to.node && s.id == to.shard) {
-            if let Some(src) = connection(s, to) {
-                if let Some(c) = src.as_any().downcast_ref::<Connection>() {
-                    c.set_deadline(s, to.token, to.seq, at);
-                }
-            }
+            with_connection(s, to, |c| c.set_deadline(s, to.token, to.seq, at));
         }
     });
 }
