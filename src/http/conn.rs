@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::time::Instant;
 
-use super::body::BodyDecoder;
+use super::body::{BodyDecoder, Decoded};
 use super::head::{self, Head};
 use super::request::{Method, Request, Version};
 use super::response::{self, Answering, Body, Response, StatusCode};
@@ -203,7 +203,12 @@ impl Codec {
             }
         }
         let partial = self.current.as_mut()?;
-        match partial.decoder.decode(&self.buf[self.start..self.end], limits, &mut partial.req) {
+        let bodiless = partial.decoder == BodyDecoder::Done;
+        match if bodiless {
+            Ok(Decoded { consumed: 0, done: true })
+        } else {
+            partial.decoder.decode(&self.buf[self.start..self.end], limits, &mut partial.req)
+        } {
             Ok(d) => {
                 self.start += d.consumed;
                 if !d.done {

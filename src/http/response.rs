@@ -228,6 +228,11 @@ pub(crate) struct Answering {
 /// Encodes `resp`'s head (and its body, unless streamed or answering HEAD) into `out`.
 /// Returns whether the connection may stay open after it.
 pub(crate) fn encode(resp: &Response, to: Answering, date: &[u8; 29], out: &mut Vec<u8>) -> bool {
+    if let (true, Body::Full(body)) = (common(resp, to), &resp.body) {
+        if encode_common(resp, body, to.method, date, out) {
+            return true;
+        }
+    }
     let mut keep_alive = to.keep_alive;
     let streamed = matches!(resp.body, Body::Streamed);
     // An HTTP/1.0 client cannot read chunked: the body ends when the connection does.
@@ -302,6 +307,75 @@ pub(crate) fn encode(resp: &Response, to: Answering, date: &[u8; 29], out: &mut 
         }
     }
     keep_alive
+}
+
+/// The shape most responses have: a keep-alive HTTP/1.1 answer with a held body, a content
+/// type and no other fields. Its head up to `content-length: ` is the same from one response
+/// to the next within a second, so it is kept per thread and copied in one piece.
+fn common(resp: &Response, to: Answering) -> bool {
+    to.keep_alive
+        && to.version == Version::Http11
+        && resp.headers.is_empty()
+        && (200..=999).contains(&resp.status.0)
+        && !resp.status.bodiless()
+        && resp.content_type.is_some()
+}
+
+/// The cached head of the last common response (see [`common`]).
+struct HeadCache {
+    status: u16,
+    content_type: Vec<u8>,
+    date: [u8; 29],
+    /// `HTTP/1.1 …\r\nserver: …\r\ndate: …\r\ncontent-type: …\r\ncontent-length: `
+    bytes: Vec<u8>,
+}
+
+thread_local! {
+    static HEAD: std::cell::RefCell<HeadCache> = const {
+        std::cell::RefCell::new(HeadCache { status: 0, content_type: Vec::new(), date: [0; 29], bytes: Vec::new() })
+    };
+}
+
+/// False (nothing written) if the content type is not a valid field value.
+fn encode_common(resp: &Response, body: &[u8], method: Method, date: &[u8; 29], out: &mut Vec<u8>) -> bool {
+    let ctype = resp.content_type.as_deref().unwrap_or("").as_bytes();
+    let cached = HEAD.with(|h| {
+        let mut h = h.borrow_mut();
+        if h.status != resp.status.0 || h.date != *date || h.content_type != ctype {
+            if !valid_value(ctype) {
+                return false;
+            }
+            let c = resp.status.0;
+            let mut b = std::mem::take(&mut h.bytes);
+            b.clear();
+            b.extend_from_slice(b"HTTP/1.1 ");
+            b.extend_from_slice(&[b'0' + (c / 100) as u8, b'0' + (c / 10 % 10) as u8, b'0' + (c % 10) as u8, b' ']);
+            b.extend_from_slice(resp.status.reason().as_bytes());
+            b.extend_from_slice(b"\r\nserver: pinion\r\ndate: ");
+            b.extend_from_slice(date);
+            b.extend_from_slice(b"\r\ncontent-type: ");
+            b.extend_from_slice(ctype);
+            b.extend_from_slice(b"\r\ncontent-length: ");
+            // Refilled in place: no allocation once warm, even when the second turns.
+            h.status = c;
+            h.date = *date;
+            h.content_type.clear();
+            h.content_type.extend_from_slice(ctype);
+            h.bytes = b;
+        }
+        out.reserve(h.bytes.len() + 24 + body.len());
+        out.extend_from_slice(&h.bytes);
+        true
+    });
+    if !cached {
+        return false;
+    }
+    push_u64(out, body.len() as u64);
+    out.extend_from_slice(b"\r\n\r\n");
+    if method != Method::Head {
+        out.extend_from_slice(body);
+    }
+    true
 }
 
 /// One chunk of a streamed body (nothing for an empty chunk: that would end the body).
@@ -452,6 +526,30 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("content-length: 5\r\n"), "{text}");
         assert!(text.ends_with("\r\n\r\n"), "{text}");
+    }
+
+    #[test]
+    fn fields_that_would_split_the_response_are_dropped() {
+        let to = Answering { method: Method::Get, version: Version::Http11, keep_alive: true };
+        let mut resp = Response::text("ok").header("x-a", "1\r\nx-injected: 1");
+        resp.content_type = Some("text/plain\r\nx-injected: 2".into());
+        let mut out = Vec::new();
+        encode(&resp, to, &date_header(), &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains("x-injected"), "{text}");
+        assert!(text.ends_with("\r\n\r\nok"), "{text}");
+        // The cached common head and the general encoder write the same bytes.
+        let plain = Response::text("Hello");
+        let (mut fast, mut slow) = (Vec::new(), Vec::new());
+        encode(&plain, to, &date_header(), &mut fast);
+        encode(&plain, Answering { keep_alive: true, ..to }, &date_header(), &mut slow);
+        assert_eq!(fast, slow);
+        let mut general = plain.clone();
+        general.headers.push(("x-b".into(), b"2".as_slice().into()));
+        let mut g = Vec::new();
+        encode(&general, to, &date_header(), &mut g);
+        let g = String::from_utf8(g).unwrap().replace("x-b: 2\r\n", "");
+        assert_eq!(g.as_bytes(), &fast[..]);
     }
 
     #[test]

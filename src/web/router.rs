@@ -22,6 +22,8 @@ enum Segment {
 
 #[derive(Clone)]
 struct Route {
+    /// The whole pattern when it has no parameters: matched with one comparison.
+    literal: Option<String>,
     segments: Vec<Segment>,
     /// `None`: any method.
     method: Option<Method>,
@@ -110,7 +112,8 @@ impl Router {
 
     fn add(mut self, method: Option<Method>, pattern: &str, handler: Arc<dyn Handler>) -> Router {
         let segments = parse(pattern).unwrap_or_else(|e| panic!("route pattern {pattern:?}: {e}"));
-        Arc::make_mut(&mut self.core).routes.push(Route { segments, method, handler });
+        let literal = segments.iter().all(|s| matches!(s, Segment::Literal(_))).then(|| pattern.to_owned());
+        Arc::make_mut(&mut self.core).routes.push(Route { literal, segments, method, handler });
         self
     }
 }
@@ -193,7 +196,14 @@ impl Handler for Core {
         let mut hit = None;
         let path = req.request().path();
         for route in &self.routes {
-            let Some(n) = matches(&route.segments, path, &mut found) else { continue };
+            let n = match &route.literal {
+                Some(l) if l != path => continue,
+                Some(_) => 0,
+                None => match matches(&route.segments, path, &mut found) {
+                    Some(n) => n,
+                    None => continue,
+                },
+            };
             let ok = match route.method {
                 None => true,
                 Some(m) => m == method || (m == Method::Get && method == Method::Head),
