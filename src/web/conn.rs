@@ -7,7 +7,7 @@
 //! close), idle keep-alive (close), each request's deadline (504), the lingering close.
 
 use std::any::Any;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io::{self, ErrorKind};
 use std::net::Shutdown;
 use std::rc::Rc;
@@ -184,20 +184,20 @@ impl Connection {
                     let now = *now.get_or_insert_with(|| shard.now());
                     let to = ReplyTo { node: shard.node.id, shard: shard.id, token, conn: self.id, seq: meta.seq };
                     let req = WebRequest::new(req, to, now);
-                    let noted = Dispatching { conn: self.id, seq: meta.seq, deadline: None, answer: None };
-                    DISPATCHING.with(|d| *d.borrow_mut() = Some(noted));
+                    dispatch_begin(self.id, meta.seq);
                     // A panicking handler drops the request (answered 500); the shard and
                     // this connection go on.
                     crate::shard::executor::contain("running a web handler", || self.server.handler.handle(req));
-                    let Some(noted) = DISPATCHING.with(|d| d.borrow_mut().take()) else { continue };
-                    if let Some((resp, request)) = noted.answer {
-                        let mut st = self.st.borrow_mut();
-                        st.out.complete(meta.seq, resp);
-                        if let Some(r) = request {
-                            st.codec.recycle(r);
+                    match dispatch_end() {
+                        (_, Some((resp, request))) => {
+                            let mut st = self.st.borrow_mut();
+                            st.out.complete(meta.seq, resp);
+                            if let Some(r) = request {
+                                st.codec.recycle(r);
+                            }
                         }
-                    } else if let Some(at) = noted.deadline {
-                        self.set_deadline(shard, token, meta.seq, at);
+                        (Some(at), None) => self.set_deadline(shard, token, meta.seq, at),
+                        (None, None) => {}
                     }
                 }
                 Step::Refuse(meta, error) => {
@@ -378,42 +378,55 @@ impl Connection {
 /// The request being handed to a handler right now, and what the handler did with it while
 /// it ran: the deadline it set, the response it gave at once (a plain function). Both are
 /// applied by `dispatch` when the handler returns, without looking the connection up again.
-struct Dispatching {
-    conn: u64,
-    seq: u64,
-    deadline: Option<Instant>,
-    answer: Option<(Response, Option<Box<crate::http::Request>>)>,
-}
+/// The key and the deadline are plain `Cell`s (no destructor, so every check is a few
+/// instructions); only an answer given at once touches the `RefCell`.
+type Answer = (Response, Option<Box<crate::http::Request>>);
 
 thread_local! {
-    static DISPATCHING: RefCell<Option<Dispatching>> = const { RefCell::new(None) };
+    /// (connection id, seq) being dispatched; (0, 0) when none (ids start at 1).
+    static DISPATCH_KEY: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+    static DISPATCH_DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+    static DISPATCH_ANSWER: RefCell<Option<Answer>> = const { RefCell::new(None) };
+}
+
+/// Starts handing (conn, seq) to a handler.
+fn dispatch_begin(conn: u64, seq: u64) {
+    DISPATCH_KEY.set((conn, seq));
+    DISPATCH_DEADLINE.set(None);
+}
+
+/// Ends it: what the handler did.
+fn dispatch_end() -> (Option<Instant>, Option<Answer>) {
+    DISPATCH_KEY.set((0, 0));
+    let answer = DISPATCH_ANSWER.with(|a| a.borrow_mut().take());
+    (DISPATCH_DEADLINE.take(), answer)
 }
 
 /// A handler sets the deadline of the request it is being handed: noted for `dispatch`. False
 /// for any other request.
 pub(crate) fn note_deadline(conn: u64, seq: u64, at: Instant) -> bool {
-    DISPATCHING.with(|d| match &mut *d.borrow_mut() {
-        Some(x) if x.conn == conn && x.seq == seq => {
-            x.deadline = Some(at);
-            true
-        }
-        _ => false,
-    })
+    if DISPATCH_KEY.get() != (conn, seq) {
+        return false;
+    }
+    DISPATCH_DEADLINE.set(Some(at));
+    true
 }
 
 /// A handler answers the request it is being handed: kept for `dispatch`. Anything else comes
 /// back.
 pub(crate) fn answer_now(conn: u64, seq: u64, d: Delivery) -> Result<(), Delivery> {
-    DISPATCHING.with(|cell| match (&mut *cell.borrow_mut(), d) {
+    if DISPATCH_KEY.get() != (conn, seq) {
+        return Err(d);
+    }
+    match d {
         // A streamed head goes the normal way: its chunks follow through `deliver`.
-        (Some(x), Delivery::Response(resp, req))
-            if x.conn == conn && x.seq == seq && x.answer.is_none() && !matches!(resp.body, Body::Streamed) =>
-        {
-            x.answer = Some((resp, req));
+        Delivery::Response(resp, req) if !matches!(resp.body, Body::Streamed) => {
+            DISPATCH_KEY.set((0, 0)); // answered: anything more for it goes the normal way
+            DISPATCH_ANSWER.with(|a| *a.borrow_mut() = Some((resp, req)));
             Ok(())
         }
-        (_, d) => Err(d),
-    })
+        d => Err(d),
+    }
 }
 
 /// Reading and dispatching wait for responses to be written (our bounds, not the client).

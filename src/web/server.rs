@@ -287,17 +287,15 @@ pub(crate) enum Delivery {
 pub(crate) fn deliver(to: ReplyTo, d: Delivery) {
     // Answered while its connection hands it over (a plain function): no lookup at all.
     let Err(d) = super::conn::answer_now(to.conn, to.seq, d) else { return };
-    let local = with_current(|here| match here {
-        Some(s) if s.node.id == to.node && s.id == to.shard => {
-            deliver_local(s, to, d);
-            None
+    // The shard first, the delivery outside the closure: a `Delivery` is big, moved once.
+    let here = with_current(|here| here.filter(|s| s.node.id == to.node && s.id == to.shard).cloned());
+    match here {
+        Some(s) => deliver_local(&s, to, d),
+        None => {
+            let run = move |s: &Rc<Shard>| deliver_local(s, to, d);
+            let env = Envelope { slot: 0, generation: 0, kind: Kind::Control(ControlRequest::Run(Box::new(run))) };
+            route::deliver_to(to.node, to.shard, env);
         }
-        _ => Some(d),
-    });
-    if let Some(d) = local {
-        let run = move |s: &Rc<Shard>| deliver_local(s, to, d);
-        let env = Envelope { slot: 0, generation: 0, kind: Kind::Control(ControlRequest::Run(Box::new(run))) };
-        route::deliver_to(to.node, to.shard, env);
     }
 }
 
