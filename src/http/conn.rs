@@ -281,6 +281,8 @@ pub(crate) struct Outgoing {
     closing: bool,
     /// Body bytes of `Ready` slots.
     ready_bytes: usize,
+    /// HTTP/1.0 requests still `Waiting` (see `holds_pipeline`).
+    waiting_http10: usize,
     written_total: u64,
 }
 
@@ -324,7 +326,27 @@ impl Outgoing {
     /// Opens the slot of a request (`meta.seq` must follow the last one opened).
     pub(crate) fn open(&mut self, meta: RequestMeta, deadline: Option<Instant>) {
         debug_assert_eq!(meta.seq, self.head_seq + self.slots.len() as u64);
+        if meta.version == Version::Http10 {
+            self.waiting_http10 += 1;
+        }
         self.slots.push_back(Slot::Waiting { meta, deadline });
+    }
+
+    /// An HTTP/1.0 request waits for its answer: whether its connection survives depends on
+    /// that answer (a streamed body must end with the connection), so nothing pipelined behind
+    /// it is processed until it is known (RFC 9112 §9.6: no request after the closing one).
+    pub(crate) fn holds_pipeline(&self) -> bool {
+        self.waiting_http10 > 0
+    }
+
+    /// A response already given ends the connection once written.
+    pub(crate) fn will_close(&self) -> bool {
+        self.closing
+            || self.slots.iter().any(|s| match s {
+                Slot::Ready { meta, .. } => !meta.keep_alive,
+                Slot::Streaming { keep_alive, .. } => !keep_alive,
+                Slot::Waiting { .. } => false,
+            })
     }
 
     /// Answers `100 Continue` to `seq` as soon as everything before it is written.
@@ -349,6 +371,9 @@ impl Outgoing {
         let Some(i) = seq.checked_sub(self.head_seq) else { return false };
         let Some(slot) = self.slots.get_mut(i as usize) else { return false };
         let Slot::Waiting { meta, .. } = *slot else { return false };
+        if meta.version == Version::Http10 {
+            self.waiting_http10 -= 1;
+        }
         *slot = if matches!(resp.body, Body::Streamed) && meta.method != Method::Head && !resp.status.bodiless() {
             let mut head = Vec::new();
             let keep_alive = response::encode(&resp, answering(meta), &response::date_header(), &mut head);
@@ -417,6 +442,9 @@ impl Outgoing {
         for slot in &mut self.slots {
             if let Slot::Waiting { meta, deadline: Some(d) } = *slot {
                 if d <= now {
+                    if meta.version == Version::Http10 {
+                        self.waiting_http10 -= 1;
+                    }
                     let resp = Response::status(status);
                     self.ready_bytes += resp.body_bytes().len();
                     *slot = Slot::Ready { meta, resp };
@@ -452,6 +480,7 @@ impl Outgoing {
             if self.closing {
                 self.slots.clear();
                 self.ready_bytes = 0;
+                self.waiting_http10 = 0;
                 return;
             }
             match self.slots.front_mut() {

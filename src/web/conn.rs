@@ -168,7 +168,8 @@ impl Connection {
                     return;
                 }
                 if paused(&st, limits) {
-                    // Requests may wait in the buffer: parse them once responses made room.
+                    // Requests may wait in the buffer: parse them once responses made room
+                    // (or once an HTTP/1.0 answer says whether the connection survives).
                     st.held = true;
                     return;
                 }
@@ -346,6 +347,10 @@ impl Connection {
                 st.out.stream_abort(seq);
             }
         }
+        if st.out.will_close() {
+            // No request after the one whose answer closes the connection (RFC 9112 §9.6).
+            st.codec.close();
+        }
         drop(st);
         self.queue_flush(shard, token);
     }
@@ -431,7 +436,7 @@ pub(crate) fn answer_now(conn: u64, seq: u64, d: Delivery) -> Result<(), Deliver
 
 /// Reading and dispatching wait for responses to be written (our bounds, not the client).
 fn paused(st: &State, limits: &crate::http::HttpLimits) -> bool {
-    st.out.in_flight() >= limits.max_in_flight || st.out.unwritten() >= MAX_UNWRITTEN
+    st.out.in_flight() >= limits.max_in_flight || st.out.unwritten() >= MAX_UNWRITTEN || st.out.holds_pipeline()
 }
 
 fn st_closed(st: &RefCell<State>) -> bool {
