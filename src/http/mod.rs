@@ -6,8 +6,10 @@
 //! - `body.rs`: our own body framing: `Content-Length` and chunked (extensions and trailers
 //!   bounded).
 //! - `conn.rs`: the connection state machine over any `Read + Write` (tested on byte slices):
-//!   keep-alive, pipelining with responses strictly in request order, `Expect: 100-continue`,
-//!   closing after a framing error without reading another byte as a request.
+//!   keep-alive, pipelining, `Expect: 100-continue`, closing after a framing error without
+//!   reading another byte as a request.
+//! - `outgoing.rs`: responses strictly in request order, even when completed out of order;
+//!   all that is ready encoded in one pass and written in one call.
 //! - `response.rs`: the response encoder: status line, cached `Date`, fixed-length or chunked
 //!   bodies, `HEAD`.
 //!
@@ -19,6 +21,7 @@ pub(crate) mod conn;
 mod head;
 #[cfg(feature = "interop")]
 mod interop;
+mod outgoing;
 mod request;
 mod response;
 
@@ -31,7 +34,8 @@ pub use request::{Headers, Method, Request, Version};
 pub use response::{Body, Response, StatusCode};
 
 pub use conn::serve_blocking;
-pub(crate) use conn::{Codec, Flushed, Outgoing, Phase, Step, refusal};
+pub(crate) use conn::{Codec, Phase, Step, refusal};
+pub(crate) use outgoing::{Flushed, Outgoing};
 
 /// Bounds on what a client may send, with defaults close to nginx's and hyper's.
 #[derive(Debug, Clone)]

@@ -7,7 +7,7 @@
 //! close), idle keep-alive (close), each request's deadline (504), the lingering close.
 
 use std::any::Any;
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::io::{self, ErrorKind};
 use std::net::Shutdown;
 use std::rc::Rc;
@@ -16,9 +16,10 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
+use super::dispatch::{dispatch_begin, dispatch_end};
 use super::request::{ReplyTo, WebRequest};
 use super::server::{Delivery, ServerShared};
-use crate::http::{Body, Codec, Flushed, Outgoing, Phase, Response, StatusCode, Step, refusal};
+use crate::http::{Codec, Flushed, Outgoing, Phase, StatusCode, Step, refusal};
 use crate::shard::io::IoSource;
 use crate::shard::{Readiness, Shard, TimerKey};
 
@@ -377,60 +378,6 @@ impl Connection {
         }
         self.server.connections.set(self.server.connections.get() - 1);
         shard.io_remove(token, &mut st.stream);
-    }
-}
-
-/// The request being handed to a handler right now, and what the handler did with it while
-/// it ran: the deadline it set, the response it gave at once (a plain function). Both are
-/// applied by `dispatch` when the handler returns, without looking the connection up again.
-/// The key and the deadline are plain `Cell`s (no destructor, so every check is a few
-/// instructions); only an answer given at once touches the `RefCell`.
-type Answer = (Response, Option<Box<crate::http::Request>>);
-
-thread_local! {
-    /// (connection id, seq) being dispatched; (0, 0) when none (ids start at 1).
-    static DISPATCH_KEY: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
-    static DISPATCH_DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
-    static DISPATCH_ANSWER: RefCell<Option<Answer>> = const { RefCell::new(None) };
-}
-
-/// Starts handing (conn, seq) to a handler.
-fn dispatch_begin(conn: u64, seq: u64) {
-    DISPATCH_KEY.set((conn, seq));
-    DISPATCH_DEADLINE.set(None);
-}
-
-/// Ends it: what the handler did.
-fn dispatch_end() -> (Option<Instant>, Option<Answer>) {
-    DISPATCH_KEY.set((0, 0));
-    let answer = DISPATCH_ANSWER.with(|a| a.borrow_mut().take());
-    (DISPATCH_DEADLINE.take(), answer)
-}
-
-/// A handler sets the deadline of the request it is being handed: noted for `dispatch`. False
-/// for any other request.
-pub(crate) fn note_deadline(conn: u64, seq: u64, at: Instant) -> bool {
-    if DISPATCH_KEY.get() != (conn, seq) {
-        return false;
-    }
-    DISPATCH_DEADLINE.set(Some(at));
-    true
-}
-
-/// A handler answers the request it is being handed: kept for `dispatch`. Anything else comes
-/// back.
-pub(crate) fn answer_now(conn: u64, seq: u64, d: Delivery) -> Result<(), Delivery> {
-    if DISPATCH_KEY.get() != (conn, seq) {
-        return Err(d);
-    }
-    match d {
-        // A streamed head goes the normal way: its chunks follow through `deliver`.
-        Delivery::Response(resp, req) if !matches!(resp.body, Body::Streamed) => {
-            DISPATCH_KEY.set((0, 0)); // answered: anything more for it goes the normal way
-            DISPATCH_ANSWER.with(|a| *a.borrow_mut() = Some((resp, req)));
-            Ok(())
-        }
-        d => Err(d),
     }
 }
 

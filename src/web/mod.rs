@@ -17,6 +17,7 @@
 //! ```
 
 mod conn;
+mod dispatch;
 mod handler;
 mod middleware;
 mod request;

@@ -286,7 +286,7 @@ pub(crate) enum Delivery {
 /// elsewhere. Dropped if the connection is gone.
 pub(crate) fn deliver(to: ReplyTo, d: Delivery) {
     // Answered while its connection hands it over (a plain function): no lookup at all.
-    let Err(d) = super::conn::answer_now(to.conn, to.seq, d) else { return };
+    let Err(d) = super::dispatch::answer_now(to.conn, to.seq, d) else { return };
     // The shard first, the delivery outside the closure: a `Delivery` is big, moved once.
     let here = with_current(|here| here.filter(|s| s.node.id == to.node && s.id == to.shard).cloned());
     match here {
@@ -314,7 +314,7 @@ fn deliver_local(shard: &Shard, to: ReplyTo, d: Delivery) {
 
 /// Sets a request's deadline; only on the connection's own shard.
 pub(crate) fn set_deadline(to: ReplyTo, at: Instant) {
-    if super::conn::note_deadline(to.conn, to.seq, at) {
+    if super::dispatch::note_deadline(to.conn, to.seq, at) {
         return;
     }
     with_current(|here| {

@@ -1,0 +1,308 @@
+//! [`Outgoing`]: the write half of a connection. One slot per request in flight, in request
+//! order; responses complete their slots in any order and are encoded strictly in order, all
+//! that is ready in one pass per flush (one `Date`), then written with as few `write` calls
+//! as the peer allows.
+
+use std::collections::VecDeque;
+use std::io::{self, Write};
+use std::time::Instant;
+
+use super::conn::{RequestMeta, SHRINK_ABOVE, SHRINK_TO};
+use super::request::{Method, Version};
+use super::response::{self, Answering, Body, Response, StatusCode};
+
+/// A request in flight, in request order.
+#[derive(Debug)]
+enum Slot {
+    Waiting {
+        meta: RequestMeta,
+        deadline: Option<Instant>,
+    },
+    Ready {
+        meta: RequestMeta,
+        resp: Response,
+    },
+    /// A streamed body: chunks encoded so far (when not yet at the head of the line).
+    Streaming {
+        chunked: bool,
+        keep_alive: bool,
+        pending: Vec<u8>,
+        finished: bool,
+    },
+}
+
+/// Responses in, bytes out, in request order.
+#[derive(Debug, Default)]
+pub(crate) struct Outgoing {
+    out: Vec<u8>,
+    /// Bytes of `out` already written.
+    written: usize,
+    /// The first slot's seq.
+    head_seq: u64,
+    slots: VecDeque<Slot>,
+    /// A `100 Continue` owed to this seq once everything before it is written.
+    continue_for: Option<u64>,
+    /// A response that ends the connection was encoded: write it, then close.
+    closing: bool,
+    /// Body bytes of `Ready` slots.
+    ready_bytes: usize,
+    /// HTTP/1.0 requests still `Waiting` (see `holds_pipeline`).
+    waiting_http10: usize,
+    written_total: u64,
+}
+
+/// How a write went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flushed {
+    /// Everything encoded is written; more may come.
+    Done,
+    /// The peer is not taking more now (`WouldBlock`).
+    Blocked,
+    /// Everything is written and the connection must close now.
+    Close,
+}
+
+impl Outgoing {
+    pub(crate) fn new() -> Outgoing {
+        Outgoing::default()
+    }
+
+    /// A response that ends the connection was encoded.
+    pub(crate) fn closing(&self) -> bool {
+        self.closing
+    }
+
+    /// Bytes written since the connection opened.
+    pub(crate) fn written_total(&self) -> u64 {
+        self.written_total
+    }
+
+    /// Requests in flight (answered or not, not yet written).
+    pub(crate) fn in_flight(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Bytes waiting to be written: encoded ones, plus the bodies of responses completed since
+    /// the last write (encoded by the next one).
+    pub(crate) fn unwritten(&self) -> usize {
+        self.out.len() - self.written + self.ready_bytes
+    }
+
+    /// Opens the slot of a request (`meta.seq` must follow the last one opened).
+    pub(crate) fn open(&mut self, meta: RequestMeta, deadline: Option<Instant>) {
+        debug_assert_eq!(meta.seq, self.head_seq + self.slots.len() as u64);
+        if meta.version == Version::Http10 {
+            self.waiting_http10 += 1;
+        }
+        self.slots.push_back(Slot::Waiting { meta, deadline });
+    }
+
+    /// An HTTP/1.0 request waits for its answer: whether its connection survives depends on
+    /// that answer (a streamed body must end with the connection), so nothing pipelined behind
+    /// it is processed until it is known (RFC 9112 §9.6: no request after the closing one).
+    pub(crate) fn holds_pipeline(&self) -> bool {
+        self.waiting_http10 > 0
+    }
+
+    /// A response already given ends the connection once written.
+    pub(crate) fn will_close(&self) -> bool {
+        self.closing
+            || self.slots.iter().any(|s| match s {
+                Slot::Ready { meta, .. } => !meta.keep_alive,
+                Slot::Streaming { keep_alive, .. } => !keep_alive,
+                Slot::Waiting { .. } => false,
+            })
+    }
+
+    /// Answers `100 Continue` to `seq` as soon as everything before it is written.
+    pub(crate) fn interim_continue(&mut self, seq: u64) {
+        self.continue_for = Some(seq);
+    }
+
+    fn slot_mut(&mut self, seq: u64) -> Option<&mut Slot> {
+        let i = seq.checked_sub(self.head_seq)?;
+        self.slots.get_mut(i as usize)
+    }
+
+    /// The response to `seq`. False if that request is not waiting (answered already, e.g. by
+    /// a timeout, or the connection is gone): the response is dropped.
+    pub(crate) fn complete(&mut self, seq: u64, mut resp: Response) -> bool {
+        if !(200..=999).contains(&resp.status.0) {
+            // A final response cannot be 1xx (the client would wait for another) or outside
+            // three digits.
+            log::warn!(target: "pinion::web", "a handler answered status {}: sent as 500", resp.status.0);
+            resp = Response::status(StatusCode::INTERNAL_SERVER_ERROR);
+        }
+        let Some(i) = seq.checked_sub(self.head_seq) else { return false };
+        let Some(slot) = self.slots.get_mut(i as usize) else { return false };
+        let Slot::Waiting { meta, .. } = *slot else { return false };
+        if meta.version == Version::Http10 {
+            self.waiting_http10 -= 1;
+        }
+        *slot = if matches!(resp.body, Body::Streamed) && meta.method != Method::Head && !resp.status.bodiless() {
+            let mut head = Vec::new();
+            let keep_alive = response::encode(&resp, answering(meta), &response::date_header(), &mut head);
+            Slot::Streaming { chunked: meta.version == Version::Http11, keep_alive, pending: head, finished: false }
+        } else {
+            self.ready_bytes += resp.body_bytes().len();
+            Slot::Ready { meta, resp }
+        };
+        true
+    }
+
+    /// A chunk of `seq`'s streamed body. Returns how many bytes of that stream now wait to be
+    /// written (`None` if `seq` is not streaming).
+    pub(crate) fn stream_chunk(&mut self, seq: u64, data: &[u8]) -> Option<usize> {
+        if self.closing {
+            return None;
+        }
+        let at_head = seq == self.head_seq;
+        let i = seq.checked_sub(self.head_seq)? as usize;
+        let Some(Slot::Streaming { chunked, pending, finished: false, .. }) = self.slots.get_mut(i) else {
+            return None;
+        };
+        response::encode_chunk(data, *chunked, pending);
+        if at_head {
+            // First in line: its head and earlier chunks are in `pending` or already out.
+            self.out.append(pending);
+            Some(self.out.len() - self.written)
+        } else {
+            Some(pending.len())
+        }
+    }
+
+    /// `seq` is answered 504 (or whatever `expire` is given) if still waiting at `deadline`.
+    pub(crate) fn set_deadline(&mut self, seq: u64, at: Instant) {
+        if let Some(Slot::Waiting { deadline, .. }) = self.slot_mut(seq) {
+            *deadline = Some(at);
+        }
+    }
+
+    /// `seq`'s streamed body is cut short: what was sent is written, then the connection
+    /// closes (the client sees a truncated body, not a complete-looking one).
+    pub(crate) fn stream_abort(&mut self, seq: u64) -> bool {
+        let Some(Slot::Streaming { keep_alive, finished, .. }) = self.slot_mut(seq) else { return false };
+        if *finished {
+            return false;
+        }
+        *finished = true;
+        *keep_alive = false;
+        true
+    }
+
+    /// The end of `seq`'s streamed body.
+    pub(crate) fn stream_end(&mut self, seq: u64) -> bool {
+        let Some(Slot::Streaming { chunked, pending, finished, .. }) = self.slot_mut(seq) else { return false };
+        if *finished {
+            return false;
+        }
+        *finished = true;
+        response::encode_last_chunk(*chunked, pending);
+        true
+    }
+
+    /// Answers every waiting request whose deadline has passed with `status`; returns how many.
+    pub(crate) fn expire(&mut self, now: Instant, status: StatusCode) -> usize {
+        let mut n = 0;
+        for slot in &mut self.slots {
+            if let Slot::Waiting { meta, deadline: Some(d) } = *slot {
+                if d <= now {
+                    if meta.version == Version::Http10 {
+                        self.waiting_http10 -= 1;
+                    }
+                    let resp = Response::status(status);
+                    self.ready_bytes += resp.body_bytes().len();
+                    *slot = Slot::Ready { meta, resp };
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+
+    /// The earliest deadline of a waiting request.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.slots
+            .iter()
+            .filter_map(|s| match s {
+                Slot::Waiting { deadline, .. } => *deadline,
+                _ => None,
+            })
+            .min()
+    }
+
+    /// Moves every response at the head of the line into the output buffer.
+    fn encode_ready(&mut self) {
+        let mut date = None;
+        loop {
+            if self.continue_for == Some(self.head_seq) {
+                // Only while the request is still waiting (an early answer makes it moot).
+                if matches!(self.slots.front(), None | Some(Slot::Waiting { .. })) {
+                    self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                }
+                self.continue_for = None;
+            }
+            if self.closing {
+                self.slots.clear();
+                self.ready_bytes = 0;
+                self.waiting_http10 = 0;
+                return;
+            }
+            match self.slots.front_mut() {
+                Some(Slot::Ready { .. }) => {
+                    let Some(Slot::Ready { meta, resp }) = self.slots.pop_front() else { return };
+                    self.ready_bytes -= resp.body_bytes().len();
+                    let date = date.get_or_insert_with(response::date_header);
+                    let keep_alive = response::encode(&resp, answering(meta), date, &mut self.out);
+                    self.finish_slot(keep_alive);
+                }
+                Some(Slot::Streaming { pending, finished, keep_alive, .. }) => {
+                    self.out.append(pending);
+                    if !*finished {
+                        return;
+                    }
+                    let keep_alive = *keep_alive;
+                    self.slots.pop_front();
+                    self.finish_slot(keep_alive);
+                }
+                _ => return,
+            }
+        }
+    }
+
+    fn finish_slot(&mut self, keep_alive: bool) {
+        self.head_seq += 1;
+        if !keep_alive {
+            self.closing = true;
+        }
+    }
+
+    /// Writes what is encoded, with as few `write` calls as the peer allows.
+    pub(crate) fn write_to<W: Write>(&mut self, io: &mut W) -> io::Result<Flushed> {
+        // Responses are encoded here, once per flush: every one completed since the last
+        // write shares one `Date` and one pass.
+        self.encode_ready();
+        while self.written < self.out.len() {
+            match io.write(&self.out[self.written..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.written += n;
+                    self.written_total += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flushed::Blocked),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.out.clear();
+        self.written = 0;
+        if self.out.capacity() > SHRINK_ABOVE {
+            self.out.shrink_to(SHRINK_TO);
+        }
+        Ok(if self.closing { Flushed::Close } else { Flushed::Done })
+    }
+}
+
+fn answering(meta: RequestMeta) -> Answering {
+    Answering { method: meta.method, version: meta.version, keep_alive: meta.keep_alive }
+}
