@@ -69,6 +69,8 @@ pub(crate) struct Codec {
     start: usize,
     /// End of the bytes read.
     end: usize,
+    /// The bytes a head was last found incomplete in (`start`, `end`).
+    partial_at: Option<(usize, usize)>,
     current: Option<Partial>,
     next_seq: u64,
     closed: bool,
@@ -172,11 +174,17 @@ impl Codec {
             return None;
         }
         if self.current.is_none() {
+            // Nothing new since the last look (an empty buffer, or the same partial head):
+            // no parse.
+            if self.start == self.end || self.partial_at == Some((self.start, self.end)) {
+                return None;
+            }
             let mut req = self.spares.pop().unwrap_or_default();
             let input = &self.buf[self.start..self.end];
             match head::parse(input, limits, &mut req) {
                 Ok(None) => {
                     self.spares.push(req);
+                    self.partial_at = Some((self.start, self.end));
                     return None;
                 }
                 Err(error) => {
