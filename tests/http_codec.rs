@@ -671,3 +671,18 @@ fn date_header_is_imf_fixdate() {
     assert!((1..=31).contains(&day) && hour < 24 && min < 60 && sec < 61, "{date:?}");
     assert!(date[12..16].parse::<u32>().unwrap() >= 2024, "{date:?}");
 }
+
+#[test]
+fn request_arriving_in_the_range_of_an_earlier_partial_head_is_parsed() {
+    // A head found incomplete at bytes 0..18, completed, consumed; then a whole request of
+    // exactly 18 bytes lands in the same range of the (reset) buffer. It must be parsed, not
+    // taken for the old partial head (a regression of the "nothing new since the last look"
+    // shortcut).
+    let first = b"GET /first HTTP/1.1\r\nHost: a\r\n\r\n";
+    let second = b"GET / HTTP/1.0\r\n\r\n";
+    assert_eq!(second.len(), 18);
+    let input = [&first[..], &second[..]].concat();
+    let out = serve(&input, &limits(), usize::MAX, &[18, first.len()]);
+    let answers = parse_answers(&out);
+    assert_eq!(answers.len(), 2, "{out}");
+}

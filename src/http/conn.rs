@@ -69,7 +69,7 @@ pub(crate) struct Codec {
     start: usize,
     /// End of the bytes read.
     end: usize,
-    /// The bytes a head was last found incomplete in (`start`, `end`).
+    /// A head was found incomplete and nothing was read since (`start`, `end` then).
     partial_at: Option<(usize, usize)>,
     current: Option<Partial>,
     next_seq: u64,
@@ -165,6 +165,9 @@ impl Codec {
         let room = self.buf.len() - self.end;
         let n = io.read(&mut self.buf[self.end..])?;
         self.end += n;
+        // New bytes: a head found incomplete before may be complete now. (Positions alone
+        // cannot tell: after a reset the same range can hold other bytes.)
+        self.partial_at = None;
         Ok((n, room))
     }
 
@@ -176,7 +179,7 @@ impl Codec {
         if self.current.is_none() {
             // Nothing new since the last look (an empty buffer, or the same partial head):
             // no parse.
-            if self.start == self.end || self.partial_at == Some((self.start, self.end)) {
+            if self.start == self.end || self.partial_at.is_some() {
                 return None;
             }
             let mut req = self.spares.pop().unwrap_or_default();
