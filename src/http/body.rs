@@ -51,14 +51,12 @@ impl BodyDecoder {
             match *self {
                 BodyDecoder::Done => return Ok(Decoded { consumed: at, done: true }),
                 BodyDecoder::Length { remaining } => {
-                    let take = (remaining.min(rest.len() as u64)) as usize;
-                    req.body_mut().extend_from_slice(&rest[..take]);
-                    at += take;
-                    let remaining = remaining - take as u64;
-                    *self = if remaining == 0 { BodyDecoder::Done } else { BodyDecoder::Length { remaining } };
+                    let remaining = take_body(rest, remaining, &mut at, req);
                     if remaining > 0 {
+                        *self = BodyDecoder::Length { remaining };
                         return Ok(Decoded { consumed: at, done: false });
                     }
+                    *self = BodyDecoder::Done;
                 }
                 BodyDecoder::ChunkSize => {
                     // The line (extensions included) is bounded like a trailer section, with
@@ -81,10 +79,7 @@ impl BodyDecoder {
                     *self = if size == 0 { BodyDecoder::Trailers } else { BodyDecoder::ChunkData { remaining: size } };
                 }
                 BodyDecoder::ChunkData { remaining } => {
-                    let take = (remaining.min(rest.len() as u64)) as usize;
-                    req.body_mut().extend_from_slice(&rest[..take]);
-                    at += take;
-                    let remaining = remaining - take as u64;
+                    let remaining = take_body(rest, remaining, &mut at, req);
                     if remaining > 0 {
                         *self = BodyDecoder::ChunkData { remaining };
                         return Ok(Decoded { consumed: at, done: false });
@@ -109,6 +104,14 @@ impl BodyDecoder {
             }
         }
     }
+}
+
+/// Moves up to `remaining` body bytes from `rest` into the request; returns what is left.
+fn take_body(rest: &[u8], remaining: u64, at: &mut usize, req: &mut Request) -> u64 {
+    let take = remaining.min(rest.len() as u64) as usize;
+    req.body_mut().extend_from_slice(&rest[..take]);
+    *at += take;
+    remaining - take as u64
 }
 
 /// `chunk-size [ BWS ; chunk-ext ] CRLF`, given the line up to and including its LF.

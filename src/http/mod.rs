@@ -36,6 +36,7 @@ pub use response::{Body, Response, StatusCode};
 pub use conn::serve_blocking;
 pub(crate) use conn::{Codec, Phase, Step, refusal};
 pub(crate) use outgoing::{Flushed, Outgoing};
+pub(crate) use response::cow_bytes;
 
 /// Bounds on what a client may send, with defaults close to nginx's and hyper's.
 #[derive(Debug, Clone)]

@@ -225,27 +225,17 @@ impl Request {
 
     /// Records a path parameter (the router does this).
     pub fn set_param(&mut self, name: &str, value: &str) {
-        let start = self.arena.len();
-        self.arena.extend_from_slice(name.as_bytes());
-        let name = Span::of(start..self.arena.len());
-        let start = self.arena.len();
-        self.arena.extend_from_slice(value.as_bytes());
-        self.params.push(Field { name, value: Span::of(start..self.arena.len()) });
+        let f = self.store(name.as_bytes(), value.as_bytes());
+        self.params.push(f);
     }
 
     /// Records a path parameter whose value is `range` of [`path`](Self::path).
     pub(crate) fn set_param_from_path(&mut self, name: &str, range: Range<usize>) {
-        let start = self.arena.len();
-        self.arena.extend_from_slice(name.as_bytes());
-        let name = Span::of(start..self.arena.len());
-        let path = match self.target.get(self.path.start as usize..self.path.end as usize) {
-            None | Some("") => "/",
-            Some(p) => p,
-        };
-        let value = path.get(range).unwrap_or("");
-        let start = self.arena.len();
-        self.arena.extend_from_slice(value.as_bytes());
-        self.params.push(Field { name, value: Span::of(start..self.arena.len()) });
+        // The target moves out for the copy (no allocation) and back.
+        let target = std::mem::take(&mut self.target);
+        let value = path_of(&target, self.path).get(range).unwrap_or("");
+        self.set_param(name, value);
+        self.target = target;
     }
 
     fn store(&mut self, name: &[u8], value: &[u8]) -> Field {
@@ -291,10 +281,7 @@ impl Request {
     /// The path of the target (without the query; raw, not percent-decoded). An
     /// absolute-form target without a path has the path `/` (RFC 9110 §4.2.3).
     pub fn path(&self) -> &str {
-        match self.target.get(self.path.start as usize..self.path.end as usize) {
-            None | Some("") => "/",
-            Some(p) => p,
-        }
+        path_of(&self.target, self.path)
     }
 
     /// The query of the target (after `?`), if any.
@@ -397,6 +384,14 @@ fn as_str(b: &[u8]) -> &str {
     // Targets and names were validated as visible ASCII by httparse or come from `&str`s;
     // a lossy fallback keeps this total.
     std::str::from_utf8(b).unwrap_or("")
+}
+
+/// The path span of `target`; an empty path is `/` (RFC 9110 §4.2.3).
+fn path_of(target: &str, span: Span) -> &str {
+    match target.get(span.start as usize..span.end as usize) {
+        None | Some("") => "/",
+        Some(p) => p,
+    }
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {

@@ -147,10 +147,7 @@ impl Response {
 
     /// 200 with a `text/plain` body.
     pub fn text(body: impl Into<Cow<'static, str>>) -> Response {
-        let body = match body.into() {
-            Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
-            Cow::Owned(s) => Cow::Owned(s.into_bytes()),
-        };
+        let body = cow_bytes(body.into());
         Response {
             status: StatusCode::OK,
             content_type: Some(Cow::Borrowed("text/plain")),
@@ -183,11 +180,7 @@ impl Response {
             self.content_type = Some(value.into());
             return self;
         }
-        let value = match value.into() {
-            Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
-            Cow::Owned(s) => Cow::Owned(s.into_bytes()),
-        };
-        self.headers.push((name, value));
+        self.headers.push((name, cow_bytes(value.into())));
         self
     }
 
@@ -213,6 +206,14 @@ impl Response {
             Body::Full(b) => b,
             _ => &[],
         }
+    }
+}
+
+/// Text as bytes, borrowed or owned as it came.
+pub(crate) fn cow_bytes(s: Cow<'static, str>) -> Cow<'static, [u8]> {
+    match s {
+        Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
+        Cow::Owned(s) => Cow::Owned(s.into_bytes()),
     }
 }
 

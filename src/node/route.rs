@@ -200,6 +200,15 @@ pub(crate) fn deliver_to(node: NodeId, shard: ShardId, env: Envelope) {
     })
 }
 
+/// Runs `task` on `shard` of node `node` (through its inbox; dropped if the node is gone).
+pub(crate) fn run_on(node: NodeId, shard: ShardId, task: crate::shard::ShardTask) {
+    deliver_to(
+        node,
+        shard,
+        Envelope { slot: 0, generation: 0, kind: Kind::Control(crate::shard::ControlRequest::Run(task)) },
+    );
+}
+
 /// Delivers the answer of a call (or spawn) to the process waiting for it, from any thread.
 pub(crate) fn reply(to: Pid, reference: u64, result: CallResult) {
     let env = Envelope { slot: to.slot, generation: to.generation, kind: Kind::Reply { reference, result } };

@@ -296,10 +296,8 @@ impl Connection {
             st.phase_since = shard.now();
         }
         let read = match st.phase {
-            Phase::Head => Some(st.phase_since + limits.header_read_timeout),
-            Phase::Body => Some(st.phase_since + limits.body_read_timeout),
             Phase::Idle if st.out.in_flight() == 0 => Some(st.active + limits.idle_timeout),
-            _ => None,
+            _ => read_deadline(st, limits),
         };
         // A client that stops reading our answers is dropped after `idle_timeout` without
         // progress, paused or not.
@@ -381,6 +379,16 @@ impl Connection {
     }
 }
 
+/// When the client must have sent the head or body being read now (none between requests or
+/// while our own bounds hold reading back).
+fn read_deadline(st: &State, limits: &crate::http::HttpLimits) -> Option<Instant> {
+    match st.phase {
+        Phase::Head => Some(st.phase_since + limits.header_read_timeout),
+        Phase::Body => Some(st.phase_since + limits.body_read_timeout),
+        _ => None,
+    }
+}
+
 /// Reading and dispatching wait for responses to be written (our bounds, not the client).
 fn paused(st: &State, limits: &crate::http::HttpLimits) -> bool {
     st.out.in_flight() >= limits.max_in_flight || st.out.unwritten() >= MAX_UNWRITTEN || st.out.holds_pipeline()
@@ -420,12 +428,7 @@ impl IoSource for Connection {
             drop(guard);
             return self.close(shard, token);
         }
-        let read_deadline = match st.phase {
-            Phase::Head => Some(st.phase_since + limits.header_read_timeout),
-            Phase::Body => Some(st.phase_since + limits.body_read_timeout),
-            _ => None,
-        };
-        if read_deadline.is_some_and(|d| now >= d) && !st.out.closing() {
+        if read_deadline(st, limits).is_some_and(|d| now >= d) && !st.out.closing() {
             // Too slow: 408 after whatever is in flight, then close.
             let meta = st.codec.abort();
             st.out.open(meta, None);

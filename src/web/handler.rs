@@ -95,7 +95,6 @@ impl WebHandlerOptions {
 #[derive(Clone)]
 pub struct WebHandler {
     options: Arc<WebHandlerOptions>,
-    retry_after: Arc<str>,
 }
 
 impl fmt::Debug for WebHandler {
@@ -107,8 +106,7 @@ impl fmt::Debug for WebHandler {
 impl WebHandler {
     /// A handler with these options.
     pub fn new(options: WebHandlerOptions) -> WebHandler {
-        let retry_after = options.retry_after_secs.to_string().into();
-        WebHandler { options: Arc::new(options), retry_after }
+        WebHandler { options: Arc::new(options) }
     }
 
     /// A handler forwarding to `worker` with the default options.
@@ -119,7 +117,7 @@ impl WebHandler {
     fn unavailable(&self, req: WebRequest, full: bool) {
         let mut resp = Response::status(StatusCode::SERVICE_UNAVAILABLE);
         if full {
-            resp = resp.header("retry-after", self.retry_after.to_string());
+            resp = resp.header("retry-after", self.options.retry_after_secs.to_string());
         }
         req.respond(resp);
     }

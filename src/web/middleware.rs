@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use super::handler::Handler;
 use super::request::{RequestSummary, ResponseHook, WebRequest};
-use crate::http::{Method, Request, Response, StatusCode};
+use crate::http::{Method, Request, Response, StatusCode, cow_bytes};
 
 /// Wraps a handler in another.
 pub trait Layer: Send + Sync + 'static {
@@ -130,18 +130,11 @@ impl ResponseHook for CorsState {
     fn on_response(&self, req: &RequestSummary<'_>, resp: &mut Response) {
         if let Some(allow) = req.request.header("origin").and_then(|o| self.allow(o)) {
             let vary = allow != "*";
-            resp.headers.push((Cow::Borrowed("access-control-allow-origin"), into_bytes(allow)));
+            resp.headers.push((Cow::Borrowed("access-control-allow-origin"), cow_bytes(allow)));
             if vary {
                 resp.headers.push((Cow::Borrowed("vary"), Cow::Borrowed(b"origin")));
             }
         }
-    }
-}
-
-fn into_bytes(s: Cow<'static, str>) -> Cow<'static, [u8]> {
-    match s {
-        Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
-        Cow::Owned(s) => Cow::Owned(s.into_bytes()),
     }
 }
 

@@ -23,9 +23,8 @@ use crate::error::WebServerError;
 use crate::http::{HttpLimits, Request, Response};
 use crate::node::{NodeHandle, route};
 use crate::process::ShardId;
-use crate::process::envelope::{Envelope, Kind};
 use crate::shard::io::IoSource;
-use crate::shard::{ControlRequest, Readiness, Shard, with_current};
+use crate::shard::{Readiness, Shard, with_current};
 
 /// Options of a [`WebServer`].
 #[derive(Clone)]
@@ -126,9 +125,7 @@ impl WebServer {
             if here == Some(shard) {
                 with_current(|s| s.map(install));
             } else {
-                let env =
-                    Envelope { slot: 0, generation: 0, kind: Kind::Control(ControlRequest::Run(Box::new(install))) };
-                route::deliver_to(shared.id, shard, env);
+                route::run_on(shared.id, shard, Box::new(install));
             }
         }
         drop(done);
@@ -151,9 +148,7 @@ impl WebServer {
     pub fn stop(&self) {
         let id = self.id;
         for &shard in &self.shards {
-            let close = move |s: &Rc<Shard>| close_listener(s, id);
-            let env = Envelope { slot: 0, generation: 0, kind: Kind::Control(ControlRequest::Run(Box::new(close))) };
-            route::deliver_to(self.node.shared().id, shard, env);
+            route::run_on(self.node.shared().id, shard, Box::new(move |s: &Rc<Shard>| close_listener(s, id)));
         }
     }
 }
@@ -292,9 +287,7 @@ pub(crate) fn deliver(to: ReplyTo, d: Delivery) {
     match here {
         Some(s) => deliver_local(&s, to, d),
         None => {
-            let run = move |s: &Rc<Shard>| deliver_local(s, to, d);
-            let env = Envelope { slot: 0, generation: 0, kind: Kind::Control(ControlRequest::Run(Box::new(run))) };
-            route::deliver_to(to.node, to.shard, env);
+            route::run_on(to.node, to.shard, Box::new(move |s: &Rc<Shard>| deliver_local(s, to, d)));
         }
     }
 }
