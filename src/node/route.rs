@@ -201,6 +201,7 @@ pub(crate) fn deliver_to(node: NodeId, shard: ShardId, env: Envelope) {
 }
 
 /// Runs `task` on `shard` of node `node` (through its inbox; dropped if the node is gone).
+#[cfg_attr(not(feature = "web"), allow(dead_code, reason = "the web layer is its only user"))]
 pub(crate) fn run_on(node: NodeId, shard: ShardId, task: crate::shard::ShardTask) {
     deliver_to(
         node,
