@@ -1,15 +1,18 @@
-//! The seed's "Basic Setup": a `WebService` actor starts the workers, the handler and the web
-//! server; `GET /` answers `Hello, World!` through an actor.
+//! The seed's "Basic Setup" with its "Concurrent Processing": a `WebService` actor starts a
+//! pool of workers, the handler and the web server; `GET /` answers `Hello, World!` through an
+//! actor.
 //!
-//! - `GET /` and `GET /plaintext`: `Hello, World!` (from a `WebWorker` actor on the
-//!   connection's shard);
+//! - `GET /` and `GET /plaintext`: `Hello, World!` from a `WebWorker` of the pool (`--pool N`
+//!   workers, default one per shard, each with a mailbox of `--mailbox M`, default 1024). The
+//!   connection's shard hands the request to a worker with room on that same shard first; with
+//!   every worker full the answer is 503 with `Retry-After`, at once;
 //! - `HEAD /`: like GET, without the body;
 //! - `POST /`: reads the body and answers how many bytes it had (to probe the framing);
 //! - `--plain`: the same routes answered by plain functions on the shard (no actor hop), to
 //!   measure what the hop costs.
 //!
 //! ```sh
-//! cargo run --release --example hello -- --port 8080 --cores 1
+//! cargo run --release --example hello -- --port 8080 --cores 1 [--pool N] [--mailbox M]
 //! curl http://127.0.0.1:8080/
 //! ```
 
@@ -17,7 +20,7 @@ use std::time::Duration;
 
 use pinion::http::{Request, Response};
 use pinion::web::{Router, WebHandler, WebHandlerOptions, WebServer, WebServerOptions, WebTarget, WebWorker};
-use pinion::{Actor, Context, Cores, ExitReason, Node, NodeOptions, ProcessOptions, ShardId};
+use pinion::{Actor, Context, Cores, ExitReason, Node, NodeOptions, Pool, PoolOptions, ProcessOptions};
 
 /// Answers the requests.
 struct HelloWorker;
@@ -45,6 +48,8 @@ struct WebService {
     host: String,
     port: u16,
     plain: bool,
+    pool: Option<usize>,
+    mailbox: usize,
     server: Option<WebServer>,
 }
 
@@ -53,18 +58,17 @@ impl Actor for WebService {
         let router = if self.plain {
             Router::new().get("/", hello).post("/", count).get("/plaintext", hello)
         } else {
-            // One worker per shard: each connection's requests stay on its shard.
-            let mut workers = Vec::new();
-            for shard in 0..ctx.shards() {
-                let pid = ctx
-                    .spawn_on(ShardId(shard as u16), || HelloWorker, ProcessOptions::with_mailbox(1024))
-                    .await
-                    .map_err(|e| ExitReason::custom(format!("spawning a worker: {e}")))?;
-                workers.push(pid);
-            }
+            // A pool spread over the shards (one worker per shard by default): a connection's
+            // requests go to a worker on its own shard while that one has room.
+            let size = self.pool.unwrap_or(ctx.shards());
+            let options = PoolOptions::new(size, self.mailbox, || HelloWorker);
+            let pool = ctx
+                .spawn_register("hello-pool", move || Pool::new(options), ProcessOptions::default())
+                .await
+                .map_err(|e| ExitReason::custom(format!("starting the pool: {e}")))?;
             let handler = WebHandler::new(WebHandlerOptions {
                 request_timeout: Duration::from_secs(5),
-                ..WebHandlerOptions::new(WebTarget::Nearest(workers))
+                ..WebHandlerOptions::new(WebTarget::Pid(pool))
             });
             Router::new().route("/", handler.clone()).route("/plaintext", handler)
         };
@@ -81,18 +85,22 @@ fn main() {
     let mut port = 8080u16;
     let mut cores = None;
     let mut plain = false;
+    let mut pool = None;
+    let mut mailbox = 1024;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--port" => port = args.next().and_then(|v| v.parse().ok()).expect("--port N"),
             "--cores" => cores = Some(args.next().and_then(|v| v.parse::<usize>().ok()).expect("--cores N")),
             "--plain" => plain = true,
-            other => panic!("unknown argument {other} (--port N, --cores N, --plain)"),
+            "--pool" => pool = Some(args.next().and_then(|v| v.parse::<usize>().ok()).expect("--pool N")),
+            "--mailbox" => mailbox = args.next().and_then(|v| v.parse::<usize>().ok()).expect("--mailbox N"),
+            other => panic!("unknown argument {other} (--port N, --cores N, --plain, --pool N, --mailbox N)"),
         }
     }
     let options = NodeOptions { cores: cores.map_or(Cores::All, Cores::Count), ..Default::default() };
     let node = Node::start("hello", options).unwrap_or_else(|e| panic!("{e}"));
-    let service = WebService { host: "127.0.0.1".into(), port, plain, server: None };
+    let service = WebService { host: "127.0.0.1".into(), port, plain, pool, mailbox, server: None };
     node.spawn(move || service, ProcessOptions::default()).wait().unwrap_or_else(|e| panic!("{e}"));
     node.wait();
 }

@@ -124,6 +124,7 @@ mod error;
 pub mod http;
 mod loom;
 mod node;
+mod pool;
 mod process;
 mod shard;
 mod supervisor;
@@ -132,6 +133,7 @@ pub mod web;
 
 pub use error::{CallError, RegisterError, SendError, SpawnError, StartError, WebServerError};
 pub use node::{CallFuture, Cores, MAX_NAME_BYTES, MAX_SHARDS, Node, NodeHandle, NodeOptions, SpawnFuture};
+pub use pool::{Placement, Pool, PoolError, PoolInfo, PoolOptions, PoolRef, WorkerInfo};
 pub use process::{
     Actor, Alias, Context, DEFAULT_MAILBOX, Down, ExitReason, ExitSignal, Message, MonitorRef, NodeId, Pid, Priority,
     ProcessId, ProcessInfo, ProcessOptions, ProcessState, Reply, ReplyToken, ShardId, Target, TimerRef,
@@ -145,6 +147,7 @@ pub use supervisor::{
 /// Internals exposed for benchmarks and loom models. Not a stable API.
 #[doc(hidden)]
 pub mod _benchable {
+    pub use crate::pool::gate::{Admit, Gate, admit};
     pub use crate::process::mailbox::{Reservation, Reserve};
 
     /// Test support: make the next process spawned in `slot` of `shard` (a vacant slot) get

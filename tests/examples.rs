@@ -37,6 +37,11 @@ impl Drop for Example {
 impl Example {
     /// Builds and starts `examples/NAME.rs` on a free port of the loopback interface.
     fn start(name: &'static str) -> Example {
+        Example::start_with(name, &["--cores", "1"])
+    }
+
+    /// The same, with these arguments after `--port 0`.
+    fn start_with(name: &'static str, extra: &[&str]) -> Example {
         let mut features = vec!["web"];
         if cfg!(feature = "interop") {
             features.push("interop");
@@ -51,7 +56,8 @@ impl Example {
             .args(profile)
             .args(["--no-default-features", "--features"])
             .arg(&features)
-            .args(["--example", name, "--", "--port", "0", "--cores", "1"])
+            .args(["--example", name, "--", "--port", "0"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -77,8 +83,9 @@ impl Example {
         let addr = line
             .trim_end()
             .strip_prefix("listening on http://")
-            .and_then(|rest| rest.strip_suffix('/'))
-            .unwrap_or_else(|| panic!("{name}: first line is {line:?}, not `listening on http://ADDR/`"));
+            .and_then(|rest| rest.split_once('/'))
+            .map(|(addr, _)| addr)
+            .unwrap_or_else(|| panic!("{name}: first line is {line:?}, not `listening on http://ADDR/...`"));
         example.addr = addr.parse().unwrap_or_else(|e| panic!("{name}: address {addr:?}: {e}"));
         example
     }
@@ -266,4 +273,60 @@ fn axum_simple_example_calls_actors_from_handlers() {
     assert!(hello.header("content-type").is_some_and(|t| t.starts_with("text/plain")), "{:?}", hello.headers);
     check_users(&app);
     assert_eq!(app.get("/nothing/here").status, 404);
+}
+
+#[test]
+fn hello_answers_through_its_pool() {
+    let ex = Example::start_with("hello", &["--cores", "2", "--pool", "4", "--mailbox", "8"]);
+    for target in ["/", "/plaintext"] {
+        let r = ex.get(target);
+        assert_eq!((r.status, r.text().as_str()), (200, "Hello, World!"), "{target}");
+    }
+    let r = ex.request("HEAD", "/", None);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-length"), Some("13"));
+    let r = ex.request("POST", "/", Some(("application/octet-stream", &[7u8; 1000])));
+    assert_eq!((r.status, r.text().as_str()), (200, "received 1000 bytes\n"));
+}
+
+/// The numbers: 20 workers × mailbox 10, 1000 ms of (timer) work per request, a burst
+/// of 300 concurrent requests: exactly 220 are served and 80 refused at once with 503.
+#[test]
+fn backpressure_serves_exactly_pool_times_mailbox_plus_pool_and_sheds_the_rest() {
+    let ex =
+        Example::start_with("backpressure", &["--cores", "2", "--pool", "20", "--mailbox", "10", "--work-ms", "1000"]);
+    // Connect all 300 first, then send every request, then read: one burst.
+    let mut streams: Vec<TcpStream> = (0..300)
+        .map(|i| {
+            let s = TcpStream::connect(ex.addr).unwrap_or_else(|e| panic!("connect {i}: {e}"));
+            s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+            s
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    for (i, s) in streams.iter_mut().enumerate() {
+        let req = format!("GET /?n={i} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).unwrap_or_else(|e| panic!("write {i}: {e}"));
+    }
+    let sent_in = started.elapsed();
+    assert!(sent_in < Duration::from_millis(900), "the burst took {sent_in:?}: longer than one request's work");
+    let readers: Vec<_> = streams
+        .into_iter()
+        .map(|mut s| {
+            thread::spawn(move || {
+                let mut raw = Vec::new();
+                s.read_to_end(&mut raw).expect("read a response");
+                let r = Reply::parse(&raw, false).expect("a response");
+                (r.status, r.header("retry-after").map(str::to_owned), started.elapsed())
+            })
+        })
+        .collect();
+    let answers: Vec<_> = readers.into_iter().map(|t| t.join().expect("reader")).collect();
+    let ok = answers.iter().filter(|a| a.0 == 200).count();
+    let shed: Vec<_> = answers.iter().filter(|a| a.0 == 503).collect();
+    assert_eq!((ok, shed.len()), (220, 80), "statuses: {:?}", answers.iter().map(|a| a.0).collect::<Vec<_>>());
+    assert!(shed.iter().all(|a| a.1.as_deref() == Some("1")), "every 503 carries Retry-After");
+    assert!(shed.iter().all(|a| a.2 < Duration::from_millis(900)), "503s come at once, not after the work");
+    let stats = ex.get("/stats").text();
+    assert!(stats.contains("capacity 220 held 0 shed 80 processed 220"), "{stats}");
 }

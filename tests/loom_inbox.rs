@@ -12,24 +12,13 @@
 //! with every producer finished and no permit pending.
 #![cfg(loom)]
 
+mod loom_support;
+
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::sync::{Arc, Notify};
 use loom::thread;
+use loom_support::model;
 use pinion::_benchable::Inbox;
-
-/// Runs `f` under loom with at most `preemptions` preempted context switches per execution
-/// (`None`: unbounded), unless `LOOM_MAX_PREEMPTIONS` says otherwise, so that each model
-/// stays within seconds in release mode.
-fn model<F>(preemptions: Option<usize>, f: F)
-where
-    F: Fn() + Sync + Send + 'static,
-{
-    let mut builder = loom::model::Builder::new();
-    if builder.preemption_bound.is_none() {
-        builder.preemption_bound = preemptions;
-    }
-    builder.check(f);
-}
 
 /// The consumer's side of one shard, as the producers see it.
 struct Shard {

@@ -5,24 +5,13 @@
 //! Run with `RUSTFLAGS="--cfg loom" cargo test --release --test loom_mailbox`.
 #![cfg(loom)]
 
+mod loom_support;
+
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::thread;
+use loom_support::model;
 use pinion::_benchable::{Reservation, Reserve};
-
-/// Runs `f` under loom with at most `preemptions` preempted context switches per execution
-/// (`None`: unbounded), unless `LOOM_MAX_PREEMPTIONS` says otherwise, so that each model
-/// stays within seconds in release mode.
-fn model<F>(preemptions: Option<usize>, f: F)
-where
-    F: Fn() + Sync + Send + 'static,
-{
-    let mut builder = loom::model::Builder::new();
-    if builder.preemption_bound.is_none() {
-        builder.preemption_bound = preemptions;
-    }
-    builder.check(f);
-}
 
 #[test]
 fn reservation_racing_reserves_exactly_capacity_succeed() {

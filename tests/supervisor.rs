@@ -2,15 +2,18 @@
 //! nodes with 1 and 2 shards. Waits are bounded only to turn a hang into a failure; nothing
 //! asserts on timing.
 
+mod support;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use pinion::{
-    Actor, ChildSpec, Context, Cores, Down, ExitReason, ExitSignal, Message, Node, NodeOptions, Pid, ProcessOptions,
-    Reply, Restart, ShardId, SpawnError, StartChildError, Strategy, Supervisor, SupervisorInfo, SupervisorOptions,
+    Actor, ChildSpec, Context, Cores, ExitReason, ExitSignal, Message, Node, NodeOptions, Pid, ProcessOptions, Reply,
+    Restart, ShardId, SpawnError, StartChildError, Strategy, Supervisor, SupervisorInfo, SupervisorOptions,
 };
+
+use support::watch;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -70,31 +73,6 @@ impl Actor for Worker {
 fn worker(id: &str, log: &Log) -> ChildSpec {
     let (name, log) = (id.to_owned(), log.clone());
     ChildSpec::new(id, move || Worker { id: name.clone(), log: log.clone(), arg: 0, fail_init: false })
-}
-
-/// Forwards the reason of the `Down` of `target` to a channel.
-struct Watcher {
-    target: Pid,
-    tx: Sender<ExitReason>,
-}
-
-impl Actor for Watcher {
-    async fn init(&mut self, ctx: &mut Context) -> Result<(), ExitReason> {
-        ctx.monitor(self.target);
-        Ok(())
-    }
-    async fn handle_message(&mut self, _: &mut Context, _: Pid, msg: Message) -> Result<(), ExitReason> {
-        if let Ok(down) = msg.downcast::<Down>() {
-            let _ = self.tx.send(down.reason);
-        }
-        Ok(())
-    }
-}
-
-fn watch(node: &Node, target: Pid) -> Receiver<ExitReason> {
-    let (tx, rx) = mpsc::channel();
-    node.spawn(move || Watcher { target, tx }, ProcessOptions::default()).wait().expect("watcher");
-    rx
 }
 
 fn spawn_sup(node: &Node, options: SupervisorOptions) -> Result<Pid, SpawnError> {
@@ -534,7 +512,7 @@ fn node_stop_terminates_a_supervision_tree() {
     let sup = spawn_sup(&node, options(Strategy::OneForOne, children)).unwrap();
     let sub = pids(&node, sup)[1].unwrap();
     assert_eq!(info(&node, sub).children.len(), 2);
-    let (tx, rx) = mpsc::channel();
+    let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         node.stop();
         let _ = tx.send(());

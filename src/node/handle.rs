@@ -212,6 +212,11 @@ impl NodeHandle {
         slots.iter().map(|s| self.wait_slot(s)?.ok_or(CallError::Stopped)).collect()
     }
 
+    /// The pool `to` names (its pid or registered name), to inspect or resize it.
+    pub fn pool<'t>(&self, to: impl Into<Target<'t>>) -> Result<crate::pool::PoolRef, crate::pool::PoolError> {
+        crate::pool::PoolRef::find(&self.shared, route::resolve_pid(&self.shared, to.into()))
+    }
+
     /// A snapshot of one process. Blocks; refused (`WouldBlock`) on this node's shard threads.
     pub fn process_info(&self, pid: Pid) -> Result<ProcessInfo, CallError> {
         if pid.node != self.shared.id || pid.shard.index() >= self.shared.shards.len() {

@@ -165,6 +165,9 @@ pub(crate) struct NodeShared {
     stopped_cv: Condvar,
     late_replies: AtomicU64,
     next_spawn: AtomicUsize,
+    /// Every pool started on this node, kept alive until the node is dropped: senders reach a
+    /// pool through a raw pointer in its manager's slot (`pool::dispatch::of`).
+    pools: Mutex<Vec<Arc<crate::pool::PoolShared>>>,
 }
 
 impl std::fmt::Debug for NodeShared {
@@ -174,6 +177,17 @@ impl std::fmt::Debug for NodeShared {
 }
 
 impl NodeShared {
+    /// Keeps `pool` alive as long as the node.
+    pub(crate) fn keep_pool(&self, pool: Arc<crate::pool::PoolShared>) {
+        self.pools.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(pool);
+    }
+
+    /// The kept `Arc` of `pool`.
+    pub(crate) fn pool_arc(&self, pool: &crate::pool::PoolShared) -> Option<Arc<crate::pool::PoolShared>> {
+        let pools = self.pools.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        pools.iter().find(|p| std::ptr::eq(Arc::as_ptr(p), pool)).cloned()
+    }
+
     /// Pushes an envelope into `shard`'s inbox lane, waking the shard if it sleeps.
     pub(crate) fn push(&self, shard: ShardId, lane: usize, env: Envelope) {
         let remote = &self.shards[shard.index()];
@@ -276,6 +290,7 @@ impl Node {
             stopped_cv: Condvar::new(),
             late_replies: AtomicU64::new(0),
             next_spawn: AtomicUsize::new(0),
+            pools: Mutex::new(Vec::new()),
         });
         if !registry::set_live(&shared) {
             return Err(StartError::NameTaken(name.to_owned()));

@@ -20,7 +20,7 @@ pub(crate) fn lane(node: &NodeShared, here: Option<&Rc<Shard>>) -> usize {
     here.map_or(node.shards.len(), |s| s.id.index())
 }
 
-fn refuse<M, T>(e: SendError<M>, reply: Option<Responder<CallResult>>) -> Result<T, SendError<M>> {
+pub(crate) fn refuse<M, T>(e: SendError<M>, reply: Option<Responder<CallResult>>) -> Result<T, SendError<M>> {
     if let Some(r) = reply {
         r.defuse();
     }
@@ -64,7 +64,10 @@ pub(crate) fn send<M: Any + Send>(
                     shard.deliver_mail(pid.slot, pid.generation, mail, priority, None);
                     Ok(pid.shard)
                 }
-                Some(Err(Reserve::Full)) => refuse(SendError::MailboxFull(msg), reply),
+                Some(Err(Reserve::Full)) => match reservation {
+                    Some(r) => crate::pool::dispatch::send_full(node, here, r, pid, from, msg, priority, reply),
+                    None => refuse(SendError::MailboxFull(msg), reply),
+                },
                 _ if node.is_stopping() => refuse(SendError::Stopped(msg), reply),
                 _ => refuse(SendError::NoSuchProcess(msg), reply),
             };
@@ -116,6 +119,9 @@ fn send_general<M: Any + Send>(
     }
     match reservation.try_reserve(pid.generation) {
         Ok(()) => {}
+        Err(Reserve::Full) if alias.is_none() => {
+            return crate::pool::dispatch::send_full(node, here, reservation, pid, from, msg, priority, reply);
+        }
         Err(Reserve::Full) => return refuse(SendError::MailboxFull(msg), reply),
         Err(Reserve::Stale) => return refuse(gone(msg), reply),
     }
@@ -170,7 +176,9 @@ pub(crate) fn spawn(
         return Err(SpawnError::Stopped);
     }
     match here.filter(|s| s.id == shard) {
-        Some(s) => s.spawn_local(request),
+        Some(s) => {
+            s.spawn_local(request);
+        }
         None => {
             let env = Envelope { slot: 0, generation: 0, kind: Kind::Spawn(request) };
             node.push(shard, lane(node, here), env);

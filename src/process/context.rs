@@ -67,7 +67,51 @@ impl fmt::Debug for ReplyToken {
     }
 }
 
+/// Cancels a `sleep`'s timer when the sleep is dropped before it ends.
+struct CancelOnDrop<'a> {
+    shard: &'a Shard,
+    timer: &'a mut Option<TimerKey>,
+}
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(key) = self.timer.take() {
+            // The cancelled action (a waker) is dropped after the borrow ends.
+            let cancelled = self.shard.timers.borrow_mut().cancel(key);
+            drop(cancelled);
+        }
+    }
+}
+
+impl Drop for Context {
+    /// A process's future is dropped (it ended, panicked or was killed) with messages still in
+    /// its own batch: they go back to the front of its main lane, where the end of the process
+    /// finds them (answered, or handed on by a pool) like any other queued message.
+    fn drop(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.batch);
+        let mut table = self.shard.table.borrow_mut();
+        match table.get_mut(self.pid.slot as usize).filter(|e| e.generation == self.pid.generation) {
+            Some(entry) => {
+                let main = std::mem::replace(&mut entry.mailbox.main, batch);
+                entry.mailbox.main.extend(main);
+            }
+            None => {
+                drop(table);
+                drop(batch);
+            }
+        }
+    }
+}
+
 impl ReplyToken {
+    /// The responder inside (the pool manager hands a call on to a worker).
+    pub(crate) fn into_responder(self) -> Responder<CallResult> {
+        self.responder
+    }
+
     /// Answers the call. Returns false when the caller is known to have given up: a caller
     /// outside the runtime whose timeout passed. For a caller that is a process the answer
     /// travels to its shard and returns true; if that caller timed out meanwhile, the reply is
@@ -203,10 +247,19 @@ impl Context {
     where
         F: FnOnce() -> A + Send + 'static,
     {
+        self.spawn_request(shard, move |reply| SpawnRequest::new(factory, options, name, reply)).await
+    }
+
+    /// Spawns the process `make` describes on `shard` and waits until its `init` has run.
+    pub(crate) async fn spawn_request(
+        &self,
+        shard: ShardId,
+        make: impl FnOnce(Responder<SpawnResult>) -> SpawnRequest,
+    ) -> Result<Pid, SpawnError> {
         let reference = self.shard.next_ref();
         self.pending(reference, None);
         let reply = self.wait_reply(reference);
-        let request = SpawnRequest::new(factory, options, name, Responder::process(self.pid, reference));
+        let request = make(Responder::process(self.pid, reference));
         route::spawn(&self.shard.node, Some(&self.shard), shard, request)?;
         match reply.await {
             Ok(m) => match m.downcast::<SpawnResult>() {
@@ -238,6 +291,36 @@ impl Context {
         // The cancelled action (and the message in it) is dropped after the borrow ends.
         let cancelled = self.shard.timers.borrow_mut().cancel(timer.key);
         cancelled.is_some()
+    }
+
+    /// Waits `duration` on the shard's timer wheel: this process is parked, the shard runs on.
+    /// (A handler that waits keeps its message in progress: in a pool, its slot stays taken.)
+    pub async fn sleep(&self, duration: Duration) {
+        let deadline = deadline_after(duration);
+        let mut timer: Option<TimerKey> = None;
+        let shard = &self.shard;
+        let guard = CancelOnDrop { shard, timer: &mut timer };
+        poll_fn(|cx| {
+            if std::time::Instant::now() >= deadline {
+                return Poll::Ready(());
+            }
+            if let Some(key) = guard.timer.take() {
+                shard.timers.borrow_mut().cancel(key);
+            }
+            *guard.timer = Some(shard.timers.borrow_mut().insert(deadline, TimerAction::Wake(cx.waker().clone())));
+            Poll::Pending
+        })
+        .await;
+    }
+
+    /// The pool `to` names (its manager's pid or name), to inspect or resize it.
+    pub fn pool<'t>(&self, to: impl Into<Target<'t>>) -> Result<crate::pool::PoolRef, crate::pool::PoolError> {
+        crate::pool::PoolRef::find(&self.shard.node, route::resolve_pid(&self.shard.node, to.into()))
+    }
+
+    /// This process's shard.
+    pub(crate) fn shard_rc(&self) -> Rc<Shard> {
+        self.shard.clone()
     }
 
     /// Lets the other processes of the shard run, then continues.

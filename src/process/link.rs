@@ -16,9 +16,9 @@ fn pid_of(shard: &Shard, slot: u32, generation: u32) -> Pid {
 
 /// The process in `slot` ended with `reason` (its future is already gone).
 pub(crate) fn process_exited(shard: &Rc<Shard>, slot: u32, reason: ExitReason) {
-    let Some(entry) = shard.table.borrow_mut().try_remove(slot as usize) else { return };
+    let Some(mut entry) = shard.table.borrow_mut().try_remove(slot as usize) else { return };
     let pid = pid_of(shard, slot, entry.generation);
-    let reusable = shard.remote().table.get(slot).is_none_or(|r| r.close(entry.generation));
+    let (reusable, held) = shard.remote().table.get(slot).map_or((true, 0), |r| r.close_counting(entry.generation));
     if !reusable {
         // Hold the slot forever with a tombstone (a vacant key is reused first, so it lands
         // in this very slot).
@@ -68,9 +68,15 @@ pub(crate) fn process_exited(shard: &Rc<Shard>, slot: u32, reason: ExitReason) {
         };
         route::signal(&shard.node, Some(shard), target, pid, kind);
     }
-    // Last, the messages it never handled: calls are answered; a panicking `Drop` of one
-    // message is contained and does not stop the others.
+    // Last, the messages it never handled. A pool worker's go back to its pool (handed to
+    // other workers or answered there). Otherwise calls are answered; a panicking `Drop` of
+    // one message is contained and does not stop the others.
     let mailbox = entry.mailbox;
+    if let Some(member) = entry.pool.take() {
+        let leftovers = mailbox.urgent.into_iter().chain(mailbox.main).collect();
+        crate::pool::dispatch::worker_exited(shard, member, pid, &reason, held, leftovers);
+        return;
+    }
     for mail in mailbox.urgent.into_iter().chain(mailbox.main) {
         shard.stats.dead_letters.set(shard.stats.dead_letters.get() + 1);
         executor::contain("dropping a dead letter", move || {

@@ -43,6 +43,10 @@ pub struct Reservation {
     capacity: AtomicU32,
     /// Messages the owner finished (written by the owner only; read by introspection).
     processed: AtomicU64,
+    /// Set when the slot's process is a pool's manager: a send that finds this slot full goes
+    /// to the pool instead (see `pool::dispatch`). Not part of the loom models: written once
+    /// per pool start, read only on the full path.
+    pool: std::sync::atomic::AtomicPtr<crate::pool::PoolShared>,
 }
 
 impl Default for Reservation {
@@ -54,7 +58,12 @@ impl Default for Reservation {
 impl Reservation {
     /// A closed slot at generation 0.
     pub fn new() -> Self {
-        Reservation { word: AtomicU64::new(0), capacity: AtomicU32::new(0), processed: AtomicU64::new(0) }
+        Reservation {
+            word: AtomicU64::new(0),
+            capacity: AtomicU32::new(0),
+            processed: AtomicU64::new(0),
+            pool: std::sync::atomic::AtomicPtr::new(std::ptr::null_mut()),
+        }
     }
 
     /// The current generation (owner's view).
@@ -71,12 +80,52 @@ impl Reservation {
     /// generation. The capacity is published before the generation that makes it reachable.
     /// No pid of the new generation may exist before this returns (it resets the count).
     pub fn open(&self, capacity: u32) -> u32 {
+        self.pool.store(std::ptr::null_mut(), std::sync::atomic::Ordering::Release);
         self.capacity.store(capacity, Ordering::Relaxed);
         self.processed.store(0, Ordering::Relaxed);
         let generation = self.generation();
         // A swap, not a store: see `close`.
         self.word.swap(u64::from(generation) << COUNT_BITS, Ordering::AcqRel);
         generation
+    }
+
+    /// Owner only: `close`, also returning how many reservations the incarnation held at that
+    /// instant (its queue, the message in progress, and messages on their way).
+    pub fn close_counting(&self, generation: u32) -> (bool, u32) {
+        debug_assert!(generation < Self::RETIRED);
+        let next = generation + 1;
+        let before = self.word.swap(u64::from(next) << COUNT_BITS, Ordering::AcqRel);
+        (next != Self::RETIRED, (before & COUNT_MASK) as u32)
+    }
+
+    /// Owner only, while live: a new bound (a pool manager takes no messages of its own: 0).
+    pub(crate) fn set_capacity(&self, capacity: u32) {
+        self.capacity.store(capacity, Ordering::Release);
+    }
+
+    /// The pool this slot's process manages, or null.
+    pub(crate) fn pool(&self) -> *const crate::pool::PoolShared {
+        self.pool.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Owner only: this slot's process manages `pool` (kept alive by the node).
+    pub(crate) fn set_pool(&self, pool: *const crate::pool::PoolShared) {
+        self.pool.store(pool.cast_mut(), std::sync::atomic::Ordering::Release);
+    }
+
+    /// Any thread: reserve for incarnation `generation` whatever the bound (a runtime-internal
+    /// marker that must queue behind the messages already there). False when stale.
+    pub(crate) fn force_reserve(&self, generation: u32) -> bool {
+        let mut current = self.word.load(Ordering::Acquire);
+        loop {
+            if (current >> COUNT_BITS) as u32 != generation || current & COUNT_MASK == COUNT_MASK {
+                return false;
+            }
+            match self.word.compare_exchange_weak(current, current + 1, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return true,
+                Err(seen) => current = seen,
+            }
+        }
     }
 
     /// Owner only: end the incarnation `generation`. Sends to it fail from now on; releases

@@ -220,6 +220,9 @@ pub(crate) struct ProcessEntry {
     pub(crate) aliases: Vec<u64>,
     pub(crate) name: Option<Box<str>>,
     pub(crate) init_waiter: Option<Responder<SpawnResult>>,
+    /// Set for a pool worker: its pool hears when it ends, and its finished messages give back
+    /// their pool slots too.
+    pub(crate) pool: Option<crate::pool::PoolMember>,
 }
 
 impl ProcessEntry {
@@ -243,6 +246,7 @@ impl ProcessEntry {
             aliases: Vec::new(),
             name: None,
             init_waiter: None,
+            pool: None,
         }
     }
 }

@@ -86,6 +86,8 @@ pub(crate) enum TimerAction {
     ShutdownDeadline,
     /// An I/O source's timer (`io.rs`).
     Io(mio::Token),
+    /// `Context::sleep`: wake the sleeping process.
+    Wake(std::task::Waker),
 }
 
 impl<T: Send + 'static> Answer for Option<T> {
@@ -258,6 +260,7 @@ impl Shard {
                 slot.complete(Err(CallError::Timeout));
             }
             TimerAction::Io(token) => self.io_timeout(token),
+            TimerAction::Wake(waker) => waker.wake(),
             TimerAction::ShutdownDeadline => {
                 let live: Vec<(u32, u32)> = self
                     .table

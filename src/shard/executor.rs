@@ -25,12 +25,13 @@ pub(crate) fn run_ready(shard: &Rc<Shard>, max: usize) -> usize {
 }
 
 fn poll_process(shard: &Rc<Shard>, slot: u32) {
-    let (mut future, generation) = {
+    let (mut future, generation, gate) = {
         let mut table = shard.table.borrow_mut();
         let Some(entry) = table.get_mut(slot as usize) else { return };
         entry.scheduled = false;
         let Some(future) = entry.future.take() else { return };
-        (future, entry.generation)
+        let gate = entry.pool.as_ref().map(|m| &raw const m.pool.gate);
+        (future, entry.generation, gate)
     };
     let waker = waker(shard.node.id, shard.id, slot);
     let mut cx = TaskContext::from_waker(&waker);
@@ -38,6 +39,14 @@ fn poll_process(shard: &Rc<Shard>, slot: u32) {
     let outcome = catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx)));
     shard.set_running(None);
     shard.release_finished(slot, generation);
+    let released = shard.released.replace(0);
+    if let Some(gate) = gate {
+        // SAFETY: the entry holds an `Arc` of the pool until `link::process_exited` removes it,
+        // which happens below (after this), never during the poll: the pointer is live here.
+        // Worker slots were given back first (`release_finished`), then the gate's: the order
+        // the pool's admission relies on (`pool::gate`).
+        unsafe { &*gate }.release(released);
+    }
     match outcome {
         Ok(Poll::Pending) => {
             // Put the future back, unless the process killed itself meanwhile (one table access).

@@ -68,6 +68,9 @@ pub(crate) struct Shard {
     pub(crate) attention: Cell<u64>,
     /// User messages the running process finished in its current poll, not yet released.
     finished: Cell<u32>,
+    /// Reservations the running process gave back during its current poll (its pool, if it is
+    /// a pool worker, gets the same number back after the poll: see `executor`).
+    pub(crate) released: Cell<u32>,
     /// Tombstones in the table (slots whose generations are used up).
     pub(crate) retired: Cell<usize>,
     /// The process being polled now (slot, generation).
@@ -121,6 +124,7 @@ impl Shard {
             next_ref: Cell::new(1),
             attention: Cell::new(0),
             finished: Cell::new(0),
+            released: Cell::new(0),
             running: Cell::new(None),
             retired: Cell::new(0),
             stopping: Cell::new(false),
@@ -174,7 +178,9 @@ impl Shard {
             Kind::Monitor { from, reference } => link::add_monitor(self, slot, generation, from, reference),
             Kind::Demonitor { reference } => link::remove_monitor(self, slot, generation, reference),
             Kind::Wake => self.schedule(slot),
-            Kind::Spawn(request) => self.spawn_local(request),
+            Kind::Spawn(request) => {
+                self.spawn_local(request);
+            }
             Kind::Control(request) => self.control(request),
         }
     }
@@ -250,6 +256,7 @@ impl Shard {
     pub(crate) fn release_finished(&self, slot: u32, generation: u32) {
         let n = self.finished.replace(0);
         if n > 0 {
+            self.released.set(self.released.get() + n);
             if let Some(r) = self.remote().table.get(slot) {
                 if r.generation() == generation {
                     r.finish_owned(generation, n);

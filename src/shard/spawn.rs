@@ -16,6 +16,8 @@ pub(crate) struct SpawnRequest {
     options: ProcessOptions,
     name: Option<String>,
     reply: Responder<SpawnResult>,
+    /// Set for a pool worker.
+    member: Option<crate::pool::PoolMember>,
 }
 
 impl SpawnRequest {
@@ -32,7 +34,13 @@ impl SpawnRequest {
             let actor = factory();
             Box::pin(crate::process::run(actor, ctx))
         });
-        SpawnRequest { start, options, name, reply }
+        SpawnRequest { start, options, name, reply, member: None }
+    }
+
+    /// The same request, for a worker of a pool.
+    pub(crate) fn member(mut self, member: crate::pool::PoolMember) -> Self {
+        self.member = Some(member);
+        self
     }
 
     pub(crate) fn defuse(self) {
@@ -46,17 +54,23 @@ impl SpawnRequest {
 
 impl Shard {
     /// Starts a process here: slot, name, factory (panics caught), reservation, schedule.
-    pub(crate) fn spawn_local(self: &Rc<Self>, request: SpawnRequest) {
+    /// True when it started (its `init` is still to run).
+    pub(crate) fn spawn_local(self: &Rc<Self>, request: SpawnRequest) -> bool {
         if self.stopping.get() {
-            return request.fail(SpawnError::Stopped);
+            request.fail(SpawnError::Stopped);
+            return false;
         }
         let capacity = match request.options.capacity() {
             Ok(c) => c,
-            Err(e) => return request.fail(e),
+            Err(e) => {
+                request.fail(e);
+                return false;
+            }
         };
         let slot = self.table.borrow().vacant_key();
         let Some(reservation) = self.remote().table.ensure(slot).filter(|_| slot < MAX_PROCESSES_PER_SHARD) else {
-            return request.fail(SpawnError::InvalidOptions("this shard's process table is full"));
+            request.fail(SpawnError::InvalidOptions("this shard's process table is full"));
+            return false;
         };
         let generation = reservation.generation();
         let pid = Pid { node: self.node.id, shard: self.id, slot: slot as u32, generation };
@@ -66,10 +80,11 @@ impl Shard {
         if let Some(name) = request.name.clone() {
             if let Err(e) = self.node.names.register(&name, pid) {
                 reservation.close(generation);
-                return request.fail(match e {
+                request.fail(match e {
                     RegisterError::InvalidName(n) => SpawnError::InvalidName(n),
                     _ => SpawnError::NameTaken(name),
                 });
+                return false;
             }
         }
         let mut entry = ProcessEntry::new(generation, capacity, request.options.trap_exit);
@@ -77,14 +92,21 @@ impl Shard {
         let key = self.table.borrow_mut().insert(entry);
         debug_assert_eq!(key, slot);
         let ctx = Context::new(self.clone(), pid);
-        let SpawnRequest { start, name, reply, .. } = request;
+        let SpawnRequest { start, name, reply, member, .. } = request;
         match catch_unwind(AssertUnwindSafe(move || start(ctx))) {
             Ok(future) => {
-                let mut table = self.table.borrow_mut();
-                let e = &mut table[slot];
-                e.future = Some(future);
-                e.init_waiter = Some(reply);
-                self.enqueue(e, slot as u32);
+                {
+                    let mut table = self.table.borrow_mut();
+                    let e = &mut table[slot];
+                    e.future = Some(future);
+                    e.init_waiter = Some(reply);
+                    e.pool = member.clone();
+                    self.enqueue(e, slot as u32);
+                }
+                if let Some(member) = &member {
+                    crate::pool::dispatch::worker_started(self, member, pid);
+                }
+                true
             }
             Err(payload) => {
                 // Dropped after the borrow ends: its mailbox may hold calls that answer on drop.
@@ -95,6 +117,7 @@ impl Shard {
                     self.node.names.unregister(name, pid);
                 }
                 reply.respond(Err(SpawnError::FactoryPanicked(executor::panic_text(&*payload))));
+                false
             }
         }
     }

@@ -123,6 +123,12 @@ impl WebHandler {
     }
 }
 
+/// A request queued to a pool worker that ended, for which no other worker had room: 503 with
+/// `Retry-After`, at once.
+pub(crate) fn shed(req: WebRequest) {
+    req.respond(Response::status(StatusCode::SERVICE_UNAVAILABLE).header("retry-after", "1"));
+}
+
 impl Handler for WebHandler {
     fn handle(&self, req: WebRequest) {
         req.set_deadline(req.received() + self.options.request_timeout);

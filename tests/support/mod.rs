@@ -381,3 +381,31 @@ pub fn send_from(node: &pinion::NodeHandle, relay: Pid, to: Pid, msg: u64) -> Re
 
 /// Per-key sequences, shared between a recorder process and the test.
 pub type Sequences = Arc<Mutex<HashMap<u32, Vec<u32>>>>;
+
+// ---- Watcher: a monitor's Down, forwarded to the test ----------------------------------------
+
+/// Forwards the reason of its target's `Down` to a channel.
+pub struct Watcher {
+    target: Pid,
+    tx: std::sync::mpsc::Sender<ExitReason>,
+}
+
+impl Actor for Watcher {
+    async fn init(&mut self, ctx: &mut Context) -> Result<(), ExitReason> {
+        ctx.monitor(self.target);
+        Ok(())
+    }
+    async fn handle_message(&mut self, _: &mut Context, _: Pid, msg: Message) -> Result<(), ExitReason> {
+        if let Ok(down) = msg.downcast::<Down>() {
+            let _ = self.tx.send(down.reason);
+        }
+        Ok(())
+    }
+}
+
+/// Spawns a [`Watcher`] of `target`; its `Down` reason arrives on the returned channel.
+pub fn watch(node: &Node, target: Pid) -> std::sync::mpsc::Receiver<ExitReason> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    node.spawn(move || Watcher { target, tx }, pinion::ProcessOptions::default()).wait().expect("watcher");
+    rx
+}

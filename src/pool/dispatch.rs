@@ -1,0 +1,362 @@
+//! The pool at work: a sender placing a message on a worker, a worker starting and ending, the
+//! pool growing, shrinking and stopping. Runs on the sender's thread or the worker's shard;
+//! never on the manager's.
+
+use std::any::Any;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use crate::error::{CallError, SendError};
+use crate::node::{NodeShared, route};
+use crate::process::envelope::{CallResult, Envelope, Kind, Mail, Responder, Signal, into_message};
+use crate::process::mailbox::Reservation;
+use crate::process::{Context, ExitReason, Message, Pid, Priority, ShardId, link};
+use crate::shard::{Shard, with_current};
+
+use super::cells::{self, EMPTY, state};
+use super::gate::{Admit, admit};
+use super::{PoolError, PoolMember, PoolShared, Retire};
+
+/// Scans of the workers a sender makes after the gate admitted it (see `gate`).
+const SCANS: usize = 3;
+
+/// The pool whose manager holds the slot `reservation` of `pid`, if any.
+#[cold]
+pub(crate) fn of(reservation: &Reservation, pid: Pid) -> Option<&PoolShared> {
+    let ptr = reservation.pool();
+    if ptr.is_null() {
+        return None;
+    }
+    // SAFETY: a non-null pointer was stored by `attach` from an `Arc<PoolShared>` that the
+    // node keeps in `NodeShared::pools` until the node itself is dropped; `reservation` lives
+    // in that same node, so the pool outlives the borrow this returns.
+    let pool = unsafe { &*ptr };
+    (pool.manager() == Some(pid)).then_some(pool)
+}
+
+/// The manager's `init`: make its pid address the pool. Its own mailbox takes nothing from
+/// now on (capacity 0): every send to it fails the reservation and comes here instead.
+pub(crate) fn attach(ctx: &Context, pool: &Arc<PoolShared>) {
+    let pid = ctx.pid();
+    let _ = pool.manager.set(pid);
+    let shard = ctx.shard_rc();
+    shard.node.keep_pool(pool.clone());
+    if let Some(r) = shard.remote().table.get(pid.slot) {
+        r.set_pool(Arc::as_ptr(pool));
+        r.set_capacity(0);
+    }
+}
+
+/// A send whose target's reservation was full: to a pool if the target is one.
+#[cold]
+#[inline(never)]
+#[allow(clippy::too_many_arguments, reason = "the arguments of route::send, passed on")]
+pub(crate) fn send_full<M: Any + Send>(
+    node: &NodeShared,
+    here: Option<&Rc<Shard>>,
+    reservation: &Reservation,
+    pid: Pid,
+    from: Pid,
+    msg: M,
+    priority: Priority,
+    reply: Option<Responder<CallResult>>,
+) -> Result<ShardId, SendError<M>> {
+    match of(reservation, pid) {
+        Some(pool) => send(node, here, pool, from, msg, priority, reply),
+        None => route::refuse(SendError::MailboxFull(msg), reply),
+    }
+}
+
+/// Admits `msg` to `pool` and places it on a worker with room, or refuses it.
+fn send<M: Any + Send>(
+    node: &NodeShared,
+    here: Option<&Rc<Shard>>,
+    pool: &PoolShared,
+    from: Pid,
+    msg: M,
+    priority: Priority,
+    reply: Option<Responder<CallResult>>,
+) -> Result<ShardId, SendError<M>> {
+    if pool.is_stopping() {
+        return route::refuse(SendError::Stopped(msg), reply);
+    }
+    match admit(&pool.gate, SCANS, || place(node, here, pool)) {
+        Admit::Placed(worker) => {
+            deliver(node, here, worker, Mail { from, msg: into_message(msg), reply }, priority);
+            Ok(worker.shard)
+        }
+        Admit::Full | Admit::NoRoom => {
+            pool.shed.fetch_add(1, Ordering::Relaxed);
+            route::refuse(SendError::MailboxFull(msg), reply)
+        }
+    }
+}
+
+/// The manager passes on a message that reached its own mailbox (sent before `attach`).
+pub(crate) fn forward(
+    ctx: &Context,
+    pool: &PoolShared,
+    from: Pid,
+    msg: Message,
+    reply: Option<Responder<CallResult>>,
+) -> Result<(), SendError<()>> {
+    let shard = ctx.shard_rc();
+    send(&shard.node, Some(&shard), pool, from, msg, Priority::Main, reply).map(|_| ()).map_err(|e| e.map(|_| ()))
+}
+
+/// One scan: reserves a slot of a worker with room, this shard's workers first (round robin
+/// among them), then the other shards'.
+#[inline]
+fn place(node: &NodeShared, here: Option<&Rc<Shard>>, pool: &PoolShared) -> Option<Pid> {
+    let n = pool.shards.len();
+    let start = match here {
+        Some(s) => s.id.index(),
+        None => pool.external.fetch_add(1, Ordering::Relaxed) % n,
+    };
+    for k in 0..n {
+        let s = (start + k) % n;
+        let workers = &pool.shards[s];
+        let len = workers.len.load(Ordering::Acquire);
+        if len == 0 {
+            continue;
+        }
+        let table = &node.shards[s].table;
+        let first = workers.cursor.load(Ordering::Relaxed);
+        for j in 0..len {
+            let pos = (first + j) % len;
+            let Some(cell) = workers.at(pos).and_then(|c| pool.cells.get(c)) else { continue };
+            let packed = cell.pid.load(Ordering::Acquire);
+            if packed == EMPTY {
+                continue;
+            }
+            let (slot, generation) = cells::unpack(packed);
+            if table.get(slot).is_some_and(|r| r.try_reserve(generation).is_ok()) {
+                workers.cursor.store(pos + 1, Ordering::Relaxed);
+                return Some(Pid { node: node.id, shard: ShardId(s as u16), slot, generation });
+            }
+        }
+    }
+    None
+}
+
+/// Delivers a placed message (it holds a gate slot and a slot of `worker`).
+fn deliver(node: &NodeShared, here: Option<&Rc<Shard>>, worker: Pid, mail: Mail, priority: Priority) {
+    match here.filter(|s| s.id == worker.shard) {
+        Some(shard) => shard.deliver_mail(worker.slot, worker.generation, mail, priority, None),
+        None => {
+            let kind = Kind::Mail { mail, priority, alias: None };
+            let env = Envelope { slot: worker.slot, generation: worker.generation, kind };
+            node.push(worker.shard, route::lane(node, here), env);
+        }
+    }
+}
+
+/// A worker of `member` started as `pid` on `shard` (its slot is open, its entry in the table).
+pub(crate) fn worker_started(shard: &Rc<Shard>, member: &PoolMember, pid: Pid) {
+    let pool = &member.pool;
+    let cell = pool.cell(member.cell);
+    cell.pid.store(cells::pack(pid.slot, pid.generation), Ordering::SeqCst);
+    let live = cell.state.compare_exchange(state::DOWN, state::LIVE, Ordering::SeqCst, Ordering::SeqCst).is_ok();
+    if live {
+        pool.gate.add_capacity(pool.worker_capacity);
+    }
+    // The manager's end reaches the worker (a link from the manager's side), undone when the
+    // worker ends first.
+    if let Some(manager) = pool.manager() {
+        route::signal(&shard.node, Some(shard), manager, pid, Kind::Link { from: pid });
+        link::watch(shard, pid, manager, None);
+    }
+    // Removed by a resize before it started, or the pool began to stop meanwhile (it signals
+    // the workers it sees; this one may have been published too late for that).
+    if !live || pool.is_stopping() {
+        shard.deliver_signal(pid.slot, pid.generation, Signal::Shutdown);
+    }
+}
+
+/// A worker ended. `held` is its reservation count when its slot closed (its queue, the message
+/// it was handling, and messages on their way to it); `leftovers` are the messages it never
+/// took. Each of those holds a gate slot: it is handed to another worker (keeping it) or
+/// answered at once (giving it back).
+pub(crate) fn worker_exited(
+    shard: &Rc<Shard>,
+    member: PoolMember,
+    pid: Pid,
+    reason: &ExitReason,
+    held: u32,
+    leftovers: Vec<Mail>,
+) {
+    let pool = &member.pool;
+    let cell = pool.cell(member.cell);
+    let _ = cell.pid.compare_exchange(cells::pack(pid.slot, pid.generation), EMPTY, Ordering::SeqCst, Ordering::SeqCst);
+    let restart = !pool.is_stopping() && !shard.stopping.get();
+    let was = cell.state.swap(if restart { state::DOWN } else { state::GONE }, Ordering::SeqCst);
+    if was == state::LIVE {
+        pool.gate.remove_capacity(pool.worker_capacity);
+    }
+    match was {
+        state::LIVE if restart => {
+            log::warn!(target: "pinion", "{} {pid}: pool worker ended ({reason}); replacing it", shard.node.name);
+            replace(shard, &member, pid);
+        }
+        state::LIVE | state::DOWN => {
+            cell.state.store(state::GONE, Ordering::SeqCst);
+        }
+        _ => {
+            // Retired (or already gone): its cell stays gone.
+            cell.state.store(state::GONE, Ordering::SeqCst);
+        }
+    }
+    let mut kept = 0;
+    for mail in leftovers {
+        if mail.msg.is::<Retire>() {
+            continue;
+        }
+        let placed = if pool.is_stopping() { None } else { place(&shard.node, Some(shard), pool) };
+        match placed {
+            Some(worker) => {
+                kept += 1;
+                deliver(&shard.node, Some(shard), worker, mail, Priority::Main);
+            }
+            None => {
+                cell.shed.fetch_add(1, Ordering::Relaxed);
+                let stopping = pool.is_stopping();
+                crate::shard::executor::contain("answering a shed message", move || shed(mail, stopping));
+            }
+        }
+    }
+    pool.gate.release(held.saturating_sub(kept));
+}
+
+/// Answers a message no worker can take: a web request 503, a call `MailboxFull` (or `Stopped`).
+fn shed(mail: Mail, stopping: bool) {
+    #[cfg(feature = "web")]
+    let mail = match mail.msg.downcast::<crate::web::WebRequest>() {
+        Ok(req) => return crate::web::shed(req),
+        Err(msg) => Mail { msg, ..mail },
+    };
+    match mail.reply {
+        Some(reply) => {
+            reply.respond(Err(if stopping { CallError::Stopped } else { CallError::MailboxFull }));
+        }
+        None => log::warn!(
+            target: "pinion",
+            "pool: a message queued to a worker that ended found no other worker with room; dropped and counted as shed"
+        ),
+    }
+}
+
+/// Starts a replacement for the worker `old` of `member` on this shard, within the pool's
+/// restart intensity; past it, the pool gives up.
+fn replace(shard: &Rc<Shard>, member: &PoolMember, old: Pid) {
+    let pool = &member.pool;
+    let cell = pool.cell(member.cell);
+    loop {
+        if !pool.note_restart() {
+            cell.state.store(state::GONE, Ordering::SeqCst);
+            give_up(shard, pool, old);
+            return;
+        }
+        cell.restarts.fetch_add(1, Ordering::Relaxed);
+        let request = (pool.make)(member.clone(), Responder { inner: None });
+        if shard.spawn_local(request) {
+            return;
+        }
+    }
+}
+
+/// Restart intensity exceeded: the pool stops, and its manager ends saying why.
+fn give_up(shard: &Rc<Shard>, pool: &PoolShared, worker: Pid) {
+    let reason = ExitReason::custom(format!(
+        "pool gave up: more than {} worker restarts within {:?}",
+        pool.intensity, pool.period
+    ));
+    log::error!(target: "pinion", "{} {worker}: {reason}", shard.node.name);
+    begin_stop(&shard.node, Some(shard), pool);
+    if let Some(manager) = pool.manager() {
+        let signal = Signal::Exit { from: worker, reason, linked: false };
+        route::signal(&shard.node, Some(shard), manager, worker, Kind::Signal(signal));
+    }
+}
+
+/// The manager ends (or its `init` failed): no more sends; every worker is asked to stop.
+pub(crate) fn stop(ctx: &Context, pool: &PoolShared) {
+    let shard = ctx.shard_rc();
+    begin_stop(&shard.node, Some(&shard), pool);
+}
+
+fn begin_stop(node: &NodeShared, here: Option<&Rc<Shard>>, pool: &PoolShared) {
+    pool.stopping.store(true, Ordering::SeqCst);
+    let cells = pool.control().cells;
+    for i in 0..cells {
+        let cell = pool.cell(i);
+        let packed = cell.pid.load(Ordering::SeqCst);
+        if packed == EMPTY {
+            continue;
+        }
+        let (slot, generation) = cells::unpack(packed);
+        let worker = Pid { node: node.id, shard: ShardId(cell.shard.load(Ordering::Relaxed) as u16), slot, generation };
+        let from = pool.manager().unwrap_or(worker);
+        route::signal(node, here, worker, from, Kind::Signal(Signal::Shutdown));
+    }
+}
+
+/// `PoolRef::resize`, from any thread.
+pub(crate) fn resize(node: &Arc<NodeShared>, pool: &Arc<PoolShared>, size: usize) -> Result<(), PoolError> {
+    with_current(|here| {
+        let here = here.filter(|s| Arc::ptr_eq(&s.node, node));
+        let mut c = pool.control();
+        if pool.is_stopping() {
+            return Err(PoolError::Stopping);
+        }
+        while c.size < size {
+            let Some((cell, shard)) = pool.add_cell(&mut c) else {
+                return Err(PoolError::WorkerStart("too many workers".into()));
+            };
+            let member = PoolMember { pool: pool.clone(), cell };
+            let request = (pool.make)(member, Responder { inner: None });
+            if let Err(e) = route::spawn(node, here, shard, request) {
+                c.size -= 1;
+                pool.cell(cell).state.store(state::GONE, Ordering::SeqCst);
+                return Err(PoolError::WorkerStart(e.to_string()));
+            }
+        }
+        while c.size > size {
+            // The newest worker of the shard with the most.
+            let Some(s) = (0..pool.shards.len()).max_by_key(|s| (pool.shards[*s].len.load(Ordering::Relaxed), *s))
+            else {
+                break;
+            };
+            let Some(cell) = pool.shards[s].pop() else { break };
+            c.size -= 1;
+            retire(node, here, pool, cell);
+        }
+        Ok(())
+    })
+}
+
+/// Control lock held, the cell already out of its shard's list: takes its capacity out of the
+/// gate and queues the retire marker behind its work.
+fn retire(node: &NodeShared, here: Option<&Rc<Shard>>, pool: &PoolShared, index: usize) {
+    let cell = pool.cell(index);
+    if cell.state.compare_exchange(state::DOWN, state::GONE, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+        return; // not started yet (or being replaced): `worker_started` stops it
+    }
+    if cell.state.compare_exchange(state::LIVE, state::RETIRING, Ordering::SeqCst, Ordering::SeqCst).is_err() {
+        return;
+    }
+    pool.gate.remove_capacity(pool.worker_capacity);
+    let packed = cell.pid.load(Ordering::SeqCst);
+    if packed == EMPTY {
+        return;
+    }
+    let (slot, generation) = cells::unpack(packed);
+    let shard = ShardId(cell.shard.load(Ordering::Relaxed) as u16);
+    let Some(reservation) = node.shards[shard.index()].table.get(slot) else { return };
+    if reservation.force_reserve(generation) {
+        pool.gate.force_acquire();
+        let worker = Pid { node: node.id, shard, slot, generation };
+        let from = pool.manager().unwrap_or(worker);
+        deliver(node, here, worker, Mail { from, msg: Message::new(Retire), reply: None }, Priority::Main);
+    }
+}

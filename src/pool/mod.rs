@@ -1,0 +1,535 @@
+//! Worker pools with exact backpressure: `size` workers with mailboxes of `mailbox`, pinned to
+//! chosen shards, addressed by one name or pid.
+//!
+//! # How a message reaches a worker
+//! The pool has a pid (its manager process) and usually a name. A `send` or `call` to either
+//! does not go through the manager: the sender itself — on any shard or thread — takes a slot
+//! of the pool's [`gate`](gate::Gate), then reserves a slot of a worker with room, scanning its
+//! own shard's workers first (round robin among them), then the other shards'. The message goes
+//! straight into that worker's mailbox. No actor hop, no lock.
+//!
+//! # Exact backpressure
+//! Each worker owns `mailbox + 1` slots: its queue plus the message it is handling. Slots are
+//! released when the worker *finishes* a message (not when it takes it from the queue), so the
+//! number accepted does not depend on how fast workers were scheduled: the pool holds at most
+//! `size × (mailbox + 1)` messages, and a sender is refused (`SendError::MailboxFull`, over HTTP
+//! 503 with `Retry-After`) exactly when the gate is at that count. See [`gate`] for why the pool
+//! needs its own word besides the workers'.
+//!
+//! # Failures
+//! A worker that ends (a panic, an error, a normal return) is replaced on the same shard, in the
+//! same cell. The message it was handling is lost with it (a web request is answered 500 by the
+//! runtime); what was queued in its mailbox is handed to the replacement and the other workers,
+//! and what finds no room is answered at once (a web request 503, a call `MailboxFull`), never
+//! dropped silently. Restarts are bounded by an intensity (default 5 in 5 s, as the
+//! supervisor's): past it the pool gives up, its manager ends with a reason saying so, and the
+//! workers are stopped.
+//!
+//! # Resize
+//! [`PoolRef::resize`] adds workers (placed like the first ones) or retires the newest ones: a
+//! retiring worker takes no new messages, finishes its queue, and ends. Nothing queued is lost.
+
+mod cells;
+pub(crate) mod dispatch;
+pub(crate) mod gate;
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+
+use crossbeam_utils::CachePadded;
+
+use crate::error::CallError;
+use crate::node::NodeShared;
+use crate::process::envelope::Responder;
+use crate::process::{Actor, Context, ExitReason, Message, Pid, ProcessOptions, Reply, ShardId, SpawnResult};
+use crate::shard::SpawnRequest;
+use cells::{EMPTY, Segmented, ShardWorkers, WorkerCell, state};
+use gate::Gate;
+
+/// Where a pool's workers run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Placement {
+    /// Round robin over every shard of the node (worker `i` on shard `i mod shards`).
+    #[default]
+    Spread,
+    /// Round robin over these shards, in this order. Pinning workers next to the connections
+    /// they serve (the same shards as the web server) saves the cross-shard hop.
+    Shards(Vec<ShardId>),
+}
+
+/// How to build a pool. `factory` makes one worker; it is called for every start and restart.
+pub struct PoolOptions<F> {
+    /// Workers. At least 1.
+    pub size: usize,
+    /// Messages queued per worker, besides the one it is handling. 0 means a worker holds only
+    /// the message in progress.
+    pub mailbox: usize,
+    /// Makes a worker.
+    pub factory: F,
+    /// Where workers run.
+    pub placement: Placement,
+    /// Restarts allowed within `restart_period` before the pool gives up. Default 5.
+    pub restart_intensity: u32,
+    /// Default 5 s.
+    pub restart_period: Duration,
+}
+
+impl<F> PoolOptions<F> {
+    /// `size` workers from `factory`, each holding `mailbox` queued messages plus the one in
+    /// progress, spread over all shards.
+    pub fn new(size: usize, mailbox: usize, factory: F) -> Self {
+        PoolOptions {
+            size,
+            mailbox,
+            factory,
+            placement: Placement::Spread,
+            restart_intensity: 5,
+            restart_period: Duration::from_secs(5),
+        }
+    }
+
+    /// The same options placed on these shards.
+    pub fn placement(mut self, placement: Placement) -> Self {
+        self.placement = placement;
+        self
+    }
+}
+
+impl<F> fmt::Debug for PoolOptions<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PoolOptions")
+            .field("size", &self.size)
+            .field("mailbox", &self.mailbox)
+            .field("placement", &self.placement)
+            .field("restart_intensity", &self.restart_intensity)
+            .field("restart_period", &self.restart_period)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a pool operation failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PoolError {
+    /// `size` is 0 (or a resize to 0).
+    ZeroSize,
+    /// `mailbox + 1` does not fit a mailbox bound.
+    MailboxTooLarge(usize),
+    /// The placement names a shard the node does not have (or no shard at all).
+    NoSuchShard {
+        /// The shard named.
+        shard: ShardId,
+        /// Shards of the node.
+        shards: usize,
+    },
+    /// The pool is stopping or stopped.
+    Stopping,
+    /// The target is not a pool.
+    NotAPool,
+    /// A worker failed to start.
+    WorkerStart(String),
+}
+
+impl fmt::Display for PoolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PoolError::ZeroSize => f.write_str("a pool needs at least one worker (size 0)"),
+            PoolError::MailboxTooLarge(m) => write!(f, "pool mailbox {m} is too large"),
+            PoolError::NoSuchShard { shard, shards } => {
+                write!(f, "pool placement names {shard}, but the node has {shards} shard(s)")
+            }
+            PoolError::Stopping => f.write_str("the pool is stopping"),
+            PoolError::NotAPool => f.write_str("the target is not a pool"),
+            PoolError::WorkerStart(e) => write!(f, "a pool worker failed to start: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for PoolError {}
+
+/// One worker of a pool, as reported by [`PoolRef::info`].
+#[derive(Clone, Debug)]
+pub struct WorkerInfo {
+    /// Its current process (`None` while it is being replaced).
+    pub pid: Option<Pid>,
+    /// Its shard.
+    pub shard: ShardId,
+    /// Messages it holds: queued plus in progress.
+    pub queued: u32,
+    /// Messages its current process finished.
+    pub processed: u64,
+    /// Times it was replaced after ending.
+    pub restarts: u64,
+    /// Messages queued to it when it ended that no other worker had room for (answered at
+    /// once: 503, or `MailboxFull` to a caller).
+    pub shed: u64,
+}
+
+/// A snapshot of a pool.
+#[derive(Clone, Debug)]
+pub struct PoolInfo {
+    /// Live workers.
+    pub size: usize,
+    /// Queue length per worker (besides the message in progress).
+    pub mailbox: usize,
+    /// Messages the pool can hold now: `size × (mailbox + 1)` when every worker is up.
+    pub capacity: u32,
+    /// Messages it holds (queued plus in progress).
+    pub held: u32,
+    /// Sends refused because the pool was full.
+    pub shed: u64,
+    /// The pool is stopping.
+    pub stopping: bool,
+    /// The live and retiring workers.
+    pub workers: Vec<WorkerInfo>,
+}
+
+/// A worker of a pool: what the runtime needs to know about it.
+#[derive(Clone)]
+pub(crate) struct PoolMember {
+    pub(crate) pool: Arc<PoolShared>,
+    pub(crate) cell: usize,
+}
+
+type MakeWorker = dyn Fn(PoolMember, Responder<SpawnResult>) -> SpawnRequest + Send + Sync;
+
+struct Control {
+    /// Cells allocated so far.
+    cells: usize,
+    /// Workers wanted (live or starting).
+    size: usize,
+    /// The shard cycle of the placement, and where the next worker goes in it.
+    order: Vec<ShardId>,
+    next: usize,
+    restarts: VecDeque<Instant>,
+}
+
+/// The state of one pool shared by its manager, its workers and every sender.
+pub(crate) struct PoolShared {
+    pub(crate) gate: Gate,
+    stopping: AtomicBool,
+    /// `mailbox + 1`.
+    worker_capacity: u32,
+    mailbox: usize,
+    manager: OnceLock<Pid>,
+    cells: Segmented<WorkerCell>,
+    shards: Box<[CachePadded<ShardWorkers>]>,
+    /// Where a sender outside the runtime starts its scan.
+    external: AtomicUsize,
+    shed: AtomicU64,
+    intensity: u32,
+    period: Duration,
+    make: Box<MakeWorker>,
+    control: Mutex<Control>,
+}
+
+impl fmt::Debug for PoolShared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool").field("manager", &self.manager.get()).field("mailbox", &self.mailbox).finish()
+    }
+}
+
+impl PoolShared {
+    fn control(&self) -> std::sync::MutexGuard<'_, Control> {
+        self.control.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn cell(&self, i: usize) -> &WorkerCell {
+        self.cells.get(i).expect("a pool cell index always names an allocated cell")
+    }
+
+    pub(crate) fn manager(&self) -> Option<Pid> {
+        self.manager.get().copied()
+    }
+
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// Control lock held: allocates a cell on the next shard of the placement and lists it there.
+    fn add_cell(&self, c: &mut Control) -> Option<(usize, ShardId)> {
+        let shard = c.order[c.next % c.order.len()];
+        let index = c.cells;
+        let cell = self.cells.get_or_alloc(index)?;
+        cell.shard.store(u32::from(shard.0), Ordering::Relaxed);
+        cell.state.store(state::DOWN, Ordering::SeqCst);
+        if !self.shards[shard.index()].push(index) {
+            return None;
+        }
+        c.cells += 1;
+        c.next += 1;
+        c.size += 1;
+        Some((index, shard))
+    }
+
+    /// Counts a restart; false when the intensity is exceeded.
+    fn note_restart(&self) -> bool {
+        let mut c = self.control();
+        let now = Instant::now();
+        c.restarts.push_back(now);
+        while c.restarts.front().is_some_and(|t| now.duration_since(*t) > self.period) {
+            c.restarts.pop_front();
+        }
+        c.restarts.len() <= self.intensity as usize
+    }
+
+    fn info(&self, node: &NodeShared) -> PoolInfo {
+        let c = self.control();
+        let mut workers = Vec::new();
+        for i in 0..c.cells {
+            let cell = self.cell(i);
+            let st = cell.state.load(Ordering::Acquire);
+            if st == state::GONE {
+                continue;
+            }
+            let shard = ShardId(cell.shard.load(Ordering::Relaxed) as u16);
+            let packed = cell.pid.load(Ordering::Acquire);
+            let pid = (packed != EMPTY).then(|| {
+                let (slot, generation) = cells::unpack(packed);
+                Pid { node: node.id, shard, slot, generation }
+            });
+            let reservation = pid.and_then(|p| node.shards.get(p.shard.index())?.table.get(p.slot));
+            workers.push(WorkerInfo {
+                pid,
+                shard,
+                queued: reservation.map_or(0, |r| r.reserved()),
+                processed: reservation.map_or(0, |r| r.processed()),
+                restarts: cell.restarts.load(Ordering::Relaxed),
+                shed: cell.shed.load(Ordering::Relaxed),
+            });
+        }
+        PoolInfo {
+            size: workers.len(),
+            mailbox: self.mailbox,
+            capacity: self.gate.capacity(),
+            held: self.gate.held(),
+            shed: self.shed.load(Ordering::Relaxed),
+            stopping: self.is_stopping(),
+            workers,
+        }
+    }
+}
+
+/// A handle on a running pool: inspect it, resize it. Get one with
+/// [`NodeHandle::pool`](crate::NodeHandle::pool) or [`Context::pool`].
+#[derive(Clone)]
+pub struct PoolRef {
+    node: Arc<NodeShared>,
+    pool: Arc<PoolShared>,
+}
+
+impl fmt::Debug for PoolRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PoolRef").field("pool", &self.pool).finish()
+    }
+}
+
+impl PoolRef {
+    pub(crate) fn find(node: &Arc<NodeShared>, pid: Option<Pid>) -> Result<PoolRef, PoolError> {
+        let pid = pid.ok_or(PoolError::NotAPool)?;
+        let reservation = node
+            .shards
+            .get(pid.shard.index())
+            .and_then(|s| s.table.get(pid.slot))
+            .filter(|_| pid.node == node.id)
+            .ok_or(PoolError::NotAPool)?;
+        let pool = dispatch::of(reservation, pid).ok_or(PoolError::NotAPool)?;
+        let pool = node.pool_arc(pool).ok_or(PoolError::NotAPool)?;
+        Ok(PoolRef { node: node.clone(), pool })
+    }
+
+    /// The pool's manager (the pid that `send` and `call` address).
+    pub fn pid(&self) -> Option<Pid> {
+        self.pool.manager()
+    }
+
+    /// A snapshot of the pool and each worker.
+    pub fn info(&self) -> PoolInfo {
+        self.pool.info(&self.node)
+    }
+
+    /// Grows or shrinks the pool to `size` workers. New workers are placed like the first ones
+    /// and take messages as soon as they started; removed workers (the newest first) take no
+    /// new messages, finish what they hold, and end. Returns without waiting for either.
+    pub fn resize(&self, size: usize) -> Result<(), PoolError> {
+        if size == 0 {
+            return Err(PoolError::ZeroSize);
+        }
+        dispatch::resize(&self.node, &self.pool, size)
+    }
+}
+
+/// The message that retires a worker: it is queued behind the worker's work.
+pub(crate) struct Retire;
+
+/// A pool worker: the user's actor plus the retire marker.
+struct Worker<A>(A);
+
+impl<A: Actor> Actor for Worker<A> {
+    async fn init(&mut self, ctx: &mut Context) -> Result<(), ExitReason> {
+        self.0.init(ctx).await
+    }
+    async fn handle_message(&mut self, ctx: &mut Context, from: Pid, msg: Message) -> Result<(), ExitReason> {
+        if msg.is::<Retire>() {
+            return Err(ExitReason::Normal);
+        }
+        self.0.handle_message(ctx, from, msg).await
+    }
+    async fn handle_call(&mut self, ctx: &mut Context, from: Pid, msg: Message) -> Result<Reply, ExitReason> {
+        self.0.handle_call(ctx, from, msg).await
+    }
+    async fn terminate(&mut self, ctx: &mut Context, reason: &ExitReason) {
+        self.0.terminate(ctx, reason).await
+    }
+}
+
+/// A worker pool. Spawn it like any process — usually registered, so that a
+/// [`WebHandler`](crate::web::WebHandler) or any sender can address it by name:
+///
+/// ```no_run
+/// # use pinion::{Actor, Context, ExitReason, Message, Node, NodeOptions, Pid, ProcessOptions, Reply};
+/// # use pinion::{Pool, PoolOptions};
+/// # #[derive(Default)] struct MyWorker;
+/// # impl Actor for MyWorker {
+/// #     async fn handle_message(&mut self, _: &mut Context, _: Pid, _: Message) -> Result<(), ExitReason> { Ok(()) }
+/// #     async fn handle_call(&mut self, _: &mut Context, _: Pid, _: Message) -> Result<Reply, ExitReason> { Ok(Reply::now(())) }
+/// # }
+/// let node = Node::start("app", NodeOptions::default()).unwrap();
+/// let pool = node.handle().spawn_register(
+///     "web-worker",
+///     || Pool::new(PoolOptions::new(20, 10, MyWorker::default)), // 20 × 10 queued + 20 in progress
+///     ProcessOptions::default(),
+/// ).wait().unwrap();
+/// ```
+///
+/// The pid it gets is the pool's: a `send` or `call` to it (or to its name) goes straight to a
+/// worker with room, chosen by the sender. The manager itself only starts the workers and stops
+/// them when it ends; it takes no messages of its own.
+pub struct Pool {
+    size: usize,
+    mailbox: usize,
+    placement: Placement,
+    intensity: u32,
+    period: Duration,
+    make: Option<Box<MakeWorker>>,
+    shared: Option<Arc<PoolShared>>,
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool").field("size", &self.size).field("mailbox", &self.mailbox).finish_non_exhaustive()
+    }
+}
+
+impl Pool {
+    /// A pool with these options; the workers start when the pool's process does.
+    pub fn new<A, F>(options: PoolOptions<F>) -> Pool
+    where
+        A: Actor,
+        F: Fn() -> A + Send + Sync + 'static,
+    {
+        let factory = Arc::new(options.factory);
+        let worker_mailbox = options.mailbox.saturating_add(1);
+        let make = move |member: PoolMember, reply: Responder<SpawnResult>| {
+            let factory = factory.clone();
+            SpawnRequest::new(move || Worker(factory()), ProcessOptions::with_mailbox(worker_mailbox), None, reply)
+                .member(member)
+        };
+        Pool {
+            size: options.size,
+            mailbox: options.mailbox,
+            placement: options.placement,
+            intensity: options.restart_intensity,
+            period: options.restart_period,
+            make: Some(Box::new(make)),
+            shared: None,
+        }
+    }
+
+    fn build(&mut self, shards: usize) -> Result<Arc<PoolShared>, PoolError> {
+        if self.size == 0 {
+            return Err(PoolError::ZeroSize);
+        }
+        let worker_capacity = ProcessOptions::with_mailbox(self.mailbox.saturating_add(1))
+            .capacity()
+            .map_err(|_| PoolError::MailboxTooLarge(self.mailbox))?;
+        let order = match &self.placement {
+            Placement::Spread => (0..shards).map(|s| ShardId(s as u16)).collect(),
+            Placement::Shards(list) => list.clone(),
+        };
+        if order.is_empty() {
+            return Err(PoolError::NoSuchShard { shard: ShardId(0), shards });
+        }
+        if let Some(bad) = order.iter().find(|s| s.index() >= shards) {
+            return Err(PoolError::NoSuchShard { shard: *bad, shards });
+        }
+        let make = self.make.take().ok_or(PoolError::Stopping)?;
+        Ok(Arc::new(PoolShared {
+            gate: Gate::new(),
+            stopping: AtomicBool::new(false),
+            worker_capacity,
+            mailbox: self.mailbox,
+            manager: OnceLock::new(),
+            cells: Segmented::new(),
+            shards: (0..shards).map(|_| ShardWorkers::new()).collect(),
+            external: AtomicUsize::new(0),
+            shed: AtomicU64::new(0),
+            intensity: self.intensity,
+            period: self.period,
+            make,
+            control: Mutex::new(Control { cells: 0, size: 0, order, next: 0, restarts: VecDeque::new() }),
+        }))
+    }
+}
+
+impl Actor for Pool {
+    async fn init(&mut self, ctx: &mut Context) -> Result<(), ExitReason> {
+        let shared = self.build(ctx.shards()).map_err(|e| ExitReason::custom(format!("pool: {e}")))?;
+        self.shared = Some(shared.clone());
+        dispatch::attach(ctx, &shared);
+        for i in 0..self.size {
+            let Some((cell, shard)) = shared.add_cell(&mut shared.control()) else {
+                dispatch::stop(ctx, &shared);
+                return Err(ExitReason::custom("pool: too many workers"));
+            };
+            let member = PoolMember { pool: shared.clone(), cell };
+            let make = &shared.make;
+            if let Err(e) = ctx.spawn_request(shard, |reply| make(member, reply)).await {
+                dispatch::stop(ctx, &shared);
+                return Err(ExitReason::custom(format!("pool: worker {i} failed to start: {e}")));
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_message(&mut self, ctx: &mut Context, from: Pid, msg: Message) -> Result<(), ExitReason> {
+        // Only what was sent in the moment between the spawn and `init`: pass it on.
+        if let Some(shared) = &self.shared {
+            if let Err(e) = dispatch::forward(ctx, shared, from, msg, None) {
+                ctx.log(log::Level::Debug, format_args!("pool: a message sent before it started was refused: {e}"));
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_call(&mut self, ctx: &mut Context, from: Pid, msg: Message) -> Result<Reply, ExitReason> {
+        match (&self.shared, ctx.defer_reply()) {
+            (Some(shared), Some(token)) => {
+                let _ = dispatch::forward(ctx, shared, from, msg, Some(token.into_responder()));
+            }
+            (_, Some(token)) => {
+                token.into_responder().respond(Err(CallError::MailboxFull));
+            }
+            _ => {}
+        }
+        Ok(Reply::Later)
+    }
+
+    async fn terminate(&mut self, ctx: &mut Context, _reason: &ExitReason) {
+        if let Some(shared) = &self.shared {
+            dispatch::stop(ctx, shared);
+        }
+    }
+}
