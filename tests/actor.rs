@@ -1382,3 +1382,60 @@ fn spawn_on_missing_shard_returns_no_such_shard() {
     assert_eq!(call_u64(&h, parent, 1u64), Ok(1));
     node.stop();
 }
+
+/// Sleeps the requested time in its handler, then answers the time it actually slept.
+struct Sleeper;
+
+impl pinion::Actor for Sleeper {
+    async fn handle_call(
+        &mut self,
+        ctx: &mut pinion::Context,
+        _: pinion::Pid,
+        msg: pinion::Message,
+    ) -> Result<pinion::Reply, pinion::ExitReason> {
+        let d = *msg.downcast_ref::<Duration>().expect("a Duration");
+        let t = std::time::Instant::now();
+        ctx.sleep(d).await;
+        Ok(pinion::Reply::now(t.elapsed()))
+    }
+}
+
+/// Answers every call at once.
+struct Echo;
+
+impl pinion::Actor for Echo {
+    async fn handle_call(
+        &mut self,
+        _: &mut pinion::Context,
+        _: pinion::Pid,
+        _: pinion::Message,
+    ) -> Result<pinion::Reply, pinion::ExitReason> {
+        Ok(pinion::Reply::now(()))
+    }
+}
+
+#[test]
+fn sleep_parks_the_process_not_the_shard_and_a_killed_sleeper_leaves_no_timer_behind() {
+    let node = pinion::Node::start(
+        "sleep",
+        pinion::NodeOptions { cores: pinion::Cores::Count(1), pin: false, ..Default::default() },
+    )
+    .expect("node");
+    let h = node.handle();
+    let sleeper = h.spawn(|| Sleeper, pinion::ProcessOptions::default()).wait().expect("sleeper");
+    let echo = h.spawn(|| Echo, pinion::ProcessOptions::default()).wait().expect("echo");
+    let slept = h.call(sleeper, Duration::from_millis(300), Duration::from_secs(10));
+    // While the sleeper sleeps, its shard answers other calls.
+    for _ in 0..10 {
+        h.call_blocking(echo, (), Duration::from_secs(10)).expect("the shard runs on");
+    }
+    let slept = slept.wait().expect("the sleeper answers").downcast::<Duration>().expect("a Duration");
+    assert!(slept >= Duration::from_millis(300), "woke early: {slept:?}");
+    // A sleeper killed mid-sleep: its timer goes with it; the shard keeps working.
+    let long = h.call(sleeper, Duration::from_secs(3600), Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(20));
+    h.exit(sleeper, pinion::ExitReason::Kill);
+    assert!(long.wait().is_err());
+    h.call_blocking(echo, (), Duration::from_secs(10)).expect("the shard runs on");
+    node.stop();
+}

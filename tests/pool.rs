@@ -510,3 +510,37 @@ fn not_a_pool_is_reported() {
     assert_eq!(node.handle().pool("nobody").err(), Some(PoolError::NotAPool));
     node.stop();
 }
+
+#[test]
+fn messages_on_their_way_to_a_worker_that_ends_go_back_to_the_pool() {
+    // Calls from outside the runtime travel through the shard's inbox; a worker killed while
+    // some are on their way must not turn them into `NoSuchProcess`: they belong to the pool.
+    let node = node("pool-in-flight", 2);
+    let (latch, seen) = (Latch::new(), Arc::new(Seen::default()));
+    latch.open();
+    let options = PoolOptions { restart_intensity: 10_000, ..PoolOptions::new(2, 64, factory(&latch, &seen)) }
+        .placement(Placement::Shards(vec![ShardId(1)]));
+    let pool = start_pool(&node, "flight", options).expect("pool");
+    let h = node.handle();
+    let mut outcomes = std::collections::HashMap::<String, usize>::new();
+    for round in 0..200 {
+        let victim = h.pool(pool).unwrap().info().workers[round % 2].pid;
+        let mut calls: Vec<_> = (0..50).map(|_| h.call(pool, Where, CALL_TIMEOUT)).collect();
+        if let Some(victim) = victim {
+            h.exit(victim, ExitReason::Kill);
+        }
+        calls.extend((0..50).map(|_| h.call(pool, Where, CALL_TIMEOUT)));
+        for c in calls {
+            let key = match c.wait() {
+                Ok(_) => "ok".to_owned(),
+                Err(e) => format!("{e:?}"),
+            };
+            *outcomes.entry(key).or_default() += 1;
+        }
+    }
+    assert!(!outcomes.contains_key("NoSuchProcess"), "{outcomes:?}");
+    assert!(outcomes.keys().all(|k| ["ok", "MailboxFull", "NoReply"].contains(&k.as_str())), "{outcomes:?}");
+    assert!(outcomes["ok"] > 15_000, "{outcomes:?}");
+    wait_until("every slot given back", || h.pool(pool).unwrap().info().held == 0);
+    node.stop();
+}

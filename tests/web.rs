@@ -1302,3 +1302,109 @@ fn web_server_stop_refuses_new_connections_and_keeps_open_ones() {
     assert_eq!((resp.status, resp.text()), (200, "hello"));
     node.stop();
 }
+
+// ---- pools behind a WebHandler -----------------------------------------------------------------
+
+/// A pool worker: `/boom` panics once the door opens; anything else waits for the door, then
+/// answers `ok` with the worker's pid.
+struct DoorWorker {
+    door: Arc<Door>,
+    started: Sender<String>,
+}
+
+impl Actor for DoorWorker {
+    async fn handle_message(&mut self, ctx: &mut Context, _: Pid, msg: Message) -> Result<(), ExitReason> {
+        if let Ok(req) = msg.downcast::<WebRequest>() {
+            let path = req.request().path().to_owned();
+            let _ = self.started.send(path.clone());
+            self.door.wait().await;
+            assert!(path != "/boom", "the worker panics on /boom");
+            req.respond(Response::text(format!("ok {}", ctx.pid())));
+        }
+        Ok(())
+    }
+}
+
+fn door_pool(node: &Node, name: &str, size: usize, mailbox: usize) -> (Pid, Arc<Door>, mpsc::Receiver<String>) {
+    let door = Arc::new(Door::default());
+    let (tx, rx) = mpsc::channel();
+    let factory = {
+        let (door, tx) = (door.clone(), Mutex::new(tx));
+        move || DoorWorker { door: door.clone(), started: lock(&tx).clone() }
+    };
+    let options = pinion::PoolOptions::new(size, mailbox, factory);
+    let pool = node
+        .spawn_register(name, move || pinion::Pool::new(options), ProcessOptions::default())
+        .wait()
+        .expect("pool starts");
+    (pool, door, rx)
+}
+
+#[test]
+fn web_pool_holds_size_times_mailbox_plus_size_and_answers_the_rest_503_at_once() {
+    let node = start_node("web-pool-full", 2);
+    let (pool, door, started) = door_pool(&node, "door-pool", 2, 1);
+    let options = WebHandlerOptions { request_timeout: Duration::from_secs(30), ..WebHandlerOptions::new("door-pool") };
+    let server = serve(&node, WebHandler::new(options));
+    let addr = server.local_addr();
+    // 2 × (1 + 1) = 4 held; the next 3 are refused at once.
+    let mut held: Vec<Client> = (0..4).map(|_| Client::connect(addr)).collect();
+    for (i, c) in held.iter_mut().enumerate() {
+        c.send_request("GET", &format!("/held/{i}"), &[]);
+    }
+    for _ in 0..2 {
+        started.recv_timeout(WAIT).expect("a worker took a request");
+    }
+    let h = node.handle();
+    let ready = Instant::now();
+    while h.pool(pool).unwrap().info().held < 4 {
+        assert!(ready.elapsed() < WAIT, "4 requests held: {:?}", h.pool(pool).unwrap().info());
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    for i in 0..3 {
+        let resp = get(addr, &format!("/over/{i}"));
+        assert_eq!(resp.status, 503, "{resp:?}");
+        assert_eq!(resp.header("retry-after"), Some("1"));
+    }
+    door.open();
+    for mut c in held {
+        let resp = c.read_response(false);
+        assert_eq!(resp.status, 200, "{resp:?}");
+    }
+    assert_eq!(h.pool(pool).unwrap().info().shed, 3);
+    node.stop();
+}
+
+#[test]
+fn web_pool_worker_panic_answers_its_request_500_and_its_queue_is_served_by_the_replacement() {
+    let node = start_node("web-pool-panic", 1);
+    let (pool, door, started) = door_pool(&node, "fragile-pool", 1, 3);
+    let options =
+        WebHandlerOptions { request_timeout: Duration::from_secs(30), ..WebHandlerOptions::new(WebTarget::Pid(pool)) };
+    let server = serve(&node, WebHandler::new(options));
+    let addr = server.local_addr();
+    let mut boom = Client::connect(addr);
+    boom.send_request("GET", "/boom", &[]);
+    assert_eq!(started.recv_timeout(WAIT).expect("boom taken"), "/boom");
+    let mut queued: Vec<Client> = (0..3).map(|_| Client::connect(addr)).collect();
+    for (i, c) in queued.iter_mut().enumerate() {
+        c.send_request("GET", &format!("/q/{i}"), &[]);
+    }
+    let h = node.handle();
+    let ready = Instant::now();
+    while h.pool(pool).unwrap().info().held < 4 {
+        assert!(ready.elapsed() < WAIT, "all 4 in the pool");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let first = h.pool(pool).unwrap().info().workers[0].pid.unwrap();
+    door.open();
+    let resp = boom.read_response(false);
+    assert_eq!(resp.status, 500, "the request in progress when its worker panicked: {resp:?}");
+    for mut c in queued {
+        let resp = c.read_response(false);
+        assert_eq!(resp.status, 200, "{resp:?}");
+        assert_ne!(resp.text(), format!("ok {first}"), "served by the replacement");
+    }
+    assert_eq!(h.pool(pool).unwrap().info().workers[0].restarts, 1);
+    node.stop();
+}

@@ -81,9 +81,9 @@ fn send<M: Any + Send>(
     if pool.is_stopping() {
         return route::refuse(SendError::Stopped(msg), reply);
     }
-    match admit(&pool.gate, SCANS, || place(node, here, pool)) {
+    match admit(&pool.gate, SCANS, || place(node, here.map(|s| &**s), pool)) {
         Admit::Placed(worker) => {
-            deliver(node, here, worker, Mail { from, msg: into_message(msg), reply }, priority);
+            deliver(node, here.map(|s| &**s), worker, Mail { from, msg: into_message(msg), reply }, priority);
             Ok(worker.shard)
         }
         Admit::Full | Admit::NoRoom => {
@@ -108,7 +108,7 @@ pub(crate) fn forward(
 /// One scan: reserves a slot of a worker with room, this shard's workers first (round robin
 /// among them), then the other shards'.
 #[inline]
-fn place(node: &NodeShared, here: Option<&Rc<Shard>>, pool: &PoolShared) -> Option<Pid> {
+fn place(node: &NodeShared, here: Option<&Shard>, pool: &PoolShared) -> Option<Pid> {
     let n = pool.shards.len();
     let start = match here {
         Some(s) => s.id.index(),
@@ -141,15 +141,47 @@ fn place(node: &NodeShared, here: Option<&Rc<Shard>>, pool: &PoolShared) -> Opti
 }
 
 /// Delivers a placed message (it holds a gate slot and a slot of `worker`).
-fn deliver(node: &NodeShared, here: Option<&Rc<Shard>>, worker: Pid, mail: Mail, priority: Priority) {
+fn deliver(node: &NodeShared, here: Option<&Shard>, worker: Pid, mail: Mail, priority: Priority) {
     match here.filter(|s| s.id == worker.shard) {
         Some(shard) => shard.deliver_mail(worker.slot, worker.generation, mail, priority, None),
         None => {
             let kind = Kind::Mail { mail, priority, alias: None };
             let env = Envelope { slot: worker.slot, generation: worker.generation, kind };
-            node.push(worker.shard, route::lane(node, here), env);
+            let lane = here.map_or(node.shards.len(), |s| s.id.index());
+            node.push(worker.shard, lane, env);
         }
     }
+}
+
+/// Pool workers remembered per shard after they ended (see `Shard::pool_graves`): enough for
+/// the messages that can be in flight to one at its end (they were sent before it).
+const GRAVES: usize = 256;
+
+/// A message reached the slot of a process that is gone: if that was a pool worker, the
+/// message goes back to its pool (admitted again: its gate slot was given back when the
+/// worker's slot closed) or is answered there. Returns the mail when it was no pool worker's.
+#[cold]
+pub(crate) fn redirect(shard: &Shard, slot: u32, generation: u32, mail: Mail) -> Option<Mail> {
+    let member = {
+        let graves = shard.pool_graves.borrow();
+        graves.iter().find(|(key, _)| *key == (slot, generation)).map(|(_, m)| m.clone())
+    };
+    let Some(member) = member else { return Some(mail) };
+    let pool = &member.pool;
+    let placed = if pool.is_stopping() {
+        Admit::Full
+    } else {
+        admit(&pool.gate, SCANS, || place(&shard.node, Some(shard), pool))
+    };
+    match placed {
+        Admit::Placed(worker) => deliver(&shard.node, Some(shard), worker, mail, Priority::Main),
+        Admit::Full | Admit::NoRoom => {
+            pool.cell(member.cell).shed.fetch_add(1, Ordering::Relaxed);
+            let stopping = pool.is_stopping();
+            crate::shard::executor::contain("answering a shed message", move || shed(mail, stopping));
+        }
+    }
+    None
 }
 
 /// A worker of `member` started as `pid` on `shard` (its slot is open, its entry in the table).
@@ -186,6 +218,13 @@ pub(crate) fn worker_exited(
     held: u32,
     leftovers: Vec<Mail>,
 ) {
+    {
+        let mut graves = shard.pool_graves.borrow_mut();
+        if graves.len() == GRAVES {
+            graves.pop_front();
+        }
+        graves.push_back(((pid.slot, pid.generation), member.clone()));
+    }
     let pool = &member.pool;
     let cell = pool.cell(member.cell);
     let _ = cell.pid.compare_exchange(cells::pack(pid.slot, pid.generation), EMPTY, Ordering::SeqCst, Ordering::SeqCst);
@@ -212,11 +251,11 @@ pub(crate) fn worker_exited(
         if mail.msg.is::<Retire>() {
             continue;
         }
-        let placed = if pool.is_stopping() { None } else { place(&shard.node, Some(shard), pool) };
+        let placed = if pool.is_stopping() { None } else { place(&shard.node, Some(&**shard), pool) };
         match placed {
             Some(worker) => {
                 kept += 1;
-                deliver(&shard.node, Some(shard), worker, mail, Priority::Main);
+                deliver(&shard.node, Some(&**shard), worker, mail, Priority::Main);
             }
             None => {
                 cell.shed.fetch_add(1, Ordering::Relaxed);
@@ -357,6 +396,12 @@ fn retire(node: &NodeShared, here: Option<&Rc<Shard>>, pool: &PoolShared, index:
         pool.gate.force_acquire();
         let worker = Pid { node: node.id, shard, slot, generation };
         let from = pool.manager().unwrap_or(worker);
-        deliver(node, here, worker, Mail { from, msg: Message::new(Retire), reply: None }, Priority::Main);
+        deliver(
+            node,
+            here.map(|s| &**s),
+            worker,
+            Mail { from, msg: Message::new(Retire), reply: None },
+            Priority::Main,
+        );
     }
 }

@@ -71,6 +71,9 @@ pub(crate) struct Shard {
     /// Reservations the running process gave back during its current poll (its pool, if it is
     /// a pool worker, gets the same number back after the poll: see `executor`).
     pub(crate) released: Cell<u32>,
+    /// Pool workers of this shard that ended lately, by (slot, generation): a message already
+    /// on its way to one when it ended is handed to its pool instead of dead-lettered.
+    pub(crate) pool_graves: RefCell<VecDeque<((u32, u32), crate::pool::PoolMember)>>,
     /// Tombstones in the table (slots whose generations are used up).
     pub(crate) retired: Cell<usize>,
     /// The process being polled now (slot, generation).
@@ -125,6 +128,7 @@ impl Shard {
             attention: Cell::new(0),
             finished: Cell::new(0),
             released: Cell::new(0),
+            pool_graves: RefCell::new(VecDeque::new()),
             running: Cell::new(None),
             retired: Cell::new(0),
             stopping: Cell::new(false),
@@ -190,7 +194,9 @@ impl Shard {
         let mut table = self.table.borrow_mut();
         let Some(e) = table.get_mut(slot as usize).filter(|e| e.generation == generation) else {
             drop(table);
-            self.dead_letter(mail, CallError::NoSuchProcess);
+            if let Some(mail) = crate::pool::dispatch::redirect(self, slot, generation, mail) {
+                self.dead_letter(mail, CallError::NoSuchProcess);
+            }
             return;
         };
         if alias.is_some_and(|id| !e.aliases.contains(&id)) {
