@@ -5,7 +5,7 @@
 //! Writers (start, restart, resize) hold the pool's control lock; readers (senders) only load.
 
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use crossbeam_utils::CachePadded;
 
@@ -90,9 +90,10 @@ pub(crate) fn unpack(packed: u64) -> (u32, u32) {
     ((packed >> 32) as u32, packed as u32)
 }
 
-/// The cells placed on one shard, in scan order, and where the next scan starts.
+/// The cells placed on one shard, in scan order, and where the next scan starts. Entries point
+/// into the pool's `Segmented<WorkerCell>` (cells never move, and live as long as the pool).
 pub(crate) struct ShardWorkers {
-    pub(crate) cells: Segmented<AtomicU32>,
+    pub(crate) cells: Segmented<AtomicPtr<WorkerCell>>,
     pub(crate) len: AtomicUsize,
     /// Round robin among this shard's workers (relaxed: a lost update only skews the spread).
     pub(crate) cursor: AtomicUsize,
@@ -107,18 +108,22 @@ impl ShardWorkers {
         })
     }
 
-    /// The cell index at position `pos` (< len).
+    /// The cell at position `pos` (< len).
     #[inline]
-    pub(crate) fn at(&self, pos: usize) -> Option<usize> {
-        self.cells.get(pos).map(|c| c.load(Ordering::Acquire) as usize)
+    pub(crate) fn at(&self, pos: usize) -> Option<&WorkerCell> {
+        let ptr = self.cells.get(pos)?.load(Ordering::Acquire);
+        // SAFETY: a non-null entry was stored by `push` from a reference into the pool's
+        // `Segmented<WorkerCell>`, whose elements never move and are dropped only with the
+        // pool, which owns this list too: the cell outlives `&self`.
+        unsafe { ptr.as_ref() }
     }
 
     /// Control lock held: appends `cell`.
-    pub(crate) fn push(&self, cell: usize) -> bool {
+    pub(crate) fn push(&self, cell: &WorkerCell) -> bool {
         let len = self.len.load(Ordering::Relaxed);
         match self.cells.get_or_alloc(len) {
             Some(c) => {
-                c.store(cell as u32, Ordering::Release);
+                c.store(std::ptr::from_ref(cell).cast_mut(), Ordering::Release);
                 self.len.store(len + 1, Ordering::Release);
                 true
             }
@@ -127,7 +132,7 @@ impl ShardWorkers {
     }
 
     /// Control lock held: removes and returns the last cell.
-    pub(crate) fn pop(&self) -> Option<usize> {
+    pub(crate) fn pop(&self) -> Option<&WorkerCell> {
         let len = self.len.load(Ordering::Relaxed);
         let cell = self.at(len.checked_sub(1)?)?;
         self.len.store(len - 1, Ordering::Release);

@@ -14,7 +14,7 @@ use crate::process::mailbox::Reservation;
 use crate::process::{Context, ExitReason, Message, Pid, Priority, ShardId, link};
 use crate::shard::{Shard, with_current};
 
-use super::cells::{self, EMPTY, state};
+use super::cells::{self, EMPTY, WorkerCell, state};
 use super::gate::{Admit, admit};
 use super::{PoolError, PoolMember, PoolShared, Retire};
 
@@ -110,31 +110,36 @@ pub(crate) fn forward(
 #[inline]
 fn place(node: &NodeShared, here: Option<&Shard>, pool: &PoolShared) -> Option<Pid> {
     let n = pool.shards.len();
-    let start = match here {
+    let mut s = match here {
         Some(s) => s.id.index(),
         None => pool.external.fetch_add(1, Ordering::Relaxed) % n,
     };
-    for k in 0..n {
-        let s = (start + k) % n;
+    for _ in 0..n {
         let workers = &pool.shards[s];
         let len = workers.len.load(Ordering::Acquire);
-        if len == 0 {
-            continue;
+        if len > 0 {
+            let table = &node.shards[s].table;
+            let mut pos = workers.cursor.load(Ordering::Relaxed);
+            for _ in 0..len {
+                if pos >= len {
+                    pos = 0;
+                }
+                if let Some(cell) = workers.at(pos) {
+                    let packed = cell.pid.load(Ordering::Acquire);
+                    if packed != EMPTY {
+                        let (slot, generation) = cells::unpack(packed);
+                        if table.get(slot).is_some_and(|r| r.try_reserve(generation).is_ok()) {
+                            workers.cursor.store(pos + 1, Ordering::Relaxed);
+                            return Some(Pid { node: node.id, shard: ShardId(s as u16), slot, generation });
+                        }
+                    }
+                }
+                pos += 1;
+            }
         }
-        let table = &node.shards[s].table;
-        let first = workers.cursor.load(Ordering::Relaxed);
-        for j in 0..len {
-            let pos = (first + j) % len;
-            let Some(cell) = workers.at(pos).and_then(|c| pool.cells.get(c)) else { continue };
-            let packed = cell.pid.load(Ordering::Acquire);
-            if packed == EMPTY {
-                continue;
-            }
-            let (slot, generation) = cells::unpack(packed);
-            if table.get(slot).is_some_and(|r| r.try_reserve(generation).is_ok()) {
-                workers.cursor.store(pos + 1, Ordering::Relaxed);
-                return Some(Pid { node: node.id, shard: ShardId(s as u16), slot, generation });
-            }
+        s += 1;
+        if s == n {
+            s = 0;
         }
     }
     None
@@ -376,8 +381,7 @@ pub(crate) fn resize(node: &Arc<NodeShared>, pool: &Arc<PoolShared>, size: usize
 
 /// Control lock held, the cell already out of its shard's list: takes its capacity out of the
 /// gate and queues the retire marker behind its work.
-fn retire(node: &NodeShared, here: Option<&Rc<Shard>>, pool: &PoolShared, index: usize) {
-    let cell = pool.cell(index);
+fn retire(node: &NodeShared, here: Option<&Rc<Shard>>, pool: &PoolShared, cell: &WorkerCell) {
     if cell.state.compare_exchange(state::DOWN, state::GONE, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
         return; // not started yet (or being replaced): `worker_started` stops it
     }

@@ -255,7 +255,7 @@ impl PoolShared {
         let cell = self.cells.get_or_alloc(index)?;
         cell.shard.store(u32::from(shard.0), Ordering::Relaxed);
         cell.state.store(state::DOWN, Ordering::SeqCst);
-        if !self.shards[shard.index()].push(index) {
+        if !self.shards[shard.index()].push(cell) {
             return None;
         }
         c.cells += 1;
@@ -361,29 +361,9 @@ impl PoolRef {
     }
 }
 
-/// The message that retires a worker: it is queued behind the worker's work.
+/// The message that retires a worker: it is queued behind the worker's work, and ends the
+/// worker's process loop when it comes up (`process::serve`), never reaching the actor.
 pub(crate) struct Retire;
-
-/// A pool worker: the user's actor plus the retire marker.
-struct Worker<A>(A);
-
-impl<A: Actor> Actor for Worker<A> {
-    async fn init(&mut self, ctx: &mut Context) -> Result<(), ExitReason> {
-        self.0.init(ctx).await
-    }
-    async fn handle_message(&mut self, ctx: &mut Context, from: Pid, msg: Message) -> Result<(), ExitReason> {
-        if msg.is::<Retire>() {
-            return Err(ExitReason::Normal);
-        }
-        self.0.handle_message(ctx, from, msg).await
-    }
-    async fn handle_call(&mut self, ctx: &mut Context, from: Pid, msg: Message) -> Result<Reply, ExitReason> {
-        self.0.handle_call(ctx, from, msg).await
-    }
-    async fn terminate(&mut self, ctx: &mut Context, reason: &ExitReason) {
-        self.0.terminate(ctx, reason).await
-    }
-}
 
 /// A worker pool. Spawn it like any process — usually registered, so that a
 /// [`WebHandler`](crate::web::WebHandler) or any sender can address it by name:
@@ -434,7 +414,7 @@ impl Pool {
         let worker_mailbox = options.mailbox.saturating_add(1);
         let make = move |member: PoolMember, reply: Responder<SpawnResult>| {
             let factory = factory.clone();
-            SpawnRequest::new(move || Worker(factory()), ProcessOptions::with_mailbox(worker_mailbox), None, reply)
+            SpawnRequest::new(move || factory(), ProcessOptions::with_mailbox(worker_mailbox), None, reply)
                 .member(member)
         };
         Pool {

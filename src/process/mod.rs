@@ -278,6 +278,11 @@ async fn serve<A: Actor>(actor: &mut A, ctx: &mut Context) -> ExitReason {
         }
         let result = match ctx.next().await {
             Item::Mail(Mail { from, msg, reply: None }) => {
+                if msg.is::<crate::pool::Retire>() {
+                    // A pool retires this worker: everything queued before the marker is done.
+                    ctx.finish_mail();
+                    return ExitReason::Normal;
+                }
                 let r = actor.handle_message(ctx, from, msg).await;
                 ctx.finish_mail();
                 r
