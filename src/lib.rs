@@ -73,6 +73,23 @@
 //! methods, which the connection answers itself). Feature `interop` converts to and from the
 //! `http` crate's types.
 //!
+//! # Pools: exact backpressure without an actor hop
+//! A [`Pool`] of `size` workers with mailboxes of `mailbox` is spawned like any process and
+//! addressed by its pid or name. The *sender* picks the worker — one with room on its own shard
+//! first, round robin — and reserves there: no forwarding actor. Each worker owns
+//! `mailbox + 1` slots (its queue and the message in progress), released when it *finishes* a
+//! message, and the pool has one admission word on top ([`PoolOptions`], `src/pool/gate.rs`):
+//! the pool holds at most `size × (mailbox + 1)` messages whatever the race, and refuses
+//! (`MailboxFull`; over HTTP 503 + `Retry-After`) only when it holds that many. A worker that
+//! ends is replaced on its shard; its queue goes to the replacement or another worker, and what
+//! finds no room is answered at once. [`PoolRef`] inspects and resizes a running pool.
+//! ```text
+//! send(pool) → manager's slot is full by design (capacity 0) → pool/dispatch.rs:
+//!   gate slot (one CAS) → scan: own shard's workers, then the others' → worker slot (one CAS)
+//!   → worker's mailbox (direct, or its shard's inbox)
+//! worker finishes a run of n messages → worker slots back (n) → gate slots back (n)
+//! ```
+//!
 //! # Messages
 //! A [`Message`] is any `Send + 'static` value, type-erased. Values up to 16 bytes are stored
 //! inline (no allocation per message); bigger ones are boxed. Handlers take the value back by
@@ -103,8 +120,8 @@
 //! - **Calls.** `call` parks the calling process only. A reply that arrives after the timeout
 //!   is dropped and counted (`NodeHandle::late_replies`), never handed to a later call; so is
 //!   the reply of a call whose future was dropped early. A callee that ends without replying
-//!   answers its caller at once: `NoSuchProcess` if the request was still in its mailbox,
-//!   `NoReply` if it was being handled or already taken into the process's batch.
+//!   answers its caller at once: `NoSuchProcess` if the request was still queued (in its
+//!   mailbox or in the batch the process had taken from it), `NoReply` if it was being handled.
 //! - **Panics.** A panic in a handler (or factory, or init) ends that process only, with
 //!   `ExitReason::Panic(text)`; its links get the exit signal and its monitors `Down`. The shard
 //!   and its other processes keep running.

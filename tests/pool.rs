@@ -544,3 +544,44 @@ fn messages_on_their_way_to_a_worker_that_ends_go_back_to_the_pool() {
     wait_until("every slot given back", || h.pool(pool).unwrap().info().held == 0);
     node.stop();
 }
+
+#[test]
+fn a_killed_pool_stops_its_workers_without_replacing_them() {
+    let node = node("pool-killed", 2);
+    let (latch, seen) = (Latch::new(), Arc::new(Seen::default()));
+    let pool = start_pool(&node, "victim", PoolOptions::new(4, 2, factory(&latch, &seen))).expect("pool");
+    let h = node.handle();
+    let r = h.pool(pool).unwrap();
+    let workers: Vec<Pid> = r.info().workers.iter().filter_map(|w| w.pid).collect();
+    h.exit(pool, ExitReason::Kill); // no `terminate`
+    for w in &workers {
+        wait_until("workers stopped", || h.process_info(*w).is_err());
+    }
+    let info = r.info();
+    assert!(info.stopping);
+    assert_eq!(info.workers.iter().map(|w| w.restarts).sum::<u64>(), 0, "{info:?}");
+    assert_eq!(seen.starts.load(Ordering::SeqCst), 4, "no replacement was started");
+    node.stop();
+}
+
+#[test]
+fn a_worker_whose_init_fails_fails_the_pools_start_without_restart_loops() {
+    struct BadInit(Arc<AtomicUsize>);
+    impl Actor for BadInit {
+        async fn init(&mut self, _: &mut Context) -> Result<(), ExitReason> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Err(ExitReason::custom("no database"))
+        }
+    }
+    let node = node("pool-bad-init", 1);
+    let inits = Arc::new(AtomicUsize::new(0));
+    let f = {
+        let inits = inits.clone();
+        move || BadInit(inits.clone())
+    };
+    let r = node.spawn_register("bad", move || Pool::new(PoolOptions::new(3, 1, f)), ProcessOptions::default()).wait();
+    let Err(SpawnError::InitFailed(reason)) = r else { panic!("expected InitFailed, got {r:?}") };
+    assert!(reason.to_string().contains("no database"), "{reason}");
+    assert_eq!(inits.load(Ordering::SeqCst), 1, "the first failure fails the start; nothing is retried");
+    node.stop();
+}

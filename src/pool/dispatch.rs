@@ -233,7 +233,7 @@ pub(crate) fn worker_exited(
     let pool = &member.pool;
     let cell = pool.cell(member.cell);
     let _ = cell.pid.compare_exchange(cells::pack(pid.slot, pid.generation), EMPTY, Ordering::SeqCst, Ordering::SeqCst);
-    let restart = !pool.is_stopping() && !shard.stopping.get();
+    let restart = pool.is_started() && !pool.is_stopping() && !shard.stopping.get();
     let was = cell.state.swap(if restart { state::DOWN } else { state::GONE }, Ordering::SeqCst);
     if was == state::LIVE {
         pool.gate.remove_capacity(pool.worker_capacity);
@@ -320,6 +320,15 @@ fn give_up(shard: &Rc<Shard>, pool: &PoolShared, worker: Pid) {
     if let Some(manager) = pool.manager() {
         let signal = Signal::Exit { from: worker, reason, linked: false };
         route::signal(&shard.node, Some(shard), manager, worker, Kind::Signal(signal));
+    }
+}
+
+/// The manager's process ended, however (a kill skips its `terminate`): the pool stops.
+pub(crate) fn manager_exited(shard: &Rc<Shard>, reservation: &Reservation, pid: Pid) {
+    if let Some(pool) = of(reservation, pid) {
+        if !pool.is_stopping() {
+            begin_stop(&shard.node, Some(shard), pool);
+        }
     }
 }
 

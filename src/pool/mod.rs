@@ -210,6 +210,9 @@ struct Control {
 pub(crate) struct PoolShared {
     pub(crate) gate: Gate,
     stopping: AtomicBool,
+    /// The manager's `init` finished: from now on a worker that ends is replaced (before, its
+    /// failure fails the pool's start instead).
+    started: AtomicBool,
     /// `mailbox + 1`.
     worker_capacity: u32,
     mailbox: usize,
@@ -246,6 +249,10 @@ impl PoolShared {
 
     pub(crate) fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn is_started(&self) -> bool {
+        self.started.load(Ordering::SeqCst)
     }
 
     /// Control lock held: allocates a cell on the next shard of the placement and lists it there.
@@ -449,6 +456,7 @@ impl Pool {
         Ok(Arc::new(PoolShared {
             gate: Gate::new(),
             stopping: AtomicBool::new(false),
+            started: AtomicBool::new(false),
             worker_capacity,
             mailbox: self.mailbox,
             manager: OnceLock::new(),
@@ -481,6 +489,7 @@ impl Actor for Pool {
                 return Err(ExitReason::custom(format!("pool: worker {i} failed to start: {e}")));
             }
         }
+        shared.started.store(true, Ordering::SeqCst);
         Ok(())
     }
 

@@ -19,6 +19,9 @@ pub(crate) fn process_exited(shard: &Rc<Shard>, slot: u32, reason: ExitReason) {
     let Some(mut entry) = shard.table.borrow_mut().try_remove(slot as usize) else { return };
     let pid = pid_of(shard, slot, entry.generation);
     let (reusable, held) = shard.remote().table.get(slot).map_or((true, 0), |r| r.close_counting(entry.generation));
+    if let Some(r) = shard.remote().table.get(slot).filter(|r| !r.pool().is_null()) {
+        crate::pool::dispatch::manager_exited(shard, r, pid);
+    }
     if !reusable {
         // Hold the slot forever with a tombstone (a vacant key is reused first, so it lands
         // in this very slot).
