@@ -486,6 +486,10 @@ fn a_stopped_pool_stops_its_workers_answers_their_queues_and_refuses_sends() {
     wait_until("both workers in a call", || seen.begun.load(Ordering::SeqCst) == 2);
     h.exit(pool, ExitReason::Shutdown);
     wait_until("stopping", || r.info().stopping);
+    // The manager waits for its workers (each is still in its message): the pool is
+    // reachable and refuses with `Stopped`.
+    assert!(matches!(h.send(pool, Job::Hold(99)), Err(SendError::Stopped(Job::Hold(99)))));
+    assert!(matches!(h.call_blocking("brief", Where, CALL_TIMEOUT), Err(CallError::Stopped)));
     // Each worker finishes the message in progress, then stops before its queue.
     latch.open();
     for w in &workers {
@@ -495,6 +499,7 @@ fn a_stopped_pool_stops_its_workers_answers_their_queues_and_refuses_sends() {
     let served = results.iter().filter(|r| r.is_ok()).count();
     let stopped = results.iter().filter(|r| matches!(r, Err(CallError::Stopped))).count();
     assert_eq!((served, stopped), (2, 6), "queued calls are told the pool stopped: {results:?}");
+    wait_until("the manager ended after its workers", || h.process_info(pool).is_err());
     assert!(matches!(h.send(pool, Job::Hold(1)), Err(SendError::NoSuchProcess(_))));
     assert!(matches!(h.send("brief", Job::Hold(1)), Err(SendError::UnknownName(_))));
     assert_eq!(r.resize(4), Err(PoolError::Stopping));

@@ -282,6 +282,12 @@ impl PoolShared {
         c.restarts.len() <= self.intensity as usize
     }
 
+    /// Workers whose process is running.
+    fn live_workers(&self) -> usize {
+        let cells = self.control().cells;
+        (0..cells).filter(|i| self.cell(*i).pid.load(Ordering::SeqCst) != EMPTY).count()
+    }
+
     fn info(&self, node: &NodeShared) -> PoolInfo {
         let c = self.control();
         let mut workers = Vec::new();
@@ -318,6 +324,9 @@ impl PoolShared {
         }
     }
 }
+
+/// How long a stopping pool's manager waits for its workers to end.
+pub(crate) const STOP_WAIT: Duration = Duration::from_secs(10);
 
 /// A handle on a running pool: inspect it, resize it. Get one with
 /// [`NodeHandle::pool`](crate::NodeHandle::pool) or [`Context::pool`].
@@ -516,9 +525,15 @@ impl Actor for Pool {
         Ok(Reply::Later)
     }
 
+    /// Stops the workers and waits (at most 10 s) until they ended: each finishes the
+    /// message in progress; what was queued is answered (`Stopped`, a web request 503).
+    /// Meanwhile sends to the pool are refused with `SendError::Stopped`.
     async fn terminate(&mut self, ctx: &mut Context, _reason: &ExitReason) {
-        if let Some(shared) = &self.shared {
-            dispatch::stop(ctx, shared);
+        let Some(shared) = self.shared.clone() else { return };
+        dispatch::stop(ctx, &shared);
+        let started = std::time::Instant::now();
+        while shared.live_workers() > 0 && started.elapsed() < STOP_WAIT {
+            ctx.sleep(Duration::from_millis(1)).await;
         }
     }
 }
