@@ -44,6 +44,8 @@ pub(crate) struct Outgoing {
     continue_for: Option<u64>,
     /// A response that ends the connection was encoded: write it, then close.
     closing: bool,
+    /// A response that ends the connection was given (it may still wait behind others).
+    close_given: bool,
     /// Body bytes of `Ready` slots.
     ready_bytes: usize,
     /// HTTP/1.0 requests still `Waiting` (see `holds_pipeline`).
@@ -106,12 +108,7 @@ impl Outgoing {
 
     /// A response already given ends the connection once written.
     pub(crate) fn will_close(&self) -> bool {
-        self.closing
-            || self.slots.iter().any(|s| match s {
-                Slot::Ready { meta, .. } => !meta.keep_alive,
-                Slot::Streaming { keep_alive, .. } => !keep_alive,
-                Slot::Waiting { .. } => false,
-            })
+        self.closing || self.close_given
     }
 
     /// Answers `100 Continue` to `seq` as soon as everything before it is written.
@@ -142,9 +139,11 @@ impl Outgoing {
         *slot = if matches!(resp.body, Body::Streamed) && meta.method != Method::Head && !resp.status.bodiless() {
             let mut head = Vec::new();
             let keep_alive = response::encode(&resp, answering(meta), &response::date_header(), &mut head);
+            self.close_given |= !keep_alive;
             Slot::Streaming { chunked: meta.version == Version::Http11, keep_alive, pending: head, finished: false }
         } else {
             self.ready_bytes += resp.body_bytes().len();
+            self.close_given |= !meta.keep_alive;
             Slot::Ready { meta, resp }
         };
         true
@@ -187,6 +186,7 @@ impl Outgoing {
         }
         *finished = true;
         *keep_alive = false;
+        self.close_given = true;
         true
     }
 
@@ -212,6 +212,7 @@ impl Outgoing {
                     }
                     let resp = Response::status(status);
                     self.ready_bytes += resp.body_bytes().len();
+                    self.close_given |= !meta.keep_alive;
                     *slot = Slot::Ready { meta, resp };
                     n += 1;
                 }
