@@ -54,9 +54,9 @@ pub(crate) fn send<M: Any + Send>(
     if let (Target::Pid(pid), Some(shard)) = (to, here) {
         if shard.id == pid.shard && pid.node == node.id {
             let reservation = shard.remote().table.get(pid.slot);
-            let mut reserved = reservation.map(|r| r.try_reserve(pid.generation));
+            let mut reserved = reservation.map(|r| crate::pool::dispatch::try_reserve(r, pid));
             if reserved == Some(Err(Reserve::Full)) && shard.release_finished_early(pid.slot, pid.generation) {
-                reserved = reservation.map(|r| r.try_reserve(pid.generation));
+                reserved = reservation.map(|r| crate::pool::dispatch::try_reserve(r, pid));
             }
             return match reserved {
                 Some(Ok(())) => {
@@ -117,7 +117,7 @@ fn send_general<M: Any + Send>(
             return refuse(SendError::UnknownAlias(msg), reply);
         }
     }
-    match reservation.try_reserve(pid.generation) {
+    match crate::pool::dispatch::try_reserve(reservation, pid) {
         Ok(()) => {}
         Err(Reserve::Full) if alias.is_none() => {
             return crate::pool::dispatch::send_full(node, here, reservation, pid, from, msg, priority, reply);

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use crate::error::{CallError, SendError};
 use crate::node::{NodeShared, route};
 use crate::process::envelope::{CallResult, Envelope, Kind, Mail, Responder, Signal, into_message};
-use crate::process::mailbox::Reservation;
+use crate::process::mailbox::{Reservation, Reserve};
 use crate::process::{Context, ExitReason, Message, Pid, Priority, ShardId, link};
 use crate::shard::{Shard, with_current};
 
@@ -28,11 +28,44 @@ pub(crate) fn of(reservation: &Reservation, pid: Pid) -> Option<&PoolShared> {
     if ptr.is_null() {
         return None;
     }
-    // SAFETY: a non-null pointer was stored by `attach` from an `Arc<PoolShared>` that the
+    // SAFETY: a non-null pointer was stored by `attach` (or `worker_started`, for a worker:
+    // then the pool's manager is another pid) from an `Arc<PoolShared>` that the
     // node keeps in `NodeShared::pools` until the node itself is dropped; `reservation` lives
     // in that same node, so the pool outlives the borrow this returns.
     let pool = unsafe { &*ptr };
     (pool.manager() == Some(pid)).then_some(pool)
+}
+
+/// Reserves a slot of `pid` for a send addressed to it directly (not through a pool). A pool
+/// worker's every reserved slot holds a gate slot (its finished messages give both back, see
+/// `executor`), so a direct send to a worker takes a gate slot too — first, whatever the
+/// capacity, as the worker's own bound is what limits it — and gives it back if the
+/// reservation fails.
+#[inline]
+pub(crate) fn try_reserve(reservation: &Reservation, pid: Pid) -> Result<(), Reserve> {
+    let ptr = reservation.pool();
+    if ptr.is_null() {
+        return reservation.try_reserve(pid.generation);
+    }
+    reserve_worker(reservation, ptr, pid)
+}
+
+#[cold]
+#[inline(never)]
+fn reserve_worker(reservation: &Reservation, ptr: *const PoolShared, pid: Pid) -> Result<(), Reserve> {
+    // SAFETY: as in `of`: a non-null pointer names a pool the node keeps until it is dropped.
+    let pool = unsafe { &*ptr };
+    if pool.manager() == Some(pid) {
+        return reservation.try_reserve(pid.generation);
+    }
+    // Loaded before the reservation: a pointer seen here belongs to `pid`'s incarnation or a
+    // later one (then the reservation is stale and the gate slot goes back).
+    pool.gate.force_acquire();
+    let reserved = reservation.try_reserve(pid.generation);
+    if reserved.is_err() {
+        pool.gate.release(1);
+    }
+    reserved
 }
 
 /// The manager's `init`: make its pid address the pool. Its own mailbox takes nothing from
@@ -93,7 +126,9 @@ fn send<M: Any + Send>(
     }
 }
 
-/// The manager passes on a message that reached its own mailbox (sent before `attach`).
+/// The manager passes on a message that reached its own mailbox (sent before `attach`). A
+/// call it cannot place is answered here (`send` would silence its responder: its caller was
+/// told nothing yet).
 pub(crate) fn forward(
     ctx: &Context,
     pool: &PoolShared,
@@ -102,7 +137,24 @@ pub(crate) fn forward(
     reply: Option<Responder<CallResult>>,
 ) -> Result<(), SendError<()>> {
     let shard = ctx.shard_rc();
-    send(&shard.node, Some(&shard), pool, from, msg, Priority::Main, reply).map(|_| ()).map_err(|e| e.map(|_| ()))
+    let (error, refused) = if pool.is_stopping() {
+        (CallError::Stopped, SendError::Stopped(()))
+    } else {
+        match admit(&pool.gate, SCANS, || place(&shard.node, Some(&*shard), pool)) {
+            Admit::Placed(worker) => {
+                deliver(&shard.node, Some(&*shard), worker, Mail { from, msg, reply }, Priority::Main);
+                return Ok(());
+            }
+            Admit::Full | Admit::NoRoom => {
+                pool.shed.fetch_add(1, Ordering::Relaxed);
+                (CallError::MailboxFull, SendError::MailboxFull(()))
+            }
+        }
+    };
+    if let Some(reply) = reply {
+        reply.respond(Err(error));
+    }
+    Err(refused)
 }
 
 /// One scan: reserves a slot of a worker with room, this shard's workers first (round robin
@@ -172,6 +224,9 @@ pub(crate) fn redirect(shard: &Shard, slot: u32, generation: u32, mail: Mail) ->
         graves.iter().find(|(key, _)| *key == (slot, generation)).map(|(_, m)| m.clone())
     };
     let Some(member) = member else { return Some(mail) };
+    if mail.msg.is::<Retire>() {
+        return None; // it retired a worker that ended first; its gate slot went back then
+    }
     let pool = &member.pool;
     let placed = if pool.is_stopping() {
         Admit::Full
@@ -193,6 +248,10 @@ pub(crate) fn redirect(shard: &Shard, slot: u32, generation: u32, mail: Mail) ->
 pub(crate) fn worker_started(shard: &Rc<Shard>, member: &PoolMember, pid: Pid) {
     let pool = &member.pool;
     let cell = pool.cell(member.cell);
+    // Before its pid is published: a direct send to it takes a gate slot (`try_reserve`).
+    if let Some(r) = shard.remote().table.get(pid.slot) {
+        r.set_pool(Arc::as_ptr(pool));
+    }
     cell.pid.store(cells::pack(pid.slot, pid.generation), Ordering::SeqCst);
     let live = cell.state.compare_exchange(state::DOWN, state::LIVE, Ordering::SeqCst, Ordering::SeqCst).is_ok();
     if live {
@@ -233,7 +292,10 @@ pub(crate) fn worker_exited(
     let pool = &member.pool;
     let cell = pool.cell(member.cell);
     let _ = cell.pid.compare_exchange(cells::pack(pid.slot, pid.generation), EMPTY, Ordering::SeqCst, Ordering::SeqCst);
-    let restart = pool.is_started() && !pool.is_stopping() && !shard.stopping.get();
+    // Only a live worker's end can fail a pool's start (not a retired one's).
+    let restart = !pool.is_stopping()
+        && !shard.stopping.get()
+        && (pool.is_started() || (cell.state.load(Ordering::SeqCst) == state::LIVE && pool.started_or_fail(reason)));
     let was = cell.state.swap(if restart { state::DOWN } else { state::GONE }, Ordering::SeqCst);
     if was == state::LIVE {
         pool.gate.remove_capacity(pool.worker_capacity);
@@ -367,11 +429,29 @@ pub(crate) fn resize(node: &Arc<NodeShared>, pool: &Arc<PoolShared>, size: usize
                 return Err(PoolError::WorkerStart("too many workers".into()));
             };
             let member = PoolMember { pool: pool.clone(), cell };
-            let request = (pool.make)(member, Responder { inner: None });
-            if let Err(e) = route::spawn(node, here, shard, request) {
-                c.size -= 1;
-                pool.cell(cell).state.store(state::GONE, Ordering::SeqCst);
-                return Err(PoolError::WorkerStart(e.to_string()));
+            let request = (pool.make)(member.clone(), Responder { inner: None });
+            match here.filter(|h| h.id == shard) {
+                Some(h) => {
+                    if !h.spawn_local(request) {
+                        c.size -= 1;
+                        pool.cell(cell).state.store(state::GONE, Ordering::SeqCst);
+                        return Err(PoolError::WorkerStart("the worker's factory failed (see the log)".into()));
+                    }
+                }
+                None if node.is_stopping() => {
+                    c.size -= 1;
+                    pool.cell(cell).state.store(state::GONE, Ordering::SeqCst);
+                    return Err(PoolError::Stopping);
+                }
+                None => {
+                    // Started on its shard; a failure there takes the worker out of the size.
+                    let task = move |s: &Rc<Shard>| {
+                        if !s.spawn_local(request) {
+                            start_failed(s, &member);
+                        }
+                    };
+                    route::run_on(node.id, shard, Box::new(task));
+                }
             }
         }
         while c.size > size {
@@ -381,30 +461,47 @@ pub(crate) fn resize(node: &Arc<NodeShared>, pool: &Arc<PoolShared>, size: usize
                 break;
             };
             let Some(cell) = pool.shards[s].pop() else { break };
-            c.size -= 1;
-            retire(node, here, pool, cell);
+            if retire(node, here, pool, cell) {
+                c.size -= 1;
+            }
         }
         Ok(())
     })
 }
 
+/// A worker added by `resize` could not start on its shard: it leaves the pool's size (a
+/// factory that fails is not retried here; restarts of running workers are).
+fn start_failed(shard: &Rc<Shard>, member: &PoolMember) {
+    let pool = &member.pool;
+    if pool
+        .cell(member.cell)
+        .state
+        .compare_exchange(state::DOWN, state::GONE, Ordering::SeqCst, Ordering::SeqCst)
+        .is_ok()
+    {
+        pool.control().size -= 1;
+        log::error!(target: "pinion", "{} {}: a pool worker added by resize failed to start", shard.node.name, shard.id);
+    }
+}
+
 /// Control lock held, the cell already out of its shard's list: takes its capacity out of the
-/// gate and queues the retire marker behind its work.
-fn retire(node: &NodeShared, here: Option<&Rc<Shard>>, pool: &PoolShared, cell: &WorkerCell) {
+/// gate and queues the retire marker behind its work. False when the cell no longer counted
+/// in the pool's size (its start failed, or it is already retiring or gone).
+fn retire(node: &NodeShared, here: Option<&Rc<Shard>>, pool: &PoolShared, cell: &WorkerCell) -> bool {
     if cell.state.compare_exchange(state::DOWN, state::GONE, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
-        return; // not started yet (or being replaced): `worker_started` stops it
+        return true; // not started yet (or being replaced): `worker_started` stops it
     }
     if cell.state.compare_exchange(state::LIVE, state::RETIRING, Ordering::SeqCst, Ordering::SeqCst).is_err() {
-        return;
+        return false;
     }
     pool.gate.remove_capacity(pool.worker_capacity);
     let packed = cell.pid.load(Ordering::SeqCst);
     if packed == EMPTY {
-        return;
+        return true;
     }
     let (slot, generation) = cells::unpack(packed);
     let shard = ShardId(cell.shard.load(Ordering::Relaxed) as u16);
-    let Some(reservation) = node.shards[shard.index()].table.get(slot) else { return };
+    let Some(reservation) = node.shards[shard.index()].table.get(slot) else { return true };
     if reservation.force_reserve(generation) {
         pool.gate.force_acquire();
         let worker = Pid { node: node.id, shard, slot, generation };
@@ -417,4 +514,5 @@ fn retire(node: &NodeShared, here: Option<&Rc<Shard>>, pool: &PoolShared, cell: 
             Priority::Main,
         );
     }
+    true
 }

@@ -35,7 +35,7 @@ pub(crate) mod gate;
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -115,7 +115,8 @@ impl<F> fmt::Debug for PoolOptions<F> {
 pub enum PoolError {
     /// `size` is 0 (or a resize to 0).
     ZeroSize,
-    /// `mailbox + 1` does not fit a mailbox bound.
+    /// `mailbox + 1` does not fit a mailbox bound, or `size × (mailbox + 1)` the pool's count
+    /// (below 2^32).
     MailboxTooLarge(usize),
     /// The placement names a shard the node does not have (or no shard at all).
     NoSuchShard {
@@ -170,7 +171,7 @@ pub struct WorkerInfo {
 /// A snapshot of a pool.
 #[derive(Clone, Debug)]
 pub struct PoolInfo {
-    /// Live workers.
+    /// Workers: running, starting, being replaced or retiring (not those gone for good).
     pub size: usize,
     /// Queue length per worker (besides the message in progress).
     pub mailbox: usize,
@@ -210,9 +211,12 @@ struct Control {
 pub(crate) struct PoolShared {
     pub(crate) gate: Gate,
     stopping: AtomicBool,
-    /// The manager's `init` finished: from now on a worker that ends is replaced (before, its
-    /// failure fails the pool's start instead).
-    started: AtomicBool,
+    /// The manager's `init` finished (`start::STARTED`): from now on a worker that ends is
+    /// replaced. Before, a worker that ends fails the pool's start instead (`start::FAILED`):
+    /// one transition decides which, so a worker ending as `init` finishes gets one of the two.
+    started: AtomicU8,
+    /// Why a worker ended before the pool started.
+    start_failure: OnceLock<String>,
     /// `mailbox + 1`.
     worker_capacity: u32,
     mailbox: usize,
@@ -252,7 +256,17 @@ impl PoolShared {
     }
 
     pub(crate) fn is_started(&self) -> bool {
-        self.started.load(Ordering::SeqCst)
+        self.started.load(Ordering::SeqCst) == start::STARTED
+    }
+
+    /// A live worker ended for `reason`: true when the pool has started (replace it); else the
+    /// pool's start fails (false).
+    pub(crate) fn started_or_fail(&self, reason: &ExitReason) -> bool {
+        let _ = self.start_failure.set(reason.to_string());
+        match self.started.compare_exchange(start::STARTING, start::FAILED, Ordering::SeqCst, Ordering::SeqCst) {
+            Ok(_) => false,
+            Err(now) => now == start::STARTED,
+        }
     }
 
     /// Control lock held: allocates a cell on the next shard of the placement and lists it there.
@@ -325,6 +339,18 @@ impl PoolShared {
     }
 }
 
+/// `size` workers of `worker_capacity` slots fit the gate's 32-bit count.
+fn fits(size: usize, worker_capacity: u32) -> bool {
+    (size as u64).checked_mul(u64::from(worker_capacity)).is_some_and(|n| n <= u64::from(u32::MAX))
+}
+
+/// Values of `PoolShared::started`.
+mod start {
+    pub(super) const STARTING: u8 = 0;
+    pub(super) const STARTED: u8 = 1;
+    pub(super) const FAILED: u8 = 2;
+}
+
 /// How long a stopping pool's manager waits for its workers to end.
 pub(crate) const STOP_WAIT: Duration = Duration::from_secs(10);
 
@@ -372,6 +398,9 @@ impl PoolRef {
     pub fn resize(&self, size: usize) -> Result<(), PoolError> {
         if size == 0 {
             return Err(PoolError::ZeroSize);
+        }
+        if !fits(size, self.pool.worker_capacity) {
+            return Err(PoolError::MailboxTooLarge(self.pool.mailbox));
         }
         dispatch::resize(&self.node, &self.pool, size)
     }
@@ -451,6 +480,9 @@ impl Pool {
         let worker_capacity = ProcessOptions::with_mailbox(self.mailbox.saturating_add(1))
             .capacity()
             .map_err(|_| PoolError::MailboxTooLarge(self.mailbox))?;
+        if !fits(self.size, worker_capacity) {
+            return Err(PoolError::MailboxTooLarge(self.mailbox));
+        }
         let order = match &self.placement {
             Placement::Spread => (0..shards).map(|s| ShardId(s as u16)).collect(),
             Placement::Shards(list) => list.clone(),
@@ -465,7 +497,8 @@ impl Pool {
         Ok(Arc::new(PoolShared {
             gate: Gate::new(),
             stopping: AtomicBool::new(false),
-            started: AtomicBool::new(false),
+            started: AtomicU8::new(start::STARTING),
+            start_failure: OnceLock::new(),
             worker_capacity,
             mailbox: self.mailbox,
             manager: OnceLock::new(),
@@ -498,7 +531,12 @@ impl Actor for Pool {
                 return Err(ExitReason::custom(format!("pool: worker {i} failed to start: {e}")));
             }
         }
-        shared.started.store(true, Ordering::SeqCst);
+        if shared.started.compare_exchange(start::STARTING, start::STARTED, Ordering::SeqCst, Ordering::SeqCst).is_err()
+        {
+            dispatch::stop(ctx, &shared);
+            let why = shared.start_failure.get().map_or("", String::as_str);
+            return Err(ExitReason::custom(format!("pool: a worker ended before the pool started: {why}")));
+        }
         Ok(())
     }
 

@@ -43,9 +43,9 @@ pub struct Reservation {
     capacity: AtomicU32,
     /// Messages the owner finished (written by the owner only; read by introspection).
     processed: AtomicU64,
-    /// Set when the slot's process is a pool's manager: a send that finds this slot full goes
-    /// to the pool instead (see `pool::dispatch`). Not part of the loom models: written once
-    /// per pool start, read only on the full path.
+    /// Set when the slot's process is a pool's manager (a send that finds this slot full goes
+    /// to the pool instead) or one of its workers (a send straight to it takes a pool slot
+    /// too): see `pool::dispatch`. Not part of the loom models: written once per start.
     pool: std::sync::atomic::AtomicPtr<crate::pool::PoolShared>,
 }
 
@@ -103,12 +103,12 @@ impl Reservation {
         self.capacity.store(capacity, Ordering::Release);
     }
 
-    /// The pool this slot's process manages, or null.
+    /// The pool this slot's process manages or works for, or null.
     pub(crate) fn pool(&self) -> *const crate::pool::PoolShared {
         self.pool.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    /// Owner only: this slot's process manages `pool` (kept alive by the node).
+    /// Owner only: this slot's process manages or works for `pool` (kept alive by the node).
     pub(crate) fn set_pool(&self, pool: *const crate::pool::PoolShared) {
         self.pool.store(pool.cast_mut(), std::sync::atomic::Ordering::Release);
     }

@@ -200,8 +200,12 @@ impl Shard {
             return;
         };
         if alias.is_some_and(|id| !e.aliases.contains(&id)) {
+            let pool = e.pool.as_ref().map(|m| m.pool.clone());
             drop(table);
             self.release(slot, generation);
+            if let Some(pool) = pool {
+                pool.gate.release(1); // a pool worker's slot held a gate slot too
+            }
             self.dead_letter(mail, CallError::UnknownAlias);
             return;
         }
