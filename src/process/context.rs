@@ -3,7 +3,6 @@
 //! process (not the shard) until answered.
 
 use std::any::Any;
-use std::collections::VecDeque;
 use std::fmt;
 use std::future::{Future, poll_fn};
 use std::rc::Rc;
@@ -15,6 +14,7 @@ use crate::process::deadline_after;
 use crate::error::{CallError, RegisterError, SendError, SpawnError};
 use crate::node::{NodeHandle, route};
 use crate::process::envelope::{CallResult, Kind, Mail, Responder, Signal};
+use crate::process::mailbox::Lane;
 use crate::process::{
     Actor, Alias, ExitReason, Item, Message, MonitorRef, Pid, Priority, ProcessOptions, ShardId, SpawnResult, Target,
     link,
@@ -35,7 +35,7 @@ pub struct Context {
 
     current_reply: Option<Responder<CallResult>>,
     /// User messages taken from the mailbox in one go, handled before looking at it again.
-    batch: VecDeque<Mail>,
+    batch: Lane<Mail>,
     /// The shard's `attention` count when this process last looked at its mailbox.
     seen: u64,
 }
@@ -91,7 +91,7 @@ impl Context {
             stop: std::cell::Cell::new(None),
             stopping: std::cell::Cell::new(false),
             current_reply: None,
-            batch: VecDeque::new(),
+            batch: Lane::new(),
             seen: 0,
         }
     }
@@ -426,6 +426,19 @@ impl Context {
                 }
             }
         })
+    }
+
+    /// The next message of the main-lane batch this process already holds, if it may take
+    /// one without looking at its mailbox: budget left, and no signal or urgent message
+    /// arrived on the shard since its last look (`attention`). Otherwise `next` decides.
+    #[inline(always)]
+    pub(crate) fn next_batched(&mut self) -> Option<Mail> {
+        if self.slice < BUDGET && self.seen == self.shard.attention.get() {
+            let m = self.batch.pop_front()?;
+            self.slice += 1;
+            return Some(m);
+        }
+        None
     }
 
     /// A user message is finished: release its reservation.

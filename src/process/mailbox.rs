@@ -16,6 +16,8 @@
 //! count in one store: later sends fail, later releases (by the old incarnation) are no-ops.
 
 use std::collections::VecDeque;
+use std::fmt;
+use std::mem::MaybeUninit;
 
 use crate::loom::{AtomicU32, AtomicU64, Ordering};
 
@@ -167,6 +169,106 @@ pub enum Priority {
     Main,
 }
 
+/// A FIFO of one lane: a ring buffer whose capacity is a power of two. The same job as a
+/// `VecDeque`, written out because `VecDeque::push_back` is not inlined (its grow path sits in
+/// the same function) and the same-shard send pays a call and a 96-byte copy through it per
+/// message; here a push is a check, a masked store and an increment, inlined into the sender.
+///
+/// INVARIANT: `buf.len()` is 0 or a power of two; `tail - head` (wrapping) is the number of
+/// items, at most `buf.len()`; the items are at `buf[i & (len - 1)]` for `i` in `head..tail`,
+/// initialized; every other element of `buf` is uninitialized.
+pub(crate) struct Lane<T> {
+    buf: Box<[MaybeUninit<T>]>,
+    head: usize,
+    tail: usize,
+}
+
+impl<T> Lane<T> {
+    pub(crate) fn new() -> Self {
+        Lane { buf: Box::new([]), head: 0, tail: 0 }
+    }
+
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        self.tail.wrapping_sub(self.head)
+    }
+
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.head == self.tail
+    }
+
+    #[inline]
+    pub(crate) fn push_back(&mut self, value: T) {
+        if self.len() == self.buf.len() {
+            self.grow();
+        }
+        let mask = self.buf.len() - 1;
+        // SAFETY: after `grow` there is a free element; `tail & mask < buf.len()` (a power of
+        // two), and that element is uninitialized (it is not in `head..tail`): writing it and
+        // then extending `tail` over it keeps the invariant.
+        unsafe { self.buf.get_unchecked_mut(self.tail & mask) }.write(value);
+        self.tail = self.tail.wrapping_add(1);
+    }
+
+    #[inline]
+    pub(crate) fn pop_front(&mut self) -> Option<T> {
+        if self.is_empty() {
+            return None;
+        }
+        let mask = self.buf.len() - 1;
+        // SAFETY: the lane is not empty, so `buf.len() > 0` and the element at `head & mask`
+        // is initialized; moving `head` past it marks it uninitialized again, so it is read
+        // (moved out) exactly once.
+        let value = unsafe { self.buf.get_unchecked(self.head & mask).assume_init_read() };
+        self.head = self.head.wrapping_add(1);
+        Some(value)
+    }
+
+    /// Doubles the buffer (at least 16 elements), moving the items to its start in order.
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self) {
+        let len = self.len();
+        let capacity = (self.buf.len() * 2).max(16);
+        let mut buf: Box<[MaybeUninit<T>]> = (0..capacity).map(|_| MaybeUninit::uninit()).collect();
+        for (i, slot) in buf.iter_mut().enumerate().take(len) {
+            let from = self.head.wrapping_add(i) & (self.buf.len() - 1);
+            // SAFETY: `i < len`, so `from` is the index of the i-th item, initialized; it is
+            // read once, and the old buffer (whose elements are `MaybeUninit`) drops nothing.
+            slot.write(unsafe { self.buf.get_unchecked(from).assume_init_read() });
+        }
+        self.buf = buf;
+        self.head = 0;
+        self.tail = len;
+    }
+}
+
+impl<T> Default for Lane<T> {
+    fn default() -> Self {
+        Lane::new()
+    }
+}
+
+impl<T> Drop for Lane<T> {
+    fn drop(&mut self) {
+        while self.pop_front().is_some() {}
+    }
+}
+
+impl<T> Iterator for Lane<T> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        self.pop_front()
+    }
+}
+
+impl<T> fmt::Debug for Lane<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lane").field("len", &self.len()).finish()
+    }
+}
+
 /// The shard-local queues of one process. Every message in `urgent` or `main` holds a
 /// reservation; `system` is not counted against the bound, so a full mailbox never blocks an
 /// exit signal or a `Down`. Its length is bounded by the process's links and monitors, plus
@@ -176,12 +278,12 @@ pub enum Priority {
 pub(crate) struct Mailbox<M, S> {
     pub(crate) system: VecDeque<S>,
     pub(crate) urgent: VecDeque<M>,
-    pub(crate) main: VecDeque<M>,
+    pub(crate) main: Lane<M>,
 }
 
 impl<M, S> Mailbox<M, S> {
     pub(crate) fn new() -> Self {
-        Mailbox { system: VecDeque::new(), urgent: VecDeque::new(), main: VecDeque::new() }
+        Mailbox { system: VecDeque::new(), urgent: VecDeque::new(), main: Lane::new() }
     }
     pub(crate) fn push(&mut self, priority: Priority, m: M) {
         match priority {
@@ -191,5 +293,52 @@ impl<M, S> Mailbox<M, S> {
     }
     pub(crate) fn user_len(&self) -> usize {
         self.urgent.len() + self.main.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lane_keeps_fifo_across_wrap_and_growth() {
+        let mut lane = Lane::new();
+        let mut expect = VecDeque::new();
+        let mut next = 0u64;
+        for round in 0..200 {
+            for _ in 0..(round % 37) {
+                lane.push_back(next);
+                expect.push_back(next);
+                next += 1;
+            }
+            for _ in 0..(round % 23) {
+                assert_eq!(lane.pop_front(), expect.pop_front());
+            }
+            assert_eq!(lane.len(), expect.len());
+        }
+        while let Some(v) = expect.pop_front() {
+            assert_eq!(lane.pop_front(), Some(v));
+        }
+        assert!(lane.is_empty());
+        assert_eq!(lane.pop_front(), None);
+    }
+
+    #[test]
+    fn lane_drops_what_it_still_holds_once() {
+        use std::rc::Rc;
+        let counter = Rc::new(());
+        let mut lane = Lane::new();
+        for _ in 0..40 {
+            lane.push_back(counter.clone());
+        }
+        for _ in 0..15 {
+            drop(lane.pop_front());
+        }
+        for _ in 0..10 {
+            lane.push_back(counter.clone());
+        }
+        assert_eq!(Rc::strong_count(&counter), 36);
+        drop(lane);
+        assert_eq!(Rc::strong_count(&counter), 1);
     }
 }

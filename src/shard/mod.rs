@@ -180,7 +180,26 @@ impl Shard {
     }
 
     /// Enqueues a reserved user message, or dead-letters it if its process is gone.
+    ///
+    /// The common case — main lane, no alias, a live receiver — is a borrow, a slab lookup and
+    /// a push, inlined into the sender; everything else is out of line.
+    #[inline]
     pub(crate) fn deliver_mail(&self, slot: u32, generation: u32, mail: Mail, priority: Priority, alias: Option<u64>) {
+        if priority == Priority::Main && alias.is_none() {
+            let mut table = self.table.borrow_mut();
+            if let Some(e) = table.get_mut(slot as usize).filter(|e| e.generation == generation) {
+                e.mailbox.main.push_back(mail);
+                if e.awaiting_mail {
+                    self.enqueue(e, slot);
+                }
+                return;
+            }
+        }
+        self.deliver_mail_slow(slot, generation, mail, priority, alias);
+    }
+
+    #[inline(never)]
+    fn deliver_mail_slow(&self, slot: u32, generation: u32, mail: Mail, priority: Priority, alias: Option<u64>) {
         let mut table = self.table.borrow_mut();
         let Some(e) = table.get_mut(slot as usize).filter(|e| e.generation == generation) else {
             drop(table);
