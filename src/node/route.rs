@@ -60,7 +60,7 @@ pub(crate) fn send<M: Any + Send>(
             }
             return match reserved {
                 Some(Ok(())) => {
-                    let mail = Mail { from, msg: into_message(msg), reply };
+                    let mail = Mail { from, msg: into_message(msg), reply: reply.map(Box::new) };
                     shard.deliver_mail(pid.slot, pid.generation, mail, priority, None);
                     Ok(pid.shard)
                 }
@@ -119,7 +119,7 @@ fn send_general<M: Any + Send>(
         Err(Reserve::Full) => return refuse(SendError::MailboxFull(msg), reply),
         Err(Reserve::Stale) => return refuse(gone(msg), reply),
     }
-    let mail = Mail { from, msg: into_message(msg), reply };
+    let mail = Mail { from, msg: into_message(msg), reply: reply.map(Box::new) };
     match local {
         Some(shard) => shard.deliver_mail(pid.slot, pid.generation, mail, priority, alias),
         None => {

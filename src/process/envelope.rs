@@ -15,8 +15,9 @@ use crate::shard::{ControlRequest, SpawnRequest};
 pub(crate) struct Mail {
     pub(crate) from: Pid,
     pub(crate) msg: Message,
-    /// Present for a call: where the reply goes.
-    pub(crate) reply: Option<Responder<CallResult>>,
+    /// Present for a call: where the reply goes. Boxed, so a plain send (the common case)
+    /// moves a 72-byte `Mail` instead of a 96-byte one at every step.
+    pub(crate) reply: Option<Box<Responder<CallResult>>>,
 }
 
 /// The outcome of a call, as delivered to the caller.

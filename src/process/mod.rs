@@ -278,7 +278,7 @@ async fn serve<A: Actor>(actor: &mut A, ctx: &mut Context) -> ExitReason {
         let result = if let Some(Mail { from, msg, reply }) = ctx.next_batched() {
             let r = match reply {
                 None => actor.handle_message(ctx, from, msg).await,
-                Some(reply) => handle_call(actor, ctx, from, msg, reply).await,
+                Some(reply) => handle_call(actor, ctx, from, msg, *reply).await,
             };
             ctx.finish_mail();
             r
@@ -287,7 +287,7 @@ async fn serve<A: Actor>(actor: &mut A, ctx: &mut Context) -> ExitReason {
                 Item::Mail(Mail { from, msg, reply }) => {
                     let r = match reply {
                         None => actor.handle_message(ctx, from, msg).await,
-                        Some(reply) => handle_call(actor, ctx, from, msg, reply).await,
+                        Some(reply) => handle_call(actor, ctx, from, msg, *reply).await,
                     };
                     ctx.finish_mail();
                     r
