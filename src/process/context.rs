@@ -123,6 +123,7 @@ impl Context {
 
     /// Sends `msg` to `to` in the main lane. A full mailbox answers `MailboxFull` with the
     /// message, synchronously, whatever shard the receiver is on.
+    #[inline]
     pub fn send<'t, M: Any + Send>(&self, to: impl Into<Target<'t>>, msg: M) -> Result<(), SendError<M>> {
         route::send(&self.shard.node, Some(&self.shard), self.pid, to.into(), msg, Priority::Main, None).map(drop)
     }

@@ -15,11 +15,14 @@
 //! the largest single cost of the same-shard path. When the process ends, the owner bumps the generation and zeroes the
 //! count in one store: later sends fail, later releases (by the old incarnation) are no-ops.
 
+use std::any::Any;
 use std::collections::VecDeque;
 use std::fmt;
 use std::mem::MaybeUninit;
 
 use crate::loom::{AtomicU32, AtomicU64, Ordering};
+use crate::process::envelope::{CallResult, Mail, Responder};
+use crate::process::{Message, Pid};
 
 const COUNT_BITS: u32 = 32;
 const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
@@ -241,6 +244,28 @@ impl<T> Lane<T> {
         self.buf = buf;
         self.head = 0;
         self.tail = len;
+    }
+}
+
+impl Lane<Mail> {
+    /// Appends `Mail { from, msg: Message::new(value), reply }`, written in place in the
+    /// buffer field by field (see `Message::write_new`).
+    #[inline(always)]
+    pub(crate) fn push_mail<V: Any + Send>(&mut self, from: Pid, value: V, reply: Option<Box<Responder<CallResult>>>) {
+        if self.len() == self.buf.len() {
+            self.grow();
+        }
+        let mask = self.buf.len() - 1;
+        // SAFETY: as in `push_back`: the element at `tail & mask` exists and is free. Each
+        // field of the `Mail` in it is written once (`from`, `reply`, then the message in
+        // place), so it is initialized when `tail` moves over it. Nothing here panics.
+        unsafe {
+            let slot = self.buf.get_unchecked_mut(self.tail & mask).as_mut_ptr();
+            (&raw mut (*slot).from).write(from);
+            (&raw mut (*slot).reply).write(reply);
+            Message::write_new(&raw mut (*slot).msg, value);
+        }
+        self.tail = self.tail.wrapping_add(1);
     }
 }
 

@@ -71,6 +71,7 @@ unsafe fn drop_boxed<T>(storage: *mut Storage) {
 /// owns (a promoted constant: equal addresses mean the same `T`, different addresses may still
 /// be the same `T`); if `fits::<T>()` the value is initialized at the start of `storage`,
 /// otherwise `storage` starts with the pointer of a `Box<T>` that the message owns.
+#[repr(C)]
 pub struct Message {
     vtable: &'static VTable,
     storage: Storage,
@@ -102,6 +103,35 @@ impl Message {
             unsafe { storage.as_mut_ptr().cast::<*mut T>().write(boxed) };
         }
         Message { vtable: &VTableOf::<T>::VTABLE, storage, _value: PhantomData }
+    }
+
+    /// Writes `Message::new(value)` into `dst`, field by field, in place. The same-shard send
+    /// builds its message straight into the receiver's lane this way: a message assembled on
+    /// the stack with 8-byte stores and then copied with 16-byte loads stalls the copy on
+    /// store-to-load forwarding, which cost more than everything else the send does.
+    ///
+    /// # Safety
+    /// `dst` is valid for writes of a `Message` and properly aligned; whatever it holds is
+    /// overwritten without being dropped.
+    #[inline(always)]
+    pub(crate) unsafe fn write_new<T: Any + Send>(dst: *mut Message, value: T) {
+        if TypeId::of::<T>() == TypeId::of::<Message>() {
+            // SAFETY: the caller's contract (a plain write of a whole message).
+            unsafe { dst.write(Message::new(value)) };
+            return;
+        }
+        // SAFETY: the caller's contract: `dst` is valid and aligned, so are its fields. The
+        // table is `T`'s and the storage gets the value (inline, it fits) or its box, as
+        // `new` does: the INVARIANT holds once both writes are done (`_value` has no bytes).
+        unsafe {
+            (&raw mut (*dst).vtable).write(&VTableOf::<T>::VTABLE);
+            let storage = &raw mut (*dst).storage;
+            if fits::<T>() {
+                storage.cast::<T>().write(value);
+            } else {
+                storage.cast::<*mut T>().write(Box::into_raw(Box::new(value)));
+            }
+        }
     }
 
     /// The value, if it is a `T`; the message back otherwise (to try another type).
