@@ -29,6 +29,8 @@ const fn fits<T>() -> bool {
 /// What a message knows about the type it holds.
 struct VTable {
     type_id: fn() -> TypeId,
+    /// `size_of::<T>()`: types of different sizes differ, without calling `type_id`.
+    size: usize,
     /// Drops the value in the storage (inline) or the box it points to. `None` when dropping
     /// the value does nothing.
     drop: Option<unsafe fn(*mut Storage)>,
@@ -40,6 +42,7 @@ struct VTableOf<T>(PhantomData<T>);
 impl<T: Any> VTableOf<T> {
     const VTABLE: VTable = VTable {
         type_id: TypeId::of::<T>,
+        size: mem::size_of::<T>(),
         drop: if !fits::<T>() {
             Some(drop_boxed::<T> as unsafe fn(*mut Storage))
         } else if mem::needs_drop::<T>() {
@@ -180,9 +183,12 @@ impl Message {
     /// True if the value is a `T`.
     #[inline]
     pub fn is<T: Any>(&self) -> bool {
-        // The same table is the same type; a different table may still be (a constant can be
-        // duplicated across codegen units), so compare type ids then.
-        ptr::eq(self.vtable, &VTableOf::<T>::VTABLE) || (self.vtable.type_id)() == TypeId::of::<T>()
+        // The same table is the same type (tables of different types differ in `type_id`). A
+        // different table may still be the same type (a constant can be duplicated across
+        // codegen units): then types of different sizes differ, and the rest compare type ids.
+        // So a handler trying its message types in turn pays a call only between equal sizes.
+        ptr::eq(self.vtable, &VTableOf::<T>::VTABLE)
+            || (self.vtable.size == mem::size_of::<T>() && (self.vtable.type_id)() == TypeId::of::<T>())
     }
 
     /// True if the value was too big to be stored inline (it was boxed).
@@ -218,6 +224,8 @@ mod tests {
         let m = Message::new(42u64);
         assert!(!m.is_boxed());
         assert!(m.is::<u64>());
+        assert!(!m.is::<i64>(), "same size, another type");
+        assert!(!m.is::<()>(), "another size");
         let m = m.downcast::<u32>().unwrap_err();
         assert_eq!(m.downcast::<u64>().unwrap(), 42);
     }
