@@ -349,6 +349,35 @@ mod tests {
     }
 
     #[test]
+    fn lane_push_mail_writes_a_whole_mail_in_place() {
+        use crate::process::{NodeId, ShardId};
+        use std::sync::Arc;
+        let from = Pid { node: NodeId(7), shard: ShardId(3), slot: 11, generation: 5 };
+        let counter = Arc::new(());
+        let mut lane: Lane<Mail> = Lane::new();
+        for i in 0..40u64 {
+            match i % 3 {
+                0 => lane.push_mail(from, i, None),
+                1 => lane.push_mail(from, (counter.clone(), i), None),
+                _ => lane.push_mail(from, Message::new([i; 8]), None),
+            }
+        }
+        assert_eq!(Arc::strong_count(&counter), 14);
+        for i in 0..20u64 {
+            let mail = lane.pop_front().unwrap();
+            assert!(mail.from == from && mail.reply.is_none());
+            match i % 3 {
+                0 => assert_eq!(mail.msg.downcast::<u64>().unwrap(), i),
+                1 => assert_eq!(mail.msg.downcast::<(Arc<()>, u64)>().unwrap().1, i),
+                _ => assert_eq!(mail.msg.downcast::<[u64; 8]>().unwrap(), [i; 8]),
+            }
+        }
+        assert_eq!(Arc::strong_count(&counter), 7);
+        drop(lane);
+        assert_eq!(Arc::strong_count(&counter), 1);
+    }
+
+    #[test]
     fn lane_drops_what_it_still_holds_once() {
         use std::rc::Rc;
         let counter = Rc::new(());
