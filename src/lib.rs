@@ -45,7 +45,8 @@
 //! # Data flow of a message
 //! ```text
 //! same shard : Context::send → node/route.rs: generation check + reserve (process/mailbox.rs)
-//!              → shard.deliver_mail: push to the mailbox lane → run queue. No syscall, no lock.
+//!              → shard.push_main: the mail is written in place into the receiver's main lane
+//!              (a ring, process/mailbox.rs) → run queue if it waits. No syscall, no lock.
 //! cross-shard: reserve on the target's slot (lock-free, any thread) → Envelope into the target
 //!              shard's inbox lane for this sender (shard/inbox.rs) → wake only if it is parked
 //!              → the target drains its lanes at the top of its loop → local delivery as above.
@@ -91,8 +92,8 @@
 //! ```
 //!
 //! # Messages
-//! A [`Message`] is any `Send + 'static` value, type-erased. Values up to 16 bytes are stored
-//! inline (no allocation per message); bigger ones are boxed. Handlers take the value back by
+//! A [`Message`] is any `Send + 'static` value, type-erased. Values up to 32 bytes (aligned to
+//! at most 8) are stored inline (no allocation per message); bigger ones are boxed. Handlers take the value back by
 //! value with [`Message::downcast`]. Sending a `Message` passes it through unwrapped, so
 //! forwarding never boxes twice.
 //!

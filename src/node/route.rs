@@ -40,7 +40,11 @@ pub(crate) fn resolve_pid(node: &NodeShared, to: Target<'_>) -> Option<Pid> {
 
 /// Sends a user message (with `reply` set for a call). On error the message comes back and
 /// `reply` is dropped silently (the caller reports the error itself).
-#[inline]
+///
+/// Inlined into the sender: a pid on the current shard with room in its mailbox costs a
+/// reservation and a push; everything else (a full or stale mailbox, names, aliases, other
+/// shards, threads outside the runtime) is out of line.
+#[inline(always)]
 pub(crate) fn send<M: Any + Send>(
     node: &NodeShared,
     here: Option<&Rc<Shard>>,
@@ -50,30 +54,61 @@ pub(crate) fn send<M: Any + Send>(
     priority: Priority,
     reply: Option<Responder<CallResult>>,
 ) -> Result<ShardId, SendError<M>> {
-    // The hot path: a pid on the current shard. Everything else is out of line.
     if let (Target::Pid(pid), Some(shard)) = (to, here) {
         if shard.id == pid.shard && pid.node == node.id {
-            let reservation = shard.remote().table.get(pid.slot);
-            let mut reserved = reservation.map(|r| crate::pool::dispatch::try_reserve(r, pid));
-            if reserved == Some(Err(Reserve::Full)) && shard.release_finished_early(pid.slot, pid.generation) {
-                reserved = reservation.map(|r| crate::pool::dispatch::try_reserve(r, pid));
-            }
-            return match reserved {
-                Some(Ok(())) => {
-                    let mail = Mail { from, msg: into_message(msg), reply };
-                    shard.deliver_mail(pid.slot, pid.generation, mail, priority, None);
-                    Ok(pid.shard)
+            if let Some(Ok(())) = shard.remote().table.get(pid.slot).map(|r| crate::pool::dispatch::try_reserve(r, pid))
+            {
+                match priority {
+                    Priority::Main => shard.push_main(pid.slot, pid.generation, from, msg, reply.map(Box::new)),
+                    Priority::Urgent => {
+                        let mail = Mail { from, msg: into_message(msg), reply: reply.map(Box::new) };
+                        shard.deliver_mail(pid.slot, pid.generation, mail, priority, None);
+                    }
                 }
-                Some(Err(Reserve::Full)) => match reservation {
-                    Some(r) => crate::pool::dispatch::send_full(node, here, r, pid, from, msg, priority, reply),
-                    None => refuse(SendError::MailboxFull(msg), reply),
-                },
-                _ if node.is_stopping() => refuse(SendError::Stopped(msg), reply),
-                _ => refuse(SendError::NoSuchProcess(msg), reply),
-            };
+                return Ok(pid.shard);
+            }
+            return send_local_refused(node, shard, from, pid, msg, priority, reply);
         }
+        // Rebuilt from the pid rather than passed on: handing `to` itself to the out-of-line
+        // call makes the compiler spill it to the stack on every send and read a field back
+        // with a wider load, which stalls on store forwarding.
+        return send_general(node, here, from, Target::Pid(pid), msg, priority, reply);
     }
     send_general(node, here, from, to, msg, priority, reply)
+}
+
+/// A pid on the current shard whose reservation failed: if that is the running process with
+/// finished messages not yet released, release them and try once more (so a process sending
+/// to itself sees exactly its bound); otherwise answer full, stopped or no such process.
+#[cold]
+#[inline(never)]
+fn send_local_refused<M: Any + Send>(
+    node: &NodeShared,
+    shard: &Rc<Shard>,
+    from: Pid,
+    pid: Pid,
+    msg: M,
+    priority: Priority,
+    reply: Option<Responder<CallResult>>,
+) -> Result<ShardId, SendError<M>> {
+    let reservation = shard.remote().table.get(pid.slot);
+    let mut reserved = reservation.map(|r| crate::pool::dispatch::try_reserve(r, pid));
+    if reserved == Some(Err(Reserve::Full)) && shard.release_finished_early(pid.slot, pid.generation) {
+        reserved = reservation.map(|r| crate::pool::dispatch::try_reserve(r, pid));
+    }
+    match reserved {
+        Some(Ok(())) => {
+            let mail = Mail { from, msg: into_message(msg), reply: reply.map(Box::new) };
+            shard.deliver_mail(pid.slot, pid.generation, mail, priority, None);
+            Ok(pid.shard)
+        }
+        Some(Err(Reserve::Full)) => match reservation {
+            Some(r) => crate::pool::dispatch::send_full(node, Some(shard), r, pid, from, msg, priority, reply),
+            None => refuse(SendError::MailboxFull(msg), reply),
+        },
+        _ if node.is_stopping() => refuse(SendError::Stopped(msg), reply),
+        _ => refuse(SendError::NoSuchProcess(msg), reply),
+    }
 }
 
 /// Names, aliases, other shards, threads outside the runtime.
@@ -125,7 +160,7 @@ fn send_general<M: Any + Send>(
         Err(Reserve::Full) => return refuse(SendError::MailboxFull(msg), reply),
         Err(Reserve::Stale) => return refuse(gone(msg), reply),
     }
-    let mail = Mail { from, msg: into_message(msg), reply };
+    let mail = Mail { from, msg: into_message(msg), reply: reply.map(Box::new) };
     match local {
         Some(shard) => shard.deliver_mail(pid.slot, pid.generation, mail, priority, alias),
         None => {

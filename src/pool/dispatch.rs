@@ -116,7 +116,13 @@ fn send<M: Any + Send>(
     }
     match admit(&pool.gate, SCANS, || place(node, here.map(|s| &**s), pool)) {
         Admit::Placed(worker) => {
-            deliver(node, here.map(|s| &**s), worker, Mail { from, msg: into_message(msg), reply }, priority);
+            deliver(
+                node,
+                here.map(|s| &**s),
+                worker,
+                Mail { from, msg: into_message(msg), reply: reply.map(Box::new) },
+                priority,
+            );
             Ok(worker.shard)
         }
         Admit::Full | Admit::NoRoom => {
@@ -142,7 +148,13 @@ pub(crate) fn forward(
     } else {
         match admit(&pool.gate, SCANS, || place(&shard.node, Some(&*shard), pool)) {
             Admit::Placed(worker) => {
-                deliver(&shard.node, Some(&*shard), worker, Mail { from, msg, reply }, Priority::Main);
+                deliver(
+                    &shard.node,
+                    Some(&*shard),
+                    worker,
+                    Mail { from, msg, reply: reply.map(Box::new) },
+                    Priority::Main,
+                );
                 return Ok(());
             }
             Admit::Full | Admit::NoRoom => {

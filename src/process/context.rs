@@ -3,7 +3,6 @@
 //! process (not the shard) until answered.
 
 use std::any::Any;
-use std::collections::VecDeque;
 use std::fmt;
 use std::future::{Future, poll_fn};
 use std::rc::Rc;
@@ -15,6 +14,7 @@ use crate::process::deadline_after;
 use crate::error::{CallError, RegisterError, SendError, SpawnError};
 use crate::node::{NodeHandle, route};
 use crate::process::envelope::{CallResult, Kind, Mail, Responder, Signal};
+use crate::process::mailbox::Lane;
 use crate::process::{
     Actor, Alias, ExitReason, Item, Message, MonitorRef, Pid, Priority, ProcessOptions, ShardId, SpawnResult, Target,
     link,
@@ -35,7 +35,7 @@ pub struct Context {
 
     current_reply: Option<Responder<CallResult>>,
     /// User messages taken from the mailbox in one go, handled before looking at it again.
-    batch: VecDeque<Mail>,
+    batch: Lane<Mail>,
     /// The shard's `attention` count when this process last looked at its mailbox.
     seen: u64,
 }
@@ -95,8 +95,10 @@ impl Drop for Context {
         let mut table = self.shard.table.borrow_mut();
         match table.get_mut(self.pid.slot as usize).filter(|e| e.generation == self.pid.generation) {
             Some(entry) => {
-                let main = std::mem::replace(&mut entry.mailbox.main, batch);
-                entry.mailbox.main.extend(main);
+                let mut main = std::mem::replace(&mut entry.mailbox.main, batch);
+                while let Some(m) = main.pop_front() {
+                    entry.mailbox.main.push_back(m);
+                }
             }
             None => {
                 drop(table);
@@ -135,7 +137,7 @@ impl Context {
             stop: std::cell::Cell::new(None),
             stopping: std::cell::Cell::new(false),
             current_reply: None,
-            batch: VecDeque::new(),
+            batch: Lane::new(),
             seen: 0,
         }
     }
@@ -167,6 +169,7 @@ impl Context {
 
     /// Sends `msg` to `to` in the main lane. A full mailbox answers `MailboxFull` with the
     /// message, synchronously, whatever shard the receiver is on.
+    #[inline]
     pub fn send<'t, M: Any + Send>(&self, to: impl Into<Target<'t>>, msg: M) -> Result<(), SendError<M>> {
         route::send(&self.shard.node, Some(&self.shard), self.pid, to.into(), msg, Priority::Main, None).map(drop)
     }
@@ -509,6 +512,19 @@ impl Context {
                 }
             }
         })
+    }
+
+    /// The next message of the main-lane batch this process already holds, if it may take
+    /// one without looking at its mailbox: budget left, and no signal or urgent message
+    /// arrived on the shard since its last look (`attention`). Otherwise `next` decides.
+    #[inline(always)]
+    pub(crate) fn next_batched(&mut self) -> Option<Mail> {
+        if self.slice < BUDGET && self.seen == self.shard.attention.get() {
+            let m = self.batch.pop_front()?;
+            self.slice += 1;
+            return Some(m);
+        }
+        None
     }
 
     /// A user message is finished: release its reservation.

@@ -12,11 +12,17 @@ use crate::process::{ExitReason, Message, MonitorRef, Pid, Priority};
 use crate::shard::{ControlRequest, SpawnRequest};
 
 /// A user message in a mailbox: it holds one reservation of its receiver.
+///
+/// 64 bytes, laid out (`repr(C)`) so that no field straddles a 16-byte boundary: the
+/// compiler moves a `Mail` in 16-byte pieces and then reads its fields back, and a read that
+/// spans two such pieces cannot be forwarded from the store buffer (a stall per message).
+#[repr(C)]
 pub(crate) struct Mail {
-    pub(crate) from: Pid,
     pub(crate) msg: Message,
-    /// Present for a call: where the reply goes.
-    pub(crate) reply: Option<Responder<CallResult>>,
+    /// Present for a call: where the reply goes. Boxed, so a plain send (the common case)
+    /// moves a 64-byte `Mail` instead of a 96-byte one at every step.
+    pub(crate) reply: Option<Box<Responder<CallResult>>>,
+    pub(crate) from: Pid,
 }
 
 /// The outcome of a call, as delivered to the caller.

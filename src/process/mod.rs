@@ -271,58 +271,83 @@ pub(crate) async fn run<A: Actor>(mut actor: A, mut ctx: Context) -> ExitReason 
     reason
 }
 
+/// A pool retires this worker: everything queued before the marker is done.
+#[cold]
+fn retire(ctx: &mut Context) -> ExitReason {
+    ctx.finish_mail();
+    ExitReason::Normal
+}
+
 async fn serve<A: Actor>(actor: &mut A, ctx: &mut Context) -> ExitReason {
     loop {
         if let Some(reason) = ctx.take_stop() {
             return reason;
         }
-        let result = match ctx.next().await {
-            Item::Mail(Mail { from, msg, reply: None }) => {
-                if msg.is::<crate::pool::Retire>() {
-                    // A pool retires this worker: everything queued before the marker is done.
+        // The hot path: the next message of the batch this process already took, synchronously
+        // (no `poll_fn`, no `Item`); the general path below when the batch is empty, the
+        // budget is spent, or a signal or urgent message may be waiting.
+        let result = if let Some(Mail { from, msg, reply }) = ctx.next_batched() {
+            let r = match reply {
+                None if msg.is::<crate::pool::Retire>() => return retire(ctx),
+                None => actor.handle_message(ctx, from, msg).await,
+                Some(reply) => handle_call(actor, ctx, from, msg, *reply).await,
+            };
+            ctx.finish_mail();
+            r
+        } else {
+            match ctx.next().await {
+                Item::Mail(Mail { from, msg, reply }) => {
+                    let r = match reply {
+                        None if msg.is::<crate::pool::Retire>() => return retire(ctx),
+                        None => actor.handle_message(ctx, from, msg).await,
+                        Some(reply) => handle_call(actor, ctx, from, msg, *reply).await,
+                    };
                     ctx.finish_mail();
-                    return ExitReason::Normal;
+                    r
                 }
-                let r = actor.handle_message(ctx, from, msg).await;
-                ctx.finish_mail();
-                r
-            }
-            Item::Mail(Mail { from, msg, reply: Some(reply) }) => {
-                ctx.begin_call(reply);
-                let r = match actor.handle_call(ctx, from, msg).await {
-                    Ok(Reply::Now(m)) => {
-                        ctx.end_call(Some(m));
+                Item::Signal(Signal::Shutdown) => return ExitReason::Shutdown,
+                Item::Signal(Signal::Exit { from, reason, .. }) => {
+                    if ctx.trap_exit() {
+                        actor.handle_message(ctx, from, Message::new(ExitSignal { from, reason })).await
+                    } else if reason == ExitReason::Normal {
                         Ok(())
+                    } else {
+                        return reason;
                     }
-                    Ok(Reply::Later) => {
-                        ctx.end_call(None);
-                        Ok(())
-                    }
-                    Err(e) => {
-                        ctx.end_call(None);
-                        Err(e)
-                    }
-                };
-                ctx.finish_mail();
-                r
-            }
-            Item::Signal(Signal::Shutdown) => return ExitReason::Shutdown,
-            Item::Signal(Signal::Exit { from, reason, .. }) => {
-                if ctx.trap_exit() {
-                    actor.handle_message(ctx, from, Message::new(ExitSignal { from, reason })).await
-                } else if reason == ExitReason::Normal {
-                    Ok(())
-                } else {
-                    return reason;
                 }
-            }
-            Item::Signal(Signal::Down { reference, pid, reason }) => {
-                actor.handle_message(ctx, pid, Message::new(Down { reference, pid, reason })).await
+                Item::Signal(Signal::Down { reference, pid, reason }) => {
+                    actor.handle_message(ctx, pid, Message::new(Down { reference, pid, reason })).await
+                }
             }
         };
         if let Err(reason) = result {
             // A self-`Kill` in the same handler wins over the error it returned.
             return ctx.take_stop().filter(|r| *r == ExitReason::Kill).unwrap_or(reason);
+        }
+    }
+}
+
+/// Runs `handle_call` with `reply` as the current call, and answers it.
+async fn handle_call<A: Actor>(
+    actor: &mut A,
+    ctx: &mut Context,
+    from: Pid,
+    msg: Message,
+    reply: Responder<CallResult>,
+) -> Result<(), ExitReason> {
+    ctx.begin_call(reply);
+    match actor.handle_call(ctx, from, msg).await {
+        Ok(Reply::Now(m)) => {
+            ctx.end_call(Some(m));
+            Ok(())
+        }
+        Ok(Reply::Later) => {
+            ctx.end_call(None);
+            Ok(())
+        }
+        Err(e) => {
+            ctx.end_call(None);
+            Err(e)
         }
     }
 }

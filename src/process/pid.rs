@@ -41,7 +41,13 @@ impl fmt::Display for ShardId {
 /// `NoSuchProcess` and never reaches the slot's next owner.
 /// Generations never wrap: a slot whose generations are used up (2³² − 1 incarnations) is
 /// retired for good, costing one table entry.
+///
+/// The layout is fixed (`repr(C)`, the shard next to the node, padding after the shard) so
+/// that the send path's reads of a pid's fields never straddle how the pid was written; with
+/// the shard last, a widened read of it crossed the end of the copy and stalled on store
+/// forwarding once per same-shard send.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(C)]
 pub struct Pid {
     pub(crate) node: NodeId,
     pub(crate) shard: ShardId,

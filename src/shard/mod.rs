@@ -33,7 +33,7 @@ pub(crate) use timer::{TimerKey, TimerWheel};
 
 use crate::error::{CallError, RegisterError};
 use crate::node::NodeShared;
-use crate::process::envelope::{CallResult, Envelope, Kind, Mail, Signal};
+use crate::process::envelope::{CallResult, Envelope, Kind, Mail, Responder, Signal};
 use crate::process::table::ProcessTable;
 use crate::process::{Alias, ExitReason, Pid, Priority, ProcessEntry, ShardId, link};
 
@@ -190,7 +190,53 @@ impl Shard {
     }
 
     /// Enqueues a reserved user message, or dead-letters it if its process is gone.
+    ///
+    /// The common case — main lane, no alias, a live receiver — is a borrow, a slab lookup and
+    /// a push, inlined into the sender; everything else is out of line.
+    #[inline(always)]
     pub(crate) fn deliver_mail(&self, slot: u32, generation: u32, mail: Mail, priority: Priority, alias: Option<u64>) {
+        if priority == Priority::Main && alias.is_none() {
+            let mut table = self.table.borrow_mut();
+            if let Some(e) = table.get_mut(slot as usize).filter(|e| e.generation == generation) {
+                e.mailbox.main.push_back(mail);
+                if e.awaiting_mail {
+                    self.enqueue(e, slot);
+                }
+                return;
+            }
+        }
+        self.deliver_mail_slow(slot, generation, mail, priority, alias);
+    }
+
+    /// Enqueues a reserved main-lane message to a process on this shard, built in place in its
+    /// lane (the same-shard send's path).
+    #[inline(always)]
+    pub(crate) fn push_main<V: std::any::Any + Send>(
+        &self,
+        slot: u32,
+        generation: u32,
+        from: Pid,
+        value: V,
+        reply: Option<Box<Responder<CallResult>>>,
+    ) {
+        let mut table = self.table.borrow_mut();
+        match table.get_mut(slot as usize) {
+            Some(e) if e.generation == generation => {
+                e.mailbox.main.push_mail(from, value, reply);
+                if e.awaiting_mail {
+                    self.enqueue(e, slot);
+                }
+            }
+            _ => {
+                drop(table);
+                let mail = Mail { from, msg: crate::process::Message::new(value), reply };
+                self.deliver_mail_slow(slot, generation, mail, Priority::Main, None);
+            }
+        }
+    }
+
+    #[inline(never)]
+    fn deliver_mail_slow(&self, slot: u32, generation: u32, mail: Mail, priority: Priority, alias: Option<u64>) {
         let mut table = self.table.borrow_mut();
         let Some(e) = table.get_mut(slot as usize).filter(|e| e.generation == generation) else {
             drop(table);
