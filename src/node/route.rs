@@ -56,8 +56,7 @@ pub(crate) fn send<M: Any + Send>(
 ) -> Result<ShardId, SendError<M>> {
     if let (Target::Pid(pid), Some(shard)) = (to, here) {
         if shard.id == pid.shard && pid.node == node.id {
-            if let Some(Ok(())) = shard.remote().table.get(pid.slot).map(|r| crate::pool::dispatch::try_reserve(r, pid))
-            {
+            if let Some(Ok(())) = shard.remote().table.get(pid.slot).map(|r| r.try_reserve(pid.generation)) {
                 match priority {
                     Priority::Main => shard.push_main(pid.slot, pid.generation, from, msg, reply.map(Box::new)),
                     Priority::Urgent => {
@@ -92,9 +91,9 @@ fn send_local_refused<M: Any + Send>(
     reply: Option<Responder<CallResult>>,
 ) -> Result<ShardId, SendError<M>> {
     let reservation = shard.remote().table.get(pid.slot);
-    let mut reserved = reservation.map(|r| crate::pool::dispatch::try_reserve(r, pid));
+    let mut reserved = reservation.map(|r| r.try_reserve(pid.generation));
     if reserved == Some(Err(Reserve::Full)) && shard.release_finished_early(pid.slot, pid.generation) {
-        reserved = reservation.map(|r| crate::pool::dispatch::try_reserve(r, pid));
+        reserved = reservation.map(|r| r.try_reserve(pid.generation));
     }
     match reserved {
         Some(Ok(())) => {
@@ -152,7 +151,7 @@ fn send_general<M: Any + Send>(
             return refuse(SendError::UnknownAlias(msg), reply);
         }
     }
-    match crate::pool::dispatch::try_reserve(reservation, pid) {
+    match reservation.try_reserve(pid.generation) {
         Ok(()) => {}
         Err(Reserve::Full) if alias.is_none() => {
             return crate::pool::dispatch::send_full(node, here, reservation, pid, from, msg, priority, reply);

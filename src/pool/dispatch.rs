@@ -16,7 +16,7 @@ use crate::shard::{Shard, with_current};
 
 use super::cells::{self, EMPTY, WorkerCell, state};
 use super::gate::{Admit, admit};
-use super::{PoolError, PoolMember, PoolShared, Retire};
+use super::{PoolError, PoolMember, PoolShared};
 
 /// Scans of the workers a sender makes after the gate admitted it (see `gate`).
 const SCANS: usize = 3;
@@ -34,38 +34,6 @@ pub(crate) fn of(reservation: &Reservation, pid: Pid) -> Option<&PoolShared> {
     // in that same node, so the pool outlives the borrow this returns.
     let pool = unsafe { &*ptr };
     (pool.manager() == Some(pid)).then_some(pool)
-}
-
-/// Reserves a slot of `pid` for a send addressed to it directly (not through a pool). A pool
-/// worker's every reserved slot holds a gate slot (its finished messages give both back, see
-/// `executor`), so a direct send to a worker takes a gate slot too — first, whatever the
-/// capacity, as the worker's own bound is what limits it — and gives it back if the
-/// reservation fails.
-#[inline]
-pub(crate) fn try_reserve(reservation: &Reservation, pid: Pid) -> Result<(), Reserve> {
-    let ptr = reservation.pool();
-    if ptr.is_null() {
-        return reservation.try_reserve(pid.generation);
-    }
-    reserve_worker(reservation, ptr, pid)
-}
-
-#[cold]
-#[inline(never)]
-fn reserve_worker(reservation: &Reservation, ptr: *const PoolShared, pid: Pid) -> Result<(), Reserve> {
-    // SAFETY: as in `of`: a non-null pointer names a pool the node keeps until it is dropped.
-    let pool = unsafe { &*ptr };
-    if pool.manager() == Some(pid) {
-        return reservation.try_reserve(pid.generation);
-    }
-    // Loaded before the reservation: a pointer seen here belongs to `pid`'s incarnation or a
-    // later one (then the reservation is stale and the gate slot goes back).
-    pool.gate.force_acquire();
-    let reserved = reservation.try_reserve(pid.generation);
-    if reserved.is_err() {
-        pool.gate.release(1);
-    }
-    reserved
 }
 
 /// The manager's `init`: make its pid address the pool. Its own mailbox takes nothing from
@@ -95,9 +63,38 @@ pub(crate) fn send_full<M: Any + Send>(
     priority: Priority,
     reply: Option<Responder<CallResult>>,
 ) -> Result<ShardId, SendError<M>> {
-    match of(reservation, pid) {
-        Some(pool) => send(node, here, pool, from, msg, priority, reply),
-        None => route::refuse(SendError::MailboxFull(msg), reply),
+    let ptr = reservation.pool();
+    if ptr.is_null() {
+        return route::refuse(SendError::MailboxFull(msg), reply);
+    }
+    // SAFETY: as in `of`: a non-null pointer names a pool the node keeps until it is dropped.
+    let pool = unsafe { &*ptr };
+    if pool.manager() == Some(pid) {
+        return send(node, here, pool, from, msg, priority, reply);
+    }
+    // A send addressed to one worker (its slot's own bound is 0, see `worker_started`): it
+    // takes a gate slot too — whatever the gate's count, as the worker's bound is what limits
+    // it — because every message a worker finishes gives one back.
+    pool.gate.force_acquire();
+    match reservation.try_reserve_within(pid.generation, pool.worker_capacity) {
+        Ok(()) => {
+            deliver(
+                node,
+                here.map(|s| &**s),
+                pid,
+                Mail { from, msg: into_message(msg), reply: reply.map(Box::new) },
+                priority,
+            );
+            Ok(pid.shard)
+        }
+        Err(e) => {
+            pool.gate.release(1);
+            match e {
+                Reserve::Full => route::refuse(SendError::MailboxFull(msg), reply),
+                Reserve::Stale if node.is_stopping() => route::refuse(SendError::Stopped(msg), reply),
+                Reserve::Stale => route::refuse(SendError::NoSuchProcess(msg), reply),
+            }
+        }
     }
 }
 
@@ -192,7 +189,10 @@ fn place(node: &NodeShared, here: Option<&Shard>, pool: &PoolShared) -> Option<P
                     let packed = cell.pid.load(Ordering::Acquire);
                     if packed != EMPTY {
                         let (slot, generation) = cells::unpack(packed);
-                        if table.get(slot).is_some_and(|r| r.try_reserve(generation).is_ok()) {
+                        if table
+                            .get(slot)
+                            .is_some_and(|r| r.try_reserve_within(generation, pool.worker_capacity).is_ok())
+                        {
                             workers.cursor.store(pos + 1, Ordering::Relaxed);
                             return Some(Pid { node: node.id, shard: ShardId(s as u16), slot, generation });
                         }
@@ -236,9 +236,6 @@ pub(crate) fn redirect(shard: &Shard, slot: u32, generation: u32, mail: Mail) ->
         graves.iter().find(|(key, _)| *key == (slot, generation)).map(|(_, m)| m.clone())
     };
     let Some(member) = member else { return Some(mail) };
-    if mail.msg.is::<Retire>() {
-        return None; // it retired a worker that ended first; its gate slot went back then
-    }
     let pool = &member.pool;
     let placed = if pool.is_stopping() {
         Admit::Full
@@ -260,9 +257,12 @@ pub(crate) fn redirect(shard: &Shard, slot: u32, generation: u32, mail: Mail) ->
 pub(crate) fn worker_started(shard: &Rc<Shard>, member: &PoolMember, pid: Pid) {
     let pool = &member.pool;
     let cell = pool.cell(member.cell);
-    // Before its pid is published: a direct send to it takes a gate slot (`try_reserve`).
+    // Before its pid is published: its own bound becomes 0, so that a send addressed to it
+    // directly fails the usual reservation and finds the pool (`send_full`), which takes a
+    // gate slot for it; the pool reserves against the real bound (`try_reserve_within`).
     if let Some(r) = shard.remote().table.get(pid.slot) {
         r.set_pool(Arc::as_ptr(pool));
+        r.set_capacity(0);
     }
     cell.pid.store(cells::pack(pid.slot, pid.generation), Ordering::SeqCst);
     let live = cell.state.compare_exchange(state::DOWN, state::LIVE, Ordering::SeqCst, Ordering::SeqCst).is_ok();
@@ -327,9 +327,6 @@ pub(crate) fn worker_exited(
     }
     let mut kept = 0;
     for mail in leftovers {
-        if mail.msg.is::<Retire>() {
-            continue;
-        }
         let placed = if pool.is_stopping() { None } else { place(&shard.node, Some(&**shard), pool) };
         match placed {
             Some(worker) => {
@@ -513,18 +510,8 @@ fn retire(node: &NodeShared, here: Option<&Rc<Shard>>, pool: &PoolShared, cell: 
     }
     let (slot, generation) = cells::unpack(packed);
     let shard = ShardId(cell.shard.load(Ordering::Relaxed) as u16);
-    let Some(reservation) = node.shards[shard.index()].table.get(slot) else { return true };
-    if reservation.force_reserve(generation) {
-        pool.gate.force_acquire();
-        let worker = Pid { node: node.id, shard, slot, generation };
-        let from = pool.manager().unwrap_or(worker);
-        deliver(
-            node,
-            here.map(|s| &**s),
-            worker,
-            Mail { from, msg: Message::new(Retire), reply: None },
-            Priority::Main,
-        );
-    }
+    let worker = Pid { node: node.id, shard, slot, generation };
+    let from = pool.manager().unwrap_or(worker);
+    route::signal(node, here, worker, from, Kind::Signal(Signal::Retire));
     true
 }

@@ -406,10 +406,6 @@ impl PoolRef {
     }
 }
 
-/// The message that retires a worker: it is queued behind the worker's work, and ends the
-/// worker's process loop when it comes up (`process::serve`), never reaching the actor.
-pub(crate) struct Retire;
-
 /// A worker pool. Spawn it like any process — usually registered, so that a
 /// [`WebHandler`](crate::web::WebHandler) or any sender can address it by name:
 ///

@@ -67,6 +67,12 @@ impl fmt::Debug for ReplyToken {
     }
 }
 
+/// A retiring pool worker found its mailbox empty: it ends (see `Signal::Retire`).
+#[cold]
+fn retire_now() -> Poll<Item> {
+    Poll::Ready(Item::Signal(Signal::Retire))
+}
+
 /// Cancels a `sleep`'s timer when the sleep is dropped before it ends.
 struct CancelOnDrop<'a> {
     shard: &'a Shard,
@@ -506,6 +512,9 @@ impl Context {
                     Poll::Ready(item)
                 }
                 None => {
+                    if entry.retiring {
+                        return retire_now();
+                    }
                     entry.awaiting_mail = true;
                     self.slice = 0;
                     Poll::Pending

@@ -118,21 +118,6 @@ impl Reservation {
         self.pool.store(pool.cast_mut(), std::sync::atomic::Ordering::Release);
     }
 
-    /// Any thread: reserve for incarnation `generation` whatever the bound (a runtime-internal
-    /// marker that must queue behind the messages already there). False when stale.
-    pub(crate) fn force_reserve(&self, generation: u32) -> bool {
-        let mut current = self.word.load(Ordering::Acquire);
-        loop {
-            if (current >> COUNT_BITS) as u32 != generation || current & COUNT_MASK == COUNT_MASK {
-                return false;
-            }
-            match self.word.compare_exchange_weak(current, current + 1, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => return true,
-                Err(seen) => current = seen,
-            }
-        }
-    }
-
     /// Owner only: end the incarnation `generation`. Sends to it fail from now on; releases
     /// for it become no-ops. Returns false when the slot is now retired: its generation reached
     /// [`Reservation::RETIRED`], which no pid carries, so every pid of the slot is stale for
@@ -158,7 +143,7 @@ impl Reservation {
     }
 
     /// Any thread: reserve room for one message to incarnation `generation`.
-    #[inline]
+    #[inline(always)]
     pub fn try_reserve(&self, generation: u32) -> Result<(), Reserve> {
         let mut current = self.word.load(Ordering::Acquire);
         loop {
@@ -166,6 +151,27 @@ impl Reservation {
                 return Err(Reserve::Stale);
             }
             let capacity = u64::from(self.capacity.load(Ordering::Relaxed));
+            if current & COUNT_MASK >= capacity {
+                return Err(Reserve::Full);
+            }
+            match self.word.compare_exchange_weak(current, current + 1, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Ok(()),
+                Err(seen) => current = seen,
+            }
+        }
+    }
+
+    /// Any thread: `try_reserve` against `capacity` instead of the slot's own bound (a pool
+    /// worker's slot has bound 0, so that a send addressed to it directly finds its pool; the
+    /// pool reserves against the workers' real bound).
+    #[inline]
+    pub(crate) fn try_reserve_within(&self, generation: u32, capacity: u32) -> Result<(), Reserve> {
+        let capacity = u64::from(capacity);
+        let mut current = self.word.load(Ordering::Acquire);
+        loop {
+            if (current >> COUNT_BITS) as u32 != generation {
+                return Err(Reserve::Stale);
+            }
             if current & COUNT_MASK >= capacity {
                 return Err(Reserve::Full);
             }

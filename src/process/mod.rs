@@ -223,6 +223,8 @@ pub(crate) struct ProcessEntry {
     /// Set for a pool worker: its pool hears when it ends, and its finished messages give back
     /// their pool slots too.
     pub(crate) pool: Option<crate::pool::PoolMember>,
+    /// A pool retires this worker: it ends once it finds its mailbox empty.
+    pub(crate) retiring: bool,
 }
 
 impl ProcessEntry {
@@ -247,6 +249,7 @@ impl ProcessEntry {
             name: None,
             init_waiter: None,
             pool: None,
+            retiring: false,
         }
     }
 }
@@ -271,13 +274,6 @@ pub(crate) async fn run<A: Actor>(mut actor: A, mut ctx: Context) -> ExitReason 
     reason
 }
 
-/// A pool retires this worker: everything queued before the marker is done.
-#[cold]
-fn retire(ctx: &mut Context) -> ExitReason {
-    ctx.finish_mail();
-    ExitReason::Normal
-}
-
 async fn serve<A: Actor>(actor: &mut A, ctx: &mut Context) -> ExitReason {
     loop {
         if let Some(reason) = ctx.take_stop() {
@@ -288,7 +284,6 @@ async fn serve<A: Actor>(actor: &mut A, ctx: &mut Context) -> ExitReason {
         // budget is spent, or a signal or urgent message may be waiting.
         let result = if let Some(Mail { from, msg, reply }) = ctx.next_batched() {
             let r = match reply {
-                None if msg.is::<crate::pool::Retire>() => return retire(ctx),
                 None => actor.handle_message(ctx, from, msg).await,
                 Some(reply) => handle_call(actor, ctx, from, msg, *reply).await,
             };
@@ -298,7 +293,6 @@ async fn serve<A: Actor>(actor: &mut A, ctx: &mut Context) -> ExitReason {
             match ctx.next().await {
                 Item::Mail(Mail { from, msg, reply }) => {
                     let r = match reply {
-                        None if msg.is::<crate::pool::Retire>() => return retire(ctx),
                         None => actor.handle_message(ctx, from, msg).await,
                         Some(reply) => handle_call(actor, ctx, from, msg, *reply).await,
                     };
@@ -306,6 +300,7 @@ async fn serve<A: Actor>(actor: &mut A, ctx: &mut Context) -> ExitReason {
                     r
                 }
                 Item::Signal(Signal::Shutdown) => return ExitReason::Shutdown,
+                Item::Signal(Signal::Retire) => return ExitReason::Normal,
                 Item::Signal(Signal::Exit { from, reason, .. }) => {
                     if ctx.trap_exit() {
                         actor.handle_message(ctx, from, Message::new(ExitSignal { from, reason })).await

@@ -354,6 +354,14 @@ impl Shard {
         let Some(e) = table.get_mut(slot as usize).filter(|e| e.generation == generation) else {
             return;
         };
+        if let Signal::Retire = signal {
+            // Not queued: the process ends when it next finds no mail (`Context::next`).
+            e.retiring = true;
+            if e.awaiting_mail {
+                self.enqueue(e, slot);
+            }
+            return;
+        }
         e.mailbox.system.push_back(signal);
         bump(&self.attention);
         if e.awaiting_mail {
