@@ -1408,3 +1408,24 @@ fn web_pool_worker_panic_answers_its_request_500_and_its_queue_is_served_by_the_
     assert_eq!(h.pool(pool).unwrap().info().workers[0].restarts, 1);
     node.stop();
 }
+
+#[test]
+fn web_handler_to_a_pool_pid_answers_503_once_the_pool_stopped() {
+    let node = start_node("web-pool-stopped", 2);
+    let (pool, door, _started) = door_pool(&node, "brief-pool", 2, 1);
+    door.open();
+    let server = serve(&node, WebHandler::to(WebTarget::Pid(pool)));
+    let addr = server.local_addr();
+    assert_eq!(get(addr, "/a").status, 200, "served through the pool");
+    node.handle().exit(pool, ExitReason::Shutdown);
+    let h = node.handle();
+    let t = Instant::now();
+    while h.process_info(pool).is_ok() {
+        assert!(t.elapsed() < WAIT, "the pool stops");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let resp = get(addr, "/b");
+    assert_eq!(resp.status, 503, "{resp:?}");
+    assert_eq!(resp.header("retry-after"), None, "gone, not full: no Retry-After");
+    node.stop();
+}

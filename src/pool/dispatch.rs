@@ -98,8 +98,14 @@ pub(crate) fn send_full<M: Any + Send>(
     }
 }
 
+/// The pool whose manager is `pid`, if it is one (the web handler keeps it).
+pub(crate) fn pool_of(node: &NodeShared, pid: Pid) -> Option<Arc<PoolShared>> {
+    let reservation = node.shards.get(pid.shard.index())?.table.get(pid.slot)?;
+    node.pool_arc(of(reservation, pid)?)
+}
+
 /// Admits `msg` to `pool` and places it on a worker with room, or refuses it.
-fn send<M: Any + Send>(
+pub(crate) fn send<M: Any + Send>(
     node: &NodeShared,
     here: Option<&Rc<Shard>>,
     pool: &PoolShared,

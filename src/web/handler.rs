@@ -4,7 +4,7 @@
 //! wrap handlers.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use super::request::WebRequest;
@@ -95,6 +95,10 @@ impl WebHandlerOptions {
 #[derive(Clone)]
 pub struct WebHandler {
     options: Arc<WebHandlerOptions>,
+    /// The pool a `WebTarget::Pid` names, once seen (it stays the pool of that pid: a pool
+    /// that stopped refuses with `Stopped`, answered 503). Saves the probe of the manager's
+    /// slot on every request.
+    pool: Arc<OnceLock<Option<Arc<crate::pool::PoolShared>>>>,
 }
 
 impl fmt::Debug for WebHandler {
@@ -106,7 +110,7 @@ impl fmt::Debug for WebHandler {
 impl WebHandler {
     /// A handler with these options.
     pub fn new(options: WebHandlerOptions) -> WebHandler {
-        WebHandler { options: Arc::new(options) }
+        WebHandler { options: Arc::new(options), pool: Arc::new(OnceLock::new()) }
     }
 
     /// A handler forwarding to `worker` with the default options.
@@ -136,7 +140,26 @@ impl Handler for WebHandler {
             let Some(shard) = here else { return self.unavailable(req, false) };
             let node = &shard.node;
             let to = match &self.options.worker {
-                WebTarget::Pid(p) => Target::Pid(*p),
+                WebTarget::Pid(p) => {
+                    let pool = self.pool.get_or_init(|| crate::pool::dispatch::pool_of(node, *p));
+                    if let Some(pool) = pool {
+                        let from = Pid::external(node.id);
+                        return match crate::pool::dispatch::send(
+                            node,
+                            Some(shard),
+                            pool,
+                            from,
+                            req,
+                            Priority::Main,
+                            None,
+                        ) {
+                            Ok(_) => {}
+                            Err(SendError::MailboxFull(req)) => self.unavailable(req, true),
+                            Err(e) => self.unavailable(e.into_inner(), false),
+                        };
+                    }
+                    Target::Pid(*p)
+                }
                 WebTarget::Name(n) => Target::Name(n),
                 WebTarget::Nearest(pids) => match pids.iter().find(|p| p.shard == shard.id).or(pids.first()) {
                     Some(p) => Target::Pid(*p),
