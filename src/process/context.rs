@@ -67,10 +67,11 @@ impl fmt::Debug for ReplyToken {
     }
 }
 
-/// A retiring pool worker found its mailbox empty: it ends (see `Signal::Retire`).
+/// A retiring pool worker found its mailbox empty: it stops, as if asked to (see
+/// `Signal::Retire`, which only marks it).
 #[cold]
 fn retire_now() -> Poll<Item> {
-    Poll::Ready(Item::Signal(Signal::Retire))
+    Poll::Ready(Item::Signal(Signal::Shutdown))
 }
 
 /// Cancels a `sleep`'s timer when the sleep is dropped before it ends.

@@ -37,8 +37,8 @@ pub(crate) enum Signal {
     Down { reference: MonitorRef, pid: Pid, reason: ExitReason },
     /// The node is stopping: run `terminate` and end.
     Shutdown,
-    /// A pool retires this worker: it takes no new work from the pool and ends (`Normal`) once
-    /// its mailbox is empty. Never queued: it sets `ProcessEntry::retiring` (`deliver_signal`),
+    /// A pool retires this worker: it takes no new work from the pool and stops (`Shutdown`)
+    /// once its mailbox is empty. Never queued: it sets `ProcessEntry::retiring` (`deliver_signal`),
     /// and `Context::next` answers it when it finds no mail — so the per-message path pays
     /// nothing for it.
     Retire,
