@@ -99,6 +99,7 @@ pub(crate) fn send_full<M: Any + Send>(
 }
 
 /// The pool whose manager is `pid`, if it is one (the web handler keeps it).
+#[cfg(feature = "web")]
 pub(crate) fn pool_of(node: &NodeShared, pid: Pid) -> Option<Arc<PoolShared>> {
     let reservation = node.shards.get(pid.shard.index())?.table.get(pid.slot)?;
     node.pool_arc(of(reservation, pid)?)
