@@ -280,49 +280,59 @@ async fn serve<A: Actor>(actor: &mut A, ctx: &mut Context) -> ExitReason {
             return reason;
         }
         // The hot path: the next message of the batch this process already took, synchronously
-        // (no `poll_fn`, no `Item`); the general path below when the batch is empty, the
-        // budget is spent, or a signal or urgent message may be waiting.
-        let result = if let Some(Mail { from, msg, reply }) = ctx.next_batched() {
-            let r = match reply {
-                None => actor.handle_message(ctx, from, msg).await,
-                Some(reply) => handle_call(actor, ctx, from, msg, *reply).await,
-            };
-            ctx.finish_mail();
-            r
-        } else {
-            match ctx.next().await {
-                Item::Mail(Mail { from, msg, reply }) => {
-                    let r = match reply {
-                        None => actor.handle_message(ctx, from, msg).await,
-                        Some(reply) => handle_call(actor, ctx, from, msg, *reply).await,
-                    };
-                    ctx.finish_mail();
-                    r
-                }
-                Item::Signal(Signal::Shutdown) => return ExitReason::Shutdown,
-                // Never queued: `deliver_signal` turns it into `ProcessEntry::retiring`.
-                // Never queued: `deliver_signal` turns it into `ProcessEntry::retiring`, and
-                // `Context::next` answers an empty mailbox of a retiring worker with `Shutdown`.
-                // (Written as it is on purpose: see PERF.md, "After merging", on how a one-line
-                // change in this cold arm moved the LTO bench build between 24 and 37 M msg/s.)
-                Item::Signal(Signal::Retire) => unreachable!(),
-                Item::Signal(Signal::Exit { from, reason, .. }) => {
-                    if ctx.trap_exit() {
-                        actor.handle_message(ctx, from, Message::new(ExitSignal { from, reason })).await
-                    } else if reason == ExitReason::Normal {
-                        Ok(())
-                    } else {
-                        return reason;
+        // (no `poll_fn`, no `Item`); the general path when the batch is empty, the budget is
+        // spent, or a signal or urgent message may be waiting. Signals that reach the actor
+        // become mail too, so `handle_message` is called from this one place: the compiler
+        // then builds and polls the handler's future in line with the loop.
+        let mut counted = true;
+        let Mail { from, msg, reply } = match ctx.next_batched() {
+            Some(mail) => mail,
+            None => match ctx.next().await {
+                Item::Mail(mail) => mail,
+                Item::Signal(signal) => match signal_mail(ctx, signal) {
+                    Ok(Some(mail)) => {
+                        counted = false;
+                        mail
                     }
-                }
-                Item::Signal(Signal::Down { reference, pid, reason }) => {
-                    actor.handle_message(ctx, pid, Message::new(Down { reference, pid, reason })).await
-                }
-            }
+                    Ok(None) => continue,
+                    Err(reason) => return reason,
+                },
+            },
         };
+        let result = match reply {
+            None => actor.handle_message(ctx, from, msg).await,
+            Some(reply) => handle_call(actor, ctx, from, msg, *reply).await,
+        };
+        if counted {
+            ctx.finish_mail();
+        }
         if let Err(reason) = result {
             // A self-`Kill` in the same handler wins over the error it returned.
             return ctx.take_stop().filter(|r| *r == ExitReason::Kill).unwrap_or(reason);
+        }
+    }
+}
+
+/// What a signal means for the process loop: a message for the actor (an exit signal it
+/// traps, a `Down`), nothing (a `Normal` exit signal it does not trap), or the end.
+#[cold]
+fn signal_mail(ctx: &Context, signal: Signal) -> Result<Option<Mail>, ExitReason> {
+    match signal {
+        Signal::Shutdown => Err(ExitReason::Shutdown),
+        // Never queued: `deliver_signal` turns it into `ProcessEntry::retiring`, and
+        // `Context::next` answers an empty mailbox of a retiring worker with `Shutdown`.
+        Signal::Retire => unreachable!(),
+        Signal::Exit { from, reason, .. } => {
+            if ctx.trap_exit() {
+                Ok(Some(Mail { from, msg: Message::new(ExitSignal { from, reason }), reply: None }))
+            } else if reason == ExitReason::Normal {
+                Ok(None)
+            } else {
+                Err(reason)
+            }
+        }
+        Signal::Down { reference, pid, reason } => {
+            Ok(Some(Mail { from: pid, msg: Message::new(Down { reference, pid, reason }), reply: None }))
         }
     }
 }
