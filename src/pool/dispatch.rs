@@ -120,13 +120,18 @@ pub(crate) fn send<M: Any + Send>(
     }
     match admit(&pool.gate, SCANS, || place(node, here.map(|s| &**s), pool)) {
         Admit::Placed(worker) => {
-            deliver(
-                node,
-                here.map(|s| &**s),
-                worker,
-                Mail { from, msg: into_message(msg), reply: reply.map(Box::new) },
-                priority,
-            );
+            match here.filter(|s| s.id == worker.shard && priority == Priority::Main) {
+                // The common case (a worker on the sender's shard): written in place in its
+                // lane, as a same-shard send is.
+                Some(shard) => shard.push_main(worker.slot, worker.generation, from, msg, reply.map(Box::new)),
+                None => deliver(
+                    node,
+                    here.map(|s| &**s),
+                    worker,
+                    Mail { from, msg: into_message(msg), reply: reply.map(Box::new) },
+                    priority,
+                ),
+            }
             Ok(worker.shard)
         }
         Admit::Full | Admit::NoRoom => {
