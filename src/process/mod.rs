@@ -285,7 +285,7 @@ async fn serve<A: Actor>(actor: &mut A, ctx: &mut Context) -> ExitReason {
         // become mail too, so `handle_message` is called from this one place: the compiler
         // then builds and polls the handler's future in line with the loop.
         let mut counted = true;
-        let Mail { from, msg, reply } = match ctx.next_batched() {
+        let mail = match ctx.next_batched() {
             Some(mail) => mail,
             None => match ctx.next().await {
                 Item::Mail(mail) => mail,
@@ -299,9 +299,9 @@ async fn serve<A: Actor>(actor: &mut A, ctx: &mut Context) -> ExitReason {
                 },
             },
         };
-        let result = match reply {
-            None => actor.handle_message(ctx, from, msg).await,
-            Some(reply) => handle_call(actor, ctx, from, msg, *reply).await,
+        let result = match mail.reply {
+            None => actor.handle_message(ctx, mail.from, mail.msg).await,
+            Some(reply) => handle_call(actor, ctx, mail.from, mail.msg, *reply).await,
         };
         if counted {
             ctx.finish_mail();
