@@ -60,34 +60,39 @@ fn seen_by_server(req: &Request) -> Seen {
     }
 }
 
-/// httparse's reading of `head`: `Ok(Some(..))` complete, `Ok(None)` partial, `Err` refused.
-fn seen_by_httparse(head: &[u8]) -> Result<Option<Seen>, httparse::Error> {
+/// httparse's reading of `head`: `Ok(Some((seen, length)))` complete, `Ok(None)` partial,
+/// `Err` refused.
+fn seen_by_httparse(head: &[u8]) -> Result<Option<(Seen, usize)>, httparse::Error> {
     let mut storage = [httparse::EMPTY_HEADER; 128];
     let mut req = httparse::Request::new(&mut storage);
     match req.parse(head)? {
         httparse::Status::Partial => Ok(None),
-        httparse::Status::Complete(_) => Ok(Some(Seen {
-            method: req.method.unwrap_or_default().to_owned(),
-            target: req.path.unwrap_or_default().to_owned(),
-            minor: req.version.unwrap_or(1),
-            fields: req.headers.iter().map(|h| (h.name.to_ascii_lowercase(), h.value.to_vec())).collect(),
-        })),
+        httparse::Status::Complete(len) => Ok(Some((
+            Seen {
+                method: req.method.unwrap_or_default().to_owned(),
+                target: req.path.unwrap_or_default().to_owned(),
+                minor: req.version.unwrap_or(1),
+                fields: req.headers.iter().map(|h| (h.name.to_ascii_lowercase(), h.value.to_vec())).collect(),
+            },
+            len,
+        ))),
     }
 }
 
-/// The server's answer to `head` (a single request; the connection's input ends after it).
-fn serve(head: &[u8]) -> (Option<Seen>, Vec<u8>) {
-    let seen = RefCell::new(None);
-    let mut wire = Wire { input: head, pos: 0, out: Vec::new() };
+/// The server's answer to `input`: what the handler saw of each request, and the bytes written.
+fn serve(input: &[u8]) -> (Vec<Seen>, Vec<u8>) {
+    let seen = RefCell::new(Vec::new());
+    let mut wire = Wire { input, pos: 0, out: Vec::new() };
     serve_blocking(&mut wire, &HttpLimits::default(), |req| {
-        let mut s = seen.borrow_mut();
-        assert!(s.is_none(), "two requests handled from one head: {:?}", String::from_utf8_lossy(head));
-        *s = Some(seen_by_server(req));
+        seen.borrow_mut().push(seen_by_server(req));
         Response::text("ok")
     })
     .expect("in-memory I/O does not fail");
     (seen.into_inner(), wire.out)
 }
+
+/// A plain request sent right behind a head both accepted (pipelined).
+const SECOND: &[u8] = b"GET /second HTTP/1.1\r\nHost: h\r\n\r\n";
 
 /// Heads the mutations start from: common ones and the odd corners of the grammar.
 const SEEDS: &[&[u8]] = &[
@@ -155,10 +160,12 @@ fn is_error_answer(out: &[u8]) -> bool {
 }
 
 /// Checks one head; returns which case it was (0 both accept, 1 server refuses by its own
-/// rule, 2 httparse refuses, 3 partial).
+/// rule, 2 httparse refuses, 3 partial or waiting for a body).
 fn check(head: &[u8]) -> usize {
     let shown = String::from_utf8_lossy(head);
     let (server, mut out) = serve(head);
+    assert!(server.len() <= 1, "two requests handled from one head {shown:?}: {server:?}");
+    let server = server.into_iter().next();
     // An interim `100 Continue` (for `Expect: 100-continue`) says nothing about the head.
     if let Some(rest) = out.strip_prefix(b"HTTP/1.1 100 Continue\r\n\r\n") {
         out = rest.to_vec();
@@ -173,9 +180,12 @@ fn check(head: &[u8]) -> usize {
             assert!(server.is_none(), "httparse wants more bytes but the server handled {shown:?}: {server:?}");
             3
         }
-        Ok(Some(parsed)) => match server {
+        Ok(Some((parsed, len))) => match server {
             Some(server) => {
                 assert_eq!(server, parsed, "the server and httparse read {shown:?} differently");
+                if len == head.len() && !announces_body(&parsed) {
+                    check_pipelined(head, &parsed);
+                }
                 0
             }
             // A head that announces a body waits for it (the input ends first): no answer.
@@ -185,6 +195,19 @@ fn check(head: &[u8]) -> usize {
                 1
             }
         },
+    }
+}
+
+/// The head ends where httparse says it ends: a request right behind it is read as itself
+/// (or not at all, when the first one closes the connection), never as part of the first.
+fn check_pipelined(head: &[u8], first: &Seen) {
+    let input = [head, SECOND].concat();
+    let (seen, _) = serve(&input);
+    let shown = String::from_utf8_lossy(&input);
+    assert_eq!(seen.first(), Some(first), "pipelined: the first request changed in {shown:?}");
+    assert!(seen.len() <= 2, "pipelined: {} requests read from {shown:?}", seen.len());
+    if let Some(second) = seen.get(1) {
+        assert_eq!(second.target, "/second", "pipelined: the second request misread in {shown:?}");
     }
 }
 
