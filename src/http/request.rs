@@ -138,22 +138,25 @@ pub struct Request {
 impl Default for Request {
     /// `GET /`, allocating nothing.
     fn default() -> Self {
-        Request {
-            method: Method::Get,
-            version: Version::Http11,
-            arena: Vec::new(),
-            target: String::new(),
-            path: Span::default(),
-            query: None,
-            headers: Vec::new(),
-            trailers: Vec::new(),
-            params: Vec::new(),
-            body: Vec::new(),
-        }
+        Request::EMPTY
     }
 }
 
 impl Request {
+    /// `GET /`, nothing allocated (a constant: a `static` can hold it).
+    pub(crate) const EMPTY: Request = Request {
+        method: Method::Get,
+        version: Version::Http11,
+        arena: Vec::new(),
+        target: String::new(),
+        path: Span { start: 0, end: 0 },
+        query: None,
+        headers: Vec::new(),
+        trailers: Vec::new(),
+        params: Vec::new(),
+        body: Vec::new(),
+    };
+
     /// A request with no header fields and an empty body (for tests and for building
     /// requests by hand). `target` is kept as given.
     pub fn new(method: Method, target: &str) -> Request {
