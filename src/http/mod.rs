@@ -3,6 +3,8 @@
 //!
 //! - `head.rs`: the request head through `httparse`, then every server-side rule of RFC 9112
 //!   about it (request-target forms, `Host`, framing headers).
+//! - `scan.rs`: the common well-formed head read without httparse, in one copy; anything
+//!   else goes to httparse.
 //! - `body.rs`: our own body framing: `Content-Length` and chunked (extensions and trailers
 //!   bounded).
 //! - `conn.rs`: the connection state machine over any `Read + Write` (tested on byte slices):
@@ -24,6 +26,7 @@ mod interop;
 mod outgoing;
 mod request;
 mod response;
+mod scan;
 
 use std::fmt;
 use std::time::Duration;

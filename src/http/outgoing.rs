@@ -51,6 +51,8 @@ pub(crate) struct Outgoing {
     /// HTTP/1.0 requests still `Waiting` (see `holds_pipeline`).
     waiting_http10: usize,
     written_total: u64,
+    /// The `Date` of the responses encoded since the last write (taken at the first).
+    date: Option<response::Date>,
 }
 
 /// How a write went.
@@ -135,6 +137,19 @@ impl Outgoing {
         let Slot::Waiting { meta, .. } = *slot else { return false };
         if meta.version == Version::Http10 {
             self.waiting_http10 -= 1;
+        }
+        if i == 0 && !self.closing && !matches!(resp.body, Body::Streamed) {
+            // First in line: encoded now, without a stop in the slot (a `100 Continue` owed to
+            // it is moot, as in `encode_ready`).
+            self.slots.pop_front();
+            if self.continue_for == Some(self.head_seq) {
+                self.continue_for = None;
+            }
+            let date = *self.date.get_or_insert_with(response::date_header);
+            let keep_alive = response::encode(&resp, answering(meta), &date, &mut self.out);
+            self.close_given |= !meta.keep_alive;
+            self.finish_slot(keep_alive);
+            return true;
         }
         *slot = if matches!(resp.body, Body::Streamed) && meta.method != Method::Head && !resp.status.bodiless() {
             let mut head = Vec::new();
@@ -234,7 +249,6 @@ impl Outgoing {
 
     /// Moves every response at the head of the line into the output buffer.
     fn encode_ready(&mut self) {
-        let mut date = None;
         loop {
             if self.continue_for == Some(self.head_seq) {
                 // Only while the request is still waiting (an early answer makes it moot).
@@ -253,8 +267,8 @@ impl Outgoing {
                 Some(Slot::Ready { .. }) => {
                     let Some(Slot::Ready { meta, resp }) = self.slots.pop_front() else { return };
                     self.ready_bytes -= resp.body_bytes().len();
-                    let date = date.get_or_insert_with(response::date_header);
-                    let keep_alive = response::encode(&resp, answering(meta), date, &mut self.out);
+                    let date = *self.date.get_or_insert_with(response::date_header);
+                    let keep_alive = response::encode(&resp, answering(meta), &date, &mut self.out);
                     self.finish_slot(keep_alive);
                 }
                 Some(Slot::Streaming { pending, finished, keep_alive, .. }) => {
@@ -283,6 +297,8 @@ impl Outgoing {
         // Responses are encoded here, once per flush: every one completed since the last
         // write shares one `Date` and one pass.
         self.encode_ready();
+        // The next responses take the time again.
+        self.date = None;
         while self.written < self.out.len() {
             match io.write(&self.out[self.written..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),

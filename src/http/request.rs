@@ -59,7 +59,11 @@ impl Method {
 
     /// The method a token names (methods are case-sensitive), if known.
     pub fn from_token(token: &str) -> Option<Method> {
-        Method::ALL.into_iter().find(|m| m.as_str() == token)
+        Method::from_bytes(token.as_bytes())
+    }
+
+    pub(crate) fn from_bytes(token: &[u8]) -> Option<Method> {
+        Method::ALL.into_iter().find(|m| m.as_str().as_bytes() == token)
     }
 
     pub(crate) const fn bit(self) -> u16 {
@@ -134,22 +138,25 @@ pub struct Request {
 impl Default for Request {
     /// `GET /`, allocating nothing.
     fn default() -> Self {
-        Request {
-            method: Method::Get,
-            version: Version::Http11,
-            arena: Vec::new(),
-            target: String::new(),
-            path: Span::default(),
-            query: None,
-            headers: Vec::new(),
-            trailers: Vec::new(),
-            params: Vec::new(),
-            body: Vec::new(),
-        }
+        Request::EMPTY
     }
 }
 
 impl Request {
+    /// `GET /`, nothing allocated (a constant: a `static` can hold it).
+    pub(crate) const EMPTY: Request = Request {
+        method: Method::Get,
+        version: Version::Http11,
+        arena: Vec::new(),
+        target: String::new(),
+        path: Span { start: 0, end: 0 },
+        query: None,
+        headers: Vec::new(),
+        trailers: Vec::new(),
+        params: Vec::new(),
+        body: Vec::new(),
+    };
+
     /// A request with no header fields and an empty body (for tests and for building
     /// requests by hand). `target` is kept as given.
     pub fn new(method: Method, target: &str) -> Request {
@@ -216,6 +223,27 @@ impl Request {
     pub(crate) fn push_header(&mut self, name: &[u8], value: &[u8]) {
         let f = self.store(name, value);
         self.headers.push(f);
+    }
+
+    /// A header field whose name and value are ranges of the head given to
+    /// [`set_head`](Self::set_head) next (the request was cleared before).
+    pub(crate) fn push_header_at(&mut self, name: Range<usize>, value: Range<usize>) {
+        self.headers.push(Field { name: Span::of(name), value: Span::of(value) });
+    }
+
+    /// Stores the head whose ranges [`push_header_at`](Self::push_header_at) recorded, in one
+    /// copy, and lower-cases the field names in it.
+    pub(crate) fn set_head(&mut self, head: &[u8]) {
+        debug_assert!(self.arena.is_empty());
+        self.arena.extend_from_slice(head);
+        for f in &self.headers {
+            self.arena[f.name.start as usize..f.name.end as usize].make_ascii_lowercase();
+        }
+    }
+
+    /// The header fields as (name, value) bytes, in order.
+    pub(crate) fn fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.headers.iter().map(|f| (f.name.get(&self.arena), f.value.get(&self.arena)))
     }
 
     pub(crate) fn push_trailer(&mut self, name: &[u8], value: &[u8]) {

@@ -228,7 +228,7 @@ pub(crate) struct Answering {
 
 /// Encodes `resp`'s head (and its body, unless streamed or answering HEAD) into `out`.
 /// Returns whether the connection may stay open after it.
-pub(crate) fn encode(resp: &Response, to: Answering, date: &[u8; 29], out: &mut Vec<u8>) -> bool {
+pub(crate) fn encode(resp: &Response, to: Answering, date: &Date, out: &mut Vec<u8>) -> bool {
     if let (true, Body::Full(body)) = (common(resp, to), &resp.body) {
         if encode_common(resp, body, to.method, date, out) {
             return true;
@@ -263,7 +263,7 @@ pub(crate) fn encode(resp: &Response, to: Answering, date: &[u8; 29], out: &mut 
     ]);
     out.extend_from_slice(status.reason().as_bytes());
     out.extend_from_slice(b"\r\nserver: pinion\r\ndate: ");
-    out.extend_from_slice(date);
+    out.extend_from_slice(&date.text);
     out.extend_from_slice(b"\r\n");
     if let Some(t) = resp.content_type.as_ref().filter(|t| valid_value(t.as_bytes())) {
         out.extend_from_slice(b"content-type: ");
@@ -325,24 +325,50 @@ fn common(resp: &Response, to: Answering) -> bool {
 /// The cached head of the last common response (see [`common`]).
 struct HeadCache {
     status: u16,
+    /// The address of a `'static` content type (the same address is the same text), else 0.
+    ctype_static: usize,
     content_type: Vec<u8>,
-    date: [u8; 29],
-    /// `HTTP/1.1 …\r\nserver: …\r\ndate: …\r\ncontent-type: …\r\ncontent-length: `
+    secs: u64,
+    body_len: usize,
+    /// `HTTP/1.1 …\r\nserver: …\r\ndate: …\r\ncontent-type: …\r\ncontent-length: …\r\n\r\n`
     bytes: Vec<u8>,
 }
 
 thread_local! {
     static HEAD: std::cell::RefCell<HeadCache> = const {
-        std::cell::RefCell::new(HeadCache { status: 0, content_type: Vec::new(), date: [0; 29], bytes: Vec::new() })
+        std::cell::RefCell::new(HeadCache {
+            status: 0,
+            ctype_static: 0,
+            content_type: Vec::new(),
+            secs: u64::MAX,
+            body_len: 0,
+            bytes: Vec::new(),
+        })
     };
 }
 
+impl HeadCache {
+    /// True if the cached head is `resp`'s (with a body of `body_len` bytes, at `date`).
+    fn holds(&self, resp: &Response, ctype: &[u8], body_len: usize, date: &Date) -> bool {
+        self.status == resp.status.0
+            && self.body_len == body_len
+            && self.secs == date.secs
+            && match &resp.content_type {
+                // A `'static` text at the same address is the same text (no comparison).
+                Some(Cow::Borrowed(t)) if self.ctype_static == t.as_ptr() as usize => {
+                    self.content_type.len() == t.len()
+                }
+                _ => self.content_type == ctype,
+            }
+    }
+}
+
 /// False (nothing written) if the content type is not a valid field value.
-fn encode_common(resp: &Response, body: &[u8], method: Method, date: &[u8; 29], out: &mut Vec<u8>) -> bool {
+fn encode_common(resp: &Response, body: &[u8], method: Method, date: &Date, out: &mut Vec<u8>) -> bool {
     let ctype = resp.content_type.as_deref().unwrap_or("").as_bytes();
-    let cached = HEAD.with(|h| {
+    HEAD.with(|h| {
         let mut h = h.borrow_mut();
-        if h.status != resp.status.0 || h.date != *date || h.content_type != ctype {
+        if !h.holds(resp, ctype, body.len(), date) {
             if !valid_value(ctype) {
                 return false;
             }
@@ -353,30 +379,30 @@ fn encode_common(resp: &Response, body: &[u8], method: Method, date: &[u8; 29], 
             b.extend_from_slice(&[b'0' + (c / 100) as u8, b'0' + (c / 10 % 10) as u8, b'0' + (c % 10) as u8, b' ']);
             b.extend_from_slice(resp.status.reason().as_bytes());
             b.extend_from_slice(b"\r\nserver: pinion\r\ndate: ");
-            b.extend_from_slice(date);
+            b.extend_from_slice(&date.text);
             b.extend_from_slice(b"\r\ncontent-type: ");
             b.extend_from_slice(ctype);
             b.extend_from_slice(b"\r\ncontent-length: ");
+            push_u64(&mut b, body.len() as u64);
+            b.extend_from_slice(b"\r\n\r\n");
             // Refilled in place: no allocation once warm, even when the second turns.
             h.status = c;
-            h.date = *date;
+            h.secs = date.secs;
+            h.body_len = body.len();
+            h.ctype_static = match &resp.content_type {
+                Some(Cow::Borrowed(t)) => t.as_ptr() as usize,
+                _ => 0,
+            };
             h.content_type.clear();
             h.content_type.extend_from_slice(ctype);
             h.bytes = b;
         }
-        out.reserve(h.bytes.len() + 24 + body.len());
+        let body = if method == Method::Head { &[][..] } else { body };
+        out.reserve(h.bytes.len() + body.len());
         out.extend_from_slice(&h.bytes);
-        true
-    });
-    if !cached {
-        return false;
-    }
-    push_u64(out, body.len() as u64);
-    out.extend_from_slice(b"\r\n\r\n");
-    if method != Method::Head {
         out.extend_from_slice(body);
-    }
-    true
+        true
+    })
 }
 
 /// One chunk of a streamed body (nothing for an empty chunk: that would end the body).
@@ -443,22 +469,29 @@ fn push_hex(out: &mut Vec<u8>, mut n: u64) {
     out.extend_from_slice(&buf[i..]);
 }
 
+/// The `Date` of the responses encoded now: a second of Unix time and its IMF-fixdate.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Date {
+    pub(crate) secs: u64,
+    pub(crate) text: [u8; 29],
+}
+
 thread_local! {
-    static DATE: Cell<(u64, [u8; 29])> = const { Cell::new((u64::MAX, [0; 29])) };
+    static DATE: Cell<Date> = const { Cell::new(Date { secs: u64::MAX, text: [0; 29] }) };
 }
 
 /// The current time as an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), formatted at most once
 /// per second per thread.
-pub(crate) fn date_header() -> [u8; 29] {
+pub(crate) fn date_header() -> Date {
     let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     DATE.with(|d| {
-        let (at, text) = d.get();
-        if at == secs {
-            return text;
+        let date = d.get();
+        if date.secs == secs {
+            return date;
         }
-        let text = imf_fixdate(secs);
-        d.set((secs, text));
-        text
+        let date = Date { secs, text: imf_fixdate(secs) };
+        d.set(date);
+        date
     })
 }
 
@@ -551,6 +584,24 @@ mod tests {
         encode(&general, to, &date_header(), &mut g);
         let g = String::from_utf8(g).unwrap().replace("x-b: 2\r\n", "");
         assert_eq!(g.as_bytes(), &fast[..]);
+    }
+
+    #[test]
+    fn the_cached_head_follows_length_status_and_content_type() {
+        let to = Answering { method: Method::Get, version: Version::Http11, keep_alive: true };
+        let date = date_header();
+        let text = |resp: &Response| {
+            let mut out = Vec::new();
+            encode(resp, to, &date, &mut out);
+            String::from_utf8(out).unwrap()
+        };
+        assert!(text(&Response::text("abc")).ends_with("content-length: 3\r\n\r\nabc"));
+        assert!(text(&Response::text("abcd")).ends_with("content-length: 4\r\n\r\nabcd"));
+        assert!(text(&Response::text("abcd").with_status(StatusCode::CREATED)).starts_with("HTTP/1.1 201 Created\r\n"));
+        let owned = |t: &str| Response::text("x").header("content-type", t.to_owned());
+        assert!(text(&owned("text/a")).contains("content-type: text/a\r\n"));
+        assert!(text(&owned("text/b")).contains("content-type: text/b\r\n"));
+        assert!(text(&Response::text("x")).contains("content-type: text/plain"));
     }
 
     #[test]

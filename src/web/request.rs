@@ -68,9 +68,12 @@ thread_local! {
 }
 
 impl WebRequest {
-    fn inner(&self) -> &Inner {
-        // INVARIANT: `Some` until dropped.
-        self.0.as_deref().unwrap_or(&EMPTY_INNER)
+    /// INVARIANT: `Some` until dropped (no lazily made stand-in to check on every access).
+    fn inner(&self) -> Option<&Inner> {
+        self.0.as_deref()
+    }
+    fn reply(&self) -> Option<ReplyTo> {
+        self.inner().and_then(|i| i.reply)
     }
     fn inner_mut(&mut self) -> &mut Inner {
         self.0.get_or_insert_with(|| {
@@ -80,15 +83,13 @@ impl WebRequest {
 }
 
 /// What `request()` shows once the request was handed back (never, by the invariant).
-static EMPTY: std::sync::LazyLock<Request> = std::sync::LazyLock::new(Request::default);
-static EMPTY_INNER: std::sync::LazyLock<Inner> =
-    std::sync::LazyLock::new(|| Inner { request: None, reply: None, received: Instant::now(), hooks: None });
+static EMPTY: Request = Request::EMPTY;
 
 impl fmt::Debug for WebRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WebRequest")
             .field("request", self.request())
-            .field("answered", &self.inner().reply.is_none())
+            .field("answered", &self.reply().is_none())
             .finish()
     }
 }
@@ -108,7 +109,7 @@ impl WebRequest {
 
     /// The request.
     pub fn request(&self) -> &Request {
-        self.inner().request.as_deref().unwrap_or(&EMPTY)
+        self.inner().and_then(|i| i.request.as_deref()).unwrap_or(&EMPTY)
     }
 
     /// The request, to change (the router records path parameters this way).
@@ -118,7 +119,7 @@ impl WebRequest {
 
     /// When the connection finished reading the request.
     pub fn received(&self) -> Instant {
-        self.inner().received
+        self.inner().map_or_else(Instant::now, |i| i.received)
     }
 
     /// Adds a hook that sees (and may change) the response. False if the request already has
@@ -137,7 +138,7 @@ impl WebRequest {
     /// `request_timeout`). Takes effect when called on the connection's shard, which is where
     /// handlers run.
     pub fn set_deadline(&self, deadline: Instant) {
-        if let Some(to) = self.inner().reply {
+        if let Some(to) = self.reply() {
             server::set_deadline(to, deadline);
         }
     }
@@ -148,7 +149,7 @@ impl WebRequest {
         if matches!(response.body, Body::Streamed) {
             response.body = Body::Empty;
         }
-        let Some(to) = self.inner().reply else { return };
+        let Some(to) = self.reply() else { return };
         self.run_hooks(&mut response);
         self.inner_mut().reply = None;
         server::deliver(to, Delivery::Response(response, self.inner_mut().request.take()));
@@ -169,7 +170,7 @@ impl WebRequest {
 
     fn run_hooks(&mut self, response: &mut Response) {
         let Some(mut hooks) = self.inner_mut().hooks.take() else { return };
-        let summary = RequestSummary { request: self.request(), received: self.inner().received };
+        let summary = RequestSummary { request: self.request(), received: self.received() };
         for hook in hooks.iter_mut().rev() {
             if let Some(h) = hook.take() {
                 // A panicking hook must not cost the client its answer.
@@ -185,7 +186,7 @@ impl WebRequest {
 
 impl Drop for WebRequest {
     fn drop(&mut self) {
-        if self.inner().reply.is_some() {
+        if self.reply().is_some() {
             let mut resp = Response::status(StatusCode::INTERNAL_SERVER_ERROR);
             if !std::thread::panicking() {
                 // (A hook that panicked now, while unwinding, would abort the process.)

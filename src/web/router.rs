@@ -191,7 +191,8 @@ impl Handler for Router {
 impl Handler for Core {
     fn handle(&self, mut req: WebRequest) {
         let method = req.request().method();
-        let mut found: [(usize, Range<usize>); MAX_PARAMS] = Default::default();
+        // Filled only by a pattern with parameters (a literal route needs none of it).
+        let mut found: Option<[(usize, Range<usize>); MAX_PARAMS]> = None;
         let mut allowed = 0u16;
         let mut hit = None;
         let path = req.request().path();
@@ -199,7 +200,7 @@ impl Handler for Core {
             let n = match &route.literal {
                 Some(l) if l != path => continue,
                 Some(_) => 0,
-                None => match matches(&route.segments, path, &mut found) {
+                None => match matches(&route.segments, path, found.get_or_insert_with(Default::default)) {
                     Some(n) => n,
                     None => continue,
                 },
@@ -220,7 +221,7 @@ impl Handler for Core {
             }
         }
         if let Some((route, n)) = hit {
-            for (i, range) in found.iter().take(n).cloned() {
+            for (i, range) in found.iter().flatten().take(n).cloned() {
                 if let Segment::Param(name) | Segment::Rest(name) = &route.segments[i] {
                     req.request_mut().set_param_from_path(name, range);
                 }

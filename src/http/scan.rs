@@ -1,0 +1,232 @@
+//! The common request head, read without httparse: a request line `token SP target SP
+//! HTTP/1.x CRLF` whose target is visible ASCII, then `token ":" OWS value OWS CRLF` fields,
+//! then CRLF. It accepts a strict subset of what httparse accepts and finds the same method,
+//! target, version, fields and length; anything else (a bare LF, leading empty lines, obs-text
+//! in the target, an incomplete head, more fields than allowed, any byte httparse might refuse)
+//! is left to httparse, which then decides — so every refusal, and every answer to an unusual
+//! head, stays httparse's.
+//!
+//! It copies the head into the request in one piece (the fields become ranges of that copy)
+//! instead of field by field.
+
+use super::request::Request;
+
+/// The request line of a head the scanner read; the fields are in the request already.
+pub(crate) struct Scanned<'a> {
+    /// Bytes the head took.
+    pub(crate) len: usize,
+    pub(crate) method: &'a [u8],
+    pub(crate) target: &'a [u8],
+    /// The `x` of `HTTP/1.x` (0 or 1).
+    pub(crate) minor: u8,
+}
+
+/// `tchar` (RFC 9110 §5.6.2): httparse's method and field-name bytes.
+const TOKEN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = (i as u8).is_ascii_alphanumeric();
+        i += 1;
+    }
+    let extra = b"!#$%&'*+-.^_`|~";
+    let mut j = 0;
+    while j < extra.len() {
+        t[extra[j] as usize] = true;
+        j += 1;
+    }
+    t
+};
+
+/// Reads the head at the start of `buf` into `req` (cleared first), with at most
+/// `max_headers` fields. `None`: not a head this scanner reads (or not complete): ask httparse.
+pub(crate) fn scan<'a>(buf: &'a [u8], max_headers: usize, req: &mut Request) -> Option<Scanned<'a>> {
+    let m = if buf.starts_with(b"GET ") { 3 } else { buf.iter().position(|&b| !TOKEN[b as usize])? };
+    if m == 0 || buf[m] != b' ' {
+        return None;
+    }
+    let t0 = m + 1;
+    let t1 = t0 + visible_len(&buf[t0..])?;
+    let version = buf.get(t1..t1 + 11)?;
+    if t1 == t0 || version[..8] != *b" HTTP/1." || !matches!(version[8], b'0' | b'1') || version[9..] != *b"\r\n" {
+        return None;
+    }
+    let minor = version[8] - b'0';
+    req.clear();
+    let mut at = t1 + 11;
+    let mut fields = 0;
+    loop {
+        let rest = &buf[at..];
+        match rest {
+            [b'\r', b'\n', ..] => break,
+            [] | [b'\r'] => return None,
+            _ => {}
+        }
+        let n = rest.iter().position(|&b| !TOKEN[b as usize])?;
+        if n == 0 || rest[n] != b':' || fields == max_headers {
+            return None;
+        }
+        let mut v0 = n + 1;
+        while matches!(rest.get(v0), Some(b' ' | b'\t')) {
+            v0 += 1;
+        }
+        let v1 = v0 + value_len(rest.get(v0..)?)?;
+        if rest.get(v1..v1 + 2)? != b"\r\n" {
+            return None;
+        }
+        let value = rest[v0..v1].trim_ascii_end();
+        req.push_header_at(at..at + n, at + v0..at + v0 + value.len());
+        fields += 1;
+        at += v1 + 2;
+    }
+    let len = at + 2;
+    req.set_head(&buf[..len]);
+    Some(Scanned { len, method: &buf[..m], target: &buf[t0..t1], minor })
+}
+
+// Eight bytes at a time (SWAR): each test sets the top bit of every byte it flags; a flag
+// can be wrong only above a right one (a borrow or carry moves upwards), so the lowest flag
+// is exact.
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// Bytes below `n` (`n` ≤ 0x80).
+const fn below(x: u64, n: u8) -> u64 {
+    x.wrapping_sub(ONES * n as u64) & !x & HIGH
+}
+
+fn word(s: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(s);
+    u64::from_le_bytes(w)
+}
+
+/// The first flagged byte of `flags`.
+fn first(flags: u64) -> usize {
+    (flags.trailing_zeros() / 8) as usize
+}
+
+/// How many bytes at the start of `s` are visible ASCII (`!`..=`~`); `None` if all are.
+fn visible_len(s: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while let Some(w) = s.get(i..i + 8) {
+        let x = word(w);
+        // Below `!`, or `DEL` and above (adding one carries into the top bit).
+        let bad = below(x, b'!') | ((x.wrapping_add(ONES) | x) & HIGH);
+        if bad != 0 {
+            return Some(i + first(bad));
+        }
+        i += 8;
+    }
+    s[i..].iter().position(|&b| !(b'!'..=b'~').contains(&b)).map(|p| i + p)
+}
+
+/// How many bytes at the start of `s` are field-value bytes httparse takes (HTAB, SP,
+/// visible ASCII, obs-text); `None` if all are.
+fn value_len(s: &[u8]) -> Option<usize> {
+    let valid = |b: u8| b == b'\t' || (b >= b' ' && b != 0x7f);
+    let mut i = 0;
+    while let Some(w) = s.get(i..i + 8) {
+        let x = word(w);
+        // Controls (HTAB among them: looked at one by one) and DEL.
+        let stop = below(x, b' ') | below(x ^ (ONES * 0x7f), 1);
+        if stop == 0 {
+            i += 8;
+            continue;
+        }
+        let at = i + first(stop);
+        if !valid(s[at]) {
+            return Some(at);
+        }
+        i = at + 1;
+    }
+    s[i..].iter().position(|&b| !valid(b)).map(|p| i + p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (length, method, target, minor version, fields).
+    type View = (usize, String, String, u8, Vec<(Vec<u8>, Vec<u8>)>);
+
+    /// What httparse makes of `buf`, when it makes a complete head of it.
+    fn httparse_view(buf: &[u8], max: usize) -> Option<View> {
+        let mut headers = vec![httparse::EMPTY_HEADER; max];
+        let mut r = httparse::Request::new(&mut headers);
+        match r.parse(buf) {
+            Ok(httparse::Status::Complete(len)) => Some((
+                len,
+                r.method?.to_owned(),
+                r.path?.to_owned(),
+                r.version?,
+                r.headers.iter().map(|h| (h.name.to_ascii_lowercase().into_bytes(), h.value.to_vec())).collect(),
+            )),
+            _ => None,
+        }
+    }
+
+    fn scan_view(buf: &[u8], max: usize) -> Option<View> {
+        let mut req = Request::default();
+        let s = scan(buf, max, &mut req)?;
+        let fields = req.fields().map(|(n, v)| (n.to_vec(), v.to_vec())).collect();
+        let text = |b: &[u8]| String::from_utf8(b.to_vec()).unwrap();
+        Some((s.len, text(s.method), text(s.target), s.minor, fields))
+    }
+
+    /// Whatever the scanner reads, httparse reads the same way.
+    fn agrees(buf: &[u8], max: usize) {
+        if let Some(mine) = scan_view(buf, max) {
+            assert_eq!(Some(&mine), httparse_view(buf, max).as_ref(), "{:?}", String::from_utf8_lossy(buf));
+        }
+    }
+
+    const HEADS: &[&[u8]] = &[
+        b"GET /plaintext HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n",
+        b"POST /a/b?x=1&y=%20 HTTP/1.0\r\nContent-Length: 5\r\nX-A:\t v a l \t\r\nX-B:\r\n\r\nhello",
+        b"OPTIONS * HTTP/1.1\r\nhost: h\r\nx-obs: caf\xc3\xa9 \xff\r\nAccept: */*\r\n\r\nGET / HTTP/1.1\r\n",
+        b"M-SEARCH http://a.example/very/long/path/over/eight/bytes?q=1 HTTP/1.1\r\nHost: a.example\r\n\r\n",
+    ];
+
+    #[test]
+    fn reads_what_httparse_reads_the_same_way() {
+        let bytes = [0u8, b'\t', b'\n', b'\r', b' ', b'!', b':', b'/', b'a', b'A', b'~', 0x7f, 0x80, 0xff];
+        for head in HEADS {
+            assert!(scan_view(head, 100).is_some(), "{:?}", String::from_utf8_lossy(head));
+            for max in [0, 1, 2, 100] {
+                agrees(head, max);
+            }
+            for cut in 0..head.len() {
+                agrees(&head[..cut], 100);
+            }
+            for at in 0..head.len() {
+                for &b in &bytes {
+                    let mut h = head.to_vec();
+                    h[at] = b;
+                    agrees(&h, 100);
+                    h.insert(at, b);
+                    agrees(&h, 100);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn eight_at_a_time_finds_the_first_byte() {
+        for len in 0..40 {
+            for at in 0..len {
+                for b in 0..=255u8 {
+                    let mut s = vec![b'a'; len];
+                    s[at] = b;
+                    let visible = s.iter().position(|&b| !(b'!'..=b'~').contains(&b));
+                    assert_eq!(visible_len(&s), visible, "{s:?}");
+                    let value = s.iter().position(|&b| !(b == b'\t' || (b >= b' ' && b != 0x7f)));
+                    assert_eq!(value_len(&s), value, "{s:?}");
+                    s.push(0x7f);
+                    s.push(0);
+                    assert!(visible_len(&s).is_some_and(|p| p <= at || p == len));
+                }
+            }
+        }
+    }
+}
