@@ -12,14 +12,16 @@
 //!   reading another byte as a request.
 //! - `outgoing.rs`: responses strictly in request order, even when completed out of order;
 //!   all that is ready encoded in one pass and written in one call.
-//! - `response.rs`: the response encoder: status line, cached `Date`, fixed-length or chunked
-//!   bodies, `HEAD`.
+//! - `response.rs`: [`Response`], [`StatusCode`], [`Body`].
+//! - `encode.rs`: the response encoder: status line, cached `Date` and common head,
+//!   fixed-length or chunked bodies, `HEAD`.
 //!
 //! All bounds are in one [`HttpLimits`]; every one has a defined answer (400, 408, 413, 414,
 //! 431, 501, 505) after which the connection is closed.
 
 mod body;
 pub(crate) mod conn;
+mod encode;
 mod head;
 #[cfg(feature = "interop")]
 mod interop;

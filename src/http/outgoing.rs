@@ -8,8 +8,9 @@ use std::io::{self, Write};
 use std::time::Instant;
 
 use super::conn::{RequestMeta, SHRINK_ABOVE, SHRINK_TO};
+use super::encode::{self, Answering};
 use super::request::{Method, Version};
-use super::response::{self, Answering, Body, Response, StatusCode};
+use super::response::{Body, Response, StatusCode};
 
 /// A request in flight, in request order.
 #[derive(Debug)]
@@ -52,7 +53,7 @@ pub(crate) struct Outgoing {
     waiting_http10: usize,
     written_total: u64,
     /// The `Date` of the responses encoded since the last write (taken at the first).
-    date: Option<response::Date>,
+    date: Option<encode::Date>,
 }
 
 /// How a write went.
@@ -145,15 +146,15 @@ impl Outgoing {
             if self.continue_for == Some(self.head_seq) {
                 self.continue_for = None;
             }
-            let date = *self.date.get_or_insert_with(response::date_header);
-            let keep_alive = response::encode(&resp, answering(meta), &date, &mut self.out);
+            let date = *self.date.get_or_insert_with(encode::date_header);
+            let keep_alive = encode::encode(&resp, answering(meta), &date, &mut self.out);
             self.close_given |= !meta.keep_alive;
             self.finish_slot(keep_alive);
             return true;
         }
         *slot = if matches!(resp.body, Body::Streamed) && meta.method != Method::Head && !resp.status.bodiless() {
             let mut head = Vec::new();
-            let keep_alive = response::encode(&resp, answering(meta), &response::date_header(), &mut head);
+            let keep_alive = encode::encode(&resp, answering(meta), &encode::date_header(), &mut head);
             self.close_given |= !keep_alive;
             Slot::Streaming { chunked: meta.version == Version::Http11, keep_alive, pending: head, finished: false }
         } else {
@@ -175,7 +176,7 @@ impl Outgoing {
         let Some(Slot::Streaming { chunked, pending, finished: false, .. }) = self.slots.get_mut(i) else {
             return None;
         };
-        response::encode_chunk(data, *chunked, pending);
+        encode::encode_chunk(data, *chunked, pending);
         if at_head {
             // First in line: its head and earlier chunks are in `pending` or already out.
             self.out.append(pending);
@@ -212,7 +213,7 @@ impl Outgoing {
             return false;
         }
         *finished = true;
-        response::encode_last_chunk(*chunked, pending);
+        encode::encode_last_chunk(*chunked, pending);
         true
     }
 
@@ -267,8 +268,8 @@ impl Outgoing {
                 Some(Slot::Ready { .. }) => {
                     let Some(Slot::Ready { meta, resp }) = self.slots.pop_front() else { return };
                     self.ready_bytes -= resp.body_bytes().len();
-                    let date = *self.date.get_or_insert_with(response::date_header);
-                    let keep_alive = response::encode(&resp, answering(meta), &date, &mut self.out);
+                    let date = *self.date.get_or_insert_with(encode::date_header);
+                    let keep_alive = encode::encode(&resp, answering(meta), &date, &mut self.out);
                     self.finish_slot(keep_alive);
                 }
                 Some(Slot::Streaming { pending, finished, keep_alive, .. }) => {

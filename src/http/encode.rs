@@ -1,0 +1,410 @@
+//! The response encoder: status line, `Date` (formatted once per second per thread), the
+//! caller's fields, then the framing pinion decides: `Content-Length` for a body it holds,
+//! `Transfer-Encoding: chunked` for a streamed one, nothing for statuses without a body. The
+//! common response head is cached per thread and copied in one piece.
+
+use std::borrow::Cow;
+use std::cell::Cell;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::request::{Method, Version};
+use super::response::{Body, Response, StatusCode};
+
+/// What the encoder needs to know about the request a response answers.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Answering {
+    pub(crate) method: Method,
+    pub(crate) version: Version,
+    /// The connection may stay open after this response.
+    pub(crate) keep_alive: bool,
+}
+
+/// Encodes `resp`'s head (and its body, unless streamed or answering HEAD) into `out`.
+/// Returns whether the connection may stay open after it.
+pub(crate) fn encode(resp: &Response, to: Answering, date: &Date, out: &mut Vec<u8>) -> bool {
+    if let (true, Body::Full(body)) = (common(resp, to), &resp.body) {
+        if encode_common(resp, body, to.method, date, out) {
+            return true;
+        }
+    }
+    let mut keep_alive = to.keep_alive;
+    let streamed = matches!(resp.body, Body::Streamed);
+    // An HTTP/1.0 client cannot read chunked: the body ends when the connection does.
+    if streamed && to.version == Version::Http10 && !resp.status.bodiless() {
+        keep_alive = false;
+    }
+    // A status outside 100..=999 cannot be written: it is sent as 500.
+    let status = if (100..=999).contains(&resp.status.0) { resp.status } else { StatusCode::INTERNAL_SERVER_ERROR };
+    let c = status.0;
+    // One growth check for the whole head and body.
+    let fields: usize = resp.headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum();
+    out.reserve(160 + fields + resp.body_bytes().len());
+    out.extend_from_slice(&[
+        b'H',
+        b'T',
+        b'T',
+        b'P',
+        b'/',
+        b'1',
+        b'.',
+        b'1',
+        b' ',
+        b'0' + (c / 100) as u8,
+        b'0' + (c / 10 % 10) as u8,
+        b'0' + (c % 10) as u8,
+        b' ',
+    ]);
+    out.extend_from_slice(status.reason().as_bytes());
+    out.extend_from_slice(b"\r\nserver: pinion\r\ndate: ");
+    out.extend_from_slice(&date.text);
+    out.extend_from_slice(b"\r\n");
+    if let Some(t) = resp.content_type.as_ref().filter(|t| valid_value(t.as_bytes())) {
+        out.extend_from_slice(b"content-type: ");
+        out.extend_from_slice(t.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    for (name, value) in &resp.headers {
+        if is_framing(name) || (resp.content_type.is_some() && name.eq_ignore_ascii_case("content-type")) {
+            continue;
+        }
+        if !valid_name(name.as_bytes()) || !valid_value(value) {
+            // CR/LF in a field would let a value (user input, say) split the response.
+            log::warn!(target: "pinion::web", "dropped an invalid response field {:?}", String::from_utf8_lossy(name.as_bytes()));
+            continue;
+        }
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    }
+    if !resp.status.bodiless() {
+        match &resp.body {
+            Body::Streamed if to.version == Version::Http11 => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+            Body::Streamed => {}
+            Body::Empty => out.extend_from_slice(b"content-length: 0\r\n"),
+            Body::Full(b) => {
+                out.extend_from_slice(b"content-length: ");
+                push_u64(out, b.len() as u64);
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+    if !keep_alive {
+        out.extend_from_slice(b"connection: close\r\n");
+    } else if to.version == Version::Http10 {
+        out.extend_from_slice(b"connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    if let Body::Full(b) = &resp.body {
+        if to.method != Method::Head && !resp.status.bodiless() {
+            out.extend_from_slice(b);
+        }
+    }
+    keep_alive
+}
+
+/// The shape most responses have: a keep-alive HTTP/1.1 answer with a held body, a content
+/// type and no other fields. Its head up to `content-length: ` is the same from one response
+/// to the next within a second, so it is kept per thread and copied in one piece.
+fn common(resp: &Response, to: Answering) -> bool {
+    to.keep_alive
+        && to.version == Version::Http11
+        && resp.headers.is_empty()
+        && (200..=999).contains(&resp.status.0)
+        && !resp.status.bodiless()
+        && resp.content_type.is_some()
+}
+
+/// The cached head of the last common response (see [`common`]).
+struct HeadCache {
+    status: u16,
+    /// The address of a `'static` content type (the same address is the same text), else 0.
+    ctype_static: usize,
+    content_type: Vec<u8>,
+    secs: u64,
+    body_len: usize,
+    /// `HTTP/1.1 …\r\nserver: …\r\ndate: …\r\ncontent-type: …\r\ncontent-length: …\r\n\r\n`
+    bytes: Vec<u8>,
+}
+
+thread_local! {
+    static HEAD: std::cell::RefCell<HeadCache> = const {
+        std::cell::RefCell::new(HeadCache {
+            status: 0,
+            ctype_static: 0,
+            content_type: Vec::new(),
+            secs: u64::MAX,
+            body_len: 0,
+            bytes: Vec::new(),
+        })
+    };
+}
+
+impl HeadCache {
+    /// True if the cached head is `resp`'s (with a body of `body_len` bytes, at `date`).
+    fn holds(&self, resp: &Response, ctype: &[u8], body_len: usize, date: &Date) -> bool {
+        self.status == resp.status.0
+            && self.body_len == body_len
+            && self.secs == date.secs
+            && match &resp.content_type {
+                // A `'static` text at the same address is the same text (no comparison).
+                Some(Cow::Borrowed(t)) if self.ctype_static == t.as_ptr() as usize => {
+                    self.content_type.len() == t.len()
+                }
+                _ => self.content_type == ctype,
+            }
+    }
+}
+
+/// False (nothing written) if the content type is not a valid field value.
+fn encode_common(resp: &Response, body: &[u8], method: Method, date: &Date, out: &mut Vec<u8>) -> bool {
+    let ctype = resp.content_type.as_deref().unwrap_or("").as_bytes();
+    HEAD.with(|h| {
+        let mut h = h.borrow_mut();
+        if !h.holds(resp, ctype, body.len(), date) {
+            if !valid_value(ctype) {
+                return false;
+            }
+            let c = resp.status.0;
+            let mut b = std::mem::take(&mut h.bytes);
+            b.clear();
+            b.extend_from_slice(b"HTTP/1.1 ");
+            b.extend_from_slice(&[b'0' + (c / 100) as u8, b'0' + (c / 10 % 10) as u8, b'0' + (c % 10) as u8, b' ']);
+            b.extend_from_slice(resp.status.reason().as_bytes());
+            b.extend_from_slice(b"\r\nserver: pinion\r\ndate: ");
+            b.extend_from_slice(&date.text);
+            b.extend_from_slice(b"\r\ncontent-type: ");
+            b.extend_from_slice(ctype);
+            b.extend_from_slice(b"\r\ncontent-length: ");
+            push_u64(&mut b, body.len() as u64);
+            b.extend_from_slice(b"\r\n\r\n");
+            // Refilled in place: no allocation once warm, even when the second turns.
+            h.status = c;
+            h.secs = date.secs;
+            h.body_len = body.len();
+            h.ctype_static = match &resp.content_type {
+                Some(Cow::Borrowed(t)) => t.as_ptr() as usize,
+                _ => 0,
+            };
+            h.content_type.clear();
+            h.content_type.extend_from_slice(ctype);
+            h.bytes = b;
+        }
+        let body = if method == Method::Head { &[][..] } else { body };
+        out.reserve(h.bytes.len() + body.len());
+        out.extend_from_slice(&h.bytes);
+        out.extend_from_slice(body);
+        true
+    })
+}
+
+/// One chunk of a streamed body (nothing for an empty chunk: that would end the body).
+pub(crate) fn encode_chunk(data: &[u8], chunked: bool, out: &mut Vec<u8>) {
+    if data.is_empty() {
+        return;
+    }
+    if chunked {
+        push_hex(out, data.len() as u64);
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(data);
+        out.extend_from_slice(b"\r\n");
+    } else {
+        out.extend_from_slice(data);
+    }
+}
+
+/// The end of a streamed body.
+pub(crate) fn encode_last_chunk(chunked: bool, out: &mut Vec<u8>) {
+    if chunked {
+        out.extend_from_slice(b"0\r\n\r\n");
+    }
+}
+
+/// A field name: a token (RFC 9110 §5.1).
+fn valid_name(n: &[u8]) -> bool {
+    !n.is_empty() && n.iter().all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// A field value: visible bytes, spaces and tabs; never CR, LF or NUL.
+fn valid_value(v: &[u8]) -> bool {
+    v.iter().all(|&b| b == b'\t' || b >= b' ' && b != 0x7f)
+}
+
+fn is_framing(name: &str) -> bool {
+    ["content-length", "transfer-encoding", "connection", "date", "server"].iter().any(|f| name.eq_ignore_ascii_case(f))
+}
+
+fn push_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+fn push_hex(out: &mut Vec<u8>, mut n: u64) {
+    let mut buf = [0u8; 16];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b"0123456789abcdef"[(n & 15) as usize];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+/// The `Date` of the responses encoded now: a second of Unix time and its IMF-fixdate.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Date {
+    pub(crate) secs: u64,
+    pub(crate) text: [u8; 29],
+}
+
+thread_local! {
+    static DATE: Cell<Date> = const { Cell::new(Date { secs: u64::MAX, text: [0; 29] }) };
+}
+
+/// The current time as an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), formatted at most once
+/// per second per thread.
+pub(crate) fn date_header() -> Date {
+    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    DATE.with(|d| {
+        let date = d.get();
+        if date.secs == secs {
+            return date;
+        }
+        let date = Date { secs, text: imf_fixdate(secs) };
+        d.set(date);
+        date
+    })
+}
+
+fn imf_fixdate(secs: u64) -> [u8; 29] {
+    const DAYS: [&[u8; 3]; 7] = [b"Thu", b"Fri", b"Sat", b"Sun", b"Mon", b"Tue", b"Wed"];
+    const MONTHS: [&[u8; 3]; 12] =
+        [b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec"];
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days as i64);
+    let mut out = [0u8; 29];
+    out[..3].copy_from_slice(DAYS[(days % 7) as usize]);
+    out[3..5].copy_from_slice(b", ");
+    two(&mut out[5..7], d);
+    out[7] = b' ';
+    out[8..11].copy_from_slice(MONTHS[(m - 1) as usize]);
+    out[11] = b' ';
+    two(&mut out[12..14], (y / 100) as u32);
+    two(&mut out[14..16], (y % 100) as u32);
+    out[16] = b' ';
+    two(&mut out[17..19], (rem / 3600) as u32);
+    out[19] = b':';
+    two(&mut out[20..22], (rem % 3600 / 60) as u32);
+    out[22] = b':';
+    two(&mut out[23..25], (rem % 60) as u32);
+    out[25..29].copy_from_slice(b" GMT");
+    out
+}
+
+fn two(out: &mut [u8], n: u32) {
+    out[0] = b'0' + (n / 10 % 10) as u8;
+    out[1] = b'0' + (n % 10) as u8;
+}
+
+/// Days since 1970-01-01 → (year, month 1..=12, day 1..=31), proleptic Gregorian (H. Hinnant).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn imf_fixdate_matches_known_dates() {
+        assert_eq!(&imf_fixdate(784_111_777), b"Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(&imf_fixdate(0), b"Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(&imf_fixdate(951_782_400), b"Tue, 29 Feb 2000 00:00:00 GMT");
+        assert_eq!(&imf_fixdate(1_795_046_399), b"Wed, 18 Nov 2026 23:59:59 GMT");
+    }
+
+    #[test]
+    fn head_response_has_length_but_no_body() {
+        let mut out = Vec::new();
+        let to = Answering { method: Method::Head, version: Version::Http11, keep_alive: true };
+        assert!(encode(&Response::text("Hello"), to, &date_header(), &mut out));
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("content-length: 5\r\n"), "{text}");
+        assert!(text.ends_with("\r\n\r\n"), "{text}");
+    }
+
+    #[test]
+    fn fields_that_would_split_the_response_are_dropped() {
+        let to = Answering { method: Method::Get, version: Version::Http11, keep_alive: true };
+        let mut resp = Response::text("ok").header("x-a", "1\r\nx-injected: 1");
+        resp.content_type = Some("text/plain\r\nx-injected: 2".into());
+        let mut out = Vec::new();
+        encode(&resp, to, &date_header(), &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains("x-injected"), "{text}");
+        assert!(text.ends_with("\r\n\r\nok"), "{text}");
+        // The cached common head and the general encoder write the same bytes.
+        let plain = Response::text("Hello");
+        let (mut fast, mut slow) = (Vec::new(), Vec::new());
+        encode(&plain, to, &date_header(), &mut fast);
+        encode(&plain, Answering { keep_alive: true, ..to }, &date_header(), &mut slow);
+        assert_eq!(fast, slow);
+        let mut general = plain.clone();
+        general.headers.push(("x-b".into(), b"2".as_slice().into()));
+        let mut g = Vec::new();
+        encode(&general, to, &date_header(), &mut g);
+        let g = String::from_utf8(g).unwrap().replace("x-b: 2\r\n", "");
+        assert_eq!(g.as_bytes(), &fast[..]);
+    }
+
+    #[test]
+    fn the_cached_head_follows_length_status_and_content_type() {
+        let to = Answering { method: Method::Get, version: Version::Http11, keep_alive: true };
+        let date = date_header();
+        let text = |resp: &Response| {
+            let mut out = Vec::new();
+            encode(resp, to, &date, &mut out);
+            String::from_utf8(out).unwrap()
+        };
+        assert!(text(&Response::text("abc")).ends_with("content-length: 3\r\n\r\nabc"));
+        assert!(text(&Response::text("abcd")).ends_with("content-length: 4\r\n\r\nabcd"));
+        assert!(text(&Response::text("abcd").with_status(StatusCode::CREATED)).starts_with("HTTP/1.1 201 Created\r\n"));
+        let owned = |t: &str| Response::text("x").header("content-type", t.to_owned());
+        assert!(text(&owned("text/a")).contains("content-type: text/a\r\n"));
+        assert!(text(&owned("text/b")).contains("content-type: text/b\r\n"));
+        assert!(text(&Response::text("x")).contains("content-type: text/plain"));
+    }
+
+    #[test]
+    fn framing_fields_set_by_the_caller_are_left_out() {
+        let mut out = Vec::new();
+        let to = Answering { method: Method::Get, version: Version::Http11, keep_alive: true };
+        let resp = Response::text("ab").header("Content-Length", "99").header("x-a", "1");
+        encode(&resp, to, &date_header(), &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains("99"), "{text}");
+        assert!(text.contains("x-a: 1\r\n"), "{text}");
+    }
+}
