@@ -44,9 +44,10 @@ pub(crate) fn process_exited(shard: &Rc<Shard>, slot: u32, reason: ExitReason) {
         }
         _ => log::debug!(target: "pinion", "{} {}: process ended: {}", shard.node.name, pid, reason),
     }
+    let relations = entry.relations.map(|r| *r).unwrap_or_default();
     {
         let mut timers = shard.timers.borrow_mut();
-        for call in &entry.calls {
+        for call in &relations.calls {
             if let Some(t) = call.timer {
                 timers.cancel(t);
             }
@@ -55,16 +56,16 @@ pub(crate) fn process_exited(shard: &Rc<Shard>, slot: u32, reason: ExitReason) {
     if let Some(waiter) = entry.init_waiter {
         waiter.respond(Err(SpawnError::InitFailed(reason.clone())));
     }
-    for linked in entry.links {
+    for linked in relations.links {
         let signal = Signal::Exit { from: pid, reason: reason.clone(), linked: true };
         route::signal(&shard.node, Some(shard), linked, pid, Kind::Signal(signal));
     }
-    for (reference, watcher) in entry.monitors {
+    for (reference, watcher) in relations.monitors {
         let signal = Signal::Down { reference, pid, reason: reason.clone() };
         route::signal(&shard.node, Some(shard), watcher, pid, Kind::Signal(signal));
     }
     // Undo what this process watched, so long-lived targets do not keep dead watchers.
-    for (target, monitor) in entry.watching {
+    for (target, monitor) in relations.watching {
         let kind = match monitor {
             Some(reference) => Kind::Demonitor { reference },
             None => Kind::Unlink { from: pid },
@@ -96,8 +97,9 @@ pub(crate) fn watch(shard: &Shard, watcher: Pid, target: Pid, monitor: Option<Mo
     if let Some(e) =
         shard.table.borrow_mut().get_mut(watcher.slot as usize).filter(|e| e.generation == watcher.generation)
     {
-        if !e.watching.contains(&(target, monitor)) {
-            e.watching.push((target, monitor));
+        let watching = &mut e.relations_mut().watching;
+        if !watching.contains(&(target, monitor)) {
+            watching.push((target, monitor));
         }
     }
 }
@@ -107,7 +109,9 @@ pub(crate) fn unwatch(shard: &Shard, watcher: Pid, target: Pid, monitor: Option<
     if let Some(e) =
         shard.table.borrow_mut().get_mut(watcher.slot as usize).filter(|e| e.generation == watcher.generation)
     {
-        e.watching.retain(|w| *w != (target, monitor));
+        if let Some(r) = e.relations.as_deref_mut() {
+            r.watching.retain(|w| *w != (target, monitor));
+        }
     }
 }
 
@@ -117,8 +121,9 @@ pub(crate) fn add_link(shard: &Rc<Shard>, slot: u32, generation: u32, from: Pid)
         let mut table = shard.table.borrow_mut();
         match table.get_mut(slot as usize).filter(|e| e.generation == generation) {
             Some(e) => {
-                if !e.links.contains(&from) {
-                    e.links.push(from);
+                let links = &mut e.relations_mut().links;
+                if !links.contains(&from) {
+                    links.push(from);
                 }
                 true
             }
@@ -134,7 +139,9 @@ pub(crate) fn add_link(shard: &Rc<Shard>, slot: u32, generation: u32, from: Pid)
 
 pub(crate) fn remove_link(shard: &Rc<Shard>, slot: u32, generation: u32, from: Pid) {
     if let Some(e) = shard.table.borrow_mut().get_mut(slot as usize).filter(|e| e.generation == generation) {
-        e.links.retain(|p| *p != from);
+        if let Some(r) = e.relations.as_deref_mut() {
+            r.links.retain(|p| *p != from);
+        }
     }
 }
 
@@ -144,7 +151,7 @@ pub(crate) fn add_monitor(shard: &Rc<Shard>, slot: u32, generation: u32, from: P
         let mut table = shard.table.borrow_mut();
         match table.get_mut(slot as usize).filter(|e| e.generation == generation) {
             Some(e) => {
-                e.monitors.push((reference, from));
+                e.relations_mut().monitors.push((reference, from));
                 true
             }
             None => false,
@@ -159,6 +166,8 @@ pub(crate) fn add_monitor(shard: &Rc<Shard>, slot: u32, generation: u32, from: P
 
 pub(crate) fn remove_monitor(shard: &Rc<Shard>, slot: u32, generation: u32, reference: MonitorRef) {
     if let Some(e) = shard.table.borrow_mut().get_mut(slot as usize).filter(|e| e.generation == generation) {
-        e.monitors.retain(|(r, _)| *r != reference);
+        if let Some(r) = e.relations.as_deref_mut() {
+            r.monitors.retain(|(m, _)| *m != reference);
+        }
     }
 }

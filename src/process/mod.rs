@@ -211,13 +211,9 @@ pub(crate) struct ProcessEntry {
     /// Main-lane messages the process took into its own batch, as of its last look at the
     /// mailbox (for introspection).
     pub(crate) batched: usize,
-    pub(crate) calls: Vec<PendingCall>,
-    /// Processes that linked to this one: they get its exit signal.
-    pub(crate) links: Vec<Pid>,
-    pub(crate) monitors: Vec<(MonitorRef, Pid)>,
-    /// What this process links to (`None`) or monitors: undone when it ends.
-    pub(crate) watching: Vec<(Pid, Option<MonitorRef>)>,
-    pub(crate) aliases: Vec<u64>,
+    /// Calls, links, monitors and aliases, boxed on first use: most processes have none, and
+    /// five empty vectors inline would cost 112 bytes more per process.
+    pub(crate) relations: Option<Box<Relations>>,
     pub(crate) name: Option<Box<str>>,
     pub(crate) init_waiter: Option<Responder<SpawnResult>>,
     /// Set for a pool worker: its pool hears when it ends, and its finished messages give back
@@ -227,7 +223,29 @@ pub(crate) struct ProcessEntry {
     pub(crate) retiring: bool,
 }
 
+/// What a process has to do with other processes (see `ProcessEntry::relations`).
+#[derive(Default)]
+pub(crate) struct Relations {
+    pub(crate) calls: Vec<PendingCall>,
+    /// Processes that linked to this one: they get its exit signal.
+    pub(crate) links: Vec<Pid>,
+    pub(crate) monitors: Vec<(MonitorRef, Pid)>,
+    /// What this process links to (`None`) or monitors: undone when it ends.
+    pub(crate) watching: Vec<(Pid, Option<MonitorRef>)>,
+    pub(crate) aliases: Vec<u64>,
+}
+
 impl ProcessEntry {
+    /// Its relations, if it ever had any.
+    pub(crate) fn relations(&self) -> Option<&Relations> {
+        self.relations.as_deref()
+    }
+
+    /// Its relations, boxed now if it had none.
+    pub(crate) fn relations_mut(&mut self) -> &mut Relations {
+        self.relations.get_or_insert_with(Box::default)
+    }
+
     pub(crate) fn new(generation: u32, capacity: u32, trap_exit: bool) -> Self {
         ProcessEntry {
             generation,
@@ -241,11 +259,7 @@ impl ProcessEntry {
             trap_exit,
             capacity,
             batched: 0,
-            calls: Vec::new(),
-            links: Vec::new(),
-            monitors: Vec::new(),
-            watching: Vec::new(),
-            aliases: Vec::new(),
+            relations: None,
             name: None,
             init_waiter: None,
             pool: None,

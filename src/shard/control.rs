@@ -203,8 +203,8 @@ impl Shard {
             reserved: self.remote().table.get(slot).map_or(0, |r| r.reserved()),
             mailbox: e.capacity,
             processed: self.remote().table.get(slot).map_or(0, |r| r.processed()),
-            links: e.links.len(),
-            monitors: e.monitors.len(),
+            links: e.relations().map_or(0, |r| r.links.len()),
+            monitors: e.relations().map_or(0, |r| r.monitors.len()),
             trap_exit: e.trap_exit,
         })
     }
@@ -237,10 +237,13 @@ impl Shard {
         match action {
             TimerAction::CallTimeout { slot, generation, reference } => {
                 let mut table = self.table.borrow_mut();
-                let call = table
-                    .get_mut(slot as usize)
-                    .filter(|e| e.generation == generation)
-                    .and_then(|e| e.calls.iter_mut().find(|c| c.reference == reference && c.result.is_none()));
+                let call = table.get_mut(slot as usize).filter(|e| e.generation == generation).and_then(|e| {
+                    e.relations
+                        .as_deref_mut()?
+                        .calls
+                        .iter_mut()
+                        .find(|c| c.reference == reference && c.result.is_none())
+                });
                 if let Some(call) = call {
                     call.result = Some(Err(CallError::Timeout));
                     call.timer = None;

@@ -245,7 +245,7 @@ impl Shard {
             }
             return;
         };
-        if alias.is_some_and(|id| !e.aliases.contains(&id)) {
+        if alias.is_some_and(|id| !e.relations().is_some_and(|r| r.aliases.contains(&id))) {
             let pool = e.pool.as_ref().map(|m| m.pool.clone());
             drop(table);
             self.release(slot, generation);
@@ -323,10 +323,9 @@ impl Shard {
 
     pub(crate) fn deliver_reply(&self, slot: u32, generation: u32, reference: u64, result: CallResult) {
         let mut table = self.table.borrow_mut();
-        let waiting = table
-            .get_mut(slot as usize)
-            .filter(|e| e.generation == generation)
-            .and_then(|e| e.calls.iter_mut().find(|c| c.reference == reference && c.result.is_none()));
+        let waiting = table.get_mut(slot as usize).filter(|e| e.generation == generation).and_then(|e| {
+            e.relations.as_deref_mut()?.calls.iter_mut().find(|c| c.reference == reference && c.result.is_none())
+        });
         match waiting {
             Some(call) => {
                 call.result = Some(result);
@@ -416,7 +415,7 @@ impl Shard {
     pub(crate) fn create_alias(&self, pid: Pid) -> Alias {
         let id = self.next_ref();
         if let Some(e) = self.table.borrow_mut().get_mut(pid.slot as usize) {
-            e.aliases.push(id);
+            e.relations_mut().aliases.push(id);
         }
         Alias { owner: pid, id }
     }
@@ -426,9 +425,10 @@ impl Shard {
         let Some(e) = table.get_mut(pid.slot as usize).filter(|e| e.generation == pid.generation) else {
             return false;
         };
-        match e.aliases.iter().position(|a| *a == id) {
+        let Some(aliases) = e.relations.as_deref_mut().map(|r| &mut r.aliases) else { return false };
+        match aliases.iter().position(|a| *a == id) {
             Some(i) => {
-                e.aliases.swap_remove(i);
+                aliases.swap_remove(i);
                 true
             }
             None => false,
@@ -437,7 +437,10 @@ impl Shard {
 
     /// True if `id` is a live alias of the process in `slot`.
     pub(crate) fn has_alias(&self, slot: u32, generation: u32, id: u64) -> bool {
-        self.table.borrow().get(slot as usize).is_some_and(|e| e.generation == generation && e.aliases.contains(&id))
+        self.table
+            .borrow()
+            .get(slot as usize)
+            .is_some_and(|e| e.generation == generation && e.relations().is_some_and(|r| r.aliases.contains(&id)))
     }
 }
 
