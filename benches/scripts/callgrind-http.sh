@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Instructions per HTTP request of a server, counted by callgrind (independent of machine load):
+# the server runs under valgrind on 127.0.0.1, wrk loads it for DURATION seconds (pipelined 16
+# deep by default, or keep-alive with MODE=ka), then the profile is dumped and divided by the
+# requests wrk completed. The count includes the server's idle turns: read it as ±2 %.
+#
+#   benches/scripts/callgrind-http.sh 'target/release/examples/hello --port {port} --cores 1'
+#   benches/scripts/callgrind-http.sh '../shared/bench/peers/target/release/may_minihttp {port}'
+#   MODE=ka benches/scripts/callgrind-http.sh 'target/release/examples/hello --port {port} --cores 1 --plain'
+#
+# Environment: PORT (default 18290), DURATION (10), MODE (pipe | ka), OUT (profile path prefix,
+# default a temporary file; `callgrind_annotate OUT.1` shows where the instructions go).
+set -euo pipefail
+[ $# -eq 1 ] || { echo "usage: $0 'SERVER COMMAND with {port}'" >&2; exit 2; }
+for tool in valgrind callgrind_control callgrind_annotate wrk; do
+    command -v "$tool" >/dev/null || { echo "$tool is missing: apt-get install valgrind wrk" >&2; exit 1; }
+done
+PORT=${PORT:-18290}
+DURATION=${DURATION:-10}
+MODE=${MODE:-pipe}
+OUT=${OUT:-$(mktemp -u /tmp/callgrind-http.XXXXXX)}
+HERE=$(cd "$(dirname "$0")" && pwd)
+LUA="$HERE/../../../shared/bench/pipeline.lua"
+CMD=${1//\{port\}/$PORT}
+LOG=$(mktemp)
+
+# shellcheck disable=SC2086 # the command is split into words on purpose
+valgrind --tool=callgrind --callgrind-out-file="$OUT" $CMD >"$LOG" 2>&1 &
+VG=$!
+trap 'kill "$VG" 2>/dev/null || true; rm -f "$LOG"' EXIT
+for _ in $(seq 1 60); do
+    curl -s -o /dev/null "http://127.0.0.1:$PORT/plaintext" && break
+    sleep 0.5
+done
+case "$MODE" in
+    pipe) REQ=$(wrk -t1 -c16 -d"${DURATION}s" -s "$LUA" "http://127.0.0.1:$PORT/plaintext" -- 16 | awk '/requests in/ {print $1}') ;;
+    ka) REQ=$(wrk -t1 -c64 -d"${DURATION}s" "http://127.0.0.1:$PORT/plaintext" | awk '/requests in/ {print $1}') ;;
+    *) echo "MODE is pipe or ka" >&2; exit 2 ;;
+esac
+callgrind_control -d "$VG" >/dev/null 2>&1
+sleep 1
+kill "$VG"
+wait "$VG" 2>/dev/null || true
+TOTAL=0
+for f in "$OUT".*; do
+    n=$(callgrind_annotate "$f" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
+    TOTAL=$((TOTAL + n))
+done
+echo "mode=$MODE requests=$REQ instructions=$TOTAL per_request=$((TOTAL / REQ)) profile=$OUT.1"
