@@ -32,8 +32,7 @@ impl Context {
                 return Poll::Ready(Some(reason));
             }
             // Not there yet: let the next delivery (or the timer) schedule this process.
-            let timed_out =
-                e.relations().is_some_and(|r| r.calls.iter().any(|c| c.reference == timer && c.result.is_some()));
+            let timed_out = e.calls.iter().any(|c| c.reference == timer && c.result.is_some());
             e.awaiting_mail = !timed_out;
             if timed_out { Poll::Ready(None) } else { Poll::Pending }
         })
@@ -46,7 +45,7 @@ impl Context {
             self.shard.timers.borrow_mut().insert(d, action)
         });
         if let Some(e) = self.shard.table.borrow_mut().get_mut(self.pid.slot as usize) {
-            e.relations_mut().calls.push(PendingCall { reference, result: None, timer });
+            e.calls.push(PendingCall { reference, result: None, timer });
         }
     }
 
@@ -56,9 +55,8 @@ impl Context {
         let call = {
             let mut table = self.shard.table.borrow_mut();
             let e = table.get_mut(self.pid.slot as usize)?;
-            let calls = &mut e.relations.as_deref_mut()?.calls;
-            let i = calls.iter().position(|c| c.reference == reference)?;
-            calls.swap_remove(i)
+            let i = e.calls.iter().position(|c| c.reference == reference)?;
+            e.calls.swap_remove(i)
         };
         if let Some(t) = call.timer {
             self.shard.timers.borrow_mut().cancel(t);
@@ -96,7 +94,7 @@ impl Future for WaitReply<'_> {
         {
             let table = ctx.shard.table.borrow();
             let Some(e) = table.get(ctx.pid.slot as usize) else { return Poll::Ready(Err(CallError::Stopped)) };
-            match e.relations().and_then(|r| r.calls.iter().find(|c| c.reference == reference)) {
+            match e.calls.iter().find(|c| c.reference == reference) {
                 None => return Poll::Ready(Err(CallError::NoReply)),
                 Some(c) if c.result.is_none() => return Poll::Pending,
                 Some(_) => {}

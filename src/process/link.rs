@@ -47,7 +47,7 @@ pub(crate) fn process_exited(shard: &Rc<Shard>, slot: u32, reason: ExitReason) {
     let relations = entry.relations.map(|r| *r).unwrap_or_default();
     {
         let mut timers = shard.timers.borrow_mut();
-        for call in &relations.calls {
+        for call in &entry.calls {
             if let Some(t) = call.timer {
                 timers.cancel(t);
             }

@@ -211,8 +211,10 @@ pub(crate) struct ProcessEntry {
     /// Main-lane messages the process took into its own batch, as of its last look at the
     /// mailbox (for introspection).
     pub(crate) batched: usize,
-    /// Calls, links, monitors and aliases, boxed on first use: most processes have none, and
-    /// five empty vectors inline would cost 112 bytes more per process.
+    /// Its outstanding calls (inline: a process that calls, calls often).
+    pub(crate) calls: Vec<PendingCall>,
+    /// Links, monitors and aliases, boxed on first use: most processes have none, and four
+    /// empty vectors inline would cost 88 bytes more per process.
     pub(crate) relations: Option<Box<Relations>>,
     pub(crate) name: Option<Box<str>>,
     pub(crate) init_waiter: Option<Responder<SpawnResult>>,
@@ -226,7 +228,6 @@ pub(crate) struct ProcessEntry {
 /// What a process has to do with other processes (see `ProcessEntry::relations`).
 #[derive(Default)]
 pub(crate) struct Relations {
-    pub(crate) calls: Vec<PendingCall>,
     /// Processes that linked to this one: they get its exit signal.
     pub(crate) links: Vec<Pid>,
     pub(crate) monitors: Vec<(MonitorRef, Pid)>,
@@ -259,6 +260,7 @@ impl ProcessEntry {
             trap_exit,
             capacity,
             batched: 0,
+            calls: Vec::new(),
             relations: None,
             name: None,
             init_waiter: None,

@@ -237,13 +237,10 @@ impl Shard {
         match action {
             TimerAction::CallTimeout { slot, generation, reference } => {
                 let mut table = self.table.borrow_mut();
-                let call = table.get_mut(slot as usize).filter(|e| e.generation == generation).and_then(|e| {
-                    e.relations
-                        .as_deref_mut()?
-                        .calls
-                        .iter_mut()
-                        .find(|c| c.reference == reference && c.result.is_none())
-                });
+                let call = table
+                    .get_mut(slot as usize)
+                    .filter(|e| e.generation == generation)
+                    .and_then(|e| e.calls.iter_mut().find(|c| c.reference == reference && c.result.is_none()));
                 if let Some(call) = call {
                     call.result = Some(Err(CallError::Timeout));
                     call.timer = None;

@@ -323,9 +323,10 @@ impl Shard {
 
     pub(crate) fn deliver_reply(&self, slot: u32, generation: u32, reference: u64, result: CallResult) {
         let mut table = self.table.borrow_mut();
-        let waiting = table.get_mut(slot as usize).filter(|e| e.generation == generation).and_then(|e| {
-            e.relations.as_deref_mut()?.calls.iter_mut().find(|c| c.reference == reference && c.result.is_none())
-        });
+        let waiting = table
+            .get_mut(slot as usize)
+            .filter(|e| e.generation == generation)
+            .and_then(|e| e.calls.iter_mut().find(|c| c.reference == reference && c.result.is_none()));
         match waiting {
             Some(call) => {
                 call.result = Some(result);
