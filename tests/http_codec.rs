@@ -3,39 +3,11 @@
 //! way each time. The handler echoes method, target, body length and body (and path and
 //! trailers in fields), so the framing is visible end to end.
 
-use std::io::{self, Read, Write};
-
 use pinion::http::{HttpLimits, Request, Response, StatusCode, serve_blocking};
 
-/// A client connection in memory: hands out `input` in reads of at most `step` bytes that
-/// never cross a cut, and collects everything the server writes.
-struct Wire<'a> {
-    input: &'a [u8],
-    pos: usize,
-    cuts: &'a [usize],
-    step: usize,
-    out: Vec<u8>,
-}
+mod support;
 
-impl Read for Wire<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let stop = self.cuts.iter().copied().find(|&c| c > self.pos).unwrap_or(self.input.len());
-        let n = (stop.min(self.input.len()) - self.pos).min(self.step).min(buf.len());
-        buf[..n].copy_from_slice(&self.input[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
-    }
-}
-
-impl Write for Wire<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.out.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
+use support::wire::Wire;
 
 /// Echoes `METHOD target body-len|body`, with the path and the trailers in fields.
 fn echo(req: &Request) -> Response {
@@ -547,7 +519,7 @@ fn http10_keep_alive_stays_open() {
 #[test]
 fn head_response_has_get_length_but_no_body() {
     let serve_fixed = |input: &[u8]| {
-        let mut wire = Wire { input, pos: 0, cuts: &[], step: usize::MAX, out: Vec::new() };
+        let mut wire = Wire::new(input);
         serve_blocking(&mut wire, &limits(), |_| Response::text("hello world")).expect("in-memory I/O");
         undated(&String::from_utf8(wire.out).expect("ASCII"))
     };

@@ -12,35 +12,12 @@
 //! refuses nor read a head differently (that is how request smuggling starts).
 
 use std::cell::RefCell;
-use std::io::{self, Read, Write};
 
 use pinion::http::{HttpLimits, Request, Response, serve_blocking};
 
-/// Hands out `input` in one read, collects what the server writes.
-struct Wire<'a> {
-    input: &'a [u8],
-    pos: usize,
-    out: Vec<u8>,
-}
+mod support;
 
-impl Read for Wire<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = (self.input.len() - self.pos).min(buf.len());
-        buf[..n].copy_from_slice(&self.input[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
-    }
-}
-
-impl Write for Wire<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.out.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
+use support::wire::Wire;
 
 /// What a handler saw of a request: method, target, minor version, fields (names lowercased).
 #[derive(Debug, PartialEq, Eq)]
@@ -82,7 +59,7 @@ fn seen_by_httparse(head: &[u8]) -> Result<Option<(Seen, usize)>, httparse::Erro
 /// The server's answer to `input`: what the handler saw of each request, and the bytes written.
 fn serve(input: &[u8]) -> (Vec<Seen>, Vec<u8>) {
     let seen = RefCell::new(Vec::new());
-    let mut wire = Wire { input, pos: 0, out: Vec::new() };
+    let mut wire = Wire::new(input);
     serve_blocking(&mut wire, &HttpLimits::default(), |req| {
         seen.borrow_mut().push(seen_by_server(req));
         Response::text("ok")

@@ -12,6 +12,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
+pub mod wire;
+
 use pinion::{Actor, Context, Cores, Down, ExitReason, ExitSignal, Message, Node, NodeOptions, Pid, Reply, SendError};
 
 /// Timeout of calls made by the tests: generous, only there so that a bug fails instead of
