@@ -46,13 +46,7 @@ pub(crate) fn parse(buf: &[u8], limits: &HttpLimits, req: &mut Request) -> Resul
     let scanned = scan::scan(input, max_headers, req)
         .and_then(|s| Some((s.len, Method::from_bytes(s.method), std::str::from_utf8(s.target).ok()?, s.minor)));
     let (len, known, version) = match scanned {
-        Some((len, known, target, minor)) => {
-            let version = if minor == 0 { Version::Http10 } else { Version::Http11 };
-            req.set_line(known.unwrap_or(Method::Get), version);
-            check_target(known, target.as_bytes())?;
-            req.set_target(target);
-            (len, known, version)
-        }
+        Some((len, known, target, minor)) => (len, known, set_line(req, known, target, minor)?),
         None => match parse_line(buf, input, uri_over, limits, max_headers, req)? {
             Some(line) => line,
             None => return Ok(None),
@@ -172,16 +166,22 @@ fn parse_line(
         return Err(HttpError::bad("malformed request line"));
     };
     debug_assert!(len <= limits.max_head_bytes && target.len() <= limits.max_uri_bytes);
-    let version = if minor == 0 { Version::Http10 } else { Version::Http11 };
     let known = Method::from_token(method);
     req.clear();
-    req.set_line(known.unwrap_or(Method::Get), version);
-    check_target(known, target.as_bytes())?;
-    req.set_target(target);
+    let version = set_line(req, known, target, minor)?;
     for h in parsed.headers.iter() {
         req.push_header(h.name.as_bytes(), h.value);
     }
     Ok(Some((len, known, version)))
+}
+
+/// Records the request line (whichever parser read it) once its target passed the form checks.
+fn set_line(req: &mut Request, known: Option<Method>, target: &str, minor: u8) -> Result<Version, HttpError> {
+    let version = if minor == 0 { Version::Http10 } else { Version::Http11 };
+    req.set_line(known.unwrap_or(Method::Get), version);
+    check_target(known, target.as_bytes())?;
+    req.set_target(target);
+    Ok(version)
 }
 
 /// Where the request-target in `buf` passes `max_uri` bytes: the index of its first byte over

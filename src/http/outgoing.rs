@@ -146,10 +146,8 @@ impl Outgoing {
             if self.continue_for == Some(self.head_seq) {
                 self.continue_for = None;
             }
-            let date = *self.date.get_or_insert_with(encode::date_header);
-            let keep_alive = encode::encode(&resp, answering(meta), &date, &mut self.out);
             self.close_given |= !meta.keep_alive;
-            self.finish_slot(keep_alive);
+            self.encode_front(meta, &resp);
             return true;
         }
         *slot = if matches!(resp.body, Body::Streamed) && meta.method != Method::Head && !resp.status.bodiless() {
@@ -268,9 +266,7 @@ impl Outgoing {
                 Some(Slot::Ready { .. }) => {
                     let Some(Slot::Ready { meta, resp }) = self.slots.pop_front() else { return };
                     self.ready_bytes -= resp.body_bytes().len();
-                    let date = *self.date.get_or_insert_with(encode::date_header);
-                    let keep_alive = encode::encode(&resp, answering(meta), &date, &mut self.out);
-                    self.finish_slot(keep_alive);
+                    self.encode_front(meta, &resp);
                 }
                 Some(Slot::Streaming { pending, finished, keep_alive, .. }) => {
                     self.out.append(pending);
@@ -284,6 +280,14 @@ impl Outgoing {
                 _ => return,
             }
         }
+    }
+
+    /// Encodes the response to the request at the head of the line (its slot already taken
+    /// out) with the `Date` shared until the next write, and moves the line on.
+    fn encode_front(&mut self, meta: RequestMeta, resp: &Response) {
+        let date = *self.date.get_or_insert_with(encode::date_header);
+        let keep_alive = encode::encode(resp, answering(meta), &date, &mut self.out);
+        self.finish_slot(keep_alive);
     }
 
     fn finish_slot(&mut self, keep_alive: bool) {
