@@ -104,8 +104,9 @@ pub(crate) fn encode(resp: &Response, to: Answering, date: &Date, out: &mut Vec<
 }
 
 /// The shape most responses have: a keep-alive HTTP/1.1 answer with a held body, a content
-/// type and no other fields. Its head up to `content-length: ` is the same from one response
-/// to the next within a second, so it is kept per thread and copied in one piece.
+/// type and no other fields. Its whole head is the same from one response to the next with the
+/// same status, content type and body length within a second, so it is kept per thread and
+/// copied in one piece.
 fn common(resp: &Response, to: Answering) -> bool {
     to.keep_alive
         && to.version == Version::Http11
