@@ -98,20 +98,37 @@ impl std::fmt::Debug for Shard {
 }
 
 thread_local! {
-    static CURRENT: RefCell<Option<Rc<Shard>>> = const { RefCell::new(None) };
+    /// The shard this thread runs: the `Rc` that `run` holds, while a [`CurrentGuard`] lives.
+    /// A raw pointer in a `Cell` (const-initialized, nothing to drop) makes reading it one
+    /// thread-local load: a `RefCell<Option<Rc<Shard>>>` needed its lazy-registration state
+    /// checked and a borrow counted on every request's way in and out.
+    static CURRENT: Cell<*const Rc<Shard>> = const { Cell::new(std::ptr::null()) };
 }
 
 /// Runs `f` with the shard this thread runs, if any.
+#[inline]
 pub(crate) fn with_current<R>(f: impl FnOnce(Option<&Rc<Shard>>) -> R) -> R {
-    let mut f = Some(f);
-    // A shared borrow for the duration of `f` (nested calls share it; only the shard thread's
-    // start and end write the slot). After thread-local destruction: no shard.
-    match CURRENT.try_with(|c| f.take().map(|f| f(c.borrow().as_ref()))) {
-        Ok(Some(r)) => r,
-        _ => match f.take() {
-            Some(f) => f(None),
-            None => unreachable!("with_current: the closure ran but returned nothing"),
-        },
+    let current = CURRENT.with(Cell::get);
+    // SAFETY: the pointer is non-null only while the `CurrentGuard` made in `run` lives; it
+    // points at `run`'s own `Rc<Shard>`, declared before the guard (so dropped after it, on
+    // unwinding too) and never moved, on this same thread. Only shared references are made.
+    f(unsafe { current.as_ref() })
+}
+
+/// Publishes a shard as this thread's current one; unpublishes it when dropped (unwinding
+/// included).
+struct CurrentGuard;
+
+impl CurrentGuard {
+    fn set(shard: &Rc<Shard>) -> CurrentGuard {
+        CURRENT.with(|c| c.set(shard));
+        CurrentGuard
+    }
+}
+
+impl Drop for CurrentGuard {
+    fn drop(&mut self) {
+        CURRENT.with(|c| c.set(std::ptr::null()));
     }
 }
 
@@ -496,7 +513,7 @@ pub(crate) fn run(node: Arc<NodeShared>, id: ShardId, mut reactor: reactor::Reac
         Err(e) => panic!("shard {}: cannot clone the poll registry: {e}", id.0),
     };
     let shard = Shard::new(id, node, registry);
-    CURRENT.with(|c| *c.borrow_mut() = Some(shard.clone()));
+    let current = CurrentGuard::set(&shard);
     let mut fired = Vec::new();
     // When the inbox last delivered something (see `worth_spinning`).
     let mut last_inbox = Instant::now();
@@ -538,7 +555,7 @@ pub(crate) fn run(node: Arc<NodeShared>, id: ShardId, mut reactor: reactor::Reac
     // Listeners and connections close with their sockets.
     let sources = std::mem::take(&mut *shard.io.borrow_mut());
     drop(sources);
-    CURRENT.with(|c| *c.borrow_mut() = None);
+    drop(current);
     // Whatever still arrives is dropped (by us, or by its producer once it sees `closed`);
     // dropped responders answer their waiters.
     shard.remote().closed.store(true, std::sync::atomic::Ordering::SeqCst);
