@@ -278,7 +278,9 @@ fn late_reply_to_process_caller(name: &str, shards: usize) {
     assert!(matches!(second, Event::Called { result: Ok(222), .. }), "the second call got {second:?}");
     wait_until("the late reply is counted", || h.late_replies() == 1);
     let infos = h.inspect().unwrap();
-    assert_eq!(infos[caller.shard().0 as usize].late_replies, 1, "counted on the caller's shard: {infos:?}");
+    // Counted where it was found late: on the replier's shard, which knows the caller's
+    // deadline (the reply was sent after it).
+    assert_eq!(infos[callee.shard().0 as usize].late_replies, 1, "counted on the replier's shard: {infos:?}");
     assert_eq!(infos.iter().map(|s| s.late_replies).sum::<u64>(), 1);
     // A third call from the same caller still gets its own reply.
     assert_eq!(call_via(&h, caller, callee, 333u64, WAIT), Ok(333));
@@ -318,20 +320,39 @@ fn reply_token_late_from_foreign_thread_counted_for_handle_and_process_callers()
     node.stop();
 }
 
-#[test]
-#[ignore = "known gap (documented on ReplyToken::reply): for a caller that is a process the \
-            reply travels to the caller's shard, so reply() cannot know it is late and returns \
-            true; the late reply is dropped and counted there (tested elsewhere)"]
-fn reply_token_late_to_process_caller_reply_returns_false() {
-    let node = start("actor-late-proc-flag", 1);
+fn reply_token_late_to_process_caller(name: &str, shards: usize) {
+    let node = start(name, shards);
     let h = node.handle();
     let (caller, _crx) = probe(&h, 0);
-    let (callee, rx) = probe(&h, 0);
-    assert_eq!(call_via(&h, caller, callee, Cmd::Hold(1), SHORT), Err(CallError::Timeout));
+    let (callee, rx) = probe(&h, other(shards));
+    let late = h.late_replies();
+    // On time: true, and the caller gets it.
+    let waiting = {
+        let h = h.clone();
+        std::thread::spawn(move || call_via(&h, caller, callee, Cmd::Hold(1), WAIT))
+    };
+    expect(&rx, "call 1 held", |e| matches!(e, Event::Held { n: 1, .. }));
     h.send(callee, Cmd::Release).unwrap();
-    let (_, e) = expect(&rx, "late reply sent", |e| matches!(e, Event::Replied { n: 1, .. }));
+    let (_, e) = expect(&rx, "reply 1 sent", |e| matches!(e, Event::Replied { n: 1, .. }));
+    assert!(matches!(e, Event::Replied { delivered: true, .. }), "{e:?}");
+    assert_eq!(waiting.join().unwrap(), Ok(1));
+    // After the caller gave up: false, and counted as late.
+    assert_eq!(call_via(&h, caller, callee, Cmd::Hold(2), SHORT), Err(CallError::Timeout));
+    h.send(callee, Cmd::Release).unwrap();
+    let (_, e) = expect(&rx, "late reply 2 sent", |e| matches!(e, Event::Replied { n: 2, .. }));
     assert!(matches!(e, Event::Replied { delivered: false, .. }), "{e:?}");
+    assert_eq!(h.late_replies(), late + 1, "the late reply is counted once");
     node.stop();
+}
+
+#[test]
+fn reply_token_late_to_process_caller_same_shard_reply_returns_false() {
+    reply_token_late_to_process_caller("actor-late-proc-flag-1", 1);
+}
+
+#[test]
+fn reply_token_late_to_process_caller_cross_shard_reply_returns_false() {
+    reply_token_late_to_process_caller("actor-late-proc-flag-2", 2);
 }
 
 fn timeout_bounds(name: &str, shards: usize) {
@@ -610,18 +631,25 @@ fn alias_cross_shard_deleted_message_not_delivered_call_unknown_alias() {
     expect(&rx, "message through the alias", is_msg(owner, 5));
     assert_eq!(call_via(&h, sender, alias, 6u64, WAIT), Ok(6));
 
-    let deleted: bool = ask(&h, owner, Cmd::DeleteAlias(alias));
-    assert!(deleted);
+    // Accepted while the alias is live, then deleted before its shard delivers them: the
+    // owner blocks its shard, deletes the alias, and only then does the shard read its inbox.
     let dead_letters = inspect_sum(&h, |s| s.dead_letters);
-    // Calls learn it (at delivery at the latest).
+    let blocker = {
+        let h = h.clone();
+        std::thread::spawn(move || {
+            let deleted: bool =
+                ask(&h, owner, Cmd::Seq(vec![Cmd::Block(Duration::from_millis(300)), Cmd::DeleteAlias(alias)]));
+            deleted
+        })
+    };
+    expect(&rx, "the owner blocking its shard", |e| matches!(e, Event::Blocking { .. }));
+    let sent: Result<(), SendError<u64>> = ask(&h, sender, Cmd::Send { to: alias.into(), n: 9 });
+    assert!(sent.is_ok(), "{sent:?}");
+    assert!(h.send(alias, 10u64).is_ok());
+    assert!(blocker.join().unwrap(), "the alias was live until the owner deleted it");
+    // Deleted now: refused at once, from any shard or thread.
     assert_eq!(call_via(&h, sender, alias, 7u64, WAIT), Err(CallError::UnknownAlias));
     assert_eq!(call_u64(&h, alias, 8u64), Err(CallError::UnknownAlias));
-    // A send may be accepted (the deletion is only known on the owner's shard), but the message
-    // never reaches the owner: it is dead-lettered.
-    let sent: Result<(), SendError<u64>> = ask(&h, sender, Cmd::Send { to: alias.into(), n: 9 });
-    assert!(matches!(sent, Ok(()) | Err(SendError::UnknownAlias(9))), "{sent:?}");
-    let sent = h.send(alias, 10u64);
-    assert!(matches!(sent, Ok(()) | Err(SendError::UnknownAlias(10))), "{sent:?}");
     // Markers in the same lanes, after the alias sends: FIFO per pair makes them arrive last.
     let marker: Result<(), SendError<u64>> = ask(&h, sender, Cmd::Send { to: owner.into(), n: 100 });
     assert!(marker.is_ok());
@@ -632,14 +660,11 @@ fn alias_cross_shard_deleted_message_not_delivered_call_unknown_alias() {
     let (s2, _) = expect(&rx, "the other marker", is_msg(owner, other));
     let leaked: Vec<_> = s1.iter().chain(&s2).filter(|e| matches!(e, Event::Msg { n: 9 | 10, .. })).collect();
     assert!(leaked.is_empty(), "messages through a deleted alias were delivered: {leaked:?}");
-    assert!(inspect_sum(&h, |s| s.dead_letters) >= dead_letters + 2, "the refused messages are dead letters");
+    assert!(inspect_sum(&h, |s| s.dead_letters) >= dead_letters + 2, "the undeliverable messages are dead letters");
     node.stop();
 }
 
 #[test]
-#[ignore = "known gap (documented on Alias): alias deletion is known only on the owner's shard, \
-            so a send from another shard or a NodeHandle to a deleted alias of a live process \
-            returns Ok(()) and the message is dead-lettered at delivery (calls get UnknownAlias)"]
 fn alias_cross_shard_deleted_send_returns_unknown_alias() {
     let node = start("actor-alias-cross-doc", 2);
     let h = node.handle();

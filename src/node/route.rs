@@ -7,6 +7,7 @@
 
 use std::any::Any;
 use std::rc::Rc;
+use std::time::Instant;
 
 use crate::error::{SendError, SpawnError};
 use crate::node::{NodeShared, registry};
@@ -146,10 +147,9 @@ fn send_general<M: Any + Send>(
         return refuse(gone(msg), reply);
     };
     let local = here.filter(|s| s.id == pid.shard);
-    if let (Some(id), Some(shard)) = (alias, local) {
-        if !shard.has_alias(pid.slot, pid.generation, id) {
-            return refuse(SendError::UnknownAlias(msg), reply);
-        }
+    // The alias list is shared: a deletion is seen at once from every shard and thread.
+    if alias.is_some_and(|id| !reservation.has_alias(pid.generation, id)) {
+        return refuse(gone(msg), reply);
     }
     match reservation.try_reserve(pid.generation) {
         Ok(()) => {}
@@ -253,9 +253,30 @@ pub(crate) fn run_on(node: NodeId, shard: ShardId, task: crate::shard::ShardTask
 }
 
 /// Delivers the answer of a call (or spawn) to the process waiting for it, from any thread.
-pub(crate) fn reply(to: Pid, reference: u64, result: CallResult) {
-    let env = Envelope { slot: to.slot, generation: to.generation, kind: Kind::Reply { reference, result } };
-    deliver_to(to.node, to.shard, env);
+///
+/// Returns whether the caller can still take it: exactly, when it is a process on this shard
+/// (delivered here and now); by its deadline otherwise (a reply past it is dropped here and
+/// counted as late — the caller's timer fires at that deadline).
+pub(crate) fn reply(to: Pid, reference: u64, deadline: Option<Instant>, result: CallResult) -> bool {
+    with_current(|current| {
+        let here = current.filter(|s| s.node.id == to.node);
+        if let Some(s) = here.filter(|s| s.id == to.shard) {
+            return s.deliver_reply(to.slot, to.generation, reference, result);
+        }
+        if deadline.is_some_and(|d| current.map_or_else(Instant::now, |s| s.now()) >= d) {
+            // Off the shard threads the token counts it (`ReplyToken::reply`).
+            if let Some(s) = current {
+                s.late_reply();
+            }
+            return false;
+        }
+        let env = Envelope { slot: to.slot, generation: to.generation, kind: Kind::Reply { reference, result } };
+        match here {
+            Some(s) => s.node.push(to.shard, s.id.index(), env),
+            None => deliver_to(to.node, to.shard, env),
+        }
+        true
+    })
 }
 
 /// Schedules the process in `slot` (a `Waker` fired), from any thread.

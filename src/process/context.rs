@@ -121,10 +121,12 @@ impl ReplyToken {
         self.responder
     }
 
-    /// Answers the call. Returns false when the caller is known to have given up: a caller
-    /// outside the runtime whose timeout passed. For a caller that is a process the answer
-    /// travels to its shard and returns true; if that caller timed out meanwhile, the reply is
-    /// dropped there and counted as late (`NodeHandle::late_replies`).
+    /// Answers the call. Returns false when the caller has given up (its timeout passed): the
+    /// reply is then dropped and counted as late (`NodeHandle::late_replies`), never handed to
+    /// a later call. Exact for a caller outside the runtime and for a process on this shard.
+    /// For a process on another shard, false once its deadline has passed; a reply sent in the
+    /// last moments before it may still arrive after the caller's timer fired, and is then
+    /// dropped and counted there although this returned true.
     pub fn reply<M: Any + Send>(self, msg: M) -> bool {
         let on_shard = crate::shard::with_current(|s| s.is_some());
         let delivered = self.responder.respond(Ok(crate::process::envelope::into_message(msg)));
@@ -208,7 +210,7 @@ impl Context {
         self.pending(reference, Some(deadline));
         // Created first: dropped unanswered (on the error return too), it forgets the call.
         let reply = self.wait_reply(reference);
-        let responder = Responder::process(self.pid, reference);
+        let responder = Responder::process(self.pid, reference, Some(deadline));
         route::send(&self.shard.node, Some(&self.shard), self.pid, to, req, Priority::Main, Some(responder))?;
         reply.await
     }
@@ -269,7 +271,7 @@ impl Context {
         let reference = self.shard.next_ref();
         self.pending(reference, None);
         let reply = self.wait_reply(reference);
-        let request = make(Responder::process(self.pid, reference));
+        let request = make(Responder::process(self.pid, reference, None));
         route::spawn(&self.shard.node, Some(&self.shard), shard, request)?;
         match reply.await {
             Ok(m) => match m.downcast::<SpawnResult>() {

@@ -95,7 +95,12 @@ pub(crate) struct Responder<T: Answer> {
 }
 
 pub(crate) enum ResponderTo<T> {
-    Process { pid: Pid, reference: u64 },
+    /// A process waiting in `call` (until `deadline`, if it has one).
+    Process {
+        pid: Pid,
+        reference: u64,
+        deadline: Option<Instant>,
+    },
     External(Arc<Slot<T>>),
 }
 
@@ -115,8 +120,8 @@ impl Answer for CallResult {
 }
 
 impl<T: Answer> Responder<T> {
-    pub(crate) fn process(pid: Pid, reference: u64) -> Self {
-        Responder { inner: Some(ResponderTo::Process { pid, reference }) }
+    pub(crate) fn process(pid: Pid, reference: u64, deadline: Option<Instant>) -> Self {
+        Responder { inner: Some(ResponderTo::Process { pid, reference, deadline }) }
     }
     pub(crate) fn external(slot: Arc<Slot<T>>) -> Self {
         Responder { inner: Some(ResponderTo::External(slot)) }
@@ -147,9 +152,8 @@ fn deliver<T: Answer>(to: ResponderTo<T>, value: T) -> bool {
             }
             delivered
         }
-        ResponderTo::Process { pid, reference } => {
-            crate::node::route::reply(pid, reference, value.into_message());
-            true
+        ResponderTo::Process { pid, reference, deadline } => {
+            crate::node::route::reply(pid, reference, deadline, value.into_message())
         }
     }
 }

@@ -52,7 +52,16 @@ pub struct Reservation {
     /// to the pool instead) or one of its workers (a send straight to it takes a pool slot
     /// too): see `pool::dispatch`. Not part of the loom models: written once per start.
     pool: std::sync::atomic::AtomicPtr<crate::pool::PoolShared>,
+    /// The live aliases of the current incarnation (see [`Alias`](crate::Alias)): here rather
+    /// than in the shard-local entry so that a sender on any shard or thread learns at once
+    /// that an alias was deleted. Written by the owner, read by alias sends only; it fits the
+    /// cache line's padding, so it costs no memory per process.
+    aliases: std::sync::Mutex<Vec<u64>>,
 }
+
+// The shared half of a slot is one cache line (the alias list lives in what was padding).
+#[cfg(not(loom))]
+const _: () = assert!(std::mem::size_of::<Reservation>() == 64);
 
 impl Default for Reservation {
     fn default() -> Self {
@@ -68,7 +77,36 @@ impl Reservation {
             capacity: AtomicU32::new(0),
             processed: AtomicU64::new(0),
             pool: std::sync::atomic::AtomicPtr::new(std::ptr::null_mut()),
+            aliases: std::sync::Mutex::new(Vec::new()),
         }
+    }
+
+    fn alias_list(&self) -> std::sync::MutexGuard<'_, Vec<u64>> {
+        // Nothing panics while holding it; a poisoned list is still a valid list.
+        self.aliases.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Owner only, while live: `id` is an alias of this incarnation from now on.
+    pub(crate) fn add_alias(&self, id: u64) {
+        self.alias_list().push(id);
+    }
+
+    /// Owner only, while live: `id` is no longer an alias. False if it was not one.
+    pub(crate) fn remove_alias(&self, id: u64) -> bool {
+        let mut list = self.alias_list();
+        match list.iter().position(|a| *a == id) {
+            Some(i) => {
+                list.swap_remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Any thread: true if `id` is a live alias of incarnation `generation`.
+    pub(crate) fn has_alias(&self, generation: u32, id: u64) -> bool {
+        let list = self.alias_list();
+        self.generation() == generation && list.contains(&id)
     }
 
     /// The current generation (owner's view).
@@ -86,6 +124,12 @@ impl Reservation {
     /// No pid of the new generation may exist before this returns (it resets the count).
     pub fn open(&self, capacity: u32) -> u32 {
         self.pool.store(std::ptr::null_mut(), std::sync::atomic::Ordering::Release);
+        // The previous incarnation's aliases (its pids are stale already: nothing reads them).
+        let mut aliases = self.alias_list();
+        if !aliases.is_empty() {
+            *aliases = Vec::new();
+        }
+        drop(aliases);
         self.capacity.store(capacity, Ordering::Relaxed);
         self.processed.store(0, Ordering::Relaxed);
         let generation = self.generation();

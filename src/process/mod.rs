@@ -213,8 +213,9 @@ pub(crate) struct ProcessEntry {
     pub(crate) batched: usize,
     /// Its outstanding calls (inline: a process that calls, calls often).
     pub(crate) calls: Vec<PendingCall>,
-    /// Links, monitors and aliases, boxed on first use: most processes have none, and four
-    /// empty vectors inline would cost 88 bytes more per process.
+    /// Links and monitors, boxed on first use: most processes have none, and three empty
+    /// vectors inline would cost 64 bytes more per process. (Aliases live in the slot's shared
+    /// `Reservation`.)
     pub(crate) relations: Option<Box<Relations>>,
     pub(crate) name: Option<Box<str>>,
     pub(crate) init_waiter: Option<Responder<SpawnResult>>,
@@ -233,7 +234,6 @@ pub(crate) struct Relations {
     pub(crate) monitors: Vec<(MonitorRef, Pid)>,
     /// What this process links to (`None`) or monitors: undone when it ends.
     pub(crate) watching: Vec<(Pid, Option<MonitorRef>)>,
-    pub(crate) aliases: Vec<u64>,
 }
 
 impl ProcessEntry {

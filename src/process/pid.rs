@@ -117,10 +117,10 @@ impl fmt::Display for ProcessId {
 /// An extra address of a process, created and deleted by it at will.
 ///
 /// Messages sent to an alias reach its process (they count against its mailbox bound like any
-/// other message). Once the process ends, sending to the alias fails at once (`UnknownAlias`)
-/// from anywhere. After `delete_alias` (the process still alive), a send from the owner's own
-/// shard fails at once; a send from another shard or thread is accepted, then dropped at
-/// delivery and counted as a dead letter — a *call* through it gets `UnknownAlias` then.
+/// other message). Once the process ends or deletes the alias, sending to it fails at once
+/// (`UnknownAlias`) from any shard or thread. A message already accepted when the alias is
+/// deleted is dropped at delivery and counted as a dead letter (a *call* through it gets
+/// `UnknownAlias` then).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Alias {
     pub(crate) owner: Pid,

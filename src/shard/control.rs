@@ -28,7 +28,8 @@ pub struct ShardInfo {
     pub messages_queued: usize,
     /// Messages that reached a process that had ended (or a deleted alias) since start.
     pub dead_letters: u64,
-    /// Replies that arrived after their call had timed out, since start.
+    /// Replies found late here (after their call had timed out), since start: on the caller's
+    /// shard, or on the replier's when it could tell the deadline had passed.
     pub late_replies: u64,
     /// Armed timers.
     pub timers: usize,

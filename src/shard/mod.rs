@@ -192,7 +192,9 @@ impl Shard {
         let (slot, generation) = (env.slot, env.generation);
         match env.kind {
             Kind::Mail { mail, priority, alias } => self.deliver_mail(slot, generation, mail, priority, alias),
-            Kind::Reply { reference, result } => self.deliver_reply(slot, generation, reference, result),
+            Kind::Reply { reference, result } => {
+                self.deliver_reply(slot, generation, reference, result);
+            }
             Kind::Signal(signal) => self.deliver_signal(slot, generation, signal),
             Kind::Link { from } => link::add_link(self, slot, generation, from),
             Kind::Unlink { from } => link::remove_link(self, slot, generation, from),
@@ -262,7 +264,7 @@ impl Shard {
             }
             return;
         };
-        if alias.is_some_and(|id| !e.relations().is_some_and(|r| r.aliases.contains(&id))) {
+        if alias.is_some_and(|id| !self.has_alias(slot, generation, id)) {
             let pool = e.pool.as_ref().map(|m| m.pool.clone());
             drop(table);
             self.release(slot, generation);
@@ -338,7 +340,8 @@ impl Shard {
         }
     }
 
-    pub(crate) fn deliver_reply(&self, slot: u32, generation: u32, reference: u64, result: CallResult) {
+    /// Hands a reply to the call it answers; false (counted as late) if that call is over.
+    pub(crate) fn deliver_reply(&self, slot: u32, generation: u32, reference: u64, result: CallResult) -> bool {
         let mut table = self.table.borrow_mut();
         let waiting = table
             .get_mut(slot as usize)
@@ -349,10 +352,12 @@ impl Shard {
                 call.result = Some(result);
                 drop(table);
                 self.schedule(slot);
+                true
             }
             None => {
                 drop(table);
                 self.late_reply();
+                false
             }
         }
     }
@@ -432,33 +437,22 @@ impl Shard {
 
     pub(crate) fn create_alias(&self, pid: Pid) -> Alias {
         let id = self.next_ref();
-        if let Some(e) = self.table.borrow_mut().get_mut(pid.slot as usize) {
-            e.relations_mut().aliases.push(id);
+        if self.table.borrow().get(pid.slot as usize).is_some_and(|e| e.generation == pid.generation) {
+            if let Some(r) = self.remote().table.get(pid.slot) {
+                r.add_alias(id);
+            }
         }
         Alias { owner: pid, id }
     }
 
     pub(crate) fn delete_alias(&self, pid: Pid, id: u64) -> bool {
-        let mut table = self.table.borrow_mut();
-        let Some(e) = table.get_mut(pid.slot as usize).filter(|e| e.generation == pid.generation) else {
-            return false;
-        };
-        let Some(aliases) = e.relations.as_deref_mut().map(|r| &mut r.aliases) else { return false };
-        match aliases.iter().position(|a| *a == id) {
-            Some(i) => {
-                aliases.swap_remove(i);
-                true
-            }
-            None => false,
-        }
+        let live = self.table.borrow().get(pid.slot as usize).is_some_and(|e| e.generation == pid.generation);
+        live && self.remote().table.get(pid.slot).is_some_and(|r| r.remove_alias(id))
     }
 
     /// True if `id` is a live alias of the process in `slot`.
     pub(crate) fn has_alias(&self, slot: u32, generation: u32, id: u64) -> bool {
-        self.table
-            .borrow()
-            .get(slot as usize)
-            .is_some_and(|e| e.generation == generation && e.relations().is_some_and(|r| r.aliases.contains(&id)))
+        self.remote().table.get(slot).is_some_and(|r| r.has_alias(generation, id))
     }
 }
 

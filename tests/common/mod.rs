@@ -155,6 +155,9 @@ pub(crate) enum Cmd {
     Spawn(SpawnHow),
     /// Spawn a [`FailInit`] through the context (reply `Result<Pid, SpawnError>`).
     SpawnFailing(ExitReason),
+    /// Report `Blocking`, then block the shard's thread this long (reply `()`): nothing else on
+    /// the shard runs meanwhile, not even the delivery of what arrives in its inbox.
+    Block(Duration),
 }
 
 /// `Cmd::Call` with a boxed request.
@@ -181,6 +184,8 @@ pub(crate) enum Event {
     Stopping { at: Pid },
     /// `terminate` ran.
     Terminated { at: Pid, reason: ExitReason },
+    /// `Cmd::Block` is about to block the shard.
+    Blocking { at: Pid },
 }
 
 impl Event {
@@ -193,6 +198,7 @@ impl Event {
             | Event::Held { at, .. }
             | Event::Replied { at, .. }
             | Event::Stopping { at }
+            | Event::Blocking { at }
             | Event::Terminated { at, .. } => *at,
         }
     }
@@ -318,6 +324,11 @@ impl Probe {
             }
             Cmd::SendAfter { to, n, delay } => Reply::now(ctx.send_after(to.target(), n, delay)),
             Cmd::CancelTimer(timer) => Reply::now(ctx.cancel_timer(timer)),
+            Cmd::Block(time) => {
+                self.emit(Event::Blocking { at: ctx.pid() });
+                std::thread::sleep(time);
+                Reply::now(())
+            }
             Cmd::Seq(cmds) => {
                 let mut last = Reply::now(());
                 for cmd in cmds {
