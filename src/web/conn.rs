@@ -302,7 +302,8 @@ impl Connection {
         // A client that stops reading our answers is dropped after `idle_timeout` without
         // progress, paused or not.
         let send = (st.out.unwritten() > 0).then(|| st.active + limits.idle_timeout);
-        let want = [read, send, st.out.next_deadline(), st.linger.map(|(at, _)| at)].into_iter().flatten().min();
+        let requests = if st.out.in_flight() > 0 { st.out.next_deadline() } else { None };
+        let want = earliest(earliest(read, send), earliest(requests, st.linger.map(|(at, _)| at)));
         match (st.timer, want) {
             (Some((_, at)), Some(w)) if at <= w => {}
             (old, Some(w)) => {
@@ -386,6 +387,15 @@ fn read_deadline(st: &State, limits: &crate::http::HttpLimits) -> Option<Instant
         Phase::Head => Some(st.phase_since + limits.header_read_timeout),
         Phase::Body => Some(st.phase_since + limits.body_read_timeout),
         _ => None,
+    }
+}
+
+/// The earlier of two optional instants.
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
     }
 }
 
