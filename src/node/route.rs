@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use crate::error::{SendError, SpawnError};
 use crate::node::{NodeShared, registry};
-use crate::process::envelope::{CallResult, Envelope, Kind, Mail, Responder, Signal, into_message};
+use crate::process::envelope::{CallResult, Envelope, Kind, Mail, Responder, Signal, Tick, into_message};
 use crate::process::mailbox::Reserve;
 use crate::process::{ExitReason, NodeId, Pid, Priority, ShardId, Target};
 use crate::shard::{Shard, SpawnRequest, with_current};
@@ -257,13 +257,13 @@ pub(crate) fn run_on(node: NodeId, shard: ShardId, task: crate::shard::ShardTask
 /// Returns whether the caller can still take it: exactly, when it is a process on this shard
 /// (delivered here and now); by its deadline otherwise (a reply past it is dropped here and
 /// counted as late — the caller's timer fires at that deadline).
-pub(crate) fn reply(to: Pid, reference: u64, deadline: Option<Instant>, result: CallResult) -> bool {
+pub(crate) fn reply(to: Pid, reference: u64, deadline: Tick, result: CallResult) -> bool {
     with_current(|current| {
         let here = current.filter(|s| s.node.id == to.node);
         if let Some(s) = here.filter(|s| s.id == to.shard) {
             return s.deliver_reply(to.slot, to.generation, reference, result);
         }
-        if deadline.is_some_and(|d| current.map_or_else(Instant::now, |s| s.now()) >= d) {
+        if deadline != Tick::NEVER && deadline.passed(current.map_or_else(Instant::now, |s| s.now())) {
             // Off the shard threads the token counts it (`ReplyToken::reply`).
             if let Some(s) = current {
                 s.late_reply();

@@ -95,14 +95,45 @@ pub(crate) struct Responder<T: Answer> {
 }
 
 pub(crate) enum ResponderTo<T> {
-    /// A process waiting in `call` (until `deadline`, if it has one).
+    /// A process waiting in `call` (until `deadline`).
     Process {
         pid: Pid,
         reference: u64,
-        deadline: Option<Instant>,
+        deadline: Tick,
     },
     External(Arc<Slot<T>>),
 }
+
+/// A deadline in whole milliseconds since this OS process first asked (rounded up): four bytes,
+/// so a responder of a process stays 32 bytes (an `Option<Instant>` made every process entry,
+/// which holds one for its spawner, 24 bytes bigger).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Tick(u32);
+
+impl Tick {
+    /// No deadline (or one beyond `u32::MAX` ms, about 49 days, from the epoch).
+    pub(crate) const NEVER: Tick = Tick(u32::MAX);
+
+    fn epoch() -> Instant {
+        static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        *EPOCH.get_or_init(Instant::now)
+    }
+
+    /// The first tick at or after `at`.
+    pub(crate) fn after(at: Instant) -> Tick {
+        let since = at.saturating_duration_since(Self::epoch());
+        let ms = since.as_millis() + u128::from(since.subsec_nanos() % 1_000_000 != 0);
+        Tick(u32::try_from(ms).unwrap_or(u32::MAX))
+    }
+
+    /// True if `now` is at or past this deadline (never for `NEVER`).
+    pub(crate) fn passed(self, now: Instant) -> bool {
+        self != Tick::NEVER && now.saturating_duration_since(Self::epoch()).as_millis() >= u128::from(self.0)
+    }
+}
+
+// Every process entry holds one (for whoever waits for its `init`).
+const _: () = assert!(std::mem::size_of::<Responder<CallResult>>() == 32);
 
 /// An answer type: how to report "dropped without an answer".
 pub(crate) trait Answer: Send + 'static {
@@ -121,6 +152,7 @@ impl Answer for CallResult {
 
 impl<T: Answer> Responder<T> {
     pub(crate) fn process(pid: Pid, reference: u64, deadline: Option<Instant>) -> Self {
+        let deadline = deadline.map_or(Tick::NEVER, Tick::after);
         Responder { inner: Some(ResponderTo::Process { pid, reference, deadline }) }
     }
     pub(crate) fn external(slot: Arc<Slot<T>>) -> Self {
@@ -281,4 +313,24 @@ impl<T> Slot<T> {
 #[inline]
 pub(crate) fn into_message<M: Any + Send>(m: M) -> Message {
     Message::new(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Tick;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_tick_passes_at_its_deadline_never_before() {
+        let _ = Tick::after(Instant::now()); // the epoch, before `now`
+        let now = Instant::now();
+        for ms in [0u64, 1, 7, 1000] {
+            let deadline = now + Duration::from_millis(ms) + Duration::from_micros(300);
+            let tick = Tick::after(deadline);
+            assert!(!tick.passed(deadline - Duration::from_micros(1)), "{ms} ms: passed before its deadline");
+            assert!(tick.passed(deadline + Duration::from_millis(1)), "{ms} ms: not passed a millisecond after");
+        }
+        assert!(!Tick::NEVER.passed(now + Duration::from_secs(1 << 30)));
+        assert_eq!(Tick::after(now + Duration::from_secs(100 * 86_400)), Tick::NEVER);
+    }
 }
