@@ -120,10 +120,13 @@
 //!   first, then urgent messages, then main ones.
 //! - **Order.** Messages from one sender to one receiver (same lane) arrive in send order.
 //! - **Stale pids.** A pid names one incarnation of a slot; once the process ended, sends to it
-//!   answer `NoSuchProcess` and never reach the slot's next owner.
+//!   answer `NoSuchProcess` and never reach the slot's next owner. An alias the process deleted
+//!   (or of a process that ended) answers `UnknownAlias` at once, from any shard or thread.
 //! - **Calls.** `call` parks the calling process only. A reply that arrives after the timeout
 //!   is dropped and counted (`NodeHandle::late_replies`), never handed to a later call; so is
-//!   the reply of a call whose future was dropped early. A callee that ends without replying
+//!   the reply of a call whose future was dropped early. `ReplyToken::reply` says whether the
+//!   caller could still take the answer (exactly for a caller on the replier's shard or outside
+//!   the runtime; by the caller's deadline for one on another shard). A callee that ends without replying
 //!   answers its caller at once: `NoSuchProcess` if the request was still queued (in its
 //!   mailbox or in the batch the process had taken from it), `NoReply` if it was being handled.
 //! - **Panics.** A panic in a handler (or factory, or init) ends that process only, with
