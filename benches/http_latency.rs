@@ -1,0 +1,163 @@
+//! Pipelined HTTP/1.1 latency of pinion and its peers, side by side, with our own client.
+//!
+//! wrk cannot give these numbers. Its coordinated-omission correction (`stats_correct` in wrk's
+//! `src/stats.c`) takes the expected interval from the responses per connection, 16 times too
+//! many at depth 16, and adds phantom samples below the recorded minimum that
+//! `stats_percentile` never scans: p99 comes out 0 for the fastest servers and the other
+//! percentiles are skewed. This bench drives the same load (`pipeline.lua`: depth requests per
+//! write) from one mio thread and keeps every latency in an HDR histogram.
+//!
+//! ```text
+//! cargo build --release --example hello
+//! cargo bench --bench http_latency -- \
+//!     --server 'target/release/examples/hello --port {port} --cores 1' --name pinion \
+//!     --peer monoio-epoll --peer may-minihttp --pin
+//! cargo bench --bench http_latency -- --server 'CMD {port}' --name x --peers   # every peer
+//! cargo bench --bench http_latency -- --help
+//! ```
+//!
+//! What runs: for each round (the server order rotates by one per round), each server in turn
+//! is started as a child process (`bash -c "exec CMD"`, under `taskset -c 0` with `--pin`) on
+//! a free port of 127.0.0.1, waited for (it must answer `GET /plaintext` with 200 within
+//! 10 s), loaded for the warm-up and then the measured window, and killed. Peers come from the
+//! `PEERS` table of the kit's `compare-http.sh` (names, binaries, arguments, environment), so
+//! `--peer monoio-epoll` is what that script calls monoio-epoll.
+//!
+//! The load, a closed loop like wrk's: each of `--connections` connections writes `--depth`
+//! copies of `GET /plaintext HTTP/1.1` in one write, reads until all of them are answered
+//! (each response parsed with httparse and framed by its Content-Length; chunked responses
+//! are counted as errors), and then writes the next batch. A response's latency runs from the
+//! start of its batch's write to the read that completed it, so the k-th response of a batch
+//! includes the time it waited behind the k-1 before it (what wrk's pipeline.lua measures).
+//! A batch answered with more or fewer than `--depth` responses is an error; `sent−received`
+//! in the table (requests written minus responses read in counted batches) must be 0.
+//!
+//! No coordinated-omission correction. A closed-loop client sends a batch only when the last
+//! one is answered in full, and under pipelining a connection's requests leave in bursts, so
+//! there is no intended send time to measure from: any "expected interval" (wrk's is the
+//! mean time per response on a connection) is an invention, and wrk's shows what a wrong one
+//! does. The percentiles here are those of the responses that were actually sent and
+//! answered. A server that stalls is sampled less while it stalls: that shows in
+//! responses/s, p99.9 and max, not in p50..p99. An open-loop (fixed-rate) client would be
+//! needed to charge stalls to every request that should have been sent meanwhile.
+//!
+//! Counted batches are those whose write starts inside the measured window; the ones still
+//! in flight at its end are waited for (up to 5 s), so the slow tail is not cut off.
+//! responses/s is the counted responses over the window. The client is one thread and costs
+//! CPU of its own (on a 2-core machine, unpinned, it competes with the server): compare the
+//! servers with each other, measured by this client, not with wrk's throughput.
+//!
+//! Bounds: only 127.0.0.1 is contacted; durations are at most 15 s; every loop is bounded in
+//! count or time. A server is killed and reaped when its runs end, on an error, and while
+//! unwinding from a panic (a guard); Ctrl-C reaches it directly, as it stays in the bench's
+//! process group.
+
+use std::process::ExitCode;
+
+#[path = "http_latency/client.rs"]
+mod client;
+#[path = "http_latency/options.rs"]
+mod options;
+#[path = "http_latency/report.rs"]
+mod report;
+#[path = "http_latency/server.rs"]
+mod server;
+
+use client::RunOptions;
+use options::{Options, ServerSpec, USAGE};
+use report::Row;
+use server::{PortPicker, Server};
+
+fn main() -> ExitCode {
+    let options = match Options::parse(std::env::args().skip(1)) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("http_latency: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    if options.help {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    if let Some(core) = options.client_core {
+        // The client runs on this thread; the servers are placed by taskset.
+        if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+            eprintln!("http_latency: could not pin the client to core {core}");
+        }
+    }
+    let run = RunOptions {
+        connections: options.connections,
+        depth: options.depth,
+        warmup: options.warmup,
+        duration: options.duration,
+    };
+    let names: Vec<String> = options.servers.iter().map(|s| s.name.clone()).collect();
+    println!(
+        "pipelined GET /plaintext: {} connections × depth {}, {:?} measured after {:?} warm-up, {} round(s), {}",
+        run.connections,
+        run.depth,
+        run.duration,
+        run.warmup,
+        options.rounds,
+        match (&options.server_cpus, options.client_core) {
+            (Some(cpus), Some(core)) => format!("server on cpus {cpus}, client on core {core}"),
+            _ => "unpinned".to_string(),
+        }
+    );
+    println!();
+    report::print_run_header();
+    let mut ports = PortPicker::new();
+    let mut rows = Vec::new();
+    let mut failed = Vec::new();
+    let n = options.servers.len();
+    for round in 1..=options.rounds {
+        for k in 0..n {
+            let spec = &options.servers[(k + round - 1) % n];
+            match measure(spec, round, &run, options.server_cpus.as_deref(), &mut ports) {
+                Ok(row) => {
+                    report::print_run(&row);
+                    rows.push(row);
+                }
+                Err(e) => {
+                    eprintln!("http_latency: {} (round {round}): {e}", spec.name);
+                    failed.push(format!("{}(r{round})", spec.name));
+                }
+            }
+        }
+    }
+    report::print_summary(&rows, &names);
+    println!();
+    println!(
+        "(µs from an HDR histogram, 3 significant digits; medians over rounds. p99 / best: this \
+         server's median p99 over the lowest median p99; per-round: the median over rounds of \
+         p99 over that round's lowest p99. No coordinated-omission correction: see the bench's docs.)"
+    );
+    if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("http_latency: failed runs: {}", failed.join(" "));
+        ExitCode::FAILURE
+    }
+}
+
+/// One (server, round): start the server, wait for it, load it, kill it (the guard's drop).
+fn measure(
+    spec: &ServerSpec,
+    round: usize,
+    run: &RunOptions,
+    cpus: Option<&str>,
+    ports: &mut PortPicker,
+) -> Result<Row, String> {
+    let port = ports.next()?;
+    let mut server = Server::start(spec, port, cpus)?;
+    server.wait_ready(port)?;
+    let result = client::run(port, run).map_err(|e| format!("client: {e}"))?;
+    if !server.alive() {
+        return Err(format!("died during the run; its output:\n{}", server.output()));
+    }
+    if result.responses == 0 {
+        return Err(format!("no responses ({}); its output:\n{}", result.errors, server.output()));
+    }
+    Ok(Row::new(&spec.name, round, &result))
+}

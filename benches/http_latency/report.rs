@@ -1,0 +1,107 @@
+//! The bench's tables: one row per (server, round) as it is measured, then medians per server.
+
+use crate::client::RunResult;
+
+/// The numbers of one (server, round) run; latencies in microseconds.
+#[derive(Clone, Debug)]
+pub(crate) struct Row {
+    pub(crate) server: String,
+    pub(crate) round: usize,
+    pub(crate) rps: f64,
+    pub(crate) p50: f64,
+    pub(crate) p90: f64,
+    pub(crate) p99: f64,
+    pub(crate) p999: f64,
+    pub(crate) max: f64,
+    /// By Little's law, near connections × depth / responses per second (a sanity check).
+    pub(crate) mean: f64,
+    pub(crate) errors: u64,
+    /// Requests written minus responses received, over the counted batches (0 when sane).
+    pub(crate) unanswered: i64,
+    /// The error counts by kind, empty when there are none.
+    pub(crate) error_kinds: String,
+}
+
+impl Row {
+    pub(crate) fn new(server: &str, round: usize, r: &RunResult) -> Row {
+        let us = |q: f64| r.latency_ns.value_at_quantile(q) as f64 / 1000.0;
+        Row {
+            server: server.to_string(),
+            round,
+            rps: r.responses as f64 / r.window.as_secs_f64(),
+            p50: us(0.5),
+            p90: us(0.9),
+            p99: us(0.99),
+            p999: us(0.999),
+            max: r.latency_ns.max() as f64 / 1000.0,
+            mean: r.latency_ns.mean() / 1000.0,
+            errors: r.errors.total(),
+            unanswered: r.requests as i64 - r.responses as i64,
+            error_kinds: r.errors.to_string(),
+        }
+    }
+}
+
+/// The header of the per-run table.
+pub(crate) fn print_run_header() {
+    println!(
+        "| round | server | responses/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | mean µs | errors | sent−received |"
+    );
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+}
+
+pub(crate) fn print_run(row: &Row) {
+    let errors =
+        if row.error_kinds.is_empty() { "0".to_string() } else { format!("{} ({})", row.errors, row.error_kinds) };
+    println!(
+        "| {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {errors} | {} |",
+        row.round, row.server, row.rps, row.p50, row.p90, row.p99, row.p999, row.max, row.mean, row.unanswered
+    );
+}
+
+/// Medians over each server's rounds, in the order the servers were given, with the ratio of
+/// its median p99 to the lowest median p99, and the median over rounds of its p99 to that
+/// round's lowest p99 (which cancels drift of the machine between rounds).
+pub(crate) fn print_summary(rows: &[Row], servers: &[String]) {
+    let medians: Vec<(&String, Vec<&Row>)> = servers
+        .iter()
+        .map(|s| (s, rows.iter().filter(|r| &r.server == s).collect::<Vec<_>>()))
+        .filter(|(_, runs)| !runs.is_empty())
+        .collect();
+    let best_p99 = medians.iter().map(|(_, runs)| median(runs.iter().map(|r| r.p99))).fold(f64::INFINITY, f64::min);
+    println!();
+    println!(
+        "| server | runs | responses/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | p99 / best | per-round p99 / best | errors |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (server, runs) in &medians {
+        let m = |f: fn(&Row) -> f64| median(runs.iter().map(|r| f(r)));
+        let per_round = median(runs.iter().map(|r| {
+            let round_best = rows.iter().filter(|o| o.round == r.round).map(|o| o.p99).fold(f64::INFINITY, f64::min);
+            r.p99 / round_best
+        }));
+        println!(
+            "| {server} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {per_round:.2} | {} |",
+            runs.len(),
+            m(|r| r.rps),
+            m(|r| r.p50),
+            m(|r| r.p90),
+            m(|r| r.p99),
+            m(|r| r.p999),
+            m(|r| r.max),
+            m(|r| r.p99) / best_p99,
+            runs.iter().map(|r| r.errors).sum::<u64>(),
+        );
+    }
+}
+
+/// The median of `values` (the mean of the middle two for an even count); NaN when empty.
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = values.collect();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
