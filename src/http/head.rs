@@ -43,10 +43,11 @@ pub(crate) fn parse(buf: &[u8], limits: &HttpLimits, req: &mut Request) -> Resul
     let input = &capped[..uri_over.unwrap_or(capped.len())];
     let max_headers = limits.max_headers.min(MAX_HEADERS_LIMIT);
     // The common head without httparse (same findings; anything unusual is left to it).
-    let scanned = scan::scan(input, max_headers, req)
-        .and_then(|s| Some((s.len, Method::from_bytes(s.method), std::str::from_utf8(s.target).ok()?, s.minor)));
-    let (len, known, version) = match scanned {
-        Some((len, known, target, minor)) => (len, known, set_line(req, known, target, minor)?),
+    let (len, known, version) = match scan::scan(input, max_headers, req) {
+        Some(s) => {
+            let known = Method::from_bytes(s.method);
+            (s.len, known, set_line(req, known, s.target, s.question, s.minor)?)
+        }
         None => match parse_line(buf, input, uri_over, limits, max_headers, req)? {
             Some(line) => line,
             None => return Ok(None),
@@ -168,19 +169,26 @@ fn parse_line(
     debug_assert!(len <= limits.max_head_bytes && target.len() <= limits.max_uri_bytes);
     let known = Method::from_token(method);
     req.clear();
-    let version = set_line(req, known, target, minor)?;
+    let version = set_line(req, known, target, target.find('?'), minor)?;
     for h in parsed.headers.iter() {
         req.push_header(h.name.as_bytes(), h.value);
     }
     Ok(Some((len, known, version)))
 }
 
-/// Records the request line (whichever parser read it) once its target passed the form checks.
-fn set_line(req: &mut Request, known: Option<Method>, target: &str, minor: u8) -> Result<Version, HttpError> {
+/// Records the request line (whichever parser read it) once its target passed the form checks;
+/// `question` is where the target's first `?` is.
+fn set_line(
+    req: &mut Request,
+    known: Option<Method>,
+    target: &str,
+    question: Option<usize>,
+    minor: u8,
+) -> Result<Version, HttpError> {
     let version = if minor == 0 { Version::Http10 } else { Version::Http11 };
     req.set_line(known.unwrap_or(Method::Get), version);
     check_target(known, target.as_bytes())?;
-    req.set_target(target);
+    req.set_target_split(target, question);
     Ok(version)
 }
 

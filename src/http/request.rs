@@ -63,7 +63,19 @@ impl Method {
     }
 
     pub(crate) fn from_bytes(token: &[u8]) -> Option<Method> {
-        Method::ALL.into_iter().find(|m| m.as_str().as_bytes() == token)
+        // A match, not a search of `ALL`: GET is found in a few instructions.
+        Some(match token {
+            b"GET" => Method::Get,
+            b"HEAD" => Method::Head,
+            b"POST" => Method::Post,
+            b"PUT" => Method::Put,
+            b"PATCH" => Method::Patch,
+            b"DELETE" => Method::Delete,
+            b"OPTIONS" => Method::Options,
+            b"TRACE" => Method::Trace,
+            b"CONNECT" => Method::Connect,
+            _ => return None,
+        })
     }
 
     pub(crate) const fn bit(self) -> u16 {
@@ -195,23 +207,34 @@ impl Request {
 
     /// Stores the request-target and splits path and query.
     pub(crate) fn set_target(&mut self, target: &str) {
+        self.set_target_split(target, target.find('?'));
+    }
+
+    /// [`set_target`](Self::set_target) when the caller knows where the first `?` of `target`
+    /// is (`question`; `None`: it has none).
+    pub(crate) fn set_target_split(&mut self, target: &str, question: Option<usize>) {
+        debug_assert_eq!(question, target.find('?'));
         self.target.clear();
         self.target.push_str(target);
         let t = target.as_bytes();
         // absolute-form (`scheme://authority/path`): the path starts after the authority.
         // Only a target that does not start with '/' can be one ("/go?to=http://x" is a path).
         let mut path_start = 0;
+        let mut question = question;
         if t.first() != Some(&b'/') {
             if let Some(i) = find(t, b"://") {
                 let after = i + 3;
                 let rest = &t[after..];
                 path_start = after + rest.iter().position(|&b| b == b'/' || b == b'?').unwrap_or(rest.len());
+                if question.is_some_and(|q| q < path_start) {
+                    question = t[path_start..].iter().position(|&b| b == b'?').map(|q| path_start + q);
+                }
             }
         }
-        match t[path_start..].iter().position(|&b| b == b'?') {
+        match question {
             Some(q) => {
-                self.path = Span::of(path_start..path_start + q);
-                self.query = Some(Span::of(path_start + q + 1..t.len()));
+                self.path = Span::of(path_start..q);
+                self.query = Some(Span::of(q + 1..t.len()));
             }
             None => {
                 self.path = Span::of(path_start..t.len());
@@ -424,4 +447,41 @@ fn path_of(target: &str, span: Span) -> &str {
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn method_from_bytes_finds_every_known_token_and_only_those() {
+        for m in Method::ALL {
+            assert_eq!(Method::from_bytes(m.as_str().as_bytes()), Some(m));
+            assert_eq!(Method::from_bytes(m.as_str().to_ascii_lowercase().as_bytes()), None);
+        }
+        for token in [&b""[..], b"GE", b"GETS", b"M-SEARCH", b"get"] {
+            assert_eq!(Method::from_bytes(token), None);
+        }
+    }
+
+    #[test]
+    fn target_split_finds_path_and_query() {
+        let cases: &[(&str, &str, Option<&str>)] = &[
+            ("/", "/", None),
+            ("/a/b?x=1&y=?", "/a/b", Some("x=1&y=?")),
+            ("/?", "/", Some("")),
+            ("/go?to=http://x/y", "/go", Some("to=http://x/y")),
+            ("*", "*", None),
+            ("example.com:443", "example.com:443", None),
+            ("http://example.com:8080/a/b?c=d", "/a/b", Some("c=d")),
+            ("http://example.com?c=d", "/", Some("c=d")),
+            ("http://example.com", "/", None),
+            ("h?t://a/b?c", "/b", Some("c")),
+        ];
+        for &(target, path, query) in cases {
+            let mut req = Request::default();
+            req.set_target(target);
+            assert_eq!((req.target(), req.path(), req.query()), (target, path, query), "{target}");
+        }
+    }
 }

@@ -16,7 +16,9 @@ pub(crate) struct Scanned<'a> {
     /// Bytes the head took.
     pub(crate) len: usize,
     pub(crate) method: &'a [u8],
-    pub(crate) target: &'a [u8],
+    pub(crate) target: &'a str,
+    /// Where the first `?` of the target is, if it has one.
+    pub(crate) question: Option<usize>,
     /// The `x` of `HTTP/1.x` (0 or 1).
     pub(crate) minor: u8,
 }
@@ -46,7 +48,8 @@ pub(crate) fn scan<'a>(buf: &'a [u8], max_headers: usize, req: &mut Request) -> 
         return None;
     }
     let t0 = m + 1;
-    let t1 = t0 + visible_len(&buf[t0..])?;
+    let (visible, question) = visible_len(&buf[t0..]);
+    let t1 = t0 + visible?;
     let version = buf.get(t1..t1 + 11)?;
     if t1 == t0 || version[..8] != *b" HTTP/1." || !matches!(version[8], b'0' | b'1') || version[9..] != *b"\r\n" {
         return None;
@@ -81,7 +84,13 @@ pub(crate) fn scan<'a>(buf: &'a [u8], max_headers: usize, req: &mut Request) -> 
     }
     let len = at + 2;
     req.set_head(&buf[..len]);
-    Some(Scanned { len, method: &buf[..m], target: &buf[t0..t1], minor })
+    let target = &buf[t0..t1];
+    debug_assert!(target.iter().all(|b| (b'!'..=b'~').contains(b)));
+    // SAFETY: `visible_len` found every byte of `target` visible ASCII, which is UTF-8 (this
+    // saves `from_utf8` going over the bytes again).
+    let target = unsafe { std::str::from_utf8_unchecked(target) };
+    let question = question.filter(|&q| q < target.len());
+    Some(Scanned { len, method: &buf[..m], target, question, minor })
 }
 
 // Eight bytes at a time (SWAR): each test sets the top bit of every byte it flags; a flag
@@ -106,19 +115,27 @@ fn first(flags: u64) -> usize {
     (flags.trailing_zeros() / 8) as usize
 }
 
-/// How many bytes at the start of `s` are visible ASCII (`!`..=`~`); `None` if all are.
-fn visible_len(s: &[u8]) -> Option<usize> {
+/// How many bytes at the start of `s` are visible ASCII (`!`..=`~`) (`None` if all are), and
+/// where the first `?` is (it may be past those bytes; `None`: none in the bytes looked at).
+fn visible_len(s: &[u8]) -> (Option<usize>, Option<usize>) {
+    let mut question = None;
     let mut i = 0;
     while let Some(w) = s.get(i..i + 8) {
         let x = word(w);
+        let q = below(x ^ (ONES * u64::from(b'?')), 1);
+        if q != 0 && question.is_none() {
+            question = Some(i + first(q));
+        }
         // Below `!`, or `DEL` and above (adding one carries into the top bit).
         let bad = below(x, b'!') | ((x.wrapping_add(ONES) | x) & HIGH);
         if bad != 0 {
-            return Some(i + first(bad));
+            return (Some(i + first(bad)), question);
         }
         i += 8;
     }
-    s[i..].iter().position(|&b| !(b'!'..=b'~').contains(&b)).map(|p| i + p)
+    let rest = &s[i..];
+    let question = question.or_else(|| rest.iter().position(|&b| b == b'?').map(|p| i + p));
+    (rest.iter().position(|&b| !(b'!'..=b'~').contains(&b)).map(|p| i + p), question)
 }
 
 /// How many bytes at the start of `s` are field-value bytes httparse takes (HTAB, SP,
@@ -169,9 +186,10 @@ mod tests {
     fn scan_view(buf: &[u8], max: usize) -> Option<View> {
         let mut req = Request::default();
         let s = scan(buf, max, &mut req)?;
+        assert_eq!(s.question, s.target.find('?'));
         let fields = req.fields().map(|(n, v)| (n.to_vec(), v.to_vec())).collect();
         let text = |b: &[u8]| String::from_utf8(b.to_vec()).unwrap();
-        Some((s.len, text(s.method), text(s.target), s.minor, fields))
+        Some((s.len, text(s.method), s.target.to_owned(), s.minor, fields))
     }
 
     /// Whatever the scanner reads, httparse reads the same way.
@@ -219,12 +237,16 @@ mod tests {
                     let mut s = vec![b'a'; len];
                     s[at] = b;
                     let visible = s.iter().position(|&b| !(b'!'..=b'~').contains(&b));
-                    assert_eq!(visible_len(&s), visible, "{s:?}");
+                    let (found, question) = visible_len(&s);
+                    assert_eq!(found, visible, "{s:?}");
+                    let end = visible.unwrap_or(len);
+                    let q = s[..end].iter().position(|&b| b == b'?');
+                    assert_eq!(question.filter(|&p| p < end), q, "{s:?}");
                     let value = s.iter().position(|&b| !(b == b'\t' || (b >= b' ' && b != 0x7f)));
                     assert_eq!(value_len(&s), value, "{s:?}");
                     s.push(0x7f);
                     s.push(0);
-                    assert!(visible_len(&s).is_some_and(|p| p <= at || p == len));
+                    assert!(visible_len(&s).0.is_some_and(|p| p <= at || p == len));
                 }
             }
         }
