@@ -44,10 +44,7 @@ pub(crate) fn parse(buf: &[u8], limits: &HttpLimits, req: &mut Request) -> Resul
     let max_headers = limits.max_headers.min(MAX_HEADERS_LIMIT);
     // The common head without httparse (same findings; anything unusual is left to it).
     let (len, known, version) = match scan::scan(input, max_headers, req) {
-        Some(s) => {
-            let known = Method::from_bytes(s.method);
-            (s.len, known, set_line(req, known, s.target, s.question, s.minor)?)
-        }
+        Some(s) => (s.len, s.known, set_line(req, s.known, s.target, s.question, s.minor)?),
         None => match parse_line(buf, input, uri_over, limits, max_headers, req)? {
             Some(line) => line,
             None => return Ok(None),
@@ -59,15 +56,16 @@ pub(crate) fn parse(buf: &[u8], limits: &HttpLimits, req: &mut Request) -> Resul
     let (mut close, mut keep_alive_token, mut expect_continue) = (false, false, false);
     for (name, value) in req.fields() {
         // The fields that matter to framing, told apart by length first (most fields are
-        // none of them).
-        match name.len() {
-            4 if name.eq_ignore_ascii_case(b"host") => {
+        // none of them). The request keeps names lower-case: plain comparisons.
+        debug_assert!(!name.iter().any(u8::is_ascii_uppercase));
+        match name {
+            b"host" => {
                 hosts += 1;
                 if !valid_host(value) {
                     return Err(HttpError::bad("invalid Host"));
                 }
             }
-            14 if name.eq_ignore_ascii_case(b"content-length") => {
+            b"content-length" => {
                 // `1*DIGIT`, or a list of identical values (RFC 9110 §8.6); an empty value or
                 // member is invalid, not skipped: "5," or a second, empty field is refused.
                 for item in value.split(|&b| b == b',') {
@@ -78,19 +76,19 @@ pub(crate) fn parse(buf: &[u8], limits: &HttpLimits, req: &mut Request) -> Resul
                     length = Some(n);
                 }
             }
-            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+            b"transfer-encoding" => {
                 codings.seen = true;
                 for coding in list(value) {
                     codings.push(coding)?;
                 }
             }
-            10 if name.eq_ignore_ascii_case(b"connection") => {
+            b"connection" => {
                 for token in list(value) {
                     close |= token.eq_ignore_ascii_case(b"close");
                     keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
                 }
             }
-            6 if name.eq_ignore_ascii_case(b"expect") => {
+            b"expect" => {
                 if value.eq_ignore_ascii_case(b"100-continue") {
                     expect_continue = version == Version::Http11;
                 } else {
@@ -131,7 +129,9 @@ pub(crate) fn parse(buf: &[u8], limits: &HttpLimits, req: &mut Request) -> Resul
 }
 
 /// The request line and fields through httparse, into `req`: (head length, method, version),
-/// or `None` while incomplete.
+/// or `None` while incomplete. Not inlined: its 8 KiB of header slots would make every parse
+/// probe the stack, the scanner's heads too.
+#[inline(never)]
 fn parse_line(
     buf: &[u8],
     input: &[u8],

@@ -9,13 +9,14 @@
 //! It copies the head into the request in one piece (the fields become ranges of that copy)
 //! instead of field by field.
 
-use super::request::Request;
+use super::request::{Method, Request};
 
 /// The request line of a head the scanner read; the fields are in the request already.
 pub(crate) struct Scanned<'a> {
     /// Bytes the head took.
     pub(crate) len: usize,
-    pub(crate) method: &'a [u8],
+    /// The method, if one pinion knows (`GET ` first: its bytes are not looked at twice).
+    pub(crate) known: Option<Method>,
     pub(crate) target: &'a str,
     /// Where the first `?` of the target is, if it has one.
     pub(crate) question: Option<usize>,
@@ -43,7 +44,12 @@ const TOKEN: [bool; 256] = {
 /// Reads the head at the start of `buf` into `req` (cleared first), with at most
 /// `max_headers` fields. `None`: not a head this scanner reads (or not complete): ask httparse.
 pub(crate) fn scan<'a>(buf: &'a [u8], max_headers: usize, req: &mut Request) -> Option<Scanned<'a>> {
-    let m = if buf.starts_with(b"GET ") { 3 } else { buf.iter().position(|&b| !TOKEN[b as usize])? };
+    let (m, known) = if buf.starts_with(b"GET ") {
+        (3, Some(Method::Get))
+    } else {
+        let m = buf.iter().position(|&b| !TOKEN[b as usize])?;
+        (m, Method::from_bytes(&buf[..m]))
+    };
     if m == 0 || buf[m] != b' ' {
         return None;
     }
@@ -90,7 +96,7 @@ pub(crate) fn scan<'a>(buf: &'a [u8], max_headers: usize, req: &mut Request) -> 
     // saves `from_utf8` going over the bytes again).
     let target = unsafe { std::str::from_utf8_unchecked(target) };
     let question = question.filter(|&q| q < target.len());
-    Some(Scanned { len, method: &buf[..m], target, question, minor })
+    Some(Scanned { len, known, target, question, minor })
 }
 
 // Eight bytes at a time (SWAR): each test sets the top bit of every byte it flags; a flag
@@ -187,9 +193,11 @@ mod tests {
         let mut req = Request::default();
         let s = scan(buf, max, &mut req)?;
         assert_eq!(s.question, s.target.find('?'));
+        let method = &buf[..buf.iter().position(|&b| b == b' ').unwrap()];
+        assert_eq!(s.known, Method::from_bytes(method));
         let fields = req.fields().map(|(n, v)| (n.to_vec(), v.to_vec())).collect();
         let text = |b: &[u8]| String::from_utf8(b.to_vec()).unwrap();
-        Some((s.len, text(s.method), s.target.to_owned(), s.minor, fields))
+        Some((s.len, text(method), s.target.to_owned(), s.minor, fields))
     }
 
     /// Whatever the scanner reads, httparse reads the same way.
