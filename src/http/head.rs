@@ -44,7 +44,8 @@ pub(crate) fn parse(buf: &[u8], limits: &HttpLimits, req: &mut Request) -> Resul
     let max_headers = limits.max_headers.min(MAX_HEADERS_LIMIT);
     // The common head without httparse (same findings; anything unusual is left to it).
     let (len, known, version) = match scan::scan(input, max_headers, req) {
-        Some(s) => (s.len, s.known, set_line(req, s.known, s.target, s.question, s.minor)?),
+        // The scanner stored the target with the head.
+        Some(s) => (s.len, s.known, set_line(req, s.known, s.target, s.minor)?),
         None => match parse_line(buf, input, uri_over, limits, max_headers, req)? {
             Some(line) => line,
             None => return Ok(None),
@@ -169,26 +170,20 @@ fn parse_line(
     debug_assert!(len <= limits.max_head_bytes && target.len() <= limits.max_uri_bytes);
     let known = Method::from_token(method);
     req.clear();
-    let version = set_line(req, known, target, target.find('?'), minor)?;
+    let version = set_line(req, known, target, minor)?;
+    req.set_target(target);
     for h in parsed.headers.iter() {
         req.push_header(h.name.as_bytes(), h.value);
     }
     Ok(Some((len, known, version)))
 }
 
-/// Records the request line (whichever parser read it) once its target passed the form checks;
-/// `question` is where the target's first `?` is.
-fn set_line(
-    req: &mut Request,
-    known: Option<Method>,
-    target: &str,
-    question: Option<usize>,
-    minor: u8,
-) -> Result<Version, HttpError> {
+/// Records the method and version of the request line (whichever parser read it) once its
+/// target passed the form checks.
+fn set_line(req: &mut Request, known: Option<Method>, target: &str, minor: u8) -> Result<Version, HttpError> {
     let version = if minor == 0 { Version::Http10 } else { Version::Http11 };
     req.set_line(known.unwrap_or(Method::Get), version);
     check_target(known, target.as_bytes())?;
-    req.set_target_split(target, question);
     Ok(version)
 }
 

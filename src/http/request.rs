@@ -137,8 +137,11 @@ pub struct Request {
     method: Method,
     version: Version,
     arena: Vec<u8>,
-    /// The request-target; `path` and `query` are ranges of it.
-    target: String,
+    /// The request-target, a range of `arena`; `path` and `query` are ranges of it.
+    /// INVARIANT: `arena[target]` is UTF-8 and `path` and `query` start and end at ASCII bytes
+    /// of it (so [`text`](Self::text) may skip the check): the target comes from a `&str`, and
+    /// `clear` and `shrink` empty the three ranges with the arena.
+    target: Span,
     path: Span,
     query: Option<Span>,
     headers: Vec<Field>,
@@ -160,7 +163,7 @@ impl Request {
         method: Method::Get,
         version: Version::Http11,
         arena: Vec::new(),
-        target: String::new(),
+        target: Span { start: 0, end: 0 },
         path: Span { start: 0, end: 0 },
         query: None,
         headers: Vec::new(),
@@ -192,11 +195,17 @@ impl Request {
     /// Empties the request for reuse, keeping its buffers' capacity.
     pub(crate) fn clear(&mut self) {
         self.arena.clear();
-        self.target.clear();
+        self.forget_target();
         self.headers.clear();
         self.trailers.clear();
         self.params.clear();
         self.body.clear();
+    }
+
+    /// Empty target, path and query ranges (the arena is emptied).
+    fn forget_target(&mut self) {
+        self.target = Span::default();
+        self.path = Span::default();
         self.query = None;
     }
 
@@ -213,9 +222,15 @@ impl Request {
     /// [`set_target`](Self::set_target) when the caller knows where the first `?` of `target`
     /// is (`question`; `None`: it has none).
     pub(crate) fn set_target_split(&mut self, target: &str, question: Option<usize>) {
+        let start = self.arena.len();
+        self.arena.extend_from_slice(target.as_bytes());
+        self.split_target(start, target, question);
+    }
+
+    /// Records `target`, which `arena[start..]` holds, and its path and query.
+    fn split_target(&mut self, start: usize, target: &str, question: Option<usize>) {
         debug_assert_eq!(question, target.find('?'));
-        self.target.clear();
-        self.target.push_str(target);
+        debug_assert_eq!(self.arena.get(start..start + target.len()), Some(target.as_bytes()));
         let t = target.as_bytes();
         // absolute-form (`scheme://authority/path`): the path starts after the authority.
         // Only a target that does not start with '/' can be one ("/go?to=http://x" is a path).
@@ -231,13 +246,16 @@ impl Request {
                 }
             }
         }
+        // Every split is at an ASCII byte ('/', '?', after "://"), as the INVARIANT asks.
+        let at = |r: Range<usize>| Span::of(start + r.start..start + r.end);
+        self.target = at(0..t.len());
         match question {
             Some(q) => {
-                self.path = Span::of(path_start..q);
-                self.query = Some(Span::of(q + 1..t.len()));
+                self.path = at(path_start..q);
+                self.query = Some(at(q + 1..t.len()));
             }
             None => {
-                self.path = Span::of(path_start..t.len());
+                self.path = at(path_start..t.len());
                 self.query = None;
             }
         }
@@ -255,12 +273,20 @@ impl Request {
     }
 
     /// Stores the head whose ranges [`push_header_at`](Self::push_header_at) recorded, in one
-    /// copy, and lower-cases the field names in it.
-    pub(crate) fn set_head(&mut self, head: &[u8]) {
+    /// copy, and lower-cases the field names in it. `target` (with its first `?` at
+    /// `question`) is part of `head`: it is not copied again.
+    pub(crate) fn set_head(&mut self, head: &[u8], target: &str, question: Option<usize>) {
         debug_assert!(self.arena.is_empty());
         self.arena.extend_from_slice(head);
         for f in &self.headers {
             self.arena[f.name.start as usize..f.name.end as usize].make_ascii_lowercase();
+        }
+        // Where `target` lies in `head`, it lies in the copy (checked: the INVARIANT rests on it).
+        let at = target.as_ptr().addr().wrapping_sub(head.as_ptr().addr());
+        if at <= head.len() && target.len() <= head.len() - at {
+            self.split_target(at, target, question);
+        } else {
+            self.set_target_split(target, question);
         }
     }
 
@@ -282,11 +308,19 @@ impl Request {
 
     /// Records a path parameter whose value is `range` of [`path`](Self::path).
     pub(crate) fn set_param_from_path(&mut self, name: &str, range: Range<usize>) {
-        // The target moves out for the copy (no allocation) and back.
-        let target = std::mem::take(&mut self.target);
-        let value = path_of(&target, self.path).get(range).unwrap_or("");
-        self.set_param(name, value);
-        self.target = target;
+        let Some(value) = self.path().get(range.clone()) else {
+            return self.set_param(name, "");
+        };
+        if self.path.start == self.path.end {
+            // The path is the `/` of an empty one, not in the arena.
+            let value = if value.is_empty() { "" } else { "/" };
+            return self.set_param(name, value);
+        }
+        // The value is copied within the arena (no allocation).
+        let f = self.store(name.as_bytes(), b"");
+        let from = self.path.start as usize;
+        self.arena.extend_from_within(from + range.start..from + range.end);
+        self.params.push(Field { name: f.name, value: Span::of(f.value.start as usize..self.arena.len()) });
     }
 
     fn store(&mut self, name: &[u8], value: &[u8]) -> Field {
@@ -307,6 +341,7 @@ impl Request {
         }
         if self.arena.capacity() > max {
             self.arena = Vec::new();
+            self.forget_target();
         }
     }
 
@@ -326,18 +361,30 @@ impl Request {
 
     /// The request-target as sent (origin-form `/a/b?x=1`, absolute-form, `*` or an authority).
     pub fn target(&self) -> &str {
-        &self.target
+        self.text(self.target)
     }
 
     /// The path of the target (without the query; raw, not percent-decoded). An
-    /// absolute-form target without a path has the path `/` (RFC 9110 §4.2.3).
+    /// absolute-form target without a path (or an empty target) has the path `/`
+    /// (RFC 9110 §4.2.3).
     pub fn path(&self) -> &str {
-        path_of(&self.target, self.path)
+        match self.text(self.path) {
+            "" => "/",
+            p => p,
+        }
     }
 
     /// The query of the target (after `?`), if any.
     pub fn query(&self) -> Option<&str> {
-        self.query.and_then(|q| self.target.get(q.start as usize..q.end as usize))
+        self.query.map(|q| self.text(q))
+    }
+
+    /// The target, or its path or query, as text.
+    fn text(&self, span: Span) -> &str {
+        let bytes = span.get(&self.arena);
+        debug_assert!(std::str::from_utf8(bytes).is_ok());
+        // SAFETY: `span` is `target`, `path` or `query`, whose bytes are UTF-8 (INVARIANT).
+        unsafe { std::str::from_utf8_unchecked(bytes) }
     }
 
     /// The header fields.
@@ -437,14 +484,6 @@ fn as_str(b: &[u8]) -> &str {
     std::str::from_utf8(b).unwrap_or("")
 }
 
-/// The path span of `target`; an empty path is `/` (RFC 9110 §4.2.3).
-fn path_of(target: &str, span: Span) -> &str {
-    match target.get(span.start as usize..span.end as usize) {
-        None | Some("") => "/",
-        Some(p) => p,
-    }
-}
-
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
@@ -483,5 +522,19 @@ mod tests {
             req.set_target(target);
             assert_eq!((req.target(), req.path(), req.query()), (target, path, query), "{target}");
         }
+    }
+
+    #[test]
+    fn param_from_path_is_the_range_of_the_path() {
+        let mut req = Request::new(Method::Get, "/users/42/Posts?x=1").with_header("Host", "h");
+        req.set_param_from_path("ID", 7..9);
+        req.set_param_from_path("all", 0..15);
+        req.set_param_from_path("out", 9..99);
+        let mut bare = Request::new(Method::Get, "http://example.com?q");
+        bare.set_param_from_path("root", 0..1);
+        bare.set_param_from_path("none", 1..1);
+        let got = [req.param("id"), req.param("all"), req.param("out"), bare.param("root"), bare.param("none")];
+        assert_eq!(got, [Some("42"), Some("/users/42/Posts"), Some(""), Some("/"), Some("")]);
+        assert_eq!((req.path(), req.query(), req.header("host")), ("/users/42/Posts", Some("x=1"), Some(&b"h"[..])));
     }
 }

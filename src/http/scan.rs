@@ -11,15 +11,14 @@
 
 use super::request::{Method, Request};
 
-/// The request line of a head the scanner read; the fields are in the request already.
+/// The request line of a head the scanner read; the fields and the target are in the request
+/// already.
 pub(crate) struct Scanned<'a> {
     /// Bytes the head took.
     pub(crate) len: usize,
     /// The method, if one pinion knows (`GET ` first: its bytes are not looked at twice).
     pub(crate) known: Option<Method>,
     pub(crate) target: &'a str,
-    /// Where the first `?` of the target is, if it has one.
-    pub(crate) question: Option<usize>,
     /// The `x` of `HTTP/1.x` (0 or 1).
     pub(crate) minor: u8,
 }
@@ -89,14 +88,14 @@ pub(crate) fn scan<'a>(buf: &'a [u8], max_headers: usize, req: &mut Request) -> 
         at += v1 + 2;
     }
     let len = at + 2;
-    req.set_head(&buf[..len]);
     let target = &buf[t0..t1];
     debug_assert!(target.iter().all(|b| (b'!'..=b'~').contains(b)));
     // SAFETY: `visible_len` found every byte of `target` visible ASCII, which is UTF-8 (this
     // saves `from_utf8` going over the bytes again).
     let target = unsafe { std::str::from_utf8_unchecked(target) };
     let question = question.filter(|&q| q < target.len());
-    Some(Scanned { len, known, target, question, minor })
+    req.set_head(&buf[..len], target, question);
+    Some(Scanned { len, known, target, minor })
 }
 
 // Eight bytes at a time (SWAR): each test sets the top bit of every byte it flags; a flag
@@ -192,7 +191,10 @@ mod tests {
     fn scan_view(buf: &[u8], max: usize) -> Option<View> {
         let mut req = Request::default();
         let s = scan(buf, max, &mut req)?;
-        assert_eq!(s.question, s.target.find('?'));
+        // The target the request keeps (a range of its copy of the head) and its parts.
+        let by_hand = Request::new(Method::Get, s.target);
+        let parts = |r: &Request| (r.target().to_owned(), r.path().to_owned(), r.query().map(str::to_owned));
+        assert_eq!(parts(&req), parts(&by_hand));
         let method = &buf[..buf.iter().position(|&b| b == b' ').unwrap()];
         assert_eq!(s.known, Method::from_bytes(method));
         let fields = req.fields().map(|(n, v)| (n.to_vec(), v.to_vec())).collect();
