@@ -232,23 +232,11 @@ impl Request {
         debug_assert_eq!(question, target.find('?'));
         debug_assert_eq!(self.arena.get(start..start + target.len()), Some(target.as_bytes()));
         let t = target.as_bytes();
-        // absolute-form (`scheme://authority/path`): the path starts after the authority.
-        // Only a target that does not start with '/' can be one ("/go?to=http://x" is a path).
-        let mut path_start = 0;
-        let mut question = question;
-        if t.first() != Some(&b'/') {
-            if let Some(i) = find(t, b"://") {
-                let after = i + 3;
-                let rest = &t[after..];
-                path_start = after + rest.iter().position(|&b| b == b'/' || b == b'?').unwrap_or(rest.len());
-                if question.is_some_and(|q| q < path_start) {
-                    question = t[path_start..].iter().position(|&b| b == b'?').map(|q| path_start + q);
-                }
-            }
-        }
-        // Every split is at an ASCII byte ('/', '?', after "://"), as the INVARIANT asks.
         let at = |r: Range<usize>| Span::of(start + r.start..start + r.end);
         self.target = at(0..t.len());
+        let (path_start, question) =
+            if t.first() == Some(&b'/') { (0, question) } else { after_authority(t, question) };
+        // Every split is at an ASCII byte ('/', '?', after "://"), as the INVARIANT asks.
         match question {
             Some(q) => {
                 self.path = at(path_start..q);
@@ -279,7 +267,7 @@ impl Request {
         debug_assert!(self.arena.is_empty());
         self.arena.extend_from_slice(head);
         for f in &self.headers {
-            self.arena[f.name.start as usize..f.name.end as usize].make_ascii_lowercase();
+            super::scan::lowercase(&mut self.arena, f.name.start as usize..f.name.end as usize);
         }
         // Where `target` lies in `head`, it lies in the copy (checked: the INVARIANT rests on it).
         let at = target.as_ptr().addr().wrapping_sub(head.as_ptr().addr());
@@ -482,6 +470,25 @@ fn as_str(b: &[u8]) -> &str {
     // Targets and names were validated as visible ASCII by httparse or come from `&str`s;
     // a lossy fallback keeps this total.
     std::str::from_utf8(b).unwrap_or("")
+}
+
+/// Where the path of a target that does not start with '/' starts, and its query's '?':
+/// absolute-form (`scheme://authority/path`) has its path after the authority ("/go?to=http://x"
+/// is a path: only a target that does not start with '/' can be one).
+#[inline(never)]
+fn after_authority(t: &[u8], question: Option<usize>) -> (usize, Option<usize>) {
+    let Some(i) = find(t, b"://") else {
+        return (0, question);
+    };
+    let after = i + 3;
+    let rest = &t[after..];
+    let path_start = after + rest.iter().position(|&b| b == b'/' || b == b'?').unwrap_or(rest.len());
+    match question {
+        Some(q) if q < path_start => {
+            (path_start, t[path_start..].iter().position(|&b| b == b'?').map(|q| path_start + q))
+        }
+        _ => (path_start, question),
+    }
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {

@@ -124,23 +124,54 @@ fn first(flags: u64) -> usize {
 /// where the first `?` is (it may be past those bytes; `None`: none in the bytes looked at).
 fn visible_len(s: &[u8]) -> (Option<usize>, Option<usize>) {
     let mut question = None;
+    // Flags a `?` until the first is found.
+    let mut look_for_question = HIGH;
     let mut i = 0;
     while let Some(w) = s.get(i..i + 8) {
         let x = word(w);
-        let q = below(x ^ (ONES * u64::from(b'?')), 1);
-        if q != 0 && question.is_none() {
-            question = Some(i + first(q));
-        }
         // Below `!`, or `DEL` and above (adding one carries into the top bit).
         let bad = below(x, b'!') | ((x.wrapping_add(ONES) | x) & HIGH);
-        if bad != 0 {
-            return (Some(i + first(bad)), question);
+        let stop = bad | (below(x ^ (ONES * u64::from(b'?')), 1) & look_for_question);
+        if stop == 0 {
+            i += 8;
+            continue;
         }
-        i += 8;
+        let at = i + first(stop);
+        if s[at] != b'?' {
+            return (Some(at), question);
+        }
+        question = Some(at);
+        look_for_question = 0;
+        i = at + 1;
     }
     let rest = &s[i..];
     let question = question.or_else(|| rest.iter().position(|&b| b == b'?').map(|p| i + p));
     (rest.iter().position(|&b| !(b'!'..=b'~').contains(&b)).map(|p| i + p), question)
+}
+
+/// Lower-cases the ASCII letters of `bytes[range]` (ASCII bytes), eight at a time where
+/// `bytes` has eight from there (those past `range` are read, not changed).
+pub(crate) fn lowercase(bytes: &mut [u8], range: std::ops::Range<usize>) {
+    let mut i = range.start;
+    while i < range.end {
+        let Some(w) = bytes.get_mut(i..i + 8) else {
+            return lowercase_tail(&mut bytes[i..range.end]);
+        };
+        let x = word(w);
+        let left = range.end - i;
+        let keep = if left >= 8 { HIGH } else { HIGH & ((1 << (8 * left)) - 1) };
+        // `A` and above, not `[` and above: the top bit of each (exact for the ASCII bytes
+        // kept; a carry from a byte past them only reaches bytes further on).
+        let upper = x.wrapping_add(ONES * 0x3f) & !x.wrapping_add(ONES * 0x25) & keep;
+        w.copy_from_slice(&(x | (upper >> 2)).to_le_bytes());
+        i += 8;
+    }
+}
+
+/// The last few bytes of a name at the very end of the head (rare: not inlined).
+#[cold]
+fn lowercase_tail(bytes: &mut [u8]) {
+    bytes.make_ascii_lowercase();
 }
 
 /// How many bytes at the start of `s` are field-value bytes httparse takes (HTAB, SP,
@@ -235,6 +266,32 @@ mod tests {
                     h.insert(at, b);
                     agrees(&h, 100);
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn visible_len_finds_the_first_question_mark() {
+        for s in [&b"/a?b?c d"[..], b"????????? x", b"/abcdefg?hijklmn?op q", b"/abcdefgh ?", b"/?", b"?a"] {
+            let end = s.iter().position(|&b| b == b' ');
+            let (found, question) = visible_len(s);
+            assert_eq!(found, end, "{s:?}");
+            let first = s.iter().position(|&b| b == b'?');
+            assert_eq!(question.filter(|&q| q < end.unwrap_or(s.len())), first.filter(|&q| q < end.unwrap_or(s.len())));
+        }
+    }
+
+    #[test]
+    fn lowercase_changes_letters_in_the_range_only() {
+        let all: Vec<u8> = (0..=255u8).collect();
+        for start in 0..20 {
+            for end in start..40 {
+                let mut bytes: Vec<u8> = all.iter().cycle().skip(0x3a).take(40).copied().collect();
+                bytes[start..end].iter_mut().for_each(|b| *b &= 0x7f);
+                let mut expected = bytes.clone();
+                expected[start..end].make_ascii_lowercase();
+                lowercase(&mut bytes, start..end);
+                assert_eq!(bytes, expected, "{start}..{end}");
             }
         }
     }
