@@ -70,7 +70,7 @@ pub(crate) fn scan<'a>(buf: &'a [u8], max_headers: usize, req: &mut Request) -> 
             [] | [b'\r'] => return None,
             _ => {}
         }
-        let n = rest.iter().position(|&b| !TOKEN[b as usize])?;
+        let n = name_len(rest)?;
         if n == 0 || rest[n] != b':' || fields == max_headers {
             return None;
         }
@@ -118,6 +118,30 @@ fn word(s: &[u8]) -> u64 {
 /// The first flagged byte of `flags`.
 fn first(flags: u64) -> usize {
     (flags.trailing_zeros() / 8) as usize
+}
+
+/// How many bytes at the start of `s` are `tchar`s (`None` if all are): letters, digits and
+/// `-` (most names) eight at a time, the table from the first other byte.
+fn name_len(s: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while let Some(w) = s.get(i..i + 8) {
+        let x = word(w);
+        // Bytes at or above `n`: exact for bytes below 0x80 (no sum carries out of them);
+        // bytes from 0x80 are not plain (`& !x`), and a carry out of one only reaches bytes
+        // further on.
+        let at_least = |v: u64, n: u8| v.wrapping_add(ONES * u64::from(0x80 - n)) & HIGH;
+        let lower = x | (ONES * 0x20);
+        let letter = at_least(lower, b'a') & !at_least(lower, b'z' + 1);
+        let digit = at_least(x, b'0') & !at_least(x, b'9' + 1);
+        let dash = at_least(x, b'-') & !at_least(x, b'-' + 1);
+        let other = (!(letter | digit | dash) | x) & HIGH;
+        if other != 0 {
+            i += first(other);
+            break;
+        }
+        i += 8;
+    }
+    s[i..].iter().position(|&b| !TOKEN[b as usize]).map(|p| i + p)
 }
 
 /// How many bytes at the start of `s` are visible ASCII (`!`..=`~`) (`None` if all are), and
@@ -265,6 +289,22 @@ mod tests {
                     agrees(&h, 100);
                     h.insert(at, b);
                     agrees(&h, 100);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn name_len_is_the_token_length() {
+        for len in 0..24 {
+            for at in 0..len {
+                for b in 0..=255u8 {
+                    for fill in [b'a', b'Z', b'7', b'-', b'_'] {
+                        let mut s = vec![fill; len];
+                        s[at] = b;
+                        let token = s.iter().position(|&b| !TOKEN[b as usize]);
+                        assert_eq!(name_len(&s), token, "{s:?}");
+                    }
                 }
             }
         }
