@@ -137,6 +137,9 @@ fn name_len(s: &[u8]) -> Option<usize> {
         let other = (!(letter | digit | dash) | x) & HIGH;
         if other != 0 {
             i += first(other);
+            if s[i] == b':' {
+                return Some(i); // the common end of a name: no table
+            }
             break;
         }
         i += 8;
