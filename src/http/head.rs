@@ -27,10 +27,14 @@ pub(crate) struct Head {
     pub(crate) keep_alive: bool,
     /// The client waits for `100 Continue` before sending the body.
     pub(crate) expect_continue: bool,
-    /// A refusal that keeps the framing (an unknown method): read the body, then answer this
-    /// without running a handler.
-    pub(crate) refuse: Option<HttpError>,
+    /// An unknown method: a refusal that keeps the framing: read the body, then answer
+    /// [`NOT_IMPLEMENTED`] without running a handler.
+    pub(crate) unknown_method: bool,
 }
+
+/// The answer to an unknown method (the connection stays open).
+pub(crate) const NOT_IMPLEMENTED: HttpError =
+    HttpError { close: false, ..HttpError::fatal(501, "method not implemented") };
 
 /// Parses the head at the start of `buf` into `req`. `Ok(None)`: incomplete, read more.
 ///
@@ -122,11 +126,8 @@ pub(crate) fn parse(buf: &[u8], limits: &HttpLimits, req: &mut Request) -> Resul
         }
     };
     let keep_alive = !close && (version == Version::Http11 || keep_alive_token);
-    let refuse = match known {
-        Some(_) => None,
-        None => Some(HttpError { close: false, ..HttpError::fatal(501, "method not implemented") }),
-    };
-    Ok(Some(Head { len, body, keep_alive, expect_continue: expect_continue && body != BodyKind::None, refuse }))
+    let expect_continue = expect_continue && body != BodyKind::None;
+    Ok(Some(Head { len, body, keep_alive, expect_continue, unknown_method: known.is_none() }))
 }
 
 /// The request line and fields through httparse, into `req`: (head length, method, version),
