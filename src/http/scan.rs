@@ -197,6 +197,7 @@ pub(crate) fn lowercase(bytes: &mut [u8], range: std::ops::Range<usize>) {
 
 /// The last few bytes of a name at the very end of the head (rare: not inlined).
 #[cold]
+#[inline(never)]
 fn lowercase_tail(bytes: &mut [u8]) {
     bytes.make_ascii_lowercase();
 }
