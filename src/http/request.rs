@@ -214,17 +214,11 @@ impl Request {
         self.version = version;
     }
 
-    /// Stores the request-target and splits path and query.
+    /// Stores the request-target (in the arena) and splits path and query.
     pub(crate) fn set_target(&mut self, target: &str) {
-        self.set_target_split(target, target.find('?'));
-    }
-
-    /// [`set_target`](Self::set_target) when the caller knows where the first `?` of `target`
-    /// is (`question`; `None`: it has none).
-    pub(crate) fn set_target_split(&mut self, target: &str, question: Option<usize>) {
         let start = self.arena.len();
         self.arena.extend_from_slice(target.as_bytes());
-        self.split_target(start, target, question);
+        self.split_target(start, target, target.find('?'));
     }
 
     /// Records `target`, which `arena[start..]` holds, and its path and query.
@@ -265,6 +259,7 @@ impl Request {
     /// `question`) is part of `head`: it is not copied again.
     pub(crate) fn set_head(&mut self, head: &[u8], target: &str, question: Option<usize>) {
         debug_assert!(self.arena.is_empty());
+        let base = self.arena.len();
         self.arena.extend_from_slice(head);
         for f in &self.headers {
             super::scan::lowercase(&mut self.arena, f.name.start as usize..f.name.end as usize);
@@ -272,9 +267,9 @@ impl Request {
         // Where `target` lies in `head`, it lies in the copy (checked: the INVARIANT rests on it).
         let at = target.as_ptr().addr().wrapping_sub(head.as_ptr().addr());
         if at <= head.len() && target.len() <= head.len() - at {
-            self.split_target(at, target, question);
+            self.split_target(base + at, target, question);
         } else {
-            self.set_target_split(target, question);
+            self.set_target(target);
         }
     }
 

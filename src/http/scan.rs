@@ -6,8 +6,8 @@
 //! is left to httparse, which then decides — so every refusal, and every answer to an unusual
 //! head, stays httparse's.
 //!
-//! It copies the head into the request in one piece (the fields become ranges of that copy)
-//! instead of field by field.
+//! It copies the head into the request in one piece (the fields and the target become ranges of
+//! that copy) instead of field by field.
 
 use super::request::{Method, Request};
 
