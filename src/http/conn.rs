@@ -10,7 +10,7 @@
 use std::io::{self, Read, Write};
 
 use super::body::{BodyDecoder, Decoded};
-use super::head::{self, Head};
+use super::head::{self, BodyKind, Head};
 use super::outgoing::{Flushed, Outgoing};
 use super::request::{Method, Request, Version};
 use super::response::Response;
@@ -202,6 +202,16 @@ impl Codec {
                     self.start += head.len;
                     let seq = self.next_seq;
                     self.next_seq += 1;
+                    if head.body == BodyKind::None {
+                        // Complete already (and no `100 Continue`: that needs a body).
+                        let m = RequestMeta {
+                            seq,
+                            method: req.method(),
+                            version: req.version(),
+                            keep_alive: head.keep_alive,
+                        };
+                        return Some(self.complete(req, head, m));
+                    }
                     let decoder = BodyDecoder::new(head.body);
                     let expect = head.expect_continue;
                     self.current = Some(Partial { req, head, decoder, seq });
@@ -232,16 +242,20 @@ impl Codec {
         }
         let p = self.current.take()?;
         let m = meta(&p);
-        if !p.head.keep_alive {
+        Some(self.complete(p.req, p.head, m))
+    }
+
+    /// The step for a request whose body is in.
+    #[inline(always)]
+    fn complete(&mut self, req: Box<Request>, head: Head, m: RequestMeta) -> Step {
+        if !head.keep_alive {
             self.closed = true;
         }
-        match p.head.refuse {
-            Some(error) => {
-                self.recycle(p.req);
-                Some(Step::Refuse(m, error))
-            }
-            None => Some(Step::Request(p.req, m)),
+        if head.unknown_method {
+            self.recycle(req);
+            return Step::Refuse(m, head::NOT_IMPLEMENTED);
         }
+        Step::Request(req, m)
     }
 }
 

@@ -27,10 +27,14 @@ pub(crate) struct Head {
     pub(crate) keep_alive: bool,
     /// The client waits for `100 Continue` before sending the body.
     pub(crate) expect_continue: bool,
-    /// A refusal that keeps the framing (an unknown method): read the body, then answer this
-    /// without running a handler.
-    pub(crate) refuse: Option<HttpError>,
+    /// An unknown method: a refusal that keeps the framing: read the body, then answer
+    /// [`NOT_IMPLEMENTED`] without running a handler.
+    pub(crate) unknown_method: bool,
 }
+
+/// The answer to an unknown method (the connection stays open).
+pub(crate) const NOT_IMPLEMENTED: HttpError =
+    HttpError { close: false, ..HttpError::fatal(501, "method not implemented") };
 
 /// Parses the head at the start of `buf` into `req`. `Ok(None)`: incomplete, read more.
 ///
@@ -43,10 +47,9 @@ pub(crate) fn parse(buf: &[u8], limits: &HttpLimits, req: &mut Request) -> Resul
     let input = &capped[..uri_over.unwrap_or(capped.len())];
     let max_headers = limits.max_headers.min(MAX_HEADERS_LIMIT);
     // The common head without httparse (same findings; anything unusual is left to it).
-    let scanned = scan::scan(input, max_headers, req)
-        .and_then(|s| Some((s.len, Method::from_bytes(s.method), std::str::from_utf8(s.target).ok()?, s.minor)));
-    let (len, known, version) = match scanned {
-        Some((len, known, target, minor)) => (len, known, set_line(req, known, target, minor)?),
+    let (len, known, version) = match scan::scan(input, max_headers, req) {
+        // The scanner stored the target with the head.
+        Some(s) => (s.len, s.known, set_line(req, s.known, s.target, s.minor)?),
         None => match parse_line(buf, input, uri_over, limits, max_headers, req)? {
             Some(line) => line,
             None => return Ok(None),
@@ -58,15 +61,16 @@ pub(crate) fn parse(buf: &[u8], limits: &HttpLimits, req: &mut Request) -> Resul
     let (mut close, mut keep_alive_token, mut expect_continue) = (false, false, false);
     for (name, value) in req.fields() {
         // The fields that matter to framing, told apart by length first (most fields are
-        // none of them).
-        match name.len() {
-            4 if name.eq_ignore_ascii_case(b"host") => {
+        // none of them). The request keeps names lower-case: plain comparisons.
+        debug_assert!(!name.iter().any(u8::is_ascii_uppercase));
+        match name {
+            b"host" => {
                 hosts += 1;
                 if !valid_host(value) {
                     return Err(HttpError::bad("invalid Host"));
                 }
             }
-            14 if name.eq_ignore_ascii_case(b"content-length") => {
+            b"content-length" => {
                 // `1*DIGIT`, or a list of identical values (RFC 9110 §8.6); an empty value or
                 // member is invalid, not skipped: "5," or a second, empty field is refused.
                 for item in value.split(|&b| b == b',') {
@@ -77,19 +81,19 @@ pub(crate) fn parse(buf: &[u8], limits: &HttpLimits, req: &mut Request) -> Resul
                     length = Some(n);
                 }
             }
-            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+            b"transfer-encoding" => {
                 codings.seen = true;
                 for coding in list(value) {
                     codings.push(coding)?;
                 }
             }
-            10 if name.eq_ignore_ascii_case(b"connection") => {
+            b"connection" => {
                 for token in list(value) {
                     close |= token.eq_ignore_ascii_case(b"close");
                     keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
                 }
             }
-            6 if name.eq_ignore_ascii_case(b"expect") => {
+            b"expect" => {
                 if value.eq_ignore_ascii_case(b"100-continue") {
                     expect_continue = version == Version::Http11;
                 } else {
@@ -122,15 +126,14 @@ pub(crate) fn parse(buf: &[u8], limits: &HttpLimits, req: &mut Request) -> Resul
         }
     };
     let keep_alive = !close && (version == Version::Http11 || keep_alive_token);
-    let refuse = match known {
-        Some(_) => None,
-        None => Some(HttpError { close: false, ..HttpError::fatal(501, "method not implemented") }),
-    };
-    Ok(Some(Head { len, body, keep_alive, expect_continue: expect_continue && body != BodyKind::None, refuse }))
+    let expect_continue = expect_continue && body != BodyKind::None;
+    Ok(Some(Head { len, body, keep_alive, expect_continue, unknown_method: known.is_none() }))
 }
 
 /// The request line and fields through httparse, into `req`: (head length, method, version),
-/// or `None` while incomplete.
+/// or `None` while incomplete. Not inlined: its 8 KiB of header slots would make every parse
+/// probe the stack, the scanner's heads too.
+#[inline(never)]
 fn parse_line(
     buf: &[u8],
     input: &[u8],
@@ -169,18 +172,19 @@ fn parse_line(
     let known = Method::from_token(method);
     req.clear();
     let version = set_line(req, known, target, minor)?;
+    req.set_target(target);
     for h in parsed.headers.iter() {
         req.push_header(h.name.as_bytes(), h.value);
     }
     Ok(Some((len, known, version)))
 }
 
-/// Records the request line (whichever parser read it) once its target passed the form checks.
+/// Records the method and version of the request line (whichever parser read it) once its
+/// target passed the form checks.
 fn set_line(req: &mut Request, known: Option<Method>, target: &str, minor: u8) -> Result<Version, HttpError> {
     let version = if minor == 0 { Version::Http10 } else { Version::Http11 };
     req.set_line(known.unwrap_or(Method::Get), version);
     check_target(known, target.as_bytes())?;
-    req.set_target(target);
     Ok(version)
 }
 

@@ -63,7 +63,19 @@ impl Method {
     }
 
     pub(crate) fn from_bytes(token: &[u8]) -> Option<Method> {
-        Method::ALL.into_iter().find(|m| m.as_str().as_bytes() == token)
+        // A match, not a search of `ALL`: GET is found in a few instructions.
+        Some(match token {
+            b"GET" => Method::Get,
+            b"HEAD" => Method::Head,
+            b"POST" => Method::Post,
+            b"PUT" => Method::Put,
+            b"PATCH" => Method::Patch,
+            b"DELETE" => Method::Delete,
+            b"OPTIONS" => Method::Options,
+            b"TRACE" => Method::Trace,
+            b"CONNECT" => Method::Connect,
+            _ => return None,
+        })
     }
 
     pub(crate) const fn bit(self) -> u16 {
@@ -125,8 +137,11 @@ pub struct Request {
     method: Method,
     version: Version,
     arena: Vec<u8>,
-    /// The request-target; `path` and `query` are ranges of it.
-    target: String,
+    /// The request-target, a range of `arena`; `path` and `query` are ranges of it.
+    /// INVARIANT: `arena[target]` is UTF-8 and `path` and `query` start and end at ASCII bytes
+    /// of it (so [`text`](Self::text) may skip the check): the target comes from a `&str`, and
+    /// `clear` and `shrink` empty the three ranges with the arena.
+    target: Span,
     path: Span,
     query: Option<Span>,
     headers: Vec<Field>,
@@ -148,7 +163,7 @@ impl Request {
         method: Method::Get,
         version: Version::Http11,
         arena: Vec::new(),
-        target: String::new(),
+        target: Span { start: 0, end: 0 },
         path: Span { start: 0, end: 0 },
         query: None,
         headers: Vec::new(),
@@ -180,11 +195,17 @@ impl Request {
     /// Empties the request for reuse, keeping its buffers' capacity.
     pub(crate) fn clear(&mut self) {
         self.arena.clear();
-        self.target.clear();
+        self.forget_target();
         self.headers.clear();
         self.trailers.clear();
         self.params.clear();
         self.body.clear();
+    }
+
+    /// Empty target, path and query ranges (the arena is emptied).
+    fn forget_target(&mut self) {
+        self.target = Span::default();
+        self.path = Span::default();
         self.query = None;
     }
 
@@ -193,28 +214,30 @@ impl Request {
         self.version = version;
     }
 
-    /// Stores the request-target and splits path and query.
+    /// Stores the request-target (in the arena) and splits path and query.
     pub(crate) fn set_target(&mut self, target: &str) {
-        self.target.clear();
-        self.target.push_str(target);
+        let start = self.arena.len();
+        self.arena.extend_from_slice(target.as_bytes());
+        self.split_target(start, target, target.find('?'));
+    }
+
+    /// Records `target`, which `arena[start..]` holds, and its path and query.
+    fn split_target(&mut self, start: usize, target: &str, question: Option<usize>) {
+        debug_assert_eq!(question, target.find('?'));
+        debug_assert_eq!(self.arena.get(start..start + target.len()), Some(target.as_bytes()));
         let t = target.as_bytes();
-        // absolute-form (`scheme://authority/path`): the path starts after the authority.
-        // Only a target that does not start with '/' can be one ("/go?to=http://x" is a path).
-        let mut path_start = 0;
-        if t.first() != Some(&b'/') {
-            if let Some(i) = find(t, b"://") {
-                let after = i + 3;
-                let rest = &t[after..];
-                path_start = after + rest.iter().position(|&b| b == b'/' || b == b'?').unwrap_or(rest.len());
-            }
-        }
-        match t[path_start..].iter().position(|&b| b == b'?') {
+        let at = |r: Range<usize>| Span::of(start + r.start..start + r.end);
+        self.target = at(0..t.len());
+        let (path_start, question) =
+            if t.first() == Some(&b'/') { (0, question) } else { after_authority(t, question) };
+        // Every split is at an ASCII byte ('/', '?', after "://"), as the INVARIANT asks.
+        match question {
             Some(q) => {
-                self.path = Span::of(path_start..path_start + q);
-                self.query = Some(Span::of(path_start + q + 1..t.len()));
+                self.path = at(path_start..q);
+                self.query = Some(at(q + 1..t.len()));
             }
             None => {
-                self.path = Span::of(path_start..t.len());
+                self.path = at(path_start..t.len());
                 self.query = None;
             }
         }
@@ -232,12 +255,21 @@ impl Request {
     }
 
     /// Stores the head whose ranges [`push_header_at`](Self::push_header_at) recorded, in one
-    /// copy, and lower-cases the field names in it.
-    pub(crate) fn set_head(&mut self, head: &[u8]) {
+    /// copy, and lower-cases the field names in it. `target` (with its first `?` at
+    /// `question`) is part of `head`: it is not copied again.
+    pub(crate) fn set_head(&mut self, head: &[u8], target: &str, question: Option<usize>) {
         debug_assert!(self.arena.is_empty());
+        let base = self.arena.len();
         self.arena.extend_from_slice(head);
         for f in &self.headers {
-            self.arena[f.name.start as usize..f.name.end as usize].make_ascii_lowercase();
+            super::scan::lowercase(&mut self.arena, f.name.start as usize..f.name.end as usize);
+        }
+        // Where `target` lies in `head`, it lies in the copy (checked: the INVARIANT rests on it).
+        let at = target.as_ptr().addr().wrapping_sub(head.as_ptr().addr());
+        if at <= head.len() && target.len() <= head.len() - at {
+            self.split_target(base + at, target, question);
+        } else {
+            self.set_target(target);
         }
     }
 
@@ -259,11 +291,19 @@ impl Request {
 
     /// Records a path parameter whose value is `range` of [`path`](Self::path).
     pub(crate) fn set_param_from_path(&mut self, name: &str, range: Range<usize>) {
-        // The target moves out for the copy (no allocation) and back.
-        let target = std::mem::take(&mut self.target);
-        let value = path_of(&target, self.path).get(range).unwrap_or("");
-        self.set_param(name, value);
-        self.target = target;
+        let Some(value) = self.path().get(range.clone()) else {
+            return self.set_param(name, "");
+        };
+        if self.path.start == self.path.end {
+            // The path is the `/` of an empty one, not in the arena.
+            let value = if value.is_empty() { "" } else { "/" };
+            return self.set_param(name, value);
+        }
+        // The value is copied within the arena (no allocation).
+        let f = self.store(name.as_bytes(), b"");
+        let from = self.path.start as usize;
+        self.arena.extend_from_within(from + range.start..from + range.end);
+        self.params.push(Field { name: f.name, value: Span::of(f.value.start as usize..self.arena.len()) });
     }
 
     fn store(&mut self, name: &[u8], value: &[u8]) -> Field {
@@ -284,6 +324,7 @@ impl Request {
         }
         if self.arena.capacity() > max {
             self.arena = Vec::new();
+            self.forget_target();
         }
     }
 
@@ -303,18 +344,30 @@ impl Request {
 
     /// The request-target as sent (origin-form `/a/b?x=1`, absolute-form, `*` or an authority).
     pub fn target(&self) -> &str {
-        &self.target
+        self.text(self.target)
     }
 
     /// The path of the target (without the query; raw, not percent-decoded). An
-    /// absolute-form target without a path has the path `/` (RFC 9110 §4.2.3).
+    /// absolute-form target without a path (or an empty target) has the path `/`
+    /// (RFC 9110 §4.2.3).
     pub fn path(&self) -> &str {
-        path_of(&self.target, self.path)
+        match self.text(self.path) {
+            "" => "/",
+            p => p,
+        }
     }
 
     /// The query of the target (after `?`), if any.
     pub fn query(&self) -> Option<&str> {
-        self.query.and_then(|q| self.target.get(q.start as usize..q.end as usize))
+        self.query.map(|q| self.text(q))
+    }
+
+    /// The target, or its path or query, as text.
+    fn text(&self, span: Span) -> &str {
+        let bytes = span.get(&self.arena);
+        debug_assert!(std::str::from_utf8(bytes).is_ok());
+        // SAFETY: `span` is `target`, `path` or `query`, whose bytes are UTF-8 (INVARIANT).
+        unsafe { std::str::from_utf8_unchecked(bytes) }
     }
 
     /// The header fields.
@@ -414,14 +467,76 @@ fn as_str(b: &[u8]) -> &str {
     std::str::from_utf8(b).unwrap_or("")
 }
 
-/// The path span of `target`; an empty path is `/` (RFC 9110 §4.2.3).
-fn path_of(target: &str, span: Span) -> &str {
-    match target.get(span.start as usize..span.end as usize) {
-        None | Some("") => "/",
-        Some(p) => p,
+/// Where the path of a target that does not start with '/' starts, and its query's '?':
+/// absolute-form (`scheme://authority/path`) has its path after the authority ("/go?to=http://x"
+/// is a path: only a target that does not start with '/' can be one).
+#[inline(never)]
+fn after_authority(t: &[u8], question: Option<usize>) -> (usize, Option<usize>) {
+    let Some(i) = find(t, b"://") else {
+        return (0, question);
+    };
+    let after = i + 3;
+    let rest = &t[after..];
+    let path_start = after + rest.iter().position(|&b| b == b'/' || b == b'?').unwrap_or(rest.len());
+    match question {
+        Some(q) if q < path_start => {
+            (path_start, t[path_start..].iter().position(|&b| b == b'?').map(|q| path_start + q))
+        }
+        _ => (path_start, question),
     }
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn method_from_bytes_finds_every_known_token_and_only_those() {
+        for m in Method::ALL {
+            assert_eq!(Method::from_bytes(m.as_str().as_bytes()), Some(m));
+            assert_eq!(Method::from_bytes(m.as_str().to_ascii_lowercase().as_bytes()), None);
+        }
+        for token in [&b""[..], b"GE", b"GETS", b"M-SEARCH", b"get"] {
+            assert_eq!(Method::from_bytes(token), None);
+        }
+    }
+
+    #[test]
+    fn target_split_finds_path_and_query() {
+        let cases: &[(&str, &str, Option<&str>)] = &[
+            ("/", "/", None),
+            ("/a/b?x=1&y=?", "/a/b", Some("x=1&y=?")),
+            ("/?", "/", Some("")),
+            ("/go?to=http://x/y", "/go", Some("to=http://x/y")),
+            ("*", "*", None),
+            ("example.com:443", "example.com:443", None),
+            ("http://example.com:8080/a/b?c=d", "/a/b", Some("c=d")),
+            ("http://example.com?c=d", "/", Some("c=d")),
+            ("http://example.com", "/", None),
+            ("h?t://a/b?c", "/b", Some("c")),
+        ];
+        for &(target, path, query) in cases {
+            let mut req = Request::default();
+            req.set_target(target);
+            assert_eq!((req.target(), req.path(), req.query()), (target, path, query), "{target}");
+        }
+    }
+
+    #[test]
+    fn param_from_path_is_the_range_of_the_path() {
+        let mut req = Request::new(Method::Get, "/users/42/Posts?x=1").with_header("Host", "h");
+        req.set_param_from_path("ID", 7..9);
+        req.set_param_from_path("all", 0..15);
+        req.set_param_from_path("out", 9..99);
+        let mut bare = Request::new(Method::Get, "http://example.com?q");
+        bare.set_param_from_path("root", 0..1);
+        bare.set_param_from_path("none", 1..1);
+        let got = [req.param("id"), req.param("all"), req.param("out"), bare.param("root"), bare.param("none")];
+        assert_eq!(got, [Some("42"), Some("/users/42/Posts"), Some(""), Some("/"), Some("")]);
+        assert_eq!((req.path(), req.query(), req.header("host")), ("/users/42/Posts", Some("x=1"), Some(&b"h"[..])));
+    }
 }

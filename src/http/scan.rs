@@ -6,17 +6,19 @@
 //! is left to httparse, which then decides — so every refusal, and every answer to an unusual
 //! head, stays httparse's.
 //!
-//! It copies the head into the request in one piece (the fields become ranges of that copy)
-//! instead of field by field.
+//! It copies the head into the request in one piece (the fields and the target become ranges of
+//! that copy) instead of field by field.
 
-use super::request::Request;
+use super::request::{Method, Request};
 
-/// The request line of a head the scanner read; the fields are in the request already.
+/// The request line of a head the scanner read; the fields and the target are in the request
+/// already.
 pub(crate) struct Scanned<'a> {
     /// Bytes the head took.
     pub(crate) len: usize,
-    pub(crate) method: &'a [u8],
-    pub(crate) target: &'a [u8],
+    /// The method, if one pinion knows (`GET ` first: its bytes are not looked at twice).
+    pub(crate) known: Option<Method>,
+    pub(crate) target: &'a str,
     /// The `x` of `HTTP/1.x` (0 or 1).
     pub(crate) minor: u8,
 }
@@ -41,12 +43,18 @@ const TOKEN: [bool; 256] = {
 /// Reads the head at the start of `buf` into `req` (cleared first), with at most
 /// `max_headers` fields. `None`: not a head this scanner reads (or not complete): ask httparse.
 pub(crate) fn scan<'a>(buf: &'a [u8], max_headers: usize, req: &mut Request) -> Option<Scanned<'a>> {
-    let m = if buf.starts_with(b"GET ") { 3 } else { buf.iter().position(|&b| !TOKEN[b as usize])? };
+    let (m, known) = if buf.starts_with(b"GET ") {
+        (3, Some(Method::Get))
+    } else {
+        let m = buf.iter().position(|&b| !TOKEN[b as usize])?;
+        (m, Method::from_bytes(&buf[..m]))
+    };
     if m == 0 || buf[m] != b' ' {
         return None;
     }
     let t0 = m + 1;
-    let t1 = t0 + visible_len(&buf[t0..])?;
+    let (visible, question) = visible_len(&buf[t0..]);
+    let t1 = t0 + visible?;
     let version = buf.get(t1..t1 + 11)?;
     if t1 == t0 || version[..8] != *b" HTTP/1." || !matches!(version[8], b'0' | b'1') || version[9..] != *b"\r\n" {
         return None;
@@ -62,7 +70,7 @@ pub(crate) fn scan<'a>(buf: &'a [u8], max_headers: usize, req: &mut Request) -> 
             [] | [b'\r'] => return None,
             _ => {}
         }
-        let n = rest.iter().position(|&b| !TOKEN[b as usize])?;
+        let n = name_len(rest)?;
         if n == 0 || rest[n] != b':' || fields == max_headers {
             return None;
         }
@@ -80,8 +88,14 @@ pub(crate) fn scan<'a>(buf: &'a [u8], max_headers: usize, req: &mut Request) -> 
         at += v1 + 2;
     }
     let len = at + 2;
-    req.set_head(&buf[..len]);
-    Some(Scanned { len, method: &buf[..m], target: &buf[t0..t1], minor })
+    let target = &buf[t0..t1];
+    debug_assert!(target.iter().all(|b| (b'!'..=b'~').contains(b)));
+    // SAFETY: `visible_len` found every byte of `target` visible ASCII, which is UTF-8 (this
+    // saves `from_utf8` going over the bytes again).
+    let target = unsafe { std::str::from_utf8_unchecked(target) };
+    let question = question.filter(|&q| q < target.len());
+    req.set_head(&buf[..len], target, question);
+    Some(Scanned { len, known, target, minor })
 }
 
 // Eight bytes at a time (SWAR): each test sets the top bit of every byte it flags; a flag
@@ -106,19 +120,86 @@ fn first(flags: u64) -> usize {
     (flags.trailing_zeros() / 8) as usize
 }
 
-/// How many bytes at the start of `s` are visible ASCII (`!`..=`~`); `None` if all are.
-fn visible_len(s: &[u8]) -> Option<usize> {
+/// How many bytes at the start of `s` are `tchar`s (`None` if all are): letters, digits and
+/// `-` (most names) eight at a time, the table from the first other byte.
+fn name_len(s: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while let Some(w) = s.get(i..i + 8) {
+        let x = word(w);
+        // Bytes at or above `n`: exact for bytes below 0x80 (no sum carries out of them);
+        // bytes from 0x80 are not plain (`& !x`), and a carry out of one only reaches bytes
+        // further on.
+        let at_least = |v: u64, n: u8| v.wrapping_add(ONES * u64::from(0x80 - n)) & HIGH;
+        let lower = x | (ONES * 0x20);
+        let letter = at_least(lower, b'a') & !at_least(lower, b'z' + 1);
+        let digit = at_least(x, b'0') & !at_least(x, b'9' + 1);
+        let dash = at_least(x, b'-') & !at_least(x, b'-' + 1);
+        let other = (!(letter | digit | dash) | x) & HIGH;
+        if other != 0 {
+            i += first(other);
+            if s[i] == b':' {
+                return Some(i); // the common end of a name: no table
+            }
+            break;
+        }
+        i += 8;
+    }
+    s[i..].iter().position(|&b| !TOKEN[b as usize]).map(|p| i + p)
+}
+
+/// How many bytes at the start of `s` are visible ASCII (`!`..=`~`) (`None` if all are), and
+/// where the first `?` is (it may be past those bytes; `None`: none in the bytes looked at).
+fn visible_len(s: &[u8]) -> (Option<usize>, Option<usize>) {
+    let mut question = None;
+    // Flags a `?` until the first is found.
+    let mut look_for_question = HIGH;
     let mut i = 0;
     while let Some(w) = s.get(i..i + 8) {
         let x = word(w);
         // Below `!`, or `DEL` and above (adding one carries into the top bit).
         let bad = below(x, b'!') | ((x.wrapping_add(ONES) | x) & HIGH);
-        if bad != 0 {
-            return Some(i + first(bad));
+        let stop = bad | (below(x ^ (ONES * u64::from(b'?')), 1) & look_for_question);
+        if stop == 0 {
+            i += 8;
+            continue;
         }
+        let at = i + first(stop);
+        if s[at] != b'?' {
+            return (Some(at), question);
+        }
+        question = Some(at);
+        look_for_question = 0;
+        i = at + 1;
+    }
+    let rest = &s[i..];
+    let question = question.or_else(|| rest.iter().position(|&b| b == b'?').map(|p| i + p));
+    (rest.iter().position(|&b| !(b'!'..=b'~').contains(&b)).map(|p| i + p), question)
+}
+
+/// Lower-cases the ASCII letters of `bytes[range]` (ASCII bytes), eight at a time where
+/// `bytes` has eight from there (those past `range` are read, not changed).
+pub(crate) fn lowercase(bytes: &mut [u8], range: std::ops::Range<usize>) {
+    let mut i = range.start;
+    while i < range.end {
+        let Some(w) = bytes.get_mut(i..i + 8) else {
+            return lowercase_tail(&mut bytes[i..range.end]);
+        };
+        let x = word(w);
+        let left = range.end - i;
+        let keep = if left >= 8 { HIGH } else { HIGH & ((1 << (8 * left)) - 1) };
+        // `A` and above, not `[` and above: the top bit of each (exact for the ASCII bytes
+        // kept; a carry from a byte past them only reaches bytes further on).
+        let upper = x.wrapping_add(ONES * 0x3f) & !x.wrapping_add(ONES * 0x25) & keep;
+        w.copy_from_slice(&(x | (upper >> 2)).to_le_bytes());
         i += 8;
     }
-    s[i..].iter().position(|&b| !(b'!'..=b'~').contains(&b)).map(|p| i + p)
+}
+
+/// The last few bytes of a name at the very end of the head (rare: not inlined).
+#[cold]
+#[inline(never)]
+fn lowercase_tail(bytes: &mut [u8]) {
+    bytes.make_ascii_lowercase();
 }
 
 /// How many bytes at the start of `s` are field-value bytes httparse takes (HTAB, SP,
@@ -169,9 +250,15 @@ mod tests {
     fn scan_view(buf: &[u8], max: usize) -> Option<View> {
         let mut req = Request::default();
         let s = scan(buf, max, &mut req)?;
+        // The target the request keeps (a range of its copy of the head) and its parts.
+        let by_hand = Request::new(Method::Get, s.target);
+        let parts = |r: &Request| (r.target().to_owned(), r.path().to_owned(), r.query().map(str::to_owned));
+        assert_eq!(parts(&req), parts(&by_hand));
+        let method = &buf[..buf.iter().position(|&b| b == b' ').unwrap()];
+        assert_eq!(s.known, Method::from_bytes(method));
         let fields = req.fields().map(|(n, v)| (n.to_vec(), v.to_vec())).collect();
         let text = |b: &[u8]| String::from_utf8(b.to_vec()).unwrap();
-        Some((s.len, text(s.method), text(s.target), s.minor, fields))
+        Some((s.len, text(method), s.target.to_owned(), s.minor, fields))
     }
 
     /// Whatever the scanner reads, httparse reads the same way.
@@ -212,6 +299,48 @@ mod tests {
     }
 
     #[test]
+    fn name_len_is_the_token_length() {
+        for len in 0..24 {
+            for at in 0..len {
+                for b in 0..=255u8 {
+                    for fill in [b'a', b'Z', b'7', b'-', b'_'] {
+                        let mut s = vec![fill; len];
+                        s[at] = b;
+                        let token = s.iter().position(|&b| !TOKEN[b as usize]);
+                        assert_eq!(name_len(&s), token, "{s:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn visible_len_finds_the_first_question_mark() {
+        for s in [&b"/a?b?c d"[..], b"????????? x", b"/abcdefg?hijklmn?op q", b"/abcdefgh ?", b"/?", b"?a"] {
+            let end = s.iter().position(|&b| b == b' ');
+            let (found, question) = visible_len(s);
+            assert_eq!(found, end, "{s:?}");
+            let first = s.iter().position(|&b| b == b'?');
+            assert_eq!(question.filter(|&q| q < end.unwrap_or(s.len())), first.filter(|&q| q < end.unwrap_or(s.len())));
+        }
+    }
+
+    #[test]
+    fn lowercase_changes_letters_in_the_range_only() {
+        let all: Vec<u8> = (0..=255u8).collect();
+        for start in 0..20 {
+            for end in start..40 {
+                let mut bytes: Vec<u8> = all.iter().cycle().skip(0x3a).take(40).copied().collect();
+                bytes[start..end].iter_mut().for_each(|b| *b &= 0x7f);
+                let mut expected = bytes.clone();
+                expected[start..end].make_ascii_lowercase();
+                lowercase(&mut bytes, start..end);
+                assert_eq!(bytes, expected, "{start}..{end}");
+            }
+        }
+    }
+
+    #[test]
     fn eight_at_a_time_finds_the_first_byte() {
         for len in 0..40 {
             for at in 0..len {
@@ -219,12 +348,16 @@ mod tests {
                     let mut s = vec![b'a'; len];
                     s[at] = b;
                     let visible = s.iter().position(|&b| !(b'!'..=b'~').contains(&b));
-                    assert_eq!(visible_len(&s), visible, "{s:?}");
+                    let (found, question) = visible_len(&s);
+                    assert_eq!(found, visible, "{s:?}");
+                    let end = visible.unwrap_or(len);
+                    let q = s[..end].iter().position(|&b| b == b'?');
+                    assert_eq!(question.filter(|&p| p < end), q, "{s:?}");
                     let value = s.iter().position(|&b| !(b == b'\t' || (b >= b' ' && b != 0x7f)));
                     assert_eq!(value_len(&s), value, "{s:?}");
                     s.push(0x7f);
                     s.push(0);
-                    assert!(visible_len(&s).is_some_and(|p| p <= at || p == len));
+                    assert!(visible_len(&s).0.is_some_and(|p| p <= at || p == len));
                 }
             }
         }
