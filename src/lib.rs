@@ -141,6 +141,8 @@
 //! all lanes of a mailbox and bounds are on by default (1024).
 
 #![deny(unsafe_op_in_unsafe_fn)]
+// `unsafe` only in the leaf files that allow it by name (each says why), checked by the compiler.
+#![deny(unsafe_code)]
 #![cfg_attr(test, deny(warnings))]
 
 mod error;

@@ -1,5 +1,9 @@
 //! [`Request`]: one parsed request, owned. Its strings live in one reusable byte arena, so a
 //! connection that recycles its requests parses without allocating once warm.
+#![allow(
+    unsafe_code,
+    reason = "the request's text accessors read ranges whose bytes were checked to be UTF-8 once, when parsed"
+)]
 
 use std::fmt;
 use std::ops::Range;

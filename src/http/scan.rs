@@ -8,6 +8,10 @@
 //!
 //! It copies the head into the request in one piece (the fields and the target become ranges of
 //! that copy) instead of field by field.
+#![allow(
+    unsafe_code,
+    reason = "a target whose bytes the scanner just checked to be visible ASCII becomes a str without a second UTF-8 pass"
+)]
 
 use super::request::{Method, Request};
 

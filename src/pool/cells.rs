@@ -3,6 +3,7 @@
 //! into it stays valid), and per shard the list of cells placed there.
 //!
 //! Writers (start, restart, resize) hold the pool's control lock; readers (senders) only load.
+#![allow(unsafe_code, reason = "worker cells in chunks that never move, published once")]
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};

@@ -1,6 +1,7 @@
 //! The pool at work: a sender placing a message on a worker, a worker starting and ending, the
 //! pool growing, shrinking and stopping. Runs on the sender's thread or the worker's shard;
 //! never on the manager's.
+#![allow(unsafe_code, reason = "a pool reached through the pointer its manager's slot publishes")]
 
 use std::any::Any;
 use std::rc::Rc;

@@ -14,6 +14,7 @@
 //! awaits, yields after its budget, or waits for mail) — a locked instruction per message was
 //! the largest single cost of the same-shard path. When the process ends, the owner bumps the generation and zeroes the
 //! count in one store: later sends fail, later releases (by the old incarnation) are no-ops.
+#![allow(unsafe_code, reason = "ring-buffer lanes of maybe-uninitialized slots")]
 
 use std::any::Any;
 use std::collections::VecDeque;

@@ -11,6 +11,7 @@
 //! and dropping a message whose type needs no drop (a `u64`) does nothing at all. (It replaced
 //! `smallbox::SmallBox<dyn Any + Send>`: 48 bytes, a branch on every access, a virtual call
 //! on every type check and on every drop.)
+#![allow(unsafe_code, reason = "the type-erased message's inline storage")]
 
 use std::any::{Any, TypeId};
 use std::fmt;

@@ -1,5 +1,6 @@
 //! The single-threaded executor of one shard: polls ready processes from the run queue, with
 //! panics caught per process, and builds the allocation-free `Waker`s they see.
+#![allow(unsafe_code, reason = "the allocation-free wakers of the processes")]
 
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};

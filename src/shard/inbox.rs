@@ -12,6 +12,7 @@
 //!
 //! Lanes are unbounded queues, but every user message in them holds a mailbox reservation made
 //! by its sender, so their length is bounded by the receivers' capacities.
+#![allow(unsafe_code, reason = "the lock-free cross-shard inbox")]
 
 use crossbeam_utils::CachePadded;
 

@@ -7,7 +7,7 @@
 //! if nothing is ready, park (announce, re-check the inbox, block in `poll` until the next
 //! timer) → repeat. A stop request sends every process `Shutdown`; the thread ends when the
 //! last one has ended (or the shutdown deadline kills the rest).
-
+#![allow(unsafe_code, reason = "the current shard as a thread-local raw pointer")]
 // The I/O-source machinery (io.rs, `Run` tasks, I/O timers) has no user without the web layer.
 #![cfg_attr(not(feature = "web"), allow(dead_code))]
 
