@@ -102,6 +102,7 @@ thread_local! {
 }
 
 /// Runs `f` with the shard this thread runs, if any.
+#[inline(always)]
 pub(crate) fn with_current<R>(f: impl FnOnce(Option<&Rc<Shard>>) -> R) -> R {
     let mut f = Some(f);
     // A shared borrow for the duration of `f` (nested calls share it; only the shard thread's

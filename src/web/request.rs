@@ -151,8 +151,10 @@ impl WebRequest {
         }
         let Some(to) = self.reply() else { return };
         self.run_hooks(&mut response);
-        self.inner_mut().reply = None;
-        server::deliver(to, Delivery::Response(response, self.inner_mut().request.take()));
+        let inner = self.inner_mut();
+        inner.reply = None;
+        let request = inner.request.take();
+        server::deliver_response(to, &mut response, request);
     }
 
     /// Answers with `head` (its body is ignored) and a body streamed in chunks through the
