@@ -149,12 +149,16 @@ impl WebRequest {
         if matches!(response.body, Body::Streamed) {
             response.body = Body::Empty;
         }
-        let Some(to) = self.reply() else { return };
-        self.run_hooks(&mut response);
+        let Some(inner) = self.0.as_deref_mut() else { return };
+        let Some(to) = inner.reply else { return };
+        if inner.hooks.is_some() {
+            self.run_hooks(&mut response);
+        }
         let inner = self.inner_mut();
         inner.reply = None;
         let request = inner.request.take();
         server::deliver_response(to, &mut response, request);
+        response.discard();
     }
 
     /// Answers with `head` (its body is ignored) and a body streamed in chunks through the
