@@ -354,6 +354,7 @@ impl Connection {
 
     /// A response to request `seq` (`Delivery::Response` without the `Delivery`): encoded from
     /// `resp` if it is first in line, else taken into its slot.
+    #[inline]
     pub(crate) fn deliver_response(
         &self,
         shard: &Shard,

@@ -48,13 +48,18 @@ pub(crate) fn note_deadline(conn: u64, seq: u64, at: Instant) -> bool {
 
 /// A handler answers the request it is being handed: kept for `dispatch` (the response is
 /// taken, an empty one left in its place). False for anything else, `resp` untouched.
+#[inline]
 pub(crate) fn answer_now(conn: u64, seq: u64, resp: &mut Response, req: &mut Option<Box<Request>>) -> bool {
     // A streamed head goes the normal way: its chunks follow through `deliver`.
     if DISPATCH_KEY.get() != (conn, seq) || matches!(resp.body, Body::Streamed) {
         return false;
     }
+    keep_answer(resp, req);
+    true
+}
+
+fn keep_answer(resp: &mut Response, req: &mut Option<Box<Request>>) {
     DISPATCH_KEY.set((0, 0)); // answered: anything more for it goes the normal way
     let answer = (std::mem::replace(resp, Response::new(StatusCode::OK)), req.take());
     DISPATCH_ANSWER.with(|a| *a.borrow_mut() = Some(answer));
-    true
 }
