@@ -21,12 +21,20 @@ pub(crate) struct Answering {
 
 /// Encodes `resp`'s head (and its body, unless streamed or answering HEAD) into `out`.
 /// Returns whether the connection may stay open after it.
+/// (Inlined: the common response is a few compares and two copies; the rest is out of line.)
+#[inline(always)]
 pub(crate) fn encode(resp: &Response, to: Answering, date: &Date, out: &mut Vec<u8>) -> bool {
     if let (true, Body::Full(body)) = (common(resp, to), &resp.body) {
         if encode_common(resp, body, to.method, date, out) {
             return true;
         }
     }
+    encode_general(resp, to, date, out)
+}
+
+/// Any response, field by field.
+#[inline(never)]
+fn encode_general(resp: &Response, to: Answering, date: &Date, out: &mut Vec<u8>) -> bool {
     let mut keep_alive = to.keep_alive;
     let streamed = matches!(resp.body, Body::Streamed);
     // An HTTP/1.0 client cannot read chunked: the body ends when the connection does.
@@ -154,6 +162,7 @@ thread_local! {
 
 impl HeadCache {
     /// True if the cached head is `resp`'s (with a body of `body_len` bytes, at `date`).
+    #[inline(always)]
     fn holds(&self, resp: &Response, ctype: &[u8], body_len: usize, date: &Date) -> bool {
         self.status == resp.status.0
             && self.body_len == body_len
@@ -207,6 +216,7 @@ impl HeadCache {
 
 /// False (nothing written) if the content type is not a valid field value or the head is too
 /// long to cache (the general encoder writes it).
+#[inline(always)]
 fn encode_common(resp: &Response, body: &[u8], method: Method, date: &Date, out: &mut Vec<u8>) -> bool {
     let ctype = resp.content_type.as_deref().unwrap_or("").as_bytes();
     // (A pointer out of `with`: with the work inside its closure, `with` is not inlined and

@@ -295,6 +295,7 @@ impl Outgoing {
 
     /// Encodes the response to the request at the head of the line (its slot already taken
     /// out) with the `Date` shared until the next write, and moves the line on.
+    #[inline(always)]
     fn encode_front(&mut self, meta: RequestMeta, resp: &Response) {
         let date = self.date.get_or_insert_with(encode::date_header);
         let keep_alive = encode::encode(resp, answering(meta), date, &mut self.out);
