@@ -144,7 +144,8 @@ impl Outgoing {
             // First in line: encoded now, without a stop in the slot (a `100 Continue` owed to
             // it is moot, as in `encode_ready`).
             let Some(&Slot::Waiting { meta, .. }) = self.slots.front() else { return false };
-            self.slots.pop_front();
+            // A `Waiting` slot owns nothing: forgotten, it is not copied out to be dropped.
+            std::mem::forget(self.slots.pop_front());
             if meta.version == Version::Http10 {
                 self.waiting_http10 -= 1;
             }
