@@ -486,6 +486,10 @@ impl IoSource for Connection {
         self
     }
 
+    fn as_connection(&self) -> Option<&Connection> {
+        Some(self)
+    }
+
     fn register(&self, registry: &Registry, token: Token, interest: Interest) -> io::Result<()> {
         registry.register(&mut self.st.borrow_mut().stream, token, interest)
     }

@@ -319,7 +319,7 @@ pub(crate) fn deliver_response(to: ReplyTo, resp: &mut Response, mut request: Op
 #[inline(always)]
 fn with_connection(shard: &Shard, to: ReplyTo, f: impl FnOnce(&Connection)) {
     if let Some(src) = shard.io_get(to.token) {
-        if let Some(c) = src.as_any().downcast_ref::<Connection>().filter(|c| c.id == to.conn) {
+        if let Some(c) = src.as_connection().filter(|c| c.id == to.conn) {
             f(c);
         }
     }
