@@ -127,7 +127,9 @@ impl Outgoing {
     /// The response to `seq`. False if that request is not waiting (answered already, e.g. by
     /// a timeout, or the connection is gone): the response is dropped.
     pub(crate) fn complete(&mut self, seq: u64, mut resp: Response) -> bool {
-        self.complete_from(seq, &mut resp)
+        let done = self.complete_from(seq, &mut resp);
+        resp.discard();
+        done
     }
 
     /// [`complete`](Self::complete) without taking the response: one first in line is encoded
