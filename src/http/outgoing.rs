@@ -172,7 +172,7 @@ impl Outgoing {
         } else {
             self.ready_bytes += resp.body_bytes().len();
             self.close_given |= !meta.keep_alive;
-            Slot::Ready { meta, resp: std::mem::replace(resp, Response::new(StatusCode::OK)) }
+            Slot::Ready { meta, resp: resp.take() }
         };
         true
     }

@@ -194,6 +194,11 @@ impl Response {
         self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_ref())
     }
 
+    /// Takes the response out, leaving an empty one (owning nothing) in its place.
+    pub(crate) fn take(&mut self) -> Response {
+        std::mem::replace(self, Response::new(StatusCode::OK))
+    }
+
     /// Drops it, in a few instructions when it owns nothing (a `'static` body and content
     /// type, no fields: the common response).
     #[inline]

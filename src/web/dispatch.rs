@@ -7,7 +7,7 @@
 use std::cell::{Cell, RefCell};
 use std::time::Instant;
 
-use crate::http::{Body, Request, Response, StatusCode};
+use crate::http::{Body, Request, Response};
 
 /// The request being handed to a handler right now, and what the handler did with it while
 /// it ran: the deadline it set, the response it gave at once (a plain function). Both are
@@ -60,6 +60,6 @@ pub(crate) fn answer_now(conn: u64, seq: u64, resp: &mut Response, req: &mut Opt
 
 fn keep_answer(resp: &mut Response, req: &mut Option<Box<Request>>) {
     DISPATCH_KEY.set((0, 0)); // answered: anything more for it goes the normal way
-    let answer = (std::mem::replace(resp, Response::new(StatusCode::OK)), req.take());
+    let answer = (resp.take(), req.take());
     DISPATCH_ANSWER.with(|a| *a.borrow_mut() = Some(answer));
 }

@@ -310,7 +310,7 @@ pub(crate) fn deliver_response(to: ReplyTo, resp: &mut Response, mut request: Op
         None => Some(request),
     });
     if let Some(request) = away {
-        let d = Delivery::Response(std::mem::replace(resp, Response::new(crate::http::StatusCode::OK)), request);
+        let d = Delivery::Response(resp.take(), request);
         route::run_on(to.node, to.shard, Box::new(move |s: &Rc<Shard>| deliver_local(s, to, d)));
     }
 }
