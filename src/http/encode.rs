@@ -2,6 +2,7 @@
 //! caller's fields, then the framing pinion decides: `Content-Length` for a body it holds,
 //! `Transfer-Encoding: chunked` for a streamed one, nothing for statuses without a body. The
 //! common response head is cached per thread and copied in one piece.
+#![allow(unsafe_code, reason = "the cached response head reached through a pointer out of its thread-local")]
 
 use std::borrow::Cow;
 use std::cell::Cell;
@@ -21,12 +22,20 @@ pub(crate) struct Answering {
 
 /// Encodes `resp`'s head (and its body, unless streamed or answering HEAD) into `out`.
 /// Returns whether the connection may stay open after it.
+/// (Inlined: the common response is a few compares and two copies; the rest is out of line.)
+#[inline(always)]
 pub(crate) fn encode(resp: &Response, to: Answering, date: &Date, out: &mut Vec<u8>) -> bool {
     if let (true, Body::Full(body)) = (common(resp, to), &resp.body) {
         if encode_common(resp, body, to.method, date, out) {
             return true;
         }
     }
+    encode_general(resp, to, date, out)
+}
+
+/// Any response, field by field.
+#[inline(never)]
+fn encode_general(resp: &Response, to: Answering, date: &Date, out: &mut Vec<u8>) -> bool {
     let mut keep_alive = to.keep_alive;
     let streamed = matches!(resp.body, Body::Streamed);
     // An HTTP/1.0 client cannot read chunked: the body ends when the connection does.
@@ -116,16 +125,25 @@ fn common(resp: &Response, to: Answering) -> bool {
         && resp.content_type.is_some()
 }
 
-/// The cached head of the last common response (see [`common`]).
+/// The longest head kept in [`HeadCache`] (a longer one, from a long content type, is encoded
+/// each time).
+const HEAD_MAX: usize = 224;
+
+/// The cached head of the last common response (see [`common`]). Plain bytes, no `Vec`: a
+/// thread-local without a destructor is reached without a lazy-registration check.
+#[derive(Clone, Copy)]
 struct HeadCache {
     status: u16,
     /// The address of a `'static` content type (the same address is the same text), else 0.
     ctype_static: usize,
-    content_type: Vec<u8>,
+    /// Where the content type sits in `bytes`, and its length.
+    ctype_at: usize,
+    ctype_len: usize,
     secs: u64,
     body_len: usize,
     /// `HTTP/1.1 …\r\nserver: …\r\ndate: …\r\ncontent-type: …\r\ncontent-length: …\r\n\r\n`
-    bytes: Vec<u8>,
+    len: usize,
+    bytes: [u8; HEAD_MAX],
 }
 
 thread_local! {
@@ -133,70 +151,91 @@ thread_local! {
         std::cell::RefCell::new(HeadCache {
             status: 0,
             ctype_static: 0,
-            content_type: Vec::new(),
+            ctype_at: 0,
+            ctype_len: 0,
             secs: u64::MAX,
             body_len: 0,
-            bytes: Vec::new(),
+            len: 0,
+            bytes: [0; HEAD_MAX],
         })
     };
 }
 
 impl HeadCache {
     /// True if the cached head is `resp`'s (with a body of `body_len` bytes, at `date`).
+    #[inline(always)]
     fn holds(&self, resp: &Response, ctype: &[u8], body_len: usize, date: &Date) -> bool {
         self.status == resp.status.0
             && self.body_len == body_len
             && self.secs == date.secs
+            && self.ctype_len == ctype.len()
             && match &resp.content_type {
                 // A `'static` text at the same address is the same text (no comparison).
-                Some(Cow::Borrowed(t)) if self.ctype_static == t.as_ptr() as usize => {
-                    self.content_type.len() == t.len()
-                }
-                _ => self.content_type == ctype,
+                Some(Cow::Borrowed(t)) if self.ctype_static == t.as_ptr() as usize => true,
+                _ => self.bytes.get(self.ctype_at..self.ctype_at + self.ctype_len) == Some(ctype),
             }
+    }
+
+    /// Writes `resp`'s head in place (no allocation); false (the cache left empty) if it does
+    /// not fit.
+    #[cold]
+    #[inline(never)]
+    fn fill(&mut self, resp: &Response, ctype: &[u8], body_len: usize, date: &Date) -> bool {
+        use std::io::Write;
+        let c = resp.status.0;
+        let code = [b'0' + (c / 100) as u8, b'0' + (c / 10 % 10) as u8, b'0' + (c % 10) as u8, b' '];
+        let mut digits = [0u8; 20];
+        self.status = 0; // nothing matches an empty cache
+        let mut rest = &mut self.bytes[..];
+        let head = [
+            b"HTTP/1.1 ".as_slice(),
+            &code,
+            resp.status.reason().as_bytes(),
+            b"\r\nserver: pinion\r\ndate: ",
+            &date.text,
+            b"\r\ncontent-type: ",
+        ];
+        let fits = head.iter().all(|part| rest.write_all(part).is_ok());
+        let ctype_at = HEAD_MAX - rest.len();
+        let tail = [ctype, b"\r\ncontent-length: ", u64_text(body_len as u64, &mut digits), b"\r\n\r\n"];
+        if !(fits && tail.iter().all(|part| rest.write_all(part).is_ok())) {
+            return false;
+        }
+        self.len = HEAD_MAX - rest.len();
+        self.status = c;
+        self.secs = date.secs;
+        self.body_len = body_len;
+        self.ctype_at = ctype_at;
+        self.ctype_len = ctype.len();
+        self.ctype_static = match &resp.content_type {
+            Some(Cow::Borrowed(t)) => t.as_ptr() as usize,
+            _ => 0,
+        };
+        true
     }
 }
 
-/// False (nothing written) if the content type is not a valid field value.
+/// False (nothing written) if the content type is not a valid field value or the head is too
+/// long to cache (the general encoder writes it).
+#[inline(always)]
 fn encode_common(resp: &Response, body: &[u8], method: Method, date: &Date, out: &mut Vec<u8>) -> bool {
     let ctype = resp.content_type.as_deref().unwrap_or("").as_bytes();
-    HEAD.with(|h| {
-        let mut h = h.borrow_mut();
-        if !h.holds(resp, ctype, body.len(), date) {
-            if !valid_value(ctype) {
-                return false;
-            }
-            let c = resp.status.0;
-            let mut b = std::mem::take(&mut h.bytes);
-            b.clear();
-            b.extend_from_slice(b"HTTP/1.1 ");
-            b.extend_from_slice(&[b'0' + (c / 100) as u8, b'0' + (c / 10 % 10) as u8, b'0' + (c % 10) as u8, b' ']);
-            b.extend_from_slice(resp.status.reason().as_bytes());
-            b.extend_from_slice(b"\r\nserver: pinion\r\ndate: ");
-            b.extend_from_slice(&date.text);
-            b.extend_from_slice(b"\r\ncontent-type: ");
-            b.extend_from_slice(ctype);
-            b.extend_from_slice(b"\r\ncontent-length: ");
-            push_u64(&mut b, body.len() as u64);
-            b.extend_from_slice(b"\r\n\r\n");
-            // Refilled in place: no allocation once warm, even when the second turns.
-            h.status = c;
-            h.secs = date.secs;
-            h.body_len = body.len();
-            h.ctype_static = match &resp.content_type {
-                Some(Cow::Borrowed(t)) => t.as_ptr() as usize,
-                _ => 0,
-            };
-            h.content_type.clear();
-            h.content_type.extend_from_slice(ctype);
-            h.bytes = b;
-        }
-        let body = if method == Method::Head { &[][..] } else { body };
-        out.reserve(h.bytes.len() + body.len());
-        out.extend_from_slice(&h.bytes);
-        out.extend_from_slice(body);
-        true
-    })
+    // (A pointer out of `with`: with the work inside its closure, `with` is not inlined and
+    // the thread-local is reached through a function pointer.)
+    let h = HEAD.with(|h| h as *const std::cell::RefCell<HeadCache>);
+    // SAFETY: `HEAD` has no destructor, so its storage lives as long as this thread, and the
+    // reference does not leave this call.
+    let mut h = unsafe { &*h }.borrow_mut();
+    let cached = h.holds(resp, ctype, body.len(), date) || valid_value(ctype) && h.fill(resp, ctype, body.len(), date);
+    if !cached {
+        return false;
+    }
+    let body = if method == Method::Head { &[][..] } else { body };
+    let head = &h.bytes[..h.len.min(HEAD_MAX)];
+    out.reserve(head.len() + body.len());
+    out.extend_from_slice(head);
+    out.extend_from_slice(body);
+    true
 }
 
 /// One chunk of a streamed body (nothing for an empty chunk: that would end the body).
@@ -235,8 +274,12 @@ fn is_framing(name: &str) -> bool {
     ["content-length", "transfer-encoding", "connection", "date", "server"].iter().any(|f| name.eq_ignore_ascii_case(f))
 }
 
-fn push_u64(out: &mut Vec<u8>, mut n: u64) {
-    let mut buf = [0u8; 20];
+fn push_u64(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(u64_text(n, &mut [0u8; 20]));
+}
+
+/// `n` in decimal, written at the end of `buf`.
+fn u64_text(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
     let mut i = buf.len();
     loop {
         i -= 1;
@@ -246,7 +289,7 @@ fn push_u64(out: &mut Vec<u8>, mut n: u64) {
             break;
         }
     }
-    out.extend_from_slice(&buf[i..]);
+    &buf[i..]
 }
 
 fn push_hex(out: &mut Vec<u8>, mut n: u64) {
@@ -396,6 +439,12 @@ mod tests {
         assert!(text(&owned("text/a")).contains("content-type: text/a\r\n"));
         assert!(text(&owned("text/b")).contains("content-type: text/b\r\n"));
         assert!(text(&Response::text("x")).contains("content-type: text/plain"));
+        // Too long to cache: written by the general encoder, the same bytes.
+        let long = format!("text/{}", "x".repeat(HEAD_MAX));
+        let t = text(&owned(&long));
+        assert!(t.contains(&format!("\r\ncontent-type: {long}\r\ncontent-length: 1\r\n\r\nx")), "{t}");
+        assert!(t.starts_with("HTTP/1.1 200 OK\r\nserver: pinion\r\ndate: "), "{t}");
+        assert!(text(&owned("text/a")).contains("content-type: text/a\r\n"));
     }
 
     #[test]

@@ -127,11 +127,36 @@ impl Outgoing {
     /// The response to `seq`. False if that request is not waiting (answered already, e.g. by
     /// a timeout, or the connection is gone): the response is dropped.
     pub(crate) fn complete(&mut self, seq: u64, mut resp: Response) -> bool {
+        let done = self.complete_from(seq, &mut resp);
+        resp.discard();
+        done
+    }
+
+    /// [`complete`](Self::complete) without taking the response: one first in line is encoded
+    /// from where it is (the caller drops it); one that must wait is moved into its slot,
+    /// leaving an empty response behind.
+    pub(crate) fn complete_from(&mut self, seq: u64, resp: &mut Response) -> bool {
         if !(200..=999).contains(&resp.status.0) {
             // A final response cannot be 1xx (the client would wait for another) or outside
             // three digits.
             log::warn!(target: "pinion::web", "a handler answered status {}: sent as 500", resp.status.0);
-            resp = Response::status(StatusCode::INTERNAL_SERVER_ERROR);
+            *resp = Response::status(StatusCode::INTERNAL_SERVER_ERROR);
+        }
+        if seq == self.head_seq && !self.closing && !matches!(resp.body, Body::Streamed) {
+            // First in line: encoded now, without a stop in the slot (a `100 Continue` owed to
+            // it is moot, as in `encode_ready`).
+            let Some(&Slot::Waiting { meta, .. }) = self.slots.front() else { return false };
+            // A `Waiting` slot owns nothing: forgotten, it is not copied out to be dropped.
+            std::mem::forget(self.slots.pop_front());
+            if meta.version == Version::Http10 {
+                self.waiting_http10 -= 1;
+            }
+            if self.continue_for == Some(seq) {
+                self.continue_for = None;
+            }
+            self.close_given |= !meta.keep_alive;
+            self.encode_front(meta, resp);
+            return true;
         }
         let Some(i) = seq.checked_sub(self.head_seq) else { return false };
         let Some(slot) = self.slots.get_mut(i as usize) else { return false };
@@ -139,26 +164,15 @@ impl Outgoing {
         if meta.version == Version::Http10 {
             self.waiting_http10 -= 1;
         }
-        if i == 0 && !self.closing && !matches!(resp.body, Body::Streamed) {
-            // First in line: encoded now, without a stop in the slot (a `100 Continue` owed to
-            // it is moot, as in `encode_ready`).
-            self.slots.pop_front();
-            if self.continue_for == Some(self.head_seq) {
-                self.continue_for = None;
-            }
-            self.close_given |= !meta.keep_alive;
-            self.encode_front(meta, &resp);
-            return true;
-        }
         *slot = if matches!(resp.body, Body::Streamed) && meta.method != Method::Head && !resp.status.bodiless() {
             let mut head = Vec::new();
-            let keep_alive = encode::encode(&resp, answering(meta), &encode::date_header(), &mut head);
+            let keep_alive = encode::encode(resp, answering(meta), &encode::date_header(), &mut head);
             self.close_given |= !keep_alive;
             Slot::Streaming { chunked: meta.version == Version::Http11, keep_alive, pending: head, finished: false }
         } else {
             self.ready_bytes += resp.body_bytes().len();
             self.close_given |= !meta.keep_alive;
-            Slot::Ready { meta, resp }
+            Slot::Ready { meta, resp: resp.take() }
         };
         true
     }
@@ -284,9 +298,10 @@ impl Outgoing {
 
     /// Encodes the response to the request at the head of the line (its slot already taken
     /// out) with the `Date` shared until the next write, and moves the line on.
+    #[inline(always)]
     fn encode_front(&mut self, meta: RequestMeta, resp: &Response) {
-        let date = *self.date.get_or_insert_with(encode::date_header);
-        let keep_alive = encode::encode(resp, answering(meta), &date, &mut self.out);
+        let date = self.date.get_or_insert_with(encode::date_header);
+        let keep_alive = encode::encode(resp, answering(meta), date, &mut self.out);
         self.finish_slot(keep_alive);
     }
 

@@ -194,6 +194,26 @@ impl Response {
         self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_ref())
     }
 
+    /// Takes the response out, leaving an empty one (owning nothing) in its place.
+    pub(crate) fn take(&mut self) -> Response {
+        std::mem::replace(self, Response::new(StatusCode::OK))
+    }
+
+    /// Drops it, in a few instructions when it owns nothing (a `'static` body and content
+    /// type, no fields: the common response).
+    #[inline]
+    pub(crate) fn discard(self) {
+        let owns = self.headers.capacity() != 0
+            || matches!(self.content_type, Some(Cow::Owned(_)))
+            || matches!(self.body, Body::Full(Cow::Owned(_)));
+        if owns {
+            drop(self);
+        } else {
+            // Nothing to free: the fields hold no allocation.
+            std::mem::forget(self);
+        }
+    }
+
     /// The body bytes, if held (not streamed).
     pub fn body_bytes(&self) -> &[u8] {
         match &self.body {

@@ -26,6 +26,12 @@ pub(crate) trait IoSource: Any {
     fn shutdown(self: Rc<Self>, shard: &Rc<Shard>, token: Token);
     /// For downcasting to the concrete source.
     fn as_any(&self) -> &dyn Any;
+    /// The web connection it is, if it is one: the downcast every response makes, in one
+    /// call instead of `as_any`'s and `type_id`'s.
+    #[cfg(feature = "web")]
+    fn as_connection(&self) -> Option<&crate::web::Connection> {
+        None
+    }
     /// Registers its socket under `token`.
     fn register(&self, registry: &Registry, token: Token, interest: Interest) -> io::Result<()>;
 }

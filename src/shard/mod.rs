@@ -106,7 +106,7 @@ thread_local! {
 }
 
 /// Runs `f` with the shard this thread runs, if any.
-#[inline]
+#[inline(always)]
 pub(crate) fn with_current<R>(f: impl FnOnce(Option<&Rc<Shard>>) -> R) -> R {
     let current = CURRENT.with(Cell::get);
     // SAFETY: the pointer is non-null only while the `CurrentGuard` made in `run` lives; it

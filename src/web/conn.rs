@@ -19,7 +19,7 @@ use mio::{Interest, Registry, Token};
 use super::dispatch::{dispatch_begin, dispatch_end};
 use super::request::{ReplyTo, WebRequest};
 use super::server::{Delivery, ServerShared};
-use crate::http::{Codec, Flushed, Outgoing, Phase, StatusCode, Step, refusal};
+use crate::http::{Codec, Flushed, Outgoing, Phase, Request, Response, StatusCode, Step, refusal};
 use crate::shard::io::IoSource;
 use crate::shard::{Readiness, Shard, TimerKey};
 
@@ -327,11 +327,9 @@ impl Connection {
             return;
         }
         match delivery {
-            Delivery::Response(resp, request) => {
-                st.out.complete(seq, resp);
-                if let Some(r) = request {
-                    st.codec.recycle(r);
-                }
+            Delivery::Response(mut resp, request) => {
+                drop(st);
+                return self.deliver_response(shard, token, seq, &mut resp, request);
             }
             Delivery::Chunk(c) => {
                 if st.out.stream_chunk(seq, &c).is_some_and(|backlog| backlog > MAX_STREAM_BACKLOG) {
@@ -353,6 +351,36 @@ impl Connection {
         }
         drop(st);
         self.queue_flush(shard, token);
+    }
+
+    /// A response to request `seq` (`Delivery::Response` without the `Delivery`): encoded from
+    /// `resp` if it is first in line, else taken into its slot.
+    #[inline]
+    pub(crate) fn deliver_response(
+        &self,
+        shard: &Shard,
+        token: Token,
+        seq: u64,
+        resp: &mut Response,
+        request: Option<Box<Request>>,
+    ) {
+        let mut guard = self.st.borrow_mut();
+        let st = &mut *guard;
+        if st.closed {
+            return;
+        }
+        st.out.complete_from(seq, resp);
+        if let Some(r) = request {
+            st.codec.recycle(r);
+        }
+        if st.out.will_close() {
+            // No request after the one whose answer closes the connection (RFC 9112 §9.6).
+            st.codec.close();
+        }
+        if !st.flush_queued {
+            st.flush_queued = true;
+            shard.io_flush_later(token);
+        }
     }
 
     /// A request's deadline (504 after it).
@@ -466,6 +494,10 @@ impl IoSource for Connection {
 
     fn as_any(&self) -> &dyn Any {
         self
+    }
+
+    fn as_connection(&self) -> Option<&Connection> {
+        Some(self)
     }
 
     fn register(&self, registry: &Registry, token: Token, interest: Interest) -> io::Result<()> {

@@ -7,7 +7,6 @@
 use std::cell::{Cell, RefCell};
 use std::time::Instant;
 
-use super::server::Delivery;
 use crate::http::{Body, Request, Response};
 
 /// The request being handed to a handler right now, and what the handler did with it while
@@ -47,19 +46,20 @@ pub(crate) fn note_deadline(conn: u64, seq: u64, at: Instant) -> bool {
     true
 }
 
-/// A handler answers the request it is being handed: kept for `dispatch`. Anything else comes
-/// back.
-pub(crate) fn answer_now(conn: u64, seq: u64, d: Delivery) -> Result<(), Delivery> {
-    if DISPATCH_KEY.get() != (conn, seq) {
-        return Err(d);
+/// A handler answers the request it is being handed: kept for `dispatch` (the response is
+/// taken, an empty one left in its place). False for anything else, `resp` untouched.
+#[inline]
+pub(crate) fn answer_now(conn: u64, seq: u64, resp: &mut Response, req: &mut Option<Box<Request>>) -> bool {
+    // A streamed head goes the normal way: its chunks follow through `deliver`.
+    if DISPATCH_KEY.get() != (conn, seq) || matches!(resp.body, Body::Streamed) {
+        return false;
     }
-    match d {
-        // A streamed head goes the normal way: its chunks follow through `deliver`.
-        Delivery::Response(resp, req) if !matches!(resp.body, Body::Streamed) => {
-            DISPATCH_KEY.set((0, 0)); // answered: anything more for it goes the normal way
-            DISPATCH_ANSWER.with(|a| *a.borrow_mut() = Some((resp, req)));
-            Ok(())
-        }
-        d => Err(d),
-    }
+    keep_answer(resp, req);
+    true
+}
+
+fn keep_answer(resp: &mut Response, req: &mut Option<Box<Request>>) {
+    DISPATCH_KEY.set((0, 0)); // answered: anything more for it goes the normal way
+    let answer = (resp.take(), req.take());
+    DISPATCH_ANSWER.with(|a| *a.borrow_mut() = Some(answer));
 }

@@ -25,6 +25,7 @@ mod router;
 mod server;
 mod worker;
 
+pub(crate) use conn::Connection;
 pub(crate) use handler::shed;
 pub use handler::{Handler, WebHandler, WebHandlerOptions, WebTarget};
 pub use middleware::{Auth, Cors, Layer, RateLimit, RequestLog, auth, bearer, rate_limit, request_log};

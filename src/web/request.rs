@@ -149,10 +149,19 @@ impl WebRequest {
         if matches!(response.body, Body::Streamed) {
             response.body = Body::Empty;
         }
-        let Some(to) = self.reply() else { return };
-        self.run_hooks(&mut response);
-        self.inner_mut().reply = None;
-        server::deliver(to, Delivery::Response(response, self.inner_mut().request.take()));
+        let Some(inner) = self.0.as_deref_mut() else { return };
+        let Some(to) = inner.reply else { return };
+        if inner.hooks.is_some() {
+            self.run_hooks(&mut response);
+        }
+        let Some(mut inner) = self.0.take() else { return };
+        // It holds nothing now: its `Drop` would only look.
+        std::mem::forget(self);
+        inner.reply = None;
+        let request = inner.request.take();
+        server::deliver_response(to, &mut response, request);
+        response.discard();
+        recycle(inner);
     }
 
     /// Answers with `head` (its body is ignored) and a body streamed in chunks through the
@@ -196,18 +205,23 @@ impl Drop for WebRequest {
                 server::deliver(to, Delivery::Response(resp, None));
             }
         }
-        // Recycle the box, emptied: nothing it held outlives the request.
-        if let Some(mut inner) = self.0.take() {
-            inner.request = None;
-            inner.hooks = None;
-            let _ = INNERS.try_with(|p| {
-                let mut p = p.borrow_mut();
-                if p.len() < POOL {
-                    p.push(inner);
-                }
-            });
+        if let Some(inner) = self.0.take() {
+            recycle(inner);
         }
     }
+}
+
+/// Keeps an answered request's box for the next one, emptied: nothing it held outlives the
+/// request.
+fn recycle(mut inner: Box<Inner>) {
+    inner.request = None;
+    inner.hooks = None;
+    let _ = INNERS.try_with(|p| {
+        let mut p = p.borrow_mut();
+        if p.len() < POOL {
+            p.push(inner);
+        }
+    });
 }
 
 /// The body of a streamed response, sent chunk by chunk from any shard. Dropped without

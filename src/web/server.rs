@@ -280,8 +280,10 @@ pub(crate) enum Delivery {
 /// Sends `d` to its connection: directly on its shard, through the shard's inbox from
 /// elsewhere. Dropped if the connection is gone.
 pub(crate) fn deliver(to: ReplyTo, d: Delivery) {
-    // Answered while its connection hands it over (a plain function): no lookup at all.
-    let Err(d) = super::dispatch::answer_now(to.conn, to.seq, d) else { return };
+    let d = match d {
+        Delivery::Response(mut resp, request) => return deliver_response(to, &mut resp, request),
+        d => d,
+    };
     // The shard first, the delivery outside the closure: a `Delivery` is big, moved once.
     let here = with_current(|here| here.filter(|s| s.node.id == to.node && s.id == to.shard).cloned());
     match here {
@@ -292,10 +294,32 @@ pub(crate) fn deliver(to: ReplyTo, d: Delivery) {
     }
 }
 
+/// Sends a response to its connection, as [`deliver`]. On the connection's shard it is encoded
+/// from where it is (no `Delivery` built, nothing moved: the caller drops `resp`); it is taken
+/// (an empty response left behind) only to wait for its turn or to travel.
+pub(crate) fn deliver_response(to: ReplyTo, resp: &mut Response, mut request: Option<Box<Request>>) {
+    // Answered while its connection hands it over (a plain function): no lookup at all.
+    if super::dispatch::answer_now(to.conn, to.seq, resp, &mut request) {
+        return;
+    }
+    let away = with_current(|here| match here.filter(|s| s.node.id == to.node && s.id == to.shard) {
+        Some(s) => {
+            with_connection(s, to, |c| c.deliver_response(s, to.token, to.seq, resp, request));
+            None
+        }
+        None => Some(request),
+    });
+    if let Some(request) = away {
+        let d = Delivery::Response(resp.take(), request);
+        route::run_on(to.node, to.shard, Box::new(move |s: &Rc<Shard>| deliver_local(s, to, d)));
+    }
+}
+
 /// Runs `f` on the connection `to` names, if it is still there (tokens are reused; ids not).
+#[inline(always)]
 fn with_connection(shard: &Shard, to: ReplyTo, f: impl FnOnce(&Connection)) {
     if let Some(src) = shard.io_get(to.token) {
-        if let Some(c) = src.as_any().downcast_ref::<Connection>().filter(|c| c.id == to.conn) {
+        if let Some(c) = src.as_connection().filter(|c| c.id == to.conn) {
             f(c);
         }
     }
