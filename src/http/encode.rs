@@ -315,21 +315,35 @@ pub(crate) struct Date {
 
 thread_local! {
     static DATE: Cell<Date> = const { Cell::new(Date { secs: u64::MAX, text: [0; 29] }) };
+    /// The second of `DATE`, [from, until): while the clock is in it the cached date stands,
+    /// checked with two comparisons instead of a conversion of the clock to seconds (half the
+    /// cost of a date). A clock set back leaves it at once.
+    static DATE_SECOND: Cell<(SystemTime, SystemTime)> = const { Cell::new((UNIX_EPOCH, UNIX_EPOCH)) };
 }
 
 /// The current time as an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), formatted at most once
 /// per second per thread.
 pub(crate) fn date_header() -> Date {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    DATE.with(|d| {
-        let date = d.get();
-        if date.secs == secs {
-            return date;
-        }
-        let date = Date { secs, text: imf_fixdate(secs) };
-        d.set(date);
-        date
-    })
+    let now = SystemTime::now();
+    let (from, until) = DATE_SECOND.get();
+    if from <= now && now < until {
+        return DATE.get();
+    }
+    next_date(now)
+}
+
+#[cold]
+#[inline(never)]
+fn next_date(now: SystemTime) -> Date {
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let mut date = DATE.get();
+    if date.secs != secs {
+        date = Date { secs, text: imf_fixdate(secs) };
+        DATE.set(date);
+    }
+    let from = UNIX_EPOCH + std::time::Duration::from_secs(secs);
+    DATE_SECOND.set((from, from + std::time::Duration::from_secs(1)));
+    date
 }
 
 fn imf_fixdate(secs: u64) -> [u8; 29] {
@@ -387,6 +401,24 @@ mod tests {
         assert_eq!(&imf_fixdate(0), b"Thu, 01 Jan 1970 00:00:00 GMT");
         assert_eq!(&imf_fixdate(951_782_400), b"Tue, 29 Feb 2000 00:00:00 GMT");
         assert_eq!(&imf_fixdate(1_795_046_399), b"Wed, 18 Nov 2026 23:59:59 GMT");
+    }
+
+    #[test]
+    fn the_cached_date_is_the_clock_s_second() {
+        let secs = || SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        for _ in 0..3 {
+            let (before, date, after) = (secs(), date_header(), secs());
+            assert!(before <= date.secs && date.secs <= after, "{before} {} {after}", date.secs);
+            assert_eq!(date.text, imf_fixdate(date.secs));
+            std::thread::sleep(std::time::Duration::from_millis(600));
+        }
+        // A second that is not the clock's (as after the clock was set back) is not served.
+        DATE_SECOND.set((
+            UNIX_EPOCH + std::time::Duration::from_secs(secs() + 3600),
+            UNIX_EPOCH + std::time::Duration::from_secs(secs() + 3601),
+        ));
+        let (before, date) = (secs(), date_header());
+        assert!(date.secs >= before && date.secs <= secs(), "a date from the wrong second: {}", date.secs);
     }
 
     #[test]
