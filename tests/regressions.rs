@@ -54,10 +54,10 @@ impl Drop for PanicOnDrop {
     }
 }
 
-/// Handles its first message by waiting on a call that never answers, then fails: whatever
-/// was queued meanwhile is dropped by the runtime when it ends.
+/// Handles its first message by waiting on a call that `Holder` answers only when told, then
+/// fails: whatever was queued meanwhile is dropped by the runtime when it ends.
 struct Stuck {
-    silent: Pid,
+    holder: Pid,
 }
 
 impl Actor for Stuck {
@@ -67,25 +67,51 @@ impl Actor for Stuck {
             std::mem::forget(msg);
             return Ok(());
         }
-        let _ = ctx.call(self.silent, (), Duration::from_millis(300)).await;
+        let _ = ctx.call(self.holder, (), WAIT).await;
         Err(ExitReason::custom("done waiting"))
     }
 }
 
-/// Never answers calls.
-struct Silent;
+/// Keeps every call unanswered (and says so on `held`) until it gets `Release`.
+struct Holder {
+    held: mpsc::Sender<()>,
+    tokens: Vec<pinion::ReplyToken>,
+}
 
-impl Actor for Silent {}
+/// Tells a `Holder` to answer the calls it holds.
+struct Release;
+
+impl Actor for Holder {
+    async fn handle_message(&mut self, _: &mut Context, _: Pid, msg: Message) -> Result<(), ExitReason> {
+        if msg.is::<Release>() {
+            for token in self.tokens.drain(..) {
+                token.reply(());
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_call(&mut self, ctx: &mut Context, _: Pid, _: Message) -> Result<Reply, ExitReason> {
+        self.tokens.extend(ctx.defer_reply());
+        let _ = self.held.send(());
+        Ok(Reply::Later)
+    }
+}
 
 #[test]
 fn issue_2_panicking_drop_of_a_dead_letter_does_not_kill_the_shard() {
     let node = node("reg-panic-drop", 1);
-    let silent = node.spawn_on(ShardId(0), || Silent, ProcessOptions::default()).wait().unwrap();
-    let stuck = node.spawn_on(ShardId(0), move || Stuck { silent }, ProcessOptions::default()).wait().unwrap();
+    let (held_tx, held) = mpsc::channel();
+    let holder =
+        node.spawn_on(ShardId(0), move || Holder { held: held_tx, tokens: Vec::new() }, ProcessOptions::default());
+    let holder = holder.wait().unwrap();
+    let stuck = node.spawn_on(ShardId(0), move || Stuck { holder }, ProcessOptions::default()).wait().unwrap();
     node.send(stuck, "go").unwrap();
-    // Queued while it waits; dropped by the runtime when it ends.
+    held.recv_timeout(WAIT).expect("the stuck process is waiting on its call");
+    // Queued while it waits; dropped by the runtime when it ends (once its call is answered).
     node.send(stuck, PanicOnDrop).unwrap();
     node.send(stuck, PanicOnDrop).unwrap();
+    node.send(holder, Release).unwrap();
     let deadline = Instant::now() + WAIT;
     while node.process_info(stuck).is_ok() {
         assert!(Instant::now() < deadline, "the stuck process never ended");
@@ -101,7 +127,7 @@ fn issue_2_panicking_drop_of_a_dead_letter_does_not_kill_the_shard() {
     });
     let answer = rx.recv_timeout(WAIT).expect("the shard answered a spawn after the contained panic");
     assert_eq!(answer.expect("spawn after the panic").expect("a call after the panic"), Some(5));
-    assert!(node.process_info(silent).is_ok());
+    assert!(node.process_info(holder).is_ok());
     node.stop();
 }
 
