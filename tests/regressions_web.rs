@@ -509,11 +509,10 @@ fn issue_3_header_read_timeout_is_per_request() {
 /// A response that closes the connection (a streamed body to an HTTP/1.0 client) stops
 /// request processing: the request behind it is never handed to its handler.
 ///
-/// Ignored: fails at d36672e. The fix closes the codec once the closing response is *encoded*
-/// (`Connection::write`), but a request pipelined in the same read is handed to its handler by
-/// the same `dispatch` loop before any response is known to close (the counter ends at 1).
+/// It failed at d36672e (then ignored): the codec closed once the closing response was
+/// *written*, but a request pipelined in the same read was handed to its handler by the same
+/// `dispatch` loop before any response was known to close (the counter ended at 1).
 #[test]
-
 fn issue_3_closing_response_stops_request_processing() {
     let count = Arc::new(AtomicUsize::new(0));
     let counted = count.clone();

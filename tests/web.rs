@@ -906,8 +906,8 @@ fn bearer_auth_missing_or_wrong_token_answers_401_right_token_200() {
 #[test]
 fn cors_default_preflight_answers_204_with_allow_fields() {
     let node = start_node("web-mw-cors-preflight", 1);
-    // An any-method route: the preflight reaches the layer (see the ignored
-    // `router_layer_*` test for a method-specific route).
+    // An any-method route: the preflight reaches the layer (the `router_layers_*` tests cover
+    // a method-specific route).
     let server = serve(&node, Router::new().route("/api", hello).layer(Cors::default()));
     let mut client = Client::connect(server.local_addr());
     let resp = client.request(
