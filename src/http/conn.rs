@@ -122,7 +122,7 @@ impl Codec {
     /// or a request whose head is incomplete. Nothing more is read.
     pub(crate) fn abort(&mut self) -> RequestMeta {
         let meta = match self.current.take() {
-            Some(p) => RequestMeta { keep_alive: false, ..meta(&p) },
+            Some(p) => RequestMeta { keep_alive: false, ..meta(p.seq, &p.req, &p.head) },
             None => {
                 let seq = self.next_seq;
                 self.next_seq += 1;
@@ -204,12 +204,7 @@ impl Codec {
                     self.next_seq += 1;
                     if head.body == BodyKind::None {
                         // Complete already (and no `100 Continue`: that needs a body).
-                        let m = RequestMeta {
-                            seq,
-                            method: req.method(),
-                            version: req.version(),
-                            keep_alive: head.keep_alive,
-                        };
+                        let m = meta(seq, &req, &head);
                         return Some(self.complete(req, head, m));
                     }
                     let decoder = BodyDecoder::new(head.body);
@@ -237,11 +232,11 @@ impl Codec {
             Err(error) => {
                 let p = self.current.take()?;
                 self.close();
-                return Some(Step::Refuse(RequestMeta { keep_alive: false, ..meta(&p) }, error));
+                return Some(Step::Refuse(RequestMeta { keep_alive: false, ..meta(p.seq, &p.req, &p.head) }, error));
             }
         }
         let p = self.current.take()?;
-        let m = meta(&p);
+        let m = meta(p.seq, &p.req, &p.head);
         Some(self.complete(p.req, p.head, m))
     }
 
@@ -265,8 +260,8 @@ fn version_of(input: &[u8]) -> Version {
     if line.trim_ascii_end().ends_with(b"HTTP/1.0") { Version::Http10 } else { Version::Http11 }
 }
 
-fn meta(p: &Partial) -> RequestMeta {
-    RequestMeta { seq: p.seq, method: p.req.method(), version: p.req.version(), keep_alive: p.head.keep_alive }
+fn meta(seq: u64, req: &Request, head: &Head) -> RequestMeta {
+    RequestMeta { seq, method: req.method(), version: req.version(), keep_alive: head.keep_alive }
 }
 
 /// The answer to a refused request.

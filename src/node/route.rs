@@ -263,6 +263,7 @@ pub(crate) fn reply(to: Pid, reference: u64, deadline: Tick, result: CallResult)
         if let Some(s) = here.filter(|s| s.id == to.shard) {
             return s.deliver_reply(to.slot, to.generation, reference, result);
         }
+        // (`NEVER` first: a call without a deadline reads no clock.)
         if deadline != Tick::NEVER && deadline.passed(current.map_or_else(Instant::now, |s| s.now())) {
             // Off the shard threads the token counts it (`ReplyToken::reply`).
             if let Some(s) = current {

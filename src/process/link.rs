@@ -45,6 +45,11 @@ pub(crate) fn process_exited(shard: &Rc<Shard>, slot: u32, reason: ExitReason) {
         _ => log::debug!(target: "pinion", "{} {}: process ended: {}", shard.node.name, pid, reason),
     }
     let relations = entry.relations.map(|r| *r).unwrap_or_default();
+    if relations.aliased {
+        if let Some(r) = shard.remote().table.get(slot) {
+            r.clear_aliases();
+        }
+    }
     {
         let mut timers = shard.timers.borrow_mut();
         for call in &entry.calls {

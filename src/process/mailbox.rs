@@ -104,6 +104,12 @@ impl Reservation {
         }
     }
 
+    /// Owner only, once the incarnation ended: forget its aliases (sends to them fail by the
+    /// generation already; this frees the list).
+    pub(crate) fn clear_aliases(&self) {
+        *self.alias_list() = Vec::new();
+    }
+
     /// Any thread: true if `id` is a live alias of incarnation `generation`.
     pub(crate) fn has_alias(&self, generation: u32, id: u64) -> bool {
         let list = self.alias_list();
@@ -125,12 +131,6 @@ impl Reservation {
     /// No pid of the new generation may exist before this returns (it resets the count).
     pub fn open(&self, capacity: u32) -> u32 {
         self.pool.store(std::ptr::null_mut(), std::sync::atomic::Ordering::Release);
-        // The previous incarnation's aliases (its pids are stale already: nothing reads them).
-        let mut aliases = self.alias_list();
-        if !aliases.is_empty() {
-            *aliases = Vec::new();
-        }
-        drop(aliases);
         self.capacity.store(capacity, Ordering::Relaxed);
         self.processed.store(0, Ordering::Relaxed);
         let generation = self.generation();

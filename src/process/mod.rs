@@ -234,6 +234,8 @@ pub(crate) struct Relations {
     pub(crate) monitors: Vec<(MonitorRef, Pid)>,
     /// What this process links to (`None`) or monitors: undone when it ends.
     pub(crate) watching: Vec<(Pid, Option<MonitorRef>)>,
+    /// It created aliases (kept in the slot's shared `Reservation`, cleared when it ends).
+    pub(crate) aliased: bool,
 }
 
 impl ProcessEntry {

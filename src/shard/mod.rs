@@ -437,7 +437,8 @@ impl Shard {
 
     pub(crate) fn create_alias(&self, pid: Pid) -> Alias {
         let id = self.next_ref();
-        if self.table.borrow().get(pid.slot as usize).is_some_and(|e| e.generation == pid.generation) {
+        if let Some(e) = self.table.borrow_mut().get_mut(pid.slot as usize).filter(|e| e.generation == pid.generation) {
+            e.relations_mut().aliased = true;
             if let Some(r) = self.remote().table.get(pid.slot) {
                 r.add_alias(id);
             }

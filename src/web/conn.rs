@@ -277,11 +277,7 @@ impl Connection {
     }
 
     fn queue_flush(&self, shard: &Shard, token: Token) {
-        let mut st = self.st.borrow_mut();
-        if !st.flush_queued {
-            st.flush_queued = true;
-            shard.io_flush_later(token);
-        }
+        flush_later(&mut self.st.borrow_mut(), shard, token);
     }
 
     /// Arms the connection's timer for its earliest deadline.
@@ -345,12 +341,7 @@ impl Connection {
                 st.out.stream_abort(seq);
             }
         }
-        if st.out.will_close() {
-            // No request after the one whose answer closes the connection (RFC 9112 §9.6).
-            st.codec.close();
-        }
-        drop(st);
-        self.queue_flush(shard, token);
+        delivered(&mut st, shard, token);
     }
 
     /// A response to request `seq` (`Delivery::Response` without the `Delivery`): encoded from
@@ -373,14 +364,7 @@ impl Connection {
         if let Some(r) = request {
             st.codec.recycle(r);
         }
-        if st.out.will_close() {
-            // No request after the one whose answer closes the connection (RFC 9112 §9.6).
-            st.codec.close();
-        }
-        if !st.flush_queued {
-            st.flush_queued = true;
-            shard.io_flush_later(token);
-        }
+        delivered(st, shard, token);
     }
 
     /// A request's deadline (504 after it).
@@ -415,6 +399,26 @@ fn read_deadline(st: &State, limits: &crate::http::HttpLimits) -> Option<Instant
         Phase::Head => Some(st.phase_since + limits.header_read_timeout),
         Phase::Body => Some(st.phase_since + limits.body_read_timeout),
         _ => None,
+    }
+}
+
+/// Something for a response was delivered: a response that closes the connection ends request
+/// processing, and the connection writes at the end of the turn.
+#[inline(always)]
+fn delivered(st: &mut State, shard: &Shard, token: Token) {
+    if st.out.will_close() {
+        // No request after the one whose answer closes the connection (RFC 9112 §9.6).
+        st.codec.close();
+    }
+    flush_later(st, shard, token);
+}
+
+/// Writes (and reads on) at the end of the turn, once however often it is asked.
+#[inline(always)]
+fn flush_later(st: &mut State, shard: &Shard, token: Token) {
+    if !st.flush_queued {
+        st.flush_queued = true;
+        shard.io_flush_later(token);
     }
 }
 
