@@ -178,8 +178,35 @@ fn matches(segments: &[Segment], path: &str, found: &mut [(usize, Range<usize>);
     if at > path.len() || (segments.is_empty() && path == "/") { Some(n) } else { None }
 }
 
+/// `a == b`, compared a word at a time in line: a route's literal is short, and the slice
+/// comparison calls `memcmp` for any length (a call that cost more than the comparison).
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if n < 8 {
+        return a.iter().zip(b).all(|(x, y)| x == y);
+    }
+    let word = |s: &[u8], i: usize| u64::from_ne_bytes(s[i..i + 8].try_into().unwrap_or_default());
+    let mut i = 0;
+    while i + 8 < n {
+        if word(a, i) != word(b, i) {
+            return false;
+        }
+        i += 8;
+    }
+    // The last word, overlapping the one before when `n` is not a multiple of 8.
+    word(a, n - 8) == word(b, n - 8)
+}
+
 impl Handler for Router {
     fn handle(&self, req: WebRequest) {
+        // Without layers the routes answer directly (no `OnceLock`, no call through a `dyn`).
+        if self.layers.is_empty() {
+            return self.core.handle(req);
+        }
         let handler = self.built.get_or_init(|| {
             let core: Arc<dyn Handler> = self.core.clone();
             self.layers.iter().fold(core, |inner, layer| layer.wrap(inner))
@@ -198,7 +225,7 @@ impl Handler for Core {
         let path = req.request().path();
         for route in &self.routes {
             let n = match &route.literal {
-                Some(l) if l != path => continue,
+                Some(l) if !same_bytes(l.as_bytes(), path.as_bytes()) => continue,
                 Some(_) => 0,
                 None => match matches(&route.segments, path, found.get_or_insert_with(Default::default)) {
                     Some(n) => n,
@@ -261,6 +288,21 @@ mod tests {
         assert_eq!(m("/files/{*rest}", "/files"), Some(vec!["".into()]));
         assert_eq!(m("/orders", "/orders"), Some(vec![]));
         assert_eq!(m("/orders", "/orders/"), None);
+    }
+
+    #[test]
+    fn literals_compare_as_bytes_at_every_length() {
+        let long = "/abcdefghijklmnopqrstuvwxyz0123456789";
+        for n in 0..long.len() {
+            let a = &long.as_bytes()[..n];
+            assert!(same_bytes(a, a));
+            for i in 0..n {
+                let mut b = a.to_vec();
+                b[i] ^= 1;
+                assert!(!same_bytes(a, &b), "length {n}, byte {i}");
+            }
+            assert!(!same_bytes(a, &long.as_bytes()[..n + 1]));
+        }
     }
 
     #[test]
