@@ -136,21 +136,11 @@ fn allow<W: 'static>(lacking_now: Option<Method>) -> String {
     out
 }
 
-async fn answer<W: WebWorker>(w: &mut W, ctx: &mut Context, req: &Request) -> Response {
-    let method = req.method();
-    let resp = match method {
-        Method::Get => w.handle_get(ctx, req).await,
-        Method::Head => w.handle_head(ctx, req).await,
-        Method::Post => w.handle_post(ctx, req).await,
-        Method::Put => w.handle_put(ctx, req).await,
-        Method::Patch => w.handle_patch(ctx, req).await,
-        Method::Delete => w.handle_delete(ctx, req).await,
-        Method::Options => w.handle_options(ctx, req).await,
-        Method::Trace | Method::Connect => not_implemented(),
-    };
-    if !is_marked(&resp) {
-        return resp;
-    }
+/// The runtime's answer in place of a default method's (`resp` carried the mark): 204 with
+/// `Allow` to OPTIONS, 405 with `Allow` to anything else.
+#[cold]
+#[inline(never)]
+fn default_answer<W: 'static>(method: Method) -> Response {
     if method == Method::Options {
         return Response::new(StatusCode::NO_CONTENT).header("allow", allow::<W>(None));
     }
@@ -164,14 +154,29 @@ impl<W: WebWorker> Actor for W {
     }
 
     async fn handle_message(&mut self, ctx: &mut Context, from: Pid, msg: Message) -> Result<(), ExitReason> {
-        match msg.downcast::<WebRequest>() {
-            Ok(req) => {
-                let resp = answer(self, ctx, req.request()).await;
-                req.respond(resp);
-                Ok(())
-            }
-            Err(msg) => WebWorker::handle_message(self, ctx, from, msg).await,
+        let req = match msg.downcast::<WebRequest>() {
+            Ok(req) => req,
+            Err(msg) => return WebWorker::handle_message(self, ctx, from, msg).await,
+        };
+        // The method's handler awaited right here, not through a helper `async fn`: each
+        // nested future is one more state the request and the response are copied through.
+        let request = req.request();
+        let method = request.method();
+        let mut resp = match method {
+            Method::Get => self.handle_get(ctx, request).await,
+            Method::Head => self.handle_head(ctx, request).await,
+            Method::Post => self.handle_post(ctx, request).await,
+            Method::Put => self.handle_put(ctx, request).await,
+            Method::Patch => self.handle_patch(ctx, request).await,
+            Method::Delete => self.handle_delete(ctx, request).await,
+            Method::Options => self.handle_options(ctx, request).await,
+            Method::Trace | Method::Connect => not_implemented(),
+        };
+        if is_marked(&resp) {
+            resp = default_answer::<Self>(method);
         }
+        req.respond(resp);
+        Ok(())
     }
 
     async fn handle_call(&mut self, ctx: &mut Context, from: Pid, req: Message) -> Result<Reply, ExitReason> {
