@@ -12,6 +12,7 @@ use crate::error::{CallError, SendError};
 use crate::node::{NodeShared, route};
 use crate::process::envelope::{CallResult, Envelope, Kind, Mail, Responder, Signal, into_message};
 use crate::process::mailbox::{Reservation, Reserve};
+use crate::process::table::SharedTable;
 use crate::process::{Context, ExitReason, Message, Pid, Priority, ShardId, link};
 use crate::shard::{Shard, with_current};
 
@@ -119,20 +120,30 @@ pub(crate) fn send<M: Any + Send>(
     if pool.is_stopping() {
         return route::refuse(SendError::Stopped(msg), reply);
     }
-    match admit(&pool.gate, SCANS, || place(node, here.map(|s| &**s), pool)) {
-        Admit::Placed(worker) => {
-            match here.filter(|s| s.id == worker.shard && priority == Priority::Main) {
-                // The common case (a worker on the sender's shard): written in place in its
-                // lane, as a same-shard send is.
-                Some(shard) => shard.push_main(worker.slot, worker.generation, from, msg, reply.map(Box::new)),
-                None => deliver(
-                    node,
-                    here.map(|s| &**s),
-                    worker,
-                    Mail { from, msg: into_message(msg), reply: reply.map(Box::new) },
-                    priority,
-                ),
+    // A main-lane message sent on a shard where the pool has workers: one of those first,
+    // scanned in line and written in place in its lane, as a same-shard send is.
+    let local = here.filter(|_| priority == Priority::Main);
+    let placed = admit(&pool.gate, SCANS, || {
+        if let Some(shard) = local {
+            if let Some((slot, generation)) = reserve_on(pool, shard.id.index(), &shard.remote().table) {
+                return Some(Placed::Here(shard, slot, generation));
             }
+        }
+        place(node, here.map(|s| &**s), pool).map(Placed::There)
+    });
+    match placed {
+        Admit::Placed(Placed::Here(shard, slot, generation)) => {
+            shard.push_main(slot, generation, from, msg, reply.map(Box::new));
+            Ok(shard.id)
+        }
+        Admit::Placed(Placed::There(worker)) => {
+            deliver(
+                node,
+                here.map(|s| &**s),
+                worker,
+                Mail { from, msg: into_message(msg), reply: reply.map(Box::new) },
+                priority,
+            );
             Ok(worker.shard)
         }
         Admit::Full | Admit::NoRoom => {
@@ -140,6 +151,13 @@ pub(crate) fn send<M: Any + Send>(
             route::refuse(SendError::MailboxFull(msg), reply)
         }
     }
+}
+
+/// Where `send` placed a message: on a worker of the sender's shard (its slot and generation),
+/// or on a worker elsewhere (delivered the general way).
+enum Placed<'a> {
+    Here(&'a Rc<Shard>, u32, u32),
+    There(Pid),
 }
 
 /// The manager passes on a message that reached its own mailbox (sent before `attach`). A
@@ -189,35 +207,39 @@ fn place(node: &NodeShared, here: Option<&Shard>, pool: &PoolShared) -> Option<P
         None => pool.external.fetch_add(1, Ordering::Relaxed) % n,
     };
     for _ in 0..n {
-        let workers = &pool.shards[s];
-        let len = workers.len.load(Ordering::Acquire);
-        if len > 0 {
-            let table = &node.shards[s].table;
-            let mut pos = workers.cursor.load(Ordering::Relaxed);
-            for _ in 0..len {
-                if pos >= len {
-                    pos = 0;
-                }
-                if let Some(cell) = workers.at(pos) {
-                    let packed = cell.pid.load(Ordering::Acquire);
-                    if packed != EMPTY {
-                        let (slot, generation) = cells::unpack(packed);
-                        if table
-                            .get(slot)
-                            .is_some_and(|r| r.try_reserve_within(generation, pool.worker_capacity).is_ok())
-                        {
-                            workers.cursor.store(pos + 1, Ordering::Relaxed);
-                            return Some(Pid { node: node.id, shard: ShardId(s as u16), slot, generation });
-                        }
-                    }
-                }
-                pos += 1;
-            }
+        if let Some((slot, generation)) = reserve_on(pool, s, &node.shards[s].table) {
+            return Some(Pid { node: node.id, shard: ShardId(s as u16), slot, generation });
         }
         s += 1;
         if s == n {
             s = 0;
         }
+    }
+    None
+}
+
+/// Reserves a slot of one of the workers placed on shard `s` (whose table is `table`), round
+/// robin among them: that worker's slot and generation.
+#[inline(always)]
+fn reserve_on(pool: &PoolShared, s: usize, table: &SharedTable) -> Option<(u32, u32)> {
+    let workers = &pool.shards[s];
+    let len = workers.len.load(Ordering::Acquire);
+    let mut pos = workers.cursor.load(Ordering::Relaxed);
+    for _ in 0..len {
+        if pos >= len {
+            pos = 0;
+        }
+        if let Some(cell) = workers.at(pos) {
+            let packed = cell.pid.load(Ordering::Acquire);
+            if packed != EMPTY {
+                let (slot, generation) = cells::unpack(packed);
+                if table.get(slot).is_some_and(|r| r.try_reserve_within(generation, pool.worker_capacity).is_ok()) {
+                    workers.cursor.store(pos + 1, Ordering::Relaxed);
+                    return Some((slot, generation));
+                }
+            }
+        }
+        pos += 1;
     }
     None
 }
