@@ -216,14 +216,48 @@ impl Handler for Router {
 }
 
 impl Handler for Core {
-    fn handle(&self, mut req: WebRequest) {
+    fn handle(&self, req: WebRequest) {
+        // The leading literal routes are tried here, in a small function: a path that one of
+        // them answers with the request's method is handed over at once. Anything else (a
+        // pattern, a method to refuse, no match) goes the general way from that route on —
+        // the routes skipped so far matched nothing, so the outcome is the same.
+        let request = req.request();
+        let (method, path) = (request.method(), request.path());
+        for (i, route) in self.routes.iter().enumerate() {
+            let Some(l) = &route.literal else { return self.route_from(i, req) };
+            if !same_bytes(l.as_bytes(), path.as_bytes()) {
+                continue;
+            }
+            if !accepts(route.method, method) {
+                return self.route_from(i, req);
+            }
+            return route.handler.handle(req);
+        }
+        self.unrouted(req, 0)
+    }
+}
+
+/// Whether a route for `route` (`None`: any method) takes a request with `method`.
+#[inline]
+fn accepts(route: Option<Method>, method: Method) -> bool {
+    match route {
+        None => true,
+        Some(m) => m == method || (m == Method::Get && method == Method::Head),
+    }
+}
+
+impl Core {
+    /// Routes `req` by the routes from index `from` on: the first that matches path and method
+    /// answers; else 405 with the methods of the routes whose path matched, else the fallback.
+    #[inline(never)]
+    fn route_from(&self, from: usize, mut req: WebRequest) {
         let method = req.request().method();
         // Filled only by a pattern with parameters (a literal route needs none of it).
         let mut found: Option<[(usize, Range<usize>); MAX_PARAMS]> = None;
         let mut allowed = 0u16;
         let mut hit = None;
         let path = req.request().path();
-        for route in &self.routes {
+        for route in &self.routes[from..] {
             let n = match &route.literal {
                 Some(l) if !same_bytes(l.as_bytes(), path.as_bytes()) => continue,
                 Some(_) => 0,
@@ -232,11 +266,7 @@ impl Handler for Core {
                     None => continue,
                 },
             };
-            let ok = match route.method {
-                None => true,
-                Some(m) => m == method || (m == Method::Get && method == Method::Head),
-            };
-            if ok {
+            if accepts(route.method, method) {
                 hit = Some((route, n));
                 break;
             }
@@ -255,6 +285,14 @@ impl Handler for Core {
             }
             return route.handler.handle(req);
         }
+        self.unrouted(req, allowed)
+    }
+
+    /// No route answers `req`: 405 with `Allow` if some route's path matched (`allowed`: their
+    /// methods), else the fallback (404 by default).
+    #[cold]
+    #[inline(never)]
+    fn unrouted(&self, req: WebRequest, allowed: u16) {
         if allowed != 0 {
             let list: Vec<&str> = Method::ALL.iter().filter(|m| allowed & m.bit() != 0).map(|m| m.as_str()).collect();
             return req.respond(Response::status(StatusCode::METHOD_NOT_ALLOWED).header("allow", list.join(", ")));
