@@ -107,7 +107,10 @@ pub(crate) fn pool_of(node: &NodeShared, pid: Pid) -> Option<Arc<PoolShared>> {
     node.pool_arc(of(reservation, pid)?)
 }
 
-/// Admits `msg` to `pool` and places it on a worker with room, or refuses it.
+/// Admits `msg` to `pool` and places it on a worker with room, or refuses it. Inlined: the web
+/// handler calls it for every request (the call and its nine arguments cost more than its
+/// check of a local worker).
+#[inline]
 pub(crate) fn send<M: Any + Send>(
     node: &NodeShared,
     here: Option<&Rc<Shard>>,
