@@ -369,7 +369,13 @@ fn a_panicking_worker_is_replaced_on_its_shard_and_its_queue_handed_on() {
     // A panic in a call: the caller learns at once, the pool goes on.
     let r = h.call_blocking(pool, Job::Panic, CALL_TIMEOUT);
     assert!(matches!(r, Err(CallError::NoReply)), "{r:?}");
-    wait_until("replaced again", || h.pool(pool).unwrap().info().workers[0].restarts == 2);
+    // `restarts` counts the restart before the replacement is up: wait for its pid and its
+    // slots too, or the next call can meet a pool with no capacity and be shed.
+    wait_until("replaced again", || {
+        let info = h.pool(pool).unwrap().info();
+        let w = &info.workers[0];
+        w.restarts == 2 && w.pid.is_some_and(|p| p != after) && info.capacity == 9
+    });
     let r = h.call_blocking(pool, Job::Hold(5), CALL_TIMEOUT).expect("served after two panics");
     assert_eq!(r.downcast::<u64>().ok(), Some(5));
     node.stop();

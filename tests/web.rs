@@ -838,6 +838,38 @@ fn router_wrong_method_on_known_path_answers_405_with_route_methods() {
 }
 
 #[test]
+fn router_tries_later_routes_after_a_literal_with_the_wrong_method() {
+    let node = start_node("web-router-later", 1);
+    // The same literal twice (the first for POST only), a literal before a parameter route
+    // that also matches, and literals that differ only in their last byte around the 8-byte
+    // words they are compared by.
+    let router = Router::new()
+        .post("/same", me)
+        .get("/same", hello)
+        .post("/x/me", me)
+        .get("/x/{id}", user)
+        .get("/abcdefg", me)
+        .get("/abcdefh", hello)
+        .get("/abcdefgh", hello)
+        .get("/abcdefghi", me);
+    let server = serve(&node, router);
+    let mut client = Client::connect(server.local_addr());
+    assert_eq!(client.get("/same").text(), "hello");
+    assert_eq!(client.request("POST", "/same", &[("content-length", "0")]).text(), "me");
+    assert_eq!(client.get("/x/me").text(), "user me query None");
+    assert_eq!(client.get("/abcdefg").text(), "me");
+    assert_eq!(client.get("/abcdefh").text(), "hello");
+    assert_eq!(client.get("/abcdefgh").text(), "hello");
+    assert_eq!(client.get("/abcdefghi").text(), "me");
+    assert_eq!(client.get("/abcdef").status, 404);
+    assert_eq!(client.get("/abcdefgi").status, 404);
+    assert_eq!(client.get("/abcdefghij").status, 404);
+    let resp = client.request("DELETE", "/same", &[]);
+    assert_eq!((resp.status, resp.header("allow")), (405, Some("GET, HEAD, POST")));
+    node.stop();
+}
+
+#[test]
 fn router_unknown_path_answers_404_or_custom_fallback() {
     fn gone(req: &Request) -> Response {
         Response::text(format!("no {}", req.path())).with_status(StatusCode(410))
