@@ -183,7 +183,7 @@ impl Codec {
                 return None;
             }
             let mut req = self.spares.pop().unwrap_or_default();
-            let input = &self.buf[self.start..self.end];
+            let input = &mut self.buf[self.start..self.end];
             match head::parse(input, limits, &mut req) {
                 Ok(None) => {
                     self.spares.push(req);
