@@ -202,10 +202,14 @@ fn parse_line(
 
 /// Records the method and version of the request line (whichever parser read it) once its
 /// target passed the form checks.
+#[inline(always)]
 fn set_line(req: &mut Request, known: Option<Method>, target: &str, minor: u8) -> Result<Version, HttpError> {
     let version = if minor == 0 { Version::Http10 } else { Version::Http11 };
     req.set_line(known.unwrap_or(Method::Get), version);
-    check_target(known, target.as_bytes())?;
+    // Origin-form for a method other than CONNECT (most requests) without the call.
+    if !(target.starts_with('/') && known != Some(Method::Connect)) {
+        check_target(known, target.as_bytes())?;
+    }
     Ok(version)
 }
 

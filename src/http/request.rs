@@ -226,6 +226,7 @@ impl Request {
     }
 
     /// Records `target`, which `arena[start..]` holds, and its path and query.
+    #[inline(always)]
     fn split_target(&mut self, start: usize, target: &str, question: Option<usize>) {
         debug_assert_eq!(question, target.find('?'));
         debug_assert_eq!(self.arena.get(start..start + target.len()), Some(target.as_bytes()));
@@ -261,6 +262,7 @@ impl Request {
     /// Stores the head whose ranges [`push_header_at`](Self::push_header_at) recorded, in one
     /// copy (its field names are lower-case already). `target` (with its first `?` at
     /// `question`) is part of `head`: it is not copied again.
+    #[inline(always)]
     pub(crate) fn set_head(&mut self, head: &[u8], target: &str, question: Option<usize>) {
         debug_assert!(self.arena.is_empty());
         let base = self.arena.len();

@@ -15,7 +15,7 @@
 //! eight at a time (SWAR) elsewhere and near the end of the bytes read.
 #![allow(
     unsafe_code,
-    reason = "SSE2 intrinsics; a target whose bytes the scanner just checked to be visible ASCII becomes a str without a second UTF-8 pass"
+    reason = "a target whose bytes the scanner just checked to be visible ASCII becomes a str without a second UTF-8 pass"
 )]
 
 use super::request::{Method, Request};
@@ -60,6 +60,7 @@ const fn alphanumeric_and(extra: &[u8]) -> [bool; 256] {
 
 /// Reads the head at the start of `buf` into `req` (cleared first), with at most
 /// `max_headers` fields. `None`: not a head this scanner reads (or not complete): ask httparse.
+#[inline(always)]
 pub(crate) fn scan<'a>(buf: &'a mut [u8], max_headers: usize, req: &mut Request) -> Option<Scanned<'a>> {
     let (m, known) = if buf.starts_with(b"GET ") {
         (3, Some(Method::Get))
@@ -151,7 +152,22 @@ fn first(flags: u64) -> usize {
 /// `-` (most names) sixteen or eight at a time, the table from the first other byte. The
 /// letters of those bytes are lower-cased on the way (the request keeps names lower-case;
 /// a name httparse reads after all reads the same in any case).
+#[inline(always)]
 fn name_len(s: &mut [u8]) -> Option<usize> {
+    // Inlined: a name of up to 15 bytes and its colon (most); the rest out of line.
+    #[cfg(target_arch = "x86_64")]
+    if let Some(chunk) = s.first_chunk_mut() {
+        let other = sse2::name_stops_lowercased(chunk);
+        if other != 0 && chunk[first16(other)] == b':' {
+            return Some(first16(other));
+        }
+    }
+    name_len_long(s)
+}
+
+/// [`name_len`] of any name (lower-casing twice changes nothing).
+#[inline(never)]
+fn name_len_long(s: &mut [u8]) -> Option<usize> {
     let mut i = 0;
     #[cfg(target_arch = "x86_64")]
     while let Some(chunk) = s.get_mut(i..).and_then(<[u8]>::first_chunk_mut) {
@@ -199,7 +215,22 @@ fn name_len_swar(s: &[u8], mut i: usize) -> Option<usize> {
 
 /// How many bytes at the start of `s` are visible ASCII (`!`..=`~`) (`None` if all are), and
 /// where the first `?` is (it may be past those bytes; `None`: none in the bytes looked at).
+#[inline(always)]
 fn visible_len(s: &[u8]) -> (Option<usize>, Option<usize>) {
+    // Inlined: a target of up to 15 bytes (most); the rest out of line.
+    #[cfg(target_arch = "x86_64")]
+    if let Some(chunk) = s.first_chunk() {
+        let (bad, question) = sse2::target_stops(chunk);
+        if bad != 0 {
+            return (Some(first16(bad)), (question != 0).then(|| first16(question)));
+        }
+    }
+    visible_len_long(s)
+}
+
+/// [`visible_len`] of any target.
+#[inline(never)]
+fn visible_len_long(s: &[u8]) -> (Option<usize>, Option<usize>) {
     #[cfg(target_arch = "x86_64")]
     {
         let mut question = None;
@@ -248,9 +279,27 @@ fn visible_len_swar(s: &[u8], mut i: usize, mut question: Option<usize>) -> (Opt
 }
 
 /// Where the value of a field whose name and colon end at `from` starts (after SP and HTAB)
-/// and ends (at its first byte that is not a field-value byte, see [`value_len`]); `None` if
+/// and ends (at its first byte that is not a field-value byte, see [`value_len_swar`]); `None` if
 /// `s` ends first.
+#[inline(always)]
 fn value_span(s: &[u8], from: usize) -> Option<(usize, usize)> {
+    // Inlined: a value of up to 15 bytes after one SP or none (most); the rest out of line.
+    #[cfg(target_arch = "x86_64")]
+    {
+        let v0 = from + usize::from(s.get(from) == Some(&b' '));
+        if let Some(chunk) = s.get(v0..).and_then(<[u8]>::first_chunk) {
+            let (stop, blank) = sse2::value_stops(chunk);
+            if stop != 0 && blank & 1 == 0 {
+                return Some((v0, v0 + first16(stop)));
+            }
+        }
+    }
+    value_span_long(s, from)
+}
+
+/// [`value_span`] of any value.
+#[inline(never)]
+fn value_span_long(s: &[u8], from: usize) -> Option<(usize, usize)> {
     #[cfg(target_arch = "x86_64")]
     {
         let mut start = None;
@@ -286,16 +335,11 @@ fn value_span_portable(s: &[u8], from: usize) -> Option<(usize, usize)> {
     while matches!(s.get(v0), Some(b' ' | b'\t')) {
         v0 += 1;
     }
-    Some((v0, v0 + value_len(s.get(v0..)?)?))
+    Some((v0, value_len_swar(s, v0)?))
 }
 
-/// How many bytes at the start of `s` are field-value bytes httparse takes (HTAB, SP,
-/// visible ASCII, obs-text); `None` if all are.
-fn value_len(s: &[u8]) -> Option<usize> {
-    value_len_swar(s, 0)
-}
-
-/// [`value_len`] from `i` (the bytes before are field-value bytes), eight at a time.
+/// Where the first byte from `i` on that is not a field-value byte httparse takes (HTAB, SP,
+/// visible ASCII, obs-text) is; `None` if there is none. Eight at a time.
 fn value_len_swar(s: &[u8], mut i: usize) -> Option<usize> {
     let valid = |b: u8| b == b'\t' || (b >= b' ' && b != 0x7f);
     while let Some(w) = s.get(i..i + 8) {
@@ -326,6 +370,17 @@ pub(crate) fn valid_host(v: &[u8]) -> bool {
 /// bytes into `buf`): letters, digits, `-`, `.` and `:` (most hosts) sixteen at a time.
 #[inline(always)]
 fn valid_host_at(buf: &[u8], value: std::ops::Range<usize>) -> bool {
+    // Inlined: a host of up to 16 bytes (most); the rest out of line.
+    #[cfg(target_arch = "x86_64")]
+    if value.len() <= 16 && host_common_before(buf, value.end, value.len()) {
+        return true;
+    }
+    valid_host_at_long(buf, value)
+}
+
+/// [`valid_host_at`] of any value.
+#[inline(never)]
+fn valid_host_at_long(buf: &[u8], value: std::ops::Range<usize>) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         let mut i = value.start;
@@ -335,15 +390,21 @@ fn valid_host_at(buf: &[u8], value: std::ops::Range<usize>) -> bool {
                 _ => return valid_host(&buf[value]),
             }
         }
-        // The last (up to) 16 bytes, as the end of the 16 bytes up to the value's end.
-        let want = (0xffff << (16 - (value.end - i))) & 0xffff;
-        if let Some(chunk) = value.end.checked_sub(16).and_then(|s| buf.get(s..)).and_then(<[u8]>::first_chunk) {
-            if sse2::host_common(chunk) & want == want {
-                return true;
-            }
+        if host_common_before(buf, value.end, value.end - i) {
+            return true;
         }
     }
     valid_host(&buf[value])
+}
+
+/// The `n` (at most 16) bytes of `buf` before `end` are letters, digits, `-`, `.` or `:`
+/// (looked at as the end of the 16 bytes before `end`).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn host_common_before(buf: &[u8], end: usize, n: usize) -> bool {
+    let want = (0xffff << (16 - n)) & 0xffff;
+    let chunk = end.checked_sub(16).and_then(|s| buf.get(s..)).and_then(<[u8]>::first_chunk);
+    chunk.is_some_and(|c| sse2::host_common(c) & want == want)
 }
 
 /// The first flagged byte of a 16-byte mask.
@@ -352,98 +413,8 @@ fn first16(flags: u32) -> usize {
     flags.trailing_zeros() as usize
 }
 
-/// Sixteen bytes at a time with SSE2 (part of the x86_64 baseline: no runtime check). Each
-/// function flags bytes of one 16-byte chunk as the bits of a mask (bit `i`: byte `i`).
 #[cfg(target_arch = "x86_64")]
-mod sse2 {
-    // SAFETY (every block below): the intrinsics need SSE2, which every x86_64 processor has
-    // (it is part of the target's baseline); the loads and the store touch exactly the 16
-    // bytes of the chunk given, at any alignment (`loadu`, `storeu`).
-    use std::arch::x86_64::{
-        __m128i, _mm_and_si128, _mm_andnot_si128, _mm_cmpeq_epi8, _mm_cmpgt_epi8, _mm_cmplt_epi8, _mm_loadu_si128,
-        _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8, _mm_setr_epi8, _mm_storeu_si128,
-    };
-
-    /// Bytes from `lo` to `hi` (both below 0x80). The compares are signed: bytes from 0x80 are
-    /// negative, below every such range.
-    #[inline(always)]
-    unsafe fn within(x: __m128i, lo: u8, hi: u8) -> __m128i {
-        // SAFETY: see the top of the module.
-        unsafe {
-            _mm_and_si128(
-                _mm_cmpgt_epi8(x, _mm_set1_epi8(lo as i8 - 1)),
-                _mm_cmplt_epi8(x, _mm_set1_epi8(hi as i8 + 1)),
-            )
-        }
-    }
-
-    /// Bytes that are not letters, digits or `-`; the letters before the first of them are
-    /// lower-cased.
-    pub(super) fn name_stops_lowercased(chunk: &mut [u8; 16]) -> u32 {
-        // SAFETY: see the top of the module.
-        unsafe {
-            let x = _mm_loadu_si128(chunk.as_ptr().cast());
-            let letter = within(_mm_or_si128(x, _mm_set1_epi8(0x20)), b'a', b'z');
-            let dash = _mm_cmpeq_epi8(x, _mm_set1_epi8(b'-' as i8));
-            let plain = _mm_or_si128(_mm_or_si128(letter, within(x, b'0', b'9')), dash);
-            let other = !(_mm_movemask_epi8(plain) as u32) & 0xffff;
-            let name = before(other.trailing_zeros().min(16));
-            let lower = _mm_or_si128(x, _mm_and_si128(_mm_and_si128(letter, name), _mm_set1_epi8(0x20)));
-            _mm_storeu_si128(chunk.as_mut_ptr().cast(), lower);
-            other
-        }
-    }
-
-    /// (bytes that are not visible ASCII, `?`s).
-    pub(super) fn target_stops(chunk: &[u8; 16]) -> (u32, u32) {
-        // SAFETY: see the top of the module.
-        unsafe {
-            let x = _mm_loadu_si128(chunk.as_ptr().cast());
-            let visible = within(x, b'!', b'~');
-            let question = _mm_cmpeq_epi8(x, _mm_set1_epi8(b'?' as i8));
-            (!(_mm_movemask_epi8(visible) as u32) & 0xffff, _mm_movemask_epi8(question) as u32)
-        }
-    }
-
-    /// (bytes that end a field value: controls but HTAB, and DEL; blanks: SP and HTAB).
-    pub(super) fn value_stops(chunk: &[u8; 16]) -> (u32, u32) {
-        // SAFETY: see the top of the module.
-        unsafe {
-            let x = _mm_loadu_si128(chunk.as_ptr().cast());
-            let tab = _mm_cmpeq_epi8(x, _mm_set1_epi8(b'\t' as i8));
-            // Unsigned: at most 0x1f (obs-text, from 0x80, is a value byte).
-            let control = _mm_cmpeq_epi8(_mm_min_epu8(x, _mm_set1_epi8(0x1f)), x);
-            let del = _mm_cmpeq_epi8(x, _mm_set1_epi8(0x7f));
-            let blank = _mm_or_si128(tab, _mm_cmpeq_epi8(x, _mm_set1_epi8(b' ' as i8)));
-            (
-                _mm_movemask_epi8(_mm_or_si128(_mm_andnot_si128(tab, control), del)) as u32,
-                _mm_movemask_epi8(blank) as u32,
-            )
-        }
-    }
-
-    /// Letters, digits, `-`, `.` and `:`.
-    pub(super) fn host_common(chunk: &[u8; 16]) -> u32 {
-        // SAFETY: see the top of the module.
-        unsafe {
-            let x = _mm_loadu_si128(chunk.as_ptr().cast());
-            let letter = within(_mm_or_si128(x, _mm_set1_epi8(0x20)), b'a', b'z');
-            // `-`, `.`, `/`, digits, `:`, without `/`.
-            let other = _mm_andnot_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8(b'/' as i8)), within(x, b'-', b':'));
-            _mm_movemask_epi8(_mm_or_si128(letter, other)) as u32
-        }
-    }
-
-    /// The bytes before byte `n` (at most 16).
-    #[inline(always)]
-    unsafe fn before(n: u32) -> __m128i {
-        // SAFETY: see the top of the module.
-        unsafe {
-            let index = _mm_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-            _mm_cmpgt_epi8(_mm_set1_epi8(n as i8), index)
-        }
-    }
-}
+mod sse2;
 
 #[cfg(test)]
 mod tests {
@@ -541,6 +512,7 @@ mod tests {
                         let token = s.iter().position(|&b| !TOKEN[b as usize]);
                         assert_eq!(name_len_swar(&s, 0), token, "{s:?}");
                         let mut lowered = s.clone();
+                        assert_eq!(name_len_long(&mut lowered.clone()), token, "{s:?}");
                         assert_eq!(name_len(&mut lowered), token, "{s:?}");
                         // The letters of the name are lower-cased, nothing else changes.
                         if let Some(n) = token {
@@ -564,7 +536,8 @@ mod tests {
         }
     }
 
-    /// Every search (sixteen at a time where there is SSE2, eight at a time, one by one) finds
+    /// Every search (the inlined first sixteen bytes, sixteen at a time where there is SSE2,
+    /// eight at a time, one by one) finds
     /// the byte the plain definition finds: every byte value at every place of up to 40 bytes.
     #[test]
     fn every_way_finds_the_first_byte() {
@@ -578,19 +551,23 @@ mod tests {
                         let visible = s.iter().position(|&b| !(b'!'..=b'~').contains(&b));
                         let end = visible.unwrap_or(len);
                         let q = s[..end].iter().position(|&b| b == b'?');
-                        for (found, question) in [visible_len(&s), visible_len_swar(&s, 0, None)] {
+                        for (found, question) in [visible_len(&s), visible_len_long(&s), visible_len_swar(&s, 0, None)]
+                        {
                             assert_eq!((found, question.filter(|&p| p < end)), (visible, q), "{s:?}");
                         }
                         let value = s.iter().position(|&b| !(b == b'\t' || (b >= b' ' && b != 0x7f)));
-                        assert_eq!(value_len(&s), value, "{s:?}");
+                        assert_eq!(value_len_swar(&s, 0), value, "{s:?}");
                         let start = s.iter().position(|&b| b != b' ' && b != b'\t').unwrap_or(len);
                         let span = value.filter(|&v| v >= start).map(|v| (start, v));
-                        assert_eq!((value_span(&s, 0), value_span_portable(&s, 0)), (span, span), "{s:?}");
+                        let spans = [value_span(&s, 0), value_span_long(&s, 0), value_span_portable(&s, 0)];
+                        assert_eq!(spans, [span; 3], "{s:?}");
                         // A host is checked in place: 16 bytes of something else before it.
                         let mut buf = vec![b'/'; 16];
                         buf.extend_from_slice(&s);
                         let host = s.iter().all(|&b| host_byte(b));
-                        assert_eq!((valid_host_at(&buf, 16..16 + len), valid_host(&s)), (host, host), "{s:?}");
+                        let hosts =
+                            [valid_host_at(&buf, 16..16 + len), valid_host_at_long(&buf, 16..16 + len), valid_host(&s)];
+                        assert_eq!(hosts, [host; 3], "{s:?}");
                         s.push(0x7f);
                         s.push(0);
                         assert_eq!(visible_len(&s).0, Some(end), "{s:?}");
