@@ -6,7 +6,7 @@
 use std::mem::MaybeUninit;
 
 use super::request::{Method, Request, Version};
-use super::scan;
+use super::scan::{self, valid_host};
 use super::{HttpError, HttpLimits, MAX_HEADERS_LIMIT};
 
 /// How the body of a request is framed.
@@ -36,74 +36,33 @@ pub(crate) struct Head {
 pub(crate) const NOT_IMPLEMENTED: HttpError =
     HttpError { close: false, ..HttpError::fatal(501, "method not implemented") };
 
-/// Parses the head at the start of `buf` into `req`. `Ok(None)`: incomplete, read more.
+/// Parses the head at the start of `buf` into `req`. `Ok(None)`: incomplete, read more. The
+/// letters of field names in `buf` may be lower-cased (the request keeps them so).
 ///
 /// A refusal is decided by the first byte that shows it, so the answer is the same however the
 /// bytes arrive: httparse sees at most `max_head_bytes`, and no further than the first byte of
 /// the request-target over `max_uri_bytes`.
-pub(crate) fn parse(buf: &[u8], limits: &HttpLimits, req: &mut Request) -> Result<Option<Head>, HttpError> {
-    let capped = &buf[..buf.len().min(limits.max_head_bytes)];
-    let uri_over = target_overflow(capped, limits.max_uri_bytes);
-    let input = &capped[..uri_over.unwrap_or(capped.len())];
+pub(crate) fn parse(buf: &mut [u8], limits: &HttpLimits, req: &mut Request) -> Result<Option<Head>, HttpError> {
+    let over_head = buf.len() > limits.max_head_bytes;
+    let capped = buf.len().min(limits.max_head_bytes);
+    let uri_over = target_overflow(&buf[..capped], limits.max_uri_bytes);
+    let input = &mut buf[..uri_over.unwrap_or(capped)];
     let max_headers = limits.max_headers.min(MAX_HEADERS_LIMIT);
     // The common head without httparse (same findings; anything unusual is left to it).
-    let (len, known, version) = match scan::scan(input, max_headers, req) {
+    let (len, known, version, hosts) = match scan::scan(input, max_headers, req) {
         // The scanner stored the target with the head.
-        Some(s) => (s.len, s.known, set_line(req, s.known, s.target, s.minor)?),
-        None => match parse_line(buf, input, uri_over, limits, max_headers, req)? {
-            Some(line) => line,
+        Some(s) => (s.len, s.known, set_line(req, s.known, s.target, s.minor)?, s.hosts),
+        None => match parse_line(over_head, input, uri_over, limits, max_headers, req)? {
+            Some((len, known, version)) => (len, known, version, None),
             None => return Ok(None),
         },
     };
-    let mut hosts = 0usize;
-    let mut length: Option<u64> = None;
-    let mut codings = Codings::default();
-    let (mut close, mut keep_alive_token, mut expect_continue) = (false, false, false);
-    for (name, value) in req.fields() {
-        // The fields that matter to framing, told apart by length first (most fields are
-        // none of them). The request keeps names lower-case: plain comparisons.
-        debug_assert!(!name.iter().any(u8::is_ascii_uppercase));
-        match name {
-            b"host" => {
-                hosts += 1;
-                if !valid_host(value) {
-                    return Err(HttpError::bad("invalid Host"));
-                }
-            }
-            b"content-length" => {
-                // `1*DIGIT`, or a list of identical values (RFC 9110 §8.6); an empty value or
-                // member is invalid, not skipped: "5," or a second, empty field is refused.
-                for item in value.split(|&b| b == b',') {
-                    let n = parse_length(item.trim_ascii())?;
-                    if length.is_some_and(|l| l != n) {
-                        return Err(HttpError::bad("conflicting Content-Length"));
-                    }
-                    length = Some(n);
-                }
-            }
-            b"transfer-encoding" => {
-                codings.seen = true;
-                for coding in list(value) {
-                    codings.push(coding)?;
-                }
-            }
-            b"connection" => {
-                for token in list(value) {
-                    close |= token.eq_ignore_ascii_case(b"close");
-                    keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
-                }
-            }
-            b"expect" => {
-                if value.eq_ignore_ascii_case(b"100-continue") {
-                    expect_continue = version == Version::Http11;
-                } else {
-                    return Err(HttpError::fatal(417, "unsupported expectation"));
-                }
-            }
-            _ => {}
-        }
-    }
-
+    let Fields { hosts, length, codings, close, keep_alive_token, expect_continue } = match hosts {
+        // No field but `Host` bears on the framing: the scanner saw all there is to see.
+        Some((_, false)) => return Err(HttpError::bad("invalid Host")),
+        Some((hosts, true)) => Fields { hosts, ..Fields::default() },
+        None => read_fields(req, version)?,
+    };
     if version == Version::Http11 && hosts == 0 {
         return Err(HttpError::bad("missing Host"));
     }
@@ -130,12 +89,74 @@ pub(crate) fn parse(buf: &[u8], limits: &HttpLimits, req: &mut Request) -> Resul
     Ok(Some(Head { len, body, keep_alive, expect_continue, unknown_method: known.is_none() }))
 }
 
+/// What the fields that bear on the framing say.
+#[derive(Default)]
+struct Fields {
+    hosts: usize,
+    length: Option<u64>,
+    codings: Codings,
+    close: bool,
+    keep_alive_token: bool,
+    expect_continue: bool,
+}
+
+/// Reads the fields that bear on the framing, in order (the first wrong one is the answer).
+fn read_fields(req: &Request, version: Version) -> Result<Fields, HttpError> {
+    let mut f = Fields::default();
+    for (name, value) in req.fields() {
+        // The fields that matter to framing, told apart by length first (most fields are
+        // none of them). The request keeps names lower-case: plain comparisons.
+        debug_assert!(!name.iter().any(u8::is_ascii_uppercase));
+        match name {
+            b"host" => {
+                f.hosts += 1;
+                if !valid_host(value) {
+                    return Err(HttpError::bad("invalid Host"));
+                }
+            }
+            b"content-length" => {
+                // `1*DIGIT`, or a list of identical values (RFC 9110 §8.6); an empty value or
+                // member is invalid, not skipped: "5," or a second, empty field is refused.
+                for item in value.split(|&b| b == b',') {
+                    let n = parse_length(item.trim_ascii())?;
+                    if f.length.is_some_and(|l| l != n) {
+                        return Err(HttpError::bad("conflicting Content-Length"));
+                    }
+                    f.length = Some(n);
+                }
+            }
+            b"transfer-encoding" => {
+                f.codings.seen = true;
+                for coding in list(value) {
+                    f.codings.push(coding)?;
+                }
+            }
+            b"connection" => {
+                for token in list(value) {
+                    f.close |= token.eq_ignore_ascii_case(b"close");
+                    f.keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
+                }
+            }
+            b"expect" => {
+                if value.eq_ignore_ascii_case(b"100-continue") {
+                    f.expect_continue = version == Version::Http11;
+                } else {
+                    return Err(HttpError::fatal(417, "unsupported expectation"));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    Ok(f)
+}
+
 /// The request line and fields through httparse, into `req`: (head length, method, version),
-/// or `None` while incomplete. Not inlined: its 8 KiB of header slots would make every parse
-/// probe the stack, the scanner's heads too.
+/// or `None` while incomplete (`over_head`: the bytes read pass the head limit). Not inlined:
+/// its 8 KiB of header slots would make every parse probe the stack, the scanner's heads too.
 #[inline(never)]
 fn parse_line(
-    buf: &[u8],
+    over_head: bool,
     input: &[u8],
     uri_over: Option<usize>,
     limits: &HttpLimits,
@@ -148,7 +169,7 @@ fn parse_line(
     let incomplete = || {
         if uri_over.is_some() {
             Err(HttpError::fatal(414, "request-target too long"))
-        } else if buf.len() > limits.max_head_bytes {
+        } else if over_head {
             Err(HttpError::fatal(431, "request head too large"))
         } else {
             Ok(None)
@@ -181,10 +202,14 @@ fn parse_line(
 
 /// Records the method and version of the request line (whichever parser read it) once its
 /// target passed the form checks.
+#[inline(always)]
 fn set_line(req: &mut Request, known: Option<Method>, target: &str, minor: u8) -> Result<Version, HttpError> {
     let version = if minor == 0 { Version::Http10 } else { Version::Http11 };
     req.set_line(known.unwrap_or(Method::Get), version);
-    check_target(known, target.as_bytes())?;
+    // Origin-form for a method other than CONNECT (most requests) without the call.
+    if !(target.starts_with('/') && known != Some(Method::Connect)) {
+        check_target(known, target.as_bytes())?;
+    }
     Ok(version)
 }
 
@@ -242,30 +267,6 @@ fn check_target(method: Option<Method>, target: &[u8]) -> Result<(), HttpError> 
 
 fn starts_with_ignore_case(s: &[u8], prefix: &[u8]) -> bool {
     s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix)
-}
-
-/// The bytes a `Host` value may hold (a table: this runs for every byte of every request).
-const HOST_BYTES: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut i = 0;
-    while i < 256 {
-        let b = i as u8;
-        t[i] = b.is_ascii_alphanumeric();
-        i += 1;
-    }
-    let extra = b"-._~!$&'()*+,;=%:[]";
-    let mut j = 0;
-    while j < extra.len() {
-        t[extra[j] as usize] = true;
-        j += 1;
-    }
-    t
-};
-
-/// `uri-host [":" port]`: reg-name, IPv4 or an IP literal in brackets.
-fn valid_host(v: &[u8]) -> bool {
-    // Without an early exit: a few instructions less per byte, and hosts are short.
-    v.iter().fold(true, |ok, &b| ok & HOST_BYTES[b as usize])
 }
 
 fn parse_length(item: &[u8]) -> Result<u64, HttpError> {

@@ -226,6 +226,7 @@ impl Request {
     }
 
     /// Records `target`, which `arena[start..]` holds, and its path and query.
+    #[inline(always)]
     fn split_target(&mut self, start: usize, target: &str, question: Option<usize>) {
         debug_assert_eq!(question, target.find('?'));
         debug_assert_eq!(self.arena.get(start..start + target.len()), Some(target.as_bytes()));
@@ -259,15 +260,14 @@ impl Request {
     }
 
     /// Stores the head whose ranges [`push_header_at`](Self::push_header_at) recorded, in one
-    /// copy, and lower-cases the field names in it. `target` (with its first `?` at
+    /// copy (its field names are lower-case already). `target` (with its first `?` at
     /// `question`) is part of `head`: it is not copied again.
+    #[inline(always)]
     pub(crate) fn set_head(&mut self, head: &[u8], target: &str, question: Option<usize>) {
         debug_assert!(self.arena.is_empty());
         let base = self.arena.len();
         self.arena.extend_from_slice(head);
-        for f in &self.headers {
-            super::scan::lowercase(&mut self.arena, f.name.start as usize..f.name.end as usize);
-        }
+        debug_assert!(self.headers.iter().all(|f| !f.name.get(&self.arena).iter().any(u8::is_ascii_uppercase)));
         // Where `target` lies in `head`, it lies in the copy (checked: the INVARIANT rests on it).
         let at = target.as_ptr().addr().wrapping_sub(head.as_ptr().addr());
         if at <= head.len() && target.len() <= head.len() - at {
