@@ -147,8 +147,9 @@ struct HeadCache {
 }
 
 thread_local! {
-    static HEAD: std::cell::RefCell<HeadCache> = const {
-        std::cell::RefCell::new(HeadCache {
+    /// Only `head_cache` reaches it.
+    static HEAD: std::cell::UnsafeCell<HeadCache> = const {
+        std::cell::UnsafeCell::new(HeadCache {
             status: 0,
             ctype_static: 0,
             ctype_at: 0,
@@ -158,7 +159,21 @@ thread_local! {
             len: 0,
             bytes: [0; HEAD_MAX],
         })
-    };
+    }
+}
+
+/// This thread's cached head. The caller must not hold another reference to it (the two
+/// callers, `encode_common` and `encode_cached`, call nothing that reaches it again).
+#[inline(always)]
+#[allow(clippy::mut_from_ref, reason = "the thread-local's cell, reached by one caller at a time")]
+fn head_cache() -> &'static mut HeadCache {
+    // (A pointer out of `with`: with the work inside its closure, `with` is not inlined and
+    // the thread-local is reached through a function pointer.)
+    let h = HEAD.with(std::cell::UnsafeCell::get);
+    // SAFETY: `HEAD` has no destructor, so its storage lives as long as this thread; the
+    // reference does not leave the caller's call (neither caller stores it), and no other
+    // reference to the cache exists meanwhile (see above): no reentrancy, no other thread.
+    unsafe { &mut *h }
 }
 
 impl HeadCache {
@@ -174,6 +189,12 @@ impl HeadCache {
                 Some(Cow::Borrowed(t)) if self.ctype_static == t.as_ptr() as usize => true,
                 _ => self.bytes.get(self.ctype_at..self.ctype_at + self.ctype_len) == Some(ctype),
             }
+    }
+
+    /// The cached head.
+    #[inline(always)]
+    fn head(&self) -> &[u8] {
+        &self.bytes[..self.len.min(HEAD_MAX)]
     }
 
     /// Writes `resp`'s head in place (no allocation); false (the cache left empty) if it does
@@ -220,22 +241,47 @@ impl HeadCache {
 #[inline(always)]
 fn encode_common(resp: &Response, body: &[u8], method: Method, date: &Date, out: &mut Vec<u8>) -> bool {
     let ctype = resp.content_type.as_deref().unwrap_or("").as_bytes();
-    // (A pointer out of `with`: with the work inside its closure, `with` is not inlined and
-    // the thread-local is reached through a function pointer.)
-    let h = HEAD.with(|h| h as *const std::cell::RefCell<HeadCache>);
-    // SAFETY: `HEAD` has no destructor, so its storage lives as long as this thread, and the
-    // reference does not leave this call.
-    let mut h = unsafe { &*h }.borrow_mut();
+    let h = head_cache();
     let cached = h.holds(resp, ctype, body.len(), date) || valid_value(ctype) && h.fill(resp, ctype, body.len(), date);
     if !cached {
         return false;
     }
-    let body = if method == Method::Head { &[][..] } else { body };
-    let head = &h.bytes[..h.len.min(HEAD_MAX)];
-    out.reserve(head.len() + body.len());
-    out.extend_from_slice(head);
-    out.extend_from_slice(body);
+    append(out, h.head(), if method == Method::Head { &[] } else { body });
     true
+}
+
+/// Encodes `resp` if it is a common response (see [`common`]) to a keep-alive HTTP/1.1
+/// request and its head is the one cached; false (nothing written) otherwise.
+#[inline(always)]
+pub(crate) fn encode_cached(resp: &Response, method: Method, date: &Date, out: &mut Vec<u8>) -> bool {
+    let (Body::Full(body), Some(ctype)) = (&resp.body, &resp.content_type) else { return false };
+    if !resp.headers.is_empty() {
+        return false;
+    }
+    let h = head_cache();
+    // (A cached head is that of a valid status with a body: `holds` compares the status.)
+    if !h.holds(resp, ctype.as_bytes(), body.len(), date) {
+        return false;
+    }
+    append(out, h.head(), if method == Method::Head { &[] } else { body });
+    true
+}
+
+/// `head` then `body` at the end of `out`, with one growth check and one length update.
+#[inline(always)]
+fn append(out: &mut Vec<u8>, head: &[u8], body: &[u8]) {
+    let len = out.len();
+    out.reserve(head.len() + body.len());
+    let spare = out.spare_capacity_mut();
+    // SAFETY: `reserve` made room for both after `len` (`spare` is at least that long); the
+    // sources are outside `out` (the cache, a response body), `u8` needs no drop and any
+    // bytes are valid ones, and `set_len` covers exactly the bytes written.
+    unsafe {
+        let at = spare.as_mut_ptr().cast::<u8>();
+        std::ptr::copy_nonoverlapping(head.as_ptr(), at, head.len());
+        std::ptr::copy_nonoverlapping(body.as_ptr(), at.add(head.len()), body.len());
+        out.set_len(len + head.len() + body.len());
+    }
 }
 
 /// One chunk of a streamed body (nothing for an empty chunk: that would end the body).

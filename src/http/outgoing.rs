@@ -135,7 +135,35 @@ impl Outgoing {
     /// [`complete`](Self::complete) without taking the response: one first in line is encoded
     /// from where it is (the caller drops it); one that must wait is moved into its slot,
     /// leaving an empty response behind.
+    #[inline(always)]
     pub(crate) fn complete_from(&mut self, seq: u64, resp: &mut Response) -> bool {
+        // The common case, inlined: the first in line, a keep-alive HTTP/1.1 request, a
+        // response whose head is cached.
+        if let (true, Some(&Slot::Waiting { meta, .. })) = (seq == self.head_seq && !self.closing, self.slots.front()) {
+            if meta.keep_alive
+                && meta.version == Version::Http11
+                && encode::encode_cached(
+                    resp,
+                    meta.method,
+                    self.date.get_or_insert_with(encode::date_header),
+                    &mut self.out,
+                )
+            {
+                // A `Waiting` slot owns nothing: forgotten, it is not copied out to be dropped.
+                std::mem::forget(self.slots.pop_front());
+                if self.continue_for == Some(seq) {
+                    self.continue_for = None;
+                }
+                self.head_seq += 1;
+                return true;
+            }
+        }
+        self.complete_general(seq, resp)
+    }
+
+    /// [`complete_from`](Self::complete_from) for any response.
+    #[inline(never)]
+    fn complete_general(&mut self, seq: u64, resp: &mut Response) -> bool {
         if !(200..=999).contains(&resp.status.0) {
             // A final response cannot be 1xx (the client would wait for another) or outside
             // three digits.

@@ -346,7 +346,7 @@ impl Connection {
 
     /// A response to request `seq` (`Delivery::Response` without the `Delivery`): encoded from
     /// `resp` if it is first in line, else taken into its slot.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn deliver_response(
         &self,
         shard: &Shard,
