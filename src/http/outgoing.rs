@@ -54,6 +54,8 @@ pub(crate) struct Outgoing {
     written_total: u64,
     /// The `Date` of the responses encoded since the last write (taken at the first).
     date: Option<encode::Date>,
+    /// No waiting request's deadline is earlier (see `next_deadline`).
+    deadline_floor: Option<Instant>,
 }
 
 /// How a write went.
@@ -230,6 +232,7 @@ impl Outgoing {
     pub(crate) fn set_deadline(&mut self, seq: u64, at: Instant) {
         if let Some(Slot::Waiting { deadline, .. }) = self.slot_mut(seq) {
             *deadline = Some(at);
+            self.deadline_floor = Some(self.deadline_floor.map_or(at, |f| f.min(at)));
         }
     }
 
@@ -260,9 +263,13 @@ impl Outgoing {
     /// Answers every waiting request whose deadline has passed with `status`; returns how many.
     pub(crate) fn expire(&mut self, now: Instant, status: StatusCode) -> usize {
         let mut n = 0;
+        // The floor made exact again, from the deadlines that stay.
+        self.deadline_floor = None;
         for slot in &mut self.slots {
             if let Slot::Waiting { meta, deadline: Some(d) } = *slot {
-                if d <= now {
+                if d > now {
+                    self.deadline_floor = Some(self.deadline_floor.map_or(d, |f| f.min(d)));
+                } else {
                     if meta.version == Version::Http10 {
                         self.waiting_http10 -= 1;
                     }
@@ -277,15 +284,16 @@ impl Outgoing {
         n
     }
 
-    /// The earliest deadline of a waiting request.
-    pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.slots
-            .iter()
-            .filter_map(|s| match s {
-                Slot::Waiting { deadline, .. } => *deadline,
-                _ => None,
-            })
-            .min()
+    /// When the earliest deadline of a waiting request may be due: never later than it, but
+    /// possibly earlier, as the requests that had the earlier ones were answered meanwhile
+    /// (a timer set for it finds nothing due, and `expire` makes the floor exact). Kept
+    /// instead of looked for: a look would go through every request in flight each time the
+    /// connection writes.
+    pub(crate) fn next_deadline(&mut self) -> Option<Instant> {
+        if self.slots.is_empty() {
+            self.deadline_floor = None;
+        }
+        self.deadline_floor
     }
 
     /// Moves every response at the head of the line into the output buffer.
@@ -370,4 +378,42 @@ impl Outgoing {
 
 fn answering(meta: RequestMeta) -> Answering {
     Answering { method: meta.method, version: meta.version, keep_alive: meta.keep_alive }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn meta(seq: u64) -> RequestMeta {
+        RequestMeta { seq, method: Method::Get, version: Version::Http11, keep_alive: true }
+    }
+
+    #[test]
+    fn the_deadline_floor_is_never_late_and_made_exact_by_expire() {
+        let mut out = Outgoing::new();
+        let t0 = Instant::now();
+        let (t1, t2) = (t0 + Duration::from_secs(1), t0 + Duration::from_secs(2));
+        out.open(meta(0), None);
+        out.open(meta(1), None);
+        out.set_deadline(1, t2);
+        assert_eq!(out.next_deadline(), Some(t2));
+        out.set_deadline(0, t1);
+        assert_eq!(out.next_deadline(), Some(t1));
+        // The request with the earlier deadline is answered: the floor may stay early ...
+        assert!(out.complete(0, Response::text("a")));
+        assert!(out.next_deadline().is_some_and(|d| d <= t2));
+        // ... until a timer at it finds nothing due.
+        assert_eq!(out.expire(t1, StatusCode::GATEWAY_TIMEOUT), 0);
+        assert_eq!(out.next_deadline(), Some(t2));
+        assert_eq!(out.expire(t2, StatusCode::GATEWAY_TIMEOUT), 1);
+        assert_eq!(out.next_deadline(), None);
+        // Nothing in flight, no deadline.
+        let mut sink = Vec::new();
+        assert_eq!(out.write_to(&mut sink).unwrap(), Flushed::Done);
+        assert_eq!(out.next_deadline(), None);
+        let text = String::from_utf8(sink).unwrap();
+        assert!(text.contains("200 OK") && text.contains("504 Gateway Timeout"), "{text}");
+    }
 }

@@ -298,7 +298,7 @@ impl Connection {
         // A client that stops reading our answers is dropped after `idle_timeout` without
         // progress, paused or not.
         let send = (st.out.unwritten() > 0).then(|| st.active + limits.idle_timeout);
-        let requests = if st.out.in_flight() > 0 { st.out.next_deadline() } else { None };
+        let requests = st.out.next_deadline();
         let want = earliest(earliest(read, send), earliest(requests, st.linger.map(|(at, _)| at)));
         match (st.timer, want) {
             (Some((_, at)), Some(w)) if at <= w => {}
