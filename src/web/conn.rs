@@ -191,9 +191,11 @@ impl Connection {
                     // this connection go on.
                     crate::shard::executor::contain("running a web handler", || self.server.handler.handle(req));
                     match dispatch_end() {
-                        (_, Some((resp, request))) => {
+                        (_, Some((mut resp, request))) => {
                             let mut st = self.st.borrow_mut();
-                            st.out.complete(meta.seq, resp);
+                            // Encoded from where it is (the common response inline).
+                            st.out.complete_from(meta.seq, &mut resp);
+                            resp.discard();
                             if let Some(r) = request {
                                 st.codec.recycle(r);
                             }
