@@ -3,7 +3,6 @@
 //! that is ready in one pass per flush (one `Date`), then written with as few `write` calls
 //! as the peer allows.
 
-use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::time::Instant;
 
@@ -30,6 +29,105 @@ enum Slot {
         pending: Vec<u8>,
         finished: bool,
     },
+    /// Room in [`Slots`] outside its line (never in the line).
+    Vacant,
+}
+
+/// The slots in request order: a ring whose size is a power of two, so that the first slot,
+/// the next free one and the one of a seq are found with a mask, where a `VecDeque` wraps
+/// its index with a comparison at each access.
+#[derive(Debug, Default)]
+struct Slots {
+    /// Every entry outside the line is `Vacant`.
+    ring: Vec<Slot>,
+    /// Where the line starts in `ring`.
+    first: usize,
+    len: usize,
+}
+
+impl Slots {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The ring's index of the `i`-th slot in line (`ring` is not empty).
+    #[inline(always)]
+    fn at(&self, i: usize) -> usize {
+        (self.first + i) & (self.ring.len() - 1)
+    }
+
+    #[inline(always)]
+    fn get(&self, i: usize) -> Option<&Slot> {
+        if i < self.len { self.ring.get(self.at(i)) } else { None }
+    }
+
+    #[inline(always)]
+    fn get_mut(&mut self, i: usize) -> Option<&mut Slot> {
+        if i < self.len {
+            let at = self.at(i);
+            self.ring.get_mut(at)
+        } else {
+            None
+        }
+    }
+
+    #[inline(always)]
+    fn front(&self) -> Option<&Slot> {
+        self.get(0)
+    }
+
+    #[inline(always)]
+    fn front_mut(&mut self) -> Option<&mut Slot> {
+        self.get_mut(0)
+    }
+
+    #[inline(always)]
+    fn pop_front(&mut self) -> Option<Slot> {
+        if self.len == 0 {
+            return None;
+        }
+        let first = self.first;
+        let slot = std::mem::replace(self.ring.get_mut(first)?, Slot::Vacant);
+        self.first = self.at(1);
+        self.len -= 1;
+        Some(slot)
+    }
+
+    #[inline(always)]
+    fn push_back(&mut self, slot: Slot) {
+        if self.len == self.ring.len() {
+            self.grow();
+        }
+        let at = self.at(self.len);
+        if let Some(vacant) = self.ring.get_mut(at) {
+            // (A `Vacant` entry owns nothing: forgotten, not dropped.)
+            std::mem::forget(std::mem::replace(vacant, slot));
+            self.len += 1;
+        }
+    }
+
+    /// Twice the room (at least 8), the line moved to the start.
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self) {
+        let size = (self.ring.len() * 2).max(8);
+        let mut ring: Vec<Slot> = Vec::with_capacity(size);
+        for i in 0..self.len {
+            let at = self.at(i);
+            ring.push(std::mem::replace(&mut self.ring[at], Slot::Vacant));
+        }
+        ring.resize_with(size, || Slot::Vacant);
+        (self.ring, self.first) = (ring, 0);
+    }
+
+    fn clear(&mut self) {
+        while self.pop_front().is_some() {}
+        self.first = 0;
+    }
 }
 
 /// Responses in, bytes out, in request order.
@@ -40,7 +138,7 @@ pub(crate) struct Outgoing {
     written: usize,
     /// The first slot's seq.
     head_seq: u64,
-    slots: VecDeque<Slot>,
+    slots: Slots,
     /// A `100 Continue` owed to this seq once everything before it is written.
     continue_for: Option<u64>,
     /// A response that ends the connection was encoded: write it, then close.
@@ -96,6 +194,7 @@ impl Outgoing {
     }
 
     /// Opens the slot of a request (`meta.seq` must follow the last one opened).
+    #[inline]
     pub(crate) fn open(&mut self, meta: RequestMeta, deadline: Option<Instant>) {
         debug_assert_eq!(meta.seq, self.head_seq + self.slots.len() as u64);
         if meta.version == Version::Http10 {
@@ -265,7 +364,8 @@ impl Outgoing {
         let mut n = 0;
         // The floor made exact again, from the deadlines that stay.
         self.deadline_floor = None;
-        for slot in &mut self.slots {
+        for i in 0..self.slots.len() {
+            let Some(slot) = self.slots.get_mut(i) else { break };
             if let Slot::Waiting { meta, deadline: Some(d) } = *slot {
                 if d > now {
                     self.deadline_floor = Some(self.deadline_floor.map_or(d, |f| f.min(d)));
@@ -388,6 +488,28 @@ mod tests {
 
     fn meta(seq: u64) -> RequestMeta {
         RequestMeta { seq, method: Method::Get, version: Version::Http11, keep_alive: true }
+    }
+
+    #[test]
+    fn slots_keep_request_order_across_wrapping_and_growth() {
+        let mut out = Outgoing::new();
+        let answer = |out: &mut Outgoing, s: u64| {
+            assert!(out.complete(s, Response::text(format!("<{s}>"))));
+            assert!(!out.complete(s, Response::text("twice")));
+        };
+        (0..5).for_each(|s| out.open(meta(s), None));
+        // The first three answered in order: the line starts further in the ring ...
+        (0..3).for_each(|s| answer(&mut out, s));
+        // ... so that the next ones wrap around it, and it grows while wrapped.
+        (5..21).for_each(|s| out.open(meta(s), None));
+        assert_eq!(out.in_flight(), 18);
+        (3..21).rev().for_each(|s| answer(&mut out, s));
+        let mut sink = Vec::new();
+        assert_eq!(out.write_to(&mut sink).unwrap(), Flushed::Done);
+        assert_eq!(out.in_flight(), 0);
+        let text = String::from_utf8(sink).unwrap();
+        let bodies: String = text.split("\r\n\r\n").skip(1).map(|b| b.split("HTTP/1.1").next().unwrap()).collect();
+        assert_eq!(bodies, (0..21).map(|s| format!("<{s}>")).collect::<String>());
     }
 
     #[test]
