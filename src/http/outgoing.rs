@@ -397,7 +397,20 @@ impl Outgoing {
     }
 
     /// Moves every response at the head of the line into the output buffer.
+    #[inline(always)]
     fn encode_ready(&mut self) {
+        // Most writes find nothing to encode here (the common answers were encoded as they
+        // came): a few compares, not a call.
+        if self.continue_for.is_some()
+            || self.closing
+            || matches!(self.slots.front(), Some(Slot::Ready { .. } | Slot::Streaming { .. }))
+        {
+            self.encode_waiting();
+        }
+    }
+
+    #[inline(never)]
+    fn encode_waiting(&mut self) {
         loop {
             if self.continue_for == Some(self.head_seq) {
                 // Only while the request is still waiting (an early answer makes it moot).
