@@ -206,7 +206,8 @@ impl HeadCache {
         let c = resp.status.0;
         let code = [b'0' + (c / 100) as u8, b'0' + (c / 10 % 10) as u8, b'0' + (c % 10) as u8, b' '];
         let mut digits = [0u8; 20];
-        self.status = 0; // nothing matches an empty cache
+        // Nothing matches an empty cache (not even a status 0 answered in the same second).
+        (self.status, self.secs) = (0, u64::MAX);
         let mut rest = &mut self.bytes[..];
         let head = [
             b"HTTP/1.1 ".as_slice(),

@@ -526,6 +526,29 @@ mod tests {
     }
 
     #[test]
+    fn an_invalid_status_is_never_sent_with_a_cached_head() {
+        let mut out = Outgoing::new();
+        let text = |out: &mut Outgoing| {
+            let mut sink = Vec::new();
+            out.write_to(&mut sink).unwrap();
+            String::from_utf8(sink).unwrap()
+        };
+        let owned = |t: &str| Response::text("x").header("content-type", t.to_owned());
+        out.open(meta(0), None);
+        out.complete(0, owned("text/x"));
+        assert!(text(&mut out).starts_with("HTTP/1.1 200 OK\r\n"));
+        // A head too long to cache empties the cache (its bytes stay) ...
+        out.open(meta(1), None);
+        out.complete(1, owned(&format!("text/{}", "y".repeat(300))));
+        assert!(text(&mut out).starts_with("HTTP/1.1 200 OK\r\n"));
+        // ... and no status matches an empty cache, not even 0 (sent as 500; the cached
+        // length is still that of `text/x`, and the bytes there those of `text/y…`).
+        out.open(meta(2), None);
+        out.complete(2, owned("text/y").with_status(StatusCode(0)));
+        assert!(text(&mut out).starts_with("HTTP/1.1 500 Internal Server Error\r\n"));
+    }
+
+    #[test]
     fn the_deadline_floor_is_never_late_and_made_exact_by_expire() {
         let mut out = Outgoing::new();
         let t0 = Instant::now();
