@@ -2,7 +2,10 @@
 //! caller's fields, then the framing pinion decides: `Content-Length` for a body it holds,
 //! `Transfer-Encoding: chunked` for a streamed one, nothing for statuses without a body. The
 //! common response head is cached per thread and copied in one piece.
-#![allow(unsafe_code, reason = "the cached response head reached through a pointer out of its thread-local")]
+#![allow(
+    unsafe_code,
+    reason = "the cached response head reached through a pointer out of its thread-local; head and body copied into reserved room"
+)]
 
 use std::borrow::Cow;
 use std::cell::Cell;
@@ -162,17 +165,20 @@ thread_local! {
     }
 }
 
-/// This thread's cached head. The caller must not hold another reference to it (the two
-/// callers, `encode_common` and `encode_cached`, call nothing that reaches it again).
+/// This thread's cached head (a `RefCell` would cost a borrow flag at each response).
+///
+/// # Safety
+/// No other reference to the cache may exist while the one returned is used, and it must not
+/// outlive the caller's call (the two callers, `encode_common` and `encode_cached`, keep it
+/// within their call and call nothing that reaches the cache again).
 #[inline(always)]
-#[allow(clippy::mut_from_ref, reason = "the thread-local's cell, reached by one caller at a time")]
-fn head_cache() -> &'static mut HeadCache {
+unsafe fn head_cache<'a>() -> &'a mut HeadCache {
     // (A pointer out of `with`: with the work inside its closure, `with` is not inlined and
     // the thread-local is reached through a function pointer.)
     let h = HEAD.with(std::cell::UnsafeCell::get);
-    // SAFETY: `HEAD` has no destructor, so its storage lives as long as this thread; the
-    // reference does not leave the caller's call (neither caller stores it), and no other
-    // reference to the cache exists meanwhile (see above): no reentrancy, no other thread.
+    // SAFETY: `HEAD` has no destructor, so its storage lives as long as this thread (the
+    // caller's call ends first); no other reference exists meanwhile (the caller's promise)
+    // and no other thread reaches a thread-local.
     unsafe { &mut *h }
 }
 
@@ -242,7 +248,9 @@ impl HeadCache {
 #[inline(always)]
 fn encode_common(resp: &Response, body: &[u8], method: Method, date: &Date, out: &mut Vec<u8>) -> bool {
     let ctype = resp.content_type.as_deref().unwrap_or("").as_bytes();
-    let h = head_cache();
+    // SAFETY: the only reference to the cache, used within this call (`fill` and `holds`
+    // do not reach the cache but through it).
+    let h = unsafe { head_cache() };
     let cached = h.holds(resp, ctype, body.len(), date) || valid_value(ctype) && h.fill(resp, ctype, body.len(), date);
     if !cached {
         return false;
@@ -259,7 +267,8 @@ pub(crate) fn encode_cached(resp: &Response, method: Method, date: &Date, out: &
     if !resp.headers.is_empty() {
         return false;
     }
-    let h = head_cache();
+    // SAFETY: as in `encode_common`.
+    let h = unsafe { head_cache() };
     // (A cached head is that of a valid status with a body: `holds` compares the status.)
     if !h.holds(resp, ctype.as_bytes(), body.len(), date) {
         return false;
