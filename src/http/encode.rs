@@ -2,7 +2,10 @@
 //! caller's fields, then the framing pinion decides: `Content-Length` for a body it holds,
 //! `Transfer-Encoding: chunked` for a streamed one, nothing for statuses without a body. The
 //! common response head is cached per thread and copied in one piece.
-#![allow(unsafe_code, reason = "the cached response head reached through a pointer out of its thread-local")]
+#![allow(
+    unsafe_code,
+    reason = "the cached response head reached through a pointer out of its thread-local; head and body copied into reserved room"
+)]
 
 use std::borrow::Cow;
 use std::cell::Cell;
@@ -147,8 +150,9 @@ struct HeadCache {
 }
 
 thread_local! {
-    static HEAD: std::cell::RefCell<HeadCache> = const {
-        std::cell::RefCell::new(HeadCache {
+    /// Only `head_cache` reaches it.
+    static HEAD: std::cell::UnsafeCell<HeadCache> = const {
+        std::cell::UnsafeCell::new(HeadCache {
             status: 0,
             ctype_static: 0,
             ctype_at: 0,
@@ -158,7 +162,24 @@ thread_local! {
             len: 0,
             bytes: [0; HEAD_MAX],
         })
-    };
+    }
+}
+
+/// This thread's cached head (a `RefCell` would cost a borrow flag at each response).
+///
+/// # Safety
+/// No other reference to the cache may exist while the one returned is used, and it must not
+/// outlive the caller's call (the two callers, `encode_common` and `encode_cached`, keep it
+/// within their call and call nothing that reaches the cache again).
+#[inline(always)]
+unsafe fn head_cache<'a>() -> &'a mut HeadCache {
+    // (A pointer out of `with`: with the work inside its closure, `with` is not inlined and
+    // the thread-local is reached through a function pointer.)
+    let h = HEAD.with(std::cell::UnsafeCell::get);
+    // SAFETY: `HEAD` has no destructor, so its storage lives as long as this thread (the
+    // caller's call ends first); no other reference exists meanwhile (the caller's promise)
+    // and no other thread reaches a thread-local.
+    unsafe { &mut *h }
 }
 
 impl HeadCache {
@@ -176,6 +197,12 @@ impl HeadCache {
             }
     }
 
+    /// The cached head.
+    #[inline(always)]
+    fn head(&self) -> &[u8] {
+        &self.bytes[..self.len.min(HEAD_MAX)]
+    }
+
     /// Writes `resp`'s head in place (no allocation); false (the cache left empty) if it does
     /// not fit.
     #[cold]
@@ -185,7 +212,8 @@ impl HeadCache {
         let c = resp.status.0;
         let code = [b'0' + (c / 100) as u8, b'0' + (c / 10 % 10) as u8, b'0' + (c % 10) as u8, b' '];
         let mut digits = [0u8; 20];
-        self.status = 0; // nothing matches an empty cache
+        // Nothing matches an empty cache (not even a status 0 answered in the same second).
+        (self.status, self.secs) = (0, u64::MAX);
         let mut rest = &mut self.bytes[..];
         let head = [
             b"HTTP/1.1 ".as_slice(),
@@ -220,22 +248,50 @@ impl HeadCache {
 #[inline(always)]
 fn encode_common(resp: &Response, body: &[u8], method: Method, date: &Date, out: &mut Vec<u8>) -> bool {
     let ctype = resp.content_type.as_deref().unwrap_or("").as_bytes();
-    // (A pointer out of `with`: with the work inside its closure, `with` is not inlined and
-    // the thread-local is reached through a function pointer.)
-    let h = HEAD.with(|h| h as *const std::cell::RefCell<HeadCache>);
-    // SAFETY: `HEAD` has no destructor, so its storage lives as long as this thread, and the
-    // reference does not leave this call.
-    let mut h = unsafe { &*h }.borrow_mut();
+    // SAFETY: the only reference to the cache, used within this call (`fill` and `holds`
+    // do not reach the cache but through it).
+    let h = unsafe { head_cache() };
     let cached = h.holds(resp, ctype, body.len(), date) || valid_value(ctype) && h.fill(resp, ctype, body.len(), date);
     if !cached {
         return false;
     }
-    let body = if method == Method::Head { &[][..] } else { body };
-    let head = &h.bytes[..h.len.min(HEAD_MAX)];
-    out.reserve(head.len() + body.len());
-    out.extend_from_slice(head);
-    out.extend_from_slice(body);
+    append(out, h.head(), if method == Method::Head { &[] } else { body });
     true
+}
+
+/// Encodes `resp` if it is a common response (see [`common`]) to a keep-alive HTTP/1.1
+/// request and its head is the one cached; false (nothing written) otherwise.
+#[inline(always)]
+pub(crate) fn encode_cached(resp: &Response, method: Method, date: &Date, out: &mut Vec<u8>) -> bool {
+    let (Body::Full(body), Some(ctype)) = (&resp.body, &resp.content_type) else { return false };
+    if !resp.headers.is_empty() {
+        return false;
+    }
+    // SAFETY: as in `encode_common`.
+    let h = unsafe { head_cache() };
+    // (A cached head is that of a valid status with a body: `holds` compares the status.)
+    if !h.holds(resp, ctype.as_bytes(), body.len(), date) {
+        return false;
+    }
+    append(out, h.head(), if method == Method::Head { &[] } else { body });
+    true
+}
+
+/// `head` then `body` at the end of `out`, with one growth check and one length update.
+#[inline(always)]
+fn append(out: &mut Vec<u8>, head: &[u8], body: &[u8]) {
+    let len = out.len();
+    out.reserve(head.len() + body.len());
+    let spare = out.spare_capacity_mut();
+    // SAFETY: `reserve` made room for both after `len` (`spare` is at least that long); the
+    // sources are outside `out` (the cache, a response body), `u8` needs no drop and any
+    // bytes are valid ones, and `set_len` covers exactly the bytes written.
+    unsafe {
+        let at = spare.as_mut_ptr().cast::<u8>();
+        std::ptr::copy_nonoverlapping(head.as_ptr(), at, head.len());
+        std::ptr::copy_nonoverlapping(body.as_ptr(), at.add(head.len()), body.len());
+        out.set_len(len + head.len() + body.len());
+    }
 }
 
 /// One chunk of a streamed body (nothing for an empty chunk: that would end the body).

@@ -3,7 +3,6 @@
 //! that is ready in one pass per flush (one `Date`), then written with as few `write` calls
 //! as the peer allows.
 
-use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::time::Instant;
 
@@ -30,6 +29,105 @@ enum Slot {
         pending: Vec<u8>,
         finished: bool,
     },
+    /// Room in [`Slots`] outside its line (never in the line).
+    Vacant,
+}
+
+/// The slots in request order: a ring whose size is a power of two, so that the first slot,
+/// the next free one and the one of a seq are found with a mask, where a `VecDeque` wraps
+/// its index with a comparison at each access.
+#[derive(Debug, Default)]
+struct Slots {
+    /// Every entry outside the line is `Vacant`.
+    ring: Vec<Slot>,
+    /// Where the line starts in `ring`.
+    first: usize,
+    len: usize,
+}
+
+impl Slots {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The ring's index of the `i`-th slot in line (`ring` is not empty).
+    #[inline(always)]
+    fn at(&self, i: usize) -> usize {
+        (self.first + i) & (self.ring.len() - 1)
+    }
+
+    #[inline(always)]
+    fn get(&self, i: usize) -> Option<&Slot> {
+        if i < self.len { self.ring.get(self.at(i)) } else { None }
+    }
+
+    #[inline(always)]
+    fn get_mut(&mut self, i: usize) -> Option<&mut Slot> {
+        if i < self.len {
+            let at = self.at(i);
+            self.ring.get_mut(at)
+        } else {
+            None
+        }
+    }
+
+    #[inline(always)]
+    fn front(&self) -> Option<&Slot> {
+        self.get(0)
+    }
+
+    #[inline(always)]
+    fn front_mut(&mut self) -> Option<&mut Slot> {
+        self.get_mut(0)
+    }
+
+    #[inline(always)]
+    fn pop_front(&mut self) -> Option<Slot> {
+        if self.len == 0 {
+            return None;
+        }
+        let first = self.first;
+        let slot = std::mem::replace(self.ring.get_mut(first)?, Slot::Vacant);
+        self.first = self.at(1);
+        self.len -= 1;
+        Some(slot)
+    }
+
+    #[inline(always)]
+    fn push_back(&mut self, slot: Slot) {
+        if self.len == self.ring.len() {
+            self.grow();
+        }
+        let at = self.at(self.len);
+        if let Some(vacant) = self.ring.get_mut(at) {
+            // (A `Vacant` entry owns nothing: forgotten, not dropped.)
+            std::mem::forget(std::mem::replace(vacant, slot));
+            self.len += 1;
+        }
+    }
+
+    /// Twice the room (at least 8), the line moved to the start.
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self) {
+        let size = (self.ring.len() * 2).max(8);
+        let mut ring: Vec<Slot> = Vec::with_capacity(size);
+        for i in 0..self.len {
+            let at = self.at(i);
+            ring.push(std::mem::replace(&mut self.ring[at], Slot::Vacant));
+        }
+        ring.resize_with(size, || Slot::Vacant);
+        (self.ring, self.first) = (ring, 0);
+    }
+
+    fn clear(&mut self) {
+        while self.pop_front().is_some() {}
+        self.first = 0;
+    }
 }
 
 /// Responses in, bytes out, in request order.
@@ -40,7 +138,7 @@ pub(crate) struct Outgoing {
     written: usize,
     /// The first slot's seq.
     head_seq: u64,
-    slots: VecDeque<Slot>,
+    slots: Slots,
     /// A `100 Continue` owed to this seq once everything before it is written.
     continue_for: Option<u64>,
     /// A response that ends the connection was encoded: write it, then close.
@@ -54,6 +152,8 @@ pub(crate) struct Outgoing {
     written_total: u64,
     /// The `Date` of the responses encoded since the last write (taken at the first).
     date: Option<encode::Date>,
+    /// No waiting request's deadline is earlier (see `next_deadline`).
+    deadline_floor: Option<Instant>,
 }
 
 /// How a write went.
@@ -94,6 +194,7 @@ impl Outgoing {
     }
 
     /// Opens the slot of a request (`meta.seq` must follow the last one opened).
+    #[inline]
     pub(crate) fn open(&mut self, meta: RequestMeta, deadline: Option<Instant>) {
         debug_assert_eq!(meta.seq, self.head_seq + self.slots.len() as u64);
         if meta.version == Version::Http10 {
@@ -135,7 +236,35 @@ impl Outgoing {
     /// [`complete`](Self::complete) without taking the response: one first in line is encoded
     /// from where it is (the caller drops it); one that must wait is moved into its slot,
     /// leaving an empty response behind.
+    #[inline(always)]
     pub(crate) fn complete_from(&mut self, seq: u64, resp: &mut Response) -> bool {
+        // The common case, inlined: the first in line, a keep-alive HTTP/1.1 request, a
+        // response whose head is cached.
+        if let (true, Some(&Slot::Waiting { meta, .. })) = (seq == self.head_seq && !self.closing, self.slots.front()) {
+            if meta.keep_alive
+                && meta.version == Version::Http11
+                && encode::encode_cached(
+                    resp,
+                    meta.method,
+                    self.date.get_or_insert_with(encode::date_header),
+                    &mut self.out,
+                )
+            {
+                // A `Waiting` slot owns nothing: forgotten, it is not copied out to be dropped.
+                std::mem::forget(self.slots.pop_front());
+                if self.continue_for == Some(seq) {
+                    self.continue_for = None;
+                }
+                self.head_seq += 1;
+                return true;
+            }
+        }
+        self.complete_general(seq, resp)
+    }
+
+    /// [`complete_from`](Self::complete_from) for any response.
+    #[inline(never)]
+    fn complete_general(&mut self, seq: u64, resp: &mut Response) -> bool {
         if !(200..=999).contains(&resp.status.0) {
             // A final response cannot be 1xx (the client would wait for another) or outside
             // three digits.
@@ -202,6 +331,7 @@ impl Outgoing {
     pub(crate) fn set_deadline(&mut self, seq: u64, at: Instant) {
         if let Some(Slot::Waiting { deadline, .. }) = self.slot_mut(seq) {
             *deadline = Some(at);
+            self.deadline_floor = Some(self.deadline_floor.map_or(at, |f| f.min(at)));
         }
     }
 
@@ -232,9 +362,14 @@ impl Outgoing {
     /// Answers every waiting request whose deadline has passed with `status`; returns how many.
     pub(crate) fn expire(&mut self, now: Instant, status: StatusCode) -> usize {
         let mut n = 0;
-        for slot in &mut self.slots {
+        // The floor made exact again, from the deadlines that stay.
+        self.deadline_floor = None;
+        for i in 0..self.slots.len() {
+            let Some(slot) = self.slots.get_mut(i) else { break };
             if let Slot::Waiting { meta, deadline: Some(d) } = *slot {
-                if d <= now {
+                if d > now {
+                    self.deadline_floor = Some(self.deadline_floor.map_or(d, |f| f.min(d)));
+                } else {
                     if meta.version == Version::Http10 {
                         self.waiting_http10 -= 1;
                     }
@@ -249,19 +384,33 @@ impl Outgoing {
         n
     }
 
-    /// The earliest deadline of a waiting request.
-    pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.slots
-            .iter()
-            .filter_map(|s| match s {
-                Slot::Waiting { deadline, .. } => *deadline,
-                _ => None,
-            })
-            .min()
+    /// When the earliest deadline of a waiting request may be due: never later than it, but
+    /// possibly earlier, as the requests that had the earlier ones were answered meanwhile
+    /// (a timer set for it finds nothing due, and `expire` makes the floor exact). Kept
+    /// instead of looked for: a look would go through every request in flight each time the
+    /// connection writes.
+    pub(crate) fn next_deadline(&mut self) -> Option<Instant> {
+        if self.slots.is_empty() {
+            self.deadline_floor = None;
+        }
+        self.deadline_floor
     }
 
     /// Moves every response at the head of the line into the output buffer.
+    #[inline(always)]
     fn encode_ready(&mut self) {
+        // Most writes find nothing to encode here (the common answers were encoded as they
+        // came): a few compares, not a call.
+        if self.continue_for.is_some()
+            || self.closing
+            || matches!(self.slots.front(), Some(Slot::Ready { .. } | Slot::Streaming { .. }))
+        {
+            self.encode_waiting();
+        }
+    }
+
+    #[inline(never)]
+    fn encode_waiting(&mut self) {
         loop {
             if self.continue_for == Some(self.head_seq) {
                 // Only while the request is still waiting (an early answer makes it moot).
@@ -342,4 +491,87 @@ impl Outgoing {
 
 fn answering(meta: RequestMeta) -> Answering {
     Answering { method: meta.method, version: meta.version, keep_alive: meta.keep_alive }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn meta(seq: u64) -> RequestMeta {
+        RequestMeta { seq, method: Method::Get, version: Version::Http11, keep_alive: true }
+    }
+
+    #[test]
+    fn slots_keep_request_order_across_wrapping_and_growth() {
+        let mut out = Outgoing::new();
+        let answer = |out: &mut Outgoing, s: u64| {
+            assert!(out.complete(s, Response::text(format!("<{s}>"))));
+            assert!(!out.complete(s, Response::text("twice")));
+        };
+        (0..5).for_each(|s| out.open(meta(s), None));
+        // The first three answered in order: the line starts further in the ring ...
+        (0..3).for_each(|s| answer(&mut out, s));
+        // ... so that the next ones wrap around it, and it grows while wrapped.
+        (5..21).for_each(|s| out.open(meta(s), None));
+        assert_eq!(out.in_flight(), 18);
+        (3..21).rev().for_each(|s| answer(&mut out, s));
+        let mut sink = Vec::new();
+        assert_eq!(out.write_to(&mut sink).unwrap(), Flushed::Done);
+        assert_eq!(out.in_flight(), 0);
+        let text = String::from_utf8(sink).unwrap();
+        let bodies: String = text.split("\r\n\r\n").skip(1).map(|b| b.split("HTTP/1.1").next().unwrap()).collect();
+        assert_eq!(bodies, (0..21).map(|s| format!("<{s}>")).collect::<String>());
+    }
+
+    #[test]
+    fn an_invalid_status_is_never_sent_with_a_cached_head() {
+        let mut out = Outgoing::new();
+        let text = |out: &mut Outgoing| {
+            let mut sink = Vec::new();
+            out.write_to(&mut sink).unwrap();
+            String::from_utf8(sink).unwrap()
+        };
+        let owned = |t: &str| Response::text("x").header("content-type", t.to_owned());
+        out.open(meta(0), None);
+        out.complete(0, owned("text/x"));
+        assert!(text(&mut out).starts_with("HTTP/1.1 200 OK\r\n"));
+        // A head too long to cache empties the cache (its bytes stay) ...
+        out.open(meta(1), None);
+        out.complete(1, owned(&format!("text/{}", "y".repeat(300))));
+        assert!(text(&mut out).starts_with("HTTP/1.1 200 OK\r\n"));
+        // ... and no status matches an empty cache, not even 0 (sent as 500; the cached
+        // length is still that of `text/x`, and the bytes there those of `text/y…`).
+        out.open(meta(2), None);
+        out.complete(2, owned("text/y").with_status(StatusCode(0)));
+        assert!(text(&mut out).starts_with("HTTP/1.1 500 Internal Server Error\r\n"));
+    }
+
+    #[test]
+    fn the_deadline_floor_is_never_late_and_made_exact_by_expire() {
+        let mut out = Outgoing::new();
+        let t0 = Instant::now();
+        let (t1, t2) = (t0 + Duration::from_secs(1), t0 + Duration::from_secs(2));
+        out.open(meta(0), None);
+        out.open(meta(1), None);
+        out.set_deadline(1, t2);
+        assert_eq!(out.next_deadline(), Some(t2));
+        out.set_deadline(0, t1);
+        assert_eq!(out.next_deadline(), Some(t1));
+        // The request with the earlier deadline is answered: the floor may stay early ...
+        assert!(out.complete(0, Response::text("a")));
+        assert!(out.next_deadline().is_some_and(|d| d <= t2));
+        // ... until a timer at it finds nothing due.
+        assert_eq!(out.expire(t1, StatusCode::GATEWAY_TIMEOUT), 0);
+        assert_eq!(out.next_deadline(), Some(t2));
+        assert_eq!(out.expire(t2, StatusCode::GATEWAY_TIMEOUT), 1);
+        assert_eq!(out.next_deadline(), None);
+        // Nothing in flight, no deadline.
+        let mut sink = Vec::new();
+        assert_eq!(out.write_to(&mut sink).unwrap(), Flushed::Done);
+        assert_eq!(out.next_deadline(), None);
+        let text = String::from_utf8(sink).unwrap();
+        assert!(text.contains("200 OK") && text.contains("504 Gateway Timeout"), "{text}");
+    }
 }

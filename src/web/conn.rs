@@ -191,9 +191,11 @@ impl Connection {
                     // this connection go on.
                     crate::shard::executor::contain("running a web handler", || self.server.handler.handle(req));
                     match dispatch_end() {
-                        (_, Some((resp, request))) => {
+                        (_, Some((mut resp, request))) => {
                             let mut st = self.st.borrow_mut();
-                            st.out.complete(meta.seq, resp);
+                            // Encoded from where it is (the common response inline).
+                            st.out.complete_from(meta.seq, &mut resp);
+                            resp.discard();
                             if let Some(r) = request {
                                 st.codec.recycle(r);
                             }
@@ -291,15 +293,19 @@ impl Connection {
             (st.phase, st.phase_position) = (phase, position);
             st.phase_since = shard.now();
         }
-        let read = match st.phase {
-            Phase::Idle if st.out.in_flight() == 0 => Some(st.active + limits.idle_timeout),
-            _ => read_deadline(st, limits),
-        };
-        // A client that stops reading our answers is dropped after `idle_timeout` without
-        // progress, paused or not.
-        let send = (st.out.unwritten() > 0).then(|| st.active + limits.idle_timeout);
-        let requests = if st.out.in_flight() > 0 { st.out.next_deadline() } else { None };
-        let want = earliest(earliest(read, send), earliest(requests, st.linger.map(|(at, _)| at)));
+        // The earliest of: the requests' deadlines, the lingering close, the read deadline
+        // of a head or body, and `idle_timeout` without progress, for an idle connection or
+        // one whose client stops reading our answers (paused or not).
+        let mut want = st.out.next_deadline();
+        if let Some((at, _)) = st.linger {
+            want = Some(earlier(want, at));
+        }
+        if let Some(at) = read_deadline(st, limits) {
+            want = Some(earlier(want, at));
+        }
+        if st.phase == Phase::Idle && st.out.in_flight() == 0 || st.out.unwritten() > 0 {
+            want = Some(earlier(want, st.active + limits.idle_timeout));
+        }
         match (st.timer, want) {
             (Some((_, at)), Some(w)) if at <= w => {}
             (old, Some(w)) => {
@@ -346,7 +352,7 @@ impl Connection {
 
     /// A response to request `seq` (`Delivery::Response` without the `Delivery`): encoded from
     /// `resp` if it is first in line, else taken into its slot.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn deliver_response(
         &self,
         shard: &Shard,
@@ -422,12 +428,12 @@ fn flush_later(st: &mut State, shard: &Shard, token: Token) {
     }
 }
 
-/// The earlier of two optional instants.
-fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, None) => a,
-        (None, b) => b,
+/// The earlier of `at` and `than`, if any.
+#[inline(always)]
+fn earlier(than: Option<Instant>, at: Instant) -> Instant {
+    match than {
+        Some(t) if t < at => t,
+        _ => at,
     }
 }
 

@@ -55,6 +55,9 @@ struct Inner {
     received: Instant,
     /// Allocated by the first hook (most requests have none).
     hooks: Option<Box<Hooks>>,
+    /// While kept for reuse: the next spare, and how many spares follow this one.
+    next: Option<Box<Inner>>,
+    below: usize,
 }
 
 type Hooks = [Option<Arc<dyn ResponseHook>>; HOOKS];
@@ -62,9 +65,48 @@ type Hooks = [Option<Arc<dyn ResponseHook>>; HOOKS];
 /// Recycled `Inner`s kept per thread.
 const POOL: usize = 1024;
 
+/// The recycled `Inner`s of a thread, linked through their `next`: taking one and giving one
+/// back are a few moves, where a `RefCell<Vec<_>>` costs a borrow flag and a length check each.
+struct Spares(std::cell::Cell<Option<Box<Inner>>>);
+
+impl Spares {
+    // (The cell is empty between `take` and `replace`, and a spare's `next` is empty while
+    // it is in use: what `replace` hands back is `None`, forgotten rather than dropped.)
+    #[inline(always)]
+    fn pop(&self) -> Option<Box<Inner>> {
+        let mut top = self.0.take()?;
+        std::mem::forget(self.0.replace(top.next.take()));
+        Some(top)
+    }
+
+    /// Keeps `inner`, which must hold nothing (no request, no hooks, no `next`).
+    #[inline(always)]
+    fn push(&self, mut inner: Box<Inner>) {
+        let top = self.0.take();
+        let below = top.as_ref().map_or(0, |t| t.below + 1);
+        if below < POOL {
+            inner.below = below;
+            std::mem::forget(std::mem::replace(&mut inner.next, top));
+            std::mem::forget(self.0.replace(Some(inner)));
+        } else {
+            std::mem::forget(self.0.replace(top));
+        }
+    }
+}
+
+impl Drop for Spares {
+    /// One box after the other (dropped as a chain, the list would recurse as deep as it is
+    /// long).
+    fn drop(&mut self) {
+        let mut next = self.0.take();
+        while let Some(mut inner) = next {
+            next = inner.next.take();
+        }
+    }
+}
+
 thread_local! {
-    #[allow(clippy::vec_box, reason = "the boxes are what is recycled")]
-    static INNERS: std::cell::RefCell<Vec<Box<Inner>>> = const { std::cell::RefCell::new(Vec::new()) };
+    static SPARES: Spares = const { Spares(std::cell::Cell::new(None)) };
 }
 
 impl WebRequest {
@@ -77,7 +119,7 @@ impl WebRequest {
     }
     fn inner_mut(&mut self) -> &mut Inner {
         self.0.get_or_insert_with(|| {
-            Box::new(Inner { request: None, reply: None, received: Instant::now(), hooks: None })
+            Box::new(Inner { request: None, reply: None, received: Instant::now(), hooks: None, next: None, below: 0 })
         })
     }
 }
@@ -95,15 +137,24 @@ impl fmt::Debug for WebRequest {
 }
 
 impl WebRequest {
+    #[inline]
     pub(crate) fn new(request: Box<Request>, reply: ReplyTo, received: Instant) -> WebRequest {
-        let fresh = Inner { request: Some(request), reply: Some(reply), received, hooks: None };
-        let inner = INNERS.with(|p| p.borrow_mut().pop());
-        match inner {
+        match SPARES.try_with(Spares::pop).ok().flatten() {
             Some(mut b) => {
-                *b = fresh;
+                // A spare holds nothing (see `recycle`): its fields are set, not dropped.
+                std::mem::forget(b.request.replace(request));
+                b.reply = Some(reply);
+                b.received = received;
                 WebRequest(Some(b))
             }
-            None => WebRequest(Some(Box::new(fresh))),
+            None => WebRequest(Some(Box::new(Inner {
+                request: Some(request),
+                reply: Some(reply),
+                received,
+                hooks: None,
+                next: None,
+                below: 0,
+            }))),
         }
     }
 
@@ -146,22 +197,21 @@ impl WebRequest {
     /// Answers the request. (A `Body::Streamed` response is sent with an empty body: streams
     /// go through [`respond_stream`](Self::respond_stream).)
     pub fn respond(mut self, mut response: Response) {
-        if matches!(response.body, Body::Streamed) {
-            response.body = Body::Empty;
-        }
-        let Some(inner) = self.0.as_deref_mut() else { return };
-        let Some(to) = inner.reply else { return };
-        if inner.hooks.is_some() {
-            self.run_hooks(&mut response);
-        }
         let Some(mut inner) = self.0.take() else { return };
         // It holds nothing now: its `Drop` would only look.
         std::mem::forget(self);
-        inner.reply = None;
+        let Some(to) = inner.reply.take() else { return recycle(inner) };
+        if matches!(response.body, Body::Streamed) {
+            response.body = Body::Empty;
+        }
+        if inner.hooks.is_some() {
+            inner.run_hooks(&mut response);
+        }
         let request = inner.request.take();
         server::deliver_response(to, &mut response, request);
         response.discard();
-        recycle(inner);
+        // Emptied: the request was taken, and so were the hooks if there were any.
+        let _ = SPARES.try_with(|s| s.push(inner));
     }
 
     /// Answers with `head` (its body is ignored) and a body streamed in chunks through the
@@ -170,16 +220,19 @@ impl WebRequest {
     pub fn respond_stream(mut self, mut head: Response) -> ResponseStream {
         head.body = Body::Streamed;
         let to = self.inner_mut().reply.take();
-        self.run_hooks(&mut head);
+        self.inner_mut().run_hooks(&mut head);
         if let Some(to) = to {
             server::deliver(to, Delivery::Response(head, None));
         }
         ResponseStream { to, ended: false }
     }
+}
 
+impl Inner {
     fn run_hooks(&mut self, response: &mut Response) {
-        let Some(mut hooks) = self.inner_mut().hooks.take() else { return };
-        let summary = RequestSummary { request: self.request(), received: self.received() };
+        let Some(mut hooks) = self.hooks.take() else { return };
+        let request = self.request.as_deref().unwrap_or(&EMPTY);
+        let summary = RequestSummary { request, received: self.received };
         for hook in hooks.iter_mut().rev() {
             if let Some(h) = hook.take() {
                 // A panicking hook must not cost the client its answer.
@@ -199,7 +252,7 @@ impl Drop for WebRequest {
             let mut resp = Response::status(StatusCode::INTERNAL_SERVER_ERROR);
             if !std::thread::panicking() {
                 // (A hook that panicked now, while unwinding, would abort the process.)
-                self.run_hooks(&mut resp);
+                self.inner_mut().run_hooks(&mut resp);
             }
             if let Some(to) = self.inner_mut().reply.take() {
                 server::deliver(to, Delivery::Response(resp, None));
@@ -213,15 +266,12 @@ impl Drop for WebRequest {
 
 /// Keeps an answered request's box for the next one, emptied: nothing it held outlives the
 /// request.
+#[inline(never)]
 fn recycle(mut inner: Box<Inner>) {
     inner.request = None;
     inner.hooks = None;
-    let _ = INNERS.try_with(|p| {
-        let mut p = p.borrow_mut();
-        if p.len() < POOL {
-            p.push(inner);
-        }
-    });
+    inner.reply = None;
+    let _ = SPARES.try_with(|s| s.push(inner));
 }
 
 /// The body of a streamed response, sent chunk by chunk from any shard. Dropped without

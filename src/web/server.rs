@@ -297,6 +297,7 @@ pub(crate) fn deliver(to: ReplyTo, d: Delivery) {
 /// Sends a response to its connection, as [`deliver`]. On the connection's shard it is encoded
 /// from where it is (no `Delivery` built, nothing moved: the caller drops `resp`); it is taken
 /// (an empty response left behind) only to wait for its turn or to travel.
+#[inline]
 pub(crate) fn deliver_response(to: ReplyTo, resp: &mut Response, mut request: Option<Box<Request>>) {
     // Answered while its connection hands it over (a plain function): no lookup at all.
     if super::dispatch::answer_now(to.conn, to.seq, resp, &mut request) {
