@@ -13,37 +13,61 @@ use crate::http::{Body, Request, Response};
 /// it ran: the deadline it set, the response it gave at once (a plain function). Both are
 /// applied by `dispatch` when the handler returns, without looking the connection up again.
 /// The key and the deadline are plain `Cell`s (no destructor, so every check is a few
-/// instructions); only an answer given at once touches the `RefCell`.
+/// instructions); only an answer given at once touches the `RefCell`, and only then does
+/// `dispatch_end` look at it.
 pub(crate) type Answer = (Response, Option<Box<Request>>);
 
-thread_local! {
+/// The state every dispatch touches, in one thread-local without a destructor (so each access
+/// is a plain load or store, with no lazy-registration check).
+struct Dispatch {
     /// (connection id, seq) being dispatched; (0, 0) when none (ids start at 1).
-    static DISPATCH_KEY: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
-    static DISPATCH_DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
-    static DISPATCH_ANSWER: RefCell<Option<Answer>> = const { RefCell::new(None) };
+    key: Cell<(u64, u64)>,
+    deadline: Cell<Option<Instant>>,
+    /// `ANSWER` holds an answer: only then is that (destructor-carrying) thread-local touched.
+    answered: Cell<bool>,
+}
+
+thread_local! {
+    static DISPATCH: Dispatch =
+        const { Dispatch { key: Cell::new((0, 0)), deadline: Cell::new(None), answered: Cell::new(false) } };
+    static ANSWER: RefCell<Option<Answer>> = const { RefCell::new(None) };
 }
 
 /// Starts handing (conn, seq) to a handler.
+#[inline]
 pub(crate) fn dispatch_begin(conn: u64, seq: u64) {
-    DISPATCH_KEY.set((conn, seq));
-    DISPATCH_DEADLINE.set(None);
+    DISPATCH.with(|d| {
+        d.key.set((conn, seq));
+        d.deadline.set(None);
+    });
 }
 
 /// Ends it: what the handler did.
+#[inline]
 pub(crate) fn dispatch_end() -> (Option<Instant>, Option<Answer>) {
-    DISPATCH_KEY.set((0, 0));
-    let answer = DISPATCH_ANSWER.with(|a| a.borrow_mut().take());
-    (DISPATCH_DEADLINE.take(), answer)
+    let (deadline, answered) = DISPATCH.with(|d| {
+        d.key.set((0, 0));
+        (d.deadline.take(), d.answered.replace(false))
+    });
+    (deadline, if answered { take_answer() } else { None })
+}
+
+#[inline(never)]
+fn take_answer() -> Option<Answer> {
+    ANSWER.with(|a| a.borrow_mut().take())
 }
 
 /// A handler sets the deadline of the request it is being handed: noted for `dispatch`. False
 /// for any other request.
+#[inline]
 pub(crate) fn note_deadline(conn: u64, seq: u64, at: Instant) -> bool {
-    if DISPATCH_KEY.get() != (conn, seq) {
-        return false;
-    }
-    DISPATCH_DEADLINE.set(Some(at));
-    true
+    DISPATCH.with(|d| {
+        if d.key.get() != (conn, seq) {
+            return false;
+        }
+        d.deadline.set(Some(at));
+        true
+    })
 }
 
 /// A handler answers the request it is being handed: kept for `dispatch` (the response is
@@ -51,7 +75,7 @@ pub(crate) fn note_deadline(conn: u64, seq: u64, at: Instant) -> bool {
 #[inline]
 pub(crate) fn answer_now(conn: u64, seq: u64, resp: &mut Response, req: &mut Option<Box<Request>>) -> bool {
     // A streamed head goes the normal way: its chunks follow through `deliver`.
-    if DISPATCH_KEY.get() != (conn, seq) || matches!(resp.body, Body::Streamed) {
+    if DISPATCH.with(|d| d.key.get()) != (conn, seq) || matches!(resp.body, Body::Streamed) {
         return false;
     }
     keep_answer(resp, req);
@@ -59,7 +83,11 @@ pub(crate) fn answer_now(conn: u64, seq: u64, resp: &mut Response, req: &mut Opt
 }
 
 fn keep_answer(resp: &mut Response, req: &mut Option<Box<Request>>) {
-    DISPATCH_KEY.set((0, 0)); // answered: anything more for it goes the normal way
+    // Answered: anything more for it goes the normal way.
+    DISPATCH.with(|d| {
+        d.key.set((0, 0));
+        d.answered.set(true);
+    });
     let answer = (resp.take(), req.take());
-    DISPATCH_ANSWER.with(|a| *a.borrow_mut() = Some(answer));
+    ANSWER.with(|a| *a.borrow_mut() = Some(answer));
 }

@@ -188,6 +188,7 @@ impl WebRequest {
     /// Answers the request after `deadline` with 504 if nobody has by then (`WebHandler`'s
     /// `request_timeout`). Takes effect when called on the connection's shard, which is where
     /// handlers run.
+    #[inline]
     pub fn set_deadline(&self, deadline: Instant) {
         if let Some(to) = self.reply() {
             server::set_deadline(to, deadline);

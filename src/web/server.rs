@@ -330,11 +330,17 @@ fn deliver_local(shard: &Shard, to: ReplyTo, d: Delivery) {
     with_connection(shard, to, |c| c.deliver(shard, to.token, to.seq, d));
 }
 
-/// Sets a request's deadline; only on the connection's own shard.
+/// Sets a request's deadline; only on the connection's own shard. Inline: the common case is
+/// a handler setting it while the connection dispatches the request (a thread-local note).
+#[inline]
 pub(crate) fn set_deadline(to: ReplyTo, at: Instant) {
-    if super::dispatch::note_deadline(to.conn, to.seq, at) {
-        return;
+    if !super::dispatch::note_deadline(to.conn, to.seq, at) {
+        set_deadline_later(to, at);
     }
+}
+
+#[inline(never)]
+fn set_deadline_later(to: ReplyTo, at: Instant) {
     with_current(|here| {
         if let Some(s) = here.filter(|s| s.node.id == to.node && s.id == to.shard) {
             with_connection(s, to, |c| c.set_deadline(s, to.token, to.seq, at));
