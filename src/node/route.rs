@@ -56,7 +56,7 @@ pub(crate) fn send<M: Any + Send>(
     reply: Option<Responder<CallResult>>,
 ) -> Result<ShardId, SendError<M>> {
     if let (Target::Pid(pid), Some(shard)) = (to, here) {
-        if shard.id == pid.shard && pid.node == node.id {
+        if shard.id == pid.shard && pid.node == shard.node_id {
             if let Some(Ok(())) = shard.remote().table.get(pid.slot).map(|r| r.try_reserve(pid.generation)) {
                 match priority {
                     Priority::Main => shard.push_main(pid.slot, pid.generation, from, msg, reply.map(Box::new)),
@@ -67,12 +67,9 @@ pub(crate) fn send<M: Any + Send>(
                 }
                 return Ok(pid.shard);
             }
-            return send_local_refused(node, shard, from, pid, msg, priority, reply);
+            return send_local_refused(shard, from, pid, msg, priority, reply);
         }
-        // Rebuilt from the pid rather than passed on: handing `to` itself to the out-of-line
-        // call makes the compiler spill it to the stack on every send and read a field back
-        // with a wider load, which stalls on store forwarding.
-        return send_general(node, here, from, Target::Pid(pid), msg, priority, reply);
+        return send_from_shard(shard, from, pid, msg, priority, reply);
     }
     send_general(node, here, from, to, msg, priority, reply)
 }
@@ -83,7 +80,6 @@ pub(crate) fn send<M: Any + Send>(
 #[cold]
 #[inline(never)]
 fn send_local_refused<M: Any + Send>(
-    node: &NodeShared,
     shard: &Rc<Shard>,
     from: Pid,
     pid: Pid,
@@ -91,6 +87,7 @@ fn send_local_refused<M: Any + Send>(
     priority: Priority,
     reply: Option<Responder<CallResult>>,
 ) -> Result<ShardId, SendError<M>> {
+    let node = &shard.node;
     let reservation = shard.remote().table.get(pid.slot);
     let mut reserved = reservation.map(|r| r.try_reserve(pid.generation));
     if reserved == Some(Err(Reserve::Full)) && shard.release_finished_early(pid.slot, pid.generation) {
@@ -109,6 +106,22 @@ fn send_local_refused<M: Any + Send>(
         _ if node.is_stopping() => refuse(SendError::Stopped(msg), reply),
         _ => refuse(SendError::NoSuchProcess(msg), reply),
     }
+}
+
+/// A pid on another shard or node, sent from a shard. The cold paths of the same-shard send
+/// take the shard and the pid by value (in registers) and nothing else: a `Target` handed to
+/// an out-of-line call was built on the stack on every send and its fields read back, and
+/// the node's address was loaded for calls that rarely happen.
+#[inline(never)]
+fn send_from_shard<M: Any + Send>(
+    shard: &Rc<Shard>,
+    from: Pid,
+    pid: Pid,
+    msg: M,
+    priority: Priority,
+    reply: Option<Responder<CallResult>>,
+) -> Result<ShardId, SendError<M>> {
+    send_resolved(&shard.node, Some(shard), from, pid, None, msg, priority, reply)
 }
 
 /// Names, aliases, other shards, threads outside the runtime.
@@ -135,6 +148,23 @@ fn send_general<M: Any + Send>(
         },
         Target::ProcessId(_) => return refuse(SendError::NodeDown(msg), reply),
     };
+    send_resolved(node, here, from, pid, alias, msg, priority, reply)
+}
+
+/// A pid (reached through `alias` if set) that is not on the current shard, or is refused.
+/// In line in its two callers, so neither pays a call more.
+#[inline]
+#[allow(clippy::too_many_arguments, reason = "the send's own arguments, passed on in registers")]
+fn send_resolved<M: Any + Send>(
+    node: &NodeShared,
+    here: Option<&Rc<Shard>>,
+    from: Pid,
+    pid: Pid,
+    alias: Option<u64>,
+    msg: M,
+    priority: Priority,
+    reply: Option<Responder<CallResult>>,
+) -> Result<ShardId, SendError<M>> {
     let gone = |msg| match () {
         () if node.is_stopping() => SendError::Stopped(msg),
         () if alias.is_some() => SendError::UnknownAlias(msg),

@@ -529,10 +529,12 @@ impl Context {
     /// The next message of the main-lane batch this process already holds, if it may take
     /// one without looking at its mailbox: budget left, and no signal or urgent message
     /// arrived on the shard since its last look (`attention`). Otherwise `next` decides.
+    /// Returns a pointer to the message, taken off the batch: the caller owns it and reads it
+    /// out before the batch is touched again (see `Lane::pop_front_in_place`).
     #[inline(always)]
-    pub(crate) fn next_batched(&mut self) -> Option<Mail> {
+    pub(crate) fn next_batched(&mut self) -> Option<*mut Mail> {
         if self.slice < BUDGET && self.seen == self.shard.attention.get() {
-            let m = self.batch.pop_front()?;
+            let m = self.batch.pop_front_in_place()?;
             self.slice += 1;
             return Some(m);
         }

@@ -328,6 +328,24 @@ impl<T> Lane<T> {
         Some(value)
     }
 
+    /// Removes the front item but leaves it where it is: the pointer is to an initialized
+    /// item that the caller now owns and must read out (or drop) before the lane is pushed to,
+    /// grown or dropped, which may overwrite or free it. A large item is then read field by
+    /// field straight to where it goes, instead of being copied out whole first.
+    #[inline(always)]
+    pub(crate) fn pop_front_in_place(&mut self) -> Option<*mut T> {
+        if self.is_empty() {
+            return None;
+        }
+        let mask = self.buf.len() - 1;
+        // SAFETY: the lane is not empty, so `buf.len() > 0` and the element at `head & mask`
+        // is initialized; moving `head` past it hands it to the caller (the lane will not
+        // read or drop it again).
+        let item = unsafe { self.buf.get_unchecked_mut(self.head & mask) }.as_mut_ptr();
+        self.head = self.head.wrapping_add(1);
+        Some(item)
+    }
+
     /// Doubles the buffer (at least 16 elements), moving the items to its start in order.
     #[cold]
     #[inline(never)]

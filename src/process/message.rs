@@ -55,6 +55,26 @@ impl<T: Any> VTableOf<T> {
     };
 }
 
+/// The table a message of type `T` points to: `VTableOf::<T>::VTABLE`, or for the message
+/// types the runtime itself makes for generic user code to take apart, one `static` copy.
+///
+/// A constant's address is not unique: each crate (and codegen unit) that names it may have
+/// its own copy, so a request built by the web layer and taken apart by a user's `WebWorker`
+/// (compiled in the user's crate) never matched by address and paid the call to `type_id`
+/// on every request. A `static` has one address everywhere. (The `TypeId` comparison is
+/// folded at compile time: this is a plain constant address for every other `T`.)
+#[inline(always)]
+fn vtable_of<T: Any>() -> &'static VTable {
+    #[cfg(feature = "web")]
+    if TypeId::of::<T>() == TypeId::of::<crate::web::WebRequest>() {
+        return &WEB_REQUEST;
+    }
+    &VTableOf::<T>::VTABLE
+}
+
+#[cfg(feature = "web")]
+static WEB_REQUEST: VTable = VTableOf::<crate::web::WebRequest>::VTABLE;
+
 /// # Safety
 /// `storage` holds an initialized inline `T`, which is not used again.
 unsafe fn drop_inline<T>(storage: *mut Storage) {
@@ -71,9 +91,9 @@ unsafe fn drop_boxed<T>(storage: *mut Storage) {
 
 /// A message: any `Send + 'static` value, type-erased.
 ///
-/// INVARIANT: `vtable` is `VTableOf::<T>::VTABLE` for the type `T` of the value the message
-/// owns (a promoted constant: equal addresses mean the same `T`, different addresses may still
-/// be the same `T`); if `fits::<T>()` the value is initialized at the start of `storage`,
+/// INVARIANT: `vtable` is `vtable_of::<T>()` for the type `T` of the value the message owns
+/// (a promoted constant or a static copy of it: equal addresses mean the same `T`, different
+/// addresses may still be the same `T`); if `fits::<T>()` the value is initialized at the start of `storage`,
 /// otherwise `storage` starts with the pointer of a `Box<T>` that the message owns.
 #[repr(C)]
 pub struct Message {
@@ -106,7 +126,7 @@ impl Message {
             // SAFETY: a pointer fits the storage; the storage now owns the box.
             unsafe { storage.as_mut_ptr().cast::<*mut T>().write(boxed) };
         }
-        Message { vtable: &VTableOf::<T>::VTABLE, storage, _value: PhantomData }
+        Message { vtable: vtable_of::<T>(), storage, _value: PhantomData }
     }
 
     /// Writes `Message::new(value)` into `dst`, field by field, in place. The same-shard send
@@ -128,7 +148,7 @@ impl Message {
         // table is `T`'s and the storage gets the value (inline, it fits) or its box, as
         // `new` does: the INVARIANT holds once both writes are done (`_value` has no bytes).
         unsafe {
-            (&raw mut (*dst).vtable).write(&VTableOf::<T>::VTABLE);
+            (&raw mut (*dst).vtable).write(vtable_of::<T>());
             let storage = &raw mut (*dst).storage;
             if fits::<T>() {
                 storage.cast::<T>().write(value);
@@ -188,7 +208,7 @@ impl Message {
         // different table may still be the same type (a constant can be duplicated across
         // codegen units): then types of different sizes differ, and the rest compare type ids.
         // So a handler trying its message types in turn pays a call only between equal sizes.
-        ptr::eq(self.vtable, &VTableOf::<T>::VTABLE)
+        ptr::eq(self.vtable, vtable_of::<T>())
             || (self.vtable.size == mem::size_of::<T>() && (self.vtable.type_id)() == TypeId::of::<T>())
     }
 

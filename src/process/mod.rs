@@ -3,6 +3,7 @@
 //! A process is spawned on a shard, runs `init`, then handles one message at a time — system
 //! signals first, then urgent, then main — and ends with an [`ExitReason`]. Its slot's
 //! generation moves on when it ends, so stale pids are refused.
+#![allow(unsafe_code, reason = "the process loop reads its mail's fields in place")]
 
 mod actor;
 mod call;
@@ -16,7 +17,9 @@ pub(crate) mod table;
 
 use std::fmt;
 use std::future::Future;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
+use std::ptr;
 
 pub use actor::{Actor, Reply};
 pub(crate) use call::deadline_after;
@@ -303,23 +306,42 @@ async fn serve<A: Actor>(actor: &mut A, ctx: &mut Context) -> ExitReason {
         // become mail too, so `handle_message` is called from this one place: the compiler
         // then builds and polls the handler's future in line with the loop.
         let mut counted = true;
-        let mail = match ctx.next_batched() {
+        // A mail from the general path is held here, so that both paths hand the handler a
+        // pointer to their mail (see below).
+        let mut held = MaybeUninit::<Mail>::uninit();
+        let mail: *mut Mail = match ctx.next_batched() {
             Some(mail) => mail,
-            None => match ctx.next().await {
-                Item::Mail(mail) => mail,
-                Item::Signal(signal) => match signal_mail(ctx, signal) {
-                    Ok(Some(mail)) => {
-                        counted = false;
-                        mail
-                    }
-                    Ok(None) => continue,
-                    Err(reason) => return reason,
-                },
-            },
+            None => {
+                let mail = match ctx.next().await {
+                    Item::Mail(mail) => mail,
+                    Item::Signal(signal) => match signal_mail(ctx, signal) {
+                        Ok(Some(mail)) => {
+                            counted = false;
+                            mail
+                        }
+                        Ok(None) => continue,
+                        Err(reason) => return reason,
+                    },
+                };
+                held.write(mail)
+            }
         };
-        let result = match mail.reply {
-            None => actor.handle_message(ctx, mail.from, mail.msg).await,
-            Some(reply) => handle_call(actor, ctx, mail.from, mail.msg, *reply).await,
+        // The mail's fields are read out where they are, straight into the handler's future:
+        // a `Mail` moved as a value was copied two or three times on the way (into the
+        // batch step's result, a local, the future's arguments), 64 bytes each.
+        // SAFETY: `mail` points to an initialized mail that this loop owns, taken off the
+        // batch (which nothing touches before the reads below) or held above; each field is
+        // read out exactly once (`from` is `Copy`; `reply` is only looked at when absent),
+        // and the mail is not used afterwards.
+        let (from, call) = unsafe { ((*mail).from, (*mail).reply.is_some()) };
+        let result = if !call {
+            // SAFETY: as above.
+            actor.handle_message(ctx, from, unsafe { ptr::read(&raw const (*mail).msg) }).await
+        } else {
+            // SAFETY: as above.
+            let (msg, reply) = unsafe { (ptr::read(&raw const (*mail).msg), ptr::read(&raw const (*mail).reply)) };
+            let Some(reply) = reply else { unreachable!("a call's mail has its reply") };
+            handle_call(actor, ctx, from, msg, *reply).await
         };
         if counted {
             ctx.finish_mail();

@@ -55,6 +55,9 @@ pub(crate) fn bump(c: &Cell<u64>) {
 /// One shard's state, owned by its thread (`!Send`: it holds `Rc`s and `RefCell`s).
 pub(crate) struct Shard {
     pub(crate) id: ShardId,
+    /// `node.id`, here so that the same-shard send checks a pid's node without a load of
+    /// `node` first.
+    pub(crate) node_id: crate::process::NodeId,
     pub(crate) node: Arc<NodeShared>,
     /// This shard's own cross-thread half (also in `node.shards`), one pointer away.
     remote: Arc<crate::node::ShardRemote>,
@@ -136,6 +139,7 @@ impl Shard {
     fn new(id: ShardId, node: Arc<NodeShared>, registry: mio::Registry) -> Rc<Self> {
         Rc::new(Shard {
             id,
+            node_id: node.id,
             remote: node.shards[id.index()].clone(),
             node,
             table: RefCell::new(ProcessTable::new()),
