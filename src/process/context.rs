@@ -124,9 +124,11 @@ impl ReplyToken {
     /// Answers the call. Returns false when the caller has given up (its timeout passed): the
     /// reply is then dropped and counted as late (`NodeHandle::late_replies`), never handed to
     /// a later call. Exact for a caller outside the runtime and for a process on this shard.
-    /// For a process on another shard, false once its deadline has passed; a reply sent in the
-    /// last moments before it may still arrive after the caller's timer fired, and is then
-    /// dropped and counted there although this returned true.
+    /// For a process on another shard it goes by the caller's deadline, in whole milliseconds
+    /// rounded so that a reply made after the caller's timeout fired is always refused: false
+    /// from up to a millisecond before the deadline (the caller would time out before taking
+    /// it, or race its timer). A reply made just before that may still arrive after the
+    /// caller's timer fired, and is then dropped and counted there although this returned true.
     pub fn reply<M: Any + Send>(self, msg: M) -> bool {
         let on_shard = crate::shard::with_current(|s| s.is_some());
         let delivered = self.responder.respond(Ok(crate::process::envelope::into_message(msg)));

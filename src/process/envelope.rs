@@ -126,9 +126,13 @@ impl Tick {
         Tick(u32::try_from(ms).unwrap_or(u32::MAX))
     }
 
-    /// True if `now` is at or past this deadline (never for `NEVER`).
+    /// True if `now` is at or past this deadline, or less than a millisecond before it (never
+    /// for `NEVER`). `now` is rounded up, like the deadline: so a moment at or after the real
+    /// deadline — when the caller's timer may have fired — always counts as passed, whatever
+    /// the sub-millisecond offsets of the two instants (rounded down, a reply made just after
+    /// the caller timed out could pass as on time).
     pub(crate) fn passed(self, now: Instant) -> bool {
-        self != Tick::NEVER && now.saturating_duration_since(Self::epoch()).as_millis() >= u128::from(self.0)
+        self != Tick::NEVER && Tick::after(now).0 >= self.0
     }
 }
 
@@ -321,14 +325,20 @@ mod tests {
     use std::time::{Duration, Instant};
 
     #[test]
-    fn a_tick_passes_at_its_deadline_never_before() {
+    fn a_tick_passes_at_its_deadline_and_at_most_a_millisecond_before() {
         let _ = Tick::after(Instant::now()); // the epoch, before `now`
         let now = Instant::now();
         for ms in [0u64, 1, 7, 1000] {
-            let deadline = now + Duration::from_millis(ms) + Duration::from_micros(300);
-            let tick = Tick::after(deadline);
-            assert!(!tick.passed(deadline - Duration::from_micros(1)), "{ms} ms: passed before its deadline");
-            assert!(tick.passed(deadline + Duration::from_millis(1)), "{ms} ms: not passed a millisecond after");
+            for offset in [0u64, 1, 300, 999, 1000] {
+                let deadline = now + Duration::from_millis(ms) + Duration::from_micros(offset);
+                let tick = Tick::after(deadline);
+                for late in [0u64, 1, 250, 999, 1000, 5000] {
+                    let at = deadline + Duration::from_micros(late);
+                    assert!(tick.passed(at), "{ms} ms + {offset} µs: not passed {late} µs after");
+                }
+                let early = deadline - Duration::from_micros(1001);
+                assert!(!tick.passed(early), "{ms} ms + {offset} µs: passed over a millisecond early");
+            }
         }
         assert!(!Tick::NEVER.passed(now + Duration::from_secs(1 << 30)));
         assert_eq!(Tick::after(now + Duration::from_secs(100 * 86_400)), Tick::NEVER);
