@@ -1,0 +1,123 @@
+//! A shard's thread: the turn loop (deliver the inbox, fire due timers, poll the sockets, run
+//! the ready processes, flush), the spin before parking, and the shutdown that follows.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{CurrentGuard, POLLS_PER_TURN, Shard, TimerAction, bump, executor, reactor};
+use crate::error::CallError;
+use crate::node::NodeShared;
+use crate::process::ShardId;
+
+/// Before parking, watch the inbox for up to `NodeOptions::spin`: a wake-up of a sleeping
+/// thread costs a syscall for the sender and tens of microseconds of latency (far more on a
+/// virtual machine, where an idle vCPU is descheduled), while a short spin catches the next
+/// message of a busy exchange. True if work arrived.
+fn spin(shard: &Rc<Shard>, reactor: &mut reactor::Reactor) -> bool {
+    let budget = shard.node.spin;
+    if budget.is_zero() {
+        return false;
+    }
+    let inbox = &shard.remote().inbox;
+    let start = Instant::now();
+    let due = shard.timers.borrow().next_deadline();
+    let io = shard.io_len() > 0;
+    loop {
+        for _ in 0..64 {
+            if inbox.has_items() {
+                return true;
+            }
+            std::hint::spin_loop();
+        }
+        // Sockets too: a request arriving during the spin is served at once.
+        shard.clock_fresh.set(false);
+        if io && reactor.wait(Some(Duration::ZERO), |t, r| shard.io_event(t, r)) {
+            return true;
+        }
+        let now = Instant::now();
+        if due.is_some_and(|d| now >= d) {
+            return true;
+        }
+        if now - start >= budget {
+            return false;
+        }
+    }
+}
+
+/// A shard with sockets spins only while other shards talk to it: a pure web shard blocks in
+/// `epoll_wait` at once, like every other server (spinning there would only burn the CPU its
+/// clients' requests are measured against); a shard that just got cross-shard mail spins to
+/// catch the next message without a wake-up.
+fn worth_spinning(shard: &Shard, last_inbox: Instant) -> bool {
+    const RECENT: Duration = Duration::from_millis(1);
+    shard.io_len() == 0 || last_inbox.elapsed() < RECENT
+}
+
+/// The shard thread: set up, loop until stopped, tear down.
+pub(crate) fn run(node: Arc<NodeShared>, id: ShardId, mut reactor: reactor::Reactor) {
+    let registry = match reactor.registry() {
+        Ok(r) => r,
+        Err(e) => panic!("shard {}: cannot clone the poll registry: {e}", id.0),
+    };
+    let shard = Shard::new(id, node, registry);
+    let current = CurrentGuard::set(&shard);
+    let mut fired = Vec::new();
+    // When the inbox last delivered something (see `worth_spinning`).
+    let mut last_inbox = Instant::now();
+    let mut just_polled = false;
+    loop {
+        let inbox = &shard.remote().inbox;
+        if inbox.drain(|env| executor::contain("delivering an envelope", || shard.deliver(env))) > 0 {
+            last_inbox = Instant::now();
+        }
+        bump(&shard.stats.turns);
+        let now = Instant::now();
+        shard.clock.set(now);
+        shard.clock_fresh.set(true);
+        shard.fire_due(now, &mut fired);
+        // Look at the sockets each turn, unless this turn began with a wait that just did.
+        if shard.io_len() > 0 && !std::mem::take(&mut just_polled) {
+            reactor.wait(Some(Duration::ZERO), |t, r| shard.io_event(t, r));
+        }
+        executor::run_ready(&shard, POLLS_PER_TURN);
+        shard.io_flush();
+        if shard.stopping.get() && shard.table.borrow().len() == shard.retired.get() {
+            break;
+        }
+        if !shard.run_queue.borrow().is_empty() || inbox.has_items() || shard.io_pending() {
+            continue;
+        }
+        if worth_spinning(&shard, last_inbox) && spin(&shard, &mut reactor) {
+            just_polled = true;
+            continue;
+        }
+        let timeout = shard.timers.borrow().next_deadline().map(|d| d.saturating_duration_since(Instant::now()));
+        if inbox.park() {
+            shard.clock_fresh.set(false);
+            reactor.wait(timeout, |t, r| shard.io_event(t, r));
+            just_polled = true;
+            inbox.unpark();
+        }
+    }
+    // Listeners and connections close with their sockets.
+    let sources = std::mem::take(&mut *shard.io.borrow_mut());
+    drop(sources);
+    drop(current);
+    // Whatever still arrives is dropped (by us, or by its producer once it sees `closed`);
+    // dropped responders answer their waiters.
+    shard.remote().closed.store(true, std::sync::atomic::Ordering::SeqCst);
+    std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+    shard.remote().inbox.drain(|env| executor::contain("dropping an undelivered envelope", || drop(env)));
+    // Timers still armed: external callers awaiting a timeout learn `Stopped` now (their
+    // future would otherwise wait for a timer that no longer runs); the rest is dropped.
+    let far = Instant::now() + std::time::Duration::from_secs(1000 * 365 * 86_400);
+    shard.timers.borrow_mut().advance(far, &mut fired);
+    for action in fired.drain(..) {
+        executor::contain("dropping a timer", || {
+            if let TimerAction::External(slot) = action {
+                slot.complete(Err(CallError::Stopped));
+            }
+        });
+    }
+}
