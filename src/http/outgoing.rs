@@ -97,15 +97,17 @@ impl Slots {
         Some(slot)
     }
 
+    /// Opens a `Waiting` slot at the back, written in place: a slot built first and then
+    /// moved in would copy all of `Slot` (a `Response` wide) for a few fields.
     #[inline(always)]
-    fn push_back(&mut self, slot: Slot) {
+    fn push_waiting(&mut self, meta: RequestMeta, deadline: Option<Instant>) {
         if self.len == self.ring.len() {
             self.grow();
         }
         let at = self.at(self.len);
-        if let Some(vacant) = self.ring.get_mut(at) {
-            // (A `Vacant` entry owns nothing: forgotten, not dropped.)
-            std::mem::forget(std::mem::replace(vacant, slot));
+        // (Known `Vacant`, it owns nothing: overwritten without a drop.)
+        if let Some(vacant @ Slot::Vacant) = self.ring.get_mut(at) {
+            *vacant = Slot::Waiting { meta, deadline };
             self.len += 1;
         }
     }
@@ -200,7 +202,7 @@ impl Outgoing {
         if meta.version == Version::Http10 {
             self.waiting_http10 += 1;
         }
-        self.slots.push_back(Slot::Waiting { meta, deadline });
+        self.slots.push_waiting(meta, deadline);
     }
 
     /// An HTTP/1.0 request waits for its answer: whether its connection survives depends on

@@ -197,7 +197,16 @@ impl WebRequest {
 
     /// Answers the request. (A `Body::Streamed` response is sent with an empty body: streams
     /// go through [`respond_stream`](Self::respond_stream).)
-    pub fn respond(mut self, mut response: Response) {
+    pub fn respond(self, mut response: Response) {
+        self.respond_from(&mut response);
+        response.discard();
+    }
+
+    /// [`respond`](Self::respond) with the response encoded from where it is, not moved: a
+    /// caller holding it in a local spares a copy of it into the argument. The caller drops
+    /// it (with [`Response::discard`]).
+    #[inline(never)]
+    pub(crate) fn respond_from(mut self, response: &mut Response) {
         let Some(mut inner) = self.0.take() else { return };
         // It holds nothing now: its `Drop` would only look.
         std::mem::forget(self);
@@ -206,11 +215,10 @@ impl WebRequest {
             response.body = Body::Empty;
         }
         if inner.hooks.is_some() {
-            inner.run_hooks(&mut response);
+            inner.run_hooks(response);
         }
         let request = inner.request.take();
-        server::deliver_response(to, &mut response, request);
-        response.discard();
+        server::deliver_response(to, response, request);
         // Emptied: the request was taken, and so were the hooks if there were any.
         let _ = SPARES.try_with(|s| s.push(inner));
     }

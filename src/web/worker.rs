@@ -175,7 +175,8 @@ impl<W: WebWorker> Actor for W {
         if is_marked(&resp) {
             resp = default_answer::<Self>(method);
         }
-        req.respond(resp);
+        req.respond_from(&mut resp);
+        resp.discard();
         Ok(())
     }
 
