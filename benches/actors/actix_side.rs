@@ -102,21 +102,18 @@ impl Handler<Stop> for Consumer {
 }
 
 /// `try_send` fails with `Full` once the bounded mailbox is over capacity (and until the
-/// consumer has taken messages out); then yield so the consumer can drain.
-async fn send_blocking<M>(to: &Addr<Consumer>, mut msg: M) -> Result<(), String>
+/// consumer has taken messages out): then the message comes back, and the producer yields so
+/// the consumer can drain and tries again in its own loop (the same shape as pinion's side).
+#[inline(always)]
+fn try_send<M>(to: &Addr<Consumer>, msg: M) -> Result<Result<(), M>, String>
 where
     M: Message<Result = ()> + Send + 'static,
     Consumer: Handler<M>,
 {
-    loop {
-        match to.try_send(msg) {
-            Ok(()) => return Ok(()),
-            Err(SendError::Full(m)) => {
-                msg = m;
-                tokio::task::yield_now().await;
-            }
-            Err(SendError::Closed(_)) => return Err("consumer closed".to_string()),
-        }
+    match to.try_send(msg) {
+        Ok(()) => Ok(Ok(())),
+        Err(SendError::Full(m)) => Ok(Err(m)),
+        Err(SendError::Closed(_)) => Err("consumer closed".to_string()),
     }
 }
 
@@ -132,12 +129,20 @@ fn send(p: &Params, cross: bool) -> Result<Outcome, String> {
         let producer = actix_rt::spawn(async move {
             let t0 = Instant::now();
             for i in 0..n {
-                send_blocking(&consumer, Item(i)).await?;
+                let mut item = Item(i);
+                while let Err(m) = try_send(&consumer, item)? {
+                    item = m;
+                    tokio::task::yield_now().await;
+                }
                 if i % 1024 == 1023 && t0.elapsed() >= budget {
                     break;
                 }
             }
-            send_blocking(&consumer, Stop).await?;
+            let mut stop = Stop;
+            while let Err(m) = try_send(&consumer, stop)? {
+                stop = m;
+                tokio::task::yield_now().await;
+            }
             Ok::<_, String>(t0)
         });
         let t0 = producer.await.map_err(|e| format!("producer: {e}"))??;

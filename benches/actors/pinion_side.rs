@@ -88,17 +88,15 @@ struct Producer {
 }
 
 impl Producer {
-    /// Sends `msg`, yielding to the shard while the consumer's mailbox is full.
-    async fn send_blocking<M: Send + 'static>(&self, ctx: &mut Context, mut msg: M) {
-        loop {
-            match ctx.send(self.to, msg) {
-                Ok(()) => return,
-                Err(SendError::MailboxFull(m)) => {
-                    msg = m;
-                    ctx.yield_now().await;
-                }
-                Err(e) => panic!("producer: {e}"),
-            }
+    /// Sends `msg` if the consumer's mailbox has room; hands it back if it is full. The
+    /// producer retries in its own loop after a yield, as actix's side does: no future is
+    /// built per message on either side.
+    #[inline(always)]
+    fn try_send<M: Send + 'static>(&self, ctx: &mut Context, msg: M) -> Result<(), M> {
+        match ctx.send(self.to, msg) {
+            Ok(()) => Ok(()),
+            Err(SendError::MailboxFull(m)) => Err(m),
+            Err(e) => panic!("producer: {e}"),
         }
     }
 }
@@ -108,12 +106,20 @@ impl Actor for Producer {
         let t0 = Instant::now();
         let _ = self.started.send(t0);
         for i in 0..self.n {
-            self.send_blocking(ctx, i).await;
+            let mut msg = i;
+            while let Err(m) = self.try_send(ctx, msg) {
+                msg = m;
+                ctx.yield_now().await;
+            }
             if i % 1024 == 1023 && t0.elapsed() >= self.budget {
                 break;
             }
         }
-        self.send_blocking(ctx, Stop).await;
+        let mut stop = Stop;
+        while let Err(m) = self.try_send(ctx, stop) {
+            stop = m;
+            ctx.yield_now().await;
+        }
         Ok(())
     }
 

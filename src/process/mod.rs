@@ -296,6 +296,9 @@ pub(crate) async fn run<A: Actor>(mut actor: A, mut ctx: Context) -> ExitReason 
 }
 
 async fn serve<A: Actor>(actor: &mut A, ctx: &mut Context) -> ExitReason {
+    // Set (rarely: a signal that became mail) for the one mail that is not counted as
+    // finished; kept across iterations so the hot path only reads it.
+    let mut uncounted = false;
     loop {
         if let Some(reason) = ctx.take_stop() {
             return reason;
@@ -305,7 +308,6 @@ async fn serve<A: Actor>(actor: &mut A, ctx: &mut Context) -> ExitReason {
         // spent, or a signal or urgent message may be waiting. Signals that reach the actor
         // become mail too, so `handle_message` is called from this one place: the compiler
         // then builds and polls the handler's future in line with the loop.
-        let mut counted = true;
         // A mail from the general path is held here, so that both paths hand the handler a
         // pointer to their mail (see below).
         let mut held = MaybeUninit::<Mail>::uninit();
@@ -316,7 +318,7 @@ async fn serve<A: Actor>(actor: &mut A, ctx: &mut Context) -> ExitReason {
                     Item::Mail(mail) => mail,
                     Item::Signal(signal) => match signal_mail(ctx, signal) {
                         Ok(Some(mail)) => {
-                            counted = false;
+                            uncounted = true;
                             mail
                         }
                         Ok(None) => continue,
@@ -329,21 +331,25 @@ async fn serve<A: Actor>(actor: &mut A, ctx: &mut Context) -> ExitReason {
         // The mail's fields are read out where they are, straight into the handler's future:
         // a `Mail` moved as a value was copied two or three times on the way (into the
         // batch step's result, a local, the future's arguments), 64 bytes each.
+        // `from` is read in each branch (read before the branch, it was stored for the call
+        // path and read again in the other).
         // SAFETY: `mail` points to an initialized mail that this loop owns, taken off the
         // batch (which nothing touches before the reads below) or held above; each field is
         // read out exactly once (`from` is `Copy`; `reply` is only looked at when absent),
         // and the mail is not used afterwards.
-        let (from, call) = unsafe { ((*mail).from, (*mail).reply.is_some()) };
-        let result = if !call {
+        let result = if unsafe { (*mail).reply.is_none() } {
             // SAFETY: as above.
-            actor.handle_message(ctx, from, unsafe { ptr::read(&raw const (*mail).msg) }).await
+            actor.handle_message(ctx, unsafe { (*mail).from }, unsafe { ptr::read(&raw const (*mail).msg) }).await
         } else {
             // SAFETY: as above.
-            let (msg, reply) = unsafe { (ptr::read(&raw const (*mail).msg), ptr::read(&raw const (*mail).reply)) };
+            let (from, msg, reply) =
+                unsafe { ((*mail).from, ptr::read(&raw const (*mail).msg), ptr::read(&raw const (*mail).reply)) };
             let Some(reply) = reply else { unreachable!("a call's mail has its reply") };
             handle_call(actor, ctx, from, msg, *reply).await
         };
-        if counted {
+        if uncounted {
+            uncounted = false;
+        } else {
             ctx.finish_mail();
         }
         if let Err(reason) = result {

@@ -172,7 +172,7 @@ impl Shard {
             core: self.remote().core,
             processes: table.len() - self.retired.get(),
             run_queue: self.run_queue.borrow().len(),
-            messages_processed: self.stats.processed.get(),
+            messages_processed: self.stats.processed.get() + u64::from(self.finished.get()),
             messages_queued: table.iter().map(|(_, e)| e.mailbox.user_len() + e.batched).sum(),
             dead_letters: self.stats.dead_letters.get(),
             late_replies: self.stats.late_replies.get(),

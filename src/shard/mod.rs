@@ -310,7 +310,6 @@ impl Shard {
     #[inline]
     pub(crate) fn finish_mail(&self) {
         self.finished.set(self.finished.get() + 1);
-        bump(&self.stats.processed);
     }
 
     /// The running process is about to be polled (`Some`) or was (`None`).
@@ -337,6 +336,9 @@ impl Shard {
     pub(crate) fn release_finished(&self, slot: u32, generation: u32) {
         let n = self.finished.replace(0);
         if n > 0 {
+            // `processed` is counted here, once per poll, not per message (`info` adds the
+            // running process's finished messages not yet released).
+            self.stats.processed.set(self.stats.processed.get() + u64::from(n));
             self.released.set(self.released.get() + n);
             if let Some(r) = self.remote().table.get(slot) {
                 if r.generation() == generation {
