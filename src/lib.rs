@@ -175,6 +175,7 @@ pub use supervisor::{
 pub mod _benchable {
     pub use crate::pool::gate::{Admit, Gate, admit};
     pub use crate::process::mailbox::{Reservation, Reserve};
+    pub use crate::process::table::SharedTable;
 
     /// Test support: make the next process spawned in `slot` of `shard` (a vacant slot) get
     /// `generation`, to reach the end of a slot's generations without 2^32 spawns.

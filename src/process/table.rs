@@ -4,16 +4,25 @@
 #![allow(unsafe_code, reason = "the shared table's pages are thin pointers to boxed arrays")]
 
 use std::ptr;
-use std::sync::atomic::{AtomicPtr, Ordering};
+
+use crate::loom::{AtomicPtr, Ordering};
 
 use slab::Slab;
 
 use crate::process::mailbox::Reservation;
 
+#[cfg(not(loom))]
 const PAGE_BITS: u32 = 10;
+/// Under the loom model (`tests/loom_table.rs`), pages of two slots and eight pages: loom tracks
+/// every atomic, and a model needs only a few pages to race on.
+#[cfg(loom)]
+const PAGE_BITS: u32 = 1;
 const PAGE_SLOTS: usize = 1 << PAGE_BITS;
 /// Pages per shard: 4096 × 1024 = 4,194,304 processes per shard at most.
+#[cfg(not(loom))]
 const MAX_PAGES: usize = 4096;
+#[cfg(loom)]
+const MAX_PAGES: usize = 8;
 /// The most processes one shard can hold at once.
 pub(crate) const MAX_PROCESSES_PER_SHARD: usize = PAGE_SLOTS * MAX_PAGES;
 
@@ -27,7 +36,7 @@ pub(crate) const MAX_PROCESSES_PER_SHARD: usize = PAGE_SLOTS * MAX_PAGES;
 ///
 /// INVARIANT: every non-null page is the start of a `Box<[Reservation]>` of `PAGE_SLOTS`
 /// elements, owned by the table, never changed once set.
-pub(crate) struct SharedTable {
+pub struct SharedTable {
     pages: Box<[AtomicPtr<Reservation>; MAX_PAGES]>,
 }
 
@@ -38,8 +47,15 @@ impl std::fmt::Debug for SharedTable {
     }
 }
 
+impl Default for SharedTable {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl SharedTable {
-    pub(crate) fn new() -> Self {
+    /// A table with no page yet.
+    pub fn new() -> Self {
         let pages: Box<[AtomicPtr<Reservation>]> = (0..MAX_PAGES).map(|_| AtomicPtr::new(ptr::null_mut())).collect();
         let Ok(pages) = pages.try_into() else { unreachable!("MAX_PAGES pages were made") };
         SharedTable { pages }
@@ -47,7 +63,7 @@ impl SharedTable {
 
     /// The reservation of `slot`, if its page exists.
     #[inline]
-    pub(crate) fn get(&self, slot: u32) -> Option<&Reservation> {
+    pub fn get(&self, slot: u32) -> Option<&Reservation> {
         let page = self.pages.get((slot >> PAGE_BITS) as usize)?.load(Ordering::Acquire);
         if page.is_null() {
             return None;
@@ -59,7 +75,7 @@ impl SharedTable {
     }
 
     /// The reservation of `slot`, allocating its page. `None` past the table's end.
-    pub(crate) fn ensure(&self, slot: usize) -> Option<&Reservation> {
+    pub fn ensure(&self, slot: usize) -> Option<&Reservation> {
         let page = self.pages.get(slot >> PAGE_BITS)?;
         if page.load(Ordering::Acquire).is_null() {
             let fresh: Box<[Reservation]> = (0..PAGE_SLOTS).map(|_| Reservation::new()).collect();
@@ -77,7 +93,8 @@ impl SharedTable {
 impl Drop for SharedTable {
     fn drop(&mut self) {
         for page in self.pages.iter_mut() {
-            let page = *page.get_mut();
+            // (A load, not `get_mut`: loom's atomics have none; `&mut self` excludes any race.)
+            let page = page.load(Ordering::Acquire);
             if !page.is_null() {
                 // SAFETY: the page is a `Box<[Reservation]>` of `PAGE_SLOTS` owned by the table
                 // (INVARIANT); the table is being dropped, so nothing refers to it any more.
