@@ -24,10 +24,10 @@ struct Consumer {
 impl Actor for Consumer {
     async fn handle_message(&mut self, _: &mut Context, _: Pid, _: Message) -> Result<(), ExitReason> {
         self.seen += 1;
-        if self.seen == self.target {
-            if let Some(done) = self.done.take() {
-                let _ = done.send(Instant::now());
-            }
+        if self.seen == self.target
+            && let Some(done) = self.done.take()
+        {
+            let _ = done.send(Instant::now());
         }
         Ok(())
     }

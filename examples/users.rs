@@ -127,10 +127,10 @@ impl UserStore {
     }
 
     fn create_order(&mut self, req: &Request) -> Response {
-        if let Some(ct) = req.header("content-type") {
-            if !ct.to_ascii_lowercase().starts_with(b"application/json") {
-                return error(StatusCode(415), "orders are sent as application/json");
-            }
+        if let Some(ct) = req.header("content-type")
+            && !ct.to_ascii_lowercase().starts_with(b"application/json")
+        {
+            return error(StatusCode(415), "orders are sent as application/json");
         }
         let new: NewOrder = match serde_json::from_slice(req.body()) {
             Ok(order) => order,

@@ -28,10 +28,10 @@ pub(crate) struct Answering {
 /// (Inlined: the common response is a few compares and two copies; the rest is out of line.)
 #[inline(always)]
 pub(crate) fn encode(resp: &Response, to: Answering, date: &Date, out: &mut Vec<u8>) -> bool {
-    if let (true, Body::Full(body)) = (common(resp, to), &resp.body) {
-        if encode_common(resp, body, to.method, date, out) {
-            return true;
-        }
+    if let (true, Body::Full(body)) = (common(resp, to), &resp.body)
+        && encode_common(resp, body, to.method, date, out)
+    {
+        return true;
     }
     encode_general(resp, to, date, out)
 }
@@ -107,10 +107,11 @@ fn encode_general(resp: &Response, to: Answering, date: &Date, out: &mut Vec<u8>
         out.extend_from_slice(b"connection: keep-alive\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    if let Body::Full(b) = &resp.body {
-        if to.method != Method::Head && !resp.status.bodiless() {
-            out.extend_from_slice(b);
-        }
+    if let Body::Full(b) = &resp.body
+        && to.method != Method::Head
+        && !resp.status.bodiless()
+    {
+        out.extend_from_slice(b);
     }
     keep_alive
 }

@@ -242,24 +242,23 @@ impl Outgoing {
     pub(crate) fn complete_from(&mut self, seq: u64, resp: &mut Response) -> bool {
         // The common case, inlined: the first in line, a keep-alive HTTP/1.1 request, a
         // response whose head is cached.
-        if let (true, Some(&Slot::Waiting { meta, .. })) = (seq == self.head_seq && !self.closing, self.slots.front()) {
-            if meta.keep_alive
-                && meta.version == Version::Http11
-                && encode::encode_cached(
-                    resp,
-                    meta.method,
-                    self.date.get_or_insert_with(encode::date_header),
-                    &mut self.out,
-                )
-            {
-                // A `Waiting` slot owns nothing: forgotten, it is not copied out to be dropped.
-                std::mem::forget(self.slots.pop_front());
-                if self.continue_for == Some(seq) {
-                    self.continue_for = None;
-                }
-                self.head_seq += 1;
-                return true;
+        if let (true, Some(&Slot::Waiting { meta, .. })) = (seq == self.head_seq && !self.closing, self.slots.front())
+            && meta.keep_alive
+            && meta.version == Version::Http11
+            && encode::encode_cached(
+                resp,
+                meta.method,
+                self.date.get_or_insert_with(encode::date_header),
+                &mut self.out,
+            )
+        {
+            // A `Waiting` slot owns nothing: forgotten, it is not copied out to be dropped.
+            std::mem::forget(self.slots.pop_front());
+            if self.continue_for == Some(seq) {
+                self.continue_for = None;
             }
+            self.head_seq += 1;
+            return true;
         }
         self.complete_general(seq, resp)
     }

@@ -186,10 +186,10 @@ impl Response {
 
     /// The value of the first header field named `name` (any case).
     pub fn header_value(&self, name: &str) -> Option<&[u8]> {
-        if name.eq_ignore_ascii_case("content-type") {
-            if let Some(t) = &self.content_type {
-                return Some(t.as_bytes());
-            }
+        if name.eq_ignore_ascii_case("content-type")
+            && let Some(t) = &self.content_type
+        {
+            return Some(t.as_bytes());
         }
         self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_ref())
     }

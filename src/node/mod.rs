@@ -191,10 +191,10 @@ impl NodeShared {
     /// Pushes an envelope into `shard`'s inbox lane, waking the shard if it sleeps.
     pub(crate) fn push(&self, shard: ShardId, lane: usize, env: Envelope) {
         let remote = &self.shards[shard.index()];
-        if remote.inbox.push(lane, env) {
-            if let Err(e) = remote.waker.wake() {
-                log::error!(target: "pinion", "{}: waking {shard} failed: {e}", self.name);
-            }
+        if remote.inbox.push(lane, env)
+            && let Err(e) = remote.waker.wake()
+        {
+            log::error!(target: "pinion", "{}: waking {shard} failed: {e}", self.name);
         }
         // `push` ended with a SeqCst fence: either the shard's last drain sees our envelope,
         // or we see `closed` here.
@@ -299,10 +299,10 @@ impl Node {
         for (i, (reactor, core)) in reactors.into_iter().zip(layout).enumerate() {
             let shared = shared.clone();
             let spawned = std::thread::Builder::new().name(format!("pinion-{name}-{i}")).spawn(move || {
-                if let Some(core) = core {
-                    if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
-                        log::warn!(target: "pinion", "{}: could not pin shard {i} to core {core}", shared.name);
-                    }
+                if let Some(core) = core
+                    && !core_affinity::set_for_current(core_affinity::CoreId { id: core })
+                {
+                    log::warn!(target: "pinion", "{}: could not pin shard {i} to core {core}", shared.name);
                 }
                 shard::run(shared, ShardId(i as u16), reactor);
             });

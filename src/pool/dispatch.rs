@@ -127,10 +127,10 @@ pub(crate) fn send<M: Any + Send>(
     // scanned in line and written in place in its lane, as a same-shard send is.
     let local = here.filter(|_| priority == Priority::Main);
     let placed = admit(&pool.gate, SCANS, || {
-        if let Some(shard) = local {
-            if let Some((slot, generation)) = reserve_on(pool, shard.id.index(), &shard.remote().table) {
-                return Some(Placed::Here(shard, slot, generation));
-            }
+        if let Some(shard) = local
+            && let Some((slot, generation)) = reserve_on(pool, shard.id.index(), &shard.remote().table)
+        {
+            return Some(Placed::Here(shard, slot, generation));
         }
         place(node, here.map(|s| &**s), pool).map(Placed::There)
     });
@@ -434,10 +434,10 @@ fn give_up(shard: &Rc<Shard>, pool: &PoolShared, worker: Pid) {
 
 /// The manager's process ended, however (a kill skips its `terminate`): the pool stops.
 pub(crate) fn manager_exited(shard: &Rc<Shard>, reservation: &Reservation, pid: Pid) {
-    if let Some(pool) = of(reservation, pid) {
-        if !pool.is_stopping() {
-            begin_stop(&shard.node, Some(shard), pool);
-        }
+    if let Some(pool) = of(reservation, pid)
+        && !pool.is_stopping()
+    {
+        begin_stop(&shard.node, Some(shard), pool);
     }
 }
 

@@ -538,10 +538,10 @@ impl Actor for Pool {
 
     async fn handle_message(&mut self, ctx: &mut Context, from: Pid, msg: Message) -> Result<(), ExitReason> {
         // Only what was sent in the moment between the spawn and `init`: pass it on.
-        if let Some(shared) = &self.shared {
-            if let Err(e) = dispatch::forward(ctx, shared, from, msg, None) {
-                ctx.log(log::Level::Debug, format_args!("pool: a message sent before it started was refused: {e}"));
-            }
+        if let Some(shared) = &self.shared
+            && let Err(e) = dispatch::forward(ctx, shared, from, msg, None)
+        {
+            ctx.log(log::Level::Debug, format_args!("pool: a message sent before it started was refused: {e}"));
         }
         Ok(())
     }

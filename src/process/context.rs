@@ -487,11 +487,11 @@ impl Context {
                 self.shard.schedule(self.pid.slot);
                 return Poll::Pending;
             }
-            if self.seen == self.shard.attention.get() {
-                if let Some(m) = self.batch.pop_front() {
-                    self.slice += 1;
-                    return Poll::Ready(Item::Mail(m));
-                }
+            if self.seen == self.shard.attention.get()
+                && let Some(m) = self.batch.pop_front()
+            {
+                self.slice += 1;
+                return Poll::Ready(Item::Mail(m));
             }
             self.seen = self.shard.attention.get();
             let mut table = self.shard.table.borrow_mut();

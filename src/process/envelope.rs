@@ -122,7 +122,7 @@ impl Tick {
     /// The first tick at or after `at`.
     pub(crate) fn after(at: Instant) -> Tick {
         let since = at.saturating_duration_since(Self::epoch());
-        let ms = since.as_millis() + u128::from(since.subsec_nanos() % 1_000_000 != 0);
+        let ms = since.as_millis() + u128::from(!since.subsec_nanos().is_multiple_of(1_000_000));
         Tick(u32::try_from(ms).unwrap_or(u32::MAX))
     }
 

@@ -45,10 +45,10 @@ pub(crate) fn process_exited(shard: &Rc<Shard>, slot: u32, reason: ExitReason) {
         _ => log::debug!(target: "pinion", "{} {}: process ended: {}", shard.node.name, pid, reason),
     }
     let relations = entry.relations.map(|r| *r).unwrap_or_default();
-    if relations.aliased {
-        if let Some(r) = shard.remote().table.get(slot) {
-            r.clear_aliases();
-        }
+    if relations.aliased
+        && let Some(r) = shard.remote().table.get(slot)
+    {
+        r.clear_aliases();
     }
     {
         let mut timers = shard.timers.borrow_mut();
@@ -113,10 +113,9 @@ pub(crate) fn watch(shard: &Shard, watcher: Pid, target: Pid, monitor: Option<Mo
 pub(crate) fn unwatch(shard: &Shard, watcher: Pid, target: Pid, monitor: Option<MonitorRef>) {
     if let Some(e) =
         shard.table.borrow_mut().get_mut(watcher.slot as usize).filter(|e| e.generation == watcher.generation)
+        && let Some(r) = e.relations.as_deref_mut()
     {
-        if let Some(r) = e.relations.as_deref_mut() {
-            r.watching.retain(|w| *w != (target, monitor));
-        }
+        r.watching.retain(|w| *w != (target, monitor));
     }
 }
 
@@ -143,10 +142,10 @@ pub(crate) fn add_link(shard: &Rc<Shard>, slot: u32, generation: u32, from: Pid)
 }
 
 pub(crate) fn remove_link(shard: &Rc<Shard>, slot: u32, generation: u32, from: Pid) {
-    if let Some(e) = shard.table.borrow_mut().get_mut(slot as usize).filter(|e| e.generation == generation) {
-        if let Some(r) = e.relations.as_deref_mut() {
-            r.links.retain(|p| *p != from);
-        }
+    if let Some(e) = shard.table.borrow_mut().get_mut(slot as usize).filter(|e| e.generation == generation)
+        && let Some(r) = e.relations.as_deref_mut()
+    {
+        r.links.retain(|p| *p != from);
     }
 }
 
@@ -170,9 +169,9 @@ pub(crate) fn add_monitor(shard: &Rc<Shard>, slot: u32, generation: u32, from: P
 }
 
 pub(crate) fn remove_monitor(shard: &Rc<Shard>, slot: u32, generation: u32, reference: MonitorRef) {
-    if let Some(e) = shard.table.borrow_mut().get_mut(slot as usize).filter(|e| e.generation == generation) {
-        if let Some(r) = e.relations.as_deref_mut() {
-            r.monitors.retain(|(m, _)| *m != reference);
-        }
+    if let Some(e) = shard.table.borrow_mut().get_mut(slot as usize).filter(|e| e.generation == generation)
+        && let Some(r) = e.relations.as_deref_mut()
+    {
+        r.monitors.retain(|(m, _)| *m != reference);
     }
 }

@@ -29,9 +29,9 @@ const fn fits<T>() -> bool {
 
 /// What a message knows about the type it holds.
 struct VTable {
-    type_id: fn() -> TypeId,
-    /// `size_of::<T>()`: types of different sizes differ, without calling `type_id`.
-    size: usize,
+    /// Held, not called: a table's address is not unique (see [`Message::is`]), and comparing
+    /// two ids is a few instructions where a call through `fn() -> TypeId` was dozens.
+    type_id: TypeId,
     /// Drops the value in the storage (inline) or the box it points to. `None` when dropping
     /// the value does nothing.
     drop: Option<unsafe fn(*mut Storage)>,
@@ -42,8 +42,7 @@ struct VTableOf<T>(PhantomData<T>);
 
 impl<T: Any> VTableOf<T> {
     const VTABLE: VTable = VTable {
-        type_id: TypeId::of::<T>,
-        size: mem::size_of::<T>(),
+        type_id: TypeId::of::<T>(),
         drop: if !fits::<T>() {
             Some(drop_boxed::<T> as unsafe fn(*mut Storage))
         } else if mem::needs_drop::<T>() {
@@ -54,26 +53,6 @@ impl<T: Any> VTableOf<T> {
         boxed: !fits::<T>(),
     };
 }
-
-/// The table a message of type `T` points to: `VTableOf::<T>::VTABLE`, or for the message
-/// types the runtime itself makes for generic user code to take apart, one `static` copy.
-///
-/// A constant's address is not unique: each crate (and codegen unit) that names it may have
-/// its own copy, so a request built by the web layer and taken apart by a user's `WebWorker`
-/// (compiled in the user's crate) never matched by address and paid the call to `type_id`
-/// on every request. A `static` has one address everywhere. (The `TypeId` comparison is
-/// folded at compile time: this is a plain constant address for every other `T`.)
-#[inline(always)]
-fn vtable_of<T: Any>() -> &'static VTable {
-    #[cfg(feature = "web")]
-    if TypeId::of::<T>() == TypeId::of::<crate::web::WebRequest>() {
-        return &WEB_REQUEST;
-    }
-    &VTableOf::<T>::VTABLE
-}
-
-#[cfg(feature = "web")]
-static WEB_REQUEST: VTable = VTableOf::<crate::web::WebRequest>::VTABLE;
 
 /// # Safety
 /// `storage` holds an initialized inline `T`, which is not used again.
@@ -91,9 +70,9 @@ unsafe fn drop_boxed<T>(storage: *mut Storage) {
 
 /// A message: any `Send + 'static` value, type-erased.
 ///
-/// INVARIANT: `vtable` is `vtable_of::<T>()` for the type `T` of the value the message owns
-/// (a promoted constant or a static copy of it: equal addresses mean the same `T`, different
-/// addresses may still be the same `T`); if `fits::<T>()` the value is initialized at the start of `storage`,
+/// INVARIANT: `vtable` is `VTableOf::<T>::VTABLE` for the type `T` of the value the message
+/// owns (a promoted constant: equal addresses mean the same `T`, different addresses may still
+/// be the same `T`); if `fits::<T>()` the value is initialized at the start of `storage`,
 /// otherwise `storage` starts with the pointer of a `Box<T>` that the message owns.
 #[repr(C)]
 pub struct Message {
@@ -126,7 +105,7 @@ impl Message {
             // SAFETY: a pointer fits the storage; the storage now owns the box.
             unsafe { storage.as_mut_ptr().cast::<*mut T>().write(boxed) };
         }
-        Message { vtable: vtable_of::<T>(), storage, _value: PhantomData }
+        Message { vtable: &VTableOf::<T>::VTABLE, storage, _value: PhantomData }
     }
 
     /// Writes `Message::new(value)` into `dst`, field by field, in place. The same-shard send
@@ -148,7 +127,7 @@ impl Message {
         // table is `T`'s and the storage gets the value (inline, it fits) or its box, as
         // `new` does: the INVARIANT holds once both writes are done (`_value` has no bytes).
         unsafe {
-            (&raw mut (*dst).vtable).write(vtable_of::<T>());
+            (&raw mut (*dst).vtable).write(&VTableOf::<T>::VTABLE);
             let storage = &raw mut (*dst).storage;
             if fits::<T>() {
                 storage.cast::<T>().write(value);
@@ -205,11 +184,11 @@ impl Message {
     #[inline]
     pub fn is<T: Any>(&self) -> bool {
         // The same table is the same type (tables of different types differ in `type_id`). A
-        // different table may still be the same type (a constant can be duplicated across
-        // codegen units): then types of different sizes differ, and the rest compare type ids.
-        // So a handler trying its message types in turn pays a call only between equal sizes.
-        ptr::eq(self.vtable, vtable_of::<T>())
-            || (self.vtable.size == mem::size_of::<T>() && (self.vtable.type_id)() == TypeId::of::<T>())
+        // different table may still be the same type: a constant's address is not unique, each
+        // crate and codegen unit that names it may have its own copy (a `WebRequest` made by
+        // the web layer and taken apart in the user's `WebWorker` never matched by address),
+        // so the ids the tables hold decide.
+        ptr::eq(self.vtable, &VTableOf::<T>::VTABLE) || self.vtable.type_id == TypeId::of::<T>()
     }
 
     /// True if the value was too big to be stored inline (it was boxed).

@@ -340,10 +340,10 @@ impl Shard {
             // running process's finished messages not yet released).
             self.stats.processed.set(self.stats.processed.get() + u64::from(n));
             self.released.set(self.released.get() + n);
-            if let Some(r) = self.remote().table.get(slot) {
-                if r.generation() == generation {
-                    r.finish_owned(generation, n);
-                }
+            if let Some(r) = self.remote().table.get(slot)
+                && r.generation() == generation
+            {
+                r.finish_owned(generation, n);
             }
         }
     }

@@ -77,15 +77,15 @@ impl Shard {
         // Open before the name makes the pid reachable: a send by name while the factory runs
         // must reserve against this incarnation's capacity, not a closed slot's (or the old one's).
         reservation.open(capacity);
-        if let Some(name) = request.name.clone() {
-            if let Err(e) = self.node.names.register(&name, pid) {
-                reservation.close(generation);
-                request.fail(match e {
-                    RegisterError::InvalidName(n) => SpawnError::InvalidName(n),
-                    _ => SpawnError::NameTaken(name),
-                });
-                return false;
-            }
+        if let Some(name) = request.name.clone()
+            && let Err(e) = self.node.names.register(&name, pid)
+        {
+            reservation.close(generation);
+            request.fail(match e {
+                RegisterError::InvalidName(n) => SpawnError::InvalidName(n),
+                _ => SpawnError::NameTaken(name),
+            });
+            return false;
         }
         let mut entry = ProcessEntry::new(generation, capacity, request.options.trap_exit);
         entry.name = request.name.as_deref().map(Box::from);

@@ -465,11 +465,11 @@ impl IoSource for Connection {
         if st.closed {
             return;
         }
-        if let Some((at, _)) = st.linger {
-            if now >= at {
-                drop(guard);
-                return self.close(shard, token);
-            }
+        if let Some((at, _)) = st.linger
+            && now >= at
+        {
+            drop(guard);
+            return self.close(shard, token);
         }
         if st.out.unwritten() > 0 && now >= st.active + limits.idle_timeout {
             log::debug!(target: "pinion::web", "{}: client stopped reading, closing", shard.id);

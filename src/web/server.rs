@@ -192,10 +192,10 @@ fn install(
 
 fn close_listener(shard: &Rc<Shard>, id: u64) {
     let found = shard.io_find(|s| s.as_any().downcast_ref::<Listener>().is_some_and(|l| l.server.id == id));
-    if let Some((token, src)) = found {
-        if let Some(l) = src.as_any().downcast_ref::<Listener>() {
-            shard.io_remove(token, &mut *l.socket.borrow_mut());
-        }
+    if let Some((token, src)) = found
+        && let Some(l) = src.as_any().downcast_ref::<Listener>()
+    {
+        shard.io_remove(token, &mut *l.socket.borrow_mut());
     }
 }
 
@@ -319,10 +319,10 @@ pub(crate) fn deliver_response(to: ReplyTo, resp: &mut Response, mut request: Op
 /// Runs `f` on the connection `to` names, if it is still there (tokens are reused; ids not).
 #[inline(always)]
 fn with_connection(shard: &Shard, to: ReplyTo, f: impl FnOnce(&Connection)) {
-    if let Some(src) = shard.io_get(to.token) {
-        if let Some(c) = src.as_connection().filter(|c| c.id == to.conn) {
-            f(c);
-        }
+    if let Some(src) = shard.io_get(to.token)
+        && let Some(c) = src.as_connection().filter(|c| c.id == to.conn)
+    {
+        f(c);
     }
 }
 
