@@ -132,7 +132,8 @@ pub(crate) fn send<M: Any + Send>(
         {
             return Some(Placed::Here(shard, slot, generation));
         }
-        place(node, here.map(|s| &**s), pool).map(Placed::There)
+        // (This shard's workers were just scanned: the others'.)
+        place_from(node, here.map(|s| &**s), pool, usize::from(local.is_some())).map(Placed::There)
     });
     match placed {
         Admit::Placed(Placed::Here(shard, slot, generation)) => {
@@ -204,12 +205,19 @@ pub(crate) fn forward(
 /// among them), then the other shards'.
 #[inline]
 fn place(node: &NodeShared, here: Option<&Shard>, pool: &PoolShared) -> Option<Pid> {
+    place_from(node, here, pool, 0)
+}
+
+/// [`place`] without the first `skip` shards of its round (already scanned by the caller).
+#[inline]
+fn place_from(node: &NodeShared, here: Option<&Shard>, pool: &PoolShared, skip: usize) -> Option<Pid> {
     let n = pool.shards.len();
     let mut s = match here {
         Some(s) => s.id.index(),
         None => pool.external.fetch_add(1, Ordering::Relaxed) % n,
     };
-    for _ in 0..n {
+    s = (s + skip) % n;
+    for _ in skip..n {
         if let Some((slot, generation)) = reserve_on(pool, s, &node.shards[s].table) {
             return Some(Pid { node: node.id, shard: ShardId(s as u16), slot, generation });
         }
