@@ -1268,6 +1268,35 @@ fn stop_in_handler_ends_process_after_handler_returns() {
     node.stop();
 }
 
+/// A stop requested in a handler takes effect before the next message even when that message
+/// was already taken off the mailbox with it: the shard is blocked while three messages reach
+/// the process, so it takes all three in one batch, and the first one stops it.
+#[test]
+fn stop_in_handler_skips_the_rest_of_a_taken_batch() {
+    let node = start("actor-ctx-stop-batch", 1);
+    let h = node.handle();
+    let (blocker, brx) = probe(&h, 0);
+    for kill in [false, true] {
+        let (target, trx) = probe(&h, 0);
+        h.send(blocker, Cmd::Block(Duration::from_millis(200))).unwrap();
+        expect(&brx, "the shard blocked", |e| matches!(e, Event::Blocking { .. }));
+        let first = if kill { Cmd::Exit(target, ExitReason::Kill) } else { Cmd::Stop(ExitReason::custom("done")) };
+        h.send(target, first).unwrap();
+        h.send(target, 42u64).unwrap();
+        h.send(target, 43u64).unwrap();
+        wait_dead(&h, target);
+        let events = pending(&trx);
+        assert!(
+            !events.iter().any(|e| is_msg(target, 42)(e) || is_msg(target, 43)(e)),
+            "a message of the batch was handled after the stop (kill: {kill}): {events:?}"
+        );
+        if !kill {
+            assert!(events.iter().any(is_terminated(target)), "terminate ran: {events:?}");
+        }
+    }
+    node.stop();
+}
+
 // ---- scheduling -------------------------------------------------------------------------------
 
 fn flood_fairness(name: &str, shards: usize) {

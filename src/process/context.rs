@@ -28,9 +28,16 @@ pub(crate) const BUDGET: u32 = 64;
 pub struct Context {
     pub(crate) shard: Rc<Shard>,
     pub(crate) pid: Pid,
+    /// Messages taken in this run of the process (its budget), counting ahead the `fast` ones
+    /// granted but not yet taken.
     slice: u32,
+    /// How many more messages of `batch` the process loop may take without looking at its
+    /// mailbox or its stop flag: granted by `next` (the batch's length, within the budget left),
+    /// zeroed by a stop. One counter checked per message instead of the budget, the batch's
+    /// emptiness and the stop flag. Invariant: `fast <= batch.len()`.
+    fast: std::cell::Cell<u32>,
     stop: std::cell::Cell<Option<ExitReason>>,
-    /// `stop` is set (checked once per message instead of taking the `Option`).
+    /// `stop` is set (checked when the fast path ends instead of taking the `Option`).
     stopping: std::cell::Cell<bool>,
 
     current_reply: Option<Responder<CallResult>>,
@@ -145,6 +152,7 @@ impl Context {
             shard,
             pid,
             slice: 0,
+            fast: std::cell::Cell::new(0),
             stop: std::cell::Cell::new(None),
             stopping: std::cell::Cell::new(false),
             current_reply: None,
@@ -397,7 +405,7 @@ impl Context {
         if to == self.pid && reason == ExitReason::Kill {
             // Killing oneself: nothing more runs after this handler, and no `terminate`.
             self.stop.set(Some(ExitReason::Kill));
-            self.stopping.set(true);
+            self.set_stopping();
             return;
         }
         let signal = Signal::Exit { from: self.pid, reason, linked: false };
@@ -409,7 +417,14 @@ impl Context {
         // A self-`Kill` stands: nothing overrides it.
         let current = self.stop.take();
         self.stop.set(if current == Some(ExitReason::Kill) { current } else { Some(reason) });
+        self.set_stopping();
+    }
+
+    /// A stop is pending: the process loop must look before it takes another message, so the
+    /// fast path ends here (`next` refunds what it granted).
+    fn set_stopping(&self) {
         self.stopping.set(true);
+        self.fast.set(0);
     }
 
     /// Whether exit signals arrive as [`ExitSignal`](crate::ExitSignal) messages.
@@ -481,6 +496,8 @@ impl Context {
     /// the shard got a signal or an urgent message meanwhile (the shard's `attention` count),
     /// so priorities hold strictly. After `BUDGET` messages in a row it yields.
     pub(crate) fn next(&mut self) -> impl Future<Output = Item> + '_ {
+        // Whatever the fast path was granted and did not take goes back to the budget.
+        self.slice -= self.fast.take();
         poll_fn(move |_| {
             if self.slice >= BUDGET {
                 self.slice = 0;
@@ -491,6 +508,7 @@ impl Context {
                 && let Some(m) = self.batch.pop_front()
             {
                 self.slice += 1;
+                self.grant_fast();
                 return Poll::Ready(Item::Mail(m));
             }
             self.seen = self.shard.attention.get();
@@ -514,6 +532,8 @@ impl Context {
                 Some(item) => {
                     entry.awaiting_mail = false;
                     self.slice += 1;
+                    drop(table);
+                    self.grant_fast();
                     Poll::Ready(item)
                 }
                 None => {
@@ -528,17 +548,33 @@ impl Context {
         })
     }
 
+    /// Lets the process loop take the rest of its batch, within the budget left, without
+    /// coming back here (`next_batched`), unless a stop is pending.
+    #[inline]
+    fn grant_fast(&mut self) {
+        if self.stopping.get() {
+            return;
+        }
+        let fast = (BUDGET - self.slice.min(BUDGET)).min(u32::try_from(self.batch.len()).unwrap_or(u32::MAX));
+        self.fast.set(fast);
+        self.slice += fast;
+    }
+
     /// The next message of the main-lane batch this process already holds, if it may take
-    /// one without looking at its mailbox: budget left, and no signal or urgent message
-    /// arrived on the shard since its last look (`attention`). Otherwise `next` decides.
-    /// Returns a pointer to the message, taken off the batch: the caller owns it and reads it
-    /// out before the batch is touched again (see `Lane::pop_front_in_place`).
+    /// one without looking at its mailbox: granted by `next` (budget left, no stop pending),
+    /// and no signal or urgent message arrived on the shard since its last look (`attention`).
+    /// Otherwise `next` decides. Returns a pointer to the message, taken off the batch: the
+    /// caller owns it and reads it out before the batch is touched again (see
+    /// `Lane::pop_front_in_place`).
     #[inline(always)]
     pub(crate) fn next_batched(&mut self) -> Option<*mut Mail> {
-        if self.slice < BUDGET && self.seen == self.shard.attention.get() {
-            let m = self.batch.pop_front_in_place()?;
-            self.slice += 1;
-            return Some(m);
+        let fast = self.fast.get();
+        if fast != 0 && self.seen == self.shard.attention.get() {
+            self.fast.set(fast - 1);
+            // SAFETY: `fast <= batch.len()` (granted so by `grant_fast`; only `next` and
+            // this function take from the batch, and `next` zeroes `fast` first), so the
+            // batch is not empty.
+            return Some(unsafe { self.batch.pop_front_in_place() });
         }
         None
     }

@@ -332,18 +332,19 @@ impl<T> Lane<T> {
     /// item that the caller now owns and must read out (or drop) before the lane is pushed to,
     /// grown or dropped, which may overwrite or free it. A large item is then read field by
     /// field straight to where it goes, instead of being copied out whole first.
+    ///
+    /// # Safety
+    /// The lane holds at least one item (the process loop knows how many it may take).
     #[inline(always)]
-    pub(crate) fn pop_front_in_place(&mut self) -> Option<*mut T> {
-        if self.is_empty() {
-            return None;
-        }
+    pub(crate) unsafe fn pop_front_in_place(&mut self) -> *mut T {
+        debug_assert!(!self.is_empty());
         let mask = self.buf.len() - 1;
-        // SAFETY: the lane is not empty, so `buf.len() > 0` and the element at `head & mask`
-        // is initialized; moving `head` past it hands it to the caller (the lane will not
-        // read or drop it again).
+        // SAFETY: the caller promises an item, so `buf.len() > 0` and the element at
+        // `head & mask` is initialized; moving `head` past it hands it to the caller (the
+        // lane will not read or drop it again).
         let item = unsafe { self.buf.get_unchecked_mut(self.head & mask) }.as_mut_ptr();
         self.head = self.head.wrapping_add(1);
-        Some(item)
+        item
     }
 
     /// Doubles the buffer (at least 16 elements), moving the items to its start in order.

@@ -300,12 +300,10 @@ async fn serve<A: Actor>(actor: &mut A, ctx: &mut Context) -> ExitReason {
     // finished; kept across iterations so the hot path only reads it.
     let mut uncounted = false;
     loop {
-        if let Some(reason) = ctx.take_stop() {
-            return reason;
-        }
         // The hot path: the next message of the batch this process already took, synchronously
         // (no `poll_fn`, no `Item`); the general path when the batch is empty, the budget is
-        // spent, or a signal or urgent message may be waiting. Signals that reach the actor
+        // spent, a stop is pending (a stop ends the fast path: `Context::stop`), or a signal
+        // or urgent message may be waiting. Signals that reach the actor
         // become mail too, so `handle_message` is called from this one place: the compiler
         // then builds and polls the handler's future in line with the loop.
         // A mail from the general path is held here, so that both paths hand the handler a
@@ -314,6 +312,9 @@ async fn serve<A: Actor>(actor: &mut A, ctx: &mut Context) -> ExitReason {
         let mail: *mut Mail = match ctx.next_batched() {
             Some(mail) => mail,
             None => {
+                if let Some(reason) = ctx.take_stop() {
+                    return reason;
+                }
                 let mail = match ctx.next().await {
                     Item::Mail(mail) => mail,
                     Item::Signal(signal) => match signal_mail(ctx, signal) {
