@@ -339,13 +339,22 @@ fn a_panicking_worker_is_replaced_on_its_shard_and_its_queue_handed_on() {
     let before = h.pool(pool).unwrap().info().workers[0].pid.expect("worker");
 
     // In progress: 1; queued: 2, 3, a call (4), and an urgent panic that overtakes them.
+    // The pool's `held` counts a message from its send, not from when the worker takes it, so
+    // wait for the worker to be parked in 1 (`begun`): if 1 and 2 were still in its mailbox
+    // when the permit came, it would finish 1 and park in 2 before the panic arrived.
     h.send(pool, Job::Hold(1)).expect("1");
-    wait_until("1 in progress", || h.pool(pool).unwrap().info().held == 1);
+    wait_until("1 in progress", || seen.begun.load(Ordering::SeqCst) == 1);
     h.send(pool, Job::Hold(2)).expect("2");
     h.send(pool, Job::Hold(3)).expect("3");
     let call = h.call(pool, Job::Hold(4), CALL_TIMEOUT);
     wait_until("4 queued", || h.pool(pool).unwrap().info().held == 4);
     h.send_priority(pool, Job::Panic, Priority::Urgent).expect("panic");
+    // An urgent message overtakes only what is already in the mailbox when it gets there: wait
+    // until it is, or the worker could take 2 before the panic is delivered.
+    wait_until("the panic queued ahead of 2, 3, 4", || {
+        let worker = h.process_info(before).expect("the worker is parked in 1");
+        (worker.urgent_queue, worker.main_queue) == (1, 3)
+    });
     latch.release(1); // 1 finishes; the urgent panic comes next, with 2, 3, 4 still queued
 
     wait_until("replaced", || {
