@@ -32,7 +32,7 @@ fn spin(shard: &Rc<Shard>, reactor: &mut reactor::Reactor) -> bool {
         }
         // Sockets too: a request arriving during the spin is served at once.
         shard.clock_fresh.set(false);
-        if io && reactor.wait(Some(Duration::ZERO), |t, r| shard.io_event(t, r)) {
+        if io && reactor.wait(Some(Duration::ZERO), |t, r| serve_io(shard, t, r)) {
             return true;
         }
         let now = Instant::now();
@@ -52,6 +52,42 @@ fn spin(shard: &Rc<Shard>, reactor: &mut reactor::Reactor) -> bool {
 fn worth_spinning(shard: &Shard, last_inbox: Instant) -> bool {
     const RECENT: Duration = Duration::from_millis(1);
     shard.io_len() == 0 || last_inbox.elapsed() < RECENT
+}
+
+/// Messages queued to ready processes on this shard from which an I/O event's work is run at
+/// once (see `serve_io`): a few dozen requests' buffers fit the L1 data cache; 32 measured
+/// 13 misses per pipelined request, 16 measured 10, and in keep-alive 42 and 28 of 48.
+const RUN_AFTER: usize = 16;
+
+/// At most this many ready processes are looked at to count their queued messages (the
+/// count runs after every I/O event that left work, so it must stay cheap).
+const RUN_LOOK: usize = 4;
+
+/// Serves one I/O event; when the processes it woke (with the earlier events') have
+/// `RUN_AFTER` messages queued, runs them and flushes what they answered before the next
+/// event. So what connections dispatched to processes on this shard (pipelined requests to a
+/// pool's workers) is handled and written while it is still in the cache: left to the end
+/// of the turn, the requests of every ready connection were in flight at once (256 with 16
+/// connections 16 deep) and their buffers no longer fitted the L1 data cache (21 misses per
+/// request in callgrind's cache simulation, against 10 run this way, for 2 % more
+/// instructions). Running after every event instead would poll a pool worker once per
+/// keep-alive request: 18 % more instructions there, and more instruction-cache misses.
+fn serve_io(shard: &Rc<Shard>, token: mio::Token, ready: super::Readiness) {
+    shard.io_event(token, ready);
+    if queued_to_ready(shard) >= RUN_AFTER {
+        executor::run_ready(shard, POLLS_PER_TURN);
+        shard.io_flush();
+    }
+}
+
+/// Messages in the main lanes of the first `RUN_LOOK` ready processes.
+fn queued_to_ready(shard: &Shard) -> usize {
+    let queue = shard.run_queue.borrow();
+    if queue.is_empty() {
+        return 0;
+    }
+    let table = shard.table.borrow();
+    queue.iter().take(RUN_LOOK).filter_map(|&slot| table.get(slot as usize)).map(|e| e.mailbox.main.len()).sum()
 }
 
 /// The shard thread: set up, loop until stopped, tear down.
@@ -78,7 +114,7 @@ pub(crate) fn run(node: Arc<NodeShared>, id: ShardId, mut reactor: reactor::Reac
         shard.fire_due(now, &mut fired);
         // Look at the sockets each turn, unless this turn began with a wait that just did.
         if shard.io_len() > 0 && !std::mem::take(&mut just_polled) {
-            reactor.wait(Some(Duration::ZERO), |t, r| shard.io_event(t, r));
+            reactor.wait(Some(Duration::ZERO), |t, r| serve_io(&shard, t, r));
         }
         executor::run_ready(&shard, POLLS_PER_TURN);
         shard.io_flush();
@@ -95,7 +131,7 @@ pub(crate) fn run(node: Arc<NodeShared>, id: ShardId, mut reactor: reactor::Reac
         let timeout = shard.timers.borrow().next_deadline().map(|d| d.saturating_duration_since(Instant::now()));
         if inbox.park() {
             shard.clock_fresh.set(false);
-            reactor.wait(timeout, |t, r| shard.io_event(t, r));
+            reactor.wait(timeout, |t, r| serve_io(&shard, t, r));
             just_polled = true;
             inbox.unpark();
         }
