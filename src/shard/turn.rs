@@ -1,5 +1,6 @@
 //! A shard's thread: the turn loop (deliver the inbox, fire due timers, poll the sockets, run
-//! the ready processes, flush), the spin before parking, and the shutdown that follows.
+//! the ready processes, flush; processes that sockets gave much work run between events
+//! too), the spin before parking, and the shutdown that follows.
 
 use std::rc::Rc;
 use std::sync::Arc;
