@@ -89,6 +89,9 @@ pub(crate) struct Shard {
     /// serves every connection touched in it.
     clock: Cell<Instant>,
     clock_fresh: Cell<bool>,
+    /// Process polls left in this turn for running processes between I/O events (see
+    /// `turn::serve_io`): the turn's inbox and timers never wait behind more than this.
+    pub(crate) between_polls: Cell<usize>,
     /// I/O sources (listeners, connections) by token; see `io.rs`.
     io: RefCell<slab::Slab<Rc<dyn io::IoSource>>>,
     /// Sources to flush once the turn's processes have run.
@@ -158,6 +161,7 @@ impl Shard {
             stats: ShardStats::default(),
             clock: Cell::new(Instant::now()),
             clock_fresh: Cell::new(false),
+            between_polls: Cell::new(0),
             io: RefCell::new(slab::Slab::new()),
             io_dirty: RefCell::new(Vec::new()),
             registry,

@@ -75,8 +75,12 @@ const RUN_LOOK: usize = 4;
 /// keep-alive request: 18 % more instructions there, and more instruction-cache misses.
 fn serve_io(shard: &Rc<Shard>, token: mio::Token, ready: super::Readiness) {
     shard.io_event(token, ready);
-    if queued_to_ready(shard) >= RUN_AFTER {
-        executor::run_ready(shard, POLLS_PER_TURN);
+    let left = shard.between_polls.get();
+    if left > 0 && queued_to_ready(shard) >= RUN_AFTER {
+        // Each process ready now is polled once (a process busy on its own, always ready,
+        // must not make every event pay a full run), and the turn's share is bounded.
+        let ready = shard.run_queue.borrow().len().min(left);
+        shard.between_polls.set(left - executor::run_ready(shard, ready));
         shard.io_flush();
     }
 }
@@ -112,6 +116,7 @@ pub(crate) fn run(node: Arc<NodeShared>, id: ShardId, mut reactor: reactor::Reac
         let now = Instant::now();
         shard.clock.set(now);
         shard.clock_fresh.set(true);
+        shard.between_polls.set(POLLS_PER_TURN);
         shard.fire_due(now, &mut fired);
         // Look at the sockets each turn, unless this turn began with a wait that just did.
         if shard.io_len() > 0 && !std::mem::take(&mut just_polled) {
