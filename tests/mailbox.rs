@@ -729,3 +729,28 @@ fn send_by_name_while_the_factory_runs_keeps_the_bound_exact() {
     }
     node.stop();
 }
+
+/// Priorities hold for every urgent message, not only the first: with the process parked in a
+/// message of a batch it already took, two urgent messages arrive; both come before the rest
+/// of the batch (the second waited behind it, because one look counted the shard's attention
+/// as seen while an urgent message was still queued).
+#[test]
+fn every_urgent_message_overtakes_a_batch_already_taken() {
+    let node = node("mailbox_urgent_vs_batch", 1);
+    let (latch, probe) = (Latch::new(), Probe::new());
+    let gate = spawn_gate(&node, ShardId(0), Gate::new(&latch, &probe), 16);
+    node.send(gate, 0u64).expect("send 0");
+    wait_until("the gate is handling message 0", || probe.started() == 1);
+    for n in 1..=3u64 {
+        node.send(gate, n).expect("main");
+    }
+    latch.release(1); // 0 ends; the gate takes [1, 2, 3] as one batch and parks in 1
+    wait_until("the gate is handling message 1", || probe.started() == 2);
+    node.send_priority(gate, 10u64, Priority::Urgent).expect("urgent 10");
+    node.send_priority(gate, 11u64, Priority::Urgent).expect("urgent 11");
+    wait_until("both urgent queued", || node.process_info(gate).expect("info").urgent_queue == 2);
+    latch.open();
+    wait_until("all six finished", || processed(&node, gate) == 6);
+    assert_eq!(probe.messages(), vec![0, 1, 10, 11, 2, 3], "urgent before the rest of the batch");
+    node.stop();
+}

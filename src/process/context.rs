@@ -2,6 +2,8 @@
 //! aliases, logging. Every method runs on the process's own shard; `call` and `spawn` park the
 //! process (not the shard) until answered.
 
+#![allow(unsafe_code, reason = "the process loop takes its batch's next mail without a check it counted already")]
+
 use std::any::Any;
 use std::fmt;
 use std::future::{Future, poll_fn};
@@ -34,7 +36,9 @@ pub struct Context {
     /// How many more messages of `batch` the process loop may take without looking at its
     /// mailbox or its stop flag: granted by `next` (the batch's length, within the budget left),
     /// zeroed by a stop. One counter checked per message instead of the budget, the batch's
-    /// emptiness and the stop flag. Invariant: `fast <= batch.len()`.
+    /// emptiness and the stop flag.
+    /// INVARIANT: `fast <= batch.len()` (`grant_fast` caps it; only `next`, which zeroes it
+    /// first, and `next_batched`, which takes one of each, touch the batch).
     fast: std::cell::Cell<u32>,
     stop: std::cell::Cell<Option<ExitReason>>,
     /// `stop` is set (checked when the fast path ends instead of taking the `Option`).
@@ -511,7 +515,7 @@ impl Context {
                 self.grant_fast();
                 return Poll::Ready(Item::Mail(m));
             }
-            self.seen = self.shard.attention.get();
+            let attention = self.shard.attention.get();
             let mut table = self.shard.table.borrow_mut();
             let Some(entry) = table.get_mut(self.pid.slot as usize) else {
                 return Poll::Pending;
@@ -527,6 +531,12 @@ impl Context {
                 }
                 self.batch.pop_front().map(Item::Mail)
             };
+            // Caught up only once no signal or urgent message is left: until then the stale
+            // count sends the loop back here for the next one, so a second urgent message
+            // does not wait behind the rest of the batch.
+            if mailbox.system.is_empty() && mailbox.urgent.is_empty() {
+                self.seen = attention;
+            }
             entry.batched = self.batch.len();
             match next {
                 Some(item) => {
@@ -570,6 +580,7 @@ impl Context {
     pub(crate) fn next_batched(&mut self) -> Option<*mut Mail> {
         let fast = self.fast.get();
         if fast != 0 && self.seen == self.shard.attention.get() {
+            debug_assert!(fast as usize <= self.batch.len(), "INVARIANT: fast <= batch.len()");
             self.fast.set(fast - 1);
             // SAFETY: `fast <= batch.len()` (granted so by `grant_fast`; only `next` and
             // this function take from the batch, and `next` zeroes `fast` first), so the
