@@ -82,6 +82,9 @@ fn serve_io(shard: &Rc<Shard>, token: mio::Token, ready: super::Readiness) {
         let ready = shard.run_queue.borrow().len().min(left);
         shard.between_polls.set(left - executor::run_ready(shard, ready));
         shard.io_flush();
+        // The events after this one read the clock again: deadlines (408, 504) are measured
+        // from when their event is served, not from before the run.
+        shard.clock_fresh.set(false);
     }
 }
 
