@@ -195,6 +195,16 @@ impl Outgoing {
         self.out.len() - self.written + self.ready_bytes
     }
 
+    /// Nothing to write until an answer comes: the first request in line waits for its
+    /// response (what follows it waits behind it), every byte encoded is written, and no
+    /// `100 Continue` or close is owed.
+    pub(crate) fn waits_for_answers(&self) -> bool {
+        matches!(self.slots.front(), Some(Slot::Waiting { .. }))
+            && self.written == self.out.len()
+            && !self.closing
+            && self.continue_for.is_none()
+    }
+
     /// Opens the slot of a request (`meta.seq` must follow the last one opened).
     #[inline]
     pub(crate) fn open(&mut self, meta: RequestMeta, deadline: Option<Instant>) {

@@ -87,14 +87,31 @@ impl Connection {
     }
 
     /// Reads, dispatches and writes until the socket has nothing more or a bound stops it.
-    fn pump(self: &Rc<Self>, shard: &Rc<Shard>, token: Token) {
+    /// `event`: called for a readiness event, before the turn's processes run.
+    fn pump(self: &Rc<Self>, shard: &Rc<Shard>, token: Token, event: bool) {
         for _ in 0..ROUNDS {
             self.dispatch(shard, token);
             if !self.read(shard, token) {
                 break;
             }
         }
+        if event && self.defer_write(shard, token) {
+            return;
+        }
         self.write(shard, token);
+    }
+
+    /// Every request read waits for its answer (from an actor, which runs after this event):
+    /// with nothing to write, the write and the timer's re-arm wait for the flush at the end
+    /// of this turn, which writes the answers that came meanwhile. One write and one re-arm
+    /// per turn instead of two; the timer is armed within the same turn either way.
+    fn defer_write(&self, shard: &Shard, token: Token) -> bool {
+        let mut st = self.st.borrow_mut();
+        if st.closed || !st.out.waits_for_answers() {
+            return false;
+        }
+        flush_later(&mut st, shard, token);
+        true
     }
 
     /// Reads once if allowed; true if it read something.
@@ -454,7 +471,7 @@ impl IoSource for Connection {
             // The end is in the socket: read until it, short reads notwithstanding.
             st.peer_closed |= ready.read_closed;
         }
-        self.pump(shard, token);
+        self.pump(shard, token, true);
     }
 
     fn timeout(self: Rc<Self>, shard: &Rc<Shard>, token: Token, now: Instant) {
@@ -495,7 +512,8 @@ impl IoSource for Connection {
     }
 
     fn flush(self: Rc<Self>, shard: &Rc<Shard>, token: Token) {
-        self.pump(shard, token);
+        // (Never deferred again here: the flush is that end of the turn.)
+        self.pump(shard, token, false);
     }
 
     fn shutdown(self: Rc<Self>, _shard: &Rc<Shard>, _token: Token) {
