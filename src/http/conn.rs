@@ -112,6 +112,13 @@ impl Codec {
         }
     }
 
+    /// Whether [`next`](Self::next) may find something: a request whose body is being read,
+    /// or bytes it has not looked at (the same partial head is not parsed twice).
+    #[inline(always)]
+    pub(crate) fn has_input(&self) -> bool {
+        !self.closed && (self.current.is_some() || self.start != self.end && self.partial_at.is_none())
+    }
+
     /// Stops reading: nothing after this is parsed.
     pub(crate) fn close(&mut self) {
         self.closed = true;

@@ -185,6 +185,11 @@ impl Connection {
                 if st.closed || st.linger.is_some() {
                     return;
                 }
+                if !st.codec.has_input() {
+                    // Nothing to parse (most calls: a flush, or a look before the read).
+                    st.held = false;
+                    return;
+                }
                 if paused(&st, limits) {
                     // Requests may wait in the buffer: parse them once responses made room
                     // (or once an HTTP/1.0 answer says whether the connection survives).
