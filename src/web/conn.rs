@@ -3,8 +3,9 @@
 //! responses come back through [`Connection::deliver`] in any order and are written in
 //! request order, everything ready in one `write`.
 //!
-//! Timers (one per connection, at the earliest of): header read (408, close), body read (408,
-//! close), idle keep-alive (close), each request's deadline (504), the lingering close.
+//! Timers (one per connection, armed and served in `conn/timers.rs`, at the earliest of):
+//! header read (408, close), body read (408, close), idle keep-alive (close), each request's
+//! deadline (504), the lingering close.
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -19,9 +20,11 @@ use mio::{Interest, Registry, Token};
 use super::dispatch::{dispatch_begin, dispatch_end};
 use super::request::{ReplyTo, WebRequest};
 use super::server::{Delivery, ServerShared};
-use crate::http::{Codec, Flushed, Outgoing, Phase, Request, Response, StatusCode, Step, refusal};
+use crate::http::{Codec, Flushed, Outgoing, Phase, Request, Response, Step, refusal};
 use crate::shard::io::IoSource;
 use crate::shard::{Readiness, Shard, TimerKey};
+
+mod timers;
 
 /// Read no further while this much is encoded and unwritten (a client that does not read).
 const MAX_UNWRITTEN: usize = 256 * 1024;
@@ -304,46 +307,6 @@ impl Connection {
         flush_later(&mut self.st.borrow_mut(), shard, token);
     }
 
-    /// Arms the connection's timer for its earliest deadline.
-    fn rearm(&self, st: &mut State, shard: &Shard, token: Token) {
-        let limits = &self.server.limits;
-        // Paused by our own bounds, the connection waits on us, not on the client.
-        let phase = if paused(st, limits) { Phase::Closed } else { st.codec.phase() };
-        // A read phase is timed per request: the next request's head starts its own clock.
-        let position = st.codec.position();
-        if (phase, position) != (st.phase, st.phase_position) {
-            (st.phase, st.phase_position) = (phase, position);
-            st.phase_since = shard.now();
-        }
-        // The earliest of: the requests' deadlines, the lingering close, the read deadline
-        // of a head or body, and `idle_timeout` without progress, for an idle connection or
-        // one whose client stops reading our answers (paused or not).
-        let mut want = st.out.next_deadline();
-        if let Some((at, _)) = st.linger {
-            want = Some(earlier(want, at));
-        }
-        if let Some(at) = read_deadline(st, limits) {
-            want = Some(earlier(want, at));
-        }
-        if st.phase == Phase::Idle && st.out.in_flight() == 0 || st.out.unwritten() > 0 {
-            want = Some(earlier(want, st.active + limits.idle_timeout));
-        }
-        match (st.timer, want) {
-            (Some((_, at)), Some(w)) if at <= w => {}
-            (old, Some(w)) => {
-                if let Some((key, _)) = old {
-                    shard.io_cancel_timer(key);
-                }
-                st.timer = Some((shard.io_timer(w, token), w));
-            }
-            (Some((key, _)), None) => {
-                shard.io_cancel_timer(key);
-                st.timer = None;
-            }
-            (None, None) => {}
-        }
-    }
-
     /// A response, chunk or end of stream for request `seq`.
     pub(crate) fn deliver(&self, shard: &Shard, token: Token, seq: u64, delivery: Delivery) {
         let mut st = self.st.borrow_mut();
@@ -395,17 +358,6 @@ impl Connection {
         delivered(st, shard, token);
     }
 
-    /// A request's deadline (504 after it).
-    pub(crate) fn set_deadline(&self, shard: &Shard, token: Token, seq: u64, at: Instant) {
-        let mut guard = self.st.borrow_mut();
-        let st = &mut *guard;
-        st.out.set_deadline(seq, at);
-        if st.timer.is_some_and(|(_, armed)| armed <= at) {
-            return; // it fires first and re-arms for what is due then
-        }
-        self.rearm(st, shard, token);
-    }
-
     fn close(&self, shard: &Shard, token: Token) {
         let mut st = self.st.borrow_mut();
         if st.closed {
@@ -417,16 +369,6 @@ impl Connection {
         }
         self.server.connections.set(self.server.connections.get() - 1);
         shard.io_remove(token, &mut st.stream);
-    }
-}
-
-/// When the client must have sent the head or body being read now (none between requests or
-/// while our own bounds hold reading back).
-fn read_deadline(st: &State, limits: &crate::http::HttpLimits) -> Option<Instant> {
-    match st.phase {
-        Phase::Head => Some(st.phase_since + limits.header_read_timeout),
-        Phase::Body => Some(st.phase_since + limits.body_read_timeout),
-        _ => None,
     }
 }
 
@@ -447,15 +389,6 @@ fn flush_later(st: &mut State, shard: &Shard, token: Token) {
     if !st.flush_queued {
         st.flush_queued = true;
         shard.io_flush_later(token);
-    }
-}
-
-/// The earlier of `at` and `than`, if any.
-#[inline(always)]
-fn earlier(than: Option<Instant>, at: Instant) -> Instant {
-    match than {
-        Some(t) if t < at => t,
-        _ => at,
     }
 }
 
@@ -480,40 +413,7 @@ impl IoSource for Connection {
     }
 
     fn timeout(self: Rc<Self>, shard: &Rc<Shard>, token: Token, now: Instant) {
-        let limits = &self.server.limits;
-        let mut guard = self.st.borrow_mut();
-        let st = &mut *guard;
-        st.timer = None;
-        if st.closed {
-            return;
-        }
-        if let Some((at, _)) = st.linger
-            && now >= at
-        {
-            drop(guard);
-            return self.close(shard, token);
-        }
-        if st.out.unwritten() > 0 && now >= st.active + limits.idle_timeout {
-            log::debug!(target: "pinion::web", "{}: client stopped reading, closing", shard.id);
-            drop(guard);
-            return self.close(shard, token);
-        }
-        if read_deadline(st, limits).is_some_and(|d| now >= d) && !st.out.closing() {
-            // Too slow: 408 after whatever is in flight, then close.
-            let meta = st.codec.abort();
-            st.out.open(meta, None);
-            st.out.complete(meta.seq, crate::http::Response::status(StatusCode(408)));
-        } else if st.phase == Phase::Idle
-            && st.out.in_flight() == 0
-            && st.out.unwritten() == 0
-            && now >= st.active + limits.idle_timeout
-        {
-            drop(guard);
-            return self.close(shard, token);
-        }
-        st.out.expire(now, StatusCode::GATEWAY_TIMEOUT);
-        drop(guard);
-        self.write(shard, token);
+        self.expired(shard, token, now);
     }
 
     fn flush(self: Rc<Self>, shard: &Rc<Shard>, token: Token) {
