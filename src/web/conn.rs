@@ -118,29 +118,30 @@ impl Connection {
     }
 
     /// Reads once if allowed; true if it read something.
+    #[inline(always)]
     fn read(&self, shard: &Rc<Shard>, token: Token) -> bool {
+        // Most calls find the socket drained (a short read said so): a look, not a call.
+        let st = self.st.borrow();
+        if st.closed || !st.readable || st.eof {
+            return false;
+        }
+        drop(st);
+        self.read_now(shard, token)
+    }
+
+    #[inline(never)]
+    fn read_now(&self, shard: &Rc<Shard>, token: Token) -> bool {
         let limits = &self.server.limits;
         let mut guard = self.st.borrow_mut();
         let st = &mut *guard;
         if st.closed || !st.readable || st.eof {
             return false;
         }
-        if let Some((_, discarded)) = &mut st.linger {
-            let mut sink = [0u8; 4096];
-            loop {
-                match io::Read::read(&mut st.stream, &mut sink) {
-                    Ok(0) => break,
-                    Ok(n) if *discarded + n < LINGER_BYTES => *discarded += n,
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                        st.readable = false;
-                        return false;
-                    }
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    _ => break,
-                }
+        if st.linger.is_some() {
+            if discard(st) {
+                drop(guard);
+                self.close(shard, token);
             }
-            drop(guard);
-            self.close(shard, token);
             return false;
         }
         if st.codec.phase() == Phase::Closed
@@ -369,6 +370,26 @@ impl Connection {
         }
         self.server.connections.set(self.server.connections.get() - 1);
         shard.io_remove(token, &mut st.stream);
+    }
+}
+
+/// Lingering: reads and discards what the client still sends. True when it is time to close
+/// (the client finished, failed, or sent too much); false when the socket is drained.
+#[cold]
+fn discard(st: &mut State) -> bool {
+    let Some((_, discarded)) = &mut st.linger else { return true };
+    let mut sink = [0u8; 4096];
+    loop {
+        match io::Read::read(&mut st.stream, &mut sink) {
+            Ok(0) => return true,
+            Ok(n) if *discarded + n < LINGER_BYTES => *discarded += n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                st.readable = false;
+                return false;
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            _ => return true,
+        }
     }
 }
 
