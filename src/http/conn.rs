@@ -8,6 +8,7 @@
 //!   order.
 
 use std::io::{self, Read, Write};
+use std::time::Instant;
 
 use super::body::{BodyDecoder, Decoded};
 use super::head::{self, BodyKind, Head};
@@ -300,17 +301,17 @@ pub fn serve_blocking<IO: Read + Write>(
             match step {
                 Step::Request(req, meta) => {
                     outgoing.open(meta, None);
-                    outgoing.complete(meta.seq, handler(&req));
+                    outgoing.complete(meta.seq, handler(&req), Instant::now());
                     codec.recycle(req);
                 }
                 Step::Refuse(meta, error) => {
                     outgoing.open(meta, None);
-                    outgoing.complete(meta.seq, refusal(&error));
+                    outgoing.complete(meta.seq, refusal(&error), Instant::now());
                 }
                 Step::Continue(seq) => outgoing.interim_continue(seq),
             }
         }
-        if outgoing.write_to(io)? == Flushed::Close || codec.phase() == Phase::Closed {
+        if outgoing.write_to(io, Instant::now())? == Flushed::Close || codec.phase() == Phase::Closed {
             return Ok(());
         }
         if codec.read_from(io)?.0 == 0 {

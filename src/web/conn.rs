@@ -220,7 +220,7 @@ impl Connection {
                         (_, Some((mut resp, request))) => {
                             let mut st = self.st.borrow_mut();
                             // Encoded from where it is (the common response inline).
-                            st.out.complete_from(meta.seq, &mut resp);
+                            st.out.complete_from(meta.seq, &mut resp, || now);
                             resp.discard();
                             if let Some(r) = request {
                                 st.codec.recycle(r);
@@ -236,7 +236,7 @@ impl Connection {
                     }
                     let mut st = self.st.borrow_mut();
                     st.out.open(meta, None);
-                    st.out.complete(meta.seq, refusal(&error));
+                    st.out.complete(meta.seq, refusal(&error), shard.now());
                 }
                 Step::Continue(seq) => self.st.borrow_mut().out.interim_continue(seq),
             }
@@ -252,7 +252,7 @@ impl Connection {
             return;
         }
         let written_before = st.out.written_total();
-        let flushed = st.out.write_to(&mut st.stream);
+        let flushed = st.out.write_to(&mut st.stream, shard.now());
         if st.out.written_total() != written_before {
             // Only progress counts as activity: a client that stops reading runs into the
             // send timeout (`rearm`) however often we try.
@@ -352,7 +352,7 @@ impl Connection {
         if st.closed {
             return;
         }
-        st.out.complete_from(seq, resp);
+        st.out.complete_from(seq, resp, || shard.now());
         if let Some(r) = request {
             st.codec.recycle(r);
         }
