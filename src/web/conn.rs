@@ -438,6 +438,14 @@ impl IoSource for Connection {
     }
 
     fn flush(self: Rc<Self>, shard: &Rc<Shard>, token: Token) {
+        let st = self.st.borrow();
+        let more = st.codec.has_input() || st.held || st.readable && !st.eof;
+        drop(st);
+        if !more {
+            // Most flushes follow answers, with nothing to parse or read: only the write (what
+            // `pump` would come to after finding so).
+            return self.write(shard, token);
+        }
         // (Never deferred again here: the flush is that end of the turn.)
         self.pump(shard, token, false);
     }
