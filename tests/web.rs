@@ -622,17 +622,35 @@ fn web_handler_answer_from_foreign_thread_reaches_client() {
     node.stop();
 }
 
+/// A plain handler that panics.
+fn boom(_: &Request) -> Response {
+    panic!("a plain handler panics, as the test asked")
+}
+
 #[test]
 fn plain_function_handler_panicking_answers_500_and_connection_goes_on() {
-    fn boom(_: &Request) -> Response {
-        panic!("a plain handler panics, as the test asked")
-    }
     let node = start_node("web-handler-fn-panic", 1);
     let server = serve(&node, Router::new().get("/boom", boom).get("/ok", hello));
     let mut client = Client::connect(server.local_addr());
     let resp = client.get("/boom");
     assert_eq!((resp.status, resp.text()), (500, "Internal Server Error"));
     let resp = client.get("/ok");
+    assert_eq!((resp.status, resp.text()), (200, "hello"));
+    node.stop();
+}
+
+#[test]
+fn plain_function_handler_panicking_among_pipelined_requests_answers_500_and_the_rest_in_order() {
+    let node = start_node("web-handler-fn-panic-pipelined", 1);
+    let server = serve(&node, Router::new().get("/boom", boom).get("/ok", hello));
+    let mut client = Client::connect(server.local_addr());
+    let one = |target: &str| format!("GET {target} HTTP/1.1\r\nhost: x\r\n\r\n");
+    client.send([one("/ok"), one("/boom"), one("/ok"), one("/boom"), one("/ok")].concat().as_bytes());
+    for expected in [(200, "hello"), (500, "Internal Server Error"), (200, "hello"), (500, "Internal Server Error")] {
+        let resp = client.read_response(false);
+        assert_eq!((resp.status, resp.text()), expected);
+    }
+    let resp = client.read_response(false);
     assert_eq!((resp.status, resp.text()), (200, "hello"));
     node.stop();
 }
