@@ -338,7 +338,10 @@ impl Outgoing {
     pub(crate) fn set_deadline(&mut self, seq: u64, at: Instant) {
         if let Some(Slot::Waiting { deadline, .. }) = self.slot_mut(seq) {
             *deadline = Some(at);
-            self.deadline_floor = Some(self.deadline_floor.map_or(at, |f| f.min(at)));
+            // (Most deadlines are later than the floor: one comparison, no store.)
+            if self.deadline_floor.is_none_or(|floor| at < floor) {
+                self.deadline_floor = Some(at);
+            }
         }
     }
 

@@ -194,7 +194,9 @@ impl Connection {
                     // Only a handler's panic is contained here; any other goes on up.
                     let (Some(seq), Some(now)) = (running.take(), now) else { resume_unwind(payload) };
                     log::error!(target: "pinion", "a panic while running a web handler was contained: {}", panic_text(&*payload));
-                    self.handled(shard, token, seq, now);
+                    if let Some(at) = self.handled(seq, now) {
+                        self.set_deadline(shard, token, seq, at);
+                    }
                 }
             }
         }
@@ -204,10 +206,15 @@ impl Connection {
     /// whose handler runs.
     fn dispatch_pass(&self, shard: &Rc<Shard>, token: Token, now: &mut Option<Instant>, running: &mut Option<u64>) {
         let limits = &self.server.limits;
+        // The last request's deadline, noted under the next borrow (one borrow less).
+        let mut deadline = None;
         loop {
             // Under one borrow: the next step; a request's slot opened, anything else done.
             let (req, meta) = {
                 let mut st = self.st.borrow_mut();
+                if let Some((seq, at)) = deadline.take() {
+                    self.deadline_in(&mut st, shard, token, seq, at);
+                }
                 if st.closed || st.linger.is_some() {
                     return;
                 }
@@ -250,14 +257,14 @@ impl Connection {
             *running = Some(meta.seq);
             self.server.handler.handle(req);
             *running = None;
-            self.handled(shard, token, meta.seq, now);
+            deadline = self.handled(meta.seq, now).map(|at| (meta.seq, at));
         }
     }
 
     /// What the handler of request `seq` did while it ran: an answer given at once is
-    /// encoded, a deadline noted.
+    /// encoded; a deadline it set is returned, for the caller to note.
     #[inline(always)]
-    fn handled(&self, shard: &Rc<Shard>, token: Token, seq: u64, now: Instant) {
+    fn handled(&self, seq: u64, now: Instant) -> Option<Instant> {
         match dispatch_end() {
             (_, Some((mut resp, request))) => {
                 let mut st = self.st.borrow_mut();
@@ -267,9 +274,9 @@ impl Connection {
                 if let Some(r) = request {
                     st.codec.recycle(r);
                 }
+                None
             }
-            (Some(at), None) => self.set_deadline(shard, token, seq, at),
-            (None, None) => {}
+            (deadline, None) => deadline,
         }
     }
 

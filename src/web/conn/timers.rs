@@ -52,8 +52,12 @@ impl Connection {
 
     /// A request's deadline (504 after it).
     pub(crate) fn set_deadline(&self, shard: &Shard, token: Token, seq: u64, at: Instant) {
-        let mut guard = self.st.borrow_mut();
-        let st = &mut *guard;
+        self.deadline_in(&mut self.st.borrow_mut(), shard, token, seq, at);
+    }
+
+    /// [`set_deadline`](Self::set_deadline) with the state borrowed already.
+    #[inline(always)]
+    pub(super) fn deadline_in(&self, st: &mut State, shard: &Shard, token: Token, seq: u64, at: Instant) {
         st.out.set_deadline(seq, at);
         if st.timer.is_some_and(|(_, armed)| armed <= at) {
             return; // it fires first and re-arms for what is due then
