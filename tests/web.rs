@@ -527,14 +527,21 @@ fn web_handler_missing_target_answers_503_without_retry_after() {
     node.stop();
 }
 
-#[test]
-fn web_handler_unanswered_request_answers_504_and_drops_late_answer() {
-    let node = start_node("web-handler-timeout", 1);
+/// A node serving a `Slow` worker with a 100 ms request timeout, a client of it, and where the
+/// worker tells of its late answers.
+fn slow_service(name: &str) -> (Node, WebServer, Client, mpsc::Receiver<()>) {
+    let node = start_node(name, 1);
     let (late_tx, late) = mpsc::channel();
     let slow = spawn_on(&node, 0, move || Slow { held: Vec::new(), answered_late: late_tx }, 16);
     let options = WebHandlerOptions { request_timeout: Duration::from_millis(100), ..WebHandlerOptions::new(slow) };
     let server = serve(&node, WebHandler::new(options));
-    let mut client = Client::connect(server.local_addr());
+    let client = Client::connect(server.local_addr());
+    (node, server, client, late)
+}
+
+#[test]
+fn web_handler_unanswered_request_answers_504_and_drops_late_answer() {
+    let (node, _server, mut client, late) = slow_service("web-handler-timeout");
 
     // Pipelined: the fast answer waits behind the 504, in request order.
     client.send_request("GET", "/slow", &[]);
@@ -550,6 +557,19 @@ fn web_handler_unanswered_request_answers_504_and_drops_late_answer() {
     let next = client.get("/fast?2");
     assert_eq!((next.status, next.text()), (200, "/fast?2"), "{next:?}");
     assert!(client.buf.is_empty(), "stray bytes: {:?}", String::from_utf8_lossy(&client.buf));
+    node.stop();
+}
+
+#[test]
+fn web_handler_deadline_of_the_last_request_of_a_pipelined_batch_answers_504() {
+    let (node, _server, mut client, _late) = slow_service("web-handler-timeout-last");
+    // One write, the unanswered request last: its deadline is noted after its handler ran.
+    let one = |target: &str| format!("GET {target} HTTP/1.1\r\nhost: x\r\n\r\n");
+    client.send([one("/fast?1"), one("/slow")].concat().as_bytes());
+    let fast = client.read_response(false);
+    assert_eq!((fast.status, fast.text()), (200, "/fast?1"));
+    let timed_out = client.read_response(false);
+    assert_eq!((timed_out.status, timed_out.text()), (504, "Gateway Timeout"), "{timed_out:?}");
     node.stop();
 }
 
@@ -622,17 +642,35 @@ fn web_handler_answer_from_foreign_thread_reaches_client() {
     node.stop();
 }
 
+/// A plain handler that panics.
+fn boom(_: &Request) -> Response {
+    panic!("a plain handler panics, as the test asked")
+}
+
 #[test]
 fn plain_function_handler_panicking_answers_500_and_connection_goes_on() {
-    fn boom(_: &Request) -> Response {
-        panic!("a plain handler panics, as the test asked")
-    }
     let node = start_node("web-handler-fn-panic", 1);
     let server = serve(&node, Router::new().get("/boom", boom).get("/ok", hello));
     let mut client = Client::connect(server.local_addr());
     let resp = client.get("/boom");
     assert_eq!((resp.status, resp.text()), (500, "Internal Server Error"));
     let resp = client.get("/ok");
+    assert_eq!((resp.status, resp.text()), (200, "hello"));
+    node.stop();
+}
+
+#[test]
+fn plain_function_handler_panicking_among_pipelined_requests_answers_500_and_the_rest_in_order() {
+    let node = start_node("web-handler-fn-panic-pipelined", 1);
+    let server = serve(&node, Router::new().get("/boom", boom).get("/ok", hello));
+    let mut client = Client::connect(server.local_addr());
+    let one = |target: &str| format!("GET {target} HTTP/1.1\r\nhost: x\r\n\r\n");
+    client.send([one("/ok"), one("/boom"), one("/ok"), one("/boom"), one("/ok")].concat().as_bytes());
+    for expected in [(200, "hello"), (500, "Internal Server Error"), (200, "hello"), (500, "Internal Server Error")] {
+        let resp = client.read_response(false);
+        assert_eq!((resp.status, resp.text()), expected);
+    }
+    let resp = client.read_response(false);
     assert_eq!((resp.status, resp.text()), (200, "hello"));
     node.stop();
 }

@@ -8,6 +8,7 @@
 //!   order.
 
 use std::io::{self, Read, Write};
+use std::time::Instant;
 
 use super::body::{BodyDecoder, Decoded};
 use super::head::{self, BodyKind, Head};
@@ -110,6 +111,13 @@ impl Codec {
         } else {
             Phase::Idle
         }
+    }
+
+    /// Whether [`next`](Self::next) may find something: a request whose body is being read,
+    /// or bytes it has not looked at (the same partial head is not parsed twice).
+    #[inline(always)]
+    pub(crate) fn has_input(&self) -> bool {
+        !self.closed && (self.current.is_some() || self.start != self.end && self.partial_at.is_none())
     }
 
     /// Stops reading: nothing after this is parsed.
@@ -293,17 +301,17 @@ pub fn serve_blocking<IO: Read + Write>(
             match step {
                 Step::Request(req, meta) => {
                     outgoing.open(meta, None);
-                    outgoing.complete(meta.seq, handler(&req));
+                    outgoing.complete(meta.seq, handler(&req), Instant::now());
                     codec.recycle(req);
                 }
                 Step::Refuse(meta, error) => {
                     outgoing.open(meta, None);
-                    outgoing.complete(meta.seq, refusal(&error));
+                    outgoing.complete(meta.seq, refusal(&error), Instant::now());
                 }
                 Step::Continue(seq) => outgoing.interim_continue(seq),
             }
         }
-        if outgoing.write_to(io)? == Flushed::Close || codec.phase() == Phase::Closed {
+        if outgoing.write_to(io, Instant::now())? == Flushed::Close || codec.phase() == Phase::Closed {
             return Ok(());
         }
         if codec.read_from(io)?.0 == 0 {

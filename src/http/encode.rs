@@ -9,7 +9,7 @@
 
 use std::borrow::Cow;
 use std::cell::Cell;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::request::{Method, Version};
 use super::response::{Body, Response, StatusCode};
@@ -364,43 +364,44 @@ fn push_hex(out: &mut Vec<u8>, mut n: u64) {
 }
 
 /// The `Date` of the responses encoded now: a second of Unix time and its IMF-fixdate.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Date {
     pub(crate) secs: u64,
     pub(crate) text: [u8; 29],
 }
 
 thread_local! {
-    static DATE: Cell<Date> = const { Cell::new(Date { secs: u64::MAX, text: [0; 29] }) };
-    /// The second of `DATE`, [from, until): while the clock is in it the cached date stands,
-    /// checked with two comparisons instead of a conversion of the clock to seconds (half the
-    /// cost of a date). A clock set back leaves it at once.
-    static DATE_SECOND: Cell<(SystemTime, SystemTime)> = const { Cell::new((UNIX_EPOCH, UNIX_EPOCH)) };
+    /// The date of this second and until when it stands, by the clock of [`date_at`]'s callers.
+    static DATE: Cell<(Option<Instant>, Date)> = const { Cell::new((None, Date { secs: u64::MAX, text: [0; 29] })) };
 }
 
-/// The current time as an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), formatted at most once
-/// per second per thread.
-pub(crate) fn date_header() -> Date {
-    let now = SystemTime::now();
-    let (from, until) = DATE_SECOND.get();
-    if from <= now && now < until {
-        return DATE.get();
+/// The `Date` of a response encoded at `now` (the caller's reading of the monotonic clock: a
+/// shard reads it once per turn), as an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), and
+/// until when it stands: the rest of its second by the caller's clock, so a wall clock set back
+/// or forward shows within that second. The wall clock is read and the date formatted once
+/// per second per thread; a caller keeps the date until then (`Outgoing` does).
+pub(crate) fn date_at(now: Instant) -> (Option<Instant>, Date) {
+    match DATE.get() {
+        (Some(until), date) if now < until => (Some(until), date),
+        _ => next_date(now),
     }
-    next_date(now)
 }
 
 #[cold]
 #[inline(never)]
-fn next_date(now: SystemTime) -> Date {
-    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let mut date = DATE.get();
+fn next_date(now: Instant) -> (Option<Instant>, Date) {
+    let wall = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = wall.as_secs();
+    let (_, mut date) = DATE.get();
     if date.secs != secs {
         date = Date { secs, text: imf_fixdate(secs) };
-        DATE.set(date);
     }
-    let from = UNIX_EPOCH + std::time::Duration::from_secs(secs);
-    DATE_SECOND.set((from, from + std::time::Duration::from_secs(1)));
-    date
+    // The rest of this second, from `now`. (`now` may be a little older than the wall clock's
+    // reading: the date is then renewed that much early by the caller's clock, never late.)
+    let rest = Duration::from_nanos(u64::from(1_000_000_000 - wall.subsec_nanos()));
+    let cached = (now.checked_add(rest), date);
+    DATE.set(cached);
+    cached
 }
 
 fn imf_fixdate(secs: u64) -> [u8; 29] {
@@ -452,6 +453,10 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 mod tests {
     use super::*;
 
+    fn date() -> Date {
+        date_at(Instant::now()).1
+    }
+
     #[test]
     fn imf_fixdate_matches_known_dates() {
         assert_eq!(&imf_fixdate(784_111_777), b"Sun, 06 Nov 1994 08:49:37 GMT");
@@ -464,17 +469,20 @@ mod tests {
     fn the_cached_date_is_the_clock_s_second() {
         let secs = || SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
         for _ in 0..3 {
-            let (before, date, after) = (secs(), date_header(), secs());
+            let (before, (until, date), after) = (secs(), date_at(Instant::now()), secs());
             assert!(before <= date.secs && date.secs <= after, "{before} {} {after}", date.secs);
             assert_eq!(date.text, imf_fixdate(date.secs));
-            std::thread::sleep(std::time::Duration::from_millis(600));
+            // It stands for the rest of its second at most.
+            assert!(until.is_some_and(|u| u <= Instant::now() + Duration::from_secs(1)));
+            std::thread::sleep(Duration::from_millis(600));
         }
-        // A second that is not the clock's (as after the clock was set back) is not served.
-        DATE_SECOND.set((
-            UNIX_EPOCH + std::time::Duration::from_secs(secs() + 3600),
-            UNIX_EPOCH + std::time::Duration::from_secs(secs() + 3601),
-        ));
-        let (before, date) = (secs(), date_header());
+        // A second that is not the clock's (as after the clock was set back) is served until
+        // the end of the second it was taken in, not after.
+        let now = Instant::now();
+        let wrong = secs() + 3600;
+        DATE.set((Some(now + Duration::from_millis(500)), Date { secs: wrong, text: imf_fixdate(wrong) }));
+        assert_eq!(date_at(now).1.secs, wrong);
+        let (before, (_, date)) = (secs(), date_at(now + Duration::from_millis(500)));
         assert!(date.secs >= before && date.secs <= secs(), "a date from the wrong second: {}", date.secs);
     }
 
@@ -482,7 +490,7 @@ mod tests {
     fn head_response_has_length_but_no_body() {
         let mut out = Vec::new();
         let to = Answering { method: Method::Head, version: Version::Http11, keep_alive: true };
-        assert!(encode(&Response::text("Hello"), to, &date_header(), &mut out));
+        assert!(encode(&Response::text("Hello"), to, &date(), &mut out));
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("content-length: 5\r\n"), "{text}");
         assert!(text.ends_with("\r\n\r\n"), "{text}");
@@ -494,20 +502,20 @@ mod tests {
         let mut resp = Response::text("ok").header("x-a", "1\r\nx-injected: 1");
         resp.content_type = Some("text/plain\r\nx-injected: 2".into());
         let mut out = Vec::new();
-        encode(&resp, to, &date_header(), &mut out);
+        encode(&resp, to, &date(), &mut out);
         let text = String::from_utf8(out).unwrap();
         assert!(!text.contains("x-injected"), "{text}");
         assert!(text.ends_with("\r\n\r\nok"), "{text}");
         // The cached common head and the general encoder write the same bytes.
         let plain = Response::text("Hello");
         let (mut fast, mut slow) = (Vec::new(), Vec::new());
-        encode(&plain, to, &date_header(), &mut fast);
-        encode(&plain, Answering { keep_alive: true, ..to }, &date_header(), &mut slow);
+        encode(&plain, to, &date(), &mut fast);
+        encode(&plain, Answering { keep_alive: true, ..to }, &date(), &mut slow);
         assert_eq!(fast, slow);
         let mut general = plain.clone();
         general.headers.push(("x-b".into(), b"2".as_slice().into()));
         let mut g = Vec::new();
-        encode(&general, to, &date_header(), &mut g);
+        encode(&general, to, &date(), &mut g);
         let g = String::from_utf8(g).unwrap().replace("x-b: 2\r\n", "");
         assert_eq!(g.as_bytes(), &fast[..]);
     }
@@ -515,7 +523,7 @@ mod tests {
     #[test]
     fn the_cached_head_follows_length_status_and_content_type() {
         let to = Answering { method: Method::Get, version: Version::Http11, keep_alive: true };
-        let date = date_header();
+        let date = date();
         let text = |resp: &Response| {
             let mut out = Vec::new();
             encode(resp, to, &date, &mut out);
@@ -541,7 +549,7 @@ mod tests {
         let mut out = Vec::new();
         let to = Answering { method: Method::Get, version: Version::Http11, keep_alive: true };
         let resp = Response::text("ab").header("Content-Length", "99").header("x-a", "1");
-        encode(&resp, to, &date_header(), &mut out);
+        encode(&resp, to, &date(), &mut out);
         let text = String::from_utf8(out).unwrap();
         assert!(!text.contains("99"), "{text}");
         assert!(text.contains("x-a: 1\r\n"), "{text}");

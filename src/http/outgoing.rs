@@ -1,7 +1,7 @@
 //! [`Outgoing`]: the write half of a connection. One slot per request in flight, in request
 //! order; responses complete their slots in any order and are encoded strictly in order, all
-//! that is ready in one pass per flush (one `Date`), then written with as few `write` calls
-//! as the peer allows.
+//! that is ready in one pass per flush, then written with as few `write` calls as the peer
+//! allows.
 
 use std::io::{self, Write};
 use std::time::Instant;
@@ -152,8 +152,8 @@ pub(crate) struct Outgoing {
     /// HTTP/1.0 requests still `Waiting` (see `holds_pipeline`).
     waiting_http10: usize,
     written_total: u64,
-    /// The `Date` of the responses encoded since the last write (taken at the first).
-    date: Option<encode::Date>,
+    /// The `Date` of the responses encoded now.
+    date: KeptDate,
     /// No waiting request's deadline is earlier (see `next_deadline`).
     deadline_floor: Option<Instant>,
 }
@@ -195,6 +195,16 @@ impl Outgoing {
         self.out.len() - self.written + self.ready_bytes
     }
 
+    /// Nothing to write until an answer comes: the first request in line waits for its
+    /// response (what follows it waits behind it), every byte encoded is written, and no
+    /// `100 Continue` or close is owed.
+    pub(crate) fn waits_for_answers(&self) -> bool {
+        matches!(self.slots.front(), Some(Slot::Waiting { .. }))
+            && self.written == self.out.len()
+            && !self.closing
+            && self.continue_for.is_none()
+    }
+
     /// Opens the slot of a request (`meta.seq` must follow the last one opened).
     #[inline]
     pub(crate) fn open(&mut self, meta: RequestMeta, deadline: Option<Instant>) {
@@ -229,8 +239,8 @@ impl Outgoing {
 
     /// The response to `seq`. False if that request is not waiting (answered already, e.g. by
     /// a timeout, or the connection is gone): the response is dropped.
-    pub(crate) fn complete(&mut self, seq: u64, mut resp: Response) -> bool {
-        let done = self.complete_from(seq, &mut resp);
+    pub(crate) fn complete(&mut self, seq: u64, mut resp: Response, now: Instant) -> bool {
+        let done = self.complete_from(seq, &mut resp, || now);
         resp.discard();
         done
     }
@@ -239,18 +249,14 @@ impl Outgoing {
     /// from where it is (the caller drops it); one that must wait is moved into its slot,
     /// leaving an empty response behind.
     #[inline(always)]
-    pub(crate) fn complete_from(&mut self, seq: u64, resp: &mut Response) -> bool {
+    /// `now` reads the caller's clock, for the `Date` (see [`KeptDate`]).
+    pub(crate) fn complete_from(&mut self, seq: u64, resp: &mut Response, now: impl Fn() -> Instant) -> bool {
         // The common case, inlined: the first in line, a keep-alive HTTP/1.1 request, a
         // response whose head is cached.
         if let (true, Some(&Slot::Waiting { meta, .. })) = (seq == self.head_seq && !self.closing, self.slots.front())
             && meta.keep_alive
             && meta.version == Version::Http11
-            && encode::encode_cached(
-                resp,
-                meta.method,
-                self.date.get_or_insert_with(encode::date_header),
-                &mut self.out,
-            )
+            && encode::encode_cached(resp, meta.method, self.date.get(&now), &mut self.out)
         {
             // A `Waiting` slot owns nothing: forgotten, it is not copied out to be dropped.
             std::mem::forget(self.slots.pop_front());
@@ -260,12 +266,12 @@ impl Outgoing {
             self.head_seq += 1;
             return true;
         }
-        self.complete_general(seq, resp)
+        self.complete_general(seq, resp, now())
     }
 
     /// [`complete_from`](Self::complete_from) for any response.
     #[inline(never)]
-    fn complete_general(&mut self, seq: u64, resp: &mut Response) -> bool {
+    fn complete_general(&mut self, seq: u64, resp: &mut Response, now: Instant) -> bool {
         if !(200..=999).contains(&resp.status.0) {
             // A final response cannot be 1xx (the client would wait for another) or outside
             // three digits.
@@ -285,7 +291,7 @@ impl Outgoing {
                 self.continue_for = None;
             }
             self.close_given |= !meta.keep_alive;
-            self.encode_front(meta, resp);
+            self.encode_front(meta, resp, now);
             return true;
         }
         let Some(i) = seq.checked_sub(self.head_seq) else { return false };
@@ -296,7 +302,7 @@ impl Outgoing {
         }
         *slot = if matches!(resp.body, Body::Streamed) && meta.method != Method::Head && !resp.status.bodiless() {
             let mut head = Vec::new();
-            let keep_alive = encode::encode(resp, answering(meta), &encode::date_header(), &mut head);
+            let keep_alive = encode::encode(resp, answering(meta), self.date.get(|| now), &mut head);
             self.close_given |= !keep_alive;
             Slot::Streaming { chunked: meta.version == Version::Http11, keep_alive, pending: head, finished: false }
         } else {
@@ -332,7 +338,10 @@ impl Outgoing {
     pub(crate) fn set_deadline(&mut self, seq: u64, at: Instant) {
         if let Some(Slot::Waiting { deadline, .. }) = self.slot_mut(seq) {
             *deadline = Some(at);
-            self.deadline_floor = Some(self.deadline_floor.map_or(at, |f| f.min(at)));
+            // (Most deadlines are later than the floor: one comparison, no store.)
+            if self.deadline_floor.is_none_or(|floor| at < floor) {
+                self.deadline_floor = Some(at);
+            }
         }
     }
 
@@ -399,19 +408,19 @@ impl Outgoing {
 
     /// Moves every response at the head of the line into the output buffer.
     #[inline(always)]
-    fn encode_ready(&mut self) {
+    fn encode_ready(&mut self, now: Instant) {
         // Most writes find nothing to encode here (the common answers were encoded as they
         // came): a few compares, not a call.
         if self.continue_for.is_some()
             || self.closing
             || matches!(self.slots.front(), Some(Slot::Ready { .. } | Slot::Streaming { .. }))
         {
-            self.encode_waiting();
+            self.encode_waiting(now);
         }
     }
 
     #[inline(never)]
-    fn encode_waiting(&mut self) {
+    fn encode_waiting(&mut self, now: Instant) {
         loop {
             if self.continue_for == Some(self.head_seq) {
                 // Only while the request is still waiting (an early answer makes it moot).
@@ -430,7 +439,7 @@ impl Outgoing {
                 Some(Slot::Ready { .. }) => {
                     let Some(Slot::Ready { meta, resp }) = self.slots.pop_front() else { return };
                     self.ready_bytes -= resp.body_bytes().len();
-                    self.encode_front(meta, &resp);
+                    self.encode_front(meta, &resp, now);
                 }
                 Some(Slot::Streaming { pending, finished, keep_alive, .. }) => {
                     self.out.append(pending);
@@ -447,11 +456,10 @@ impl Outgoing {
     }
 
     /// Encodes the response to the request at the head of the line (its slot already taken
-    /// out) with the `Date` shared until the next write, and moves the line on.
+    /// out) and moves the line on.
     #[inline(always)]
-    fn encode_front(&mut self, meta: RequestMeta, resp: &Response) {
-        let date = self.date.get_or_insert_with(encode::date_header);
-        let keep_alive = encode::encode(resp, answering(meta), date, &mut self.out);
+    fn encode_front(&mut self, meta: RequestMeta, resp: &Response, now: Instant) {
+        let keep_alive = encode::encode(resp, answering(meta), self.date.get(|| now), &mut self.out);
         self.finish_slot(keep_alive);
     }
 
@@ -463,12 +471,12 @@ impl Outgoing {
     }
 
     /// Writes what is encoded, with as few `write` calls as the peer allows.
-    pub(crate) fn write_to<W: Write>(&mut self, io: &mut W) -> io::Result<Flushed> {
-        // Responses are encoded here, once per flush: every one completed since the last
-        // write shares one `Date` and one pass.
-        self.encode_ready();
-        // The next responses take the time again.
-        self.date = None;
+    /// `now`: the caller's clock, for the `Date` (see [`encode::date_at`]).
+    pub(crate) fn write_to<W: Write>(&mut self, io: &mut W, now: Instant) -> io::Result<Flushed> {
+        // Responses that waited behind others are encoded here, in one pass.
+        self.encode_ready(now);
+        // The next responses look at the clock again.
+        self.date.checked = false;
         while self.written < self.out.len() {
             match io.write(&self.out[self.written..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -490,6 +498,32 @@ impl Outgoing {
     }
 }
 
+/// The `Date` of a connection's responses: the thread's (see [`encode::date_at`]), kept with
+/// the connection until the end of its second by the caller's clock. The clock is looked at
+/// once per write, by the first response encoded after it: the responses encoded between two
+/// writes share a date, so that a pipelined batch costs one look, not one per response.
+#[derive(Debug, Default)]
+struct KeptDate {
+    /// The clock was looked at since the last write.
+    checked: bool,
+    until: Option<Instant>,
+    date: encode::Date,
+}
+
+impl KeptDate {
+    #[inline(always)]
+    fn get(&mut self, now: impl FnOnce() -> Instant) -> &encode::Date {
+        if !self.checked {
+            let now = now();
+            if self.until.is_none_or(|until| now >= until) {
+                (self.until, self.date) = encode::date_at(now);
+            }
+            self.checked = true;
+        }
+        &self.date
+    }
+}
+
 fn answering(meta: RequestMeta) -> Answering {
     Answering { method: meta.method, version: meta.version, keep_alive: meta.keep_alive }
 }
@@ -508,8 +542,8 @@ mod tests {
     fn slots_keep_request_order_across_wrapping_and_growth() {
         let mut out = Outgoing::new();
         let answer = |out: &mut Outgoing, s: u64| {
-            assert!(out.complete(s, Response::text(format!("<{s}>"))));
-            assert!(!out.complete(s, Response::text("twice")));
+            assert!(out.complete(s, Response::text(format!("<{s}>")), Instant::now()));
+            assert!(!out.complete(s, Response::text("twice"), Instant::now()));
         };
         (0..5).for_each(|s| out.open(meta(s), None));
         // The first three answered in order: the line starts further in the ring ...
@@ -519,7 +553,7 @@ mod tests {
         assert_eq!(out.in_flight(), 18);
         (3..21).rev().for_each(|s| answer(&mut out, s));
         let mut sink = Vec::new();
-        assert_eq!(out.write_to(&mut sink).unwrap(), Flushed::Done);
+        assert_eq!(out.write_to(&mut sink, Instant::now()).unwrap(), Flushed::Done);
         assert_eq!(out.in_flight(), 0);
         let text = String::from_utf8(sink).unwrap();
         let bodies: String = text.split("\r\n\r\n").skip(1).map(|b| b.split("HTTP/1.1").next().unwrap()).collect();
@@ -531,21 +565,21 @@ mod tests {
         let mut out = Outgoing::new();
         let text = |out: &mut Outgoing| {
             let mut sink = Vec::new();
-            out.write_to(&mut sink).unwrap();
+            out.write_to(&mut sink, Instant::now()).unwrap();
             String::from_utf8(sink).unwrap()
         };
         let owned = |t: &str| Response::text("x").header("content-type", t.to_owned());
         out.open(meta(0), None);
-        out.complete(0, owned("text/x"));
+        out.complete(0, owned("text/x"), Instant::now());
         assert!(text(&mut out).starts_with("HTTP/1.1 200 OK\r\n"));
         // A head too long to cache empties the cache (its bytes stay) ...
         out.open(meta(1), None);
-        out.complete(1, owned(&format!("text/{}", "y".repeat(300))));
+        out.complete(1, owned(&format!("text/{}", "y".repeat(300))), Instant::now());
         assert!(text(&mut out).starts_with("HTTP/1.1 200 OK\r\n"));
         // ... and no status matches an empty cache, not even 0 (sent as 500; the cached
         // length is still that of `text/x`, and the bytes there those of `text/y…`).
         out.open(meta(2), None);
-        out.complete(2, owned("text/y").with_status(StatusCode(0)));
+        out.complete(2, owned("text/y").with_status(StatusCode(0)), Instant::now());
         assert!(text(&mut out).starts_with("HTTP/1.1 500 Internal Server Error\r\n"));
     }
 
@@ -561,7 +595,7 @@ mod tests {
         out.set_deadline(0, t1);
         assert_eq!(out.next_deadline(), Some(t1));
         // The request with the earlier deadline is answered: the floor may stay early ...
-        assert!(out.complete(0, Response::text("a")));
+        assert!(out.complete(0, Response::text("a"), Instant::now()));
         assert!(out.next_deadline().is_some_and(|d| d <= t2));
         // ... until a timer at it finds nothing due.
         assert_eq!(out.expire(t1, StatusCode::GATEWAY_TIMEOUT), 0);
@@ -570,7 +604,7 @@ mod tests {
         assert_eq!(out.next_deadline(), None);
         // Nothing in flight, no deadline.
         let mut sink = Vec::new();
-        assert_eq!(out.write_to(&mut sink).unwrap(), Flushed::Done);
+        assert_eq!(out.write_to(&mut sink, Instant::now()).unwrap(), Flushed::Done);
         assert_eq!(out.next_deadline(), None);
         let text = String::from_utf8(sink).unwrap();
         assert!(text.contains("200 OK") && text.contains("504 Gateway Timeout"), "{text}");

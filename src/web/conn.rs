@@ -3,13 +3,15 @@
 //! responses come back through [`Connection::deliver`] in any order and are written in
 //! request order, everything ready in one `write`.
 //!
-//! Timers (one per connection, at the earliest of): header read (408, close), body read (408,
-//! close), idle keep-alive (close), each request's deadline (504), the lingering close.
+//! Timers (one per connection, armed and served in `conn/timers.rs`, at the earliest of):
+//! header read (408, close), body read (408, close), idle keep-alive (close), each request's
+//! deadline (504), the lingering close.
 
 use std::any::Any;
 use std::cell::RefCell;
 use std::io::{self, ErrorKind};
 use std::net::Shutdown;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -19,9 +21,12 @@ use mio::{Interest, Registry, Token};
 use super::dispatch::{dispatch_begin, dispatch_end};
 use super::request::{ReplyTo, WebRequest};
 use super::server::{Delivery, ServerShared};
-use crate::http::{Codec, Flushed, Outgoing, Phase, Request, Response, StatusCode, Step, refusal};
+use crate::http::{Codec, Flushed, Outgoing, Phase, Request, Response, Step, refusal};
+use crate::shard::executor::panic_text;
 use crate::shard::io::IoSource;
 use crate::shard::{Readiness, Shard, TimerKey};
+
+mod timers;
 
 /// Read no further while this much is encoded and unwritten (a client that does not read).
 const MAX_UNWRITTEN: usize = 256 * 1024;
@@ -87,40 +92,58 @@ impl Connection {
     }
 
     /// Reads, dispatches and writes until the socket has nothing more or a bound stops it.
-    fn pump(self: &Rc<Self>, shard: &Rc<Shard>, token: Token) {
+    /// `event`: called for a readiness event, before the turn's processes run.
+    fn pump(self: &Rc<Self>, shard: &Rc<Shard>, token: Token, event: bool) {
         for _ in 0..ROUNDS {
             self.dispatch(shard, token);
             if !self.read(shard, token) {
                 break;
             }
         }
+        if event && self.defer_write(shard, token) {
+            return;
+        }
         self.write(shard, token);
     }
 
+    /// Every request read waits for its answer (from an actor, which runs after this event):
+    /// with nothing to write, the write and the timer's re-arm wait for the flush at the end
+    /// of this turn, which writes the answers that came meanwhile. One write and one re-arm
+    /// per turn instead of two; the timer is armed within the same turn either way.
+    fn defer_write(&self, shard: &Shard, token: Token) -> bool {
+        let mut st = self.st.borrow_mut();
+        if st.closed || !st.out.waits_for_answers() {
+            return false;
+        }
+        flush_later(&mut st, shard, token);
+        true
+    }
+
     /// Reads once if allowed; true if it read something.
+    #[inline(always)]
     fn read(&self, shard: &Rc<Shard>, token: Token) -> bool {
+        // Most calls find the socket drained (a short read said so): a look, not a call.
+        let st = self.st.borrow();
+        if st.closed || !st.readable || st.eof {
+            return false;
+        }
+        drop(st);
+        self.read_now(shard, token)
+    }
+
+    #[inline(never)]
+    fn read_now(&self, shard: &Rc<Shard>, token: Token) -> bool {
         let limits = &self.server.limits;
         let mut guard = self.st.borrow_mut();
         let st = &mut *guard;
         if st.closed || !st.readable || st.eof {
             return false;
         }
-        if let Some((_, discarded)) = &mut st.linger {
-            let mut sink = [0u8; 4096];
-            loop {
-                match io::Read::read(&mut st.stream, &mut sink) {
-                    Ok(0) => break,
-                    Ok(n) if *discarded + n < LINGER_BYTES => *discarded += n,
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                        st.readable = false;
-                        return false;
-                    }
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    _ => break,
-                }
+        if st.linger.is_some() {
+            if discard(st) {
+                drop(guard);
+                self.close(shard, token);
             }
-            drop(guard);
-            self.close(shard, token);
             return false;
         }
         if st.codec.phase() == Phase::Closed
@@ -158,14 +181,46 @@ impl Connection {
     }
 
     /// Hands every complete request in the buffer to the handler (no borrow held while it
-    /// runs: a plain-function handler answers re-entrantly).
+    /// runs: a plain-function handler answers re-entrantly). A panicking handler drops its
+    /// request (answered 500); the shard and this connection go on with the next one. The
+    /// panic is caught around the whole pass rather than around each handler: a catch per
+    /// request cost a tenth of the rest of its dispatch.
     fn dispatch(&self, shard: &Rc<Shard>, token: Token) {
-        let limits = &self.server.limits;
-        let mut now = None;
+        let (mut now, mut running) = (None, None);
         loop {
-            let step = {
+            match catch_unwind(AssertUnwindSafe(|| self.dispatch_pass(shard, token, &mut now, &mut running))) {
+                Ok(()) => return,
+                Err(payload) => {
+                    // Only a handler's panic is contained here; any other goes on up.
+                    let (Some(seq), Some(now)) = (running.take(), now) else { resume_unwind(payload) };
+                    log::error!(target: "pinion", "a panic while running a web handler was contained: {}", panic_text(&*payload));
+                    if let Some(at) = self.handled(seq, now) {
+                        self.set_deadline(shard, token, seq, at);
+                    }
+                }
+            }
+        }
+    }
+
+    /// [`dispatch`](Self::dispatch) until a handler panics; `running` is the seq of the request
+    /// whose handler runs.
+    fn dispatch_pass(&self, shard: &Rc<Shard>, token: Token, now: &mut Option<Instant>, running: &mut Option<u64>) {
+        let limits = &self.server.limits;
+        // The last request's deadline, noted under the next borrow (one borrow less).
+        let mut deadline = None;
+        loop {
+            // Under one borrow: the next step; a request's slot opened, anything else done.
+            let (req, meta) = {
                 let mut st = self.st.borrow_mut();
+                if let Some((seq, at)) = deadline.take() {
+                    self.deadline_in(&mut st, shard, token, seq, at);
+                }
                 if st.closed || st.linger.is_some() {
+                    return;
+                }
+                if !st.codec.has_input() {
+                    // Nothing to parse (most calls: a flush, or a look before the read).
+                    st.held = false;
                     return;
                 }
                 if paused(&st, limits) {
@@ -176,44 +231,52 @@ impl Connection {
                 }
                 st.held = false;
                 match st.codec.next(limits) {
-                    Some(step) => step,
+                    Some(Step::Request(req, meta)) => {
+                        st.out.open(meta, None);
+                        (req, meta)
+                    }
+                    Some(Step::Refuse(meta, error)) => {
+                        if error.close {
+                            log::debug!(target: "pinion::web", "{}: closing after {error}", shard.id);
+                        }
+                        st.out.open(meta, None);
+                        st.out.complete(meta.seq, refusal(&error), shard.now());
+                        continue;
+                    }
+                    Some(Step::Continue(seq)) => {
+                        st.out.interim_continue(seq);
+                        continue;
+                    }
                     None => return,
                 }
             };
-            match step {
-                Step::Request(req, meta) => {
-                    self.st.borrow_mut().out.open(meta, None);
-                    let now = *now.get_or_insert_with(|| shard.now());
-                    let to = ReplyTo { node: shard.node.id, shard: shard.id, token, conn: self.id, seq: meta.seq };
-                    let req = WebRequest::new(req, to, now);
-                    dispatch_begin(self.id, meta.seq);
-                    // A panicking handler drops the request (answered 500); the shard and
-                    // this connection go on.
-                    crate::shard::executor::contain("running a web handler", || self.server.handler.handle(req));
-                    match dispatch_end() {
-                        (_, Some((mut resp, request))) => {
-                            let mut st = self.st.borrow_mut();
-                            // Encoded from where it is (the common response inline).
-                            st.out.complete_from(meta.seq, &mut resp);
-                            resp.discard();
-                            if let Some(r) = request {
-                                st.codec.recycle(r);
-                            }
-                        }
-                        (Some(at), None) => self.set_deadline(shard, token, meta.seq, at),
-                        (None, None) => {}
-                    }
+            let now = *now.get_or_insert_with(|| shard.now());
+            let to = ReplyTo { node: shard.node.id, shard: shard.id, token, conn: self.id, seq: meta.seq };
+            let req = WebRequest::new(req, to, now);
+            dispatch_begin(self.id, meta.seq);
+            *running = Some(meta.seq);
+            self.server.handler.handle(req);
+            *running = None;
+            deadline = self.handled(meta.seq, now).map(|at| (meta.seq, at));
+        }
+    }
+
+    /// What the handler of request `seq` did while it ran: an answer given at once is
+    /// encoded; a deadline it set is returned, for the caller to note.
+    #[inline(always)]
+    fn handled(&self, seq: u64, now: Instant) -> Option<Instant> {
+        match dispatch_end() {
+            (_, Some((mut resp, request))) => {
+                let mut st = self.st.borrow_mut();
+                // Encoded from where it is (the common response inline).
+                st.out.complete_from(seq, &mut resp, || now);
+                resp.discard();
+                if let Some(r) = request {
+                    st.codec.recycle(r);
                 }
-                Step::Refuse(meta, error) => {
-                    if error.close {
-                        log::debug!(target: "pinion::web", "{}: closing after {error}", shard.id);
-                    }
-                    let mut st = self.st.borrow_mut();
-                    st.out.open(meta, None);
-                    st.out.complete(meta.seq, refusal(&error));
-                }
-                Step::Continue(seq) => self.st.borrow_mut().out.interim_continue(seq),
+                None
             }
+            (deadline, None) => deadline,
         }
     }
 
@@ -226,7 +289,7 @@ impl Connection {
             return;
         }
         let written_before = st.out.written_total();
-        let flushed = st.out.write_to(&mut st.stream);
+        let flushed = st.out.write_to(&mut st.stream, shard.now());
         if st.out.written_total() != written_before {
             // Only progress counts as activity: a client that stops reading runs into the
             // send timeout (`rearm`) however often we try.
@@ -282,46 +345,6 @@ impl Connection {
         flush_later(&mut self.st.borrow_mut(), shard, token);
     }
 
-    /// Arms the connection's timer for its earliest deadline.
-    fn rearm(&self, st: &mut State, shard: &Shard, token: Token) {
-        let limits = &self.server.limits;
-        // Paused by our own bounds, the connection waits on us, not on the client.
-        let phase = if paused(st, limits) { Phase::Closed } else { st.codec.phase() };
-        // A read phase is timed per request: the next request's head starts its own clock.
-        let position = st.codec.position();
-        if (phase, position) != (st.phase, st.phase_position) {
-            (st.phase, st.phase_position) = (phase, position);
-            st.phase_since = shard.now();
-        }
-        // The earliest of: the requests' deadlines, the lingering close, the read deadline
-        // of a head or body, and `idle_timeout` without progress, for an idle connection or
-        // one whose client stops reading our answers (paused or not).
-        let mut want = st.out.next_deadline();
-        if let Some((at, _)) = st.linger {
-            want = Some(earlier(want, at));
-        }
-        if let Some(at) = read_deadline(st, limits) {
-            want = Some(earlier(want, at));
-        }
-        if st.phase == Phase::Idle && st.out.in_flight() == 0 || st.out.unwritten() > 0 {
-            want = Some(earlier(want, st.active + limits.idle_timeout));
-        }
-        match (st.timer, want) {
-            (Some((_, at)), Some(w)) if at <= w => {}
-            (old, Some(w)) => {
-                if let Some((key, _)) = old {
-                    shard.io_cancel_timer(key);
-                }
-                st.timer = Some((shard.io_timer(w, token), w));
-            }
-            (Some((key, _)), None) => {
-                shard.io_cancel_timer(key);
-                st.timer = None;
-            }
-            (None, None) => {}
-        }
-    }
-
     /// A response, chunk or end of stream for request `seq`.
     pub(crate) fn deliver(&self, shard: &Shard, token: Token, seq: u64, delivery: Delivery) {
         let mut st = self.st.borrow_mut();
@@ -366,22 +389,11 @@ impl Connection {
         if st.closed {
             return;
         }
-        st.out.complete_from(seq, resp);
+        st.out.complete_from(seq, resp, || shard.now());
         if let Some(r) = request {
             st.codec.recycle(r);
         }
         delivered(st, shard, token);
-    }
-
-    /// A request's deadline (504 after it).
-    pub(crate) fn set_deadline(&self, shard: &Shard, token: Token, seq: u64, at: Instant) {
-        let mut guard = self.st.borrow_mut();
-        let st = &mut *guard;
-        st.out.set_deadline(seq, at);
-        if st.timer.is_some_and(|(_, armed)| armed <= at) {
-            return; // it fires first and re-arms for what is due then
-        }
-        self.rearm(st, shard, token);
     }
 
     fn close(&self, shard: &Shard, token: Token) {
@@ -398,13 +410,23 @@ impl Connection {
     }
 }
 
-/// When the client must have sent the head or body being read now (none between requests or
-/// while our own bounds hold reading back).
-fn read_deadline(st: &State, limits: &crate::http::HttpLimits) -> Option<Instant> {
-    match st.phase {
-        Phase::Head => Some(st.phase_since + limits.header_read_timeout),
-        Phase::Body => Some(st.phase_since + limits.body_read_timeout),
-        _ => None,
+/// Lingering: reads and discards what the client still sends. True when it is time to close
+/// (the client finished, failed, or sent too much); false when the socket is drained.
+#[cold]
+fn discard(st: &mut State) -> bool {
+    let Some((_, discarded)) = &mut st.linger else { return true };
+    let mut sink = [0u8; 4096];
+    loop {
+        match io::Read::read(&mut st.stream, &mut sink) {
+            Ok(0) => return true,
+            Ok(n) if *discarded + n < LINGER_BYTES => *discarded += n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                st.readable = false;
+                return false;
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            _ => return true,
+        }
     }
 }
 
@@ -428,15 +450,6 @@ fn flush_later(st: &mut State, shard: &Shard, token: Token) {
     }
 }
 
-/// The earlier of `at` and `than`, if any.
-#[inline(always)]
-fn earlier(than: Option<Instant>, at: Instant) -> Instant {
-    match than {
-        Some(t) if t < at => t,
-        _ => at,
-    }
-}
-
 /// Reading and dispatching wait for responses to be written (our bounds, not the client).
 fn paused(st: &State, limits: &crate::http::HttpLimits) -> bool {
     st.out.in_flight() >= limits.max_in_flight || st.out.unwritten() >= MAX_UNWRITTEN || st.out.holds_pipeline()
@@ -454,48 +467,24 @@ impl IoSource for Connection {
             // The end is in the socket: read until it, short reads notwithstanding.
             st.peer_closed |= ready.read_closed;
         }
-        self.pump(shard, token);
+        self.pump(shard, token, true);
     }
 
     fn timeout(self: Rc<Self>, shard: &Rc<Shard>, token: Token, now: Instant) {
-        let limits = &self.server.limits;
-        let mut guard = self.st.borrow_mut();
-        let st = &mut *guard;
-        st.timer = None;
-        if st.closed {
-            return;
-        }
-        if let Some((at, _)) = st.linger
-            && now >= at
-        {
-            drop(guard);
-            return self.close(shard, token);
-        }
-        if st.out.unwritten() > 0 && now >= st.active + limits.idle_timeout {
-            log::debug!(target: "pinion::web", "{}: client stopped reading, closing", shard.id);
-            drop(guard);
-            return self.close(shard, token);
-        }
-        if read_deadline(st, limits).is_some_and(|d| now >= d) && !st.out.closing() {
-            // Too slow: 408 after whatever is in flight, then close.
-            let meta = st.codec.abort();
-            st.out.open(meta, None);
-            st.out.complete(meta.seq, crate::http::Response::status(StatusCode(408)));
-        } else if st.phase == Phase::Idle
-            && st.out.in_flight() == 0
-            && st.out.unwritten() == 0
-            && now >= st.active + limits.idle_timeout
-        {
-            drop(guard);
-            return self.close(shard, token);
-        }
-        st.out.expire(now, StatusCode::GATEWAY_TIMEOUT);
-        drop(guard);
-        self.write(shard, token);
+        self.expired(shard, token, now);
     }
 
     fn flush(self: Rc<Self>, shard: &Rc<Shard>, token: Token) {
-        self.pump(shard, token);
+        let st = self.st.borrow();
+        let more = st.codec.has_input() || st.held || st.readable && !st.eof;
+        drop(st);
+        if !more {
+            // Most flushes follow answers, with nothing to parse or read: only the write (what
+            // `pump` would come to after finding so).
+            return self.write(shard, token);
+        }
+        // (Never deferred again here: the flush is that end of the turn.)
+        self.pump(shard, token, false);
     }
 
     fn shutdown(self: Rc<Self>, _shard: &Rc<Shard>, _token: Token) {

@@ -190,7 +190,8 @@ impl WebRequest {
     /// handlers run.
     #[inline]
     pub fn set_deadline(&self, deadline: Instant) {
-        if let Some(to) = self.reply() {
+        // (By reference: only the connection and seq are read in the common case.)
+        if let Some(to) = self.inner().and_then(|i| i.reply.as_ref()) {
             server::set_deadline(to, deadline);
         }
     }

@@ -333,9 +333,9 @@ fn deliver_local(shard: &Shard, to: ReplyTo, d: Delivery) {
 /// Sets a request's deadline; only on the connection's own shard. Inline: the common case is
 /// a handler setting it while the connection dispatches the request (a thread-local note).
 #[inline]
-pub(crate) fn set_deadline(to: ReplyTo, at: Instant) {
+pub(crate) fn set_deadline(to: &ReplyTo, at: Instant) {
     if !super::dispatch::note_deadline(to.conn, to.seq, at) {
-        set_deadline_later(to, at);
+        set_deadline_later(*to, at);
     }
 }
 

@@ -1,0 +1,124 @@
+//! A connection's timer: which deadline it is armed for, and what happens when it fires.
+
+use std::rc::Rc;
+use std::time::Instant;
+
+use mio::Token;
+
+use super::{Connection, State, paused};
+use crate::http::{HttpLimits, Phase, StatusCode};
+use crate::shard::Shard;
+
+impl Connection {
+    /// Arms the connection's timer for its earliest deadline.
+    pub(super) fn rearm(&self, st: &mut State, shard: &Shard, token: Token) {
+        let limits = &self.server.limits;
+        // Paused by our own bounds, the connection waits on us, not on the client.
+        let phase = if paused(st, limits) { Phase::Closed } else { st.codec.phase() };
+        // A read phase is timed per request: the next request's head starts its own clock.
+        let position = st.codec.position();
+        if (phase, position) != (st.phase, st.phase_position) {
+            (st.phase, st.phase_position) = (phase, position);
+            st.phase_since = shard.now();
+        }
+        // The earliest of: the requests' deadlines, the lingering close, the read deadline
+        // of a head or body, and `idle_timeout` without progress, for an idle connection or
+        // one whose client stops reading our answers (paused or not).
+        let mut want = st.out.next_deadline();
+        if let Some((at, _)) = st.linger {
+            want = Some(earlier(want, at));
+        }
+        if let Some(at) = read_deadline(st, limits) {
+            want = Some(earlier(want, at));
+        }
+        if st.phase == Phase::Idle && st.out.in_flight() == 0 || st.out.unwritten() > 0 {
+            want = Some(earlier(want, st.active + limits.idle_timeout));
+        }
+        match (st.timer, want) {
+            (Some((_, at)), Some(w)) if at <= w => {}
+            (old, Some(w)) => {
+                if let Some((key, _)) = old {
+                    shard.io_cancel_timer(key);
+                }
+                st.timer = Some((shard.io_timer(w, token), w));
+            }
+            (Some((key, _)), None) => {
+                shard.io_cancel_timer(key);
+                st.timer = None;
+            }
+            (None, None) => {}
+        }
+    }
+
+    /// A request's deadline (504 after it).
+    pub(crate) fn set_deadline(&self, shard: &Shard, token: Token, seq: u64, at: Instant) {
+        self.deadline_in(&mut self.st.borrow_mut(), shard, token, seq, at);
+    }
+
+    /// [`set_deadline`](Self::set_deadline) with the state borrowed already.
+    #[inline(always)]
+    pub(super) fn deadline_in(&self, st: &mut State, shard: &Shard, token: Token, seq: u64, at: Instant) {
+        st.out.set_deadline(seq, at);
+        if st.timer.is_some_and(|(_, armed)| armed <= at) {
+            return; // it fires first and re-arms for what is due then
+        }
+        self.rearm(st, shard, token);
+    }
+
+    /// Its timer fired: whatever is due now (see the module docs).
+    pub(super) fn expired(&self, shard: &Rc<Shard>, token: Token, now: Instant) {
+        let limits = &self.server.limits;
+        let mut guard = self.st.borrow_mut();
+        let st = &mut *guard;
+        st.timer = None;
+        if st.closed {
+            return;
+        }
+        if let Some((at, _)) = st.linger
+            && now >= at
+        {
+            drop(guard);
+            return self.close(shard, token);
+        }
+        if st.out.unwritten() > 0 && now >= st.active + limits.idle_timeout {
+            log::debug!(target: "pinion::web", "{}: client stopped reading, closing", shard.id);
+            drop(guard);
+            return self.close(shard, token);
+        }
+        if read_deadline(st, limits).is_some_and(|d| now >= d) && !st.out.closing() {
+            // Too slow: 408 after whatever is in flight, then close.
+            let meta = st.codec.abort();
+            st.out.open(meta, None);
+            st.out.complete(meta.seq, crate::http::Response::status(StatusCode(408)), now);
+        } else if st.phase == Phase::Idle
+            && st.out.in_flight() == 0
+            && st.out.unwritten() == 0
+            && now >= st.active + limits.idle_timeout
+        {
+            drop(guard);
+            return self.close(shard, token);
+        }
+        st.out.expire(now, StatusCode::GATEWAY_TIMEOUT);
+        drop(guard);
+        self.write(shard, token);
+    }
+}
+
+/// When the client must have sent the head or body being read now (none between requests or
+/// while our own bounds hold reading back).
+fn read_deadline(st: &State, limits: &HttpLimits) -> Option<Instant> {
+    match st.phase {
+        Phase::Head => Some(st.phase_since + limits.header_read_timeout),
+        Phase::Body => Some(st.phase_since + limits.body_read_timeout),
+        _ => None,
+    }
+}
+
+/// The earlier of `at` and `than`, if any.
+#[inline(always)]
+fn earlier(than: Option<Instant>, at: Instant) -> Instant {
+    match than {
+        Some(t) if t < at => t,
+        _ => at,
+    }
+}
