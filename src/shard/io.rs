@@ -108,8 +108,9 @@ impl Shard {
         }
     }
 
-    /// Flushes every source that asked for it this turn (ones that ask again while being
-    /// flushed are flushed next turn).
+    /// Flushes every source that asked for it since the last flush (ones that ask again while
+    /// being flushed are flushed at the next one: after the next run of processes between
+    /// I/O events, or at the end of the turn).
     pub(crate) fn io_flush(self: &Rc<Self>) {
         let mut batch = std::mem::take(&mut *self.io_dirty.borrow_mut());
         for token in batch.drain(..) {

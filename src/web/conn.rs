@@ -336,7 +336,7 @@ impl Connection {
         self.rearm(st, shard, token);
         drop(guard);
         if more && !st_closed(&self.st) {
-            // Responses made room: read on (next turn, so other connections get theirs).
+            // Responses made room: read on at the next flush (after others had their turn).
             self.queue_flush(shard, token);
         }
     }
