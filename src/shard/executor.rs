@@ -16,6 +16,7 @@ compile_error!("pinion packs (node, shard, slot) into a pointer-sized waker: it 
 
 /// Polls up to `max` ready processes. Returns how many were polled.
 pub(crate) fn run_ready(shard: &Rc<Shard>, max: usize) -> usize {
+    shard.queued.set(0);
     let mut polled = 0;
     while polled < max {
         let Some(slot) = shard.run_queue.borrow_mut().pop_front() else { break };

@@ -92,6 +92,9 @@ pub(crate) struct Shard {
     /// Process polls left in this turn for running processes between I/O events (see
     /// `turn::serve_io`): the turn's inbox and timers never wait behind more than this.
     pub(crate) between_polls: Cell<usize>,
+    /// Messages queued to this shard's processes since they last ran (`executor::run_ready`
+    /// resets it): what tells `turn::serve_io` that I/O events have given them a batch.
+    pub(crate) queued: Cell<usize>,
     /// I/O sources (listeners, connections) by token; see `io.rs`.
     io: RefCell<slab::Slab<Rc<dyn io::IoSource>>>,
     /// Sources to flush once the turn's processes have run.
@@ -162,6 +165,7 @@ impl Shard {
             clock: Cell::new(Instant::now()),
             clock_fresh: Cell::new(false),
             between_polls: Cell::new(0),
+            queued: Cell::new(0),
             io: RefCell::new(slab::Slab::new()),
             io_dirty: RefCell::new(Vec::new()),
             registry,
@@ -228,6 +232,7 @@ impl Shard {
             let mut table = self.table.borrow_mut();
             if let Some(e) = table.get_mut(slot as usize).filter(|e| e.generation == generation) {
                 e.mailbox.main.push_back(mail);
+                self.queued.set(self.queued.get() + 1);
                 if e.awaiting_mail {
                     self.enqueue(e, slot);
                 }
@@ -252,6 +257,7 @@ impl Shard {
         match table.get_mut(slot as usize) {
             Some(e) if e.generation == generation => {
                 e.mailbox.main.push_mail(from, value, reply);
+                self.queued.set(self.queued.get() + 1);
                 if e.awaiting_mail {
                     self.enqueue(e, slot);
                 }
@@ -285,6 +291,7 @@ impl Shard {
             return;
         }
         e.mailbox.push(priority, mail);
+        self.queued.set(self.queued.get() + 1);
         if priority == Priority::Urgent {
             bump(&self.attention);
         }

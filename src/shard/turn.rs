@@ -55,28 +55,23 @@ fn worth_spinning(shard: &Shard, last_inbox: Instant) -> bool {
     shard.io_len() == 0 || last_inbox.elapsed() < RECENT
 }
 
-/// Messages queued to ready processes on this shard from which an I/O event's work is run at
-/// once (see `serve_io`): a few dozen requests' buffers fit the L1 data cache; 32 measured
-/// 13 misses per pipelined request, 16 measured 10, and in keep-alive 42 and 28 of 48.
+/// Messages queued to this shard's processes (since they last ran) from which an I/O
+/// event's work is run at once (see `serve_io`): a few dozen requests' buffers fit the L1 data
+/// cache; 32 measured 13 misses per pipelined request, 16 measured 10.
 const RUN_AFTER: usize = 16;
 
-/// At most this many ready processes are looked at to count their queued messages (the
-/// count runs after every I/O event that left work, so it must stay cheap).
-const RUN_LOOK: usize = 4;
-
-/// Serves one I/O event; when the processes it woke (with the earlier events') have
-/// `RUN_AFTER` messages queued, runs them and flushes what they answered before the next
-/// event. So what connections dispatched to processes on this shard (pipelined requests to a
-/// pool's workers) is handled and written while it is still in the cache: left to the end
-/// of the turn, the requests of every ready connection were in flight at once (256 with 16
-/// connections 16 deep) and their buffers no longer fitted the L1 data cache (21 misses per
-/// request in callgrind's cache simulation, against 10 run this way, for 2 % more
-/// instructions). Running after every event instead would poll a pool worker once per
-/// keep-alive request: 18 % more instructions there, and more instruction-cache misses.
+/// Serves one I/O event; once the events since processes last ran have queued `RUN_AFTER`
+/// messages to processes on this shard, runs the ready processes and flushes what they
+/// answered before the next event. So what connections dispatched to processes on this shard
+/// (pipelined requests to a pool's workers) is handled and written while it is still in the
+/// cache: left to the end of the turn, the requests of every ready connection were in flight
+/// at once (256 with 16 connections 16 deep) and their buffers no longer fitted the L1 data
+/// cache (21 misses per request in callgrind's cache simulation, against 10 run this way).
+/// Running after every event instead would poll a pool worker once per keep-alive request.
 fn serve_io(shard: &Rc<Shard>, token: mio::Token, ready: super::Readiness) {
     shard.io_event(token, ready);
     let left = shard.between_polls.get();
-    if left > 0 && queued_to_ready(shard) >= RUN_AFTER {
+    if left > 0 && shard.queued.get() >= RUN_AFTER {
         // Each process ready now is polled once (a process busy on its own, always ready,
         // must not make every event pay a full run), and the turn's share is bounded.
         let ready = shard.run_queue.borrow().len().min(left);
@@ -86,16 +81,6 @@ fn serve_io(shard: &Rc<Shard>, token: mio::Token, ready: super::Readiness) {
         // from when their event is served, not from before the run.
         shard.clock_fresh.set(false);
     }
-}
-
-/// Messages in the main lanes of the first `RUN_LOOK` ready processes.
-fn queued_to_ready(shard: &Shard) -> usize {
-    let queue = shard.run_queue.borrow();
-    if queue.is_empty() {
-        return 0;
-    }
-    let table = shard.table.borrow();
-    queue.iter().take(RUN_LOOK).filter_map(|&slot| table.get(slot as usize)).map(|e| e.mailbox.main.len()).sum()
 }
 
 /// The shard thread: set up, loop until stopped, tear down.
