@@ -192,13 +192,20 @@ impl Shard {
         }
     }
 
-    /// Puts the process whose entry is `e` on the run queue unless it is there already.
-    #[inline]
+    /// Puts the process whose entry is `e` on the run queue unless it is there already: the
+    /// check in line (every push to a process waiting for mail makes it), the queue's push
+    /// (its borrow and its growth path) out of line.
+    #[inline(always)]
     fn enqueue(&self, e: &mut ProcessEntry, slot: u32) {
         if !e.scheduled {
             e.scheduled = true;
-            self.run_queue.borrow_mut().push_back(slot);
+            self.push_run_queue(slot);
         }
+    }
+
+    #[inline(never)]
+    fn push_run_queue(&self, slot: u32) {
+        self.run_queue.borrow_mut().push_back(slot);
     }
 
     /// Dispatches one envelope that arrived through the inbox (or was routed locally).
