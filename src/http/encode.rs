@@ -170,8 +170,8 @@ thread_local! {
 ///
 /// # Safety
 /// No other reference to the cache may exist while the one returned is used, and it must not
-/// outlive the caller's call (the two callers, `encode_common` and `encode_cached`, keep it
-/// within their call and call nothing that reaches the cache again).
+/// outlive the caller's call (its one caller, `append_cached`, keeps it
+/// within its call and calls nothing that reaches the cache again).
 #[inline(always)]
 unsafe fn head_cache<'a>() -> &'a mut HeadCache {
     // (A pointer out of `with`: with the work inside its closure, `with` is not inlined and
@@ -249,15 +249,7 @@ impl HeadCache {
 #[inline(always)]
 fn encode_common(resp: &Response, body: &[u8], method: Method, date: &Date, out: &mut Vec<u8>) -> bool {
     let ctype = resp.content_type.as_deref().unwrap_or("").as_bytes();
-    // SAFETY: the only reference to the cache, used within this call (`fill` and `holds`
-    // do not reach the cache but through it).
-    let h = unsafe { head_cache() };
-    let cached = h.holds(resp, ctype, body.len(), date) || valid_value(ctype) && h.fill(resp, ctype, body.len(), date);
-    if !cached {
-        return false;
-    }
-    append(out, h.head(), if method == Method::Head { &[] } else { body });
-    true
+    append_cached(resp, ctype, body, method, date, out, true)
 }
 
 /// Encodes `resp` if it is a common response (see [`common`]) to a keep-alive HTTP/1.1
@@ -268,10 +260,28 @@ pub(crate) fn encode_cached(resp: &Response, method: Method, date: &Date, out: &
     if !resp.headers.is_empty() {
         return false;
     }
-    // SAFETY: as in `encode_common`.
-    let h = unsafe { head_cache() };
     // (A cached head is that of a valid status with a body: `holds` compares the status.)
-    if !h.holds(resp, ctype.as_bytes(), body.len(), date) {
+    append_cached(resp, ctype.as_bytes(), body, method, date, out, false)
+}
+
+/// The cached head (made now when `fill` and it is not the one held) and `body` (none for
+/// `HEAD`) at the end of `out`; false (nothing written) when the head is not cached.
+#[inline(always)]
+fn append_cached(
+    resp: &Response,
+    ctype: &[u8],
+    body: &[u8],
+    method: Method,
+    date: &Date,
+    out: &mut Vec<u8>,
+    fill: bool,
+) -> bool {
+    // SAFETY: the only reference to the cache, used within this call (`fill` and `holds`
+    // do not reach the cache but through it).
+    let h = unsafe { head_cache() };
+    let cached =
+        h.holds(resp, ctype, body.len(), date) || fill && valid_value(ctype) && h.fill(resp, ctype, body.len(), date);
+    if !cached {
         return false;
     }
     append(out, h.head(), if method == Method::Head { &[] } else { body });

@@ -1,7 +1,7 @@
 //! [`Outgoing`]: the write half of a connection. One slot per request in flight, in request
-//! order; responses complete their slots in any order and are encoded strictly in order, all
-//! that is ready in one pass per flush, then written with as few `write` calls as the peer
-//! allows.
+//! order; responses complete their slots in any order and are encoded strictly in order (one
+//! first in line as it completes, the others that became ready behind it in one pass per
+//! flush), then written with as few `write` calls as the peer allows.
 
 use std::io::{self, Write};
 use std::time::Instant;
@@ -109,6 +109,8 @@ impl Slots {
         if let Some(vacant @ Slot::Vacant) = self.ring.get_mut(at) {
             *vacant = Slot::Waiting { meta, deadline };
             self.len += 1;
+        } else {
+            debug_assert!(false, "INVARIANT: the slot past the line is vacant");
         }
     }
 
@@ -248,8 +250,8 @@ impl Outgoing {
     /// [`complete`](Self::complete) without taking the response: one first in line is encoded
     /// from where it is (the caller drops it); one that must wait is moved into its slot,
     /// leaving an empty response behind.
-    #[inline(always)]
     /// `now` reads the caller's clock, for the `Date` (see [`KeptDate`]).
+    #[inline(always)]
     pub(crate) fn complete_from(&mut self, seq: u64, resp: &mut Response, now: impl Fn() -> Instant) -> bool {
         // The common case, inlined: the first in line, a keep-alive HTTP/1.1 request, a
         // response whose head is cached.
@@ -258,15 +260,22 @@ impl Outgoing {
             && meta.version == Version::Http11
             && encode::encode_cached(resp, meta.method, self.date.get(&now), &mut self.out)
         {
-            // A `Waiting` slot owns nothing: forgotten, it is not copied out to be dropped.
-            std::mem::forget(self.slots.pop_front());
-            if self.continue_for == Some(seq) {
-                self.continue_for = None;
-            }
-            self.head_seq += 1;
+            self.take_front(seq);
+            self.finish_slot(true);
             return true;
         }
         self.complete_general(seq, resp, now())
+    }
+
+    /// Takes the `Waiting` slot of `seq`, first in line, out of the line (a `100 Continue`
+    /// owed to it is moot: its answer is being encoded).
+    #[inline(always)]
+    fn take_front(&mut self, seq: u64) {
+        // A `Waiting` slot owns nothing: forgotten, it is not copied out to be dropped.
+        std::mem::forget(self.slots.pop_front());
+        if self.continue_for == Some(seq) {
+            self.continue_for = None;
+        }
     }
 
     /// [`complete_from`](Self::complete_from) for any response.
@@ -282,13 +291,9 @@ impl Outgoing {
             // First in line: encoded now, without a stop in the slot (a `100 Continue` owed to
             // it is moot, as in `encode_ready`).
             let Some(&Slot::Waiting { meta, .. }) = self.slots.front() else { return false };
-            // A `Waiting` slot owns nothing: forgotten, it is not copied out to be dropped.
-            std::mem::forget(self.slots.pop_front());
+            self.take_front(seq);
             if meta.version == Version::Http10 {
                 self.waiting_http10 -= 1;
-            }
-            if self.continue_for == Some(seq) {
-                self.continue_for = None;
             }
             self.close_given |= !meta.keep_alive;
             self.encode_front(meta, resp, now);
@@ -463,6 +468,7 @@ impl Outgoing {
         self.finish_slot(keep_alive);
     }
 
+    #[inline]
     fn finish_slot(&mut self, keep_alive: bool) {
         self.head_seq += 1;
         if !keep_alive {

@@ -136,9 +136,7 @@ impl Connection {
         let limits = &self.server.limits;
         let mut guard = self.st.borrow_mut();
         let st = &mut *guard;
-        if st.closed || !st.readable || st.eof {
-            return false;
-        }
+        debug_assert!(!(st.closed || !st.readable || st.eof), "`read` looked just before");
         if st.linger.is_some() {
             if discard(st) {
                 drop(guard);

@@ -10,8 +10,9 @@ use std::time::Instant;
 use crate::http::{Body, Request, Response};
 
 /// The request being handed to a handler right now, and what the handler did with it while
-/// it ran: the deadline it set, the response it gave at once (a plain function). Both are
-/// applied by `dispatch` when the handler returns, without looking the connection up again.
+/// it ran: the deadline it set, the response it gave at once (a plain function). The
+/// connection applies both when the handler returns (`Connection::handled`, the deadline under
+/// the dispatch pass's next borrow), without looking itself up again.
 /// The key and the deadline are plain `Cell`s (no destructor, so every check is a few
 /// instructions); only an answer given at once touches the `RefCell`, and only then does
 /// `dispatch_end` look at it.

@@ -82,6 +82,8 @@ impl Spares {
     /// Keeps `inner`, which must hold nothing (no request, no hooks, no `next`).
     #[inline(always)]
     fn push(&self, mut inner: Box<Inner>) {
+        // INVARIANT: a spare holds nothing (`WebRequest::new` forgets what it finds there).
+        debug_assert!(inner.request.is_none() && inner.hooks.is_none() && inner.next.is_none());
         let top = self.0.take();
         let below = top.as_ref().map_or(0, |t| t.below + 1);
         if below < POOL {
