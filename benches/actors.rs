@@ -35,6 +35,11 @@
 //! runtime tokio's LIFO-slot scheduling runs a message's receiver on the sender's worker, so
 //! "cross-shard" numbers would be same-core ones: ~0.6-0.9 µs ping-pong RTT vs ~6-8 µs.)
 //!
+//! Handlers: pinion's `send/*` consumer handles its messages in `handle_message_now`, a plain
+//! function, as actix's `Handler::handle` is; `send/same_shard_async` is the same workload with
+//! pinion's consumer in an `async` `handle_message` (a future per message, as ractor's
+//! `handle`), while actix and ractor run exactly what they run for `send/same_shard`.
+//!
 //! Message shapes: producers send a `u64`; the call request is a `u64` answered with a `u64`.
 //! pinion's and actix's `send/*` consumers have a bounded mailbox of 1024 and the producer
 //! yields and retries while it is full; ractor's mailbox is unbounded, so its producer keeps at
@@ -112,6 +117,7 @@ struct Workload {
 
 const WORKLOADS: &[Workload] = &[
     Workload { id: "send/same_shard", n: [5_000_000; 3], metrics: THROUGHPUT },
+    Workload { id: "send/same_shard_async", n: [5_000_000; 3], metrics: THROUGHPUT },
     Workload { id: "send/cross_shard", n: [5_000_000; 3], metrics: THROUGHPUT },
     Workload { id: "pingpong/cross_shard", n: [100_000; 3], metrics: ROUND_TRIP },
     Workload { id: "call/same_shard", n: [200_000; 3], metrics: CALLS },

@@ -32,6 +32,11 @@
 //! node.stop();
 //! ```
 //!
+//! Handlers are `async`: awaiting inside one (a `call`, a timer) parks that process only. An
+//! actor whose handler does not need to await for a message can take it in
+//! [`Actor::handle_message_now`], a plain function, and skip building a future per message;
+//! it answers [`Handled::Async`] to pass a message on to `handle_message`.
+//!
 //! # Architecture
 //! ```text
 //! Node ── Shard 0 (thread pinned to core c0) ── Poll + Waker, executor, timer wheel, inbox
@@ -161,8 +166,8 @@ pub use error::{CallError, RegisterError, SendError, SpawnError, StartError, Web
 pub use node::{CallFuture, Cores, MAX_NAME_BYTES, MAX_SHARDS, Node, NodeHandle, NodeOptions, SpawnFuture};
 pub use pool::{Placement, Pool, PoolError, PoolInfo, PoolOptions, PoolRef, WorkerInfo};
 pub use process::{
-    Actor, Alias, Context, DEFAULT_MAILBOX, Down, ExitReason, ExitSignal, Message, MonitorRef, NodeId, Pid, Priority,
-    ProcessId, ProcessInfo, ProcessOptions, ProcessState, Reply, ReplyToken, ShardId, Target, TimerRef,
+    Actor, Alias, Context, DEFAULT_MAILBOX, Down, ExitReason, ExitSignal, Handled, Message, MonitorRef, NodeId, Pid,
+    Priority, ProcessId, ProcessInfo, ProcessOptions, ProcessState, Reply, ReplyToken, ShardId, Target, TimerRef,
 };
 pub use shard::ShardInfo;
 pub use supervisor::{

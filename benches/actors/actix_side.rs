@@ -15,7 +15,7 @@ use crate::common::{self, Latencies, MAILBOX, Outcome, Params, WAIT};
 
 pub(crate) fn run(id: &str, p: &Params) -> Result<Outcome, String> {
     match id {
-        "send/same_shard" => send(p, false),
+        "send/same_shard" | "send/same_shard_async" => send(p, false),
         "send/cross_shard" => send(p, true),
         "pingpong/cross_shard" => pingpong(p),
         "call/same_shard" => call(p, false),

@@ -5,16 +5,17 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use pinion::{
-    Actor, Context, Cores, ExitReason, Message, Node, NodeHandle, NodeOptions, Pid, ProcessOptions, Reply, SendError,
-    ShardId,
+    Actor, Context, Cores, ExitReason, Handled, Message, Node, NodeHandle, NodeOptions, Pid, ProcessOptions, Reply,
+    SendError, ShardId,
 };
 
 use crate::common::{self, Latencies, MAILBOX, Outcome, Params, WAIT};
 
 pub(crate) fn run(id: &str, p: &Params) -> Result<Outcome, String> {
     match id {
-        "send/same_shard" => send(p, false),
-        "send/cross_shard" => send(p, true),
+        "send/same_shard" => send(p, false, false),
+        "send/same_shard_async" => send(p, false, true),
+        "send/cross_shard" => send(p, true, false),
         "pingpong/cross_shard" => pingpong(p),
         "call/same_shard" => call(p, false),
         "call/cross_shard" => call(p, true),
@@ -64,14 +65,38 @@ struct Consumer {
     done: mpsc::Sender<(u64, Instant)>,
 }
 
-impl Actor for Consumer {
-    async fn handle_message(&mut self, _ctx: &mut Context, _from: Pid, msg: Message) -> Result<(), ExitReason> {
+impl Consumer {
+    #[inline(always)]
+    fn take(&mut self, msg: &Message) {
         if msg.is::<Stop>() {
             let _ = self.done.send((self.seen, Instant::now()));
         } else {
             black_box(msg.downcast_ref::<u64>());
             self.seen += 1;
         }
+    }
+}
+
+/// The consumer of `send/same_shard` and `send/cross_shard`: a plain-function handler
+/// (`handle_message_now`), as actix's `Handler::handle` is.
+impl Actor for Consumer {
+    fn handle_message_now(&mut self, _ctx: &mut Context, _from: Pid, msg: Message) -> Handled {
+        self.take(&msg);
+        Handled::Done(Ok(()))
+    }
+
+    async fn handle_call(&mut self, _ctx: &mut Context, _from: Pid, _req: Message) -> Result<Reply, ExitReason> {
+        no_call()
+    }
+}
+
+/// The consumer of `send/same_shard_async`: the same work in an `async` handler, as ractor's is
+/// (a future per message).
+struct AsyncConsumer(Consumer);
+
+impl Actor for AsyncConsumer {
+    async fn handle_message(&mut self, _ctx: &mut Context, _from: Pid, msg: Message) -> Result<(), ExitReason> {
+        self.0.take(&msg);
         Ok(())
     }
 
@@ -128,17 +153,19 @@ impl Actor for Producer {
     }
 }
 
-fn send(p: &Params, cross: bool) -> Result<Outcome, String> {
+fn send(p: &Params, cross: bool, in_async: bool) -> Result<Outcome, String> {
     let node = start_node(if cross { 2 } else { 1 })?;
     let h = node.handle();
     let (done_tx, done_rx) = mpsc::channel();
     let (start_tx, start_rx) = mpsc::channel();
     let (n, budget) = (p.n, p.budget);
-    let consumer =
-        spawn_on(&h, u16::from(cross), ProcessOptions { mailbox: MAILBOX, ..Default::default() }, move || Consumer {
-            seen: 0,
-            done: done_tx,
-        })?;
+    let (shard, opts) = (u16::from(cross), ProcessOptions { mailbox: MAILBOX, ..Default::default() });
+    let consumer = Consumer { seen: 0, done: done_tx };
+    let consumer = if in_async {
+        spawn_on(&h, shard, opts, move || AsyncConsumer(consumer))?
+    } else {
+        spawn_on(&h, shard, opts, move || consumer)?
+    };
     let producer =
         spawn_on(&h, 0, ProcessOptions::default(), move || Producer { to: consumer, n, budget, started: start_tx })?;
     h.send(producer, Go).map_err(|e| format!("go: {e}"))?;

@@ -21,7 +21,7 @@ use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::ptr;
 
-pub use actor::{Actor, Reply};
+pub use actor::{Actor, Handled, Reply};
 pub(crate) use call::deadline_after;
 pub use context::{Context, ReplyToken, TimerRef};
 pub use mailbox::Priority;
@@ -340,7 +340,20 @@ async fn serve<A: Actor>(actor: &mut A, ctx: &mut Context) -> ExitReason {
         // and the mail is not used afterwards.
         let result = if unsafe { (*mail).reply.is_none() } {
             // SAFETY: as above.
-            actor.handle_message(ctx, unsafe { (*mail).from }, unsafe { ptr::read(&raw const (*mail).msg) }).await
+            let from = unsafe { (*mail).from };
+            // SAFETY: as above.
+            match actor.handle_message_now(ctx, from, unsafe { ptr::read(&raw const (*mail).msg) }) {
+                // Finished here, not after the `match` below: a result that meets the one
+                // from the awaiting branch is kept in the loop's future, and costs stores.
+                Handled::Done(result) => match finished(ctx, &mut uncounted, result) {
+                    None => continue,
+                    Some(reason) => return reason,
+                },
+                // SAFETY: the mail's message was read out above and is written back.
+                Handled::Async(msg) => unsafe { ptr::write(&raw mut (*mail).msg, msg) },
+            }
+            // SAFETY: as above; the message is read out a second time, once written back.
+            actor.handle_message(ctx, from, unsafe { ptr::read(&raw const (*mail).msg) }).await
         } else {
             // SAFETY: as above.
             let (from, msg, reply) =
@@ -348,15 +361,25 @@ async fn serve<A: Actor>(actor: &mut A, ctx: &mut Context) -> ExitReason {
             let Some(reply) = reply else { unreachable!("a call's mail has its reply") };
             handle_call(actor, ctx, from, msg, *reply).await
         };
-        if uncounted {
-            uncounted = false;
-        } else {
-            ctx.finish_mail();
+        if let Some(reason) = finished(ctx, &mut uncounted, result) {
+            return reason;
         }
-        if let Err(reason) = result {
-            // A self-`Kill` in the same handler wins over the error it returned.
-            return ctx.take_stop().filter(|r| *r == ExitReason::Kill).unwrap_or(reason);
-        }
+    }
+}
+
+/// A mail was handled with `result`: counts it finished (unless it is the one `uncounted`
+/// mail), and answers the reason the process ends with, if it does.
+#[inline(always)]
+fn finished(ctx: &mut Context, uncounted: &mut bool, result: Result<(), ExitReason>) -> Option<ExitReason> {
+    if *uncounted {
+        *uncounted = false;
+    } else {
+        ctx.finish_mail();
+    }
+    match result {
+        Ok(()) => None,
+        // A self-`Kill` in the same handler wins over the error it returned.
+        Err(reason) => Some(ctx.take_stop().filter(|r| *r == ExitReason::Kill).unwrap_or(reason)),
     }
 }
 
