@@ -6,7 +6,7 @@
 use std::mem::MaybeUninit;
 
 use super::request::{Method, Request, Version};
-use super::scan::{self, valid_host};
+use super::scan::{self, Special, valid_host};
 use super::{HttpError, HttpLimits, MAX_HEADERS_LIMIT};
 
 /// How the body of a request is framed.
@@ -104,17 +104,16 @@ struct Fields {
 fn read_fields(req: &Request, version: Version) -> Result<Fields, HttpError> {
     let mut f = Fields::default();
     for (name, value) in req.fields() {
-        // The fields that matter to framing, told apart by length first (most fields are
-        // none of them). The request keeps names lower-case: plain comparisons.
+        // The request keeps names lower-case.
         debug_assert!(!name.iter().any(u8::is_ascii_uppercase));
-        match name {
-            b"host" => {
+        match scan::special(name) {
+            Some(Special::Host) => {
                 f.hosts += 1;
                 if !valid_host(value) {
                     return Err(HttpError::bad("invalid Host"));
                 }
             }
-            b"content-length" => {
+            Some(Special::ContentLength) => {
                 // `1*DIGIT`, or a list of identical values (RFC 9110 §8.6); an empty value or
                 // member is invalid, not skipped: "5," or a second, empty field is refused.
                 for item in value.split(|&b| b == b',') {
@@ -125,26 +124,26 @@ fn read_fields(req: &Request, version: Version) -> Result<Fields, HttpError> {
                     f.length = Some(n);
                 }
             }
-            b"transfer-encoding" => {
+            Some(Special::TransferEncoding) => {
                 f.codings.seen = true;
                 for coding in list(value) {
                     f.codings.push(coding)?;
                 }
             }
-            b"connection" => {
+            Some(Special::Connection) => {
                 for token in list(value) {
                     f.close |= token.eq_ignore_ascii_case(b"close");
                     f.keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
                 }
             }
-            b"expect" => {
+            Some(Special::Expect) => {
                 if value.eq_ignore_ascii_case(b"100-continue") {
                     f.expect_continue = version == Version::Http11;
                 } else {
                     return Err(HttpError::fatal(417, "unsupported expectation"));
                 }
             }
-            _ => {}
+            None => {}
         }
     }
 

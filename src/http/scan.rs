@@ -58,6 +58,32 @@ const fn alphanumeric_and(extra: &[u8]) -> [bool; 256] {
     t
 }
 
+/// The request fields the reading of a head turns on: `Host` (its rules), and the fields
+/// that bear on the framing and the connection. The one list of them: the scanner leaves a
+/// head with any of the latter to `head::read_fields`, which reads their values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Special {
+    Host,
+    Expect,
+    Connection,
+    ContentLength,
+    TransferEncoding,
+}
+
+/// Which [`Special`] field a lower-case `name` is, if any; told apart by length first, as
+/// most fields are none of them.
+#[inline(always)]
+pub(crate) fn special(name: &[u8]) -> Option<Special> {
+    match name.len() {
+        4 if name == b"host" => Some(Special::Host),
+        6 if name == b"expect" => Some(Special::Expect),
+        10 if name == b"connection" => Some(Special::Connection),
+        14 if name == b"content-length" => Some(Special::ContentLength),
+        17 if name == b"transfer-encoding" => Some(Special::TransferEncoding),
+        _ => None,
+    }
+}
+
 /// Reads the head at the start of `buf` into `req` (cleared first), with at most
 /// `max_headers` fields. `None`: not a head this scanner reads (or not complete): ask httparse.
 #[inline(always)]
@@ -99,16 +125,14 @@ pub(crate) fn scan<'a>(buf: &'a mut [u8], max_headers: usize, req: &mut Request)
             return None;
         }
         let value = at + v0..at + v0 + rest[v0..v1].trim_ascii_end().len();
-        // The name is lower-case by now; most are none of these (told apart by length first).
-        match n {
-            4 if rest[..4] == *b"host" => {
+        // The name is lower-case by now.
+        match special(&rest[..n]) {
+            Some(Special::Host) => {
                 hosts += 1;
                 hosts_valid &= valid_host_at(buf, value.clone());
             }
-            6 | 10 | 14 | 17 => {
-                framing |= matches!(&rest[..n], b"expect" | b"connection" | b"content-length" | b"transfer-encoding");
-            }
-            _ => {}
+            Some(_) => framing = true,
+            None => {}
         }
         req.push_header_at(at..at + n, value);
         fields += 1;

@@ -2,7 +2,7 @@
 //! worker.
 //!
 //! # Why two words
-//! Each worker's [`Reservation`] bounds that worker; the pool's [`Gate`] bounds the pool. A
+//! Each worker's [`Reservation`](crate::process::mailbox::Reservation) bounds that worker; the pool's [`Gate`] bounds the pool. A
 //! sender first takes a gate slot (one compare-and-swap on one word), and only then looks for a
 //! worker with room. So "the pool is full" is decided at one point in time, on one word, and
 //! the pool never sheds while it holds fewer than its capacity — even while slots move from one

@@ -203,6 +203,16 @@ impl Shard {
         }
     }
 
+    /// A message was queued to the process `e` in `slot`: counted for the runs between I/O
+    /// events (`turn.rs`), and the process scheduled if it waits for mail.
+    #[inline(always)]
+    fn queued_to(&self, e: &mut ProcessEntry, slot: u32) {
+        self.queued.set(self.queued.get() + 1);
+        if e.awaiting_mail {
+            self.enqueue(e, slot);
+        }
+    }
+
     #[inline(never)]
     fn push_run_queue(&self, slot: u32) {
         self.run_queue.borrow_mut().push_back(slot);
@@ -239,10 +249,7 @@ impl Shard {
             let mut table = self.table.borrow_mut();
             if let Some(e) = table.get_mut(slot as usize).filter(|e| e.generation == generation) {
                 e.mailbox.main.push_back(mail);
-                self.queued.set(self.queued.get() + 1);
-                if e.awaiting_mail {
-                    self.enqueue(e, slot);
-                }
+                self.queued_to(e, slot);
                 return;
             }
         }
@@ -264,10 +271,7 @@ impl Shard {
         match table.get_mut(slot as usize) {
             Some(e) if e.generation == generation => {
                 e.mailbox.main.push_mail(from, value, reply);
-                self.queued.set(self.queued.get() + 1);
-                if e.awaiting_mail {
-                    self.enqueue(e, slot);
-                }
+                self.queued_to(e, slot);
             }
             _ => {
                 drop(table);
@@ -298,13 +302,10 @@ impl Shard {
             return;
         }
         e.mailbox.push(priority, mail);
-        self.queued.set(self.queued.get() + 1);
         if priority == Priority::Urgent {
             bump(&self.attention);
         }
-        if e.awaiting_mail {
-            self.enqueue(e, slot);
-        }
+        self.queued_to(e, slot);
     }
 
     fn dead_letter(&self, mail: Mail, error: CallError) {

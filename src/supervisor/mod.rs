@@ -58,7 +58,7 @@ impl Child {
 ///   first, when it ends: node stop, giving up, or an exit signal with any reason but `Normal`
 ///   (`ctx.exit(supervisor, ExitReason::Shutdown)`).
 ///
-/// The supervisor monitors each child: a child's end reaches it as a [`Down`](crate::Down) (a
+/// The supervisor monitors each child: a child's end reaches it as a [`Down`] (a
 /// child gone before the monitor was set reports `NoProcess`, a failure). A `Down` never ends
 /// its receiver, whatever the reason, so a killed child cannot take its supervisor (and its
 /// siblings) with it. It traps exits, so that an exit
