@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::error::CallError;
 use crate::process::envelope::{CallResult, Signal};
 use crate::process::{Context, ExitReason, PendingCall, Pid};
-use crate::shard::TimerAction;
+use crate::shard::{Shard, TimerAction};
 
 impl Context {
     /// Waits at most `timeout` for the [`Down`](crate::Down) of a monitor on `pid` (set with
@@ -39,13 +39,15 @@ impl Context {
         .await
     }
 
+    /// A new pending entry. Its timeout timer, if it has a deadline, is armed when the
+    /// executor's pass ends ([`arm_timeouts`]), and only if it is still waiting then.
     pub(crate) fn pending(&self, reference: u64, deadline: Option<Instant>) {
-        let timer = deadline.map(|d| {
-            let action = TimerAction::CallTimeout { slot: self.pid.slot, generation: self.pid.generation, reference };
-            self.shard.timers.borrow_mut().insert(d, action)
-        });
         if let Some(e) = self.shard.table.borrow_mut().get_mut(self.pid.slot as usize) {
-            e.calls.push(PendingCall { reference, result: None, timer });
+            e.calls.push(PendingCall { reference, result: None, timer: None });
+            if let Some(deadline) = deadline {
+                let (slot, generation) = (self.pid.slot, self.pid.generation);
+                self.shard.unarmed.borrow_mut().push(Unarmed { slot, generation, reference, deadline });
+            }
         }
     }
 
@@ -66,6 +68,37 @@ impl Context {
 
     pub(crate) fn wait_reply(&self, reference: u64) -> WaitReply<'_> {
         WaitReply { pending: Pending { ctx: self, reference } }
+    }
+}
+
+/// A pending entry whose timeout is not armed yet (see [`arm_timeouts`]).
+pub(crate) struct Unarmed {
+    slot: u32,
+    generation: u32,
+    reference: u64,
+    deadline: Instant,
+}
+
+/// Arms the timeout timers of the pending entries made during the executor's pass that just
+/// ended and still waiting. A same-shard call is usually answered within the pass that made
+/// it (the callee runs, the caller takes the reply), and then it never touches the timer
+/// wheel: an insert and a cancel were 190 of the 2300 instructions of a same-shard call.
+/// Arming at the end of the pass changes no deadline: the wheel fires nothing before the shard
+/// looks at it again, after the pass, and the shard parks only after that.
+#[inline(never)]
+pub(crate) fn arm_timeouts(shard: &Shard) {
+    let mut unarmed = shard.unarmed.borrow_mut();
+    let mut table = shard.table.borrow_mut();
+    let mut timers = shard.timers.borrow_mut();
+    for u in unarmed.drain(..) {
+        let Some(e) = table.get_mut(u.slot as usize).filter(|e| e.generation == u.generation) else { continue };
+        // Answered, timed out or forgotten (the wait dropped) already: nothing to arm.
+        let Some(call) = e.calls.iter_mut().find(|c| c.reference == u.reference && c.result.is_none()) else {
+            continue;
+        };
+        debug_assert!(call.timer.is_none(), "INVARIANT: a pending entry is armed once, here");
+        let action = TimerAction::CallTimeout { slot: u.slot, generation: u.generation, reference: u.reference };
+        call.timer = Some(timers.insert(u.deadline, action));
     }
 }
 

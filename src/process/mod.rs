@@ -22,7 +22,7 @@ use std::pin::Pin;
 use std::ptr;
 
 pub use actor::{Actor, Handled, Reply};
-pub(crate) use call::deadline_after;
+pub(crate) use call::{Unarmed, arm_timeouts, deadline_after};
 pub use context::{Context, ReplyToken, TimerRef};
 pub use mailbox::Priority;
 pub use message::Message;

@@ -23,6 +23,9 @@ pub(crate) fn run_ready(shard: &Rc<Shard>, max: usize) -> usize {
         polled += 1;
         poll_process(shard, slot);
     }
+    if !shard.unarmed.borrow().is_empty() {
+        crate::process::arm_timeouts(shard);
+    }
     polled
 }
 

@@ -66,6 +66,8 @@ pub(crate) struct Shard {
     pub(crate) table: RefCell<ProcessTable<ProcessEntry>>,
     pub(crate) run_queue: RefCell<VecDeque<u32>>,
     pub(crate) timers: RefCell<TimerWheel<TimerAction>>,
+    /// Calls made during the executor's current pass whose timeouts are not armed yet.
+    pub(crate) unarmed: RefCell<Vec<crate::process::Unarmed>>,
     next_ref: Cell<u64>,
     /// Bumped whenever some process here gets a system signal or an urgent message: a
     /// process handling a batch of main-lane messages looks at its mailbox again only when
@@ -153,6 +155,7 @@ impl Shard {
             table: RefCell::new(ProcessTable::new()),
             run_queue: RefCell::new(VecDeque::new()),
             timers: RefCell::new(TimerWheel::new(Instant::now())),
+            unarmed: RefCell::new(Vec::new()),
             next_ref: Cell::new(1),
             attention: Cell::new(0),
             finished: Cell::new(0),
