@@ -49,8 +49,9 @@ pub trait Actor: 'static {
 
     /// Every message [`Actor::handle_message`] would get is offered here first, to a plain
     /// function: an actor that does not need to await for a message handles it here and answers
-    /// [`Handled::Done`], and no future is built for it (a same-shard send and handle costs
-    /// about a fifth less; actix's handlers are plain functions too). Answer
+    /// [`Handled::Done`], and no future is built for it (a same-shard send and handle takes
+    /// 13 % fewer instructions and 17 % less time in `benches/actors.rs`; actix's handlers are
+    /// plain functions too). Answer
     /// [`Handled::Async`] with the message to pass it on to `handle_message` — so an actor can
     /// handle its frequent messages here and leave the ones that await to `handle_message`.
     ///
