@@ -7,7 +7,7 @@
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use pinion::{Actor, Context, Cores, ExitReason, Message, Node, NodeOptions, Pid, ProcessOptions, ShardId};
+use pinion::{Actor, Context, Cores, ExitReason, Handled, Message, Node, NodeOptions, Pid, ProcessOptions, ShardId};
 
 /// A ball with the number of hits left.
 struct Ball(u64);
@@ -22,12 +22,15 @@ struct Player {
     done: Option<mpsc::Sender<Instant>>,
 }
 
+/// A player never awaits, so it handles its messages in `handle_message_now`, a plain
+/// function: no future is built per message. (Had it to await, say a `call`, it would answer
+/// `Handled::Async(msg)` for that message and handle it in the async `handle_message`.)
 impl Actor for Player {
-    async fn handle_message(&mut self, ctx: &mut Context, from: Pid, msg: Message) -> Result<(), ExitReason> {
+    fn handle_message_now(&mut self, ctx: &mut Context, from: Pid, msg: Message) -> Handled {
         let msg = match msg.downcast::<Serve>() {
             Ok(serve) => {
                 let _ = ctx.send(serve.to, Ball(serve.rounds));
-                return Ok(());
+                return Handled::Done(Ok(()));
             }
             Err(msg) => msg,
         };
@@ -36,13 +39,13 @@ impl Actor for Player {
                 if let Some(done) = self.done.take() {
                     let _ = done.send(Instant::now());
                 }
-                return Ok(());
+                return Handled::Done(Ok(()));
             }
             if ctx.send(from, Ball(ball.0 - 1)).is_err() {
-                return Err(ExitReason::custom("the other player is gone"));
+                return Handled::Done(Err(ExitReason::custom("the other player is gone")));
             }
         }
-        Ok(())
+        Handled::Done(Ok(()))
     }
 }
 
