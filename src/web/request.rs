@@ -55,9 +55,8 @@ struct Inner {
     received: Instant,
     /// Allocated by the first hook (most requests have none).
     hooks: Option<Box<Hooks>>,
-    /// While kept for reuse: the next spare, and how many spares follow this one.
+    /// While kept for reuse: the next spare.
     next: Option<Box<Inner>>,
-    below: usize,
 }
 
 type Hooks = [Option<Arc<dyn ResponseHook>>; HOOKS];
@@ -67,15 +66,20 @@ const POOL: usize = 1024;
 
 /// The recycled `Inner`s of a thread, linked through their `next`: taking one and giving one
 /// back are a few moves, where a `RefCell<Vec<_>>` costs a borrow flag and a length check each.
-struct Spares(std::cell::Cell<Option<Box<Inner>>>);
+struct Spares {
+    top: std::cell::Cell<Option<Box<Inner>>>,
+    /// How many spares are kept (at most `POOL`).
+    len: std::cell::Cell<usize>,
+}
 
 impl Spares {
     // (The cell is empty between `take` and `replace`, and a spare's `next` is empty while
     // it is in use: what `replace` hands back is `None`, forgotten rather than dropped.)
     #[inline(always)]
     fn pop(&self) -> Option<Box<Inner>> {
-        let mut top = self.0.take()?;
-        std::mem::forget(self.0.replace(top.next.take()));
+        let mut top = self.top.take()?;
+        std::mem::forget(self.top.replace(top.next.take()));
+        self.len.set(self.len.get() - 1);
         Some(top)
     }
 
@@ -84,14 +88,11 @@ impl Spares {
     fn push(&self, mut inner: Box<Inner>) {
         // INVARIANT: a spare holds nothing (`WebRequest::new` forgets what it finds there).
         debug_assert!(inner.request.is_none() && inner.hooks.is_none() && inner.next.is_none());
-        let top = self.0.take();
-        let below = top.as_ref().map_or(0, |t| t.below + 1);
-        if below < POOL {
-            inner.below = below;
-            std::mem::forget(std::mem::replace(&mut inner.next, top));
-            std::mem::forget(self.0.replace(Some(inner)));
-        } else {
-            std::mem::forget(self.0.replace(top));
+        let len = self.len.get();
+        if len < POOL {
+            self.len.set(len + 1);
+            std::mem::forget(std::mem::replace(&mut inner.next, self.top.take()));
+            std::mem::forget(self.top.replace(Some(inner)));
         }
     }
 }
@@ -100,7 +101,7 @@ impl Drop for Spares {
     /// One box after the other (dropped as a chain, the list would recurse as deep as it is
     /// long).
     fn drop(&mut self) {
-        let mut next = self.0.take();
+        let mut next = self.top.take();
         while let Some(mut inner) = next {
             next = inner.next.take();
         }
@@ -108,7 +109,7 @@ impl Drop for Spares {
 }
 
 thread_local! {
-    static SPARES: Spares = const { Spares(std::cell::Cell::new(None)) };
+    static SPARES: Spares = const { Spares { top: std::cell::Cell::new(None), len: std::cell::Cell::new(0) } };
 }
 
 impl WebRequest {
@@ -121,7 +122,7 @@ impl WebRequest {
     }
     fn inner_mut(&mut self) -> &mut Inner {
         self.0.get_or_insert_with(|| {
-            Box::new(Inner { request: None, reply: None, received: Instant::now(), hooks: None, next: None, below: 0 })
+            Box::new(Inner { request: None, reply: None, received: Instant::now(), hooks: None, next: None })
         })
     }
 }
@@ -155,7 +156,6 @@ impl WebRequest {
                 received,
                 hooks: None,
                 next: None,
-                below: 0,
             }))),
         }
     }
