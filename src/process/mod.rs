@@ -335,9 +335,12 @@ async fn serve<A: Actor>(actor: &mut A, ctx: &mut Context) -> ExitReason {
         // `from` is read in each branch (read before the branch, it was stored for the call
         // path and read again in the other).
         // SAFETY: `mail` points to an initialized mail that this loop owns, taken off the
-        // batch (which nothing touches before the reads below) or held above; each field is
-        // read out exactly once (`from` is `Copy`; `reply` is only looked at when absent),
-        // and the mail is not used afterwards.
+        // batch (which nothing touches before the reads below: only this loop's `next` and
+        // `next_batched` and the context's drop do, and `handle_message_now`, which runs
+        // between them, can reach none of those) or held above; each field is read out
+        // exactly once (`from` is `Copy`; `reply` is only looked at when absent; a message
+        // handed back by `handle_message_now` is written back first), and the mail is not
+        // used afterwards.
         let result = if unsafe { (*mail).reply.is_none() } {
             // SAFETY: as above.
             let from = unsafe { (*mail).from };
