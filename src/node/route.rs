@@ -59,9 +59,12 @@ pub(crate) fn send<M: Any + Send>(
         if shard.id == pid.shard && pid.node == shard.node_id {
             if let Some(Ok(())) = shard.remote().table.get(pid.slot).map(|r| r.try_reserve(pid.generation)) {
                 match priority {
-                    Priority::Main => shard.push_main(pid.slot, pid.generation, from, msg, reply.map(Box::new)),
+                    Priority::Main => {
+                        shard.push_main(pid.slot, pid.generation, from, msg, reply.map(crate::process::envelope::boxed))
+                    }
                     Priority::Urgent => {
-                        let mail = Mail { from, msg: into_message(msg), reply: reply.map(Box::new) };
+                        let mail =
+                            Mail { from, msg: into_message(msg), reply: reply.map(crate::process::envelope::boxed) };
                         shard.deliver_mail(pid.slot, pid.generation, mail, priority, None);
                     }
                 }
@@ -95,7 +98,7 @@ fn send_local_refused<M: Any + Send>(
     }
     match reserved {
         Some(Ok(())) => {
-            let mail = Mail { from, msg: into_message(msg), reply: reply.map(Box::new) };
+            let mail = Mail { from, msg: into_message(msg), reply: reply.map(crate::process::envelope::boxed) };
             shard.deliver_mail(pid.slot, pid.generation, mail, priority, None);
             Ok(pid.shard)
         }
@@ -189,7 +192,7 @@ fn send_resolved<M: Any + Send>(
         Err(Reserve::Full) => return refuse(SendError::MailboxFull(msg), reply),
         Err(Reserve::Stale) => return refuse(gone(msg), reply),
     }
-    let mail = Mail { from, msg: into_message(msg), reply: reply.map(Box::new) };
+    let mail = Mail { from, msg: into_message(msg), reply: reply.map(crate::process::envelope::boxed) };
     match local {
         Some(shard) => shard.deliver_mail(pid.slot, pid.generation, mail, priority, alias),
         None => {

@@ -84,7 +84,7 @@ pub(crate) fn send_full<M: Any + Send>(
                 node,
                 here.map(|s| &**s),
                 pid,
-                Mail { from, msg: into_message(msg), reply: reply.map(Box::new) },
+                Mail { from, msg: into_message(msg), reply: reply.map(crate::process::envelope::boxed) },
                 priority,
             );
             Ok(pid.shard)
@@ -137,7 +137,7 @@ pub(crate) fn send<M: Any + Send>(
     });
     match placed {
         Admit::Placed(Placed::Here(shard, slot, generation)) => {
-            shard.push_main(slot, generation, from, msg, reply.map(Box::new));
+            shard.push_main(slot, generation, from, msg, reply.map(crate::process::envelope::boxed));
             Ok(shard.id)
         }
         Admit::Placed(Placed::There(worker)) => {
@@ -145,7 +145,7 @@ pub(crate) fn send<M: Any + Send>(
                 node,
                 here.map(|s| &**s),
                 worker,
-                Mail { from, msg: into_message(msg), reply: reply.map(Box::new) },
+                Mail { from, msg: into_message(msg), reply: reply.map(crate::process::envelope::boxed) },
                 priority,
             );
             Ok(worker.shard)
@@ -184,7 +184,7 @@ pub(crate) fn forward(
                     &shard.node,
                     Some(&*shard),
                     worker,
-                    Mail { from, msg, reply: reply.map(Box::new) },
+                    Mail { from, msg, reply: reply.map(crate::process::envelope::boxed) },
                     Priority::Main,
                 );
                 return Ok(());

@@ -1,8 +1,11 @@
 //! What travels between processes and shards: [`Mail`] (a user message with its sender and, for
 //! a call, where the reply goes), system signals, replies, and the [`Envelope`] that carries any
 //! of them across shards — the only runtime value that crosses threads.
+#![allow(unsafe_code, reason = "a call's boxed responder is moved out of its box, which is kept for the next call")]
 
 use std::any::Any;
+use std::cell::Cell;
+use std::mem::MaybeUninit;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::Instant;
@@ -23,6 +26,38 @@ pub(crate) struct Mail {
     /// moves a 64-byte `Mail` instead of a 96-byte one at every step.
     pub(crate) reply: Option<Box<Responder<CallResult>>>,
     pub(crate) from: Pid,
+}
+
+thread_local! {
+    /// One spare allocation for a call's boxed responder (see [`boxed`]).
+    static SPARE_RESPONDER: Cell<Option<Box<MaybeUninit<Responder<CallResult>>>>> = const { Cell::new(None) };
+}
+
+/// Boxes a call's responder for its [`Mail`], in the thread's spare box if it has one. A
+/// same-shard call's callee takes its responder out ([`unboxed`]) just before the caller's next
+/// call needs a box: the pair of them reuses one allocation instead of a `malloc` and a `free`
+/// per call (about 125 of a same-shard call's 2000 instructions).
+#[inline]
+pub(crate) fn boxed(responder: Responder<CallResult>) -> Box<Responder<CallResult>> {
+    match SPARE_RESPONDER.try_with(Cell::take).ok().flatten() {
+        Some(spare) => Box::write(spare, responder),
+        None => Box::new(responder),
+    }
+}
+
+/// Takes the responder out of its box and keeps the box as the thread's spare.
+#[inline]
+pub(crate) fn unboxed(responder: Box<Responder<CallResult>>) -> Responder<CallResult> {
+    let raw = Box::into_raw(responder);
+    // SAFETY: `raw` is the pointer of a live `Box<Responder<_>>`, read out exactly once here;
+    // from now on its memory is treated as uninitialized (the box below never drops a value).
+    let value = unsafe { raw.read() };
+    // SAFETY: `MaybeUninit<T>` has the layout of `T`, so the allocation is a valid
+    // `Box<MaybeUninit<T>>`; its value was moved out above.
+    let spare = unsafe { Box::from_raw(raw.cast::<MaybeUninit<Responder<CallResult>>>()) };
+    // (While the thread's locals are being destroyed, the box is simply freed.)
+    let _ = SPARE_RESPONDER.try_with(|cell| cell.set(Some(spare)));
+    value
 }
 
 /// The outcome of a call, as delivered to the caller.
@@ -321,8 +356,29 @@ pub(crate) fn into_message<M: Any + Send>(m: M) -> Message {
 
 #[cfg(test)]
 mod tests {
-    use super::Tick;
+    use super::{CallResult, Responder, Slot, Tick, boxed, unboxed};
+    use crate::error::CallError;
+    use crate::process::Message;
     use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_responder_box_is_kept_for_the_next_call_and_both_responders_still_answer() {
+        let (first_slot, second_slot) = (Slot::<CallResult>::new(), Slot::<CallResult>::new());
+        let first = boxed(Responder::external(first_slot.clone()));
+        let address = std::ptr::from_ref(&*first).addr();
+        let first = unboxed(first);
+        let second = boxed(Responder::external(second_slot.clone()));
+        assert_eq!(std::ptr::from_ref(&*second).addr(), address, "the spare box is used again");
+        // The responder moved out of the box answers its own waiter ...
+        assert!(first.respond(Ok(Message::new(7u64))));
+        let answer = first_slot.wait(None, || Err(CallError::Timeout)).map(|m| m.downcast::<u64>().ok());
+        assert_eq!(answer, Ok(Some(7)));
+        // ... and the one written into the spare box is a whole responder: dropped unanswered,
+        // it tells its waiter so.
+        drop(second);
+        let answer = second_slot.wait(None, || Err(CallError::Timeout)).map(drop);
+        assert_eq!(answer, Err(CallError::NoReply));
+    }
 
     #[test]
     fn a_tick_passes_at_its_deadline_and_at_most_a_millisecond_before() {

@@ -362,7 +362,7 @@ async fn serve<A: Actor>(actor: &mut A, ctx: &mut Context) -> ExitReason {
             let (from, msg, reply) =
                 unsafe { ((*mail).from, ptr::read(&raw const (*mail).msg), ptr::read(&raw const (*mail).reply)) };
             let Some(reply) = reply else { unreachable!("a call's mail has its reply") };
-            handle_call(actor, ctx, from, msg, *reply).await
+            handle_call(actor, ctx, from, msg, envelope::unboxed(reply)).await
         };
         if let Some(reason) = finished(ctx, &mut uncounted, result) {
             return reason;
