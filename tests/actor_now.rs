@@ -234,6 +234,8 @@ fn an_error_from_handle_message_now_ends_the_process_after_terminate() {
     let (watcher, events) = probe(&h, 0);
     let (split, rx) = spawn_split(&h, 1, ProcessOptions::default());
     let _: pinion::MonitorRef = ask(&h, watcher, Cmd::Monitor(split.into()));
+    // The monitor request travels from shard 0; the Split must not end before it lands.
+    wait_until("the monitor is in effect", || h.process_info(split).is_ok_and(|i| i.monitors == 1));
     let reason = ExitReason::custom("refused now");
     h.send(split, FailNow(reason.clone())).expect("send FailNow");
     h.send(split, 7u64).expect("a message queued behind it");
@@ -253,6 +255,7 @@ fn a_panic_in_handle_message_now_ends_only_its_process() {
     let (split, rx) = spawn_split(&h, 0, ProcessOptions::default());
     let (neighbour, neighbour_rx) = spawn_split(&h, 0, ProcessOptions::default());
     let _: pinion::MonitorRef = ask(&h, watcher, Cmd::Monitor(split.into()));
+    wait_until("the monitor is in effect", || h.process_info(split).is_ok_and(|i| i.monitors == 1));
     h.send(split, PanicNow).expect("send PanicNow");
     let (_, down) = expect(&events, "the Down", |e| matches!(e, Event::Down { down, .. } if down.pid == split));
     let Event::Down { down, .. } = down else { unreachable!() };

@@ -75,7 +75,9 @@ fn wait_down_answers_or_times_out(name: &str, shards: usize) {
     let (lives, _events) = probe(&h, shards - 1);
     h.send(waiter, WaitFor { pid: lives, timeout: Duration::from_millis(20) }).expect("send WaitFor");
     assert_eq!(report(&rx, "the wait to time out"), Report::Waited(None));
-    // The monitor stays: the later Down comes as a message.
+    // The monitor stays: the later Down comes as a message. (Waited for, so that the end
+    // below cannot overtake the monitor request on its way from the waiter's shard.)
+    wait_until("the monitor is in effect", || h.process_info(lives).is_ok_and(|i| i.monitors == 1));
     h.send(lives, Cmd::Fail(ExitReason::custom("later"))).expect("send Fail");
     assert_eq!(report(&rx, "the Down as a message"), Report::DownMessage(lives, ExitReason::custom("later")));
     node.stop();
