@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use crate::error::{SendError, SpawnError};
 use crate::node::{NodeShared, registry};
-use crate::process::envelope::{CallResult, Envelope, Kind, Mail, Responder, Signal, Tick, into_message};
+use crate::process::envelope::{self, CallResult, Envelope, Kind, Mail, Responder, Signal, Tick, into_message};
 use crate::process::mailbox::Reserve;
 use crate::process::{ExitReason, NodeId, Pid, Priority, ShardId, Target};
 use crate::shard::{Shard, SpawnRequest, with_current};
@@ -59,12 +59,9 @@ pub(crate) fn send<M: Any + Send>(
         if shard.id == pid.shard && pid.node == shard.node_id {
             if let Some(Ok(())) = shard.remote().table.get(pid.slot).map(|r| r.try_reserve(pid.generation)) {
                 match priority {
-                    Priority::Main => {
-                        shard.push_main(pid.slot, pid.generation, from, msg, reply.map(crate::process::envelope::boxed))
-                    }
+                    Priority::Main => shard.push_main(pid.slot, pid.generation, from, msg, reply.map(envelope::boxed)),
                     Priority::Urgent => {
-                        let mail =
-                            Mail { from, msg: into_message(msg), reply: reply.map(crate::process::envelope::boxed) };
+                        let mail = Mail::new(from, into_message(msg), reply);
                         shard.deliver_mail(pid.slot, pid.generation, mail, priority, None);
                     }
                 }
@@ -98,7 +95,7 @@ fn send_local_refused<M: Any + Send>(
     }
     match reserved {
         Some(Ok(())) => {
-            let mail = Mail { from, msg: into_message(msg), reply: reply.map(crate::process::envelope::boxed) };
+            let mail = Mail::new(from, into_message(msg), reply);
             shard.deliver_mail(pid.slot, pid.generation, mail, priority, None);
             Ok(pid.shard)
         }
@@ -192,7 +189,7 @@ fn send_resolved<M: Any + Send>(
         Err(Reserve::Full) => return refuse(SendError::MailboxFull(msg), reply),
         Err(Reserve::Stale) => return refuse(gone(msg), reply),
     }
-    let mail = Mail { from, msg: into_message(msg), reply: reply.map(crate::process::envelope::boxed) };
+    let mail = Mail::new(from, into_message(msg), reply);
     match local {
         Some(shard) => shard.deliver_mail(pid.slot, pid.generation, mail, priority, alias),
         None => {

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 
 use crate::error::{CallError, SendError};
 use crate::node::{NodeShared, route};
-use crate::process::envelope::{CallResult, Envelope, Kind, Mail, Responder, Signal, into_message};
+use crate::process::envelope::{self, CallResult, Envelope, Kind, Mail, Responder, Signal, into_message};
 use crate::process::mailbox::{Reservation, Reserve};
 use crate::process::table::SharedTable;
 use crate::process::{Context, ExitReason, Message, Pid, Priority, ShardId, link};
@@ -80,13 +80,7 @@ pub(crate) fn send_full<M: Any + Send>(
     pool.gate.force_acquire();
     match reservation.try_reserve_within(pid.generation, pool.worker_capacity) {
         Ok(()) => {
-            deliver(
-                node,
-                here.map(|s| &**s),
-                pid,
-                Mail { from, msg: into_message(msg), reply: reply.map(crate::process::envelope::boxed) },
-                priority,
-            );
+            deliver(node, here.map(|s| &**s), pid, Mail::new(from, into_message(msg), reply), priority);
             Ok(pid.shard)
         }
         Err(e) => {
@@ -137,17 +131,11 @@ pub(crate) fn send<M: Any + Send>(
     });
     match placed {
         Admit::Placed(Placed::Here(shard, slot, generation)) => {
-            shard.push_main(slot, generation, from, msg, reply.map(crate::process::envelope::boxed));
+            shard.push_main(slot, generation, from, msg, reply.map(envelope::boxed));
             Ok(shard.id)
         }
         Admit::Placed(Placed::There(worker)) => {
-            deliver(
-                node,
-                here.map(|s| &**s),
-                worker,
-                Mail { from, msg: into_message(msg), reply: reply.map(crate::process::envelope::boxed) },
-                priority,
-            );
+            deliver(node, here.map(|s| &**s), worker, Mail::new(from, into_message(msg), reply), priority);
             Ok(worker.shard)
         }
         Admit::Full | Admit::NoRoom => {
@@ -180,13 +168,7 @@ pub(crate) fn forward(
     } else {
         match admit(&pool.gate, SCANS, || place(&shard.node, Some(&*shard), pool)) {
             Admit::Placed(worker) => {
-                deliver(
-                    &shard.node,
-                    Some(&*shard),
-                    worker,
-                    Mail { from, msg, reply: reply.map(crate::process::envelope::boxed) },
-                    Priority::Main,
-                );
+                deliver(&shard.node, Some(&*shard), worker, Mail::new(from, msg, reply), Priority::Main);
                 return Ok(());
             }
             Admit::Full | Admit::NoRoom => {

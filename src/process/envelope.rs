@@ -28,6 +28,15 @@ pub(crate) struct Mail {
     pub(crate) from: Pid,
 }
 
+impl Mail {
+    /// A mail from `from`; a call's responder is boxed in the thread's spare box (see
+    /// [`boxed`]).
+    #[inline]
+    pub(crate) fn new(from: Pid, msg: Message, reply: Option<Responder<CallResult>>) -> Mail {
+        Mail { msg, reply: reply.map(boxed), from }
+    }
+}
+
 thread_local! {
     /// One spare allocation for a call's boxed responder (see [`boxed`]).
     static SPARE_RESPONDER: Cell<Option<Box<MaybeUninit<Responder<CallResult>>>>> = const { Cell::new(None) };
