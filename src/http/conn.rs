@@ -8,6 +8,7 @@
 //!   order.
 
 use std::io::{self, Read, Write};
+use std::rc::Rc;
 use std::time::Instant;
 
 use super::body::{BodyDecoder, Decoded};
@@ -15,6 +16,7 @@ use super::head::{self, BodyKind, Head};
 use super::outgoing::{Flushed, Outgoing};
 use super::request::{Method, Request, Version};
 use super::response::Response;
+use super::spares::{READ_CHUNK, Spares};
 use super::{HttpError, HttpLimits};
 
 /// What the connection remembers about a request until its response is written.
@@ -62,7 +64,7 @@ struct Partial {
 }
 
 /// Bytes in, requests out.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Codec {
     /// INVARIANT: fully initialized (`len` is its size); the data is `buf[start..end]`.
     buf: Vec<u8>,
@@ -75,24 +77,23 @@ pub(crate) struct Codec {
     current: Option<Partial>,
     next_seq: u64,
     closed: bool,
-    /// Spare requests to parse into (recycled by the caller), at most `MAX_SPARES`.
-    #[allow(clippy::vec_box, reason = "the boxes are what is recycled: requests move as one pointer")]
-    spares: Vec<Box<Request>>,
+    /// Where the read buffer and the requests come from and go back to.
+    spares: Rc<Spares>,
 }
 
-/// Spare requests a codec keeps (one per request a pipelining client has in flight).
-const MAX_SPARES: usize = 64;
-
-/// Buffers grown past this by one big request or response give the memory back afterwards.
-pub(crate) const SHRINK_ABOVE: usize = 1024 * 1024;
-pub(crate) const SHRINK_TO: usize = 64 * 1024;
-
-/// Least free space offered to one `read` call.
-const READ_CHUNK: usize = 8 * 1024;
-
 impl Codec {
-    pub(crate) fn new() -> Codec {
-        Codec::default()
+    /// A codec that takes its read buffer and requests from `spares`.
+    pub(crate) fn new(spares: &Rc<Spares>) -> Codec {
+        Codec {
+            buf: Vec::new(),
+            start: 0,
+            end: 0,
+            partial_at: None,
+            current: None,
+            next_seq: 0,
+            closed: false,
+            spares: spares.clone(),
+        }
     }
 
     /// How many requests (and refusals) the codec has started: changes when a new one begins.
@@ -146,11 +147,18 @@ impl Codec {
         meta
     }
 
-    /// A request to parse into next (keeps its buffers' capacity).
-    pub(crate) fn recycle(&mut self, mut req: Box<Request>) {
-        req.shrink(SHRINK_TO);
-        if self.spares.len() < MAX_SPARES {
-            self.spares.push(req);
+    /// A request whose handling is over, kept for the next (see [`Spares`]).
+    pub(crate) fn recycle(&mut self, req: Box<Request>) {
+        self.spares.give_request(req);
+    }
+
+    /// Gives the read buffer back once every byte in it is consumed (see
+    /// [`Spares`]): an idle connection holds none.
+    #[inline(always)]
+    fn release_if_consumed(&mut self) {
+        if self.start == self.end && !self.buf.is_empty() {
+            self.spares.give_read_buf(std::mem::take(&mut self.buf));
+            (self.start, self.end, self.partial_at) = (0, 0, None);
         }
     }
 
@@ -159,6 +167,9 @@ impl Codec {
     pub(crate) fn read_from<R: Read>(&mut self, io: &mut R) -> io::Result<(usize, usize)> {
         if self.start == self.end {
             (self.start, self.end) = (0, 0);
+        }
+        if self.buf.is_empty() {
+            self.buf = self.spares.take_read_buf();
         }
         if self.buf.len() - self.end < READ_CHUNK {
             if self.start > 0 {
@@ -190,11 +201,11 @@ impl Codec {
             if self.start == self.end || self.partial_at.is_some() {
                 return None;
             }
-            let mut req = self.spares.pop().unwrap_or_default();
+            let mut req = self.spares.take_request();
             let input = &mut self.buf[self.start..self.end];
             match head::parse(input, limits, &mut req) {
                 Ok(None) => {
-                    self.spares.push(req);
+                    self.spares.give_request(req);
                     self.partial_at = Some((self.start, self.end));
                     return None;
                 }
@@ -208,6 +219,7 @@ impl Codec {
                 }
                 Ok(Some(head)) => {
                     self.start += head.len;
+                    self.release_if_consumed();
                     let seq = self.next_seq;
                     self.next_seq += 1;
                     if head.body == BodyKind::None {
@@ -233,6 +245,7 @@ impl Codec {
         } {
             Ok(d) => {
                 self.start += d.consumed;
+                self.release_if_consumed();
                 if !d.done {
                     return None;
                 }
@@ -294,8 +307,9 @@ pub fn serve_blocking<IO: Read + Write>(
     limits: &HttpLimits,
     mut handler: impl FnMut(&Request) -> Response,
 ) -> io::Result<()> {
-    let mut codec = Codec::new();
-    let mut outgoing = Outgoing::new();
+    let spares = Spares::new();
+    let mut codec = Codec::new(&spares);
+    let mut outgoing = Outgoing::new(&spares);
     loop {
         while let Some(step) = codec.next(limits) {
             match step {
@@ -317,5 +331,58 @@ pub fn serve_blocking<IO: Read + Write>(
         if codec.read_from(io)?.0 == 0 {
             return Ok(());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+
+    fn request(codec: &mut Codec, mut bytes: &[u8]) -> Option<Box<Request>> {
+        codec.read_from(&mut bytes).expect("reading a slice");
+        match codec.next(&HttpLimits::default())? {
+            Step::Request(req, _) => Some(req),
+            other => panic!("not a request: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn connections_hold_buffers_only_while_bytes_wait_in_them() {
+        let spares = Spares::new();
+        let (mut a, mut b) = (Codec::new(&spares), Codec::new(&spares));
+        let mut out = Outgoing::new(&spares);
+        let req = request(&mut a, GET).expect("a whole request");
+        // Every byte read was parsed: the read buffer went back ...
+        assert_eq!((a.buf.capacity(), spares.kept()), (0, (0, 1, 0)));
+        out.open(RequestMeta { seq: 0, method: Method::Get, version: Version::Http11, keep_alive: true }, None);
+        assert!(out.complete(0, Response::text("hi"), Instant::now()));
+        let mut wire = Vec::new();
+        assert_eq!(out.write_to(&mut wire, Instant::now()).unwrap(), Flushed::Done);
+        assert!(wire.ends_with(b"\r\n\r\nhi"));
+        // ... and so did the write buffer, once written; the request goes back when answered.
+        assert_eq!(spares.kept(), (0, 1, 1));
+        let at: *const Request = &*req;
+        a.recycle(req);
+        assert_eq!(spares.kept(), (1, 1, 1));
+        // Another connection of the same server takes the same request to parse into.
+        let again = request(&mut b, b"GET /two HTTP/1.1\r\nHost: x\r\n\r\n").expect("a whole request");
+        assert_eq!((&*again as *const Request, again.path()), (at, "/two"));
+    }
+
+    #[test]
+    fn a_partial_head_keeps_its_buffer_and_its_bytes() {
+        let spares = Spares::new();
+        let mut codec = Codec::new(&spares);
+        let (first, rest) = GET.split_at(10);
+        assert!(request(&mut codec, first).is_none());
+        assert_eq!(codec.phase(), Phase::Head);
+        assert_eq!(&codec.buf[codec.start..codec.end], first);
+        // Another connection meanwhile takes its own buffer, not this one.
+        let mut other = Codec::new(&spares);
+        assert!(request(&mut other, GET).is_some());
+        assert!(request(&mut codec, rest).is_some_and(|r| r.path() == "/"));
+        assert_eq!(codec.buf.capacity(), 0);
     }
 }

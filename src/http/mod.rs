@@ -13,6 +13,8 @@
 //! - `outgoing.rs`: responses strictly in request order, even when completed out of order;
 //!   all that is ready encoded in one pass and written in one call.
 //! - `response.rs`: [`Response`], [`StatusCode`], [`Body`].
+//! - `spares.rs`: request boxes and read and write buffers recycled by a server's connections
+//!   on a shard, shared between them (a connection holds a buffer only while bytes wait in it).
 //! - `encode.rs`: the response encoder: status line, cached `Date` and common head,
 //!   fixed-length or chunked bodies, `HEAD`.
 //!
@@ -29,6 +31,7 @@ mod outgoing;
 mod request;
 mod response;
 mod scan;
+mod spares;
 
 use std::fmt;
 use std::time::Duration;
@@ -42,6 +45,7 @@ pub use conn::serve_blocking;
 pub(crate) use conn::{Codec, Phase, Step, refusal};
 pub(crate) use outgoing::{Flushed, Outgoing};
 pub(crate) use response::cow_bytes;
+pub(crate) use spares::Spares;
 
 /// Bounds on what a client may send, with defaults close to nginx's and hyper's.
 #[derive(Debug, Clone)]

@@ -4,12 +4,14 @@
 //! flush), then written with as few `write` calls as the peer allows.
 
 use std::io::{self, Write};
+use std::rc::Rc;
 use std::time::Instant;
 
-use super::conn::{RequestMeta, SHRINK_ABOVE, SHRINK_TO};
+use super::conn::RequestMeta;
 use super::encode::{self, Answering};
 use super::request::{Method, Version};
 use super::response::{Body, Response, StatusCode};
+use super::spares::Spares;
 
 /// A request in flight, in request order.
 #[derive(Debug)]
@@ -135,7 +137,7 @@ impl Slots {
 }
 
 /// Responses in, bytes out, in request order.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Outgoing {
     out: Vec<u8>,
     /// Bytes of `out` already written.
@@ -158,6 +160,8 @@ pub(crate) struct Outgoing {
     date: KeptDate,
     /// No waiting request's deadline is earlier (see `next_deadline`).
     deadline_floor: Option<Instant>,
+    /// Where the write buffer comes from and goes back to.
+    spares: Rc<Spares>,
 }
 
 /// How a write went.
@@ -172,8 +176,23 @@ pub(crate) enum Flushed {
 }
 
 impl Outgoing {
-    pub(crate) fn new() -> Outgoing {
-        Outgoing::default()
+    /// Takes its write buffer from `spares` while it has bytes to write.
+    pub(crate) fn new(spares: &Rc<Spares>) -> Outgoing {
+        Outgoing {
+            out: Vec::new(),
+            written: 0,
+            head_seq: 0,
+            slots: Slots::default(),
+            continue_for: None,
+            closing: false,
+            close_given: false,
+            ready_bytes: 0,
+            waiting_http10: 0,
+            written_total: 0,
+            date: KeptDate::default(),
+            deadline_floor: None,
+            spares: spares.clone(),
+        }
     }
 
     /// A response that ends the connection was encoded.
@@ -258,7 +277,7 @@ impl Outgoing {
         if let (true, Some(&Slot::Waiting { meta, .. })) = (seq == self.head_seq && !self.closing, self.slots.front())
             && meta.keep_alive
             && meta.version == Version::Http11
-            && encode::encode_cached(resp, meta.method, self.date.get(&now), &mut self.out)
+            && encode::encode_cached(resp, meta.method, self.date.get(&now), room(&mut self.out, &self.spares))
         {
             self.take_front(seq);
             self.finish_slot(true);
@@ -332,7 +351,7 @@ impl Outgoing {
         encode::encode_chunk(data, *chunked, pending);
         if at_head {
             // First in line: its head and earlier chunks are in `pending` or already out.
-            self.out.append(pending);
+            room(&mut self.out, &self.spares).append(pending);
             Some(self.out.len() - self.written)
         } else {
             Some(pending.len())
@@ -430,7 +449,7 @@ impl Outgoing {
             if self.continue_for == Some(self.head_seq) {
                 // Only while the request is still waiting (an early answer makes it moot).
                 if matches!(self.slots.front(), None | Some(Slot::Waiting { .. })) {
-                    self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                    room(&mut self.out, &self.spares).extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
                 }
                 self.continue_for = None;
             }
@@ -447,7 +466,7 @@ impl Outgoing {
                     self.encode_front(meta, &resp, now);
                 }
                 Some(Slot::Streaming { pending, finished, keep_alive, .. }) => {
-                    self.out.append(pending);
+                    room(&mut self.out, &self.spares).append(pending);
                     if !*finished {
                         return;
                     }
@@ -464,7 +483,8 @@ impl Outgoing {
     /// out) and moves the line on.
     #[inline(always)]
     fn encode_front(&mut self, meta: RequestMeta, resp: &Response, now: Instant) {
-        let keep_alive = encode::encode(resp, answering(meta), self.date.get(|| now), &mut self.out);
+        let keep_alive =
+            encode::encode(resp, answering(meta), self.date.get(|| now), room(&mut self.out, &self.spares));
         self.finish_slot(keep_alive);
     }
 
@@ -495,13 +515,20 @@ impl Outgoing {
                 Err(e) => return Err(e),
             }
         }
-        self.out.clear();
+        // All written: the buffer goes back to the spares.
+        self.spares.give_write_buf(std::mem::take(&mut self.out));
         self.written = 0;
-        if self.out.capacity() > SHRINK_ABOVE {
-            self.out.shrink_to(SHRINK_TO);
-        }
         Ok(if self.closing { Flushed::Close } else { Flushed::Done })
     }
+}
+
+/// `out`, holding a buffer from `spares` if it held none.
+#[inline(always)]
+fn room<'a>(out: &'a mut Vec<u8>, spares: &Spares) -> &'a mut Vec<u8> {
+    if out.capacity() == 0 {
+        *out = spares.take_write_buf();
+    }
+    out
 }
 
 /// The `Date` of a connection's responses: the thread's (see [`encode::date_at`]), kept with
@@ -546,7 +573,7 @@ mod tests {
 
     #[test]
     fn slots_keep_request_order_across_wrapping_and_growth() {
-        let mut out = Outgoing::new();
+        let mut out = Outgoing::new(&Spares::new());
         let answer = |out: &mut Outgoing, s: u64| {
             assert!(out.complete(s, Response::text(format!("<{s}>")), Instant::now()));
             assert!(!out.complete(s, Response::text("twice"), Instant::now()));
@@ -568,7 +595,7 @@ mod tests {
 
     #[test]
     fn an_invalid_status_is_never_sent_with_a_cached_head() {
-        let mut out = Outgoing::new();
+        let mut out = Outgoing::new(&Spares::new());
         let text = |out: &mut Outgoing| {
             let mut sink = Vec::new();
             out.write_to(&mut sink, Instant::now()).unwrap();
@@ -591,7 +618,7 @@ mod tests {
 
     #[test]
     fn the_deadline_floor_is_never_late_and_made_exact_by_expire() {
-        let mut out = Outgoing::new();
+        let mut out = Outgoing::new(&Spares::new());
         let t0 = Instant::now();
         let (t1, t2) = (t0 + Duration::from_secs(1), t0 + Duration::from_secs(2));
         out.open(meta(0), None);

@@ -73,8 +73,8 @@ impl Connection {
     pub(crate) fn new(id: u64, server: Rc<ServerShared>, stream: TcpStream, now: Instant) -> Connection {
         let st = State {
             stream,
-            codec: Codec::new(),
-            out: Outgoing::new(),
+            codec: Codec::new(&server.spares),
+            out: Outgoing::new(&server.spares),
             readable: false,
             eof: false,
             peer_closed: false,

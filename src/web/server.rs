@@ -20,7 +20,7 @@ use super::conn::Connection;
 use super::handler::Handler;
 use super::request::ReplyTo;
 use crate::error::WebServerError;
-use crate::http::{HttpLimits, Request, Response};
+use crate::http::{HttpLimits, Request, Response, Spares};
 use crate::node::{NodeHandle, route};
 use crate::process::ShardId;
 use crate::shard::io::IoSource;
@@ -171,6 +171,8 @@ pub(crate) struct ServerShared {
     pub(crate) limits: HttpLimits,
     /// Open connections of this server on this shard.
     pub(crate) connections: Cell<usize>,
+    /// Request boxes and I/O buffers its connections share (see `http::spares`).
+    pub(crate) spares: Rc<Spares>,
 }
 
 struct Listener {
@@ -185,7 +187,7 @@ fn install(
     handler: Arc<dyn Handler>,
     limits: HttpLimits,
 ) -> std::io::Result<()> {
-    let server = Rc::new(ServerShared { id, handler, limits, connections: Cell::new(0) });
+    let server = Rc::new(ServerShared { id, handler, limits, connections: Cell::new(0), spares: Spares::new() });
     let source = Listener { server, socket: RefCell::new(TcpListener::from_std(listener)) };
     shard.io_insert(Rc::new(source), Interest::READABLE).map(drop)
 }
