@@ -116,11 +116,13 @@ impl Slots {
         }
     }
 
-    /// Twice the room (at least 8), the line moved to the start.
+    /// Twice the room (at least 2: a keep-alive connection that does not pipeline needs no
+    /// more, and an idle one keeps its ring; a slot is a `Response` wide), the line moved to
+    /// the start.
     #[cold]
     #[inline(never)]
     fn grow(&mut self) {
-        let size = (self.ring.len() * 2).max(8);
+        let size = (self.ring.len() * 2).max(2);
         let mut ring: Vec<Slot> = Vec::with_capacity(size);
         for i in 0..self.len {
             let at = self.at(i);
@@ -526,7 +528,8 @@ impl Outgoing {
 #[inline(always)]
 fn room<'a>(out: &'a mut Vec<u8>, spares: &Spares) -> &'a mut Vec<u8> {
     if out.capacity() == 0 {
-        *out = spares.take_write_buf();
+        // (The empty buffer replaced owns nothing: no drop to check for.)
+        std::mem::forget(std::mem::replace(out, spares.take_write_buf()));
     }
     out
 }
