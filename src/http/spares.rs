@@ -23,8 +23,8 @@ use super::request::Request;
 pub(crate) const READ_CHUNK: usize = 8 * 1024;
 
 /// Buffers whose capacity grew past this (one big request or response) are freed rather than
-/// kept.
-pub(crate) const KEEP_AT_MOST: usize = 64 * 1024;
+/// kept: what a server keeps on a shard stays a few MiB at most, however big a burst was.
+pub(crate) const KEEP_AT_MOST: usize = 16 * 1024;
 
 /// A bounded stack of spares: taking one and giving one back are a few loads and stores (no
 /// borrow flag, no growth check), as they happen for every request.
@@ -62,7 +62,7 @@ impl<T, const N: usize> Stack<T, N> {
 
 /// The spares of a server's connections on one shard (see the module docs).
 pub(crate) struct Spares {
-    requests: Stack<Box<Request>, 1024>,
+    requests: Stack<Box<Request>, 512>,
     /// INVARIANT: every one is fully initialized (`len` is its size) and at least `READ_CHUNK`.
     reads: Stack<Vec<u8>, 64>,
     /// INVARIANT: every one is empty, with some capacity.
