@@ -80,7 +80,9 @@
 //! connection closes without reading another byte as a request. A `WebWorker` lacking a
 //! standard method answers 405 with `Allow` (Ergo: 501; RFC 9110 keeps 501 for unknown
 //! methods, which the connection answers itself). Feature `interop` converts to and from the
-//! `http` crate's types.
+//! `http` crate's types. A server's connections on a shard share their read and write buffers
+//! and request boxes, holding them only while bytes wait in them: the few in use stay in cache,
+//! and an idle keep-alive connection costs under 1 KB.
 //!
 //! # Pools: exact backpressure without an actor hop
 //! A [`Pool`] of `size` workers with mailboxes of `mailbox` is spawned like any process and
