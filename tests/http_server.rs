@@ -539,6 +539,45 @@ fn pipelined_burst_of_50_is_answered_in_order() {
     served.stop();
 }
 
+/// The connections of a shard share their read buffers and request boxes: a connection that
+/// holds half a head or half a body keeps its bytes while others on the shard take and give
+/// back buffers many times over, and its request is answered whole when the rest comes.
+#[test]
+fn partial_requests_keep_their_bytes_while_other_connections_are_served() {
+    let seen = Seen::default();
+    let served = Served::start(support::node("hs-spares", 1), echo(&seen), HttpLimits::default());
+    let posts: Vec<Vec<u8>> = (0..8)
+        .map(|i| {
+            let body = format!("body-of-{i}-").repeat(i + 1);
+            format!("POST /c/{i} HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n{body}", body.len()).into_bytes()
+        })
+        .collect();
+    // Half of each: in the head for the even ones, in the body for the odd ones.
+    let cut = |i: usize, p: &[u8]| if i.is_multiple_of(2) { 20 } else { p.len() - 5 };
+    let mut partial: Vec<Client> = posts.iter().map(|_| served.connect()).collect();
+    for (i, (c, p)) in partial.iter_mut().zip(&posts).enumerate() {
+        c.send(&p[..cut(i, p)]);
+    }
+    std::thread::sleep(SPLIT_PAUSE);
+    let mut busy = served.connect();
+    for round in 0..10 {
+        let burst: Vec<u8> = (0..20).flat_map(|j| get(&format!("/busy/{round}/{j}"))).collect();
+        busy.send(&burst);
+        for (j, a) in busy.responses(20).iter().enumerate() {
+            assert_eq!((a.status, a.text()), (200, format!("GET /busy/{round}/{j} 0|")));
+        }
+    }
+    for (i, (c, p)) in partial.iter_mut().zip(&posts).enumerate() {
+        c.send(&p[cut(i, p)..]);
+        let body = format!("body-of-{i}-").repeat(i + 1);
+        let a = c.responses(1).remove(0);
+        assert_eq!((a.status, a.text()), (200, format!("POST /c/{i} {}|{body}", body.len())));
+    }
+    partial.iter_mut().for_each(Client::finish);
+    busy.finish();
+    served.stop();
+}
+
 #[test]
 fn pipelined_burst_of_50_through_actor_is_answered_in_order() {
     let node = support::node("hs-burst-actor", 2);
