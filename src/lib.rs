@@ -100,6 +100,11 @@
 //!   → worker's mailbox (direct, or its shard's inbox)
 //! worker finishes a run of n messages → worker slots back (n) → gate slots back (n)
 //! ```
+//! A connection that has read a pipelined burst takes the slots for the whole burst at once
+//! (up to 32: one CAS on the gate, one on a local worker) and gives back those its requests
+//! did not use when the dispatch pass ends. Admission stays exact in count; for the length of
+//! one pass, `PoolInfo::held` counts those slots too, and a sender on another shard finds them
+//! taken as if the burst had been admitted first.
 //!
 //! # Messages
 //! A [`Message`] is any `Send + 'static` value, type-erased. Values up to 32 bytes (aligned to

@@ -330,3 +330,81 @@ fn backpressure_serves_exactly_pool_times_mailbox_plus_pool_and_sheds_the_rest()
     let stats = ex.get("/stats").text();
     assert!(stats.contains("capacity 220 held 0 shed 80 processed 220"), "{stats}");
 }
+
+/// Splits a stream of fixed-length responses: (status, `Retry-After`) of each.
+fn statuses(mut raw: &[u8]) -> Vec<(u16, Option<String>)> {
+    let mut out = Vec::new();
+    while !raw.is_empty() {
+        let end = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("the end of a response head") + 4;
+        let r = Reply::parse(&raw[..end], true).expect("a response head");
+        let len: usize = r.header("content-length").expect("a fixed-length response").parse().expect("a length");
+        out.push((r.status, r.header("retry-after").map(str::to_owned)));
+        raw = &raw[end + len..];
+    }
+    out
+}
+
+/// Writes `burst` on a new connection and reads every response until it closes.
+fn pipelined(addr: SocketAddr, burst: &str) -> Vec<(u16, Option<String>)> {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(burst.as_bytes()).expect("write a burst");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read the responses");
+    statuses(&raw)
+}
+
+/// The same bound with requests pipelined (a shard takes pool slots for a burst a connection
+/// has read in one go, and gives back what the burst did not use): 2 workers × mailbox 3 on
+/// one core hold 8.
+///
+/// First one request to the pool followed by five to a plain route: the slots taken for the
+/// five come back, so the pool holds nothing once that request is answered. Then three
+/// connections write 12 pipelined requests each, all at once: exactly 8 are served, 28
+/// refused with 503 and `Retry-After`.
+#[test]
+fn pipelined_bursts_are_held_to_exactly_pool_times_mailbox_plus_pool() {
+    let ex =
+        Example::start_with("backpressure", &["--cores", "1", "--pool", "2", "--mailbox", "3", "--work-ms", "150"]);
+    let mut mixed = String::from("GET /?first HTTP/1.1\r\nhost: test\r\n\r\n");
+    for i in 0..5 {
+        let close = if i == 4 { "connection: close\r\n" } else { "" };
+        mixed.push_str(&format!("GET /stats HTTP/1.1\r\nhost: test\r\n{close}\r\n"));
+    }
+    let answers = pipelined(ex.addr, &mixed);
+    assert_eq!(answers.iter().map(|a| a.0).collect::<Vec<_>>(), [200; 6]);
+    let stats = ex.get("/stats").text();
+    assert!(stats.contains("capacity 8 held 0 shed 0 processed 1"), "slots taken ahead were kept: {stats}");
+
+    let mut streams: Vec<TcpStream> = (0..3)
+        .map(|_| {
+            let s = TcpStream::connect(ex.addr).expect("connect");
+            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            s
+        })
+        .collect();
+    for (c, s) in streams.iter_mut().enumerate() {
+        let mut burst = String::new();
+        for i in 0..12 {
+            let close = if i == 11 { "connection: close\r\n" } else { "" };
+            burst.push_str(&format!("GET /?c={c}&n={i} HTTP/1.1\r\nhost: test\r\n{close}\r\n"));
+        }
+        s.write_all(burst.as_bytes()).expect("write a burst");
+    }
+    let answers: Vec<Vec<(u16, Option<String>)>> = streams
+        .into_iter()
+        .map(|mut s| {
+            let mut raw = Vec::new();
+            s.read_to_end(&mut raw).expect("read the responses");
+            statuses(&raw)
+        })
+        .collect();
+    assert!(answers.iter().all(|a| a.len() == 12), "12 responses per connection: {answers:?}");
+    let all: Vec<_> = answers.iter().flatten().collect();
+    let ok = all.iter().filter(|a| a.0 == 200).count();
+    let shed: Vec<_> = all.iter().filter(|a| a.0 == 503).collect();
+    assert_eq!((ok, shed.len()), (8, 28), "{answers:?}");
+    assert!(shed.iter().all(|a| a.1.as_deref() == Some("1")), "every 503 carries Retry-After");
+    let stats = ex.get("/stats").text();
+    assert!(stats.contains("capacity 8 held 0 shed 28 processed 9"), "{stats}");
+}

@@ -128,3 +128,63 @@ fn capacity_taken_away_is_never_overrun() {
         assert!(pool.gate.capacity() == 1);
     });
 }
+
+/// What a shard does with a burst of requests its connection has read
+/// (`pool::dispatch::send_ahead`): up to `want` gate slots at once, as many slots of one worker
+/// as it has room for, the surplus gate slots back at once; then `use_` of them placed and the
+/// rest given back (worker slots first, then the gate's). Returns how many were placed.
+fn burst(pool: &Pool, w: usize, want: u32, use_: u32) -> u32 {
+    let got = pool.gate.try_acquire_up_to(want);
+    if got == 0 {
+        return 0;
+    }
+    let (r, generation) = &pool.workers[w];
+    let Ok(taken) = r.try_reserve_up_to(*generation, 2, got) else {
+        pool.gate.release(got);
+        return 0;
+    };
+    pool.gate.release(got - taken);
+    assert!(pool.held_by_workers() <= pool.gate.held() + 1, "worker slots outran the gate");
+    let placed = taken.min(use_);
+    if taken > placed {
+        assert!(r.release_unused(*generation, taken - placed));
+        pool.gate.release(taken - placed);
+    }
+    placed
+}
+
+#[test]
+fn slots_taken_ahead_for_a_burst_keep_the_bound_and_come_back_unused() {
+    model(Some(3), || {
+        // Two workers of 2 slots; one message already on worker 1. A shard takes slots ahead
+        // for a burst of three requests but uses one; a sender elsewhere races it, and worker
+        // 1 finishes its message meanwhile. The pool never holds more than 4, the admitted
+        // sender always finds room, and the counts agree once the unused slots are back.
+        let pool = Pool::new(2);
+        assert_eq!(admit(&pool.gate, 1, || pool.place(1)), Admit::Placed(1));
+        let shard = {
+            let pool = pool.clone();
+            thread::spawn(move || burst(&pool, 0, 3, 1))
+        };
+        let sender = {
+            let pool = pool.clone();
+            thread::spawn(move || {
+                let r = admit(&pool.gate, 3, || pool.place(0));
+                assert!(pool.gate.held() <= 4, "the pool bound exceeded");
+                r
+            })
+        };
+        let finisher = {
+            let pool = pool.clone();
+            thread::spawn(move || pool.finish(1))
+        };
+        let placed = shard.join().unwrap();
+        let sent = sender.join().unwrap();
+        finisher.join().unwrap();
+        assert_ne!(sent, Admit::NoRoom, "an admitted sender found no room");
+        assert_eq!(placed, 1, "the burst was refused although the pool had room");
+        let held = placed + u32::from(matches!(sent, Admit::Placed(_)));
+        assert_eq!(pool.gate.held(), held);
+        assert_eq!(pool.held_by_workers(), held, "gate and workers disagree");
+    });
+}

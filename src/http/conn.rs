@@ -76,6 +76,8 @@ pub(crate) struct Codec {
     partial_at: Option<(usize, usize)>,
     current: Option<Partial>,
     next_seq: u64,
+    /// The length of the last complete head parsed (to estimate the requests still buffered).
+    last_head: usize,
     closed: bool,
     /// Where the read buffer and the requests come from and go back to.
     spares: Rc<Spares>,
@@ -91,6 +93,7 @@ impl Codec {
             partial_at: None,
             current: None,
             next_seq: 0,
+            last_head: 0,
             closed: false,
             spares: spares.clone(),
         }
@@ -112,6 +115,17 @@ impl Codec {
         } else {
             Phase::Idle
         }
+    }
+
+    /// About how many more requests the bytes read and not yet parsed hold, judged by the
+    /// length of the last head (pipelined requests are mostly alike); at most `cap`.
+    #[inline]
+    pub(crate) fn ahead(&self, cap: u32) -> u32 {
+        let rest = self.end - self.start;
+        if rest == 0 || self.last_head == 0 {
+            return 0;
+        }
+        u32::try_from(rest / self.last_head).unwrap_or(u32::MAX).min(cap)
     }
 
     /// Whether [`next`](Self::next) may find something: a request whose body is being read,
@@ -220,6 +234,7 @@ impl Codec {
                 }
                 Ok(Some(head)) => {
                     self.start += head.len;
+                    self.last_head = head.len;
                     self.release_if_consumed();
                     let seq = self.next_seq;
                     self.next_seq += 1;

@@ -122,7 +122,7 @@ pub(crate) fn send<M: Any + Send>(
     let local = here.filter(|_| priority == Priority::Main);
     let placed = admit(&pool.gate, SCANS, || {
         if let Some(shard) = local
-            && let Some((slot, generation)) = reserve_on(pool, shard.id.index(), &shard.remote().table)
+            && let Some((slot, generation, _)) = reserve_on(pool, shard.id.index(), &shard.remote().table, 1)
         {
             return Some(Placed::Here(shard, slot, generation));
         }
@@ -141,6 +141,105 @@ pub(crate) fn send<M: Any + Send>(
         Admit::Full | Admit::NoRoom => {
             pool.shed.fetch_add(1, Ordering::Relaxed);
             route::refuse(SendError::MailboxFull(msg), reply)
+        }
+    }
+}
+
+/// Slots of one pool taken ahead on a shard: `n` gate slots and `n` slots of the local worker
+/// (`slot`, `generation`), for requests its connection has read and is handing out in this
+/// dispatch pass. Each such request then costs no atomic operation. Given back at the end of
+/// the pass ([`return_credit`]), so between passes nothing is held that no message holds.
+#[cfg(feature = "web")]
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Credit {
+    pool: *const PoolShared,
+    slot: u32,
+    generation: u32,
+    n: u32,
+}
+
+#[cfg(feature = "web")]
+impl Credit {
+    pub(crate) const NONE: Credit = Credit { pool: std::ptr::null(), slot: 0, generation: 0, n: 0 };
+}
+
+/// The most slots taken ahead at once (a burst of pipelined requests is 16 deep in the usual
+/// benchmarks; more than this only holds slots longer).
+#[cfg(feature = "web")]
+const AHEAD: u32 = 32;
+
+/// A web request from a connection on `shard` to `pool`, where `ahead` more requests of the
+/// same connection wait in its read buffer (an estimate). With `ahead > 0` and a worker of
+/// the pool on this shard, up to `1 + ahead` gate and worker slots are taken in one
+/// compare-and-swap each, and the requests that follow use them up. Anything else goes
+/// through [`send`].
+///
+/// Admission stays exact in count: no message is placed without its gate and worker slot, and
+/// slots are taken only for requests already read, given back when the pass ends unused. A
+/// sender on another thread can meanwhile find the pool full for slots that a request
+/// already read will fill a moment later, as if that request had been admitted first.
+#[cfg(feature = "web")]
+#[inline]
+pub(crate) fn send_ahead<M: Any + Send>(
+    node: &NodeShared,
+    shard: &Rc<Shard>,
+    pool: &PoolShared,
+    from: Pid,
+    msg: M,
+    ahead: u32,
+) -> Result<ShardId, SendError<M>> {
+    let credit = shard.pool_credit.get();
+    if credit.n > 0 && std::ptr::eq(credit.pool, pool) && !pool.is_stopping() {
+        shard.pool_credit.set(Credit { n: credit.n - 1, ..credit });
+        shard.push_main(credit.slot, credit.generation, from, msg, None);
+        return Ok(shard.id);
+    }
+    if ahead > 0
+        && !pool.is_stopping()
+        && let Some((slot, generation)) = take_ahead(shard, pool, 1 + ahead.min(AHEAD))
+    {
+        shard.push_main(slot, generation, from, msg, None);
+        return Ok(shard.id);
+    }
+    send(node, Some(shard), pool, from, msg, Priority::Main, None)
+}
+
+/// Takes up to `want` gate slots and as many slots of one local worker as it has room for:
+/// one for the request at hand (its worker returned), the rest kept as the shard's credit.
+#[cfg(feature = "web")]
+#[cold]
+#[inline(never)]
+fn take_ahead(shard: &Rc<Shard>, pool: &PoolShared, want: u32) -> Option<(u32, u32)> {
+    return_credit(shard);
+    let got = pool.gate.try_acquire_up_to(want);
+    if got == 0 {
+        return None;
+    }
+    let Some((slot, generation, taken)) = reserve_on(pool, shard.id.index(), &shard.remote().table, got) else {
+        pool.gate.release(got);
+        return None;
+    };
+    // Worker slots first, then the gate's: the order admission relies on.
+    pool.gate.release(got - taken);
+    let pool = std::ptr::from_ref(pool);
+    shard.pool_credit.set(Credit { pool, slot, generation, n: taken - 1 });
+    Some((slot, generation))
+}
+
+/// Gives back the slots a shard took ahead and did not use (the end of a dispatch pass).
+#[cfg(feature = "web")]
+#[inline]
+pub(crate) fn return_credit(shard: &Shard) {
+    let credit = shard.pool_credit.replace(Credit::NONE);
+    if credit.n > 0 {
+        // SAFETY: `credit.pool` was taken from a `&PoolShared` during this dispatch pass; every
+        // pool a sender reaches is kept by the node (`NodeShared::pools`) until the node is
+        // dropped, and this shard belongs to that node.
+        let pool = unsafe { &*credit.pool };
+        // Worker slots first, then the gate's. A worker that ended meanwhile gave the gate
+        // back the slots it held when its slot closed, these among them.
+        if shard.remote().table.get(credit.slot).is_some_and(|r| r.release_unused(credit.generation, credit.n)) {
+            pool.gate.release(credit.n);
         }
     }
 }
@@ -200,7 +299,7 @@ fn place_from(node: &NodeShared, here: Option<&Shard>, pool: &PoolShared, skip: 
     };
     s = (s + skip) % n;
     for _ in skip..n {
-        if let Some((slot, generation)) = reserve_on(pool, s, &node.shards[s].table) {
+        if let Some((slot, generation, _)) = reserve_on(pool, s, &node.shards[s].table, 1) {
             return Some(Pid { node: node.id, shard: ShardId(s as u16), slot, generation });
         }
         s += 1;
@@ -211,10 +310,11 @@ fn place_from(node: &NodeShared, here: Option<&Shard>, pool: &PoolShared, skip: 
     None
 }
 
-/// Reserves a slot of one of the workers placed on shard `s` (whose table is `table`), round
-/// robin among them: that worker's slot and generation.
+/// Reserves up to `want` slots (at least one) of one of the workers placed on shard `s`
+/// (whose table is `table`), round robin among them: that worker's slot and generation, and
+/// how many slots were taken.
 #[inline(always)]
-fn reserve_on(pool: &PoolShared, s: usize, table: &SharedTable) -> Option<(u32, u32)> {
+fn reserve_on(pool: &PoolShared, s: usize, table: &SharedTable, want: u32) -> Option<(u32, u32, u32)> {
     let workers = &pool.shards[s];
     let len = workers.len.load(Ordering::Acquire);
     let mut pos = workers.cursor.load(Ordering::Relaxed);
@@ -226,9 +326,11 @@ fn reserve_on(pool: &PoolShared, s: usize, table: &SharedTable) -> Option<(u32, 
             let packed = cell.pid.load(Ordering::Acquire);
             if packed != EMPTY {
                 let (slot, generation) = cells::unpack(packed);
-                if table.get(slot).is_some_and(|r| r.try_reserve_within(generation, pool.worker_capacity).is_ok()) {
+                if let Some(taken) =
+                    table.get(slot).and_then(|r| r.try_reserve_up_to(generation, pool.worker_capacity, want).ok())
+                {
                     workers.cursor.store(pos + 1, Ordering::Relaxed);
-                    return Some((slot, generation));
+                    return Some((slot, generation, taken));
                 }
             }
         }

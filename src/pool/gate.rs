@@ -71,6 +71,25 @@ impl Gate {
         }
     }
 
+    /// Takes up to `want` slots at once, as many as capacity leaves (0 when the pool is full):
+    /// one compare-and-swap for a burst of requests a connection has already read.
+    #[inline]
+    pub fn try_acquire_up_to(&self, want: u32) -> u32 {
+        let mut current = self.word.load(Ordering::Acquire);
+        loop {
+            let (held, capacity) = (current & COUNT_MASK, current >> COUNT_BITS);
+            if held >= capacity {
+                return 0;
+            }
+            let n = (capacity - held).min(u64::from(want));
+            match self.word.compare_exchange_weak(current, current + n, Ordering::AcqRel, Ordering::Acquire) {
+                // (`n` is at most `want`, a u32.)
+                Ok(_) => return n as u32,
+                Err(seen) => current = seen,
+            }
+        }
+    }
+
     /// Takes one slot whatever the capacity (a runtime-internal message, such as the marker that
     /// retires a worker, which is finished and released like any other).
     pub fn force_acquire(&self) {

@@ -227,6 +227,45 @@ impl Reservation {
         }
     }
 
+    /// Any thread: `try_reserve_within`, for up to `want` messages at once: how many slots
+    /// were taken (at least one), as many as `capacity` leaves.
+    #[inline]
+    pub fn try_reserve_up_to(&self, generation: u32, capacity: u32, want: u32) -> Result<u32, Reserve> {
+        let capacity = u64::from(capacity);
+        let mut current = self.word.load(Ordering::Acquire);
+        loop {
+            if (current >> COUNT_BITS) as u32 != generation {
+                return Err(Reserve::Stale);
+            }
+            let held = current & COUNT_MASK;
+            if held >= capacity {
+                return Err(Reserve::Full);
+            }
+            let n = (capacity - held).min(u64::from(want));
+            match self.word.compare_exchange_weak(current, current + n, Ordering::AcqRel, Ordering::Acquire) {
+                // (`n` is at most `want`, a u32.)
+                Ok(_) => return Ok(n as u32),
+                Err(seen) => current = seen,
+            }
+        }
+    }
+
+    /// Any thread: give back `n` reservations of incarnation `generation` taken and not used.
+    /// False, and a no-op, for a closed incarnation (its slots were counted when it closed).
+    pub fn release_unused(&self, generation: u32, n: u32) -> bool {
+        let n = u64::from(n);
+        let mut current = self.word.load(Ordering::Acquire);
+        loop {
+            if (current >> COUNT_BITS) as u32 != generation || current & COUNT_MASK < n {
+                return false;
+            }
+            match self.word.compare_exchange_weak(current, current - n, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return true,
+                Err(seen) => current = seen,
+            }
+        }
+    }
+
     /// Owner only, while incarnation `generation` is live (so the generation cannot change
     /// under it): `n` messages are finished — give their reservations back with a single atomic
     /// subtraction (no compare-and-swap loop), and count them.

@@ -78,6 +78,10 @@ pub(crate) struct Shard {
     /// Reservations the running process gave back during its current poll (its pool, if it is
     /// a pool worker, gets the same number back after the poll: see `executor`).
     pub(crate) released: Cell<u32>,
+    /// Slots of a pool taken ahead for requests a connection of this shard has read and is
+    /// handing out now (`pool::dispatch::send_ahead`); empty between dispatch passes.
+    #[cfg(feature = "web")]
+    pub(crate) pool_credit: Cell<crate::pool::dispatch::Credit>,
     /// Pool workers of this shard that ended lately, by (slot, generation): a message already
     /// on its way to one when it ended is handed to its pool instead of dead-lettered.
     pub(crate) pool_graves: RefCell<VecDeque<((u32, u32), crate::pool::PoolMember)>>,
@@ -160,6 +164,8 @@ impl Shard {
             attention: Cell::new(0),
             finished: Cell::new(0),
             released: Cell::new(0),
+            #[cfg(feature = "web")]
+            pool_credit: Cell::new(crate::pool::dispatch::Credit::NONE),
             pool_graves: RefCell::new(VecDeque::new()),
             running: Cell::new(None),
             retired: Cell::new(0),

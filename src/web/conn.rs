@@ -28,6 +28,19 @@ use crate::shard::{Readiness, Shard, TimerKey};
 
 mod timers;
 
+/// The most requests behind the current one that the handler is told about (see
+/// `dispatch::ahead`).
+const AHEAD_HINT: u32 = 64;
+
+/// Gives back, when dropped, the pool slots a dispatch pass took ahead and did not use.
+struct ReturnCredit<'a>(&'a Shard);
+
+impl Drop for ReturnCredit<'_> {
+    fn drop(&mut self) {
+        crate::pool::dispatch::return_credit(self.0);
+    }
+}
+
 /// Read no further while this much is encoded and unwritten (a client that does not read).
 const MAX_UNWRITTEN: usize = 256 * 1024;
 /// A streamed body that outruns its client by this much cuts the connection.
@@ -185,6 +198,8 @@ impl Connection {
     /// request cost a tenth of the rest of its dispatch.
     fn dispatch(&self, shard: &Rc<Shard>, token: Token) {
         let (mut now, mut running) = (None, None);
+        // Pool slots taken ahead for this pass's requests go back when it ends, however.
+        let _credit = ReturnCredit(shard);
         loop {
             match catch_unwind(AssertUnwindSafe(|| self.dispatch_pass(shard, token, &mut now, &mut running))) {
                 Ok(()) => return,
@@ -208,7 +223,7 @@ impl Connection {
         let mut deadline = None;
         loop {
             // Under one borrow: the next step; a request's slot opened, anything else done.
-            let (req, meta) = {
+            let (req, meta, ahead) = {
                 let mut st = self.st.borrow_mut();
                 if let Some((seq, at)) = deadline.take() {
                     self.deadline_in(&mut st, shard, token, seq, at);
@@ -231,7 +246,7 @@ impl Connection {
                 match st.codec.next(limits) {
                     Some(Step::Request(req, meta)) => {
                         st.out.open(meta, None);
-                        (req, meta)
+                        (req, meta, st.codec.ahead(AHEAD_HINT))
                     }
                     Some(Step::Refuse(meta, error)) => {
                         if error.close {
@@ -251,7 +266,7 @@ impl Connection {
             let now = *now.get_or_insert_with(|| shard.now());
             let to = ReplyTo { node: shard.node.id, shard: shard.id, token, conn: self.id, seq: meta.seq };
             let req = WebRequest::new(req, to, now);
-            dispatch_begin(self.id, meta.seq);
+            dispatch_begin(self.id, meta.seq, ahead);
             *running = Some(meta.seq);
             self.server.handler.handle(req);
             *running = None;

@@ -24,23 +24,36 @@ struct Dispatch {
     /// (connection id, seq) being dispatched; (0, 0) when none (ids start at 1).
     key: Cell<(u64, u64)>,
     deadline: Cell<Option<Instant>>,
+    /// About how many more requests the connection has read and will hand out in this pass
+    /// (a pool takes its slots for them at once: `pool::dispatch::send_ahead`).
+    ahead: Cell<u32>,
     /// `ANSWER` holds an answer: only then is that (destructor-carrying) thread-local touched.
     answered: Cell<bool>,
 }
 
 thread_local! {
     static DISPATCH: Dispatch =
-        const { Dispatch { key: Cell::new((0, 0)), deadline: Cell::new(None), answered: Cell::new(false) } };
+        const {
+        Dispatch { key: Cell::new((0, 0)), deadline: Cell::new(None), ahead: Cell::new(0), answered: Cell::new(false) }
+    };
     static ANSWER: RefCell<Option<Answer>> = const { RefCell::new(None) };
 }
 
-/// Starts handing (conn, seq) to a handler.
+/// Starts handing (conn, seq) to a handler; about `ahead` more requests wait behind it.
 #[inline]
-pub(crate) fn dispatch_begin(conn: u64, seq: u64) {
+pub(crate) fn dispatch_begin(conn: u64, seq: u64, ahead: u32) {
     DISPATCH.with(|d| {
         d.key.set((conn, seq));
         d.deadline.set(None);
+        d.ahead.set(ahead);
     });
+}
+
+/// About how many requests wait behind the one being handed to a handler now (0 outside a
+/// dispatch).
+#[inline]
+pub(crate) fn ahead() -> u32 {
+    DISPATCH.with(|d| d.ahead.get())
 }
 
 /// Ends it: what the handler did.
@@ -48,6 +61,7 @@ pub(crate) fn dispatch_begin(conn: u64, seq: u64) {
 pub(crate) fn dispatch_end() -> (Option<Instant>, Option<Answer>) {
     let (deadline, answered) = DISPATCH.with(|d| {
         d.key.set((0, 0));
+        d.ahead.set(0);
         (d.deadline.take(), d.answered.replace(false))
     });
     (deadline, if answered { take_answer() } else { None })

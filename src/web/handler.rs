@@ -144,15 +144,8 @@ impl Handler for WebHandler {
                     let pool = self.pool.get_or_init(|| crate::pool::dispatch::pool_of(node, *p));
                     if let Some(pool) = pool {
                         let from = Pid::external(node.id);
-                        return match crate::pool::dispatch::send(
-                            node,
-                            Some(shard),
-                            pool,
-                            from,
-                            req,
-                            Priority::Main,
-                            None,
-                        ) {
+                        let ahead = super::dispatch::ahead();
+                        return match crate::pool::dispatch::send_ahead(node, shard, pool, from, req, ahead) {
                             Ok(_) => {}
                             Err(SendError::MailboxFull(req)) => self.unavailable(req, true),
                             Err(e) => self.unavailable(e.into_inner(), false),
