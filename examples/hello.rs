@@ -18,7 +18,7 @@
 
 use std::time::Duration;
 
-use pinion::http::{Request, Response};
+use pinion::http::{Method, Request, Response};
 use pinion::web::{Router, WebHandler, WebHandlerOptions, WebServer, WebServerOptions, WebTarget, WebWorker};
 use pinion::{Actor, Context, Cores, ExitReason, Node, NodeOptions, Pool, PoolOptions, ProcessOptions};
 
@@ -26,8 +26,10 @@ use pinion::{Actor, Context, Cores, ExitReason, Node, NodeOptions, Pool, PoolOpt
 struct HelloWorker;
 
 impl WebWorker for HelloWorker {
-    async fn handle_get(&mut self, _ctx: &mut Context, _req: &Request) -> Response {
-        Response::text("Hello, World!")
+    // GET (and HEAD, which is GET without the body) needs no await: answered as a plain
+    // function, no future is built per request.
+    fn handle_now(&mut self, _ctx: &mut Context, req: &Request) -> Option<Response> {
+        matches!(req.method(), Method::Get | Method::Head).then(|| Response::text("Hello, World!"))
     }
 
     async fn handle_post(&mut self, _ctx: &mut Context, req: &Request) -> Response {

@@ -804,6 +804,60 @@ fn web_worker_other_messages_reach_handle_message() {
     node.stop();
 }
 
+/// A `WebWorker` answering `/now…` paths from `handle_now` (no future; `/now-panic` panics
+/// there) and declining everything else, which its async `handle_get` answers.
+struct NowOrLater;
+
+impl WebWorker for NowOrLater {
+    fn handle_now(&mut self, _: &mut Context, req: &Request) -> Option<Response> {
+        match req.path() {
+            "/now-panic" => panic!("NowOrLater panics in handle_now on /now-panic, as the test asked"),
+            path if path.starts_with("/now") => Some(Response::text(format!("now {path}"))),
+            _ => None,
+        }
+    }
+
+    async fn handle_get(&mut self, _: &mut Context, req: &Request) -> Response {
+        Response::text(format!("later {}", req.path()))
+    }
+}
+
+#[test]
+fn web_worker_handle_now_answers_in_place_and_passes_the_rest_to_the_async_methods() {
+    let node = start_node("web-worker-now", 1);
+    let pid = spawn_on(&node, 0, || NowOrLater, 64);
+    let server = serve(&node, WebHandler::to(pid));
+    let mut client = Client::connect(server.local_addr());
+
+    assert_eq!(client.get("/now").text(), "now /now");
+    assert_eq!(client.get("/later").text(), "later /later");
+    // HEAD answered in place: the length of GET's body, no body.
+    client.send_request("HEAD", "/now/x", &[]);
+    let head = client.read_response(true);
+    assert_eq!((head.status, head.header("content-length")), (200, Some("10")), "{head:?}");
+    // Declined methods the worker lacks still get the runtime's 405 with `Allow`.
+    let post = client.request("POST", "/later", &[("content-length", "0")]);
+    assert_eq!(post.status, 405, "{post:?}");
+    assert!(post.list("allow").iter().any(|m| m == "GET"), "{post:?}");
+
+    // Pipelined, both ways interleaved: answered in request order.
+    let paths = ["/now/1", "/later/2", "/now/3", "/now/4", "/later/5", "/now/6"];
+    let burst: Vec<u8> = paths.iter().flat_map(|p| raw_request("GET", p, &[])).collect();
+    client.send(&burst);
+    for path in paths {
+        let resp = client.read_response(false);
+        let way = if path.starts_with("/now") { "now" } else { "later" };
+        assert_eq!((resp.status, resp.text()), (200, format!("{way} {path}").as_str()));
+    }
+
+    // A panic in `handle_now` ends the worker like one in an async handler: 500, and the
+    // connection goes on (the worker is gone: 503).
+    let resp = client.get("/now-panic");
+    assert_eq!((resp.status, resp.text()), (500, "Internal Server Error"), "{resp:?}");
+    assert_eq!(client.get("/now").status, 503);
+    node.stop();
+}
+
 // ---- 3. Router --------------------------------------------------------------------------------
 
 fn user(req: &Request) -> Response {

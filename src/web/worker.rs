@@ -19,7 +19,7 @@ use std::collections::HashMap;
 
 use super::request::WebRequest;
 use crate::http::{Method, Request, Response, StatusCode};
-use crate::process::{Actor, Context, ExitReason, Message, Pid, Reply};
+use crate::process::{Actor, Context, ExitReason, Handled, Message, Pid, Reply};
 
 /// An actor that answers web requests. Every method has a default; implement the ones your
 /// resource supports.
@@ -29,6 +29,20 @@ pub trait WebWorker: 'static {
     async fn init(&mut self, ctx: &mut Context) -> Result<(), ExitReason> {
         let _ = ctx;
         Ok(())
+    }
+
+    /// Offered every request first, as a plain function: a worker that can answer without
+    /// awaiting answers `Some(response)` here, and no future is built for the request (as
+    /// [`Actor::handle_message_now`]). `None` passes the request on to the method's async
+    /// handler below. The default passes every request on and compiles to nothing.
+    ///
+    /// The response is sent as the async handlers' is: a `HEAD` request gets it without its
+    /// body. A panic here ends the worker and the request is answered 500, as from an async
+    /// handler.
+    #[inline(always)]
+    fn handle_now(&mut self, ctx: &mut Context, req: &Request) -> Option<Response> {
+        let _ = (ctx, req);
+        None
     }
 
     /// GET.
@@ -151,6 +165,17 @@ fn default_answer<W: 'static>(method: Method) -> Response {
 impl<W: WebWorker> Actor for W {
     async fn init(&mut self, ctx: &mut Context) -> Result<(), ExitReason> {
         WebWorker::init(self, ctx).await
+    }
+
+    #[inline(always)]
+    fn handle_message_now(&mut self, ctx: &mut Context, _from: Pid, msg: Message) -> Handled {
+        let Some(req) = msg.downcast_ref::<WebRequest>() else { return Handled::Async(msg) };
+        let Some(mut resp) = WebWorker::handle_now(self, ctx, req.request()) else { return Handled::Async(msg) };
+        if let Ok(req) = msg.downcast::<WebRequest>() {
+            req.respond_from(&mut resp);
+        }
+        resp.discard();
+        Handled::Done(Ok(()))
     }
 
     async fn handle_message(&mut self, ctx: &mut Context, from: Pid, msg: Message) -> Result<(), ExitReason> {
