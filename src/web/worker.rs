@@ -8,6 +8,10 @@
 //! - `HEAD`: `handle_get`'s response without its body, unless `handle_head` is implemented;
 //! - `OPTIONS`: 204 with `Allow`, unless `handle_options` is implemented.
 //!
+//! A worker that answers without awaiting does so in [`WebWorker::handle_now`], a plain function
+//! offered every request before the async methods: no future is built for the requests it
+//! answers.
+//!
 //! Which methods a worker implements is learned the first time each default method answers
 //! (per type and shard): until every method was tried once, `Allow` may still list one the
 //! worker lacks.
