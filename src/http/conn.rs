@@ -118,14 +118,14 @@ impl Codec {
     }
 
     /// About how many more requests the bytes read and not yet parsed hold, judged by the
-    /// length of the last head (pipelined requests are mostly alike); at most `cap`.
+    /// length of the last head (pipelined requests are mostly alike).
     #[inline]
-    pub(crate) fn ahead(&self, cap: u32) -> u32 {
+    pub(crate) fn ahead(&self) -> u32 {
         let rest = self.end - self.start;
         if rest == 0 || self.last_head == 0 {
             return 0;
         }
-        u32::try_from(rest / self.last_head).unwrap_or(u32::MAX).min(cap)
+        u32::try_from(rest / self.last_head).unwrap_or(u32::MAX)
     }
 
     /// Whether [`next`](Self::next) may find something: a request whose body is being read,

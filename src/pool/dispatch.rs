@@ -188,18 +188,20 @@ pub(crate) fn send_ahead<M: Any + Send>(
     msg: M,
     ahead: u32,
 ) -> Result<ShardId, SendError<M>> {
-    let credit = shard.pool_credit.get();
-    if credit.n > 0 && std::ptr::eq(credit.pool, pool) && !pool.is_stopping() {
-        shard.pool_credit.set(Credit { n: credit.n - 1, ..credit });
-        shard.push_main(credit.slot, credit.generation, from, msg, None);
-        return Ok(shard.id);
-    }
-    if ahead > 0
-        && !pool.is_stopping()
-        && let Some((slot, generation)) = take_ahead(shard, pool, 1 + ahead.min(AHEAD))
-    {
-        shard.push_main(slot, generation, from, msg, None);
-        return Ok(shard.id);
+    if !pool.is_stopping() {
+        let credit = shard.pool_credit.get();
+        let placed = if credit.n > 0 && std::ptr::eq(credit.pool, pool) {
+            shard.pool_credit.set(Credit { n: credit.n - 1, ..credit });
+            Some((credit.slot, credit.generation))
+        } else if ahead > 0 {
+            take_ahead(shard, pool, 1 + ahead.min(AHEAD))
+        } else {
+            None
+        };
+        if let Some((slot, generation)) = placed {
+            shard.push_main(slot, generation, from, msg, None);
+            return Ok(shard.id);
+        }
     }
     send(node, Some(shard), pool, from, msg, Priority::Main, None)
 }

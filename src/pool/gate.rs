@@ -59,16 +59,7 @@ impl Gate {
     /// Takes one slot if fewer than `capacity` are held.
     #[inline]
     pub fn try_acquire(&self) -> bool {
-        let mut current = self.word.load(Ordering::Acquire);
-        loop {
-            if current & COUNT_MASK >= current >> COUNT_BITS {
-                return false;
-            }
-            match self.word.compare_exchange_weak(current, current + 1, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => return true,
-                Err(seen) => current = seen,
-            }
-        }
+        self.try_acquire_up_to(1) == 1
     }
 
     /// Takes up to `want` slots at once, as many as capacity leaves (0 when the pool is full):

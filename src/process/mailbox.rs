@@ -211,24 +211,11 @@ impl Reservation {
     /// pool reserves against the workers' real bound).
     #[inline]
     pub(crate) fn try_reserve_within(&self, generation: u32, capacity: u32) -> Result<(), Reserve> {
-        let capacity = u64::from(capacity);
-        let mut current = self.word.load(Ordering::Acquire);
-        loop {
-            if (current >> COUNT_BITS) as u32 != generation {
-                return Err(Reserve::Stale);
-            }
-            if current & COUNT_MASK >= capacity {
-                return Err(Reserve::Full);
-            }
-            match self.word.compare_exchange_weak(current, current + 1, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => return Ok(()),
-                Err(seen) => current = seen,
-            }
-        }
+        self.try_reserve_up_to(generation, capacity, 1).map(drop)
     }
 
-    /// Any thread: `try_reserve_within`, for up to `want` messages at once: how many slots
-    /// were taken (at least one), as many as `capacity` leaves.
+    /// Any thread: reserves up to `want` slots at once against `capacity` (one CAS for a
+    /// burst): how many were taken (at least one), as many as `capacity` leaves.
     #[inline]
     pub fn try_reserve_up_to(&self, generation: u32, capacity: u32, want: u32) -> Result<u32, Reserve> {
         let capacity = u64::from(capacity);

@@ -28,10 +28,6 @@ use crate::shard::{Readiness, Shard, TimerKey};
 
 mod timers;
 
-/// The most requests behind the current one that the handler is told about (see
-/// `dispatch::ahead`).
-const AHEAD_HINT: u32 = 64;
-
 /// Gives back, when dropped, the pool slots a dispatch pass took ahead and did not use.
 struct ReturnCredit<'a>(&'a Shard);
 
@@ -246,7 +242,7 @@ impl Connection {
                 match st.codec.next(limits) {
                     Some(Step::Request(req, meta)) => {
                         st.out.open(meta, None);
-                        (req, meta, st.codec.ahead(AHEAD_HINT))
+                        (req, meta, st.codec.ahead())
                     }
                     Some(Step::Refuse(meta, error)) => {
                         if error.close {
