@@ -8,9 +8,9 @@
 //! write) from one mio thread and keeps every latency in an HDR histogram.
 //!
 //! ```text
-//! cargo build --release --example hello
+//! cargo build --profile perf --example hello
 //! cargo bench --bench http_latency -- \
-//!     --server 'target/release/examples/hello --port {port} --cores 1' --name pinion \
+//!     --server 'target/perf/examples/hello --port {port} --cores 1' --name pinion \
 //!     --peer monoio-epoll --peer may-minihttp --pin
 //! cargo bench --bench http_latency -- --server 'CMD {port}' --name x --peers   # every peer
 //! cargo bench --bench http_latency -- --help

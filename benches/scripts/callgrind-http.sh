@@ -4,12 +4,15 @@
 # deep by default, or keep-alive with MODE=ka), then the profile is dumped and divided by the
 # requests wrk completed. The count includes the server's idle turns: read it as ±2 %.
 #
-#   benches/scripts/callgrind-http.sh 'target/release/examples/hello --port {port} --cores 1'
+#   cargo build --profile perf --example hello
+#   benches/scripts/callgrind-http.sh 'target/perf/examples/hello --port {port} --cores 1'
 #   benches/scripts/callgrind-http.sh '../shared/bench/peers/target/release/may_minihttp {port}'
-#   MODE=ka benches/scripts/callgrind-http.sh 'target/release/examples/hello --port {port} --cores 1 --plain'
+#   MODE=ka benches/scripts/callgrind-http.sh 'target/perf/examples/hello --port {port} --cores 1 --plain'
 #
 # Environment: PORT (default 18290), DURATION (10), MODE (pipe | ka), OUT (profile path prefix,
-# default a temporary file; `callgrind_annotate OUT.1` shows where the instructions go).
+# default a temporary file; `callgrind_annotate OUT.1` shows where the instructions go),
+# VG_OPTS (more callgrind options: `--branch-sim=yes` adds mispredicted branches per request,
+# `--cache-sim=yes` cache misses; each simulated event is printed per request too).
 set -euo pipefail
 [ $# -eq 1 ] || { echo "usage: $0 'SERVER COMMAND with {port}'" >&2; exit 2; }
 for tool in valgrind callgrind_control callgrind_annotate wrk; do
@@ -25,7 +28,7 @@ CMD=${1//\{port\}/$PORT}
 LOG=$(mktemp)
 
 # shellcheck disable=SC2086 # the command is split into words on purpose
-valgrind --tool=callgrind --callgrind-out-file="$OUT" $CMD >"$LOG" 2>&1 &
+valgrind --tool=callgrind ${VG_OPTS:-} --callgrind-out-file="$OUT" $CMD >"$LOG" 2>&1 &
 VG=$!
 trap 'kill "$VG" 2>/dev/null || true; rm -f "$LOG"' EXIT
 for _ in $(seq 1 60); do
@@ -41,9 +44,13 @@ callgrind_control -d "$VG" >/dev/null 2>&1
 sleep 1
 kill "$VG"
 wait "$VG" 2>/dev/null || true
-TOTAL=0
-for f in "$OUT".*; do
-    n=$(callgrind_annotate "$f" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
-    TOTAL=$((TOTAL + n))
-done
-echo "mode=$MODE requests=$REQ instructions=$TOTAL per_request=$((TOTAL / REQ)) profile=$OUT.1"
+# Every event callgrind counted (Ir, and with VG_OPTS Bc, Bcm, Bi, Bim, D1mr, ...), summed
+# over the profile's parts and divided by the requests.
+cat "$OUT".* | awk -v req="$REQ" -v mode="$MODE" -v out="$OUT" '
+    /^events:/ { n = split($0, ev, " "); for (i = 2; i <= n; i++) name[i - 1] = ev[i]; k = n - 1 }
+    /^summary:/ { for (i = 2; i <= NF; i++) sum[i - 1] += $i }
+    END {
+        printf "mode=%s requests=%d instructions=%d per_request=%d", mode, req, sum[1], sum[1] / req
+        for (i = 2; i <= k; i++) printf " %s/req=%.2f", name[i], sum[i] / req
+        printf " profile=%s.1\n", out }'
+
