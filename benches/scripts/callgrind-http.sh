@@ -53,4 +53,3 @@ cat "$OUT".* | awk -v req="$REQ" -v mode="$MODE" -v out="$OUT" '
         printf "mode=%s requests=%d instructions=%d per_request=%d", mode, req, sum[1], sum[1] / req
         for (i = 2; i <= k; i++) printf " %s/req=%.2f", name[i], sum[i] / req
         printf " profile=%s.1\n", out }'
-
