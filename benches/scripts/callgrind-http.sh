@@ -12,7 +12,9 @@
 # Environment: PORT (default 18290), DURATION (10), MODE (pipe | ka), OUT (profile path prefix,
 # default a temporary file; `callgrind_annotate OUT.1` shows where the instructions go),
 # VG_OPTS (more callgrind options: `--branch-sim=yes` adds mispredicted branches per request,
-# `--cache-sim=yes` cache misses; each simulated event is printed per request too).
+# `--cache-sim=yes` cache misses; each simulated event is printed per request too), LINES=1
+# (then also where the instructions go, by function and by source line through inlining: see
+# `callgrind-lines.py`).
 set -euo pipefail
 [ $# -eq 1 ] || { echo "usage: $0 'SERVER COMMAND with {port}'" >&2; exit 2; }
 for tool in valgrind callgrind_control callgrind_annotate wrk; do
@@ -27,8 +29,10 @@ LUA="$HERE/../../../shared/bench/pipeline.lua"
 CMD=${1//\{port\}/$PORT}
 LOG=$(mktemp)
 
+VG_OPTS=${VG_OPTS:-}
+[ "${LINES:-0}" = 1 ] && VG_OPTS="$VG_OPTS --dump-instr=yes"
 # shellcheck disable=SC2086 # the command is split into words on purpose
-valgrind --tool=callgrind ${VG_OPTS:-} --callgrind-out-file="$OUT" $CMD >"$LOG" 2>&1 &
+valgrind --tool=callgrind $VG_OPTS --callgrind-out-file="$OUT" $CMD >"$LOG" 2>&1 &
 VG=$!
 trap 'kill "$VG" 2>/dev/null || true; rm -f "$LOG"' EXIT
 for _ in $(seq 1 60); do
@@ -53,3 +57,7 @@ cat "$OUT".* | awk -v req="$REQ" -v mode="$MODE" -v out="$OUT" '
         printf "mode=%s requests=%d instructions=%d per_request=%d", mode, req, sum[1], sum[1] / req
         for (i = 2; i <= k; i++) printf " %s/req=%.2f", name[i], sum[i] / req
         printf " profile=%s.1\n", out }'
+if [ "${LINES:-0}" = 1 ]; then
+    read -r -a WORDS <<<"$CMD"
+    "$HERE/callgrind-lines.py" "$OUT.1" "${WORDS[0]}" "$REQ"
+fi
