@@ -316,9 +316,26 @@ fn request_line_garbled_is_400_and_closes() {
 
 #[test]
 fn version_unsupported_is_505_and_closes() {
-    for version in ["HTTP/2.0", "HTTP/1.2", "HTTP/3.0", "HTTP/0.9"] {
+    for version in ["HTTP/2.0", "HTTP/3.0", "HTTP/0.9", "HTTP/2"] {
         let a = refused(format!("GET / {version}\r\nHost: a\r\n\r\n").as_bytes(), 505);
         assert_eq!(a.line, "HTTP/1.1 505 HTTP Version Not Supported");
+    }
+}
+
+#[test]
+fn version_later_minor_of_http1_is_served_as_http11() {
+    // RFC 9110 §2.5: a higher minor version is processed as the highest one implemented.
+    for version in ["HTTP/1.2", "HTTP/1.9"] {
+        let a = accepted(format!("POST /v {version}\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi").as_bytes());
+        assert_eq!((a.line.as_str(), a.body.as_str()), ("HTTP/1.1 200 OK", "POST /v 2|hi"), "{version}");
+        // Kept alive as HTTP/1.1 is (`accepted` saw the next request answered), and after
+        // leading empty lines and with bare LFs alike.
+        let a = accepted(format!("\r\n\nGET /w {version}\nHost: a\n\n").as_bytes());
+        assert_eq!(a.body, "GET /w 0|", "{version}");
+    }
+    // Not a version at all: a malformed line.
+    for version in ["HTTP/1.10", "HTTP/1.a", "HTTP/1."] {
+        refused(format!("GET / {version}\r\nHost: a\r\n\r\n").as_bytes(), 400);
     }
 }
 
@@ -401,6 +418,36 @@ fn absolute_form_target_is_accepted_with_its_path() {
 fn absolute_form_target_without_path_has_root_path() {
     let a = accepted(b"GET http://example.com HTTP/1.1\r\nHost: example.com\r\n\r\n");
     assert_eq!(a.header("x-path"), Some("/"));
+}
+
+#[test]
+fn absolute_form_target_with_empty_host_or_userinfo_is_400_and_closes() {
+    // RFC 9110 §4.2.1: an empty host MUST be refused; §4.2.4: userinfo is an error.
+    for target in ["http:///a", "http://", "https://?x", "http://user@example.com/", "http://a<b/"] {
+        let a = refused(format!("GET {target} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes(), 400);
+        assert_eq!(a.body, "invalid request-target", "{target}");
+    }
+}
+
+#[test]
+fn host_is_the_authority_of_an_absolute_form_target_else_the_host_field() {
+    // RFC 9112 §3.2.2: with an absolute-form target the Host field is ignored.
+    let hosts = |input: &[u8]| {
+        let mut wire = Wire::new(input);
+        serve_blocking(&mut wire, &limits(), |req| Response::text(format!("[{}]", req.host().unwrap_or("none"))))
+            .expect("in-memory I/O");
+        let out = String::from_utf8(wire.out).expect("ASCII");
+        parse_answers(&out).into_iter().map(|a| a.body).collect::<Vec<_>>()
+    };
+    let input = [
+        &b"GET http://example.com:8080/a?x=1 HTTP/1.1\r\nHost: other\r\n\r\n"[..],
+        b"GET https://b.example?q HTTP/1.1\r\nHost: other\r\n\r\n",
+        b"GET /c HTTP/1.1\r\nHost: c.example:81\r\n\r\n",
+        b"CONNECT d.example:443 HTTP/1.1\r\nHost: other\r\n\r\n",
+        b"GET /e HTTP/1.0\r\n\r\n",
+    ]
+    .concat();
+    assert_eq!(hosts(&input), ["[example.com:8080]", "[b.example]", "[c.example:81]", "[d.example:443]", "[none]"]);
 }
 
 #[test]
@@ -535,6 +582,32 @@ fn head_response_has_get_length_but_no_body() {
     let (first, second) = raw.split_at(raw.find("\r\n\r\n").map(|i| i + 4).unwrap_or_default());
     assert!(first.contains("content-length: 10\r\n"), "{raw}"); // "HEAD /r 0|", not sent
     assert!(second.starts_with("HTTP/1.1 200 OK\r\n") && second.ends_with("GET /next 0|"), "{raw}");
+}
+
+#[test]
+fn refusals_of_head_requests_have_no_content() {
+    // RFC 9110 §9.3.2: never content in an answer to HEAD, a refusal included, whether the
+    // refusal comes from the head or from the body.
+    let big = format!("HEAD / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n", "v".repeat(300));
+    let many: String = (0..9).map(|i| format!("X-{i}: v\r\n")).collect();
+    for (bad, status) in [
+        ("HEAD / HTTP/1.1\r\nHost: a\r\nContent-Length: abc\r\n\r\n".to_owned(), 400),
+        ("HEAD / HTTP/1.1\r\n\r\n".to_owned(), 400),
+        ("\r\nHEAD / HTTP/1.0\r\nHost: a\r\nContent-Length: 99\r\n\r\n".to_owned(), 413),
+        ("HEAD / HTTP/1.1\r\nHost: a\r\nExpect: later\r\n\r\n".to_owned(), 417),
+        (format!("HEAD / HTTP/1.1\r\nHost: a\r\n{many}\r\n"), 431),
+        (big, 431),
+        ("HEAD / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nz\r\n".to_owned(), 400),
+    ] {
+        let raw = answer_raw(&[bad.as_bytes(), NEXT].concat(), &limits());
+        let head_end = raw.find("\r\n\r\n").map_or(0, |i| i + 4);
+        assert!(raw.starts_with(&format!("HTTP/1.1 {status} ")), "{bad:?}: {raw}");
+        assert!(raw.contains("connection: close\r\n"), "{bad:?}: {raw}");
+        assert_eq!(head_end, raw.len(), "content after the head of a refusal of HEAD, for {bad:?}: {raw}");
+    }
+    // The same refusal of GET carries its reason.
+    let raw = answer_raw(&[&b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: abc\r\n\r\n"[..], NEXT].concat(), &limits());
+    assert!(raw.ends_with("\r\n\r\ninvalid Content-Length"), "{raw}");
 }
 
 const CONTINUE: &str = "HTTP/1.1 100 Continue\r\n\r\n";

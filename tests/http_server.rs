@@ -702,6 +702,37 @@ fn idle_timeout_keep_alive_connection_is_closed_by_server() {
 }
 
 #[test]
+fn empty_lines_after_a_request_leave_the_connection_idle() {
+    // RFC 9112 §2.2: empty lines before a request line are ignored. Some clients send a CRLF
+    // after a request: the connection is idle then, not halfway through a head, so the
+    // header-read timeout must not answer it 408; the next request is served, and the idle
+    // timeout closes the connection without an answer.
+    let seen = Seen::default();
+    let limits = limits(|l| {
+        l.header_read_timeout = Duration::from_millis(100);
+        l.idle_timeout = Duration::from_millis(1500);
+    });
+    let served = Served::start(support::node("hs-empty-lines", 1), echo(&seen), limits);
+    let mut c = served.connect();
+    c.send(&[&get("/one")[..], b"\r\n"].concat());
+    assert_eq!(c.response().status, 200);
+    std::thread::sleep(Duration::from_millis(300)); // past the header-read timeout
+    c.send(&[&b"\r\n"[..], &get("/two")].concat());
+    let resp = c.response();
+    assert_eq!((resp.status, show(&resp.body)), (200, "GET /two 0|".to_owned()));
+    c.send(b"\n");
+    c.expect_closed();
+    // A head begun is still timed: 408, and to HEAD without content.
+    let mut c = served.connect();
+    c.send(b"HEAD /slow HTTP/1.1\r\nHost: a\r\n");
+    let resp = c.response_to(true);
+    assert_eq!((resp.status, resp.header("connection")), (408, Some("close")), "{}", show(&resp.raw));
+    c.expect_closed();
+    assert_eq!(lock(&seen).len(), 2);
+    served.stop();
+}
+
+#[test]
 fn max_connections_per_shard_extra_connection_is_503_then_closed() {
     let seen = Seen::default();
     let limits = limits(|l| l.max_connections_per_shard = 1);

@@ -110,11 +110,20 @@ impl Codec {
             Phase::Closed
         } else if self.current.is_some() {
             Phase::Body
-        } else if self.start < self.end {
+        } else if self.start < self.end && !self.only_empty_lines() {
             Phase::Head
         } else {
             Phase::Idle
         }
+    }
+
+    /// The bytes not yet parsed are at most two empty lines: what some clients send after a
+    /// request's body, and what RFC 9112 §2.2 asks a server to ignore before a request line
+    /// (the parser skips them). The connection is idle then (the idle timeout closes it
+    /// quietly), not halfway through a head (the header-read timeout would answer 408).
+    fn only_empty_lines(&self) -> bool {
+        let rest = &self.buf[self.start..self.end];
+        rest.len() <= 4 && rest.iter().all(|&b| b == b'\r' || b == b'\n')
     }
 
     /// About how many more requests the bytes read and not yet parsed hold, judged by the
@@ -149,12 +158,8 @@ impl Codec {
             None => {
                 let seq = self.next_seq;
                 self.next_seq += 1;
-                RequestMeta {
-                    seq,
-                    method: Method::Get,
-                    version: version_of(&self.buf[self.start..self.end]),
-                    keep_alive: false,
-                }
+                let (method, version) = line_of(&self.buf[self.start..self.end]);
+                RequestMeta { seq, method, version, keep_alive: false }
             }
         };
         self.close();
@@ -225,10 +230,10 @@ impl Codec {
                     return None;
                 }
                 Err(error) => {
-                    let version = version_of(input);
+                    let (method, version) = line_of(input);
                     let seq = self.next_seq;
                     self.next_seq += 1;
-                    let meta = RequestMeta { seq, method: Method::Get, version, keep_alive: false };
+                    let meta = RequestMeta { seq, method, version, keep_alive: false };
                     self.close();
                     return Some(Step::Refuse(meta, error));
                 }
@@ -299,10 +304,15 @@ impl Codec {
     }
 }
 
-/// The version to answer a head that did not parse in: HTTP/1.1 unless the line says 1.0.
-fn version_of(input: &[u8]) -> Version {
-    let line = input.split(|&b| b == b'\n').next().unwrap_or(input);
-    if line.trim_ascii_end().ends_with(b"HTTP/1.0") { Version::Http10 } else { Version::Http11 }
+/// How to answer a head that did not parse (or did not arrive): as `HEAD` if its line begins
+/// so (the answer then has no content, RFC 9110 §9.3.2), else as `GET`; in HTTP/1.1 unless
+/// the line says 1.0. Empty lines before the request line are skipped, as the parser does.
+fn line_of(input: &[u8]) -> (Method, Version) {
+    let start = input.iter().position(|&b| b != b'\r' && b != b'\n').unwrap_or(input.len());
+    let line = input[start..].split(|&b| b == b'\n').next().unwrap_or_default();
+    let method = if line.starts_with(b"HEAD ") { Method::Head } else { Method::Get };
+    let version = if line.trim_ascii_end().ends_with(b"HTTP/1.0") { Version::Http10 } else { Version::Http11 };
+    (method, version)
 }
 
 fn meta(seq: u64, req: &Request, head: &Head) -> RequestMeta {

@@ -52,7 +52,7 @@ pub(crate) fn parse(buf: &mut [u8], limits: &HttpLimits, req: &mut Request) -> R
     let (len, known, version, hosts) = match scan::scan(input, max_headers, req) {
         // The scanner stored the target with the head.
         Some(s) => (s.len, s.known, set_line(req, s.known, s.target, s.minor)?, s.hosts),
-        None => match parse_line(over_head, input, uri_over, limits, max_headers, req)? {
+        None => match parse_line_any_minor(over_head, input, uri_over, limits, max_headers, req)? {
             Some((len, known, version)) => (len, known, version, None),
             None => return Ok(None),
         },
@@ -199,6 +199,41 @@ fn parse_line(
     Ok(Some((len, known, version)))
 }
 
+/// [`parse_line`], with a later minor version of HTTP/1 (`HTTP/1.2` … `HTTP/1.9`) read as
+/// HTTP/1.1: RFC 9110 §2.5 (a recipient SHOULD process a message of a higher minor version as
+/// of the highest it implements). httparse knows only 1.0 and 1.1, so the digit is rewritten
+/// in the read buffer once the line is complete, and the head parsed again.
+fn parse_line_any_minor(
+    over_head: bool,
+    input: &mut [u8],
+    uri_over: Option<usize>,
+    limits: &HttpLimits,
+    max_headers: usize,
+    req: &mut Request,
+) -> Result<Option<(usize, Option<Method>, Version)>, HttpError> {
+    match parse_line(over_head, input, uri_over, limits, max_headers, req) {
+        Err(e) if e.status.0 == VERSION_NOT_SUPPORTED => match later_minor(input) {
+            Some(at) => {
+                input[at] = b'1';
+                parse_line(over_head, input, uri_over, limits, max_headers, req)
+            }
+            None => Err(e),
+        },
+        other => other,
+    }
+}
+
+const VERSION_NOT_SUPPORTED: u16 = 505;
+
+/// Where the minor digit of a complete request line's `HTTP/1.x` is, if `x` is 2 to 9.
+fn later_minor(input: &[u8]) -> Option<usize> {
+    let start = input.iter().position(|&b| b != b'\r' && b != b'\n')?;
+    let lf = start + input[start..].iter().position(|&b| b == b'\n')?;
+    let end = if input[lf - 1] == b'\r' { lf - 1 } else { lf };
+    let version = input[start..end].splitn(3, |&b| b == b' ').nth(2)?;
+    (version.len() == 8 && version.starts_with(b"HTTP/1.") && (b'2'..=b'9').contains(&version[7])).then_some(end - 1)
+}
+
 /// Records the method and version of the request line (whichever parser read it) once its
 /// target passed the form checks.
 #[inline(always)]
@@ -243,7 +278,7 @@ fn version_error(input: &[u8]) -> Option<HttpError> {
     match (done, prefix) {
         (false, true) => None,
         (true, true) if version.len() == 8 || version.len() == 6 => {
-            Some(HttpError::fatal(505, "HTTP version not supported"))
+            Some(HttpError::fatal(VERSION_NOT_SUPPORTED, "HTTP version not supported"))
         }
         _ => Some(HttpError::bad("malformed request line")),
     }
@@ -255,8 +290,11 @@ fn check_target(method: Option<Method>, target: &[u8]) -> Result<(), HttpError> 
     let ok = match target.first() {
         Some(b'/') => method != Some(Method::Connect),
         Some(b'*') => target.len() == 1 && method == Some(Method::Options),
+        // An empty host is invalid and MUST be refused (RFC 9110 §4.2.1); userinfo is treated
+        // as an error (§4.2.4): `@` is no host byte.
         _ if starts_with_ignore_case(target, b"http://") || starts_with_ignore_case(target, b"https://") => {
-            method != Some(Method::Connect)
+            let authority = super::request::authority(target).unwrap_or_default();
+            method != Some(Method::Connect) && !authority.is_empty() && valid_host(authority)
         }
         Some(_) => method == Some(Method::Connect) && valid_host(target) && target.contains(&b':'),
         None => false,

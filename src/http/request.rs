@@ -361,6 +361,24 @@ impl Request {
         }
     }
 
+    /// The host the request is for, with its port if one was sent (RFC 9112 §3.2.2): the
+    /// authority of an absolute-form target (`GET http://example.com/ HTTP/1.1`; the `Host`
+    /// field is then ignored, as an origin server must), the target of a CONNECT, else the
+    /// `Host` field. `None` without any (an HTTP/1.0 request may send no `Host`).
+    pub fn host(&self) -> Option<&str> {
+        let target = self.target();
+        if self.method == Method::Connect {
+            return Some(target);
+        }
+        if !target.starts_with('/')
+            && let Some(a) = authority(target.as_bytes())
+        {
+            // A part of the target: UTF-8 (INVARIANT), split at ASCII bytes.
+            return std::str::from_utf8(a).ok();
+        }
+        self.header("host").map(as_str)
+    }
+
     /// The query of the target (after `?`), if any.
     pub fn query(&self) -> Option<&str> {
         self.query.map(|q| self.text(q))
@@ -476,18 +494,27 @@ fn as_str(b: &[u8]) -> &str {
 /// is a path: only a target that does not start with '/' can be one).
 #[inline(never)]
 fn after_authority(t: &[u8], question: Option<usize>) -> (usize, Option<usize>) {
-    let Some(i) = find(t, b"://") else {
+    let Some(Range { end: path_start, .. }) = authority_range(t) else {
         return (0, question);
     };
-    let after = i + 3;
-    let rest = &t[after..];
-    let path_start = after + rest.iter().position(|&b| b == b'/' || b == b'?').unwrap_or(rest.len());
     match question {
         Some(q) if q < path_start => {
             (path_start, t[path_start..].iter().position(|&b| b == b'?').map(|q| path_start + q))
         }
         _ => (path_start, question),
     }
+}
+
+/// The authority of an absolute-form target (`scheme://authority/path?query`): the bytes after
+/// `://` up to the path or the query; `None` if the target has no `://`.
+pub(crate) fn authority(t: &[u8]) -> Option<&[u8]> {
+    authority_range(t).map(|r| &t[r])
+}
+
+fn authority_range(t: &[u8]) -> Option<Range<usize>> {
+    let start = find(t, b"://")? + 3;
+    let len = t[start..].iter().position(|&b| b == b'/' || b == b'?').unwrap_or(t.len() - start);
+    Some(start..start + len)
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
