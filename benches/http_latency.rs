@@ -108,13 +108,14 @@ fn main() -> ExitCode {
     println!();
     report::print_run_header();
     let mut ports = PortPicker::new();
+    let ticks = server::clock_ticks_per_second();
     let mut rows = Vec::new();
     let mut failed = Vec::new();
     let n = options.servers.len();
     for round in 1..=options.rounds {
         for k in 0..n {
             let spec = &options.servers[(k + round - 1) % n];
-            match measure(spec, round, &run, options.server_cpus.as_deref(), &mut ports) {
+            match measure(spec, round, &run, options.server_cpus.as_deref(), &mut ports, ticks) {
                 Ok(row) => {
                     report::print_run(&row);
                     rows.push(row);
@@ -148,16 +149,17 @@ fn measure(
     run: &RunOptions,
     cpus: Option<&str>,
     ports: &mut PortPicker,
+    ticks_per_second: f64,
 ) -> Result<Row, String> {
     let port = ports.next()?;
     let mut server = Server::start(spec, port, cpus)?;
     server.wait_ready(port)?;
-    let result = client::run(port, run).map_err(|e| format!("client: {e}"))?;
+    let result = client::run(port, run, &mut || server.cpu()).map_err(|e| format!("client: {e}"))?;
     if !server.alive() {
         return Err(format!("died during the run; its output:\n{}", server.output()));
     }
     if result.responses == 0 {
         return Err(format!("no responses ({}); its output:\n{}", result.errors, server.output()));
     }
-    Ok(Row::new(&spec.name, round, &result))
+    Ok(Row::new(&spec.name, round, &result, ticks_per_second))
 }

@@ -396,6 +396,17 @@ fn request_target_invalid_form_is_400_and_closes() {
 }
 
 #[test]
+fn request_target_with_a_fragment_is_400_and_closes() {
+    // RFC 9112 §3.2: no `#` in a request-target (clients strip the fragment).
+    for target in ["/#", "/a#frag", "/a?x=1#f", "http://example.com/#x", "/long/enough/to/pass/sixteen#bytes"] {
+        let a = refused(format!("GET {target} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes(), 400);
+        assert_eq!(a.body, "invalid request-target", "{target}");
+    }
+    // Escaped, it is a path byte like any other.
+    assert_eq!(accepted(b"GET /a%23b HTTP/1.1\r\nHost: a\r\n\r\n").header("x-path"), Some("/a%23b"));
+}
+
+#[test]
 fn options_asterisk_is_accepted() {
     let a = accepted(b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n");
     assert_eq!(a.body, "OPTIONS * 0|");

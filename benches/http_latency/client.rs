@@ -35,6 +35,9 @@ pub(crate) struct RunOptions {
     pub(crate) duration: Duration,
 }
 
+/// The CPU time a process has used so far, user and system, in clock ticks (`/proc/PID/stat`).
+pub(crate) type CpuTicks = (u64, u64);
+
 /// What one run measured. Only batches whose write started inside the measured window count;
 /// those still in flight at its end are waited for (up to [`BATCH_TIMEOUT`]), so a slow tail
 /// is not cut off.
@@ -48,6 +51,9 @@ pub(crate) struct RunResult {
     pub(crate) responses: u64,
     pub(crate) window: Duration,
     pub(crate) errors: ErrorCounts,
+    /// The server's CPU time at the start and at the end of the measured window, when its
+    /// process could be read.
+    pub(crate) server_cpu: Option<(CpuTicks, CpuTicks)>,
 }
 
 /// Errors of one run, by kind.
@@ -193,7 +199,6 @@ enum Failure {
 }
 
 /// The client of one run: connections, the batch they all send, the window, and the tallies.
-#[derive(Debug)]
 struct Client<'a> {
     poll: Poll,
     addr: SocketAddr,
@@ -204,10 +209,18 @@ struct Client<'a> {
     measure_end: Instant,
     reconnects: usize,
     result: RunResult,
+    /// Reads the server's CPU time (at the window's start and end).
+    server_cpu: &'a mut dyn FnMut() -> Option<CpuTicks>,
+    cpu_at_start: Option<Option<CpuTicks>>,
 }
 
 /// Runs the load against `127.0.0.1:port`: warm-up, then the measured window, then the drain.
-pub(crate) fn run(port: u16, options: &RunOptions) -> io::Result<RunResult> {
+/// `server_cpu` is read when the window starts and when it ends.
+pub(crate) fn run(
+    port: u16,
+    options: &RunOptions,
+    server_cpu: &mut dyn FnMut() -> Option<CpuTicks>,
+) -> io::Result<RunResult> {
     let batch = batch_bytes(port, options.depth);
     let histogram = Histogram::new_with_bounds(1, MAX_LATENCY_NS, 3).map_err(io::Error::other)?;
     let start = Instant::now();
@@ -226,7 +239,10 @@ pub(crate) fn run(port: u16, options: &RunOptions) -> io::Result<RunResult> {
             responses: 0,
             window: options.duration,
             errors: ErrorCounts::default(),
+            server_cpu: None,
         },
+        server_cpu,
+        cpu_at_start: None,
     };
     for i in 0..options.connections {
         client.conns.push(Conn {
@@ -251,6 +267,15 @@ impl Client<'_> {
         let mut again: Vec<usize> = Vec::new();
         loop {
             let now = Instant::now();
+            if now >= self.measure_start && self.cpu_at_start.is_none() {
+                self.cpu_at_start = Some((self.server_cpu)());
+            }
+            if now >= self.measure_end
+                && self.result.server_cpu.is_none()
+                && let Some(Some(start)) = self.cpu_at_start
+            {
+                self.result.server_cpu = (self.server_cpu)().map(|end| (start, end));
+            }
             let busy = self.conns.iter().any(|c| matches!(c.state, State::Writing(_) | State::Reading));
             let live = self.conns.iter().any(|c| c.state != State::Closed);
             if now >= hard_end || !live || (now >= self.measure_end && !busy) {

@@ -20,11 +20,21 @@ pub(crate) struct Row {
     pub(crate) unanswered: i64,
     /// The error counts by kind, empty when there are none.
     pub(crate) error_kinds: String,
+    /// The server's user and system CPU time per response over the measured window, in µs
+    /// (NaN when its process could not be read).
+    pub(crate) user_us: f64,
+    pub(crate) system_us: f64,
 }
 
 impl Row {
-    pub(crate) fn new(server: &str, round: usize, r: &RunResult) -> Row {
+    pub(crate) fn new(server: &str, round: usize, r: &RunResult, ticks_per_second: f64) -> Row {
         let us = |q: f64| r.latency_ns.value_at_quantile(q) as f64 / 1000.0;
+        // Over the window, per response of the window (the responses/s column's numerator).
+        let per_response = |ticks: u64| ticks as f64 / ticks_per_second * 1e6 / r.responses.max(1) as f64;
+        let (user_us, system_us) = match r.server_cpu {
+            Some(((u0, s0), (u1, s1))) => (per_response(u1 - u0), per_response(s1 - s0)),
+            None => (f64::NAN, f64::NAN),
+        };
         Row {
             server: server.to_string(),
             round,
@@ -38,6 +48,8 @@ impl Row {
             errors: r.errors.total(),
             unanswered: r.requests as i64 - r.responses as i64,
             error_kinds: r.errors.to_string(),
+            user_us,
+            system_us,
         }
     }
 }
@@ -45,17 +57,28 @@ impl Row {
 /// The header of the per-run table.
 pub(crate) fn print_run_header() {
     println!(
-        "| round | server | responses/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | mean µs | errors | sent−received |"
+        "| round | server | responses/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | mean µs | server user / sys µs per response | errors | sent−received |"
     );
-    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
 }
 
 pub(crate) fn print_run(row: &Row) {
     let errors =
         if row.error_kinds.is_empty() { "0".to_string() } else { format!("{} ({})", row.errors, row.error_kinds) };
     println!(
-        "| {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {errors} | {} |",
-        row.round, row.server, row.rps, row.p50, row.p90, row.p99, row.p999, row.max, row.mean, row.unanswered
+        "| {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.3} / {:.3} | {errors} | {} |",
+        row.round,
+        row.server,
+        row.rps,
+        row.p50,
+        row.p90,
+        row.p99,
+        row.p999,
+        row.max,
+        row.mean,
+        row.user_us,
+        row.system_us,
+        row.unanswered
     );
 }
 
@@ -71,9 +94,9 @@ pub(crate) fn print_summary(rows: &[Row], servers: &[String]) {
     let best_p99 = medians.iter().map(|(_, runs)| median(runs.iter().map(|r| r.p99))).fold(f64::INFINITY, f64::min);
     println!();
     println!(
-        "| server | runs | responses/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | p99 / best | per-round p99 / best | errors |"
+        "| server | runs | responses/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | p99 / best | per-round p99 / best | server user / sys µs per response | errors |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (server, runs) in &medians {
         let m = |f: fn(&Row) -> f64| median(runs.iter().map(|r| f(r)));
         let per_round = median(runs.iter().map(|r| {
@@ -81,7 +104,7 @@ pub(crate) fn print_summary(rows: &[Row], servers: &[String]) {
             r.p99 / round_best
         }));
         println!(
-            "| {server} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {per_round:.2} | {} |",
+            "| {server} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {per_round:.2} | {:.3} / {:.3} | {} |",
             runs.len(),
             m(|r| r.rps),
             m(|r| r.p50),
@@ -90,6 +113,8 @@ pub(crate) fn print_summary(rows: &[Row], servers: &[String]) {
             m(|r| r.p999),
             m(|r| r.max),
             m(|r| r.p99) / best_p99,
+            m(|r| r.user_us),
+            m(|r| r.system_us),
             runs.iter().map(|r| r.errors).sum::<u64>(),
         );
     }

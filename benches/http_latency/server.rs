@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::client::{batch_bytes, parse_response};
+use crate::client::{CpuTicks, batch_bytes, parse_response};
 use crate::options::ServerSpec;
 
 /// First port tried; each server start takes the next free one, so a server never meets the
@@ -109,6 +109,18 @@ impl Server {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// The CPU time the server has used so far (user, system; clock ticks), from
+    /// `/proc/PID/stat` (`bash -c "exec …"` under `taskset` keeps the child's pid); `None` if
+    /// it cannot be read.
+    pub(crate) fn cpu(&self) -> Option<CpuTicks> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
+        // The fields after the command name (which may hold spaces), from field 3 on.
+        let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+        let user = fields.nth(11)?.parse().ok()?;
+        let system = fields.next()?.parse().ok()?;
+        Some((user, system))
+    }
+
     /// The last lines of the child's output, indented.
     pub(crate) fn output(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
@@ -124,6 +136,17 @@ impl Drop for Server {
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.log);
     }
+}
+
+/// The unit of `/proc/PID/stat`'s CPU times (`getconf CLK_TCK`; 100 on Linux if that fails).
+pub(crate) fn clock_ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
 }
 
 /// One `GET /plaintext` on a fresh connection: the response's status.

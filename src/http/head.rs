@@ -189,6 +189,11 @@ fn parse_line(
         return Err(HttpError::bad("malformed request line"));
     };
     debug_assert!(len <= limits.max_head_bytes && target.len() <= limits.max_uri_bytes);
+    // A fragment is no part of a request-target (RFC 9112 §3.2: an invalid request line is
+    // answered 400); httparse takes `#`, the scanner leaves such a head to it.
+    if target.contains('#') {
+        return Err(HttpError::bad("invalid request-target"));
+    }
     let known = Method::from_token(method);
     req.clear();
     let version = set_line(req, known, target, minor)?;

@@ -1,10 +1,11 @@
 //! The common request head, read without httparse: a request line `token SP target SP
-//! HTTP/1.x CRLF` whose target is visible ASCII, then `token ":" OWS value OWS CRLF` fields,
-//! then CRLF. It accepts a strict subset of what httparse accepts and finds the same method,
-//! target, version, fields and length; anything else (a bare LF, leading empty lines, obs-text
-//! in the target, an incomplete head, more fields than allowed, any byte httparse might refuse)
-//! is left to httparse, which then decides — so every refusal, and every answer to an unusual
-//! head, stays httparse's.
+//! HTTP/1.x CRLF` whose target is visible ASCII but `#`, then `token ":" OWS value OWS CRLF`
+//! fields, then CRLF. It accepts a strict subset of what httparse accepts and finds the same
+//! method, target, version, fields and length; anything else (a bare LF, leading empty lines,
+//! obs-text or `#` in the target, an incomplete head, more fields than allowed, any byte
+//! httparse might refuse) is left to httparse, which then decides — so every refusal of the
+//! syntax, and every answer to an unusual head, stays httparse's (`head.rs` adds the rules
+//! httparse does not apply after it, as no `#` in a target).
 //!
 //! It copies the head into the request in one piece (the fields and the target become ranges of
 //! that copy) instead of field by field, lower-cases the field names in the read buffer as it
@@ -141,7 +142,7 @@ pub(crate) fn scan<'a>(buf: &'a mut [u8], max_headers: usize, req: &mut Request)
     let len = at + 2;
     let buf: &'a [u8] = buf;
     let target = &buf[t0..t1];
-    debug_assert!(target.iter().all(|b| (b'!'..=b'~').contains(b)));
+    debug_assert!(target.iter().all(|&b| target_byte(b)));
     // SAFETY: `visible_len` found every byte of `target` visible ASCII, which is UTF-8 (this
     // saves `from_utf8` going over the bytes again).
     let target = unsafe { std::str::from_utf8_unchecked(target) };
@@ -237,7 +238,13 @@ fn name_len_swar(s: &[u8], mut i: usize) -> Option<usize> {
     s[i..].iter().position(|&b| !TOKEN[b as usize]).map(|p| i + p)
 }
 
-/// How many bytes at the start of `s` are visible ASCII (`!`..=`~`) (`None` if all are), and
+/// A byte the scanner takes in a request-target: visible ASCII but `#` (a fragment is no part
+/// of a request-target: a head with one is left to httparse, and refused after it).
+fn target_byte(b: u8) -> bool {
+    b != b'#' && (b'!'..=b'~').contains(&b)
+}
+
+/// How many bytes at the start of `s` are [`target_byte`]s (`None` if all are), and
 /// where the first `?` is (it may be past those bytes; `None`: none in the bytes looked at).
 #[inline(always)]
 fn visible_len(s: &[u8]) -> (Option<usize>, Option<usize>) {
@@ -275,15 +282,15 @@ fn visible_len_long(s: &[u8]) -> (Option<usize>, Option<usize>) {
     visible_len_swar(s, 0, None)
 }
 
-/// [`visible_len`] from `i` (the bytes before are visible, with the first `?` at `question`),
+/// [`visible_len`] from `i` (the bytes before are target bytes, with the first `?` at `question`),
 /// eight at a time.
 fn visible_len_swar(s: &[u8], mut i: usize, mut question: Option<usize>) -> (Option<usize>, Option<usize>) {
     // Flags a `?` until the first is found.
     let mut look_for_question = if question.is_none() { HIGH } else { 0 };
     while let Some(w) = s.get(i..i + 8) {
         let x = word(w);
-        // Below `!`, or `DEL` and above (adding one carries into the top bit).
-        let bad = below(x, b'!') | ((x.wrapping_add(ONES) | x) & HIGH);
+        // Below `!`, or `DEL` and above (adding one carries into the top bit), or `#`.
+        let bad = below(x, b'!') | ((x.wrapping_add(ONES) | x) & HIGH) | below(x ^ (ONES * u64::from(b'#')), 1);
         let stop = bad | (below(x ^ (ONES * u64::from(b'?')), 1) & look_for_question);
         if stop == 0 {
             i += 8;
@@ -299,7 +306,7 @@ fn visible_len_swar(s: &[u8], mut i: usize, mut question: Option<usize>) -> (Opt
     }
     let rest = &s[i..];
     let question = question.or_else(|| rest.iter().position(|&b| b == b'?').map(|p| i + p));
-    (rest.iter().position(|&b| !(b'!'..=b'~').contains(&b)).map(|p| i + p), question)
+    (rest.iter().position(|&b| !target_byte(b)).map(|p| i + p), question)
 }
 
 /// Where the value of a field whose name and colon end at `from` starts (after SP and HTAB)
@@ -569,10 +576,10 @@ mod tests {
         for len in 0..=40 {
             for at in 0..len {
                 for b in 0..=255u8 {
-                    for fill in [b'a', b' ', b'Z', b'?', b'7'] {
+                    for fill in [b'a', b' ', b'Z', b'?', b'7', b'#'] {
                         let mut s = vec![fill; len];
                         s[at] = b;
-                        let visible = s.iter().position(|&b| !(b'!'..=b'~').contains(&b));
+                        let visible = s.iter().position(|&b| !target_byte(b));
                         let end = visible.unwrap_or(len);
                         let q = s[..end].iter().position(|&b| b == b'?');
                         for (found, question) in [visible_len(&s), visible_len_long(&s), visible_len_swar(&s, 0, None)]

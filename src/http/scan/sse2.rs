@@ -38,15 +38,16 @@ pub(super) fn name_stops_lowercased(chunk: &mut [u8; 16]) -> u32 {
     }
 }
 
-/// (bytes that are not visible ASCII, `?`s).
+/// (bytes that are not visible ASCII or are `#`, `?`s).
 #[inline(always)]
 pub(super) fn target_stops(chunk: &[u8; 16]) -> (u32, u32) {
     // SAFETY: see the top of the module.
     unsafe {
         let x = _mm_loadu_si128(chunk.as_ptr().cast());
         let visible = within(x, b'!', b'~');
+        let hash = _mm_cmpeq_epi8(x, _mm_set1_epi8(b'#' as i8));
         let question = _mm_cmpeq_epi8(x, _mm_set1_epi8(b'?' as i8));
-        (!(_mm_movemask_epi8(visible) as u32) & 0xffff, _mm_movemask_epi8(question) as u32)
+        (!(_mm_movemask_epi8(_mm_andnot_si128(hash, visible)) as u32) & 0xffff, _mm_movemask_epi8(question) as u32)
     }
 }
 
