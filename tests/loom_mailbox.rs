@@ -245,3 +245,38 @@ fn reservation_last_generation_retires_the_slot_for_good() {
         }
     });
 }
+
+/// A retiring pool worker closes its slot only if nothing but what it finished is reserved
+/// (`close_if_only`): against a racing sender, either the close wins (the sender finds the
+/// pid stale) or the reservation does (the close fails and the worker waits for the
+/// message); never both, so no accepted message meets a closed slot.
+#[test]
+fn reservation_close_if_only_and_a_racing_reserve_never_both_succeed() {
+    for finished in [0, 1] {
+        model(None, move || {
+            let slot = Arc::new(Reservation::new());
+            let generation = slot.open(2);
+            // Messages the owner finished and has not given back yet.
+            for _ in 0..finished {
+                assert_eq!(slot.try_reserve(generation), Ok(()));
+            }
+            let sender = {
+                let slot = slot.clone();
+                thread::spawn(move || slot.try_reserve(generation))
+            };
+            let closed = slot.close_if_only(generation, finished);
+            let reserved = sender.join().unwrap();
+            match (closed, reserved) {
+                (true, Err(Reserve::Stale)) => {
+                    assert_eq!((slot.generation(), slot.reserved()), (generation + 1, 0));
+                }
+                (false, Ok(())) => {
+                    assert_eq!((slot.generation(), slot.reserved()), (generation, finished + 1));
+                    // The message arrives and is finished with the others: now it closes.
+                    assert!(slot.close_if_only(generation, finished + 1));
+                }
+                other => panic!("close {} and reserve {:?} together", other.0, other.1),
+            }
+        });
+    }
+}

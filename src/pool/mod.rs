@@ -27,7 +27,8 @@
 //!
 //! # Resize
 //! [`PoolRef::resize`] adds workers (placed like the first ones) or retires the newest ones: a
-//! retiring worker takes no new messages, finishes its queue, and ends. Nothing queued is lost.
+//! retiring worker takes no new messages, finishes its queue and the messages already on their
+//! way to it, and ends. Nothing queued is lost.
 
 mod cells;
 pub(crate) mod dispatch;

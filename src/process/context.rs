@@ -79,8 +79,8 @@ impl fmt::Debug for ReplyToken {
     }
 }
 
-/// A retiring pool worker found its mailbox empty: it stops, as if asked to (see
-/// `Signal::Retire`, which only marks it).
+/// A retiring pool worker found its mailbox empty and nothing on its way to it (its slot is
+/// closed already): it stops, as if asked to (see `Signal::Retire`, which only marks it).
 #[cold]
 fn retire_now() -> Poll<Item> {
     Poll::Ready(Item::Signal(Signal::Shutdown))
@@ -548,7 +548,9 @@ impl Context {
                     Poll::Ready(item)
                 }
                 None => {
-                    if entry.retiring {
+                    // A retiring worker ends once nothing is on its way to it either (else it
+                    // waits for that: the message's arrival wakes it).
+                    if entry.retiring && self.shard.close_retiring(self.pid.slot, self.pid.generation) {
                         return retire_now();
                     }
                     entry.awaiting_mail = true;

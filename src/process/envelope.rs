@@ -82,9 +82,9 @@ pub(crate) enum Signal {
     /// The node is stopping: run `terminate` and end.
     Shutdown,
     /// A pool retires this worker: it takes no new work from the pool and stops (`Shutdown`)
-    /// once its mailbox is empty. Never queued: it sets `ProcessEntry::retiring` (`deliver_signal`),
-    /// and `Context::next` answers it when it finds no mail — so the per-message path pays
-    /// nothing for it.
+    /// once its mailbox is empty and no message is on its way to it. Never queued: it sets
+    /// `ProcessEntry::retiring` (`deliver_signal`), and `Context::next` answers it when it
+    /// finds no mail (`Shard::close_retiring`) — so the per-message path pays nothing for it.
     Retire,
 }
 

@@ -139,6 +139,22 @@ impl Reservation {
         generation
     }
 
+    /// Owner only: closes the incarnation `generation` if it holds exactly `finished`
+    /// reservations (the messages it finished and has not given back yet, which go back with
+    /// it); false, and nothing changed, if it holds more: a message is on its way to it. A
+    /// retiring pool worker ends this way, so no message reserved for it arrives at a closed
+    /// slot (where its pool would have to admit it again, and could be full by then).
+    pub fn close_if_only(&self, generation: u32, finished: u32) -> bool {
+        debug_assert!(generation < Self::RETIRED);
+        let holding = (u64::from(generation) << COUNT_BITS) | u64::from(finished);
+        let closed = u64::from(generation + 1) << COUNT_BITS;
+        let done = self.word.compare_exchange(holding, closed, Ordering::AcqRel, Ordering::Acquire).is_ok();
+        if done {
+            self.processed.store(self.processed.load(Ordering::Relaxed) + u64::from(finished), Ordering::Relaxed);
+        }
+        done
+    }
+
     /// Owner only: `close`, also returning how many reservations the incarnation held at that
     /// instant (its queue, the message in progress, and messages on their way).
     pub fn close_counting(&self, generation: u32) -> (bool, u32) {

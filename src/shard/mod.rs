@@ -302,10 +302,15 @@ impl Shard {
         };
         if alias.is_some_and(|id| !self.has_alias(slot, generation, id)) {
             let pool = e.pool.as_ref().map(|m| m.pool.clone());
+            // A retiring worker waiting for the messages reserved for it looks again.
+            let recheck = e.retiring && e.awaiting_mail;
             drop(table);
             self.release(slot, generation);
             if let Some(pool) = pool {
                 pool.gate.release(1); // a pool worker's slot held a gate slot too
+            }
+            if recheck {
+                self.schedule(slot);
             }
             self.dead_letter(mail, CallError::UnknownAlias);
             return;
@@ -374,6 +379,22 @@ impl Shard {
                 r.finish_owned(generation, n);
             }
         }
+    }
+
+    /// The running process in `slot`, a retiring pool worker that found no mail, closes its
+    /// slot if nothing but what it finished this poll is reserved (those reservations go back
+    /// with the close, and their gate slots at the end of the poll, as `release_finished`
+    /// does): true, it may end. False: a message is on its way to it, and it waits for it.
+    pub(crate) fn close_retiring(&self, slot: u32, generation: u32) -> bool {
+        let Some(r) = self.remote().table.get(slot) else { return true };
+        let n = self.finished.get();
+        if !r.close_if_only(generation, n) {
+            return false;
+        }
+        self.finished.set(0);
+        self.stats.processed.set(self.stats.processed.get() + u64::from(n));
+        self.released.set(self.released.get() + n);
+        true
     }
 
     /// Hands a reply to the call it answers; false (counted as late) if that call is over.
