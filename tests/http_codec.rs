@@ -434,7 +434,9 @@ fn absolute_form_target_without_path_has_root_path() {
 #[test]
 fn absolute_form_target_with_empty_host_or_userinfo_is_400_and_closes() {
     // RFC 9110 §4.2.1: an empty host MUST be refused; §4.2.4: userinfo is an error.
-    for target in ["http:///a", "http://", "https://?x", "http://user@example.com/", "http://a<b/"] {
+    for target in
+        ["http:///a", "http://", "https://?x", "http://:80/", "http://:/x", "http://user@example.com/", "http://a<b/"]
+    {
         let a = refused(format!("GET {target} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes(), 400);
         assert_eq!(a.body, "invalid request-target", "{target}");
     }

@@ -710,7 +710,7 @@ fn empty_lines_after_a_request_leave_the_connection_idle() {
     let seen = Seen::default();
     let limits = limits(|l| {
         l.header_read_timeout = Duration::from_millis(100);
-        l.idle_timeout = Duration::from_millis(1500);
+        l.idle_timeout = Duration::from_secs(3);
     });
     let served = Served::start(support::node("hs-empty-lines", 1), echo(&seen), limits);
     let mut c = served.connect();

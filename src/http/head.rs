@@ -295,11 +295,12 @@ fn check_target(method: Option<Method>, target: &[u8]) -> Result<(), HttpError> 
     let ok = match target.first() {
         Some(b'/') => method != Some(Method::Connect),
         Some(b'*') => target.len() == 1 && method == Some(Method::Options),
-        // An empty host is invalid and MUST be refused (RFC 9110 §4.2.1); userinfo is treated
-        // as an error (§4.2.4): `@` is no host byte.
+        // An empty host (`http:///`, `http://:80/`) is invalid and MUST be refused (RFC 9110
+        // §4.2.1); userinfo is treated as an error (§4.2.4): `@` is no host byte.
         _ if starts_with_ignore_case(target, b"http://") || starts_with_ignore_case(target, b"https://") => {
             let authority = super::request::authority(target).unwrap_or_default();
-            method != Some(Method::Connect) && !authority.is_empty() && valid_host(authority)
+            let host = !matches!(authority.first(), None | Some(b':'));
+            method != Some(Method::Connect) && host && valid_host(authority)
         }
         Some(_) => method == Some(Method::Connect) && valid_host(target) && target.contains(&b':'),
         None => false,

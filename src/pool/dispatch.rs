@@ -242,6 +242,9 @@ pub(crate) fn return_credit(shard: &Shard) {
         // back the slots it held when its slot closed, these among them.
         if shard.remote().table.get(credit.slot).is_some_and(|r| r.release_unused(credit.generation, credit.n)) {
             pool.gate.release(credit.n);
+            // The credit is on a worker of this shard: one retired meanwhile may be waiting
+            // for these slots' messages, which will not come.
+            shard.recheck_retiring(credit.slot);
         }
     }
 }
@@ -407,10 +410,13 @@ pub(crate) fn worker_started(shard: &Rc<Shard>, member: &PoolMember, pid: Pid) {
         route::signal(&shard.node, Some(shard), manager, pid, Kind::Link { from: pid });
         link::watch(shard, pid, manager, None);
     }
-    // Removed by a resize before it started, or the pool began to stop meanwhile (it signals
-    // the workers it sees; this one may have been published too late for that).
-    if !live || pool.is_stopping() {
+    // The pool began to stop meanwhile (it signals the workers it sees; this one may have been
+    // published too late for that), or a resize removed it before it started: it retires like
+    // the others, once what was placed on it since its pid was published has reached it.
+    if pool.is_stopping() {
         shard.deliver_signal(pid.slot, pid.generation, Signal::Shutdown);
+    } else if !live {
+        shard.deliver_signal(pid.slot, pid.generation, Signal::Retire);
     }
 }
 

@@ -302,16 +302,12 @@ impl Shard {
         };
         if alias.is_some_and(|id| !self.has_alias(slot, generation, id)) {
             let pool = e.pool.as_ref().map(|m| m.pool.clone());
-            // A retiring worker waiting for the messages reserved for it looks again.
-            let recheck = e.retiring && e.awaiting_mail;
             drop(table);
             self.release(slot, generation);
             if let Some(pool) = pool {
                 pool.gate.release(1); // a pool worker's slot held a gate slot too
             }
-            if recheck {
-                self.schedule(slot);
-            }
+            self.recheck_retiring(slot);
             self.dead_letter(mail, CallError::UnknownAlias);
             return;
         }
@@ -395,6 +391,16 @@ impl Shard {
         self.stats.processed.set(self.stats.processed.get() + u64::from(n));
         self.released.set(self.released.get() + n);
         true
+    }
+
+    /// A reservation of the process in `slot` was given back without a message (an alias
+    /// found deleted, credit unused): if it is a retiring worker waiting for what is on its
+    /// way to it, it looks again (`close_retiring`); nothing else would wake it.
+    pub(crate) fn recheck_retiring(&self, slot: u32) {
+        let waiting = self.table.borrow().get(slot as usize).is_some_and(|e| e.retiring && e.awaiting_mail);
+        if waiting {
+            self.schedule(slot);
+        }
     }
 
     /// Hands a reply to the call it answers; false (counted as late) if that call is over.
