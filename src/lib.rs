@@ -82,9 +82,9 @@
 //! methods, which the connection answers itself). A worker that answers without awaiting
 //! does so in `WebWorker::handle_now`, a plain function offered every request first (no future
 //! per request, as `Actor::handle_message_now`; PERF.md measures what it saves). Feature
-//! `interop` converts to and from the `http` crate's types. A server's connections on a shard share their read and write buffers
-//! and request boxes, holding them only while bytes wait in them: the few in use stay in cache,
-//! and an idle keep-alive connection costs under 1 KB.
+//! `interop` converts to and from the `http` crate's types. A server's connections on a shard
+//! share their read and write buffers and request boxes, holding them only while bytes wait in
+//! them: the few in use stay in cache, and an idle keep-alive connection costs under 1 KB.
 //!
 //! # Pools: exact backpressure without an actor hop
 //! A [`Pool`] of `size` workers with mailboxes of `mailbox` is spawned like any process and

@@ -308,8 +308,7 @@ impl Codec {
 /// so (the answer then has no content, RFC 9110 §9.3.2), else as `GET`; in HTTP/1.1 unless
 /// the line says 1.0. Empty lines before the request line are skipped, as the parser does.
 fn line_of(input: &[u8]) -> (Method, Version) {
-    let start = input.iter().position(|&b| b != b'\r' && b != b'\n').unwrap_or(input.len());
-    let line = input[start..].split(|&b| b == b'\n').next().unwrap_or_default();
+    let (_, line, _) = head::request_line(input);
     let method = if line.starts_with(b"HEAD ") { Method::Head } else { Method::Get };
     let version = if line.trim_ascii_end().ends_with(b"HTTP/1.0") { Version::Http10 } else { Version::Http11 };
     (method, version)

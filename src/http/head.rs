@@ -232,11 +232,28 @@ const VERSION_NOT_SUPPORTED: u16 = 505;
 
 /// Where the minor digit of a complete request line's `HTTP/1.x` is, if `x` is 2 to 9.
 fn later_minor(input: &[u8]) -> Option<usize> {
-    let start = input.iter().position(|&b| b != b'\r' && b != b'\n')?;
-    let lf = start + input[start..].iter().position(|&b| b == b'\n')?;
-    let end = if input[lf - 1] == b'\r' { lf - 1 } else { lf };
-    let version = input[start..end].splitn(3, |&b| b == b' ').nth(2)?;
-    (version.len() == 8 && version.starts_with(b"HTTP/1.") && (b'2'..=b'9').contains(&version[7])).then_some(end - 1)
+    let (start, line, done) = request_line(input);
+    let version = version_field(line);
+    let later = version.len() == 8 && version.starts_with(b"HTTP/1.") && (b'2'..=b'9').contains(&version[7]);
+    (done && later).then(|| start + line.len() - 1)
+}
+
+/// The request line at the start of `input` as httparse reads it, empty lines before it
+/// skipped: (where it starts, the line without its line ending, whether its LF has arrived).
+pub(crate) fn request_line(input: &[u8]) -> (usize, &[u8], bool) {
+    let start = input.iter().position(|&b| b != b'\r' && b != b'\n').unwrap_or(input.len());
+    let rest = &input[start..];
+    let (line, done) = match rest.iter().position(|&b| b == b'\n') {
+        Some(lf) => (&rest[..lf], true),
+        None => (rest, false),
+    };
+    (start, line.strip_suffix(b"\r").unwrap_or(line), done)
+}
+
+/// The HTTP-version of a request line (`method SP request-target SP HTTP-version`): the rest
+/// of the line after its second space.
+fn version_field(line: &[u8]) -> &[u8] {
+    line.splitn(3, |&b| b == b' ').nth(2).unwrap_or(b"")
 }
 
 /// Records the method and version of the request line (whichever parser read it) once its
@@ -270,14 +287,8 @@ fn target_overflow(buf: &[u8], max_uri: usize) -> Option<usize> {
 /// other version (`HTTP/2.0`, `HTTP/2`) is a 505, anything else a 400; `None` while the line
 /// is too short to tell (`HTTP/2` may go on as `HTTP/2.0` or as `HTTP/2x`).
 fn version_error(input: &[u8]) -> Option<HttpError> {
-    let line = &input[input.iter().position(|&b| b != b'\r' && b != b'\n').unwrap_or(input.len())..];
-    let (line, done) = match line.iter().position(|&b| b == b'\n') {
-        Some(lf) => (&line[..lf], true),
-        None => (line, false),
-    };
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    // method SP request-target SP HTTP-version: the rest of the line after the second space.
-    let version = line.splitn(3, |&b| b == b' ').nth(2).unwrap_or(b"");
+    let (_, line, done) = request_line(input);
+    let version = version_field(line);
     let prefix = version.len() <= 8
         && version.iter().zip(b"HTTP/0.0").all(|(&b, &p)| if p == b'0' { b.is_ascii_digit() } else { b == p });
     match (done, prefix) {

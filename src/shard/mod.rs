@@ -365,10 +365,7 @@ impl Shard {
     pub(crate) fn release_finished(&self, slot: u32, generation: u32) {
         let n = self.finished.replace(0);
         if n > 0 {
-            // `processed` is counted here, once per poll, not per message (`info` adds the
-            // running process's finished messages not yet released).
-            self.stats.processed.set(self.stats.processed.get() + u64::from(n));
-            self.released.set(self.released.get() + n);
+            self.count_released(n);
             if let Some(r) = self.remote().table.get(slot)
                 && r.generation() == generation
             {
@@ -388,9 +385,16 @@ impl Shard {
             return false;
         }
         self.finished.set(0);
+        self.count_released(n);
+        true
+    }
+
+    /// `n` finished messages of the running process were given back: counted as processed
+    /// (here, once per poll, not per message: `info` adds the running process's finished
+    /// messages not yet released), and their gate slots due at the end of the poll.
+    fn count_released(&self, n: u32) {
         self.stats.processed.set(self.stats.processed.get() + u64::from(n));
         self.released.set(self.released.get() + n);
-        true
     }
 
     /// A reservation of the process in `slot` was given back without a message (an alias
