@@ -280,3 +280,31 @@ fn reservation_close_if_only_and_a_racing_reserve_never_both_succeed() {
         });
     }
 }
+
+/// A pool worker that crashes leaves its replacement a slot for each message on its way to it
+/// (`pool::dispatch::inherit`): how many is what `close_counting` saw, less its queue and the
+/// message in hand. Against senders racing the close, that count is exactly the reservations
+/// that succeeded (each of those messages will arrive at the closed slot and be forwarded), and
+/// every reservation after it fails, so no forwarded message lacks its slot and no slot is
+/// kept for a message that never comes.
+#[test]
+fn reservation_close_counting_counts_exactly_the_reservations_that_won() {
+    model(None, move || {
+        let slot = Arc::new(Reservation::new());
+        let generation = slot.open(3);
+        // One message queued already.
+        assert_eq!(slot.try_reserve(generation), Ok(()));
+        let senders: Vec<_> = (0..2)
+            .map(|_| {
+                let slot = slot.clone();
+                thread::spawn(move || slot.try_reserve(generation))
+            })
+            .collect();
+        let (reusable, held) = slot.close_counting(generation);
+        assert!(reusable);
+        let won = senders.into_iter().map(|s| s.join().unwrap()).filter(|r| r.is_ok()).count() as u32;
+        assert_eq!(held, 1 + won, "held = the queued one + the reservations that won");
+        assert_eq!(slot.try_reserve(generation), Err(Reserve::Stale));
+        assert_eq!((slot.generation(), slot.reserved()), (generation + 1, 0));
+    });
+}

@@ -1553,3 +1553,70 @@ fn web_handler_to_a_pool_pid_answers_503_once_the_pool_stopped() {
     assert_eq!(resp.header("retry-after"), None, "gone, not full: no Retry-After");
     node.stop();
 }
+
+/// Answers at once with its pid.
+struct QuickWorker;
+
+impl Actor for QuickWorker {
+    async fn handle_message(&mut self, ctx: &mut Context, _: Pid, msg: Message) -> Result<(), ExitReason> {
+        if let Ok(req) = msg.downcast::<WebRequest>() {
+            req.respond(Response::text(format!("ok {}", ctx.pid())));
+        }
+        Ok(())
+    }
+}
+
+/// A connection's dispatch pass takes pool slots ahead for the pipelined requests it read
+/// (`send_ahead`); a plain handler in the same pass kills the worker holding them. The slots
+/// were counted as owed to the dead worker: the requests that use them reach its replacement,
+/// and the one left unused goes back (to the replacement's slot and the pool's gate), so the
+/// pool ends holding nothing and sheds nothing.
+#[test]
+fn web_pool_slots_taken_ahead_for_a_worker_killed_mid_pass_reach_its_replacement() {
+    let node = start_node("web-pool-credit-kill", 1);
+    let pool = node
+        .spawn(|| pinion::Pool::new(pinion::PoolOptions::new(1, 8, || QuickWorker)), ProcessOptions::default())
+        .wait()
+        .expect("pool starts");
+    let h = node.handle();
+    let killer = h.clone();
+    let router =
+        Router::new().route("/w/{n}", WebHandler::to(WebTarget::Pid(pool))).get("/kill", move |_: &Request| {
+            let worker = killer.pool(pool).ok().and_then(|r| r.info().workers[0].pid);
+            match worker {
+                Some(w) => {
+                    killer.exit(w, ExitReason::Kill);
+                    Response::text(format!("killed {w}"))
+                }
+                None => Response::text("no worker").with_status(StatusCode::INTERNAL_SERVER_ERROR),
+            }
+        });
+    let server = serve(&node, router);
+    let first = get(server.local_addr(), "/w/0");
+    assert_eq!(first.status, 200, "{first:?}");
+    let mut c = Client::connect(server.local_addr());
+    let burst: String = ["/w/1", "/kill", "/w/2", "/w/3", "/w/4"]
+        .iter()
+        .map(|t| format!("GET {t} HTTP/1.1\r\nHost: x\r\n\r\n"))
+        .collect();
+    c.send(burst.as_bytes());
+    let answers: Vec<Resp> = (0..5).map(|_| c.read_response(false)).collect();
+    for (i, a) in answers.iter().enumerate() {
+        assert_eq!(a.status, 200, "answer {i}: {a:?}");
+    }
+    assert!(answers[1].text().starts_with("killed "), "{:?}", answers[1]);
+    let killed = answers[1].text().trim_start_matches("killed ").to_owned();
+    for a in &answers[2..] {
+        assert_ne!(a.text(), format!("ok {killed}"), "served by the replacement");
+    }
+    let r = h.pool(pool).expect("the pool");
+    let t = Instant::now();
+    while r.info().held != 0 {
+        assert!(t.elapsed() < WAIT, "the pool gives back every slot: {:?}", r.info());
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let info = r.info();
+    assert_eq!((info.shed, info.workers[0].restarts, info.capacity), (0, 1, 9), "{info:?}");
+    assert_eq!(get(server.local_addr(), "/w/5").status, 200);
+    node.stop();
+}

@@ -238,13 +238,40 @@ pub(crate) fn return_credit(shard: &Shard) {
         // pool a sender reaches is kept by the node (`NodeShared::pools`) until the node is
         // dropped, and this shard belongs to that node.
         let pool = unsafe { &*credit.pool };
-        // Worker slots first, then the gate's. A worker that ended meanwhile gave the gate
-        // back the slots it held when its slot closed, these among them.
-        if shard.remote().table.get(credit.slot).is_some_and(|r| r.release_unused(credit.generation, credit.n)) {
-            pool.gate.release(credit.n);
-            // The credit is on a worker of this shard: one retired meanwhile may be waiting
-            // for these slots' messages, which will not come.
-            shard.recheck_retiring(credit.slot);
+        // Worker slots first, then the gate's (a worker that ended meanwhile counted these
+        // as owed to it: see `give_back`).
+        give_back(shard, pool, (credit.slot, credit.generation), credit.n);
+    }
+}
+
+/// Gives back `n` reservations of the worker `key` (slot, generation) on this shard that no
+/// message will use, with their gate slots. If the worker ended meanwhile, they were counted
+/// as owed to it: they leave its grave, and the slots its heir reserved for them go back.
+#[cfg(feature = "web")]
+fn give_back(shard: &Shard, pool: &PoolShared, mut key: (u32, u32), n: u32) {
+    loop {
+        if shard.remote().table.get(key.0).is_some_and(|r| r.release_unused(key.1, n)) {
+            pool.gate.release(n);
+            // A worker of this shard: one retiring meanwhile may be waiting for these slots'
+            // messages, which will not come.
+            shard.recheck_retiring(key.0);
+            return;
+        }
+        let heir = {
+            let mut graves = shard.pool_graves.borrow_mut();
+            let Some(grave) = graves.iter_mut().find(|g| g.key == key) else {
+                // Not a worker that ended with these slots: they were not held.
+                return;
+            };
+            grave.owed = grave.owed.saturating_sub(n);
+            grave.heir
+        };
+        match heir {
+            Some(next) => key = next,
+            None => {
+                pool.gate.release(n);
+                return;
+            }
         }
     }
 }
@@ -358,34 +385,120 @@ fn deliver(node: &NodeShared, here: Option<&Shard>, worker: Pid, mail: Mail, pri
 }
 
 /// Pool workers remembered per shard after they ended (see `Shard::pool_graves`): enough for
-/// the messages that can be in flight to one at its end (they were sent before it).
+/// the messages that can be in flight to one at its end (they were sent before it). A grave
+/// still owed messages is kept beyond this.
 const GRAVES: usize = 256;
 
+/// A pool worker of this shard that ended, remembered for the messages reserved for it that
+/// had not reached it yet: each holds its gate slot still. A worker replaced after a crash
+/// leaves its queue and those messages to its replacement (its heir), which reserves its own
+/// slots for them when it starts: nothing accepted for the pool is lost to a crash but the
+/// message in hand, and the counts stay exact.
+pub(crate) struct Grave {
+    /// Its slot and generation.
+    key: (u32, u32),
+    member: PoolMember,
+    /// Messages reserved for it and not arrived yet.
+    owed: u32,
+    /// Its queue, kept for the heir until it starts.
+    parked: Vec<Mail>,
+    /// A replacement is starting and inherits from this worker.
+    heir_wanted: bool,
+    /// The replacement (slot, generation) that inherited, with a slot reserved for each
+    /// message still owed.
+    heir: Option<(u32, u32)>,
+}
+
+/// Remembers an ended worker; the oldest grave that is owed nothing makes room.
+fn bury(shard: &Shard, grave: Grave) {
+    let mut graves = shard.pool_graves.borrow_mut();
+    if graves.len() >= GRAVES
+        && let Some(i) = graves.iter().position(|g| g.owed == 0 && g.parked.is_empty() && !g.heir_wanted)
+    {
+        graves.remove(i);
+    }
+    graves.push_back(grave);
+}
+
 /// A message reached the slot of a process that is gone: if that was a pool worker, the
-/// message goes back to its pool (admitted again: its gate slot was given back when the
-/// worker's slot closed) or is answered there. Returns the mail when it was no pool worker's.
+/// message goes to its heir (which holds a slot for it), or, without one, to another worker
+/// with room (keeping its gate slot), or is answered. Returns the mail when it was no pool
+/// worker's.
 #[cold]
 pub(crate) fn redirect(shard: &Shard, slot: u32, generation: u32, mail: Mail) -> Option<Mail> {
-    let member = {
-        let graves = shard.pool_graves.borrow();
-        graves.iter().find(|(key, _)| *key == (slot, generation)).map(|(_, m)| m.clone())
+    let (member, owed) = {
+        let mut graves = shard.pool_graves.borrow_mut();
+        let Some(grave) = graves.iter_mut().find(|g| g.key == (slot, generation)) else { return Some(mail) };
+        let owed = grave.owed > 0;
+        if owed {
+            grave.owed -= 1;
+            if let Some((s, g)) = grave.heir {
+                drop(graves);
+                // If the heir ended too, this comes back here for its grave (its reservation
+                // for this message made it owed there as well).
+                shard.deliver_mail(s, g, mail, Priority::Main, None);
+                return None;
+            }
+            if grave.heir_wanted {
+                grave.parked.push(mail);
+                return None;
+            }
+        }
+        (grave.member.clone(), owed)
     };
-    let Some(member) = member else { return Some(mail) };
     let pool = &member.pool;
+    // A message not counted as on its way (none should be) is admitted again; one that was
+    // still holds its gate slot and needs a worker's only.
     let placed = if pool.is_stopping() {
-        Admit::Full
+        None
+    } else if owed {
+        place(&shard.node, Some(shard), pool)
     } else {
-        admit(&pool.gate, SCANS, || place(&shard.node, Some(shard), pool))
+        match admit(&pool.gate, SCANS, || place(&shard.node, Some(shard), pool)) {
+            Admit::Placed(worker) => Some(worker),
+            Admit::Full | Admit::NoRoom => None,
+        }
     };
     match placed {
-        Admit::Placed(worker) => deliver(&shard.node, Some(shard), worker, mail, Priority::Main),
-        Admit::Full | Admit::NoRoom => {
+        Some(worker) => deliver(&shard.node, Some(shard), worker, mail, Priority::Main),
+        None => {
+            if owed {
+                pool.gate.release(1);
+            }
             pool.cell(member.cell).shed.fetch_add(1, Ordering::Relaxed);
             let stopping = pool.is_stopping();
             crate::shard::executor::contain("answering a shed message", move || shed(mail, stopping));
         }
     }
     None
+}
+
+/// A replacement `pid` of `member` starts, before its pid is published: it takes the queue its
+/// predecessor left and reserves a slot for each message still on its way to it (they hold
+/// their gate slots: no sender can take their room meanwhile).
+fn inherit(shard: &Shard, member: &PoolMember, pid: Pid) {
+    let (mut parked, mut owed) = (Vec::new(), 0);
+    for grave in shard.pool_graves.borrow_mut().iter_mut() {
+        if grave.heir_wanted && grave.member.cell == member.cell && Arc::ptr_eq(&grave.member.pool, &member.pool) {
+            grave.heir_wanted = false;
+            grave.heir = Some((pid.slot, pid.generation));
+            parked.append(&mut grave.parked);
+            owed += grave.owed;
+        }
+    }
+    let n = parked.len() as u32 + owed;
+    if n == 0 {
+        return;
+    }
+    // Its own bound is 0 (set by `worker_started`): these go past it, as what they hold was
+    // its predecessor's room, within the pool's.
+    if let Some(r) = shard.remote().table.get(pid.slot) {
+        let taken = r.try_reserve_up_to(pid.generation, u32::MAX, n);
+        debug_assert_eq!(taken, Ok(n), "a starting worker's slot is open and empty");
+    }
+    for mail in parked {
+        shard.deliver_mail(pid.slot, pid.generation, mail, Priority::Main, None);
+    }
 }
 
 /// A worker of `member` started as `pid` on `shard` (its slot is open, its entry in the table).
@@ -399,6 +512,7 @@ pub(crate) fn worker_started(shard: &Rc<Shard>, member: &PoolMember, pid: Pid) {
         r.set_pool(Arc::as_ptr(pool));
         r.set_capacity(0);
     }
+    inherit(shard, member, pid);
     cell.pid.store(cells::pack(pid.slot, pid.generation), Ordering::SeqCst);
     let live = cell.state.compare_exchange(state::DOWN, state::LIVE, Ordering::SeqCst, Ordering::SeqCst).is_ok();
     if live {
@@ -420,25 +534,22 @@ pub(crate) fn worker_started(shard: &Rc<Shard>, member: &PoolMember, pid: Pid) {
     }
 }
 
-/// A worker ended. `held` is its reservation count when its slot closed (its queue, the message
-/// it was handling, and messages on their way to it); `leftovers` are the messages it never
-/// took. Each of those holds a gate slot: it is handed to another worker (keeping it) or
-/// answered at once (giving it back).
+/// A worker ended. `held` is its reservation count when its slot closed: its queue
+/// (`leftovers`, the messages it never took), the `in_hand` messages it took and did not
+/// finish (gone with it: a call among them was answered when its future was dropped), and
+/// messages on their way to it. Each of those holds a gate slot. A worker that crashed and is
+/// replaced leaves its queue and what is on its way to the replacement ([`Grave`]); one that
+/// is not (it retired, or the pool or its shard stops) hands them to another worker with room,
+/// or they are answered.
 pub(crate) fn worker_exited(
     shard: &Rc<Shard>,
     member: PoolMember,
     pid: Pid,
     reason: &ExitReason,
     held: u32,
+    in_hand: u32,
     leftovers: Vec<Mail>,
 ) {
-    {
-        let mut graves = shard.pool_graves.borrow_mut();
-        if graves.len() == GRAVES {
-            graves.pop_front();
-        }
-        graves.push_back(((pid.slot, pid.generation), member.clone()));
-    }
     let pool = &member.pool;
     let cell = pool.cell(member.cell);
     let _ = cell.pid.compare_exchange(cells::pack(pid.slot, pid.generation), EMPTY, Ordering::SeqCst, Ordering::SeqCst);
@@ -450,35 +561,52 @@ pub(crate) fn worker_exited(
     if was == state::LIVE {
         pool.gate.remove_capacity(pool.worker_capacity);
     }
-    match was {
-        state::LIVE if restart => {
-            log::warn!(target: "pinion", "{} {pid}: pool worker ended ({reason}); replacing it", shard.node.name);
-            replace(shard, &member, pid);
+    let queued = leftovers.len() as u32;
+    let owed = held.saturating_sub(in_hand).saturating_sub(queued);
+    // What it held in hand is gone with it: those gate slots go back now.
+    pool.gate.release(held.saturating_sub(owed).saturating_sub(queued));
+    let key = (pid.slot, pid.generation);
+    if was == state::LIVE && restart {
+        bury(shard, Grave { key, member: member.clone(), owed, parked: leftovers, heir_wanted: true, heir: None });
+        log::warn!(target: "pinion", "{} {pid}: pool worker ended ({reason}); replacing it", shard.node.name);
+        replace(shard, &member, pid);
+        // No replacement started (the pool gave up): its queue is answered, and what is on its
+        // way will be when it arrives.
+        let parked = {
+            let mut graves = shard.pool_graves.borrow_mut();
+            let grave = graves.iter_mut().rev().find(|g| g.key == key).filter(|g| g.heir_wanted);
+            grave.map(|g| {
+                g.heir_wanted = false;
+                std::mem::take(&mut g.parked)
+            })
+        };
+        for mail in parked.into_iter().flatten() {
+            place_or_shed(shard, &member, mail);
         }
-        state::LIVE | state::DOWN => {
-            cell.state.store(state::GONE, Ordering::SeqCst);
-        }
-        _ => {
-            // Retired (or already gone): its cell stays gone.
-            cell.state.store(state::GONE, Ordering::SeqCst);
-        }
+        return;
     }
-    let mut kept = 0;
+    // Retired (or already gone, or not to be replaced): its cell stays gone.
+    cell.state.store(state::GONE, Ordering::SeqCst);
+    bury(shard, Grave { key, member: member.clone(), owed, parked: Vec::new(), heir_wanted: false, heir: None });
     for mail in leftovers {
-        let placed = if pool.is_stopping() { None } else { place(&shard.node, Some(&**shard), pool) };
-        match placed {
-            Some(worker) => {
-                kept += 1;
-                deliver(&shard.node, Some(&**shard), worker, mail, Priority::Main);
-            }
-            None => {
-                cell.shed.fetch_add(1, Ordering::Relaxed);
-                let stopping = pool.is_stopping();
-                crate::shard::executor::contain("answering a shed message", move || shed(mail, stopping));
-            }
+        place_or_shed(shard, &member, mail);
+    }
+}
+
+/// A message of an ended worker of `member` (it holds its gate slot) goes to another worker
+/// with room, or is answered and its gate slot given back.
+fn place_or_shed(shard: &Rc<Shard>, member: &PoolMember, mail: Mail) {
+    let pool = &member.pool;
+    let placed = if pool.is_stopping() { None } else { place(&shard.node, Some(&**shard), pool) };
+    match placed {
+        Some(worker) => deliver(&shard.node, Some(&**shard), worker, mail, Priority::Main),
+        None => {
+            pool.gate.release(1);
+            pool.cell(member.cell).shed.fetch_add(1, Ordering::Relaxed);
+            let stopping = pool.is_stopping();
+            crate::shard::executor::contain("answering a shed message", move || shed(mail, stopping));
         }
     }
-    pool.gate.release(held.saturating_sub(kept));
 }
 
 /// Answers a message no worker can take: a web request 503, a call `MailboxFull` (or `Stopped`).

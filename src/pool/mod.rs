@@ -17,13 +17,18 @@
 //! needs its own word besides the workers'.
 //!
 //! # Failures
-//! A worker that ends (a panic, an error, a normal return) is replaced on the same shard, in the
-//! same cell. The message it was handling is lost with it (a web request is answered 500 by the
-//! runtime); what was queued in its mailbox is handed to the replacement and the other workers,
-//! and what finds no room is answered at once (a web request 503, a call `MailboxFull`), never
-//! dropped silently. Restarts are bounded by an intensity (default 5 in 5 s, as the
-//! supervisor's): past it the pool gives up, its manager ends with a reason saying so, and the
-//! workers are stopped.
+//! A worker that ends (a panic, an error, a normal return, a kill) is replaced on the same
+//! shard, in the same cell, and the replacement inherits what its predecessor held: its queue,
+//! in order, and a slot for each message that was on its way to it (sent from another thread
+//! before the end, arriving after). Those messages keep the pool slots they took when they were
+//! accepted, so no sender can take their room meanwhile, the pool's count stays exact, and a
+//! crash loses nothing accepted but the message in hand (a web request is answered 500 by the
+//! runtime, a call `NoReply`). Only a worker that is not replaced (it was retiring, or the pool
+//! or its shard stops) hands its messages to the other workers with room; what finds none is
+//! answered at once (a web request 503, a call `MailboxFull` or `Stopped`; a plain message is
+//! counted in [`WorkerInfo::shed`] and logged). Restarts are bounded by an intensity (default 5
+//! in 5 s, as the supervisor's): past it the pool gives up, its manager ends with a reason
+//! saying so, and the workers are stopped.
 //!
 //! # Resize
 //! [`PoolRef::resize`] adds workers (placed like the first ones) or retires the newest ones: a
@@ -164,8 +169,8 @@ pub struct WorkerInfo {
     pub processed: u64,
     /// Times it was replaced after ending.
     pub restarts: u64,
-    /// Messages queued to it when it ended that no other worker had room for (answered at
-    /// once: 503, or `MailboxFull` to a caller).
+    /// Messages accepted for it that no worker could take when it ended without a replacement
+    /// (answered at once: 503, or `MailboxFull`/`Stopped` to a caller; a plain message logged).
     pub shed: u64,
 }
 

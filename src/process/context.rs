@@ -114,6 +114,7 @@ impl Drop for Context {
         let mut table = self.shard.table.borrow_mut();
         match table.get_mut(self.pid.slot as usize).filter(|e| e.generation == self.pid.generation) {
             Some(entry) => {
+                entry.taken = entry.taken.wrapping_sub(batch.len() as u32);
                 let mut main = std::mem::replace(&mut entry.mailbox.main, batch);
                 while let Some(m) = main.pop_front() {
                     entry.mailbox.main.push_back(m);
@@ -525,10 +526,12 @@ impl Context {
             let next = if let Some(signal) = mailbox.system.pop_front() {
                 Some(Item::Signal(signal))
             } else if let Some(m) = mailbox.urgent.pop_front() {
+                entry.taken = entry.taken.wrapping_add(1);
                 Some(Item::Mail(m))
             } else {
                 if self.batch.is_empty() {
                     std::mem::swap(&mut self.batch, &mut mailbox.main);
+                    entry.taken = entry.taken.wrapping_add(self.batch.len() as u32);
                 }
                 self.batch.pop_front().map(Item::Mail)
             };
@@ -538,7 +541,7 @@ impl Context {
             if mailbox.system.is_empty() && mailbox.urgent.is_empty() {
                 self.seen = attention;
             }
-            entry.batched = self.batch.len();
+            entry.batched = self.batch.len() as u32;
             match next {
                 Some(item) => {
                     entry.awaiting_mail = false;

@@ -213,7 +213,12 @@ pub(crate) struct ProcessEntry {
     pub(crate) capacity: u32,
     /// Main-lane messages the process took into its own batch, as of its last look at the
     /// mailbox (for introspection).
-    pub(crate) batched: usize,
+    pub(crate) batched: u32,
+    /// Reserved messages this incarnation took from its mailbox (urgent ones, main-lane
+    /// batches) and did not put back, wrapping. Less the messages it finished (its slot's
+    /// `Reservation::processed`), what it held in hand when it ended: a pool worker's end
+    /// tells from it how many of its reservations were messages still on their way to it.
+    pub(crate) taken: u32,
     /// Its outstanding calls (inline: a process that calls, calls often).
     pub(crate) calls: Vec<PendingCall>,
     /// Links and monitors, boxed on first use: most processes have none, and three empty
@@ -265,6 +270,7 @@ impl ProcessEntry {
             trap_exit,
             capacity,
             batched: 0,
+            taken: 0,
             calls: Vec::new(),
             relations: None,
             name: None,

@@ -82,9 +82,9 @@ pub(crate) struct Shard {
     /// handing out now (`pool::dispatch::send_ahead`); empty between dispatch passes.
     #[cfg(feature = "web")]
     pub(crate) pool_credit: Cell<crate::pool::dispatch::Credit>,
-    /// Pool workers of this shard that ended lately, by (slot, generation): a message already
-    /// on its way to one when it ended is handed to its pool instead of dead-lettered.
-    pub(crate) pool_graves: RefCell<VecDeque<((u32, u32), crate::pool::PoolMember)>>,
+    /// Pool workers of this shard that ended lately: a message already on its way to one when
+    /// it ended goes to its replacement (or back to its pool) instead of the dead letters.
+    pub(crate) pool_graves: RefCell<VecDeque<crate::pool::dispatch::Grave>>,
     /// Tombstones in the table (slots whose generations are used up).
     pub(crate) retired: Cell<usize>,
     /// The process being polled now (slot, generation).
