@@ -744,3 +744,22 @@ fn request_arriving_in_the_range_of_an_earlier_partial_head_is_parsed() {
     let answers = parse_answers(&out);
     assert_eq!(answers.len(), 2, "{out}");
 }
+
+/// Found by fuzzing `serve_blocking` (helper campaign, 2026-12-05): whether a refusal was
+/// answered as `HEAD` (no content) depended on how the bytes were split. A bare CR before the
+/// request line is refused (400) when the next byte arrives, and the answer looked past it
+/// (lone CRs were skipped like empty lines: `\rHEAD` read as a HEAD line only when `HEAD `
+/// had arrived too); a 431 looked past the bytes the parser was held to. `answer_raw` checks
+/// every split.
+#[test]
+fn whether_a_refusal_is_answered_as_head_does_not_depend_on_the_reads() {
+    let raw = answer_raw(b"\rHEAD / HTTP/1.1\r\nHost: a\r\n\r\n", &limits());
+    assert!(raw.starts_with("HTTP/1.1 400 ") && raw.contains("connection: close\r\n"), "{raw}");
+    assert!(raw.ends_with("\r\n\r\ninvalid line ending"), "not a HEAD line: the refusal has content: {raw}");
+    let tiny = HttpLimits { max_head_bytes: 8, ..limits() };
+    let raw = answer_raw(b"\r\n\r\n\r\n\r\nHEAD / HTTP/1.1\r\nHost: a\r\n\r\n", &tiny);
+    assert!(raw.starts_with("HTTP/1.1 431 "), "{raw}");
+    // Refused before the line's version arrived (or after, whole): written alike.
+    let raw = answer_raw(b"GET /\x7f HTTP/1.0\r\nHost: a\r\n\r\n", &limits());
+    assert!(raw.starts_with("HTTP/1.1 400 "), "{raw}");
+}

@@ -230,7 +230,8 @@ impl Codec {
                     return None;
                 }
                 Err(error) => {
-                    let (method, version) = line_of(input);
+                    // Only what the parser was shown decided the refusal (see `head::parse`).
+                    let (method, version) = line_of(&input[..input.len().min(limits.max_head_bytes)]);
                     let seq = self.next_seq;
                     self.next_seq += 1;
                     let meta = RequestMeta { seq, method, version, keep_alive: false };
@@ -306,7 +307,10 @@ impl Codec {
 
 /// How to answer a head that did not parse (or did not arrive): as `HEAD` if its line begins
 /// so (the answer then has no content, RFC 9110 §9.3.2), else as `GET`; in HTTP/1.1 unless
-/// the line says 1.0. Empty lines before the request line are skipped, as the parser does.
+/// the line says 1.0 (a closing refusal is written the same in both). Empty lines before the
+/// request line are skipped, as the parser skips them. `HEAD ` is a valid start of a line, so
+/// a refusal decided from `input` came after those five bytes: every split of the bytes
+/// answers alike.
 fn line_of(input: &[u8]) -> (Method, Version) {
     let (_, line, _) = head::request_line(input);
     let method = if line.starts_with(b"HEAD ") { Method::Head } else { Method::Get };

@@ -239,9 +239,17 @@ fn later_minor(input: &[u8]) -> Option<usize> {
 }
 
 /// The request line at the start of `input` as httparse reads it, empty lines before it
-/// skipped: (where it starts, the line without its line ending, whether its LF has arrived).
+/// skipped (CRLF or a bare LF, as httparse skips them; a lone CR is no empty line): (where it
+/// starts, the line without its line ending, whether its LF has arrived).
 pub(crate) fn request_line(input: &[u8]) -> (usize, &[u8], bool) {
-    let start = input.iter().position(|&b| b != b'\r' && b != b'\n').unwrap_or(input.len());
+    let mut start = 0;
+    loop {
+        match input[start..] {
+            [b'\r', b'\n', ..] => start += 2,
+            [b'\n', ..] => start += 1,
+            _ => break,
+        }
+    }
     let rest = &input[start..];
     let (line, done) = match rest.iter().position(|&b| b == b'\n') {
         Some(lf) => (&rest[..lf], true),
