@@ -446,29 +446,20 @@ pub(crate) fn redirect(shard: &Shard, slot: u32, generation: u32, mail: Mail) ->
         }
         (grave.member.clone(), owed)
     };
+    if owed {
+        place_or_shed(shard, &member, mail);
+        return None;
+    }
+    // Not counted as on its way (none should be): admitted again, as a new message.
     let pool = &member.pool;
-    // A message not counted as on its way (none should be) is admitted again; one that was
-    // still holds its gate slot and needs a worker's only.
     let placed = if pool.is_stopping() {
-        None
-    } else if owed {
-        place(&shard.node, Some(shard), pool)
+        Admit::Full
     } else {
-        match admit(&pool.gate, SCANS, || place(&shard.node, Some(shard), pool)) {
-            Admit::Placed(worker) => Some(worker),
-            Admit::Full | Admit::NoRoom => None,
-        }
+        admit(&pool.gate, SCANS, || place(&shard.node, Some(shard), pool))
     };
     match placed {
-        Some(worker) => deliver(&shard.node, Some(shard), worker, mail, Priority::Main),
-        None => {
-            if owed {
-                pool.gate.release(1);
-            }
-            pool.cell(member.cell).shed.fetch_add(1, Ordering::Relaxed);
-            let stopping = pool.is_stopping();
-            crate::shard::executor::contain("answering a shed message", move || shed(mail, stopping));
-        }
+        Admit::Placed(worker) => deliver(&shard.node, Some(shard), worker, mail, Priority::Main),
+        Admit::Full | Admit::NoRoom => shed_counted(&member, mail),
     }
     None
 }
@@ -566,47 +557,52 @@ pub(crate) fn worker_exited(
     // What it held in hand is gone with it: those gate slots go back now.
     pool.gate.release(held.saturating_sub(owed).saturating_sub(queued));
     let key = (pid.slot, pid.generation);
-    if was == state::LIVE && restart {
-        bury(shard, Grave { key, member: member.clone(), owed, parked: leftovers, heir_wanted: true, heir: None });
+    let inherit = was == state::LIVE && restart;
+    let (parked, leftovers) = if inherit { (leftovers, Vec::new()) } else { (Vec::new(), leftovers) };
+    bury(shard, Grave { key, member: member.clone(), owed, parked, heir_wanted: inherit, heir: None });
+    if inherit {
         log::warn!(target: "pinion", "{} {pid}: pool worker ended ({reason}); replacing it", shard.node.name);
         replace(shard, &member, pid);
         // No replacement started (the pool gave up): its queue is answered, and what is on its
         // way will be when it arrives.
-        let parked = {
-            let mut graves = shard.pool_graves.borrow_mut();
-            let grave = graves.iter_mut().rev().find(|g| g.key == key).filter(|g| g.heir_wanted);
-            grave.map(|g| {
-                g.heir_wanted = false;
-                std::mem::take(&mut g.parked)
-            })
-        };
-        for mail in parked.into_iter().flatten() {
+        let mut graves = shard.pool_graves.borrow_mut();
+        let unclaimed = graves.iter_mut().rev().find(|g| g.key == key && g.heir_wanted).map(|g| {
+            g.heir_wanted = false;
+            std::mem::take(&mut g.parked)
+        });
+        drop(graves);
+        for mail in unclaimed.into_iter().flatten() {
             place_or_shed(shard, &member, mail);
         }
-        return;
-    }
-    // Retired (or already gone, or not to be replaced): its cell stays gone.
-    cell.state.store(state::GONE, Ordering::SeqCst);
-    bury(shard, Grave { key, member: member.clone(), owed, parked: Vec::new(), heir_wanted: false, heir: None });
-    for mail in leftovers {
-        place_or_shed(shard, &member, mail);
+    } else {
+        // Retired (or already gone, or not to be replaced): its cell stays gone.
+        cell.state.store(state::GONE, Ordering::SeqCst);
+        for mail in leftovers {
+            place_or_shed(shard, &member, mail);
+        }
     }
 }
 
 /// A message of an ended worker of `member` (it holds its gate slot) goes to another worker
 /// with room, or is answered and its gate slot given back.
-fn place_or_shed(shard: &Rc<Shard>, member: &PoolMember, mail: Mail) {
+fn place_or_shed(shard: &Shard, member: &PoolMember, mail: Mail) {
     let pool = &member.pool;
-    let placed = if pool.is_stopping() { None } else { place(&shard.node, Some(&**shard), pool) };
+    let placed = if pool.is_stopping() { None } else { place(&shard.node, Some(shard), pool) };
     match placed {
-        Some(worker) => deliver(&shard.node, Some(&**shard), worker, mail, Priority::Main),
+        Some(worker) => deliver(&shard.node, Some(shard), worker, mail, Priority::Main),
         None => {
             pool.gate.release(1);
-            pool.cell(member.cell).shed.fetch_add(1, Ordering::Relaxed);
-            let stopping = pool.is_stopping();
-            crate::shard::executor::contain("answering a shed message", move || shed(mail, stopping));
+            shed_counted(member, mail);
         }
     }
+}
+
+/// A message of `member`'s worker that no worker takes: counted as its shed, and answered.
+fn shed_counted(member: &PoolMember, mail: Mail) {
+    let pool = &member.pool;
+    pool.cell(member.cell).shed.fetch_add(1, Ordering::Relaxed);
+    let stopping = pool.is_stopping();
+    crate::shard::executor::contain("answering a shed message", move || shed(mail, stopping));
 }
 
 /// Answers a message no worker can take: a web request 503, a call `MailboxFull` (or `Stopped`).

@@ -18,9 +18,6 @@ fn pid_of(shard: &Shard, slot: u32, generation: u32) -> Pid {
 pub(crate) fn process_exited(shard: &Rc<Shard>, slot: u32, reason: ExitReason) {
     let Some(mut entry) = shard.table.borrow_mut().try_remove(slot as usize) else { return };
     let pid = pid_of(shard, slot, entry.generation);
-    // What it finished, read before the close (which leaves the count as it is), against what
-    // it took: the messages it held in hand when it ended (see `ProcessEntry::taken`).
-    let finished = shard.remote().table.get(slot).map_or(0, |r| r.processed() as u32);
     let (reusable, held) = shard.remote().table.get(slot).map_or((true, 0), |r| r.close_counting(entry.generation));
     if let Some(r) = shard.remote().table.get(slot).filter(|r| !r.pool().is_null()) {
         crate::pool::dispatch::manager_exited(shard, r, pid);
@@ -86,6 +83,9 @@ pub(crate) fn process_exited(shard: &Rc<Shard>, slot: u32, reason: ExitReason) {
     let mailbox = entry.mailbox;
     if let Some(member) = entry.pool.take() {
         let leftovers = mailbox.urgent.into_iter().chain(mailbox.main).collect();
+        // What it took against what it finished (the close left that count as it was): the
+        // messages it held in hand when it ended (see `ProcessEntry::taken`).
+        let finished = shard.remote().table.get(slot).map_or(0, |r| r.processed() as u32);
         let in_hand = entry.taken.wrapping_sub(finished);
         crate::pool::dispatch::worker_exited(shard, member, pid, &reason, held, in_hand, leftovers);
         return;
