@@ -13,6 +13,9 @@
 //!     --server 'target/perf/examples/hello --port {port} --cores 1' --name pinion \
 //!     --peer monoio-epoll --peer may-minihttp --pin
 //! cargo bench --bench http_latency -- --server 'CMD {port}' --name x --peers   # every peer
+//! cargo bench --bench http_latency -- --pin --rate 50000,200000,400000 \
+//!     --server 'target/perf/examples/hello --port {port} --cores 1' --name pinion \
+//!     --peer monoio-epoll --peer may-minihttp             # open loop, at fixed rates
 //! cargo bench --bench http_latency -- --help
 //! ```
 //!
@@ -38,8 +41,18 @@
 //! mean time per response on a connection) is an invention, and wrk's shows what a wrong one
 //! does. The percentiles here are those of the responses that were actually sent and
 //! answered. A server that stalls is sampled less while it stalls: that shows in
-//! responses/s, p99.9 and max, not in p50..p99. An open-loop (fixed-rate) client would be
-//! needed to charge stalls to every request that should have been sent meanwhile.
+//! responses/s, p99.9 and max, not in p50..p99.
+//!
+//! **The open loop** (`--rate R1,R2,...`, `http_latency/open.rs`) charges stalls to every
+//! request that should have been sent meanwhile: each connection sends single requests at
+//! fixed intended times (R per second over all connections, evenly spread), pipelining when
+//! answers are outstanding, and every latency runs from the intended send time. At a rate all
+//! servers can serve, this compares what a latency-critical user sees: percentiles, and the
+//! server CPU per response, at the same load. The client's own lateness (how long after its
+//! intended time the loop noticed a request was due) is a column of its own, `client lag p99`;
+//! where it is large, the client set that run's latency. The client polls without sleeping
+//! while a request is due within 2 ms, so it occupies its core. A server that falls 4096
+//! requests behind on a connection fails that run (it cannot keep the rate).
 //!
 //! Counted batches are those whose write starts inside the measured window; the ones still
 //! in flight at its end are waited for (up to 5 s), so the slow tail is not cut off.
@@ -56,6 +69,8 @@ use std::process::ExitCode;
 
 #[path = "http_latency/client.rs"]
 mod client;
+#[path = "http_latency/open.rs"]
+mod open;
 #[path = "http_latency/options.rs"]
 mod options;
 #[path = "http_latency/report.rs"]
@@ -64,6 +79,7 @@ mod report;
 mod server;
 
 use client::RunOptions;
+use open::OpenOptions;
 use options::{Options, ServerSpec, USAGE};
 use report::Row;
 use server::{PortPicker, Server};
@@ -93,10 +109,13 @@ fn main() -> ExitCode {
         duration: options.duration,
     };
     let names: Vec<String> = options.servers.iter().map(|s| s.name.clone()).collect();
+    let load = if options.rates.is_empty() {
+        format!("pipelined GET /plaintext, closed loop: {} connections × depth {}", run.connections, run.depth)
+    } else {
+        format!("GET /plaintext, open loop at {:?} requests/s over {} connections", options.rates, run.connections)
+    };
     println!(
-        "pipelined GET /plaintext: {} connections × depth {}, {:?} measured after {:?} warm-up, {} round(s), {}",
-        run.connections,
-        run.depth,
+        "{load}, {:?} measured after {:?} warm-up, {} round(s), {}",
         run.duration,
         run.warmup,
         options.rounds,
@@ -112,17 +131,22 @@ fn main() -> ExitCode {
     let mut rows = Vec::new();
     let mut failed = Vec::new();
     let n = options.servers.len();
+    let loads: Vec<Option<f64>> =
+        if options.rates.is_empty() { vec![None] } else { options.rates.iter().copied().map(Some).collect() };
     for round in 1..=options.rounds {
-        for k in 0..n {
-            let spec = &options.servers[(k + round - 1) % n];
-            match measure(spec, round, &run, options.server_cpus.as_deref(), &mut ports, ticks) {
-                Ok(row) => {
-                    report::print_run(&row);
-                    rows.push(row);
-                }
-                Err(e) => {
-                    eprintln!("http_latency: {} (round {round}): {e}", spec.name);
-                    failed.push(format!("{}(r{round})", spec.name));
+        for &rate in &loads {
+            for k in 0..n {
+                let spec = &options.servers[(k + round - 1) % n];
+                match measure(spec, round, rate, &run, options.server_cpus.as_deref(), &mut ports, ticks) {
+                    Ok(row) => {
+                        report::print_run(&row);
+                        rows.push(row);
+                    }
+                    Err(e) => {
+                        let at = rate.map_or(String::new(), |r| format!(" at {r:.0}/s"));
+                        eprintln!("http_latency: {} (round {round}{at}): {e}", spec.name);
+                        failed.push(format!("{}(r{round}{at})", spec.name));
+                    }
                 }
             }
         }
@@ -131,8 +155,13 @@ fn main() -> ExitCode {
     println!();
     println!(
         "(µs from an HDR histogram, 3 significant digits; medians over rounds. p99 / best: this \
-         server's median p99 over the lowest median p99; per-round: the median over rounds of \
-         p99 over that round's lowest p99. No coordinated-omission correction: see the bench's docs.)"
+         server's median p99 over the lowest median p99 at that rate; per-round: the median over \
+         rounds of p99 over that round's lowest p99. {})",
+        if options.rates.is_empty() {
+            "Closed loop, no coordinated-omission correction: see the bench's docs."
+        } else {
+            "Open loop: latency from each request's intended send time."
+        }
     );
     if failed.is_empty() {
         ExitCode::SUCCESS
@@ -142,10 +171,11 @@ fn main() -> ExitCode {
     }
 }
 
-/// One (server, round): start the server, wait for it, load it, kill it (the guard's drop).
+/// One (server, round, rate): start the server, wait for it, load it, kill it (the guard's drop).
 fn measure(
     spec: &ServerSpec,
     round: usize,
+    rate: Option<f64>,
     run: &RunOptions,
     cpus: Option<&str>,
     ports: &mut PortPicker,
@@ -154,12 +184,18 @@ fn measure(
     let port = ports.next()?;
     let mut server = Server::start(spec, port, cpus)?;
     server.wait_ready(port)?;
-    let result = client::run(port, run, &mut || server.cpu()).map_err(|e| format!("client: {e}"))?;
+    let result = match rate {
+        None => client::run(port, run, &mut || server.cpu()).map_err(|e| format!("client: {e}"))?,
+        Some(rate) => {
+            let open = OpenOptions { connections: run.connections, rate, warmup: run.warmup, duration: run.duration };
+            open::run(port, &open, &mut || server.cpu())?
+        }
+    };
     if !server.alive() {
         return Err(format!("died during the run; its output:\n{}", server.output()));
     }
     if result.responses == 0 {
         return Err(format!("no responses ({}); its output:\n{}", result.errors, server.output()));
     }
-    Ok(Row::new(&spec.name, round, &result, ticks_per_second))
+    Ok(Row::new(&spec.name, round, rate, &result, ticks_per_second))
 }

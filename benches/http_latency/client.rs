@@ -13,18 +13,18 @@ use mio::{Events, Interest, Poll, Token};
 /// connection replaced (wrk's default `--timeout` is 2 s; compare-http.sh passes 5 s).
 const BATCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// New connections opened per run after errors, at most (then a failed connection stays closed).
-const MAX_RECONNECTS: usize = 256;
+pub(crate) const MAX_RECONNECTS: usize = 256;
 /// Read buffer per connection: a whole batch of small responses fits many times over.
-const READ_BUF_BYTES: usize = 64 * 1024;
+pub(crate) const READ_BUF_BYTES: usize = 64 * 1024;
 /// Reads (or writes) on one connection per readiness event before the others get a turn; a
 /// connection that used them up is visited again without waiting for a new event.
 const MAX_IO_PER_EVENT: usize = 64;
 /// Longest wait in `poll`, so that timeouts and the end of the run are noticed.
-const POLL_TICK: Duration = Duration::from_millis(20);
+pub(crate) const POLL_TICK: Duration = Duration::from_millis(20);
 /// Header slots for httparse.
 const MAX_HEADERS: usize = 32;
 /// Largest recorded latency, in nanoseconds (larger values are recorded as this).
-const MAX_LATENCY_NS: u64 = 60_000_000_000;
+pub(crate) const MAX_LATENCY_NS: u64 = 60_000_000_000;
 
 /// What one run is asked to do.
 #[derive(Clone, Debug)]
@@ -54,6 +54,8 @@ pub(crate) struct RunResult {
     /// The server's CPU time at the start and at the end of the measured window, when its
     /// process could be read.
     pub(crate) server_cpu: Option<(CpuTicks, CpuTicks)>,
+    /// Open loop only: how late the client noticed each counted request was due, in ns.
+    pub(crate) lag_ns: Option<Histogram<u64>>,
 }
 
 /// Errors of one run, by kind.
@@ -187,15 +189,85 @@ struct Conn {
     filled: usize,
 }
 
+/// Reads the server's CPU time when the measured window starts and when it ends.
+pub(crate) struct CpuWindow<'a> {
+    read: &'a mut dyn FnMut() -> Option<CpuTicks>,
+    at_start: Option<Option<CpuTicks>>,
+}
+
+impl<'a> CpuWindow<'a> {
+    pub(crate) fn new(read: &'a mut dyn FnMut() -> Option<CpuTicks>) -> CpuWindow<'a> {
+        CpuWindow { read, at_start: None }
+    }
+
+    /// Called each turn of a client's loop: reads at the first turn at or after `start`, and
+    /// at the first at or after `end` sets `out` to (start, end).
+    pub(crate) fn observe(
+        &mut self,
+        now: Instant,
+        start: Instant,
+        end: Instant,
+        out: &mut Option<(CpuTicks, CpuTicks)>,
+    ) {
+        if now >= start && self.at_start.is_none() {
+            self.at_start = Some((self.read)());
+        }
+        if now >= end
+            && out.is_none()
+            && let Some(Some(first)) = self.at_start
+        {
+            *out = (self.read)().map(|last| (first, last));
+        }
+    }
+}
+
+/// A new non-blocking connection to `addr`, registered for reads and writes under `token`.
+pub(crate) fn open_stream(poll: &Poll, addr: SocketAddr, token: Token) -> Option<TcpStream> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    poll.registry().register(&mut stream, token, Interest::READABLE | Interest::WRITABLE).ok()?;
+    Some(stream)
+}
+
+/// Whether a connecting stream is connected now (`Ok(true)`, with Nagle's algorithm off), still
+/// connecting (`Ok(false)`), or failed (`Err`).
+pub(crate) fn connected(stream: &TcpStream) -> Result<bool, ()> {
+    match (stream.take_error(), stream.peer_addr()) {
+        (Ok(None), Ok(_)) => {
+            // Latency is the point; a failure here only costs a delayed segment.
+            let _ = stream.set_nodelay(true);
+            Ok(true)
+        }
+        (Ok(None), Err(e)) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+        _ => Err(()),
+    }
+}
+
 /// Why a connection is dropped.
 #[derive(Debug)]
-enum Failure {
+pub(crate) enum Failure {
     Connect,
     Io,
     Closed,
     Response(ResponseError),
     Extra,
     Timeout,
+}
+
+impl ErrorCounts {
+    /// Counts a dropped connection under its kind.
+    pub(crate) fn count(&mut self, failure: Failure) {
+        let e = self;
+        match failure {
+            Failure::Connect => e.connect += 1,
+            Failure::Io => e.io += 1,
+            Failure::Closed => e.closed += 1,
+            Failure::Response(ResponseError::Parse(_)) => e.parse += 1,
+            Failure::Response(ResponseError::Chunked) => e.chunked += 1,
+            Failure::Response(ResponseError::Length) => e.length += 1,
+            Failure::Extra => e.extra += 1,
+            Failure::Timeout => e.timeout += 1,
+        }
+    }
 }
 
 /// The client of one run: connections, the batch they all send, the window, and the tallies.
@@ -210,8 +282,7 @@ struct Client<'a> {
     reconnects: usize,
     result: RunResult,
     /// Reads the server's CPU time (at the window's start and end).
-    server_cpu: &'a mut dyn FnMut() -> Option<CpuTicks>,
-    cpu_at_start: Option<Option<CpuTicks>>,
+    cpu: CpuWindow<'a>,
 }
 
 /// Runs the load against `127.0.0.1:port`: warm-up, then the measured window, then the drain.
@@ -240,9 +311,9 @@ pub(crate) fn run(
             window: options.duration,
             errors: ErrorCounts::default(),
             server_cpu: None,
+            lag_ns: None,
         },
-        server_cpu,
-        cpu_at_start: None,
+        cpu: CpuWindow::new(server_cpu),
     };
     for i in 0..options.connections {
         client.conns.push(Conn {
@@ -267,15 +338,7 @@ impl Client<'_> {
         let mut again: Vec<usize> = Vec::new();
         loop {
             let now = Instant::now();
-            if now >= self.measure_start && self.cpu_at_start.is_none() {
-                self.cpu_at_start = Some((self.server_cpu)());
-            }
-            if now >= self.measure_end
-                && self.result.server_cpu.is_none()
-                && let Some(Some(start)) = self.cpu_at_start
-            {
-                self.result.server_cpu = (self.server_cpu)().map(|end| (start, end));
-            }
+            self.cpu.observe(now, self.measure_start, self.measure_end, &mut self.result.server_cpu);
             let busy = self.conns.iter().any(|c| matches!(c.state, State::Writing(_) | State::Reading));
             let live = self.conns.iter().any(|c| c.state != State::Closed);
             if now >= hard_end || !live || (now >= self.measure_end && !busy) {
@@ -313,34 +376,18 @@ impl Client<'_> {
         c.filled = 0;
         c.answered = 0;
         c.batch_start = Instant::now();
-        match TcpStream::connect(self.addr) {
-            Ok(mut stream) => {
-                let interest = Interest::READABLE | Interest::WRITABLE;
-                match self.poll.registry().register(&mut stream, Token(i), interest) {
-                    Ok(()) => {
-                        c.stream = Some(stream);
-                        c.state = State::Connecting;
-                    }
-                    Err(_) => self.result.errors.connect += 1,
-                }
+        match open_stream(&self.poll, self.addr, Token(i)) {
+            Some(stream) => {
+                c.stream = Some(stream);
+                c.state = State::Connecting;
             }
-            Err(_) => self.result.errors.connect += 1,
+            None => self.result.errors.connect += 1,
         }
     }
 
     /// Counts the failure, drops connection `i` and, while the run lasts, opens a new one.
     fn fail(&mut self, i: usize, failure: Failure) {
-        let e = &mut self.result.errors;
-        match failure {
-            Failure::Connect => e.connect += 1,
-            Failure::Io => e.io += 1,
-            Failure::Closed => e.closed += 1,
-            Failure::Response(ResponseError::Parse(_)) => e.parse += 1,
-            Failure::Response(ResponseError::Chunked) => e.chunked += 1,
-            Failure::Response(ResponseError::Length) => e.length += 1,
-            Failure::Extra => e.extra += 1,
-            Failure::Timeout => e.timeout += 1,
-        }
+        self.result.errors.count(failure);
         let c = &mut self.conns[i];
         if let Some(mut stream) = c.stream.take() {
             // Best effort: the stream is closed when dropped either way.
@@ -358,14 +405,10 @@ impl Client<'_> {
     fn drive(&mut self, i: usize) -> bool {
         if self.conns[i].state == State::Connecting {
             let Some(stream) = &self.conns[i].stream else { return false };
-            match (stream.take_error(), stream.peer_addr()) {
-                (Ok(None), Ok(_)) => {
-                    // Latency is the point; a failure here only costs a delayed segment.
-                    let _ = stream.set_nodelay(true);
-                    self.start_batch(i);
-                }
-                (Ok(None), Err(e)) if e.kind() == io::ErrorKind::NotConnected => return false,
-                _ => {
+            match connected(stream) {
+                Ok(true) => self.start_batch(i),
+                Ok(false) => return false,
+                Err(()) => {
                     self.fail(i, Failure::Connect);
                     return false;
                 }

@@ -15,6 +15,10 @@ usage: cargo bench --bench http_latency -- [options] [--server 'CMD {port}' --na
   --kit DIR           the bench kit: compare-http.sh, peers/target/release (default ../shared/bench)
   --connections C     connections, all driven by one client thread (default 16)
   --depth D           requests per write on each connection (default 16)
+  --rate LIST         open loop instead: requests per second over all connections, at fixed
+                      times whatever the answers (comma-separated rates, e.g. 100000,400000;
+                      each is run for every server in every round); latency is timed from each
+                      request's intended send time; --depth is not used
   --duration S        measured seconds per run, at most 15 (default 8)
   --warmup S          unrecorded seconds before each run, at most 15 (default 2)
   --rounds R          rounds; the server order rotates by one each round (default 3)
@@ -42,6 +46,8 @@ pub(crate) struct Options {
     pub(crate) servers: Vec<ServerSpec>,
     pub(crate) connections: usize,
     pub(crate) depth: usize,
+    /// Open-loop rates (requests per second), empty for the closed loop.
+    pub(crate) rates: Vec<f64>,
     pub(crate) duration: Duration,
     pub(crate) warmup: Duration,
     pub(crate) rounds: usize,
@@ -71,6 +77,7 @@ impl Options {
         let (mut duration, mut warmup) = (Duration::from_secs(8), Duration::from_secs(2));
         let (mut pin, mut server_cpus, mut client_core) = (false, "0".to_string(), 1);
         let mut help = false;
+        let mut rates = Vec::new();
         let mut commands = 0;
         while let Some(arg) = args.next() {
             let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
@@ -101,6 +108,7 @@ impl Options {
                 "--connections" => connections = count(&arg, &value()?)?,
                 "--depth" => depth = count(&arg, &value()?)?,
                 "--rounds" => rounds = count(&arg, &value()?)?,
+                "--rate" => rates = rate_list(&value()?)?,
                 "--duration" => duration = seconds(&arg, &value()?, false)?,
                 "--warmup" => warmup = seconds(&arg, &value()?, true)?,
                 "--pin" => pin = true,
@@ -147,6 +155,7 @@ impl Options {
             servers,
             connections,
             depth,
+            rates,
             duration,
             warmup,
             rounds,
@@ -162,6 +171,23 @@ fn count(flag: &str, v: &str) -> Result<usize, String> {
         Ok(n) if (1..=MAX_COUNT).contains(&n) => Ok(n),
         _ => Err(format!("{flag} wants a whole number in 1..={MAX_COUNT}, got {v:?}")),
     }
+}
+
+/// Largest open-loop rate, requests per second (far above what one client thread can send).
+const MAX_RATE: f64 = 1e8;
+
+fn rate_list(v: &str) -> Result<Vec<f64>, String> {
+    let rates: Vec<f64> = v
+        .split(',')
+        .map(|r| match r.trim().parse::<f64>() {
+            Ok(x) if (1.0..=MAX_RATE).contains(&x) => Ok(x),
+            _ => Err(format!("--rate wants requests per second in 1..={MAX_RATE}, got {r:?}")),
+        })
+        .collect::<Result<_, _>>()?;
+    if rates.len() > MAX_COUNT {
+        return Err(format!("--rate: at most {MAX_COUNT} rates"));
+    }
+    Ok(rates)
 }
 
 fn seconds(flag: &str, v: &str, zero_ok: bool) -> Result<Duration, String> {

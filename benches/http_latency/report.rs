@@ -7,6 +7,8 @@ use crate::client::RunResult;
 pub(crate) struct Row {
     pub(crate) server: String,
     pub(crate) round: usize,
+    /// The open loop's rate, requests per second; `None` for the closed loop.
+    pub(crate) rate: Option<f64>,
     pub(crate) rps: f64,
     pub(crate) p50: f64,
     pub(crate) p90: f64,
@@ -24,10 +26,12 @@ pub(crate) struct Row {
     /// (NaN when its process could not be read).
     pub(crate) user_us: f64,
     pub(crate) system_us: f64,
+    /// Open loop: the client's lateness at p99, in µs (NaN for the closed loop).
+    pub(crate) lag_p99: f64,
 }
 
 impl Row {
-    pub(crate) fn new(server: &str, round: usize, r: &RunResult, ticks_per_second: f64) -> Row {
+    pub(crate) fn new(server: &str, round: usize, rate: Option<f64>, r: &RunResult, ticks_per_second: f64) -> Row {
         let us = |q: f64| r.latency_ns.value_at_quantile(q) as f64 / 1000.0;
         // Over the window, per response of the window (the responses/s column's numerator).
         let per_response = |ticks: u64| ticks as f64 / ticks_per_second * 1e6 / r.responses.max(1) as f64;
@@ -38,6 +42,7 @@ impl Row {
         Row {
             server: server.to_string(),
             round,
+            rate,
             rps: r.responses as f64 / r.window.as_secs_f64(),
             p50: us(0.5),
             p90: us(0.9),
@@ -50,6 +55,7 @@ impl Row {
             error_kinds: r.errors.to_string(),
             user_us,
             system_us,
+            lag_p99: r.lag_ns.as_ref().map_or(f64::NAN, |h| h.value_at_quantile(0.99) as f64 / 1000.0),
         }
     }
 }
@@ -57,17 +63,18 @@ impl Row {
 /// The header of the per-run table.
 pub(crate) fn print_run_header() {
     println!(
-        "| round | server | responses/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | mean µs | server user / sys µs per response | errors | sent−received |"
+        "| round | rate | server | responses/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | mean µs | server user / sys µs per response | client lag p99 µs | errors | sent−received |"
     );
-    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
 }
 
 pub(crate) fn print_run(row: &Row) {
     let errors =
         if row.error_kinds.is_empty() { "0".to_string() } else { format!("{} ({})", row.errors, row.error_kinds) };
     println!(
-        "| {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.3} / {:.3} | {errors} | {} |",
+        "| {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.3} / {:.3} | {} | {errors} | {} |",
         row.round,
+        rate_label(row.rate),
         row.server,
         row.rps,
         row.p50,
@@ -78,46 +85,70 @@ pub(crate) fn print_run(row: &Row) {
         row.mean,
         row.user_us,
         row.system_us,
+        lag_label(row.lag_p99),
         row.unanswered
     );
 }
 
-/// Medians over each server's rounds, in the order the servers were given, with the ratio of
-/// its median p99 to the lowest median p99, and the median over rounds of its p99 to that
-/// round's lowest p99 (which cancels drift of the machine between rounds).
+/// Medians over each server's rounds, per rate (one group for the closed loop), in the order the
+/// servers were given, with the ratio of its median p99 to the group's lowest median p99, and
+/// the median over rounds of its p99 to that round's lowest p99 at the same rate (which cancels
+/// drift of the machine between rounds).
 pub(crate) fn print_summary(rows: &[Row], servers: &[String]) {
-    let medians: Vec<(&String, Vec<&Row>)> = servers
-        .iter()
-        .map(|s| (s, rows.iter().filter(|r| &r.server == s).collect::<Vec<_>>()))
-        .filter(|(_, runs)| !runs.is_empty())
-        .collect();
-    let best_p99 = medians.iter().map(|(_, runs)| median(runs.iter().map(|r| r.p99))).fold(f64::INFINITY, f64::min);
+    let mut rates: Vec<Option<f64>> = Vec::new();
+    for r in rows {
+        if !rates.contains(&r.rate) {
+            rates.push(r.rate);
+        }
+    }
     println!();
     println!(
-        "| server | runs | responses/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | p99 / best | per-round p99 / best | server user / sys µs per response | errors |"
+        "| rate | server | runs | responses/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | p99 / best | per-round p99 / best | server user / sys µs per response | client lag p99 µs | errors |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for (server, runs) in &medians {
-        let m = |f: fn(&Row) -> f64| median(runs.iter().map(|r| f(r)));
-        let per_round = median(runs.iter().map(|r| {
-            let round_best = rows.iter().filter(|o| o.round == r.round).map(|o| o.p99).fold(f64::INFINITY, f64::min);
-            r.p99 / round_best
-        }));
-        println!(
-            "| {server} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {per_round:.2} | {:.3} / {:.3} | {} |",
-            runs.len(),
-            m(|r| r.rps),
-            m(|r| r.p50),
-            m(|r| r.p90),
-            m(|r| r.p99),
-            m(|r| r.p999),
-            m(|r| r.max),
-            m(|r| r.p99) / best_p99,
-            m(|r| r.user_us),
-            m(|r| r.system_us),
-            runs.iter().map(|r| r.errors).sum::<u64>(),
-        );
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for rate in rates {
+        let group: Vec<&Row> = rows.iter().filter(|r| r.rate == rate).collect();
+        let medians: Vec<(&String, Vec<&Row>)> = servers
+            .iter()
+            .map(|s| (s, group.iter().copied().filter(|r| &r.server == s).collect::<Vec<_>>()))
+            .filter(|(_, runs)| !runs.is_empty())
+            .collect();
+        let best_p99 = medians.iter().map(|(_, runs)| median(runs.iter().map(|r| r.p99))).fold(f64::INFINITY, f64::min);
+        for (server, runs) in &medians {
+            let m = |f: fn(&Row) -> f64| median(runs.iter().map(|r| f(r)));
+            let per_round = median(runs.iter().map(|r| {
+                let round_best =
+                    group.iter().filter(|o| o.round == r.round).map(|o| o.p99).fold(f64::INFINITY, f64::min);
+                r.p99 / round_best
+            }));
+            println!(
+                "| {} | {server} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {per_round:.2} | {:.3} / {:.3} | {} | {} |",
+                rate_label(rate),
+                runs.len(),
+                m(|r| r.rps),
+                m(|r| r.p50),
+                m(|r| r.p90),
+                m(|r| r.p99),
+                m(|r| r.p999),
+                m(|r| r.max),
+                m(|r| r.p99) / best_p99,
+                m(|r| r.user_us),
+                m(|r| r.system_us),
+                lag_label(m(|r| r.lag_p99)),
+                runs.iter().map(|r| r.errors).sum::<u64>(),
+            );
+        }
     }
+}
+
+/// The client's lag in µs, "–" for the closed loop (which has no intended send times).
+fn lag_label(lag: f64) -> String {
+    if lag.is_nan() { "–".to_string() } else { format!("{lag:.1}") }
+}
+
+/// "closed" or the rate in requests per second.
+fn rate_label(rate: Option<f64>) -> String {
+    rate.map_or_else(|| "closed".to_string(), |r| format!("{r:.0}"))
 }
 
 /// The median of `values` (the mean of the middle two for an even count); NaN when empty.
