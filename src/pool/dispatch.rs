@@ -409,45 +409,54 @@ pub(crate) struct Grave {
     heir: Option<(u32, u32)>,
 }
 
-/// Remembers an ended worker; the oldest grave that is owed nothing makes room.
+/// Remembers an ended worker. Past [`GRAVES`], every grave that is owed nothing, keeps no
+/// queue and waits for no heir is forgotten (after a burst of crashes the list shrinks back,
+/// so the scans of `inherit`, `redirect` and `give_back` stay short).
 fn bury(shard: &Shard, grave: Grave) {
     let mut graves = shard.pool_graves.borrow_mut();
-    if graves.len() >= GRAVES
-        && let Some(i) = graves.iter().position(|g| g.owed == 0 && g.parked.is_empty() && !g.heir_wanted)
-    {
-        graves.remove(i);
+    if graves.len() >= GRAVES {
+        graves.retain(|g| g.owed > 0 || !g.parked.is_empty() || g.heir_wanted);
     }
     graves.push_back(grave);
 }
 
 /// A message reached the slot of a process that is gone: if that was a pool worker, the
-/// message goes to its heir (which holds a slot for it), or, without one, to another worker
-/// with room (keeping its gate slot), or is answered. Returns the mail when it was no pool
-/// worker's.
+/// message goes to its heir (which holds a slot for it), in its lane, or, without one, to
+/// another worker with room (keeping its gate slot), or is answered. Returns the mail when it
+/// was no pool worker's.
 #[cold]
-pub(crate) fn redirect(shard: &Shard, slot: u32, generation: u32, mail: Mail) -> Option<Mail> {
-    let (member, owed) = {
+pub(crate) fn redirect(shard: &Shard, slot: u32, generation: u32, mail: Mail, priority: Priority) -> Option<Mail> {
+    let mut key = (slot, generation);
+    let mut mail = mail;
+    // Along the chain of heirs that ended too (each one's reservation for this message made it
+    // owed there as well): a loop, not a recursion through `deliver_mail`, so a long chain of
+    // crashed replacements cannot overflow the shard's stack.
+    let (member, owed) = loop {
         let mut graves = shard.pool_graves.borrow_mut();
-        let Some(grave) = graves.iter_mut().find(|g| g.key == (slot, generation)) else { return Some(mail) };
+        let Some(grave) = graves.iter_mut().find(|g| g.key == key) else { return Some(mail) };
         let owed = grave.owed > 0;
         if owed {
             grave.owed -= 1;
-            if let Some((s, g)) = grave.heir {
+            if let Some(heir) = grave.heir {
                 drop(graves);
-                // If the heir ended too, this comes back here for its grave (its reservation
-                // for this message made it owed there as well).
-                shard.deliver_mail(s, g, mail, Priority::Main, None);
-                return None;
+                match shard.push_if_alive(heir.0, heir.1, mail, priority) {
+                    Ok(()) => return None,
+                    Err(back) => {
+                        mail = back;
+                        key = heir;
+                        continue;
+                    }
+                }
             }
             if grave.heir_wanted {
                 grave.parked.push(mail);
                 return None;
             }
         }
-        (grave.member.clone(), owed)
+        break (grave.member.clone(), owed);
     };
     if owed {
-        place_or_shed(shard, &member, mail);
+        place_or_shed(shard, &member, mail, priority);
         return None;
     }
     // Not counted as on its way (none should be): admitted again, as a new message.
@@ -458,7 +467,7 @@ pub(crate) fn redirect(shard: &Shard, slot: u32, generation: u32, mail: Mail) ->
         admit(&pool.gate, SCANS, || place(&shard.node, Some(shard), pool))
     };
     match placed {
-        Admit::Placed(worker) => deliver(&shard.node, Some(shard), worker, mail, Priority::Main),
+        Admit::Placed(worker) => deliver(&shard.node, Some(shard), worker, mail, priority),
         Admit::Full | Admit::NoRoom => shed_counted(&member, mail),
     }
     None
@@ -572,24 +581,24 @@ pub(crate) fn worker_exited(
         });
         drop(graves);
         for mail in unclaimed.into_iter().flatten() {
-            place_or_shed(shard, &member, mail);
+            place_or_shed(shard, &member, mail, Priority::Main);
         }
     } else {
         // Retired (or already gone, or not to be replaced): its cell stays gone.
         cell.state.store(state::GONE, Ordering::SeqCst);
         for mail in leftovers {
-            place_or_shed(shard, &member, mail);
+            place_or_shed(shard, &member, mail, Priority::Main);
         }
     }
 }
 
 /// A message of an ended worker of `member` (it holds its gate slot) goes to another worker
-/// with room, or is answered and its gate slot given back.
-fn place_or_shed(shard: &Shard, member: &PoolMember, mail: Mail) {
+/// with room, in `priority`'s lane, or is answered and its gate slot given back.
+fn place_or_shed(shard: &Shard, member: &PoolMember, mail: Mail, priority: Priority) {
     let pool = &member.pool;
     let placed = if pool.is_stopping() { None } else { place(&shard.node, Some(shard), pool) };
     match placed {
-        Some(worker) => deliver(&shard.node, Some(shard), worker, mail, Priority::Main),
+        Some(worker) => deliver(&shard.node, Some(shard), worker, mail, priority),
         None => {
             pool.gate.release(1);
             shed_counted(member, mail);
@@ -601,6 +610,7 @@ fn place_or_shed(shard: &Shard, member: &PoolMember, mail: Mail) {
 fn shed_counted(member: &PoolMember, mail: Mail) {
     let pool = &member.pool;
     pool.cell(member.cell).shed.fetch_add(1, Ordering::Relaxed);
+    pool.shed_accepted.fetch_add(1, Ordering::Relaxed);
     let stopping = pool.is_stopping();
     crate::shard::executor::contain("answering a shed message", move || shed(mail, stopping));
 }

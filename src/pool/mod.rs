@@ -26,7 +26,7 @@
 //! runtime, a call `NoReply`). Only a worker that is not replaced (it was retiring, or the pool
 //! or its shard stops) hands its messages to the other workers with room; what finds none is
 //! answered at once (a web request 503, a call `MailboxFull` or `Stopped`; a plain message is
-//! counted in [`WorkerInfo::shed`] and logged). Restarts are bounded by an intensity (default 5
+//! counted in [`WorkerInfo::shed`] and [`PoolInfo::shed_accepted`], and logged). Restarts are bounded by an intensity (default 5
 //! in 5 s, as the supervisor's): past it the pool gives up, its manager ends with a reason
 //! saying so, and the workers are stopped.
 //!
@@ -187,6 +187,10 @@ pub struct PoolInfo {
     pub held: u32,
     /// Sends refused because the pool was full.
     pub shed: u64,
+    /// Messages accepted and then shed: their worker ended without a replacement (it was
+    /// retiring, or the pool or its shard stopped) and no other worker had room. The sum of
+    /// [`WorkerInfo::shed`] over every worker there ever was, those gone included.
+    pub shed_accepted: u64,
     /// The pool is stopping.
     pub stopping: bool,
     /// The live and retiring workers.
@@ -232,6 +236,7 @@ pub(crate) struct PoolShared {
     /// Where a sender outside the runtime starts its scan.
     external: AtomicUsize,
     shed: AtomicU64,
+    shed_accepted: AtomicU64,
     intensity: u32,
     period: Duration,
     make: Box<MakeWorker>,
@@ -339,6 +344,7 @@ impl PoolShared {
             capacity: self.gate.capacity(),
             held: self.gate.held(),
             shed: self.shed.load(Ordering::Relaxed),
+            shed_accepted: self.shed_accepted.load(Ordering::Relaxed),
             stopping: self.is_stopping(),
             workers,
         }
@@ -508,6 +514,7 @@ impl Pool {
             shards: (0..shards).map(|_| ShardWorkers::new()).collect(),
             external: AtomicUsize::new(0),
             shed: AtomicU64::new(0),
+            shed_accepted: AtomicU64::new(0),
             intensity: self.intensity,
             period: self.period,
             make,

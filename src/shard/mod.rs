@@ -292,30 +292,38 @@ impl Shard {
 
     #[inline(never)]
     fn deliver_mail_slow(&self, slot: u32, generation: u32, mail: Mail, priority: Priority, alias: Option<u64>) {
-        let mut table = self.table.borrow_mut();
-        let Some(e) = table.get_mut(slot as usize).filter(|e| e.generation == generation) else {
-            drop(table);
-            if let Some(mail) = crate::pool::dispatch::redirect(self, slot, generation, mail) {
-                self.dead_letter(mail, CallError::NoSuchProcess);
-            }
-            return;
-        };
         if alias.is_some_and(|id| !self.has_alias(slot, generation, id)) {
-            let pool = e.pool.as_ref().map(|m| m.pool.clone());
-            drop(table);
-            self.release(slot, generation);
-            if let Some(pool) = pool {
-                pool.gate.release(1); // a pool worker's slot held a gate slot too
+            let table = self.table.borrow();
+            if let Some(e) = table.get(slot as usize).filter(|e| e.generation == generation) {
+                let pool = e.pool.as_ref().map(|m| m.pool.clone());
+                drop(table);
+                self.release(slot, generation);
+                if let Some(pool) = pool {
+                    pool.gate.release(1); // a pool worker's slot held a gate slot too
+                }
+                self.recheck_retiring(slot);
+                self.dead_letter(mail, CallError::UnknownAlias);
+                return;
             }
-            self.recheck_retiring(slot);
-            self.dead_letter(mail, CallError::UnknownAlias);
-            return;
         }
+        if let Err(mail) = self.push_if_alive(slot, generation, mail, priority)
+            && let Some(mail) = crate::pool::dispatch::redirect(self, slot, generation, mail, priority)
+        {
+            self.dead_letter(mail, CallError::NoSuchProcess);
+        }
+    }
+
+    /// Queues `mail` to the process in `slot` if it is still incarnation `generation` (its
+    /// reservation taken already); gives it back otherwise.
+    pub(crate) fn push_if_alive(&self, slot: u32, generation: u32, mail: Mail, priority: Priority) -> Result<(), Mail> {
+        let mut table = self.table.borrow_mut();
+        let Some(e) = table.get_mut(slot as usize).filter(|e| e.generation == generation) else { return Err(mail) };
         e.mailbox.push(priority, mail);
         if priority == Priority::Urgent {
             bump(&self.attention);
         }
         self.queued_to(e, slot);
+        Ok(())
     }
 
     fn dead_letter(&self, mail: Mail, error: CallError) {
