@@ -253,15 +253,11 @@ fn calls_owed_through_a_chain_are_answered() {
     f.node.stop();
 }
 
-/// The pool gives up (restart intensity 1) while messages are on their way to a worker and to
-/// its replacement: every call is answered at once (not by its timeout), and the pool's count
-/// goes back to 0.
-#[test]
-fn pool_giving_up_with_graves_open_answers_and_returns_every_slot() {
-    let f = fixture("graves-give-up", 1, 4, 1);
+/// Three calls and two plain sends on their way to the pool's worker (its shard blocked)
+/// while `steps` run there: the calls' answers.
+fn calls_on_their_way(f: &Fixture, steps: Vec<Step>) -> Vec<Result<Option<u64>, CallError>> {
     let h = f.node.handle();
-    let began = Instant::now();
-    let (callers, _) = f.blocked(vec![Step::Kill(0), Step::Kill(0)], || {
+    let (callers, _) = f.blocked(steps, || {
         let callers: Vec<_> = (0..3u64)
             .map(|i| {
                 let h = h.clone();
@@ -274,7 +270,17 @@ fn pool_giving_up_with_graves_open_answers_and_returns_every_slot() {
         assert!(h.send(f.pool, Job::Rec(11)).is_ok());
         callers
     });
-    let answers: Vec<_> = callers.into_iter().map(|c| c.join().expect("caller")).collect();
+    callers.into_iter().map(|c| c.join().expect("caller")).collect()
+}
+
+/// The pool gives up (restart intensity 1) while messages are on their way to a worker and to
+/// its replacement: every call is answered at once (not by its timeout), and the pool's count
+/// goes back to 0.
+#[test]
+fn pool_giving_up_with_graves_open_answers_and_returns_every_slot() {
+    let f = fixture("graves-give-up", 1, 4, 1);
+    let began = Instant::now();
+    let answers = calls_on_their_way(&f, vec![Step::Kill(0), Step::Kill(0)]);
     assert!(began.elapsed() < CALL_TIMEOUT, "answered by the timeout: {answers:?}");
     for a in &answers {
         assert!(matches!(a, Err(CallError::Stopped) | Err(CallError::MailboxFull)), "{answers:?}");
@@ -290,21 +296,7 @@ fn pool_giving_up_with_graves_open_answers_and_returns_every_slot() {
 #[test]
 fn pool_stopped_with_graves_open_returns_every_slot() {
     let f = fixture("graves-stop-graves", 1, 4, 100);
-    let h = f.node.handle();
-    let (callers, _) = f.blocked(vec![Step::Kill(0), Step::KillManager, Step::Kill(0)], || {
-        let callers: Vec<_> = (0..3u64)
-            .map(|i| {
-                let h = h.clone();
-                let pool = f.pool;
-                std::thread::spawn(move || h.call_blocking(pool, i, CALL_TIMEOUT).map(|m| m.downcast::<u64>().ok()))
-            })
-            .collect();
-        wait_until("3 calls reserved", || f.r.info().held == 3);
-        assert!(h.send(f.pool, Job::Rec(10)).is_ok());
-        assert!(h.send(f.pool, Job::Rec(11)).is_ok());
-        callers
-    });
-    let answers: Vec<_> = callers.into_iter().map(|c| c.join().expect("caller")).collect();
+    let answers = calls_on_their_way(&f, vec![Step::Kill(0), Step::KillManager, Step::Kill(0)]);
     for a in &answers {
         assert!(!matches!(a, Err(CallError::Timeout)), "{answers:?}");
     }
