@@ -488,6 +488,44 @@ fn resize_grows_and_shrinks_without_losing_queued_work() {
     node.stop();
 }
 
+/// A retiring worker takes no new messages, those addressed to its pid included: once the
+/// resize reached it, a direct send is refused with `MailboxFull` (the message comes back), so
+/// direct sends cannot put off its end. (They were accepted before, each one keeping it alive
+/// a little longer.)
+#[test]
+fn a_retiring_worker_refuses_sends_addressed_to_it() {
+    let node = node("pool-retire-direct", 1);
+    let (latch, seen) = (Latch::new(), Arc::new(Seen::default()));
+    let pool = start_pool(&node, "shrinking", PoolOptions::new(2, 4, factory(&latch, &seen))).expect("pool");
+    let h = node.handle();
+    let r = h.pool(pool).expect("pool ref");
+    let info = r.info();
+    // `resize` retires the newest worker of the shard.
+    let (keep, leaving) = (info.workers[0].pid.expect("up"), info.workers[1].pid.expect("up"));
+    h.send(leaving, Job::Hold(1)).expect("room");
+    wait_until("the held job begun", || seen.begun.load(Ordering::SeqCst) == 1);
+    r.resize(1).expect("shrink");
+    // The retire signal left this thread before this call, in the same lane: answered, the
+    // signal has reached the shard.
+    let answer = h.call_blocking(keep, Where, Duration::from_secs(10)).expect("the kept worker answers");
+    assert_eq!(answer.downcast::<(Pid, Pid)>().expect("(pid, from)").0, keep);
+    match h.send(leaving, Job::Hold(2)) {
+        Err(SendError::MailboxFull(Job::Hold(2))) => {}
+        other => panic!("a direct send to a retiring worker: {other:?}"),
+    }
+    assert!(matches!(h.call_blocking(leaving, Where, Duration::from_secs(10)), Err(CallError::MailboxFull)));
+    h.send(keep, Job::Hold(3)).expect("the kept worker takes direct sends");
+    latch.open();
+    wait_until("the retired worker gone", || r.info().size == 1);
+    wait_until("both jobs done", || seen.done().len() == 2);
+    let mut done = seen.done();
+    done.sort_unstable();
+    assert_eq!(done, [1, 3]);
+    assert!(matches!(h.send(leaving, Job::Hold(4)), Err(SendError::NoSuchProcess(_))));
+    wait_until("every slot given back", || r.info().held == 0);
+    node.stop();
+}
+
 #[test]
 fn a_stopped_pool_stops_its_workers_answers_their_queues_and_refuses_sends() {
     let node = node("pool-stop", 2);

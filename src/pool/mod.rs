@@ -32,8 +32,9 @@
 //!
 //! # Resize
 //! [`PoolRef::resize`] adds workers (placed like the first ones) or retires the newest ones: a
-//! retiring worker takes no new messages, finishes its queue and the messages already on their
-//! way to it, and ends. Nothing queued is lost.
+//! retiring worker takes no new messages (a send addressed to its pid is refused with
+//! `MailboxFull`, the message handed back), finishes its queue and the messages already on
+//! their way to it, and ends. Nothing queued is lost.
 
 mod cells;
 pub(crate) mod dispatch;

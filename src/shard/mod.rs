@@ -454,6 +454,12 @@ impl Shard {
         if let Signal::Retire = signal {
             // Not queued: the process ends when it next finds no mail (`Context::next`).
             e.retiring = true;
+            // Sends addressed to it directly are refused from now on (`send_full` finds no pool
+            // behind its bound of 0): only what is already on its way still reaches it, so a
+            // stream of them cannot put off its end.
+            if let Some(r) = self.remote().table.get(slot) {
+                r.set_pool(std::ptr::null());
+            }
             if e.awaiting_mail {
                 self.enqueue(e, slot);
             }
