@@ -448,18 +448,21 @@ impl Outgoing {
     #[inline(never)]
     fn encode_waiting(&mut self, now: Instant) {
         loop {
+            // Closing first: after the closing response (a cut stream's among them) nothing is
+            // written, not even an interim 100 owed to the request behind it.
+            if self.closing {
+                self.slots.clear();
+                self.ready_bytes = 0;
+                self.waiting_http10 = 0;
+                self.continue_for = None;
+                return;
+            }
             if self.continue_for == Some(self.head_seq) {
                 // Only while the request is still waiting (an early answer makes it moot).
                 if matches!(self.slots.front(), None | Some(Slot::Waiting { .. })) {
                     room(&mut self.out, &self.spares).extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
                 }
                 self.continue_for = None;
-            }
-            if self.closing {
-                self.slots.clear();
-                self.ready_bytes = 0;
-                self.waiting_http10 = 0;
-                return;
             }
             match self.slots.front_mut() {
                 Some(Slot::Ready { .. }) => {

@@ -331,11 +331,11 @@ impl Connection {
             return;
         }
         let finished = st.out.in_flight() == 0 && st.out.unwritten() == 0;
-        let mid_request = matches!(st.codec.phase(), Phase::Head | Phase::Body);
-        if st.eof
-            && (finished || (st.out.in_flight() == 0 && st.out.unwritten() == 0 && mid_request))
-            && st.linger.is_none()
-        {
+        // Requests read before the client's end and held back unparsed (by a bound, or by an
+        // HTTP/1.0 request until its answer said whether the connection lives on) are parsed
+        // and answered before the connection closes; a head or body cut by the end is not
+        // waited for.
+        if st.eof && finished && !st.held && st.linger.is_none() {
             drop(guard);
             return self.close(shard, token);
         }

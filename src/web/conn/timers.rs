@@ -13,14 +13,7 @@ impl Connection {
     /// Arms the connection's timer for its earliest deadline.
     pub(super) fn rearm(&self, st: &mut State, shard: &Shard, token: Token) {
         let limits = &self.server.limits;
-        // Paused by our own bounds, the connection waits on us, not on the client.
-        let phase = if paused(st, limits) { Phase::Closed } else { st.codec.phase() };
-        // A read phase is timed per request: the next request's head starts its own clock.
-        let position = st.codec.position();
-        if (phase, position) != (st.phase, st.phase_position) {
-            (st.phase, st.phase_position) = (phase, position);
-            st.phase_since = shard.now();
-        }
+        note_phase(st, limits, shard.now());
         // The earliest of: the requests' deadlines, the lingering close, the read deadline
         // of a head or body, and `idle_timeout` without progress, for an idle connection or
         // one whose client stops reading our answers (paused or not).
@@ -85,6 +78,11 @@ impl Connection {
             drop(guard);
             return self.close(shard, token);
         }
+        // The codec may have moved on since the last `rearm` (a head completed by an event
+        // whose write, and re-arm, wait for the end of the turn): judge what it is reading
+        // now, not what it was reading then, or a request read in time — or one not even
+        // begun — would be refused 408.
+        note_phase(st, limits, now);
         if read_deadline(st, limits).is_some_and(|d| now >= d) && !st.out.closing() {
             // Too slow: 408 after whatever is in flight, then close.
             let meta = st.codec.abort();
@@ -101,6 +99,18 @@ impl Connection {
         st.out.expire(now, StatusCode::GATEWAY_TIMEOUT);
         drop(guard);
         self.write(shard, token);
+    }
+}
+
+/// Notes what the codec is reading, and since when: `now` if that changed since it was last
+/// noted. Paused by our own bounds, the connection waits on us, not on the client (no read
+/// phase); a read phase is timed per request (the next request's head starts its own clock).
+fn note_phase(st: &mut State, limits: &HttpLimits, now: Instant) {
+    let phase = if paused(st, limits) { Phase::Closed } else { st.codec.phase() };
+    let position = st.codec.position();
+    if (phase, position) != (st.phase, st.phase_position) {
+        (st.phase, st.phase_position) = (phase, position);
+        st.phase_since = now;
     }
 }
 
