@@ -49,10 +49,11 @@ fn spin(shard: &Rc<Shard>, reactor: &mut reactor::Reactor) -> bool {
 /// A shard with sockets spins only while other shards talk to it: a pure web shard blocks in
 /// `epoll_wait` at once, like every other server (spinning there would only burn the CPU its
 /// clients' requests are measured against); a shard that just got cross-shard mail spins to
-/// catch the next message without a wake-up.
-fn worth_spinning(shard: &Shard, last_inbox: Instant) -> bool {
+/// catch the next message without a wake-up. `now` is the turn's clock (a heuristic needs no
+/// fresh reading).
+fn worth_spinning(shard: &Shard, last_inbox: Instant, now: Instant) -> bool {
     const RECENT: Duration = Duration::from_millis(1);
-    shard.io_len() == 0 || last_inbox.elapsed() < RECENT
+    shard.io_len() == 0 || now.saturating_duration_since(last_inbox) < RECENT
 }
 
 /// Messages queued to this shard's processes (since they last ran) from which an I/O
@@ -101,7 +102,9 @@ pub(crate) fn run(node: Arc<NodeShared>, id: ShardId, mut reactor: reactor::Reac
             last_inbox = Instant::now();
         }
         bump(&shard.stats.turns);
-        let now = Instant::now();
+        // The events served right after a wait read the clock (`Shard::now`): this turn's
+        // timers are judged by that reading (taken microseconds ago) instead of a second one.
+        let now = if just_polled && shard.clock_fresh.get() { shard.clock.get() } else { Instant::now() };
         shard.clock.set(now);
         shard.clock_fresh.set(true);
         shard.between_polls.set(POLLS_PER_TURN);
@@ -118,7 +121,7 @@ pub(crate) fn run(node: Arc<NodeShared>, id: ShardId, mut reactor: reactor::Reac
         if !shard.run_queue.borrow().is_empty() || inbox.has_items() || shard.io_pending() {
             continue;
         }
-        if worth_spinning(&shard, last_inbox) && spin(&shard, &mut reactor) {
+        if worth_spinning(&shard, last_inbox, now) && spin(&shard, &mut reactor) {
             just_polled = true;
             continue;
         }
