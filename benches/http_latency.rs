@@ -54,6 +54,13 @@
 //! while a request is due within 2 ms, so it occupies its core. A server that falls 4096
 //! requests behind on a connection fails that run (it cannot keep the rate).
 //!
+//! The last table compares the first server named with each other one round by round: the
+//! runs of one round are neighbours in time, so the VM's slow and fast phases cancel in their
+//! ratio. Per measure (p50, p90, p99, p99.9, CPU per response) it gives the median of the
+//! per-round ratios, in how many rounds the first server was lower, and a two-sided sign
+//! test's p: with under 0.05, noise alone would split the rounds that unevenly less than once
+//! in twenty runs. Medians over rounds hide that; a p99 "1.09×" over five rounds may be 2 of 5.
+//!
 //! Counted batches are those whose write starts inside the measured window; the ones still
 //! in flight at its end are waited for (up to 5 s), so the slow tail is not cut off.
 //! responses/s is the counted responses over the window. The client is one thread and costs
@@ -163,6 +170,7 @@ fn main() -> ExitCode {
             "Open loop: latency from each request's intended send time."
         }
     );
+    report::print_paired(&rows, &names);
     if failed.is_empty() {
         ExitCode::SUCCESS
     } else {

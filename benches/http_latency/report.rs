@@ -141,6 +141,85 @@ pub(crate) fn print_summary(rows: &[Row], servers: &[String]) {
     }
 }
 
+/// A measure of a run, by name.
+type Measure = (&'static str, fn(&Row) -> f64);
+
+/// The first server against each other one, round by round (the same round's runs are
+/// neighbours in time, so the VM's slow phases cancel): per measure, the median of the
+/// per-round ratios, in how many rounds the first was lower, and a two-sided sign test's p
+/// (below 0.05: a difference that noise explains in fewer than one run in twenty).
+pub(crate) fn print_paired(rows: &[Row], servers: &[String]) {
+    let Some((first, others)) = servers.split_first() else { return };
+    let rounds = rows.iter().map(|r| r.round).max().unwrap_or(0);
+    if others.is_empty() || rounds < 2 {
+        return;
+    }
+    let measures: [Measure; 5] = [
+        ("p50", |r| r.p50),
+        ("p90", |r| r.p90),
+        ("p99", |r| r.p99),
+        ("p99.9", |r| r.p999),
+        ("CPU/resp", |r| r.user_us + r.system_us),
+    ];
+    println!();
+    println!("{first} / each other server, round by round: median ratio (lower in k of n rounds; sign test p)");
+    println!();
+    print!("| rate | against |");
+    for (name, _) in &measures {
+        print!(" {name} |");
+    }
+    println!();
+    println!("|---:|---|{}", "---:|".repeat(measures.len()));
+    let mut rates: Vec<Option<f64>> = Vec::new();
+    for r in rows {
+        if !rates.contains(&r.rate) {
+            rates.push(r.rate);
+        }
+    }
+    for rate in rates {
+        for other in others {
+            print!("| {} | {other} |", rate_label(rate));
+            for (_, f) in &measures {
+                let ratios: Vec<f64> = (1..=rounds)
+                    .filter_map(|round| {
+                        let at =
+                            |s: &String| rows.iter().find(|r| r.rate == rate && r.round == round && &r.server == s);
+                        let (a, b) = (f(at(first)?), f(at(other)?));
+                        (a.is_finite() && b.is_finite() && b > 0.0).then(|| a / b)
+                    })
+                    .collect();
+                let lower = ratios.iter().filter(|&&x| x < 1.0).count();
+                let higher = ratios.iter().filter(|&&x| x > 1.0).count();
+                print!(
+                    " {:.3} ({lower} of {}; p {:.2}) |",
+                    median(ratios.iter().copied()),
+                    ratios.len(),
+                    sign_test(lower, higher)
+                );
+            }
+            println!();
+        }
+    }
+}
+
+/// The two-sided sign test: the chance of a split at least as uneven as `a` : `b` when either
+/// side is as likely (ties left out).
+fn sign_test(a: usize, b: usize) -> f64 {
+    let n = a + b;
+    if n == 0 {
+        return 1.0;
+    }
+    // P(X <= min(a, b)) for X ~ Binomial(n, 1/2), doubled; C(n, i) built up term by term.
+    let (mut term, mut tail) = (1.0_f64, 0.0_f64);
+    for i in 0..=a.min(b) {
+        if i > 0 {
+            term *= (n - i + 1) as f64 / i as f64;
+        }
+        tail += term;
+    }
+    (2.0 * tail / 2f64.powi(n as i32)).min(1.0)
+}
+
 /// The client's lag in µs, "–" for the closed loop (which has no intended send times).
 fn lag_label(lag: f64) -> String {
     if lag.is_nan() { "–".to_string() } else { format!("{lag:.1}") }

@@ -26,9 +26,9 @@
 //! runtime, a call `NoReply`). Only a worker that is not replaced (it was retiring, or the pool
 //! or its shard stops) hands its messages to the other workers with room; what finds none is
 //! answered at once (a web request 503, a call `MailboxFull` or `Stopped`; a plain message is
-//! counted in [`WorkerInfo::shed`] and [`PoolInfo::shed_accepted`], and logged). Restarts are bounded by an intensity (default 5
-//! in 5 s, as the supervisor's): past it the pool gives up, its manager ends with a reason
-//! saying so, and the workers are stopped.
+//! counted in [`WorkerInfo::shed`] and [`PoolInfo::shed_accepted`], and logged). Restarts are
+//! bounded by an intensity (default 5 in 5 s, as the supervisor's): past it the pool gives up,
+//! its manager ends with a reason saying so, and the workers are stopped.
 //!
 //! # Resize
 //! [`PoolRef::resize`] adds workers (placed like the first ones) or retires the newest ones: a
