@@ -191,7 +191,7 @@ pub(crate) fn print_paired(rows: &[Row], servers: &[String]) {
                 let lower = ratios.iter().filter(|&&x| x < 1.0).count();
                 let higher = ratios.iter().filter(|&&x| x > 1.0).count();
                 print!(
-                    " {:.3} ({lower} of {}; p {:.2}) |",
+                    " {:.3} ({lower} of {}; p {:.3}) |",
                     median(ratios.iter().copied()),
                     ratios.len(),
                     sign_test(lower, higher)

@@ -11,6 +11,15 @@ pub(crate) const WAKER: Token = Token(usize::MAX);
 
 const EVENTS: usize = 256;
 
+/// The events one wait returned, as seen from one of them (the waker's event counted).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Batch {
+    /// How many events the wait returned.
+    pub(crate) len: usize,
+    /// How many of them come after this one.
+    pub(crate) after: usize,
+}
+
 /// What an event says about a source.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Readiness {
@@ -45,17 +54,23 @@ impl Reactor {
     }
 
     /// Blocks until woken, an event, or `timeout` (`Some(ZERO)`: just looks), then hands every
-    /// I/O event to `dispatch`. Sources are registered edge-triggered: a writable edge needs no
-    /// field of its own, since a connection writes whatever it has whenever it is called. The waker's own event only means
-    /// "look at the inbox", which the loop does next. True if there was an I/O event.
-    pub(crate) fn wait(&mut self, timeout: Option<Duration>, mut dispatch: impl FnMut(Token, Readiness)) -> bool {
+    /// I/O event to `dispatch`, with where it stands in the [`Batch`] this wait returned.
+    /// Sources are registered edge-triggered: a writable edge needs no field of its own, since
+    /// a connection writes whatever it has whenever it is called. The waker's own event only
+    /// means "look at the inbox", which the loop does next. True if there was an I/O event.
+    pub(crate) fn wait(
+        &mut self,
+        timeout: Option<Duration>,
+        mut dispatch: impl FnMut(Token, Readiness, Batch),
+    ) -> bool {
         match self.poll.poll(&mut self.events, timeout) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => log::error!(target: "pinion", "poll failed: {e}"),
         }
         let mut any = false;
-        for ev in self.events.iter() {
+        let len = self.events.iter().count();
+        for (i, ev) in self.events.iter().enumerate() {
             if ev.token() == WAKER {
                 continue;
             }
@@ -66,6 +81,7 @@ impl Reactor {
                     readable: ev.is_readable() || ev.is_read_closed() || ev.is_error(),
                     read_closed: ev.is_read_closed() || ev.is_error(),
                 },
+                Batch { len, after: len - 1 - i },
             );
         }
         self.events.clear();
