@@ -529,7 +529,9 @@ impl Context {
                 entry.taken = entry.taken.wrapping_add(1);
                 Some(Item::Mail(m))
             } else {
-                if self.batch.is_empty() {
+                // (Nothing to swap in when main is empty too: the look that finds the mailbox
+                // empty, once per message at a light load, costs no swap.)
+                if self.batch.is_empty() && !mailbox.main.is_empty() {
                     std::mem::swap(&mut self.batch, &mut mailbox.main);
                     entry.taken = entry.taken.wrapping_add(self.batch.len() as u32);
                 }

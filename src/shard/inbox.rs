@@ -136,6 +136,11 @@ impl<T> Inbox<T> {
     pub fn drain(&self, mut f: impl FnMut(T)) -> usize {
         let mut n = 0;
         for lane in self.lanes.iter() {
+            // Two loads for an empty lane (most of them, most turns) instead of a `pop`'s
+            // block walk and fences.
+            if lane.is_empty() {
+                continue;
+            }
             while let Some(item) = lane.pop() {
                 f(item);
                 n += 1;

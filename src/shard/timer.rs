@@ -38,6 +38,7 @@
 //!   the same rounded deadline fire in insertion order, except that timers inserted already due
 //!   (see above) all come first, in insertion order.
 
+use std::cell::Cell;
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -106,6 +107,14 @@ pub(crate) struct TimerWheel<T> {
     now: Instant,
     /// Every tick up to and including this one has been processed: `now` rounded down.
     elapsed: u64,
+    /// Where the tick after `elapsed` begins: an `advance` to before it finds nothing to do
+    /// unless a timer was inserted already due (every occupied slot starts after `elapsed`).
+    /// A shard advances the wheel every turn, many turns per tick under load: this spares
+    /// them the tick arithmetic and the slot scan.
+    next_tick_at: Instant,
+    /// [`next_slot`](Self::next_slot)'s answer while neither `occupied` nor `elapsed` changed
+    /// (`None`: to be computed). A shard asks for it before every wait.
+    next_cached: Cell<Option<Option<(usize, u64)>>>,
     /// The pending timers.
     entries: Slab<Entry<T>>,
     /// Generation of each slab slot, bumped whenever its timer fires or is cancelled.
@@ -123,6 +132,8 @@ impl<T> TimerWheel<T> {
             origin: now,
             now,
             elapsed: 0,
+            next_tick_at: now.checked_add(Duration::from_millis(1)).unwrap_or(now),
+            next_cached: Cell::new(None),
             entries: Slab::new(),
             generations: Vec::new(),
             lists: Box::new([List { head: NIL, tail: NIL }; LISTS]),
@@ -193,6 +204,11 @@ impl<T> TimerWheel<T> {
     /// due. Never fires a timer before its deadline. Visits only occupied slots, so large jumps
     /// are cheap.
     pub(crate) fn advance(&mut self, now: Instant, fired: &mut Vec<T>) {
+        if now < self.next_tick_at && self.lists[DUE_LIST].head == NIL {
+            // Still the tick of `elapsed`: every occupied slot starts after it.
+            self.now = self.now.max(now);
+            return;
+        }
         self.now = self.now.max(now);
         let target = self.tick_floor(self.now);
         let mut idx = self.detach(DUE_LIST);
@@ -205,10 +221,22 @@ impl<T> TimerWheel<T> {
             if start > target {
                 break;
             }
-            self.elapsed = self.elapsed.max(start);
+            self.set_elapsed(start);
             self.process(list, fired);
         }
-        self.elapsed = self.elapsed.max(target);
+        self.set_elapsed(target);
+    }
+
+    /// Moves `elapsed` up to `tick` (never back), and what depends on it.
+    fn set_elapsed(&mut self, tick: u64) {
+        if tick > self.elapsed {
+            self.elapsed = tick;
+            self.next_cached.set(None);
+            // Past the wheel's last tick (2^62 ms) no fast path: `self.now` never passes
+            // `next_tick_at` then, and `advance` takes the full way.
+            self.next_tick_at =
+                self.origin.checked_add(Duration::from_millis(tick.saturating_add(1))).unwrap_or(self.now);
+        }
     }
 
     /// Number of pending timers.
@@ -238,6 +266,16 @@ impl<T> TimerWheel<T> {
 
     /// The occupied slot with the earliest start, as `(list index, start tick)`.
     fn next_slot(&self) -> Option<(usize, u64)> {
+        if let Some(known) = self.next_cached.get() {
+            return known;
+        }
+        let best = self.scan_next_slot();
+        self.next_cached.set(Some(best));
+        best
+    }
+
+    /// [`next_slot`](Self::next_slot), computed.
+    fn scan_next_slot(&self) -> Option<(usize, u64)> {
         let mut best: Option<(usize, u64)> = None;
         for (level, &bits) in self.occupied.iter().enumerate() {
             if bits == 0 {
@@ -284,6 +322,7 @@ impl<T> TimerWheel<T> {
         self.lists[list].tail = idx;
         if list < DUE_LIST {
             self.occupied[list / SLOTS] |= 1 << (list % SLOTS);
+            self.next_cached.set(None);
         }
     }
 
@@ -303,6 +342,7 @@ impl<T> TimerWheel<T> {
         }
         if self.lists[list].head == NIL && list < DUE_LIST {
             self.occupied[list / SLOTS] &= !(1 << (list % SLOTS));
+            self.next_cached.set(None);
         }
     }
 
@@ -313,6 +353,7 @@ impl<T> TimerWheel<T> {
         self.lists[list] = List { head: NIL, tail: NIL };
         if list < DUE_LIST {
             self.occupied[list / SLOTS] &= !(1 << (list % SLOTS));
+            self.next_cached.set(None);
         }
         head
     }
@@ -658,6 +699,38 @@ mod tests {
             assert!(wakeups < 200, "next_deadline must make progress");
         }
         assert_eq!(fired, offsets.len());
+    }
+
+    /// Many advances within one tick (a shard's turns under load) take the short way; it must
+    /// still see a timer inserted already due, and `next_deadline`'s remembered answer must
+    /// follow inserts and cancels.
+    #[test]
+    fn advances_within_one_tick_see_inserts_cancels_and_due_timers() {
+        let t0 = base();
+        let us = Duration::from_micros;
+        let mut wheel = TimerWheel::new(t0);
+        assert!(advance(&mut wheel, t0 + us(100)).is_empty());
+        assert_eq!(wheel.next_deadline(), None);
+        wheel.insert(t0 + ms(5), 5);
+        assert_eq!(wheel.next_deadline(), Some(t0 + ms(5)));
+        let three = wheel.insert(t0 + ms(3), 3);
+        assert_eq!(wheel.next_deadline(), Some(t0 + ms(3)));
+        // Already due, inserted within the tick of the last advance: the next one fires it.
+        wheel.insert(t0 + us(50), 0);
+        assert_eq!(advance(&mut wheel, t0 + us(200)), vec![0]);
+        assert!(advance(&mut wheel, t0 + us(999)).is_empty());
+        assert_eq!(wheel.cancel(three), Some(3));
+        assert_eq!(wheel.next_deadline(), Some(t0 + ms(5)));
+        // The next tick begins: the full way again, and the wheel's time moved on.
+        assert!(advance(&mut wheel, t0 + ms(1)).is_empty());
+        assert!(advance(&mut wheel, t0 + ms(4) + us(999)).is_empty());
+        assert_eq!(wheel.next_deadline(), Some(t0 + ms(5)));
+        assert_eq!(advance(&mut wheel, t0 + ms(5)), vec![5]);
+        assert_eq!(wheel.next_deadline(), None);
+        // Backwards within the tick acts as the latest `now`: a deadline before it is due.
+        assert!(advance(&mut wheel, t0 + ms(2)).is_empty());
+        wheel.insert(t0 + ms(5), 6);
+        assert_eq!(advance(&mut wheel, t0 + ms(5) + us(10)), vec![6]);
     }
 
     #[test]
