@@ -38,6 +38,10 @@ pub struct ShardInfo {
     /// Turns of the shard's loop since start: an idle shard's count stands still (it sleeps
     /// in `poll`), so a count that races while nothing happens shows a busy loop.
     pub turns: u64,
+    /// Pool workers polled at once inside a connection's dispatch, since start: at a light
+    /// load a request for an idle worker on the connection's shard is handled there and then
+    /// (see [`WebHandler`](crate::web::WebHandler)), not after a pass of the run queue.
+    pub polled_in_dispatch: u64,
 }
 
 /// A target kept for later (a `send_after`).
@@ -179,6 +183,7 @@ impl Shard {
             timers: self.timers.borrow().len(),
             io_sources: self.io_len(),
             turns: self.stats.turns.get(),
+            polled_in_dispatch: self.stats.polled_in_dispatch.get(),
         }
     }
 

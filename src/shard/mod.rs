@@ -48,6 +48,7 @@ pub(crate) struct ShardStats {
     pub(crate) dead_letters: Cell<u64>,
     pub(crate) late_replies: Cell<u64>,
     pub(crate) turns: Cell<u64>,
+    pub(crate) polled_in_dispatch: Cell<u64>,
 }
 
 pub(crate) fn bump(c: &Cell<u64>) {
@@ -101,6 +102,17 @@ pub(crate) struct Shard {
     /// Messages queued to this shard's processes since they last ran (`executor::run_ready`
     /// resets it): what tells `turn::serve_io` that I/O events have given them a batch.
     pub(crate) queued: Cell<usize>,
+    /// The I/O event being served came in a wait that returned few events (a light load:
+    /// see `turn::serve_io`). Set only while that event is served.
+    #[cfg(feature = "web")]
+    pub(crate) light: Cell<bool>,
+    /// Armed by a web handler around its send: if that send finds its process idle (waiting
+    /// for mail, not scheduled), the process is not put on the run queue but noted in
+    /// `run_now`, for the handler to poll at once (see `web::handler`).
+    #[cfg(feature = "web")]
+    pub(crate) run_now_armed: Cell<bool>,
+    #[cfg(feature = "web")]
+    pub(crate) run_now: Cell<Option<u32>>,
     /// I/O sources (listeners, connections) by token; see `io.rs`.
     io: RefCell<slab::Slab<Rc<dyn io::IoSource>>>,
     /// Sources to flush once the turn's processes have run.
@@ -173,6 +185,12 @@ impl Shard {
             stats: ShardStats::default(),
             clock: Cell::new(Instant::now()),
             clock_fresh: Cell::new(false),
+            #[cfg(feature = "web")]
+            light: Cell::new(false),
+            #[cfg(feature = "web")]
+            run_now_armed: Cell::new(false),
+            #[cfg(feature = "web")]
+            run_now: Cell::new(None),
             between_polls: Cell::new(0),
             queued: Cell::new(0),
             io: RefCell::new(slab::Slab::new()),
@@ -216,10 +234,23 @@ impl Shard {
     /// events (`turn.rs`), and the process scheduled if it waits for mail.
     #[inline(always)]
     fn queued_to(&self, e: &mut ProcessEntry, slot: u32) {
+        #[cfg(feature = "web")]
+        if e.awaiting_mail && !e.scheduled && self.run_now_armed.replace(false) {
+            // Polled by the sender as soon as this push returns (not counted as queued: no
+            // run between events is owed for it).
+            self.run_now.set(Some(slot));
+            return;
+        }
         self.queued.set(self.queued.get() + 1);
         if e.awaiting_mail {
             self.enqueue(e, slot);
         }
+    }
+
+    /// No process is being polled now (a process may be polled from here).
+    #[cfg(feature = "web")]
+    pub(crate) fn idle(&self) -> bool {
+        self.running.get().is_none()
     }
 
     #[inline(never)]

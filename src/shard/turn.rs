@@ -81,7 +81,11 @@ const FEW_EVENTS: usize = 4;
 /// connections 16 deep) and their buffers no longer fitted the L1 data cache (21 misses per
 /// request in callgrind's cache simulation, against 10 run this way).
 fn serve_io(shard: &Rc<Shard>, token: mio::Token, ready: super::Readiness, batch: reactor::Batch) {
+    #[cfg(feature = "web")]
+    shard.light.set(batch.len <= FEW_EVENTS);
     shard.io_event(token, ready);
+    #[cfg(feature = "web")]
+    shard.light.set(false);
     let left = shard.between_polls.get();
     let queued = shard.queued.get();
     if batch.after > 0 && left > 0 && queued > 0 && (batch.len <= FEW_EVENTS || queued >= RUN_AFTER) {

@@ -92,6 +92,16 @@ impl WebHandlerOptions {
 /// - no such process or name: 503;
 /// - not answered within `request_timeout`: 504 (a late answer is dropped);
 /// - the request is dropped unanswered (the worker panicked, or forgot): 500.
+///
+/// At a light load (the shard's wait brought a few events) a request for a pool whose worker
+/// on the connection's shard is idle — waiting for mail, not scheduled — and that is the last
+/// one its connection has read, is handled at once: the worker is polled right inside the
+/// connection's dispatch instead of after a pass of the run queue, and an answer it gives
+/// while handling is written with the connection's next write, as a plain function's is (no
+/// lookup of the connection, no deferred flush). The actor still takes the request from its
+/// mailbox, one message at a time, under its own budget; a panic still ends only it. Under
+/// load, and for pipelined bursts, requests queue as usual and a worker's poll serves many.
+/// [`ShardInfo::polled_in_dispatch`](crate::ShardInfo::polled_in_dispatch) counts the first kind.
 #[derive(Clone)]
 pub struct WebHandler {
     options: Arc<WebHandlerOptions>,
@@ -145,8 +155,21 @@ impl Handler for WebHandler {
                     if let Some(pool) = pool {
                         let from = Pid::external(node.id);
                         let ahead = super::dispatch::ahead();
-                        return match crate::pool::dispatch::send_ahead(node, shard, pool, from, req, ahead) {
-                            Ok(_) => {}
+                        // A light load, the last request read: if the worker it lands on is
+                        // idle on this shard, it is polled right here, inside this dispatch,
+                        // so a synchronous answer is kept in place like a plain function's
+                        // (no run queue, no lookup of the connection, no deferred flush).
+                        let now = ahead == 0 && shard.light.get() && shard.idle();
+                        shard.run_now_armed.set(now);
+                        let sent = crate::pool::dispatch::send_ahead(node, shard, pool, from, req, ahead);
+                        shard.run_now_armed.set(false);
+                        return match sent {
+                            Ok(_) => {
+                                if let Some(slot) = shard.run_now.take() {
+                                    crate::shard::bump(&shard.stats.polled_in_dispatch);
+                                    crate::shard::executor::poll_process(shard, slot);
+                                }
+                            }
                             Err(SendError::MailboxFull(req)) => self.unavailable(req, true),
                             Err(e) => self.unavailable(e.into_inner(), false),
                         };

@@ -1,0 +1,214 @@
+//! At a light load, a request for an idle pool worker on its connection's shard is handled
+//! inside the connection's dispatch: the worker is polled there and then, and a synchronous
+//! answer is kept in place like a plain function's (`ShardInfo::polled_in_dispatch` counts
+//! it). What that must not change, over real sockets: answers in request order on one
+//! connection; a request the worker held, answered from inside another request's dispatch (on
+//! the same connection or another one); a panic there answered 500, the worker replaced and
+//! every pool slot given back; a handler that answers later, answered later.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::mpsc::{Sender, channel};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pinion::http::Response;
+use pinion::web::{Router, WebHandler, WebRequest, WebServer, WebServerOptions, WebTarget};
+use pinion::{Actor, Context, ExitReason, Message, Node, Pid, Pool, PoolOptions, PoolRef, ProcessOptions};
+use support::{CALL_TIMEOUT, lock, node, wait_until};
+
+/// The message a `Keeper` sends itself to answer `/later`.
+struct Later;
+
+/// A pool worker: `/hold` keeps the request (and says so on `took`), `/release` answers every
+/// held request with `held` and itself with `released`, `/boom` panics, `/later` answers
+/// `later` 20 ms later, anything else `ok`.
+struct Keeper {
+    held: Vec<WebRequest>,
+    later: Vec<WebRequest>,
+    took: Arc<Mutex<Sender<()>>>,
+}
+
+impl Actor for Keeper {
+    async fn handle_message(&mut self, ctx: &mut Context, _from: Pid, msg: Message) -> Result<(), ExitReason> {
+        let req = match msg.downcast::<WebRequest>() {
+            Ok(req) => req,
+            Err(msg) => {
+                if msg.is::<Later>() {
+                    for req in self.later.drain(..) {
+                        req.respond(Response::text("later"));
+                    }
+                }
+                return Ok(());
+            }
+        };
+        match req.request().path() {
+            "/hold" => {
+                self.held.push(req);
+                let _ = lock(&self.took).send(());
+            }
+            "/release" => {
+                for held in self.held.drain(..) {
+                    held.respond(Response::text("held"));
+                }
+                req.respond(Response::text("released"));
+            }
+            "/boom" => panic!("boom, inside a dispatch"),
+            "/later" => {
+                self.later.push(req);
+                ctx.send_after(ctx.pid(), Later, Duration::from_millis(20));
+            }
+            _ => req.respond(Response::text("ok")),
+        }
+        Ok(())
+    }
+}
+
+struct Service {
+    node: Node,
+    server: WebServer,
+    pool: PoolRef,
+    took: std::sync::mpsc::Receiver<()>,
+}
+
+/// One shard, a pool of one worker (mailbox 8) behind a `WebHandler`.
+fn service(name: &str) -> Service {
+    let node = node(name, 1);
+    let (tx, took) = channel();
+    let tx = Arc::new(Mutex::new(tx));
+    let options = PoolOptions::new(1, 8, move || Keeper { held: Vec::new(), later: Vec::new(), took: tx.clone() });
+    let pid = node.spawn(move || Pool::new(options), ProcessOptions::default()).wait().expect("pool");
+    let pool = node.handle().pool(pid).expect("pool ref");
+    let router = Router::new().route("/{what}", WebHandler::to(WebTarget::Pid(pid)));
+    let server = WebServer::start(&node, WebServerOptions::new("127.0.0.1", 0, router)).expect("server");
+    Service { node, server, pool, took }
+}
+
+fn polled_in_dispatch(node: &Node) -> u64 {
+    node.handle().inspect().expect("inspect").iter().map(|s| s.polled_in_dispatch).sum()
+}
+
+fn connect(s: &Service) -> TcpStream {
+    let stream = TcpStream::connect(s.server.local_addr()).expect("connect");
+    stream.set_read_timeout(Some(CALL_TIMEOUT)).expect("timeout");
+    stream
+}
+
+fn send(stream: &mut TcpStream, path: &str) {
+    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).expect("write");
+}
+
+/// Reads `n` responses: (status, body) each, framed by `Content-Length`.
+fn responses(stream: &mut TcpStream, n: usize) -> Vec<(u16, String)> {
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
+    while out.len() < n {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_string();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + len {
+                let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).to_string();
+                out.push((head[9..12].parse().expect("status"), body));
+                buf.drain(..end + 4 + len);
+                continue;
+            }
+        }
+        let mut chunk = [0u8; 4096];
+        let k = stream.read(&mut chunk).expect("a response in time");
+        assert!(k > 0, "closed after {out:?}");
+        buf.extend_from_slice(&chunk[..k]);
+    }
+    out
+}
+
+fn ok(body: &str) -> (u16, String) {
+    (200, body.to_owned())
+}
+
+#[test]
+fn single_requests_to_an_idle_worker_are_handled_inside_the_dispatch_and_answered_in_place() {
+    let s = service("run-now-single");
+    let mut c = connect(&s);
+    for _ in 0..20 {
+        send(&mut c, "/x");
+        assert_eq!(responses(&mut c, 1), [ok("ok")]);
+    }
+    // Each of them found the worker idle (the first may have met it still starting).
+    assert!(polled_in_dispatch(&s.node) >= 19, "{}", polled_in_dispatch(&s.node));
+    wait_until("every pool slot back", || s.pool.info().held == 0);
+    s.node.stop();
+}
+
+#[test]
+fn a_held_request_is_answered_from_inside_a_later_dispatch_on_the_same_connection_in_order() {
+    let s = service("run-now-same-conn");
+    let mut c = connect(&s);
+    send(&mut c, "/hold");
+    s.took.recv_timeout(CALL_TIMEOUT).expect("the worker took /hold");
+    let before = polled_in_dispatch(&s.node);
+    // The worker is idle again, holding /hold: /release is handled inside its dispatch and
+    // answers /hold (through the connection) and itself (in place).
+    send(&mut c, "/release");
+    assert_eq!(responses(&mut c, 2), [ok("held"), ok("released")]);
+    assert!(polled_in_dispatch(&s.node) > before, "the release was not handled inside its dispatch");
+    send(&mut c, "/x");
+    assert_eq!(responses(&mut c, 1), [ok("ok")]);
+    wait_until("every pool slot back", || s.pool.info().held == 0);
+    s.node.stop();
+}
+
+#[test]
+fn a_held_request_is_answered_from_inside_another_connections_dispatch() {
+    let s = service("run-now-other-conn");
+    let mut a = connect(&s);
+    let mut b = connect(&s);
+    send(&mut a, "/hold");
+    s.took.recv_timeout(CALL_TIMEOUT).expect("the worker took /hold");
+    let before = polled_in_dispatch(&s.node);
+    send(&mut b, "/release");
+    assert_eq!(responses(&mut b, 1), [ok("released")]);
+    assert_eq!(responses(&mut a, 1), [ok("held")]);
+    assert!(polled_in_dispatch(&s.node) > before);
+    wait_until("every pool slot back", || s.pool.info().held == 0);
+    s.node.stop();
+}
+
+#[test]
+fn a_panic_inside_the_dispatch_answers_500_and_the_replacement_serves_the_connection() {
+    let s = service("run-now-panic");
+    let mut c = connect(&s);
+    send(&mut c, "/x");
+    assert_eq!(responses(&mut c, 1), [ok("ok")]);
+    let before = polled_in_dispatch(&s.node);
+    send(&mut c, "/boom");
+    assert_eq!(responses(&mut c, 1)[0].0, 500);
+    assert!(polled_in_dispatch(&s.node) > before, "the panic did not happen inside the dispatch");
+    // The same connection, served by the replacement.
+    wait_until("a replacement worker", || s.pool.info().workers.iter().any(|w| w.pid.is_some()));
+    for _ in 0..3 {
+        send(&mut c, "/x");
+        assert_eq!(responses(&mut c, 1), [ok("ok")]);
+    }
+    wait_until("every pool slot back", || s.pool.info().held == 0);
+    s.node.stop();
+}
+
+#[test]
+fn a_handler_that_answers_later_is_answered_later_and_in_order() {
+    let s = service("run-now-later");
+    let mut c = connect(&s);
+    let before = polled_in_dispatch(&s.node);
+    send(&mut c, "/later");
+    assert_eq!(responses(&mut c, 1), [ok("later")]);
+    assert!(polled_in_dispatch(&s.node) > before);
+    // Pipelined behind a late answer: in order.
+    c.write_all(b"GET /later HTTP/1.1\r\nHost: x\r\n\r\nGET /x HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
+    assert_eq!(responses(&mut c, 2), [ok("later"), ok("ok")]);
+    wait_until("every pool slot back", || s.pool.info().held == 0);
+    s.node.stop();
+}
