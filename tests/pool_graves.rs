@@ -474,7 +474,7 @@ mod web {
     //! A pipelined burst whose plain handlers kill the pool's worker twice in one dispatch
     //! pass (slots taken ahead for the burst are owed along a chain of two graves), the
     //! second kill past the restart intensity (the pool gives up mid-pass).
-    use std::io::{Read, Write};
+    use std::io::Write;
     use std::net::TcpStream;
 
     use pinion::http::{Request, Response};
@@ -495,30 +495,7 @@ mod web {
     /// Reads `n` responses (status codes) from a raw connection.
     fn statuses(stream: &mut TcpStream, n: usize) -> Vec<u16> {
         stream.set_read_timeout(Some(CALL_TIMEOUT)).unwrap();
-        let mut buf = Vec::new();
-        let mut out = Vec::new();
-        while out.len() < n {
-            // One complete response at the front of `buf`?
-            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                let head = String::from_utf8_lossy(&buf[..end]).to_string();
-                let len: usize = head
-                    .lines()
-                    .find_map(|l| {
-                        l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap())
-                    })
-                    .unwrap_or(0);
-                if buf.len() >= end + 4 + len {
-                    out.push(head[9..12].parse().unwrap());
-                    buf.drain(..end + 4 + len);
-                    continue;
-                }
-            }
-            let mut chunk = [0u8; 4096];
-            let k = stream.read(&mut chunk).expect("a response in time");
-            assert!(k > 0, "closed after {out:?}");
-            buf.extend_from_slice(&chunk[..k]);
-        }
-        out
+        support::read_responses(stream, n).into_iter().map(|(status, _)| status).collect()
     }
 
     #[test]

@@ -8,7 +8,7 @@
 
 mod support;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::sync::mpsc::{Sender, channel};
 use std::sync::{Arc, Mutex};
@@ -86,6 +86,15 @@ fn service(name: &str) -> Service {
     Service { node, server, pool, took }
 }
 
+impl Service {
+    /// Every pool slot given back (nothing leaked by a request handled inside a dispatch),
+    /// then the node stopped.
+    fn end(self) {
+        wait_until("every pool slot back", || self.pool.info().held == 0);
+        self.node.stop();
+    }
+}
+
 fn polled_in_dispatch(node: &Node) -> u64 {
     node.handle().inspect().expect("inspect").iter().map(|s| s.polled_in_dispatch).sum()
 }
@@ -100,30 +109,15 @@ fn send(stream: &mut TcpStream, path: &str) {
     stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).expect("write");
 }
 
-/// Reads `n` responses: (status, body) each, framed by `Content-Length`.
+/// Reads `n` responses: (status, body) each.
 fn responses(stream: &mut TcpStream, n: usize) -> Vec<(u16, String)> {
-    let mut buf = Vec::new();
-    let mut out = Vec::new();
-    while out.len() < n {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_string();
-            let len: usize = head
-                .lines()
-                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
-                .unwrap_or(0);
-            if buf.len() >= end + 4 + len {
-                let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).to_string();
-                out.push((head[9..12].parse().expect("status"), body));
-                buf.drain(..end + 4 + len);
-                continue;
-            }
-        }
-        let mut chunk = [0u8; 4096];
-        let k = stream.read(&mut chunk).expect("a response in time");
-        assert!(k > 0, "closed after {out:?}");
-        buf.extend_from_slice(&chunk[..k]);
-    }
-    out
+    support::read_responses(stream, n)
+}
+
+/// One request, and its answer.
+fn ask(stream: &mut TcpStream, path: &str) -> (u16, String) {
+    send(stream, path);
+    responses(stream, 1).remove(0)
 }
 
 fn ok(body: &str) -> (u16, String) {
@@ -135,13 +129,11 @@ fn single_requests_to_an_idle_worker_are_handled_inside_the_dispatch_and_answere
     let s = service("run-now-single");
     let mut c = connect(&s);
     for _ in 0..20 {
-        send(&mut c, "/x");
-        assert_eq!(responses(&mut c, 1), [ok("ok")]);
+        assert_eq!(ask(&mut c, "/x"), ok("ok"));
     }
     // Each of them found the worker idle (the first may have met it still starting).
     assert!(polled_in_dispatch(&s.node) >= 19, "{}", polled_in_dispatch(&s.node));
-    wait_until("every pool slot back", || s.pool.info().held == 0);
-    s.node.stop();
+    s.end();
 }
 
 #[test]
@@ -156,10 +148,8 @@ fn a_held_request_is_answered_from_inside_a_later_dispatch_on_the_same_connectio
     send(&mut c, "/release");
     assert_eq!(responses(&mut c, 2), [ok("held"), ok("released")]);
     assert!(polled_in_dispatch(&s.node) > before, "the release was not handled inside its dispatch");
-    send(&mut c, "/x");
-    assert_eq!(responses(&mut c, 1), [ok("ok")]);
-    wait_until("every pool slot back", || s.pool.info().held == 0);
-    s.node.stop();
+    assert_eq!(ask(&mut c, "/x"), ok("ok"));
+    s.end();
 }
 
 #[test]
@@ -174,28 +164,23 @@ fn a_held_request_is_answered_from_inside_another_connections_dispatch() {
     assert_eq!(responses(&mut b, 1), [ok("released")]);
     assert_eq!(responses(&mut a, 1), [ok("held")]);
     assert!(polled_in_dispatch(&s.node) > before);
-    wait_until("every pool slot back", || s.pool.info().held == 0);
-    s.node.stop();
+    s.end();
 }
 
 #[test]
 fn a_panic_inside_the_dispatch_answers_500_and_the_replacement_serves_the_connection() {
     let s = service("run-now-panic");
     let mut c = connect(&s);
-    send(&mut c, "/x");
-    assert_eq!(responses(&mut c, 1), [ok("ok")]);
+    assert_eq!(ask(&mut c, "/x"), ok("ok"));
     let before = polled_in_dispatch(&s.node);
-    send(&mut c, "/boom");
-    assert_eq!(responses(&mut c, 1)[0].0, 500);
+    assert_eq!(ask(&mut c, "/boom").0, 500);
     assert!(polled_in_dispatch(&s.node) > before, "the panic did not happen inside the dispatch");
     // The same connection, served by the replacement.
     wait_until("a replacement worker", || s.pool.info().workers.iter().any(|w| w.pid.is_some()));
     for _ in 0..3 {
-        send(&mut c, "/x");
-        assert_eq!(responses(&mut c, 1), [ok("ok")]);
+        assert_eq!(ask(&mut c, "/x"), ok("ok"));
     }
-    wait_until("every pool slot back", || s.pool.info().held == 0);
-    s.node.stop();
+    s.end();
 }
 
 #[test]
@@ -203,12 +188,10 @@ fn a_handler_that_answers_later_is_answered_later_and_in_order() {
     let s = service("run-now-later");
     let mut c = connect(&s);
     let before = polled_in_dispatch(&s.node);
-    send(&mut c, "/later");
-    assert_eq!(responses(&mut c, 1), [ok("later")]);
+    assert_eq!(ask(&mut c, "/later"), ok("later"));
     assert!(polled_in_dispatch(&s.node) > before);
     // Pipelined behind a late answer: in order.
     c.write_all(b"GET /later HTTP/1.1\r\nHost: x\r\n\r\nGET /x HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
     assert_eq!(responses(&mut c, 2), [ok("later"), ok("ok")]);
-    wait_until("every pool slot back", || s.pool.info().held == 0);
-    s.node.stop();
+    s.end();
 }

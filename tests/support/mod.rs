@@ -411,3 +411,31 @@ pub fn watch(node: &Node, target: Pid) -> std::sync::mpsc::Receiver<ExitReason> 
     node.spawn(move || Watcher { target, tx }, pinion::ProcessOptions::default()).wait().expect("watcher");
     rx
 }
+
+/// Reads `n` HTTP/1.1 responses from a raw connection: (status, body) each, framed by
+/// `Content-Length` (none: empty). Fails the test if the connection closes first or a read
+/// times out (set one on the stream).
+pub fn read_responses(stream: &mut impl std::io::Read, n: usize) -> Vec<(u16, String)> {
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
+    while out.len() < n {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_string();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + len {
+                let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).to_string();
+                out.push((head[9..12].parse().expect("a status code"), body));
+                buf.drain(..end + 4 + len);
+                continue;
+            }
+        }
+        let mut chunk = [0u8; 4096];
+        let k = stream.read(&mut chunk).expect("a response in time");
+        assert!(k > 0, "closed after {out:?}");
+        buf.extend_from_slice(&chunk[..k]);
+    }
+    out
+}
