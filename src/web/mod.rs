@@ -15,6 +15,10 @@
 //! actor: req.respond(resp) → back to the connection's shard (direct if it is this one)
 //!      → http::Outgoing: written in request order, everything ready in one write
 //! ```
+//!
+//! At a light load, a request for an idle pool worker on the connection's own shard is handled
+//! inside the connection's dispatch: the worker is polled there and then, and answers in place
+//! as a plain function does (see [`WebHandler`]).
 
 mod conn;
 mod dispatch;
