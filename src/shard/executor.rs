@@ -29,7 +29,7 @@ pub(crate) fn run_ready(shard: &Rc<Shard>, max: usize) -> usize {
     polled
 }
 
-pub(crate) fn poll_process(shard: &Rc<Shard>, slot: u32) {
+pub(super) fn poll_process(shard: &Rc<Shard>, slot: u32) {
     let (mut future, generation, gate) = {
         let mut table = shard.table.borrow_mut();
         let Some(entry) = table.get_mut(slot as usize) else { return };

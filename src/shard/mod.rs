@@ -51,6 +51,17 @@ pub(crate) struct ShardStats {
     pub(crate) polled_in_dispatch: Cell<u64>,
 }
 
+/// Where a send armed by [`Shard::arm_run_now`] stands.
+#[cfg(feature = "web")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RunNow {
+    Off,
+    /// Its send is under way: the first idle process it queues to is noted, not scheduled.
+    Armed,
+    /// That process (its slot), to poll once the send returns.
+    Found(u32),
+}
+
 pub(crate) fn bump(c: &Cell<u64>) {
     c.set(c.get() + 1);
 }
@@ -106,13 +117,10 @@ pub(crate) struct Shard {
     /// see `turn::serve_io`). Set only while that event is served.
     #[cfg(feature = "web")]
     pub(crate) light: Cell<bool>,
-    /// Armed by a web handler around its send: if that send finds its process idle (waiting
-    /// for mail, not scheduled), the process is not put on the run queue but noted in
-    /// `run_now`, for the handler to poll at once (see `web::handler`).
+    /// A send armed by [`arm_run_now`](Self::arm_run_now), and the idle process it found, to
+    /// be polled at once instead of put on the run queue.
     #[cfg(feature = "web")]
-    pub(crate) run_now_armed: Cell<bool>,
-    #[cfg(feature = "web")]
-    pub(crate) run_now: Cell<Option<u32>>,
+    run_now: Cell<RunNow>,
     /// I/O sources (listeners, connections) by token; see `io.rs`.
     io: RefCell<slab::Slab<Rc<dyn io::IoSource>>>,
     /// Sources to flush once the turn's processes have run.
@@ -188,9 +196,7 @@ impl Shard {
             #[cfg(feature = "web")]
             light: Cell::new(false),
             #[cfg(feature = "web")]
-            run_now_armed: Cell::new(false),
-            #[cfg(feature = "web")]
-            run_now: Cell::new(None),
+            run_now: Cell::new(RunNow::Off),
             between_polls: Cell::new(0),
             queued: Cell::new(0),
             io: RefCell::new(slab::Slab::new()),
@@ -235,10 +241,10 @@ impl Shard {
     #[inline(always)]
     fn queued_to(&self, e: &mut ProcessEntry, slot: u32) {
         #[cfg(feature = "web")]
-        if e.awaiting_mail && !e.scheduled && self.run_now_armed.replace(false) {
-            // Polled by the sender as soon as this push returns (not counted as queued: no
+        if e.awaiting_mail && !e.scheduled && self.run_now.get() == RunNow::Armed {
+            // Polled by the sender as soon as its send returns (not counted as queued: no
             // run between events is owed for it).
-            self.run_now.set(Some(slot));
+            self.run_now.set(RunNow::Found(slot));
             return;
         }
         self.queued.set(self.queued.get() + 1);
@@ -247,10 +253,32 @@ impl Shard {
         }
     }
 
-    /// No process is being polled now (a process may be polled from here).
+    /// Before a send: at a light load (`wanted`, an I/O event of a wait of few events, and no
+    /// process being polled now, so polls never nest), a process the send finds idle —
+    /// waiting for mail, not scheduled — is noted instead of put on the run queue, for
+    /// [`poll_run_now`](Self::poll_run_now) to poll right after the send (see
+    /// `web::WebHandler`). True if armed. (Two calls around the send, not one taking it as a
+    /// closure: the request and the send's result would be moved through the closure, ~40
+    /// instructions a request.)
     #[cfg(feature = "web")]
-    pub(crate) fn idle(&self) -> bool {
-        self.running.get().is_none()
+    #[inline]
+    pub(crate) fn arm_run_now(&self, wanted: bool) -> bool {
+        let armed = wanted && self.light.get() && self.running.get().is_none();
+        if armed {
+            self.run_now.set(RunNow::Armed);
+        }
+        armed
+    }
+
+    /// After a send armed by [`arm_run_now`](Self::arm_run_now): polls the idle process it
+    /// found, if it found one, and disarms.
+    #[cfg(feature = "web")]
+    #[inline]
+    pub(crate) fn poll_run_now(self: &Rc<Self>) {
+        if let RunNow::Found(slot) = self.run_now.replace(RunNow::Off) {
+            bump(&self.stats.polled_in_dispatch);
+            executor::poll_process(self, slot);
+        }
     }
 
     #[inline(never)]

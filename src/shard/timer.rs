@@ -204,12 +204,11 @@ impl<T> TimerWheel<T> {
     /// due. Never fires a timer before its deadline. Visits only occupied slots, so large jumps
     /// are cheap.
     pub(crate) fn advance(&mut self, now: Instant, fired: &mut Vec<T>) {
-        if now < self.next_tick_at && self.lists[DUE_LIST].head == NIL {
+        self.now = self.now.max(now);
+        if self.now < self.next_tick_at && self.lists[DUE_LIST].head == NIL {
             // Still the tick of `elapsed`: every occupied slot starts after it.
-            self.now = self.now.max(now);
             return;
         }
-        self.now = self.now.max(now);
         let target = self.tick_floor(self.now);
         let mut idx = self.detach(DUE_LIST);
         while idx != NIL {
@@ -232,7 +231,7 @@ impl<T> TimerWheel<T> {
         if tick > self.elapsed {
             self.elapsed = tick;
             self.next_cached.set(None);
-            // Past the wheel's last tick (2^62 ms) no fast path: `self.now` never passes
+            // Past the wheel's last tick (2^62 ms) no fast path: `self.now` is never before
             // `next_tick_at` then, and `advance` takes the full way.
             self.next_tick_at =
                 self.origin.checked_add(Duration::from_millis(tick.saturating_add(1))).unwrap_or(self.now);

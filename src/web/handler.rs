@@ -159,17 +159,13 @@ impl Handler for WebHandler {
                         // idle on this shard, it is polled right here, inside this dispatch,
                         // so a synchronous answer is kept in place like a plain function's
                         // (no run queue, no lookup of the connection, no deferred flush).
-                        let now = ahead == 0 && shard.light.get() && shard.idle();
-                        shard.run_now_armed.set(now);
+                        let armed = shard.arm_run_now(ahead == 0);
                         let sent = crate::pool::dispatch::send_ahead(node, shard, pool, from, req, ahead);
-                        shard.run_now_armed.set(false);
+                        if armed {
+                            shard.poll_run_now();
+                        }
                         return match sent {
-                            Ok(_) => {
-                                if let Some(slot) = shard.run_now.take() {
-                                    crate::shard::bump(&shard.stats.polled_in_dispatch);
-                                    crate::shard::executor::poll_process(shard, slot);
-                                }
-                            }
+                            Ok(_) => {}
                             Err(SendError::MailboxFull(req)) => self.unavailable(req, true),
                             Err(e) => self.unavailable(e.into_inner(), false),
                         };
