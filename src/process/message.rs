@@ -157,6 +157,27 @@ impl Message {
         }
     }
 
+    /// The value and what `f` made of it, if it is a `T` and `f` made something; the message
+    /// back otherwise. A look and then a take with one check of the type (a `downcast_ref`
+    /// and then a `downcast` check it twice).
+    #[inline(always)]
+    #[cfg_attr(not(feature = "web"), allow(dead_code, reason = "the web workers are its only user"))]
+    pub(crate) fn take_if<T: Any, R>(self, f: impl FnOnce(&T) -> Option<R>) -> Result<(T, R), Message> {
+        let Some(made) = self.downcast_ref::<T>().and_then(f) else { return Err(self) };
+        let this = ManuallyDrop::new(self);
+        let storage = this.storage.as_ptr();
+        let value = if fits::<T>() {
+            // SAFETY: the value is a `T` (`downcast_ref` checked it) stored inline (it fits):
+            // read once, and never dropped by the message (`ManuallyDrop`).
+            unsafe { storage.cast::<T>().read() }
+        } else {
+            // SAFETY: the value is a `T` (checked), boxed (it does not fit): the box is taken
+            // back once, and never dropped by the message (`ManuallyDrop`).
+            *unsafe { Box::from_raw(storage.cast::<*mut T>().read()) }
+        };
+        Ok((value, made))
+    }
+
     /// A reference to the value, if it is a `T`.
     #[inline]
     pub fn downcast_ref<T: Any>(&self) -> Option<&T> {
@@ -272,6 +293,45 @@ mod tests {
         big.downcast_mut::<[u64; 8]>().unwrap()[0] = 1;
         assert_eq!(big.downcast_ref::<[u64; 8]>().unwrap()[..2], [1, 7]);
         assert_eq!(big.downcast::<[u64; 8]>().unwrap()[7], 7);
+    }
+
+    #[test]
+    fn message_take_if_takes_only_a_t_that_f_accepts_and_drops_once() {
+        let counter = Arc::new(());
+        for boxed in [false, true] {
+            let make =
+                || if boxed { Message::new((counter.clone(), [7u64; 16])) } else { Message::new(counter.clone()) };
+            let strong = |m: &Message| {
+                if boxed {
+                    Arc::strong_count(&m.downcast_ref::<(Arc<()>, [u64; 16])>().unwrap().0)
+                } else {
+                    Arc::strong_count(m.downcast_ref::<Arc<()>>().unwrap())
+                }
+            };
+            // Another type: `f` is not called, the message comes back whole.
+            let m = make();
+            let m = m.take_if(|_: &String| -> Option<()> { unreachable!("not a String") }).unwrap_err();
+            assert_eq!(strong(&m), 2);
+            // `f` declines: the message comes back whole.
+            let m = if boxed {
+                m.take_if(|v: &(Arc<()>, [u64; 16])| (v.1[0] == 8).then_some(())).unwrap_err()
+            } else {
+                m.take_if(|v: &Arc<()>| (Arc::strong_count(v) == 3).then_some(())).unwrap_err()
+            };
+            assert_eq!(m.is_boxed(), boxed);
+            drop(m);
+            assert_eq!(Arc::strong_count(&counter), 1, "dropped once");
+            // `f` accepts: the value moves out with what `f` made, and is dropped once, by its taker.
+            let m = make();
+            if boxed {
+                let (v, made) = m.take_if(|v: &(Arc<()>, [u64; 16])| Some(v.1[3] + 1)).unwrap();
+                assert_eq!((made, v.1[15], Arc::strong_count(&v.0)), (8, 7, 2));
+            } else {
+                let (v, made) = m.take_if(|v: &Arc<()>| Some(Arc::strong_count(v))).unwrap();
+                assert_eq!((made, Arc::strong_count(&v)), (2, 2));
+            }
+            assert_eq!(Arc::strong_count(&counter), 1, "taken and dropped once");
+        }
     }
 
     #[test]

@@ -173,11 +173,11 @@ impl<W: WebWorker> Actor for W {
 
     #[inline(always)]
     fn handle_message_now(&mut self, ctx: &mut Context, _from: Pid, msg: Message) -> Handled {
-        let Some(req) = msg.downcast_ref::<WebRequest>() else { return Handled::Async(msg) };
-        let Some(mut resp) = WebWorker::handle_now(self, ctx, req.request()) else { return Handled::Async(msg) };
-        if let Ok(req) = msg.downcast::<WebRequest>() {
-            req.respond_from(&mut resp);
-        }
+        let (req, mut resp) = match msg.take_if(|req: &WebRequest| WebWorker::handle_now(self, ctx, req.request())) {
+            Ok(answered) => answered,
+            Err(msg) => return Handled::Async(msg),
+        };
+        req.respond_from(&mut resp);
         resp.discard();
         Handled::Done(Ok(()))
     }
