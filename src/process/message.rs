@@ -143,17 +143,27 @@ impl Message {
         if !self.is::<T>() {
             return Err(self);
         }
+        // SAFETY: the value is a `T` (checked just above).
+        Ok(unsafe { self.take_unchecked() })
+    }
+
+    /// The value, moved out; the message is consumed without dropping it.
+    ///
+    /// # Safety
+    /// The value is a `T` (`self.is::<T>()`).
+    #[inline(always)]
+    unsafe fn take_unchecked<T: Any>(self) -> T {
         // Ownership of the value moves out: the message must not drop it.
         let this = ManuallyDrop::new(self);
         let storage = this.storage.as_ptr();
         if fits::<T>() {
-            // SAFETY: the value is a `T` (checked) stored inline (it fits): read once, and
-            // never dropped by the message (`ManuallyDrop`).
-            Ok(unsafe { storage.cast::<T>().read() })
+            // SAFETY: the value is a `T` (the caller's contract) stored inline (it fits): read
+            // once, and never dropped by the message (`ManuallyDrop`).
+            unsafe { storage.cast::<T>().read() }
         } else {
-            // SAFETY: the value is a `T` (checked), boxed (it does not fit): the box is taken
-            // back once, and never dropped by the message (`ManuallyDrop`).
-            Ok(*unsafe { Box::from_raw(storage.cast::<*mut T>().read()) })
+            // SAFETY: the value is a `T` (the caller's contract), boxed (it does not fit): the
+            // box is taken back once, and never dropped by the message (`ManuallyDrop`).
+            *unsafe { Box::from_raw(storage.cast::<*mut T>().read()) }
         }
     }
 
@@ -164,18 +174,8 @@ impl Message {
     #[cfg_attr(not(feature = "web"), allow(dead_code, reason = "the web workers are its only user"))]
     pub(crate) fn take_if<T: Any, R>(self, f: impl FnOnce(&T) -> Option<R>) -> Result<(T, R), Message> {
         let Some(made) = self.downcast_ref::<T>().and_then(f) else { return Err(self) };
-        let this = ManuallyDrop::new(self);
-        let storage = this.storage.as_ptr();
-        let value = if fits::<T>() {
-            // SAFETY: the value is a `T` (`downcast_ref` checked it) stored inline (it fits):
-            // read once, and never dropped by the message (`ManuallyDrop`).
-            unsafe { storage.cast::<T>().read() }
-        } else {
-            // SAFETY: the value is a `T` (checked), boxed (it does not fit): the box is taken
-            // back once, and never dropped by the message (`ManuallyDrop`).
-            *unsafe { Box::from_raw(storage.cast::<*mut T>().read()) }
-        };
-        Ok((value, made))
+        // SAFETY: the value is a `T` (`downcast_ref` found one).
+        Ok((unsafe { self.take_unchecked() }, made))
     }
 
     /// A reference to the value, if it is a `T`.
