@@ -19,14 +19,81 @@ use super::response::Response;
 use super::spares::{READ_CHUNK, Spares};
 use super::{HttpError, HttpLimits};
 
-/// What the connection remembers about a request until its response is written.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct RequestMeta {
-    /// Position in the connection's request order, from 0.
-    pub(crate) seq: u64,
-    pub(crate) method: Method,
-    pub(crate) version: Version,
-    pub(crate) keep_alive: bool,
+/// What the connection remembers about a request until its response is written: its position
+/// in the connection's request order (`seq`, from 0), method, version and whether the
+/// connection may carry another request after it — in one word.
+///
+/// One word because it is built and moved on every request: a 16-byte struct of these fields,
+/// written field by field and then copied whole (into the codec's [`Step`], then the caller's),
+/// made the copy's 16-byte load wait for the three smaller stores it spans to reach the cache
+/// (store-to-load forwarding fails when a load covers more than one store) — about 1 % of the
+/// server's CPU pipelined (`perf annotate` of `Connection::pump`; PERF.md). A word is
+/// written and read whole.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RequestMeta(u64);
+
+/// `seq` takes the low 48 bits; the method, version and keep-alive the bits above.
+const SEQ_BITS: u32 = 48;
+const SEQ_MASK: u64 = (1 << SEQ_BITS) - 1;
+const HTTP11_BIT: u64 = 1 << 56;
+const KEEP_ALIVE_BIT: u64 = 1 << 57;
+
+/// The last `seq` a connection gives: the request that gets it closes the connection (no
+/// `seq` above it could be packed). 2^48 requests on one connection take years at millions a
+/// second.
+pub(crate) const LAST_SEQ: u64 = SEQ_MASK;
+
+impl RequestMeta {
+    /// `seq` at most [`LAST_SEQ`], which never keeps the connection alive.
+    #[inline(always)]
+    pub(crate) fn new(seq: u64, method: Method, version: Version, keep_alive: bool) -> RequestMeta {
+        debug_assert!(seq <= LAST_SEQ);
+        let keep_alive = keep_alive && seq < LAST_SEQ;
+        RequestMeta(
+            (seq & SEQ_MASK)
+                | (method as u64) << SEQ_BITS
+                | if version == Version::Http11 { HTTP11_BIT } else { 0 }
+                | if keep_alive { KEEP_ALIVE_BIT } else { 0 },
+        )
+    }
+
+    #[inline(always)]
+    pub(crate) fn seq(self) -> u64 {
+        self.0 & SEQ_MASK
+    }
+
+    #[inline(always)]
+    pub(crate) fn method(self) -> Method {
+        let index = (self.0 >> SEQ_BITS) as u8 as usize;
+        Method::ALL.get(index).copied().unwrap_or(Method::Get)
+    }
+
+    #[inline(always)]
+    pub(crate) fn version(self) -> Version {
+        if self.0 & HTTP11_BIT != 0 { Version::Http11 } else { Version::Http10 }
+    }
+
+    /// The connection may carry another request after this one.
+    #[inline(always)]
+    pub(crate) fn keep_alive(self) -> bool {
+        self.0 & KEEP_ALIVE_BIT != 0
+    }
+
+    /// The same request, after which the connection closes.
+    pub(crate) fn closing(self) -> RequestMeta {
+        RequestMeta(self.0 & !KEEP_ALIVE_BIT)
+    }
+}
+
+impl std::fmt::Debug for RequestMeta {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestMeta")
+            .field("seq", &self.seq())
+            .field("method", &self.method())
+            .field("version", &self.version())
+            .field("keep_alive", &self.keep_alive())
+            .finish()
+    }
 }
 
 /// What the codec found in the bytes read so far.
@@ -154,12 +221,12 @@ impl Codec {
     /// or a request whose head is incomplete. Nothing more is read.
     pub(crate) fn abort(&mut self) -> RequestMeta {
         let meta = match self.current.take() {
-            Some(p) => RequestMeta { keep_alive: false, ..meta(p.seq, &p.req, &p.head) },
+            Some(p) => meta(p.seq, &p.head).closing(),
             None => {
                 let seq = self.next_seq;
                 self.next_seq += 1;
                 let (method, version) = line_of(&self.buf[self.start..self.end]);
-                RequestMeta { seq, method, version, keep_alive: false }
+                RequestMeta::new(seq, method, version, false)
             }
         };
         self.close();
@@ -234,7 +301,7 @@ impl Codec {
                     let (method, version) = line_of(&input[..input.len().min(limits.max_head_bytes)]);
                     let seq = self.next_seq;
                     self.next_seq += 1;
-                    let meta = RequestMeta { seq, method, version, keep_alive: false };
+                    let meta = RequestMeta::new(seq, method, version, false);
                     self.close();
                     return Some(Step::Refuse(meta, error));
                 }
@@ -246,7 +313,7 @@ impl Codec {
                     self.next_seq += 1;
                     if head.body == BodyKind::None {
                         // Complete already (and no `100 Continue`: that needs a body).
-                        let m = meta(seq, &req, &head);
+                        let m = meta(seq, &head);
                         return Some(self.complete(req, head, m));
                     }
                     let decoder = BodyDecoder::new(head.body);
@@ -275,18 +342,19 @@ impl Codec {
             Err(error) => {
                 let p = self.current.take()?;
                 self.close();
-                return Some(Step::Refuse(RequestMeta { keep_alive: false, ..meta(p.seq, &p.req, &p.head) }, error));
+                return Some(Step::Refuse(meta(p.seq, &p.head).closing(), error));
             }
         }
         let p = self.current.take()?;
-        let m = meta(p.seq, &p.req, &p.head);
+        let m = meta(p.seq, &p.head);
         Some(self.complete(p.req, p.head, m))
     }
 
     /// The step for a request whose body is in.
     #[inline(always)]
     fn complete(&mut self, req: Box<Request>, head: Head, m: RequestMeta) -> Step {
-        if !head.keep_alive {
+        // (`m`'s keep-alive: the head's, unless `seq` is the last a connection gives.)
+        if !m.keep_alive() {
             self.closed = true;
         }
         if head.unknown_method {
@@ -318,8 +386,8 @@ fn line_of(input: &[u8]) -> (Method, Version) {
     (method, version)
 }
 
-fn meta(seq: u64, req: &Request, head: &Head) -> RequestMeta {
-    RequestMeta { seq, method: req.method(), version: req.version(), keep_alive: head.keep_alive }
+fn meta(seq: u64, head: &Head) -> RequestMeta {
+    RequestMeta::new(seq, head.method, head.version, head.keep_alive)
 }
 
 /// The answer to a refused request.
@@ -344,12 +412,12 @@ pub fn serve_blocking<IO: Read + Write>(
             match step {
                 Step::Request(req, meta) => {
                     outgoing.open(meta, None);
-                    outgoing.complete(meta.seq, handler(&req), Instant::now());
+                    outgoing.complete(meta.seq(), handler(&req), Instant::now());
                     codec.recycle(req);
                 }
                 Step::Refuse(meta, error) => {
                     outgoing.open(meta, None);
-                    outgoing.complete(meta.seq, refusal(&error), Instant::now());
+                    outgoing.complete(meta.seq(), refusal(&error), Instant::now());
                 }
                 Step::Continue(seq) => outgoing.interim_continue(seq),
             }
@@ -387,7 +455,7 @@ mod tests {
         assert_eq!((req.body(), req.header("x-secret")), (&b"abc"[..], Some(&b"a"[..])));
         // Every byte read was parsed: the read buffer went back ...
         assert_eq!((a.buf.capacity(), spares.kept()), (0, (0, 1, 0)));
-        out.open(RequestMeta { seq: 0, method: Method::Get, version: Version::Http11, keep_alive: true }, None);
+        out.open(RequestMeta::new(0, Method::Get, Version::Http11, true), None);
         assert!(out.complete(0, Response::text("hi"), Instant::now()));
         let mut wire = Vec::new();
         assert_eq!(out.write_to(&mut wire, Instant::now()).unwrap(), Flushed::Done);
@@ -417,5 +485,38 @@ mod tests {
         assert!(request(&mut other, GET).is_some());
         assert!(request(&mut codec, rest).is_some_and(|r| r.path() == "/"));
         assert_eq!(codec.buf.capacity(), 0);
+    }
+
+    #[test]
+    fn request_meta_keeps_every_method_version_and_seq_it_is_given() {
+        for seq in [0, 1, 17, u64::from(u32::MAX) + 5, LAST_SEQ - 1, LAST_SEQ] {
+            for method in Method::ALL {
+                for version in [Version::Http10, Version::Http11] {
+                    for keep_alive in [false, true] {
+                        let m = RequestMeta::new(seq, method, version, keep_alive);
+                        assert_eq!((m.seq(), m.method(), m.version()), (seq, method, version));
+                        // The last seq a connection gives never keeps it alive.
+                        assert_eq!(m.keep_alive(), keep_alive && seq < LAST_SEQ, "{m:?}");
+                        assert_eq!(m.closing(), RequestMeta::new(seq, method, version, false));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_request_with_the_last_seq_closes_the_connection_after_it() {
+        let mut codec = Codec::new(&Spares::new());
+        codec.next_seq = LAST_SEQ - 1;
+        let limits = HttpLimits::default();
+        let two = [GET, GET, GET].concat();
+        codec.read_from(&mut &two[..]).expect("reading a slice");
+        let Some(Step::Request(_, m)) = codec.next(&limits) else { panic!("a request") };
+        assert_eq!((m.seq(), m.keep_alive()), (LAST_SEQ - 1, true));
+        let Some(Step::Request(_, m)) = codec.next(&limits) else { panic!("a request") };
+        assert_eq!((m.seq(), m.keep_alive()), (LAST_SEQ, false));
+        // Nothing after it is read as a request.
+        assert!(codec.next(&limits).is_none());
+        assert_eq!(codec.phase(), Phase::Closed);
     }
 }

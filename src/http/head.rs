@@ -30,6 +30,11 @@ pub(crate) struct Head {
     /// An unknown method: a refusal that keeps the framing: read the body, then answer
     /// [`NOT_IMPLEMENTED`] without running a handler.
     pub(crate) unknown_method: bool,
+    /// The method (`GET` for an unknown one) and version, as in the request: kept here too,
+    /// so the connection's [`RequestMeta`](super::conn::RequestMeta) is built from the values
+    /// the parse has at hand rather than read back from the request just written.
+    pub(crate) method: Method,
+    pub(crate) version: Version,
 }
 
 /// The answer to an unknown method (the connection stays open).
@@ -86,7 +91,8 @@ pub(crate) fn parse(buf: &mut [u8], limits: &HttpLimits, req: &mut Request) -> R
     };
     let keep_alive = !close && (version == Version::Http11 || keep_alive_token);
     let expect_continue = expect_continue && body != BodyKind::None;
-    Ok(Some(Head { len, body, keep_alive, expect_continue, unknown_method: known.is_none() }))
+    let method = known.unwrap_or(Method::Get);
+    Ok(Some(Head { len, body, keep_alive, expect_continue, unknown_method: known.is_none(), method, version }))
 }
 
 /// What the fields that bear on the framing say.

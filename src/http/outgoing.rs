@@ -231,8 +231,8 @@ impl Outgoing {
     /// Opens the slot of a request (`meta.seq` must follow the last one opened).
     #[inline]
     pub(crate) fn open(&mut self, meta: RequestMeta, deadline: Option<Instant>) {
-        debug_assert_eq!(meta.seq, self.head_seq + self.slots.len() as u64);
-        if meta.version == Version::Http10 {
+        debug_assert_eq!(meta.seq(), self.head_seq + self.slots.len() as u64);
+        if meta.version() == Version::Http10 {
             self.waiting_http10 += 1;
         }
         self.slots.push_waiting(meta, deadline);
@@ -277,9 +277,9 @@ impl Outgoing {
         // The common case, inlined: the first in line, a keep-alive HTTP/1.1 request, a
         // response whose head is cached.
         if let (true, Some(&Slot::Waiting { meta, .. })) = (seq == self.head_seq && !self.closing, self.slots.front())
-            && meta.keep_alive
-            && meta.version == Version::Http11
-            && encode::encode_cached(resp, meta.method, self.date.get(&now), room(&mut self.out, &self.spares))
+            && meta.keep_alive()
+            && meta.version() == Version::Http11
+            && encode::encode_cached(resp, meta.method(), self.date.get(&now), room(&mut self.out, &self.spares))
         {
             self.take_front(seq);
             self.finish_slot(true);
@@ -313,27 +313,27 @@ impl Outgoing {
             // it is moot, as in `encode_ready`).
             let Some(&Slot::Waiting { meta, .. }) = self.slots.front() else { return false };
             self.take_front(seq);
-            if meta.version == Version::Http10 {
+            if meta.version() == Version::Http10 {
                 self.waiting_http10 -= 1;
             }
-            self.close_given |= !meta.keep_alive;
+            self.close_given |= !meta.keep_alive();
             self.encode_front(meta, resp, now);
             return true;
         }
         let Some(i) = seq.checked_sub(self.head_seq) else { return false };
         let Some(slot) = self.slots.get_mut(i as usize) else { return false };
         let Slot::Waiting { meta, .. } = *slot else { return false };
-        if meta.version == Version::Http10 {
+        if meta.version() == Version::Http10 {
             self.waiting_http10 -= 1;
         }
-        *slot = if matches!(resp.body, Body::Streamed) && meta.method != Method::Head && !resp.status.bodiless() {
+        *slot = if matches!(resp.body, Body::Streamed) && meta.method() != Method::Head && !resp.status.bodiless() {
             let mut head = Vec::new();
             let keep_alive = encode::encode(resp, answering(meta), self.date.get(|| now), &mut head);
             self.close_given |= !keep_alive;
-            Slot::Streaming { chunked: meta.version == Version::Http11, keep_alive, pending: head, finished: false }
+            Slot::Streaming { chunked: meta.version() == Version::Http11, keep_alive, pending: head, finished: false }
         } else {
             self.ready_bytes += resp.body_bytes().len();
-            self.close_given |= !meta.keep_alive;
+            self.close_given |= !meta.keep_alive();
             Slot::Ready { meta, resp: resp.take() }
         };
         true
@@ -406,12 +406,12 @@ impl Outgoing {
                 if d > now {
                     self.deadline_floor = Some(self.deadline_floor.map_or(d, |f| f.min(d)));
                 } else {
-                    if meta.version == Version::Http10 {
+                    if meta.version() == Version::Http10 {
                         self.waiting_http10 -= 1;
                     }
                     let resp = Response::status(status);
                     self.ready_bytes += resp.body_bytes().len();
-                    self.close_given |= !meta.keep_alive;
+                    self.close_given |= !meta.keep_alive();
                     *slot = Slot::Ready { meta, resp };
                     n += 1;
                 }
@@ -564,7 +564,7 @@ impl KeptDate {
 }
 
 fn answering(meta: RequestMeta) -> Answering {
-    Answering { method: meta.method, version: meta.version, keep_alive: meta.keep_alive }
+    Answering { method: meta.method(), version: meta.version(), keep_alive: meta.keep_alive() }
 }
 
 #[cfg(test)]
@@ -574,7 +574,7 @@ mod tests {
     use super::*;
 
     fn meta(seq: u64) -> RequestMeta {
-        RequestMeta { seq, method: Method::Get, version: Version::Http11, keep_alive: true }
+        RequestMeta::new(seq, Method::Get, Version::Http11, true)
     }
 
     #[test]

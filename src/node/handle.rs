@@ -62,7 +62,7 @@ impl NodeHandle {
     /// The pid that stands for "outside the runtime": the `from` of messages sent through a
     /// handle.
     pub fn external_pid(&self) -> Pid {
-        Pid::external(self.shared.id)
+        self.shared.external
     }
 
     /// The shard this thread runs, when it is one of this node's.

@@ -21,7 +21,7 @@ pub use registry::MAX_NAME_BYTES;
 use crate::error::StartError;
 use crate::process::envelope::Envelope;
 use crate::process::table::SharedTable;
-use crate::process::{NodeId, ShardId};
+use crate::process::{NodeId, Pid, ShardId};
 use crate::shard::{self, Inbox, Reactor};
 
 /// The most shards a node can have.
@@ -155,6 +155,11 @@ pub(crate) struct ShardRemote {
 /// What every shard and handle of a node shares.
 pub(crate) struct NodeShared {
     pub(crate) id: NodeId,
+    /// `Pid::external(id)`, the sender of what comes from outside any process (a `NodeHandle`,
+    /// a web handler), kept whole: a `Pid` built field by field and then copied into an
+    /// envelope as one 16-byte load waits for the smaller stores it spans (store-to-load
+    /// forwarding fails), on every request a `WebHandler` forwards.
+    pub(crate) external: Pid,
     pub(crate) name: String,
     pub(crate) shards: Box<[Arc<ShardRemote>]>,
     pub(crate) names: registry::Names,
@@ -280,6 +285,7 @@ impl Node {
         }
         let shared = Arc::new(NodeShared {
             id,
+            external: Pid::external(id),
             name: name.to_owned(),
             shards: remotes.into_boxed_slice(),
             names: registry::Names::default(),

@@ -249,7 +249,7 @@ impl Connection {
                             log::debug!(target: "pinion::web", "{}: closing after {error}", shard.id);
                         }
                         st.out.open(meta, None);
-                        st.out.complete(meta.seq, refusal(&error), shard.now());
+                        st.out.complete(meta.seq(), refusal(&error), shard.now());
                         continue;
                     }
                     Some(Step::Continue(seq)) => {
@@ -260,13 +260,13 @@ impl Connection {
                 }
             };
             let now = *now.get_or_insert_with(|| shard.now());
-            let to = ReplyTo { node: shard.node.id, shard: shard.id, token, conn: self.id, seq: meta.seq };
+            let to = ReplyTo { node: shard.node.id, shard: shard.id, token, conn: self.id, seq: meta.seq() };
             let req = WebRequest::new(req, to, now);
-            dispatch_begin(self.id, meta.seq, ahead);
-            *running = Some(meta.seq);
+            dispatch_begin(self.id, meta.seq(), ahead);
+            *running = Some(meta.seq());
             self.server.handler.handle(req);
             *running = None;
-            deadline = self.handled(meta.seq, now).map(|at| (meta.seq, at));
+            deadline = self.handled(meta.seq(), now).map(|at| (meta.seq(), at));
         }
     }
 

@@ -153,7 +153,7 @@ impl Handler for WebHandler {
                 WebTarget::Pid(p) => {
                     let pool = self.pool.get_or_init(|| crate::pool::dispatch::pool_of(node, *p));
                     if let Some(pool) = pool {
-                        let from = Pid::external(node.id);
+                        let from = node.external;
                         let ahead = super::dispatch::ahead();
                         // A light load, the last request read: if the worker it lands on is
                         // idle on this shard, it is polled right here, inside this dispatch,
@@ -178,7 +178,7 @@ impl Handler for WebHandler {
                     None => return self.unavailable(req, false),
                 },
             };
-            match route::send(node, Some(shard), Pid::external(node.id), to, req, Priority::Main, None) {
+            match route::send(node, Some(shard), node.external, to, req, Priority::Main, None) {
                 Ok(_) => {}
                 Err(SendError::MailboxFull(req)) => self.unavailable(req, true),
                 Err(e) => self.unavailable(e.into_inner(), false),

@@ -87,7 +87,7 @@ impl Connection {
             // Too slow: 408 after whatever is in flight, then close.
             let meta = st.codec.abort();
             st.out.open(meta, None);
-            st.out.complete(meta.seq, crate::http::Response::status(StatusCode(408)), now);
+            st.out.complete(meta.seq(), crate::http::Response::status(StatusCode(408)), now);
         } else if st.phase == Phase::Idle
             && st.out.in_flight() == 0
             && st.out.unwritten() == 0
