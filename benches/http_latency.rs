@@ -32,6 +32,8 @@
 //! are counted as errors), and then writes the next batch. A response's latency runs from the
 //! start of its batch's write to the read that completed it, so the k-th response of a batch
 //! includes the time it waited behind the k-1 before it (what wrk's pipeline.lua measures).
+//! The ready connections of each poll are served in the order the poll reports them (`order.rs`:
+//! index order, as before 2026-12-06, made a second latency group of the last ones written).
 //! A batch answered with more or fewer than `--depth` responses is an error; `sent−received`
 //! in the table (requests written minus responses read in counted batches) must be 0.
 //!
@@ -80,6 +82,8 @@ mod client;
 mod open;
 #[path = "http_latency/options.rs"]
 mod options;
+#[path = "http_latency/order.rs"]
+mod order;
 #[path = "http_latency/report.rs"]
 mod report;
 #[path = "http_latency/server.rs"]

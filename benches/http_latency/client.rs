@@ -9,6 +9,8 @@ use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
+use crate::order::ready_order;
+
 /// A batch that has not been answered in full after this long is counted as a timeout and its
 /// connection replaced (wrk's default `--timeout` is 2 s; compare-http.sh passes 5 s).
 const BATCH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -357,12 +359,9 @@ impl Client<'_> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
-            let mut ready: Vec<usize> = std::mem::take(&mut again);
-            ready.extend(events.iter().map(|e| e.token().0));
-            ready.sort_unstable();
-            ready.dedup();
+            let ready = ready_order(events.iter().map(|e| e.token().0), std::mem::take(&mut again), self.conns.len());
             for i in ready {
-                if i < self.conns.len() && self.drive(i) {
+                if self.drive(i) {
                     again.push(i);
                 }
             }

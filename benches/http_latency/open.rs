@@ -29,6 +29,7 @@ use crate::client::{
     CpuTicks, CpuWindow, ErrorCounts, Failure, MAX_LATENCY_NS, MAX_RECONNECTS, POLL_TICK, READ_BUF_BYTES,
     ResponseError, RunResult, batch_bytes, connected, open_stream, parse_response,
 };
+use crate::order::ready_order;
 
 /// Requests unanswered on one connection at which the server is judged unable to keep the rate.
 pub(crate) const MAX_OUTSTANDING: usize = 4096;
@@ -168,12 +169,9 @@ impl OpenClient<'_> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(format!("poll: {e}")),
             }
-            let mut ready: Vec<usize> = std::mem::take(&mut again);
-            ready.extend(events.iter().map(|e| e.token().0));
-            ready.sort_unstable();
-            ready.dedup();
+            let ready = ready_order(events.iter().map(|e| e.token().0), std::mem::take(&mut again), self.conns.len());
             for i in ready {
-                if i < self.conns.len() && self.read(i) {
+                if self.read(i) {
                     again.push(i);
                 }
             }
