@@ -9,7 +9,7 @@ use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::order::ready_order;
+use crate::order::ReadyOrder;
 
 /// A batch that has not been answered in full after this long is counted as a timeout and its
 /// connection replaced (wrk's default `--timeout` is 2 s; compare-http.sh passes 5 s).
@@ -338,6 +338,7 @@ impl Client<'_> {
         let mut events = Events::with_capacity(self.conns.len().max(16));
         let hard_end = self.measure_end + BATCH_TIMEOUT + POLL_TICK;
         let mut again: Vec<usize> = Vec::new();
+        let mut order = ReadyOrder::default();
         loop {
             let now = Instant::now();
             self.cpu.observe(now, self.measure_start, self.measure_end, &mut self.result.server_cpu);
@@ -359,8 +360,8 @@ impl Client<'_> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
-            let ready = ready_order(events.iter().map(|e| e.token().0), std::mem::take(&mut again), self.conns.len());
-            for i in ready {
+            let ready = order.round(events.iter().map(|e| e.token().0), &mut again, self.conns.len());
+            for &i in ready {
                 if self.drive(i) {
                     again.push(i);
                 }

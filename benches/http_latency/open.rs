@@ -29,7 +29,7 @@ use crate::client::{
     CpuTicks, CpuWindow, ErrorCounts, Failure, MAX_LATENCY_NS, MAX_RECONNECTS, POLL_TICK, READ_BUF_BYTES,
     ResponseError, RunResult, batch_bytes, connected, open_stream, parse_response,
 };
-use crate::order::ready_order;
+use crate::order::ReadyOrder;
 
 /// Requests unanswered on one connection at which the server is judged unable to keep the rate.
 pub(crate) const MAX_OUTSTANDING: usize = 4096;
@@ -141,6 +141,7 @@ impl OpenClient<'_> {
         let mut events = Events::with_capacity(self.conns.len().max(16));
         let hard_end = self.measure_end + REQUEST_TIMEOUT + POLL_TICK;
         let mut again: Vec<usize> = Vec::new();
+        let mut order = ReadyOrder::default();
         loop {
             let now = Instant::now();
             self.cpu.observe(now, self.measure_start, self.measure_end, &mut self.result.server_cpu);
@@ -169,8 +170,8 @@ impl OpenClient<'_> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(format!("poll: {e}")),
             }
-            let ready = ready_order(events.iter().map(|e| e.token().0), std::mem::take(&mut again), self.conns.len());
-            for i in ready {
+            let ready = order.round(events.iter().map(|e| e.token().0), &mut again, self.conns.len());
+            for &i in ready {
                 if self.read(i) {
                     again.push(i);
                 }

@@ -9,15 +9,31 @@
 //! 393 in readiness order, `--depth 1`, 64 connections; PERF.md). wrk's event loop serves
 //! events in the order the poll returns them too.
 
-/// `events` (connection indices, as the poll reported them) then `retry` (connections still
-/// making progress), each once; indices from `n` on are left out.
-pub(crate) fn ready_order(events: impl IntoIterator<Item = usize>, retry: Vec<usize>, n: usize) -> Vec<usize> {
-    let mut seen = vec![false; n];
-    let mut order = Vec::with_capacity(retry.len() + 16);
-    for i in events.into_iter().chain(retry) {
-        if i < n && !std::mem::replace(&mut seen[i], true) {
-            order.push(i);
+/// Puts each round's ready connections in readiness order, reusing its buffers (the loop
+/// runs tens of thousands of rounds a second: no allocation per round).
+#[derive(Debug, Default)]
+pub(crate) struct ReadyOrder {
+    seen: Vec<bool>,
+    order: Vec<usize>,
+}
+
+impl ReadyOrder {
+    /// `events` (connection indices, as the poll reported them) then `retry` (connections
+    /// still making progress, emptied), each once; indices from `n` on are left out.
+    pub(crate) fn round(
+        &mut self,
+        events: impl IntoIterator<Item = usize>,
+        retry: &mut Vec<usize>,
+        n: usize,
+    ) -> &[usize] {
+        self.seen.clear();
+        self.seen.resize(n, false);
+        self.order.clear();
+        for i in events.into_iter().chain(retry.drain(..)) {
+            if i < n && !std::mem::replace(&mut self.seen[i], true) {
+                self.order.push(i);
+            }
         }
+        &self.order
     }
-    order
 }
