@@ -41,7 +41,7 @@ const KEEP_ALIVE_BIT: u64 = 1 << 57;
 /// The last `seq` a connection gives: the request that gets it closes the connection (no
 /// `seq` above it could be packed). 2^48 requests on one connection take years at millions a
 /// second.
-pub(crate) const LAST_SEQ: u64 = SEQ_MASK;
+const LAST_SEQ: u64 = SEQ_MASK;
 
 impl RequestMeta {
     /// `seq` at most [`LAST_SEQ`], which never keeps the connection alive.

@@ -32,7 +32,9 @@ pub(crate) struct Head {
     pub(crate) unknown_method: bool,
     /// The method (`GET` for an unknown one) and version, as in the request: kept here too,
     /// so the connection's [`RequestMeta`](super::conn::RequestMeta) is built from the values
-    /// the parse has at hand rather than read back from the request just written.
+    /// the parse has at hand rather than read back from the request just written. (Beside
+    /// `unknown_method` rather than one `Option<Method>` in its place: that one cost 18 more
+    /// instructions a pipelined request, callgrind `MODE=pipe`, 1482 against 1464.)
     pub(crate) method: Method,
     pub(crate) version: Version,
 }

@@ -260,13 +260,14 @@ impl Connection {
                 }
             };
             let now = *now.get_or_insert_with(|| shard.now());
-            let to = ReplyTo { node: shard.node.id, shard: shard.id, token, conn: self.id, seq: meta.seq() };
+            let seq = meta.seq();
+            let to = ReplyTo { node: shard.node.id, shard: shard.id, token, conn: self.id, seq };
             let req = WebRequest::new(req, to, now);
-            dispatch_begin(self.id, meta.seq(), ahead);
-            *running = Some(meta.seq());
+            dispatch_begin(self.id, seq, ahead);
+            *running = Some(seq);
             self.server.handler.handle(req);
             *running = None;
-            deadline = self.handled(meta.seq(), now).map(|at| (meta.seq(), at));
+            deadline = self.handled(seq, now).map(|at| (seq, at));
         }
     }
 
