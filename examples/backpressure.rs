@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use pinion::http::{Request, Response};
+use pinion::http::{Method, Request, Response};
 use pinion::web::{Router, WebHandler, WebHandlerOptions, WebServer, WebServerOptions, WebTarget, WebWorker};
 use pinion::{
     Actor, Context, Cores, ExitReason, Node, NodeHandle, NodeOptions, Pid, Pool, PoolOptions, ProcessOptions,
@@ -24,6 +24,8 @@ struct SlowWorker {
 }
 
 impl WebWorker for SlowWorker {
+    const METHODS: Option<&'static [Method]> = Some(&[Method::Get]);
+
     async fn handle_get(&mut self, ctx: &mut Context, _req: &Request) -> Response {
         ctx.sleep(self.work).await;
         Response::text("done\n")

@@ -26,6 +26,9 @@ use pinion::{Actor, Context, Cores, ExitReason, Node, NodeOptions, Pool, PoolOpt
 struct HelloWorker;
 
 impl WebWorker for HelloWorker {
+    // What `Allow` lists (HEAD comes with GET): every other method is answered 405 for it.
+    const METHODS: Option<&'static [Method]> = Some(&[Method::Get, Method::Post]);
+
     // GET (and HEAD, which is GET without the body) needs no await: answered as a plain
     // function, no future is built per request.
     fn handle_now(&mut self, _ctx: &mut Context, req: &Request) -> Option<Response> {

@@ -30,7 +30,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use pinion::http::{Request, Response, StatusCode};
+use pinion::http::{Method, Request, Response, StatusCode};
 use pinion::web::{Router, WebHandler, WebHandlerOptions, WebServer, WebServerOptions, WebWorker};
 use pinion::{Actor, Context, Cores, ExitReason, Node, NodeOptions, ProcessOptions};
 use serde::{Deserialize, Serialize};
@@ -152,6 +152,8 @@ impl UserStore {
 }
 
 impl WebWorker for UserStore {
+    const METHODS: Option<&'static [Method]> = Some(&[Method::Get, Method::Post]);
+
     /// The router sends it `GET /users/{id}` and `GET /orders/{id}`.
     async fn handle_get(&mut self, _ctx: &mut Context, req: &Request) -> Response {
         if req.path().starts_with("/users/") { self.get_user(req) } else { self.get_order(req) }

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, Once, PoisonError};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
-use pinion::http::{Request, Response, StatusCode};
+use pinion::http::{Method, Request, Response, StatusCode};
 use pinion::web::{
     Cors, Handler, ResponseStream, Router, WebHandler, WebHandlerOptions, WebRequest, WebServer, WebServerOptions,
     WebTarget, WebWorker, bearer, rate_limit, request_log,
@@ -801,6 +801,60 @@ fn web_worker_other_messages_reach_handle_message() {
     assert_eq!((resp.status, resp.text()), (200, "hello /after"));
     node.send(pid, 8u64).expect("send 8");
     assert_eq!(seen.recv_timeout(WAIT), Ok(8));
+    node.stop();
+}
+
+/// A worker that lists its methods: GET and POST implemented and listed, PUT implemented but
+/// not listed, DELETE listed but not implemented (a wrong list).
+struct Listed;
+
+impl WebWorker for Listed {
+    const METHODS: Option<&'static [Method]> = Some(&[Method::Get, Method::Post, Method::Delete]);
+
+    fn handle_now(&mut self, _: &mut Context, req: &Request) -> Option<Response> {
+        matches!(req.method(), Method::Get | Method::Head).then(|| Response::text("now"))
+    }
+
+    async fn handle_post(&mut self, _: &mut Context, _: &Request) -> Response {
+        Response::text("posted")
+    }
+
+    async fn handle_put(&mut self, _: &mut Context, _: &Request) -> Response {
+        Response::text("put, though not listed")
+    }
+}
+
+#[test]
+fn web_worker_methods_listed_make_allow_exact_from_the_first_request() {
+    let node = start_node("web-worker-listed", 1);
+    let pid = spawn_on(&node, 0, || Listed, 16);
+    let server = serve(&node, WebHandler::to(pid));
+    let mut client = Client::connect(server.local_addr());
+
+    // Nothing tried yet: the list is the answer (PATCH, PUT never named).
+    let patch = client.request("PATCH", "/r", &[("content-length", "0")]);
+    assert_eq!(patch.status, 405, "{patch:?}");
+    assert_eq!(patch.list("allow"), ["GET", "HEAD", "POST", "DELETE", "OPTIONS"]);
+    let options = client.request("OPTIONS", "/r", &[]);
+    assert_eq!(options.status, 204, "{options:?}");
+    assert_eq!(options.list("allow"), ["GET", "HEAD", "POST", "DELETE", "OPTIONS"]);
+    // Implemented but not listed: the runtime answers before the handler.
+    let put = client.request("PUT", "/r", &[("content-length", "0")]);
+    assert_eq!(put.status, 405, "{put:?}");
+    assert_eq!(put.list("allow"), ["GET", "HEAD", "POST", "DELETE", "OPTIONS"]);
+    // Listed and implemented: served (GET in place, POST by its async method, HEAD as GET).
+    assert_eq!(client.get("/r").text(), "now");
+    let post = client.request("POST", "/r", &[("content-length", "0")]);
+    assert_eq!((post.status, post.text()), (200, "posted"));
+    client.send_request("HEAD", "/r", &[]);
+    let head = client.read_response(true);
+    assert_eq!((head.status, head.header("content-length")), (200, Some("3")), "{head:?}");
+    // Listed but not implemented: 405, and the list's mistake is left out of `Allow` after.
+    let delete = client.request("DELETE", "/r", &[("content-length", "0")]);
+    assert_eq!(delete.status, 405, "{delete:?}");
+    assert_eq!(delete.list("allow"), ["GET", "HEAD", "POST", "OPTIONS"]);
+    let again = client.request("PATCH", "/r", &[("content-length", "0")]);
+    assert_eq!(again.list("allow"), ["GET", "HEAD", "POST", "OPTIONS"]);
     node.stop();
 }
 

@@ -12,9 +12,12 @@
 //! offered every request before the async methods: no future is built for the requests it
 //! answers.
 //!
-//! Which methods a worker implements is learned the first time each default method answers
-//! (per type and shard): until every method was tried once, `Allow` may still list one the
-//! worker lacks.
+//! Which methods a worker implements, Rust cannot tell (a default method and an implemented
+//! one look alike from outside), so a worker says so in [`WebWorker::METHODS`]: the runtime
+//! then answers every other method itself, and `Allow` is exactly that list (RFC 9110 §15.5.6:
+//! a 405 lists the methods the resource supports). A worker that leaves it `None` has its
+//! methods learned instead, the first time each default method answers (per type and shard):
+//! until every method was tried once, its `Allow` may still list one it lacks.
 
 use std::any::TypeId;
 use std::borrow::Cow;
@@ -29,6 +32,27 @@ use crate::process::{Actor, Context, ExitReason, Handled, Message, Pid, Reply};
 /// resource supports.
 #[allow(async_fn_in_trait, reason = "workers run on one shard; their futures need not be Send")]
 pub trait WebWorker: 'static {
+    /// The methods this worker implements, if it says so (the default, `None`, learns them:
+    /// see the module docs). With a list, a request with any other method that
+    /// [`handle_now`](Self::handle_now) passes on (it sees every request first) is answered by
+    /// the runtime, no async method run: `OPTIONS` with 204, anything else with 405, both with
+    /// an `Allow` that is this list, with `HEAD` when `GET` is in it (served by
+    /// [`handle_head`](Self::handle_head), whose default is GET's answer without the body) and
+    /// `OPTIONS` always (answered by the runtime unless listed, then by
+    /// [`handle_options`](Self::handle_options)). A listed method the worker does not
+    /// implement is a bug of the list: it is answered 405, left out of `Allow` from then on,
+    /// and logged.
+    ///
+    /// ```
+    /// # use pinion::http::Method;
+    /// # struct Store;
+    /// impl pinion::web::WebWorker for Store {
+    ///     const METHODS: Option<&'static [Method]> = Some(&[Method::Get, Method::Post]);
+    ///     // handle_get and handle_post ...
+    /// }
+    /// ```
+    const METHODS: Option<&'static [Method]> = None;
+
     /// Runs first, as [`Actor::init`].
     async fn init(&mut self, ctx: &mut Context) -> Result<(), ExitReason> {
         let _ = ctx;
@@ -131,7 +155,23 @@ thread_local! {
 const SERVED: [Method; 7] =
     [Method::Get, Method::Head, Method::Post, Method::Put, Method::Patch, Method::Delete, Method::Options];
 
-fn allow<W: 'static>(lacking_now: Option<Method>) -> String {
+/// The methods `W` declares (bits of `Method::bit`), with `HEAD` when `GET` is there and
+/// `OPTIONS` always; `None` when it declares none. Evaluated at compile time.
+const fn declared<W: WebWorker>() -> Option<u16> {
+    let Some(list) = W::METHODS else { return None };
+    let mut bits = Method::Options.bit();
+    let mut i = 0;
+    while i < list.len() {
+        bits |= list[i].bit();
+        if matches!(list[i], Method::Get) {
+            bits |= Method::Head.bit();
+        }
+        i += 1;
+    }
+    Some(bits)
+}
+
+fn allow<W: WebWorker>(lacking_now: Option<Method>) -> String {
     let lacking = LACKING.with(|l| {
         let mut l = l.borrow_mut();
         let bits = l.entry(TypeId::of::<W>()).or_insert(0);
@@ -141,9 +181,11 @@ fn allow<W: 'static>(lacking_now: Option<Method>) -> String {
         *bits
     });
     let get_lacking = lacking & Method::Get.bit() != 0;
+    let listed = const { declared::<W>() }.unwrap_or(u16::MAX);
     let mut out = String::new();
     for m in SERVED {
-        let missing = lacking & m.bit() != 0 || (m == Method::Head && get_lacking);
+        // (OPTIONS is never lacking: the runtime answers it when the worker does not.)
+        let missing = listed & m.bit() == 0 || lacking & m.bit() != 0 || (m == Method::Head && get_lacking);
         if !missing {
             if !out.is_empty() {
                 out.push_str(", ");
@@ -158,12 +200,32 @@ fn allow<W: 'static>(lacking_now: Option<Method>) -> String {
 /// `Allow` to OPTIONS, 405 with `Allow` to anything else.
 #[cold]
 #[inline(never)]
-fn default_answer<W: 'static>(method: Method) -> Response {
+fn default_answer<W: WebWorker>(method: Method) -> Response {
     if method == Method::Options {
         return Response::new(StatusCode::NO_CONTENT).header("allow", allow::<W>(None));
     }
     let learned = if matches!(method, Method::Trace | Method::Connect) { None } else { Some(method) };
+    if let (Some(listed), Some(m)) = (const { declared::<W>() }, learned)
+        && listed & m.bit() != 0
+    {
+        log::warn!(
+            target: "pinion::web",
+            "{} lists {m} in WebWorker::METHODS but does not implement it: answered 405",
+            std::any::type_name::<W>()
+        );
+    }
     Response::status(StatusCode::METHOD_NOT_ALLOWED).header("allow", allow::<W>(learned))
+}
+
+/// The runtime's answer to a method `W` does not list in [`WebWorker::METHODS`].
+#[cold]
+#[inline(never)]
+fn unlisted<W: WebWorker>(method: Method) -> Response {
+    let allow = allow::<W>(None);
+    if method == Method::Options {
+        return Response::new(StatusCode::NO_CONTENT).header("allow", allow);
+    }
+    Response::status(StatusCode::METHOD_NOT_ALLOWED).header("allow", allow)
 }
 
 impl<W: WebWorker> Actor for W {
@@ -191,6 +253,16 @@ impl<W: WebWorker> Actor for W {
         // nested future is one more state the request and the response are copied through.
         let request = req.request();
         let method = request.method();
+        // A method outside the worker's list: the runtime's answer, no handler run. (Here,
+        // after `handle_now`, which sees every request: what it answers is its own choice.)
+        if let Some(listed) = const { declared::<W>() }
+            && listed & method.bit() == 0
+        {
+            let mut resp = unlisted::<W>(method);
+            req.respond_from(&mut resp);
+            resp.discard();
+            return Ok(());
+        }
         let mut resp = match method {
             Method::Get => self.handle_get(ctx, request).await,
             Method::Head => self.handle_head(ctx, request).await,
