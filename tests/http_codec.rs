@@ -271,7 +271,7 @@ fn header_value_control_byte_is_400_and_closes() {
 
 #[test]
 fn transfer_encoding_not_ending_in_chunked_is_400_and_closes() {
-    for te in ["gzip", "chunked, gzip", "identity", "", "chunked;x=1, gzip"] {
+    for te in ["gzip", "chunked, gzip", "identity", "", "chunked , gzip"] {
         let a = refused(&post(&format!("Transfer-Encoding: {te}\r\n"), "3\r\nabc\r\n0\r\n\r\n"), 400);
         assert_eq!(a.body, "Transfer-Encoding does not end in chunked", "{te:?}");
     }
@@ -287,6 +287,15 @@ fn transfer_encoding_gzip_then_chunked_is_501_and_closes() {
 fn transfer_encoding_chunked_twice_is_400_and_closes() {
     refused(&post("Transfer-Encoding: chunked, chunked\r\n", "0\r\n\r\n"), 400);
     refused(&post("Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n", "0\r\n\r\n"), 400);
+}
+
+#[test]
+fn transfer_encoding_chunked_with_parameters_is_400_and_closes() {
+    // RFC 9112 §7.1: chunked defines no parameters; their presence is an error.
+    for te in ["chunked;x=1", "chunked ; x=1", "gzip, chunked;q=1", "chunked;x=1, gzip"] {
+        let a = refused(&post(&format!("Transfer-Encoding: {te}\r\n"), "3\r\nabc\r\n0\r\n\r\n"), 400);
+        assert_eq!(a.body, "chunked with parameters", "{te}");
+    }
 }
 
 #[test]
@@ -371,6 +380,37 @@ fn host_twice_is_400_and_closes() {
 fn host_invalid_is_400_and_closes() {
     refused(b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400);
     refused(b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 400);
+    // Bytes a host may hold, in an order the grammar (RFC 9110 §7.2, RFC 3986 §3.2.2) does
+    // not allow: a port that is not digits, two ports, unclosed or stray brackets, an empty
+    // host before a port, a bad escape. Each through the scanner (alone) and through
+    // `read_fields` (with a framing field beside it).
+    for host in ["x:abc", "x:80:90", "[::1", "x]", "::", "%zz", ":80", "[::1]x", "[1.2.3.4]", "a.example.org:80:1"] {
+        for more in ["", "Content-Length: 0\r\n"] {
+            let a = refused(format!("GET / HTTP/1.1\r\nHost: {host}\r\n{more}\r\n").as_bytes(), 400);
+            assert_eq!(a.body, "invalid Host", "{host:?}");
+        }
+    }
+    for host in ["[::1]:8080", "a%2Db.example:", "[v7.x:y]", "127.0.0.1:18290", "long-name.sub.example.org:65535"] {
+        for more in ["", "Content-Length: 0\r\n"] {
+            let a = accepted(format!("GET /h HTTP/1.1\r\nHost: {host}\r\n{more}\r\n").as_bytes());
+            assert_eq!(a.status(), 200, "{host:?}");
+        }
+    }
+}
+
+#[test]
+fn absolute_and_authority_form_hosts_follow_the_grammar() {
+    for line in [
+        "GET http://x:abc/ HTTP/1.1",
+        "GET http://[::1/ HTTP/1.1",
+        "GET http://x:80:90/ HTTP/1.1",
+        "CONNECT [::1] HTTP/1.1",
+    ] {
+        let a = refused(format!("{line}\r\nHost: a\r\n\r\n").as_bytes(), 400);
+        assert_eq!(a.body, "invalid request-target", "{line}");
+    }
+    assert_eq!(accepted(b"CONNECT [::1]:443 HTTP/1.1\r\nHost: a\r\n\r\n").status(), 200);
+    assert_eq!(accepted(b"GET http://[::1]:80/p HTTP/1.1\r\nHost: a\r\n\r\n").status(), 200);
 }
 
 #[test]

@@ -329,7 +329,12 @@ fn check_target(method: Option<Method>, target: &[u8]) -> Result<(), HttpError> 
             let host = !matches!(authority.first(), None | Some(b':'));
             method != Some(Method::Connect) && host && valid_host(authority)
         }
-        Some(_) => method == Some(Method::Connect) && valid_host(target) && target.contains(&b':'),
+        // `uri-host ":" port`: a colon after the host (after the brackets of an IP literal).
+        Some(_) => {
+            method == Some(Method::Connect)
+                && valid_host(target)
+                && target.iter().rposition(|&b| b == b':') > target.iter().rposition(|&b| b == b']')
+        }
         None => false,
     };
     if ok { Ok(()) } else { Err(HttpError::bad("invalid request-target")) }
@@ -365,6 +370,12 @@ impl Codings {
         // A coding may carry parameters ("gzip;q=1" is not valid here, but be exact).
         let name = coding.split(|&b| b == b';').next().unwrap_or(coding).trim_ascii();
         if name.eq_ignore_ascii_case(b"chunked") {
+            // "The chunked coding does not define any parameters. Their presence SHOULD be
+            // treated as an error" (RFC 9112 §7.1): an intermediary that reads `chunked;x=1`
+            // as some other coding would frame the body differently.
+            if name.len() != coding.len() {
+                return Err(HttpError::bad("chunked with parameters"));
+            }
             self.chunked_count += 1;
             self.chunked_last = true;
         } else {

@@ -66,16 +66,18 @@ pub(super) fn value_stops(chunk: &[u8; 16]) -> (u32, u32) {
     }
 }
 
-/// Letters, digits, `-`, `.` and `:`.
+/// (letters, digits, `-`, `.` and `:`; the `:`s; the digits).
 #[inline(always)]
-pub(super) fn host_common(chunk: &[u8; 16]) -> u32 {
+pub(super) fn host_parts(chunk: &[u8; 16]) -> (u32, u32, u32) {
     // SAFETY: see the top of the module.
     unsafe {
         let x = _mm_loadu_si128(chunk.as_ptr().cast());
         let letter = within(_mm_or_si128(x, _mm_set1_epi8(0x20)), b'a', b'z');
-        // `-`, `.`, `/`, digits, `:`, without `/`.
-        let other = _mm_andnot_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8(b'/' as i8)), within(x, b'-', b':'));
-        _mm_movemask_epi8(_mm_or_si128(letter, other)) as u32
+        let digit = within(x, b'0', b'9');
+        let colon = _mm_cmpeq_epi8(x, _mm_set1_epi8(b':' as i8));
+        let dash_dot = within(x, b'-', b'.');
+        let common = _mm_or_si128(_mm_or_si128(letter, digit), _mm_or_si128(colon, dash_dot));
+        (_mm_movemask_epi8(common) as u32, _mm_movemask_epi8(colon) as u32, _mm_movemask_epi8(digit) as u32)
     }
 }
 
