@@ -158,6 +158,12 @@ impl Fixture {
     /// Blocks shard 1; `during` runs on the test thread meanwhile; then the blocker runs
     /// `steps` and reports the pids it killed.
     fn blocked<T>(&self, steps: Vec<Step>, during: impl FnOnce() -> T) -> (T, Vec<Pid>) {
+        self.blocked_within(CALL_TIMEOUT, steps, during)
+    }
+
+    /// [`blocked`](Self::blocked), the blocker's report awaited up to `limit` (a bound
+    /// against a hang, not a timing claim).
+    fn blocked_within<T>(&self, limit: Duration, steps: Vec<Step>, during: impl FnOnce() -> T) -> (T, Vec<Pid>) {
         let (tx, rx) = channel();
         let (rtx, rrx) = channel();
         let began = Arc::new(AtomicUsize::new(0));
@@ -166,7 +172,7 @@ impl Fixture {
         wait_until("the blocker blocks shard 1", || began.load(Ordering::SeqCst) == 1);
         let out = during();
         tx.send(()).expect("unblock");
-        let killed = rrx.recv_timeout(CALL_TIMEOUT).expect("the blocker reports");
+        let killed = rrx.recv_timeout(limit).expect("the blocker reports");
         (out, killed)
     }
 
@@ -330,11 +336,16 @@ fn chain(name: &str, kills: usize) {
     let f = fixture(name, 1, 4, u32::MAX);
     let h = f.node.handle();
     let began = Instant::now();
-    let (sent, _) = f.blocked(vec![Step::KillRepeatedly(0, kills)], || {
+    // 20 000 kills and restarts in a debug build take seconds, more beside the suite's other
+    // tests on two cores (at CALL_TIMEOUT's 10 s the wait ran out about once in twelve runs).
+    let (sent, _) = f.blocked_within(Duration::from_secs(120), vec![Step::KillRepeatedly(0, kills)], || {
         (0..5).map(|i| h.send(f.pool, Job::Rec(i)).is_ok()).collect::<Vec<_>>()
     });
+    eprintln!("{kills} kills: the blocker reported after {:?}", began.elapsed());
     assert_eq!(sent, [true; 5]);
-    wait_until("all handled", || f.done().len() >= 5);
+    // (The five walk the chain of graves: ~16 s alone in a debug build, so a longer bound than
+    // `wait_until`'s.)
+    assert!(settles(Duration::from_secs(120), || f.done().len() >= 5), "all handled: {:?}", f.done());
     eprintln!("{kills} kills: handled after {:?}", began.elapsed());
     assert!(settles(Duration::from_secs(2), || f.r.info().held == 0), "{:?}", f.r.info());
     assert_eq!(f.done(), [0, 1, 2, 3, 4]);
