@@ -4,6 +4,7 @@
 #![allow(unsafe_code, reason = "a pool reached through the pointer its manager's slot publishes")]
 
 use std::any::Any;
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -259,7 +260,7 @@ fn give_back(shard: &Shard, pool: &PoolShared, mut key: (u32, u32), n: u32) {
         }
         let heir = {
             let mut graves = shard.pool_graves.borrow_mut();
-            let Some(grave) = graves.iter_mut().find(|g| g.key == key) else {
+            let Some(grave) = graves.get_mut(key) else {
                 // Not a worker that ended with these slots: they were not held.
                 return;
             };
@@ -389,6 +390,30 @@ fn deliver(node: &NodeShared, here: Option<&Shard>, worker: Pid, mail: Mail, pri
 /// still owed messages is kept beyond this.
 const GRAVES: usize = 256;
 
+/// The graves of a shard, found by key (the chain of heirs a message walks after a burst of
+/// crashes is one lookup a step, not a scan), with the few that wait for an heir listed apart
+/// (what `inherit` looks through).
+#[derive(Default)]
+pub(crate) struct Graves {
+    by_key: HashMap<(u32, u32), Grave>,
+    /// Keys of the graves whose `heir_wanted` is set.
+    wanted: Vec<(u32, u32)>,
+    /// Above this many, `bury` forgets the graves that are done with; it doubles past what
+    /// stays, so a long chain of graves still owed costs no scan per burial.
+    sweep_at: usize,
+}
+
+impl Graves {
+    fn get_mut(&mut self, key: (u32, u32)) -> Option<&mut Grave> {
+        self.by_key.get_mut(&key)
+    }
+
+    /// No heir is wanted for `key` any more.
+    fn unwant(&mut self, key: (u32, u32)) {
+        self.wanted.retain(|k| *k != key);
+    }
+}
+
 /// A pool worker of this shard that ended, remembered for the messages reserved for it that
 /// had not reached it yet: each holds its gate slot still. A worker replaced after a crash
 /// leaves its queue and those messages to its replacement (its heir), which reserves its own
@@ -409,15 +434,19 @@ pub(crate) struct Grave {
     heir: Option<(u32, u32)>,
 }
 
-/// Remembers an ended worker. Past [`GRAVES`], every grave that is owed nothing, keeps no
-/// queue and waits for no heir is forgotten (after a burst of crashes the list shrinks back,
-/// so the scans of `inherit`, `redirect` and `give_back` stay short).
+/// Remembers an ended worker. Past [`GRAVES`] (or twice what stayed at the last sweep), every
+/// grave that is owed nothing, keeps no queue and waits for no heir is forgotten (after a
+/// burst of crashes the map shrinks back).
 fn bury(shard: &Shard, grave: Grave) {
     let mut graves = shard.pool_graves.borrow_mut();
-    if graves.len() >= GRAVES {
-        graves.retain(|g| g.owed > 0 || !g.parked.is_empty() || g.heir_wanted);
+    if graves.by_key.len() >= graves.sweep_at.max(GRAVES) {
+        graves.by_key.retain(|_, g| g.owed > 0 || !g.parked.is_empty() || g.heir_wanted);
+        graves.sweep_at = 2 * graves.by_key.len();
     }
-    graves.push_back(grave);
+    if grave.heir_wanted {
+        graves.wanted.push(grave.key);
+    }
+    graves.by_key.insert(grave.key, grave);
 }
 
 /// A message reached the slot of a process that is gone: if that was a pool worker, the
@@ -433,7 +462,7 @@ pub(crate) fn redirect(shard: &Shard, slot: u32, generation: u32, mail: Mail, pr
     // crashed replacements cannot overflow the shard's stack.
     let (member, owed) = loop {
         let mut graves = shard.pool_graves.borrow_mut();
-        let Some(grave) = graves.iter_mut().find(|g| g.key == key) else { return Some(mail) };
+        let Some(grave) = graves.get_mut(key) else { return Some(mail) };
         let owed = grave.owed > 0;
         if owed {
             grave.owed -= 1;
@@ -478,13 +507,19 @@ pub(crate) fn redirect(shard: &Shard, slot: u32, generation: u32, mail: Mail, pr
 /// their gate slots: no sender can take their room meanwhile).
 fn inherit(shard: &Shard, member: &PoolMember, pid: Pid) {
     let (mut parked, mut owed) = (Vec::new(), 0);
-    for grave in shard.pool_graves.borrow_mut().iter_mut() {
-        if grave.heir_wanted && grave.member.cell == member.cell && Arc::ptr_eq(&grave.member.pool, &member.pool) {
+    {
+        let graves = &mut *shard.pool_graves.borrow_mut();
+        graves.wanted.retain(|key| {
+            let Some(grave) = graves.by_key.get_mut(key) else { return false };
+            if !(grave.member.cell == member.cell && Arc::ptr_eq(&grave.member.pool, &member.pool)) {
+                return true;
+            }
             grave.heir_wanted = false;
             grave.heir = Some((pid.slot, pid.generation));
             parked.append(&mut grave.parked);
             owed += grave.owed;
-        }
+            false
+        });
     }
     let n = parked.len() as u32 + owed;
     if n == 0 {
@@ -575,10 +610,13 @@ pub(crate) fn worker_exited(
         // No replacement started (the pool gave up): its queue is answered, and what is on its
         // way will be when it arrives.
         let mut graves = shard.pool_graves.borrow_mut();
-        let unclaimed = graves.iter_mut().rev().find(|g| g.key == key && g.heir_wanted).map(|g| {
+        let unclaimed = graves.get_mut(key).filter(|g| g.heir_wanted).map(|g| {
             g.heir_wanted = false;
             std::mem::take(&mut g.parked)
         });
+        if unclaimed.is_some() {
+            graves.unwant(key);
+        }
         drop(graves);
         for mail in unclaimed.into_iter().flatten() {
             place_or_shed(shard, &member, mail, Priority::Main);

@@ -96,7 +96,7 @@ pub(crate) struct Shard {
     pub(crate) pool_credit: Cell<crate::pool::dispatch::Credit>,
     /// Pool workers of this shard that ended lately: a message already on its way to one when
     /// it ended goes to its replacement (or back to its pool) instead of the dead letters.
-    pub(crate) pool_graves: RefCell<VecDeque<crate::pool::dispatch::Grave>>,
+    pub(crate) pool_graves: RefCell<crate::pool::dispatch::Graves>,
     /// Tombstones in the table (slots whose generations are used up).
     pub(crate) retired: Cell<usize>,
     /// The process being polled now (slot, generation).
@@ -186,7 +186,7 @@ impl Shard {
             released: Cell::new(0),
             #[cfg(feature = "web")]
             pool_credit: Cell::new(crate::pool::dispatch::Credit::NONE),
-            pool_graves: RefCell::new(VecDeque::new()),
+            pool_graves: RefCell::new(Default::default()),
             running: Cell::new(None),
             retired: Cell::new(0),
             stopping: Cell::new(false),
