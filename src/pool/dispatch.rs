@@ -392,10 +392,9 @@ const GRAVES: usize = 256;
 
 /// The graves of a shard, found by key (the chain of heirs a message walks after a burst of
 /// crashes is one lookup a step, not a scan), with the few that wait for an heir listed apart
-/// (what `inherit` looks through).
-#[derive(Default)]
-pub(crate) struct Graves {
-    by_key: HashMap<(u32, u32), Grave>,
+/// (what `inherit` looks through). Generic only so that its bookkeeping is tested alone.
+pub(crate) struct Graves<G = Grave> {
+    by_key: HashMap<(u32, u32), G>,
     /// Keys of the graves whose `heir_wanted` is set.
     wanted: Vec<(u32, u32)>,
     /// Above this many, `bury` forgets the graves that are done with; it doubles past what
@@ -403,8 +402,37 @@ pub(crate) struct Graves {
     sweep_at: usize,
 }
 
-impl Graves {
-    fn get_mut(&mut self, key: (u32, u32)) -> Option<&mut Grave> {
+impl<G> Default for Graves<G> {
+    fn default() -> Self {
+        Graves { by_key: HashMap::new(), wanted: Vec::new(), sweep_at: 0 }
+    }
+}
+
+/// What [`Graves`] needs to know of a grave.
+pub(crate) trait Buried {
+    /// Its slot and generation.
+    fn key(&self) -> (u32, u32);
+    /// Waits for an heir.
+    fn heir_wanted(&self) -> bool;
+    /// Owed nothing, keeps no queue and waits for no heir: nothing will look for it.
+    fn settled(&self) -> bool;
+}
+
+impl<G: Buried> Graves<G> {
+    /// Remembers an ended worker. Past [`GRAVES`] (or twice what stayed at the last sweep),
+    /// every settled grave is forgotten: after a burst of crashes the map shrinks back.
+    fn bury(&mut self, grave: G) {
+        if self.by_key.len() >= self.sweep_at.max(GRAVES) {
+            self.by_key.retain(|_, g| !g.settled());
+            self.sweep_at = 2 * self.by_key.len();
+        }
+        if grave.heir_wanted() {
+            self.wanted.push(grave.key());
+        }
+        self.by_key.insert(grave.key(), grave);
+    }
+
+    fn get_mut(&mut self, key: (u32, u32)) -> Option<&mut G> {
         self.by_key.get_mut(&key)
     }
 
@@ -434,19 +462,23 @@ pub(crate) struct Grave {
     heir: Option<(u32, u32)>,
 }
 
-/// Remembers an ended worker. Past [`GRAVES`] (or twice what stayed at the last sweep), every
-/// grave that is owed nothing, keeps no queue and waits for no heir is forgotten (after a
-/// burst of crashes the map shrinks back).
+impl Buried for Grave {
+    fn key(&self) -> (u32, u32) {
+        self.key
+    }
+
+    fn heir_wanted(&self) -> bool {
+        self.heir_wanted
+    }
+
+    fn settled(&self) -> bool {
+        self.owed == 0 && self.parked.is_empty() && !self.heir_wanted
+    }
+}
+
+/// Remembers an ended worker (see [`Graves::bury`]).
 fn bury(shard: &Shard, grave: Grave) {
-    let mut graves = shard.pool_graves.borrow_mut();
-    if graves.by_key.len() >= graves.sweep_at.max(GRAVES) {
-        graves.by_key.retain(|_, g| g.owed > 0 || !g.parked.is_empty() || g.heir_wanted);
-        graves.sweep_at = 2 * graves.by_key.len();
-    }
-    if grave.heir_wanted {
-        graves.wanted.push(grave.key);
-    }
-    graves.by_key.insert(grave.key, grave);
+    shard.pool_graves.borrow_mut().bury(grave);
 }
 
 /// A message reached the slot of a process that is gone: if that was a pool worker, the
@@ -824,4 +856,77 @@ fn retire(node: &NodeShared, here: Option<&Rc<Shard>>, pool: &PoolShared, cell: 
     let from = pool.manager().unwrap_or(worker);
     route::signal(node, here, worker, from, Kind::Signal(Signal::Retire));
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Buried, GRAVES, Graves};
+
+    /// A grave with only what the bookkeeping reads.
+    struct Fake {
+        key: (u32, u32),
+        owed: u32,
+        heir_wanted: bool,
+    }
+
+    impl Buried for Fake {
+        fn key(&self) -> (u32, u32) {
+            self.key
+        }
+        fn heir_wanted(&self) -> bool {
+            self.heir_wanted
+        }
+        fn settled(&self) -> bool {
+            self.owed == 0 && !self.heir_wanted
+        }
+    }
+
+    fn fake(i: u32, owed: u32) -> Fake {
+        Fake { key: (i, 1), owed, heir_wanted: false }
+    }
+
+    #[test]
+    fn graves_owed_nothing_are_forgotten_past_the_bound() {
+        let mut g = Graves::default();
+        for i in 0..10 * GRAVES as u32 {
+            g.bury(fake(i, 0));
+            assert!(g.by_key.len() <= GRAVES, "{} graves kept", g.by_key.len());
+        }
+    }
+
+    #[test]
+    fn graves_still_owed_are_kept_and_the_map_shrinks_back_once_they_are_paid() {
+        let mut g = Graves::default();
+        let owed = 10_000u32;
+        for i in 0..owed {
+            g.bury(fake(i, 1));
+        }
+        assert_eq!(g.by_key.len(), owed as usize, "every grave still owed is kept");
+        for i in 0..owed {
+            g.get_mut((i, 1)).expect("kept").owed = 0;
+        }
+        // Paid: the next sweep forgets them all. It comes within twice the peak's burials (the
+        // bound doubles past what stayed), and from then on the map stays within `GRAVES`.
+        let mut peak = 0;
+        for i in owed..owed + 3 * owed {
+            g.bury(fake(i, 0));
+            peak = peak.max(g.by_key.len());
+        }
+        assert!(peak <= 2 * owed as usize, "peak {peak}");
+        assert!(g.by_key.len() <= GRAVES, "{} graves kept after the burst", g.by_key.len());
+    }
+
+    #[test]
+    fn graves_waiting_for_an_heir_are_listed_and_kept() {
+        let mut g = Graves::default();
+        g.bury(Fake { key: (7, 3), owed: 0, heir_wanted: true });
+        for i in 0..4 * GRAVES as u32 {
+            g.bury(fake(100 + i, 0));
+        }
+        assert_eq!(g.wanted, [(7, 3)]);
+        assert!(g.get_mut((7, 3)).is_some(), "a grave waiting for its heir is not forgotten");
+        g.get_mut((7, 3)).expect("kept").heir_wanted = false;
+        g.unwant((7, 3));
+        assert!(g.wanted.is_empty());
+    }
 }
