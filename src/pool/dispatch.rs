@@ -824,13 +824,18 @@ pub(crate) fn resize(node: &Arc<NodeShared>, pool: &Arc<PoolShared>, size: usize
 /// factory that fails is not retried here; restarts of running workers are).
 fn start_failed(shard: &Rc<Shard>, member: &PoolMember) {
     let pool = &member.pool;
+    // The cell leaves the size under the control lock, as `resize` counts and retires under
+    // it: with the cell gone but the size not yet lowered, a `resize` in between counted the
+    // failed worker as one to retire and retired a running one too many.
+    let mut c = pool.control();
     if pool
         .cell(member.cell)
         .state
         .compare_exchange(state::DOWN, state::GONE, Ordering::SeqCst, Ordering::SeqCst)
         .is_ok()
     {
-        pool.control().size -= 1;
+        c.size -= 1;
+        drop(c);
         log::error!(target: "pinion", "{} {}: a pool worker added by resize failed to start", shard.node.name, shard.id);
     }
 }
