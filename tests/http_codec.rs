@@ -405,12 +405,17 @@ fn absolute_and_authority_form_hosts_follow_the_grammar() {
         "GET http://[::1/ HTTP/1.1",
         "GET http://x:80:90/ HTTP/1.1",
         "CONNECT [::1] HTTP/1.1",
+        // A CONNECT names its port (RFC 9110 §9.3.6); an empty one was accepted (review).
+        "CONNECT a: HTTP/1.1",
+        "CONNECT [::1]: HTTP/1.1",
     ] {
         let a = refused(format!("{line}\r\nHost: a\r\n\r\n").as_bytes(), 400);
         assert_eq!(a.body, "invalid request-target", "{line}");
     }
     assert_eq!(accepted(b"CONNECT [::1]:443 HTTP/1.1\r\nHost: a\r\n\r\n").status(), 200);
     assert_eq!(accepted(b"GET http://[::1]:80/p HTTP/1.1\r\nHost: a\r\n\r\n").status(), 200);
+    // An empty port is the grammar's (`port = *DIGIT`) outside CONNECT.
+    assert_eq!(accepted(b"GET http://a:/p HTTP/1.1\r\nHost: a:\r\n\r\n").status(), 200);
 }
 
 #[test]

@@ -826,6 +826,7 @@ impl WebWorker for Listed {
 
 #[test]
 fn web_worker_methods_listed_make_allow_exact_from_the_first_request() {
+    capture_access_log();
     let node = start_node("web-worker-listed", 1);
     let pid = spawn_on(&node, 0, || Listed, 16);
     let server = serve(&node, WebHandler::to(pid));
@@ -855,6 +856,55 @@ fn web_worker_methods_listed_make_allow_exact_from_the_first_request() {
     assert_eq!(delete.list("allow"), ["GET", "HEAD", "POST", "OPTIONS"]);
     let again = client.request("PATCH", "/r", &[("content-length", "0")]);
     assert_eq!(again.list("allow"), ["GET", "HEAD", "POST", "OPTIONS"]);
+    // The list's mistake is logged once, however often a client asks for the method.
+    for _ in 0..3 {
+        assert_eq!(client.request("DELETE", "/r", &[("content-length", "0")]).status, 405);
+    }
+    let warned = web_warnings("::Listed lists DELETE");
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    node.stop();
+}
+
+/// Lists GET but implements only `handle_head` (HEAD is served though GET is not).
+struct HeadOnly;
+
+impl WebWorker for HeadOnly {
+    const METHODS: Option<&'static [Method]> = Some(&[Method::Get]);
+
+    async fn handle_head(&mut self, _: &mut Context, _: &Request) -> Response {
+        Response::text("head")
+    }
+}
+
+/// The same, its methods learned.
+struct HeadOnlyLearned;
+
+impl WebWorker for HeadOnlyLearned {
+    async fn handle_head(&mut self, _: &mut Context, _: &Request) -> Response {
+        Response::text("head")
+    }
+}
+
+/// Found in review: a GET found lacking took HEAD out of `Allow` even while the worker's own
+/// `handle_head` served HEAD.
+#[test]
+fn web_worker_allow_keeps_head_while_its_own_handle_head_serves_it() {
+    let node = start_node("web-worker-head-only", 1);
+    let listed = spawn_on(&node, 0, || HeadOnly, 16);
+    let learned = spawn_on(&node, 0, || HeadOnlyLearned, 16);
+    let router = Router::new().route("/listed", WebHandler::to(listed)).route("/learned", WebHandler::to(learned));
+    let server = serve(&node, router);
+    let mut client = Client::connect(server.local_addr());
+    for (path, rest) in
+        [("/listed", &["HEAD", "OPTIONS"][..]), ("/learned", &["HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])]
+    {
+        assert_eq!(client.request("GET", path, &[]).status, 405, "{path}");
+        client.send_request("HEAD", path, &[]);
+        let head = client.read_response(true);
+        assert_eq!((head.status, head.header("content-length")), (200, Some("4")), "{path}: {head:?}");
+        let options = client.request("OPTIONS", path, &[]);
+        assert_eq!(options.list("allow"), rest, "{path}: {options:?}");
+    }
     node.stop();
 }
 
@@ -1160,21 +1210,30 @@ fn rate_limit_burst_passes_then_429_with_retry_after() {
     node.stop();
 }
 
-/// Records the lines logged under `pinion::web::access`.
+/// Records the lines logged under `pinion::web::access`, and the warnings under `pinion::web`.
 struct AccessLog;
 
 static ACCESS_LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+static WEB_WARNINGS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 impl log::Log for AccessLog {
     fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
         metadata.target() == "pinion::web::access"
+            || metadata.target() == "pinion::web" && metadata.level() <= log::Level::Warn
     }
     fn log(&self, record: &log::Record<'_>) {
-        if self.enabled(record.metadata()) {
+        if record.target() == "pinion::web::access" {
             lock(&ACCESS_LINES).push(record.args().to_string());
+        } else if self.enabled(record.metadata()) {
+            lock(&WEB_WARNINGS).push(record.args().to_string());
         }
     }
     fn flush(&self) {}
+}
+
+/// The warnings logged under `pinion::web` that contain `part`.
+fn web_warnings(part: &str) -> Vec<String> {
+    lock(&WEB_WARNINGS).iter().filter(|l| l.contains(part)).cloned().collect()
 }
 
 fn capture_access_log() {

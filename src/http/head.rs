@@ -329,11 +329,15 @@ fn check_target(method: Option<Method>, target: &[u8]) -> Result<(), HttpError> 
             let host = !matches!(authority.first(), None | Some(b':'));
             method != Some(Method::Connect) && host && valid_host(authority)
         }
-        // `uri-host ":" port`: a colon after the host (after the brackets of an IP literal).
+        // `uri-host ":" port`: a colon after the host (after the brackets of an IP literal),
+        // and a port after it: a CONNECT names the port it wants (RFC 9110 §9.3.6: the client
+        // MUST send it), so an empty one is refused too (`valid_host` checks it is digits).
         Some(_) => {
+            let colon = target.iter().rposition(|&b| b == b':');
             method == Some(Method::Connect)
                 && valid_host(target)
-                && target.iter().rposition(|&b| b == b':') > target.iter().rposition(|&b| b == b']')
+                && colon > target.iter().rposition(|&b| b == b']')
+                && colon.is_some_and(|c| c + 1 < target.len())
         }
         None => false,
     };

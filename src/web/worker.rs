@@ -38,10 +38,10 @@ pub trait WebWorker: 'static {
     /// the runtime, no async method run: `OPTIONS` with 204, anything else with 405, both with
     /// an `Allow` that is this list, with `HEAD` when `GET` is in it (served by
     /// [`handle_head`](Self::handle_head), whose default is GET's answer without the body) and
-    /// `OPTIONS` always (answered by the runtime unless listed, then by
-    /// [`handle_options`](Self::handle_options)). A listed method the worker does not
-    /// implement is a bug of the list: it is answered 405, left out of `Allow` from then on,
-    /// and logged.
+    /// `OPTIONS` always (asked of [`handle_options`](Self::handle_options), whose default is
+    /// the runtime's 204). A listed method the worker does not implement is a bug of the list:
+    /// it is answered 405, left out of `Allow` from then on, and logged once. `TRACE` and
+    /// `CONNECT` never reach a worker: listing them changes nothing.
     ///
     /// ```
     /// # use pinion::http::Method;
@@ -147,8 +147,29 @@ fn is_marked(r: &Response) -> bool {
 }
 
 thread_local! {
-    /// Methods each worker type turned out not to implement (bits of `Method::bit`).
-    static LACKING: RefCell<HashMap<TypeId, u16>> = RefCell::new(HashMap::new());
+    /// What each worker type turned out to implement, or not.
+    static LEARNED: RefCell<HashMap<TypeId, Learned>> = RefCell::new(HashMap::new());
+}
+
+/// What is known of a worker type from the requests it answered.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+struct Learned {
+    /// Methods it turned out not to implement (bits of `Method::bit`).
+    lacking: u16,
+    /// Its `handle_head` answered a HEAD itself: HEAD stays in `Allow` even if GET is lacking
+    /// (the default `handle_head` is GET's, so without this a lacking GET means HEAD lacks too).
+    head_served: bool,
+}
+
+/// Updates what is known of `W` with `f`: what is known after, and whether `f` changed it.
+fn learn<W: WebWorker>(f: impl FnOnce(&mut Learned)) -> (Learned, bool) {
+    LEARNED.with(|l| {
+        let mut l = l.borrow_mut();
+        let known = l.entry(TypeId::of::<W>()).or_default();
+        let before = *known;
+        f(known);
+        (*known, *known != before)
+    })
 }
 
 /// Methods a worker may be asked for (TRACE and CONNECT are never routed to one).
@@ -171,21 +192,15 @@ const fn declared<W: WebWorker>() -> Option<u16> {
     Some(bits)
 }
 
-fn allow<W: WebWorker>(lacking_now: Option<Method>) -> String {
-    let lacking = LACKING.with(|l| {
-        let mut l = l.borrow_mut();
-        let bits = l.entry(TypeId::of::<W>()).or_insert(0);
-        if let Some(m) = lacking_now {
-            *bits |= m.bit();
-        }
-        *bits
-    });
-    let get_lacking = lacking & Method::Get.bit() != 0;
+/// The `Allow` of `W`'s answers: its list (or every method served), less what is known lacking.
+fn allow<W: WebWorker>(known: Learned) -> String {
+    let lacking = known.lacking;
+    let head_lacking = lacking & Method::Get.bit() != 0 && !known.head_served;
     let listed = const { declared::<W>() }.unwrap_or(u16::MAX);
     let mut out = String::new();
     for m in SERVED {
         // (OPTIONS is never lacking: the runtime answers it when the worker does not.)
-        let missing = listed & m.bit() == 0 || lacking & m.bit() != 0 || (m == Method::Head && get_lacking);
+        let missing = listed & m.bit() == 0 || lacking & m.bit() != 0 || (m == Method::Head && head_lacking);
         if !missing {
             if !out.is_empty() {
                 out.push_str(", ");
@@ -202,30 +217,43 @@ fn allow<W: WebWorker>(lacking_now: Option<Method>) -> String {
 #[inline(never)]
 fn default_answer<W: WebWorker>(method: Method) -> Response {
     if method == Method::Options {
-        return Response::new(StatusCode::NO_CONTENT).header("allow", allow::<W>(None));
+        return Response::new(StatusCode::NO_CONTENT).header("allow", allow::<W>(learn::<W>(|_| {}).0));
     }
     let learned = if matches!(method, Method::Trace | Method::Connect) { None } else { Some(method) };
-    if let (Some(listed), Some(m)) = (const { declared::<W>() }, learned)
+    let (known, newly) = learn::<W>(|k| k.lacking |= learned.map_or(0, Method::bit));
+    // Once per worker type and shard: a client repeating the method cannot flood the log.
+    if newly
+        && let (Some(listed), Some(m)) = (const { declared::<W>() }, learned)
         && listed & m.bit() != 0
     {
-        log::warn!(
-            target: "pinion::web",
-            "{} lists {m} in WebWorker::METHODS but does not implement it: answered 405",
-            std::any::type_name::<W>()
-        );
+        let name = std::any::type_name::<W>();
+        if m == Method::Head && !W::METHODS.is_some_and(|l| l.contains(&Method::Head)) {
+            // Listed through GET: the default `handle_head` is GET's.
+            log::warn!(
+                target: "pinion::web",
+                "{name} lists GET in WebWorker::METHODS but implements neither handle_get nor handle_head: HEAD answered 405"
+            );
+        } else {
+            log::warn!(target: "pinion::web", "{name} lists {m} in WebWorker::METHODS but does not implement it: answered 405");
+        }
     }
-    Response::status(StatusCode::METHOD_NOT_ALLOWED).header("allow", allow::<W>(learned))
+    Response::status(StatusCode::METHOD_NOT_ALLOWED).header("allow", allow::<W>(known))
+}
+
+/// `W`'s `handle_head` answered a HEAD (see [`Learned::head_served`]).
+#[cold]
+#[inline(never)]
+fn head_served<W: WebWorker>() {
+    learn::<W>(|k| k.head_served = true);
 }
 
 /// The runtime's answer to a method `W` does not list in [`WebWorker::METHODS`].
 #[cold]
 #[inline(never)]
 fn unlisted<W: WebWorker>(method: Method) -> Response {
-    let allow = allow::<W>(None);
-    if method == Method::Options {
-        return Response::new(StatusCode::NO_CONTENT).header("allow", allow);
-    }
-    Response::status(StatusCode::METHOD_NOT_ALLOWED).header("allow", allow)
+    // (Never OPTIONS: every list has it, see `declared`.)
+    debug_assert_ne!(method, Method::Options);
+    Response::status(StatusCode::METHOD_NOT_ALLOWED).header("allow", allow::<W>(learn::<W>(|_| {}).0))
 }
 
 impl<W: WebWorker> Actor for W {
@@ -275,6 +303,8 @@ impl<W: WebWorker> Actor for W {
         };
         if is_marked(&resp) {
             resp = default_answer::<Self>(method);
+        } else if method == Method::Head {
+            head_served::<Self>();
         }
         req.respond_from(&mut resp);
         resp.discard();
