@@ -1083,6 +1083,34 @@ fn router_unknown_path_answers_404_or_custom_fallback() {
     node.stop();
 }
 
+/// `OPTIONS *` asks about the server (RFC 9110 §9.3.7): no route matches it; without a
+/// fallback the router answers 204 (it answered 404: found by an adversarial probe).
+#[test]
+fn router_answers_options_asterisk_for_the_server() {
+    fn fallback(req: &Request) -> Response {
+        Response::text(format!("fallback {} {}", req.method(), req.target()))
+    }
+    let node = start_node("web-router-options-asterisk", 1);
+    let named = serve(&node, Router::new().get("/items", hello).post("/items", hello).delete("/items/{id}", user));
+    let worker = spawn_on(&node, 0, GetOnly::new, 16);
+    let any = serve(&node, Router::new().get("/items", hello).route("/w", WebHandler::to(worker)));
+    let custom = serve(&node, Router::new().get("/items", hello).fallback(fallback));
+
+    let mut client = Client::connect(named.local_addr());
+    let resp = client.request("OPTIONS", "*", &[]);
+    assert_eq!((resp.status, resp.header("allow")), (204, Some("GET, HEAD, POST, DELETE, OPTIONS")), "{resp:?}");
+    // A resource's OPTIONS and other methods on `*` are not the server's question.
+    assert_eq!(client.request("OPTIONS", "/nowhere", &[]).status, 404);
+    assert_eq!(client.request("OPTIONS", "/items", &[]).status, 405);
+    // A route that takes any method: its handler decides, so no `Allow` is claimed.
+    let resp = Client::connect(any.local_addr()).request("OPTIONS", "*", &[]);
+    assert_eq!((resp.status, resp.header("allow")), (204, None), "{resp:?}");
+    // A fallback answers it as any unrouted request.
+    let resp = Client::connect(custom.local_addr()).request("OPTIONS", "*", &[]);
+    assert_eq!((resp.status, resp.text()), (200, "fallback OPTIONS *"), "{resp:?}");
+    node.stop();
+}
+
 #[test]
 fn router_query_string_does_not_affect_matching() {
     let node = start_node("web-router-query", 1);

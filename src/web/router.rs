@@ -1,7 +1,10 @@
 //! [`Router`]: path patterns with parameters (`/users/{id}`, a trailing `{*rest}`), method
 //! routing, a fallback. A route's handler is any [`Handler`]: a plain function run on the
 //! shard, or a [`WebHandler`](super::WebHandler) to an actor. A path that matches with the
-//! wrong method gets 405 with `Allow`; no match, the fallback (404 by default).
+//! wrong method gets 405 with `Allow`; no match, the fallback (404 by default). `OPTIONS *`
+//! (a question about the server, not a resource: RFC 9110 §9.3.7) matches no route; without a
+//! fallback the router answers it 204, with an `Allow` of every method its routes take when
+//! each route names its method.
 
 use std::fmt;
 use std::ops::Range;
@@ -289,19 +292,42 @@ impl Core {
     }
 
     /// No route answers `req`: 405 with `Allow` if some route's path matched (`allowed`: their
-    /// methods), else the fallback (404 by default).
+    /// methods), else the fallback (404 by default; `OPTIONS *` 204, see the module docs).
     #[cold]
     #[inline(never)]
     fn unrouted(&self, req: WebRequest, allowed: u16) {
         if allowed != 0 {
-            let list: Vec<&str> = Method::ALL.iter().filter(|m| allowed & m.bit() != 0).map(|m| m.as_str()).collect();
-            return req.respond(Response::status(StatusCode::METHOD_NOT_ALLOWED).header("allow", list.join(", ")));
+            return req.respond(Response::status(StatusCode::METHOD_NOT_ALLOWED).header("allow", allow_list(allowed)));
         }
         match &self.fallback {
             Some(f) => f.handle(req),
+            None if req.request().method() == Method::Options && req.request().target() == "*" => {
+                req.respond(self.server_options())
+            }
             None => req.respond(Response::status(StatusCode::NOT_FOUND)),
         }
     }
+
+    /// The answer to `OPTIONS *`: 204, with `Allow` the methods of the routes (and OPTIONS)
+    /// when every route names its method; without `Allow` when one takes any method (its
+    /// handler decides, and the router cannot tell which it implements).
+    fn server_options(&self) -> Response {
+        let mut allowed = Method::Options.bit();
+        for route in &self.routes {
+            match route.method {
+                None => return Response::new(StatusCode::NO_CONTENT),
+                Some(Method::Get) => allowed |= Method::Get.bit() | Method::Head.bit(),
+                Some(m) => allowed |= m.bit(),
+            }
+        }
+        Response::new(StatusCode::NO_CONTENT).header("allow", allow_list(allowed))
+    }
+}
+
+/// `Allow`'s value for the methods of `bits` (of `Method::bit`), in the standard order.
+fn allow_list(bits: u16) -> String {
+    let list: Vec<&str> = Method::ALL.iter().filter(|m| bits & m.bit() != 0).map(|m| m.as_str()).collect();
+    list.join(", ")
 }
 
 #[cfg(test)]
