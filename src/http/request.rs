@@ -85,6 +85,13 @@ impl Method {
     pub(crate) const fn bit(self) -> u16 {
         1 << self as u16
     }
+
+    /// An `Allow` value: the methods of `bits` (of [`bit`](Self::bit)), in the order of
+    /// [`ALL`](Self::ALL).
+    pub(crate) fn allow_list(bits: u16) -> String {
+        let list: Vec<&str> = Method::ALL.iter().filter(|m| bits & m.bit() != 0).map(|m| m.as_str()).collect();
+        list.join(", ")
+    }
 }
 
 impl fmt::Display for Method {

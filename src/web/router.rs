@@ -297,7 +297,9 @@ impl Core {
     #[inline(never)]
     fn unrouted(&self, req: WebRequest, allowed: u16) {
         if allowed != 0 {
-            return req.respond(Response::status(StatusCode::METHOD_NOT_ALLOWED).header("allow", allow_list(allowed)));
+            return req.respond(
+                Response::status(StatusCode::METHOD_NOT_ALLOWED).header("allow", Method::allow_list(allowed)),
+            );
         }
         match &self.fallback {
             Some(f) => f.handle(req),
@@ -320,14 +322,8 @@ impl Core {
                 Some(m) => allowed |= m.bit(),
             }
         }
-        Response::new(StatusCode::NO_CONTENT).header("allow", allow_list(allowed))
+        Response::new(StatusCode::NO_CONTENT).header("allow", Method::allow_list(allowed))
     }
-}
-
-/// `Allow`'s value for the methods of `bits` (of `Method::bit`), in the standard order.
-fn allow_list(bits: u16) -> String {
-    let list: Vec<&str> = Method::ALL.iter().filter(|m| bits & m.bit() != 0).map(|m| m.as_str()).collect();
-    list.join(", ")
 }
 
 #[cfg(test)]

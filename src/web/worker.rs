@@ -161,6 +161,11 @@ struct Learned {
     head_served: bool,
 }
 
+/// What is known of `W` now.
+fn known<W: WebWorker>() -> Learned {
+    learn::<W>(|_| {}).0
+}
+
 /// Updates what is known of `W` with `f`: what is known after, and whether `f` changed it.
 fn learn<W: WebWorker>(f: impl FnOnce(&mut Learned)) -> (Learned, bool) {
     LEARNED.with(|l| {
@@ -194,21 +199,14 @@ const fn declared<W: WebWorker>() -> Option<u16> {
 
 /// The `Allow` of `W`'s answers: its list (or every method served), less what is known lacking.
 fn allow<W: WebWorker>(known: Learned) -> String {
-    let lacking = known.lacking;
-    let head_lacking = lacking & Method::Get.bit() != 0 && !known.head_served;
-    let listed = const { declared::<W>() }.unwrap_or(u16::MAX);
-    let mut out = String::new();
-    for m in SERVED {
-        // (OPTIONS is never lacking: the runtime answers it when the worker does not.)
-        let missing = listed & m.bit() == 0 || lacking & m.bit() != 0 || (m == Method::Head && head_lacking);
-        if !missing {
-            if !out.is_empty() {
-                out.push_str(", ");
-            }
-            out.push_str(m.as_str());
-        }
+    // (OPTIONS is never lacking: the runtime answers it when the worker does not.)
+    let mut lacking = known.lacking;
+    if lacking & Method::Get.bit() != 0 && !known.head_served {
+        lacking |= Method::Head.bit();
     }
-    out
+    let served = SERVED.iter().fold(0, |bits, m| bits | m.bit());
+    let listed = const { declared::<W>() }.unwrap_or(u16::MAX);
+    Method::allow_list(served & listed & !lacking)
 }
 
 /// The runtime's answer in place of a default method's (`resp` carried the mark): 204 with
@@ -217,7 +215,7 @@ fn allow<W: WebWorker>(known: Learned) -> String {
 #[inline(never)]
 fn default_answer<W: WebWorker>(method: Method) -> Response {
     if method == Method::Options {
-        return Response::new(StatusCode::NO_CONTENT).header("allow", allow::<W>(learn::<W>(|_| {}).0));
+        return Response::new(StatusCode::NO_CONTENT).header("allow", allow::<W>(known::<W>()));
     }
     let learned = if matches!(method, Method::Trace | Method::Connect) { None } else { Some(method) };
     let (known, newly) = learn::<W>(|k| k.lacking |= learned.map_or(0, Method::bit));
@@ -253,7 +251,7 @@ fn head_served<W: WebWorker>() {
 fn unlisted<W: WebWorker>(method: Method) -> Response {
     // (Never OPTIONS: every list has it, see `declared`.)
     debug_assert_ne!(method, Method::Options);
-    Response::status(StatusCode::METHOD_NOT_ALLOWED).header("allow", allow::<W>(learn::<W>(|_| {}).0))
+    Response::status(StatusCode::METHOD_NOT_ALLOWED).header("allow", allow::<W>(known::<W>()))
 }
 
 impl<W: WebWorker> Actor for W {
