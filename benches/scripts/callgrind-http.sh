@@ -84,7 +84,8 @@ cat "$OUT".* | awk -v req="$REQ" -v mode="$MODE" -v out="$OUT" '
     /^events:/ { n = split($0, ev, " "); for (i = 2; i <= n; i++) name[i - 1] = ev[i]; k = n - 1 }
     /^summary:/ { for (i = 2; i <= NF; i++) sum[i - 1] += $i }
     END {
-        printf "mode=%s requests=%d instructions=%d per_request=%d", mode, req, sum[1], sum[1] / req
+        # (%.0f, not %d: mawk clamps %d to 2^31 - 1, which a 10 s profile passes.)
+        printf "mode=%s requests=%.0f instructions=%.0f per_request=%d", mode, req, sum[1], sum[1] / req
         for (i = 2; i <= k; i++) printf " %s/req=%.2f", name[i], sum[i] / req
         printf " profile=%s.1\n", out }'
 if [ "${LINES:-0}" = 1 ]; then
