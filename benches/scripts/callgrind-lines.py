@@ -14,6 +14,10 @@ runs it for you; by hand, on a profile recorded with `--dump-instr=yes`:
 
 MIN (default 2) hides rows below that many instructions per request. Needs addr2line (binutils).
 Only the program's own object is counted (not libc: its memcpy shows in callgrind_annotate).
+
+First comes a table by stage of a request's trip through pinion, by the source file of each
+instruction's innermost own frame (see `STAGES`): parsing, routing, the handler layers, the
+actor hop, the response's encoding, the connection and reactor.
 """
 import collections
 import os
@@ -77,6 +81,25 @@ def frames(binary, addrs):
     return chains
 
 
+# A request's stages by source file (first match wins); anything else is "other".
+STAGES = [
+    ("HTTP parse: head, fields, framing, request buffers", r"^src/http/(scan|head|request|conn|body|spares)"),
+    ("routing and middleware", r"^src/web/(router|middleware)"),
+    ("handler layers, WebRequest, answer hand-off and delivery", r"^src/web/(handler|dispatch|request|server|worker)"),
+    ("actor hop: pool, mailbox, process, run queue", r"^src/(pool/|process/|shard/(mod|executor|spawn))"),
+    ("response slots and encoding", r"^src/http/(outgoing|encode|response)"),
+    ("connection and reactor: reads, writes, timers", r"^src/(web/conn|shard/(io|turn|reactor))"),
+    ("the example's own code", r"^examples/"),
+]
+
+
+def stage_of(where):
+    for name, pattern in STAGES:
+        if re.search(pattern, where):
+            return name
+    return "other (std and crates inlined outside our frames, unknown lines)"
+
+
 def main():
     if len(sys.argv) < 4:
         sys.exit(__doc__)
@@ -84,7 +107,7 @@ def main():
     least = float(sys.argv[4]) if len(sys.argv) > 4 else 2.0
     found = costs(profile, binary)
     chains = frames(binary, sorted(found))
-    by_function, by_line = collections.Counter(), collections.Counter()
+    by_function, by_line, by_stage = collections.Counter(), collections.Counter(), collections.Counter()
     for addr, n in found.items():
         chain = chains.get(addr) or [("?", "?")]
         # The innermost frame in the program's own sources (not the toolchain's, not a crate's
@@ -95,8 +118,12 @@ def main():
         where = re.sub(r"^.*?/(src|examples|benches)/", r"\1/", where)
         by_function[function] += n
         by_line[where] += n
+        by_stage[stage_of(where)] += n
     total = sum(found.values()) / requests
     print(f"{total:.0f} instructions per request in {os.path.basename(binary)} itself")
+    print("\nby stage (the source file of the innermost own frame):")
+    for key, n in by_stage.most_common():
+        print(f"{n / requests:8.1f}  {key}")
     for title, table in (("by function", by_function), ("by line", by_line)):
         print(f"\n{title} (instructions per request, the innermost frame of the program's own):")
         for key, n in table.most_common():
