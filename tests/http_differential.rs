@@ -13,48 +13,14 @@
 
 use std::cell::RefCell;
 
-use pinion::http::{HttpLimits, Request, Response, serve_blocking};
+use pinion::http::{HttpLimits, Response, serve_blocking};
 
 mod support;
 
+use support::heads::{
+    Seen, announces_body, as_http11, check_pipelined, is_error_answer, seen_by_httparse, seen_by_server,
+};
 use support::wire::Wire;
-
-/// What a handler saw of a request: method, target, minor version, fields (names lowercased).
-#[derive(Debug, PartialEq, Eq)]
-struct Seen {
-    method: String,
-    target: String,
-    minor: u8,
-    fields: Vec<(String, Vec<u8>)>,
-}
-
-fn seen_by_server(req: &Request) -> Seen {
-    Seen {
-        method: req.method().to_string(),
-        target: req.target().to_owned(),
-        minor: if format!("{:?}", req.version()).contains("10") { 0 } else { 1 },
-        fields: req.headers().iter().map(|(n, v)| (n.to_ascii_lowercase(), v.to_vec())).collect(),
-    }
-}
-
-/// httparse's reading of `head`: `Ok(Some((seen, length)))` complete, `Ok(None)` partial,
-/// `Err` refused.
-fn seen_by_httparse(head: &[u8]) -> Result<Option<(Seen, usize)>, httparse::Error> {
-    let mut storage = [httparse::EMPTY_HEADER; 128];
-    let mut req = httparse::Request::new(&mut storage);
-    match req.parse(head)? {
-        httparse::Status::Partial => Ok(None),
-        httparse::Status::Complete(len) => Ok(Some((
-            Seen {
-                method: req.method.unwrap_or_default().to_owned(),
-                target: req.path.unwrap_or_default().to_owned(),
-                minor: req.version.unwrap_or(1),
-                fields: req.headers.iter().map(|h| (h.name.to_ascii_lowercase(), h.value.to_vec())).collect(),
-            },
-            len,
-        ))),
-    }
-}
 
 /// The server's answer to `input`: what the handler saw of each request, and the bytes written.
 fn serve(input: &[u8]) -> (Vec<Seen>, Vec<u8>) {
@@ -67,9 +33,6 @@ fn serve(input: &[u8]) -> (Vec<Seen>, Vec<u8>) {
     .expect("in-memory I/O does not fail");
     (seen.into_inner(), wire.out)
 }
-
-/// A plain request sent right behind a head both accepted (pipelined).
-const SECOND: &[u8] = b"GET /second HTTP/1.1\r\nHost: h\r\n\r\n";
 
 /// Heads the mutations start from: common ones and the odd corners of the grammar.
 const SEEDS: &[&[u8]] = &[
@@ -128,32 +91,6 @@ fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
     head
 }
 
-/// `head` with a later minor version of HTTP/1 (`HTTP/1.2` … `HTTP/1.9`) in its request line
-/// made `HTTP/1.1`: the server reads such a head as HTTP/1.1 (RFC 9110 §2.5), which httparse
-/// refuses, so httparse is shown the head the server reads.
-fn as_http11(head: &[u8]) -> Vec<u8> {
-    let mut head = head.to_vec();
-    let start = head.iter().position(|&b| b != b'\r' && b != b'\n').unwrap_or(head.len());
-    let Some(lf) = head[start..].iter().position(|&b| b == b'\n').map(|p| start + p) else { return head };
-    let end = if head[lf - 1] == b'\r' { lf - 1 } else { lf };
-    let later = head[start..end]
-        .splitn(3, |&b| b == b' ')
-        .nth(2)
-        .is_some_and(|v| v.len() == 8 && v.starts_with(b"HTTP/1.") && (b'2'..=b'9').contains(&v[7]));
-    if later {
-        head[end - 1] = b'1';
-    }
-    head
-}
-
-fn announces_body(seen: &Seen) -> bool {
-    seen.fields.iter().any(|(n, _)| n == "content-length" || n == "transfer-encoding")
-}
-
-fn is_error_answer(out: &[u8]) -> bool {
-    out.starts_with(b"HTTP/1.1 4") || out.starts_with(b"HTTP/1.1 5")
-}
-
 /// Checks one head; returns which case it was (0 both accept, 1 server refuses by its own
 /// rule, 2 httparse refuses, 3 partial or waiting for a body).
 fn check(head: &[u8]) -> usize {
@@ -165,7 +102,7 @@ fn check(head: &[u8]) -> usize {
     if let Some(rest) = out.strip_prefix(b"HTTP/1.1 100 Continue\r\n\r\n") {
         out = rest.to_vec();
     }
-    match seen_by_httparse(&as_http11(head)) {
+    match seen_by_httparse::<128>(&as_http11(head)) {
         Err(e) => {
             assert!(server.is_none(), "httparse refuses ({e}) but the server handled {shown:?}: {server:?}");
             assert!(is_error_answer(&out), "httparse refuses ({e}); the server answered {out:?} to {shown:?}");
@@ -179,7 +116,7 @@ fn check(head: &[u8]) -> usize {
             Some(server) => {
                 assert_eq!(server, parsed, "the server and httparse read {shown:?} differently");
                 if len == head.len() && !announces_body(&parsed) {
-                    check_pipelined(head, &parsed);
+                    check_pipelined(head, &parsed, |input| serve(input).0);
                 }
                 0
             }
@@ -190,19 +127,6 @@ fn check(head: &[u8]) -> usize {
                 1
             }
         },
-    }
-}
-
-/// The head ends where httparse says it ends: a request right behind it is read as itself
-/// (or not at all, when the first one closes the connection), never as part of the first.
-fn check_pipelined(head: &[u8], first: &Seen) {
-    let input = [head, SECOND].concat();
-    let (seen, _) = serve(&input);
-    let shown = String::from_utf8_lossy(&input);
-    assert_eq!(seen.first(), Some(first), "pipelined: the first request changed in {shown:?}");
-    assert!(seen.len() <= 2, "pipelined: {} requests read from {shown:?}", seen.len());
-    if let Some(second) = seen.get(1) {
-        assert_eq!(second.target, "/second", "pipelined: the second request misread in {shown:?}");
     }
 }
 

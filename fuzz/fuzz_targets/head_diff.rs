@@ -27,50 +27,16 @@
 use std::cell::RefCell;
 
 use libfuzzer_sys::fuzz_target;
-use pinion::http::{HttpLimits, Request, Response, Version, serve_blocking};
+use pinion::http::{HttpLimits, Response, serve_blocking};
 use pinion_fuzz::Wire;
-
-/// What a handler saw of a request: method, target, minor version, fields (names lowercased).
-#[derive(Debug, PartialEq, Eq)]
-struct Seen {
-    method: String,
-    target: String,
-    minor: u8,
-    fields: Vec<(String, Vec<u8>)>,
-}
-
-fn seen_by_server(req: &Request) -> Seen {
-    Seen {
-        method: req.method().to_string(),
-        target: req.target().to_owned(),
-        minor: if req.version() == Version::Http10 { 0 } else { 1 },
-        fields: req.headers().iter().map(|(n, v)| (n.to_ascii_lowercase(), v.to_vec())).collect(),
-    }
-}
+use pinion_fuzz::heads::{
+    Seen, announces_body, as_http11, check_pipelined, is_error_answer, line_start, seen_by_httparse, seen_by_server,
+};
 
 /// As many header slots as the server can ever be configured for (`MAX_HEADERS_LIMIT`): a
 /// head with more is refused by both; one with more than `max_headers` (100 by default) but
 /// fewer than this is a refusal by a limit of the server (431), which the rules allow.
 const SLOTS: usize = 256;
-
-/// httparse's reading of `input` (default configuration, as the server's): `Ok(Some((seen,
-/// length)))` complete, `Ok(None)` partial, `Err` refused.
-fn seen_by_httparse(input: &[u8]) -> Result<Option<(Seen, usize)>, httparse::Error> {
-    let mut storage = [httparse::EMPTY_HEADER; SLOTS];
-    let mut req = httparse::Request::new(&mut storage);
-    match req.parse(input)? {
-        httparse::Status::Partial => Ok(None),
-        httparse::Status::Complete(len) => Ok(Some((
-            Seen {
-                method: req.method.unwrap_or_default().to_owned(),
-                target: req.path.unwrap_or_default().to_owned(),
-                minor: req.version.unwrap_or(1),
-                fields: req.headers.iter().map(|h| (h.name.to_ascii_lowercase(), h.value.to_vec())).collect(),
-            },
-            len,
-        ))),
-    }
-}
 
 /// The server's answer to `input` handed out in reads of `sizes` (empty: as large as asked
 /// for): what the handler saw of each request, and the bytes written. The handler answers
@@ -86,59 +52,15 @@ fn serve(input: &[u8], sizes: Vec<usize>) -> (Vec<Seen>, Vec<u8>) {
     (seen.into_inner(), wire.out)
 }
 
-/// A plain request sent right behind a head the handler got (pipelined).
-const SECOND: &[u8] = b"GET /second HTTP/1.1\r\nHost: h\r\n\r\n";
-
-/// `input` with a later minor version of HTTP/1 (`HTTP/1.2` … `HTTP/1.9`) in its complete
-/// request line made `HTTP/1.1`: the server reads such a head as HTTP/1.1 (RFC 9110 §2.5),
-/// which httparse refuses, so httparse is shown the head the server reads. The request line is
-/// found as the server finds it (`head::request_line`): empty lines (CRLF or a bare LF) before
-/// it skipped, the rest of the line after its second space is the version.
-fn as_http11(input: &[u8]) -> Vec<u8> {
-    let mut input = input.to_vec();
-    let start = line_start(&input);
-    let Some(lf) = input[start..].iter().position(|&b| b == b'\n').map(|p| start + p) else { return input };
-    let end = if lf > start && input[lf - 1] == b'\r' { lf - 1 } else { lf };
-    let later = input[start..end]
-        .splitn(3, |&b| b == b' ')
-        .nth(2)
-        .is_some_and(|v| v.len() == 8 && v.starts_with(b"HTTP/1.") && (b'2'..=b'9').contains(&v[7]));
-    if later {
-        input[end - 1] = b'1';
-    }
-    input
-}
-
-/// Where the request line starts: after the empty lines (CRLF or a bare LF, as httparse skips
-/// them; a lone CR is no empty line) before it.
-fn line_start(input: &[u8]) -> usize {
-    let mut start = 0;
-    loop {
-        match input[start..] {
-            [b'\r', b'\n', ..] => start += 2,
-            [b'\n', ..] => start += 1,
-            _ => return start,
-        }
-    }
-}
-
 /// The request line's LF has arrived.
 fn line_complete(input: &[u8]) -> bool {
     input[line_start(input)..].contains(&b'\n')
-}
-
-fn announces_body(seen: &Seen) -> bool {
-    seen.fields.iter().any(|(n, _)| n == "content-length" || n == "transfer-encoding")
 }
 
 /// The output without a leading interim `100 Continue` (for `Expect: 100-continue`: it says
 /// nothing about the head).
 fn final_answers(out: &[u8]) -> &[u8] {
     out.strip_prefix(b"HTTP/1.1 100 Continue\r\n\r\n").unwrap_or(out)
-}
-
-fn is_error_answer(out: &[u8]) -> bool {
-    out.starts_with(b"HTTP/1.1 4") || out.starts_with(b"HTTP/1.1 5")
 }
 
 fn is_handler_answer(out: &[u8]) -> bool {
@@ -183,7 +105,7 @@ fn check(input: &[u8]) {
         String::from_utf8_lossy(&out)
     );
     assert!(!first_handled || !server.is_empty(), "a 200 without the handler for {shown:?}");
-    match seen_by_httparse(&as_http11(input)) {
+    match seen_by_httparse::<SLOTS>(&as_http11(input)) {
         Err(e) => {
             assert!(!first_handled, "httparse refuses ({e}) but the server handled {shown:?}: {:?}", server[0]);
             if answers.is_empty() && e == httparse::Error::Version && !line_complete(input) {
@@ -209,7 +131,7 @@ fn check(input: &[u8]) {
             if first_handled {
                 assert_eq!(server[0], parsed, "the server and httparse read {shown:?} differently");
                 if !announces_body(&parsed) {
-                    check_pipelined(&input[..len], &parsed);
+                    check_pipelined(&input[..len], &parsed, |input| serve(input, Vec::new()).0);
                 }
             } else if answers.is_empty() {
                 // No answer at all: only a head that announces a body may wait for it.
@@ -231,18 +153,5 @@ fn check(input: &[u8]) {
             String::from_utf8_lossy(&whole),
             String::from_utf8_lossy(&ones)
         );
-    }
-}
-
-/// The head ends where httparse says it ends: a request right behind it is read as itself
-/// (or not at all, when the first one closes the connection), never as part of the first.
-fn check_pipelined(head: &[u8], first: &Seen) {
-    let input = [head, SECOND].concat();
-    let (seen, _) = serve(&input, Vec::new());
-    let shown = String::from_utf8_lossy(&input);
-    assert_eq!(seen.first(), Some(first), "pipelined: the first request changed in {shown:?}");
-    assert!(seen.len() <= 2, "pipelined: {} requests read from {shown:?}", seen.len());
-    if let Some(second) = seen.get(1) {
-        assert_eq!(second.target, "/second", "pipelined: the second request misread in {shown:?}");
     }
 }

@@ -14,6 +14,11 @@
 //! Shared harness: a Read+Write double with chosen read sizes, a recording handler, and a
 //! strict HTTP/1.1 response-stream parser that checks the invariants.
 
+/// The request head as the handler saw it and as httparse reads it (shared with
+/// `tests/http_differential.rs`).
+#[path = "../../tests/support/heads.rs"]
+pub mod heads;
+
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
 use std::time::Duration;

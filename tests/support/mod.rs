@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
+pub mod heads;
 pub mod wire;
 
 use pinion::{Actor, Context, Cores, Down, ExitReason, ExitSignal, Message, Node, NodeOptions, Pid, Reply, SendError};
