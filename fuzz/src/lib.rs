@@ -5,11 +5,14 @@
 //! cargo install cargo-fuzz
 //! cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -O serve -- -dict=http.dict -max_len=2048
 //! RUSTC_BOOTSTRAP=1 cargo fuzz run -O roundtrip -- -max_len=2048
+//! RUSTC_BOOTSTRAP=1 cargo fuzz run -O head_diff -- -dict=http.dict -max_len=4096
 //! ```
 //!
 //! `serve`: any bytes, tiny limits chosen by the input, served whole, in chosen read sizes and
 //! a byte at a time; the answers must parse strictly and agree. `roundtrip`: well-formed
-//! pipelined requests whose bodies must reach the handler exactly.
+//! pipelined requests whose bodies must reach the handler exactly. `head_diff`: any bytes read
+//! as a request head by the codec and by httparse, under the rules of
+//! `tests/http_differential.rs` (`heads`, below).
 //!
 //! Shared harness: a Read+Write double with chosen read sizes, a recording handler, and a
 //! strict HTTP/1.1 response-stream parser that checks the invariants.
