@@ -86,6 +86,12 @@ impl Method {
         1 << self as u16
     }
 
+    /// The bits of what a target taking this method allows: its own, and HEAD's with GET's
+    /// (RFC 9110 §9.3.2: a target that answers GET answers HEAD).
+    pub(crate) const fn allowed_bits(self) -> u16 {
+        if matches!(self, Method::Get) { self.bit() | Method::Head.bit() } else { self.bit() }
+    }
+
     /// An `Allow` value: the methods of `bits` (of [`bit`](Self::bit)), in the order of
     /// [`ALL`](Self::ALL).
     pub(crate) fn allow_list(bits: u16) -> String {

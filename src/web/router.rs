@@ -274,10 +274,7 @@ impl Core {
                 break;
             }
             if let Some(m) = route.method {
-                allowed |= m.bit();
-                if m == Method::Get {
-                    allowed |= Method::Head.bit();
-                }
+                allowed |= m.allowed_bits();
             }
         }
         if let Some((route, n)) = hit {
@@ -318,8 +315,7 @@ impl Core {
         for route in &self.routes {
             match route.method {
                 None => return Response::new(StatusCode::NO_CONTENT),
-                Some(Method::Get) => allowed |= Method::Get.bit() | Method::Head.bit(),
-                Some(m) => allowed |= m.bit(),
+                Some(m) => allowed |= m.allowed_bits(),
             }
         }
         Response::new(StatusCode::NO_CONTENT).header("allow", Method::allow_list(allowed))

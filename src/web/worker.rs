@@ -177,9 +177,9 @@ fn learn<W: WebWorker>(f: impl FnOnce(&mut Learned)) -> (Learned, bool) {
     })
 }
 
-/// Methods a worker may be asked for (TRACE and CONNECT are never routed to one).
-const SERVED: [Method; 7] =
-    [Method::Get, Method::Head, Method::Post, Method::Put, Method::Patch, Method::Delete, Method::Options];
+/// Methods a worker may be asked for (TRACE and CONNECT are never routed to one), as bits of
+/// `Method::bit`.
+const SERVED: u16 = !(Method::Trace.bit() | Method::Connect.bit());
 
 /// The methods `W` declares (bits of `Method::bit`), with `HEAD` when `GET` is there and
 /// `OPTIONS` always; `None` when it declares none. Evaluated at compile time.
@@ -188,10 +188,7 @@ const fn declared<W: WebWorker>() -> Option<u16> {
     let mut bits = Method::Options.bit();
     let mut i = 0;
     while i < list.len() {
-        bits |= list[i].bit();
-        if matches!(list[i], Method::Get) {
-            bits |= Method::Head.bit();
-        }
+        bits |= list[i].allowed_bits();
         i += 1;
     }
     Some(bits)
@@ -204,9 +201,8 @@ fn allow<W: WebWorker>(known: Learned) -> String {
     if lacking & Method::Get.bit() != 0 && !known.head_served {
         lacking |= Method::Head.bit();
     }
-    let served = SERVED.iter().fold(0, |bits, m| bits | m.bit());
     let listed = const { declared::<W>() }.unwrap_or(u16::MAX);
-    Method::allow_list(served & listed & !lacking)
+    Method::allow_list(SERVED & listed & !lacking)
 }
 
 /// The runtime's answer in place of a default method's (`resp` carried the mark): 204 with
