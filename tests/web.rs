@@ -908,6 +908,35 @@ fn web_worker_allow_keeps_head_while_its_own_handle_head_serves_it() {
     node.stop();
 }
 
+/// Answers HEAD from `handle_now` and implements no async method.
+struct HeadNowLearned;
+
+impl WebWorker for HeadNowLearned {
+    fn handle_now(&mut self, _: &mut Context, req: &Request) -> Option<Response> {
+        (req.method() == Method::Head).then(|| Response::text("head"))
+    }
+}
+
+/// Found in review (stop 26's carried-over gap): a HEAD answered in `handle_now` was not
+/// recorded as served, so once GET was found lacking, `Allow` left HEAD out though the worker
+/// answers it.
+#[test]
+fn web_worker_allow_keeps_head_that_handle_now_answers() {
+    let node = start_node("web-worker-head-now", 1);
+    let pid = spawn_on(&node, 0, || HeadNowLearned, 16);
+    let server = serve(&node, WebHandler::to(pid));
+    let mut client = Client::connect(server.local_addr());
+    client.send_request("HEAD", "/", &[]);
+    let head = client.read_response(true);
+    assert_eq!((head.status, head.header("content-length")), (200, Some("4")), "{head:?}");
+    let get = client.request("GET", "/", &[]);
+    assert_eq!(get.status, 405, "{get:?}");
+    assert_eq!(get.list("allow"), ["HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"], "{get:?}");
+    let options = client.request("OPTIONS", "/", &[]);
+    assert_eq!(options.list("allow"), ["HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"], "{options:?}");
+    node.stop();
+}
+
 /// A `WebWorker` answering `/now…` paths from `handle_now` (no future; `/now-panic` panics
 /// there) and declining everything else, which its async `handle_get` answers.
 struct NowOrLater;

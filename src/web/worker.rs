@@ -156,8 +156,9 @@ thread_local! {
 struct Learned {
     /// Methods it turned out not to implement (bits of `Method::bit`).
     lacking: u16,
-    /// Its `handle_head` answered a HEAD itself: HEAD stays in `Allow` even if GET is lacking
-    /// (the default `handle_head` is GET's, so without this a lacking GET means HEAD lacks too).
+    /// It answered a HEAD itself (`handle_now` or `handle_head`): HEAD stays in `Allow` even if
+    /// GET is lacking (the default `handle_head` is GET's, so without this a lacking GET means
+    /// HEAD lacks too).
     head_served: bool,
 }
 
@@ -234,7 +235,7 @@ fn default_answer<W: WebWorker>(method: Method) -> Response {
     Response::status(StatusCode::METHOD_NOT_ALLOWED).header("allow", allow::<W>(known))
 }
 
-/// `W`'s `handle_head` answered a HEAD (see [`Learned::head_served`]).
+/// `W` answered a HEAD itself, in `handle_now` or `handle_head` (see [`Learned::head_served`]).
 #[cold]
 #[inline(never)]
 fn head_served<W: WebWorker>() {
@@ -261,6 +262,11 @@ impl<W: WebWorker> Actor for W {
             Ok(answered) => answered,
             Err(msg) => return Handled::Async(msg),
         };
+        if req.request().method() == Method::Head {
+            // A HEAD it answers itself keeps HEAD in `Allow` though GET be lacking, as one its
+            // `handle_head` answers does.
+            head_served::<W>();
+        }
         req.respond_from(&mut resp);
         resp.discard();
         Handled::Done(Ok(()))
