@@ -638,7 +638,13 @@ pub(crate) fn worker_exited(
     bury(shard, Grave { key, member: member.clone(), owed, parked, heir_wanted: inherit, heir: None });
     if inherit {
         log::warn!(target: "pinion", "{} {pid}: pool worker ended ({reason}); replacing it", shard.node.name);
-        replace(shard, &member, pid);
+        // A panic with a message in hand is that message's failure (over HTTP, its 500): the
+        // replacement serves the others, and another such failure needs another message, so
+        // the senders pace it. Counted toward the intensity, a handful of bad requests would
+        // stop the pool for everyone. What the bound is for are the ends a worker comes to on
+        // its own: failing its start, panicking outside a message, choosing to exit.
+        let counted = !(matches!(reason, ExitReason::Panic(_)) && in_hand > 0);
+        replace(shard, &member, pid, counted);
         // No replacement started (the pool gave up): its queue is answered, and what is on its
         // way will be when it arrives.
         let mut graves = shard.pool_graves.borrow_mut();
@@ -704,12 +710,13 @@ fn shed(mail: Mail, stopping: bool) {
 }
 
 /// Starts a replacement for the worker `old` of `member` on this shard, within the pool's
-/// restart intensity; past it, the pool gives up.
-fn replace(shard: &Rc<Shard>, member: &PoolMember, old: Pid) {
+/// restart intensity if the end is `counted` (a replacement that fails to start always is);
+/// past it, the pool gives up.
+fn replace(shard: &Rc<Shard>, member: &PoolMember, old: Pid, mut counted: bool) {
     let pool = &member.pool;
     let cell = pool.cell(member.cell);
     loop {
-        if !pool.note_restart() {
+        if std::mem::replace(&mut counted, true) && !pool.note_restart() {
             cell.state.store(state::GONE, Ordering::SeqCst);
             give_up(shard, pool, old);
             return;

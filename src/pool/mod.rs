@@ -28,7 +28,11 @@
 //! answered at once (a web request 503, a call `MailboxFull` or `Stopped`; a plain message is
 //! counted in [`WorkerInfo::shed`] and [`PoolInfo::shed_accepted`], and logged). Restarts are
 //! bounded by an intensity (default 5 in 5 s, as the supervisor's): past it the pool gives up,
-//! its manager ends with a reason saying so, and the workers are stopped.
+//! its manager ends with a reason saying so, and the workers are stopped. A worker that
+//! panicked with a message in hand is replaced without counting: that failure is the
+//! message's (over HTTP its 500), another needs another message, and counted, a handful of bad
+//! requests would stop the pool for every client. The bound is for the ends a worker comes to
+//! on its own — failing its start, panicking outside a message, choosing to exit, being killed.
 //!
 //! # Resize
 //! [`PoolRef::resize`] adds workers (placed like the first ones) or retires the newest ones: a
@@ -78,7 +82,9 @@ pub struct PoolOptions<F> {
     pub factory: F,
     /// Where workers run.
     pub placement: Placement,
-    /// Restarts allowed within `restart_period` before the pool gives up. Default 5.
+    /// Restarts allowed within `restart_period` before the pool gives up. Default 5. A worker
+    /// that panicked while handling a message is replaced without counting (see the module
+    /// docs).
     pub restart_intensity: u32,
     /// Default 5 s.
     pub restart_period: Duration,
