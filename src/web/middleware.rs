@@ -28,10 +28,32 @@ where
     Auth { check: Arc::new(check), challenge: format!("Bearer realm=\"{realm}\"").into() }
 }
 
-/// Accepts requests that carry `Authorization: Bearer <token>`.
+/// Accepts requests that carry `Authorization: Bearer <token>` (the scheme in any case, as
+/// RFC 9110 §11.1 has it, then one or more spaces; the token compared in constant time for
+/// tokens of its length).
 pub fn bearer(realm: &str, token: &str) -> Auth {
-    let expected = format!("Bearer {token}").into_bytes();
-    auth(realm, move |r| r.header("authorization") == Some(&expected[..]))
+    let expected = token.as_bytes().to_vec();
+    auth(realm, move |r| r.header("authorization").and_then(bearer_token).is_some_and(|t| same_secret(t, &expected)))
+}
+
+/// The token of `Bearer <token>` credentials.
+fn bearer_token(value: &[u8]) -> Option<&[u8]> {
+    let (scheme, rest) = value.split_at_checked(6)?;
+    if !scheme.eq_ignore_ascii_case(b"bearer") || rest.first() != Some(&b' ') {
+        return None;
+    }
+    let token = rest.trim_ascii();
+    (!token.is_empty()).then_some(token)
+}
+
+/// `a == b` in a time that depends on their lengths only (no early exit at the first byte
+/// that differs, which would let a client find a secret a byte at a time).
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| std::hint::black_box(acc | (x ^ y)));
+    diff == 0
 }
 
 /// The [`auth`] layer.
@@ -129,11 +151,12 @@ impl Layer for Cors {
 impl ResponseHook for CorsState {
     fn on_response(&self, req: &RequestSummary<'_>, resp: &mut Response) {
         if let Some(allow) = req.request.header("origin").and_then(|o| self.allow(o)) {
-            let vary = allow != "*";
             resp.headers.push((Cow::Borrowed("access-control-allow-origin"), cow_bytes(allow)));
-            if vary {
-                resp.headers.push((Cow::Borrowed("vary"), Cow::Borrowed(b"origin")));
-            }
+        }
+        // With a list of origins the answer depends on `Origin`, whether it came, was allowed
+        // or not: a cache must know (`*` does not vary).
+        if !self.cors.origins.is_empty() {
+            resp.headers.push((Cow::Borrowed("vary"), Cow::Borrowed(b"origin")));
         }
     }
 }
@@ -154,7 +177,7 @@ impl Handler for CorsHandler {
                 .header("vary", "origin");
             return req.respond(resp);
         }
-        if origin.is_some() {
+        if origin.is_some() || !self.cors.cors.origins.is_empty() {
             req.on_response(self.cors.clone());
         }
         self.inner.handle(req);
