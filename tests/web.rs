@@ -1531,6 +1531,36 @@ fn web_server_start_port_in_use_is_bind_error() {
     node.stop();
 }
 
+/// Found by a user trial: every listener set `SO_REUSEPORT` before `bind`, so a second server
+/// on a port in use (a stale instance, a wrong port) bound silently and took half the
+/// connections. Now it is refused, and the first server's listeners still share the port.
+#[test]
+fn web_server_start_on_a_port_another_server_listens_on_is_bind_error() {
+    let node = start_node("web-server-bind-twice", 2);
+    let first = serve(&node, hello);
+    let port = first.local_addr().port();
+    let err = WebServer::start(&node, WebServerOptions::new("127.0.0.1", port, hello)).expect_err("port in use");
+    match err {
+        WebServerError::Bind(e) => assert_eq!(e.kind(), ErrorKind::AddrInUse, "{e}"),
+        other => panic!("expected Bind, got {other:?}"),
+    }
+    // The first server's two listeners are one group: connections land on both shards
+    // (16 connections on one of two: odds 2^-15).
+    let clients: Vec<Client> = (0..16)
+        .map(|_| {
+            let mut c = Client::connect(first.local_addr());
+            assert_eq!(c.get("/").status, 200);
+            c
+        })
+        .collect();
+    let shards = node.handle().inspect().expect("inspect");
+    for info in &shards {
+        assert!(info.io_sources >= 2, "a listener and a connection on every shard: {shards:?}");
+    }
+    drop(clients);
+    node.stop();
+}
+
 #[test]
 fn web_server_start_on_stopping_node_is_stopped() {
     let node = start_node("web-server-stopped", 1);

@@ -1,5 +1,6 @@
 //! [`WebServer`]: an `SO_REUSEPORT` listener on every chosen shard of a node (the kernel
-//! spreads connections over them), each accepting into connections on its own shard. The
+//! spreads connections over them; a port another process listens on is refused, not
+//! shared), each accepting into connections on its own shard. The
 //! listener is the meta-process's I/O source; responses find their connection through
 //! [`deliver`].
 
@@ -106,8 +107,8 @@ impl WebServer {
             .next()
             .ok_or_else(|| WebServerError::Bind(std::io::ErrorKind::AddrNotAvailable.into()))?;
         let mut listeners = Vec::with_capacity(shards.len());
-        for _ in &shards {
-            let l = bind(addr, options.backlog).map_err(WebServerError::Bind)?;
+        for i in 0..shards.len() {
+            let l = bind(addr, options.backlog, i == 0).map_err(WebServerError::Bind)?;
             addr = l.local_addr().map_err(WebServerError::Bind)?;
             listeners.push(l);
         }
@@ -153,13 +154,23 @@ impl WebServer {
     }
 }
 
-fn bind(addr: SocketAddr, backlog: i32) -> std::io::Result<StdListener> {
+/// A listener on `addr`, in one `SO_REUSEPORT` group with the server's others. The `first` is
+/// bound before it joins the group (the option set after `bind`, before `listen`), so a port
+/// another process listens on is refused (`AddrInUse`) instead of shared: with the option
+/// set before `bind`, a second server (a stale instance, a wrong port) would bind silently
+/// and take half the connections. The others bind with it set, and join.
+fn bind(addr: SocketAddr, backlog: i32, first: bool) -> std::io::Result<StdListener> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
+    if !first {
+        socket.set_reuse_port(true)?;
+    }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
+    if first {
+        socket.set_reuse_port(true)?;
+    }
     socket.listen(backlog)?;
     Ok(socket.into())
 }
