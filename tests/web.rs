@@ -1346,6 +1346,76 @@ fn request_log_does_not_change_responses() {
     node.stop();
 }
 
+/// Panics on every GET.
+struct PanicsOnGet;
+
+impl WebWorker for PanicsOnGet {
+    async fn handle_get(&mut self, _: &mut Context, _: &Request) -> Response {
+        panic!("PanicsOnGet panics, as the test asked")
+    }
+}
+
+/// Found by a user trial: the response hooks of middleware (`Cors`, `request_log`) ran only on
+/// answers a handler gave: a 504 went out without CORS fields and unlogged (and the late
+/// answer behind it was logged as a 200 the client never got); a 500 for a worker that
+/// panicked, or a plain function that did, was neither logged nor given CORS fields. The
+/// connection now runs them on whatever answers the request, once.
+#[test]
+fn middleware_hooks_run_on_the_runtimes_own_answers_504_and_500() {
+    capture_access_log();
+    let node = start_node("web-mw-hooks-runtime", 2);
+    let (late_tx, late) = mpsc::channel();
+    // The workers on the other shard: their answers travel back to the connection.
+    let slow = spawn_on(&node, 1, move || Slow { held: Vec::new(), answered_late: late_tx }, 16);
+    let dropper = spawn_on(&node, 1, || Dropper, 16);
+    let panicker = spawn_on(&node, 0, || PanicsOnGet, 16);
+    let timeout = WebHandlerOptions { request_timeout: Duration::from_millis(100), ..WebHandlerOptions::new(slow) };
+    let router = Router::new()
+        .route("/slow", WebHandler::new(timeout))
+        .route("/hooked-drop", WebHandler::to(dropper))
+        .route("/hooked-panic", WebHandler::to(panicker))
+        .get("/hooked-fpanic", |_: &Request| -> Response { panic!("a plain function panics, as the test asked") })
+        .get("/hooked-ok", hello)
+        .layer(Cors { origins: vec!["http://good.example".into()], ..Cors::default() })
+        .layer(request_log());
+    let server = serve(&node, router);
+    let mut client = Client::connect(server.local_addr());
+    let origin = [("origin", "http://good.example")];
+    for (path, status) in
+        [("/slow", 504), ("/hooked-drop", 500), ("/hooked-panic", 500), ("/hooked-fpanic", 500), ("/hooked-ok", 200)]
+    {
+        let resp = client.request("GET", path, &origin);
+        assert_eq!(resp.status, status, "{path}: {resp:?}");
+        assert_eq!(resp.header("access-control-allow-origin"), Some("http://good.example"), "{path}: {resp:?}");
+        assert_eq!(resp.header("vary"), Some("origin"), "{path}: {resp:?}");
+    }
+    late.recv_timeout(WAIT).expect("the worker answered the first slow request late");
+    // Pipelined behind a 504: each answer hooked once, in order.
+    client.send(&[raw_request("GET", "/slow", &origin), raw_request("GET", "/hooked-ok", &origin)].concat());
+    for status in [504, 200] {
+        let resp = client.read_response(false);
+        assert_eq!(resp.status, status, "{resp:?}");
+        assert_eq!(resp.header("access-control-allow-origin"), Some("http://good.example"), "{resp:?}");
+    }
+    late.recv_timeout(WAIT).expect("the worker answered the second slow request late");
+    // Its late answers went nowhere, and were not logged.
+    let resp = client.request("GET", "/hooked-ok", &origin);
+    assert_eq!(resp.status, 200, "{resp:?}");
+    let lines = lock(&ACCESS_LINES).clone();
+    let count = |prefix: &str| lines.iter().filter(|l| l.starts_with(prefix)).count();
+    for (prefix, n) in [
+        ("GET /slow 504 ", 2),
+        ("GET /slow 200 ", 0),
+        ("GET /hooked-drop 500 ", 1),
+        ("GET /hooked-panic 500 ", 1),
+        ("GET /hooked-fpanic 500 ", 1),
+        ("GET /hooked-ok 200 ", 3),
+    ] {
+        assert_eq!(count(prefix), n, "access lines {prefix:?} in {lines:?}");
+    }
+    node.stop();
+}
+
 #[test]
 fn layers_compose_auth_outside_rate_limit() {
     let node = start_node("web-mw-compose", 1);

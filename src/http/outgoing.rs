@@ -395,6 +395,12 @@ impl Outgoing {
         true
     }
 
+    /// Request `seq` waits for its answer with a deadline that has passed at `now`.
+    pub(crate) fn due(&self, seq: u64, now: Instant) -> bool {
+        let Some(i) = seq.checked_sub(self.head_seq) else { return false };
+        matches!(self.slots.get(i as usize), Some(Slot::Waiting { deadline: Some(d), .. }) if *d <= now)
+    }
+
     /// Answers every waiting request whose deadline has passed with `status`; returns how many.
     pub(crate) fn expire(&mut self, now: Instant, status: StatusCode) -> usize {
         let mut n = 0;

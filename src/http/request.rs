@@ -209,6 +209,18 @@ impl Request {
         self
     }
 
+    /// A copy of everything but the body (left empty), allocated to fit.
+    pub(crate) fn clone_head(&self) -> Request {
+        Request {
+            arena: self.arena.clone(),
+            headers: self.headers.clone(),
+            trailers: self.trailers.clone(),
+            params: self.params.clone(),
+            body: Vec::new(),
+            ..*self
+        }
+    }
+
     /// Empties the request for reuse, keeping its buffers' capacity.
     pub(crate) fn clear(&mut self) {
         self.arena.clear();

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
-use super::dispatch::{dispatch_begin, dispatch_end};
-use super::request::{ReplyTo, WebRequest};
+use super::dispatch::{ANSWERED, Answer, HOOKED, dispatch_begin, dispatch_end, take_answer, take_hooked};
+use super::request::{Hooked, ReplyTo, WebRequest};
 use super::server::{Delivery, ServerShared};
 use crate::http::{Codec, Flushed, Outgoing, Phase, Request, Response, Step, refusal};
 use crate::shard::executor::panic_text;
@@ -75,7 +75,42 @@ struct State {
     held: bool,
     /// Lingering close: writes are shut down, reads are discarded until this instant.
     linger: Option<(Instant, usize)>,
-    closed: bool,
+    /// [`CLOSED`], [`HOOKED_ANY`]: one test on the way of every response for both.
+    flags: u8,
+    /// Response hooks kept for requests in flight, by seq (see `WebRequest::on_response`);
+    /// `HOOKED_ANY` while it is not empty.
+    hooked: Vec<(u64, Box<Hooked>)>,
+}
+
+/// The connection is closed.
+const CLOSED: u8 = 1;
+/// Some request in flight has response hooks (`State::hooked`).
+const HOOKED_ANY: u8 = 2;
+
+impl State {
+    fn closed(&self) -> bool {
+        self.flags & CLOSED != 0
+    }
+
+    /// Keeps response hooks for request `seq`.
+    fn keep_hooked(&mut self, seq: u64, hooked: Box<Hooked>) {
+        self.hooked.push((seq, hooked));
+        self.flags |= HOOKED_ANY;
+    }
+
+    /// The response hooks kept for request `seq` (with `now`: for every request whose
+    /// deadline had passed by then), taken: they run once.
+    fn take_hooked(&mut self, seq: u64, now: Option<Instant>) -> Vec<(u64, Box<Hooked>)> {
+        let (due, kept) = std::mem::take(&mut self.hooked).into_iter().partition(|(s, _)| match now {
+            None => *s == seq,
+            Some(now) => self.out.due(*s, now),
+        });
+        self.hooked = kept;
+        if self.hooked.is_empty() {
+            self.flags &= !HOOKED_ANY;
+        }
+        due
+    }
 }
 
 impl Connection {
@@ -95,7 +130,8 @@ impl Connection {
             flush_queued: false,
             held: false,
             linger: None,
-            closed: false,
+            flags: 0,
+            hooked: Vec::new(),
         };
         Connection { id, server, st: RefCell::new(st) }
     }
@@ -121,7 +157,7 @@ impl Connection {
     /// per turn instead of two; the timer is armed within the same turn either way.
     fn defer_write(&self, shard: &Shard, token: Token) -> bool {
         let mut st = self.st.borrow_mut();
-        if st.closed || !st.out.waits_for_answers() {
+        if st.closed() || !st.out.waits_for_answers() {
             return false;
         }
         flush_later(&mut st, shard, token);
@@ -133,7 +169,7 @@ impl Connection {
     fn read(&self, shard: &Rc<Shard>, token: Token) -> bool {
         // Most calls find the socket drained (a short read said so): a look, not a call.
         let st = self.st.borrow();
-        if st.closed || !st.readable || st.eof {
+        if st.closed() || !st.readable || st.eof {
             return false;
         }
         drop(st);
@@ -145,7 +181,7 @@ impl Connection {
         let limits = &self.server.limits;
         let mut guard = self.st.borrow_mut();
         let st = &mut *guard;
-        debug_assert!(!(st.closed || !st.readable || st.eof), "`read` looked just before");
+        debug_assert!(!(st.closed() || !st.readable || st.eof), "`read` looked just before");
         if st.linger.is_some() {
             if discard(st) {
                 drop(guard);
@@ -224,7 +260,7 @@ impl Connection {
                 if let Some((seq, at)) = deadline.take() {
                     self.deadline_in(&mut st, shard, token, seq, at);
                 }
-                if st.closed || st.linger.is_some() {
+                if st.closed() || st.linger.is_some() {
                     return;
                 }
                 if !st.codec.has_input() {
@@ -272,22 +308,54 @@ impl Connection {
     }
 
     /// What the handler of request `seq` did while it ran: an answer given at once is
-    /// encoded; a deadline it set is returned, for the caller to note.
+    /// encoded; a deadline it set is returned, for the caller to note; response hooks its
+    /// middleware left are kept for the answer.
     #[inline(always)]
     fn handled(&self, seq: u64, now: Instant) -> Option<Instant> {
-        match dispatch_end() {
-            (_, Some((mut resp, request))) => {
-                let mut st = self.st.borrow_mut();
-                // Encoded from where it is (the common response inline).
-                st.out.complete_from(seq, &mut resp, || now);
-                resp.discard();
-                if let Some(r) = request {
-                    st.codec.recycle(r);
-                }
-                None
-            }
-            (deadline, None) => deadline,
+        let (deadline, left) = dispatch_end();
+        if left == 0 {
+            return deadline;
         }
+        let hooked = if left & HOOKED != 0 { take_hooked() } else { None };
+        let answer = if left & ANSWERED != 0 { take_answer() } else { None };
+        if let Some(hooked) = hooked {
+            return self.hooked(seq, now, deadline, answer, hooked);
+        }
+        let Some((mut resp, request)) = answer else { return deadline };
+        let mut st = self.st.borrow_mut();
+        // Encoded from where it is (the common response inline).
+        st.out.complete_from(seq, &mut resp, || now);
+        resp.discard();
+        if let Some(r) = request {
+            st.codec.recycle(r);
+        }
+        None
+    }
+
+    /// [`handled`](Self::handled) for a request that middleware left response hooks with:
+    /// an answer given at once is hooked now; else they wait for the answer.
+    #[cold]
+    #[inline(never)]
+    fn hooked(
+        &self,
+        seq: u64,
+        now: Instant,
+        deadline: Option<Instant>,
+        answer: Option<Answer>,
+        hooked: Box<Hooked>,
+    ) -> Option<Instant> {
+        let Some((mut resp, request)) = answer else {
+            self.st.borrow_mut().keep_hooked(seq, hooked);
+            return deadline;
+        };
+        hooked.run(request.as_deref(), &mut resp);
+        let mut st = self.st.borrow_mut();
+        st.out.complete_from(seq, &mut resp, || now);
+        resp.discard();
+        if let Some(r) = request {
+            st.codec.recycle(r);
+        }
+        None
     }
 
     /// Writes what is ready; closes when the connection is done; re-arms the timer.
@@ -295,7 +363,7 @@ impl Connection {
         let mut guard = self.st.borrow_mut();
         let st = &mut *guard;
         st.flush_queued = false;
-        if st.closed {
+        if st.closed() {
             return;
         }
         let written_before = st.out.written_total();
@@ -328,7 +396,7 @@ impl Connection {
             }
         }
         let st = &mut *guard;
-        if st.closed {
+        if st.closed() {
             return;
         }
         let finished = st.out.in_flight() == 0 && st.out.unwritten() == 0;
@@ -358,7 +426,7 @@ impl Connection {
     /// A response, chunk or end of stream for request `seq`.
     pub(crate) fn deliver(&self, shard: &Shard, token: Token, seq: u64, delivery: Delivery) {
         let mut st = self.st.borrow_mut();
-        if st.closed {
+        if st.closed() {
             return;
         }
         match delivery {
@@ -396,7 +464,33 @@ impl Connection {
     ) {
         let mut guard = self.st.borrow_mut();
         let st = &mut *guard;
-        if st.closed {
+        if st.flags != 0 {
+            drop(guard);
+            return self.deliver_rare(shard, token, seq, resp, request);
+        }
+        st.out.complete_from(seq, resp, || shard.now());
+        if let Some(r) = request {
+            st.codec.recycle(r);
+        }
+        delivered(st, shard, token);
+    }
+
+    /// [`deliver_response`](Self::deliver_response) when the connection is closed (nothing to
+    /// do) or some requests have response hooks: `seq`'s run first, without the connection
+    /// borrowed (they are the user's code).
+    #[cold]
+    #[inline(never)]
+    fn deliver_rare(&self, shard: &Shard, token: Token, seq: u64, resp: &mut Response, request: Option<Box<Request>>) {
+        if self.st.borrow().closed() {
+            return;
+        }
+        let hooked = self.st.borrow_mut().take_hooked(seq, None);
+        for (_, hooked) in hooked {
+            hooked.run(request.as_deref(), resp);
+        }
+        let mut guard = self.st.borrow_mut();
+        let st = &mut *guard;
+        if st.closed() {
             return;
         }
         st.out.complete_from(seq, resp, || shard.now());
@@ -408,10 +502,10 @@ impl Connection {
 
     fn close(&self, shard: &Shard, token: Token) {
         let mut st = self.st.borrow_mut();
-        if st.closed {
+        if st.closed() {
             return;
         }
-        st.closed = true;
+        st.flags |= CLOSED;
         if let Some((key, _)) = st.timer.take() {
             shard.io_cancel_timer(key);
         }
@@ -466,7 +560,7 @@ fn paused(st: &State, limits: &crate::http::HttpLimits) -> bool {
 }
 
 fn st_closed(st: &RefCell<State>) -> bool {
-    st.borrow().closed
+    st.borrow().closed()
 }
 
 impl IoSource for Connection {

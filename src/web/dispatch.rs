@@ -5,8 +5,10 @@
 //! applied by the connection when the handler returns.
 
 use std::cell::{Cell, RefCell};
+use std::sync::Arc;
 use std::time::Instant;
 
+use super::request::{Hooked, ResponseHook};
 use crate::http::{Body, Request, Response};
 
 /// The request being handed to a handler right now, and what the handler did with it while
@@ -27,16 +29,28 @@ struct Dispatch {
     /// About how many more requests the connection has read and will hand out in this pass
     /// (a pool takes its slots for them at once: `pool::dispatch::send_ahead`).
     ahead: Cell<u32>,
-    /// `ANSWER` holds an answer: only then is that (destructor-carrying) thread-local touched.
-    answered: Cell<bool>,
+    /// What the handler left besides a deadline ([`ANSWERED`], [`HOOKED`] bits): only then are
+    /// those (destructor-carrying) thread-locals touched.
+    left: Cell<u8>,
 }
+
+/// The handler answered at once: `ANSWER` holds it.
+pub(crate) const ANSWERED: u8 = 1;
+/// The handler's middleware left response hooks: `HOOKS` holds them.
+pub(crate) const HOOKED: u8 = 2;
 
 thread_local! {
     static DISPATCH: Dispatch =
         const {
-        Dispatch { key: Cell::new((0, 0)), deadline: Cell::new(None), ahead: Cell::new(0), answered: Cell::new(false) }
+        Dispatch {
+            key: Cell::new((0, 0)),
+            deadline: Cell::new(None),
+            ahead: Cell::new(0),
+            left: Cell::new(0),
+        }
     };
     static ANSWER: RefCell<Option<Answer>> = const { RefCell::new(None) };
+    static HOOKS: RefCell<Option<Box<Hooked>>> = const { RefCell::new(None) };
 }
 
 /// Starts handing (conn, seq) to a handler; about `ahead` more requests wait behind it.
@@ -56,20 +70,59 @@ pub(crate) fn ahead() -> u32 {
     DISPATCH.with(|d| d.ahead.get())
 }
 
-/// Ends it: what the handler did.
+/// Ends it: the deadline the handler set, and what else it left ([`ANSWERED`], [`HOOKED`]:
+/// [`take_answer`], [`take_hooked`]).
 #[inline]
-pub(crate) fn dispatch_end() -> (Option<Instant>, Option<Answer>) {
-    let (deadline, answered) = DISPATCH.with(|d| {
+pub(crate) fn dispatch_end() -> (Option<Instant>, u8) {
+    DISPATCH.with(|d| {
         d.key.set((0, 0));
         d.ahead.set(0);
-        (d.deadline.take(), d.answered.replace(false))
-    });
-    (deadline, if answered { take_answer() } else { None })
+        (d.deadline.take(), d.left.replace(0))
+    })
 }
 
+/// The answer the handler gave at once.
 #[inline(never)]
-fn take_answer() -> Option<Answer> {
+pub(crate) fn take_answer() -> Option<Answer> {
     ANSWER.with(|a| a.borrow_mut().take())
+}
+
+/// The response hooks the handler's middleware left with the connection.
+#[cold]
+#[inline(never)]
+pub(crate) fn take_hooked() -> Option<Box<Hooked>> {
+    HOOKS.with(|h| h.borrow_mut().take())
+}
+
+/// A handler hooks the response of the request it is being handed (`request`, read at
+/// `received`): the hook is left with the connection, which runs it on whatever answers the
+/// request — the handler's, or its own 504 — when that reaches it. False for any other
+/// request (nothing kept), or when the request has `max` hooks already (`Some(false)`):
+/// `None` means "not this request's dispatch".
+#[cold]
+#[inline(never)]
+pub(crate) fn note_hook(
+    conn: u64,
+    seq: u64,
+    hook: &Arc<dyn ResponseHook>,
+    request: &Request,
+    received: Instant,
+    max: usize,
+) -> Option<bool> {
+    if DISPATCH.with(|d| d.key.get()) != (conn, seq) {
+        return None;
+    }
+    let kept = HOOKS.with(|h| {
+        let mut h = h.borrow_mut();
+        let hooked = h.get_or_insert_with(|| Box::new(Hooked::new(request, received)));
+        if hooked.hooks.len() >= max {
+            return false;
+        }
+        hooked.hooks.push(hook.clone());
+        true
+    });
+    DISPATCH.with(|d| d.left.set(d.left.get() | HOOKED));
+    Some(kept)
 }
 
 /// A handler sets the deadline of the request it is being handed: noted for `dispatch`. False
@@ -101,7 +154,7 @@ fn keep_answer(resp: &mut Response, req: &mut Option<Box<Request>>) {
     // Answered: anything more for it goes the normal way.
     DISPATCH.with(|d| {
         d.key.set((0, 0));
-        d.answered.set(true);
+        d.left.set(d.left.get() | ANSWERED);
     });
     let answer = (resp.take(), req.take());
     ANSWER.with(|a| *a.borrow_mut() = Some(answer));

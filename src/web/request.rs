@@ -25,7 +25,9 @@ pub(crate) struct ReplyTo {
     pub(crate) seq: u64,
 }
 
-/// Changes a response on its way out (CORS fields, logging). Runs where `respond` is called.
+/// Changes a response on its way out (CORS fields, logging). One added by middleware runs on
+/// the connection's shard, on whatever answers the request (the runtime's 500, 503 and 504
+/// too); one added later, where `respond` is called (see [`WebRequest::on_response`]).
 pub trait ResponseHook: Send + Sync + 'static {
     /// Called with the request's method and path and the response about to be sent.
     fn on_response(&self, request: &RequestSummary<'_>, response: &mut Response);
@@ -177,7 +179,23 @@ impl WebRequest {
 
     /// Adds a hook that sees (and may change) the response. False if the request already has
     /// the most hooks it can carry (four).
+    ///
+    /// A hook added while the request is handed to its handler on the connection's shard (by
+    /// middleware: [`Cors`](super::Cors), [`request_log`](super::request_log)) is kept by the
+    /// connection and runs there, on whatever answers the request: the handler's response, the
+    /// runtime's 500 for a request dropped unanswered (a worker that panicked), its 503, or the
+    /// connection's own 504 when the deadline passes first (then a late answer is dropped
+    /// without running it). A hook added later (by a worker) runs where the worker responds.
     pub fn on_response(&mut self, hook: Arc<dyn ResponseHook>) -> bool {
+        let inner = self.inner_mut();
+        if let (Some(to), Some(request)) = (inner.reply, inner.request.as_deref()) {
+            let held = inner.hooks.as_ref().map_or(0, |h| h.iter().flatten().count());
+            if let Some(kept) =
+                super::dispatch::note_hook(to.conn, to.seq, &hook, request, inner.received, HOOKS - held)
+            {
+                return kept;
+            }
+        }
         match self.inner_mut().hooks.get_or_insert_with(Default::default).iter_mut().find(|h| h.is_none()) {
             Some(free) => {
                 *free = Some(hook);
@@ -242,19 +260,47 @@ impl WebRequest {
 
 impl Inner {
     fn run_hooks(&mut self, response: &mut Response) {
-        let Some(mut hooks) = self.hooks.take() else { return };
+        let Some(hooks) = self.hooks.take() else { return };
         let request = self.request.as_deref().unwrap_or(&EMPTY);
-        let summary = RequestSummary { request, received: self.received };
-        for hook in hooks.iter_mut().rev() {
-            if let Some(h) = hook.take() {
-                // A panicking hook must not cost the client its answer.
-                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| h.on_response(&summary, response)));
-                if ran.is_err() {
-                    log::error!(target: "pinion::web", "a response hook panicked; answering 500");
-                    *response = Response::status(StatusCode::INTERNAL_SERVER_ERROR);
-                }
-            }
+        run_hooks(hooks.iter().flatten(), &RequestSummary { request, received: self.received }, response);
+    }
+}
+
+/// Runs `hooks` on `response`, the last added first (the innermost layer's). Each runs under
+/// `catch_unwind` (also while a panic unwinds: a panic caught inside a destructor does not
+/// abort), so a panicking hook costs the client only a 500, never its answer.
+fn run_hooks<'h>(
+    hooks: impl DoubleEndedIterator<Item = &'h Arc<dyn ResponseHook>>,
+    summary: &RequestSummary<'_>,
+    response: &mut Response,
+) {
+    for h in hooks.rev() {
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| h.on_response(summary, response)));
+        if ran.is_err() {
+            log::error!(target: "pinion::web", "a response hook panicked; answering 500");
+            *response = Response::status(StatusCode::INTERNAL_SERVER_ERROR);
         }
+    }
+}
+
+/// The response hooks a connection keeps for one request (see [`WebRequest::on_response`]),
+/// with a copy of the request's head for the answers it makes itself (its 504: the request is
+/// with the handler then).
+pub(crate) struct Hooked {
+    pub(crate) hooks: Vec<Arc<dyn ResponseHook>>,
+    head: Request,
+    received: Instant,
+}
+
+impl Hooked {
+    pub(crate) fn new(request: &Request, received: Instant) -> Hooked {
+        Hooked { hooks: Vec::new(), head: request.clone_head(), received }
+    }
+
+    /// Runs the hooks on `response`, with `request` if it came back with it (else the copy).
+    pub(crate) fn run(&self, request: Option<&Request>, response: &mut Response) {
+        let request = request.unwrap_or(&self.head);
+        run_hooks(self.hooks.iter(), &RequestSummary { request, received: self.received }, response);
     }
 }
 
@@ -262,10 +308,7 @@ impl Drop for WebRequest {
     fn drop(&mut self) {
         if self.reply().is_some() {
             let mut resp = Response::status(StatusCode::INTERNAL_SERVER_ERROR);
-            if !std::thread::panicking() {
-                // (A hook that panicked now, while unwinding, would abort the process.)
-                self.inner_mut().run_hooks(&mut resp);
-            }
+            self.inner_mut().run_hooks(&mut resp);
             if let Some(to) = self.inner_mut().reply.take() {
                 server::deliver(to, Delivery::Response(resp, None));
             }

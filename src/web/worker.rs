@@ -258,11 +258,16 @@ impl<W: WebWorker> Actor for W {
 
     #[inline(always)]
     fn handle_message_now(&mut self, ctx: &mut Context, _from: Pid, msg: Message) -> Handled {
-        let (req, mut resp) = match msg.take_if(|req: &WebRequest| WebWorker::handle_now(self, ctx, req.request())) {
+        // (The method read with the request, for the one check after.)
+        let answered = msg.take_if(|req: &WebRequest| {
+            let request = req.request();
+            WebWorker::handle_now(self, ctx, request).map(|resp| (resp, request.method()))
+        });
+        let (req, (mut resp, method)) = match answered {
             Ok(answered) => answered,
             Err(msg) => return Handled::Async(msg),
         };
-        if req.request().method() == Method::Head {
+        if method == Method::Head {
             // A HEAD it answers itself keeps HEAD in `Allow` though GET be lacking, as one its
             // `handle_head` answers does.
             head_served::<W>();

@@ -6,7 +6,7 @@ use std::time::Instant;
 use mio::Token;
 
 use super::{Connection, State, paused};
-use crate::http::{HttpLimits, Phase, StatusCode};
+use crate::http::{HttpLimits, Phase, Response, StatusCode};
 use crate::shard::Shard;
 
 impl Connection {
@@ -64,7 +64,7 @@ impl Connection {
         let mut guard = self.st.borrow_mut();
         let st = &mut *guard;
         st.timer = None;
-        if st.closed {
+        if st.closed() {
             return;
         }
         if let Some((at, _)) = st.linger
@@ -96,9 +96,30 @@ impl Connection {
             drop(guard);
             return self.close(shard, token);
         }
-        st.out.expire(now, StatusCode::GATEWAY_TIMEOUT);
+        if st.flags & super::HOOKED_ANY != 0 {
+            drop(guard);
+            self.expire_hooked(now);
+            guard = self.st.borrow_mut();
+        }
+        guard.out.expire(now, StatusCode::GATEWAY_TIMEOUT);
         drop(guard);
         self.write(shard, token);
+    }
+
+    /// The 504s due now of requests with response hooks: the hooks run on them (outside the
+    /// borrow: they are the user's code), then they take their slots. A late answer finds its
+    /// slot answered, and its hooks gone.
+    #[cold]
+    fn expire_hooked(&self, now: Instant) {
+        let due = self.st.borrow_mut().take_hooked(0, Some(now));
+        for (seq, hooked) in due {
+            let mut resp = Response::status(StatusCode::GATEWAY_TIMEOUT);
+            hooked.run(None, &mut resp);
+            let mut st = self.st.borrow_mut();
+            if !st.closed() {
+                st.out.complete(seq, resp, now);
+            }
+        }
     }
 }
 
