@@ -316,10 +316,9 @@ impl Connection {
         if left == 0 {
             return deadline;
         }
-        let hooked = if left & HOOKED != 0 { take_hooked() } else { None };
-        let answer = if left & ANSWERED != 0 { take_answer() } else { None };
-        if let Some(hooked) = hooked {
-            return self.hooked(seq, now, deadline, answer, hooked);
+        let mut answer = if left & ANSWERED != 0 { take_answer() } else { None };
+        if left & HOOKED != 0 {
+            self.hook_answer(seq, &mut answer);
         }
         let Some((mut resp, request)) = answer else { return deadline };
         let mut st = self.st.borrow_mut();
@@ -332,30 +331,16 @@ impl Connection {
         None
     }
 
-    /// [`handled`](Self::handled) for a request that middleware left response hooks with:
-    /// an answer given at once is hooked now; else they wait for the answer.
+    /// The response hooks middleware left for request `seq`: run on the answer given at once,
+    /// or kept for the answer to come.
     #[cold]
     #[inline(never)]
-    fn hooked(
-        &self,
-        seq: u64,
-        now: Instant,
-        deadline: Option<Instant>,
-        answer: Option<Answer>,
-        hooked: Box<Hooked>,
-    ) -> Option<Instant> {
-        let Some((mut resp, request)) = answer else {
-            self.st.borrow_mut().keep_hooked(seq, hooked);
-            return deadline;
-        };
-        hooked.run(request.as_deref(), &mut resp);
-        let mut st = self.st.borrow_mut();
-        st.out.complete_from(seq, &mut resp, || now);
-        resp.discard();
-        if let Some(r) = request {
-            st.codec.recycle(r);
+    fn hook_answer(&self, seq: u64, answer: &mut Option<Answer>) {
+        let Some(hooked) = take_hooked() else { return };
+        match answer {
+            Some((resp, request)) => hooked.run(request.as_deref(), resp),
+            None => self.st.borrow_mut().keep_hooked(seq, hooked),
         }
-        None
     }
 
     /// Writes what is ready; closes when the connection is done; re-arms the timer.
