@@ -184,6 +184,16 @@ fn content_length_invalid_is_400_and_closes() {
     refused(&post("Content-Length: 5\r\nContent-Length:\r\n", "hello"), 400);
 }
 
+/// Found by a protocol probe: `1*DIGIT` has no bound on its length (RFC 9110 §8.6); only the
+/// significant digits must fit.
+#[test]
+fn content_length_leading_zeros_do_not_count_toward_its_digits() {
+    let a = accepted(&post("Content-Length: 00000000000000000005\r\n", "hello"));
+    assert_eq!(a.body, "POST /p 5|hello");
+    let a = accepted(&post(&format!("Content-Length: {}\r\n", "0".repeat(100)), ""));
+    assert_eq!(a.body, "POST /p 0|");
+}
+
 #[test]
 fn content_length_body_is_read_exactly() {
     let a = accepted(&post("Content-Length: 3\r\n", "abc"));
@@ -225,7 +235,6 @@ fn chunk_size_invalid_is_400_and_closes() {
         "0x3\r\nabc\r\n0\r\n\r\n",               // prefix
         " 3\r\nabc\r\n0\r\n\r\n",                // leading space
         "3 x\r\nabc\r\n0\r\n\r\n",               // junk after the size
-        "0000000000000003\r\nabc\r\n0\r\n\r\n",  // 16 hex digits
         "fffffffffffffffff\r\nabc\r\n0\r\n\r\n", // overflow
         "3\r\nabcX\r\n0\r\n\r\n",                // no CRLF after the data
         "3\r\nabc\n0\r\n\r\n",                   // bare LF after the data
@@ -236,8 +245,45 @@ fn chunk_size_invalid_is_400_and_closes() {
         "0\r\n\n",                               // bare LF ends the trailer section
         "0\r\nX-A: 1\n\r\n",                     // bare LF ends a trailer field
         "3\r\nabc\r\n0\r\nX A: 1\r\n\r\n",       // malformed trailer field
+        "1000000000000000\r\nabc\r\n0\r\n\r\n",  // 16 significant hex digits
+        // Extensions off their grammar (found by a protocol probe: accepted before).
+        "3;a=\"x\r\nabc\r\n0\r\n\r\n",      // a quoted-string not closed
+        "3;a=\"x\\\"\r\nabc\r\n0\r\n\r\n",  // ... its last quote escaped
+        "3;=\r\nabc\r\n0\r\n\r\n",          // no name
+        "3;a=b\r\nabc\r\n0;;;\r\n\r\n",     // empty extensions
+        "1;a b c\r\nx\r\n0\r\n\r\n",        // spaces where `;` or `=` must be
+        "3 \r\nabc\r\n0\r\n\r\n",           // whitespace ending the line
+        "3;a \r\nabc\r\n0\r\n\r\n",         // ... after an extension
+        "3;a=\r\nabc\r\n0\r\n\r\n",         // no value after `=`
+        "3;a=b=c\r\nabc\r\n0\r\n\r\n",      // two values
+        "3;a=\"\x01\"\r\nabc\r\n0\r\n\r\n", // a control byte in a quoted value
     ] {
         refused(&chunked(body), 400);
+    }
+}
+
+/// Found by a protocol probe: a chunk-size line was bounded, the lines of a body together
+/// were not, so a small body could carry gigabytes of extensions (RFC 9112 §7.1.1: a server
+/// ought to limit their total). `max_trailer_bytes` (64 here) bounds their sum.
+#[test]
+fn chunk_extensions_of_a_body_together_over_max_trailer_bytes_are_431() {
+    let ext = format!(";{}", "e".repeat(30));
+    assert_eq!(accepted(&chunked(&format!("1{ext}\r\na\r\n1{ext}\r\nb\r\n0\r\n\r\n"))).body, "POST /p 2|ab");
+    refused(&chunked(&format!("1{ext}\r\na\r\n1{ext}\r\nb\r\n1{ext}\r\nc\r\n0\r\n\r\n")), 431);
+    // The last chunk's count too.
+    refused(&chunked(&format!("1{ext}\r\na\r\n1{ext}\r\nb\r\n0{ext}\r\n\r\n")), 431);
+}
+
+#[test]
+fn chunk_sizes_and_extensions_on_their_grammar_are_accepted() {
+    for body in [
+        "0000000000000003\r\nabc\r\n0000000000000000\r\n\r\n", // leading zeros: RFC 9112 §7.1 bounds no digits
+        "3 ; a = b\r\nabc\r\n0\r\n\r\n",                       // BWS around `;` and `=`
+        "3;a=\"q \\\" s\";b\r\nabc\r\n0\r\n\r\n",              // a quoted-pair in a quoted value
+        "3;a=\"\"\r\nabc\r\n0\r\n\r\n",                        // an empty quoted value
+        "3;!#$%&'*+-.^_`|~=x\r\nabc\r\n0\r\n\r\n",             // every tchar
+    ] {
+        assert_eq!(accepted(&chunked(body)).body, "POST /p 3|abc", "{body:?}");
     }
 }
 
@@ -706,6 +752,23 @@ fn expect_continue_with_body_in_head_read_sends_no_100() {
     }
     // Any other expectation: 417.
     refused(b"POST /up HTTP/1.1\r\nHost: a\r\nExpect: 200-ok\r\nContent-Length: 2\r\n\r\nhi", 417);
+    refused(b"POST /up HTTP/1.1\r\nHost: a\r\nExpect: 100-continue, 200-ok\r\nContent-Length: 2\r\n\r\nhi", 417);
+}
+
+/// Found by a protocol probe: `Expect` is a list, whose empty members a recipient MUST ignore
+/// (RFC 9110 §5.6.1.2): a trailing comma, or a field with no member, was answered 417.
+#[test]
+fn expect_list_with_empty_members_is_read_as_its_members() {
+    for expect in ["100-continue,", " , 100-continue , ,", ""] {
+        let input = format!("POST /up HTTP/1.1\r\nHost: a\r\nExpect: {expect}\r\nContent-Length: 2\r\n\r\nhi");
+        let answers = parse_answers(&undated(&serve(&[input.as_bytes(), NEXT].concat(), &limits(), usize::MAX, &[])));
+        let bodies: Vec<&str> = answers.iter().map(|a| a.body.as_str()).collect();
+        assert_eq!(bodies, ["POST /up 2|hi", "GET /next 0|"], "{expect:?}");
+    }
+    // The expectation is still seen: the body not sent yet, 100 first.
+    let head = b"POST /up HTTP/1.1\r\nHost: a\r\nExpect: 100-continue,\r\nContent-Length: 2\r\n\r\n";
+    let out = undated(&serve(&[&head[..], b"hi"].concat(), &limits(), 1, &[]));
+    assert!(out.starts_with(CONTINUE), "{out}");
 }
 
 #[test]

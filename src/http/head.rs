@@ -145,10 +145,13 @@ fn read_fields(req: &Request, version: Version) -> Result<Fields, HttpError> {
                 }
             }
             Some(Special::Expect) => {
-                if value.eq_ignore_ascii_case(b"100-continue") {
+                // A list (RFC 9110 §10.1.1): empty members are ignored (§5.6.1.2), as is a
+                // field with none.
+                for expectation in list(value) {
+                    if !expectation.eq_ignore_ascii_case(b"100-continue") {
+                        return Err(HttpError::fatal(417, "unsupported expectation"));
+                    }
                     f.expect_continue = version == Version::Http11;
-                } else {
-                    return Err(HttpError::fatal(417, "unsupported expectation"));
                 }
             }
             None => {}
@@ -348,11 +351,13 @@ fn starts_with_ignore_case(s: &[u8], prefix: &[u8]) -> bool {
     s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix)
 }
 
+/// `1*DIGIT`; leading zeros do not count toward the 19 significant digits a `u64` holds.
 fn parse_length(item: &[u8]) -> Result<u64, HttpError> {
-    if item.is_empty() || item.len() > 19 || !item.iter().all(u8::is_ascii_digit) {
+    let zeros = item.iter().take_while(|&&d| d == b'0').count();
+    if item.is_empty() || item.len() - zeros > 19 || !item.iter().all(u8::is_ascii_digit) {
         return Err(HttpError::bad("invalid Content-Length"));
     }
-    Ok(item.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')))
+    Ok(item[zeros..].iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')))
 }
 
 /// Comma-separated list members, trimmed, empty members skipped (RFC 9110 §5.6.1).

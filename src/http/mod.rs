@@ -59,7 +59,8 @@ pub struct HttpLimits {
     pub max_uri_bytes: usize,
     /// Largest request body (after chunked decoding). Above: 413, and the connection closes.
     pub max_body_bytes: usize,
-    /// Largest trailer section of a chunked body, and longest chunk-size line. Above: 431.
+    /// Largest trailer section of a chunked body, longest chunk-size line, and most bytes of
+    /// chunk extensions in one body, all its chunks together. Above: 431.
     pub max_trailer_bytes: usize,
     /// How long a client may take to send a whole request head, from its first byte (or from
     /// the previous response). Exceeded: 408 and the connection closes.

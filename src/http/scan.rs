@@ -38,7 +38,7 @@ pub(crate) struct Scanned<'a> {
 }
 
 /// `tchar` (RFC 9110 §5.6.2): httparse's method and field-name bytes.
-const TOKEN: [bool; 256] = alphanumeric_and(b"!#$%&'*+-.^_`|~");
+pub(crate) const TOKEN: [bool; 256] = alphanumeric_and(b"!#$%&'*+-.^_`|~");
 
 /// The bytes of a reg-name but `%` (RFC 3986 §3.2.2: unreserved and sub-delims).
 const REG_NAME: [bool; 256] = alphanumeric_and(b"-._~!$&'()*+,;=");
