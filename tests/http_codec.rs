@@ -545,13 +545,27 @@ fn host_is_the_authority_of_an_absolute_form_target_else_the_host_field() {
     };
     let input = [
         &b"GET http://example.com:8080/a?x=1 HTTP/1.1\r\nHost: other\r\n\r\n"[..],
-        b"GET https://b.example?q HTTP/1.1\r\nHost: other\r\n\r\n",
+        b"GET HTTP://b.example?q HTTP/1.1\r\nHost: other\r\n\r\n",
         b"GET /c HTTP/1.1\r\nHost: c.example:81\r\n\r\n",
         b"CONNECT d.example:443 HTTP/1.1\r\nHost: other\r\n\r\n",
         b"GET /e HTTP/1.0\r\n\r\n",
     ]
     .concat();
     assert_eq!(hosts(&input), ["[example.com:8080]", "[b.example]", "[c.example:81]", "[d.example:443]", "[none]"]);
+}
+
+/// Found by a protocol probe: RFC 9110 §7.4: a request for an `https` resource MUST be refused
+/// unless it came over a secured connection (or from a trusted gateway, which sends
+/// origin-form). 421 Misdirected Request; the connection closes (the client may retry on
+/// another).
+#[test]
+fn absolute_form_https_target_is_421_and_closes() {
+    for target in ["https://a.example/", "HTTPS://a.example:443/x?y", "https://a.example"] {
+        let a = refused(format!("GET {target} HTTP/1.1\r\nHost: a.example\r\n\r\n").as_bytes(), 421);
+        assert_eq!(a.body, "https request over an unsecured connection", "{target}");
+    }
+    // An https target that is invalid anyway is 400, as before.
+    refused(b"GET https://?x HTTP/1.1\r\nHost: a\r\n\r\n", 400);
 }
 
 #[test]

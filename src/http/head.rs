@@ -344,7 +344,16 @@ fn check_target(method: Option<Method>, target: &[u8]) -> Result<(), HttpError> 
         }
         None => false,
     };
-    if ok { Ok(()) } else { Err(HttpError::bad("invalid request-target")) }
+    if !ok {
+        return Err(HttpError::bad("invalid request-target"));
+    }
+    // RFC 9110 §7.4: a request for an `https` resource MUST be refused unless it came over a
+    // secured connection (pinion's never are) or from a trusted gateway (which sends
+    // origin-form). 421: the client may retry over another connection, so this one closes.
+    if starts_with_ignore_case(target, b"https://") {
+        return Err(HttpError::fatal(421, "https request over an unsecured connection"));
+    }
+    Ok(())
 }
 
 fn starts_with_ignore_case(s: &[u8], prefix: &[u8]) -> bool {
