@@ -1346,6 +1346,34 @@ fn request_log_does_not_change_responses() {
     node.stop();
 }
 
+/// Found by a user trial: a handler's `Connection: close` was dropped silently (the connection
+/// stayed open) and its `Server` replaced by ours. Now `Connection: close` closes the connection
+/// after that response, pipelined requests behind it unanswered (RFC 9112 §9.6), and a
+/// `Server` of its own is sent.
+#[test]
+fn handler_connection_close_closes_and_its_server_field_is_sent() {
+    let node = start_node("web-handler-close", 1);
+    let worker = spawn_on(&node, 0, GetOnly::new, 16);
+    let router = Router::new()
+        .get("/close", |_: &Request| Response::text("bye").header("connection", "close"))
+        .get("/server", |_: &Request| Response::text("mine").header("server", "my-service/1.0"))
+        .route("/worker", WebHandler::to(worker));
+    let server = serve(&node, router);
+    let mut client = Client::connect(server.local_addr());
+    let resp = client.get("/server");
+    assert_eq!(resp.header("server"), Some("my-service/1.0"), "{resp:?}");
+    assert_eq!(resp.headers.iter().filter(|(n, _)| n == "server").count(), 1, "{resp:?}");
+    assert_eq!(client.get("/worker").header("server"), Some("pinion"));
+    let burst =
+        [raw_request("GET", "/worker", &[]), raw_request("GET", "/close", &[]), raw_request("GET", "/worker", &[])];
+    client.send(&burst.concat());
+    assert_eq!(client.read_response(false).status, 200);
+    let bye = client.read_response(false);
+    assert_eq!((bye.status, bye.text(), bye.header("connection")), (200, "bye", Some("close")), "{bye:?}");
+    client.assert_closed();
+    node.stop();
+}
+
 /// Panics on every GET.
 struct PanicsOnGet;
 

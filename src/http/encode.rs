@@ -39,7 +39,8 @@ pub(crate) fn encode(resp: &Response, to: Answering, date: &Date, out: &mut Vec<
 /// Any response, field by field.
 #[inline(never)]
 fn encode_general(resp: &Response, to: Answering, date: &Date, out: &mut Vec<u8>) -> bool {
-    let mut keep_alive = to.keep_alive;
+    // The handler may end the connection (`Connection: close`), not keep one the request ends.
+    let mut keep_alive = to.keep_alive && !resp.asks_close();
     let streamed = matches!(resp.body, Body::Streamed);
     // An HTTP/1.0 client cannot read chunked: the body ends when the connection does.
     if streamed && to.version == Version::Http10 && !resp.status.bodiless() {
@@ -67,7 +68,11 @@ fn encode_general(resp: &Response, to: Answering, date: &Date, out: &mut Vec<u8>
         b' ',
     ]);
     out.extend_from_slice(status.reason().as_bytes());
-    out.extend_from_slice(b"\r\nserver: pinion\r\ndate: ");
+    // The handler's own `Server`, if it gave a valid one.
+    let server = resp.headers.iter().find(|(n, v)| n.eq_ignore_ascii_case("server") && valid_value(v) && !v.is_empty());
+    out.extend_from_slice(b"\r\nserver: ");
+    out.extend_from_slice(server.map_or(&b"pinion"[..], |(_, v)| v));
+    out.extend_from_slice(b"\r\ndate: ");
     out.extend_from_slice(&date.text);
     out.extend_from_slice(b"\r\n");
     if let Some(t) = resp.content_type.as_ref().filter(|t| valid_value(t.as_bytes())) {

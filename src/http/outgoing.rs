@@ -316,7 +316,7 @@ impl Outgoing {
             if meta.version() == Version::Http10 {
                 self.waiting_http10 -= 1;
             }
-            self.close_given |= !meta.keep_alive();
+            self.close_given |= !meta.keep_alive() || !resp.headers.is_empty() && resp.asks_close();
             self.encode_front(meta, resp, now);
             return true;
         }
@@ -333,7 +333,7 @@ impl Outgoing {
             Slot::Streaming { chunked: meta.version() == Version::Http11, keep_alive, pending: head, finished: false }
         } else {
             self.ready_bytes += resp.body_bytes().len();
-            self.close_given |= !meta.keep_alive();
+            self.close_given |= !meta.keep_alive() || !resp.headers.is_empty() && resp.asks_close();
             Slot::Ready { meta, resp: resp.take() }
         };
         true

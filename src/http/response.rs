@@ -127,8 +127,10 @@ pub struct Response {
     pub status: StatusCode,
     /// The `Content-Type` (kept apart from `headers` so the common responses allocate nothing).
     pub content_type: Option<Cow<'static, str>>,
-    /// Header fields, in order. `Content-Length`, `Transfer-Encoding`, `Connection` and `Date`
-    /// are the connection's to write and are left out if set here.
+    /// Header fields, in order. `Content-Length`, `Transfer-Encoding` and `Date` are the
+    /// connection's to write and are left out if set here; so is `Connection`, but a
+    /// `Connection: close` here closes the connection after this response (and says so). A
+    /// `Server` here is sent in place of `server: pinion`.
     pub headers: Vec<(Cow<'static, str>, Cow<'static, [u8]>)>,
     /// The body.
     pub body: Body,
@@ -166,6 +168,14 @@ impl Response {
     pub fn with_status(mut self, status: StatusCode) -> Response {
         self.status = status;
         self
+    }
+
+    /// The handler asks that the connection close after this response (`Connection: close`).
+    pub(crate) fn asks_close(&self) -> bool {
+        self.headers.iter().any(|(n, v)| {
+            n.eq_ignore_ascii_case("connection")
+                && v.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
+        })
     }
 
     /// Adds a header field (builder style). `Content-Type` sets [`content_type`](Self::content_type).
