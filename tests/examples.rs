@@ -237,7 +237,7 @@ fn users_example_serves_users_and_orders_as_json() {
     // The router: wrong method 405 with Allow; no route 404 (JSON, from the fallback).
     let wrong = app.request("DELETE", "/users/1", None);
     assert_eq!(wrong.status, 405, "{}", wrong.text());
-    assert_eq!(wrong.header("allow"), Some("GET, HEAD"));
+    assert_eq!(wrong.header("allow"), Some("GET, HEAD, OPTIONS"));
     app.get("/nothing/here").expect_error(404, "no such resource");
     assert_eq!(app.get("/orders").status, 405);
 

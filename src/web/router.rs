@@ -1,7 +1,8 @@
 //! [`Router`]: path patterns with parameters (`/users/{id}`, a trailing `{*rest}`), method
 //! routing, a fallback. A route's handler is any [`Handler`]: a plain function run on the
 //! shard, or a [`WebHandler`](super::WebHandler) to an actor. A path that matches with the
-//! wrong method gets 405 with `Allow`; no match, the fallback (404 by default). `OPTIONS *`
+//! wrong method gets 405 with `Allow` (`OPTIONS` there gets 204 with it, unless a route takes
+//! OPTIONS); no match, the fallback (404 by default). `OPTIONS *`
 //! (a question about the server, not a resource: RFC 9110 §9.3.7) matches no route; without a
 //! fallback the router answers it 204, with an `Allow` of every method its routes take when
 //! each route names its method.
@@ -288,15 +289,21 @@ impl Core {
         self.unrouted(req, allowed)
     }
 
-    /// No route answers `req`: 405 with `Allow` if some route's path matched (`allowed`: their
-    /// methods), else the fallback (404 by default; `OPTIONS *` 204, see the module docs).
+    /// No route answers `req`: if some route's path matched (`allowed`: their methods), 405
+    /// with `Allow`, or 204 with it to `OPTIONS` (the router answers OPTIONS for the paths its
+    /// routes name, so `Allow` lists it too); else the fallback (404 by default; `OPTIONS *`
+    /// 204, see the module docs).
     #[cold]
     #[inline(never)]
     fn unrouted(&self, req: WebRequest, allowed: u16) {
         if allowed != 0 {
-            return req.respond(
-                Response::status(StatusCode::METHOD_NOT_ALLOWED).header("allow", Method::allow_list(allowed)),
-            );
+            let allow = Method::allow_list(allowed | Method::Options.bit());
+            let status = if req.request().method() == Method::Options {
+                StatusCode::NO_CONTENT
+            } else {
+                StatusCode::METHOD_NOT_ALLOWED
+            };
+            return req.respond(Response::status(status).header("allow", allow));
         }
         match &self.fallback {
             Some(f) => f.handle(req),
