@@ -1146,6 +1146,27 @@ fn router_answers_options_asterisk_for_the_server() {
     node.stop();
 }
 
+/// Found by a user trial: parameter names were matched in any case (`{UserId}` found by
+/// `param("userid")`), and values came percent-encoded with no way to decode them.
+#[test]
+fn router_params_match_their_name_exactly_and_decode_on_request() {
+    fn show(req: &Request) -> Response {
+        let decoded = match req.param_decoded("UserId") {
+            Some(Ok(v)) => v.into_owned(),
+            Some(Err(_)) => "not utf-8".to_owned(),
+            None => "none".to_owned(),
+        };
+        Response::text(format!("{:?} {:?} {decoded}", req.param("UserId"), req.param("userid")))
+    }
+    let node = start_node("web-router-param-case", 1);
+    let server = serve(&node, Router::new().get("/p/{UserId}", show));
+    let mut client = Client::connect(server.local_addr());
+    assert_eq!(client.get("/p/b%20c").text(), r#"Some("b%20c") None b c"#);
+    assert_eq!(client.get("/p/%E2%82%AC").text(), r#"Some("%E2%82%AC") None €"#);
+    assert_eq!(client.get("/p/%FF").text(), r#"Some("%FF") None not utf-8"#);
+    node.stop();
+}
+
 #[test]
 fn router_query_string_does_not_affect_matching() {
     let node = start_node("web-router-query", 1);

@@ -5,6 +5,7 @@
     reason = "the request's text accessors read ranges whose bytes were checked to be UTF-8 once, when parsed"
 )]
 
+use std::borrow::Cow;
 use std::fmt;
 use std::ops::Range;
 
@@ -314,7 +315,7 @@ impl Request {
 
     /// Records a path parameter (the router does this).
     pub fn set_param(&mut self, name: &str, value: &str) {
-        let f = self.store(name.as_bytes(), value.as_bytes());
+        let f = self.store_as_is(name.as_bytes(), value.as_bytes());
         self.params.push(f);
     }
 
@@ -329,17 +330,24 @@ impl Request {
             return self.set_param(name, value);
         }
         // The value is copied within the arena (no allocation).
-        let f = self.store(name.as_bytes(), b"");
+        let f = self.store_as_is(name.as_bytes(), b"");
         let from = self.path.start as usize;
         self.arena.extend_from_within(from + range.start..from + range.end);
         self.params.push(Field { name: f.name, value: Span::of(f.value.start as usize..self.arena.len()) });
     }
 
+    /// A field's name (lower-cased) and value, copied into the arena.
     fn store(&mut self, name: &[u8], value: &[u8]) -> Field {
+        let f = self.store_as_is(name, value);
+        self.arena[f.name.start as usize..f.name.end as usize].make_ascii_lowercase();
+        f
+    }
+
+    /// [`store`](Self::store) with the name's case kept (a path parameter's).
+    fn store_as_is(&mut self, name: &[u8], value: &[u8]) -> Field {
         let start = self.arena.len();
         self.arena.reserve(name.len() + value.len());
         self.arena.extend_from_slice(name);
-        self.arena[start..].make_ascii_lowercase();
         let name = Span::of(start..self.arena.len());
         let start = self.arena.len();
         self.arena.extend_from_slice(value);
@@ -432,9 +440,19 @@ impl Request {
         Headers { arena: &self.arena, fields: &self.trailers }
     }
 
-    /// A path parameter set by the router (`/users/{id}` → `param("id")`).
+    /// A path parameter set by the router (`/users/{id}` → `param("id")`; the name as in the
+    /// pattern, case included), as it is in the path: percent-encoded (see
+    /// [`param_decoded`](Self::param_decoded)).
     pub fn param(&self, name: &str) -> Option<&str> {
-        Headers { arena: &self.arena, fields: &self.params }.get(name).map(as_str)
+        let arena = &self.arena;
+        self.params.iter().find(|f| f.name.get(arena) == name.as_bytes()).map(|f| as_str(f.value.get(arena)))
+    }
+
+    /// [`param`](Self::param) percent-decoded (`b%20c` → `b c`; a `%` not followed by two hex
+    /// digits stays as it is). `Some(Err(_))` when the decoded bytes are not UTF-8: a client
+    /// sent them, and no two such values are made to look alike.
+    pub fn param_decoded(&self, name: &str) -> Option<Result<Cow<'_, str>, std::str::Utf8Error>> {
+        self.param(name).map(percent_decode)
     }
 
     /// The body (decoded if it was chunked).
@@ -546,9 +564,46 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
+/// `s` with its `%XX` escapes decoded (borrowed when it has none).
+fn percent_decode(s: &str) -> Result<Cow<'_, str>, std::str::Utf8Error> {
+    if !s.contains('%') {
+        return Ok(Cow::Borrowed(s));
+    }
+    let hex = |b: u8| char::from(b).to_digit(16).map(|d| d as u8);
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let (Some(h), Some(l)) = (bytes.get(i + 1).and_then(|&b| hex(b)), bytes.get(i + 2).and_then(|&b| hex(b)))
+        {
+            out.push(h << 4 | l);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    match String::from_utf8(out) {
+        Ok(text) => Ok(Cow::Owned(text)),
+        Err(e) => Err(e.utf8_error()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn percent_decode_decodes_escapes_and_keeps_stray_percents() {
+        assert_eq!(percent_decode("plain").unwrap(), "plain");
+        assert!(matches!(percent_decode("plain").unwrap(), Cow::Borrowed(_)));
+        assert_eq!(percent_decode("b%20c%2Fd").unwrap(), "b c/d");
+        assert_eq!(percent_decode("%e2%82%ac").unwrap(), "\u{20ac}");
+        assert_eq!(percent_decode("100%").unwrap(), "100%");
+        assert_eq!(percent_decode("%zz%4").unwrap(), "%zz%4");
+        assert!(percent_decode("%ff").is_err());
+    }
 
     #[test]
     fn method_from_bytes_finds_every_known_token_and_only_those() {
@@ -591,8 +646,10 @@ mod tests {
         let mut bare = Request::new(Method::Get, "http://example.com?q");
         bare.set_param_from_path("root", 0..1);
         bare.set_param_from_path("none", 1..1);
-        let got = [req.param("id"), req.param("all"), req.param("out"), bare.param("root"), bare.param("none")];
+        let got = [req.param("ID"), req.param("all"), req.param("out"), bare.param("root"), bare.param("none")];
         assert_eq!(got, [Some("42"), Some("/users/42/Posts"), Some(""), Some("/"), Some("")]);
+        // A parameter's name is the pattern's, case included.
+        assert_eq!(req.param("id"), None);
         assert_eq!((req.path(), req.query(), req.header("host")), ("/users/42/Posts", Some("x=1"), Some(&b"h"[..])));
     }
 }

@@ -159,8 +159,12 @@ impl Response {
             .body(body.into())
     }
 
-    /// A status with its reason phrase as a `text/plain` body.
+    /// A status with its reason phrase as a `text/plain` body (none for 1xx, 204 and 304).
     pub fn status(status: StatusCode) -> Response {
+        if status.bodiless() {
+            // (No content for 1xx, 204 and 304: nor a type for it.)
+            return Response::new(status);
+        }
         Response::text(status.reason()).with_status(status)
     }
 
