@@ -8,6 +8,11 @@
 //! own shard's workers first (round robin among them), then the other shards'. The message goes
 //! straight into that worker's mailbox. No actor hop, no lock.
 //!
+//! Round robin over workers with room, not the least loaded: a message may queue behind a long
+//! one on a busy worker while another worker idles (finding the shortest queue would cost every
+//! send a look at every worker). Where one slow request must not hold up others, keep mailboxes
+//! short (`mailbox` 0 or 1: a busy worker then has no room, and the next one is taken).
+//!
 //! # Exact backpressure
 //! Each worker owns `mailbox + 1` slots: its queue plus the message it is handling. Slots are
 //! released when the worker *finishes* a message (not when it takes it from the queue), so the

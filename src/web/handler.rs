@@ -40,7 +40,9 @@ impl Handler for Arc<dyn Handler> {
 /// Who a [`WebHandler`] hands requests to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WebTarget {
-    /// One process.
+    /// One process, or a pool (by its pid). A pid names one incarnation: a pool or process a
+    /// supervisor restarts comes back with another, and this target then answers 503. To
+    /// follow restarts, register it under a name and use [`WebTarget::Name`].
     Pid(Pid),
     /// A name registered on this node, resolved per request.
     Name(String),
