@@ -375,6 +375,50 @@ impl Actor for Slow {
     }
 }
 
+/// Answers `/now` at once with what it sees of the request's deadline; keeps `/later` until
+/// told, then reports the same through `seen`.
+struct DeadlineSeer {
+    held: Vec<WebRequest>,
+    seen: Sender<(bool, bool)>,
+}
+
+impl Actor for DeadlineSeer {
+    async fn handle_message(&mut self, _: &mut Context, _: Pid, msg: Message) -> Result<(), ExitReason> {
+        match msg.downcast::<WebRequest>() {
+            Ok(req) if req.request().path() == "/later" => self.held.push(req),
+            Ok(req) => {
+                let text = format!("{} {}", req.deadline().is_some(), req.is_expired());
+                req.respond(Response::text(text));
+            }
+            Err(msg) => {
+                if msg.downcast::<AnswerLate>().is_ok() {
+                    for req in self.held.drain(..) {
+                        let _ = self.seen.send((req.deadline().is_some(), req.is_expired()));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A worker sees the deadline its request was given, and whether it has passed (found by a
+/// user trial: a request answered 504 was still served later, the worker unable to tell).
+#[test]
+fn web_request_deadline_is_seen_by_the_worker_and_expires() {
+    let node = start_node("web-request-deadline", 1);
+    let (seen_tx, seen) = mpsc::channel();
+    let worker = spawn_on(&node, 0, move || DeadlineSeer { held: Vec::new(), seen: seen_tx }, 16);
+    let options = WebHandlerOptions { request_timeout: Duration::from_millis(100), ..WebHandlerOptions::new(worker) };
+    let server = serve(&node, WebHandler::new(options));
+    let mut client = Client::connect(server.local_addr());
+    assert_eq!(client.get("/now").text(), "true false");
+    assert_eq!(client.get("/later").status, 504);
+    node.send(worker, AnswerLate).expect("tell the worker");
+    assert_eq!(seen.recv_timeout(WAIT).expect("the worker looked"), (true, true));
+    node.stop();
+}
+
 /// Drops every request unanswered.
 struct Dropper;
 

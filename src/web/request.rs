@@ -55,6 +55,8 @@ struct Inner {
     request: Option<Box<Request>>,
     reply: Option<ReplyTo>,
     received: Instant,
+    /// The deadline last set (`set_deadline`), for the worker to see.
+    deadline: std::cell::Cell<Option<Instant>>,
     /// Allocated by the first hook (most requests have none).
     hooks: Option<Box<Hooks>>,
     /// While kept for reuse: the next spare.
@@ -124,7 +126,14 @@ impl WebRequest {
     }
     fn inner_mut(&mut self) -> &mut Inner {
         self.0.get_or_insert_with(|| {
-            Box::new(Inner { request: None, reply: None, received: Instant::now(), hooks: None, next: None })
+            Box::new(Inner {
+                request: None,
+                reply: None,
+                received: Instant::now(),
+                deadline: std::cell::Cell::new(None),
+                hooks: None,
+                next: None,
+            })
         })
     }
 }
@@ -150,12 +159,14 @@ impl WebRequest {
                 std::mem::forget(b.request.replace(request));
                 b.reply = Some(reply);
                 b.received = received;
+                b.deadline.set(None);
                 WebRequest(Some(b))
             }
             None => WebRequest(Some(Box::new(Inner {
                 request: Some(request),
                 reply: Some(reply),
                 received,
+                deadline: std::cell::Cell::new(None),
                 hooks: None,
                 next: None,
             }))),
@@ -211,9 +222,25 @@ impl WebRequest {
     #[inline]
     pub fn set_deadline(&self, deadline: Instant) {
         // (By reference: only the connection and seq are read in the common case.)
-        if let Some(to) = self.inner().and_then(|i| i.reply.as_ref()) {
+        if let Some(inner) = self.inner()
+            && let Some(to) = inner.reply.as_ref()
+        {
+            inner.deadline.set(Some(deadline));
             server::set_deadline(to, deadline);
         }
+    }
+
+    /// When the connection answers the request 504 if nobody has by then (the last
+    /// [`set_deadline`](Self::set_deadline); a [`WebHandler`](super::WebHandler) sets it from
+    /// its `request_timeout`), if it has one. A worker can pass it on to the calls it makes.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.inner().and_then(|i| i.deadline.get())
+    }
+
+    /// The deadline has passed: the client has its 504 (or is about to), and an answer now would
+    /// be dropped. A worker behind on its queue can skip such requests instead of serving them.
+    pub fn is_expired(&self) -> bool {
+        self.deadline().is_some_and(|d| Instant::now() >= d)
     }
 
     /// Answers the request. (A `Body::Streamed` response is sent with an empty body: streams
