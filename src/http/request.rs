@@ -210,16 +210,18 @@ impl Request {
         self
     }
 
-    /// A copy of everything but the body (left empty), allocated to fit.
-    pub(crate) fn clone_head(&self) -> Request {
-        Request {
-            arena: self.arena.clone(),
-            headers: self.headers.clone(),
-            trailers: self.trailers.clone(),
-            params: self.params.clone(),
-            body: Vec::new(),
-            ..*self
-        }
+    /// Makes `to` a copy of everything but the body (left empty), in `to`'s buffers.
+    pub(crate) fn clone_head_into(&self, to: &mut Request) {
+        to.method = self.method;
+        to.version = self.version;
+        to.target = self.target;
+        to.path = self.path;
+        to.query = self.query;
+        to.arena.clone_from(&self.arena);
+        to.headers.clone_from(&self.headers);
+        to.trailers.clone_from(&self.trailers);
+        to.params.clone_from(&self.params);
+        to.body.clear();
     }
 
     /// Empties the request for reuse, keeping its buffers' capacity.

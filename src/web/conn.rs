@@ -98,18 +98,27 @@ impl State {
         self.flags |= HOOKED_ANY;
     }
 
-    /// The response hooks kept for request `seq` (with `now`: for every request whose
-    /// deadline had passed by then), taken: they run once.
-    fn take_hooked(&mut self, seq: u64, now: Option<Instant>) -> Vec<(u64, Box<Hooked>)> {
-        let (due, kept) = std::mem::take(&mut self.hooked).into_iter().partition(|(s, _)| match now {
-            None => *s == seq,
-            Some(now) => self.out.due(*s, now),
-        });
+    /// The response hooks kept for request `seq`, taken: they run once.
+    fn take_hooked(&mut self, seq: u64) -> Option<Box<Hooked>> {
+        let i = self.hooked.iter().position(|(s, _)| *s == seq)?;
+        let (_, hooked) = self.hooked.swap_remove(i);
+        self.note_hooked();
+        Some(hooked)
+    }
+
+    /// The response hooks kept for every request whose deadline had passed by `now`, taken.
+    fn take_hooked_due(&mut self, now: Instant) -> Vec<(u64, Box<Hooked>)> {
+        let (due, kept) = std::mem::take(&mut self.hooked).into_iter().partition(|(s, _)| self.out.due(*s, now));
         self.hooked = kept;
+        self.note_hooked();
+        due
+    }
+
+    /// `HOOKED_ANY` cleared when no hooks are kept.
+    fn note_hooked(&mut self) {
         if self.hooked.is_empty() {
             self.flags &= !HOOKED_ANY;
         }
-        due
     }
 }
 
@@ -469,8 +478,8 @@ impl Connection {
         if self.st.borrow().closed() {
             return;
         }
-        let hooked = self.st.borrow_mut().take_hooked(seq, None);
-        for (_, hooked) in hooked {
+        let hooked = self.st.borrow_mut().take_hooked(seq);
+        if let Some(hooked) = hooked {
             hooked.run(request.as_deref(), resp);
         }
         let mut guard = self.st.borrow_mut();

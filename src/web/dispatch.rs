@@ -112,15 +112,7 @@ pub(crate) fn note_hook(
     if DISPATCH.with(|d| d.key.get()) != (conn, seq) {
         return None;
     }
-    let kept = HOOKS.with(|h| {
-        let mut h = h.borrow_mut();
-        let hooked = h.get_or_insert_with(|| Box::new(Hooked::new(request, received)));
-        if hooked.hooks.len() >= max {
-            return false;
-        }
-        hooked.hooks.push(hook.clone());
-        true
-    });
+    let kept = HOOKS.with(|h| h.borrow_mut().get_or_insert_with(|| Hooked::new(request, received)).add(hook, max));
     DISPATCH.with(|d| d.left.set(d.left.get() | HOOKED));
     Some(kept)
 }

@@ -312,32 +312,75 @@ fn run_hooks<'h>(
 
 /// The response hooks a connection keeps for one request (see [`WebRequest::on_response`]),
 /// with a copy of the request's head for the answers it makes itself (its 504: the request is
-/// with the handler then).
+/// with the handler then). Recycled per thread with the buffers of its copy: hooking a
+/// request allocates nothing once warm.
 pub(crate) struct Hooked {
-    pub(crate) hooks: Vec<Arc<dyn ResponseHook>>,
+    hooks: Hooks,
     head: Request,
     received: Instant,
 }
 
 impl Hooked {
-    pub(crate) fn new(request: &Request, received: Instant) -> Hooked {
-        Hooked { hooks: Vec::new(), head: request.clone_head(), received }
+    /// Hooks for `request`, read at `received` (a recycled box if there is one).
+    pub(crate) fn new(request: &Request, received: Instant) -> Box<Hooked> {
+        let mut hooked = SPARE_HOOKED
+            .with(|s| s.borrow_mut().pop())
+            .unwrap_or_else(|| Box::new(Hooked { hooks: Default::default(), head: Request::EMPTY, received }));
+        request.clone_head_into(&mut hooked.head);
+        hooked.received = received;
+        hooked
     }
 
-    /// Runs the hooks on `response`, with `request` if it came back with it (else the copy).
-    pub(crate) fn run(&self, request: Option<&Request>, response: &mut Response) {
-        let request = request.unwrap_or(&self.head);
-        run_hooks(self.hooks.iter(), &RequestSummary { request, received: self.received }, response);
+    /// Adds `hook`; false if `max` are held already.
+    pub(crate) fn add(&mut self, hook: &Arc<dyn ResponseHook>, max: usize) -> bool {
+        if self.hooks.iter().flatten().count() >= max {
+            return false;
+        }
+        match self.hooks.iter_mut().find(|h| h.is_none()) {
+            Some(free) => {
+                *free = Some(hook.clone());
+                true
+            }
+            None => false,
+        }
     }
+
+    /// Runs the hooks on `response`, with `request` if it came back with it (else the copy),
+    /// then keeps the box for the next hooked request.
+    pub(crate) fn run(mut self: Box<Self>, request: Option<&Request>, response: &mut Response) {
+        let request = request.unwrap_or(&self.head);
+        run_hooks(self.hooks.iter().flatten(), &RequestSummary { request, received: self.received }, response);
+        self.hooks = Default::default();
+        // (A big head's buffer is not kept: 64 spares stay small.)
+        self.head.shrink(SPARE_HEAD_MAX);
+        SPARE_HOOKED.with(|s| {
+            let mut s = s.borrow_mut();
+            if s.len() < SPARE_HOOKED_MAX {
+                s.push(self);
+            }
+        });
+    }
+}
+
+/// Recycled [`Hooked`] boxes kept per thread, at most this many, each with at most this much
+/// of a head's buffer.
+const SPARE_HOOKED_MAX: usize = 64;
+const SPARE_HEAD_MAX: usize = 2048;
+
+thread_local! {
+    #[allow(clippy::vec_box, reason = "boxes handed out and taken back whole: a `Vec<Hooked>` would copy each in and out")]
+    static SPARE_HOOKED: std::cell::RefCell<Vec<Box<Hooked>>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 impl Drop for WebRequest {
     fn drop(&mut self) {
         if self.reply().is_some() {
             let mut resp = Response::status(StatusCode::INTERNAL_SERVER_ERROR);
-            self.inner_mut().run_hooks(&mut resp);
-            if let Some(to) = self.inner_mut().reply.take() {
-                server::deliver(to, Delivery::Response(resp, None));
+            let inner = self.inner_mut();
+            inner.run_hooks(&mut resp);
+            if let Some(to) = inner.reply.take() {
+                // The request goes back with it (the connection's hooks see it, and it is reused).
+                server::deliver(to, Delivery::Response(resp, inner.request.take()));
             }
         }
         if let Some(inner) = self.0.take() {

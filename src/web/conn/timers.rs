@@ -111,7 +111,7 @@ impl Connection {
     /// slot answered, and its hooks gone.
     #[cold]
     fn expire_hooked(&self, now: Instant) {
-        let due = self.st.borrow_mut().take_hooked(0, Some(now));
+        let due = self.st.borrow_mut().take_hooked_due(now);
         for (seq, hooked) in due {
             let mut resp = Response::status(StatusCode::GATEWAY_TIMEOUT);
             hooked.run(None, &mut resp);
