@@ -1454,6 +1454,17 @@ impl WebWorker for PanicsOnGet {
     }
 }
 
+/// Streams its answer while the connection hands it the request (no actor).
+struct StreamsAtOnce;
+
+impl Handler for StreamsAtOnce {
+    fn handle(&self, req: WebRequest) {
+        let mut stream = req.respond_stream(Response::new(StatusCode::OK));
+        stream.send("streamed");
+        stream.finish();
+    }
+}
+
 /// Found by a user trial: the response hooks of middleware (`Cors`, `request_log`) ran only on
 /// answers a handler gave: a 504 went out without CORS fields and unlogged (and the late
 /// answer behind it was logged as a 200 the client never got); a 500 for a worker that
@@ -1475,14 +1486,22 @@ fn middleware_hooks_run_on_the_runtimes_own_answers_504_and_500() {
         .route("/hooked-panic", WebHandler::to(panicker))
         .get("/hooked-fpanic", |_: &Request| -> Response { panic!("a plain function panics, as the test asked") })
         .get("/hooked-ok", hello)
+        .route("/hooked-stream", StreamsAtOnce)
         .layer(Cors { origins: vec!["http://good.example".into()], ..Cors::default() })
         .layer(request_log());
     let server = serve(&node, router);
     let mut client = Client::connect(server.local_addr());
     let origin = [("origin", "http://good.example")];
-    for (path, status) in
-        [("/slow", 504), ("/hooked-drop", 500), ("/hooked-panic", 500), ("/hooked-fpanic", 500), ("/hooked-ok", 200)]
-    {
+    for (path, status) in [
+        ("/slow", 504),
+        ("/hooked-drop", 500),
+        ("/hooked-panic", 500),
+        ("/hooked-fpanic", 500),
+        ("/hooked-ok", 200),
+        // A stream begun while the connection hands the request over (found by the chaos
+        // test's stamp: its head went out unhooked).
+        ("/hooked-stream", 200),
+    ] {
         let resp = client.request("GET", path, &origin);
         assert_eq!(resp.status, status, "{path}: {resp:?}");
         assert_eq!(resp.header("access-control-allow-origin"), Some("http://good.example"), "{path}: {resp:?}");
@@ -1509,6 +1528,7 @@ fn middleware_hooks_run_on_the_runtimes_own_answers_504_and_500() {
         ("GET /hooked-panic 500 ", 1),
         ("GET /hooked-fpanic 500 ", 1),
         ("GET /hooked-ok 200 ", 3),
+        ("GET /hooked-stream 200 ", 1),
     ] {
         assert_eq!(count(prefix), n, "access lines {prefix:?} in {lines:?}");
     }

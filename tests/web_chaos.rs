@@ -44,7 +44,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use pinion::http::{HttpLimits, Request, Response, StatusCode};
 use pinion::web::{
-    Handler, ResponseStream, Router, WebHandler, WebHandlerOptions, WebRequest, WebServer, WebServerOptions, WebWorker,
+    Handler, Layer, RequestSummary, ResponseHook, ResponseStream, Router, WebHandler, WebHandlerOptions, WebRequest,
+    WebServer, WebServerOptions, WebWorker,
 };
 use pinion::{Actor, Context, ExitReason, Message, Node, Pid, Pool, PoolOptions, ProcessOptions, ShardId};
 
@@ -328,6 +329,51 @@ impl Handler for Hold {
     }
 }
 
+/// A layer over every route whose response hook stamps each answer with its status
+/// (`x-hooked`): every answer a handler, the router or the runtime (500, 503, 504) gave must
+/// carry exactly one stamp, and a refusal of the codec none (no handler saw the request).
+struct Stamp;
+
+struct Stamped(Arc<dyn Handler>);
+
+struct StampHook;
+
+impl ResponseHook for StampHook {
+    fn on_response(&self, _: &RequestSummary<'_>, response: &mut Response) {
+        let status = response.status.0.to_string();
+        response.headers.push(("x-hooked".into(), status.into_bytes().into()));
+    }
+}
+
+impl Layer for Stamp {
+    fn wrap(&self, inner: Arc<dyn Handler>) -> Arc<dyn Handler> {
+        Arc::new(Stamped(inner))
+    }
+}
+
+impl Handler for Stamped {
+    fn handle(&self, mut req: WebRequest) {
+        req.on_response(Arc::new(StampHook));
+        self.0.handle(req);
+    }
+}
+
+/// Checks the stamp of [`Stamp`] on an answer.
+fn check_stamp(resp: &Resp, at: &str, f: &mut Findings) {
+    let stamps: Vec<&str> = resp.headers.iter().filter(|(n, _)| n == "x-hooked").map(|(_, v)| v.as_str()).collect();
+    let status = resp.status.to_string();
+    // From a handler, the router or the runtime: hooked once. (503 is also the answer to a
+    // connection over the limit, which no handler sees.) Anything else was refused by the
+    // codec before any handler: never hooked.
+    let by_handler = matches!(resp.status, 200 | 204 | 304 | 404 | 405 | 500 | 503 | 504);
+    let once = stamps.len() == 1 && stamps[0] == status || stamps.is_empty() && resp.status == 503;
+    if by_handler && !once {
+        f.hard.push(format!("{at}: {status} hooked {stamps:?} (once, with its own status, expected)"));
+    } else if !by_handler && !stamps.is_empty() {
+        f.hard.push(format!("{at}: a refusal {status} hooked {stamps:?}"));
+    }
+}
+
 struct Served {
     node: Node,
     server: WebServer,
@@ -368,7 +414,8 @@ impl Served {
                 let ms = query_param(req, "ms").and_then(|m| m.parse().ok()).unwrap_or(0);
                 std::thread::sleep(Duration::from_millis(ms));
                 echo("block", req)
-            });
+            })
+            .layer(Stamp);
         let options = WebServerOptions { limits: limits(), ..WebServerOptions::new("127.0.0.1", 0, router) };
         let server = WebServer::start(&node.handle(), options).unwrap_or_else(|e| panic!("starting the server: {e}"));
         Served { node, server, held, shards }
@@ -1778,6 +1825,7 @@ fn verify(o: &Outcome) -> Findings {
 }
 
 fn check_response(req: &Sent, resp: &Resp, at: &str, f: &mut Findings) {
+    check_stamp(resp, at, f);
     match resp.status {
         408 => {
             let Some((first_start, _)) = req.first else { return };

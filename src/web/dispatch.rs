@@ -134,12 +134,32 @@ pub(crate) fn note_deadline(conn: u64, seq: u64, at: Instant) -> bool {
 /// taken, an empty one left in its place). False for anything else, `resp` untouched.
 #[inline]
 pub(crate) fn answer_now(conn: u64, seq: u64, resp: &mut Response, req: &mut Option<Box<Request>>) -> bool {
-    // A streamed head goes the normal way: its chunks follow through `deliver`.
-    if DISPATCH.with(|d| d.key.get()) != (conn, seq) || matches!(resp.body, Body::Streamed) {
+    if DISPATCH.with(|d| d.key.get()) != (conn, seq) {
+        return false;
+    }
+    if matches!(resp.body, Body::Streamed) {
+        // A streamed head goes the normal way (its chunks follow through `deliver`), hooked
+        // here: the connection keeps the hooks only when the handler returns.
+        hook_stream_head(resp, req);
         return false;
     }
     keep_answer(resp, req);
     true
+}
+
+/// Runs the hooks left for the request being dispatched on the head of its stream, started
+/// while its handler runs (they are not the connection's yet).
+#[cold]
+#[inline(never)]
+fn hook_stream_head(resp: &mut Response, req: &Option<Box<Request>>) {
+    let hooked = DISPATCH.with(|d| {
+        let left = d.left.get();
+        d.left.set(left & !HOOKED);
+        left & HOOKED != 0
+    });
+    if hooked && let Some(hooks) = take_hooked() {
+        hooks.run(req.as_deref(), resp);
+    }
 }
 
 fn keep_answer(resp: &mut Response, req: &mut Option<Box<Request>>) {
