@@ -1445,6 +1445,48 @@ fn handler_connection_close_closes_and_its_server_field_is_sent() {
     node.stop();
 }
 
+/// Streams `/feed` from `take_request`; hands everything else to `handle_get`.
+struct Feed;
+
+impl WebWorker for Feed {
+    const METHODS: Option<&'static [Method]> = Some(&[Method::Get]);
+    const TAKES_REQUESTS: bool = true;
+
+    async fn take_request(&mut self, _: &mut Context, req: WebRequest) -> Option<WebRequest> {
+        if req.request().path() != "/feed" {
+            return Some(req);
+        }
+        let mut stream = req.respond_stream(Response::new(StatusCode::OK).header("x-kind", "feed"));
+        for chunk in ["one ", "two ", "three"] {
+            stream.send(chunk);
+        }
+        stream.finish();
+        None
+    }
+
+    async fn handle_get(&mut self, _: &mut Context, req: &Request) -> Response {
+        Response::text(format!("got {}", req.path()))
+    }
+}
+
+/// Found by a user trial: a `WebWorker` could not stream (its methods get `&Request` and return
+/// a `Response`), and a raw `Actor` that can loses `METHODS`, 405 and HEAD. `take_request`
+/// hands a worker the `WebRequest` itself, the rest of the machinery kept.
+#[test]
+fn web_worker_take_request_streams_and_passes_the_rest_on() {
+    let node = start_node("web-worker-take", 1);
+    let worker = spawn_on(&node, 0, || Feed, 16);
+    let server = serve(&node, WebHandler::to(worker));
+    let mut client = Client::connect(server.local_addr());
+    let feed = client.get("/feed");
+    assert_eq!((feed.status, feed.header("x-kind"), feed.text()), (200, Some("feed"), "one two three"), "{feed:?}");
+    assert_eq!(feed.header("transfer-encoding"), Some("chunked"), "{feed:?}");
+    assert_eq!(client.get("/other").text(), "got /other");
+    let post = client.request("POST", "/feed", &[("content-length", "0")]);
+    assert_eq!((post.status, post.header("allow")), (405, Some("GET, HEAD, OPTIONS")), "{post:?}");
+    node.stop();
+}
+
 /// Panics on every GET.
 struct PanicsOnGet;
 

@@ -10,7 +10,8 @@
 //!
 //! A worker that answers without awaiting does so in [`WebWorker::handle_now`], a plain function
 //! offered every request before the async methods: no future is built for the requests it
-//! answers.
+//! answers. One that streams its answers, or keeps requests to answer later, takes them as
+//! [`WebRequest`]s in [`WebWorker::take_request`] (with [`WebWorker::TAKES_REQUESTS`]).
 //!
 //! Which methods a worker implements, Rust cannot tell (a default method and an implemented
 //! one look alike from outside), so a worker says so in [`WebWorker::METHODS`]: the runtime
@@ -71,6 +72,45 @@ pub trait WebWorker: 'static {
     fn handle_now(&mut self, ctx: &mut Context, req: &Request) -> Option<Response> {
         let _ = (ctx, req);
         None
+    }
+
+    /// Whether [`take_request`](Self::take_request) is offered requests (a constant, so a worker
+    /// that does not take any pays nothing for it).
+    const TAKES_REQUESTS: bool = false;
+
+    /// With [`TAKES_REQUESTS`](Self::TAKES_REQUESTS), offered each request the async methods
+    /// would get (after [`handle_now`](Self::handle_now) and the check against
+    /// [`METHODS`](Self::METHODS)) as the [`WebRequest`] itself: a worker that streams its
+    /// answer ([`WebRequest::respond_stream`]), keeps the request to answer later, or takes its
+    /// body without a copy ([`WebRequest::request_mut`]) takes it here and returns `None`;
+    /// `Some(req)` hands it on to the method's handler. Whatever it takes it answers (dropped
+    /// unanswered, the runtime answers 500).
+    ///
+    /// ```
+    /// # use pinion::http::{Method, Request, Response};
+    /// # use pinion::web::WebRequest;
+    /// # use pinion::Context;
+    /// struct Feed;
+    /// impl pinion::web::WebWorker for Feed {
+    ///     const METHODS: Option<&'static [Method]> = Some(&[Method::Get]);
+    ///     const TAKES_REQUESTS: bool = true;
+    ///     async fn take_request(&mut self, _: &mut Context, req: WebRequest) -> Option<WebRequest> {
+    ///         if req.request().path() != "/feed" {
+    ///             return Some(req);
+    ///         }
+    ///         let mut stream = req.respond_stream(Response::new(pinion::http::StatusCode::OK));
+    ///         stream.send("first\n");
+    ///         stream.finish();
+    ///         None
+    ///     }
+    ///     async fn handle_get(&mut self, _: &mut Context, _: &Request) -> Response {
+    ///         Response::text("not the feed")
+    ///     }
+    /// }
+    /// ```
+    async fn take_request(&mut self, ctx: &mut Context, req: WebRequest) -> Option<WebRequest> {
+        let _ = ctx;
+        Some(req)
     }
 
     /// GET.
@@ -296,6 +336,15 @@ impl<W: WebWorker> Actor for W {
             resp.discard();
             return Ok(());
         }
+        let req = if W::TAKES_REQUESTS {
+            match self.take_request(ctx, req).await {
+                Some(req) => req,
+                None => return Ok(()),
+            }
+        } else {
+            req
+        };
+        let request = req.request();
         let mut resp = match method {
             Method::Get => self.handle_get(ctx, request).await,
             Method::Head => self.handle_head(ctx, request).await,
