@@ -1,4 +1,5 @@
-//! Two processes bounce a counter back and forth, on one shard or across two.
+//! Two processes bounce a counter back and forth, on one shard or across two: `--rounds N`
+//! round trips (default 1 000 000).
 //!
 //! ```sh
 //! cargo run --release --example ping_pong -- --rounds 1000000 --cross
@@ -76,16 +77,17 @@ fn main() {
         .wait()
         .expect("spawn pong");
     let start = Instant::now();
-    node.send(pong, Serve { to: ping, rounds }).expect("serve");
+    // A round trip is two hits.
+    node.send(pong, Serve { to: ping, rounds: rounds * 2 }).expect("serve");
     let end = rx.recv_timeout(Duration::from_secs(120)).expect("the rally finished");
     let secs = (end - start).as_secs_f64();
     println!(
         "{} round trips {} in {:.3} s: {:.0} round trips/s, {:.0} ns per round trip",
-        rounds / 2,
+        rounds,
         if cross { "across 2 shards" } else { "on one shard" },
         secs,
-        rounds as f64 / 2.0 / secs,
-        secs * 1e9 / (rounds as f64 / 2.0)
+        rounds as f64 / secs,
+        secs * 1e9 / rounds as f64
     );
     node.stop();
 }

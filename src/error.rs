@@ -106,7 +106,8 @@ pub enum CallError {
     InvalidTimeout(Duration),
     /// The reply was not of the type the caller asked for.
     WrongType,
-    /// A blocking call was made from a shard thread of the same node, which would deadlock it.
+    /// A blocking call was made from a shard thread of the same node, which would deadlock it;
+    /// or a process called its own pid, which it cannot answer while it waits.
     WouldBlock,
 }
 
@@ -123,9 +124,10 @@ impl fmt::Display for CallError {
             CallError::NoReply => f.write_str("call failed: the callee finished without replying"),
             CallError::InvalidTimeout(d) => write!(f, "call failed: invalid timeout {d:?} (must be > 0)"),
             CallError::WrongType => f.write_str("call failed: the reply has another type than expected"),
-            CallError::WouldBlock => {
-                f.write_str("blocking call from a shard thread of the same node would deadlock it; use call().await")
-            }
+            CallError::WouldBlock => f.write_str(
+                "call would deadlock: a blocking call from a shard thread of the same node (use call().await), \
+                 or a process calling itself",
+            ),
         }
     }
 }

@@ -1493,3 +1493,35 @@ fn sleep_parks_the_process_not_the_shard_and_a_killed_sleeper_leaves_no_timer_be
     h.call_blocking(echo, (), Duration::from_secs(10)).expect("the shard runs on");
     node.stop();
 }
+
+/// Calls itself when called, and answers with what that call gave.
+struct CallsItself;
+
+impl pinion::Actor for CallsItself {
+    async fn handle_call(
+        &mut self,
+        ctx: &mut pinion::Context,
+        _: pinion::Pid,
+        _: pinion::Message,
+    ) -> Result<pinion::Reply, pinion::ExitReason> {
+        let got = ctx.call(ctx.pid(), (), Duration::from_secs(600)).await.err();
+        Ok(pinion::Reply::now(got))
+    }
+}
+
+/// Found by a user trial: a process calling its own pid waited out the whole timeout (it cannot
+/// answer while it waits); OTP fails such a call at once. Now `WouldBlock`, at once: the outer
+/// call's 30 s would run out long before the inner call's 600 s otherwise.
+#[test]
+fn a_process_calling_itself_gets_would_block_at_once() {
+    let node = pinion::Node::start(
+        "call-self",
+        pinion::NodeOptions { cores: pinion::Cores::Count(1), pin: false, ..Default::default() },
+    )
+    .expect("node");
+    let h = node.handle();
+    let pid = h.spawn(|| CallsItself, pinion::ProcessOptions::default()).wait().expect("spawn");
+    let got = h.call_blocking(pid, (), Duration::from_secs(30)).expect("answered");
+    assert_eq!(got.downcast::<Option<CallError>>().ok(), Some(Some(CallError::WouldBlock)));
+    node.stop();
+}

@@ -221,6 +221,10 @@ impl Context {
             return Err(CallError::InvalidTimeout(timeout));
         }
         let to = to.into();
+        if matches!(to, Target::Pid(p) if p == self.pid) {
+            // It cannot answer while it waits: at once, not after the whole timeout.
+            return Err(CallError::WouldBlock);
+        }
         let reference = self.shard.next_ref();
         let deadline = deadline_after(timeout);
         self.pending(reference, Some(deadline));
@@ -311,7 +315,12 @@ impl Context {
         TimerRef { shard: self.pid.shard, key }
     }
 
-    /// Cancels a timer set by `send_after` on this shard. False if it already fired.
+    /// Cancels a timer set by `send_after` on this shard. False if it already fired, or if it
+    /// was set on another shard: only the shard that set a timer can cancel it (it still fires;
+    /// a user trial read `false` as "too late").
+    ///
+    /// A timer is cancelled where it was set: a process on another shard that must be able to
+    /// stop it asks the process that set it.
     pub fn cancel_timer(&self, timer: TimerRef) -> bool {
         if timer.shard != self.pid.shard {
             return false;

@@ -55,8 +55,11 @@ impl Child {
 ///   already started are stopped and the supervisor's spawn answers `SpawnError::InitFailed`.
 /// - **Stop**: a child is sent `exit(child, Shutdown)` and given its [`ChildSpec::shutdown`] time
 ///   (default 5 s) to end, then killed. The supervisor stops all its children, last started
-///   first, when it ends: node stop, giving up, or an exit signal with any reason but `Normal`
-///   (`ctx.exit(supervisor, ExitReason::Shutdown)`).
+///   first, when it ends by giving up or by an exit signal with any reason but `Normal`
+///   (`ctx.exit(supervisor, ExitReason::Shutdown)`). [`Node::stop`](crate::Node::stop) asks every
+///   process to stop at once, children included, each within the node's `shutdown_timeout`: for
+///   an ordered stop, exit the top supervisor with `Shutdown` and let it end first, as below
+///   (a user trial found this doc claiming the order for `node.stop()`).
 ///
 /// The supervisor monitors each child: a child's end reaches it as a [`Down`] (a
 /// child gone before the monitor was set reports `NoProcess`, a failure). A `Down` never ends
@@ -79,7 +82,12 @@ impl Child {
 /// let info = Supervisor::which_children_blocking(&node, sup, Duration::from_secs(5)).unwrap();
 /// assert_eq!(info.children.len(), 2);
 /// assert_eq!(info.children[1].pid, node.whereis("cache"));
-/// node.stop(); // stops the supervisor, which stops "cache", then "db"
+/// // An ordered stop: the supervisor stops "cache", then "db", then ends.
+/// node.exit(sup, pinion::ExitReason::Shutdown);
+/// while node.process_info(sup).is_ok() {
+///     std::thread::sleep(Duration::from_millis(1));
+/// }
+/// node.stop();
 /// ```
 pub struct Supervisor {
     strategy: Strategy,
