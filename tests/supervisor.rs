@@ -522,3 +522,47 @@ fn node_stop_terminates_a_supervision_tree() {
     ended.sort();
     assert_eq!(ended, ["w1 shutdown", "w2 shutdown", "w3 shutdown", "w4 shutdown"]);
 }
+
+/// Takes `after` in `terminate` before it logs `"<id> done"`.
+struct SlowToStop {
+    id: &'static str,
+    after: Duration,
+    log: Log,
+}
+
+impl Actor for SlowToStop {
+    async fn terminate(&mut self, ctx: &mut Context, _: &ExitReason) {
+        ctx.sleep(self.after).await;
+        self.log.lock().unwrap_or_else(PoisonError::into_inner).push(format!("{} done", self.id));
+    }
+}
+
+/// Found by a user trial: a child supervisor had the same default shutdown time (5 s) as any
+/// child, so its parent killed it while it still waited for a slow child of its own; a killed
+/// supervisor runs no `terminate`, and that grandchild was left running (its name taken, every
+/// restart of the subtree failing on it). By default a child supervisor now gets as long as it
+/// takes (OTP's `infinity`): here its child takes 5.5 s, more than the old default.
+#[test]
+fn a_child_supervisor_gets_by_default_the_time_its_children_take_to_stop() {
+    let worker_spec = ChildSpec::new("w", || SlowToStop { id: "w", after: Duration::ZERO, log: Log::default() });
+    assert_eq!(worker_spec.shutdown_timeout(), ChildSpec::DEFAULT_SHUTDOWN);
+    let node = node("sup-nested-default", 1);
+    let log = Log::default();
+    let slow = {
+        let log = log.clone();
+        ChildSpec::new("g", move || SlowToStop { id: "g", after: Duration::from_millis(5500), log: log.clone() })
+            .shutdown(Duration::from_secs(20))
+    };
+    let inner = options(Strategy::OneForOne, vec![slow]);
+    let subtree = ChildSpec::new("s", move || Supervisor::new(inner.clone()));
+    assert_eq!(subtree.shutdown_timeout(), ChildSpec::SUPERVISOR_SHUTDOWN);
+    let top = spawn_sup(&node, options(Strategy::OneForOne, vec![subtree])).unwrap();
+    let s = pids(&node, top)[0].expect("the subtree runs");
+    let g = pids(&node, s)[0].expect("its child runs");
+    let down = watch(&node, top);
+    node.exit(top, ExitReason::Shutdown);
+    assert_eq!(down.recv_timeout(LIMIT).expect("the top supervisor's Down"), ExitReason::Shutdown);
+    assert_eq!(entries(&log), ["g done"], "the grandchild stopped before the tree ended");
+    assert!(!alive(&node, g) && !alive(&node, s));
+    node.stop();
+}

@@ -13,6 +13,15 @@ use std::time::Duration;
 use crate::error::{CallError, SpawnError};
 use crate::process::{Actor, Context, ExitReason, Message, Pid, ProcessOptions, Reply, ShardId};
 
+/// The default shutdown time of a child of type `A` (see [`ChildSpec::SUPERVISOR_SHUTDOWN`]).
+fn default_shutdown<A: Actor>() -> Duration {
+    if std::any::TypeId::of::<A>() == std::any::TypeId::of::<super::Supervisor>() {
+        ChildSpec::SUPERVISOR_SHUTDOWN
+    } else {
+        ChildSpec::DEFAULT_SHUTDOWN
+    }
+}
+
 /// How long to wait for the `Down` of a child that was killed.
 pub(super) const KILL_WAIT: Duration = Duration::from_secs(5);
 
@@ -185,9 +194,17 @@ impl ChildSpec {
     /// How long a child gets to end after `Shutdown` before it is killed, unless set.
     pub const DEFAULT_SHUTDOWN: Duration = Duration::from_secs(5);
 
+    /// The same for a child that is itself a [`Supervisor`](super::Supervisor), unless set: as
+    /// long as it takes (OTP's `infinity`). It stops its own children within their shutdown
+    /// times, killing the slow ones, so it ends; killed sooner, it would leave them running (a
+    /// killed supervisor runs no `terminate`), their names taken, and every restart of it
+    /// failing on them (found by a user trial, with equal shutdown times at both levels).
+    pub const SUPERVISOR_SHUTDOWN: Duration = Duration::MAX;
+
     /// A `Permanent` child made by `factory`, on the supervisor's shard, unnamed.
     pub fn new<A: Actor, F: Fn() -> A + Send + Sync + 'static>(id: impl Into<String>, factory: F) -> Self {
         Self::with(id, Factory::Plain(Arc::new(Plain(Arc::new(factory), PhantomData))))
+            .shutdown(default_shutdown::<A>())
     }
 
     /// The template of a [`Strategy::SimpleOneForOne`] supervisor: each
@@ -201,6 +218,7 @@ impl ChildSpec {
         F: Fn(T) -> A + Send + Sync + 'static,
     {
         Self::with(id, Factory::Template(Arc::new(WithArg(Arc::new(factory), PhantomData))))
+            .shutdown(default_shutdown::<A>())
     }
 
     pub(super) fn with(id: impl Into<String>, factory: Factory) -> Self {
@@ -232,8 +250,8 @@ impl ChildSpec {
         self
     }
 
-    /// How long the child gets to end after `Shutdown` before it is killed. Give a child that
-    /// is itself a supervisor enough for its own children.
+    /// How long the child gets to end after `Shutdown` before it is killed. A child that is
+    /// itself a supervisor needs enough for its own children (its default is unbounded).
     pub fn shutdown(mut self, timeout: Duration) -> Self {
         self.shutdown = timeout;
         self
@@ -242,6 +260,11 @@ impl ChildSpec {
     /// The child's id.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// How long the child gets to end after `Shutdown` before it is killed.
+    pub fn shutdown_timeout(&self) -> Duration {
+        self.shutdown
     }
 }
 
