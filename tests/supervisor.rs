@@ -566,3 +566,35 @@ fn a_child_supervisor_gets_by_default_the_time_its_children_take_to_stop() {
     assert!(!alive(&node, g) && !alive(&node, s));
     node.stop();
 }
+
+/// Found by a user trial: nothing tied a child to its supervisor, so a supervisor that was
+/// killed (no `terminate`, no ordered stop) left its children running, a named one keeping its
+/// name, and every restart of the supervisor failed on that name. Now a child gets its
+/// supervisor's exit signal, as in OTP: the killed subtree ends, and it is restarted whole.
+#[test]
+fn a_killed_supervisor_takes_its_children_with_it_and_is_restarted_whole() {
+    let node = node("sup-killed-subtree", 1);
+    let log = Log::default();
+    let g = {
+        let log = log.clone();
+        ChildSpec::new("g", move || SlowToStop { id: "g", after: Duration::ZERO, log: log.clone() })
+            .name("sup-killed-g")
+    };
+    let inner = options(Strategy::OneForOne, vec![g]);
+    let top = spawn_sup(
+        &node,
+        options(Strategy::OneForOne, vec![ChildSpec::new("s", move || Supervisor::new(inner.clone()))]),
+    )
+    .unwrap();
+    let s = pids(&node, top)[0].expect("the subtree runs");
+    let g = pids(&node, s)[0].expect("its child runs");
+    assert_eq!(node.whereis("sup-killed-g"), Some(g));
+    node.exit(s, ExitReason::Kill);
+    wait_until("the killed supervisor's child ended", || !alive(&node, g));
+    wait_until("the subtree restarted whole", || {
+        let s2 = pids(&node, top)[0];
+        s2.is_some_and(|s2| s2 != s) && node.whereis("sup-killed-g").is_some_and(|g2| g2 != g)
+    });
+    assert!(alive(&node, top), "the top supervisor did not give up");
+    node.stop();
+}

@@ -382,6 +382,18 @@ impl Context {
         route::signal(&self.shard.node, Some(&self.shard), pid, self.pid, Kind::Link { from: self.pid });
     }
 
+    /// Makes `child` get this process's exit signal when it ends, as if `child` had linked to
+    /// it (a supervisor ties its children to itself so, as OTP's do: killed, it does not leave
+    /// them running).
+    pub(crate) fn link_child(&self, child: Pid) {
+        link::add_link(&self.shard, self.pid.slot, self.pid.generation, child);
+    }
+
+    /// Undoes [`link_child`](Self::link_child) (the child ended).
+    pub(crate) fn unlink_child(&self, child: Pid) {
+        link::remove_link(&self.shard, self.pid.slot, self.pid.generation, child);
+    }
+
     /// Undoes `link`.
     pub fn unlink(&self, pid: Pid) {
         link::unwatch(&self.shard, self.pid, pid, None);

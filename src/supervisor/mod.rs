@@ -65,8 +65,11 @@ impl Child {
 /// child gone before the monitor was set reports `NoProcess`, a failure). A `Down` never ends
 /// its receiver, whatever the reason, so a killed child cannot take its supervisor (and its
 /// siblings) with it. It traps exits, so that an exit
-/// signal ends it through `terminate`. Nothing ties a child to its supervisor in turn: a
-/// supervisor that is killed leaves its children running.
+/// signal ends it through `terminate`. Each child is tied to its supervisor in turn, as in OTP:
+/// it gets the supervisor's exit signal when the supervisor ends, so a supervisor that is
+/// killed (no `terminate`, no ordered stop) takes its children with it instead of leaving them
+/// running, their names taken (a child that traps exits gets it as an [`ExitSignal`]). When the
+/// supervisor ends any other way, it has stopped them first.
 ///
 /// ```
 /// use std::time::Duration;
@@ -191,6 +194,7 @@ impl Supervisor {
         let child = &self.children[i];
         let pid = child.launch.launch(ctx, &child.at).await?;
         ctx.monitor(pid);
+        ctx.link_child(pid);
         self.children[i].pid = Some(pid);
         Ok(pid)
     }
@@ -201,6 +205,7 @@ impl Supervisor {
         let (id, shutdown) = (&self.children[i].id, self.children[i].shutdown);
         ctx.exit(pid, ExitReason::Shutdown);
         if ctx.wait_down(pid, shutdown).await.is_some() {
+            ctx.unlink_child(pid);
             return;
         }
         ctx.log(log::Level::Warn, format_args!("child {id:?} {pid} did not stop within {shutdown:?}; killing it"));
@@ -208,6 +213,7 @@ impl Supervisor {
         if ctx.wait_down(pid, KILL_WAIT).await.is_none() {
             ctx.log(log::Level::Error, format_args!("child {id:?} {pid} did not report its end; leaving it"));
         }
+        ctx.unlink_child(pid);
     }
 
     /// Counts a restart; `Err` when that exceeds the intensity.
@@ -313,10 +319,14 @@ impl Actor for Supervisor {
 
     async fn handle_message(&mut self, ctx: &mut Context, _: Pid, msg: Message) -> Result<(), ExitReason> {
         let msg = match msg.downcast::<Down>() {
-            Ok(down) => match self.children.iter().position(|c| c.pid == Some(down.pid)) {
-                Some(i) => return self.child_exited(ctx, i, down.reason).await,
-                None => return Ok(()), // a child given up on after `Kill`
-            },
+            Ok(down) => {
+                // Ended: its tie to this supervisor goes too.
+                ctx.unlink_child(down.pid);
+                return match self.children.iter().position(|c| c.pid == Some(down.pid)) {
+                    Some(i) => self.child_exited(ctx, i, down.reason).await,
+                    None => Ok(()), // a child given up on after `Kill`
+                };
+            }
             Err(msg) => msg,
         };
         match msg.downcast::<ExitSignal>() {
