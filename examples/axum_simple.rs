@@ -152,7 +152,14 @@ fn main() {
         match a.as_str() {
             "--port" => port = args.next().and_then(|v| v.parse().ok()).expect("--port N"),
             "--cores" => cores = args.next().and_then(|v| v.parse().ok()).expect("--cores N"),
-            other => panic!("unknown argument {other} (--port N, --cores N)"),
+            "-h" | "--help" => {
+                println!("usage: axum_simple [--port N, --cores N]");
+                return;
+            }
+            other => {
+                eprintln!("unknown argument {other}; usage: axum_simple [--port N, --cores N]");
+                std::process::exit(2);
+            }
         }
     }
 

@@ -94,7 +94,16 @@ fn main() {
             "--mailbox" => mailbox = value().parse().expect("--mailbox N"),
             "--work-ms" => work_ms = value().parse().expect("--work-ms N"),
             "--cores" => cores = Some(value().parse::<usize>().expect("--cores N")),
-            other => panic!("unknown argument {other} (--port, --pool, --mailbox, --work-ms, --cores)"),
+            "-h" | "--help" => {
+                println!("usage: backpressure [--port, --pool, --mailbox, --work-ms, --cores]");
+                return;
+            }
+            other => {
+                eprintln!(
+                    "unknown argument {other}; usage: backpressure [--port, --pool, --mailbox, --work-ms, --cores]"
+                );
+                std::process::exit(2);
+            }
         }
     }
     let options = NodeOptions { cores: cores.map_or(Cores::All, Cores::Count), ..Default::default() };

@@ -100,7 +100,16 @@ fn main() {
             "--plain" => plain = true,
             "--pool" => pool = Some(args.next().and_then(|v| v.parse::<usize>().ok()).expect("--pool N")),
             "--mailbox" => mailbox = args.next().and_then(|v| v.parse::<usize>().ok()).expect("--mailbox N"),
-            other => panic!("unknown argument {other} (--port N, --cores N, --plain, --pool N, --mailbox N)"),
+            "-h" | "--help" => {
+                println!("usage: hello [--port N, --cores N, --plain, --pool N, --mailbox N]");
+                return;
+            }
+            other => {
+                eprintln!(
+                    "unknown argument {other}; usage: hello [--port N, --cores N, --plain, --pool N, --mailbox N]"
+                );
+                std::process::exit(2);
+            }
         }
     }
     let options = NodeOptions { cores: cores.map_or(Cores::All, Cores::Count), ..Default::default() };

@@ -207,7 +207,14 @@ fn main() {
         match a.as_str() {
             "--port" => port = args.next().and_then(|v| v.parse().ok()).expect("--port N"),
             "--cores" => cores = Some(args.next().and_then(|v| v.parse::<usize>().ok()).expect("--cores N")),
-            other => panic!("unknown argument {other} (--port N, --cores N)"),
+            "-h" | "--help" => {
+                println!("usage: users [--port N, --cores N]");
+                return;
+            }
+            other => {
+                eprintln!("unknown argument {other}; usage: users [--port N, --cores N]");
+                std::process::exit(2);
+            }
         }
     }
     let options = NodeOptions { cores: cores.map_or(Cores::All, Cores::Count), ..Default::default() };
