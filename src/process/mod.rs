@@ -39,7 +39,10 @@ pub enum ExitReason {
     Normal,
     /// It was asked to stop (node stop, supervisor shutdown).
     Shutdown,
-    /// It was killed: no `terminate`, cannot be trapped.
+    /// It was killed: no `terminate`, cannot be trapped. The exit signal a killed process
+    /// sends its linked processes carries `Kill` too, as an ordinary exit signal: one that
+    /// traps exits receives it; one that does not ends with it, as if killed itself (OTP
+    /// sends `killed` instead, which runs cleanup: a known difference).
     Kill,
     /// A handler panicked; the text is the panic message.
     Panic(String),
