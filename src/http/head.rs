@@ -397,7 +397,7 @@ fn parse_length(item: &[u8]) -> Result<u64, HttpError> {
 }
 
 /// Comma-separated list members, trimmed, empty members skipped (RFC 9110 §5.6.1).
-fn list(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+pub(super) fn list(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     value.split(|&b| b == b',').map(|s| s.trim_ascii()).filter(|s| !s.is_empty())
 }
 

@@ -177,8 +177,7 @@ impl Response {
     /// The handler asks that the connection close after this response (`Connection: close`).
     pub(crate) fn asks_close(&self) -> bool {
         self.headers.iter().any(|(n, v)| {
-            n.eq_ignore_ascii_case("connection")
-                && v.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
+            n.eq_ignore_ascii_case("connection") && super::head::list(v).any(|t| t.eq_ignore_ascii_case(b"close"))
         })
     }
 

@@ -462,11 +462,7 @@ impl Connection {
             drop(guard);
             return self.deliver_rare(shard, token, seq, resp, request);
         }
-        st.out.complete_from(seq, resp, || shard.now());
-        if let Some(r) = request {
-            st.codec.recycle(r);
-        }
-        delivered(st, shard, token);
+        complete(st, shard, token, seq, resp, request);
     }
 
     /// [`deliver_response`](Self::deliver_response) when the connection is closed (nothing to
@@ -482,16 +478,10 @@ impl Connection {
         if let Some(hooked) = hooked {
             hooked.run(request.as_deref(), resp);
         }
-        let mut guard = self.st.borrow_mut();
-        let st = &mut *guard;
-        if st.closed() {
-            return;
+        let mut st = self.st.borrow_mut();
+        if !st.closed() {
+            complete(&mut st, shard, token, seq, resp, request);
         }
-        st.out.complete_from(seq, resp, || shard.now());
-        if let Some(r) = request {
-            st.codec.recycle(r);
-        }
-        delivered(st, shard, token);
     }
 
     fn close(&self, shard: &Shard, token: Token) {
@@ -526,6 +516,17 @@ fn discard(st: &mut State) -> bool {
             _ => return true,
         }
     }
+}
+
+/// The response to `seq` takes its place in line (encoded now if it is first); its request's
+/// box goes back to the codec.
+#[inline(always)]
+fn complete(st: &mut State, shard: &Shard, token: Token, seq: u64, resp: &mut Response, request: Option<Box<Request>>) {
+    st.out.complete_from(seq, resp, || shard.now());
+    if let Some(r) = request {
+        st.codec.recycle(r);
+    }
+    delivered(st, shard, token);
 }
 
 /// Something for a response was delivered: a response that closes the connection ends request

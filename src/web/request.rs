@@ -207,13 +207,7 @@ impl WebRequest {
                 return kept;
             }
         }
-        match self.inner_mut().hooks.get_or_insert_with(Default::default).iter_mut().find(|h| h.is_none()) {
-            Some(free) => {
-                *free = Some(hook);
-                true
-            }
-            None => false,
-        }
+        add_hook(self.inner_mut().hooks.get_or_insert_with(Default::default), &hook, HOOKS)
     }
 
     /// Answers the request after `deadline` with 504 if nobody has by then (`WebHandler`'s
@@ -293,6 +287,21 @@ impl Inner {
     }
 }
 
+/// Puts `hook` in the first free place of `hooks`; false if `max` are held already (or none is
+/// free).
+fn add_hook(hooks: &mut Hooks, hook: &Arc<dyn ResponseHook>, max: usize) -> bool {
+    if hooks.iter().flatten().count() >= max {
+        return false;
+    }
+    match hooks.iter_mut().find(|h| h.is_none()) {
+        Some(free) => {
+            *free = Some(hook.clone());
+            true
+        }
+        None => false,
+    }
+}
+
 /// Runs `hooks` on `response`, the last added first (the innermost layer's). Each runs under
 /// `catch_unwind` (also while a panic unwinds: a panic caught inside a destructor does not
 /// abort), so a panicking hook costs the client only a 500, never its answer.
@@ -333,16 +342,7 @@ impl Hooked {
 
     /// Adds `hook`; false if `max` are held already.
     pub(crate) fn add(&mut self, hook: &Arc<dyn ResponseHook>, max: usize) -> bool {
-        if self.hooks.iter().flatten().count() >= max {
-            return false;
-        }
-        match self.hooks.iter_mut().find(|h| h.is_none()) {
-            Some(free) => {
-                *free = Some(hook.clone());
-                true
-            }
-            None => false,
-        }
+        add_hook(&mut self.hooks, hook, max)
     }
 
     /// Runs the hooks on `response`, with `request` if it came back with it (else the copy),
