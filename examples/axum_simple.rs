@@ -14,6 +14,8 @@
 //! | hops per request | always two cross-thread hops: the call's envelope into the shard's inbox (a wake-up syscall if the shard sleeps), the reply back waking the tokio task | none when the worker is on the connection's shard (`WebTarget::Nearest`); otherwise one envelope each way between shards |
 //! | backpressure | only at the actor: a full mailbox fails the call at once with `CallError::MailboxFull`, which the handler maps to 503 with `Retry-After`; before that, hyper accepts every connection and tokio runs every handler task, so requests that have not yet reached `call` are not bounded | the `WebHandler` answers 503 with `Retry-After` the moment the worker's mailbox is full (the request is never queued); connections per shard and pipelined requests per connection are bounded too |
 //! | slow actor | the call's timeout: 504 | `WebHandlerOptions::request_timeout`: 504 |
+//! | actor panics on the request | the call fails with `CallError::NoReply`: 500 (the catch-all arm of `call_failed`) | the runtime answers 500 |
+//! | actor gone | `UnknownName` or `NoSuchProcess`: 503, for as long as it stays gone (this example does not supervise its actors: put them under a `Supervisor` to have them restarted) | 503; a pool replaces a crashed worker |
 //! | tooling | all of tower and axum: extractors, middleware, OpenAPI generators | pinion's `Router` and middleware; with the `interop` feature, requests and responses convert to and from the `http` crate's types |
 //!
 //! Start with this one; move to the meta-process approach for the fewer threads and hops, and

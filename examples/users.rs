@@ -6,11 +6,13 @@
 //! connection, travels to the worker as a message, and the worker's answer travels back.
 //!
 //! - `GET /users/{id}`: 200 with the user as JSON; 404 (JSON error) for an unknown id; 400
-//!   (JSON error) for an id that is not a number;
+//!   (JSON error) for an id that is not a number (the id is percent-decoded first: `%31` is 1);
 //! - `POST /orders` with a JSON body `{"user_id": 1, "item": "book", "quantity": 2}`: 201
 //!   with the created order as JSON and `Location: /orders/{id}`; 400 (JSON error with serde's
-//!   message) for a body that is not such JSON; 415 for a `Content-Type` other than JSON; 422
-//!   for an unknown user or a zero quantity;
+//!   message) for a body that is not JSON, 422 for JSON that is not an order (a field missing
+//!   or of the wrong type), as axum's `Json` answers; 415 without a `Content-Type` of
+//!   `application/json` (parameters such as `charset` allowed); 422 for an unknown user or a
+//!   zero quantity;
 //! - `GET /orders/{id}`: the order `Location` pointed to.
 //!
 //! Backpressure comes with the approach: the worker's mailbox holds 256 requests; beyond that
@@ -68,6 +70,13 @@ struct ApiError {
 }
 
 /// `value` as a JSON response with `status`.
+/// Whether a `Content-Type` value is `application/json` (the media type in any case, before
+/// any `;` parameters).
+fn is_json(value: &[u8]) -> bool {
+    let media = value.split(|&b| b == b';').next().unwrap_or_default();
+    media.trim_ascii().eq_ignore_ascii_case(b"application/json")
+}
+
 fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
     match serde_json::to_vec(value) {
         Ok(body) => Response::json(body).with_status(status),
@@ -98,10 +107,13 @@ impl UserStore {
         UserStore { users, orders: BTreeMap::new(), next_order: 1 }
     }
 
-    /// The `{id}` of the route, as a number.
+    /// The `{id}` of the route, percent-decoded, as a number.
     fn id(req: &Request, what: &str) -> Result<u64, Response> {
-        let raw = req.param("id").unwrap_or_default();
-        raw.parse().map_err(|_| error(StatusCode::BAD_REQUEST, format!("{what} id must be a number, got {raw:?}")))
+        let bad = |raw: &str| error(StatusCode::BAD_REQUEST, format!("{what} id must be a number, got {raw:?}"));
+        match req.param_decoded("id") {
+            Some(Ok(id)) => id.parse().map_err(|_| bad(&id)),
+            _ => Err(bad(req.param("id").unwrap_or_default())),
+        }
     }
 
     fn get_user(&self, req: &Request) -> Response {
@@ -127,20 +139,20 @@ impl UserStore {
     }
 
     fn create_order(&mut self, req: &Request) -> Response {
-        if let Some(ct) = req.header("content-type")
-            && !ct.to_ascii_lowercase().starts_with(b"application/json")
-        {
-            return error(StatusCode(415), "orders are sent as application/json");
+        if !req.header("content-type").is_some_and(is_json) {
+            return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "orders are sent as application/json");
         }
         let new: NewOrder = match serde_json::from_slice(req.body()) {
             Ok(order) => order,
+            // JSON, but not an order: the request is well-formed, its content is not.
+            Err(e) if e.is_data() => return error(StatusCode::UNPROCESSABLE_CONTENT, format!("invalid order: {e}")),
             Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid order: {e}")),
         };
         if !self.users.contains_key(&new.user_id) {
-            return error(StatusCode(422), format!("user {} not found", new.user_id));
+            return error(StatusCode::UNPROCESSABLE_CONTENT, format!("user {} not found", new.user_id));
         }
         if new.quantity == 0 {
-            return error(StatusCode(422), "quantity must be at least 1");
+            return error(StatusCode::UNPROCESSABLE_CONTENT, "quantity must be at least 1");
         }
         let id = self.next_order;
         self.next_order += 1;

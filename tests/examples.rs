@@ -91,6 +91,7 @@ impl Example {
     }
 
     /// Sends one request (`Connection: close`) and reads the whole response.
+    /// `body`: its content type (none sent when empty) and bytes.
     fn request(&self, method: &str, target: &str, body: Option<(&str, &[u8])>) -> Reply {
         let what = format!("{}: {method} {target}", self.name);
         let mut stream = TcpStream::connect(self.addr).unwrap_or_else(|e| panic!("{what}: connect: {e}"));
@@ -99,9 +100,10 @@ impl Example {
         let mut req =
             format!("{method} {target} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n", self.addr).into_bytes();
         if let Some((content_type, bytes)) = body {
-            req.extend_from_slice(
-                format!("content-type: {content_type}\r\ncontent-length: {}\r\n", bytes.len()).as_bytes(),
-            );
+            if !content_type.is_empty() {
+                req.extend_from_slice(format!("content-type: {content_type}\r\n").as_bytes());
+            }
+            req.extend_from_slice(format!("content-length: {}\r\n", bytes.len()).as_bytes());
             req.extend_from_slice(b"\r\n");
             req.extend_from_slice(bytes);
         } else {
@@ -221,12 +223,15 @@ fn check_users(app: &Example) {
     app.get("/users/42").expect_error(404, "user 42 not found");
     app.get("/users/abc").expect_error(400, "must be a number");
     app.get("/users/-1").expect_error(400, "must be a number");
+    // Path parameters are percent-decoded, as axum's `Path` does.
+    assert_eq!(app.get("/users/%31").expect_json(200), alice());
 }
 
 #[test]
 fn users_example_serves_users_and_orders_as_json() {
     let app = Example::start("users");
     check_users(&app);
+    app.get("/users/%FF").expect_error(400, "must be a number");
 
     // HEAD: GET's head, no body.
     let head = app.request("HEAD", "/users/1", None);
@@ -255,12 +260,19 @@ fn users_example_serves_users_and_orders_as_json() {
     // Bad orders.
     app.post_json("/orders", r#"{"user_id": 1, "item": "book""#).expect_error(400, "invalid order");
     app.post_json("/orders", "not json").expect_error(400, "invalid order");
-    app.post_json("/orders", r#"{"user_id": 1, "item": "book"}"#).expect_error(400, "quantity");
-    app.post_json("/orders", r#"{"user_id": "1", "item": "book", "quantity": 1}"#).expect_error(400, "invalid order");
+    // JSON that is not an order: 422, as axum's `Json` answers (syntax errors are 400).
+    app.post_json("/orders", r#"{"user_id": 1, "item": "book"}"#).expect_error(422, "quantity");
+    app.post_json("/orders", r#"{"user_id": "1", "item": "book", "quantity": 1}"#).expect_error(422, "invalid order");
     app.post_json("/orders", "").expect_error(400, "invalid order");
     app.post_json("/orders", r#"{"user_id": 9, "item": "book", "quantity": 1}"#).expect_error(422, "user 9");
     app.post_json("/orders", r#"{"user_id": 1, "item": "book", "quantity": 0}"#).expect_error(422, "quantity");
     app.request("POST", "/orders", Some(("text/plain", b"{}"))).expect_error(415, "application/json");
+    // The media type exactly (a prefix is another type), in any case, with parameters; and
+    // a body without a type is not JSON.
+    app.request("POST", "/orders", Some(("application/jsonx", b"{}"))).expect_error(415, "application/json");
+    app.request("POST", "/orders", Some(("", b"{}"))).expect_error(415, "application/json");
+    let order = br#"{"user_id": 1, "item": "pen", "quantity": 1}"#;
+    app.request("POST", "/orders", Some(("Application/JSON; charset=utf-8", order))).expect_json(201);
     app.get("/orders/999").expect_error(404, "order 999 not found");
 }
 

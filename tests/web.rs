@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use pinion::http::{Method, Request, Response, StatusCode};
 use pinion::web::{
-    Cors, Handler, ResponseStream, Router, WebHandler, WebHandlerOptions, WebRequest, WebServer, WebServerOptions,
-    WebTarget, WebWorker, bearer, rate_limit, request_log,
+    Cors, Handler, Layer, ResponseStream, Router, WebHandler, WebHandlerOptions, WebRequest, WebServer,
+    WebServerOptions, WebTarget, WebWorker, auth, bearer, rate_limit, request_log,
 };
 use pinion::{
     Actor, CallError, Context, Cores, ExitReason, Message, Node, NodeOptions, Pid, ProcessOptions, ShardId,
@@ -1335,6 +1335,66 @@ fn cors_with_origins_unlisted_origin_gets_no_allow_origin() {
     );
     assert_eq!(resp.status, 403, "{resp:?}");
     assert_eq!(resp.header("access-control-allow-origin"), None);
+    node.stop();
+}
+
+#[test]
+fn cors_with_credentials_echoes_the_origin_and_exposes_fields() {
+    let node = start_node("web-mw-cors-cred", 1);
+    let cors = Cors { credentials: true, expose_headers: vec!["x-total".into(), "etag".into()], ..Cors::default() };
+    let server = serve(&node, Router::new().route("/api", hello).layer(cors));
+    let mut client = Client::connect(server.local_addr());
+
+    // Any origin, but never `*` with credentials (browsers refuse it): the origin itself.
+    let resp = client.request("GET", "/api", &[("origin", "http://app.example")]);
+    assert_eq!((resp.status, resp.text()), (200, "hello"));
+    assert_eq!(resp.header("access-control-allow-origin"), Some("http://app.example"), "{resp:?}");
+    assert_eq!(resp.header("access-control-allow-credentials"), Some("true"));
+    assert_eq!(resp.header("access-control-expose-headers"), Some("x-total, etag"));
+    assert_eq!(resp.header("vary"), Some("origin"));
+    let resp = client.get("/api");
+    assert_eq!(resp.header("access-control-allow-credentials"), None, "no Origin, no CORS field: {resp:?}");
+    assert_eq!(resp.header("vary"), Some("origin"));
+
+    let resp = client.request(
+        "OPTIONS",
+        "/api",
+        &[("origin", "http://app.example"), ("access-control-request-method", "PUT")],
+    );
+    assert_eq!(resp.status, 204, "{resp:?}");
+    assert_eq!(resp.header("access-control-allow-origin"), Some("http://app.example"));
+    assert_eq!(resp.header("access-control-allow-credentials"), Some("true"));
+    node.stop();
+}
+
+#[test]
+fn auth_with_its_own_challenge_sends_it_on_401() {
+    let node = start_node("web-mw-auth-basic", 1);
+    let basic = auth("admin", |r| r.header("authorization") == Some(&b"Basic YTpi"[..]))
+        .challenge("Basic realm=\"admin\", charset=\"UTF-8\"");
+    let server = serve(&node, Router::new().route("/admin", hello).layer(basic));
+    let mut client = Client::connect(server.local_addr());
+    let resp = client.get("/admin");
+    assert_eq!(resp.status, 401, "{resp:?}");
+    assert_eq!(resp.header("www-authenticate"), Some("Basic realm=\"admin\", charset=\"UTF-8\""));
+    let resp = client.request("GET", "/admin", &[("authorization", "Basic YTpi")]);
+    assert_eq!((resp.status, resp.text()), (200, "hello"));
+    node.stop();
+}
+
+#[test]
+fn a_layer_wrapping_one_route_guards_that_route_only() {
+    let node = start_node("web-mw-one-route", 1);
+    let router = Router::new().get("/open", hello).patch("/admin", bearer("admin", "tok").wrap(Arc::new(hello)));
+    let server = serve(&node, router);
+    let mut client = Client::connect(server.local_addr());
+    assert_eq!(client.get("/open").status, 200);
+    let resp = client.request("PATCH", "/admin", &[]);
+    assert_eq!(resp.status, 401, "{resp:?}");
+    let resp = client.request("PATCH", "/admin", &[("authorization", "Bearer tok")]);
+    assert_eq!((resp.status, resp.text()), (200, "hello"));
+    let resp = client.get("/admin");
+    assert_eq!((resp.status, resp.header("allow")), (405, Some("PATCH, OPTIONS")), "{resp:?}");
     node.stop();
 }
 

@@ -190,6 +190,10 @@ fn parse_line(
         Ok(httparse::Status::Partial) => return incomplete(),
         Err(httparse::Error::TooManyHeaders) => return Err(HttpError::fatal(431, "too many header fields")),
         Err(httparse::Error::Version) => return version_error(input).map_or_else(incomplete, Err),
+        // httparse says `Token` of a bad byte in the method or in the target.
+        Err(httparse::Error::Token) if method_then_space(input) => {
+            return Err(HttpError::bad("invalid request-target"));
+        }
         Err(httparse::Error::Token) => return Err(HttpError::bad("invalid method")),
         Err(httparse::Error::HeaderName) if obs_fold(input) => {
             return Err(HttpError::bad("obs-fold (a field line continued on the next) is not accepted"));
@@ -216,6 +220,13 @@ fn parse_line(
         req.push_header(h.name.as_bytes(), h.value);
     }
     Ok(Some((len, known, version)))
+}
+
+/// Whether `input` starts with a method token and a space (then a `Token` error of httparse's
+/// is the target's).
+fn method_then_space(input: &[u8]) -> bool {
+    let n = input.iter().take_while(|&&b| TOKEN[usize::from(b)]).count();
+    n > 0 && input.get(n) == Some(&b' ')
 }
 
 /// [`parse_line`], with a later minor version of HTTP/1 (`HTTP/1.2` … `HTTP/1.9`) read as

@@ -1,13 +1,13 @@
 //! Conversions between pinion's [`Request`]/[`Response`] and the `http` crate's
 //! `http::Request<Vec<u8>>`/`http::Response<Vec<u8>>` (feature `interop`), for handing a
 //! request to code written against `http` (a tower service, a library's handler) and taking
-//! its answer back.
+//! its answer back. The types are re-exported from [`crate::http`].
 //!
 //! | from | to | |
 //! |---|---|---|
 //! | `http::Request<Vec<u8>>` | [`Request`] | `TryFrom`: fails on an extension method or a version other than HTTP/1.0 and 1.1 |
 //! | [`Request`], `&Request` | `http::Request<Vec<u8>>` | `TryFrom`: fails on a target, field name or field value `http` refuses |
-//! | `http::Response<Vec<u8>>` | [`Response`] | `From`: always |
+//! | `http::Response<Vec<u8>>` | [`Response`] | `From`: always (a 1xx is then answered 500 on the wire: see Statuses) |
 //! | [`Response`] | `http::Response<Vec<u8>>` | `TryFrom`: fails on a streamed body, a status outside 100..=999, a field `http` refuses |
 //!
 //! What is kept, and how:
@@ -20,8 +20,22 @@
 //!   order of one name's values means anything, RFC 9110 §5.3).
 //! - **Trailer fields** of a chunked request travel in the `http` request's extensions as
 //!   [`HttpTrailers`], and come back from there.
-//! - **The request-target** is kept in its form: origin (`/a?b`), absolute
-//!   (`http://host/a`), authority (`host:443`, CONNECT) or asterisk (`*`, OPTIONS).
+//! - **The request-target** keeps its form: origin (`/a?b`), absolute (`http://host/a`),
+//!   authority (`host:443`, CONNECT) or asterisk (`*`, OPTIONS), as `http::Uri` writes it
+//!   back: an absolute-form target with an empty path gains its `/`, the scheme is
+//!   lower-cased, a fragment is dropped (a server never receives one: pinion answers it 400).
+//! - **Targets `http::Uri` refuses.** pinion's connection accepts any visible ASCII in a
+//!   target, as httparse does; `http::Uri` refuses some of it (`"`, `<`, `>` among others),
+//!   so converting a request that arrived with one fails with
+//!   [`InteropError::InvalidTarget`]. A bridge should answer that 400, as hyper would have
+//!   answered the request.
+//! - **`Content-Type`** is one value (RFC 9110 §8.3), kept apart in
+//!   [`Response::content_type`]: of several in an `http::Response`, the last is kept. Every
+//!   other field keeps all its values.
+//! - **Statuses** convert as numbers; what the connection then sends is its own rule: a
+//!   1xx as a final response, or a status outside 100..=999, is not sent (it cannot end a
+//!   request) and the client gets 500, with a warning in the log. Informational responses
+//!   (`100 Continue`) are the connection's to send.
 //! - **Path parameters** recorded by the router are not carried (they are derived from the
 //!   path), nor are other `http` extensions, nor a response's version.
 
@@ -52,7 +66,9 @@ pub enum InteropError {
     /// A streamed response body: its chunks go to the connection through a
     /// `web::ResponseStream`, there are no bytes to put in a `Vec<u8>`.
     StreamedBody,
-    /// A request-target the `http` crate's `Uri` refuses.
+    /// A request-target the `http` crate's `Uri` refuses. pinion's connection accepts any
+    /// visible ASCII in a target (as httparse does), `Uri` not all of it (`"`, `<`, `>`):
+    /// a request that arrived with such a target fails here; answer it 400.
     InvalidTarget(String),
     /// A field name the `http` crate refuses (not a token).
     InvalidHeaderName(String),
@@ -440,6 +456,32 @@ mod tests {
         assert_eq!(again.headers()["content-type"], "text/html; charset=utf-8");
         assert_eq!(again.headers()["x-latin1"].as_bytes(), b"caf\xe9");
         assert_eq!(again.body(), b"<p>gone</p>");
+    }
+
+    #[test]
+    fn of_several_content_types_the_last_is_kept() {
+        let h = http::Response::builder()
+            .header("content-type", "text/plain")
+            .header("content-type", "application/json")
+            .body(Vec::new())
+            .unwrap();
+        let resp = Response::from(h);
+        assert_eq!(resp.content_type.as_deref(), Some("application/json"));
+        assert!(resp.headers.is_empty(), "{:?}", resp.headers);
+    }
+
+    #[test]
+    fn targets_come_back_as_uri_writes_them_and_uri_refusals_are_invalid_target() {
+        for (target, back) in [("http://example.com", "http://example.com/"), ("/a?b=%22", "/a?b=%22"), ("*", "*")] {
+            let req = Request::new(Method::Options, target).with_header("host", "example.com");
+            let h = http::Request::<Vec<u8>>::try_from(req).unwrap();
+            assert_eq!(Request::try_from(h).unwrap().target(), back);
+        }
+        for target in ["/a?r=\"x\"", "/a?r=<x>"] {
+            let req = Request::new(Method::Get, target).with_header("host", "example.com");
+            let err = http::Request::<Vec<u8>>::try_from(req).unwrap_err();
+            assert_eq!(err, InteropError::InvalidTarget(target.to_owned()));
+        }
     }
 
     #[test]

@@ -17,6 +17,8 @@
 //!   on a shard, shared between them (a connection holds a buffer only while bytes wait in it).
 //! - `encode.rs`: the response encoder: status line, cached `Date` and common head,
 //!   fixed-length or chunked bodies, `HEAD`.
+//! - `interop.rs` (feature `interop`): conversions to and from the `http` crate's
+//!   `Request`/`Response`, and what each keeps: the module `pinion::http::interop`.
 //!
 //! All bounds are in one [`HttpLimits`]; every one has a defined answer (400, 408, 413, 414,
 //! 431, 501, 505) after which the connection is closed.
@@ -26,7 +28,7 @@ pub(crate) mod conn;
 mod encode;
 mod head;
 #[cfg(feature = "interop")]
-mod interop;
+pub mod interop;
 mod outgoing;
 mod request;
 mod response;

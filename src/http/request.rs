@@ -414,9 +414,39 @@ impl Request {
         self.header("host").map(as_str)
     }
 
-    /// The query of the target (after `?`), if any.
+    /// The query of the target (after `?`), if any, as sent (percent-encoded).
     pub fn query(&self) -> Option<&str> {
         self.query.map(|q| self.text(q))
+    }
+
+    /// The `name=value` pairs of the query, in order, decoded as HTML forms encode them
+    /// (`application/x-www-form-urlencoded`: `+` is a space, `%XX` a byte; bytes that are not
+    /// UTF-8 become U+FFFD, as axum's `Query` and the `url` crate decode). Empty pairs are
+    /// skipped; a pair without `=` has an empty value.
+    ///
+    /// `/search?q=caf%C3%A9+au+lait&page=2&flag` → `("q", "café au lait")`, `("page", "2")`,
+    /// `("flag", "")`.
+    pub fn query_pairs(&self) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
+        self.query().unwrap_or_default().split('&').filter(|p| !p.is_empty()).map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (form_decode(name), form_decode(value))
+        })
+    }
+
+    /// The first value of `name` in the query, decoded (see [`query_pairs`](Self::query_pairs)).
+    pub fn query_param(&self, name: &str) -> Option<Cow<'_, str>> {
+        self.query_pairs().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+
+    /// The value of the cookie `name` in the request's `Cookie` fields (`a=1; b=2`, RFC 6265
+    /// §5.4), as sent (a quoted value keeps its quotes); the first of that name. Fields that
+    /// are not UTF-8 are passed over.
+    pub fn cookie(&self, name: &str) -> Option<&str> {
+        self.headers()
+            .get_all("cookie")
+            .filter_map(|v| std::str::from_utf8(v).ok())
+            .flat_map(|v| v.split(';'))
+            .find_map(|pair| pair.trim().split_once('=').filter(|(n, _)| *n == name).map(|(_, v)| v))
     }
 
     /// The target, or its path or query, as text.
@@ -567,10 +597,30 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// `s` with its `%XX` escapes decoded (borrowed when it has none).
+/// A query's name or value as forms encode it: `+` a space, `%XX` a byte, lossy UTF-8.
+fn form_decode(s: &str) -> Cow<'_, str> {
+    if !s.contains(['%', '+']) {
+        return Cow::Borrowed(s);
+    }
+    let spaced = s.replace('+', " ");
+    match percent_decode(&spaced) {
+        Ok(text) => Cow::Owned(text.into_owned()),
+        Err(_) => Cow::Owned(String::from_utf8_lossy(&percent_bytes(&spaced)).into_owned()),
+    }
+}
+
 fn percent_decode(s: &str) -> Result<Cow<'_, str>, std::str::Utf8Error> {
     if !s.contains('%') {
         return Ok(Cow::Borrowed(s));
     }
+    match String::from_utf8(percent_bytes(s)) {
+        Ok(text) => Ok(Cow::Owned(text)),
+        Err(e) => Err(e.utf8_error()),
+    }
+}
+
+/// `s` with every `%XX` (two hex digits) turned into its byte; any other `%` kept.
+fn percent_bytes(s: &str) -> Vec<u8> {
     let hex = |b: u8| char::from(b).to_digit(16).map(|d| d as u8);
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -586,10 +636,7 @@ fn percent_decode(s: &str) -> Result<Cow<'_, str>, std::str::Utf8Error> {
             i += 1;
         }
     }
-    match String::from_utf8(out) {
-        Ok(text) => Ok(Cow::Owned(text)),
-        Err(e) => Err(e.utf8_error()),
-    }
+    out
 }
 
 #[cfg(test)]
@@ -605,6 +652,41 @@ mod tests {
         assert_eq!(percent_decode("100%").unwrap(), "100%");
         assert_eq!(percent_decode("%zz%4").unwrap(), "%zz%4");
         assert!(percent_decode("%ff").is_err());
+    }
+
+    #[test]
+    fn query_pairs_decode_as_forms_do() {
+        let req = Request::new(Method::Get, "/s?q=caf%C3%A9+au+lait&page=2&&flag&e=&x=%ff%&a+b=1%2B1&q=second");
+        let pairs: Vec<(String, String)> = req.query_pairs().map(|(n, v)| (n.into_owned(), v.into_owned())).collect();
+        let want = [
+            ("q", "café au lait"),
+            ("page", "2"),
+            ("flag", ""),
+            ("e", ""),
+            ("x", "\u{fffd}%"),
+            ("a b", "1+1"),
+            ("q", "second"),
+        ];
+        assert_eq!(pairs, want.map(|(n, v)| (n.to_owned(), v.to_owned())));
+        assert_eq!(req.query_param("q").as_deref(), Some("café au lait"));
+        assert_eq!(req.query_param("missing"), None);
+        assert!(matches!(req.query_param("page"), Some(Cow::Borrowed("2"))));
+        assert_eq!(Request::new(Method::Get, "/s").query_pairs().count(), 0);
+        assert_eq!(Request::new(Method::Get, "/s?").query_pairs().count(), 0);
+    }
+
+    #[test]
+    fn cookie_finds_a_cookie_in_any_cookie_field() {
+        let req = Request::new(Method::Get, "/")
+            .with_header("Cookie", "session=abc123; theme=dark")
+            .with_header("cookie", "lang=\"en\";x=1")
+            .with_header("cookie", &b"bad=\xff"[..]);
+        assert_eq!(req.cookie("session"), Some("abc123"));
+        assert_eq!(req.cookie("theme"), Some("dark"));
+        assert_eq!(req.cookie("lang"), Some("\"en\""));
+        assert_eq!(req.cookie("x"), Some("1"));
+        assert_eq!(req.cookie("sess"), None);
+        assert_eq!(req.cookie("bad"), None);
     }
 
     #[test]

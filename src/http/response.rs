@@ -4,16 +4,41 @@ use std::borrow::Cow;
 use std::fmt;
 
 /// An HTTP status code.
+///
+/// Any three-digit code can be sent; the constants name the common ones. A handler's answer
+/// is final, so a 1xx there (or a number outside 100..=999) is not sent: the client gets 500
+/// and the log a warning. The connection sends `100 Continue` itself, to a request that
+/// asks for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StatusCode(pub u16);
 
 impl StatusCode {
+    /// 100
+    pub const CONTINUE: StatusCode = StatusCode(100);
+    /// 101
+    pub const SWITCHING_PROTOCOLS: StatusCode = StatusCode(101);
     /// 200
     pub const OK: StatusCode = StatusCode(200);
     /// 201
     pub const CREATED: StatusCode = StatusCode(201);
+    /// 202
+    pub const ACCEPTED: StatusCode = StatusCode(202);
     /// 204
     pub const NO_CONTENT: StatusCode = StatusCode(204);
+    /// 206
+    pub const PARTIAL_CONTENT: StatusCode = StatusCode(206);
+    /// 301
+    pub const MOVED_PERMANENTLY: StatusCode = StatusCode(301);
+    /// 302
+    pub const FOUND: StatusCode = StatusCode(302);
+    /// 303
+    pub const SEE_OTHER: StatusCode = StatusCode(303);
+    /// 304
+    pub const NOT_MODIFIED: StatusCode = StatusCode(304);
+    /// 307
+    pub const TEMPORARY_REDIRECT: StatusCode = StatusCode(307);
+    /// 308
+    pub const PERMANENT_REDIRECT: StatusCode = StatusCode(308);
     /// 400
     pub const BAD_REQUEST: StatusCode = StatusCode(400);
     /// 401
@@ -24,22 +49,90 @@ impl StatusCode {
     pub const NOT_FOUND: StatusCode = StatusCode(404);
     /// 405
     pub const METHOD_NOT_ALLOWED: StatusCode = StatusCode(405);
+    /// 406
+    pub const NOT_ACCEPTABLE: StatusCode = StatusCode(406);
+    /// 408
+    pub const REQUEST_TIMEOUT: StatusCode = StatusCode(408);
     /// 409
     pub const CONFLICT: StatusCode = StatusCode(409);
+    /// 410
+    pub const GONE: StatusCode = StatusCode(410);
+    /// 411
+    pub const LENGTH_REQUIRED: StatusCode = StatusCode(411);
+    /// 412
+    pub const PRECONDITION_FAILED: StatusCode = StatusCode(412);
     /// 413
     pub const CONTENT_TOO_LARGE: StatusCode = StatusCode(413);
+    /// 414
+    pub const URI_TOO_LONG: StatusCode = StatusCode(414);
     /// 415
     pub const UNSUPPORTED_MEDIA_TYPE: StatusCode = StatusCode(415);
+    /// 416
+    pub const RANGE_NOT_SATISFIABLE: StatusCode = StatusCode(416);
+    /// 417
+    pub const EXPECTATION_FAILED: StatusCode = StatusCode(417);
+    /// 421
+    pub const MISDIRECTED_REQUEST: StatusCode = StatusCode(421);
     /// 422
     pub const UNPROCESSABLE_CONTENT: StatusCode = StatusCode(422);
     /// 429
     pub const TOO_MANY_REQUESTS: StatusCode = StatusCode(429);
+    /// 431
+    pub const REQUEST_HEADER_FIELDS_TOO_LARGE: StatusCode = StatusCode(431);
     /// 500
     pub const INTERNAL_SERVER_ERROR: StatusCode = StatusCode(500);
+    /// 501
+    pub const NOT_IMPLEMENTED: StatusCode = StatusCode(501);
+    /// 502
+    pub const BAD_GATEWAY: StatusCode = StatusCode(502);
     /// 503
     pub const SERVICE_UNAVAILABLE: StatusCode = StatusCode(503);
     /// 504
     pub const GATEWAY_TIMEOUT: StatusCode = StatusCode(504);
+    /// 505
+    pub const HTTP_VERSION_NOT_SUPPORTED: StatusCode = StatusCode(505);
+    /// Every named code above, in order (each has its reason phrase).
+    pub const NAMED: [StatusCode; 39] = [
+        StatusCode::CONTINUE,
+        StatusCode::SWITCHING_PROTOCOLS,
+        StatusCode::OK,
+        StatusCode::CREATED,
+        StatusCode::ACCEPTED,
+        StatusCode::NO_CONTENT,
+        StatusCode::PARTIAL_CONTENT,
+        StatusCode::MOVED_PERMANENTLY,
+        StatusCode::FOUND,
+        StatusCode::SEE_OTHER,
+        StatusCode::NOT_MODIFIED,
+        StatusCode::TEMPORARY_REDIRECT,
+        StatusCode::PERMANENT_REDIRECT,
+        StatusCode::BAD_REQUEST,
+        StatusCode::UNAUTHORIZED,
+        StatusCode::FORBIDDEN,
+        StatusCode::NOT_FOUND,
+        StatusCode::METHOD_NOT_ALLOWED,
+        StatusCode::NOT_ACCEPTABLE,
+        StatusCode::REQUEST_TIMEOUT,
+        StatusCode::CONFLICT,
+        StatusCode::GONE,
+        StatusCode::LENGTH_REQUIRED,
+        StatusCode::PRECONDITION_FAILED,
+        StatusCode::CONTENT_TOO_LARGE,
+        StatusCode::URI_TOO_LONG,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        StatusCode::RANGE_NOT_SATISFIABLE,
+        StatusCode::EXPECTATION_FAILED,
+        StatusCode::MISDIRECTED_REQUEST,
+        StatusCode::UNPROCESSABLE_CONTENT,
+        StatusCode::TOO_MANY_REQUESTS,
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        StatusCode::NOT_IMPLEMENTED,
+        StatusCode::BAD_GATEWAY,
+        StatusCode::SERVICE_UNAVAILABLE,
+        StatusCode::GATEWAY_TIMEOUT,
+        StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+    ];
 
     /// The standard reason phrase (empty for codes without one).
     pub const fn reason(self) -> &'static str {
@@ -67,9 +160,11 @@ impl StatusCode {
             409 => "Conflict",
             410 => "Gone",
             411 => "Length Required",
+            412 => "Precondition Failed",
             413 => "Content Too Large",
             414 => "URI Too Long",
             415 => "Unsupported Media Type",
+            416 => "Range Not Satisfiable",
             417 => "Expectation Failed",
             421 => "Misdirected Request",
             422 => "Unprocessable Content",
@@ -130,7 +225,9 @@ pub struct Response {
     /// Header fields, in order. `Content-Length`, `Transfer-Encoding` and `Date` are the
     /// connection's to write and are left out if set here; so is `Connection`, but a
     /// `Connection: close` here closes the connection after this response (and says so). A
-    /// `Server` here is sent in place of `server: pinion`.
+    /// `Server` here is sent in place of `server: pinion`. A `Content-Type` here is sent only
+    /// while [`content_type`](Self::content_type) is `None` (that field is one value, and
+    /// `content_type` holds it).
     pub headers: Vec<(Cow<'static, str>, Cow<'static, [u8]>)>,
     /// The body.
     pub body: Body,
@@ -242,5 +339,22 @@ pub(crate) fn cow_bytes(s: Cow<'static, str>) -> Cow<'static, [u8]> {
     match s {
         Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
         Cow::Owned(s) => Cow::Owned(s.into_bytes()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StatusCode;
+
+    #[test]
+    fn every_named_status_has_its_reason_and_they_are_in_order() {
+        for w in StatusCode::NAMED.windows(2) {
+            assert!(w[0] < w[1], "{w:?}");
+        }
+        for s in StatusCode::NAMED {
+            assert!(!s.reason().is_empty(), "{s:?}");
+        }
+        assert_eq!(StatusCode::NOT_MODIFIED.reason(), "Not Modified");
+        assert_eq!(StatusCode::PRECONDITION_FAILED.reason(), "Precondition Failed");
     }
 }

@@ -20,7 +20,8 @@ pub trait Layer: Send + Sync + 'static {
 
 // ---------------------------------------------------------------------------------------------
 
-/// Answers 401 (with `WWW-Authenticate`) unless `check` accepts the request.
+/// Answers 401 unless `check` accepts the request, with `WWW-Authenticate: Bearer
+/// realm="<realm>"`; a check of another scheme sets its own with [`Auth::challenge`].
 pub fn auth<F>(realm: &str, check: F) -> Auth
 where
     F: Fn(&Request) -> bool + Send + Sync + 'static,
@@ -63,6 +64,15 @@ pub struct Auth {
     challenge: Arc<str>,
 }
 
+impl Auth {
+    /// The `WWW-Authenticate` value of the 401 (default `Bearer realm="<realm>"`), e.g.
+    /// `Basic realm="admin", charset="UTF-8"` for a check of Basic credentials.
+    pub fn challenge(mut self, value: &str) -> Auth {
+        self.challenge = value.into();
+        self
+    }
+}
+
 impl fmt::Debug for Auth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Auth").field("challenge", &self.challenge).finish()
@@ -94,10 +104,18 @@ impl Handler for Authed {
 // ---------------------------------------------------------------------------------------------
 
 /// CORS: answers preflights (`OPTIONS` with `Access-Control-Request-Method`) with 204 and adds
-/// `Access-Control-Allow-Origin` to the responses of requests that carry an allowed `Origin`.
+/// `Access-Control-Allow-Origin` to the responses of requests that carry an allowed `Origin`
+/// (with `Access-Control-Allow-Credentials` and `Access-Control-Expose-Headers` when set).
+/// A preflight from an origin not allowed gets 403, without CORS fields: the browser refuses
+/// the request either way, the status says why to whoever reads the network log.
+///
+/// The fields go on every answer of a request that reached the handlers (the runtime's
+/// 500/503/504 too), not on the connection's refusals of requests it could not take (see
+/// [`ResponseHook`]).
 #[derive(Debug, Clone)]
 pub struct Cors {
-    /// Allowed origins; empty: any (`*`).
+    /// Allowed origins; empty: any (`*`, or the request's own origin with
+    /// [`credentials`](Self::credentials), as browsers refuse `*` with credentials).
     pub origins: Vec<String>,
     /// Methods a preflight allows.
     pub methods: Vec<Method>,
@@ -105,6 +123,12 @@ pub struct Cors {
     pub headers: Vec<String>,
     /// How long a browser may cache a preflight answer (seconds).
     pub max_age: u32,
+    /// Allow credentials (cookies, `Authorization`): `Access-Control-Allow-Credentials: true`
+    /// on preflights and responses.
+    pub credentials: bool,
+    /// Response header fields a page's script may read beyond the safelisted ones
+    /// (`Access-Control-Expose-Headers`).
+    pub expose_headers: Vec<String>,
 }
 
 impl Default for Cors {
@@ -114,6 +138,8 @@ impl Default for Cors {
             methods: vec![Method::Get, Method::Head, Method::Post, Method::Put, Method::Patch, Method::Delete],
             headers: vec!["content-type".into(), "authorization".into()],
             max_age: 600,
+            credentials: false,
+            expose_headers: Vec::new(),
         }
     }
 }
@@ -127,16 +153,24 @@ struct CorsState {
     cors: Cors,
     methods: String,
     headers: String,
+    expose: Option<Cow<'static, [u8]>>,
 }
 
 impl CorsState {
     /// The `Access-Control-Allow-Origin` value for `origin`, if allowed.
     fn allow(&self, origin: &[u8]) -> Option<Cow<'static, str>> {
-        if self.cors.origins.is_empty() {
+        if self.cors.origins.is_empty() && !self.cors.credentials {
             return Some(Cow::Borrowed("*"));
         }
         let origin = std::str::from_utf8(origin).ok()?;
-        self.cors.origins.iter().any(|o| o == origin).then(|| Cow::Owned(origin.to_owned()))
+        let any = self.cors.origins.is_empty();
+        (any || self.cors.origins.iter().any(|o| o == origin)).then(|| Cow::Owned(origin.to_owned()))
+    }
+
+    /// The answer depends on `Origin` (a list of origins, or the origin echoed for
+    /// credentials): a cache must know (`*` does not vary).
+    fn varies(&self) -> bool {
+        !self.cors.origins.is_empty() || self.cors.credentials
     }
 }
 
@@ -144,7 +178,8 @@ impl Layer for Cors {
     fn wrap(&self, inner: Arc<dyn Handler>) -> Arc<dyn Handler> {
         let methods = self.methods.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ");
         let headers = self.headers.join(", ");
-        Arc::new(CorsHandler { cors: Arc::new(CorsState { cors: self.clone(), methods, headers }), inner })
+        let expose = (!self.expose_headers.is_empty()).then(|| Cow::Owned(self.expose_headers.join(", ").into_bytes()));
+        Arc::new(CorsHandler { cors: Arc::new(CorsState { cors: self.clone(), methods, headers, expose }), inner })
     }
 }
 
@@ -152,10 +187,15 @@ impl ResponseHook for CorsState {
     fn on_response(&self, req: &RequestSummary<'_>, resp: &mut Response) {
         if let Some(allow) = req.request.header("origin").and_then(|o| self.allow(o)) {
             resp.headers.push((Cow::Borrowed("access-control-allow-origin"), cow_bytes(allow)));
+            if self.cors.credentials {
+                resp.headers.push((Cow::Borrowed("access-control-allow-credentials"), Cow::Borrowed(b"true")));
+            }
+            if let Some(expose) = &self.expose {
+                resp.headers.push((Cow::Borrowed("access-control-expose-headers"), expose.clone()));
+            }
         }
-        // With a list of origins the answer depends on `Origin`, whether it came, was allowed
-        // or not: a cache must know (`*` does not vary).
-        if !self.cors.origins.is_empty() {
+        // Whether `Origin` came, was allowed or not.
+        if self.varies() {
             resp.headers.push((Cow::Borrowed("vary"), Cow::Borrowed(b"origin")));
         }
     }
@@ -169,15 +209,18 @@ impl Handler for CorsHandler {
             let Some(allow) = origin.and_then(|o| self.cors.allow(o)) else {
                 return req.respond(Response::status(StatusCode(403)));
             };
-            let resp = Response::new(StatusCode::NO_CONTENT)
+            let mut resp = Response::new(StatusCode::NO_CONTENT)
                 .header("access-control-allow-origin", allow)
                 .header("access-control-allow-methods", self.cors.methods.clone())
                 .header("access-control-allow-headers", self.cors.headers.clone())
                 .header("access-control-max-age", self.cors.cors.max_age.to_string())
                 .header("vary", "origin");
+            if self.cors.cors.credentials {
+                resp = resp.header("access-control-allow-credentials", "true");
+            }
             return req.respond(resp);
         }
-        if origin.is_some() || !self.cors.cors.origins.is_empty() {
+        if origin.is_some() || self.cors.varies() {
             req.on_response(self.cors.clone());
         }
         self.inner.handle(req);
@@ -187,7 +230,8 @@ impl Handler for CorsHandler {
 // ---------------------------------------------------------------------------------------------
 
 /// Logs one line per request (target `pinion::web::access`, level info): method, target,
-/// status, microseconds from read to response.
+/// status, microseconds from read to response (for a streamed response: to its head, as the
+/// line is written when the head goes out).
 pub fn request_log() -> RequestLog {
     RequestLog
 }

@@ -28,6 +28,15 @@ pub(crate) struct ReplyTo {
 /// Changes a response on its way out (CORS fields, logging). One added by middleware runs on
 /// the connection's shard, on whatever answers the request (the runtime's 500, 503 and 504
 /// too); one added later, where `respond` is called (see [`WebRequest::on_response`]).
+///
+/// Hooks see the answers to requests that reached the handlers. The connection's own
+/// refusals of a request it could not take go out before any handler sees it, so unhooked:
+/// malformed framing or head (400, 501, 505), too slow (408), too large (413, 414, 431), an
+/// unmet expectation (417), a misdirected target (421). (nginx's `add_header` without
+/// `always` behaves alike.) A browser then reports a 413 to a cross-origin page as a CORS
+/// failure: set [`HttpLimits::max_body_bytes`](crate::http::HttpLimits::max_body_bytes)
+/// above what pages upload, and bound the size in the worker where a readable answer
+/// matters.
 pub trait ResponseHook: Send + Sync + 'static {
     /// Called with the request's method and path and the response about to be sent.
     fn on_response(&self, request: &RequestSummary<'_>, response: &mut Response);

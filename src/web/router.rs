@@ -94,6 +94,11 @@ impl Router {
         self.method(Method::Put, pattern, handler)
     }
 
+    /// PATCH on `pattern`.
+    pub fn patch(self, pattern: &str, handler: impl Handler) -> Router {
+        self.method(Method::Patch, pattern, handler)
+    }
+
     /// DELETE on `pattern`.
     pub fn delete(self, pattern: &str, handler: impl Handler) -> Router {
         self.method(Method::Delete, pattern, handler)
@@ -109,6 +114,21 @@ impl Router {
     /// and the router's own 404 and 405 answers — so auth, CORS preflights, logging and rate
     /// limits see every request. Layers added later run first. Path parameters are recorded
     /// after the layers ran, when the route is chosen.
+    ///
+    /// A layer for some routes only wraps their handler instead ([`Layer::wrap`]):
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use pinion::http::{Request, Response};
+    /// use pinion::web::{Layer, Router, bearer};
+    ///
+    /// fn open(_: &Request) -> Response { Response::text("anyone") }
+    /// fn admin(_: &Request) -> Response { Response::text("admins only") }
+    ///
+    /// let router = Router::new()
+    ///     .get("/status", open)
+    ///     .get("/admin", bearer("admin", "s3cret").wrap(Arc::new(admin)));
+    /// ```
     pub fn layer(mut self, layer: impl Layer) -> Router {
         self.layers.push(Arc::new(layer));
         self
