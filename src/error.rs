@@ -286,6 +286,11 @@ pub enum WebServerError {
     NoSuchShard(ShardId),
     /// The options list no shard.
     NoShards,
+    /// The options list a shard twice.
+    DuplicateShard(ShardId),
+    /// A limit the server could not serve with (a zero bound or timeout, `max_headers` above
+    /// [`MAX_HEADERS_LIMIT`](crate::http::MAX_HEADERS_LIMIT)): what is wrong with it.
+    InvalidLimits(String),
     /// The node is stopping (or a shard did not take its listener in time).
     Stopped,
 }
@@ -296,6 +301,8 @@ impl fmt::Display for WebServerError {
             WebServerError::Bind(e) => write!(f, "web server: cannot listen: {e}"),
             WebServerError::NoSuchShard(s) => write!(f, "web server: the node has no shard {}", s.0),
             WebServerError::NoShards => f.write_str("web server: no shard chosen to listen on"),
+            WebServerError::DuplicateShard(s) => write!(f, "web server: shard {} is listed twice", s.0),
+            WebServerError::InvalidLimits(why) => write!(f, "web server: invalid limits: {why}"),
             WebServerError::Stopped => f.write_str("web server: the node is stopping"),
         }
     }

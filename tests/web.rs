@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, Once, PoisonError};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
-use pinion::http::{Method, Request, Response, StatusCode};
+use pinion::http::{HttpLimits, MAX_HEADERS_LIMIT, Method, Request, Response, StatusCode};
 use pinion::web::{
     Cors, Handler, Layer, ResponseStream, Router, WebHandler, WebHandlerOptions, WebRequest, WebServer,
     WebServerOptions, WebTarget, WebWorker, auth, bearer, rate_limit, request_log,
@@ -1804,6 +1804,46 @@ fn web_server_start_empty_shard_list_is_no_shards() {
     let options = WebServerOptions { shards: Some(Vec::new()), ..WebServerOptions::new("127.0.0.1", 0, hello) };
     let err = WebServer::start(&node, options).expect_err("no shard listed");
     assert!(matches!(err, WebServerError::NoShards), "{err:?}");
+    node.stop();
+}
+
+#[test]
+fn web_server_start_refuses_a_shard_listed_twice_and_limits_it_cannot_serve_with() {
+    let node = start_node("web-server-bad-options", 2);
+    let options = WebServerOptions {
+        shards: Some(vec![ShardId(1), ShardId(0), ShardId(1)]),
+        ..WebServerOptions::new("127.0.0.1", 0, hello)
+    };
+    let err = WebServer::start(&node, options).expect_err("a shard twice");
+    assert!(matches!(err, WebServerError::DuplicateShard(ShardId(1))), "{err:?}");
+
+    // Each of these made a server that answered nothing, or nothing useful (a user trial:
+    // `max_in_flight: 0` left every request unanswered).
+    let zero = Duration::ZERO;
+    let bad: [(&str, HttpLimits); 10] = [
+        ("max_in_flight", HttpLimits { max_in_flight: 0, ..HttpLimits::default() }),
+        ("max_head_bytes", HttpLimits { max_head_bytes: 0, ..HttpLimits::default() }),
+        ("max_headers is 0", HttpLimits { max_headers: 0, ..HttpLimits::default() }),
+        ("max_headers is 257", HttpLimits { max_headers: 257, ..HttpLimits::default() }),
+        ("max_uri_bytes", HttpLimits { max_uri_bytes: 0, ..HttpLimits::default() }),
+        ("max_trailer_bytes", HttpLimits { max_trailer_bytes: 0, ..HttpLimits::default() }),
+        ("max_connections_per_shard", HttpLimits { max_connections_per_shard: 0, ..HttpLimits::default() }),
+        ("header_read_timeout", HttpLimits { header_read_timeout: zero, ..HttpLimits::default() }),
+        ("body_read_timeout", HttpLimits { body_read_timeout: zero, ..HttpLimits::default() }),
+        ("idle_timeout", HttpLimits { idle_timeout: zero, ..HttpLimits::default() }),
+    ];
+    for (what, limits) in bad {
+        let options = WebServerOptions { limits, ..WebServerOptions::new("127.0.0.1", 0, hello) };
+        match WebServer::start(&node, options).expect_err(what) {
+            WebServerError::InvalidLimits(why) => assert!(why.contains(what), "{what}: {why}"),
+            other => panic!("{what}: {other:?}"),
+        }
+    }
+    // The bounds themselves are fine, and no body at all is a choice (413 for any).
+    let limits = HttpLimits { max_headers: MAX_HEADERS_LIMIT, max_body_bytes: 0, ..HttpLimits::default() };
+    let server = WebServer::start(&node, WebServerOptions { limits, ..WebServerOptions::new("127.0.0.1", 0, hello) })
+        .expect("limits at their bounds");
+    assert_eq!(get(server.local_addr(), "/").status, 200);
     node.stop();
 }
 

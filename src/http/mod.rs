@@ -50,6 +50,10 @@ pub(crate) use response::cow_bytes;
 pub(crate) use spares::Spares;
 
 /// Bounds on what a client may send, with defaults close to nginx's and hyper's.
+///
+/// `WebServer::start` refuses limits it could not serve with
+/// (`WebServerError::InvalidLimits`): a zero for any of them but `max_body_bytes` (0 there
+/// means no request may carry a body: 413), and `max_headers` above [`MAX_HEADERS_LIMIT`].
 #[derive(Debug, Clone)]
 pub struct HttpLimits {
     /// Largest request head (request line and header fields). Above: 431 (or 414 while the
@@ -98,6 +102,33 @@ impl Default for HttpLimits {
 
 /// The largest `max_headers` the head parser supports.
 pub const MAX_HEADERS_LIMIT: usize = 256;
+
+impl HttpLimits {
+    /// What makes these limits unusable for a server, if anything (see the type's docs).
+    pub(crate) fn invalid(&self) -> Option<String> {
+        let counts = [
+            ("max_head_bytes", self.max_head_bytes),
+            ("max_headers", self.max_headers),
+            ("max_uri_bytes", self.max_uri_bytes),
+            ("max_trailer_bytes", self.max_trailer_bytes),
+            ("max_connections_per_shard", self.max_connections_per_shard),
+            ("max_in_flight", self.max_in_flight),
+        ];
+        let times = [
+            ("header_read_timeout", self.header_read_timeout),
+            ("body_read_timeout", self.body_read_timeout),
+            ("idle_timeout", self.idle_timeout),
+        ];
+        if let Some((name, _)) = counts.iter().find(|(_, n)| *n == 0) {
+            return Some(format!("{name} is 0: no request could be served"));
+        }
+        if let Some((name, _)) = times.iter().find(|(_, t)| t.is_zero()) {
+            return Some(format!("{name} is 0: every connection would time out at once"));
+        }
+        (self.max_headers > MAX_HEADERS_LIMIT)
+            .then(|| format!("max_headers is {}, above the parser's {MAX_HEADERS_LIMIT}", self.max_headers))
+    }
+}
 
 /// Why a request was refused before it reached a handler. The connection answers `status`
 /// (with `reason` as the body) and, when `close` is set, closes: the framing is lost or the

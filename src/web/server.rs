@@ -98,6 +98,12 @@ impl WebServer {
         if let Some(bad) = shards.iter().find(|s| s.index() >= shared.shards.len()) {
             return Err(WebServerError::NoSuchShard(*bad));
         }
+        if let Some((_, twice)) = shards.iter().enumerate().find(|(i, s)| shards[..*i].contains(s)) {
+            return Err(WebServerError::DuplicateShard(*twice));
+        }
+        if let Some(why) = options.limits.invalid() {
+            return Err(WebServerError::InvalidLimits(why));
+        }
         if shared.is_stopping() {
             return Err(WebServerError::Stopped);
         }
@@ -189,6 +195,18 @@ pub(crate) struct ServerShared {
 struct Listener {
     server: Rc<ServerShared>,
     socket: RefCell<TcpListener>,
+    /// Since when `accept` fails (out of descriptors, say), and how often since.
+    failing: Cell<Option<Failing>>,
+}
+
+/// A run of failed accepts: one retry armed, a warning at its start and then at most every
+/// [`ACCEPT_WARN_EVERY`], a line when it ends.
+#[derive(Clone, Copy)]
+struct Failing {
+    since: Instant,
+    attempts: u64,
+    warned: Instant,
+    retry_armed: bool,
 }
 
 fn install(
@@ -199,7 +217,7 @@ fn install(
     limits: HttpLimits,
 ) -> std::io::Result<()> {
     let server = Rc::new(ServerShared { id, handler, limits, connections: Cell::new(0), spares: Spares::new() });
-    let source = Listener { server, socket: RefCell::new(TcpListener::from_std(listener)) };
+    let source = Listener { server, socket: RefCell::new(TcpListener::from_std(listener)), failing: Cell::new(None) };
     shard.io_insert(Rc::new(source), Interest::READABLE).map(drop)
 }
 
@@ -215,6 +233,9 @@ fn close_listener(shard: &Rc<Shard>, id: u64) {
 /// After an accept error, the next try.
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 
+/// While accepts keep failing, a warning at most this often.
+const ACCEPT_WARN_EVERY: Duration = Duration::from_secs(10);
+
 /// Connections accepted per readiness event before other work runs.
 const ACCEPTS_PER_EVENT: usize = 64;
 
@@ -223,20 +244,49 @@ impl Listener {
         for _ in 0..ACCEPTS_PER_EVENT {
             let accepted = self.socket.borrow().accept();
             match accepted {
-                Ok((stream, _peer)) => self.serve(shard, stream),
+                Ok((stream, _peer)) => {
+                    if self.failing.get().is_some() {
+                        self.recovered(shard);
+                    }
+                    self.serve(shard, stream)
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    // Out of descriptors, say: connections already queued would wait for the
-                    // next edge; try again shortly instead.
-                    log::warn!(target: "pinion::web", "{}: accept failed: {e}", shard.id);
-                    shard.io_timer(shard.now() + ACCEPT_RETRY, token);
-                    return;
-                }
+                Err(e) => return self.failed(shard, token, &e),
             }
         }
         // More may be waiting: continue after this turn's work.
         shard.io_flush_later(token);
+    }
+
+    /// Out of descriptors, say: connections already queued would wait for the next edge, so
+    /// one retry is armed (a readiness event meanwhile tries too, but arms no other: a
+    /// timer per event made hundreds of tries and warnings a second).
+    #[cold]
+    fn failed(&self, shard: &Rc<Shard>, token: Token, e: &std::io::Error) {
+        let now = shard.now();
+        let mut f = self.failing.get().unwrap_or(Failing { since: now, attempts: 0, warned: now, retry_armed: false });
+        f.attempts += 1;
+        if f.attempts == 1 {
+            log::warn!(target: "pinion::web", "{}: accept failed: {e} (retrying every {ACCEPT_RETRY:?})", shard.id);
+        } else if now >= f.warned + ACCEPT_WARN_EVERY {
+            f.warned = now;
+            let secs = now.duration_since(f.since).as_secs();
+            log::warn!(target: "pinion::web", "{}: accept still failing after {secs} s ({} tries): {e}", shard.id, f.attempts);
+        }
+        if !f.retry_armed {
+            f.retry_armed = true;
+            shard.io_timer(now + ACCEPT_RETRY, token);
+        }
+        self.failing.set(Some(f));
+    }
+
+    #[cold]
+    fn recovered(&self, shard: &Rc<Shard>) {
+        if let Some(f) = self.failing.take() {
+            let ms = shard.now().duration_since(f.since).as_millis();
+            log::warn!(target: "pinion::web", "{}: accepting again after {ms} ms ({} failed tries)", shard.id, f.attempts);
+        }
     }
 
     fn serve(&self, shard: &Rc<Shard>, mut stream: mio::net::TcpStream) {
@@ -265,6 +315,10 @@ impl IoSource for Listener {
         self.accept(shard, token);
     }
     fn timeout(self: Rc<Self>, shard: &Rc<Shard>, token: Token, _now: Instant) {
+        if let Some(mut f) = self.failing.get() {
+            f.retry_armed = false;
+            self.failing.set(Some(f));
+        }
         self.accept(shard, token);
     }
     fn flush(self: Rc<Self>, shard: &Rc<Shard>, token: Token) {
