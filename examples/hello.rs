@@ -18,6 +18,9 @@
 
 use std::time::Duration;
 
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
 use pinion::http::{Method, Request, Response};
 use pinion::web::{Router, WebHandler, WebHandlerOptions, WebServer, WebServerOptions, WebTarget, WebWorker};
 use pinion::{Actor, Context, Cores, ExitReason, Node, NodeOptions, Pool, PoolOptions, ProcessOptions};
@@ -113,8 +116,25 @@ fn main() {
         }
     }
     let options = NodeOptions { cores: cores.map_or(Cores::All, Cores::Count), ..Default::default() };
-    let node = Node::start("hello", options).unwrap_or_else(|e| panic!("{e}"));
+    let node = Node::start("hello", options).unwrap_or_else(|e| {
+        eprintln!("hello: {e}");
+        std::process::exit(1)
+    });
+    // SIGINT (ctrl-C) or SIGTERM stops the node gracefully (`NodeHandle::stop`): every process
+    // gets `Shutdown` and runs `terminate`, the listeners close with their shards, and the
+    // program exits with status 0 instead of dying mid-request.
+    let mut signals = Signals::new([SIGINT, SIGTERM]).expect("signal handlers");
+    let handle = node.handle();
+    std::thread::spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            eprintln!("hello: signal {signal}: stopping");
+            handle.stop();
+        }
+    });
     let service = WebService { host: "127.0.0.1".into(), port, plain, pool, mailbox, server: None };
-    node.spawn(move || service, ProcessOptions::default()).wait().unwrap_or_else(|e| panic!("{e}"));
+    if let Err(e) = node.spawn(move || service, ProcessOptions::default()).wait() {
+        eprintln!("hello: {e}");
+        std::process::exit(1)
+    }
     node.wait();
 }

@@ -250,7 +250,10 @@ impl fmt::Display for StartError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StartError::NoSuchCore { core, available } => {
-                write!(f, "node start failed: no core {core} on this machine (available: {available:?})")
+                write!(
+                    f,
+                    "node start failed: core {core} is not one this process may run on (its CPU affinity allows {available:?})"
+                )
             }
             StartError::InvalidEnv { var, value } => {
                 write!(f, "node start failed: cannot parse {var}={value:?}")

@@ -301,6 +301,29 @@ fn hello_answers_through_its_pool() {
     assert_eq!((r.status, r.text().as_str()), (200, "received 1000 bytes\n"));
 }
 
+/// SIGTERM and SIGINT stop `hello` gracefully: exit status 0, not death by the signal (a user
+/// trial's in-flight client got EOF and no answer), and the port is free after.
+#[test]
+fn hello_stops_gracefully_on_sigterm_and_sigint() {
+    for signal in ["TERM", "INT"] {
+        let mut ex = Example::start_with("hello", &["--cores", "2"]);
+        assert_eq!(ex.get("/").status, 200);
+        let pid = ex.child.id().to_string();
+        let sent = Command::new("kill").args([&format!("-{signal}"), &pid]).status().expect("kill(1)");
+        assert!(sent.success(), "kill -{signal} {pid}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = ex.child.try_wait().expect("wait") {
+                break status;
+            }
+            assert!(std::time::Instant::now() < deadline, "SIG{signal}: hello still runs after 20 s");
+            thread::sleep(Duration::from_millis(20));
+        };
+        assert!(status.success(), "SIG{signal}: hello ended with {status}");
+        assert!(TcpStream::connect(ex.addr).is_err(), "SIG{signal}: still listening");
+    }
+}
+
 /// The numbers: 20 workers × mailbox 10, 1000 ms of (timer) work per request, a burst
 /// of 300 concurrent requests: exactly 220 are served and 80 refused at once with 503.
 #[test]

@@ -167,7 +167,7 @@ fn node_start_with_bad_cores_or_name_returns_typed_errors() {
             assert_eq!(core, missing);
             assert_eq!(listed, available);
             let text = StartError::NoSuchCore { core, available: listed }.to_string();
-            assert!(text.contains("no core 100000"), "{text}");
+            assert!(text.contains("core 100000 is not"), "{text}");
             assert!(text.contains(&format!("{available:?}")), "names the available cores: {text}");
         }
         other => panic!("expected NoSuchCore, got {other:?}"),
@@ -184,7 +184,11 @@ fn node_start_with_bad_cores_or_name_returns_typed_errors() {
     invalid(start(Cores::Count(0), true), "Count(0)");
     invalid(start(Cores::List(vec![available[0], available[0]]), true), "twice");
     invalid(start(Cores::List(vec![]), false), "empty");
-    invalid(start(Cores::Count(available.len() + 1), true), "pinned");
+    let only = match available.len() {
+        1 => "only 1 core is available".to_owned(),
+        n => format!("only {n} cores are available"),
+    };
+    invalid(start(Cores::Count(available.len() + 1), true), &only);
     invalid(start(Cores::Count(pinion::MAX_SHARDS + 1), false), "at most");
     invalid(Node::start("", options(1)).expect_err("empty node name"), "name");
 }

@@ -110,13 +110,21 @@ fn pinion_cores_and_pinion_pin_override_the_options_or_fail_clearly() {
         Err(StartError::NoSuchCore { core, available: listed }) => {
             assert_eq!((core, &listed), (missing, &available));
             let text = StartError::NoSuchCore { core, available: listed }.to_string();
-            assert!(text.contains(&format!("no core {missing}")), "{text}");
+            assert!(text.contains(&format!("core {missing} is not")), "{text}");
         }
         other => panic!("PINION_CORES={missing}: expected NoSuchCore, got {other:?}"),
     }
 
     // Values that do not parse.
-    for bad in ["abc", "", "0,,1", "-1", "1.5"] {
+    // A CPU list as taskset and cgroups write it: ranges, alone or among single cores.
+    only(Some(&format!("{0}-{0}", available[0])), None);
+    assert_eq!(cores_of("env_cores_range", unpinned(2)), vec![None], "PINION_CORES={0}-{0}", available[0]);
+    if available.len() >= 2 && available[1] == available[0] + 1 {
+        only(Some(&format!("{}-{}", available[0], available[1])), Some("1"));
+        assert_eq!(cores_of("env_cores_range2", unpinned(1)), vec![Some(available[0]), Some(available[1])]);
+    }
+
+    for bad in ["abc", "", "0,,1", "-1", "1.5", "1-", "2-1", "0-99999"] {
         only(Some(bad), None);
         match Node::start("env_cores_garbage", unpinned(1)) {
             Err(StartError::InvalidEnv { var, value }) => {

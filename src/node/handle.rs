@@ -88,6 +88,10 @@ impl NodeHandle {
 
     /// Sends `req` and returns a future of the reply, on any executor (or `.wait()` for it).
     /// The timeout runs from now; a zero timeout is refused.
+    ///
+    /// The request takes a place in the callee's mailbox like any message: when the mailbox
+    /// is full the call fails at once with [`CallError::MailboxFull`] (the bound is exact;
+    /// nothing waits for room). Callers that would rather wait retry after a pause.
     pub fn call<'t, M: Any + Send>(&self, to: impl Into<Target<'t>>, req: M, timeout: Duration) -> CallFuture {
         let node = self.shared.id;
         if timeout.is_zero() {

@@ -35,14 +35,16 @@ pub enum Cores {
     All,
     /// The first `n` of those cores (with pinning off, any `n` up to `MAX_SHARDS`).
     Count(usize),
-    /// Exactly these core ids, one shard each, in this order.
+    /// Exactly these core ids, one shard each, in this order. Each must be one this thread
+    /// may run on; with pinning off the list still says how many shards (and is checked the
+    /// same way, so a list that works unpinned works pinned).
     List(Vec<usize>),
 }
 
 /// How to start a node.
 #[derive(Clone, Debug)]
 pub struct NodeOptions {
-    /// Where shards run. Env `PINION_CORES` (`0,2` or `all`) overrides it.
+    /// Where shards run. Env `PINION_CORES` (`all`, or a CPU list: `0,2`, `0-3`) overrides it.
     pub cores: Cores,
     /// Pin each shard thread to its core. Env `PINION_PIN` (`0`/`1`) overrides it.
     pub pin: bool,
@@ -87,13 +89,24 @@ impl NodeOptions {
     }
 }
 
+/// `all`, or a CPU list as `taskset -c` and cgroups write them: `0,2`, `0-3`, `0,4-7`.
 fn parse_cores(value: &str) -> Option<Cores> {
     let value = value.trim();
     if value.eq_ignore_ascii_case("all") {
         return Some(Cores::All);
     }
-    let list: Option<Vec<usize>> = value.split(',').map(|c| c.trim().parse().ok()).collect();
-    list.filter(|l| !l.is_empty()).map(Cores::List)
+    let mut list = Vec::new();
+    for item in value.split(',').map(str::trim) {
+        let (first, last) = match item.split_once('-') {
+            Some((a, b)) => (a.trim().parse::<usize>().ok()?, b.trim().parse::<usize>().ok()?),
+            None => (item.parse().ok()?, item.parse().ok()?),
+        };
+        if first > last || last - first >= MAX_SHARDS {
+            return None;
+        }
+        list.extend(first..=last);
+    }
+    (!list.is_empty()).then_some(Cores::List(list))
 }
 
 /// The cores this thread may run on.
@@ -117,8 +130,11 @@ fn layout(options: &NodeOptions) -> Result<Vec<Option<usize>>, StartError> {
         }
         Cores::Count(n) if *n > available.len() && options.pin => {
             return Err(StartError::InvalidOptions(format!(
-                "{n} pinned shards but only {} cores are available ({available:?}); turn pinning off to oversubscribe",
-                available.len()
+                "{n} pinned shards but only {} available ({available:?}); turn pinning off to oversubscribe",
+                match available.len() {
+                    1 => "1 core is".to_owned(),
+                    k => format!("{k} cores are"),
+                }
             )));
         }
         Cores::Count(n) => (0..*n).map(|i| available[i % available.len()]).collect(),

@@ -151,11 +151,35 @@ impl WebServer {
         self.addr
     }
 
-    /// Closes the listeners (on every shard, asynchronously).
+    /// Closes the listeners on every shard, and returns once they are closed: the port can
+    /// be bound again at once (a new server on it starts). Connections already open are
+    /// served until they close or the node stops; connections still waiting in a listener's
+    /// backlog are reset by the kernel as it closes. Waits at most 10 s for a shard (one that
+    /// does not answer, or a node that is stopping, ends the wait). From a process, it holds
+    /// its shard for that wait (microseconds, as `start` does).
     pub fn stop(&self) {
         let id = self.id;
+        let (done, closed) = mpsc::channel();
+        let node = self.node.shared().id;
+        let here = with_current(|s| s.filter(|s| s.node.id == node).map(|s| s.id));
         for &shard in &self.shards {
-            route::run_on(self.node.shared().id, shard, Box::new(move |s: &Rc<Shard>| close_listener(s, id)));
+            let done = done.clone();
+            let close = move |s: &Rc<Shard>| {
+                close_listener(s, id);
+                let _ = done.send(());
+            };
+            if here == Some(shard) {
+                with_current(|s| s.map(close));
+            } else {
+                route::run_on(node, shard, Box::new(close));
+            }
+        }
+        drop(done);
+        for _ in &self.shards {
+            // A task dropped unrun (the node stopping) drops its sender: no wait.
+            if closed.recv_timeout(INSTALL_WAIT).is_err() {
+                break;
+            }
         }
     }
 }
