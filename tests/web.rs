@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use pinion::http::{HttpLimits, MAX_HEADERS_LIMIT, Method, Request, Response, StatusCode};
 use pinion::web::{
     Cors, Handler, Layer, ResponseStream, Router, WebHandler, WebHandlerOptions, WebRequest, WebServer,
-    WebServerOptions, WebTarget, WebWorker, auth, bearer, rate_limit, request_log,
+    WebServerOptions, WebServerStats, WebTarget, WebWorker, auth, bearer, rate_limit, request_log,
 };
 use pinion::{
     Actor, CallError, Context, Cores, ExitReason, Message, Node, NodeOptions, Pid, ProcessOptions, ShardId,
@@ -44,6 +44,15 @@ fn serve(node: &Node, handler: impl Handler) -> WebServer {
 
 fn spawn_on<A: Actor>(node: &Node, shard: u16, factory: impl FnOnce() -> A + Send + 'static, mailbox: usize) -> Pid {
     node.spawn_on(ShardId(shard), factory, ProcessOptions::with_mailbox(mailbox)).wait().expect("worker spawns")
+}
+
+/// Waits (at most `WAIT`) until `cond` holds.
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !cond() {
+        assert!(Instant::now() < deadline, "gave up waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -581,6 +590,72 @@ fn slow_service(name: &str) -> (Node, WebServer, Client, mpsc::Receiver<()>) {
     let server = serve(&node, WebHandler::new(options));
     let client = Client::connect(server.local_addr());
     (node, server, client, late)
+}
+
+/// What no handler sees is counted (a user trial found refusals at the connection invisible):
+/// connections accepted, open and refused at the cap; requests refused by status; 504s.
+#[test]
+fn web_server_stats_count_what_no_handler_sees() {
+    let node = start_node("web-server-stats", 1);
+    let (late_tx, _late) = mpsc::channel();
+    let slow = spawn_on(&node, 0, move || Slow { held: Vec::new(), answered_late: late_tx }, 16);
+    let options = WebHandlerOptions { request_timeout: Duration::from_millis(100), ..WebHandlerOptions::new(slow) };
+    let limits = HttpLimits {
+        max_uri_bytes: 64,
+        max_body_bytes: 16,
+        header_read_timeout: Duration::from_millis(200),
+        max_connections_per_shard: 3,
+        ..HttpLimits::default()
+    };
+    let server = WebServer::start(
+        &node,
+        WebServerOptions { limits, ..WebServerOptions::new("127.0.0.1", 0, WebHandler::new(options)) },
+    )
+    .expect("start");
+    let addr = server.local_addr();
+    assert_eq!(server.stats(), WebServerStats::default());
+
+    let mut kept = Client::connect(addr);
+    assert_eq!(kept.get("/fast").status, 200);
+    assert_eq!(kept.get("/slow").status, 504);
+    let long = format!("/{}", "x".repeat(100));
+    assert_eq!(Client::connect(addr).get(&long).status, 414);
+    let mut big = Client::connect(addr);
+    big.send(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 17\r\n\r\n");
+    assert_eq!(big.read_response(false).status, 413);
+    let mut bad = Client::connect(addr);
+    bad.send(b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: x\r\n\r\n");
+    assert_eq!(bad.read_response(false).status, 400);
+    drop((big, bad));
+    // (A refused connection lingers a little to read what the client still sends.)
+    wait_until("refused connections closed", || server.stats().connections == 1);
+    let mut slowpoke = Client::connect(addr);
+    slowpoke.send(b"GET / HTTP/1.1\r\nHost:");
+    assert_eq!(slowpoke.read_response(false).status, 408);
+    drop(slowpoke);
+    wait_until("the slow client's connection closed", || server.stats().connections == 1);
+
+    // Three open (the cap): the fourth gets 503 and is closed.
+    let held: Vec<Client> = (0..2).map(|_| Client::connect(addr)).collect();
+    wait_until("three connections open", || server.stats().connections == 3);
+    let mut over = Client::connect(addr);
+    assert_eq!(over.read_response(false).status, 503);
+
+    let stats = server.stats();
+    assert_eq!(stats.connections, 3, "{stats:?}");
+    assert_eq!(stats.accepted, 8, "{stats:?}");
+    assert_eq!(stats.over_capacity, 1, "{stats:?}");
+    assert_eq!(stats.accept_errors, 0, "{stats:?}");
+    assert_eq!(stats.timed_out, 1, "{stats:?}");
+    let by_status: Vec<(u16, u64)> = stats.refused.iter().map(|(s, n)| (s.0, *n)).collect();
+    assert_eq!(by_status, [(400, 1), (408, 1), (413, 1), (414, 1)], "{stats:?}");
+    assert_eq!(stats.refused_with(StatusCode(408)), 1);
+    assert_eq!(stats.refused_with(StatusCode(431)), 0);
+    drop((held, kept));
+    wait_until("every connection closed", || server.stats().connections == 0);
+    node.stop();
+    // Readable after the node stopped.
+    assert_eq!(server.stats().accepted, 8);
 }
 
 #[test]

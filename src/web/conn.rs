@@ -290,6 +290,7 @@ impl Connection {
                         (req, meta, st.codec.ahead())
                     }
                     Some(Step::Refuse(meta, error)) => {
+                        self.server.stats().refused(error.status);
                         if error.close {
                             log::debug!(target: "pinion::web", "{}: closing after {error}", shard.id);
                         }
@@ -493,7 +494,7 @@ impl Connection {
         if let Some((key, _)) = st.timer.take() {
             shard.io_cancel_timer(key);
         }
-        self.server.connections.set(self.server.connections.get() - 1);
+        self.server.closed_one();
         shard.io_remove(token, &mut st.stream);
     }
 }

@@ -19,6 +19,9 @@
 //! At a light load, a request for an idle pool worker on the connection's own shard is handled
 //! inside the connection's dispatch: the worker is polled there and then, and answers in place
 //! as a plain function does (see [`WebHandler`]).
+//!
+//! What no handler sees — connections accepted and refused, requests refused by the
+//! connection, 504s — is counted per server ([`WebServer::stats`], `stats.rs`).
 
 mod conn;
 mod dispatch;
@@ -27,6 +30,7 @@ mod middleware;
 mod request;
 mod router;
 mod server;
+mod stats;
 mod worker;
 
 pub(crate) use conn::Connection;
@@ -36,4 +40,5 @@ pub use middleware::{Auth, Cors, Layer, RateLimit, RequestLog, auth, bearer, rat
 pub use request::{RequestSummary, ResponseHook, ResponseStream, WebRequest};
 pub use router::Router;
 pub use server::{WebServer, WebServerOptions};
+pub use stats::WebServerStats;
 pub use worker::WebWorker;

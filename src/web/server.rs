@@ -20,6 +20,7 @@ use mio::{Interest, Registry, Token};
 use super::conn::Connection;
 use super::handler::Handler;
 use super::request::ReplyTo;
+use super::stats::{ServerStats, ShardStats, WebServerStats};
 use crate::error::WebServerError;
 use crate::http::{HttpLimits, Request, Response, Spares};
 use crate::node::{NodeHandle, route};
@@ -77,6 +78,7 @@ pub struct WebServer {
     node: NodeHandle,
     id: u64,
     shards: Vec<ShardId>,
+    stats: Arc<ServerStats>,
 }
 
 static SERVER_IDS: AtomicU64 = AtomicU64::new(1);
@@ -119,14 +121,16 @@ impl WebServer {
             listeners.push(l);
         }
         let id = SERVER_IDS.fetch_add(1, Ordering::Relaxed);
+        let stats = Arc::new(ServerStats::new(shards.len()));
         let (done, installed) = mpsc::channel();
         let here = with_current(|s| s.filter(|s| s.node.id == shared.id).map(|s| s.id));
-        for (shard, listener) in shards.iter().copied().zip(listeners) {
+        for (i, (shard, listener)) in shards.iter().copied().zip(listeners).enumerate() {
             let handler = options.handler.clone();
             let limits = options.limits.clone();
             let done = done.clone();
+            let stats = (stats.clone(), i);
             let install = move |s: &Rc<Shard>| {
-                let r = install(s, id, listener, handler, limits);
+                let r = install(s, id, listener, handler, limits, stats);
                 let _ = done.send(r);
             };
             if here == Some(shard) {
@@ -143,7 +147,14 @@ impl WebServer {
                 Err(_) => return Err(WebServerError::Stopped),
             }
         }
-        Ok(WebServer { addr, node: node.clone(), id, shards })
+        Ok(WebServer { addr, node: node.clone(), id, shards, stats })
+    }
+
+    /// What its listeners and connections did, summed over its shards: connections open,
+    /// accepted, refused at the cap; failed accepts; requests refused before any handler saw
+    /// them, by status; 504s. Readable from any thread, after `stop` too.
+    pub fn stats(&self) -> WebServerStats {
+        self.stats.sum()
     }
 
     /// The address it listens on.
@@ -214,6 +225,22 @@ pub(crate) struct ServerShared {
     pub(crate) connections: Cell<usize>,
     /// Request boxes and I/O buffers its connections share (see `http::spares`).
     pub(crate) spares: Rc<Spares>,
+    /// The server's counters, and which of them are this shard's.
+    stats: (Arc<ServerStats>, usize),
+}
+
+impl ServerShared {
+    /// This shard's counters.
+    pub(crate) fn stats(&self) -> &ShardStats {
+        self.stats.0.shard(self.stats.1)
+    }
+
+    /// One connection fewer.
+    pub(crate) fn closed_one(&self) {
+        let open = self.connections.get() - 1;
+        self.connections.set(open);
+        self.stats().set_connections(open);
+    }
 }
 
 struct Listener {
@@ -239,8 +266,9 @@ fn install(
     listener: StdListener,
     handler: Arc<dyn Handler>,
     limits: HttpLimits,
+    stats: (Arc<ServerStats>, usize),
 ) -> std::io::Result<()> {
-    let server = Rc::new(ServerShared { id, handler, limits, connections: Cell::new(0), spares: Spares::new() });
+    let server = Rc::new(ServerShared { id, handler, limits, connections: Cell::new(0), spares: Spares::new(), stats });
     let source = Listener { server, socket: RefCell::new(TcpListener::from_std(listener)), failing: Cell::new(None) };
     shard.io_insert(Rc::new(source), Interest::READABLE).map(drop)
 }
@@ -289,6 +317,7 @@ impl Listener {
     #[cold]
     fn failed(&self, shard: &Rc<Shard>, token: Token, e: &std::io::Error) {
         let now = shard.now();
+        self.server.stats().accept_error();
         let mut f = self.failing.get().unwrap_or(Failing { since: now, attempts: 0, warned: now, retry_armed: false });
         f.attempts += 1;
         if f.attempts == 1 {
@@ -315,8 +344,10 @@ impl Listener {
 
     fn serve(&self, shard: &Rc<Shard>, mut stream: mio::net::TcpStream) {
         let server = &self.server;
+        server.stats().accepted();
         if server.connections.get() >= server.limits.max_connections_per_shard {
             // Best effort: tell the client, then close.
+            server.stats().over_capacity();
             let _ = std::io::Write::write(&mut stream, OVERLOADED);
             return;
         }
@@ -325,7 +356,10 @@ impl Listener {
         let conn = Connection::new(id, server.clone(), stream, shard.now());
         let registered = shard.io_insert(Rc::new(conn), Interest::READABLE | Interest::WRITABLE);
         match registered {
-            Ok(_) => server.connections.set(server.connections.get() + 1),
+            Ok(_) => {
+                server.connections.set(server.connections.get() + 1);
+                server.stats().set_connections(server.connections.get());
+            }
             Err(e) => log::warn!(target: "pinion::web", "{}: cannot register a connection: {e}", shard.id),
         }
     }

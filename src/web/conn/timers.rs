@@ -87,6 +87,7 @@ impl Connection {
             // Too slow: 408 after whatever is in flight, then close.
             let meta = st.codec.abort();
             st.out.open(meta, None);
+            self.server.stats().refused(StatusCode(408));
             st.out.complete(meta.seq(), crate::http::Response::status(StatusCode(408)), now);
         } else if st.phase == Phase::Idle
             && st.out.in_flight() == 0
@@ -101,7 +102,8 @@ impl Connection {
             self.expire_hooked(now);
             guard = self.st.borrow_mut();
         }
-        guard.out.expire(now, StatusCode::GATEWAY_TIMEOUT);
+        let expired = guard.out.expire(now, StatusCode::GATEWAY_TIMEOUT);
+        self.server.stats().timed_out(expired);
         drop(guard);
         self.write(shard, token);
     }
@@ -112,6 +114,7 @@ impl Connection {
     #[cold]
     fn expire_hooked(&self, now: Instant) {
         let due = self.st.borrow_mut().take_hooked_due(now);
+        self.server.stats().timed_out(due.len());
         for (seq, hooked) in due {
             let mut resp = Response::status(StatusCode::GATEWAY_TIMEOUT);
             hooked.run(None, &mut resp);
