@@ -1473,6 +1473,63 @@ fn a_layer_wrapping_one_route_guards_that_route_only() {
     node.stop();
 }
 
+fn body_len(req: &Request) -> Response {
+    Response::text(format!("{} bytes", req.body().len()))
+}
+
+/// A client waiting for `100 Continue` is answered at once when the head alone decides
+/// (no route, wrong method, no credentials), and the body it has not sent is not asked
+/// for: the connection closes after the answer (a user trial: 100, then the upload, then
+/// 404). A routed request still gets its 100, then its answer.
+#[test]
+fn expect_continue_is_answered_before_the_body_when_the_head_decides() {
+    let node = start_node("web-expect-check-head", 1);
+    let cors = Cors { origins: vec!["http://app.example".into()], ..Cors::default() };
+    let router = Router::new()
+        .post("/up", body_len)
+        .get("/read-only", hello)
+        .layer(bearer("api", "tok"))
+        .layer(cors)
+        .layer(rate_limit(1000, 1000));
+    let server = serve(&node, router);
+    let addr = server.local_addr();
+    let expect = |target: &str, token: Option<&str>| {
+        let mut c = Client::connect(addr);
+        let mut fields =
+            vec![("expect", "100-continue"), ("content-length", "100000"), ("origin", "http://app.example")];
+        let bearer = token.map(|t| format!("Bearer {t}"));
+        if let Some(b) = &bearer {
+            fields.push(("authorization", b));
+        }
+        c.send_request("POST", target, &fields);
+        (c.read_response(false), c)
+    };
+
+    for (target, token, status) in
+        [("/nowhere", Some("tok"), 404), ("/read-only", Some("tok"), 405), ("/up", None, 401)]
+    {
+        let (resp, mut c) = expect(target, token);
+        assert_eq!(resp.status, status, "{target}: no 100 first: {resp:?}");
+        assert_eq!(resp.header("connection"), Some("close"), "{target}: {resp:?}");
+        // The layers' hooks ran on it: Cors outside the router and the auth layer.
+        assert_eq!(resp.header("access-control-allow-origin"), Some("http://app.example"), "{target}: {resp:?}");
+        c.assert_closed();
+    }
+    let (resp, _) = expect("/read-only", Some("tok"));
+    assert_eq!(resp.header("allow"), Some("GET, HEAD, OPTIONS"));
+    let (resp, _) = expect("/up", None);
+    assert_eq!(resp.header("www-authenticate"), Some("Bearer realm=\"api\""));
+
+    // Routed, with credentials: 100, then the body, then the answer; the connection stays.
+    let (interim, mut c) = expect("/up", Some("tok"));
+    assert_eq!(interim.status, 100, "{interim:?}");
+    c.send(&vec![b'x'; 100_000]);
+    let resp = c.read_response(false);
+    assert_eq!((resp.status, resp.text()), (200, "100000 bytes"));
+    assert_eq!(c.request("GET", "/read-only", &[("authorization", "Bearer tok")]).status, 200);
+    node.stop();
+}
+
 #[test]
 fn rate_limit_burst_passes_then_429_with_retry_after() {
     let node = start_node("web-mw-rate", 2);

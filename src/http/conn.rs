@@ -217,6 +217,11 @@ impl Codec {
         self.current = None;
     }
 
+    /// The request whose body is awaited (its head complete), if any.
+    pub(crate) fn awaiting_body(&self) -> Option<&Request> {
+        self.current.as_ref().map(|p| &*p.req)
+    }
+
     /// Refuses whatever is being read now (a read timeout): the request whose body is coming,
     /// or a request whose head is incomplete. Nothing more is read.
     pub(crate) fn abort(&mut self) -> RequestMeta {

@@ -299,7 +299,16 @@ impl Connection {
                         continue;
                     }
                     Some(Step::Continue(seq)) => {
-                        st.out.interim_continue(seq);
+                        match self.check_head(&st) {
+                            // A final answer before the body: it is not read, and the
+                            // connection closes after the answer (RFC 9110 §10.1.1).
+                            Some(resp) => {
+                                let meta = st.codec.abort();
+                                st.out.open(meta, None);
+                                st.out.complete(meta.seq(), resp, shard.now());
+                            }
+                            None => st.out.interim_continue(seq),
+                        }
                         continue;
                     }
                     None => return,
@@ -315,6 +324,17 @@ impl Connection {
             *running = None;
             deadline = self.handled(seq, now).map(|at| (seq, at));
         }
+    }
+
+    /// The handler's answer to the head of a request whose client waits for `100 Continue`
+    /// ([`Handler::check_head`]); a panic there answers 500.
+    #[cold]
+    fn check_head(&self, st: &State) -> Option<Response> {
+        let req = st.codec.awaiting_body()?;
+        catch_unwind(AssertUnwindSafe(|| self.server.handler.check_head(req))).unwrap_or_else(|payload| {
+            log::error!(target: "pinion", "a panic while checking a request head was contained: {}", panic_text(&*payload));
+            Some(Response::status(crate::http::StatusCode::INTERNAL_SERVER_ERROR))
+        })
     }
 
     /// What the handler of request `seq` did while it ran: an answer given at once is

@@ -18,6 +18,20 @@ use crate::shard::with_current;
 pub trait Handler: Send + Sync + 'static {
     /// Handles one request. Runs on the shard of the connection it came from.
     fn handle(&self, req: WebRequest);
+
+    /// Asked about a request whose client waits for `100 Continue` before it sends the body
+    /// (`Expect: 100-continue`), with the head only: a final answer now, or `None` to have
+    /// the body sent and the request handled as usual. With an answer the body is not read
+    /// and the connection closes after it (RFC 9110 §10.1.1), so a client is not made to
+    /// upload what would be refused. Must not have effects: the request may still come.
+    ///
+    /// The router answers here what it would answer anyway (404, 405), `auth` its 401, `Cors`
+    /// and `request_log` pass the answer through their hooks; a plain function, a
+    /// [`WebHandler`] and any handler that does not implement this say `None`.
+    fn check_head(&self, req: &Request) -> Option<Response> {
+        let _ = req;
+        None
+    }
 }
 
 /// A plain function answers on the connection's shard, at once, without an actor hop.
@@ -34,6 +48,9 @@ where
 impl Handler for Arc<dyn Handler> {
     fn handle(&self, req: WebRequest) {
         (**self).handle(req)
+    }
+    fn check_head(&self, req: &Request) -> Option<Response> {
+        (**self).check_head(req)
     }
 }
 

@@ -90,14 +90,21 @@ impl Layer for Auth {
     }
 }
 
+impl Authed {
+    fn refusal(&self) -> Response {
+        Response::status(StatusCode::UNAUTHORIZED).header("www-authenticate", self.auth.challenge.to_string())
+    }
+}
+
 impl Handler for Authed {
     fn handle(&self, req: WebRequest) {
         if (self.auth.check)(req.request()) {
             return self.inner.handle(req);
         }
-        let resp =
-            Response::status(StatusCode::UNAUTHORIZED).header("www-authenticate", self.auth.challenge.to_string());
-        req.respond(resp);
+        req.respond(self.refusal());
+    }
+    fn check_head(&self, req: &Request) -> Option<Response> {
+        if (self.auth.check)(req) { self.inner.check_head(req) } else { Some(self.refusal()) }
     }
 }
 
@@ -225,6 +232,11 @@ impl Handler for CorsHandler {
         }
         self.inner.handle(req);
     }
+    fn check_head(&self, req: &Request) -> Option<Response> {
+        let mut resp = self.inner.check_head(req)?;
+        self.cors.on_response(&RequestSummary { request: req, received: Instant::now() }, &mut resp);
+        Some(resp)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -274,6 +286,11 @@ impl Handler for Logged {
             HOOK.with(|h| req.on_response(h.clone()));
         }
         self.inner.handle(req);
+    }
+    fn check_head(&self, req: &Request) -> Option<Response> {
+        let mut resp = self.inner.check_head(req)?;
+        LogHook.on_response(&RequestSummary { request: req, received: Instant::now() }, &mut resp);
+        Some(resp)
     }
 }
 
@@ -350,6 +367,10 @@ impl Handler for Limited {
         } else {
             req.respond(Response::status(StatusCode::TOO_MANY_REQUESTS).header("retry-after", "1"));
         }
+    }
+    /// The inner handler's answer; no token is taken (the request may still come).
+    fn check_head(&self, req: &Request) -> Option<Response> {
+        self.inner.check_head(req)
     }
 }
 

@@ -14,7 +14,7 @@ use std::sync::{Arc, OnceLock};
 use super::handler::Handler;
 use super::middleware::Layer;
 use super::request::WebRequest;
-use crate::http::{Method, Response, StatusCode};
+use crate::http::{Method, Request, Response, StatusCode};
 
 #[derive(Clone)]
 enum Segment {
@@ -237,9 +237,46 @@ impl Handler for Router {
         });
         handler.handle(req);
     }
+
+    fn check_head(&self, req: &Request) -> Option<Response> {
+        if self.layers.is_empty() {
+            return self.core.check_head(req);
+        }
+        let handler = self.built.get_or_init(|| {
+            let core: Arc<dyn Handler> = self.core.clone();
+            self.layers.iter().fold(core, |inner, layer| layer.wrap(inner))
+        });
+        handler.check_head(req)
+    }
 }
 
 impl Handler for Core {
+    /// What `handle` would do with the head alone: the route's own answer, or the router's.
+    fn check_head(&self, req: &Request) -> Option<Response> {
+        let (method, path) = (req.method(), req.path());
+        let mut found = Default::default();
+        let mut allowed = 0u16;
+        for route in &self.routes {
+            let hit = match &route.literal {
+                Some(l) => same_bytes(l.as_bytes(), path.as_bytes()),
+                None => matches(&route.segments, path, &mut found).is_some(),
+            };
+            if !hit {
+                continue;
+            }
+            if accepts(route.method, method) {
+                return route.handler.check_head(req);
+            }
+            if let Some(m) = route.method {
+                allowed |= m.allowed_bits();
+            }
+        }
+        match self.unrouted_answer(req, allowed) {
+            Ok(resp) => Some(resp),
+            Err(fallback) => fallback.check_head(req),
+        }
+    }
+
     fn handle(&self, req: WebRequest) {
         // The leading literal routes are tried here, in a small function: a path that one of
         // them answers with the request's method is handed over at once. Anything else (a
@@ -316,21 +353,24 @@ impl Core {
     #[cold]
     #[inline(never)]
     fn unrouted(&self, req: WebRequest, allowed: u16) {
+        match self.unrouted_answer(req.request(), allowed) {
+            Ok(resp) => req.respond(resp),
+            Err(fallback) => fallback.handle(req),
+        }
+    }
+
+    /// The router's own answer to a request no route takes, or the fallback that answers it.
+    fn unrouted_answer(&self, req: &Request, allowed: u16) -> Result<Response, &Arc<dyn Handler>> {
         if allowed != 0 {
             let allow = Method::allow_list(allowed | Method::Options.bit());
-            let status = if req.request().method() == Method::Options {
-                StatusCode::NO_CONTENT
-            } else {
-                StatusCode::METHOD_NOT_ALLOWED
-            };
-            return req.respond(Response::status(status).header("allow", allow));
+            let status =
+                if req.method() == Method::Options { StatusCode::NO_CONTENT } else { StatusCode::METHOD_NOT_ALLOWED };
+            return Ok(Response::status(status).header("allow", allow));
         }
         match &self.fallback {
-            Some(f) => f.handle(req),
-            None if req.request().method() == Method::Options && req.request().target() == "*" => {
-                req.respond(self.server_options())
-            }
-            None => req.respond(Response::status(StatusCode::NOT_FOUND)),
+            Some(f) => Err(f),
+            None if req.method() == Method::Options && req.target() == "*" => Ok(self.server_options()),
+            None => Ok(Response::status(StatusCode::NOT_FOUND)),
         }
     }
 
