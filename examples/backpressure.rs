@@ -69,7 +69,7 @@ impl Actor for Service {
         let node = ctx.handle();
         let router = Router::new().route("/", handler).get("/stats", move |_: &Request| stats(&node, pool));
         let server = WebServer::start(&ctx.handle(), WebServerOptions::new("127.0.0.1", self.port, router))
-            .map_err(|e| ExitReason::custom(format!("web server: {e}")))?;
+            .map_err(|e| ExitReason::custom(e.to_string()))?;
         println!(
             "listening on http://{}/ (pool {} × mailbox {}, {:?} per request: holds {})",
             server.local_addr(),

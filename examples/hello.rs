@@ -81,8 +81,7 @@ impl Actor for WebService {
             Router::new().route("/", handler.clone()).route("/plaintext", handler)
         };
         let options = WebServerOptions::new(self.host.clone(), self.port, router);
-        let server =
-            WebServer::start(&ctx.handle(), options).map_err(|e| ExitReason::custom(format!("web server: {e}")))?;
+        let server = WebServer::start(&ctx.handle(), options).map_err(|e| ExitReason::custom(e.to_string()))?;
         println!("listening on http://{}/ ({})", server.local_addr(), if self.plain { "plain" } else { "actor" });
         self.server = Some(server);
         Ok(())

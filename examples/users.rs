@@ -10,9 +10,9 @@
 //! - `POST /orders` with a JSON body `{"user_id": 1, "item": "book", "quantity": 2}`: 201
 //!   with the created order as JSON and `Location: /orders/{id}`; 400 (JSON error with serde's
 //!   message) for a body that is not JSON, 422 for JSON that is not an order (a field missing
-//!   or of the wrong type), as axum's `Json` answers; 415 without a `Content-Type` of
-//!   `application/json` (parameters such as `charset` allowed); 422 for an unknown user or a
-//!   zero quantity;
+//!   or of the wrong type), as axum's `Json` answers; 415 without a JSON `Content-Type`
+//!   (`application/json` or `application/*+json`, parameters such as `charset` allowed); 422
+//!   for an unknown user or a zero quantity;
 //! - `GET /orders/{id}`: the order `Location` pointed to.
 //!
 //! Backpressure comes with the approach: the worker's mailbox holds 256 requests; beyond that
@@ -69,14 +69,14 @@ struct ApiError {
     error: String,
 }
 
-/// `value` as a JSON response with `status`.
-/// Whether a `Content-Type` value is `application/json` (the media type in any case, before
-/// any `;` parameters).
+/// Whether a `Content-Type` value is JSON: `application/json` or `application/*+json` (the
+/// media type in any case, before any `;` parameters), as axum's `Json` takes.
 fn is_json(value: &[u8]) -> bool {
-    let media = value.split(|&b| b == b';').next().unwrap_or_default();
-    media.trim_ascii().eq_ignore_ascii_case(b"application/json")
+    let media = value.split(|&b| b == b';').next().unwrap_or_default().trim_ascii().to_ascii_lowercase();
+    media == b"application/json" || (media.starts_with(b"application/") && media.ends_with(b"+json"))
 }
 
+/// `value` as a JSON response with `status`.
 fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
     match serde_json::to_vec(value) {
         Ok(body) => Response::json(body).with_status(status),
@@ -111,7 +111,11 @@ impl UserStore {
     fn id(req: &Request, what: &str) -> Result<u64, Response> {
         let bad = |raw: &str| error(StatusCode::BAD_REQUEST, format!("{what} id must be a number, got {raw:?}"));
         match req.param_decoded("id") {
-            Some(Ok(id)) => id.parse().map_err(|_| bad(&id)),
+            // Digits only (`u64::from_str` takes a leading `+`).
+            Some(Ok(id)) if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) => {
+                id.parse().map_err(|_| bad(&id))
+            }
+            Some(Ok(id)) => Err(bad(&id)),
             _ => Err(bad(req.param("id").unwrap_or_default())),
         }
     }
@@ -203,8 +207,7 @@ impl Actor for WebService {
             .get("/orders/{id}", to_store())
             .fallback(|_: &Request| error(StatusCode::NOT_FOUND, "no such resource"));
         let options = WebServerOptions::new("127.0.0.1", self.port, router);
-        let server =
-            WebServer::start(&ctx.handle(), options).map_err(|e| ExitReason::custom(format!("web server: {e}")))?;
+        let server = WebServer::start(&ctx.handle(), options).map_err(|e| ExitReason::custom(e.to_string()))?;
         println!("listening on http://{}/", server.local_addr());
         self.server = Some(server);
         Ok(())

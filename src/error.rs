@@ -255,6 +255,10 @@ impl fmt::Display for StartError {
                     "node start failed: core {core} is not one this process may run on (its CPU affinity allows {available:?})"
                 )
             }
+            StartError::InvalidEnv { var: "PINION_CORES", value } => write!(
+                f,
+                "node start failed: cannot parse PINION_CORES={value:?} (expected `all` or a CPU list such as `0,2` or `0-3,8-11`; no strides)"
+            ),
             StartError::InvalidEnv { var, value } => {
                 write!(f, "node start failed: cannot parse {var}={value:?}")
             }

@@ -232,6 +232,8 @@ fn users_example_serves_users_and_orders_as_json() {
     let app = Example::start("users");
     check_users(&app);
     app.get("/users/%FF").expect_error(400, "must be a number");
+    app.get("/users/+1").expect_error(400, "must be a number");
+    app.get("/users/%2B1").expect_error(400, "must be a number");
 
     // HEAD: GET's head, no body.
     let head = app.request("HEAD", "/users/1", None);
@@ -273,6 +275,7 @@ fn users_example_serves_users_and_orders_as_json() {
     app.request("POST", "/orders", Some(("", b"{}"))).expect_error(415, "application/json");
     let order = br#"{"user_id": 1, "item": "pen", "quantity": 1}"#;
     app.request("POST", "/orders", Some(("Application/JSON; charset=utf-8", order))).expect_json(201);
+    app.request("POST", "/orders", Some(("application/vnd.api+json", order))).expect_json(201);
     app.get("/orders/999").expect_error(404, "order 999 not found");
 }
 

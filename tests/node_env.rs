@@ -124,13 +124,14 @@ fn pinion_cores_and_pinion_pin_override_the_options_or_fail_clearly() {
         assert_eq!(cores_of("env_cores_range2", unpinned(1)), vec![Some(available[0]), Some(available[1])]);
     }
 
-    for bad in ["abc", "", "0,,1", "-1", "1.5", "1-", "2-1", "0-99999"] {
+    for bad in ["abc", "", "0,,1", "-1", "1.5", "1-", "2-1", "0-99999", "+1", "0-3:2"] {
         only(Some(bad), None);
         match Node::start("env_cores_garbage", unpinned(1)) {
             Err(StartError::InvalidEnv { var, value }) => {
                 assert_eq!((var, value.as_str()), ("PINION_CORES", bad));
                 let text = StartError::InvalidEnv { var, value }.to_string();
                 assert!(text.contains("PINION_CORES") && text.contains(&format!("{bad:?}")), "{text}");
+                assert!(text.contains("a CPU list such as"), "says what it takes: {text}");
             }
             other => panic!("PINION_CORES={bad:?}: expected InvalidEnv, got {other:?}"),
         }

@@ -1414,23 +1414,29 @@ fn cors_with_origins_unlisted_origin_gets_no_allow_origin() {
 }
 
 #[test]
-fn cors_with_credentials_echoes_the_origin_and_exposes_fields() {
+fn cors_with_credentials_allows_them_for_listed_origins_only() {
     let node = start_node("web-mw-cors-cred", 1);
-    let cors = Cors { credentials: true, expose_headers: vec!["x-total".into(), "etag".into()], ..Cors::default() };
+    let cors = Cors {
+        origins: vec!["http://app.example".into()],
+        credentials: true,
+        expose_headers: vec!["x-total".into(), "etag".into()],
+        ..Cors::default()
+    };
     let server = serve(&node, Router::new().route("/api", hello).layer(cors));
     let mut client = Client::connect(server.local_addr());
 
-    // Any origin, but never `*` with credentials (browsers refuse it): the origin itself.
     let resp = client.request("GET", "/api", &[("origin", "http://app.example")]);
     assert_eq!((resp.status, resp.text()), (200, "hello"));
     assert_eq!(resp.header("access-control-allow-origin"), Some("http://app.example"), "{resp:?}");
     assert_eq!(resp.header("access-control-allow-credentials"), Some("true"));
     assert_eq!(resp.header("access-control-expose-headers"), Some("x-total, etag"));
     assert_eq!(resp.header("vary"), Some("origin"));
-    let resp = client.get("/api");
-    assert_eq!(resp.header("access-control-allow-credentials"), None, "no Origin, no CORS field: {resp:?}");
-    assert_eq!(resp.header("vary"), Some("origin"));
-
+    for origin in [None, Some("http://evil.example"), Some("null")] {
+        let fields: Vec<(&str, &str)> = origin.map(|o| ("origin", o)).into_iter().collect();
+        let resp = client.request("GET", "/api", &fields);
+        assert_eq!(resp.header("access-control-allow-origin"), None, "{origin:?}: {resp:?}");
+        assert_eq!(resp.header("access-control-allow-credentials"), None, "{origin:?}: {resp:?}");
+    }
     let resp = client.request(
         "OPTIONS",
         "/api",
@@ -1439,6 +1445,17 @@ fn cors_with_credentials_echoes_the_origin_and_exposes_fields() {
     assert_eq!(resp.status, 204, "{resp:?}");
     assert_eq!(resp.header("access-control-allow-origin"), Some("http://app.example"));
     assert_eq!(resp.header("access-control-allow-credentials"), Some("true"));
+
+    // Without a list, credentials are not allowed: reflecting any origin (`null` included)
+    // with them would let every site read what the user's cookies unlock (a review).
+    let open = Cors { credentials: true, ..Cors::default() };
+    let server = serve(&node, Router::new().route("/api", hello).layer(open));
+    let mut client = Client::connect(server.local_addr());
+    for origin in ["http://evil.example", "null"] {
+        let resp = client.request("GET", "/api", &[("origin", origin)]);
+        assert_eq!(resp.header("access-control-allow-origin"), Some("*"), "{origin}: {resp:?}");
+        assert_eq!(resp.header("access-control-allow-credentials"), None, "{origin}: {resp:?}");
+    }
     node.stop();
 }
 
@@ -1971,6 +1988,40 @@ fn web_server_start_refuses_a_shard_listed_twice_and_limits_it_cannot_serve_with
             other => panic!("{what}: {other:?}"),
         }
     }
+    // `Duration::MAX` means never (a review: every I/O event panicked adding it to an
+    // instant), for the connection's timeouts and the handler's.
+    static OVERFLOWS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if info.to_string().contains("overflow when adding duration to instant") {
+            OVERFLOWS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        previous(info);
+    }));
+    let never = Duration::MAX;
+    let limits = HttpLimits {
+        header_read_timeout: never,
+        body_read_timeout: never,
+        idle_timeout: never,
+        ..HttpLimits::default()
+    };
+    let forever = WebHandler::new(WebHandlerOptions {
+        request_timeout: never,
+        ..WebHandlerOptions::new(WebTarget::Name("nobody".into()))
+    });
+    let router = Router::new().get("/", hello).route("/actor", forever);
+    let server = WebServer::start(&node, WebServerOptions { limits, ..WebServerOptions::new("127.0.0.1", 0, router) })
+        .expect("timeouts of Duration::MAX");
+    let mut client = Client::connect(server.local_addr());
+    client.send(b"GET / HTTP/1.1\r\nHo");
+    std::thread::sleep(Duration::from_millis(20));
+    client.send(b"st: a\r\n\r\n");
+    assert_eq!(client.read_response(false).status, 200);
+    assert_eq!(client.get("/actor").status, 503, "no such worker");
+    assert_eq!(client.get("/").status, 200);
+    server.stop();
+    assert_eq!(OVERFLOWS.load(std::sync::atomic::Ordering::Relaxed), 0, "panics adding a timeout to an instant");
+
     // The bounds themselves are fine, and no body at all is a choice (413 for any).
     let limits = HttpLimits { max_headers: MAX_HEADERS_LIMIT, max_body_bytes: 0, ..HttpLimits::default() };
     let server = WebServer::start(&node, WebServerOptions { limits, ..WebServerOptions::new("127.0.0.1", 0, hello) })
@@ -2058,6 +2109,55 @@ fn web_server_start_from_process_on_a_shard_serves() {
     for _ in 0..4 {
         let resp = get(addr, "/");
         assert_eq!((resp.status, resp.text()), (200, "hello"));
+    }
+    node.stop();
+}
+
+/// Stops a server when told, once the other stopper is there too; reports how long `stop`
+/// took.
+struct Stopper {
+    server: Arc<WebServer>,
+    both: Arc<std::sync::Barrier>,
+    report: Sender<Duration>,
+}
+
+impl Actor for Stopper {
+    async fn handle_message(&mut self, _: &mut Context, _: Pid, _: Message) -> Result<(), ExitReason> {
+        self.both.wait();
+        let started = Instant::now();
+        self.server.stop();
+        let _ = self.report.send(started.elapsed());
+        Ok(())
+    }
+}
+
+/// Two processes on two shards stopping one server at once do not wait on each other (a
+/// review: each waited 10 s for a task queued on the other's blocked shard).
+#[test]
+fn web_server_stop_from_processes_on_two_shards_at_once_returns_at_once() {
+    let node = start_node("web-server-stop-two", 2);
+    let server = Arc::new(serve(&node, hello));
+    let addr = server.local_addr();
+    assert!(served(addr));
+    let both = Arc::new(std::sync::Barrier::new(2));
+    let (report, reported) = mpsc::channel();
+    let stoppers: Vec<Pid> = (0..2)
+        .map(|shard| {
+            let (server, both, report) = (server.clone(), both.clone(), report.clone());
+            spawn_on(&node, shard, move || Stopper { server, both, report }, 16)
+        })
+        .collect();
+    for pid in stoppers {
+        node.send(pid, ()).expect("tell a stopper");
+    }
+    for _ in 0..2 {
+        let took = reported.recv_timeout(WAIT).expect("a stopper reports");
+        assert!(took < Duration::from_secs(2), "stop took {took:?}");
+    }
+    let deadline = Instant::now() + WAIT;
+    while TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok() {
+        assert!(Instant::now() < deadline, "still listening {WAIT:?} after both stops");
+        std::thread::sleep(Duration::from_millis(5));
     }
     node.stop();
 }

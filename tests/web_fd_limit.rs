@@ -23,6 +23,10 @@ const CONNECTIONS: usize = 70;
 /// How long the client holds them all while the server cannot accept.
 const HOLD: Duration = Duration::from_millis(1500);
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
+/// The server's retry after a failed accept (`server.rs`).
+const ACCEPT_RETRY: Duration = Duration::from_millis(50);
+/// Connections closed and opened again while the server is out of descriptors.
+const FLAPS: usize = 8;
 
 /// Writes each `pinion::web` warning to stderr, one line each.
 struct StderrLog;
@@ -43,7 +47,8 @@ fn ok(_: &Request) -> Response {
     Response::text("ok")
 }
 
-/// The child: serves on one shard until its stdin closes.
+/// The child: serves on one shard until its stdin closes; answers a `stats` line with the
+/// server's failed accepts so far.
 fn serve_until_stdin_closes() {
     log::set_logger(&StderrLog).map(|()| log::set_max_level(log::LevelFilter::Warn)).expect("logger");
     let options = NodeOptions { cores: Cores::Count(1), pin: false, ..NodeOptions::default() };
@@ -53,8 +58,11 @@ fn serve_until_stdin_closes() {
     // After the harness's `test NAME ... ` on the same line.
     println!("listening on {}", server.local_addr());
     std::io::stdout().flush().expect("stdout");
-    let mut rest = Vec::new();
-    let _ = std::io::stdin().read_to_end(&mut rest);
+    for line in std::io::stdin().lines() {
+        if line.is_ok_and(|l| l == "stats") {
+            println!("accept_errors {}", server.stats().accept_errors);
+        }
+    }
     node.stop();
 }
 
@@ -102,6 +110,7 @@ fn out_of_descriptors_the_listener_retries_quietly_and_serves_the_backlog_later(
         errors
     });
     let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut input = child.stdin.take().expect("stdin");
     let addr = loop {
         let mut line = String::new();
         assert!(out.read_line(&mut line).expect("child stdout") > 0, "the child ended before listening");
@@ -119,7 +128,30 @@ fn out_of_descriptors_the_listener_retries_quietly_and_serves_the_backlog_later(
         .collect();
     // The first ones were accepted: they are served now.
     assert!(get(&mut conns[0]).starts_with("HTTP/1.1 200"));
+    // Flaps: one served connection closes (a descriptor comes free, the retry accepts one
+    // from the backlog), a new one arrives (its readiness event finds no descriptor). A
+    // review found each flap added a retry timer chain: 20 failed accepts a second more.
+    for _ in 0..FLAPS {
+        drop(conns.remove(0));
+        std::thread::sleep(ACCEPT_RETRY * 2);
+        conns.push(TcpStream::connect(addr).expect("connect"));
+    }
+    let mut errors_so_far = || {
+        writeln!(input, "stats").expect("ask the child");
+        loop {
+            let mut line = String::new();
+            assert!(out.read_line(&mut line).expect("child stdout") > 0, "the child ended");
+            if let Some(n) = line.trim().strip_prefix("accept_errors ") {
+                return n.parse::<u64>().expect("a count");
+            }
+        }
+    };
+    let before = errors_so_far();
     std::thread::sleep(HOLD);
+    let tries = errors_so_far() - before;
+    // One retry every 50 ms: 30 in 1.5 s; more would mean more than one timer.
+    let most = (HOLD.as_millis() / ACCEPT_RETRY.as_millis()) as u64 * 3 / 2;
+    assert!(tries >= 1 && tries <= most, "{tries} failed accepts in {HOLD:?} after {FLAPS} flaps (at most {most})");
 
     // Free the server's descriptors (it closes its side on EOF), then every connection that
     // waited in the backlog is accepted and served.
@@ -132,7 +164,7 @@ fn out_of_descriptors_the_listener_retries_quietly_and_serves_the_backlog_later(
     }
     let served_in = started.elapsed();
 
-    drop(child.stdin.take());
+    drop(input);
     let errors = errors.join().expect("stderr reader");
     let status = child.wait().expect("child");
     assert!(status.success(), "child: {status}\n{errors}");
@@ -140,8 +172,9 @@ fn out_of_descriptors_the_listener_retries_quietly_and_serves_the_backlog_later(
     let still = errors.lines().filter(|l| l.contains("still failing")).count();
     let again = errors.lines().filter(|l| l.contains("accepting again")).count();
     // Out of descriptors once (the client's connections arrive while the server holds all it
-    // can): one warning at the start of the run, one at its end, none between (the run is far
-    // shorter than the reminder interval). A second run may start while the backlog drains.
+    // can; the flaps accept one each but do not end the run: the backlog is not drained): one
+    // warning at the start of the run, one at its end, none between (the run is far shorter
+    // than the reminder interval). A second run may start while the backlog drains.
     assert!(failed >= 1, "the server never ran out of descriptors (limit {FD_LIMIT}?):\n{errors}");
     assert_eq!(still, 0, "{errors}");
     assert!(

@@ -225,6 +225,8 @@ fn parse_line(
 /// Whether `input` starts with a method token and a space (then a `Token` error of httparse's
 /// is the target's).
 fn method_then_space(input: &[u8]) -> bool {
+    // (httparse passes over empty lines before the request line.)
+    let input = &input[input.iter().take_while(|&&b| b == b'\r' || b == b'\n').count()..];
     let n = input.iter().take_while(|&&b| TOKEN[usize::from(b)]).count();
     n > 0 && input.get(n) == Some(&b' ')
 }

@@ -54,6 +54,7 @@ pub(crate) use spares::Spares;
 /// `WebServer::start` refuses limits it could not serve with
 /// (`WebServerError::InvalidLimits`): a zero for any of them but `max_body_bytes` (0 there
 /// means no request may carry a body: 413), and `max_headers` above [`MAX_HEADERS_LIMIT`].
+/// A timeout of `Duration::MAX` means never (it is cut to a century).
 #[derive(Debug, Clone)]
 pub struct HttpLimits {
     /// Largest request head (request line and header fields). Above: 431 (or 414 while the
@@ -103,6 +104,10 @@ impl Default for HttpLimits {
 /// The largest `max_headers` the head parser supports.
 pub const MAX_HEADERS_LIMIT: usize = 256;
 
+/// The longest timeout kept as given: a longer one (`Duration::MAX` for "never") is cut to
+/// this, a century, so that deadlines can be computed from any instant.
+pub(crate) const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 impl HttpLimits {
     /// What makes these limits unusable for a server, if anything (see the type's docs).
     pub(crate) fn invalid(&self) -> Option<String> {
@@ -127,6 +132,16 @@ impl HttpLimits {
         }
         (self.max_headers > MAX_HEADERS_LIMIT)
             .then(|| format!("max_headers is {}, above the parser's {MAX_HEADERS_LIMIT}", self.max_headers))
+    }
+
+    /// The same, with timeouts above [`NEVER`] cut to it.
+    pub(crate) fn capped(&self) -> HttpLimits {
+        HttpLimits {
+            header_read_timeout: self.header_read_timeout.min(NEVER),
+            body_read_timeout: self.body_read_timeout.min(NEVER),
+            idle_timeout: self.idle_timeout.min(NEVER),
+            ..self.clone()
+        }
     }
 }
 

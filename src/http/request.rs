@@ -439,14 +439,15 @@ impl Request {
     }
 
     /// The value of the cookie `name` in the request's `Cookie` fields (`a=1; b=2`, RFC 6265
-    /// §5.4), as sent (a quoted value keeps its quotes); the first of that name. Fields that
-    /// are not UTF-8 are passed over.
+    /// §5.4), as sent (a quoted value keeps its quotes); the first of that name. Whitespace
+    /// around names and values is passed over, as user agents parse them (§5.2); a pair that
+    /// is not UTF-8 is skipped, not the field.
     pub fn cookie(&self, name: &str) -> Option<&str> {
         self.headers()
             .get_all("cookie")
-            .filter_map(|v| std::str::from_utf8(v).ok())
-            .flat_map(|v| v.split(';'))
-            .find_map(|pair| pair.trim().split_once('=').filter(|(n, _)| *n == name).map(|(_, v)| v))
+            .flat_map(|v| v.split(|&b| b == b';'))
+            .filter_map(|pair| std::str::from_utf8(pair).ok())
+            .find_map(|pair| pair.split_once('=').filter(|(n, _)| n.trim() == name).map(|(_, v)| v.trim()))
     }
 
     /// The target, or its path or query, as text.
@@ -596,7 +597,6 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-/// `s` with its `%XX` escapes decoded (borrowed when it has none).
 /// A query's name or value as forms encode it: `+` a space, `%XX` a byte, lossy UTF-8.
 fn form_decode(s: &str) -> Cow<'_, str> {
     if !s.contains(['%', '+']) {
@@ -609,6 +609,7 @@ fn form_decode(s: &str) -> Cow<'_, str> {
     }
 }
 
+/// `s` with its `%XX` escapes decoded (borrowed when it has none).
 fn percent_decode(s: &str) -> Result<Cow<'_, str>, std::str::Utf8Error> {
     if !s.contains('%') {
         return Ok(Cow::Borrowed(s));
@@ -680,13 +681,16 @@ mod tests {
         let req = Request::new(Method::Get, "/")
             .with_header("Cookie", "session=abc123; theme=dark")
             .with_header("cookie", "lang=\"en\";x=1")
-            .with_header("cookie", &b"bad=\xff"[..]);
+            .with_header("cookie", &b"bad=\xff; after=2"[..])
+            .with_header("cookie", " spaced = out ");
         assert_eq!(req.cookie("session"), Some("abc123"));
         assert_eq!(req.cookie("theme"), Some("dark"));
         assert_eq!(req.cookie("lang"), Some("\"en\""));
         assert_eq!(req.cookie("x"), Some("1"));
         assert_eq!(req.cookie("sess"), None);
         assert_eq!(req.cookie("bad"), None);
+        assert_eq!(req.cookie("after"), Some("2"), "a pair that is not UTF-8 hides only itself");
+        assert_eq!(req.cookie("spaced"), Some("out"));
     }
 
     #[test]

@@ -95,11 +95,16 @@ fn parse_cores(value: &str) -> Option<Cores> {
     if value.eq_ignore_ascii_case("all") {
         return Some(Cores::All);
     }
+    // Digits only (`usize::from_str` takes a leading `+`).
+    let core = |s: &str| {
+        let s = s.trim();
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse::<usize>().ok()).flatten()
+    };
     let mut list = Vec::new();
     for item in value.split(',').map(str::trim) {
         let (first, last) = match item.split_once('-') {
-            Some((a, b)) => (a.trim().parse::<usize>().ok()?, b.trim().parse::<usize>().ok()?),
-            None => (item.parse().ok()?, item.parse().ok()?),
+            Some((a, b)) => (core(a)?, core(b)?),
+            None => (core(item)?, core(item)?),
         };
         if first > last || last - first >= MAX_SHARDS {
             return None;

@@ -91,7 +91,7 @@ impl From<String> for WebTarget {
 pub struct WebHandlerOptions {
     /// Who answers.
     pub worker: WebTarget,
-    /// Unanswered after this long (from when the request was read): 504.
+    /// Unanswered after this long (from when the request was read): 504. `Duration::MAX`: never.
     pub request_timeout: Duration,
     /// The `Retry-After` (seconds) sent with a 503 when the worker's mailbox is full.
     pub retry_after_secs: u32,
@@ -139,7 +139,9 @@ impl fmt::Debug for WebHandler {
 
 impl WebHandler {
     /// A handler with these options.
-    pub fn new(options: WebHandlerOptions) -> WebHandler {
+    pub fn new(mut options: WebHandlerOptions) -> WebHandler {
+        // `Duration::MAX` for "never": cut so that a deadline can be computed.
+        options.request_timeout = options.request_timeout.min(crate::http::NEVER);
         WebHandler { options: Arc::new(options), pool: Arc::new(OnceLock::new()) }
     }
 

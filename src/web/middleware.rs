@@ -121,8 +121,7 @@ impl Handler for Authed {
 /// [`ResponseHook`]).
 #[derive(Debug, Clone)]
 pub struct Cors {
-    /// Allowed origins; empty: any (`*`, or the request's own origin with
-    /// [`credentials`](Self::credentials), as browsers refuse `*` with credentials).
+    /// Allowed origins; empty: any (`*`).
     pub origins: Vec<String>,
     /// Methods a preflight allows.
     pub methods: Vec<Method>,
@@ -130,8 +129,11 @@ pub struct Cors {
     pub headers: Vec<String>,
     /// How long a browser may cache a preflight answer (seconds).
     pub max_age: u32,
-    /// Allow credentials (cookies, `Authorization`): `Access-Control-Allow-Credentials: true`
-    /// on preflights and responses.
+    /// Allow credentials (cookies, `Authorization`) for the listed
+    /// [`origins`](Self::origins): `Access-Control-Allow-Credentials: true` on preflights and
+    /// responses to them. Only with a list: reflecting any origin with credentials would let
+    /// every site read what your users' cookies unlock (browsers refuse `*` with them), so
+    /// without a list no credentials are allowed (`*` is sent, and a warning logged).
     pub credentials: bool,
     /// Response header fields a page's script may read beyond the safelisted ones
     /// (`Access-Control-Expose-Headers`).
@@ -166,18 +168,22 @@ struct CorsState {
 impl CorsState {
     /// The `Access-Control-Allow-Origin` value for `origin`, if allowed.
     fn allow(&self, origin: &[u8]) -> Option<Cow<'static, str>> {
-        if self.cors.origins.is_empty() && !self.cors.credentials {
+        if self.cors.origins.is_empty() {
             return Some(Cow::Borrowed("*"));
         }
         let origin = std::str::from_utf8(origin).ok()?;
-        let any = self.cors.origins.is_empty();
-        (any || self.cors.origins.iter().any(|o| o == origin)).then(|| Cow::Owned(origin.to_owned()))
+        self.cors.origins.iter().any(|o| o == origin).then(|| Cow::Owned(origin.to_owned()))
     }
 
-    /// The answer depends on `Origin` (a list of origins, or the origin echoed for
-    /// credentials): a cache must know (`*` does not vary).
+    /// Credentials go with the listed origins only (see [`Cors::credentials`]).
+    fn credentials(&self) -> bool {
+        self.cors.credentials && !self.cors.origins.is_empty()
+    }
+
+    /// The answer depends on `Origin` (a list of origins): a cache must know (`*` does not
+    /// vary).
     fn varies(&self) -> bool {
-        !self.cors.origins.is_empty() || self.cors.credentials
+        !self.cors.origins.is_empty()
     }
 }
 
@@ -186,6 +192,12 @@ impl Layer for Cors {
         let methods = self.methods.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ");
         let headers = self.headers.join(", ");
         let expose = (!self.expose_headers.is_empty()).then(|| Cow::Owned(self.expose_headers.join(", ").into_bytes()));
+        if self.credentials && self.origins.is_empty() {
+            log::warn!(
+                target: "pinion::web",
+                "Cors: credentials need a list of origins; with none, no credentials are allowed (`*` is sent)"
+            );
+        }
         Arc::new(CorsHandler { cors: Arc::new(CorsState { cors: self.clone(), methods, headers, expose }), inner })
     }
 }
@@ -194,7 +206,7 @@ impl ResponseHook for CorsState {
     fn on_response(&self, req: &RequestSummary<'_>, resp: &mut Response) {
         if let Some(allow) = req.request.header("origin").and_then(|o| self.allow(o)) {
             resp.headers.push((Cow::Borrowed("access-control-allow-origin"), cow_bytes(allow)));
-            if self.cors.credentials {
+            if self.credentials() {
                 resp.headers.push((Cow::Borrowed("access-control-allow-credentials"), Cow::Borrowed(b"true")));
             }
             if let Some(expose) = &self.expose {
@@ -222,7 +234,7 @@ impl Handler for CorsHandler {
                 .header("access-control-allow-headers", self.cors.headers.clone())
                 .header("access-control-max-age", self.cors.cors.max_age.to_string())
                 .header("vary", "origin");
-            if self.cors.cors.credentials {
+            if self.cors.credentials() {
                 resp = resp.header("access-control-allow-credentials", "true");
             }
             return req.respond(resp);

@@ -26,7 +26,7 @@ use crate::http::{HttpLimits, Request, Response, Spares};
 use crate::node::{NodeHandle, route};
 use crate::process::ShardId;
 use crate::shard::io::IoSource;
-use crate::shard::{Readiness, Shard, with_current};
+use crate::shard::{Readiness, Shard, TimerKey, with_current};
 
 /// Options of a [`WebServer`].
 #[derive(Clone)]
@@ -126,7 +126,7 @@ impl WebServer {
         let here = with_current(|s| s.filter(|s| s.node.id == shared.id).map(|s| s.id));
         for (i, (shard, listener)) in shards.iter().copied().zip(listeners).enumerate() {
             let handler = options.handler.clone();
-            let limits = options.limits.clone();
+            let limits = options.limits.capped();
             let done = done.clone();
             let stats = (stats.clone(), i);
             let install = move |s: &Rc<Shard>| {
@@ -141,11 +141,15 @@ impl WebServer {
         }
         drop(done);
         for _ in &shards {
-            match installed.recv_timeout(INSTALL_WAIT) {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(WebServerError::Bind(e)),
-                Err(_) => return Err(WebServerError::Stopped),
-            }
+            let failed = match installed.recv_timeout(INSTALL_WAIT) {
+                Ok(Ok(())) => continue,
+                Ok(Err(e)) => WebServerError::Bind(e),
+                Err(_) => WebServerError::Stopped,
+            };
+            // The listeners installed, or still to be (a late task runs before this one on
+            // its shard), are closed: no server nobody can stop.
+            close_everywhere(shared.id, &shards, id);
+            return Err(failed);
         }
         Ok(WebServer { addr, node: node.clone(), id, shards, stats })
     }
@@ -162,33 +166,36 @@ impl WebServer {
         self.addr
     }
 
-    /// Closes the listeners on every shard, and returns once they are closed: the port can
-    /// be bound again at once (a new server on it starts). Connections already open are
+    /// Closes the listeners on every shard. Called from outside the node's shards, it returns
+    /// once they are closed: the port can be bound again at once (a new server on it
+    /// starts); it waits at most 10 s for a shard in all (a node that is stopping ends the
+    /// wait). Called from a process, it closes its own shard's listener at once and asks the
+    /// other shards without waiting for them (a shard never waits on another: two shards
+    /// stopping servers at once would wait on each other). Connections already open are
     /// served until they close or the node stops; connections still waiting in a listener's
-    /// backlog are reset by the kernel as it closes. Waits at most 10 s for a shard (one that
-    /// does not answer, or a node that is stopping, ends the wait). From a process, it holds
-    /// its shard for that wait (microseconds, as `start` does).
+    /// backlog are reset by the kernel as it closes.
     pub fn stop(&self) {
         let id = self.id;
-        let (done, closed) = mpsc::channel();
         let node = self.node.shared().id;
         let here = with_current(|s| s.filter(|s| s.node.id == node).map(|s| s.id));
+        if here.is_some() {
+            return close_everywhere(node, &self.shards, id);
+        }
+        let (done, closed) = mpsc::channel();
         for &shard in &self.shards {
             let done = done.clone();
             let close = move |s: &Rc<Shard>| {
                 close_listener(s, id);
                 let _ = done.send(());
             };
-            if here == Some(shard) {
-                with_current(|s| s.map(close));
-            } else {
-                route::run_on(node, shard, Box::new(close));
-            }
+            route::run_on(node, shard, Box::new(close));
         }
         drop(done);
+        let deadline = Instant::now() + INSTALL_WAIT;
         for _ in &self.shards {
             // A task dropped unrun (the node stopping) drops its sender: no wait.
-            if closed.recv_timeout(INSTALL_WAIT).is_err() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if closed.recv_timeout(left).is_err() {
                 break;
             }
         }
@@ -248,16 +255,19 @@ struct Listener {
     socket: RefCell<TcpListener>,
     /// Since when `accept` fails (out of descriptors, say), and how often since.
     failing: Cell<Option<Failing>>,
+    /// The one retry armed after a failure, until it fires or the listener closes (kept
+    /// apart from `failing`: a success between failures must not forget it, or each such
+    /// flap would add a timer chain).
+    retry: Cell<Option<TimerKey>>,
 }
 
-/// A run of failed accepts: one retry armed, a warning at its start and then at most every
+/// A run of failed accepts: a warning at its start and then at most every
 /// [`ACCEPT_WARN_EVERY`], a line when it ends.
 #[derive(Clone, Copy)]
 struct Failing {
     since: Instant,
     attempts: u64,
     warned: Instant,
-    retry_armed: bool,
 }
 
 fn install(
@@ -269,8 +279,26 @@ fn install(
     stats: (Arc<ServerStats>, usize),
 ) -> std::io::Result<()> {
     let server = Rc::new(ServerShared { id, handler, limits, connections: Cell::new(0), spares: Spares::new(), stats });
-    let source = Listener { server, socket: RefCell::new(TcpListener::from_std(listener)), failing: Cell::new(None) };
+    let source = Listener {
+        server,
+        socket: RefCell::new(TcpListener::from_std(listener)),
+        failing: Cell::new(None),
+        retry: Cell::new(None),
+    };
     shard.io_insert(Rc::new(source), Interest::READABLE).map(drop)
+}
+
+/// Closes server `id`'s listener on each of `shards`: at once on the calling shard, by a
+/// task on the others (not waited for).
+fn close_everywhere(node: crate::process::NodeId, shards: &[ShardId], id: u64) {
+    let here = with_current(|s| s.filter(|s| s.node.id == node).map(|s| s.id));
+    for &shard in shards {
+        if here == Some(shard) {
+            with_current(|s| s.map(|s| close_listener(s, id)));
+        } else {
+            route::run_on(node, shard, Box::new(move |s: &Rc<Shard>| close_listener(s, id)));
+        }
+    }
 }
 
 fn close_listener(shard: &Rc<Shard>, id: u64) {
@@ -278,7 +306,7 @@ fn close_listener(shard: &Rc<Shard>, id: u64) {
     if let Some((token, src)) = found
         && let Some(l) = src.as_any().downcast_ref::<Listener>()
     {
-        shard.io_remove(token, &mut *l.socket.borrow_mut());
+        l.close(shard, token);
     }
 }
 
@@ -291,19 +319,33 @@ const ACCEPT_WARN_EVERY: Duration = Duration::from_secs(10);
 /// Connections accepted per readiness event before other work runs.
 const ACCEPTS_PER_EVENT: usize = 64;
 
+/// An accept error of one connection (it went away, or its network did), to be passed over as
+/// `accept(2)` advises: the next connection may be fine.
+fn connection_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    // EPROTO (71 on Linux): a protocol error on that connection.
+    matches!(
+        e.kind(),
+        Interrupted | ConnectionAborted | ConnectionReset | NetworkDown | NetworkUnreachable | HostUnreachable
+    ) || cfg!(target_os = "linux") && e.raw_os_error() == Some(71)
+}
+
 impl Listener {
     fn accept(&self, shard: &Rc<Shard>, token: Token) {
         for _ in 0..ACCEPTS_PER_EVENT {
             let accepted = self.socket.borrow().accept();
             match accepted {
-                Ok((stream, _peer)) => {
+                Ok((stream, _peer)) => self.serve(shard, stream),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    // Nothing waits: a run of failures, if any, is over (one success between
+                    // failures does not end it: under steady churn at the limit, it would
+                    // log twice for every connection).
                     if self.failing.get().is_some() {
                         self.recovered(shard);
                     }
-                    self.serve(shard, stream)
+                    return;
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if connection_error(&e) => {}
                 Err(e) => return self.failed(shard, token, &e),
             }
         }
@@ -318,7 +360,7 @@ impl Listener {
     fn failed(&self, shard: &Rc<Shard>, token: Token, e: &std::io::Error) {
         let now = shard.now();
         self.server.stats().accept_error();
-        let mut f = self.failing.get().unwrap_or(Failing { since: now, attempts: 0, warned: now, retry_armed: false });
+        let mut f = self.failing.get().unwrap_or(Failing { since: now, attempts: 0, warned: now });
         f.attempts += 1;
         if f.attempts == 1 {
             log::warn!(target: "pinion::web", "{}: accept failed: {e} (retrying every {ACCEPT_RETRY:?})", shard.id);
@@ -327,11 +369,19 @@ impl Listener {
             let secs = now.duration_since(f.since).as_secs();
             log::warn!(target: "pinion::web", "{}: accept still failing after {secs} s ({} tries): {e}", shard.id, f.attempts);
         }
-        if !f.retry_armed {
-            f.retry_armed = true;
-            shard.io_timer(now + ACCEPT_RETRY, token);
+        if self.retry.get().is_none() {
+            self.retry.set(Some(shard.io_timer(now + ACCEPT_RETRY, token)));
         }
         self.failing.set(Some(f));
+    }
+
+    /// Closes it, with the retry it may have armed (a timer left would fire on the next
+    /// source to get its token).
+    fn close(&self, shard: &Rc<Shard>, token: Token) {
+        if let Some(key) = self.retry.take() {
+            shard.io_cancel_timer(key);
+        }
+        shard.io_remove(token, &mut *self.socket.borrow_mut());
     }
 
     #[cold]
@@ -373,17 +423,15 @@ impl IoSource for Listener {
         self.accept(shard, token);
     }
     fn timeout(self: Rc<Self>, shard: &Rc<Shard>, token: Token, _now: Instant) {
-        if let Some(mut f) = self.failing.get() {
-            f.retry_armed = false;
-            self.failing.set(Some(f));
-        }
+        // The retry fired: none is armed now.
+        self.retry.set(None);
         self.accept(shard, token);
     }
     fn flush(self: Rc<Self>, shard: &Rc<Shard>, token: Token) {
         self.accept(shard, token);
     }
     fn shutdown(self: Rc<Self>, shard: &Rc<Shard>, token: Token) {
-        shard.io_remove(token, &mut *self.socket.borrow_mut());
+        self.close(shard, token);
     }
     fn as_any(&self) -> &dyn Any {
         self
