@@ -1935,6 +1935,114 @@ fn stream_to_http10_client_is_unchunked_then_closed() {
     node.stop();
 }
 
+/// Keeps every stream it starts (`/events`); on `Push(n)` sends `n` bytes to each stream not
+/// closed, then reports (open, held).
+struct Pusher {
+    streams: Vec<ResponseStream>,
+    report: Sender<(usize, usize)>,
+}
+
+struct Push(usize);
+
+impl Actor for Pusher {
+    async fn handle_message(&mut self, _: &mut Context, _: Pid, msg: Message) -> Result<(), ExitReason> {
+        match msg.downcast::<WebRequest>() {
+            Ok(req) => self.streams.push(req.respond_stream(Response::new(StatusCode::OK))),
+            Err(msg) => {
+                let Ok(Push(n)) = msg.downcast::<Push>() else { return Ok(()) };
+                for s in self.streams.iter_mut().filter(|s| !s.is_closed()) {
+                    s.send(vec![b'x'; n]);
+                }
+                let open = self.streams.iter().filter(|s| !s.is_closed()).count();
+                let _ = self.report.send((open, self.streams.len()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A node with a `Pusher` behind `/events`, its server, and the pusher's reports.
+fn pusher_service(name: &str) -> (Node, WebServer, Pid, mpsc::Receiver<(usize, usize)>) {
+    let node = start_node(name, 1);
+    let (report, reports) = mpsc::channel();
+    let pusher = spawn_on(&node, 0, move || Pusher { streams: Vec::new(), report }, 64);
+    let server = serve(&node, Router::new().route("/events", WebHandler::to(pusher)));
+    (node, server, pusher, reports)
+}
+
+/// Pushes `n` bytes to every stream, then waits for the pusher's report.
+fn push(node: &Node, pusher: Pid, reports: &mpsc::Receiver<(usize, usize)>, n: usize) -> (usize, usize) {
+    node.send(pusher, Push(n)).expect("push");
+    reports.recv_timeout(WAIT).expect("the pusher reports")
+}
+
+/// A sender holding many streams learns which are closed (a trial: `send` returned nothing,
+/// and streams of clients long gone were fed forever): the client went away, or the request
+/// was a HEAD (no body is ever sent).
+#[test]
+fn response_stream_is_closed_once_its_client_is_gone_or_it_answered_a_head() {
+    let (node, _server, pusher, reports) = pusher_service("web-stream-closed");
+    let addr = _server.local_addr();
+    let mut gone = Client::connect(addr);
+    gone.send_request("GET", "/events", &[]);
+    assert_eq!(gone.read_head().0, 200);
+    let mut head = Client::connect(addr);
+    assert_eq!(head.request("HEAD", "/events", &[]).status, 200);
+    let mut stays = Client::connect(addr);
+    stays.send_request("GET", "/events", &[]);
+    assert_eq!(stays.read_head().0, 200);
+    assert_eq!(push(&node, pusher, &reports, 10), (2, 3), "the HEAD's stream is closed at once");
+
+    drop(gone);
+    // A client's close is seen at the write that fails (the first may still succeed).
+    let deadline = Instant::now() + WAIT;
+    while push(&node, pusher, &reports, 10) != (1, 3) {
+        assert!(Instant::now() < deadline, "the stream of a client gone is still open");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // The other one still streams.
+    assert_eq!(stays.take_line(), "a");
+    node.stop();
+}
+
+/// Requests pipelined behind a stream that never ends stream too, each waiting its turn:
+/// the 4 MiB bound is the connection's, all its streams together (a trial: 64 such requests
+/// made one connection hold 222 MB while its client read on).
+#[test]
+fn streams_waiting_behind_a_stream_are_bounded_per_connection() {
+    let (node, server, pusher, reports) = pusher_service("web-stream-pipelined");
+    let mut client = Client::connect(server.local_addr());
+    let burst: Vec<u8> = (0..16).flat_map(|_| raw_request("GET", "/events", &[])).collect();
+    client.send(&burst);
+    // The client reads everything it is sent, as it comes.
+    let mut reader = client.stream.try_clone().expect("clone");
+    let read = std::thread::spawn(move || {
+        let mut sink = [0u8; 65536];
+        let mut total = 0usize;
+        while let Ok(n @ 1..) = reader.read(&mut sink) {
+            total += n;
+        }
+        total
+    });
+    let deadline = Instant::now() + WAIT;
+    while push(&node, pusher, &reports, 0).1 < 16 {
+        assert!(Instant::now() < deadline, "the 16 requests did not all reach the worker");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // 64 KiB to each of 16 streams a push: 15 wait behind the first, ~1 MB a push. Before,
+    // each waiting stream was bounded alone (4 MiB each: 60 MiB on this connection).
+    let mut pushes = 0;
+    while push(&node, pusher, &reports, 64 * 1024).0 > 0 {
+        pushes += 1;
+        assert!(pushes < 20, "20 pushes (19 MiB queued) and the connection still streams");
+    }
+    assert!(pushes >= 4, "cut after {pushes} pushes, before 4 MiB waited");
+    let received = read.join().expect("reader");
+    assert!(received < 8 << 20, "{received} bytes reached the client");
+    assert_eq!(server.stats().slow_clients, 1, "{:?}", server.stats());
+    node.stop();
+}
+
 // ---- 6. WebServer start and stop --------------------------------------------------------------
 
 #[test]

@@ -45,7 +45,7 @@ pub use response::{Body, Response, StatusCode};
 
 pub use conn::serve_blocking;
 pub(crate) use conn::{Codec, Phase, Step, refusal};
-pub(crate) use outgoing::{Flushed, Outgoing};
+pub(crate) use outgoing::{Flushed, Outgoing, StreamWatch};
 pub(crate) use response::cow_bytes;
 pub(crate) use spares::Spares;
 
@@ -74,7 +74,9 @@ pub struct HttpLimits {
     pub header_read_timeout: Duration,
     /// How long a request body may take to arrive once its head is in. Exceeded: 408, close.
     pub body_read_timeout: Duration,
-    /// How long an idle keep-alive connection (nothing pending, nothing half-read) stays open.
+    /// How long an idle keep-alive connection (nothing pending, nothing half-read) stays open;
+    /// also how long a client may take nothing of what waits to be written to it (a stalled
+    /// reader) before the connection closes. A quiet stream is not idle: it stays open.
     pub idle_timeout: Duration,
     /// Connections one shard serves at once. Above: the new connection gets 503 and is closed.
     pub max_connections_per_shard: usize,

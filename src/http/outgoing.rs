@@ -5,6 +5,8 @@
 
 use std::io::{self, Write};
 use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use super::conn::RequestMeta;
@@ -12,6 +14,18 @@ use super::encode::{self, Answering};
 use super::request::{Method, Version};
 use super::response::{Body, Response, StatusCode};
 use super::spares::Spares;
+
+/// Held by a streamed body's slot while the stream is open; dropped (the slot ended, the
+/// connection closed, or the watch never reached a slot), it marks the stream closed for its
+/// sender (`web::ResponseStream::is_closed`).
+#[derive(Debug)]
+pub(crate) struct StreamWatch(pub(crate) Arc<AtomicBool>);
+
+impl Drop for StreamWatch {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
 
 /// A request in flight, in request order.
 #[derive(Debug)]
@@ -30,6 +44,8 @@ enum Slot {
         keep_alive: bool,
         pending: Vec<u8>,
         finished: bool,
+        /// The sender's view of whether the stream is open (see [`StreamWatch`]).
+        watch: Option<StreamWatch>,
     },
     /// Room in [`Slots`] outside its line (never in the line).
     Vacant,
@@ -155,6 +171,8 @@ pub(crate) struct Outgoing {
     close_given: bool,
     /// Body bytes of `Ready` slots.
     ready_bytes: usize,
+    /// Bytes of streamed bodies waiting behind the head of the line (their slots' `pending`).
+    stream_bytes: usize,
     /// HTTP/1.0 requests still `Waiting` (see `holds_pipeline`).
     waiting_http10: usize,
     written_total: u64,
@@ -189,6 +207,7 @@ impl Outgoing {
             closing: false,
             close_given: false,
             ready_bytes: 0,
+            stream_bytes: 0,
             waiting_http10: 0,
             written_total: 0,
             date: KeptDate::default(),
@@ -215,7 +234,29 @@ impl Outgoing {
     /// Bytes waiting to be written: encoded ones, plus the bodies of responses completed since
     /// the last write (encoded by the next one).
     pub(crate) fn unwritten(&self) -> usize {
-        self.out.len() - self.written + self.ready_bytes
+        self.out.len() - self.written + self.ready_bytes + self.stream_bytes
+    }
+
+    /// Bytes of streamed bodies waiting behind the head of the line, all streams together.
+    pub(crate) fn queued_stream_bytes(&self) -> usize {
+        self.stream_bytes
+    }
+
+    /// The connection closed: every stream is closed for its sender.
+    pub(crate) fn close_streams(&mut self) {
+        for i in 0..self.slots.len() {
+            if let Some(Slot::Streaming { watch, .. }) = self.slots.get_mut(i) {
+                *watch = None;
+            }
+        }
+    }
+
+    /// `seq`'s stream keeps `w` while it is open; dropped at once (the stream closed for its
+    /// sender) if `seq` is not streaming (HEAD, a bodiless status, ended, or gone).
+    pub(crate) fn watch_stream(&mut self, seq: u64, w: StreamWatch) {
+        if let Some(Slot::Streaming { finished: false, watch, .. }) = self.slot_mut(seq) {
+            *watch = Some(w);
+        }
     }
 
     /// Nothing to write until an answer comes: the first request in line waits for its
@@ -330,7 +371,14 @@ impl Outgoing {
             let mut head = Vec::new();
             let keep_alive = encode::encode(resp, answering(meta), self.date.get(|| now), &mut head);
             self.close_given |= !keep_alive;
-            Slot::Streaming { chunked: meta.version() == Version::Http11, keep_alive, pending: head, finished: false }
+            self.stream_bytes += head.len();
+            Slot::Streaming {
+                chunked: meta.version() == Version::Http11,
+                keep_alive,
+                pending: head,
+                finished: false,
+                watch: None,
+            }
         } else {
             self.ready_bytes += resp.body_bytes().len();
             self.close_given |= !meta.keep_alive() || !resp.headers.is_empty() && resp.asks_close();
@@ -350,12 +398,14 @@ impl Outgoing {
         let Some(Slot::Streaming { chunked, pending, finished: false, .. }) = self.slots.get_mut(i) else {
             return None;
         };
+        let before = pending.len();
         encode::encode_chunk(data, *chunked, pending);
         if at_head {
             // First in line: its head and earlier chunks are in `pending` or already out.
             room(&mut self.out, &self.spares).append(pending);
             Some(self.out.len() - self.written)
         } else {
+            self.stream_bytes += pending.len() - before;
             Some(pending.len())
         }
     }
@@ -391,7 +441,10 @@ impl Outgoing {
             return false;
         }
         *finished = true;
+        let before = pending.len();
         encode::encode_last_chunk(*chunked, pending);
+        // (Counted at the head too: `encode_waiting` moves it out, and uncounts it.)
+        self.stream_bytes += pending.len() - before;
         true
     }
 
@@ -459,6 +512,7 @@ impl Outgoing {
             if self.closing {
                 self.slots.clear();
                 self.ready_bytes = 0;
+                self.stream_bytes = 0;
                 self.waiting_http10 = 0;
                 self.continue_for = None;
                 return;
@@ -477,6 +531,10 @@ impl Outgoing {
                     self.encode_front(meta, &resp, now);
                 }
                 Some(Slot::Streaming { pending, finished, keep_alive, .. }) => {
+                    // What waited behind the line is counted no more (first in line, a
+                    // stream's chunks go straight out).
+                    debug_assert!(self.stream_bytes >= pending.len(), "stream bytes counted: {}", self.stream_bytes);
+                    self.stream_bytes = self.stream_bytes.saturating_sub(pending.len());
                     room(&mut self.out, &self.spares).append(pending);
                     if !*finished {
                         return;

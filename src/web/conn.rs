@@ -450,11 +450,21 @@ impl Connection {
                 return self.deliver_response(shard, token, seq, &mut resp, request);
             }
             Delivery::Chunk(c) => {
-                if st.out.stream_chunk(seq, &c).is_some_and(|backlog| backlog > MAX_STREAM_BACKLOG) {
-                    log::debug!(target: "pinion::web", "{}: client too slow for its stream, closing", shard.id);
+                // The bound is the connection's, all its streams together: requests pipelined
+                // behind a stream that never ends each stream too (a trial: 64 of them made
+                // one connection hold 222 MB).
+                let backlog = st.out.stream_chunk(seq, &c);
+                if backlog.is_some_and(|b| b > MAX_STREAM_BACKLOG || st.out.queued_stream_bytes() > MAX_STREAM_BACKLOG)
+                {
+                    log::debug!(target: "pinion::web", "{}: client too slow for its streams, closing", shard.id);
+                    self.server.stats().slow_client();
                     drop(st);
                     return self.close(shard, token);
                 }
+            }
+            Delivery::Watch(w) => {
+                st.out.watch_stream(seq, w);
+                return;
             }
             Delivery::End => {
                 st.out.stream_end(seq);
@@ -511,6 +521,7 @@ impl Connection {
             return;
         }
         st.flags |= CLOSED;
+        st.out.close_streams();
         if let Some((key, _)) = st.timer.take() {
             shard.io_cancel_timer(key);
         }

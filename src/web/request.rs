@@ -6,12 +6,13 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use mio::Token;
 
 use super::server::{self, Delivery};
-use crate::http::{Body, Request, Response, StatusCode};
+use crate::http::{Body, Request, Response, StatusCode, StreamWatch};
 use crate::process::{NodeId, ShardId};
 
 /// Where a response goes: a connection on a shard, and the request's place in its order.
@@ -281,10 +282,14 @@ impl WebRequest {
         head.body = Body::Streamed;
         let to = self.inner_mut().reply.take();
         self.inner_mut().run_hooks(&mut head);
+        let closed = Arc::new(AtomicBool::new(to.is_none()));
         if let Some(to) = to {
             server::deliver(to, Delivery::Response(head, None));
+            // After the head, in order: the connection keeps it while the stream is open
+            // (dropped anywhere — a HEAD, a connection gone — it closes the stream).
+            server::deliver(to, Delivery::Watch(StreamWatch(closed.clone())));
         }
-        ResponseStream { to, ended: false }
+        ResponseStream { to, ended: false, closed }
     }
 }
 
@@ -411,9 +416,26 @@ fn recycle(mut inner: Box<Inner>) {
 /// The body of a streamed response, sent chunk by chunk from any shard. Dropped without
 /// [`finish`](Self::finish), the body is cut short: the connection closes after what was sent,
 /// so the client sees an incomplete response rather than a complete-looking wrong one.
+///
+/// [`is_closed`](Self::is_closed) tells a sender holding many streams which to drop: the
+/// client went away, was too slow, the request was a HEAD (the body is never sent), or the
+/// connection closed for another reason. A client that closed its side is seen at the next
+/// write that fails, so a quiet stream learns of it at its next chunk. Chunks sent meanwhile
+/// go nowhere.
+///
+/// The connection bounds what waits for a slow client: when more than 4 MiB of streamed
+/// body waits on one connection (all its streams together: pipelined requests behind a
+/// stream that never ends stream too), or the client takes nothing for
+/// `HttpLimits::idle_timeout`, the connection closes, cutting its streams
+/// (`WebServerStats::slow_clients` counts it). Nothing pushes back on the sender: a sender
+/// producing faster than its clients read should look at `is_closed` and pace itself.
+///
+/// `Node::stop` cuts the streams still open (the client sees a truncated body); a worker
+/// that would end them cleanly calls `finish` on each in its `terminate`.
 pub struct ResponseStream {
     to: Option<ReplyTo>,
     ended: bool,
+    closed: Arc<AtomicBool>,
 }
 
 impl fmt::Debug for ResponseStream {
@@ -423,6 +445,12 @@ impl fmt::Debug for ResponseStream {
 }
 
 impl ResponseStream {
+    /// Whether the stream is closed for good (see the type's docs): what is sent now goes
+    /// nowhere.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
     /// Sends one chunk (an empty chunk is skipped).
     pub fn send(&mut self, chunk: impl Into<Vec<u8>>) {
         let chunk = chunk.into();

@@ -22,7 +22,7 @@ use super::handler::Handler;
 use super::request::ReplyTo;
 use super::stats::{ServerStats, ShardStats, WebServerStats};
 use crate::error::WebServerError;
-use crate::http::{HttpLimits, Request, Response, Spares};
+use crate::http::{HttpLimits, Request, Response, Spares, StreamWatch};
 use crate::node::{NodeHandle, route};
 use crate::process::ShardId;
 use crate::shard::io::IoSource;
@@ -448,6 +448,8 @@ pub(crate) enum Delivery {
     Chunk(Vec<u8>),
     End,
     Abort,
+    /// After a stream's head: what the connection keeps while the stream is open.
+    Watch(StreamWatch),
 }
 
 /// Sends `d` to its connection: directly on its shard, through the shard's inbox from

@@ -23,6 +23,7 @@ pub(crate) struct ShardStats {
     over_capacity: AtomicU64,
     accept_errors: AtomicU64,
     timed_out: AtomicU64,
+    slow_clients: AtomicU64,
     refused: [AtomicU64; REFUSED.len() + 1],
 }
 
@@ -43,6 +44,9 @@ impl ShardStats {
     }
     pub(crate) fn set_connections(&self, open: usize) {
         self.connections.store(open as u64, Ordering::Relaxed);
+    }
+    pub(crate) fn slow_client(&self) {
+        add(&self.slow_clients, 1);
     }
     pub(crate) fn timed_out(&self, n: usize) {
         if n != 0 {
@@ -88,6 +92,7 @@ impl ServerStats {
             out.over_capacity += get(&s.over_capacity);
             out.accept_errors += get(&s.accept_errors);
             out.timed_out += get(&s.timed_out);
+            out.slow_clients += get(&s.slow_clients);
             for (sum, c) in refused.iter_mut().zip(&s.refused) {
                 *sum += get(c);
             }
@@ -119,6 +124,10 @@ pub struct WebServerStats {
     /// Requests the connection answered 504 (no answer within the handler's
     /// `request_timeout`).
     pub timed_out: u64,
+    /// Connections closed because the client did not read what was sent: nothing taken for
+    /// `HttpLimits::idle_timeout`, or streamed bodies waiting beyond 4 MiB (see
+    /// [`ResponseStream`](super::ResponseStream)).
+    pub slow_clients: u64,
 }
 
 impl WebServerStats {

@@ -75,6 +75,7 @@ impl Connection {
         }
         if st.out.unwritten() > 0 && now >= st.active + limits.idle_timeout {
             log::debug!(target: "pinion::web", "{}: client stopped reading, closing", shard.id);
+            self.server.stats().slow_client();
             drop(guard);
             return self.close(shard, token);
         }
