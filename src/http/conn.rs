@@ -217,9 +217,10 @@ impl Codec {
         self.current = None;
     }
 
-    /// The request whose body is awaited (its head complete), if any.
-    pub(crate) fn awaiting_body(&self) -> Option<&Request> {
-        self.current.as_ref().map(|p| &*p.req)
+    /// The request whose body is awaited (its head complete), if any, and whether its method
+    /// is one we do not know (answered 501 after the body, without a handler).
+    pub(crate) fn awaiting_body(&self) -> Option<(&Request, bool)> {
+        self.current.as_ref().map(|p| (&*p.req, p.head.unknown_method))
     }
 
     /// Refuses whatever is being read now (a read timeout): the request whose body is coming,

@@ -237,6 +237,12 @@ impl Outgoing {
         self.out.len() - self.written + self.ready_bytes + self.stream_bytes
     }
 
+    /// Bytes encoded and not yet written: what the client has not taken (what waits behind
+    /// the head of the line waits on us, not on it).
+    pub(crate) fn unsent(&self) -> usize {
+        self.out.len() - self.written
+    }
+
     /// Bytes of streamed bodies waiting behind the head of the line, all streams together.
     pub(crate) fn queued_stream_bytes(&self) -> usize {
         self.stream_bytes
@@ -402,6 +408,11 @@ impl Outgoing {
         encode::encode_chunk(data, *chunked, pending);
         if at_head {
             // First in line: its head and earlier chunks are in `pending` or already out.
+            // What waited in `pending` (it became first since the last write) was counted
+            // behind the line: it goes out now (a review found it counted for good, and the
+            // connection, its unwritten bytes never 0, stalled).
+            debug_assert!(self.stream_bytes >= before, "stream bytes counted: {}", self.stream_bytes);
+            self.stream_bytes = self.stream_bytes.saturating_sub(before);
             room(&mut self.out, &self.spares).append(pending);
             Some(self.out.len() - self.written)
         } else {
@@ -639,6 +650,30 @@ mod tests {
 
     fn meta(seq: u64) -> RequestMeta {
         RequestMeta::new(seq, Method::Get, Version::Http11, true)
+    }
+
+    #[test]
+    fn stream_bytes_are_uncounted_when_a_stream_becomes_first_between_writes() {
+        let mut out = Outgoing::new(&Spares::new());
+        out.open(meta(0), None);
+        out.open(meta(1), None);
+        let mut head = Response::text("");
+        head.body = Body::Streamed;
+        assert!(out.complete(1, head, Instant::now()));
+        assert!(out.queued_stream_bytes() > 0);
+        out.stream_chunk(1, b"early");
+        // The request before it is answered (fast path): the stream is head now, unwritten.
+        assert!(out.complete(0, Response::text("a"), Instant::now()));
+        // A chunk arrives in the same turn, before the write.
+        out.stream_chunk(1, b"late");
+        out.stream_end(1);
+        let mut sink = Vec::new();
+        assert_eq!(out.write_to(&mut sink, Instant::now()).unwrap(), Flushed::Done);
+        let text = String::from_utf8(sink).unwrap();
+        assert!(text.ends_with("5\r\nearly\r\n4\r\nlate\r\n0\r\n\r\n"), "{text:?}");
+        assert_eq!(out.in_flight(), 0);
+        assert_eq!(out.queued_stream_bytes(), 0, "stream_bytes drifted");
+        assert_eq!(out.unwritten(), 0, "unwritten() never returns to 0");
     }
 
     #[test]

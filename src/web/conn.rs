@@ -330,7 +330,12 @@ impl Connection {
     /// ([`Handler::check_head`]); a panic there answers 500.
     #[cold]
     fn check_head(&self, st: &State) -> Option<Response> {
-        let req = st.codec.awaiting_body()?;
+        let (req, unknown_method) = st.codec.awaiting_body()?;
+        if unknown_method {
+            // Not one for the handlers (a review: the router answered it 404): 501 now.
+            self.server.stats().refused(crate::http::StatusCode::NOT_IMPLEMENTED);
+            return Some(Response::status(crate::http::StatusCode::NOT_IMPLEMENTED));
+        }
         catch_unwind(AssertUnwindSafe(|| self.server.handler.check_head(req))).unwrap_or_else(|payload| {
             log::error!(target: "pinion", "a panic while checking a request head was contained: {}", panic_text(&*payload));
             Some(Response::status(crate::http::StatusCode::INTERNAL_SERVER_ERROR))
@@ -590,6 +595,16 @@ fn st_closed(st: &RefCell<State>) -> bool {
     st.borrow().closed()
 }
 
+impl Drop for Connection {
+    /// Ended with its shard (`Node::stop`) rather than closed: counted closed all the same (a
+    /// review: the gauge kept such connections open).
+    fn drop(&mut self) {
+        if !self.st.get_mut().closed() {
+            self.server.closed_one();
+        }
+    }
+}
+
 impl IoSource for Connection {
     fn ready(self: Rc<Self>, shard: &Rc<Shard>, token: Token, ready: Readiness) {
         if ready.readable {
@@ -619,7 +634,8 @@ impl IoSource for Connection {
     }
 
     fn shutdown(self: Rc<Self>, _shard: &Rc<Shard>, _token: Token) {
-        // Connections end with the shard; in-flight requests are answered until then.
+        // Connections end with the shard; in-flight requests are answered until then (and
+        // counted closed when dropped with it).
     }
 
     fn as_any(&self) -> &dyn Any {

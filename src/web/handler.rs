@@ -25,9 +25,12 @@ pub trait Handler: Send + Sync + 'static {
     /// and the connection closes after it (RFC 9110 §10.1.1), so a client is not made to
     /// upload what would be refused. Must not have effects: the request may still come.
     ///
-    /// The router answers here what it would answer anyway (404, 405), `auth` its 401, `Cors`
-    /// and `request_log` pass the answer through their hooks; a plain function, a
-    /// [`WebHandler`] and any handler that does not implement this say `None`.
+    /// The router answers here what it would answer anyway (404, 405; a route's handler is
+    /// asked with the path parameters recorded), `auth` its 401, `Cors` a preflight and its
+    /// fields on other answers, `request_log` logs the answer; `rate_limit` takes no token
+    /// (429 comes after the body); a plain function, a [`WebHandler`] and any handler that
+    /// does not implement this say `None`. A method the server does not know is answered 501
+    /// by the connection before any handler is asked.
     fn check_head(&self, req: &Request) -> Option<Response> {
         let _ = req;
         None

@@ -220,31 +220,42 @@ impl ResponseHook for CorsState {
     }
 }
 
+impl CorsHandler {
+    /// The answer to a preflight (204 with the allow fields, or 403 for an origin not
+    /// allowed); `None` for any other request.
+    fn preflight(&self, r: &Request) -> Option<Response> {
+        let origin = r.header("origin")?;
+        if r.method() != Method::Options || r.header("access-control-request-method").is_none() {
+            return None;
+        }
+        let Some(allow) = self.cors.allow(origin) else { return Some(Response::status(StatusCode::FORBIDDEN)) };
+        let mut resp = Response::new(StatusCode::NO_CONTENT)
+            .header("access-control-allow-origin", allow)
+            .header("access-control-allow-methods", self.cors.methods.clone())
+            .header("access-control-allow-headers", self.cors.headers.clone())
+            .header("access-control-max-age", self.cors.cors.max_age.to_string())
+            .header("vary", "origin");
+        if self.cors.credentials() {
+            resp = resp.header("access-control-allow-credentials", "true");
+        }
+        Some(resp)
+    }
+}
+
 impl Handler for CorsHandler {
     fn handle(&self, mut req: WebRequest) {
-        let r = req.request();
-        let origin = r.header("origin");
-        if r.method() == Method::Options && origin.is_some() && r.header("access-control-request-method").is_some() {
-            let Some(allow) = origin.and_then(|o| self.cors.allow(o)) else {
-                return req.respond(Response::status(StatusCode(403)));
-            };
-            let mut resp = Response::new(StatusCode::NO_CONTENT)
-                .header("access-control-allow-origin", allow)
-                .header("access-control-allow-methods", self.cors.methods.clone())
-                .header("access-control-allow-headers", self.cors.headers.clone())
-                .header("access-control-max-age", self.cors.cors.max_age.to_string())
-                .header("vary", "origin");
-            if self.cors.credentials() {
-                resp = resp.header("access-control-allow-credentials", "true");
-            }
+        if let Some(resp) = self.preflight(req.request()) {
             return req.respond(resp);
         }
-        if origin.is_some() || self.cors.varies() {
+        if req.request().header("origin").is_some() || self.cors.varies() {
             req.on_response(self.cors.clone());
         }
         self.inner.handle(req);
     }
     fn check_head(&self, req: &Request) -> Option<Response> {
+        if let Some(resp) = self.preflight(req) {
+            return Some(resp);
+        }
         let mut resp = self.inner.check_head(req)?;
         self.cors.on_response(&RequestSummary { request: req, received: Instant::now() }, &mut resp);
         Some(resp)
@@ -380,7 +391,8 @@ impl Handler for Limited {
             req.respond(Response::status(StatusCode::TOO_MANY_REQUESTS).header("retry-after", "1"));
         }
     }
-    /// The inner handler's answer; no token is taken (the request may still come).
+    /// The inner handler's answer; no token is taken (the request may still come), so a client
+    /// over its rate gets the inner answer (404, 401…) before its body, and 429 only after.
     fn check_head(&self, req: &Request) -> Option<Response> {
         self.inner.check_head(req)
     }

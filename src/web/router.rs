@@ -254,18 +254,30 @@ impl Handler for Core {
     /// What `handle` would do with the head alone: the route's own answer, or the router's.
     fn check_head(&self, req: &Request) -> Option<Response> {
         let (method, path) = (req.method(), req.path());
-        let mut found = Default::default();
+        let mut found: [(usize, Range<usize>); MAX_PARAMS] = Default::default();
         let mut allowed = 0u16;
         for route in &self.routes {
-            let hit = match &route.literal {
-                Some(l) => same_bytes(l.as_bytes(), path.as_bytes()),
-                None => matches(&route.segments, path, &mut found).is_some(),
+            let n = match &route.literal {
+                Some(l) if same_bytes(l.as_bytes(), path.as_bytes()) => 0,
+                Some(_) => continue,
+                None => match matches(&route.segments, path, &mut found) {
+                    Some(n) => n,
+                    None => continue,
+                },
             };
-            if !hit {
-                continue;
-            }
             if accepts(route.method, method) {
-                return route.handler.check_head(req);
+                if n == 0 {
+                    return route.handler.check_head(req);
+                }
+                // The route's handler sees the path parameters, as `handle` records them (on a
+                // copy: rare, only for a client waiting for `100 Continue`).
+                let mut with_params = req.clone();
+                for (i, range) in found.iter().take(n).cloned() {
+                    if let Segment::Param(name) | Segment::Rest(name) = &route.segments[i] {
+                        with_params.set_param_from_path(name, range);
+                    }
+                }
+                return route.handler.check_head(&with_params);
             }
             if let Some(m) = route.method {
                 allowed |= m.allowed_bits();

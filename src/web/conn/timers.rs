@@ -24,7 +24,7 @@ impl Connection {
         if let Some(at) = read_deadline(st, limits) {
             want = Some(earlier(want, at));
         }
-        if st.phase == Phase::Idle && st.out.in_flight() == 0 || st.out.unwritten() > 0 {
+        if st.phase == Phase::Idle && st.out.in_flight() == 0 || st.out.unsent() > 0 {
             want = Some(earlier(want, st.active + limits.idle_timeout));
         }
         match (st.timer, want) {
@@ -73,7 +73,10 @@ impl Connection {
             drop(guard);
             return self.close(shard, token);
         }
-        if st.out.unwritten() > 0 && now >= st.active + limits.idle_timeout {
+        // Bytes the client has not taken; not bytes waiting behind a slow handler of ours (a
+        // review: a stream or an answer queued behind a slow first request was closed as a
+        // stalled reader).
+        if st.out.unsent() > 0 && now >= st.active + limits.idle_timeout {
             log::debug!(target: "pinion::web", "{}: client stopped reading, closing", shard.id);
             self.server.stats().slow_client();
             drop(guard);
