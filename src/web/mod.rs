@@ -21,7 +21,14 @@
 //! as a plain function does (see [`WebHandler`]).
 //!
 //! What no handler sees — connections accepted and refused, requests refused by the
-//! connection, 504s — is counted per server ([`WebServer::stats`], `stats.rs`).
+//! connection, 504s, slow clients cut — is counted per server ([`WebServer::stats`],
+//! `stats.rs`).
+//!
+//! A client that waits for `100 Continue` before sending a body is first asked about with the
+//! head alone ([`Handler::check_head`]): the router's 404/405 and `auth`'s 401 go out before
+//! the upload, and the connection closes. A streamed body ([`WebRequest::respond_stream`])
+//! tells its sender when the client is gone ([`ResponseStream::is_closed`]); what waits for a
+//! slow client is bounded per connection.
 
 mod conn;
 mod dispatch;
