@@ -1944,11 +1944,22 @@ struct Pusher {
 
 struct Push(usize);
 
+/// One chunk for every open stream, shared (`ResponseStream::send_shared`).
+struct PushShared(Arc<[u8]>);
+
 impl Actor for Pusher {
     async fn handle_message(&mut self, _: &mut Context, _: Pid, msg: Message) -> Result<(), ExitReason> {
         match msg.downcast::<WebRequest>() {
             Ok(req) => self.streams.push(req.respond_stream(Response::new(StatusCode::OK))),
             Err(msg) => {
+                let msg = match msg.downcast::<PushShared>() {
+                    Ok(PushShared(chunk)) => {
+                        self.streams.iter_mut().filter(|s| !s.is_closed()).for_each(|s| s.send_shared(&chunk));
+                        let _ = self.report.send((Arc::strong_count(&chunk), self.streams.len()));
+                        return Ok(());
+                    }
+                    Err(msg) => msg,
+                };
                 let Ok(Push(n)) = msg.downcast::<Push>() else { return Ok(()) };
                 for s in self.streams.iter_mut().filter(|s| !s.is_closed()) {
                     s.send(vec![b'x'; n]);
@@ -2002,6 +2013,33 @@ fn response_stream_is_closed_once_its_client_is_gone_or_it_answered_a_head() {
     }
     // The other one still streams.
     assert_eq!(stays.take_line(), "a");
+    node.stop();
+}
+
+/// A chunk broadcast with `send_shared` reaches every stream, and each connection lets go of
+/// it once it is encoded.
+#[test]
+fn a_shared_chunk_reaches_every_stream() {
+    let (node, server, pusher, reports) = pusher_service("web-stream-shared");
+    let mut clients: Vec<Client> = (0..3)
+        .map(|_| {
+            let mut c = Client::connect(server.local_addr());
+            c.send_request("GET", "/events", &[]);
+            assert_eq!(c.read_head().0, 200);
+            c
+        })
+        .collect();
+    let chunk: Arc<[u8]> = Arc::from(&b"data: tick\n\n"[..]);
+    node.send(pusher, PushShared(chunk.clone())).expect("push");
+    let (refs, held) = reports.recv_timeout(WAIT).expect("the pusher reports");
+    assert_eq!(held, 3);
+    // Delivered on the pusher's own shard: encoded at once, no reference kept.
+    assert_eq!(refs, 2, "the test's and the message's");
+    for c in &mut clients {
+        assert_eq!(c.take_line(), "c");
+        assert_eq!(c.take(14), b"data: tick\n\n\r\n");
+    }
+    drop(clients);
     node.stop();
 }
 

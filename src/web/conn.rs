@@ -454,19 +454,18 @@ impl Connection {
                 drop(st);
                 return self.deliver_response(shard, token, seq, &mut resp, request);
             }
-            Delivery::Chunk(c) => {
-                // The bound is the connection's, all its streams together: requests pipelined
-                // behind a stream that never ends each stream too (a trial: 64 of them made
-                // one connection hold 222 MB).
-                let backlog = st.out.stream_chunk(seq, &c);
-                if backlog.is_some_and(|b| b > MAX_STREAM_BACKLOG || st.out.queued_stream_bytes() > MAX_STREAM_BACKLOG)
-                {
-                    log::debug!(target: "pinion::web", "{}: client too slow for its streams, closing", shard.id);
-                    self.server.stats().slow_client();
-                    drop(st);
-                    return self.close(shard, token);
-                }
+            // The bound is the connection's, all its streams together: requests pipelined
+            // behind a stream that never ends each stream too (a trial: 64 of them made one
+            // connection hold 222 MB).
+            Delivery::Chunk(c) if !stream_chunk_fits(&mut st, seq, &c) => {
+                drop(st);
+                return self.cut_slow_client(shard, token);
             }
+            Delivery::SharedChunk(c) if !stream_chunk_fits(&mut st, seq, &c) => {
+                drop(st);
+                return self.cut_slow_client(shard, token);
+            }
+            Delivery::Chunk(_) | Delivery::SharedChunk(_) => {}
             Delivery::Watch(w) => {
                 st.out.watch_stream(seq, w);
                 return;
@@ -479,6 +478,14 @@ impl Connection {
             }
         }
         delivered(&mut st, shard, token);
+    }
+
+    /// Closes a connection whose client does not take what its streams send.
+    #[cold]
+    fn cut_slow_client(&self, shard: &Shard, token: Token) {
+        log::debug!(target: "pinion::web", "{}: client too slow for its streams, closing", shard.id);
+        self.server.stats().slow_client();
+        self.close(shard, token);
     }
 
     /// A response to request `seq` (`Delivery::Response` without the `Delivery`): encoded from
@@ -553,6 +560,13 @@ fn discard(st: &mut State) -> bool {
             _ => return true,
         }
     }
+}
+
+/// A chunk of `seq`'s stream taken in; false if what waits for the client is now beyond the
+/// bound ([`MAX_STREAM_BACKLOG`]).
+fn stream_chunk_fits(st: &mut State, seq: u64, chunk: &[u8]) -> bool {
+    let backlog = st.out.stream_chunk(seq, chunk);
+    !backlog.is_some_and(|b| b > MAX_STREAM_BACKLOG || st.out.queued_stream_bytes() > MAX_STREAM_BACKLOG)
 }
 
 /// The response to `seq` takes its place in line (encoded now if it is first); its request's

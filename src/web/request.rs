@@ -459,6 +459,16 @@ impl ResponseStream {
         }
     }
 
+    /// Sends one chunk that other streams get too (a broadcast to many clients): each stream
+    /// takes a reference, and the bytes are copied only as each connection encodes them,
+    /// where [`send`](Self::send) needs a `Vec` of its own per stream. An empty chunk is
+    /// skipped.
+    pub fn send_shared(&mut self, chunk: &Arc<[u8]>) {
+        if let (Some(to), false) = (self.to, chunk.is_empty()) {
+            server::deliver(to, Delivery::SharedChunk(chunk.clone()));
+        }
+    }
+
     /// Ends the body.
     pub fn finish(mut self) {
         self.ended = true;

@@ -446,6 +446,8 @@ pub(crate) enum Delivery {
     /// The response (and the request, for the connection to reuse its buffers).
     Response(Response, Option<Box<Request>>),
     Chunk(Vec<u8>),
+    /// A chunk several streams share (a broadcast): copied only as it is encoded.
+    SharedChunk(Arc<[u8]>),
     End,
     Abort,
     /// After a stream's head: what the connection keeps while the stream is open.
