@@ -156,7 +156,7 @@ impl WebServer {
 
     /// What its listeners and connections did, summed over its shards: connections open,
     /// accepted, refused at the cap; failed accepts; requests refused before any handler saw
-    /// them, by status; 504s. Readable from any thread, after `stop` too.
+    /// them, by status; 504s; slow clients cut. Readable from any thread, after `stop` too.
     pub fn stats(&self) -> WebServerStats {
         self.stats.sum()
     }
