@@ -210,6 +210,19 @@ impl Request {
         self
     }
 
+    /// Sets the protocol version (builder style; HTTP/1.1 by default): a request built for a
+    /// test of a handler that answers HTTP/1.0 clients differently.
+    pub fn with_version(mut self, version: Version) -> Request {
+        self.version = version;
+        self
+    }
+
+    /// Adds a trailer field, as a chunked body's trailer section carries it (builder style).
+    pub fn with_trailer(mut self, name: &str, value: impl AsRef<[u8]>) -> Request {
+        self.push_trailer(name.as_bytes(), value.as_ref());
+        self
+    }
+
     /// Makes `to` a copy of everything but the body (left empty), in `to`'s buffers.
     pub(crate) fn clone_head_into(&self, to: &mut Request) {
         to.method = self.method;
@@ -674,6 +687,19 @@ mod tests {
         assert!(matches!(req.query_param("page"), Some(Cow::Borrowed("2"))));
         assert_eq!(Request::new(Method::Get, "/s").query_pairs().count(), 0);
         assert_eq!(Request::new(Method::Get, "/s?").query_pairs().count(), 0);
+    }
+
+    #[test]
+    fn built_requests_take_a_version_and_trailers() {
+        let req = Request::new(Method::Post, "/up")
+            .with_version(Version::Http10)
+            .with_trailer("Checksum", "abc")
+            .with_trailer("x-more", &b"\xe9"[..]);
+        assert_eq!(req.version(), Version::Http10);
+        assert_eq!(req.trailers().get("checksum"), Some(&b"abc"[..]));
+        assert_eq!(req.trailers().get("X-More"), Some(&b"\xe9"[..]));
+        assert_eq!(req.headers().len(), 0, "trailers are not header fields");
+        assert_eq!(Request::new(Method::Get, "/").version(), Version::Http11);
     }
 
     #[test]
