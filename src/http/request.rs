@@ -615,11 +615,7 @@ fn form_decode(s: &str) -> Cow<'_, str> {
     if !s.contains(['%', '+']) {
         return Cow::Borrowed(s);
     }
-    let spaced = s.replace('+', " ");
-    match percent_decode(&spaced) {
-        Ok(text) => Cow::Owned(text.into_owned()),
-        Err(_) => Cow::Owned(String::from_utf8_lossy(&percent_bytes(&spaced)).into_owned()),
-    }
+    Cow::Owned(String::from_utf8_lossy(&percent_bytes(&s.replace('+', " "))).into_owned())
 }
 
 /// `s` with its `%XX` escapes decoded (borrowed when it has none).

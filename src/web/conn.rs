@@ -21,7 +21,7 @@ use mio::{Interest, Registry, Token};
 use super::dispatch::{ANSWERED, Answer, HOOKED, dispatch_begin, dispatch_end, take_answer, take_hooked};
 use super::request::{Hooked, ReplyTo, WebRequest};
 use super::server::{Delivery, ServerShared};
-use crate::http::{Codec, Flushed, Outgoing, Phase, Request, Response, Step, refusal};
+use crate::http::{Codec, Flushed, Outgoing, Phase, Request, Response, StatusCode, Step, refusal};
 use crate::shard::executor::panic_text;
 use crate::shard::io::IoSource;
 use crate::shard::{Readiness, Shard, TimerKey};
@@ -333,12 +333,12 @@ impl Connection {
         let (req, unknown_method) = st.codec.awaiting_body()?;
         if unknown_method {
             // Not one for the handlers (a review: the router answered it 404): 501 now.
-            self.server.stats().refused(crate::http::StatusCode::NOT_IMPLEMENTED);
-            return Some(Response::status(crate::http::StatusCode::NOT_IMPLEMENTED));
+            self.server.stats().refused(StatusCode::NOT_IMPLEMENTED);
+            return Some(Response::status(StatusCode::NOT_IMPLEMENTED));
         }
         catch_unwind(AssertUnwindSafe(|| self.server.handler.check_head(req))).unwrap_or_else(|payload| {
             log::error!(target: "pinion", "a panic while checking a request head was contained: {}", panic_text(&*payload));
-            Some(Response::status(crate::http::StatusCode::INTERNAL_SERVER_ERROR))
+            Some(Response::status(StatusCode::INTERNAL_SERVER_ERROR))
         })
     }
 
@@ -457,15 +457,12 @@ impl Connection {
             // The bound is the connection's, all its streams together: requests pipelined
             // behind a stream that never ends each stream too (a trial: 64 of them made one
             // connection hold 222 MB).
-            Delivery::Chunk(c) if !stream_chunk_fits(&mut st, seq, &c) => {
-                drop(st);
-                return self.cut_slow_client(shard, token);
+            Delivery::Chunk(c) => {
+                if !stream_chunk_fits(&mut st, seq, &c) {
+                    drop(st);
+                    return self.cut_slow_client(shard, token);
+                }
             }
-            Delivery::SharedChunk(c) if !stream_chunk_fits(&mut st, seq, &c) => {
-                drop(st);
-                return self.cut_slow_client(shard, token);
-            }
-            Delivery::Chunk(_) | Delivery::SharedChunk(_) => {}
             Delivery::Watch(w) => {
                 st.out.watch_stream(seq, w);
                 return;

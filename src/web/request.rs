@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use mio::Token;
 
-use super::server::{self, Delivery};
+use super::server::{self, Chunk, Delivery};
 use crate::http::{Body, Request, Response, StatusCode, StreamWatch};
 use crate::process::{NodeId, ShardId};
 
@@ -455,7 +455,7 @@ impl ResponseStream {
     pub fn send(&mut self, chunk: impl Into<Vec<u8>>) {
         let chunk = chunk.into();
         if let (Some(to), false) = (self.to, chunk.is_empty()) {
-            server::deliver(to, Delivery::Chunk(chunk));
+            server::deliver(to, Delivery::Chunk(Chunk::Owned(chunk)));
         }
     }
 
@@ -465,7 +465,7 @@ impl ResponseStream {
     /// skipped.
     pub fn send_shared(&mut self, chunk: &Arc<[u8]>) {
         if let (Some(to), false) = (self.to, chunk.is_empty()) {
-            server::deliver(to, Delivery::SharedChunk(chunk.clone()));
+            server::deliver(to, Delivery::Chunk(Chunk::Shared(chunk.clone())));
         }
     }
 

@@ -171,8 +171,11 @@ fn parse(pattern: &str) -> Result<Vec<Segment>, &'static str> {
     Ok(out)
 }
 
+/// Where a pattern's parameters are in a path: (segment index, range of the path).
+type Found = [(usize, Range<usize>); MAX_PARAMS];
+
 /// Matches `path` against `segments`; fills `found` with (segment index, range of the path).
-fn matches(segments: &[Segment], path: &str, found: &mut [(usize, Range<usize>); MAX_PARAMS]) -> Option<usize> {
+fn matches(segments: &[Segment], path: &str, found: &mut Found) -> Option<usize> {
     let mut n = 0;
     let mut at = 1; // after the leading '/'
     if !path.starts_with('/') {
@@ -200,6 +203,15 @@ fn matches(segments: &[Segment], path: &str, found: &mut [(usize, Range<usize>);
     }
     // Every segment matched: the path must be used up ("/a" matches "/a", not "/a/b").
     if at > path.len() || (segments.is_empty() && path == "/") { Some(n) } else { None }
+}
+
+/// Records on `req` the `n` parameters of `route` that `found` located in its path.
+fn record_params(route: &Route, found: &Option<Found>, n: usize, req: &mut Request) {
+    for (i, range) in found.iter().flatten().take(n).cloned() {
+        if let Segment::Param(name) | Segment::Rest(name) = &route.segments[i] {
+            req.set_param_from_path(name, range);
+        }
+    }
 }
 
 /// `a == b`, compared a word at a time in line: a route's literal is short, and the slice
@@ -253,36 +265,18 @@ impl Handler for Router {
 impl Handler for Core {
     /// What `handle` would do with the head alone: the route's own answer, or the router's.
     fn check_head(&self, req: &Request) -> Option<Response> {
-        let (method, path) = (req.method(), req.path());
-        let mut found: [(usize, Range<usize>); MAX_PARAMS] = Default::default();
-        let mut allowed = 0u16;
-        for route in &self.routes {
-            let n = match &route.literal {
-                Some(l) if same_bytes(l.as_bytes(), path.as_bytes()) => 0,
-                Some(_) => continue,
-                None => match matches(&route.segments, path, &mut found) {
-                    Some(n) => n,
-                    None => continue,
-                },
-            };
-            if accepts(route.method, method) {
-                if n == 0 {
-                    return route.handler.check_head(req);
-                }
+        let mut found = None;
+        let allowed = match self.find(0, req.method(), req.path(), &mut found) {
+            Ok((route, 0)) => return route.handler.check_head(req),
+            Ok((route, n)) => {
                 // The route's handler sees the path parameters, as `handle` records them (on a
                 // copy: rare, only for a client waiting for `100 Continue`).
                 let mut with_params = req.clone();
-                for (i, range) in found.iter().take(n).cloned() {
-                    if let Segment::Param(name) | Segment::Rest(name) = &route.segments[i] {
-                        with_params.set_param_from_path(name, range);
-                    }
-                }
+                record_params(route, &found, n, &mut with_params);
                 return route.handler.check_head(&with_params);
             }
-            if let Some(m) = route.method {
-                allowed |= m.allowed_bits();
-            }
-        }
+            Err(allowed) => allowed,
+        };
         match self.unrouted_answer(req, allowed) {
             Ok(resp) => Some(resp),
             Err(fallback) => fallback.check_head(req),
@@ -324,12 +318,24 @@ impl Core {
     /// answers; else 405 with the methods of the routes whose path matched, else the fallback.
     #[inline(never)]
     fn route_from(&self, from: usize, mut req: WebRequest) {
-        let method = req.request().method();
         // Filled only by a pattern with parameters (a literal route needs none of it).
-        let mut found: Option<[(usize, Range<usize>); MAX_PARAMS]> = None;
+        let mut found = None;
+        let request = req.request();
+        match self.find(from, request.method(), request.path(), &mut found) {
+            Ok((route, n)) => {
+                record_params(route, &found, n, req.request_mut());
+                route.handler.handle(req)
+            }
+            Err(allowed) => self.unrouted(req, allowed),
+        }
+    }
+
+    /// The first route from index `from` on that takes `method` on `path`, and how many
+    /// parameters it found (their ranges in `found`, filled only by a pattern with
+    /// parameters); else the methods of the routes whose path matched.
+    #[inline(always)]
+    fn find(&self, from: usize, method: Method, path: &str, found: &mut Option<Found>) -> Result<(&Route, usize), u16> {
         let mut allowed = 0u16;
-        let mut hit = None;
-        let path = req.request().path();
         for route in &self.routes[from..] {
             let n = match &route.literal {
                 Some(l) if !same_bytes(l.as_bytes(), path.as_bytes()) => continue,
@@ -340,22 +346,13 @@ impl Core {
                 },
             };
             if accepts(route.method, method) {
-                hit = Some((route, n));
-                break;
+                return Ok((route, n));
             }
             if let Some(m) = route.method {
                 allowed |= m.allowed_bits();
             }
         }
-        if let Some((route, n)) = hit {
-            for (i, range) in found.iter().flatten().take(n).cloned() {
-                if let Segment::Param(name) | Segment::Rest(name) = &route.segments[i] {
-                    req.request_mut().set_param_from_path(name, range);
-                }
-            }
-            return route.handler.handle(req);
-        }
-        self.unrouted(req, allowed)
+        Err(allowed)
     }
 
     /// No route answers `req`: if some route's path matched (`allowed`: their methods), 405

@@ -24,7 +24,7 @@ use super::stats::{ServerStats, ShardStats, WebServerStats};
 use crate::error::WebServerError;
 use crate::http::{HttpLimits, Request, Response, Spares, StreamWatch};
 use crate::node::{NodeHandle, route};
-use crate::process::ShardId;
+use crate::process::{NodeId, ShardId};
 use crate::shard::io::IoSource;
 use crate::shard::{Readiness, Shard, TimerKey, with_current};
 
@@ -123,21 +123,15 @@ impl WebServer {
         let id = SERVER_IDS.fetch_add(1, Ordering::Relaxed);
         let stats = Arc::new(ServerStats::new(shards.len()));
         let (done, installed) = mpsc::channel();
-        let here = with_current(|s| s.filter(|s| s.node.id == shared.id).map(|s| s.id));
         for (i, (shard, listener)) in shards.iter().copied().zip(listeners).enumerate() {
             let handler = options.handler.clone();
             let limits = options.limits.capped();
             let done = done.clone();
             let stats = (stats.clone(), i);
-            let install = move |s: &Rc<Shard>| {
+            on_shard(shared.id, shard, move |s| {
                 let r = install(s, id, listener, handler, limits, stats);
                 let _ = done.send(r);
-            };
-            if here == Some(shard) {
-                with_current(|s| s.map(install));
-            } else {
-                route::run_on(shared.id, shard, Box::new(install));
-            }
+            });
         }
         drop(done);
         for _ in &shards {
@@ -290,14 +284,17 @@ fn install(
 
 /// Closes server `id`'s listener on each of `shards`: at once on the calling shard, by a
 /// task on the others (not waited for).
-fn close_everywhere(node: crate::process::NodeId, shards: &[ShardId], id: u64) {
-    let here = with_current(|s| s.filter(|s| s.node.id == node).map(|s| s.id));
+fn close_everywhere(node: NodeId, shards: &[ShardId], id: u64) {
     for &shard in shards {
-        if here == Some(shard) {
-            with_current(|s| s.map(|s| close_listener(s, id)));
-        } else {
-            route::run_on(node, shard, Box::new(move |s: &Rc<Shard>| close_listener(s, id)));
-        }
+        on_shard(node, shard, move |s| close_listener(s, id));
+    }
+}
+
+/// Runs `task` on `shard` of `node`: at once when called there, else through its inbox.
+fn on_shard(node: NodeId, shard: ShardId, task: impl FnOnce(&Rc<Shard>) + Send + 'static) {
+    match with_current(|s| s.filter(|s| s.node.id == node && s.id == shard).cloned()) {
+        Some(s) => task(&s),
+        None => route::run_on(node, shard, Box::new(task)),
     }
 }
 
@@ -445,13 +442,28 @@ impl IoSource for Listener {
 pub(crate) enum Delivery {
     /// The response (and the request, for the connection to reuse its buffers).
     Response(Response, Option<Box<Request>>),
-    Chunk(Vec<u8>),
-    /// A chunk several streams share (a broadcast): copied only as it is encoded.
-    SharedChunk(Arc<[u8]>),
+    Chunk(Chunk),
     End,
     Abort,
     /// After a stream's head: what the connection keeps while the stream is open.
     Watch(StreamWatch),
+}
+
+/// A chunk of a streamed body: its sender's own, or one several streams share (a broadcast,
+/// copied only as each connection encodes it).
+pub(crate) enum Chunk {
+    Owned(Vec<u8>),
+    Shared(Arc<[u8]>),
+}
+
+impl std::ops::Deref for Chunk {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Chunk::Owned(c) => c,
+            Chunk::Shared(c) => c,
+        }
+    }
 }
 
 /// Sends `d` to its connection: directly on its shard, through the shard's inbox from
