@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use pinion::http::{HttpLimits, MAX_HEADERS_LIMIT, Method, Request, Response, StatusCode};
 use pinion::web::{
     Cors, Handler, Layer, ResponseStream, Router, WebHandler, WebHandlerOptions, WebRequest, WebServer,
-    WebServerOptions, WebServerStats, WebTarget, WebWorker, auth, bearer, rate_limit, request_log,
+    WebServerOptions, WebServerStats, WebTarget, WebWorker, auth, bearer, body_limit, rate_limit, request_log,
 };
 use pinion::{
     Actor, CallError, Context, Cores, ExitReason, Message, Node, NodeOptions, Pid, ProcessOptions, ShardId,
@@ -1544,6 +1544,106 @@ fn expect_continue_is_answered_before_the_body_when_the_head_decides() {
     let resp = c.read_response(false);
     assert_eq!((resp.status, resp.text()), (200, "100000 bytes"));
     assert_eq!(c.request("GET", "/read-only", &[("authorization", "Bearer tok")]).status, 200);
+    node.stop();
+}
+
+/// A route's body bound, higher or lower than the server's (`body_limit`, `Handler::body_limit`):
+/// a declared length over it is answered 413 at once (before `100 Continue`), a chunked body as
+/// its chunks pass it; the innermost bound wins; every layer passes the question through.
+#[test]
+fn body_limits_per_route_raise_and_lower_the_servers() {
+    let node = start_node("web-body-limit", 1);
+    struct PanicsOnLimit;
+    impl Handler for PanicsOnLimit {
+        fn handle(&self, req: WebRequest) {
+            req.respond(Response::text("unreached"));
+        }
+        fn body_limit(&self, _: &Request) -> Option<usize> {
+            panic!("a bug in a handler's body_limit");
+        }
+    }
+    let params = |r: &Request| Response::text(format!("{} {}", r.param("id").unwrap_or("-"), r.body().len()));
+    let router = Router::new()
+        .post("/small", body_len)
+        .post("/big/{id}", body_limit(5000).wrap(Arc::new(params)))
+        .post("/none", body_limit(0).wrap(Arc::new(body_len)))
+        .post("/bug", PanicsOnLimit)
+        .fallback(body_len)
+        .layer(body_limit(100))
+        .layer(bearer("api", "tok"))
+        .layer(Cors::default())
+        .layer(request_log())
+        .layer(rate_limit(1000, 1000));
+    let limits = HttpLimits { max_body_bytes: 1000, ..HttpLimits::default() };
+    let server = WebServer::start(&node, WebServerOptions { limits, ..WebServerOptions::new("127.0.0.1", 0, router) })
+        .expect("start");
+    let addr = server.local_addr();
+    let auth = ("authorization", "Bearer tok");
+    let post = |c: &mut Client, target: &str, len: usize| {
+        let length = len.to_string();
+        c.send_request("POST", target, &[auth, ("content-length", &length)]);
+        c.send(&vec![b'x'; len]);
+        c.read_response(false)
+    };
+    let refused = |target: &str, len: usize| {
+        let mut c = Client::connect(addr);
+        let resp = post(&mut c, target, len);
+        assert_eq!((resp.status, resp.header("connection")), (413, Some("close")), "{target} {len}: {resp:?}");
+        c.assert_closed();
+    };
+
+    // The router's layer lowers the server's 1000 to 100 (the fallback too); a route raises it
+    // to 5000, over the server's, or to nothing.
+    let mut c = Client::connect(addr);
+    assert_eq!(post(&mut c, "/small", 100).text(), "100 bytes");
+    assert_eq!(post(&mut c, "/big/7", 5000).text(), "7 5000");
+    assert_eq!(post(&mut c, "/elsewhere", 100).text(), "100 bytes");
+    assert_eq!(post(&mut c, "/none", 0).text(), "0 bytes");
+    refused("/small", 101);
+    refused("/elsewhere", 101);
+    refused("/big/7", 5001);
+    refused("/none", 1);
+
+    // Chunked: counted as the chunks come.
+    let chunked = |total: usize| {
+        let mut c = Client::connect(addr);
+        c.send_request("POST", "/big/8", &[auth, ("transfer-encoding", "chunked")]);
+        let (mut body, mut left) = (Vec::new(), total);
+        while left > 0 {
+            let n = left.min(1000);
+            body.extend_from_slice(format!("{n:x}\r\n").as_bytes());
+            body.extend(std::iter::repeat_n(b'y', n));
+            body.extend_from_slice(b"\r\n");
+            left -= n;
+        }
+        body.extend_from_slice(b"0\r\n\r\n");
+        c.send(&body);
+        (c.read_response(false), c)
+    };
+    assert_eq!(chunked(5000).0.text(), "8 5000");
+    let (resp, mut c) = chunked(5001);
+    assert_eq!((resp.status, resp.header("connection")), (413, Some("close")), "{resp:?}");
+    c.assert_closed();
+
+    // A client that waits for 100 is refused before it uploads, by the route's bound.
+    let mut c = Client::connect(addr);
+    c.send_request("POST", "/small", &[auth, ("content-length", "4000"), ("expect", "100-continue")]);
+    assert_eq!(c.read_response(false).status, 413);
+    c.assert_closed();
+    let mut c = Client::connect(addr);
+    c.send_request("POST", "/big/9", &[auth, ("content-length", "4000"), ("expect", "100-continue")]);
+    assert_eq!(c.read_response(false).status, 100);
+    c.send(&[b'z'; 4000]);
+    assert_eq!(c.read_response(false).text(), "9 4000");
+
+    // A panic in a handler's bound: 500 for that request, the server serves on.
+    let mut c = Client::connect(addr);
+    let resp = post(&mut c, "/bug", 10);
+    assert_eq!((resp.status, resp.header("connection")), (500, Some("close")), "{resp:?}");
+    assert_eq!(post(&mut Client::connect(addr), "/small", 10).text(), "10 bytes");
+    // A request without a body never asks.
+    assert_eq!(Client::connect(addr).request("POST", "/bug", &[auth]).text(), "unreached");
+    assert_eq!(server.stats().refused_with(StatusCode::CONTENT_TOO_LARGE), 6);
     node.stop();
 }
 

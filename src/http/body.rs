@@ -51,8 +51,15 @@ impl BodyDecoder {
         }
     }
 
-    /// Consumes what it can of `buf`, appending body bytes to `req`'s body.
-    pub(crate) fn decode(&mut self, buf: &[u8], limits: &HttpLimits, req: &mut Request) -> Result<Decoded, HttpError> {
+    /// Consumes what it can of `buf`, appending body bytes to `req`'s body, at most
+    /// `max_body` of them (the request's bound: a declared length was checked against it).
+    pub(crate) fn decode(
+        &mut self,
+        buf: &[u8],
+        limits: &HttpLimits,
+        max_body: u64,
+        req: &mut Request,
+    ) -> Result<Decoded, HttpError> {
         let mut at = 0;
         loop {
             let rest = &buf[at..];
@@ -84,7 +91,7 @@ impl BodyDecoder {
                         return Err(HttpError::fatal(431, "chunk extensions too long"));
                     }
                     let total = req.body().len() as u64 + size;
-                    if total > limits.max_body_bytes as u64 {
+                    if total > max_body {
                         return Err(HttpError::fatal(413, "body too large"));
                     }
                     at += lf + 1;

@@ -128,6 +128,8 @@ struct Partial {
     head: Head,
     decoder: BodyDecoder,
     seq: u64,
+    /// The bound of this request's body.
+    max_body: u64,
 }
 
 /// Bytes in, requests out.
@@ -148,6 +150,21 @@ pub(crate) struct Codec {
     closed: bool,
     /// Where the read buffer and the requests come from and go back to.
     spares: Rc<Spares>,
+    /// Asked for the bound of each request body; `None`: `max_body_bytes` for all.
+    body_bound: Option<BodyBound>,
+}
+
+/// Asked with the head of a request with a body for the bound of that body: `Ok(None)` for
+/// the limits' `max_body_bytes`; an error refuses the request and closes.
+#[derive(Clone)]
+pub(crate) struct BodyBound(pub(crate) Rc<AskBound>);
+
+type AskBound = dyn Fn(&Request) -> Result<Option<usize>, HttpError>;
+
+impl std::fmt::Debug for BodyBound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BodyBound")
+    }
 }
 
 impl Codec {
@@ -163,7 +180,13 @@ impl Codec {
             last_head: 0,
             closed: false,
             spares: spares.clone(),
+            body_bound: None,
         }
+    }
+
+    /// A codec that asks `bound` for the bound of each request body.
+    pub(crate) fn with_body_bound(spares: &Rc<Spares>, bound: BodyBound) -> Codec {
+        Codec { body_bound: Some(bound), ..Codec::new(spares) }
     }
 
     /// How many requests (and refusals) the codec has started: changes when a new one begins.
@@ -322,11 +345,8 @@ impl Codec {
                         let m = meta(seq, &head);
                         return Some(self.complete(req, head, m));
                     }
-                    let decoder = BodyDecoder::new(head.body);
-                    let expect = head.expect_continue;
-                    self.current = Some(Partial { req, head, decoder, seq });
-                    if expect && self.start == self.end {
-                        return Some(Step::Continue(seq));
+                    if let Some(step) = self.begin_body(req, head, seq, limits) {
+                        return Some(step);
                     }
                 }
             }
@@ -336,7 +356,7 @@ impl Codec {
         match if bodiless {
             Ok(Decoded { consumed: 0, done: true })
         } else {
-            partial.decoder.decode(&self.buf[self.start..self.end], limits, &mut partial.req)
+            partial.decoder.decode(&self.buf[self.start..self.end], limits, partial.max_body, &mut partial.req)
         } {
             Ok(d) => {
                 self.start += d.consumed;
@@ -354,6 +374,36 @@ impl Codec {
         let p = self.current.take()?;
         let m = meta(p.seq, &p.head);
         Some(self.complete(p.req, p.head, m))
+    }
+
+    /// Starts reading the body of request `seq` (out of line: most requests have none): its
+    /// bound is `limits.max_body_bytes` unless the codec's [`BodyBound`] says otherwise
+    /// (asked only for a method we know: an unknown one is refused after its body without a
+    /// handler). A declared length above it is refused now (413), before `100 Continue`. A
+    /// step to give now, or `None` to decode what is buffered.
+    #[cold]
+    #[inline(never)]
+    fn begin_body(&mut self, req: Box<Request>, head: Head, seq: u64, limits: &HttpLimits) -> Option<Step> {
+        let asked = match &self.body_bound {
+            Some(bound) if !head.unknown_method => (bound.0)(&req),
+            _ => Ok(None),
+        };
+        let max_body = asked.map(|max| max.unwrap_or(limits.max_body_bytes) as u64).and_then(|max| match head.body {
+            BodyKind::Length(n) if n > max => Err(HttpError::fatal(413, "body too large")),
+            _ => Ok(max),
+        });
+        let max_body = match max_body {
+            Ok(max) => max,
+            Err(error) => {
+                self.recycle(req);
+                self.close();
+                return Some(Step::Refuse(meta(seq, &head).closing(), error));
+            }
+        };
+        let decoder = BodyDecoder::new(head.body);
+        let expect = head.expect_continue;
+        self.current = Some(Partial { req, head, decoder, seq, max_body });
+        (expect && self.start == self.end).then_some(Step::Continue(seq))
     }
 
     /// The step for a request whose body is in.

@@ -85,8 +85,8 @@ pub(crate) fn parse(buf: &mut [u8], limits: &HttpLimits, req: &mut Request) -> R
         }
         codings.framing()?
     } else {
+        // (Its bound is the codec's to check: a handler may set it per request.)
         match length {
-            Some(n) if n > limits.max_body_bytes as u64 => return Err(HttpError::fatal(413, "body too large")),
             Some(0) | None => BodyKind::None,
             Some(n) => BodyKind::Length(n),
         }

@@ -44,7 +44,7 @@ pub use request::{Headers, Method, Request, Version};
 pub use response::{Body, Response, StatusCode};
 
 pub use conn::serve_blocking;
-pub(crate) use conn::{Codec, Phase, Step, refusal};
+pub(crate) use conn::{BodyBound, Codec, Phase, Step, refusal};
 pub(crate) use outgoing::{Flushed, Outgoing, StreamWatch};
 pub(crate) use response::cow_bytes;
 pub(crate) use spares::Spares;
@@ -65,6 +65,8 @@ pub struct HttpLimits {
     /// Longest request-target. Above: 414.
     pub max_uri_bytes: usize,
     /// Largest request body (after chunked decoding). Above: 413, and the connection closes.
+    /// On a web server, the bound of a request whose handler sets none: a route can set its
+    /// own, higher or lower (`web::Handler::body_limit`, the `web::body_limit` layer).
     pub max_body_bytes: usize,
     /// Largest trailer section of a chunked body, longest chunk-size line, and most bytes of
     /// chunk extensions in one body, all its chunks together. Above: 431.

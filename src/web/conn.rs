@@ -13,15 +13,19 @@ use std::io::{self, ErrorKind};
 use std::net::Shutdown;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
 use super::dispatch::{ANSWERED, Answer, HOOKED, dispatch_begin, dispatch_end, take_answer, take_hooked};
+use super::handler::Handler;
 use super::request::{Hooked, ReplyTo, WebRequest};
 use super::server::{Delivery, ServerShared};
-use crate::http::{Codec, Flushed, Outgoing, Phase, Request, Response, StatusCode, Step, refusal};
+use crate::http::{
+    BodyBound, Codec, Flushed, HttpError, Outgoing, Phase, Request, Response, StatusCode, Step, refusal,
+};
 use crate::shard::executor::panic_text;
 use crate::shard::io::IoSource;
 use crate::shard::{Readiness, Shard, TimerKey};
@@ -126,7 +130,7 @@ impl Connection {
     pub(crate) fn new(id: u64, server: Rc<ServerShared>, stream: TcpStream, now: Instant) -> Connection {
         let st = State {
             stream,
-            codec: Codec::new(&server.spares),
+            codec: Codec::with_body_bound(&server.spares, server.body_bound.clone()),
             out: Outgoing::new(&server.spares),
             readable: false,
             eof: false,
@@ -541,6 +545,17 @@ impl Connection {
 
 /// Lingering: reads and discards what the client still sends. True when it is time to close
 /// (the client finished, failed, or sent too much); false when the socket is drained.
+/// What every connection of a server asks for the bound of a request's body: its handler's
+/// [`Handler::body_limit`]; a panic there answers 500.
+pub(crate) fn body_bound(handler: Arc<dyn Handler>) -> BodyBound {
+    BodyBound(Rc::new(move |req: &Request| {
+        catch_unwind(AssertUnwindSafe(|| handler.body_limit(req))).map_err(|payload| {
+            log::error!(target: "pinion", "a panic while asking for a body limit was contained: {}", panic_text(&*payload));
+            HttpError::fatal(500, "the handler failed on the head")
+        })
+    }))
+}
+
 #[cold]
 fn discard(st: &mut State) -> bool {
     let Some((_, discarded)) = &mut st.linger else { return true };

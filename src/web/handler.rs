@@ -35,6 +35,24 @@ pub trait Handler: Send + Sync + 'static {
         let _ = req;
         None
     }
+
+    /// The most body bytes this request may carry, if not the server's
+    /// [`max_body_bytes`](crate::http::HttpLimits::max_body_bytes) — lower or higher. Asked
+    /// with the head only, once it is in, for a request that has a body (never for one
+    /// without); a longer body is answered 413 and the connection closes: a declared length at
+    /// once (before `100 Continue`), a chunked body as soon as its chunks pass the bound.
+    ///
+    /// The router asks the route's handler (with the path parameters recorded), and the
+    /// fallback for a path no route takes; the [`body_limit`](super::body_limit) layer gives
+    /// its bound unless the handler it wraps gives one (the innermost bound wins, so a route
+    /// can raise what the whole router is held to); the other layers ask the handler they
+    /// wrap. A layer of your own that wraps handlers forwards this (and
+    /// [`check_head`](Self::check_head)) to them, or their bounds are lost. A panic here
+    /// answers 500.
+    fn body_limit(&self, req: &Request) -> Option<usize> {
+        let _ = req;
+        None
+    }
 }
 
 /// A plain function answers on the connection's shard, at once, without an actor hop.
@@ -54,6 +72,9 @@ impl Handler for Arc<dyn Handler> {
     }
     fn check_head(&self, req: &Request) -> Option<Response> {
         (**self).check_head(req)
+    }
+    fn body_limit(&self, req: &Request) -> Option<usize> {
+        (**self).body_limit(req)
     }
 }
 

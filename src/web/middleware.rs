@@ -106,6 +106,9 @@ impl Handler for Authed {
     fn check_head(&self, req: &Request) -> Option<Response> {
         if (self.auth.check)(req) { self.inner.check_head(req) } else { Some(self.refusal()) }
     }
+    fn body_limit(&self, req: &Request) -> Option<usize> {
+        self.inner.body_limit(req)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -260,6 +263,9 @@ impl Handler for CorsHandler {
         self.cors.on_response(&RequestSummary { request: req, received: Instant::now() }, &mut resp);
         Some(resp)
     }
+    fn body_limit(&self, req: &Request) -> Option<usize> {
+        self.inner.body_limit(req)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -314,6 +320,9 @@ impl Handler for Logged {
         let mut resp = self.inner.check_head(req)?;
         LogHook.on_response(&RequestSummary { request: req, received: Instant::now() }, &mut resp);
         Some(resp)
+    }
+    fn body_limit(&self, req: &Request) -> Option<usize> {
+        self.inner.body_limit(req)
     }
 }
 
@@ -395,6 +404,66 @@ impl Handler for Limited {
     /// over its rate gets the inner answer (404, 401…) before its body, and 429 only after.
     fn check_head(&self, req: &Request) -> Option<Response> {
         self.inner.check_head(req)
+    }
+    fn body_limit(&self, req: &Request) -> Option<usize> {
+        self.inner.body_limit(req)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// Holds the requests it sees to at most `max_bytes` of body (413 beyond, see
+/// [`Handler::body_limit`]) — higher or lower than the server's `max_body_bytes` — unless the
+/// handler it wraps sets its own bound. On a [`Router`](super::Router) with
+/// [`layer`](super::Router::layer) it bounds every route; wrapping one route's handler
+/// ([`Layer::wrap`]) bounds that route, so an upload route can take more than the rest:
+///
+/// ```
+/// use std::sync::Arc;
+/// use pinion::http::{Request, Response};
+/// use pinion::web::{Layer, Router, body_limit};
+///
+/// fn save(r: &Request) -> Response { Response::text(format!("{} bytes", r.body().len())) }
+/// fn note(_: &Request) -> Response { Response::text("noted") }
+///
+/// let router = Router::new()
+///     .post("/notes", note)
+///     .post("/uploads", body_limit(256 << 20).wrap(Arc::new(save)))
+///     .layer(body_limit(16 << 10));
+/// ```
+///
+/// The body is still read whole before the handler runs: a bound of hundreds of megabytes
+/// means as much memory per request being uploaded.
+pub fn body_limit(max_bytes: usize) -> BodyLimit {
+    BodyLimit { max_bytes }
+}
+
+/// The [`body_limit`] layer.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit {
+    max_bytes: usize,
+}
+
+struct BodyLimited {
+    max_bytes: usize,
+    inner: Arc<dyn Handler>,
+}
+
+impl Layer for BodyLimit {
+    fn wrap(&self, inner: Arc<dyn Handler>) -> Arc<dyn Handler> {
+        Arc::new(BodyLimited { max_bytes: self.max_bytes, inner })
+    }
+}
+
+impl Handler for BodyLimited {
+    fn handle(&self, req: WebRequest) {
+        self.inner.handle(req);
+    }
+    fn check_head(&self, req: &Request) -> Option<Response> {
+        self.inner.check_head(req)
+    }
+    fn body_limit(&self, req: &Request) -> Option<usize> {
+        Some(self.inner.body_limit(req).unwrap_or(self.max_bytes))
     }
 }
 

@@ -8,7 +8,8 @@
 //! socket → shard's Poll → web/conn.rs (http::Codec) → Handler
 //!            ├─ a plain function: answers on the shard, no hop
 //!            ├─ Router → route's handler (path parameters recorded on the request)
-//!            ├─ middleware (auth 401, CORS, request log, rate limit 429) → inner handler
+//!            ├─ middleware (auth 401, CORS, request log, rate limit 429, body limit 413)
+//!            │    → inner handler
 //!            └─ WebHandler → WebRequest message → actor (e.g. a WebWorker) on any shard
 //!                    full mailbox: 503 + Retry-After at once; no such process: 503;
 //!                    no answer in time: 504; dropped unanswered: 500
@@ -26,7 +27,10 @@
 //!
 //! A client that waits for `100 Continue` before sending a body is first asked about with the
 //! head alone ([`Handler::check_head`]): the router's 404/405 and `auth`'s 401 go out before
-//! the upload, and the connection closes. A streamed body ([`WebRequest::respond_stream`])
+//! the upload, and the connection closes. A request with a body is held to its handler's
+//! bound ([`Handler::body_limit`], the [`body_limit`] layer; the server's `max_body_bytes`
+//! otherwise), asked with the head: a route can take larger or smaller bodies than the rest,
+//! and a declared length over it is refused before the upload. A streamed body ([`WebRequest::respond_stream`])
 //! tells its sender when the client is gone ([`ResponseStream::is_closed`]); what waits for a
 //! slow client is bounded per connection.
 
@@ -43,7 +47,9 @@ mod worker;
 pub(crate) use conn::Connection;
 pub(crate) use handler::shed;
 pub use handler::{Handler, WebHandler, WebHandlerOptions, WebTarget};
-pub use middleware::{Auth, Cors, Layer, RateLimit, RequestLog, auth, bearer, rate_limit, request_log};
+pub use middleware::{
+    Auth, BodyLimit, Cors, Layer, RateLimit, RequestLog, auth, bearer, body_limit, rate_limit, request_log,
+};
 pub use request::{RequestSummary, ResponseHook, ResponseStream, WebRequest};
 pub use router::Router;
 pub use server::{WebServer, WebServerOptions};

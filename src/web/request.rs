@@ -35,9 +35,9 @@ pub(crate) struct ReplyTo {
 /// malformed framing or head (400, 501, 505), too slow (408), too large (413, 414, 431), an
 /// unmet expectation (417), a misdirected target (421). (nginx's `add_header` without
 /// `always` behaves alike.) A browser then reports a 413 to a cross-origin page as a CORS
-/// failure: set [`HttpLimits::max_body_bytes`](crate::http::HttpLimits::max_body_bytes)
-/// above what pages upload, and bound the size in the worker where a readable answer
-/// matters.
+/// failure: set [`HttpLimits::max_body_bytes`](crate::http::HttpLimits::max_body_bytes), or
+/// the route's [`body_limit`](super::body_limit), above what pages upload, and bound the size
+/// in the worker where a readable answer matters.
 pub trait ResponseHook: Send + Sync + 'static {
     /// Called with the request's method and path and the response about to be sent.
     fn on_response(&self, request: &RequestSummary<'_>, response: &mut Response);

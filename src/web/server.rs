@@ -22,7 +22,7 @@ use super::handler::Handler;
 use super::request::ReplyTo;
 use super::stats::{ServerStats, ShardStats, WebServerStats};
 use crate::error::WebServerError;
-use crate::http::{HttpLimits, Request, Response, Spares, StreamWatch};
+use crate::http::{BodyBound, HttpLimits, Request, Response, Spares, StreamWatch};
 use crate::node::{NodeHandle, route};
 use crate::process::{NodeId, ShardId};
 use crate::shard::io::IoSource;
@@ -226,6 +226,8 @@ pub(crate) struct ServerShared {
     pub(crate) connections: Cell<usize>,
     /// Request boxes and I/O buffers its connections share (see `http::spares`).
     pub(crate) spares: Rc<Spares>,
+    /// Asks the handler for the bound of a request's body (every connection's codec).
+    pub(crate) body_bound: BodyBound,
     /// The server's counters, and which of them are this shard's.
     stats: (Arc<ServerStats>, usize),
 }
@@ -272,7 +274,16 @@ fn install(
     limits: HttpLimits,
     stats: (Arc<ServerStats>, usize),
 ) -> std::io::Result<()> {
-    let server = Rc::new(ServerShared { id, handler, limits, connections: Cell::new(0), spares: Spares::new(), stats });
+    let body_bound = super::conn::body_bound(handler.clone());
+    let server = Rc::new(ServerShared {
+        id,
+        handler,
+        limits,
+        connections: Cell::new(0),
+        spares: Spares::new(),
+        body_bound,
+        stats,
+    });
     let source = Listener {
         server,
         socket: RefCell::new(TcpListener::from_std(listener)),
