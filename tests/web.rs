@@ -428,6 +428,64 @@ fn web_request_deadline_is_seen_by_the_worker_and_expires() {
     node.stop();
 }
 
+/// A `WebWorker` whose GET of `/slow` takes `work` (awaited); counts the `/slow` requests its
+/// `handle_get` saw.
+struct Laggard<const SKIPS: bool> {
+    work: Duration,
+    seen: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl<const SKIPS: bool> WebWorker for Laggard<SKIPS> {
+    const SKIPS_EXPIRED: bool = SKIPS;
+    async fn handle_get(&mut self, ctx: &mut Context, req: &Request) -> Response {
+        if req.path() == "/slow" {
+            self.seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            ctx.sleep(self.work).await;
+        }
+        Response::text("done")
+    }
+}
+
+/// Found by an Ergo-porting trial: a worker behind on its queue served every request already
+/// answered 504 before a fresh one, which then timed out too (under a burst, no request was
+/// answered in time). A `WebWorker` now skips a request whose deadline passed while it
+/// waited (`SKIPS_EXPIRED`, `WebRequest::skip_if_expired`); the connection's 504 stands.
+#[test]
+fn web_worker_skips_requests_answered_504_while_they_waited() {
+    fn run<const SKIPS: bool>(name: &str) -> usize {
+        let node = start_node(name, 1);
+        let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = seen.clone();
+        let work = Duration::from_millis(400);
+        let worker = spawn_on(&node, 0, move || Laggard::<SKIPS> { work, seen: counter }, 16);
+        let options =
+            WebHandlerOptions { request_timeout: Duration::from_millis(100), ..WebHandlerOptions::new(worker) };
+        let server = serve(&node, WebHandler::new(options));
+        let addr = server.local_addr();
+        // Three at once: the first is taken at once and answered after its timeout; the
+        // other two wait 400 ms behind it, their 504s sent at 100 ms.
+        let mut clients: Vec<Client> = (0..3).map(|_| Client::connect(addr)).collect();
+        for c in &mut clients {
+            c.send_request("GET", "/slow", &[]);
+        }
+        for c in &mut clients {
+            let resp = c.read_response(false);
+            assert_eq!(resp.status, 504, "{resp:?}");
+        }
+        // Whatever the worker still does with them, a fresh request is answered once it is free.
+        wait_until("the worker is free", || {
+            let resp = Client::connect(addr).request("GET", "/fast", &[]);
+            resp.status == 200
+        });
+        let seen = seen.load(std::sync::atomic::Ordering::SeqCst);
+        node.stop();
+        seen
+    }
+    // The one the worker took at once, then nothing late; without skipping, all three.
+    assert_eq!(run::<true>("web-worker-skips-expired"), 1);
+    assert_eq!(run::<false>("web-worker-serves-expired"), 3);
+}
+
 /// Drops every request unanswered.
 struct Dropper;
 

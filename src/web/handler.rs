@@ -134,7 +134,8 @@ impl WebHandlerOptions {
 /// - mailbox full: 503 with `Retry-After`, at once (the request never queues);
 /// - no such process or name: 503;
 /// - not answered within `request_timeout`: 504 (a late answer is dropped; a worker can tell
-///   with [`WebRequest::is_expired`] and skip the work);
+///   with [`WebRequest::is_expired`] and skip the work with [`WebRequest::skip_if_expired`],
+///   as a [`WebWorker`](super::WebWorker) does for requests that waited in its mailbox);
 /// - the request is dropped unanswered (the worker panicked, or forgot): 500.
 ///
 /// At a light load (the shard's wait brought a few events) a request for a pool whose worker

@@ -247,6 +247,24 @@ impl WebRequest {
         self.deadline().is_some_and(|d| Instant::now() >= d)
     }
 
+    /// Gives the request up if it [`is_expired`](Self::is_expired), without an answer: the
+    /// connection answers it 504 (or did), as it does any request not answered in time.
+    /// `None` then; else the request back. A worker behind on its queue skips such requests
+    /// instead of working on answers nobody will get — dropping one instead would answer it
+    /// 500, which can reach the client before the 504. A [`WebWorker`](super::WebWorker) does
+    /// this before its async methods unless its
+    /// [`SKIPS_EXPIRED`](super::WebWorker::SKIPS_EXPIRED) is `false`.
+    pub fn skip_if_expired(mut self) -> Option<WebRequest> {
+        if !self.is_expired() {
+            return Some(self);
+        }
+        if let Some(inner) = self.0.as_mut() {
+            // Unanswered on purpose: the drop sends nothing.
+            inner.reply = None;
+        }
+        None
+    }
+
     /// Answers the request. (A `Body::Streamed` response is sent with an empty body: streams
     /// go through [`respond_stream`](Self::respond_stream).)
     pub fn respond(self, mut response: Response) {

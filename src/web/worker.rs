@@ -74,6 +74,16 @@ pub trait WebWorker: 'static {
         None
     }
 
+    /// Whether a request whose deadline passed while it waited in the mailbox is skipped: the
+    /// async methods (and [`take_request`](Self::take_request)) do not see it, and the client
+    /// has the connection's 504 ([`WebRequest::skip_if_expired`]). So a worker that fell
+    /// behind under a burst catches up with requests whose clients still wait, instead of
+    /// serving every late one first (each answer dropped) while fresh requests time out behind
+    /// them. `false` serves every request it takes, late or not (work that must run whatever
+    /// its client saw). [`handle_now`](Self::handle_now) sees every request either way (it is
+    /// asked first, and reads no clock).
+    const SKIPS_EXPIRED: bool = true;
+
     /// Whether [`take_request`](Self::take_request) is offered requests (a constant, so a worker
     /// that does not take any pays nothing for it).
     const TAKES_REQUESTS: bool = false;
@@ -336,6 +346,14 @@ impl<W: WebWorker> Actor for W {
             resp.discard();
             return Ok(());
         }
+        let req = if W::SKIPS_EXPIRED {
+            match req.skip_if_expired() {
+                Some(req) => req,
+                None => return Ok(()),
+            }
+        } else {
+            req
+        };
         let req = if W::TAKES_REQUESTS {
             match self.take_request(ctx, req).await {
                 Some(req) => req,
