@@ -152,7 +152,13 @@
 //! # Departures from Ergo
 //! Links are one-way as in Ergo (the linker gets the exit signal). Timeouts are `Duration`s.
 //! A full mailbox is reported to the sender, never dropped with a log line. One bound covers
-//! all lanes of a mailbox and bounds are on by default (1024).
+//! all lanes of a mailbox and bounds are on by default (1024). A process's mailbox bound
+//! counts the message it is handling (a bound of 10 holds 10 in all), where a pool's `mailbox`
+//! is each worker's queue, the message in hand on top (`size × (mailbox + 1)`). A web server
+//! is not a process but a value: dropped, it stops (kept in an actor's state it ends with the
+//! actor, as Ergo's ends with its parent, and a restart binds its port again). A pool places
+//! a request on a worker of the connection's own shard first: one may wait behind a long
+//! request while a worker elsewhere idles (keep pool mailboxes short where requests are long).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 // `unsafe` only in the leaf files that allow it by name (each says why), checked by the compiler.

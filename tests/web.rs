@@ -23,8 +23,8 @@ use pinion::web::{
     WebServerOptions, WebServerStats, WebTarget, WebWorker, auth, bearer, body_limit, rate_limit, request_log,
 };
 use pinion::{
-    Actor, CallError, Context, Cores, ExitReason, Message, Node, NodeOptions, Pid, ProcessOptions, ShardId,
-    WebServerError,
+    Actor, CallError, ChildSpec, Context, Cores, ExitReason, Message, Node, NodeOptions, Pid, ProcessOptions, ShardId,
+    Strategy, Supervisor, SupervisorOptions, WebServerError,
 };
 
 /// Bound on every wait (reads, channel receives, polling): only there so a bug fails a test
@@ -484,6 +484,20 @@ fn web_worker_skips_requests_answered_504_while_they_waited() {
     // The one the worker took at once, then nothing late; without skipping, all three.
     assert_eq!(run::<true>("web-worker-skips-expired"), 1);
     assert_eq!(run::<false>("web-worker-serves-expired"), 3);
+}
+
+/// A zero `request_timeout` is the default 5 s, as Ergo's (found by an Ergo-porting trial: it
+/// answered 504 to every request not answered within the dispatch that read it).
+#[test]
+fn web_handler_zero_request_timeout_is_the_default() {
+    let node = start_node("web-handler-zero-timeout", 1);
+    let (late_tx, _late) = mpsc::channel();
+    let slow = spawn_on(&node, 0, move || Slow { held: Vec::new(), answered_late: late_tx }, 16);
+    let options = WebHandlerOptions { request_timeout: Duration::ZERO, ..WebHandlerOptions::new(slow) };
+    let server = serve(&node, WebHandler::new(options));
+    let resp = get(server.local_addr(), "/slow");
+    assert_eq!((resp.status, resp.text()), (200, "late"), "{resp:?}");
+    node.stop();
 }
 
 /// Drops every request unanswered.
@@ -2501,6 +2515,124 @@ fn web_server_stop_refuses_new_connections_and_keeps_open_ones() {
     // A connection opened before the stop is still served while the node runs.
     let resp = open.get("/still");
     assert_eq!((resp.status, resp.text()), (200, "hello"));
+    node.stop();
+}
+
+/// A web service as the examples have it: its `init` starts a server on `port` (on every
+/// shard) and keeps it; its `/crash` route makes it panic. Each incarnation answers its number.
+struct Service {
+    port: u16,
+    incarnations: Arc<std::sync::atomic::AtomicUsize>,
+    server: Option<WebServer>,
+}
+
+struct Crash;
+
+impl Actor for Service {
+    async fn init(&mut self, ctx: &mut Context) -> Result<(), ExitReason> {
+        let n = self.incarnations.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        let me = ctx.pid();
+        let node = ctx.handle();
+        let router = Router::new().get("/", move |_: &Request| Response::text(format!("incarnation {n}"))).get(
+            "/crash",
+            move |_: &Request| {
+                let _ = node.send(me, Crash);
+                Response::text("crashing")
+            },
+        );
+        let options = WebServerOptions::new("127.0.0.1", self.port, router);
+        let server = WebServer::start(&ctx.handle(), options).map_err(|e| ExitReason::custom(e.to_string()))?;
+        self.server = Some(server);
+        Ok(())
+    }
+    async fn handle_message(&mut self, _: &mut Context, _: Pid, msg: Message) -> Result<(), ExitReason> {
+        assert!(msg.downcast::<Crash>().is_err(), "the service panics on Crash");
+        Ok(())
+    }
+}
+
+/// Found by an Ergo-porting trial: a server outlived the actor that started it (a dropped
+/// `WebServer` left it running), so a supervised restart could not bind its port (every
+/// incarnation `AddrInUse`, the supervisor gave up) while the dead incarnation's routes went
+/// on answering. A dropped server stops, and stopping frees the port at once from any thread.
+#[test]
+fn web_server_kept_by_an_actor_ends_with_it_and_its_restart_binds_the_port() {
+    let node = start_node("web-server-owned", 2);
+    let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+    let incarnations = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = incarnations.clone();
+    let child = ChildSpec::new("service", move || Service { port, incarnations: counter.clone(), server: None });
+    let options =
+        SupervisorOptions { strategy: Strategy::OneForOne, children: vec![child], ..SupervisorOptions::default() };
+    node.spawn_on(ShardId(1), move || Supervisor::new(options), ProcessOptions::default()).wait().expect("supervisor");
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    assert_eq!(get(addr, "/").text(), "incarnation 1");
+    for n in 2..=4 {
+        assert_eq!(get(addr, "/crash").text(), "crashing");
+        // Every connection from now on is the next incarnation's: the old one's listeners
+        // are gone with it (a connect refused in between, while it restarts, is retried).
+        // (A connect that lands in a listener's backlog as it stops is reset: also retried.)
+        wait_until("the restarted service answers", || {
+            let Ok(stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else { return false };
+            let mut c = Client::from_stream(stream);
+            if c.stream.write_all(&raw_request("GET", "/", &[("connection", "close")])).is_err() {
+                return false;
+            }
+            let bytes = c.read_to_end();
+            // (The last incarnation answers until the message that crashes it is handled.)
+            String::from_utf8_lossy(&bytes).ends_with(&format!("incarnation {n}"))
+        });
+        for _ in 0..8 {
+            assert_eq!(get(addr, "/").text(), format!("incarnation {n}"), "an old listener still accepts");
+        }
+    }
+    assert_eq!(incarnations.load(std::sync::atomic::Ordering::SeqCst), 4, "a start failed and was retried");
+    node.stop();
+}
+
+/// A server stopped from a process frees the port at once on every shard (before: its own
+/// shard's listener closed at once, the others' later, so a start right after it could fail
+/// `AddrInUse`); a dropped server stops from any thread; a detached one runs on.
+#[test]
+fn web_server_stopped_or_dropped_anywhere_frees_its_port_at_once_and_a_detached_one_runs_on() {
+    struct Restarter {
+        report: Sender<Result<u16, String>>,
+    }
+    impl Actor for Restarter {
+        async fn handle_message(&mut self, ctx: &mut Context, _: Pid, _: Message) -> Result<(), ExitReason> {
+            let mut port = 0;
+            for _ in 0..20 {
+                let server = match WebServer::start(&ctx.handle(), WebServerOptions::new("127.0.0.1", port, hello)) {
+                    Ok(server) => server,
+                    Err(e) => {
+                        let _ = self.report.send(Err(format!("start again on {port}: {e}")));
+                        return Ok(());
+                    }
+                };
+                port = server.local_addr().port();
+                server.stop();
+            }
+            let _ = self.report.send(Ok(port));
+            Ok(())
+        }
+    }
+    let node = start_node("web-server-stop-anywhere", 2);
+    let (report, reported) = mpsc::channel();
+    let restarter = spawn_on(&node, 0, move || Restarter { report }, 16);
+    node.send(restarter, ()).expect("tell the restarter");
+    let port = reported.recv_timeout(WAIT).expect("the restarter reports").expect("every start binds the port");
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    assert!(!served(addr), "served after the last stop");
+
+    let dropped = serve(&node, hello);
+    let addr = dropped.local_addr();
+    assert!(served(addr));
+    drop(dropped);
+    assert!(!served(addr), "served after the drop");
+    let detached = serve(&node, hello);
+    let addr = detached.local_addr();
+    detached.detach();
+    assert!(served(addr), "a detached server stopped");
     node.stop();
 }
 

@@ -116,15 +116,20 @@ pub struct WebHandlerOptions {
     /// Who answers.
     pub worker: WebTarget,
     /// Unanswered after this long (from when the request was read): 504. `Duration::MAX`: never.
+    /// Zero means the default, 5 s (as Ergo's `RequestTimeout`: a zero would answer 504 to
+    /// every request not answered within the dispatch that read it).
     pub request_timeout: Duration,
     /// The `Retry-After` (seconds) sent with a 503 when the worker's mailbox is full.
     pub retry_after_secs: u32,
 }
 
+/// The default `request_timeout`.
+const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
 impl WebHandlerOptions {
     /// Requests to `worker`, 5 s timeout, `Retry-After: 1`.
     pub fn new(worker: impl Into<WebTarget>) -> Self {
-        WebHandlerOptions { worker: worker.into(), request_timeout: Duration::from_secs(5), retry_after_secs: 1 }
+        WebHandlerOptions { worker: worker.into(), request_timeout: DEFAULT_REQUEST_TIMEOUT, retry_after_secs: 1 }
     }
 }
 
@@ -165,6 +170,9 @@ impl fmt::Debug for WebHandler {
 impl WebHandler {
     /// A handler with these options.
     pub fn new(mut options: WebHandlerOptions) -> WebHandler {
+        if options.request_timeout.is_zero() {
+            options.request_timeout = DEFAULT_REQUEST_TIMEOUT;
+        }
         // `Duration::MAX` for "never": cut so that a deadline can be computed.
         options.request_timeout = options.request_timeout.min(crate::http::NEVER);
         WebHandler { options: Arc::new(options), pool: Arc::new(OnceLock::new()) }

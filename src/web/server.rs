@@ -70,8 +70,12 @@ impl WebServerOptions {
     }
 }
 
-/// A running web server. Dropping it leaves it running; [`stop`](Self::stop) closes its
-/// listeners (connections already open are served until they close or the node stops).
+/// A running web server: it listens until [`stop`](Self::stop) is called or it is dropped
+/// (connections already open are served until they close or the node stops). So a server kept
+/// in an actor's state ends with the actor, however it ends — a panic included — and the port
+/// is free again before the actor's supervisor hears of it: a restart binds it anew (as Ergo's
+/// web server, a meta-process, ends with its parent). [`detach`](Self::detach) leaves it
+/// running until the node stops.
 #[derive(Debug)]
 pub struct WebServer {
     addr: SocketAddr,
@@ -79,6 +83,39 @@ pub struct WebServer {
     id: u64,
     shards: Vec<ShardId>,
     stats: Arc<ServerStats>,
+    listening: Arc<Listening>,
+    /// Dropping it does not stop it.
+    detached: bool,
+}
+
+/// What stopping a server takes from any thread: whether it was stopped, and a duplicate of
+/// each listener's descriptor, shut down by `stop` (or by a `start` that failed) so the
+/// listeners stop listening then and there, whichever thread calls — on Linux, a listening
+/// socket shut down for reading leaves the listen queue (connects are refused, `accept`
+/// fails) and its port can be bound again. Each shard then closes its own listener.
+#[derive(Debug, Default)]
+pub(crate) struct Listening {
+    stopped: std::sync::atomic::AtomicBool,
+    dups: std::sync::Mutex<Vec<StdListener>>,
+}
+
+impl Listening {
+    /// Stops listening on every listener at once; false if that was done before.
+    fn stop(&self) -> bool {
+        if self.stopped.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        let dups = std::mem::take(&mut *self.dups.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        for dup in dups {
+            // (Elsewhere than Linux this may fail: the shards' closing below still stops it.)
+            let _ = socket2::SockRef::from(&dup).shutdown(std::net::Shutdown::Read);
+        }
+        true
+    }
+
+    pub(crate) fn stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
+    }
 }
 
 static SERVER_IDS: AtomicU64 = AtomicU64::new(1);
@@ -115,9 +152,15 @@ impl WebServer {
             .next()
             .ok_or_else(|| WebServerError::Bind(std::io::ErrorKind::AddrNotAvailable.into()))?;
         let mut listeners = Vec::with_capacity(shards.len());
+        let listening = Arc::new(Listening::default());
         for i in 0..shards.len() {
             let l = bind(addr, options.backlog, i == 0).map_err(WebServerError::Bind)?;
             addr = l.local_addr().map_err(WebServerError::Bind)?;
+            listening
+                .dups
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(l.try_clone().map_err(WebServerError::Bind)?);
             listeners.push(l);
         }
         let id = SERVER_IDS.fetch_add(1, Ordering::Relaxed);
@@ -128,8 +171,9 @@ impl WebServer {
             let limits = options.limits.capped();
             let done = done.clone();
             let stats = (stats.clone(), i);
+            let listening = listening.clone();
             on_shard(shared.id, shard, move |s| {
-                let r = install(s, id, listener, handler, limits, stats);
+                let r = install(s, id, listener, handler, limits, stats, listening);
                 let _ = done.send(r);
             });
         }
@@ -142,10 +186,17 @@ impl WebServer {
             };
             // The listeners installed, or still to be (a late task runs before this one on
             // its shard), are closed: no server nobody can stop.
+            listening.stop();
             close_everywhere(shared.id, &shards, id);
             return Err(failed);
         }
-        Ok(WebServer { addr, node: node.clone(), id, shards, stats })
+        Ok(WebServer { addr, node: node.clone(), id, shards, stats, listening, detached: false })
+    }
+
+    /// Leaves the server running until the node stops: dropping this no longer stops it
+    /// (nothing can then, but the node's end).
+    pub fn detach(mut self) {
+        self.detached = true;
     }
 
     /// What its listeners and connections did, summed over its shards: connections open,
@@ -160,15 +211,19 @@ impl WebServer {
         self.addr
     }
 
-    /// Closes the listeners on every shard. Called from outside the node's shards, it returns
-    /// once they are closed: the port can be bound again at once (a new server on it
-    /// starts); it waits at most 10 s for a shard in all (a node that is stopping ends the
-    /// wait). Called from a process, it closes its own shard's listener at once and asks the
-    /// other shards without waiting for them (a shard never waits on another: two shards
-    /// stopping servers at once would wait on each other). Connections already open are
-    /// served until they close or the node stops; connections still waiting in a listener's
-    /// backlog are reset by the kernel as it closes.
+    /// Stops listening, on every shard, from any thread: when it returns, connects are
+    /// refused and the port can be bound again (a new server on it starts; on Linux, see
+    /// `Listening`). Connections already open are served until they close or the node stops;
+    /// connections still waiting in a listener's backlog are reset by the kernel. Each shard
+    /// then closes its listener: called from outside the node's shards, `stop` waits for that
+    /// too (at most 10 s in all; a node that is stopping ends the wait); called from a
+    /// process, it closes its own shard's listener at once and asks the other shards without
+    /// waiting for them (a shard never waits on another: two shards stopping servers at once
+    /// would wait on each other). Stopping twice does nothing more.
     pub fn stop(&self) {
+        if !self.listening.stop() {
+            return;
+        }
         let id = self.id;
         let node = self.node.shared().id;
         let here = with_current(|s| s.filter(|s| s.node.id == node).map(|s| s.id));
@@ -192,6 +247,14 @@ impl WebServer {
             if closed.recv_timeout(left).is_err() {
                 break;
             }
+        }
+    }
+}
+
+impl Drop for WebServer {
+    fn drop(&mut self) {
+        if !self.detached {
+            self.stop();
         }
     }
 }
@@ -230,6 +293,8 @@ pub(crate) struct ServerShared {
     pub(crate) body_bound: BodyBound,
     /// The server's counters, and which of them are this shard's.
     stats: (Arc<ServerStats>, usize),
+    /// Whether it was stopped (its listeners then fail to accept, and close).
+    listening: Arc<Listening>,
 }
 
 impl ServerShared {
@@ -273,6 +338,7 @@ fn install(
     handler: Arc<dyn Handler>,
     limits: HttpLimits,
     stats: (Arc<ServerStats>, usize),
+    listening: Arc<Listening>,
 ) -> std::io::Result<()> {
     let body_bound = super::conn::body_bound(handler.clone());
     let server = Rc::new(ServerShared {
@@ -283,6 +349,7 @@ fn install(
         spares: Spares::new(),
         body_bound,
         stats,
+        listening,
     });
     let source = Listener {
         server,
@@ -366,6 +433,10 @@ impl Listener {
     /// timer per event made hundreds of tries and warnings a second).
     #[cold]
     fn failed(&self, shard: &Rc<Shard>, token: Token, e: &std::io::Error) {
+        if self.server.listening.stopped() {
+            // Shut down by `stop` (from another thread, say): not a failure, the end.
+            return self.close(shard, token);
+        }
         let now = shard.now();
         self.server.stats().accept_error();
         let mut f = self.failing.get().unwrap_or(Failing { since: now, attempts: 0, warned: now });
