@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 use pinion::http::{HttpLimits, MAX_HEADERS_LIMIT, Method, Request, Response, StatusCode};
 use pinion::web::{
     Cors, Handler, Layer, ResponseStream, Router, WebHandler, WebHandlerOptions, WebRequest, WebServer,
-    WebServerOptions, WebServerStats, WebTarget, WebWorker, auth, bearer, body_limit, rate_limit, request_log,
+    WebServerOptions, WebServerStats, WebTarget, WebWorker, answer_at_once, auth, bearer, body_limit, rate_limit,
+    request_log,
 };
 use pinion::{
     Actor, CallError, ChildSpec, Context, Cores, ExitReason, Message, Node, NodeOptions, Pid, ProcessOptions, ShardId,
@@ -1617,6 +1618,49 @@ fn expect_continue_is_answered_before_the_body_when_the_head_decides() {
     assert_eq!((resp.status, resp.text()), (200, "100000 bytes"));
     assert_eq!(c.request("GET", "/read-only", &[("authorization", "Bearer tok")]).status, 200);
     node.stop();
+}
+
+/// Handlers tested without a socket (an Ergo-porting trial found only a plain function could
+/// be: `WebRequest` cannot be built outside the crate): the router, its layers and their
+/// hooks answer through `answer_at_once` as through a connection.
+#[test]
+fn answer_at_once_runs_a_router_with_its_layers_without_a_server() {
+    let cors = Cors { origins: vec!["http://app.example".into()], ..Cors::default() };
+    let router = Router::new()
+        .get("/users/{id}", |r: &Request| Response::text(format!("user {}", r.param("id").unwrap_or("?"))))
+        .route("/actor", WebHandler::to("nobody"))
+        .route("/boom", |_: &Request| -> Response { panic!("a handler bug") })
+        .layer(bearer("api", "tok"))
+        .layer(cors);
+    let request = |method: Method, target: &str, fields: &[(&str, &str)]| {
+        let mut r = Request::new(method, target);
+        for (n, v) in fields {
+            r = r.with_header(n, v);
+        }
+        r
+    };
+    let authed = [("authorization", "Bearer tok"), ("origin", "http://app.example")];
+    let resp = answer_at_once(&router, request(Method::Get, "/users/7", &authed)).expect("answered at once");
+    assert_eq!((resp.status.0, resp.body_bytes()), (200, &b"user 7"[..]));
+    // The Cors hook ran on it, as the connection runs it.
+    assert!(
+        resp.headers
+            .iter()
+            .any(|(n, v)| n.as_ref() == "access-control-allow-origin" && v.as_ref() == b"http://app.example"),
+        "{resp:?}"
+    );
+    let status = |method, target, fields: &[(&str, &str)]| {
+        answer_at_once(&router, request(method, target, fields)).map(|r| r.status.0)
+    };
+    assert_eq!(status(Method::Get, "/users/7", &[]), Some(401));
+    assert_eq!(status(Method::Post, "/users/7", &authed), Some(405));
+    assert_eq!(status(Method::Get, "/nowhere", &authed), Some(404));
+    // A WebHandler outside a node's shard: 503.
+    assert_eq!(status(Method::Get, "/actor", &authed), Some(503));
+    // A panic is the test's, and leaves nothing behind for the next call.
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| status(Method::Get, "/boom", &authed)));
+    assert!(panicked.is_err());
+    assert_eq!(status(Method::Get, "/users/8", &authed), Some(200));
 }
 
 /// A route's body bound, higher or lower than the server's (`body_limit`, `Handler::body_limit`):

@@ -53,6 +53,71 @@ thread_local! {
     static HOOKS: RefCell<Option<Box<Hooked>>> = const { RefCell::new(None) };
 }
 
+/// The connection id [`answer_at_once`] hands its requests as: no connection has it (ids count
+/// up from 1), so an answer that comes later finds no connection and is dropped.
+const NO_CONNECTION: u64 = u64::MAX;
+
+/// Hands `request` to `handler` as a connection does, outside any server, and returns the
+/// answer the handler gave at once — with the response hooks its middleware left run on it,
+/// as the connection runs them — or `None` when it gave none then (it forwarded the request to
+/// an actor, or kept it: an answer given later is dropped). For tests of routers, middleware
+/// and plain functions without a socket:
+///
+/// ```
+/// use pinion::http::{Method, Request, Response};
+/// use pinion::web::{Router, answer_at_once};
+///
+/// let router = Router::new().get("/users/{id}", |r: &Request| Response::text(format!("user {}", r.param("id").unwrap_or("?"))));
+/// let answer = answer_at_once(&router, Request::new(Method::Get, "/users/7")).expect("answered at once");
+/// assert_eq!(answer.body_bytes(), b"user 7");
+/// assert_eq!(answer_at_once(&router, Request::new(Method::Post, "/users/7")).map(|r| r.status.0), Some(405));
+/// ```
+///
+/// The answer is as the handler gave it: the connection's own work on it (a HEAD's body left
+/// out, `Date`, `Content-Length`, keep-alive) is not done. A [`WebHandler`](super::WebHandler)
+/// outside a node's shard answers 503.
+///
+/// # Panics
+/// Called from a handler while it handles a request (it would take that request's place), or
+/// if the handler panics.
+pub fn answer_at_once(handler: &dyn super::Handler, request: Request) -> Option<Response> {
+    use super::request::ReplyTo;
+    assert_eq!(DISPATCH.with(|d| d.key.get()), (0, 0), "answer_at_once from inside a handler's dispatch");
+    /// Ends the dispatch however the handler returns (a panic too).
+    struct Ending;
+    impl Drop for Ending {
+        fn drop(&mut self) {
+            let (_, left) = dispatch_end();
+            if left & ANSWERED != 0 {
+                drop(take_answer());
+            }
+            if left & HOOKED != 0 {
+                drop(take_hooked());
+            }
+        }
+    }
+    let to = ReplyTo {
+        node: crate::process::NodeId(u32::MAX),
+        shard: crate::process::ShardId(0),
+        token: mio::Token(usize::MAX),
+        conn: NO_CONNECTION,
+        seq: 0,
+    };
+    let req = super::WebRequest::new(Box::new(request), to, Instant::now());
+    let ending = Ending;
+    dispatch_begin(NO_CONNECTION, 0, 0);
+    handler.handle(req);
+    let (_, left) = DISPATCH.with(|d| (d.deadline.get(), d.left.get()));
+    let answer = if left & ANSWERED != 0 { take_answer() } else { None };
+    let hooked = if left & HOOKED != 0 { take_hooked() } else { None };
+    drop(ending);
+    let (mut resp, request) = answer?;
+    if let Some(hooked) = hooked {
+        hooked.run(request.as_deref(), &mut resp);
+    }
+    Some(resp)
+}
+
 /// Starts handing (conn, seq) to a handler; about `ahead` more requests wait behind it.
 #[inline]
 pub(crate) fn dispatch_begin(conn: u64, seq: u64, ahead: u32) {

@@ -21,6 +21,9 @@
 //! inside the connection's dispatch: the worker is polled there and then, and answers in place
 //! as a plain function does (see [`WebHandler`]).
 //!
+//! A router, its middleware and plain functions can be tested without a socket:
+//! [`answer_at_once`] hands them a request as a connection would.
+//!
 //! What no handler sees — connections accepted and refused, requests refused by the
 //! connection, 504s, slow clients cut — is counted per server ([`WebServer::stats`],
 //! `stats.rs`).
@@ -45,6 +48,7 @@ mod stats;
 mod worker;
 
 pub(crate) use conn::Connection;
+pub use dispatch::answer_at_once;
 pub(crate) use handler::shed;
 pub use handler::{Handler, WebHandler, WebHandlerOptions, WebTarget};
 pub use middleware::{
