@@ -152,6 +152,9 @@ pub(crate) struct Codec {
     spares: Rc<Spares>,
     /// Asked for the bound of each request body; `None`: `max_body_bytes` for all.
     body_bound: Option<BodyBound>,
+    /// After a refusal mid-request: the bytes of its declared body not read yet (see
+    /// [`unread_body`](Self::unread_body)).
+    unread_body: u64,
 }
 
 /// Asked with the head of a request with a body for the bound of that body: `Ok(None)` for
@@ -181,6 +184,7 @@ impl Codec {
             closed: false,
             spares: spares.clone(),
             body_bound: None,
+            unread_body: 0,
         }
     }
 
@@ -250,7 +254,12 @@ impl Codec {
     /// or a request whose head is incomplete. Nothing more is read.
     pub(crate) fn abort(&mut self) -> RequestMeta {
         let meta = match self.current.take() {
-            Some(p) => meta(p.seq, &p.head).closing(),
+            Some(p) => {
+                if let BodyDecoder::Length { remaining } = p.decoder {
+                    self.note_unread(remaining);
+                }
+                meta(p.seq, &p.head).closing()
+            }
             None => {
                 let seq = self.next_seq;
                 self.next_seq += 1;
@@ -260,6 +269,22 @@ impl Codec {
         };
         self.close();
         meta
+    }
+
+    /// How many bytes of a body the client declared (`Content-Length`) and may still send after
+    /// the request was refused unread — too large, or answered before its body: a connection
+    /// closing after the refusal reads them off (up to a bound) so that its close does not
+    /// reset the connection before the client, which may read only once it sent them all
+    /// (nginx, Python's `http.client`), took the answer. 0 for a chunked body (unknown).
+    pub(crate) fn unread_body(&self) -> u64 {
+        self.unread_body
+    }
+
+    /// A refused request's body had `remaining` bytes still to come, of which what is buffered
+    /// came already.
+    #[cold]
+    fn note_unread(&mut self, remaining: u64) {
+        self.unread_body = remaining.saturating_sub((self.end - self.start) as u64);
     }
 
     /// A request whose handling is over, kept for the next (see [`Spares`]).
@@ -395,6 +420,9 @@ impl Codec {
         let max_body = match max_body {
             Ok(max) => max,
             Err(error) => {
+                if let BodyKind::Length(n) = head.body {
+                    self.note_unread(n);
+                }
                 self.recycle(req);
                 self.close();
                 return Some(Step::Refuse(meta(seq, &head).closing(), error));
