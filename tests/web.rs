@@ -2733,6 +2733,71 @@ fn web_server_stopped_or_dropped_anywhere_frees_its_port_at_once_and_a_detached_
     node.stop();
 }
 
+/// Found by a trial behind nginx: after `stop`, a proxy's pooled keep-alive connections went
+/// on being served with nothing telling it to let go, until the node ended them. `drain`
+/// closes idle connections at once and the others after answering what they read, the last
+/// answer with `Connection: close`.
+#[test]
+fn web_server_drain_answers_what_was_read_then_closes_every_connection() {
+    /// Holds requests (telling `held` of each) until told [`AnswerLate`], then answers `late`.
+    struct Holder {
+        held: Vec<WebRequest>,
+        told: Sender<()>,
+    }
+    impl Actor for Holder {
+        async fn handle_message(&mut self, _: &mut Context, _: Pid, msg: Message) -> Result<(), ExitReason> {
+            match msg.downcast::<WebRequest>() {
+                Ok(req) => self.held.push(req),
+                Err(_) => self.held.drain(..).for_each(|req| req.respond(Response::text("late"))),
+            }
+            let _ = self.told.send(());
+            Ok(())
+        }
+    }
+    let node = start_node("web-server-drain", 1);
+    let (told, late) = mpsc::channel();
+    let slow = spawn_on(&node, 0, move || Holder { held: Vec::new(), told }, 16);
+    let options = WebHandlerOptions { request_timeout: Duration::from_secs(60), ..WebHandlerOptions::new(slow) };
+    let router = Router::new().route("/slow", WebHandler::new(options)).get("/", hello).post("/", body_len);
+    let server = serve(&node, router);
+    let addr = server.local_addr();
+
+    let mut idle = Client::connect(addr);
+    assert_eq!(idle.get("/").status, 200);
+    let mut waiting = Client::connect(addr);
+    waiting.send(&[raw_request("GET", "/slow", &[]), raw_request("GET", "/", &[])].concat());
+    let mut half_head = Client::connect(addr);
+    half_head.send(b"GET / HTTP/1.1\r\nHo");
+    let mut half_body = Client::connect(addr);
+    half_body.send_request("POST", "/", &[("content-length", "10")]);
+    half_body.send(b"12345");
+    wait_until("four connections open", || server.stats().connections == 4);
+    late.recv_timeout(WAIT).expect("the slow request is held");
+    // The server reads what came within microseconds; nothing tells a client it did.
+    std::thread::sleep(Duration::from_millis(300));
+
+    server.drain();
+    idle.assert_closed();
+    assert!(TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_err(), "a new connection after drain");
+    half_head.send(b"st: a\r\n\r\n");
+    let resp = half_head.read_response(false);
+    assert_eq!((resp.status, resp.header("connection")), (200, Some("close")), "{resp:?}");
+    half_head.assert_closed();
+    half_body.send(b"67890");
+    let resp = half_body.read_response(false);
+    assert_eq!((resp.text(), resp.header("connection")), ("10 bytes", Some("close")), "{resp:?}");
+    half_body.assert_closed();
+    node.send(slow, AnswerLate).expect("tell the worker");
+    late.recv_timeout(WAIT).expect("answered late");
+    let first = waiting.read_response(false);
+    assert_eq!((first.text(), first.header("connection")), ("late", None), "{first:?}");
+    let second = waiting.read_response(false);
+    assert_eq!((second.text(), second.header("connection")), ("hello", Some("close")), "{second:?}");
+    waiting.assert_closed();
+    wait_until("every connection closed", || server.stats().connections == 0);
+    node.stop();
+}
+
 // ---- pools behind a WebHandler -----------------------------------------------------------------
 
 /// A pool worker: `/boom` panics once the door opens; anything else waits for the door, then

@@ -47,8 +47,15 @@ impl RequestMeta {
     /// `seq` at most [`LAST_SEQ`], which never keeps the connection alive.
     #[inline(always)]
     pub(crate) fn new(seq: u64, method: Method, version: Version, keep_alive: bool) -> RequestMeta {
-        debug_assert!(seq <= LAST_SEQ);
-        let keep_alive = keep_alive && seq < LAST_SEQ;
+        RequestMeta::new_before(seq, method, version, keep_alive, LAST_SEQ)
+    }
+
+    /// [`new`](Self::new), where no seq from `last` on keeps the connection alive (`last` at
+    /// most [`LAST_SEQ`]).
+    #[inline(always)]
+    fn new_before(seq: u64, method: Method, version: Version, keep_alive: bool, last: u64) -> RequestMeta {
+        debug_assert!(seq <= LAST_SEQ && last <= LAST_SEQ);
+        let keep_alive = keep_alive && seq < last;
         RequestMeta(
             (seq & SEQ_MASK)
                 | (method as u64) << SEQ_BITS
@@ -155,6 +162,9 @@ pub(crate) struct Codec {
     /// After a refusal mid-request: the bytes of its declared body not read yet (see
     /// [`unread_body`](Self::unread_body)).
     unread_body: u64,
+    /// The seq of the request that closes the connection: [`LAST_SEQ`], or sooner (see
+    /// [`read_last`](Self::read_last)).
+    last_seq: u64,
 }
 
 /// Asked with the head of a request with a body for the bound of that body: `Ok(None)` for
@@ -185,6 +195,7 @@ impl Codec {
             spares: spares.clone(),
             body_bound: None,
             unread_body: 0,
+            last_seq: LAST_SEQ,
         }
     }
 
@@ -258,7 +269,7 @@ impl Codec {
                 if let BodyDecoder::Length { remaining } = p.decoder {
                     self.note_unread(remaining);
                 }
-                meta(p.seq, &p.head).closing()
+                self.meta(p.seq, &p.head).closing()
             }
             None => {
                 let seq = self.next_seq;
@@ -269,6 +280,28 @@ impl Codec {
         };
         self.close();
         meta
+    }
+
+    /// What the connection needs to know of request `seq` with `head`.
+    #[inline(always)]
+    fn meta(&self, seq: u64, head: &Head) -> RequestMeta {
+        RequestMeta::new_before(seq, head.method, head.version, head.keep_alive, self.last_seq)
+    }
+
+    /// Reads one request more at most: the one partly read now, if any, whose answer then
+    /// closes the connection (`false`: none was, and nothing more is read). For a graceful
+    /// end of the connection (a server draining).
+    pub(crate) fn read_last(&mut self) -> bool {
+        if let Some(p) = &mut self.current {
+            p.head.keep_alive = false;
+            return true;
+        }
+        if self.phase() == Phase::Head {
+            self.last_seq = self.next_seq;
+            return true;
+        }
+        self.close();
+        false
     }
 
     /// How many bytes of a body the client declared (`Content-Length`) and may still send after
@@ -367,7 +400,7 @@ impl Codec {
                     self.next_seq += 1;
                     if head.body == BodyKind::None {
                         // Complete already (and no `100 Continue`: that needs a body).
-                        let m = meta(seq, &head);
+                        let m = self.meta(seq, &head);
                         return Some(self.complete(req, head, m));
                     }
                     if let Some(step) = self.begin_body(req, head, seq, limits) {
@@ -393,11 +426,11 @@ impl Codec {
             Err(error) => {
                 let p = self.current.take()?;
                 self.close();
-                return Some(Step::Refuse(meta(p.seq, &p.head).closing(), error));
+                return Some(Step::Refuse(self.meta(p.seq, &p.head).closing(), error));
             }
         }
         let p = self.current.take()?;
-        let m = meta(p.seq, &p.head);
+        let m = self.meta(p.seq, &p.head);
         Some(self.complete(p.req, p.head, m))
     }
 
@@ -425,7 +458,7 @@ impl Codec {
                 }
                 self.recycle(req);
                 self.close();
-                return Some(Step::Refuse(meta(seq, &head).closing(), error));
+                return Some(Step::Refuse(self.meta(seq, &head).closing(), error));
             }
         };
         let decoder = BodyDecoder::new(head.body);
@@ -468,10 +501,6 @@ fn line_of(input: &[u8]) -> (Method, Version) {
     let method = if line.starts_with(b"HEAD ") { Method::Head } else { Method::Get };
     let version = if line.trim_ascii_end().ends_with(b"HTTP/1.0") { Version::Http10 } else { Version::Http11 };
     (method, version)
-}
-
-fn meta(seq: u64, head: &Head) -> RequestMeta {
-    RequestMeta::new(seq, head.method, head.version, head.keep_alive)
 }
 
 /// The answer to a refused request.

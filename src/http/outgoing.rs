@@ -297,6 +297,21 @@ impl Outgoing {
         self.closing || self.close_given
     }
 
+    /// Makes the answer to the last request opened the connection's last: it says
+    /// `Connection: close` (unless its head is out already: a stream's), and the connection
+    /// closes once it is written; with no request open, once what is encoded is written.
+    pub(crate) fn close_after_last(&mut self) {
+        let Some(last) = self.slots.len().checked_sub(1) else {
+            self.closing = true;
+            return;
+        };
+        match self.slots.get_mut(last) {
+            Some(Slot::Waiting { meta, .. } | Slot::Ready { meta, .. }) => *meta = meta.closing(),
+            Some(Slot::Streaming { keep_alive, .. }) => *keep_alive = false,
+            Some(Slot::Vacant) | None => {}
+        }
+    }
+
     /// Answers `100 Continue` to `seq` as soon as everything before it is written.
     pub(crate) fn interim_continue(&mut self, seq: u64) {
         self.continue_for = Some(seq);

@@ -53,6 +53,11 @@ impl Shard {
     }
 
     /// Deregisters `socket` and forgets the source under `token`.
+    /// The sources `f` picks.
+    pub(crate) fn io_filter(&self, mut f: impl FnMut(&dyn IoSource) -> bool) -> Vec<(Token, Rc<dyn IoSource>)> {
+        self.io.borrow().iter().filter(|(_, s)| f(&***s)).map(|(t, s)| (Token(t), s.clone())).collect()
+    }
+
     pub(crate) fn io_remove(&self, token: Token, socket: &mut impl Source) {
         let _ = self.registry.deregister(socket);
         let removed = self.io.borrow_mut().try_remove(token.0);

@@ -59,7 +59,7 @@ const ROUNDS: usize = 8;
 
 pub(crate) struct Connection {
     pub(crate) id: u64,
-    server: Rc<ServerShared>,
+    pub(crate) server: Rc<ServerShared>,
     st: RefCell<State>,
 }
 
@@ -184,6 +184,22 @@ impl Connection {
         }
         flush_later(&mut st, shard, token);
         true
+    }
+
+    /// Ends the connection gracefully (its server drains): the requests read are answered —
+    /// and the one being read, if any — the last answer says `Connection: close`, and the
+    /// connection closes once it is written; an idle one closes now.
+    pub(crate) fn drain(&self, shard: &Rc<Shard>, token: Token) {
+        {
+            let mut st = self.st.borrow_mut();
+            if st.closed() || st.linger.is_some() || st.out.will_close() {
+                return;
+            }
+            if !st.codec.read_last() {
+                st.out.close_after_last();
+            }
+        }
+        self.write(shard, token);
     }
 
     /// Reads once if allowed; true if it read something.
@@ -553,8 +569,6 @@ impl Connection {
     }
 }
 
-/// Lingering: reads and discards what the client still sends. True when it is time to close
-/// (the client finished, failed, or sent too much); false when the socket is drained.
 /// What every connection of a server asks for the bound of a request's body: its handler's
 /// [`Handler::body_limit`]; a panic there answers 500.
 pub(crate) fn body_bound(handler: Arc<dyn Handler>) -> BodyBound {
@@ -566,6 +580,8 @@ pub(crate) fn body_bound(handler: Arc<dyn Handler>) -> BodyBound {
     }))
 }
 
+/// Lingering: reads and discards what the client still sends. True when it is time to close
+/// (the client finished, failed, or sent too much); false when the socket is drained.
 #[cold]
 fn discard(st: &mut State) -> bool {
     let Some((_, left)) = &mut st.linger else { return true };

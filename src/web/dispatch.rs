@@ -77,16 +77,30 @@ const NO_CONNECTION: u64 = u64::MAX;
 /// out, `Date`, `Content-Length`, keep-alive) is not done. A [`WebHandler`](super::WebHandler)
 /// outside a node's shard answers 503.
 ///
+/// Callable anywhere, a handler's own dispatch included (that dispatch is put back after).
+///
 /// # Panics
-/// Called from a handler while it handles a request (it would take that request's place), or
-/// if the handler panics.
+/// If the handler panics.
 pub fn answer_at_once(handler: &dyn super::Handler, request: Request) -> Option<Response> {
     use super::request::ReplyTo;
-    assert_eq!(DISPATCH.with(|d| d.key.get()), (0, 0), "answer_at_once from inside a handler's dispatch");
-    /// Ends the dispatch however the handler returns (a panic too).
-    struct Ending;
-    impl Drop for Ending {
+    thread_local! {
+        /// The seq of the last request handed out here: each its own (a review: a request kept
+        /// from an earlier call and answered during a later one was taken for its answer).
+        static SEQ: Cell<u64> = const { Cell::new(0) };
+    }
+    /// The dispatch this call interrupts, if any (a pool worker polled inside a connection's
+    /// dispatch may call this, a review found), put back however the handler returns.
+    struct Interrupted {
+        key: (u64, u64),
+        deadline: Option<Instant>,
+        ahead: u32,
+        left: u8,
+        answer: Option<Answer>,
+        hooked: Option<Box<Hooked>>,
+    }
+    impl Drop for Interrupted {
         fn drop(&mut self) {
+            // What this call's handler left and nobody took is dropped here.
             let (_, left) = dispatch_end();
             if left & ANSWERED != 0 {
                 drop(take_answer());
@@ -94,23 +108,39 @@ pub fn answer_at_once(handler: &dyn super::Handler, request: Request) -> Option<
             if left & HOOKED != 0 {
                 drop(take_hooked());
             }
+            DISPATCH.with(|d| {
+                d.key.set(self.key);
+                d.deadline.set(self.deadline);
+                d.ahead.set(self.ahead);
+                d.left.set(self.left);
+            });
+            ANSWER.with(|a| *a.borrow_mut() = self.answer.take());
+            HOOKS.with(|h| *h.borrow_mut() = self.hooked.take());
         }
     }
+    let (key, deadline, ahead, left) =
+        DISPATCH.with(|d| (d.key.get(), d.deadline.get(), d.ahead.get(), d.left.replace(0)));
+    let answer = if left & ANSWERED != 0 { take_answer() } else { None };
+    let hooked = if left & HOOKED != 0 { take_hooked() } else { None };
+    let interrupted = Interrupted { key, deadline, ahead, left, answer, hooked };
+    let seq = SEQ.with(|s| {
+        s.set(s.get() + 1);
+        s.get()
+    });
     let to = ReplyTo {
         node: crate::process::NodeId(u32::MAX),
         shard: crate::process::ShardId(0),
         token: mio::Token(usize::MAX),
         conn: NO_CONNECTION,
-        seq: 0,
+        seq,
     };
     let req = super::WebRequest::new(Box::new(request), to, Instant::now());
-    let ending = Ending;
-    dispatch_begin(NO_CONNECTION, 0, 0);
+    dispatch_begin(NO_CONNECTION, seq, 0);
     handler.handle(req);
-    let (_, left) = DISPATCH.with(|d| (d.deadline.get(), d.left.get()));
+    let left = DISPATCH.with(|d| d.left.replace(0));
     let answer = if left & ANSWERED != 0 { take_answer() } else { None };
     let hooked = if left & HOOKED != 0 { take_hooked() } else { None };
-    drop(ending);
+    drop(interrupted);
     let (mut resp, request) = answer?;
     if let Some(hooked) = hooked {
         hooked.run(request.as_deref(), &mut resp);

@@ -215,19 +215,21 @@ impl WebServer {
     /// refused and the port can be bound again (a new server on it starts; on Linux, see
     /// `Listening`). Connections already open are served until they close or the node stops;
     /// connections still waiting in a listener's backlog are reset by the kernel. Each shard
-    /// then closes its listener: called from outside the node's shards, `stop` waits for that
-    /// too (at most 10 s in all; a node that is stopping ends the wait); called from a
-    /// process, it closes its own shard's listener at once and asks the other shards without
-    /// waiting for them (a shard never waits on another: two shards stopping servers at once
-    /// would wait on each other). Stopping twice does nothing more.
+    /// then closes its listener: called from a thread that is no shard's, `stop` waits for
+    /// that too (at most 10 s in all; a node that is stopping ends the wait); called from a
+    /// process (of this node or another), it closes its own shard's listener at once and asks
+    /// the other shards without waiting for them (a shard never waits on another: two shards
+    /// stopping servers at once would wait on each other). Stopping twice does nothing more;
+    /// nor does stopping a server whose node stopped (that closed it).
     pub fn stop(&self) {
         if !self.listening.stop() {
             return;
         }
         let id = self.id;
         let node = self.node.shared().id;
-        let here = with_current(|s| s.filter(|s| s.node.id == node).map(|s| s.id));
-        if here.is_some() {
+        // On any shard thread (of this node or another: a review found two nodes dropping
+        // each other's servers blocked both for 10 s), nothing is waited for.
+        if with_current(|s| s.is_some()) {
             return close_everywhere(node, &self.shards, id);
         }
         let (done, closed) = mpsc::channel();
@@ -247,6 +249,33 @@ impl WebServer {
             if closed.recv_timeout(left).is_err() {
                 break;
             }
+        }
+    }
+}
+
+impl WebServer {
+    /// Stops listening ([`stop`](Self::stop)) and ends the open connections gracefully, as a
+    /// server behind a proxy or a load balancer does for a rolling restart: an idle
+    /// connection closes now; one with requests read answers them — and the request it is
+    /// reading, if any — the last answer with `Connection: close`, and closes once it is
+    /// written (a client retries what it pipelined behind it on a new connection). Streams run
+    /// until their senders end them. Returns at once: [`stats`](Self::stats)`().connections`
+    /// counts what is left (the node's end cuts whatever still is).
+    pub fn drain(&self) {
+        self.stop();
+        let id = self.id;
+        for &shard in &self.shards {
+            on_shard(self.node.shared().id, shard, move |s| drain_connections(s, id));
+        }
+    }
+}
+
+/// Drains the connections of server `id` on this shard (see [`WebServer::drain`]).
+fn drain_connections(shard: &Rc<Shard>, id: u64) {
+    let conns = shard.io_filter(|s| s.as_connection().is_some_and(|c| c.server.id == id));
+    for (token, src) in conns {
+        if let Some(c) = src.as_connection() {
+            c.drain(shard, token);
         }
     }
 }
@@ -457,6 +486,10 @@ impl Listener {
     /// Closes it, with the retry it may have armed (a timer left would fire on the next
     /// source to get its token).
     fn close(&self, shard: &Rc<Shard>, token: Token) {
+        // Every path here ends the whole server (its stop, a failed start, the node's end):
+        // the other listeners stop listening too, and the duplicates let the port go (a
+        // review: after `node.stop()` they kept it listening while the `WebServer` lived).
+        self.server.listening.stop();
         if let Some(key) = self.retry.take() {
             shard.io_cancel_timer(key);
         }
