@@ -1716,6 +1716,38 @@ fn answer_at_once_runs_a_router_with_its_layers_without_a_server() {
     assert_eq!(status(Method::Get, "/users/8", &authed), Some(200));
 }
 
+/// Found by a trial behind proxies: a handler could not tell who sent a request (the accepted
+/// peer was dropped), so the access log had no client and nothing could be keyed by it. Every
+/// request carries its connection's peer, to a worker on another shard too.
+#[test]
+fn every_request_carries_its_clients_address() {
+    let node = start_node("web-peer-addr", 2);
+    let peer = |r: &Request| Response::text(r.peer_addr().map_or_else(|| "none".to_owned(), |a| a.to_string()));
+    struct PeerWorker;
+    impl WebWorker for PeerWorker {
+        async fn handle_get(&mut self, ctx: &mut Context, req: &Request) -> Response {
+            Response::text(format!(
+                "{} on {}",
+                req.peer_addr().map_or_else(|| "none".to_owned(), |a| a.to_string()),
+                ctx.shard()
+            ))
+        }
+    }
+    let worker = spawn_on(&node, 1, || PeerWorker, 16);
+    let router = Router::new().get("/peer", peer).route("/worker", WebHandler::to(worker));
+    let server = serve(&node, router);
+    for _ in 0..4 {
+        let mut c = Client::connect(server.local_addr());
+        let me = c.stream.local_addr().expect("the client's address").to_string();
+        assert_eq!(c.get("/peer").text(), me);
+        assert_eq!(c.get("/worker").text(), format!("{me} on {}", ShardId(1)));
+    }
+    assert_eq!(peer(&Request::new(Method::Get, "/")).body_bytes(), b"none");
+    let addr: SocketAddr = "10.1.2.3:4567".parse().expect("an address");
+    assert_eq!(peer(&Request::new(Method::Get, "/").with_peer_addr(addr)).body_bytes(), b"10.1.2.3:4567");
+    node.stop();
+}
+
 /// A route's body bound, higher or lower than the server's (`body_limit`, `Handler::body_limit`):
 /// a declared length over it is answered 413 at once (before `100 Continue`), a chunked body as
 /// its chunks pass it; the innermost bound wins; every layer passes the question through.
@@ -1835,6 +1867,11 @@ fn rate_limit_burst_passes_then_429_with_retry_after() {
 struct AccessLog;
 
 static ACCESS_LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// The access lines logged so far, each without its first word (the client's address).
+fn access_lines_without_client() -> Vec<String> {
+    lock(&ACCESS_LINES).iter().map(|l| l.split_once(' ').map_or(l.as_str(), |(_, rest)| rest).to_owned()).collect()
+}
 static WEB_WARNINGS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 impl log::Log for AccessLog {
@@ -1889,8 +1926,10 @@ fn request_log_does_not_change_responses() {
     }
     let lines = lock(&ACCESS_LINES).clone();
     // (The router's own 405 and 404 are not logged: see `router_layers_cover_405_and_404_answers`.)
-    for prefix in ["GET /logme/1?q=2 200 ", "HEAD /logme/1 200 ", "GET /logme-worker 200 "] {
-        assert!(lines.iter().any(|l| l.starts_with(prefix)), "no access line {prefix:?} in {lines:?}");
+    let client = b.stream.local_addr().expect("the client's address");
+    for line in ["GET /logme/1?q=2 200 ", "HEAD /logme/1 200 ", "GET /logme-worker 200 "] {
+        let prefix = format!("{client} {line}");
+        assert!(lines.iter().any(|l| l.starts_with(&prefix)), "no access line {prefix:?} in {lines:?}");
     }
     node.stop();
 }
@@ -2039,7 +2078,7 @@ fn middleware_hooks_run_on_the_runtimes_own_answers_504_and_500() {
     // Its late answers went nowhere, and were not logged.
     let resp = client.request("GET", "/hooked-ok", &origin);
     assert_eq!(resp.status, 200, "{resp:?}");
-    let lines = lock(&ACCESS_LINES).clone();
+    let lines = access_lines_without_client();
     let count = |prefix: &str| lines.iter().filter(|l| l.starts_with(prefix)).count();
     for (prefix, n) in [
         ("GET /slow 504 ", 2),
@@ -2112,7 +2151,7 @@ fn router_layers_cover_405_and_404_answers() {
     let mut client = Client::connect(logged.local_addr());
     assert_eq!(client.request("DELETE", "/layers-log", &[]).status, 405);
     assert_eq!(client.get("/layers-log-missing").status, 404);
-    let lines = lock(&ACCESS_LINES).clone();
+    let lines = access_lines_without_client();
     for prefix in ["DELETE /layers-log 405 ", "GET /layers-log-missing 404 "] {
         assert!(lines.iter().any(|l| l.starts_with(prefix)), "no access line {prefix:?} in {lines:?}");
     }

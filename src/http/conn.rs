@@ -159,6 +159,8 @@ pub(crate) struct Codec {
     spares: Rc<Spares>,
     /// Asked for the bound of each request body; `None`: `max_body_bytes` for all.
     body_bound: Option<BodyBound>,
+    /// The client's address, given to every request (`None` on byte slices).
+    peer: Option<std::net::SocketAddr>,
     /// After a refusal mid-request: the bytes of its declared body not read yet (see
     /// [`unread_body`](Self::unread_body)).
     unread_body: u64,
@@ -194,14 +196,16 @@ impl Codec {
             closed: false,
             spares: spares.clone(),
             body_bound: None,
+            peer: None,
             unread_body: 0,
             last_seq: LAST_SEQ,
         }
     }
 
-    /// A codec that asks `bound` for the bound of each request body.
-    pub(crate) fn with_body_bound(spares: &Rc<Spares>, bound: BodyBound) -> Codec {
-        Codec { body_bound: Some(bound), ..Codec::new(spares) }
+    /// A connection's codec: it asks `bound` for the bound of each request body, and gives
+    /// every request the client's address.
+    pub(crate) fn for_connection(spares: &Rc<Spares>, bound: BodyBound, peer: std::net::SocketAddr) -> Codec {
+        Codec { body_bound: Some(bound), peer: Some(peer), ..Codec::new(spares) }
     }
 
     /// How many requests (and refusals) the codec has started: changes when a new one begins.
@@ -376,6 +380,7 @@ impl Codec {
                 return None;
             }
             let mut req = self.spares.take_request();
+            req.set_peer(self.peer);
             let input = &mut self.buf[self.start..self.end];
             match head::parse(input, limits, &mut req) {
                 Ok(None) => {

@@ -7,6 +7,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::net::SocketAddr;
 use std::ops::Range;
 
 /// The request methods pinion knows (RFC 9110 §9 plus PATCH). Anything else is answered 501
@@ -166,6 +167,8 @@ pub struct Request {
     trailers: Vec<Field>,
     params: Vec<Field>,
     body: Vec<u8>,
+    /// The address of the client the request came from.
+    peer: Option<SocketAddr>,
 }
 
 impl Default for Request {
@@ -188,6 +191,7 @@ impl Request {
         trailers: Vec::new(),
         params: Vec::new(),
         body: Vec::new(),
+        peer: None,
     };
 
     /// A request with no header fields and an empty body (for tests and for building
@@ -217,6 +221,12 @@ impl Request {
         self
     }
 
+    /// Sets the client's address (builder style; none by default), as a server sets it.
+    pub fn with_peer_addr(mut self, peer: SocketAddr) -> Request {
+        self.peer = Some(peer);
+        self
+    }
+
     /// Adds a trailer field, as a chunked body's trailer section carries it (builder style).
     pub fn with_trailer(mut self, name: &str, value: impl AsRef<[u8]>) -> Request {
         self.push_trailer(name.as_bytes(), value.as_ref());
@@ -235,6 +245,12 @@ impl Request {
         to.trailers.clone_from(&self.trailers);
         to.params.clone_from(&self.params);
         to.body.clear();
+        to.peer = self.peer;
+    }
+
+    #[inline(always)]
+    pub(crate) fn set_peer(&mut self, peer: Option<SocketAddr>) {
+        self.peer = peer;
     }
 
     /// Empties the request for reuse, keeping its buffers' capacity.
@@ -499,6 +515,14 @@ impl Request {
     /// sent them, and no two such values are made to look alike.
     pub fn param_decoded(&self, name: &str) -> Option<Result<Cow<'_, str>, std::str::Utf8Error>> {
         self.param(name).map(percent_decode)
+    }
+
+    /// The address of the client the request came from: the peer of its connection (behind a
+    /// proxy, the proxy's: the client's own is then in a field the proxy sets, such as
+    /// `X-Forwarded-For`, to be trusted only when this is the proxy). `None` for a request
+    /// built by hand.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.peer
     }
 
     /// The body (decoded if it was chunked).

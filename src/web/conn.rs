@@ -10,7 +10,7 @@
 use std::any::Any;
 use std::cell::RefCell;
 use std::io::{self, ErrorKind};
-use std::net::Shutdown;
+use std::net::{Shutdown, SocketAddr};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -133,10 +133,16 @@ impl State {
 }
 
 impl Connection {
-    pub(crate) fn new(id: u64, server: Rc<ServerShared>, stream: TcpStream, now: Instant) -> Connection {
+    pub(crate) fn new(
+        id: u64,
+        server: Rc<ServerShared>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        now: Instant,
+    ) -> Connection {
         let st = State {
             stream,
-            codec: Codec::with_body_bound(&server.spares, server.body_bound.clone()),
+            codec: Codec::for_connection(&server.spares, server.body_bound.clone(), peer),
             out: Outgoing::new(&server.spares),
             readable: false,
             eof: false,

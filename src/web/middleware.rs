@@ -270,8 +270,8 @@ impl Handler for CorsHandler {
 
 // ---------------------------------------------------------------------------------------------
 
-/// Logs one line per request (target `pinion::web::access`, level info): method, target,
-/// status, microseconds from read to response (for a streamed response: to its head, as the
+/// Logs one line per request (target `pinion::web::access`, level info): the client's address
+/// ([`Request::peer_addr`]), method, target, status, microseconds from read to response (for a streamed response: to its head, as the
 /// line is written when the head goes out).
 pub fn request_log() -> RequestLog {
     RequestLog
@@ -287,11 +287,24 @@ struct Logged {
 
 struct LogHook;
 
+/// A request's client in a log line (`-` for none).
+struct Client(Option<std::net::SocketAddr>);
+
+impl fmt::Display for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(a) => a.fmt(f),
+            None => f.write_str("-"),
+        }
+    }
+}
+
 impl ResponseHook for LogHook {
     fn on_response(&self, req: &RequestSummary<'_>, resp: &mut Response) {
         log::info!(
             target: "pinion::web::access",
-            "{} {} {} {}us",
+            "{} {} {} {} {}us",
+            Client(req.request.peer_addr()),
             req.request.method(),
             req.request.target(),
             resp.status.0,

@@ -439,7 +439,7 @@ impl Listener {
         for _ in 0..ACCEPTS_PER_EVENT {
             let accepted = self.socket.borrow().accept();
             match accepted {
-                Ok((stream, _peer)) => self.serve(shard, stream),
+                Ok((stream, peer)) => self.serve(shard, stream, peer),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     // Nothing waits: a run of failures, if any, is over (one success between
                     // failures does not end it: under steady churn at the limit, it would
@@ -504,7 +504,7 @@ impl Listener {
         }
     }
 
-    fn serve(&self, shard: &Rc<Shard>, mut stream: mio::net::TcpStream) {
+    fn serve(&self, shard: &Rc<Shard>, mut stream: mio::net::TcpStream, peer: SocketAddr) {
         let server = &self.server;
         server.stats().accepted();
         if server.connections.get() >= server.limits.max_connections_per_shard {
@@ -515,7 +515,7 @@ impl Listener {
         }
         let _ = stream.set_nodelay(true);
         let id = CONNECTION_IDS.fetch_add(1, Ordering::Relaxed);
-        let conn = Connection::new(id, server.clone(), stream, shard.now());
+        let conn = Connection::new(id, server.clone(), stream, peer, shard.now());
         let registered = shard.io_insert(Rc::new(conn), Interest::READABLE | Interest::WRITABLE);
         match registered {
             Ok(_) => {
