@@ -21,6 +21,28 @@
 //! inside the connection's dispatch: the worker is polled there and then, and answers in place
 //! as a plain function does (see [`WebHandler`]).
 //!
+//! # Behind a reverse proxy
+//!
+//! What a trial behind nginx and HAProxy found worth knowing:
+//! - **Idle upstream connections.** A connection idle for `HttpLimits::idle_timeout` (75 s)
+//!   is closed between requests, never after part of one was read; keep the proxy's own idle
+//!   timeout for upstream connections below it (nginx's upstream `keepalive_timeout` is 60 s
+//!   by default), so the proxy lets go first.
+//! - **Rolling restarts.** [`WebServer::drain`] stops listening and ends each pooled
+//!   connection after the answers to what it read (the last with `Connection: close`); wait
+//!   until `stats().connections` is 0, or a bound, before stopping the node.
+//! - **The client.** [`Request::peer_addr`](crate::http::Request::peer_addr) is the proxy's
+//!   address; the client's is in the field the proxy sets (`X-Forwarded-For`, `Forwarded`),
+//!   to be trusted only when the peer is the proxy.
+//! - **Streams.** A proxy that buffers responses holds a stream's chunks back: turn buffering
+//!   off for those routes (nginx: `proxy_buffering off`, or the answer's `X-Accel-Buffering:
+//!   no`).
+//! - **Uploads.** `HttpLimits::body_read_timeout` bounds a whole body, not the pause between
+//!   its pieces: with the proxy's request buffering off, a slow client's upload needs a longer
+//!   one (or the proxy's buffering on). A body over its bound is answered 413 after it is
+//!   read off (up to 64 MiB), so a proxy that sends the whole body before it reads (nginx) gets
+//!   the 413, not a reset.
+//!
 //! A router, its middleware and plain functions can be tested without a socket:
 //! [`answer_at_once`] hands them a request as a connection would.
 //!
