@@ -1848,6 +1848,39 @@ fn body_limits_per_route_raise_and_lower_the_servers() {
     node.stop();
 }
 
+/// Found by a trial behind proxies: the rate limit was one bucket for the whole server, so
+/// one client over its rate starved every other. `per_client` keeps a bucket per client IP
+/// (an IPv6 client per /64); `keyed_by` per key of the caller's (a proxy's field).
+#[test]
+fn rate_limit_per_client_and_keyed_by_give_each_client_its_own_burst() {
+    let router = Router::new().get("/", hello).layer(rate_limit(1, 2).per_client());
+    let from = |ip: &str| {
+        let addr = SocketAddr::new(ip.parse().expect("an address"), 40000);
+        answer_at_once(&router, Request::new(Method::Get, "/").with_peer_addr(addr)).map(|r| r.status.0)
+    };
+    let burst = |ip: &str| (0..3).map(|_| from(ip).expect("answered at once")).collect::<Vec<_>>();
+    assert_eq!(burst("10.0.0.1"), [200, 200, 429]);
+    assert_eq!(burst("10.0.0.2"), [200, 200, 429], "another client has its own burst");
+    assert_eq!(burst("2001:db8::1"), [200, 200, 429]);
+    // The same /64: the same client.
+    assert_eq!(from("2001:db8::2:3"), Some(429));
+    assert_eq!(burst("2001:db8:0:1::1"), [200, 200, 429]);
+
+    // Keyed by a field, through a real server (every peer is 127.0.0.1 here).
+    let node = start_node("web-rate-keyed", 1);
+    let keyed = rate_limit(1, 2).keyed_by(|r: &Request| r.header("x-client").map(std::borrow::Cow::Borrowed));
+    let server = serve(&node, Router::new().get("/", hello).layer(keyed));
+    let mut c = Client::connect(server.local_addr());
+    let mut statuses =
+        |client: &str| (0..3).map(|_| c.request("GET", "/", &[("x-client", client)]).status).collect::<Vec<_>>();
+    assert_eq!(statuses("alice"), [200, 200, 429]);
+    assert_eq!(statuses("bob"), [200, 200, 429]);
+    // Requests without the field share one bucket.
+    let shared: Vec<u16> = (0..3).map(|_| c.get("/").status).collect();
+    assert_eq!(shared, [200, 200, 429]);
+    node.stop();
+}
+
 #[test]
 fn rate_limit_burst_passes_then_429_with_retry_after() {
     let node = start_node("web-mw-rate", 2);

@@ -4,8 +4,8 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use super::handler::Handler;
@@ -342,17 +342,124 @@ impl Handler for Logged {
 // ---------------------------------------------------------------------------------------------
 
 /// At most `per_second` requests per second on average, bursts of up to `burst`, across the
-/// whole server (every shard); above: 429 with `Retry-After: 1`.
+/// whole server (every shard); above: 429 with `Retry-After: 1`. Per client instead:
+/// [`RateLimit::per_client`], [`RateLimit::keyed_by`].
 pub fn rate_limit(per_second: u32, burst: u32) -> RateLimit {
     let per_second = per_second.max(1);
     let burst = burst.max(1);
-    RateLimit { bucket: Arc::new(Bucket::new(per_second, burst)) }
+    RateLimit { bucket: Arc::new(Bucket::new(per_second, burst)), keyed: None }
 }
 
 /// The [`rate_limit`] layer.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RateLimit {
+    /// The one bucket, or (keyed) the one of requests without a key and of clients the table
+    /// has no room for.
     bucket: Arc<Bucket>,
+    keyed: Option<Arc<Keyed>>,
+}
+
+impl fmt::Debug for RateLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimit").field("bucket", &self.bucket).field("keyed", &self.keyed.is_some()).finish()
+    }
+}
+
+impl RateLimit {
+    /// A bucket per client, each with the rate and burst given: the client is the IP address
+    /// of the request's peer ([`Request::peer_addr`]; an IPv6 one by its /64, as one host
+    /// usually holds a whole /64). Behind a proxy every request has the proxy's address: key by
+    /// the field the proxy sets instead ([`keyed_by`](Self::keyed_by)).
+    pub fn per_client(self) -> RateLimit {
+        self.keyed_by(|r: &Request| {
+            let ip = r.peer_addr()?.ip();
+            Some(match ip {
+                std::net::IpAddr::V4(v4) => Cow::Owned(v4.octets().to_vec()),
+                std::net::IpAddr::V6(v6) => Cow::Owned(v6.octets()[..8].to_vec()),
+            })
+        })
+    }
+
+    /// A bucket per key `key` gives a request (say, a header's value, an API token), each with
+    /// the rate and burst given; requests it gives none share one. At most
+    /// [`MAX_RATE_KEYS`] keys are tracked: a key seen while the table is full of keys still
+    /// within their rate shares the bucket of keyless requests (forgotten keys are those whose
+    /// bucket is full again: nothing is lost by forgetting them).
+    pub fn keyed_by<F>(self, key: F) -> RateLimit
+    where
+        F: for<'a> Fn(&'a Request) -> Option<Cow<'a, [u8]>> + Send + Sync + 'static,
+    {
+        let keyed = Keyed {
+            key: Box::new(key),
+            hasher: std::hash::RandomState::new(),
+            tables: std::array::from_fn(|_| Mutex::new(KeyTable::default())),
+        };
+        RateLimit { keyed: Some(Arc::new(keyed)), ..self }
+    }
+
+    fn admit(&self, req: &Request) -> bool {
+        match self.keyed.as_ref().and_then(|k| k.admit(req, &self.bucket)) {
+            Some(admitted) => admitted,
+            None => self.bucket.admit(),
+        }
+    }
+}
+
+/// Most keys a keyed [`rate_limit`] tracks at once.
+pub const MAX_RATE_KEYS: usize = 1 << 16;
+
+/// Tables of keyed buckets (their TATs, see [`Bucket`]), by a hash of the key; sharded so
+/// that shards do not wait on one lock.
+struct Keyed {
+    #[allow(clippy::type_complexity, reason = "the one place this closure's type is spelled")]
+    key: Box<dyn for<'a> Fn(&'a Request) -> Option<Cow<'a, [u8]>> + Send + Sync>,
+    hasher: std::hash::RandomState,
+    tables: [Mutex<KeyTable>; KEY_TABLES],
+}
+
+const KEY_TABLES: usize = 16;
+
+/// A full table is swept at most this often (a sweep reads every key; under a flood of new
+/// keys, each would sweep).
+const SWEEP_EVERY_NS: u64 = 100_000_000;
+
+#[derive(Default)]
+struct KeyTable {
+    /// TAT by hash of key.
+    tats: std::collections::HashMap<u64, u64>,
+    /// When it was last swept (nanoseconds, see [`Bucket::now`]).
+    swept: Option<u64>,
+}
+
+impl Keyed {
+    /// Whether the request's key admits it; `None`: it has no key, or no room: the shared
+    /// bucket decides.
+    fn admit(&self, req: &Request, shared: &Bucket) -> Option<bool> {
+        use std::hash::BuildHasher;
+        let key = (self.key)(req)?;
+        let hash = self.hasher.hash_one(&*key);
+        let mut guard = self.tables[hash as usize % KEY_TABLES].lock().unwrap_or_else(PoisonError::into_inner);
+        let table = &mut *guard;
+        let now = shared.now();
+        if !table.tats.contains_key(&hash) && table.tats.len() >= MAX_RATE_KEYS / KEY_TABLES {
+            // Full: forget the keys whose bucket is full again (as good as new), then look.
+            if table.swept.is_none_or(|at| now >= at + SWEEP_EVERY_NS) {
+                table.tats.retain(|_, tat| *tat > now);
+                table.swept = Some(now);
+            }
+            if table.tats.len() >= MAX_RATE_KEYS / KEY_TABLES {
+                return None;
+            }
+        }
+        let tat = table.tats.entry(hash).or_insert(0);
+        Some(match shared.next_tat(*tat, now) {
+            Some(next) => {
+                *tat = next;
+                true
+            }
+            None => false,
+        })
+    }
 }
 
 /// A token bucket in one atomic word: the "theoretical arrival time" of GCRA, in nanoseconds
@@ -377,15 +484,22 @@ impl Bucket {
         }
     }
 
+    /// Nanoseconds since `origin`.
+    fn now(&self) -> u64 {
+        self.origin.elapsed().as_nanos() as u64
+    }
+
+    /// The TAT after admitting a request at `now` to a bucket at `tat`, if it is admitted.
+    fn next_tat(&self, tat: u64, now: u64) -> Option<u64> {
+        let next = tat.max(now) + self.interval_ns;
+        (next <= now + self.tolerance_ns).then_some(next)
+    }
+
     fn admit(&self) -> bool {
-        let now = self.origin.elapsed().as_nanos() as u64;
+        let now = self.now();
         let mut tat = self.tat.load(Ordering::Relaxed);
         loop {
-            let start = tat.max(now);
-            let next = start + self.interval_ns;
-            if next > now + self.tolerance_ns {
-                return false;
-            }
+            let Some(next) = self.next_tat(tat, now) else { return false };
             match self.tat.compare_exchange_weak(tat, next, Ordering::Relaxed, Ordering::Relaxed) {
                 Ok(_) => return true,
                 Err(t) => tat = t,
@@ -395,19 +509,19 @@ impl Bucket {
 }
 
 struct Limited {
-    bucket: Arc<Bucket>,
+    limit: RateLimit,
     inner: Arc<dyn Handler>,
 }
 
 impl Layer for RateLimit {
     fn wrap(&self, inner: Arc<dyn Handler>) -> Arc<dyn Handler> {
-        Arc::new(Limited { bucket: self.bucket.clone(), inner })
+        Arc::new(Limited { limit: self.clone(), inner })
     }
 }
 
 impl Handler for Limited {
     fn handle(&self, req: WebRequest) {
-        if self.bucket.admit() {
+        if self.limit.admit(req.request()) {
             self.inner.handle(req);
         } else {
             req.respond(Response::status(StatusCode::TOO_MANY_REQUESTS).header("retry-after", "1"));
@@ -483,6 +597,28 @@ impl Handler for BodyLimited {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_key_table_forgets_keys_whose_bucket_is_full_again_else_shares_the_keyless_bucket() {
+        // A key per request: every key gets its own burst of 2 until the tables are full.
+        let limit = rate_limit(1, 2).keyed_by(|r: &Request| Some(Cow::Borrowed(r.path().as_bytes())));
+        let request = |i: usize| Request::new(Method::Get, &format!("/{i}"));
+        let keys = MAX_RATE_KEYS / KEY_TABLES * KEY_TABLES;
+        // (A table fills at its share; keys hash unevenly, so some tables fill before others:
+        // count what is admitted rather than assume which.)
+        let first: usize = (0..keys).filter(|&i| limit.admit(&request(i))).count();
+        let keyed = limit.keyed.as_ref().expect("keyed");
+        let tracked: usize = keyed.tables.iter().map(|t| t.lock().unwrap().tats.len()).sum();
+        assert!(tracked <= MAX_RATE_KEYS, "{tracked} keys tracked");
+        // Keys without room went to the shared bucket: its burst of 2, then refused.
+        assert_eq!(first, tracked + (keys - tracked).min(2), "admitted of {keys} keys, {tracked} tracked");
+        // A tracked key still has its own bucket (one more of its burst).
+        let some_tracked = (0..keys).find(|&i| {
+            let hash = std::hash::BuildHasher::hash_one(&keyed.hasher, format!("/{i}").as_bytes());
+            keyed.tables[hash as usize % KEY_TABLES].lock().unwrap().tats.contains_key(&hash)
+        });
+        assert!(limit.admit(&request(some_tracked.expect("a tracked key"))));
+    }
 
     #[test]
     fn bucket_admits_a_burst_then_refuses() {
