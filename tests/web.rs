@@ -1670,6 +1670,65 @@ fn a_client_that_sends_a_refused_body_whole_reads_the_413() {
         let resp = c.read_response(false);
         assert_eq!((resp.status, resp.header("connection")), (413, Some("close")), "{len}: {resp:?}");
     }
+    // Chunked, 8 MiB: how much more comes after the bound is unknown (a review: a reset).
+    let mut c = Client::connect(addr);
+    let mut bytes = raw_request("POST", "/", &[("transfer-encoding", "chunked")]);
+    for _ in 0..1024 {
+        bytes.extend_from_slice(b"2000\r\n");
+        bytes.resize(bytes.len() + 0x2000, b'x');
+        bytes.extend_from_slice(b"\r\n");
+    }
+    bytes.extend_from_slice(b"0\r\n\r\n");
+    c.stream.write_all(&bytes).unwrap_or_else(|e| panic!("chunked: the body could not be sent: {e}"));
+    assert_eq!(c.read_response(false).status, 413);
+    node.stop();
+}
+
+/// Found by a trial behind nginx: `body_read_timeout` bounded a whole body, so an upload on a
+/// slow link was cut for its size (a 1 MiB body needed 17 KiB/s). A body arriving at least at
+/// `min_body_rate` is not cut; a trickle still is.
+#[test]
+fn a_body_arriving_at_the_minimum_rate_outlasts_the_body_timeout_and_a_trickle_does_not() {
+    let node = start_node("web-body-rate", 1);
+    let start = |min_body_rate: u32| {
+        let limits =
+            HttpLimits { body_read_timeout: Duration::from_millis(500), min_body_rate, ..HttpLimits::default() };
+        WebServer::start(&node, WebServerOptions { limits, ..WebServerOptions::new("127.0.0.1", 0, body_len) })
+            .expect("start")
+    };
+    // 12 KiB in 1 KiB pieces every 100 ms: 1.2 s, more than twice the timeout, at 10 KiB/s.
+    let upload = |server: &WebServer| {
+        let mut c = Client::connect(server.local_addr());
+        c.send_request("POST", "/", &[("content-length", "12288")]);
+        for _ in 0..12 {
+            std::thread::sleep(Duration::from_millis(100));
+            if c.stream.write_all(&[b'u'; 1024]).is_err() {
+                break; // refused, and closed
+            }
+        }
+        c.read_response(false)
+    };
+    let with_rate = start(8 * 1024);
+    assert_eq!(upload(&with_rate).text(), "12288 bytes");
+    let without = start(0);
+    assert_eq!(upload(&without).status, 408, "the whole body is bounded without a rate");
+    // A trickle (a byte every 100 ms) is cut though it keeps arriving.
+    let mut c = Client::connect(with_rate.local_addr());
+    c.send_request("POST", "/", &[("content-length", "100")]);
+    let began = Instant::now();
+    let mut refused = false;
+    for _ in 0..40 {
+        std::thread::sleep(Duration::from_millis(100));
+        if c.stream.write_all(b"t").is_err() {
+            refused = true;
+            break;
+        }
+        if began.elapsed() > Duration::from_secs(2) {
+            break;
+        }
+    }
+    let resp = c.read_response(false);
+    assert_eq!(resp.status, 408, "refused early: {refused}");
     node.stop();
 }
 

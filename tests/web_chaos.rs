@@ -87,6 +87,8 @@ fn limits() -> HttpLimits {
         max_trailer_bytes: 256,
         header_read_timeout: HEADER_TIMEOUT,
         body_read_timeout: BODY_TIMEOUT,
+        // (The model times a body whole.)
+        min_body_rate: 0,
         idle_timeout: IDLE_TIMEOUT,
         max_connections_per_shard: MAX_CONNS,
         max_in_flight: MAX_IN_FLIGHT,

@@ -292,6 +292,11 @@ impl Codec {
         RequestMeta::new_before(seq, head.method, head.version, head.keep_alive, self.last_seq)
     }
 
+    /// Bytes of the body being read received so far (0 between bodies).
+    pub(crate) fn body_received(&self) -> usize {
+        self.current.as_ref().map_or(0, |p| p.req.body().len())
+    }
+
     /// Reads one request more at most: the one partly read now, if any, whose answer then
     /// closes the connection (`false`: none was, and nothing more is read). For a graceful
     /// end of the connection (a server draining).
@@ -312,7 +317,8 @@ impl Codec {
     /// the request was refused unread — too large, or answered before its body: a connection
     /// closing after the refusal reads them off (up to a bound) so that its close does not
     /// reset the connection before the client, which may read only once it sent them all
-    /// (nginx, Python's `http.client`), took the answer. 0 for a chunked body (unknown).
+    /// (nginx, Python's `http.client`), took the answer. `u64::MAX` for a chunked body refused
+    /// for its size (how much more comes is unknown).
     pub(crate) fn unread_body(&self) -> u64 {
         self.unread_body
     }
@@ -430,6 +436,11 @@ impl Codec {
             }
             Err(error) => {
                 let p = self.current.take()?;
+                if error.status.0 == 413 {
+                    // A chunked body past its bound: how much more comes is unknown (a
+                    // review: a client sending it whole met a reset after the default linger).
+                    self.unread_body = u64::MAX;
+                }
                 self.close();
                 return Some(Step::Refuse(self.meta(p.seq, &p.head).closing(), error));
             }

@@ -74,8 +74,15 @@ pub struct HttpLimits {
     /// How long a client may take to send a whole request head, from its first byte (or from
     /// the previous response). Exceeded: 408 and the connection closes.
     pub header_read_timeout: Duration,
-    /// How long a request body may take to arrive once its head is in. Exceeded: 408, close.
+    /// How long a request body may take to arrive once its head is in, beyond what its size
+    /// excuses at [`min_body_rate`](Self::min_body_rate). Exceeded: 408, close.
     pub body_read_timeout: Duration,
+    /// A body arriving at least this fast (bytes a second, on average) is never cut by
+    /// [`body_read_timeout`](Self::body_read_timeout): every byte received moves its deadline
+    /// on by `1 / min_body_rate` s. A large upload on a slow link is not cut for its size, and
+    /// a client trickling a body (to hold a connection) still is. 0: the timeout bounds the
+    /// whole body. (A trial: with the whole body bounded, a 1 MiB upload needed 17 KiB/s.)
+    pub min_body_rate: u32,
     /// How long an idle keep-alive connection (nothing pending, nothing half-read) stays open;
     /// also how long a client may take nothing of what waits to be written to it (a stalled
     /// reader) before the connection closes. A quiet stream is not idle: it stays open.
@@ -98,6 +105,7 @@ impl Default for HttpLimits {
             max_trailer_bytes: 4 * 1024,
             header_read_timeout: Duration::from_secs(30),
             body_read_timeout: Duration::from_secs(60),
+            min_body_rate: 4 * 1024,
             idle_timeout: Duration::from_secs(75),
             max_connections_per_shard: 16 * 1024,
             max_in_flight: 64,

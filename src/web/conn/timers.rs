@@ -147,8 +147,16 @@ fn note_phase(st: &mut State, limits: &HttpLimits, now: Instant) {
 fn read_deadline(st: &State, limits: &HttpLimits) -> Option<Instant> {
     match st.phase {
         Phase::Head => Some(st.phase_since + limits.header_read_timeout),
-        Phase::Body => Some(st.phase_since + limits.body_read_timeout),
+        Phase::Body => Some(st.phase_since + limits.body_read_timeout + excused(st.codec.body_received(), limits)),
         _ => None,
+    }
+}
+
+/// The time `received` bytes of a body excuse at `min_body_rate`.
+fn excused(received: usize, limits: &HttpLimits) -> std::time::Duration {
+    match limits.min_body_rate {
+        0 => std::time::Duration::ZERO,
+        rate => std::time::Duration::from_secs_f64(received as f64 / f64::from(rate)).min(crate::http::NEVER),
     }
 }
 
