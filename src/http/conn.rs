@@ -7,7 +7,9 @@
 //! - `outgoing.rs` ([`Outgoing`]) is the other half: responses in, bytes out, in request
 //!   order.
 
+use std::fmt;
 use std::io::{self, Read, Write};
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -160,7 +162,7 @@ pub(crate) struct Codec {
     /// Asked for the bound of each request body; `None`: `max_body_bytes` for all.
     body_bound: Option<BodyBound>,
     /// The client's address, given to every request (`None` on byte slices).
-    peer: Option<std::net::SocketAddr>,
+    peer: Option<SocketAddr>,
     /// After a refusal mid-request: the bytes of its declared body not read yet (see
     /// [`unread_body`](Self::unread_body)).
     unread_body: u64,
@@ -176,8 +178,8 @@ pub(crate) struct BodyBound(pub(crate) Rc<AskBound>);
 
 type AskBound = dyn Fn(&Request) -> Result<Option<usize>, HttpError>;
 
-impl std::fmt::Debug for BodyBound {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Debug for BodyBound {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("BodyBound")
     }
 }
@@ -204,7 +206,7 @@ impl Codec {
 
     /// A connection's codec: it asks `bound` for the bound of each request body, and gives
     /// every request the client's address.
-    pub(crate) fn for_connection(spares: &Rc<Spares>, bound: BodyBound, peer: std::net::SocketAddr) -> Codec {
+    pub(crate) fn for_connection(spares: &Rc<Spares>, bound: BodyBound, peer: SocketAddr) -> Codec {
         Codec { body_bound: Some(bound), peer: Some(peer), ..Codec::new(spares) }
     }
 

@@ -42,8 +42,8 @@ pub trait Handler: Send + Sync + 'static {
     /// without); a longer body is answered 413 and the connection closes: a declared length at
     /// once (before `100 Continue`), a chunked body as soon as its chunks pass the bound.
     ///
-    /// The router asks the route's handler (with the path parameters recorded), and the
-    /// fallback for a path no route takes; the [`body_limit`](super::body_limit) layer gives
+    /// The router asks the route's handler (without the path parameters: they are recorded
+    /// after), and the fallback for a path no route takes; the [`body_limit`](super::body_limit) layer gives
     /// its bound unless the handler it wraps gives one (the innermost bound wins, so a route
     /// can raise what the whole router is held to); the other layers ask the handler they
     /// wrap. A layer of your own that wraps handlers forwards this (and

@@ -281,15 +281,16 @@ impl Router {
 impl Handler for Core {
     /// What `handle` would do with the head alone: the route's own answer, or the router's.
     fn check_head(&self, req: &Request) -> Option<Response> {
-        match self.head_route(req) {
+        match self.head_route(req, true) {
             Ok((handler, req)) => handler.check_head(&req),
             Err(resp) => Some(resp),
         }
     }
 
-    /// The bound of the route's handler, or of the fallback.
+    /// The bound of the route's handler, or of the fallback; asked without the path parameters
+    /// (asked of every request with a body: a copy to record them on would cost each one).
     fn body_limit(&self, req: &Request) -> Option<usize> {
-        self.head_route(req).ok().and_then(|(handler, req)| handler.body_limit(&req))
+        self.head_route(req, false).ok().and_then(|(handler, req)| handler.body_limit(&req))
     }
 
     fn handle(&self, req: WebRequest) {
@@ -324,14 +325,19 @@ fn accepts(route: Option<Method>, method: Method) -> bool {
 
 impl Core {
     /// Who would answer `req`, judged by its head: a route's or the fallback's handler, with
-    /// the request to ask it with; or the router's own answer (404, 405).
-    fn head_route<'r>(&'r self, req: &'r Request) -> Result<(&'r Arc<dyn Handler>, Cow<'r, Request>), Response> {
+    /// the request to ask it with (with the path parameters recorded if `params`); or the
+    /// router's own answer (404, 405).
+    fn head_route<'r>(
+        &'r self,
+        req: &'r Request,
+        params: bool,
+    ) -> Result<(&'r Arc<dyn Handler>, Cow<'r, Request>), Response> {
         let mut found = None;
         let allowed = match self.find(0, req.method(), req.path(), &mut found) {
-            Ok((route, 0)) => return Ok((&route.handler, Cow::Borrowed(req))),
+            Ok((route, n)) if n == 0 || !params => return Ok((&route.handler, Cow::Borrowed(req))),
             Ok((route, n)) => {
                 // The route's handler sees the path parameters, as `handle` records them (on a
-                // copy: rare, only for a head asked about before its body).
+                // copy: rare, only for a client waiting for `100 Continue`).
                 let mut with_params = req.clone();
                 record_params(route, &found, n, &mut with_params);
                 return Ok((&route.handler, Cow::Owned(with_params)));

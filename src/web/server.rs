@@ -9,9 +9,9 @@ use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::net::{SocketAddr, TcpListener as StdListener, ToSocketAddrs};
 use std::rc::Rc;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use mio::net::TcpListener;
@@ -95,8 +95,8 @@ pub struct WebServer {
 /// fails) and its port can be bound again. Each shard then closes its own listener.
 #[derive(Debug, Default)]
 pub(crate) struct Listening {
-    stopped: std::sync::atomic::AtomicBool,
-    dups: std::sync::Mutex<Vec<StdListener>>,
+    stopped: AtomicBool,
+    dups: Mutex<Vec<StdListener>>,
 }
 
 impl Listening {
@@ -105,7 +105,7 @@ impl Listening {
         if self.stopped.swap(true, Ordering::AcqRel) {
             return false;
         }
-        let dups = std::mem::take(&mut *self.dups.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        let dups = std::mem::take(&mut *self.dups.lock().unwrap_or_else(PoisonError::into_inner));
         for dup in dups {
             // (Elsewhere than Linux this may fail: the shards' closing below still stops it.)
             let _ = socket2::SockRef::from(&dup).shutdown(std::net::Shutdown::Read);
@@ -156,11 +156,8 @@ impl WebServer {
         for i in 0..shards.len() {
             let l = bind(addr, options.backlog, i == 0).map_err(WebServerError::Bind)?;
             addr = l.local_addr().map_err(WebServerError::Bind)?;
-            listening
-                .dups
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .push(l.try_clone().map_err(WebServerError::Bind)?);
+            let dup = l.try_clone().map_err(WebServerError::Bind)?;
+            listening.dups.lock().unwrap_or_else(PoisonError::into_inner).push(dup);
             listeners.push(l);
         }
         let id = SERVER_IDS.fetch_add(1, Ordering::Relaxed);
@@ -251,9 +248,7 @@ impl WebServer {
             }
         }
     }
-}
 
-impl WebServer {
     /// Stops listening ([`stop`](Self::stop)) and ends the open connections gracefully, as a
     /// server behind a proxy or a load balancer does for a rolling restart: an idle
     /// connection closes now; one with requests read answers them — and the request it is
