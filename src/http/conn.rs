@@ -315,6 +315,16 @@ impl Codec {
         false
     }
 
+    /// Makes the next request, when it comes, the connection's last (its answer closes it);
+    /// false if the codec reads nothing more anyway.
+    pub(crate) fn read_next_last(&mut self) -> bool {
+        if self.closed {
+            return false;
+        }
+        self.last_seq = self.next_seq;
+        true
+    }
+
     /// How many bytes of a body the client declared (`Content-Length`) and may still send after
     /// the request was refused unread — too large, or answered before its body: a connection
     /// closing after the refusal reads them off (up to a bound) so that its close does not

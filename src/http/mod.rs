@@ -45,7 +45,7 @@ pub use response::{Body, Response, StatusCode};
 
 pub use conn::serve_blocking;
 pub(crate) use conn::{BodyBound, Codec, Phase, Step, refusal};
-pub(crate) use outgoing::{Flushed, Outgoing, StreamWatch};
+pub(crate) use outgoing::{Flushed, Outgoing, StreamState, StreamWatch};
 pub(crate) use response::cow_bytes;
 pub(crate) use spares::Spares;
 

@@ -6,7 +6,7 @@
 use std::io::{self, Write};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use super::conn::RequestMeta;
@@ -15,15 +15,30 @@ use super::request::{Method, Version};
 use super::response::{Body, Response, StatusCode};
 use super::spares::Spares;
 
-/// Held by a streamed body's slot while the stream is open; dropped (the slot ended, the
-/// connection closed, or the watch never reached a slot), it marks the stream closed for its
-/// sender (`web::ResponseStream::is_closed`).
+/// What a streamed body's sender sees of it (`web::ResponseStream::is_closed`, `backlog`).
+#[derive(Debug, Default)]
+pub(crate) struct StreamState {
+    pub(crate) closed: AtomicBool,
+    /// Bytes of the stream's connection that wait for the client (see [`StreamWatch`]).
+    pub(crate) backlog: AtomicUsize,
+}
+
+/// Held by a streamed body's slot while the stream is open, telling its sender how much of
+/// it waits for the client; dropped (the slot ended, the connection closed, or the watch
+/// never reached a slot), it marks the stream closed.
 #[derive(Debug)]
-pub(crate) struct StreamWatch(pub(crate) Arc<AtomicBool>);
+pub(crate) struct StreamWatch(pub(crate) Arc<StreamState>);
+
+impl StreamWatch {
+    fn set_backlog(&self, bytes: usize) {
+        self.0.backlog.store(bytes, Ordering::Relaxed);
+    }
+}
 
 impl Drop for StreamWatch {
     fn drop(&mut self) {
-        self.0.store(true, Ordering::Release);
+        self.0.backlog.store(0, Ordering::Relaxed);
+        self.0.closed.store(true, Ordering::Release);
     }
 }
 
@@ -416,12 +431,12 @@ impl Outgoing {
         }
         let at_head = seq == self.head_seq;
         let i = seq.checked_sub(self.head_seq)? as usize;
-        let Some(Slot::Streaming { chunked, pending, finished: false, .. }) = self.slots.get_mut(i) else {
+        let Some(Slot::Streaming { chunked, pending, finished: false, watch, .. }) = self.slots.get_mut(i) else {
             return None;
         };
         let before = pending.len();
         encode::encode_chunk(data, *chunked, pending);
-        if at_head {
+        let backlog = if at_head {
             // First in line: its head and earlier chunks are in `pending` or already out.
             // What waited in `pending` (it became first since the last write) was counted
             // behind the line: it goes out now (a review found it counted for good, and the
@@ -429,11 +444,15 @@ impl Outgoing {
             debug_assert!(self.stream_bytes >= before, "stream bytes counted: {}", self.stream_bytes);
             self.stream_bytes = self.stream_bytes.saturating_sub(before);
             room(&mut self.out, &self.spares).append(pending);
-            Some(self.out.len() - self.written)
+            self.out.len() - self.written
         } else {
             self.stream_bytes += pending.len() - before;
-            Some(pending.len())
+            pending.len()
+        };
+        if let Some(w) = watch {
+            w.set_backlog(backlog.max(self.stream_bytes));
         }
+        Some(backlog)
     }
 
     /// `seq` is answered 504 (or whatever `expire` is given) if still waiting at `deadline`.
@@ -591,6 +610,14 @@ impl Outgoing {
         }
     }
 
+    /// Tells the stream first in line, if any, what waits for the client after a write.
+    #[inline(always)]
+    fn tell_stream(&self) {
+        if let Some(Slot::Streaming { watch: Some(w), .. }) = self.slots.front() {
+            w.set_backlog((self.out.len() - self.written).max(self.stream_bytes));
+        }
+    }
+
     /// Writes what is encoded, with as few `write` calls as the peer allows.
     /// `now`: the caller's clock, for the `Date` (see [`encode::date_at`]).
     pub(crate) fn write_to<W: Write>(&mut self, io: &mut W, now: Instant) -> io::Result<Flushed> {
@@ -605,7 +632,10 @@ impl Outgoing {
                     self.written += n;
                     self.written_total += n as u64;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flushed::Blocked),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.tell_stream();
+                    return Ok(Flushed::Blocked);
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
@@ -613,6 +643,7 @@ impl Outgoing {
         // All written: the buffer goes back to the spares.
         self.spares.give_write_buf(std::mem::take(&mut self.out));
         self.written = 0;
+        self.tell_stream();
         Ok(if self.closing { Flushed::Close } else { Flushed::Done })
     }
 }

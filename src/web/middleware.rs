@@ -398,9 +398,17 @@ impl RateLimit {
     }
 
     fn admit(&self, req: &Request) -> bool {
-        match self.keyed.as_ref().and_then(|k| k.admit(req, &self.bucket)) {
+        match self.keyed.as_ref().and_then(|k| k.admit(req, &self.bucket, true)) {
             Some(admitted) => admitted,
             None => self.bucket.admit(),
+        }
+    }
+
+    /// Whether a request would be admitted now, no token taken.
+    fn would_admit(&self, req: &Request) -> bool {
+        match self.keyed.as_ref().and_then(|k| k.admit(req, &self.bucket, false)) {
+            Some(admitted) => admitted,
+            None => self.bucket.would_admit(),
         }
     }
 }
@@ -432,9 +440,9 @@ struct KeyTable {
 }
 
 impl Keyed {
-    /// Whether the request's key admits it; `None`: it has no key, or no room: the shared
-    /// bucket decides.
-    fn admit(&self, req: &Request, shared: &Bucket) -> Option<bool> {
+    /// Whether the request's key admits it (taking a token if `take`); `None`: it has no key,
+    /// or no room: the shared bucket decides.
+    fn admit(&self, req: &Request, shared: &Bucket, take: bool) -> Option<bool> {
         use std::hash::BuildHasher;
         let key = (self.key)(req)?;
         let hash = self.hasher.hash_one(&*key);
@@ -450,6 +458,10 @@ impl Keyed {
             if table.tats.len() >= MAX_RATE_KEYS / KEY_TABLES {
                 return None;
             }
+        }
+        if !take {
+            let tat = table.tats.get(&hash).copied().unwrap_or(0);
+            return Some(shared.next_tat(tat, now).is_some());
         }
         let tat = table.tats.entry(hash).or_insert(0);
         Some(match shared.next_tat(*tat, now) {
@@ -495,6 +507,10 @@ impl Bucket {
         (next <= now + self.tolerance_ns).then_some(next)
     }
 
+    fn would_admit(&self) -> bool {
+        self.next_tat(self.tat.load(Ordering::Relaxed), self.now()).is_some()
+    }
+
     fn admit(&self) -> bool {
         let now = self.now();
         let mut tat = self.tat.load(Ordering::Relaxed);
@@ -506,6 +522,11 @@ impl Bucket {
             }
         }
     }
+}
+
+/// The answer over the rate.
+fn too_many() -> Response {
+    Response::status(StatusCode::TOO_MANY_REQUESTS).header("retry-after", "1")
 }
 
 struct Limited {
@@ -524,12 +545,16 @@ impl Handler for Limited {
         if self.limit.admit(req.request()) {
             self.inner.handle(req);
         } else {
-            req.respond(Response::status(StatusCode::TOO_MANY_REQUESTS).header("retry-after", "1"));
+            req.respond(too_many());
         }
     }
-    /// The inner handler's answer; no token is taken (the request may still come), so a client
-    /// over its rate gets the inner answer (404, 401…) before its body, and 429 only after.
+    /// 429 if the request would be refused now, else the inner handler's answer; no token is
+    /// taken (the request may still come). So a client over its rate is refused before it
+    /// uploads (an API trial: 10 MiB uploaded, then 429).
     fn check_head(&self, req: &Request) -> Option<Response> {
+        if !self.limit.would_admit(req) {
+            return Some(too_many());
+        }
         self.inner.check_head(req)
     }
     fn body_limit(&self, req: &Request) -> Option<usize> {

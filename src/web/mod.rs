@@ -37,11 +37,12 @@
 //! - **Streams.** A proxy that buffers responses holds a stream's chunks back: turn buffering
 //!   off for those routes (nginx: `proxy_buffering off`, or the answer's `X-Accel-Buffering:
 //!   no`).
-//! - **Uploads.** `HttpLimits::body_read_timeout` bounds a whole body, not the pause between
-//!   its pieces: with the proxy's request buffering off, a slow client's upload needs a longer
-//!   one (or the proxy's buffering on). A body over its bound is answered 413 after it is
-//!   read off (up to 64 MiB), so a proxy that sends the whole body before it reads (nginx) gets
-//!   the 413, not a reset.
+//! - **Uploads.** A body arriving at least at `HttpLimits::min_body_rate` (4 KiB/s) is not cut
+//!   by `body_read_timeout`; a slower one is (after `body_read_timeout` plus the time its
+//!   bytes excuse at that rate): with the proxy's request buffering off, lower the rate for
+//!   slow clients, or turn the proxy's buffering on. A body over its bound is answered 413 at
+//!   once and then read off (up to 64 MiB) before the connection closes, so a proxy that sends
+//!   the whole body before it reads (nginx) gets the 413, not a reset.
 //!
 //! A router, its middleware and plain functions can be tested without a socket:
 //! [`answer_at_once`] hands them a request as a connection would.

@@ -12,7 +12,7 @@ use std::time::Instant;
 use mio::Token;
 
 use super::server::{self, Chunk, Delivery};
-use crate::http::{Body, Request, Response, StatusCode, StreamWatch};
+use crate::http::{Body, Request, Response, StatusCode, StreamState, StreamWatch};
 use crate::process::{NodeId, ShardId};
 
 /// Where a response goes: a connection on a shard, and the request's place in its order.
@@ -300,14 +300,14 @@ impl WebRequest {
         head.body = Body::Streamed;
         let to = self.inner_mut().reply.take();
         self.inner_mut().run_hooks(&mut head);
-        let closed = Arc::new(AtomicBool::new(to.is_none()));
+        let state = Arc::new(StreamState { closed: AtomicBool::new(to.is_none()), ..StreamState::default() });
         if let Some(to) = to {
             server::deliver(to, Delivery::Response(head, None));
             // After the head, in order: the connection keeps it while the stream is open
             // (dropped anywhere — a HEAD, a connection gone — it closes the stream).
-            server::deliver(to, Delivery::Watch(StreamWatch(closed.clone())));
+            server::deliver(to, Delivery::Watch(StreamWatch(state.clone())));
         }
-        ResponseStream { to, ended: false, closed }
+        ResponseStream { to, ended: false, state }
     }
 }
 
@@ -446,14 +446,16 @@ fn recycle(mut inner: Box<Inner>) {
 /// stream that never ends stream too), or the client takes nothing for
 /// `HttpLimits::idle_timeout`, the connection closes, cutting its streams
 /// (`WebServerStats::slow_clients` counts it). Nothing pushes back on the sender: a sender
-/// producing faster than its clients read should look at `is_closed` and pace itself.
+/// producing faster than its clients read paces itself by [`backlog`](Self::backlog). One
+/// chunk may be larger than the bound: what exceeds it is judged after the client took what
+/// it could.
 ///
 /// `Node::stop` cuts the streams still open (the client sees a truncated body); a worker
 /// that would end them cleanly calls `finish` on each in its `terminate`.
 pub struct ResponseStream {
     to: Option<ReplyTo>,
     ended: bool,
-    closed: Arc<AtomicBool>,
+    state: Arc<StreamState>,
 }
 
 impl fmt::Debug for ResponseStream {
@@ -466,7 +468,33 @@ impl ResponseStream {
     /// Whether the stream is closed for good (see the type's docs): what is sent now goes
     /// nowhere.
     pub fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
+        self.state.closed.load(Ordering::Acquire)
+    }
+
+    /// Bytes its connection holds for the client and the client has not taken yet, as of the
+    /// connection's last write or chunk (0 once closed). Over 4 MiB the connection is cut as a
+    /// slow client (see the type's docs): a sender that can produce faster than its client
+    /// reads keeps this under a bound of its own by waiting before it sends more:
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use pinion::Context;
+    /// use pinion::web::ResponseStream;
+    ///
+    /// async fn send_paced(ctx: &Context, stream: &mut ResponseStream, chunks: Vec<Vec<u8>>) {
+    ///     for chunk in chunks {
+    ///         while stream.backlog() > 1 << 20 && !stream.is_closed() {
+    ///             ctx.sleep(Duration::from_millis(1)).await;
+    ///         }
+    ///         stream.send(chunk);
+    ///     }
+    /// }
+    /// ```
+    ///
+    /// (a trial: a worker that sent 12 MB without yielding was cut though its client read
+    /// as fast as it could; with this wait, 64 MiB reach it).
+    pub fn backlog(&self) -> usize {
+        self.state.backlog.load(Ordering::Relaxed)
     }
 
     /// Sends one chunk (an empty chunk is skipped).

@@ -250,11 +250,12 @@ impl WebServer {
     }
 
     /// Stops listening ([`stop`](Self::stop)) and ends the open connections gracefully, as a
-    /// server behind a proxy or a load balancer does for a rolling restart: an idle
-    /// connection closes now; one with requests read answers them — and the request it is
-    /// reading, if any — the last answer with `Connection: close`, and closes once it is
-    /// written (a client retries what it pipelined behind it on a new connection). Streams run
-    /// until their senders end them. Returns at once: [`stats`](Self::stats)`().connections`
+    /// server behind a proxy or a load balancer does for a rolling restart: one with requests
+    /// read answers them — and the request it is reading, if any — the last answer with
+    /// `Connection: close`, and closes once it is written (a client retries what it pipelined
+    /// behind it on a new connection); an idle one answers the next request that comes within
+    /// a second (its client may have sent it already) the same way, else closes then. Streams
+    /// run until their senders end them. Returns at once: [`stats`](Self::stats)`().connections`
     /// counts what is left (the node's end cuts whatever still is).
     pub fn drain(&self) {
         self.stop();

@@ -27,6 +27,9 @@ impl Connection {
         if st.phase == Phase::Idle && st.out.in_flight() == 0 || st.out.unsent() > 0 {
             want = Some(earlier(want, st.active + limits.idle_timeout));
         }
+        if let Some(at) = st.drain_by {
+            want = Some(earlier(want, at));
+        }
         match (st.timer, want) {
             (Some((_, at)), Some(w)) if at <= w => {}
             (old, Some(w)) => {
@@ -96,7 +99,7 @@ impl Connection {
         } else if st.phase == Phase::Idle
             && st.out.in_flight() == 0
             && st.out.unwritten() == 0
-            && now >= st.active + limits.idle_timeout
+            && (now >= st.active + limits.idle_timeout || st.drain_by.is_some_and(|at| now >= at))
         {
             drop(guard);
             return self.close(shard, token);
