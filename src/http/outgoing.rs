@@ -19,8 +19,12 @@ use super::spares::Spares;
 #[derive(Debug, Default)]
 pub(crate) struct StreamState {
     pub(crate) closed: AtomicBool,
-    /// Bytes of the stream's connection that wait for the client (see [`StreamWatch`]).
-    pub(crate) backlog: AtomicUsize,
+    /// Bytes of the stream that wait at its connection for the client, as of the connection's
+    /// last chunk or write (see [`StreamWatch`]).
+    pub(crate) queued: AtomicUsize,
+    /// Bytes the sender sent that have not reached the connection yet (still on their way to
+    /// its shard: a review found a sender off that shard reading a stale 0 and cut).
+    pub(crate) in_flight: AtomicUsize,
 }
 
 /// Held by a streamed body's slot while the stream is open, telling its sender how much of
@@ -30,14 +34,13 @@ pub(crate) struct StreamState {
 pub(crate) struct StreamWatch(pub(crate) Arc<StreamState>);
 
 impl StreamWatch {
-    fn set_backlog(&self, bytes: usize) {
-        self.0.backlog.store(bytes, Ordering::Relaxed);
+    fn set_queued(&self, bytes: usize) {
+        self.0.queued.store(bytes, Ordering::Relaxed);
     }
 }
 
 impl Drop for StreamWatch {
     fn drop(&mut self) {
-        self.0.backlog.store(0, Ordering::Relaxed);
         self.0.closed.store(true, Ordering::Release);
     }
 }
@@ -434,6 +437,9 @@ impl Outgoing {
         let Some(Slot::Streaming { chunked, pending, finished: false, watch, .. }) = self.slots.get_mut(i) else {
             return None;
         };
+        if let Some(w) = watch {
+            w.0.in_flight.fetch_sub(data.len(), Ordering::Relaxed);
+        }
         let before = pending.len();
         encode::encode_chunk(data, *chunked, pending);
         let backlog = if at_head {
@@ -449,8 +455,10 @@ impl Outgoing {
             self.stream_bytes += pending.len() - before;
             pending.len()
         };
+        // (Its own bytes only: those of streams behind it go out after it ends, and counting them
+        // kept a paced sender in front waiting for good, a review found.)
         if let Some(w) = watch {
-            w.set_backlog(backlog.max(self.stream_bytes));
+            w.set_queued(backlog);
         }
         Some(backlog)
     }
@@ -614,7 +622,7 @@ impl Outgoing {
     #[inline(always)]
     fn tell_stream(&self) {
         if let Some(Slot::Streaming { watch: Some(w), .. }) = self.slots.front() {
-            w.set_backlog((self.out.len() - self.written).max(self.stream_bytes));
+            w.set_queued(self.out.len() - self.written);
         }
     }
 

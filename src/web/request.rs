@@ -471,8 +471,8 @@ impl ResponseStream {
         self.state.closed.load(Ordering::Acquire)
     }
 
-    /// Bytes its connection holds for the client and the client has not taken yet, as of the
-    /// connection's last write or chunk (0 once closed). Over 4 MiB the connection is cut as a
+    /// Bytes of this stream the client has not taken yet: sent and still on their way to the
+    /// connection, and held there (as of its last write; 0 once closed). Over 4 MiB the connection is cut as a
     /// slow client (see the type's docs): a sender that can produce faster than its client
     /// reads keeps this under a bound of its own by waiting before it sends more:
     ///
@@ -494,13 +494,18 @@ impl ResponseStream {
     /// (a trial: a worker that sent 12 MB without yielding was cut though its client read
     /// as fast as it could; with this wait, 64 MiB reach it).
     pub fn backlog(&self) -> usize {
-        self.state.backlog.load(Ordering::Relaxed)
+        if self.is_closed() {
+            return 0;
+        }
+        self.state.in_flight.load(Ordering::Relaxed) + self.state.queued.load(Ordering::Relaxed)
     }
 
     /// Sends one chunk (an empty chunk is skipped).
     pub fn send(&mut self, chunk: impl Into<Vec<u8>>) {
         let chunk = chunk.into();
         if let (Some(to), false) = (self.to, chunk.is_empty()) {
+            // Counted before it goes: delivered on this shard, it is taken in at once.
+            self.state.in_flight.fetch_add(chunk.len(), Ordering::Relaxed);
             server::deliver(to, Delivery::Chunk(Chunk::Owned(chunk)));
         }
     }
@@ -511,6 +516,7 @@ impl ResponseStream {
     /// skipped.
     pub fn send_shared(&mut self, chunk: &Arc<[u8]>) {
         if let (Some(to), false) = (self.to, chunk.is_empty()) {
+            self.state.in_flight.fetch_add(chunk.len(), Ordering::Relaxed);
             server::deliver(to, Delivery::Chunk(Chunk::Shared(chunk.clone())));
         }
     }

@@ -223,30 +223,7 @@ impl WebServer {
             return;
         }
         let id = self.id;
-        let node = self.node.shared().id;
-        // On any shard thread (of this node or another: a review found two nodes dropping
-        // each other's servers blocked both for 10 s), nothing is waited for.
-        if with_current(|s| s.is_some()) {
-            return close_everywhere(node, &self.shards, id);
-        }
-        let (done, closed) = mpsc::channel();
-        for &shard in &self.shards {
-            let done = done.clone();
-            let close = move |s: &Rc<Shard>| {
-                close_listener(s, id);
-                let _ = done.send(());
-            };
-            route::run_on(node, shard, Box::new(close));
-        }
-        drop(done);
-        let deadline = Instant::now() + INSTALL_WAIT;
-        for _ in &self.shards {
-            // A task dropped unrun (the node stopping) drops its sender: no wait.
-            let left = deadline.saturating_duration_since(Instant::now());
-            if closed.recv_timeout(left).is_err() {
-                break;
-            }
-        }
+        self.on_every_shard(move |s| close_listener(s, id));
     }
 
     /// Stops listening ([`stop`](Self::stop)) and ends the open connections gracefully, as a
@@ -255,13 +232,48 @@ impl WebServer {
     /// `Connection: close`, and closes once it is written (a client retries what it pipelined
     /// behind it on a new connection); an idle one answers the next request that comes within
     /// a second (its client may have sent it already) the same way, else closes then. Streams
-    /// run until their senders end them. Returns at once: [`stats`](Self::stats)`().connections`
-    /// counts what is left (the node's end cuts whatever still is).
+    /// run until their senders end them. Returns once every shard has told its connections
+    /// (from a process, its own shard's at once, the others' later: see `stop`);
+    /// [`stats`](Self::stats)`().connections` counts what is left (the node's end cuts
+    /// whatever still is).
     pub fn drain(&self) {
         self.stop();
         let id = self.id;
+        self.on_every_shard(move |s| drain_connections(s, id));
+    }
+
+    /// Runs `task` on each of its shards. From a thread that is no shard's, it returns once
+    /// they all ran it (at most 10 s in all; a node that is stopping ends the wait: a task
+    /// dropped unrun drops its sender). On any shard thread — of this node or another: a
+    /// review found two nodes dropping each other's servers blocked both for 10 s — it runs
+    /// at once on its own shard and waits for no other.
+    fn on_every_shard(&self, task: impl Fn(&Rc<Shard>) + Clone + Send + 'static) {
+        let node = self.node.shared().id;
+        if with_current(|s| s.is_some()) {
+            for &shard in &self.shards {
+                on_shard(node, shard, task.clone());
+            }
+            return;
+        }
+        let (done, ran) = mpsc::channel();
         for &shard in &self.shards {
-            on_shard(self.node.shared().id, shard, move |s| drain_connections(s, id));
+            let (done, task) = (done.clone(), task.clone());
+            route::run_on(
+                node,
+                shard,
+                Box::new(move |s: &Rc<Shard>| {
+                    task(s);
+                    let _ = done.send(());
+                }),
+            );
+        }
+        drop(done);
+        let deadline = Instant::now() + INSTALL_WAIT;
+        for _ in &self.shards {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if ran.recv_timeout(left).is_err() {
+                break;
+            }
         }
     }
 }

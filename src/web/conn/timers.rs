@@ -90,6 +90,9 @@ impl Connection {
         // now, not what it was reading then, or a request read in time — or one not even
         // begun — would be refused 408.
         note_phase(st, limits, now);
+        // A drain's grace is over (taken: a deadline left in the past would fire every turn,
+        // a review found, spinning the shard while the connection stayed busy).
+        let drained = st.drain_by.take_if(|at| now >= *at).is_some();
         if read_deadline(st, limits).is_some_and(|d| now >= d) && !st.out.closing() {
             // Too slow: 408 after whatever is in flight, then close.
             let meta = st.codec.abort();
@@ -99,10 +102,14 @@ impl Connection {
         } else if st.phase == Phase::Idle
             && st.out.in_flight() == 0
             && st.out.unwritten() == 0
-            && (now >= st.active + limits.idle_timeout || st.drain_by.is_some_and(|at| now >= at))
+            && (now >= st.active + limits.idle_timeout || drained)
         {
             drop(guard);
             return self.close(shard, token);
+        } else if drained && !st.codec.read_last() {
+            // Busy as the grace ended (a request came, or is coming): it ends as any draining
+            // connection does.
+            st.out.close_after_last();
         }
         if st.flags & super::HOOKED_ANY != 0 {
             drop(guard);

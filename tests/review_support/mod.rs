@@ -1,0 +1,159 @@
+//! Raw-socket helpers the review test files share (`web_review31`, `web_review32`): a node, a
+//! server with given limits, bounded waits, and a client that writes bytes and parses answers.
+#![allow(dead_code, reason = "each test binary uses a subset of the helpers")]
+#![allow(unreachable_pub, reason = "a test helper module: `pub` is for the test files that include it")]
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use pinion::http::HttpLimits;
+use pinion::web::{Handler, WebServer, WebServerOptions};
+use pinion::{Cores, Node, NodeOptions};
+
+/// Bound on every wait: only there so a bug fails a test instead of hanging it.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub fn start_node(name: &str, shards: usize) -> Node {
+    let options = NodeOptions { cores: Cores::Count(shards), pin: false, ..Default::default() };
+    Node::start(name, options).unwrap_or_else(|e| panic!("node {name}: {e}"))
+}
+
+pub fn serve_with(node: &Node, limits: HttpLimits, handler: impl Handler) -> WebServer {
+    WebServer::start(node, WebServerOptions { limits, ..WebServerOptions::new("127.0.0.1", 0, handler) })
+        .expect("web server starts")
+}
+
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + WAIT;
+    while !cond() {
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+pub struct Client {
+    pub s: TcpStream,
+    pub buf: Vec<u8>,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        let s = TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        s.set_nodelay(true).unwrap();
+        Client { s, buf: Vec::new() }
+    }
+    pub fn send(&mut self, b: &[u8]) {
+        self.s.write_all(b).expect("send");
+    }
+    pub fn fill(&mut self) -> std::io::Result<usize> {
+        let mut chunk = [0u8; 65536];
+        let n = self.s.read(&mut chunk)?;
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(n)
+    }
+    pub fn need(&mut self, what: &str) {
+        match self.fill() {
+            Ok(0) => panic!("EOF while reading {what}; have {:?}", String::from_utf8_lossy(&self.buf)),
+            Ok(_) => {}
+            Err(e) => panic!("{e} while reading {what}; have {:?}", String::from_utf8_lossy(&self.buf)),
+        }
+    }
+    pub fn line(&mut self) -> String {
+        loop {
+            if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                let l = String::from_utf8_lossy(&self.buf[..i]).into_owned();
+                self.buf.drain(..i + 2);
+                return l;
+            }
+            self.need("a line");
+        }
+    }
+    pub fn take(&mut self, n: usize) -> Vec<u8> {
+        while self.buf.len() < n {
+            self.need("a body");
+        }
+        self.buf.drain(..n).collect()
+    }
+    /// A response head (skipping `100 Continue`s only if `skip_100`).
+    pub fn head(&mut self) -> Resp {
+        let status_line = self.line();
+        let status: u16 = status_line
+            .get(9..12)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("status line {status_line:?}"));
+        let mut headers = Vec::new();
+        loop {
+            let l = self.line();
+            if l.is_empty() {
+                break;
+            }
+            let (n, v) = l.split_once(':').expect("field");
+            headers.push((n.trim().to_owned(), v.trim().to_owned()));
+        }
+        Resp { status, headers, body: Vec::new() }
+    }
+    pub fn response(&mut self) -> Resp {
+        let mut r = self.head();
+        if r.status == 100 {
+            r = self.head();
+        }
+        self.body_of(&mut r);
+        r
+    }
+    pub fn body_of(&mut self, r: &mut Resp) {
+        if let Some(len) = r.header("content-length") {
+            let n: usize = len.parse().unwrap();
+            r.body = self.take(n);
+        } else if r.header("transfer-encoding").is_some_and(|t| t.contains("chunked")) {
+            loop {
+                let size = usize::from_str_radix(self.line().trim(), 16).expect("chunk size");
+                if size == 0 {
+                    assert_eq!(self.line(), "");
+                    break;
+                }
+                let mut c = self.take(size);
+                r.body.append(&mut c);
+                assert_eq!(self.take(2), b"\r\n");
+            }
+        }
+    }
+    /// EOF (or reset) next, with nothing more.
+    pub fn assert_closed(&mut self) {
+        loop {
+            match self.fill() {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::ConnectionReset => break,
+                Err(e) => panic!("not closed: {e}; have {:?}", String::from_utf8_lossy(&self.buf)),
+            }
+        }
+        assert!(self.buf.is_empty(), "bytes before the close: {:?}", String::from_utf8_lossy(&self.buf));
+    }
+}
+
+pub fn get(path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").into_bytes()
+}
