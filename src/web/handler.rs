@@ -28,7 +28,8 @@ pub trait Handler: Send + Sync + 'static {
     /// The router answers here what it would answer anyway (404, 405; a route's handler is
     /// asked with the path parameters recorded), `auth` its 401, `Cors` a preflight and its
     /// fields on other answers, `request_log` logs the answer; `rate_limit` its 429 if the
-    /// client is over its rate now (taking no token); a plain function, a [`WebHandler`] and any handler that
+    /// client is over its rate now (taking no token); a plain function, a [`WebHandler`] and
+    /// any handler that
     /// does not implement this say `None`. A method the server does not know is answered 501
     /// by the connection before any handler is asked.
     fn check_head(&self, req: &Request) -> Option<Response> {

@@ -397,17 +397,11 @@ impl RateLimit {
         RateLimit { keyed: Some(Arc::new(keyed)), ..self }
     }
 
-    fn admit(&self, req: &Request) -> bool {
-        match self.keyed.as_ref().and_then(|k| k.admit(req, &self.bucket, true)) {
+    /// Whether `req` is admitted now, taking a token if `take` (else only asking).
+    fn admit(&self, req: &Request, take: bool) -> bool {
+        match self.keyed.as_ref().and_then(|k| k.admit(req, &self.bucket, take)) {
             Some(admitted) => admitted,
-            None => self.bucket.admit(),
-        }
-    }
-
-    /// Whether a request would be admitted now, no token taken.
-    fn would_admit(&self, req: &Request) -> bool {
-        match self.keyed.as_ref().and_then(|k| k.admit(req, &self.bucket, false)) {
-            Some(admitted) => admitted,
+            None if take => self.bucket.admit(),
             None => self.bucket.would_admit(),
         }
     }
@@ -542,7 +536,7 @@ impl Layer for RateLimit {
 
 impl Handler for Limited {
     fn handle(&self, req: WebRequest) {
-        if self.limit.admit(req.request()) {
+        if self.limit.admit(req.request(), true) {
             self.inner.handle(req);
         } else {
             req.respond(too_many());
@@ -552,7 +546,7 @@ impl Handler for Limited {
     /// taken (the request may still come). So a client over its rate is refused before it
     /// uploads (an API trial: 10 MiB uploaded, then 429).
     fn check_head(&self, req: &Request) -> Option<Response> {
-        if !self.limit.would_admit(req) {
+        if !self.limit.admit(req, false) {
             return Some(too_many());
         }
         self.inner.check_head(req)
@@ -631,7 +625,7 @@ mod tests {
         let keys = MAX_RATE_KEYS / KEY_TABLES * KEY_TABLES;
         // (A table fills at its share; keys hash unevenly, so some tables fill before others:
         // count what is admitted rather than assume which.)
-        let first: usize = (0..keys).filter(|&i| limit.admit(&request(i))).count();
+        let first: usize = (0..keys).filter(|&i| limit.admit(&request(i), true)).count();
         let keyed = limit.keyed.as_ref().expect("keyed");
         let tracked: usize = keyed.tables.iter().map(|t| t.lock().unwrap().tats.len()).sum();
         assert!(tracked <= MAX_RATE_KEYS, "{tracked} keys tracked");
@@ -642,7 +636,7 @@ mod tests {
             let hash = std::hash::BuildHasher::hash_one(&keyed.hasher, format!("/{i}").as_bytes());
             keyed.tables[hash as usize % KEY_TABLES].lock().unwrap().tats.contains_key(&hash)
         });
-        assert!(limit.admit(&request(some_tracked.expect("a tracked key"))));
+        assert!(limit.admit(&request(some_tracked.expect("a tracked key")), true));
     }
 
     #[test]
