@@ -204,6 +204,8 @@ pub mod _benchable {
             r.set_vacant_generation(generation);
         }
     }
+    #[cfg(feature = "web")]
+    pub use crate::http::backlog::{StreamState, StreamWatch};
     pub use crate::shard::inbox::Inbox;
 }
 

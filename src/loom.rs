@@ -1,7 +1,13 @@
-//! Facade over the atomics used by lock-free code: std's normally, loom's under `--cfg loom`,
-//! so the same source is model-checked by `tests/loom_*.rs`.
+//! Facade over the atomics (and the mutex) used by lock-free code: std's normally, loom's under
+//! `--cfg loom`, so the same source is model-checked by `tests/loom_*.rs`.
 
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering, fence};
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering, fence};
+
+/// What a streamed body's backlog and its waiter use (`http::backlog`).
+#[cfg(all(loom, feature = "web"))]
+pub(crate) use loom::sync::{Mutex, MutexGuard, atomic::AtomicUsize};
+#[cfg(all(not(loom), feature = "web"))]
+pub(crate) use std::sync::{Mutex, MutexGuard, atomic::AtomicUsize};

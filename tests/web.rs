@@ -2554,6 +2554,108 @@ fn a_big_stream_reaches_a_reader_when_paced_by_its_backlog_and_a_reader_that_tak
     node.stop();
 }
 
+/// The most bytes a [`Writer`] saw waiting for its client just after `writable` let it send
+/// (a sender that sends only then keeps its backlog under its bound).
+static WRITER_MAX_BACKLOG: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Streams `size` bytes (the query `size=N`) in 64 KiB chunks, waiting before each until at
+/// most 1 MiB of the stream waits for the client (`ResponseStream::writable`); with
+/// `thread=1` from a plain thread through a minimal executor of its own, not from the worker.
+/// Reports whether the last wait found the stream open.
+struct Writer(Sender<bool>);
+
+const WRITER_BOUND: usize = 1 << 20;
+
+impl Writer {
+    async fn feed(mut stream: ResponseStream, size: usize) -> bool {
+        let mut sent = 0;
+        while sent < size {
+            if !stream.writable(WRITER_BOUND).await {
+                return false;
+            }
+            WRITER_MAX_BACKLOG.fetch_max(stream.backlog(), std::sync::atomic::Ordering::Relaxed);
+            let n = (64 << 10).min(size - sent);
+            stream.send(vec![b'w'; n]);
+            sent += n;
+        }
+        stream.finish();
+        true
+    }
+}
+
+/// Runs `future` to its end on this thread, parking between polls.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return out;
+        }
+        std::thread::park();
+    }
+}
+
+impl WebWorker for Writer {
+    const TAKES_REQUESTS: bool = true;
+    async fn take_request(&mut self, _: &mut Context, req: WebRequest) -> Option<WebRequest> {
+        let number = |name: &str| req.request().query_param(name).and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
+        let (size, thread) = (number("size"), number("thread") == 1);
+        let stream = req.respond_stream(Response::new(StatusCode::OK));
+        if thread {
+            let report = self.0.clone();
+            std::thread::spawn(move || report.send(block_on(Writer::feed(stream, size))));
+        } else {
+            let _ = self.0.send(Writer::feed(stream, size).await);
+        }
+        None
+    }
+}
+
+/// `ResponseStream::writable` (an API trial: a sender had only `backlog` to poll, sleeping
+/// between looks): a sender that waits with it gets 16 MiB — four times what the connection
+/// holds for a slow client — to a client that takes nothing for a while and then reads, its
+/// backlog never past its bound, woken by the connection's writes whether it runs as the worker
+/// or on a plain thread; a client that goes away ends the wait with `false`.
+#[test]
+fn a_sender_waiting_until_its_stream_is_writable_gets_any_size_to_a_slow_reader() {
+    let node = start_node("web-stream-writable", 2);
+    let (reports, got) = mpsc::channel();
+    let worker = spawn_on(&node, 1, move || Writer(reports.clone()), 16);
+    let server = serve(&node, WebHandler::to(worker));
+    let size = 16 << 20;
+    for thread in [0, 1] {
+        let mut c = Client::connect(server.local_addr());
+        c.send_request("GET", &format!("/?size={size}&thread={thread}"), &[]);
+        // Nothing taken for a while: the sender waits (unpaced, it would pass 4 MiB and be cut).
+        std::thread::sleep(Duration::from_millis(300));
+        let resp = c.read_response(false);
+        assert_eq!((resp.status, resp.body.len()), (200, size), "from a thread: {thread}");
+        assert!(resp.body.iter().all(|&b| b == b'w'));
+        assert_eq!(got.recv_timeout(WAIT), Ok(true), "from a thread: {thread}");
+    }
+    assert_eq!(server.stats().slow_clients, 0, "{:?}", server.stats());
+    let most = WRITER_MAX_BACKLOG.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(most > 0 && most <= WRITER_BOUND, "a sender saw {most} bytes waiting after its wait");
+
+    // A client that reads a little and goes away: the waiting sender hears `false`.
+    for thread in [0, 1] {
+        let mut c = Client::connect(server.local_addr());
+        c.send_request("GET", &format!("/?size={size}&thread={thread}"), &[]);
+        let (status, _, _) = c.read_head();
+        assert_eq!(status, 200);
+        drop(c);
+        assert_eq!(got.recv_timeout(WAIT), Ok(false), "from a thread: {thread}");
+    }
+    node.stop();
+}
+
 // ---- 6. WebServer start and stop --------------------------------------------------------------
 
 #[test]

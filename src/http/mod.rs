@@ -10,6 +10,8 @@
 //! - `conn.rs`: the connection state machine over any `Read + Write` (tested on byte slices):
 //!   keep-alive, pipelining, `Expect: 100-continue`, closing after a framing error without
 //!   reading another byte as a request.
+//! - `backlog.rs`: what a streamed body's sender sees of it (closed, backlog) and its wait
+//!   for the backlog to fall.
 //! - `outgoing.rs`: responses strictly in request order, even when completed out of order;
 //!   all that is ready encoded in one pass and written in one call.
 //! - `response.rs`: [`Response`], [`StatusCode`], [`Body`].
@@ -23,6 +25,7 @@
 //! All bounds are in one [`HttpLimits`]; every one has a defined answer (400, 408, 413, 414,
 //! 431, 501, 505) after which the connection is closed.
 
+pub(crate) mod backlog;
 mod body;
 pub(crate) mod conn;
 mod encode;
@@ -43,9 +46,10 @@ pub use interop::{HttpTrailers, InteropError};
 pub use request::{Headers, Method, Request, Version};
 pub use response::{Body, Response, StatusCode};
 
+pub(crate) use backlog::{StreamState, StreamWatch};
 pub use conn::serve_blocking;
 pub(crate) use conn::{BodyBound, Codec, Phase, Step, refusal};
-pub(crate) use outgoing::{Flushed, Outgoing, StreamState, StreamWatch};
+pub(crate) use outgoing::{Flushed, Outgoing};
 pub(crate) use response::cow_bytes;
 pub(crate) use spares::Spares;
 

@@ -5,45 +5,14 @@
 
 use std::io::{self, Write};
 use std::rc::Rc;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
+use super::backlog::StreamWatch;
 use super::conn::RequestMeta;
 use super::encode::{self, Answering};
 use super::request::{Method, Version};
 use super::response::{Body, Response, StatusCode};
 use super::spares::Spares;
-
-/// What a streamed body's sender sees of it (`web::ResponseStream::is_closed`, `backlog`).
-#[derive(Debug, Default)]
-pub(crate) struct StreamState {
-    pub(crate) closed: AtomicBool,
-    /// Bytes of the stream that wait at its connection for the client, as of the connection's
-    /// last chunk or write (see [`StreamWatch`]).
-    pub(crate) queued: AtomicUsize,
-    /// Bytes the sender sent that have not reached the connection yet (still on their way to
-    /// its shard: a review found a sender off that shard reading a stale 0 and cut).
-    pub(crate) in_flight: AtomicUsize,
-}
-
-/// Held by a streamed body's slot while the stream is open, telling its sender how much of
-/// it waits for the client; dropped (the slot ended, the connection closed, or the watch
-/// never reached a slot), it marks the stream closed.
-#[derive(Debug)]
-pub(crate) struct StreamWatch(pub(crate) Arc<StreamState>);
-
-impl StreamWatch {
-    fn set_queued(&self, bytes: usize) {
-        self.0.queued.store(bytes, Ordering::Relaxed);
-    }
-}
-
-impl Drop for StreamWatch {
-    fn drop(&mut self) {
-        self.0.closed.store(true, Ordering::Release);
-    }
-}
 
 /// A request in flight, in request order.
 #[derive(Debug)]
@@ -437,9 +406,6 @@ impl Outgoing {
         let Some(Slot::Streaming { chunked, pending, finished: false, watch, .. }) = self.slots.get_mut(i) else {
             return None;
         };
-        if let Some(w) = watch {
-            w.0.in_flight.fetch_sub(data.len(), Ordering::Relaxed);
-        }
         let before = pending.len();
         encode::encode_chunk(data, *chunked, pending);
         let backlog = if at_head {
@@ -458,7 +424,7 @@ impl Outgoing {
         // (Its own bytes only: those of streams behind it go out after it ends, and counting them
         // kept a paced sender in front waiting for good, a review found.)
         if let Some(w) = watch {
-            w.set_queued(backlog);
+            w.took_in(data.len(), backlog);
         }
         Some(backlog)
     }

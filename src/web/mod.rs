@@ -57,8 +57,9 @@
 //! bound ([`Handler::body_limit`], the [`body_limit`] layer; the server's `max_body_bytes`
 //! otherwise), asked with the head: a route can take larger or smaller bodies than the rest,
 //! and a declared length over it is refused before the upload. A streamed body ([`WebRequest::respond_stream`])
-//! tells its sender when the client is gone ([`ResponseStream::is_closed`]); what waits for a
-//! slow client is bounded per connection.
+//! tells its sender when the client is gone ([`ResponseStream::is_closed`]) and lets it wait
+//! until the client took enough ([`ResponseStream::writable`]); what waits for a slow client
+//! is bounded per connection.
 
 mod conn;
 mod dispatch;
@@ -70,6 +71,7 @@ mod server;
 mod stats;
 mod worker;
 
+pub use crate::http::backlog::Writable;
 pub(crate) use conn::Connection;
 pub use dispatch::answer_at_once;
 pub(crate) use handler::shed;

@@ -6,12 +6,12 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use mio::Token;
 
 use super::server::{self, Chunk, Delivery};
+use crate::http::backlog::Writable;
 use crate::http::{Body, Request, Response, StatusCode, StreamState, StreamWatch};
 use crate::process::{NodeId, ShardId};
 
@@ -300,7 +300,7 @@ impl WebRequest {
         head.body = Body::Streamed;
         let to = self.inner_mut().reply.take();
         self.inner_mut().run_hooks(&mut head);
-        let state = Arc::new(StreamState { closed: AtomicBool::new(to.is_none()), ..StreamState::default() });
+        let state = Arc::new(StreamState::new(to.is_none()));
         if let Some(to) = to {
             server::deliver(to, Delivery::Response(head, None));
             // After the head, in order: the connection keeps it while the stream is open
@@ -445,8 +445,9 @@ fn recycle(mut inner: Box<Inner>) {
 /// body waits on one connection (all its streams together: pipelined requests behind a
 /// stream that never ends stream too), or the client takes nothing for
 /// `HttpLimits::idle_timeout`, the connection closes, cutting its streams
-/// (`WebServerStats::slow_clients` counts it). Nothing pushes back on the sender: a sender
-/// producing faster than its clients read paces itself by [`backlog`](Self::backlog). One
+/// (`WebServerStats::slow_clients` counts it). Nothing pushes back on a sender that does not
+/// ask: a sender producing faster than its clients read waits with
+/// [`writable`](Self::writable), or reads [`backlog`](Self::backlog). One
 /// chunk may be larger than the bound: what exceeds it is judged after the client took what
 /// it could.
 ///
@@ -468,36 +469,45 @@ impl ResponseStream {
     /// Whether the stream is closed for good (see the type's docs): what is sent now goes
     /// nowhere.
     pub fn is_closed(&self) -> bool {
-        self.state.closed.load(Ordering::Acquire)
+        self.state.is_closed()
     }
 
     /// Bytes of this stream the client has not taken yet: sent and still on their way to the
-    /// connection, and held there (as of its last write; 0 once closed). Over 4 MiB the connection is cut as a
-    /// slow client (see the type's docs): a sender that can produce faster than its client
-    /// reads keeps this under a bound of its own by waiting before it sends more:
+    /// connection, and held there (as of its last write; 0 once closed). Over 4 MiB the
+    /// connection is cut as a slow client (see the type's docs): a sender that can produce
+    /// faster than its client reads keeps this under a bound of its own, waiting with
+    /// [`writable`](Self::writable) before it sends more (a trial: a worker that sent 12 MB
+    /// without waiting was cut though its client read as fast as it could). A sender holding
+    /// many streams reads it to tell the slow clients from the others.
+    pub fn backlog(&self) -> usize {
+        self.state.backlog()
+    }
+
+    /// Waits until the client took enough of this stream that its
+    /// [`backlog`](Self::backlog) is at most `limit` bytes: `true`; or until the stream closed
+    /// (`false`: stop sending). At once if it is so already. The connection wakes the waiting
+    /// task as its writes lower the backlog (a shard's process, or any other executor's task:
+    /// the future runs anywhere):
     ///
     /// ```no_run
-    /// use std::time::Duration;
-    /// use pinion::Context;
     /// use pinion::web::ResponseStream;
     ///
-    /// async fn send_paced(ctx: &Context, stream: &mut ResponseStream, chunks: Vec<Vec<u8>>) {
+    /// async fn send_paced(stream: &mut ResponseStream, chunks: Vec<Vec<u8>>) {
     ///     for chunk in chunks {
-    ///         while stream.backlog() > 1 << 20 && !stream.is_closed() {
-    ///             ctx.sleep(Duration::from_millis(1)).await;
+    ///         if !stream.writable(1 << 20).await {
+    ///             return; // the client went away (or was cut)
     ///         }
     ///         stream.send(chunk);
     ///     }
     /// }
     /// ```
     ///
-    /// (a trial: a worker that sent 12 MB without yielding was cut though its client read
-    /// as fast as it could; with this wait, 64 MiB reach it).
-    pub fn backlog(&self) -> usize {
-        if self.is_closed() {
-            return 0;
-        }
-        self.state.in_flight.load(Ordering::Relaxed) + self.state.queued.load(Ordering::Relaxed)
+    /// A client that stops reading keeps the sender waiting until the connection's
+    /// `HttpLimits::idle_timeout` cuts it (then `false`). A process waiting here handles no
+    /// other message meanwhile: a worker feeding many streams does better to read
+    /// [`backlog`](Self::backlog) and pass over (or drop) the slow ones.
+    pub fn writable(&mut self, limit: usize) -> Writable<'_> {
+        self.state.writable(limit)
     }
 
     /// Sends one chunk (an empty chunk is skipped).
@@ -505,7 +515,7 @@ impl ResponseStream {
         let chunk = chunk.into();
         if let (Some(to), false) = (self.to, chunk.is_empty()) {
             // Counted before it goes: delivered on this shard, it is taken in at once.
-            self.state.in_flight.fetch_add(chunk.len(), Ordering::Relaxed);
+            self.state.sent(chunk.len());
             server::deliver(to, Delivery::Chunk(Chunk::Owned(chunk)));
         }
     }
@@ -516,7 +526,7 @@ impl ResponseStream {
     /// skipped.
     pub fn send_shared(&mut self, chunk: &Arc<[u8]>) {
         if let (Some(to), false) = (self.to, chunk.is_empty()) {
-            self.state.in_flight.fetch_add(chunk.len(), Ordering::Relaxed);
+            self.state.sent(chunk.len());
             server::deliver(to, Delivery::Chunk(Chunk::Shared(chunk.clone())));
         }
     }
