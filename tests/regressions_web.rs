@@ -331,7 +331,7 @@ struct Hooked<H>(H);
 
 impl<H: Handler> Handler for Hooked<H> {
     fn handle(&self, mut req: WebRequest) {
-        assert!(req.on_response(Arc::new(PanickingHook)));
+        req.on_response(Arc::new(PanickingHook));
         self.0.handle(req);
     }
 }

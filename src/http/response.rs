@@ -289,6 +289,30 @@ impl Response {
         self
     }
 
+    /// Sets the header field `name` (any case) to `value` in place, replacing every field of
+    /// that name (a hook's way to set a field once: [`header`](Self::header) adds another).
+    /// `Content-Type` sets [`content_type`](Self::content_type).
+    pub fn set_header(&mut self, name: impl Into<Cow<'static, str>>, value: impl Into<Cow<'static, str>>) {
+        let name = name.into();
+        if name.eq_ignore_ascii_case("content-type") {
+            self.content_type = Some(value.into());
+            return;
+        }
+        self.remove_header(&name);
+        self.headers.push((name, cow_bytes(value.into())));
+    }
+
+    /// Removes every header field named `name` (any case; `Content-Type` clears
+    /// [`content_type`](Self::content_type)); true if there was one.
+    pub fn remove_header(&mut self, name: &str) -> bool {
+        if name.eq_ignore_ascii_case("content-type") && self.content_type.take().is_some() {
+            return true;
+        }
+        let before = self.headers.len();
+        self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        self.headers.len() != before
+    }
+
     /// Sets the body (builder style).
     pub fn body(mut self, body: impl Into<Cow<'static, [u8]>>) -> Response {
         self.body = Body::Full(body.into());

@@ -421,7 +421,7 @@ impl Connection {
     fn hook_answer(&self, seq: u64, answer: &mut Option<Answer>) {
         let Some(hooked) = take_hooked() else { return };
         match answer {
-            Some((resp, request)) => hooked.run(request.as_deref(), resp),
+            Some((resp, _)) => hooked.run(resp),
             None => self.st.borrow_mut().keep_hooked(seq, hooked),
         }
     }
@@ -565,7 +565,7 @@ impl Connection {
         }
         let hooked = self.st.borrow_mut().take_hooked(seq);
         if let Some(hooked) = hooked {
-            hooked.run(request.as_deref(), resp);
+            hooked.run(resp);
         }
         let mut st = self.st.borrow_mut();
         if !st.closed() {

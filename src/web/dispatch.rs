@@ -73,6 +73,14 @@ const NO_CONNECTION: u64 = u64::MAX;
 /// assert_eq!(answer_at_once(&router, Request::new(Method::Post, "/users/7")).map(|r| r.status.0), Some(405));
 /// ```
 ///
+/// Before the handler, what the connection asks of the head is asked too (a trial found a
+/// test here and a client over a socket told apart): a request with a body (one, or a
+/// `Content-Length` or `Transfer-Encoding` field) longer than the handler's
+/// [`body_limit`](super::Handler::body_limit) is answered 413 (there is no server here, so
+/// no `max_body_bytes` otherwise); one that says `Expect: 100-continue` gets the handler's
+/// [`check_head`](super::Handler::check_head) answer if it gives one (the answer a client
+/// gets before it uploads).
+///
 /// The answer is as the handler gave it: the connection's own work on it (a HEAD's body left
 /// out, `Date`, `Content-Length`, keep-alive) is not done. A [`WebHandler`](super::WebHandler)
 /// outside a node's shard answers 503.
@@ -80,9 +88,13 @@ const NO_CONNECTION: u64 = u64::MAX;
 /// Callable anywhere, a handler's own dispatch included (that dispatch is put back after).
 ///
 /// # Panics
-/// If the handler panics.
+/// If the handler panics (in `body_limit` and `check_head` too: over a socket each would
+/// answer 500).
 pub fn answer_at_once(handler: &dyn super::Handler, request: Request) -> Option<Response> {
     use super::request::ReplyTo;
+    if let Some(answer) = answer_to_head(handler, &request) {
+        return Some(answer);
+    }
     thread_local! {
         /// The seq of the last request handed out here: each its own (a review: a request kept
         /// from an earlier call and answered during a later one was taken for its answer).
@@ -141,9 +153,9 @@ pub fn answer_at_once(handler: &dyn super::Handler, request: Request) -> Option<
     let answer = if left & ANSWERED != 0 { take_answer() } else { None };
     let hooked = if left & HOOKED != 0 { take_hooked() } else { None };
     drop(interrupted);
-    let (mut resp, request) = answer?;
+    let (mut resp, _) = answer?;
     if let Some(hooked) = hooked {
-        hooked.run(request.as_deref(), &mut resp);
+        hooked.run(&mut resp);
     }
     Some(resp)
 }
@@ -192,8 +204,7 @@ pub(crate) fn take_hooked() -> Option<Box<Hooked>> {
 /// A handler hooks the response of the request it is being handed (`request`, read at
 /// `received`): the hook is left with the connection, which runs it on whatever answers the
 /// request — the handler's, or its own 504 — when that reaches it. False for any other
-/// request (nothing kept), or when the request has `max` hooks already (`Some(false)`):
-/// `None` means "not this request's dispatch".
+/// request (not this dispatch's: nothing kept).
 #[cold]
 #[inline(never)]
 pub(crate) fn note_hook(
@@ -202,14 +213,13 @@ pub(crate) fn note_hook(
     hook: &Arc<dyn ResponseHook>,
     request: &Request,
     received: Instant,
-    max: usize,
-) -> Option<bool> {
+) -> bool {
     if DISPATCH.with(|d| d.key.get()) != (conn, seq) {
-        return None;
+        return false;
     }
-    let kept = HOOKS.with(|h| h.borrow_mut().get_or_insert_with(|| Hooked::new(request, received)).add(hook, max));
+    HOOKS.with(|h| h.borrow_mut().get_or_insert_with(|| Hooked::new(request, received)).add(hook));
     DISPATCH.with(|d| d.left.set(d.left.get() | HOOKED));
-    Some(kept)
+    true
 }
 
 /// A handler sets the deadline of the request it is being handed: noted for `dispatch`. False
@@ -235,25 +245,41 @@ pub(crate) fn answer_now(conn: u64, seq: u64, resp: &mut Response, req: &mut Opt
     if matches!(resp.body, Body::Streamed) {
         // A streamed head goes the normal way (its chunks follow through `deliver`), hooked
         // here: the connection keeps the hooks only when the handler returns.
-        hook_stream_head(resp, req);
+        hook_stream_head(resp);
         return false;
     }
     keep_answer(resp, req);
     true
 }
 
+/// What the connection answers `request` from its head alone, before its body: 413 for a
+/// body over the handler's bound, the handler's `check_head` answer to a client that waits
+/// for `100 Continue` (the order the connection asks them in).
+fn answer_to_head(handler: &dyn super::Handler, request: &Request) -> Option<Response> {
+    let framed = |name| request.header(name).is_some();
+    if (!request.body().is_empty() || framed("content-length") || framed("transfer-encoding"))
+        && handler.body_limit(request).is_some_and(|bound| request.body().len() > bound)
+    {
+        return Some(Response::status(crate::http::StatusCode::CONTENT_TOO_LARGE));
+    }
+    if request.header("expect").is_some_and(|e| e.trim_ascii().eq_ignore_ascii_case(b"100-continue")) {
+        return handler.check_head(request);
+    }
+    None
+}
+
 /// Runs the hooks left for the request being dispatched on the head of its stream, started
 /// while its handler runs (they are not the connection's yet).
 #[cold]
 #[inline(never)]
-fn hook_stream_head(resp: &mut Response, req: &Option<Box<Request>>) {
+fn hook_stream_head(resp: &mut Response) {
     let hooked = DISPATCH.with(|d| {
         let left = d.left.get();
         d.left.set(left & !HOOKED);
         left & HOOKED != 0
     });
     if hooked && let Some(hooks) = take_hooked() {
-        hooks.run(req.as_deref(), resp);
+        hooks.run(resp);
     }
 }
 

@@ -48,8 +48,10 @@ pub trait Handler: Send + Sync + 'static {
     /// its bound unless the handler it wraps gives one (the innermost bound wins, so a route
     /// can raise what the whole router is held to); the other layers ask the handler they
     /// wrap. A layer of your own that wraps handlers forwards this (and
-    /// [`check_head`](Self::check_head)) to them, or their bounds are lost. A panic here
-    /// answers 500.
+    /// [`check_head`](Self::check_head)) to them, or their bounds are lost (both default to
+    /// `None`: a trial's wrapper that forgot them let a client upload before its 401, and put
+    /// a route back under the server's bound); the [`hook`](super::hook) and
+    /// [`guard`](super::guard) layers do it for the common cases. A panic here answers 500.
     fn body_limit(&self, req: &Request) -> Option<usize> {
         let _ = req;
         None

@@ -270,9 +270,13 @@ impl Handler for CorsHandler {
 
 // ---------------------------------------------------------------------------------------------
 
-/// Logs one line per request (target `pinion::web::access`, level info): the client's address
-/// ([`Request::peer_addr`]), method, target, status, microseconds from read to response (for a streamed response: to its head, as the
-/// line is written when the head goes out).
+/// Logs one line per request that reaches it (target `pinion::web::access`, level info): the
+/// client's address ([`Request::peer_addr`]), method, target (as this layer saw it: a layer
+/// inside that rewrites it does not change the line), status, microseconds from read to
+/// response (for a streamed response: to its head, as the line is written when the head goes
+/// out). The connection's own refusals of requests it could not take (400, 408, 413, 414,
+/// 431, 501, 505: see [`ResponseHook`]) reach no handler and are not logged here; they are
+/// counted in [`WebServer::stats`](super::WebServer::stats).
 pub fn request_log() -> RequestLog {
     RequestLog
 }
@@ -341,9 +345,135 @@ impl Handler for Logged {
 
 // ---------------------------------------------------------------------------------------------
 
+/// Runs `hook` on every answer to the requests it wraps: the handlers', the runtime's (500,
+/// 503, 504), and an answer to the head alone ([`Handler::check_head`]: a 401 or 404 a client
+/// waiting for `100 Continue` gets before it uploads). The common middleware of your own (a
+/// request id, timing, security headers) without a [`Handler`] of your own; it forwards
+/// `check_head` and `body_limit`, as every wrapper must.
+///
+/// ```
+/// use pinion::http::{Request, Response};
+/// use pinion::web::{RequestSummary, Router, answer_at_once, hook};
+///
+/// let router = Router::new()
+///     .get("/", |_: &Request| Response::text("hi"))
+///     .layer(hook(|_: &RequestSummary<'_>, resp: &mut Response| resp.set_header("x-frame-options", "DENY")));
+/// let answer = answer_at_once(&router, Request::new(pinion::http::Method::Get, "/")).expect("answered");
+/// assert_eq!(answer.header_value("x-frame-options"), Some(&b"DENY"[..]));
+/// ```
+pub fn hook(hook: impl ResponseHook) -> Hook {
+    Hook { hook: Arc::new(hook) }
+}
+
+/// The [`hook`] layer.
+#[derive(Clone)]
+pub struct Hook {
+    hook: Arc<dyn ResponseHook>,
+}
+
+impl fmt::Debug for Hook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hook").finish_non_exhaustive()
+    }
+}
+
+struct Hooking {
+    hook: Arc<dyn ResponseHook>,
+    inner: Arc<dyn Handler>,
+}
+
+impl Layer for Hook {
+    fn wrap(&self, inner: Arc<dyn Handler>) -> Arc<dyn Handler> {
+        Arc::new(Hooking { hook: self.hook.clone(), inner })
+    }
+}
+
+impl Handler for Hooking {
+    fn handle(&self, mut req: WebRequest) {
+        req.on_response(self.hook.clone());
+        self.inner.handle(req);
+    }
+    fn check_head(&self, req: &Request) -> Option<Response> {
+        let mut resp = self.inner.check_head(req)?;
+        self.hook.on_response(&RequestSummary { request: req, received: Instant::now() }, &mut resp);
+        Some(resp)
+    }
+    fn body_limit(&self, req: &Request) -> Option<usize> {
+        self.inner.body_limit(req)
+    }
+}
+
+/// Answers a request itself when `check` gives a response for it (maintenance, a missing API
+/// key, a blocked client), else hands it on. Asked with the head alone for a client that
+/// waits for `100 Continue` too, so such a client is answered before it uploads; forwards
+/// `check_head` and `body_limit` otherwise, as every wrapper must. `check` runs on the
+/// connection's shard, for every request: keep it quick.
+///
+/// ```
+/// use pinion::http::{Method, Request, Response, StatusCode};
+/// use pinion::web::{Router, answer_at_once, guard};
+///
+/// let router = Router::new().post("/upload", |_: &Request| Response::text("stored")).layer(guard(|r: &Request| {
+///     (r.header("x-api-key") != Some(b"k1")).then(|| Response::status(StatusCode::FORBIDDEN))
+/// }));
+/// let refused = answer_at_once(&router, Request::new(Method::Post, "/upload").with_header("expect", "100-continue"));
+/// assert_eq!(refused.map(|r| r.status.0), Some(403));
+/// ```
+pub fn guard<F>(check: F) -> Guard
+where
+    F: Fn(&Request) -> Option<Response> + Send + Sync + 'static,
+{
+    Guard { check: Arc::new(check) }
+}
+
+/// What a [`guard`] asks of each request.
+type GuardCheck = dyn Fn(&Request) -> Option<Response> + Send + Sync;
+
+/// The [`guard`] layer.
+#[derive(Clone)]
+pub struct Guard {
+    check: Arc<GuardCheck>,
+}
+
+impl fmt::Debug for Guard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Guard").finish_non_exhaustive()
+    }
+}
+
+struct Guarded {
+    check: Arc<GuardCheck>,
+    inner: Arc<dyn Handler>,
+}
+
+impl Layer for Guard {
+    fn wrap(&self, inner: Arc<dyn Handler>) -> Arc<dyn Handler> {
+        Arc::new(Guarded { check: self.check.clone(), inner })
+    }
+}
+
+impl Handler for Guarded {
+    fn handle(&self, req: WebRequest) {
+        match (self.check)(req.request()) {
+            Some(resp) => req.respond(resp),
+            None => self.inner.handle(req),
+        }
+    }
+    fn check_head(&self, req: &Request) -> Option<Response> {
+        (self.check)(req).or_else(|| self.inner.check_head(req))
+    }
+    fn body_limit(&self, req: &Request) -> Option<usize> {
+        self.inner.body_limit(req)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
 /// At most `per_second` requests per second on average, bursts of up to `burst`, across the
 /// whole server (every shard); above: 429 with `Retry-After: 1`. Per client instead:
-/// [`RateLimit::per_client`], [`RateLimit::keyed_by`].
+/// [`RateLimit::per_client`], [`RateLimit::keyed_by`]. The rate is counted in whole requests
+/// a second and a 0 for either is taken as 1 (a trial: `rate_limit(0, 0)` let one a second
+/// through); to refuse requests outright, use [`guard`].
 pub fn rate_limit(per_second: u32, burst: u32) -> RateLimit {
     let per_second = per_second.max(1);
     let burst = burst.max(1);

@@ -77,8 +77,8 @@ pub use dispatch::answer_at_once;
 pub(crate) use handler::shed;
 pub use handler::{Handler, WebHandler, WebHandlerOptions, WebTarget};
 pub use middleware::{
-    Auth, BodyLimit, Cors, Layer, MAX_RATE_KEYS, RateLimit, RequestLog, auth, bearer, body_limit, rate_limit,
-    request_log,
+    Auth, BodyLimit, Cors, Guard, Hook, Layer, MAX_RATE_KEYS, RateLimit, RequestLog, auth, bearer, body_limit, guard,
+    hook, rate_limit, request_log,
 };
 pub use request::{RequestSummary, ResponseHook, ResponseStream, WebRequest};
 pub use router::Router;

@@ -39,20 +39,31 @@ pub(crate) struct ReplyTo {
 /// the route's [`body_limit`](super::body_limit), above what pages upload, and bound the size
 /// in the worker where a readable answer matters.
 pub trait ResponseHook: Send + Sync + 'static {
-    /// Called with the request's method and path and the response about to be sent.
+    /// Called with the request's head (as the connection handed it to the handlers, when the
+    /// first hook was added) and the response about to be sent.
     fn on_response(&self, request: &RequestSummary<'_>, response: &mut Response);
+}
+
+/// A closure is a hook.
+impl<F> ResponseHook for F
+where
+    F: Fn(&RequestSummary<'_>, &mut Response) + Send + Sync + 'static,
+{
+    fn on_response(&self, request: &RequestSummary<'_>, response: &mut Response) {
+        self(request, response);
+    }
 }
 
 /// What a [`ResponseHook`] sees of the request.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestSummary<'a> {
-    /// The request.
+    /// The request: for a hook middleware added, its head as it was when the first hook was
+    /// added (whatever answers, the runtime's 504 too; no body), so a layer inside that
+    /// rewrites the request is not seen; for a hook a worker added, the request it holds.
     pub request: &'a Request,
     /// When the connection finished reading it.
     pub received: Instant,
 }
-
-const HOOKS: usize = 4;
 
 /// A request and the means to answer it. See the module docs.
 ///
@@ -73,7 +84,9 @@ struct Inner {
     next: Option<Box<Inner>>,
 }
 
-type Hooks = [Option<Arc<dyn ResponseHook>>; HOOKS];
+/// A request's hooks, in the order added (any number: a trial's fifth layer lost its
+/// hook — `Cors`'s — when four were the most).
+type Hooks = Vec<Arc<dyn ResponseHook>>;
 
 /// Recycled `Inner`s kept per thread.
 const POOL: usize = 1024;
@@ -198,8 +211,8 @@ impl WebRequest {
         self.inner().map_or_else(Instant::now, |i| i.received)
     }
 
-    /// Adds a hook that sees (and may change) the response. False if the request already has
-    /// the most hooks it can carry (four).
+    /// Adds a hook that sees (and may change) the response; any number of them, run the last
+    /// added first (the innermost layer's).
     ///
     /// A hook added while the request is handed to its handler on the connection's shard (by
     /// middleware: [`Cors`](super::Cors), [`request_log`](super::request_log)) is kept by the
@@ -207,17 +220,14 @@ impl WebRequest {
     /// runtime's 500 for a request dropped unanswered (a worker that panicked), its 503, or the
     /// connection's own 504 when the deadline passes first (then a late answer is dropped
     /// without running it). A hook added later (by a worker) runs where the worker responds.
-    pub fn on_response(&mut self, hook: Arc<dyn ResponseHook>) -> bool {
+    pub fn on_response(&mut self, hook: Arc<dyn ResponseHook>) {
         let inner = self.inner_mut();
-        if let (Some(to), Some(request)) = (inner.reply, inner.request.as_deref()) {
-            let held = inner.hooks.as_ref().map_or(0, |h| h.iter().flatten().count());
-            if let Some(kept) =
-                super::dispatch::note_hook(to.conn, to.seq, &hook, request, inner.received, HOOKS - held)
-            {
-                return kept;
-            }
+        if let (Some(to), Some(request)) = (inner.reply, inner.request.as_deref())
+            && super::dispatch::note_hook(to.conn, to.seq, &hook, request, inner.received)
+        {
+            return;
         }
-        add_hook(self.inner_mut().hooks.get_or_insert_with(Default::default), &hook, HOOKS)
+        self.inner_mut().hooks.get_or_insert_with(Default::default).push(hook);
     }
 
     /// Answers the request after `deadline` with 504 if nobody has by then (`WebHandler`'s
@@ -315,22 +325,7 @@ impl Inner {
     fn run_hooks(&mut self, response: &mut Response) {
         let Some(hooks) = self.hooks.take() else { return };
         let request = self.request.as_deref().unwrap_or(&EMPTY);
-        run_hooks(hooks.iter().flatten(), &RequestSummary { request, received: self.received }, response);
-    }
-}
-
-/// Puts `hook` in the first free place of `hooks`; false if `max` are held already (or none is
-/// free).
-fn add_hook(hooks: &mut Hooks, hook: &Arc<dyn ResponseHook>, max: usize) -> bool {
-    if hooks.iter().flatten().count() >= max {
-        return false;
-    }
-    match hooks.iter_mut().find(|h| h.is_none()) {
-        Some(free) => {
-            *free = Some(hook.clone());
-            true
-        }
-        None => false,
+        run_hooks(hooks.iter(), &RequestSummary { request, received: self.received }, response);
     }
 }
 
@@ -372,17 +367,18 @@ impl Hooked {
         hooked
     }
 
-    /// Adds `hook`; false if `max` are held already.
-    pub(crate) fn add(&mut self, hook: &Arc<dyn ResponseHook>, max: usize) -> bool {
-        add_hook(&mut self.hooks, hook, max)
+    /// Adds `hook`.
+    pub(crate) fn add(&mut self, hook: &Arc<dyn ResponseHook>) {
+        self.hooks.push(hook.clone());
     }
 
-    /// Runs the hooks on `response`, with `request` if it came back with it (else the copy),
-    /// then keeps the box for the next hooked request.
-    pub(crate) fn run(mut self: Box<Self>, request: Option<&Request>, response: &mut Response) {
-        let request = request.unwrap_or(&self.head);
-        run_hooks(self.hooks.iter().flatten(), &RequestSummary { request, received: self.received }, response);
-        self.hooks = Default::default();
+    /// Runs the hooks on `response`, then keeps the box for the next hooked request. They
+    /// see the head as it was when the first of them was added, whatever answers (a trial:
+    /// `request_log` outside a layer that rewrote the path logged the new path for a worker's
+    /// answer, the old one for the connection's 504).
+    pub(crate) fn run(mut self: Box<Self>, response: &mut Response) {
+        run_hooks(self.hooks.iter(), &RequestSummary { request: &self.head, received: self.received }, response);
+        self.hooks.clear();
         // (A big head's buffer is not kept: 64 spares stay small.)
         self.head.shrink(SPARE_HEAD_MAX);
         SPARE_HOOKED.with(|s| {
