@@ -156,9 +156,17 @@ impl StreamWatch {
 
 impl Drop for StreamWatch {
     fn drop(&mut self) {
-        self.0.closed.store(true, Ordering::Release);
-        self.0.notify();
+        close(&self.0);
     }
+}
+
+/// Out of line: a slot's drop glue, which every response runs, stays small enough to inline
+/// (with this inline, callgrind counted 17 more instructions a pipelined request).
+#[cold]
+#[inline(never)]
+fn close(state: &StreamState) {
+    state.closed.store(true, Ordering::Release);
+    state.notify();
 }
 
 /// The future of [`StreamState::writable`]: true once the backlog is at most the bound,
