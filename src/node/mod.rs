@@ -354,7 +354,10 @@ impl Node {
 
     /// Stops the node: every process gets `Shutdown` and runs `terminate` (processes still
     /// running after `NodeOptions::shutdown_timeout` are killed), then the shard threads are
-    /// joined.
+    /// joined. Web requests still queued to a worker or pool that ends are answered (500 for a
+    /// request dropped unanswered, 503 for one a stopping pool sheds) and written before the
+    /// connections close; a request held elsewhere (by a plain thread) is not answered: its
+    /// client sees the connection close. Streams still open are cut.
     pub fn stop(mut self) {
         self.handle.shared().request_stop();
         self.join();
