@@ -2656,6 +2656,38 @@ fn a_sender_waiting_until_its_stream_is_writable_gets_any_size_to_a_slow_reader(
     node.stop();
 }
 
+/// `Node::stop` closes the streams for their senders at once: a worker waiting for room on
+/// its own shard's connection hears `false` and ends its handler (a review: it was killed after
+/// the whole `shutdown_timeout`, as the stream closed only when its shard ended, after the
+/// worker). Measured against a `shutdown_timeout` of a minute, so only that failure fails it.
+#[test]
+fn node_stop_ends_a_wait_for_room_at_once_and_the_worker_hears_false() {
+    let options = NodeOptions {
+        cores: Cores::Count(1),
+        pin: false,
+        shutdown_timeout: Duration::from_secs(60),
+        ..Default::default()
+    };
+    let node = Node::start("web-stream-stop-waiting", options).expect("node");
+    let (reports, got) = mpsc::channel();
+    let worker = spawn_on(&node, 0, move || Writer(reports.clone()), 16);
+    let server = serve(&node, WebHandler::to(worker));
+    let mut c = Client::connect(server.local_addr());
+    // 1 GiB to a client that reads the head and stops: the worker waits for room.
+    c.send_request("GET", "/?size=1073741824", &[]);
+    assert_eq!(c.read_head().0, 200);
+    // (The worker passes its bound within a few chunks: the socket takes a few MB at most.)
+    std::thread::sleep(Duration::from_millis(300));
+    let (done, stopped) = mpsc::channel();
+    std::thread::spawn(move || {
+        node.stop();
+        done.send(())
+    });
+    assert_eq!(stopped.recv_timeout(Duration::from_secs(30)), Ok(()), "node.stop returned (not after a minute)");
+    drop(c);
+    assert_eq!(got.try_recv(), Ok(false), "the worker heard the stream close");
+}
+
 // ---- 6. WebServer start and stop --------------------------------------------------------------
 
 #[test]

@@ -1,20 +1,18 @@
 //! Middleware of one's own, composed with pinion's: what a trial of a developer writing
-//! layers found (stop 30) — a fifth hook dropped silently (`Cors`'s among them), hooks that saw
-//! a request rewritten by an inner layer for some answers and not for others, `answer_at_once`
-//! skipping what the connection asks of a head — and the `hook` and `guard` layers that forward
-//! `check_head` and `body_limit` for the common cases.
+//! layers found (stop 30) — a fifth hook dropped silently (`Cors`'s among them),
+//! `answer_at_once` skipping what the connection asks of a head — the `hook` and `guard` layers
+//! that forward `check_head` and `body_limit` for the common cases, and what a review of those
+//! found.
 
 mod review_support;
 
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use pinion::http::{HttpLimits, Method, Request, Response, StatusCode};
 use pinion::web::{
-    Cors, Handler, Layer, RequestSummary, Router, WebHandler, WebHandlerOptions, WebRequest, WebWorker, answer_at_once,
-    bearer, body_limit, guard, hook,
+    Cors, Layer, RequestSummary, Router, WebHandler, WebRequest, answer_at_once, bearer, body_limit, guard, hook,
 };
-use pinion::{Context, ProcessOptions};
+use pinion::{Actor, Context, ExitReason, Message, Pid, Pool, PoolOptions, ProcessOptions};
 use review_support::*;
 
 /// A layer adding `x-tag: <tag>` to every answer.
@@ -60,65 +58,88 @@ fn every_hook_runs_however_many_layers_add_one() {
     node.stop();
 }
 
-/// Rewrites `/v1/<rest>` to `/<rest>` and hands the request on (as a user writes it: a new
-/// request with the old one's fields).
-struct StripV1(Arc<dyn Handler>);
-
-fn strip_v1(r: &Request) -> Request {
-    let target = r.target().strip_prefix("/v1").unwrap_or(r.target());
-    r.headers().iter().fold(Request::new(r.method(), target), |n, (name, value)| n.with_header(name, value))
+/// A hook that copies the `id` path parameter and the body's length it sees into the answer.
+fn see_id_and_body(s: &RequestSummary<'_>, resp: &mut Response) {
+    resp.set_header("x-id", s.request.param("id").unwrap_or("none").to_owned());
+    resp.set_header("x-body-len", s.request.body().len().to_string());
 }
 
-impl Handler for StripV1 {
-    fn handle(&self, mut req: WebRequest) {
-        let rewritten = strip_v1(req.request());
-        *req.request_mut() = rewritten;
-        self.0.handle(req);
-    }
-    fn check_head(&self, req: &Request) -> Option<Response> {
-        self.0.check_head(&strip_v1(req))
-    }
-    fn body_limit(&self, req: &Request) -> Option<usize> {
-        self.0.body_limit(&strip_v1(req))
+/// Hooks the answer with [`see_id_and_body`] itself, then answers with the body's length.
+struct HookingWorker;
+
+impl Actor for HookingWorker {
+    async fn handle_message(&mut self, _: &mut Context, _: Pid, msg: Message) -> Result<(), ExitReason> {
+        let Ok(mut req) = msg.downcast::<WebRequest>() else { return Ok(()) };
+        req.on_response(Arc::new(see_id_and_body));
+        let n = req.request().body().len();
+        req.respond(Response::text(format!("{n}")));
+        Ok(())
     }
 }
 
-/// Answers after a second (the handler's timeout answers 504 first).
-struct Slow;
-
-impl WebWorker for Slow {
-    async fn handle_get(&mut self, ctx: &mut Context, _: &Request) -> Response {
-        ctx.sleep(Duration::from_secs(1)).await;
-        Response::text("late")
-    }
-}
-
-/// A hook outside a layer that rewrites the path sees the path as the client sent it, for an
-/// answer and for the runtime's 504 alike (before: the new path for one, the old for the other,
-/// so `request_log` logged the two inconsistently).
+/// Hooks see the request that came back with the answer — the path parameters the router
+/// recorded after an outer layer hooked, the body — however the worker was reached: a review
+/// found both lost when hooks were given the head copied at the first hook (a route's hook
+/// under a router-level layer read no `id`; a worker polled inside the connection's dispatch
+/// read no body, one reached through its mailbox did).
 #[test]
-fn hooks_see_the_request_as_it_was_when_hooked_whatever_answers() {
-    let node = start_node("web-layers-rewrite", 1);
-    let slow = node.spawn(|| Slow, ProcessOptions::default()).wait().expect("spawn");
-    let slow = WebHandler::new(WebHandlerOptions {
-        request_timeout: Duration::from_millis(100),
-        ..WebHandlerOptions::new(slow)
-    });
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let record = seen.clone();
-    let inner: Arc<dyn Handler> =
-        Arc::new(Router::new().get("/fast", |_: &Request| Response::text("fast")).route("/slow", slow));
-    let router =
-        Router::new().fallback(StripV1(inner)).layer(hook(move |s: &RequestSummary<'_>, resp: &mut Response| {
-            lock(&record).push((s.request.path().to_owned(), resp.status.0));
-        }));
+fn hooks_see_the_request_that_came_back_with_its_parameters_and_body() {
+    let route =
+        hook(see_id_and_body).wrap(Arc::new(|r: &Request| Response::text(r.param("id").unwrap_or("?").to_owned())));
+    let outer = || hook(|_: &RequestSummary<'_>, _: &mut Response| {});
+    let router = Router::new().route("/users/{id}", route).layer(outer());
+    let at_once = answer_at_once(&router, Request::new(Method::Get, "/users/7")).expect("answered");
+    assert_eq!(at_once.header_value("x-id"), Some(&b"7"[..]));
+
+    let node = start_node("web-layers-came-back", 1);
+    let options = PoolOptions::new(1, 8, || HookingWorker);
+    let pool = node.spawn(move || Pool::new(options), ProcessOptions::default()).wait().expect("pool");
+    let router = router.route("/workers/{id}", WebHandler::to(pool)).layer(outer());
     let server = serve_with(&node, HttpLimits::default(), router);
     let mut c = Client::connect(server.local_addr());
-    for path in ["/v1/fast", "/v1/slow"] {
-        c.send(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
-        c.response();
+    c.send(b"GET /users/7 HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(c.response().header("x-id"), Some("7"));
+    let post = b"POST /workers/7 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello";
+    // Two pipelined (the first reaches the worker through its mailbox), then three one at a
+    // time (an idle worker, polled inside the dispatch).
+    c.send(&[&post[..], &post[..]].concat());
+    let mut seen: Vec<_> = (0..2).map(|_| c.response()).collect();
+    for _ in 0..3 {
+        c.send(post);
+        seen.push(c.response());
     }
-    assert_eq!(*lock(&seen), [("/v1/fast".to_owned(), 200), ("/v1/slow".to_owned(), 504)]);
+    for (i, r) in seen.iter().enumerate() {
+        assert_eq!(
+            (r.text(), r.header("x-body-len"), r.header("x-id")),
+            ("5".to_owned(), Some("5"), Some("7")),
+            "answer {i}"
+        );
+    }
+    node.stop();
+}
+
+/// A hook that panics on the answer to the head alone costs a 500 and the hooks outside still
+/// run, as on any other answer (a review: the panic escaped `hook`'s `check_head`, and the
+/// connection's own 500 went out without the request id).
+#[test]
+fn a_panicking_hook_on_the_answer_to_the_head_costs_a_500_and_outer_hooks_run() {
+    let router = Router::new()
+        .post("/p", |_: &Request| Response::text("x"))
+        .layer(hook(|_: &RequestSummary<'_>, resp: &mut Response| {
+            assert_ne!(resp.status.0, 404, "a hook that panics on a 404")
+        }))
+        .layer(hook(|_: &RequestSummary<'_>, resp: &mut Response| resp.set_header("x-request-id", "r1")));
+    let node = start_node("web-layers-hook-panic", 1);
+    let server = serve_with(&node, HttpLimits::default(), router);
+    for head in [
+        "POST /missing HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nb",
+        "POST /missing HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nExpect: 100-continue\r\n\r\n",
+    ] {
+        let mut c = Client::connect(server.local_addr());
+        c.send(head.as_bytes());
+        let resp = c.head();
+        assert_eq!((resp.status, resp.header("x-request-id")), (500, Some("r1")), "{head:?}");
+    }
     node.stop();
 }
 
@@ -138,7 +159,9 @@ fn hook_and_guard_layers_answer_the_head_alone_and_keep_inner_bounds() {
         .route("/keyed", Router::new().post("/keyed", upload).layer(key()))
         .layer(bearer("api", "t"))
         .layer(id());
-    let expecting = |path: &str| Request::new(Method::Post, path).with_header("expect", "100-continue");
+    let expecting = |path: &str| {
+        Request::new(Method::Post, path).with_header("content-length", "900").with_header("expect", "100-continue")
+    };
     let authed = |r: Request| r.with_header("authorization", "Bearer t");
 
     // At once, as over a socket (below): the head's answers, and the route's bound.
@@ -194,4 +217,15 @@ fn set_header_replaces_and_remove_header_removes() {
     assert!(!r.remove_header("other"));
     assert!(r.remove_header("content-type"));
     assert_eq!(r.header_value("content-type"), None);
+}
+
+/// A router that answered (a test's `answer_at_once` builds its layered handler) and then got
+/// another route serves that route too (it went on through the handler built before: 404).
+#[test]
+fn a_route_added_after_the_router_answered_is_served() {
+    let router = Router::new().get("/a", |_: &Request| Response::text("a")).layer(tag("t"));
+    assert_eq!(answer_at_once(&router, Request::new(Method::Get, "/a")).map(|r| r.status.0), Some(200));
+    let router = router.get("/b", |_: &Request| Response::text("b"));
+    let b = answer_at_once(&router, Request::new(Method::Get, "/b")).expect("answered");
+    assert_eq!((b.status.0, b.body_bytes(), tags(&b)), (200, &b"b"[..], vec!["t".to_owned()]));
 }

@@ -421,7 +421,7 @@ impl Connection {
     fn hook_answer(&self, seq: u64, answer: &mut Option<Answer>) {
         let Some(hooked) = take_hooked() else { return };
         match answer {
-            Some((resp, _)) => hooked.run(resp),
+            Some((resp, request)) => hooked.run(request.as_deref(), resp),
             None => self.st.borrow_mut().keep_hooked(seq, hooked),
         }
     }
@@ -565,7 +565,7 @@ impl Connection {
         }
         let hooked = self.st.borrow_mut().take_hooked(seq);
         if let Some(hooked) = hooked {
-            hooked.run(resp);
+            hooked.run(request.as_deref(), resp);
         }
         let mut st = self.st.borrow_mut();
         if !st.closed() {
@@ -723,7 +723,15 @@ impl IoSource for Connection {
 
     fn shutdown(self: Rc<Self>, _shard: &Rc<Shard>, _token: Token) {
         // Connections end with the shard; in-flight requests are answered until then (and
-        // counted closed when dropped with it).
+        // counted closed when dropped with it). Their streams close for their senders now:
+        // a sender waiting for room (`ResponseStream::writable`) hears `false` and its
+        // process ends its handler before the shutdown's deadline (a review: a worker waiting
+        // on its own shard held `Node::stop` for the whole `shutdown_timeout`, then was
+        // killed). What it sends or finishes still goes out until the shard ends.
+        let mut st = self.st.borrow_mut();
+        if !st.closed() {
+            st.out.close_streams();
+        }
     }
 
     fn as_any(&self) -> &dyn Any {

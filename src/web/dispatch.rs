@@ -76,10 +76,11 @@ const NO_CONNECTION: u64 = u64::MAX;
 /// Before the handler, what the connection asks of the head is asked too (a trial found a
 /// test here and a client over a socket told apart): a request with a body (one, or a
 /// `Content-Length` or `Transfer-Encoding` field) longer than the handler's
-/// [`body_limit`](super::Handler::body_limit) is answered 413 (there is no server here, so
-/// no `max_body_bytes` otherwise); one that says `Expect: 100-continue` gets the handler's
-/// [`check_head`](super::Handler::check_head) answer if it gives one (the answer a client
-/// gets before it uploads).
+/// [`body_limit`](super::Handler::body_limit) — the body's length or the declared one,
+/// whichever is more — is answered 413 (there is no server here, so no `max_body_bytes`
+/// otherwise); an HTTP/1.1 request announcing a body that says `Expect: 100-continue` gets
+/// the handler's [`check_head`](super::Handler::check_head) answer if it gives one (the
+/// answer a client gets before it uploads: ask with the body or with just its length).
 ///
 /// The answer is as the handler gave it: the connection's own work on it (a HEAD's body left
 /// out, `Date`, `Content-Length`, keep-alive) is not done. A [`WebHandler`](super::WebHandler)
@@ -153,9 +154,9 @@ pub fn answer_at_once(handler: &dyn super::Handler, request: Request) -> Option<
     let answer = if left & ANSWERED != 0 { take_answer() } else { None };
     let hooked = if left & HOOKED != 0 { take_hooked() } else { None };
     drop(interrupted);
-    let (mut resp, _) = answer?;
+    let (mut resp, request) = answer?;
     if let Some(hooked) = hooked {
-        hooked.run(&mut resp);
+        hooked.run(request.as_deref(), &mut resp);
     }
     Some(resp)
 }
@@ -245,7 +246,7 @@ pub(crate) fn answer_now(conn: u64, seq: u64, resp: &mut Response, req: &mut Opt
     if matches!(resp.body, Body::Streamed) {
         // A streamed head goes the normal way (its chunks follow through `deliver`), hooked
         // here: the connection keeps the hooks only when the handler returns.
-        hook_stream_head(resp);
+        hook_stream_head(resp, req);
         return false;
     }
     keep_answer(resp, req);
@@ -256,13 +257,16 @@ pub(crate) fn answer_now(conn: u64, seq: u64, resp: &mut Response, req: &mut Opt
 /// body over the handler's bound, the handler's `check_head` answer to a client that waits
 /// for `100 Continue` (the order the connection asks them in).
 fn answer_to_head(handler: &dyn super::Handler, request: &Request) -> Option<Response> {
-    let framed = |name| request.header(name).is_some();
-    if (!request.body().is_empty() || framed("content-length") || framed("transfer-encoding"))
-        && handler.body_limit(request).is_some_and(|bound| request.body().len() > bound)
-    {
+    let declared =
+        request.header("content-length").and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<usize>().ok());
+    let chunked = request.header("transfer-encoding").is_some();
+    let body = request.body().len().max(declared.unwrap_or(0));
+    if (body > 0 || declared.is_some() || chunked) && handler.body_limit(request).is_some_and(|bound| body > bound) {
         return Some(Response::status(crate::http::StatusCode::CONTENT_TOO_LARGE));
     }
-    if request.header("expect").is_some_and(|e| e.trim_ascii().eq_ignore_ascii_case(b"100-continue")) {
+    // (The connection sends `100 Continue` only to an HTTP/1.1 client announcing a body.)
+    let expects = request.header("expect").is_some_and(|e| e.trim_ascii().eq_ignore_ascii_case(b"100-continue"));
+    if expects && request.version() == crate::http::Version::Http11 && (body > 0 || chunked) {
         return handler.check_head(request);
     }
     None
@@ -272,14 +276,14 @@ fn answer_to_head(handler: &dyn super::Handler, request: &Request) -> Option<Res
 /// while its handler runs (they are not the connection's yet).
 #[cold]
 #[inline(never)]
-fn hook_stream_head(resp: &mut Response) {
+fn hook_stream_head(resp: &mut Response, req: &Option<Box<Request>>) {
     let hooked = DISPATCH.with(|d| {
         let left = d.left.get();
         d.left.set(left & !HOOKED);
         left & HOOKED != 0
     });
     if hooked && let Some(hooks) = take_hooked() {
-        hooks.run(resp);
+        hooks.run(req.as_deref(), resp);
     }
 }
 

@@ -271,8 +271,9 @@ impl Handler for CorsHandler {
 // ---------------------------------------------------------------------------------------------
 
 /// Logs one line per request that reaches it (target `pinion::web::access`, level info): the
-/// client's address ([`Request::peer_addr`]), method, target (as this layer saw it: a layer
-/// inside that rewrites it does not change the line), status, microseconds from read to
+/// client's address ([`Request::peer_addr`]), method, target (as it came back with the
+/// answer: a layer inside that rewrites it shows, but not in the runtime's 504, which sees it
+/// as this layer did), status, microseconds from read to
 /// response (for a streamed response: to its head, as the line is written when the head goes
 /// out). The connection's own refusals of requests it could not take (400, 408, 413, 414,
 /// 431, 501, 505: see [`ResponseHook`]) reach no handler and are not logged here; they are
@@ -395,7 +396,10 @@ impl Handler for Hooking {
     }
     fn check_head(&self, req: &Request) -> Option<Response> {
         let mut resp = self.inner.check_head(req)?;
-        self.hook.on_response(&RequestSummary { request: req, received: Instant::now() }, &mut resp);
+        // A panic costs a 500, and the hooks outside still run (as on any other answer: a
+        // review found a panic here escaping, and the connection's own 500 unhooked).
+        let summary = RequestSummary { request: req, received: Instant::now() };
+        super::request::run_hooks(std::iter::once(&self.hook), &summary, &mut resp);
         Some(resp)
     }
     fn body_limit(&self, req: &Request) -> Option<usize> {
@@ -407,7 +411,9 @@ impl Handler for Hooking {
 /// key, a blocked client), else hands it on. Asked with the head alone for a client that
 /// waits for `100 Continue` too, so such a client is answered before it uploads; forwards
 /// `check_head` and `body_limit` otherwise, as every wrapper must. `check` runs on the
-/// connection's shard, for every request: keep it quick.
+/// connection's shard, for every request: keep it quick. Outside a [`Cors`] layer it sees the
+/// browsers' preflights (`OPTIONS` without credentials) first: let them through, or put it
+/// inside (the same holds for [`auth`]).
 ///
 /// ```
 /// use pinion::http::{Method, Request, Response, StatusCode};
@@ -416,7 +422,8 @@ impl Handler for Hooking {
 /// let router = Router::new().post("/upload", |_: &Request| Response::text("stored")).layer(guard(|r: &Request| {
 ///     (r.header("x-api-key") != Some(b"k1")).then(|| Response::status(StatusCode::FORBIDDEN))
 /// }));
-/// let refused = answer_at_once(&router, Request::new(Method::Post, "/upload").with_header("expect", "100-continue"));
+/// let upload = Request::new(Method::Post, "/upload").with_header("content-length", "5000000");
+/// let refused = answer_at_once(&router, upload.with_header("expect", "100-continue"));
 /// assert_eq!(refused.map(|r| r.status.0), Some(403));
 /// ```
 pub fn guard<F>(check: F) -> Guard

@@ -39,8 +39,8 @@ pub(crate) struct ReplyTo {
 /// the route's [`body_limit`](super::body_limit), above what pages upload, and bound the size
 /// in the worker where a readable answer matters.
 pub trait ResponseHook: Send + Sync + 'static {
-    /// Called with the request's head (as the connection handed it to the handlers, when the
-    /// first hook was added) and the response about to be sent.
+    /// Called with the request (see [`RequestSummary::request`]) and the response about to
+    /// be sent.
     fn on_response(&self, request: &RequestSummary<'_>, response: &mut Response);
 }
 
@@ -57,9 +57,9 @@ where
 /// What a [`ResponseHook`] sees of the request.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestSummary<'a> {
-    /// The request: for a hook middleware added, its head as it was when the first hook was
-    /// added (whatever answers, the runtime's 504 too; no body), so a layer inside that
-    /// rewrites the request is not seen; for a hook a worker added, the request it holds.
+    /// The request as it came back with the answer (with its body and the path parameters
+    /// the router recorded, and what a layer inside rewrote); for an answer the runtime gives
+    /// while a worker holds it (its 504), the head as it was when the first hook was added.
     pub request: &'a Request,
     /// When the connection finished reading it.
     pub received: Instant,
@@ -332,7 +332,7 @@ impl Inner {
 /// Runs `hooks` on `response`, the last added first (the innermost layer's). Each runs under
 /// `catch_unwind` (also while a panic unwinds: a panic caught inside a destructor does not
 /// abort), so a panicking hook costs the client only a 500, never its answer.
-fn run_hooks<'h>(
+pub(crate) fn run_hooks<'h>(
     hooks: impl DoubleEndedIterator<Item = &'h Arc<dyn ResponseHook>>,
     summary: &RequestSummary<'_>,
     response: &mut Response,
@@ -372,12 +372,14 @@ impl Hooked {
         self.hooks.push(hook.clone());
     }
 
-    /// Runs the hooks on `response`, then keeps the box for the next hooked request. They
-    /// see the head as it was when the first of them was added, whatever answers (a trial:
-    /// `request_log` outside a layer that rewrote the path logged the new path for a worker's
-    /// answer, the old one for the connection's 504).
-    pub(crate) fn run(mut self: Box<Self>, response: &mut Response) {
-        run_hooks(self.hooks.iter(), &RequestSummary { request: &self.head, received: self.received }, response);
+    /// Runs the hooks on `response`, with `request` if it came back with it (else the copy),
+    /// then keeps the box for the next hooked request. (Always the copy, tried after a trial
+    /// found `request_log` outside a layer that rewrote the path logging the new path for an
+    /// answer and the old one for the 504, cost hooks the path parameters the router records
+    /// and the body, a review found.)
+    pub(crate) fn run(mut self: Box<Self>, request: Option<&Request>, response: &mut Response) {
+        let request = request.unwrap_or(&self.head);
+        run_hooks(self.hooks.iter(), &RequestSummary { request, received: self.received }, response);
         self.hooks.clear();
         // (A big head's buffer is not kept: 64 spares stay small.)
         self.head.shrink(SPARE_HEAD_MAX);

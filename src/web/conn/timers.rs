@@ -131,7 +131,7 @@ impl Connection {
         self.server.stats().timed_out(due.len());
         for (seq, hooked) in due {
             let mut resp = Response::status(StatusCode::GATEWAY_TIMEOUT);
-            hooked.run(&mut resp);
+            hooked.run(None, &mut resp);
             let mut st = self.st.borrow_mut();
             if !st.closed() {
                 st.out.complete(seq, resp, now);
