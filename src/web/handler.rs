@@ -146,6 +146,12 @@ impl WebHandlerOptions {
 ///   as a [`WebWorker`](super::WebWorker) does for requests that waited in its mailbox);
 /// - the request is dropped unanswered (the worker panicked, or forgot): 500.
 ///
+/// A request whose client went away is still handled when its turn comes (until its
+/// deadline: then a [`WebWorker`](super::WebWorker) skips it): a client's close cannot be
+/// told from a half-close (a client that sent its requests, shut down its side and reads the
+/// answers) until a write to it fails. A soak trial's clients that sent a slow request and
+/// closed at once kept a pool full until `request_timeout`: keep it near what a client waits.
+///
 /// A single process behind [`WebTarget::Pid`] takes its mailbox down with it when it panics:
 /// every request queued there is answered 500, and later ones 503 for good (its pid names one
 /// incarnation). A pool — of one worker, if one is enough — loses only the request in hand
