@@ -145,7 +145,10 @@
 //!   mailbox or in the batch the process had taken from it), `NoReply` if it was being handled.
 //! - **Panics.** A panic in a handler (or factory, or init) ends that process only, with
 //!   `ExitReason::Panic(text)`; its links get the exit signal and its monitors `Down`. The shard
-//!   and its other processes keep running.
+//!   and its other processes keep running. The runtime logs each contained panic (target
+//!   `pinion`), at most ten a second per kind and shard, then how many it left out (a client
+//!   that makes a worker panic can make thousands a second); Rust's panic hook, which prints
+//!   every panic to stderr, is the program's to set.
 //! - **Shutdown.** `Node::stop` sends every process `Shutdown`; each runs `terminate`; after
 //!   `NodeOptions::shutdown_timeout` the rest are killed; then the threads are joined.
 //!
@@ -168,6 +171,7 @@
 mod error;
 #[cfg(feature = "web")]
 pub mod http;
+mod log_limit;
 mod loom;
 mod node;
 mod pool;

@@ -37,7 +37,7 @@ pub(crate) fn process_exited(shard: &Rc<Shard>, slot: u32, reason: ExitReason) {
     }
     match &reason {
         ExitReason::Panic(text) => {
-            log::error!(target: "pinion", "{} {}: process panicked: {}", shard.node.name, pid, text)
+            crate::log_limit::log_limited!(Error, target: "pinion", "{} {}: process panicked: {}", shard.node.name, pid, text)
         }
         ExitReason::Normal | ExitReason::Shutdown => {
             log::trace!(target: "pinion", "{} {}: process ended: {}", shard.node.name, pid, reason)

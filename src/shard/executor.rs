@@ -83,14 +83,14 @@ pub(super) fn poll_process(shard: &Rc<Shard>, slot: u32) {
 /// a destructor of actor state — with any panic contained and logged: it ends no shard.
 pub(crate) fn contain(what: &str, f: impl FnOnce()) {
     if let Err(payload) = catch_unwind(AssertUnwindSafe(f)) {
-        log::error!(target: "pinion", "a panic while {what} was contained: {}", panic_text(&*payload));
+        crate::log_limit::log_limited!(Error, target: "pinion", "a panic while {what} was contained: {}", panic_text(&*payload));
     }
 }
 
 /// Drops a process future; a panic in a destructor is contained (and logged).
 pub(crate) fn drop_future(future: ProcessFuture) {
     if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(future))) {
-        log::error!(target: "pinion", "a process destructor panicked: {}", panic_text(&*payload));
+        crate::log_limit::log_limited!(Error, target: "pinion", "a process destructor panicked: {}", panic_text(&*payload));
     }
 }
 

@@ -295,7 +295,7 @@ impl Connection {
                 Err(payload) => {
                     // Only a handler's panic is contained here; any other goes on up.
                     let (Some(seq), Some(now)) = (running.take(), now) else { resume_unwind(payload) };
-                    log::error!(target: "pinion", "a panic while running a web handler was contained: {}", panic_text(&*payload));
+                    crate::log_limit::log_limited!(Error, target: "pinion", "a panic while running a web handler was contained: {}", panic_text(&*payload));
                     if let Some(at) = self.handled(seq, now) {
                         self.set_deadline(shard, token, seq, at);
                     }
@@ -385,7 +385,7 @@ impl Connection {
             return Some(Response::status(StatusCode::NOT_IMPLEMENTED));
         }
         catch_unwind(AssertUnwindSafe(|| self.server.handler.check_head(req))).unwrap_or_else(|payload| {
-            log::error!(target: "pinion", "a panic while checking a request head was contained: {}", panic_text(&*payload));
+            crate::log_limit::log_limited!(Error, target: "pinion", "a panic while checking a request head was contained: {}", panic_text(&*payload));
             Some(Response::status(StatusCode::INTERNAL_SERVER_ERROR))
         })
     }
@@ -593,7 +593,7 @@ impl Connection {
 pub(crate) fn body_bound(handler: Arc<dyn Handler>) -> BodyBound {
     BodyBound(Rc::new(move |req: &Request| {
         catch_unwind(AssertUnwindSafe(|| handler.body_limit(req))).map_err(|payload| {
-            log::error!(target: "pinion", "a panic while asking for a body limit was contained: {}", panic_text(&*payload));
+            crate::log_limit::log_limited!(Error, target: "pinion", "a panic while asking for a body limit was contained: {}", panic_text(&*payload));
             HttpError::fatal(500, "the handler failed on the head")
         })
     }))

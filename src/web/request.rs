@@ -340,7 +340,7 @@ pub(crate) fn run_hooks<'h>(
     for h in hooks.rev() {
         let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| h.on_response(summary, response)));
         if ran.is_err() {
-            log::error!(target: "pinion::web", "a response hook panicked; answering 500");
+            crate::log_limit::log_limited!(Error, target: "pinion::web", "a response hook panicked; answering 500");
             *response = Response::status(StatusCode::INTERNAL_SERVER_ERROR);
         }
     }
