@@ -2468,6 +2468,124 @@ fn a_shared_chunk_reaches_every_stream() {
     node.stop();
 }
 
+/// What one shard holds for a server's streams, all connections together, is bounded (a soak
+/// trial: 100 clients that stopped reading an unpaced sender held 387 MB, each under the
+/// per-connection 4 MiB): past `max_stream_bytes_per_shard` the connections holding the most
+/// are cut as slow clients. Ten clients, 2 MiB pushed to each in one turn (nothing written
+/// meanwhile), a bound of 8 MiB: four keep their streams, six are cut.
+#[test]
+fn streams_are_bounded_per_shard_all_connections_together() {
+    let node = start_node("web-stream-shard-bound", 1);
+    let (report, reports) = mpsc::channel();
+    let pusher = spawn_on(&node, 0, move || Pusher { streams: Vec::new(), report }, 64);
+    // (8 MiB and room for the chunks' framing.)
+    let limits = HttpLimits { max_stream_bytes_per_shard: (8 << 20) + 1024, ..HttpLimits::default() };
+    let router = Router::new().route("/events", WebHandler::to(pusher));
+    let server = WebServer::start(&node, WebServerOptions { limits, ..WebServerOptions::new("127.0.0.1", 0, router) })
+        .expect("start");
+    let mut clients: Vec<Client> = (0..10)
+        .map(|_| {
+            let mut c = Client::connect(server.local_addr());
+            c.send_request("GET", "/events", &[]);
+            assert_eq!(c.read_head().0, 200);
+            c
+        })
+        .collect();
+    assert_eq!(push(&node, pusher, &reports, 2 << 20), (4, 10), "streams still open after the push");
+    assert_eq!(server.stats().slow_clients, 6, "{:?}", server.stats());
+    // (As much as the bound, less what the turn's flush wrote by now.)
+    let held = server.stats().stream_bytes;
+    assert!(held <= (8 << 20) + 1024, "{held} bytes held for the four");
+    // The four left get their 2 MiB.
+    let mut whole = 0;
+    for c in &mut clients {
+        c.stream.set_read_timeout(Some(Duration::from_millis(500))).expect("timeout");
+        let mut got = 0;
+        let mut buf = vec![0u8; 1 << 16];
+        while let Ok(n @ 1..) = c.stream.read(&mut buf) {
+            got += n;
+            if got >= 2 << 20 {
+                whole += 1;
+                break;
+            }
+        }
+    }
+    assert_eq!(whole, 4);
+    // Written, it is counted no more: the four take another 2 MiB each.
+    wait_until("what was written is counted no more", || server.stats().stream_bytes == 0);
+    assert_eq!(push(&node, pusher, &reports, 2 << 20), (4, 10));
+    assert_eq!(server.stats().slow_clients, 6);
+    node.stop();
+}
+
+/// A quiet stream learns its client is gone without waiting for a second chunk: the first
+/// chunk after the client closed brings back a reset, and the connection closes on it (an
+/// SSE trial: with a heartbeat every 15–30 s, a dead subscriber was held for two, the first
+/// write after the close succeeding).
+#[test]
+fn a_quiet_stream_is_closed_on_the_reset_its_first_chunk_after_the_close_brings() {
+    let (node, server, pusher, reports) = pusher_service("web-stream-reset");
+    let mut c = Client::connect(server.local_addr());
+    c.send_request("GET", "/events", &[]);
+    assert_eq!(c.read_head().0, 200);
+    assert_eq!(push(&node, pusher, &reports, 10), (1, 1));
+    assert_eq!((c.take_line(), c.take(12)), ("a".to_owned(), b"xxxxxxxxxx\r\n".to_vec()));
+    // Everything read: the close sends a FIN, and the next chunk a reset back.
+    drop(c);
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(push(&node, pusher, &reports, 10), (1, 1), "written at the end of the turn");
+    // No chunk more (an empty one is skipped): only the reset can close it.
+    wait_until("the stream closed on the reset", || push(&node, pusher, &reports, 0).0 == 0);
+    node.stop();
+}
+
+/// Keeps every stream it starts; ends each with `finish` in `terminate`.
+struct Finisher(Vec<ResponseStream>);
+
+impl Actor for Finisher {
+    async fn handle_message(&mut self, _: &mut Context, _: Pid, msg: Message) -> Result<(), ExitReason> {
+        if let Ok(req) = msg.downcast::<WebRequest>() {
+            let mut stream = req.respond_stream(Response::new(StatusCode::OK));
+            stream.send(&b"data: hello\n\n"[..]);
+            self.0.push(stream);
+        }
+        Ok(())
+    }
+    async fn terminate(&mut self, _: &mut Context, _: &ExitReason) {
+        for stream in self.0.drain(..) {
+            stream.finish();
+        }
+    }
+}
+
+/// Streams ended by `finish` in `terminate` while the node stops reach every client, on
+/// every shard (an SSE trial: with two shards, 15 to 24 of 40 got the end; a shard with no
+/// process of its own closed its connections before the other shard's `finish` came).
+#[test]
+fn streams_finished_in_terminate_reach_the_clients_of_every_shard() {
+    let node = start_node("web-stream-finish-on-stop", 2);
+    let finisher = spawn_on(&node, 0, || Finisher(Vec::new()), 64);
+    let server = serve(&node, WebHandler::to(finisher));
+    let mut clients: Vec<Client> = (0..20)
+        .map(|_| {
+            let mut c = Client::connect(server.local_addr());
+            c.send_request("GET", "/", &[]);
+            assert_eq!(c.read_head().0, 200);
+            assert_eq!(c.take_line(), "d");
+            c
+        })
+        .collect();
+    let (done, stopped) = mpsc::channel();
+    std::thread::spawn(move || {
+        node.stop();
+        done.send(())
+    });
+    let ends: Vec<Vec<u8>> = clients.iter_mut().map(Client::read_to_end).collect();
+    assert_eq!(stopped.recv_timeout(WAIT), Ok(()));
+    let whole = ends.iter().filter(|e| e.ends_with(b"\r\n0\r\n\r\n")).count();
+    assert_eq!(whole, 20, "{:?}", ends.iter().map(|e| String::from_utf8_lossy(e).into_owned()).collect::<Vec<_>>());
+}
+
 /// Requests pipelined behind a stream that never ends stream too, each waiting its turn:
 /// the 4 MiB bound is the connection's, all its streams together (a trial: 64 such requests
 /// made one connection hold 222 MB while its client read on).

@@ -92,6 +92,7 @@ fn limits() -> HttpLimits {
         idle_timeout: IDLE_TIMEOUT,
         max_connections_per_shard: MAX_CONNS,
         max_in_flight: MAX_IN_FLIGHT,
+        ..HttpLimits::default()
     }
 }
 

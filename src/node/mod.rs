@@ -187,6 +187,9 @@ pub(crate) struct NodeShared {
     pub(crate) shutdown_timeout: Duration,
     pub(crate) spin: Duration,
     stopping: AtomicBool,
+    /// Shards whose processes have not all ended since the stop began: a shard whose have
+    /// serves its connections on until none is left (see `processes_ended`).
+    stop_pending: AtomicUsize,
     stopped: Mutex<bool>,
     stopped_cv: Condvar,
     late_replies: AtomicU64,
@@ -263,6 +266,30 @@ impl NodeShared {
         self.stopped_cv.notify_all();
     }
 
+    /// A stopping shard's processes have all ended (called once per shard, also for a shard
+    /// thread that unwinds). The last one wakes every shard: each may end now
+    /// ([`all_processes_ended`](Self::all_processes_ended)).
+    pub(crate) fn processes_ended(&self, lane: usize) {
+        if self.stop_pending.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return;
+        }
+        for i in 0..self.shards.len() {
+            // (A stop again: a shard that began stopping ignores it; the push wakes it.)
+            let env = Envelope {
+                slot: 0,
+                generation: 0,
+                kind: crate::process::envelope::Kind::Control(shard::ControlRequest::Stop),
+            };
+            self.push(ShardId(i as u16), lane, env);
+        }
+    }
+
+    /// Every shard's processes have ended: a stopping shard may close its connections (a
+    /// process on another shard can no longer finish a stream on one).
+    pub(crate) fn all_processes_ended(&self) -> bool {
+        self.stop_pending.load(Ordering::Acquire) == 0
+    }
+
     fn wait_stop_requested(&self) {
         let mut stopped = self.stopped.lock().unwrap_or_else(PoisonError::into_inner);
         while !*stopped {
@@ -313,6 +340,7 @@ impl Node {
             shutdown_timeout: options.shutdown_timeout,
             spin: options.spin,
             stopping: AtomicBool::new(false),
+            stop_pending: AtomicUsize::new(layout.len()),
             stopped: Mutex::new(false),
             stopped_cv: Condvar::new(),
             late_replies: AtomicU64::new(0),

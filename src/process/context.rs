@@ -304,7 +304,10 @@ impl Context {
 
     /// Sends `msg` to `to` after `after`. A name is resolved when the timer fires. If the send
     /// fails then (full mailbox, no such process), the failure is logged and counted as a dead
-    /// letter.
+    /// letter. Timers count whole milliseconds, rounded up, from when this is called: a
+    /// steady tick re-armed from its handler drifts by its handling time (an SSE trial: 10 a
+    /// second came out at 9.8); a ticker that must keep its rate arms each from the one before
+    /// (`period - elapsed`).
     pub fn send_after<'t, M: Any + Send>(&self, to: impl Into<Target<'t>>, msg: M, after: Duration) -> TimerRef {
         let action = TimerAction::SendAfter {
             from: self.pid,

@@ -26,6 +26,8 @@ pub(crate) struct Readiness {
     pub(crate) readable: bool,
     /// The peer finished sending (or the socket failed): reading will reach the end.
     pub(crate) read_closed: bool,
+    /// The socket failed (a reset, say): nothing can be written to it any more.
+    pub(crate) error: bool,
 }
 
 /// A shard's poller.
@@ -80,6 +82,7 @@ impl Reactor {
                 Readiness {
                     readable: ev.is_readable() || ev.is_read_closed() || ev.is_error(),
                     read_closed: ev.is_read_closed() || ev.is_error(),
+                    error: ev.is_error(),
                 },
                 Batch { len, after: len - 1 - i },
             );

@@ -100,6 +100,28 @@ fn serve_io(shard: &Rc<Shard>, token: mio::Token, ready: super::Readiness, batch
     }
 }
 
+/// Tells the node once that this shard's processes have all ended in a stop — or that its
+/// thread unwinds, so the other shards do not wait for it.
+struct ProcessesEnded<'a> {
+    node: &'a crate::node::NodeShared,
+    lane: usize,
+    counted: std::cell::Cell<bool>,
+}
+
+impl ProcessesEnded<'_> {
+    fn count(&self) {
+        if !self.counted.replace(true) {
+            self.node.processes_ended(self.lane);
+        }
+    }
+}
+
+impl Drop for ProcessesEnded<'_> {
+    fn drop(&mut self) {
+        self.count();
+    }
+}
+
 /// The shard thread: set up, loop until stopped, tear down.
 pub(crate) fn run(node: Arc<NodeShared>, id: ShardId, mut reactor: reactor::Reactor) {
     let registry = match reactor.registry() {
@@ -112,6 +134,7 @@ pub(crate) fn run(node: Arc<NodeShared>, id: ShardId, mut reactor: reactor::Reac
     // When the inbox last delivered something (see `worth_spinning`).
     let mut last_inbox = Instant::now();
     let mut just_polled = false;
+    let ended = ProcessesEnded { node: &shard.node, lane: id.index(), counted: std::cell::Cell::new(false) };
     loop {
         let inbox = &shard.remote().inbox;
         if inbox.drain(|env| executor::contain("delivering an envelope", || shard.deliver(env))) > 0 {
@@ -132,7 +155,13 @@ pub(crate) fn run(node: Arc<NodeShared>, id: ShardId, mut reactor: reactor::Reac
         executor::run_ready(&shard, POLLS_PER_TURN);
         shard.io_flush();
         if shard.stopping.get() && shard.table.borrow().len() == shard.retired.get() {
-            break;
+            // Its processes are gone; its connections are served on until every shard's are
+            // (an SSE trial: a process on another shard finishing its streams in `terminate`
+            // reached a half of them, the rest closed with a shard that had ended first).
+            ended.count();
+            if shard.node.all_processes_ended() {
+                break;
+            }
         }
         if !shard.run_queue.borrow().is_empty() || inbox.has_items() || shard.io_pending() {
             continue;

@@ -95,6 +95,9 @@ struct State {
     /// Response hooks kept for requests in flight, by seq (see `WebRequest::on_response`);
     /// `HOOKED_ANY` while it is not empty.
     hooked: Vec<(u64, Box<Hooked>)>,
+    /// What this connection counts in its server's `stream_bytes` (see
+    /// `count_stream_bytes`): 0 until a chunk of a stream comes, and again once all is written.
+    stream_counted: usize,
 }
 
 /// The connection is closed.
@@ -163,6 +166,7 @@ impl Connection {
             drain_by: None,
             flags: 0,
             hooked: Vec::new(),
+            stream_counted: 0,
         };
         Connection { id, server, st: RefCell::new(st) }
     }
@@ -440,6 +444,9 @@ impl Connection {
             // Only progress counts as activity: a client that stops reading runs into the
             // send timeout (`rearm`) however often we try.
             st.active = shard.now();
+            if st.stream_counted != 0 {
+                self.count_stream_bytes(st);
+            }
         }
         if st.out.closing() {
             // A response ends the connection: no further request is processed (RFC 9112 §9.6).
@@ -511,6 +518,11 @@ impl Connection {
                     drop(st);
                     return self.cut_slow_client(shard, token);
                 }
+                if self.count_stream_bytes(&mut st) {
+                    delivered(&mut st, shard, token);
+                    drop(st);
+                    return self.cut_heaviest(shard);
+                }
             }
             Delivery::Watch(w) => {
                 st.out.watch_stream(seq, w);
@@ -524,6 +536,44 @@ impl Connection {
             }
         }
         delivered(&mut st, shard, token);
+    }
+
+    /// Counts what waits to be written on this connection (nothing once closed) in its
+    /// server's total on this shard; true if the total is now over
+    /// `HttpLimits::max_stream_bytes_per_shard`. Counted when a chunk of a stream comes and
+    /// after each write until nothing is counted: a connection that never streamed costs
+    /// nothing.
+    fn count_stream_bytes(&self, st: &mut State) -> bool {
+        let now = if st.closed() { 0 } else { st.out.unwritten() };
+        let total = self.server.stream_bytes.get() - st.stream_counted + now;
+        self.server.stream_bytes.set(total);
+        self.server.stats().set_stream_bytes(total);
+        st.stream_counted = now;
+        total > self.server.limits.max_stream_bytes_per_shard
+    }
+
+    /// Over the shard's bound for streams: cuts the connections holding the most, as slow
+    /// clients, until the total is within it (a client that keeps up holds little, and is the
+    /// last to go).
+    #[cold]
+    #[inline(never)]
+    fn cut_heaviest(&self, shard: &Shard) {
+        let (id, bound) = (self.server.id, self.server.limits.max_stream_bytes_per_shard);
+        while self.server.stream_bytes.get() > bound {
+            let conns = shard.io_filter(|s| s.as_connection().is_some_and(|c| c.server.id == id));
+            let heaviest = conns
+                .iter()
+                .filter_map(|(token, src)| Some((src.as_connection()?.st.borrow().stream_counted, *token, src)))
+                .max_by_key(|(counted, ..)| *counted);
+            match heaviest {
+                Some((counted, token, src)) if counted > 0 => {
+                    if let Some(c) = src.as_connection() {
+                        c.cut_slow_client(shard, token);
+                    }
+                }
+                _ => return,
+            }
+        }
     }
 
     /// Closes a connection whose client does not take what its streams send.
@@ -580,6 +630,9 @@ impl Connection {
         }
         st.flags |= CLOSED;
         st.out.close_streams();
+        if st.stream_counted != 0 {
+            self.count_stream_bytes(&mut st);
+        }
         if let Some((key, _)) = st.timer.take() {
             shard.io_cancel_timer(key);
         }
@@ -695,6 +748,13 @@ impl Drop for Connection {
 
 impl IoSource for Connection {
     fn ready(self: Rc<Self>, shard: &Rc<Shard>, token: Token, ready: Readiness) {
+        if ready.error && self.st.borrow().eof {
+            // Reset after the client's end was read: nothing more can go either way, and
+            // nothing more comes in. Closed now, its streams with it (an SSE trial: a quiet
+            // stream learned of a client gone only at the second chunk after, the first
+            // write succeeding before the reset came back).
+            return self.close(shard, token);
+        }
         if ready.readable {
             let mut st = self.st.borrow_mut();
             st.readable = true;

@@ -435,9 +435,10 @@ fn recycle(mut inner: Box<Inner>) {
 ///
 /// [`is_closed`](Self::is_closed) tells a sender holding many streams which to drop: the
 /// client went away, was too slow, the request was a HEAD (the body is never sent), or the
-/// connection closed for another reason. A client that closed its side is seen at the next
-/// write that fails, so a quiet stream learns of it at its next chunk. Chunks sent meanwhile
-/// go nowhere.
+/// connection closed for another reason. A client that closed its side is seen when a write
+/// to it fails or the reset the next chunk brings back arrives, so a quiet stream learns of it
+/// soon after its next chunk (a client that only shut down its sending side still reads, and
+/// is streamed on). Chunks sent meanwhile go nowhere.
 ///
 /// The connection bounds what waits for a slow client: when more than 4 MiB of streamed
 /// body waits on one connection (all its streams together: pipelined requests behind a
@@ -447,9 +448,10 @@ fn recycle(mut inner: Box<Inner>) {
 /// ask: a sender producing faster than its clients read waits with
 /// [`writable`](Self::writable), or reads [`backlog`](Self::backlog). One
 /// chunk may be larger than the bound: what exceeds it is judged after the client took what
-/// it could. The bound is per connection, not across them: a sender that pushes without
-/// waiting to many clients that stopped reading holds up to 4 MiB for each until it is cut
-/// (a soak trial: 100 such clients, 387 MB; the same clients of a sender waiting with
+/// it could. Across connections, a shard holds at most `HttpLimits::max_stream_bytes_per_shard`
+/// (256 MiB by default) for a server's streams: past it, the connections holding the most are
+/// cut the same way (a soak trial: 100 clients that stopped reading a sender that did not
+/// wait held 387 MB, each under 4 MiB; the same clients of a sender waiting with
 /// `writable(256 KiB)`, 11 MB).
 ///
 /// `Node::stop` cuts the streams still open (the client sees a truncated body); a worker

@@ -232,7 +232,8 @@ impl WebServer {
     /// `Connection: close`, and closes once it is written (a client retries what it pipelined
     /// behind it on a new connection); an idle one answers the next request that comes within
     /// a second (its client may have sent it already) the same way, else closes then. Streams
-    /// run until their senders end them. Returns once every shard has told its connections
+    /// run until their senders end them (nothing tells a sender the server drains: a service
+    /// that drains tells its stream holders itself). Returns once every shard has told its connections
     /// (from a process, its own shard's at once, the others' later: see `stop`);
     /// [`stats`](Self::stats)`().connections` counts what is left (the node's end cuts
     /// whatever still is).
@@ -324,6 +325,9 @@ pub(crate) struct ServerShared {
     pub(crate) limits: HttpLimits,
     /// Open connections of this server on this shard.
     pub(crate) connections: Cell<usize>,
+    /// Bytes waiting to be written on this server's connections on this shard that stream,
+    /// as each last counted them (`HttpLimits::max_stream_bytes_per_shard`).
+    pub(crate) stream_bytes: Cell<usize>,
     /// Request boxes and I/O buffers its connections share (see `http::spares`).
     pub(crate) spares: Rc<Spares>,
     /// Asks the handler for the bound of a request's body (every connection's codec).
@@ -383,6 +387,7 @@ fn install(
         handler,
         limits,
         connections: Cell::new(0),
+        stream_bytes: Cell::new(0),
         spares: Spares::new(),
         body_bound,
         stats,

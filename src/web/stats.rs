@@ -24,6 +24,7 @@ pub(crate) struct ShardStats {
     accept_errors: AtomicU64,
     timed_out: AtomicU64,
     slow_clients: AtomicU64,
+    stream_bytes: AtomicU64,
     refused: [AtomicU64; REFUSED.len() + 1],
 }
 
@@ -47,6 +48,9 @@ impl ShardStats {
     }
     pub(crate) fn slow_client(&self) {
         add(&self.slow_clients, 1);
+    }
+    pub(crate) fn set_stream_bytes(&self, bytes: usize) {
+        self.stream_bytes.store(bytes as u64, Ordering::Relaxed);
     }
     pub(crate) fn timed_out(&self, n: usize) {
         if n != 0 {
@@ -93,6 +97,7 @@ impl ServerStats {
             out.accept_errors += get(&s.accept_errors);
             out.timed_out += get(&s.timed_out);
             out.slow_clients += get(&s.slow_clients);
+            out.stream_bytes += get(&s.stream_bytes);
             for (sum, c) in refused.iter_mut().zip(&s.refused) {
                 *sum += get(c);
             }
@@ -105,7 +110,8 @@ impl ServerStats {
 
 /// What a web server's listeners and connections did, summed over its shards
 /// ([`WebServer::stats`](super::WebServer::stats)): the answers no handler gives and no
-/// middleware sees. Counts run from the server's start; `connections` is a gauge.
+/// middleware sees. Counts run from the server's start; `connections` and `stream_bytes` are
+/// gauges.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct WebServerStats {
@@ -125,9 +131,14 @@ pub struct WebServerStats {
     /// `request_timeout`).
     pub timed_out: u64,
     /// Connections closed because the client did not read what was sent: nothing taken for
-    /// `HttpLimits::idle_timeout`, or streamed bodies waiting beyond 4 MiB (see
-    /// [`ResponseStream`](super::ResponseStream)).
+    /// `HttpLimits::idle_timeout`, streamed bodies waiting beyond 4 MiB on the connection
+    /// (see [`ResponseStream`](super::ResponseStream)), or the most of them when the shard
+    /// held more than `HttpLimits::max_stream_bytes_per_shard`.
     pub slow_clients: u64,
+    /// Bytes waiting to be written now on the connections that stream (as each last counted
+    /// them: when a chunk came, after each write), what `max_stream_bytes_per_shard` bounds
+    /// per shard.
+    pub stream_bytes: u64,
 }
 
 impl WebServerStats {
