@@ -253,14 +253,7 @@ impl NodeShared {
         if self.stopping.swap(true, Ordering::AcqRel) {
             return;
         }
-        for i in 0..self.shards.len() {
-            let env = Envelope {
-                slot: 0,
-                generation: 0,
-                kind: crate::process::envelope::Kind::Control(shard::ControlRequest::Stop),
-            };
-            self.push(ShardId(i as u16), self.shards.len(), env);
-        }
+        self.tell_every_shard_to_stop(self.shards.len());
         let mut stopped = self.stopped.lock().unwrap_or_else(PoisonError::into_inner);
         *stopped = true;
         self.stopped_cv.notify_all();
@@ -270,11 +263,15 @@ impl NodeShared {
     /// thread that unwinds). The last one wakes every shard: each may end now
     /// ([`all_processes_ended`](Self::all_processes_ended)).
     pub(crate) fn processes_ended(&self, lane: usize) {
-        if self.stop_pending.fetch_sub(1, Ordering::AcqRel) != 1 {
-            return;
-        }
-        for i in 0..self.shards.len() {
+        if self.stop_pending.fetch_sub(1, Ordering::AcqRel) == 1 {
             // (A stop again: a shard that began stopping ignores it; the push wakes it.)
+            self.tell_every_shard_to_stop(lane);
+        }
+    }
+
+    /// Pushes a stop to every shard through inbox lane `lane`.
+    fn tell_every_shard_to_stop(&self, lane: usize) {
+        for i in 0..self.shards.len() {
             let env = Envelope {
                 slot: 0,
                 generation: 0,
