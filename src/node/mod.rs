@@ -190,6 +190,8 @@ pub(crate) struct NodeShared {
     /// Shards whose processes have not all ended since the stop began: a shard whose have
     /// serves its connections on until none is left (see `processes_ended`).
     stop_pending: AtomicUsize,
+    /// Which shards `stop_pending` counted off already (each once).
+    stop_counted: Box<[AtomicBool]>,
     stopped: Mutex<bool>,
     stopped_cv: Condvar,
     late_replies: AtomicU64,
@@ -259,10 +261,15 @@ impl NodeShared {
         self.stopped_cv.notify_all();
     }
 
-    /// A stopping shard's processes have all ended (called once per shard, also for a shard
-    /// thread that unwinds). The last one wakes every shard: each may end now
+    /// Shard `shard`'s processes have all ended in a stop, or they cannot: its thread ends,
+    /// unwinds, never started, or is blocked joining the node from one of its processes
+    /// (counted once, however often said). The last one wakes every shard: each may end now
     /// ([`all_processes_ended`](Self::all_processes_ended)).
-    pub(crate) fn processes_ended(&self, lane: usize) {
+    pub(crate) fn processes_ended(&self, shard: usize) {
+        if self.stop_counted[shard].swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let lane = shard;
         if self.stop_pending.fetch_sub(1, Ordering::AcqRel) == 1 {
             // (A stop again: a shard that began stopping ignores it; the push wakes it.)
             self.tell_every_shard_to_stop(lane);
@@ -338,6 +345,7 @@ impl Node {
             spin: options.spin,
             stopping: AtomicBool::new(false),
             stop_pending: AtomicUsize::new(layout.len()),
+            stop_counted: (0..layout.len()).map(|_| AtomicBool::new(false)).collect(),
             stopped: Mutex::new(false),
             stopped_cv: Condvar::new(),
             late_replies: AtomicU64::new(0),
@@ -360,7 +368,15 @@ impl Node {
             });
             match spawned {
                 Ok(t) => node.threads.push(t),
-                Err(e) => return Err(StartError::Io(e)), // Drop stops the shards already started.
+                Err(e) => {
+                    // The shards never started count as ended (the others would wait for
+                    // them); Drop stops the shards already started.
+                    let all = node.handle.shared();
+                    for j in i..all.shards.len() {
+                        all.processes_ended(j);
+                    }
+                    return Err(StartError::Io(e));
+                }
             }
         }
         Ok(node)
@@ -390,6 +406,12 @@ impl Node {
 
     fn join(&mut self) {
         let current = std::thread::current().id();
+        if let Some(i) = self.threads.iter().position(|t| t.thread().id() == current) {
+            // Joining from a process of its own: this shard is held here, and its processes
+            // with it; the other shards must not wait for them (a review: a node dropped in
+            // a process of a two-shard node waited forever).
+            self.handle.shared().processes_ended(i);
+        }
         for t in self.threads.drain(..) {
             if t.thread().id() == current {
                 log::error!(target: "pinion", "a node was dropped on its own shard thread; not joining it");

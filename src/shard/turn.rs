@@ -100,30 +100,20 @@ fn serve_io(shard: &Rc<Shard>, token: mio::Token, ready: super::Readiness, batch
     }
 }
 
-/// Tells the node once that this shard's processes have all ended in a stop — or that its
-/// thread unwinds, so the other shards do not wait for it.
-struct ProcessesEnded<'a> {
-    node: &'a crate::node::NodeShared,
-    lane: usize,
-    counted: std::cell::Cell<bool>,
-}
+/// Tells the node that this shard's processes have all ended in a stop when its thread ends
+/// or unwinds, however (from its first line: a thread that fails to set up must not keep the
+/// other shards waiting for it).
+struct ProcessesEnded(Arc<NodeShared>, usize);
 
-impl ProcessesEnded<'_> {
-    fn count(&self) {
-        if !self.counted.replace(true) {
-            self.node.processes_ended(self.lane);
-        }
-    }
-}
-
-impl Drop for ProcessesEnded<'_> {
+impl Drop for ProcessesEnded {
     fn drop(&mut self) {
-        self.count();
+        self.0.processes_ended(self.1);
     }
 }
 
 /// The shard thread: set up, loop until stopped, tear down.
 pub(crate) fn run(node: Arc<NodeShared>, id: ShardId, mut reactor: reactor::Reactor) {
+    let _ended = ProcessesEnded(node.clone(), id.index());
     let registry = match reactor.registry() {
         Ok(r) => r,
         Err(e) => panic!("shard {}: cannot clone the poll registry: {e}", id.0),
@@ -134,7 +124,6 @@ pub(crate) fn run(node: Arc<NodeShared>, id: ShardId, mut reactor: reactor::Reac
     // When the inbox last delivered something (see `worth_spinning`).
     let mut last_inbox = Instant::now();
     let mut just_polled = false;
-    let ended = ProcessesEnded { node: &shard.node, lane: id.index(), counted: std::cell::Cell::new(false) };
     loop {
         let inbox = &shard.remote().inbox;
         if inbox.drain(|env| executor::contain("delivering an envelope", || shard.deliver(env))) > 0 {
@@ -158,7 +147,7 @@ pub(crate) fn run(node: Arc<NodeShared>, id: ShardId, mut reactor: reactor::Reac
             // Its processes are gone; its connections are served on until every shard's are
             // (an SSE trial: a process on another shard finishing its streams in `terminate`
             // reached a half of them, the rest closed with a shard that had ended first).
-            ended.count();
+            shard.node.processes_ended(id.index());
             if shard.node.all_processes_ended() {
                 break;
             }

@@ -559,8 +559,16 @@ impl Connection {
     #[inline(never)]
     fn cut_heaviest(&self, shard: &Shard) {
         let (id, bound) = (self.server.id, self.server.limits.max_stream_bytes_per_shard);
+        let conns = shard.io_filter(|s| s.as_connection().is_some_and(|c| c.server.id == id));
+        // What the clients take now is written first, as for one connection's bound (a
+        // review: judged before the turn's writes, a broadcast larger than the bound cut
+        // clients reading as fast as they could).
+        for (token, src) in &conns {
+            if let Some(c) = src.as_connection() {
+                c.write_and_count(shard, *token);
+            }
+        }
         while self.server.stream_bytes.get() > bound {
-            let conns = shard.io_filter(|s| s.as_connection().is_some_and(|c| c.server.id == id));
             let heaviest = conns
                 .iter()
                 .filter_map(|(token, src)| Some((src.as_connection()?.st.borrow().stream_counted, *token, src)))
@@ -574,6 +582,27 @@ impl Connection {
                 _ => return,
             }
         }
+    }
+
+    /// Writes what the client takes now and counts what is left, for a connection that
+    /// counts something (see [`cut_heaviest`](Self::cut_heaviest)); the rest of a write (a
+    /// close after the last answer, the timer) is left to the turn's flush.
+    fn write_and_count(&self, shard: &Shard, token: Token) {
+        let mut st = self.st.borrow_mut();
+        if st.closed() || st.stream_counted == 0 {
+            return;
+        }
+        let (before, now) = (st.out.written_total(), shard.now());
+        let state = &mut *st;
+        if state.out.write_to(&mut state.stream, now).is_err() {
+            drop(st);
+            return self.close(shard, token);
+        }
+        if st.out.written_total() != before {
+            st.active = now;
+        }
+        self.count_stream_bytes(&mut st);
+        flush_later(&mut st, shard, token);
     }
 
     /// Closes a connection whose client does not take what its streams send.
@@ -781,17 +810,28 @@ impl IoSource for Connection {
         self.pump(shard, token, false);
     }
 
-    fn shutdown(self: Rc<Self>, _shard: &Rc<Shard>, _token: Token) {
-        // Connections end with the shard; in-flight requests are answered until then (and
-        // counted closed when dropped with it). Their streams close for their senders now:
-        // a sender waiting for room (`ResponseStream::writable`) hears `false` and its
-        // process ends its handler before the shutdown's deadline (a review: a worker waiting
-        // on its own shard held `Node::stop` for the whole `shutdown_timeout`, then was
-        // killed). What it sends or finishes still goes out until the shard ends.
-        let mut st = self.st.borrow_mut();
-        if !st.closed() {
+    fn shutdown(self: Rc<Self>, shard: &Rc<Shard>, token: Token) {
+        // Connections end with the shard, which serves them until every shard's processes
+        // ended; the requests in flight are answered until then (and counted closed when
+        // dropped with it), no other is read (a review: a shard waiting for the others read
+        // new requests and handed them to ended processes), and the last answer says
+        // `Connection: close`. Their streams close for their senders now: a sender waiting
+        // for room (`ResponseStream::writable`) hears `false` and its process ends its handler
+        // before the shutdown's deadline (a review: a worker waiting on its own shard held
+        // `Node::stop` for the whole `shutdown_timeout`, then was killed). What it sends or
+        // finishes still goes out.
+        {
+            let mut st = self.st.borrow_mut();
+            if st.closed() {
+                return;
+            }
             st.out.close_streams();
+            st.codec.close();
+            if st.linger.is_none() {
+                st.out.close_after_last();
+            }
         }
+        self.write(shard, token);
     }
 
     fn as_any(&self) -> &dyn Any {
