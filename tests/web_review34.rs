@@ -323,7 +323,7 @@ fn half_closed_stream_is_served_and_stream_bytes_return_to_zero() {
     std::thread::sleep(Duration::from_millis(100));
     node.send(p, SendN(3 << 20)).map_err(|_| "send").expect("send");
     assert_eq!(reports.recv_timeout(WAIT), Ok(3), "the half-closed stream is streamed on");
-    assert!(server.stats().stream_bytes > 0);
+    // (Counted now, unless the kernel took it all already: its send buffers hold up to 4 MiB.)
     let (ta, tb) =
         (std::thread::spawn(move || read_all(&mut a).len()), std::thread::spawn(move || read_all(&mut b).len()));
     std::thread::sleep(Duration::from_millis(200));
