@@ -106,6 +106,20 @@ const CLOSED: u8 = 1;
 const HOOKED_ANY: u8 = 2;
 
 impl State {
+    /// Writes what the client takes now, and whether that was anything. Only progress counts
+    /// as activity: a client that stops reading runs into the send timeout (`rearm`) however
+    /// often we try.
+    #[inline(always)]
+    fn write_out(&mut self, now: Instant) -> (io::Result<Flushed>, bool) {
+        let before = self.out.written_total();
+        let flushed = self.out.write_to(&mut self.stream, now);
+        let progressed = self.out.written_total() != before;
+        if progressed {
+            self.active = now;
+        }
+        (flushed, progressed)
+    }
+
     fn closed(&self) -> bool {
         self.flags & CLOSED != 0
     }
@@ -438,15 +452,9 @@ impl Connection {
         if st.closed() {
             return;
         }
-        let written_before = st.out.written_total();
-        let flushed = st.out.write_to(&mut st.stream, shard.now());
-        if st.out.written_total() != written_before {
-            // Only progress counts as activity: a client that stops reading runs into the
-            // send timeout (`rearm`) however often we try.
-            st.active = shard.now();
-            if st.stream_counted != 0 {
-                self.count_stream_bytes(st);
-            }
+        let (flushed, progressed) = st.write_out(shard.now());
+        if progressed && st.stream_counted != 0 {
+            self.count_stream_bytes(st);
         }
         if st.out.closing() {
             // A response ends the connection: no further request is processed (RFC 9112 §9.6).
@@ -592,14 +600,9 @@ impl Connection {
         if st.closed() || st.stream_counted == 0 {
             return;
         }
-        let (before, now) = (st.out.written_total(), shard.now());
-        let state = &mut *st;
-        if state.out.write_to(&mut state.stream, now).is_err() {
+        if st.write_out(shard.now()).0.is_err() {
             drop(st);
             return self.close(shard, token);
-        }
-        if st.out.written_total() != before {
-            st.active = now;
         }
         self.count_stream_bytes(&mut st);
         flush_later(&mut st, shard, token);
@@ -714,12 +717,8 @@ fn stream_chunk_fits(st: &mut State, seq: u64, chunk: &[u8]) -> bool {
 /// taken aside (the bound is a high-water mark: one chunk may be larger than it).
 #[cold]
 fn written_fits(st: &mut State, now: Instant, chunk: usize) -> bool {
-    let before = st.out.written_total();
-    if st.out.write_to(&mut st.stream, now).is_err() {
+    if st.write_out(now).0.is_err() {
         return false;
-    }
-    if st.out.written_total() != before {
-        st.active = now;
     }
     st.out.unsent().saturating_sub(chunk) <= MAX_STREAM_BACKLOG
         && st.out.queued_stream_bytes().saturating_sub(chunk) <= MAX_STREAM_BACKLOG

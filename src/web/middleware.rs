@@ -259,9 +259,7 @@ impl Handler for CorsHandler {
         if let Some(resp) = self.preflight(req) {
             return Some(resp);
         }
-        let mut resp = self.inner.check_head(req)?;
-        self.cors.on_response(&RequestSummary { request: req, received: Instant::now() }, &mut resp);
-        Some(resp)
+        check_head_hooked(&*self.inner, req, &*self.cors)
     }
     fn body_limit(&self, req: &Request) -> Option<usize> {
         self.inner.body_limit(req)
@@ -335,9 +333,7 @@ impl Handler for Logged {
         self.inner.handle(req);
     }
     fn check_head(&self, req: &Request) -> Option<Response> {
-        let mut resp = self.inner.check_head(req)?;
-        LogHook.on_response(&RequestSummary { request: req, received: Instant::now() }, &mut resp);
-        Some(resp)
+        check_head_hooked(&*self.inner, req, &LogHook)
     }
     fn body_limit(&self, req: &Request) -> Option<usize> {
         self.inner.body_limit(req)
@@ -345,6 +341,17 @@ impl Handler for Logged {
 }
 
 // ---------------------------------------------------------------------------------------------
+
+/// `inner`'s answer to the head alone, if it gives one, with `hook` run on it as on any answer
+/// (the layers that hook answers: a hook added in `handle` does not see this one). A panic in
+/// it costs a 500 and the hooks outside still run (a review found a panic here escaping, and
+/// the connection's own 500 unhooked).
+fn check_head_hooked(inner: &dyn Handler, req: &Request, hook: &dyn ResponseHook) -> Option<Response> {
+    let mut resp = inner.check_head(req)?;
+    let summary = RequestSummary { request: req, received: Instant::now() };
+    super::request::run_hooks(std::iter::once(hook), &summary, &mut resp);
+    Some(resp)
+}
 
 /// Runs `hook` on every answer to the requests it wraps: the handlers', the runtime's (500,
 /// 503, 504), and an answer to the head alone ([`Handler::check_head`]: a 401 or 404 a client
@@ -395,12 +402,7 @@ impl Handler for Hooking {
         self.inner.handle(req);
     }
     fn check_head(&self, req: &Request) -> Option<Response> {
-        let mut resp = self.inner.check_head(req)?;
-        // A panic costs a 500, and the hooks outside still run (as on any other answer: a
-        // review found a panic here escaping, and the connection's own 500 unhooked).
-        let summary = RequestSummary { request: req, received: Instant::now() };
-        super::request::run_hooks(std::iter::once(&self.hook), &summary, &mut resp);
-        Some(resp)
+        check_head_hooked(&*self.inner, req, &*self.hook)
     }
     fn body_limit(&self, req: &Request) -> Option<usize> {
         self.inner.body_limit(req)

@@ -325,7 +325,7 @@ impl Inner {
     fn run_hooks(&mut self, response: &mut Response) {
         let Some(hooks) = self.hooks.take() else { return };
         let request = self.request.as_deref().unwrap_or(&EMPTY);
-        run_hooks(hooks.iter(), &RequestSummary { request, received: self.received }, response);
+        run_hooks(hooks.iter().map(|h| &**h), &RequestSummary { request, received: self.received }, response);
     }
 }
 
@@ -333,7 +333,7 @@ impl Inner {
 /// `catch_unwind` (also while a panic unwinds: a panic caught inside a destructor does not
 /// abort), so a panicking hook costs the client only a 500, never its answer.
 pub(crate) fn run_hooks<'h>(
-    hooks: impl DoubleEndedIterator<Item = &'h Arc<dyn ResponseHook>>,
+    hooks: impl DoubleEndedIterator<Item = &'h dyn ResponseHook>,
     summary: &RequestSummary<'_>,
     response: &mut Response,
 ) {
@@ -379,7 +379,7 @@ impl Hooked {
     /// and the body, a review found.)
     pub(crate) fn run(mut self: Box<Self>, request: Option<&Request>, response: &mut Response) {
         let request = request.unwrap_or(&self.head);
-        run_hooks(self.hooks.iter(), &RequestSummary { request, received: self.received }, response);
+        run_hooks(self.hooks.iter().map(|h| &**h), &RequestSummary { request, received: self.received }, response);
         self.hooks.clear();
         // (A big head's buffer is not kept: 64 spares stay small.)
         self.head.shrink(SPARE_HEAD_MAX);
