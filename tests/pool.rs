@@ -271,6 +271,43 @@ fn send_and_call_by_name_or_pid_reach_a_worker_on_the_senders_shard_first() {
     node.stop();
 }
 
+/// A pool of four on one shard, one worker holding a long message: every message sent
+/// meanwhile goes to one of the three idle workers, round robin among them, from a process
+/// of the shard and from outside alike. (Round robin over all four put every fourth behind
+/// the held one: its call timed out.)
+#[test]
+fn a_message_goes_to_an_idle_worker_rather_than_behind_a_long_one() {
+    let node = node("pool-idle-first", 1);
+    let (latch, seen) = (Latch::new(), Arc::new(Seen::default()));
+    let pool = start_pool(&node, "idle-first", PoolOptions::new(4, 8, factory(&latch, &seen))).expect("pool");
+    node.send(pool, Job::Hold(1)).expect("the long message");
+    wait_until("the long message in hand", || seen.begun.load(Ordering::SeqCst) == 1);
+
+    let mut answered_by = std::collections::HashMap::<Pid, usize>::new();
+    let (tx, rx) = mpsc::channel();
+    let asker = node.spawn(move || Asker { pool, report: tx }, ProcessOptions::default()).wait().expect("asker");
+    for i in 0..12 {
+        let worker = if i % 2 == 0 {
+            node.send(asker, ()).expect("go");
+            rx.recv_timeout(CALL_TIMEOUT).expect("a call from the shard answered while a worker holds").0
+        } else {
+            let answer = node.handle().call_blocking("idle-first", Where, CALL_TIMEOUT);
+            answer
+                .expect("a call from outside answered while a worker holds")
+                .downcast::<(Pid, Pid)>()
+                .expect("(Pid, Pid)")
+                .0
+        };
+        *answered_by.entry(worker).or_default() += 1;
+    }
+    assert_eq!(answered_by.len(), 3, "the idle workers, each in turn: {answered_by:?}");
+    assert!(answered_by.values().all(|&n| n == 4), "round robin among the idle: {answered_by:?}");
+    assert!(seen.done().is_empty(), "the long message is still in hand");
+    latch.open();
+    wait_until("the long message done", || seen.done() == [1]);
+    node.stop();
+}
+
 #[test]
 fn placement_on_chosen_shards_and_the_sender_still_served_from_there() {
     let node = node("pool-placement", 2);

@@ -17,18 +17,20 @@ use std::time::Duration;
 use pinion::http::Response;
 use pinion::web::{Router, WebHandler, WebRequest, WebServer, WebServerOptions, WebTarget};
 use pinion::{Actor, Context, ExitReason, Message, Node, Pid, Pool, PoolOptions, PoolRef, ProcessOptions};
-use support::{CALL_TIMEOUT, lock, node, wait_until};
+use support::{CALL_TIMEOUT, Latch, lock, node, wait_until};
 
 /// The message a `Keeper` sends itself to answer `/later`.
 struct Later;
 
 /// A pool worker: `/hold` keeps the request (and says so on `took`), `/release` answers every
 /// held request with `held` and itself with `released`, `/boom` panics, `/later` answers
-/// `later` 20 ms later, anything else `ok`.
+/// `later` 20 ms later, `/wait` stays in its handler until the latch lets it through (a long
+/// request in hand) and answers `waited`, anything else `ok`.
 struct Keeper {
     held: Vec<WebRequest>,
     later: Vec<WebRequest>,
     took: Arc<Mutex<Sender<()>>>,
+    latch: Arc<Latch>,
 }
 
 impl Actor for Keeper {
@@ -56,6 +58,10 @@ impl Actor for Keeper {
                 req.respond(Response::text("released"));
             }
             "/boom" => panic!("boom, inside a dispatch"),
+            "/wait" => {
+                self.latch.acquire().await;
+                req.respond(Response::text("waited"));
+            }
             "/later" => {
                 self.later.push(req);
                 ctx.send_after(ctx.pid(), Later, Duration::from_millis(20));
@@ -75,10 +81,20 @@ struct Service {
 
 /// One shard, a pool of one worker (mailbox 8) behind a `WebHandler`.
 fn service(name: &str) -> Service {
+    service_of(name, 1, Latch::new())
+}
+
+/// One shard, a pool of `size` workers (mailbox 8) whose `/wait` waits for `latch`.
+fn service_of(name: &str, size: usize, latch: Arc<Latch>) -> Service {
     let node = node(name, 1);
     let (tx, took) = channel();
     let tx = Arc::new(Mutex::new(tx));
-    let options = PoolOptions::new(1, 8, move || Keeper { held: Vec::new(), later: Vec::new(), took: tx.clone() });
+    let options = PoolOptions::new(size, 8, move || Keeper {
+        held: Vec::new(),
+        later: Vec::new(),
+        took: tx.clone(),
+        latch: latch.clone(),
+    });
     let pid = node.spawn(move || Pool::new(options), ProcessOptions::default()).wait().expect("pool");
     let pool = node.handle().pool(pid).expect("pool ref");
     let router = Router::new().route("/{what}", WebHandler::to(WebTarget::Pid(pid)));
@@ -193,5 +209,28 @@ fn a_handler_that_answers_later_is_answered_later_and_in_order() {
     // Pipelined behind a late answer: in order.
     c.write_all(b"GET /later HTTP/1.1\r\nHost: x\r\n\r\nGET /x HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
     assert_eq!(responses(&mut c, 2), [ok("later"), ok("ok")]);
+    s.end();
+}
+
+/// Two workers, one in a long handler: the requests of another connection, one at a time and
+/// pipelined, go to the idle one, none behind the long one (with round robin every other one
+/// waited for it: its read timed out).
+#[test]
+fn requests_go_to_an_idle_worker_rather_than_behind_one_in_a_long_handler() {
+    let latch = Latch::new();
+    let s = service_of("run-now-idle-first", 2, latch.clone());
+    let mut long = connect(&s);
+    send(&mut long, "/wait");
+    wait_until("a worker in its long handler", || s.pool.info().held == 1);
+    let mut c = connect(&s);
+    for _ in 0..10 {
+        assert_eq!(ask(&mut c, "/x"), ok("ok"));
+    }
+    for _ in 0..8 {
+        send(&mut c, "/x");
+    }
+    assert_eq!(responses(&mut c, 8), vec![ok("ok"); 8]);
+    latch.open();
+    assert_eq!(responses(&mut long, 1), vec![ok("waited")]);
     s.end();
 }

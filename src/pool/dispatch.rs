@@ -17,7 +17,7 @@ use crate::process::table::SharedTable;
 use crate::process::{Context, ExitReason, Message, Pid, Priority, ShardId, link};
 use crate::shard::{Shard, with_current};
 
-use super::cells::{self, EMPTY, WorkerCell, state};
+use super::cells::{self, EMPTY, ShardWorkers, WorkerCell, state};
 use super::gate::{Admit, admit};
 use super::{PoolError, PoolMember, PoolShared};
 
@@ -344,32 +344,83 @@ fn place_from(node: &NodeShared, here: Option<&Shard>, pool: &PoolShared, skip: 
 }
 
 /// Reserves up to `want` slots (at least one) of one of the workers placed on shard `s`
-/// (whose table is `table`), round robin among them: that worker's slot and generation, and
-/// how many slots were taken.
+/// (whose table is `table`): that worker's slot and generation, and how many slots were taken.
+///
+/// With several workers on the shard, the sender looks at up to [`LOOKS`] of them from the
+/// shard's cursor on and takes the first idle one (nothing queued, nothing in hand), else the
+/// least loaded with room (round robin among equals). So a message does not queue behind a
+/// long one while one of those workers idles. The counts are snapshots: if the chosen worker
+/// filled meanwhile (or those looked at were full), the first with room is taken, round robin.
 #[inline(always)]
 fn reserve_on(pool: &PoolShared, s: usize, table: &SharedTable, want: u32) -> Option<(u32, u32, u32)> {
     let workers = &pool.shards[s];
+    if workers.len.load(Ordering::Acquire) == 1 {
+        // No choice to make (one worker a shard is the usual web pool).
+        let (slot, generation) = worker_at(workers, 0)?;
+        let taken = table.get(slot)?.try_reserve_up_to(generation, pool.worker_capacity, want).ok()?;
+        return Some((slot, generation, taken));
+    }
+    reserve_least_on(pool, s, table, want)
+}
+
+/// How many of a shard's workers a sender looks at, from the cursor on, for an idle one (each
+/// look costs a few dozen instructions; a pool rarely has more workers a shard than this).
+const LOOKS: usize = 4;
+
+/// [`reserve_on`] among several workers: the first idle one of the [`LOOKS`] from the cursor
+/// on, else the least loaded of them with room.
+fn reserve_least_on(pool: &PoolShared, s: usize, table: &SharedTable, want: u32) -> Option<(u32, u32, u32)> {
+    let workers = &pool.shards[s];
     let len = workers.len.load(Ordering::Acquire);
     let mut pos = workers.cursor.load(Ordering::Relaxed);
-    for _ in 0..len {
+    let mut best: Option<(usize, u32, u32, &Reservation, u32)> = None;
+    for _ in 0..len.min(LOOKS) {
         if pos >= len {
             pos = 0;
         }
-        if let Some(cell) = workers.at(pos) {
-            let packed = cell.pid.load(Ordering::Acquire);
-            if packed != EMPTY {
-                let (slot, generation) = cells::unpack(packed);
-                if let Some(taken) =
-                    table.get(slot).and_then(|r| r.try_reserve_up_to(generation, pool.worker_capacity, want).ok())
-                {
-                    workers.cursor.store(pos + 1, Ordering::Relaxed);
-                    return Some((slot, generation, taken));
-                }
+        if let Some((slot, generation)) = worker_at(workers, pos)
+            && let Some(r) = table.get(slot)
+            && let Some(held) = r.held(generation)
+            && held < pool.worker_capacity
+            && best.is_none_or(|(.., least)| held < least)
+        {
+            best = Some((pos, slot, generation, r, held));
+            if held == 0 {
+                break;
             }
         }
         pos += 1;
     }
-    None
+    if let Some((pos, slot, generation, r, _)) = best
+        && let Ok(taken) = r.try_reserve_up_to(generation, pool.worker_capacity, want)
+    {
+        workers.cursor.store(pos + 1, Ordering::Relaxed);
+        return Some((slot, generation, taken));
+    }
+    reserve_any_on(pool, s, table, want)
+}
+
+/// [`reserve_on`] when its snapshots found no room: the first worker with room, round robin.
+#[cold]
+#[inline(never)]
+fn reserve_any_on(pool: &PoolShared, s: usize, table: &SharedTable, want: u32) -> Option<(u32, u32, u32)> {
+    let workers = &pool.shards[s];
+    let len = workers.len.load(Ordering::Acquire);
+    let start = workers.cursor.load(Ordering::Relaxed);
+    (0..len).find_map(|i| {
+        let pos = (start + i) % len;
+        let (slot, generation) = worker_at(workers, pos)?;
+        let taken = table.get(slot)?.try_reserve_up_to(generation, pool.worker_capacity, want).ok()?;
+        workers.cursor.store(pos + 1, Ordering::Relaxed);
+        Some((slot, generation, taken))
+    })
+}
+
+/// The slot and generation of the worker in cell `pos` of a shard's workers, if one is there.
+#[inline(always)]
+fn worker_at(workers: &ShardWorkers, pos: usize) -> Option<(u32, u32)> {
+    let packed = workers.at(pos)?.pid.load(Ordering::Acquire);
+    (packed != EMPTY).then(|| cells::unpack(packed))
 }
 
 /// Delivers a placed message (it holds a gate slot and a slot of `worker`).

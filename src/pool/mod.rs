@@ -5,13 +5,20 @@
 //! The pool has a pid (its manager process) and usually a name. A `send` or `call` to either
 //! does not go through the manager: the sender itself — on any shard or thread — takes a slot
 //! of the pool's [`gate`](gate::Gate), then reserves a slot of a worker with room, scanning its
-//! own shard's workers first (round robin among them), then the other shards'. The message goes
+//! own shard's workers first (an idle one first), then the other shards'. The message goes
 //! straight into that worker's mailbox. No actor hop, no lock.
 //!
-//! Round robin over workers with room, not the least loaded: a message may queue behind a long
-//! one on a busy worker while another worker idles (finding the shortest queue would cost every
-//! send a look at every worker). Where one slow request must not hold up others, keep mailboxes
-//! short (`mailbox` 0 or 1: a busy worker then has no room, and the next one is taken).
+//! Among a shard's workers the sender takes an idle one (nothing queued, nothing in hand) if
+//! there is one, else the least loaded with room, round robin among equals: a message does
+//! not queue behind a long one while a worker of the same shard idles. It looks at up to four
+//! workers from a cursor that moves on at each placement (with more than four on a shard, an
+//! idle one among those four); with one worker a shard there is nothing to choose and nothing
+//! is looked at. Each look is a few dozen instructions (measured in `PERF.md`). Across shards it
+//! is still the sender's own first: with every worker of its shard busy, a message queues
+//! there while a worker on another shard may idle (a hop per message would cost more than the
+//! wait at most loads). Where one slow request must not hold up others, keep mailboxes short
+//! (`mailbox` 0 or 1: a busy worker then has no room, and the next one, or another shard's,
+//! is taken).
 //!
 //! # Exact backpressure
 //! Each worker owns `mailbox + 1` slots: its queue plus the message it is handling. Slots are

@@ -126,6 +126,15 @@ impl Reservation {
         (self.word.load(Ordering::Acquire) & COUNT_MASK) as u32
     }
 
+    /// Any thread: how many reservations incarnation `generation` holds right now (its queue,
+    /// the message in hand, messages on their way), or `None` once it ended. A snapshot, to
+    /// choose among workers; only a reservation takes room.
+    #[inline(always)]
+    pub(crate) fn held(&self, generation: u32) -> Option<u32> {
+        let current = self.word.load(Ordering::Acquire);
+        ((current >> COUNT_BITS) as u32 == generation).then_some((current & COUNT_MASK) as u32)
+    }
+
     /// Owner only, on a closed slot: start a new incarnation with `capacity`, returning its
     /// generation. The capacity is published before the generation that makes it reachable.
     /// No pid of the new generation may exist before this returns (it resets the count).
