@@ -205,6 +205,10 @@ pub enum RegisterError {
     NoSuchProcess,
     /// The process already has a name (one name per process).
     AlreadyNamed(String),
+    /// [`NodeHandle::register`](crate::NodeHandle::register) called on one of the node's
+    /// shard threads for a process of another shard: its answer would block this shard (the
+    /// process can name itself, `Context::register`). Nothing was registered.
+    WouldBlock,
 }
 
 impl fmt::Display for RegisterError {
@@ -214,6 +218,10 @@ impl fmt::Display for RegisterError {
             RegisterError::InvalidName(n) => write!(f, "register failed: invalid name {n:?}"),
             RegisterError::NoSuchProcess => f.write_str("register failed: no such process on this node"),
             RegisterError::AlreadyNamed(n) => write!(f, "register failed: the process is already named {n:?}"),
+            RegisterError::WouldBlock => f.write_str(
+                "register failed: called on a shard thread for a process of another shard, it would block \
+                 the shard (a process can name itself: Context::register)",
+            ),
         }
     }
 }
@@ -298,7 +306,9 @@ pub enum WebServerError {
     /// A limit the server could not serve with (a zero bound or timeout, `max_headers` above
     /// [`MAX_HEADERS_LIMIT`](crate::http::MAX_HEADERS_LIMIT)): what is wrong with it.
     InvalidLimits(String),
-    /// The node is stopping (or a shard did not take its listener in time).
+    /// The node is stopping, or a shard did not take its listener within 10 s (`start` from
+    /// a thread that is no shard's waits for each; a shard busy that long is blocked by one
+    /// of its processes).
     Stopped,
 }
 
@@ -310,7 +320,9 @@ impl fmt::Display for WebServerError {
             WebServerError::NoShards => f.write_str("web server: no shard chosen to listen on"),
             WebServerError::DuplicateShard(s) => write!(f, "web server: shard {} is listed twice", s.0),
             WebServerError::InvalidLimits(why) => write!(f, "web server: invalid limits: {why}"),
-            WebServerError::Stopped => f.write_str("web server: the node is stopping"),
+            WebServerError::Stopped => {
+                f.write_str("web server: the node is stopping, or a shard did not take its listener within 10 s")
+            }
         }
     }
 }

@@ -169,12 +169,19 @@ impl NodeHandle {
         }
     }
 
-    /// Registers `pid` under `name`.
+    /// Registers `pid` under `name`. Blocks until `pid`'s shard did it; on one of the node's
+    /// shard threads, done at once for a process of that shard and refused (`WouldBlock`,
+    /// nothing registered) for one of another shard.
     pub fn register(&self, name: &str, pid: Pid) -> Result<(), RegisterError> {
         if pid.node != self.shared.id || pid.shard.index() >= self.shared.shards.len() {
             return Err(RegisterError::NoSuchProcess);
         }
         crate::node::registry::check_name(name)?;
+        if let Some(shard) = self.here() {
+            // (A trial found this answered `NoSuchProcess` after asking the other shard, which
+            // then registered the name.)
+            return if shard.id == pid.shard { shard.register_name(pid, name) } else { Err(RegisterError::WouldBlock) };
+        }
         let slot = Slot::new();
         let request = ControlRequest::Register { pid, name: name.to_owned(), reply: Responder::external(slot.clone()) };
         self.control(pid.shard, request);
@@ -184,9 +191,18 @@ impl NodeHandle {
         }
     }
 
-    /// Removes `name`. False if no live process had it.
+    /// Removes `name`. False if no live process had it. On one of the node's shard threads,
+    /// for a process of another shard, it asks that shard without waiting: true if the name
+    /// was held when asked, and gone once that shard has run the request.
     pub fn unregister(&self, name: &str) -> bool {
         let Some(pid) = self.shared.names.resolve(name) else { return false };
+        if let Some(shard) = self.here() {
+            if shard.id == pid.shard {
+                return shard.unregister_name(pid);
+            }
+            self.control(pid.shard, ControlRequest::Unregister { pid, reply: Responder::external(Slot::new()) });
+            return true;
+        }
         let slot = Slot::new();
         self.control(pid.shard, ControlRequest::Unregister { pid, reply: Responder::external(slot.clone()) });
         matches!(self.wait_slot(&slot), Ok(Some(true)))

@@ -339,8 +339,10 @@ pub(crate) fn run_hooks<'h>(
 ) {
     for h in hooks.rev() {
         let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| h.on_response(summary, response)));
-        if ran.is_err() {
-            crate::log_limit::log_limited!(Error, target: "pinion::web", "a response hook panicked; answering 500");
+        if let Err(payload) = ran {
+            let text = crate::shard::executor::panic_text(&*payload);
+            let request = summary.request;
+            crate::log_limit::log_limited!(Error, target: "pinion::web", "a response hook panicked on {} {}, answering 500: {text}", request.method(), request.target());
             *response = Response::status(StatusCode::INTERNAL_SERVER_ERROR);
         }
     }

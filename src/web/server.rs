@@ -125,8 +125,13 @@ static CONNECTION_IDS: AtomicU64 = AtomicU64::new(1);
 const INSTALL_WAIT: Duration = Duration::from_secs(10);
 
 impl WebServer {
-    /// Binds a listener per chosen shard and starts serving. Returns once every shard
-    /// listens. Callable from any thread, including a process on one of the node's shards.
+    /// Binds a listener per chosen shard and starts serving. Callable from any thread,
+    /// including a process on one of the node's shards. From a thread that is no shard's it
+    /// returns once every shard has taken its listener; from a process (of this node or
+    /// another) once every listener is bound and listening, its own shard's taken, the
+    /// others' taken at their next turn (connects wait in the backlog meanwhile): a shard
+    /// never waits on another. Should one of them fail to take it then (the kernel out of
+    /// memory for its poll), the server stops everywhere and the log says why.
     pub fn start(node: &NodeHandle, options: WebServerOptions) -> Result<WebServer, WebServerError> {
         let shared = node.shared();
         let shards = match &options.shards {
@@ -162,6 +167,12 @@ impl WebServer {
         }
         let id = SERVER_IDS.fetch_add(1, Ordering::Relaxed);
         let stats = Arc::new(ServerStats::new(shards.len()));
+        // On a shard thread (of this node or another), `start` waits for no other shard: two
+        // processes starting servers at once would wait on each other (a trial found both
+        // shards frozen for 10 s, then refused). The listeners listen already (bound above):
+        // the other shards take theirs at their next turn, and one that fails closes the
+        // server everywhere and says why in the log, as no caller waits for it.
+        let caller = with_current(|s| s.map(|s| (s.node.id, s.id)));
         let (done, installed) = mpsc::channel();
         for (i, (shard, listener)) in shards.iter().copied().zip(listeners).enumerate() {
             let handler = options.handler.clone();
@@ -169,18 +180,31 @@ impl WebServer {
             let done = done.clone();
             let stats = (stats.clone(), i);
             let listening = listening.clone();
+            let all = if caller.is_some() { shards.clone() } else { Vec::new() };
             on_shard(shared.id, shard, move |s| {
-                let r = install(s, id, listener, handler, limits, stats, listening);
+                let r = install(s, id, listener, handler, limits, stats, listening.clone());
+                if let Err(e) = &r
+                    && caller.is_some_and(|c| c != (s.node.id, s.id))
+                    && listening.stop()
+                {
+                    log::error!("web server on {addr}: shard {} could not take its listener ({e}); stopped", s.id.0);
+                    close_everywhere(s.node.id, &all, id);
+                }
                 let _ = done.send(r);
             });
         }
         drop(done);
-        for _ in &shards {
-            let failed = match installed.recv_timeout(INSTALL_WAIT) {
-                Ok(Ok(())) => continue,
-                Ok(Err(e)) => WebServerError::Bind(e),
-                Err(_) => WebServerError::Stopped,
-            };
+        let failed = if caller.is_some() {
+            // What ran here already (this shard's listener, if it is one of them).
+            installed.try_iter().find_map(Result::err).map(WebServerError::Bind)
+        } else {
+            shards.iter().find_map(|_| match installed.recv_timeout(INSTALL_WAIT) {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(WebServerError::Bind(e)),
+                Err(_) => Some(WebServerError::Stopped),
+            })
+        };
+        if let Some(failed) = failed {
             // The listeners installed, or still to be (a late task runs before this one on
             // its shard), are closed: no server nobody can stop.
             listening.stop();

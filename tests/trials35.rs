@@ -1,0 +1,170 @@
+//! What the trials of stop 31 found (an embedder's, a port of an axum service's): each test
+//! failed before its fix. Every wait is bounded.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::{Arc, Barrier, Mutex};
+
+use pinion::http::{Request, Response};
+use pinion::web::{RequestSummary, Router, WebServer, WebServerOptions, hook};
+use pinion::{Actor, Context, ExitReason, Message, NodeHandle, Pid, ProcessOptions, RegisterError, Reply, ShardId};
+use support::{CALL_TIMEOUT, lock, node};
+
+static LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Keeps pinion's error lines.
+struct Capture;
+
+impl log::Log for Capture {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.target().starts_with("pinion") && metadata.level() <= log::Level::Error
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            lock(&LINES).push(record.args().to_string());
+        }
+    }
+    fn flush(&self) {}
+}
+
+fn capture_logs() {
+    if log::set_logger(&Capture).is_ok() {
+        log::set_max_level(log::LevelFilter::Error);
+    }
+}
+
+fn get(addr: SocketAddr, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(CALL_TIMEOUT)).expect("timeout");
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    out
+}
+
+/// Starts a web server when called, after every starter has been called (a barrier on its
+/// shard thread): the servers start at the same moment on different shards.
+struct Starter {
+    node: NodeHandle,
+    together: Arc<Barrier>,
+    server: Option<WebServer>,
+}
+
+impl Actor for Starter {
+    async fn handle_call(&mut self, ctx: &mut Context, _: Pid, _: Message) -> Result<Reply, ExitReason> {
+        self.together.wait();
+        let shard = ctx.shard().0;
+        let router =
+            Router::new().get("/", move |_: &pinion::http::Request| pinion::http::Response::text(format!("{shard}")));
+        let started = WebServer::start(&self.node, WebServerOptions::new("127.0.0.1", 0, router));
+        let answer = started.as_ref().map(WebServer::local_addr).map_err(ToString::to_string);
+        self.server = started.ok();
+        Ok(Reply::now(answer))
+    }
+}
+
+/// Two processes on the two shards of a node start a server each at the same moment: both
+/// start and serve. (`start` waited on a shard thread for the other shard, which waited for
+/// it: both froze for 10 s, then one or both were refused as if the node were stopping.)
+#[test]
+fn two_processes_on_two_shards_start_servers_at_the_same_moment() {
+    let node = node("trials35-starters", 2);
+    let together = Arc::new(Barrier::new(2));
+    let starters: Vec<Pid> = [0u16, 1]
+        .into_iter()
+        .map(|shard| {
+            let (handle, together) = (node.handle(), together.clone());
+            let factory = move || Starter { node: handle, together, server: None };
+            node.spawn_on(ShardId(shard), factory, ProcessOptions::default()).wait().expect("starter")
+        })
+        .collect();
+    let calls: Vec<_> = starters
+        .iter()
+        .map(|&pid| {
+            let handle = node.handle();
+            std::thread::spawn(move || handle.call_blocking(pid, (), CALL_TIMEOUT))
+        })
+        .collect();
+    for call in calls {
+        let answer = call.join().expect("caller").expect("the starter answers");
+        let addr = answer.downcast::<Result<SocketAddr, String>>().expect("an address or an error");
+        let addr = addr.expect("the server starts");
+        for _ in 0..4 {
+            let reply = get(addr, "/");
+            assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+        }
+    }
+    node.stop();
+}
+
+/// On `()`: registers the pids it was given, from its own shard thread, through a
+/// `NodeHandle`, and answers what `register` and `unregister` said.
+struct Namer {
+    node: NodeHandle,
+    same: Pid,
+    other: Pid,
+}
+
+impl Actor for Namer {
+    async fn handle_call(&mut self, _: &mut Context, _: Pid, _: Message) -> Result<Reply, ExitReason> {
+        let same = self.node.register("trials35-same", self.same);
+        let other = self.node.register("trials35-other", self.other);
+        let gone = self.node.unregister("trials35-same");
+        Ok(Reply::now((same, other, gone)))
+    }
+}
+
+struct Idle;
+
+impl Actor for Idle {}
+
+/// `NodeHandle::register` on a shard thread: a process of that shard is named at once; one of
+/// another shard is refused with `WouldBlock` and not named. (It asked the other shard, could
+/// not wait, answered `NoSuchProcess` — and the name was registered all the same.)
+#[test]
+fn register_through_a_handle_on_a_shard_thread_says_what_it_did() {
+    let node = node("trials35-register", 2);
+    let spawn = |shard: u16| node.spawn_on(ShardId(shard), || Idle, ProcessOptions::default()).wait().expect("idle");
+    let (same, other) = (spawn(0), spawn(1));
+    let handle = node.handle();
+    let namer = node
+        .spawn_on(ShardId(0), move || Namer { node: handle, same, other }, ProcessOptions::default())
+        .wait()
+        .expect("namer");
+    let answer = node.handle().call_blocking(namer, (), CALL_TIMEOUT).expect("the namer answers");
+    let (same_named, other_named, unregistered) =
+        answer.downcast::<(Result<(), RegisterError>, Result<(), RegisterError>, bool)>().expect("what it said");
+    assert_eq!(same_named, Ok(()));
+    assert_eq!(other_named, Err(RegisterError::WouldBlock));
+    assert!(unregistered, "the name it had just registered");
+    assert_eq!(node.handle().whereis("trials35-other"), None, "refused, so not registered");
+    assert_eq!(node.handle().whereis("trials35-same"), None, "unregistered at once");
+    // From outside the shards, both work as before.
+    node.handle().register("trials35-other", other).expect("from outside");
+    assert_eq!(node.handle().whereis("trials35-other"), Some(other));
+    node.stop();
+}
+
+/// A response hook that panics costs its request a 500, and the log says what it panicked
+/// with and on which request (it said only that a hook panicked).
+#[test]
+fn a_panicking_response_hook_is_logged_with_its_panic_and_request() {
+    capture_logs();
+    let node = node("trials35-hook-panic", 1);
+    let router = Router::new()
+        .get("/hooked", |_: &Request| Response::text("fine"))
+        .layer(hook(|_: &RequestSummary<'_>, _: &mut Response| panic!("the hook's own bug")));
+    let server = WebServer::start(&node, WebServerOptions::new("127.0.0.1", 0, router)).expect("server");
+    let reply = get(server.local_addr(), "/hooked");
+    assert!(reply.starts_with("HTTP/1.1 500"), "{reply}");
+    let lines = lock(&LINES).clone();
+    assert!(
+        lines.iter().any(|l| l.contains("response hook panicked")
+            && l.contains("the hook's own bug")
+            && l.contains("GET /hooked")),
+        "{lines:?}"
+    );
+    node.stop();
+}
