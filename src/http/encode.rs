@@ -43,7 +43,7 @@ fn encode_general(resp: &Response, to: Answering, date: &Date, out: &mut Vec<u8>
     let mut keep_alive = to.keep_alive && !resp.asks_close();
     let streamed = matches!(resp.body, Body::Streamed);
     // An HTTP/1.0 client cannot read chunked: the body ends when the connection does.
-    if streamed && to.version == Version::Http10 && !resp.status.bodiless() {
+    if streamed && to.version == Version::Http10 && to.method != Method::Head && !resp.status.bodiless() {
         keep_alive = false;
     }
     // A status outside 100..=999 cannot be written: it is sent as 500.

@@ -78,8 +78,9 @@ pub struct HttpLimits {
     /// How long a client may take to send a whole request head, from its first byte (or from
     /// the previous response). Exceeded: 408 and the connection closes.
     pub header_read_timeout: Duration,
-    /// How long a request body may take to arrive once its head is in, beyond what its size
-    /// excuses at [`min_body_rate`](Self::min_body_rate). Exceeded: 408, close.
+    /// How long a request body may take to arrive once its head is in (once its `100
+    /// Continue` is written, for a client that waits for one), beyond what its size excuses
+    /// at [`min_body_rate`](Self::min_body_rate). Exceeded: 408, close.
     pub body_read_timeout: Duration,
     /// A body arriving at least this fast (bytes a second, on average) is never cut by
     /// [`body_read_timeout`](Self::body_read_timeout): every byte received moves its deadline

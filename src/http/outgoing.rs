@@ -299,6 +299,11 @@ impl Outgoing {
         }
     }
 
+    /// A `100 Continue` is owed and not yet encoded: the client waits on us.
+    pub(crate) fn continue_owed(&self) -> bool {
+        self.continue_for.is_some()
+    }
+
     /// Answers `100 Continue` to `seq` as soon as everything before it is written.
     pub(crate) fn interim_continue(&mut self, seq: u64) {
         self.continue_for = Some(seq);

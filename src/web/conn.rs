@@ -425,6 +425,10 @@ impl Connection {
         let mut st = self.st.borrow_mut();
         // Encoded from where it is (the common response inline).
         st.out.complete_from(seq, &mut resp, || now);
+        if st.out.will_close() {
+            // No request after the one whose answer closes the connection (RFC 9112 §9.6).
+            st.codec.close();
+        }
         resp.discard();
         if let Some(r) = request {
             st.codec.recycle(r);

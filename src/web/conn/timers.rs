@@ -144,7 +144,7 @@ impl Connection {
 /// noted. Paused by our own bounds, the connection waits on us, not on the client (no read
 /// phase); a read phase is timed per request (the next request's head starts its own clock).
 fn note_phase(st: &mut State, limits: &HttpLimits, now: Instant) {
-    let phase = if paused(st, limits) { Phase::Closed } else { st.codec.phase() };
+    let phase = if paused(st, limits) || st.out.continue_owed() { Phase::Closed } else { st.codec.phase() };
     let position = st.codec.position();
     if (phase, position) != (st.phase, st.phase_position) {
         (st.phase, st.phase_position) = (phase, position);
