@@ -7,8 +7,8 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Barrier, Mutex};
 
-use pinion::http::{Request, Response};
-use pinion::web::{RequestSummary, Router, WebServer, WebServerOptions, hook};
+use pinion::http::{Method, Request, Response, StatusCode};
+use pinion::web::{RequestSummary, Router, WebServer, WebServerOptions, answer_at_once, hook};
 use pinion::{Actor, Context, ExitReason, Message, NodeHandle, Pid, ProcessOptions, RegisterError, Reply, ShardId};
 use support::{CALL_TIMEOUT, lock, node};
 
@@ -166,5 +166,64 @@ fn a_panicking_response_hook_is_logged_with_its_panic_and_request() {
             && l.contains("GET /hooked")),
         "{lines:?}"
     );
+    node.stop();
+}
+
+fn body_of(router: &Router, path: &str) -> String {
+    let answer = answer_at_once(router, Request::new(Method::Get, path)).expect("answered at once");
+    String::from_utf8(answer.body_bytes().to_vec()).expect("text")
+}
+
+fn named(name: &'static str) -> impl Fn(&Request) -> Response + Send + Sync + 'static {
+    move |r: &Request| Response::text(format!("{name} {}", r.param("x").unwrap_or("-")))
+}
+
+/// Of the patterns that match a path, the one with a literal where another has a parameter
+/// answers, whatever the order they were added in (as axum's router). A route added after
+/// `/items/{x}` for `/items/export` was shadowed by it, silently.
+#[test]
+fn a_literal_segment_wins_over_a_parameter_whatever_the_order_routes_were_added() {
+    let router = Router::new()
+        .get("/items/{x}", named("item"))
+        .get("/items/export", named("export"))
+        .get("/files/{*x}", named("files"))
+        .get("/files/{x}/raw", named("raw"))
+        .get("/files/readme", named("readme"))
+        .get("/a/{x}/c", named("a-x-c"))
+        .get("/a/b/{x}", named("a-b-x"));
+    assert_eq!(body_of(&router, "/items/export"), "export -");
+    assert_eq!(body_of(&router, "/items/42"), "item 42");
+    assert_eq!(body_of(&router, "/files/readme"), "readme -");
+    assert_eq!(body_of(&router, "/files/7/raw"), "raw 7");
+    assert_eq!(body_of(&router, "/files/7/cooked"), "files 7/cooked");
+    assert_eq!(body_of(&router, "/a/b/c"), "a-b-x c");
+    assert_eq!(body_of(&router, "/a/z/c"), "a-x-c z");
+}
+
+/// `Router::not_found` shapes the 404 and still refuses a client waiting for `100 Continue`
+/// before it uploads (a plain-function fallback let it upload first: a trial's JSON 404).
+#[test]
+fn a_not_found_of_ones_own_is_given_before_the_upload() {
+    let node = node("trials35-not-found", 1);
+    let router = Router::new().post("/items", |_: &Request| Response::text("stored")).not_found(|r: &Request| {
+        Response::json(format!("{{\"missing\":\"{}\"}}", r.path())).with_status(StatusCode::NOT_FOUND)
+    });
+    let server = WebServer::start(&node, WebServerOptions::new("127.0.0.1", 0, router)).expect("server");
+    let mut s = TcpStream::connect(server.local_addr()).expect("connect");
+    s.set_read_timeout(Some(CALL_TIMEOUT)).expect("timeout");
+    s.write_all(b"POST /nowhere HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+        .expect("write");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("}") {
+        let n = s.read(&mut buf).expect("read");
+        assert!(n > 0, "closed early: {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 404"), "no 100 Continue first: {text}");
+    assert!(text.contains("application/json") && text.ends_with("{\"missing\":\"/nowhere\"}"), "{text}");
+    // Without `Expect`, the same.
+    assert_eq!(get(server.local_addr(), "/x").lines().next(), Some("HTTP/1.1 404 Not Found"));
     node.stop();
 }

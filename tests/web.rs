@@ -1222,14 +1222,15 @@ fn router_rest_param_takes_the_tail() {
 }
 
 #[test]
-fn router_route_order_decides_literal_vs_param() {
+fn router_a_literal_beats_a_param_whatever_the_order_routes_were_added() {
     let node = start_node("web-router-order", 1);
     let router = Router::new().get("/a/me", me).get("/a/{id}", user).get("/b/{id}", user).get("/b/me", me);
     let server = serve(&node, router);
     let mut client = Client::connect(server.local_addr());
     assert_eq!(client.get("/a/me").text(), "me");
     assert_eq!(client.get("/a/you").text(), "user you query None");
-    assert_eq!(client.get("/b/me").text(), "user me query None");
+    assert_eq!(client.get("/b/me").text(), "me");
+    assert_eq!(client.get("/b/you").text(), "user you query None");
     node.stop();
 }
 

@@ -279,6 +279,13 @@ impl Response {
     }
 
     /// Adds a header field (builder style). `Content-Type` sets [`content_type`](Self::content_type).
+    ///
+    /// A field whose name is not a token, or whose value holds CR, LF or another control
+    /// byte but tab, is left out when the response is written, with a warning in the log (a
+    /// value from user input could otherwise split the response); the rest of the response
+    /// goes out. Check values from outside before, where the answer should say so. The fields
+    /// the runtime writes itself are left out of yours: `Content-Length`, `Transfer-Encoding`,
+    /// `Connection` (a `close` in yours is honoured), `Date`, `Server`.
     pub fn header(mut self, name: impl Into<Cow<'static, str>>, value: impl Into<Cow<'static, str>>) -> Response {
         let name = name.into();
         if name.eq_ignore_ascii_case("content-type") {

@@ -312,7 +312,11 @@ pub struct Node {
 }
 
 impl Node {
-    /// Starts a node named `name` with one shard per selected core.
+    /// Starts a node named `name` with one shard per selected core. The name is unique among
+    /// the live nodes of the OS process (`StartError::NameTaken`: tests running in parallel
+    /// need names of their own); it is free again once the node stopped. A [`NodeHandle`]
+    /// kept after the node stopped (a `WebServer` keeps one) holds the node's shared state,
+    /// a few descriptors among it, until it is dropped.
     pub fn start(name: &str, options: NodeOptions) -> Result<Node, StartError> {
         let options = options.with_env()?;
         let layout = layout(&options)?;

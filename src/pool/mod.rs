@@ -1,56 +1,6 @@
 //! Worker pools with exact backpressure: `size` workers with mailboxes of `mailbox`, pinned to
 //! chosen shards, addressed by one name or pid.
-//!
-//! # How a message reaches a worker
-//! The pool has a pid (its manager process) and usually a name. A `send` or `call` to either
-//! does not go through the manager: the sender itself — on any shard or thread — takes a slot
-//! of the pool's [`gate`](gate::Gate), then reserves a slot of a worker with room, scanning its
-//! own shard's workers first (an idle one first), then the other shards'. The message goes
-//! straight into that worker's mailbox. No actor hop, no lock.
-//!
-//! Among a shard's workers the sender takes an idle one (nothing queued, nothing in hand) if
-//! there is one, else the least loaded with room, round robin among equals: a message does
-//! not queue behind a long one while a worker of the same shard idles. It looks at up to four
-//! workers from a cursor that moves on at each placement (with more than four on a shard, an
-//! idle one among those four); with one worker a shard there is nothing to choose and nothing
-//! is looked at. Each look is a few dozen instructions (measured in `PERF.md`). Across shards it
-//! is still the sender's own first: with every worker of its shard busy, a message queues
-//! there while a worker on another shard may idle (a hop per message would cost more than the
-//! wait at most loads). Where one slow request must not hold up others, keep mailboxes short
-//! (`mailbox` 0 or 1: a busy worker then has no room, and the next one, or another shard's,
-//! is taken).
-//!
-//! # Exact backpressure
-//! Each worker owns `mailbox + 1` slots: its queue plus the message it is handling. Slots are
-//! released when the worker *finishes* a message (not when it takes it from the queue), so the
-//! number accepted does not depend on how fast workers were scheduled: the pool holds at most
-//! `size × (mailbox + 1)` messages, and a sender is refused (`SendError::MailboxFull`, over HTTP
-//! 503 with `Retry-After`) exactly when the gate is at that count. See [`gate`] for why the pool
-//! needs its own word besides the workers'.
-//!
-//! # Failures
-//! A worker that ends (a panic, an error, a normal return, a kill) is replaced on the same
-//! shard, in the same cell, and the replacement inherits what its predecessor held: its queue,
-//! in order, and a slot for each message that was on its way to it (sent from another thread
-//! before the end, arriving after). Those messages keep the pool slots they took when they were
-//! accepted, so no sender can take their room meanwhile, the pool's count stays exact, and a
-//! crash loses nothing accepted but the message in hand (a web request is answered 500 by the
-//! runtime, a call `NoReply`). Only a worker that is not replaced (it was retiring, or the pool
-//! or its shard stops) hands its messages to the other workers with room; what finds none is
-//! answered at once (a web request 503, a call `MailboxFull` or `Stopped`; a plain message is
-//! counted in [`WorkerInfo::shed`] and [`PoolInfo::shed_accepted`], and logged). Restarts are
-//! bounded by an intensity (default 5 in 5 s, as the supervisor's): past it the pool gives up,
-//! its manager ends with a reason saying so, and the workers are stopped. A worker that
-//! panicked with a message in hand is replaced without counting: that failure is the
-//! message's (over HTTP its 500), another needs another message, and counted, a handful of bad
-//! requests would stop the pool for every client. The bound is for the ends a worker comes to
-//! on its own — failing its start, panicking outside a message, choosing to exit, being killed.
-//!
-//! # Resize
-//! [`PoolRef::resize`] adds workers (placed like the first ones) or retires the newest ones: a
-//! retiring worker takes no new messages (a send addressed to its pid is refused with
-//! `MailboxFull`, the message handed back), finishes its queue and the messages already on
-//! their way to it, and ends. Nothing queued is lost.
+//! (What a user reads is on [`Pool`].)
 
 mod cells;
 pub(crate) mod dispatch;
@@ -459,6 +409,57 @@ impl PoolRef {
 /// The pid it gets is the pool's: a `send` or `call` to it (or to its name) goes straight to a
 /// worker with room, chosen by the sender. The manager itself only starts the workers and stops
 /// them when it ends; it takes no messages of its own.
+///
+/// # How a message reaches a worker
+/// The pool has a pid (its manager process) and usually a name. A `send` or `call` to either
+/// does not go through the manager: the sender itself — on any shard or thread — takes a slot
+/// of the pool's gate (its count of what it holds), then reserves a slot of a worker with
+/// room, its own shard's workers first (an idle one first), then the other shards'. The
+/// message goes straight into that worker's mailbox. No actor hop, no lock.
+///
+/// Among a shard's workers the sender takes an idle one (nothing queued, nothing in hand) if
+/// there is one, else the least loaded with room, round robin among equals: a message does
+/// not queue behind a long one while a worker of the same shard idles. It looks at up to four
+/// workers from a cursor that moves on at each placement (with more than four on a shard, an
+/// idle one among those four); with one worker a shard there is nothing to choose and nothing
+/// is looked at. Each look is a few dozen instructions (measured in `PERF.md`). Across shards it
+/// is still the sender's own first: with every worker of its shard busy, a message queues
+/// there while a worker on another shard may idle (a hop per message would cost more than the
+/// wait at most loads). Where one slow request must not hold up others, keep mailboxes short
+/// (`mailbox` 0 or 1: a busy worker then has no room, and the next one, or another shard's,
+/// is taken).
+///
+/// # Exact backpressure
+/// Each worker owns `mailbox + 1` slots: its queue plus the message it is handling. Slots are
+/// released when the worker *finishes* a message (not when it takes it from the queue), so the
+/// number accepted does not depend on how fast workers were scheduled: the pool holds at most
+/// `size × (mailbox + 1)` messages, and a sender is refused (`SendError::MailboxFull`, over HTTP
+/// 503 with `Retry-After`) exactly when the gate is at that count. (The pool keeps that count in
+/// a word of its own besides the workers': see `src/pool/gate.rs`.)
+///
+/// # Failures
+/// A worker that ends (a panic, an error, a normal return, a kill) is replaced on the same
+/// shard, in the same cell, and the replacement inherits what its predecessor held: its queue,
+/// in order, and a slot for each message that was on its way to it (sent from another thread
+/// before the end, arriving after). Those messages keep the pool slots they took when they were
+/// accepted, so no sender can take their room meanwhile, the pool's count stays exact, and a
+/// crash loses nothing accepted but the message in hand (a web request is answered 500 by the
+/// runtime, a call `NoReply`). Only a worker that is not replaced (it was retiring, or the pool
+/// or its shard stops) hands its messages to the other workers with room; what finds none is
+/// answered at once (a web request 503, a call `MailboxFull` or `Stopped`; a plain message is
+/// counted in [`WorkerInfo::shed`] and [`PoolInfo::shed_accepted`], and logged). Restarts are
+/// bounded by an intensity (default 5 in 5 s, as the supervisor's): past it the pool gives up,
+/// its manager ends with a reason saying so, and the workers are stopped. A worker that
+/// panicked with a message in hand is replaced without counting: that failure is the
+/// message's (over HTTP its 500), another needs another message, and counted, a handful of bad
+/// requests would stop the pool for every client. The bound is for the ends a worker comes to
+/// on its own — failing its start, panicking outside a message, choosing to exit, being killed.
+///
+/// # Resize
+/// [`PoolRef::resize`] adds workers (placed like the first ones) or retires the newest ones: a
+/// retiring worker takes no new messages (a send addressed to its pid is refused with
+/// `MailboxFull`, the message handed back), finishes its queue and the messages already on
+/// their way to it, and ends. Nothing queued is lost.
 pub struct Pool {
     size: usize,
     mailbox: usize,

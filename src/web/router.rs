@@ -1,11 +1,4 @@
-//! [`Router`]: path patterns with parameters (`/users/{id}`, a trailing `{*rest}`), method
-//! routing, a fallback. A route's handler is any [`Handler`]: a plain function run on the
-//! shard, or a [`WebHandler`](super::WebHandler) to an actor. A path that matches with the
-//! wrong method gets 405 with `Allow` (`OPTIONS` there gets 204 with it, unless a route takes
-//! OPTIONS); no match, the fallback (404 by default). `OPTIONS *`
-//! (a question about the server, not a resource: RFC 9110 §9.3.7) matches no route; without a
-//! fallback the router answers it 204, with an `Allow` of every method its routes take when
-//! each route names its method.
+//! [`Router`]: path patterns, method routing, a fallback (what a user reads is on the type).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -35,7 +28,21 @@ struct Route {
     handler: Arc<dyn Handler>,
 }
 
-/// Routes requests by method and path. See the module docs.
+/// Routes requests by method and path.
+///
+/// Path patterns with parameters (`/users/{id}`, a trailing `{*rest}`), method
+/// routing, a fallback. A route's handler is any [`Handler`]: a plain function run on the
+/// shard, or a [`WebHandler`](super::WebHandler) to an actor. A path that matches with the
+/// wrong method gets 405 with `Allow` (`OPTIONS` there gets 204 with it, unless a route takes
+/// OPTIONS); no match, the fallback (404 by default). `OPTIONS *`
+/// (a question about the server, not a resource: RFC 9110 §9.3.7) matches no route; without a
+/// fallback the router answers it 204, with an `Allow` of every method its routes take when
+/// each route names its method.
+///
+/// A path that several patterns match goes to the most specific: segment by segment, a
+/// literal before a parameter before a `{*rest}`, whatever the order the routes were added
+/// in (as axum's router); among patterns alike, the first added. A route that takes the
+/// request's method answers; if none of the matching ones does, 405.
 #[derive(Default)]
 pub struct Router {
     core: Arc<Core>,
@@ -105,10 +112,37 @@ impl Router {
         self.method(Method::Delete, pattern, handler)
     }
 
-    /// What answers when no route matches (default: 404).
+    /// What answers when no route matches (default: 404). The fallback is a handler like any
+    /// route's: for a client waiting for `100 Continue`, it is asked with the head alone
+    /// ([`Handler::check_head`]), which a plain function answers with `None` — so the client
+    /// uploads first. A 404 of your own (a JSON body) that should be given before the upload
+    /// is [`not_found`](Self::not_found).
     pub fn fallback(mut self, handler: impl Handler) -> Router {
         Arc::make_mut(&mut self.core).fallback = Some(Arc::new(handler));
         self.rebuild()
+    }
+
+    /// `answer` gives the answer to a request no route matches, from its head alone (a
+    /// client waiting for `100 Continue` gets it before it uploads, as the router's own 404):
+    /// a body of your own for the router's 404, a JSON one for an API. (A path some route
+    /// matches with another method still gets the router's 405 with `Allow`: reshape that with
+    /// a [`hook`](super::hook) layer, which sees the router's own answers.)
+    ///
+    /// ```
+    /// use pinion::http::{Request, Response, StatusCode};
+    /// use pinion::web::{Router, answer_at_once};
+    ///
+    /// let router = Router::new()
+    ///     .get("/items", |_: &Request| Response::text("[]"))
+    ///     .not_found(|_: &Request| Response::json(r#"{"error":"not found"}"#).with_status(StatusCode::NOT_FOUND));
+    /// let answer = answer_at_once(&router, Request::new(pinion::http::Method::Get, "/nowhere")).expect("answered");
+    /// assert_eq!(answer.status, StatusCode::NOT_FOUND);
+    /// ```
+    pub fn not_found<F>(self, answer: F) -> Router
+    where
+        F: Fn(&Request) -> Response + Send + Sync + 'static,
+    {
+        self.fallback(NotFound(answer))
     }
 
     /// Wraps the whole router in `layer`: every route (added before or after), the fallback,
@@ -146,9 +180,31 @@ impl Router {
     fn add(mut self, method: Option<Method>, pattern: &str, handler: Arc<dyn Handler>) -> Router {
         let segments = parse(pattern).unwrap_or_else(|e| panic!("route pattern {pattern:?}: {e}"));
         let literal = segments.iter().all(|s| matches!(s, Segment::Literal(_))).then(|| pattern.to_owned());
-        Arc::make_mut(&mut self.core).routes.push(Route { literal, segments, method, handler });
+        let routes = &mut Arc::make_mut(&mut self.core).routes;
+        // After every route as specific or more (see `specificity`), before the less specific:
+        // a route added later with a literal where an earlier one has a parameter answers its
+        // own paths (it was shadowed, silently: found porting an axum service).
+        let rank = specificity(&segments);
+        let at = routes.iter().position(|r| specificity(&r.segments) > rank).unwrap_or(routes.len());
+        routes.insert(at, Route { literal, segments, method, handler });
         self.rebuild()
     }
+}
+
+/// How specific a pattern is, to order routes by: segment by segment, a literal (0) before a
+/// parameter (1) before a `{*rest}` (2), a pattern ending first before one going on. So of
+/// the patterns that match a path, the first in this order is the one with literals where
+/// the others have parameters, as in axum's router (matchit). All-literal patterns come
+/// before any other.
+fn specificity(segments: &[Segment]) -> Vec<u8> {
+    segments
+        .iter()
+        .map(|s| match s {
+            Segment::Literal(_) => 0,
+            Segment::Param(_) => 1,
+            Segment::Rest(_) => 2,
+        })
+        .collect()
 }
 
 fn parse(pattern: &str) -> Result<Vec<Segment>, &'static str> {
@@ -178,6 +234,23 @@ fn parse(pattern: &str) -> Result<Vec<Segment>, &'static str> {
         return Err("more than eight parameters");
     }
     Ok(out)
+}
+
+/// A fallback that answers from the head alone ([`Router::not_found`]).
+struct NotFound<F>(F);
+
+impl<F> Handler for NotFound<F>
+where
+    F: Fn(&Request) -> Response + Send + Sync + 'static,
+{
+    fn handle(&self, req: WebRequest) {
+        let resp = (self.0)(req.request());
+        req.respond(resp);
+    }
+
+    fn check_head(&self, req: &Request) -> Option<Response> {
+        Some((self.0)(req))
+    }
 }
 
 /// Where a pattern's parameters are in a path: (segment index, range of the path).
@@ -402,7 +475,7 @@ impl Core {
     /// No route answers `req`: if some route's path matched (`allowed`: their methods), 405
     /// with `Allow`, or 204 with it to `OPTIONS` (the router answers OPTIONS for the paths its
     /// routes name, so `Allow` lists it too); else the fallback (404 by default; `OPTIONS *`
-    /// 204, see the module docs).
+    /// 204, see [`Router`]).
     #[cold]
     #[inline(never)]
     fn unrouted(&self, req: WebRequest, allowed: u16) {

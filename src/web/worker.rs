@@ -1,24 +1,4 @@
-//! [`WebWorker`]: an actor that answers HTTP requests, one async method per request method.
-//! pinion implements [`Actor`] for every `WebWorker`: spawn it like any actor and point a
-//! [`WebHandler`](super::WebHandler) at it. The runtime answers for the worker:
-//!
-//! - a standard method the worker does not implement: **405** with an `Allow` field listing
-//!   what it does implement (Ergo answers 501 here; RFC 9110 keeps 501 for methods the server
-//!   does not know at all, which the connection answers before a worker sees them);
-//! - `HEAD`: `handle_get`'s response without its body, unless `handle_head` is implemented;
-//! - `OPTIONS`: 204 with `Allow`, unless `handle_options` is implemented.
-//!
-//! A worker that answers without awaiting does so in [`WebWorker::handle_now`], a plain function
-//! offered every request before the async methods: no future is built for the requests it
-//! answers. One that streams its answers, or keeps requests to answer later, takes them as
-//! [`WebRequest`]s in [`WebWorker::take_request`] (with [`WebWorker::TAKES_REQUESTS`]).
-//!
-//! Which methods a worker implements, Rust cannot tell (a default method and an implemented
-//! one look alike from outside), so a worker says so in [`WebWorker::METHODS`]: the runtime
-//! then answers every other method itself, and `Allow` is exactly that list (RFC 9110 §15.5.6:
-//! a 405 lists the methods the resource supports). A worker that leaves it `None` has its
-//! methods learned instead, the first time each default method answers (per type and shard):
-//! until every method was tried once, its `Allow` may still list one it lacks.
+//! [`WebWorker`]: an actor that answers HTTP requests (what a user reads is on the trait).
 
 use std::any::TypeId;
 use std::borrow::Cow;
@@ -31,10 +11,32 @@ use crate::process::{Actor, Context, ExitReason, Handled, Message, Pid, Reply};
 
 /// An actor that answers web requests. Every method has a default; implement the ones your
 /// resource supports.
+///
+/// One async method per request method.
+/// pinion implements [`Actor`] for every `WebWorker`: spawn it like any actor and point a
+/// [`WebHandler`](super::WebHandler) at it. The runtime answers for the worker:
+///
+/// - a standard method the worker does not implement: **405** with an `Allow` field listing
+///   what it does implement (Ergo answers 501 here; RFC 9110 keeps 501 for methods the server
+///   does not know at all, which the connection answers before a worker sees them);
+/// - `HEAD`: `handle_get`'s response without its body, unless `handle_head` is implemented;
+/// - `OPTIONS`: 204 with `Allow`, unless `handle_options` is implemented.
+///
+/// A worker that answers without awaiting does so in [`WebWorker::handle_now`], a plain function
+/// offered every request before the async methods: no future is built for the requests it
+/// answers. One that streams its answers, or keeps requests to answer later, takes them as
+/// [`WebRequest`]s in [`WebWorker::take_request`] (with [`WebWorker::TAKES_REQUESTS`]).
+///
+/// Which methods a worker implements, Rust cannot tell (a default method and an implemented
+/// one look alike from outside), so a worker says so in [`WebWorker::METHODS`]: the runtime
+/// then answers every other method itself, and `Allow` is exactly that list (RFC 9110 §15.5.6:
+/// a 405 lists the methods the resource supports). A worker that leaves it `None` has its
+/// methods learned instead, the first time each default method answers (per type and shard):
+/// until every method was tried once, its `Allow` may still list one it lacks.
 #[allow(async_fn_in_trait, reason = "workers run on one shard; their futures need not be Send")]
 pub trait WebWorker: 'static {
     /// The methods this worker implements, if it says so (the default, `None`, learns them:
-    /// see the module docs). With a list, a request with any other method that
+    /// see [`WebWorker`]). With a list, a request with any other method that
     /// [`handle_now`](Self::handle_now) passes on (it sees every request first) is answered by
     /// the runtime, no async method run: `OPTIONS` with 204, anything else with 405, both with
     /// an `Allow` that is this list, with `HEAD` when `GET` is in it (served by
