@@ -8,18 +8,21 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Barrier, Mutex};
 
 use pinion::http::{Method, Request, Response, StatusCode};
-use pinion::web::{RequestSummary, Router, WebServer, WebServerOptions, answer_at_once, hook};
+use pinion::web::{
+    RequestSummary, Router, WebHandler, WebServer, WebServerOptions, WebTarget, WebWorker, answer_at_once, hook,
+};
 use pinion::{Actor, Context, ExitReason, Message, NodeHandle, Pid, ProcessOptions, RegisterError, Reply, ShardId};
+use pinion::{Pool, PoolOptions};
 use support::{CALL_TIMEOUT, lock, node};
 
 static LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
-/// Keeps pinion's error lines.
+/// Keeps pinion's warnings and errors.
 struct Capture;
 
 impl log::Log for Capture {
     fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        metadata.target().starts_with("pinion") && metadata.level() <= log::Level::Error
+        metadata.target().starts_with("pinion") && metadata.level() <= log::Level::Warn
     }
     fn log(&self, record: &log::Record<'_>) {
         if self.enabled(record.metadata()) {
@@ -31,7 +34,7 @@ impl log::Log for Capture {
 
 fn capture_logs() {
     if log::set_logger(&Capture).is_ok() {
-        log::set_max_level(log::LevelFilter::Error);
+        log::set_max_level(log::LevelFilter::Warn);
     }
 }
 
@@ -226,4 +229,34 @@ fn a_not_found_of_ones_own_is_given_before_the_upload() {
     // Without `Expect`, the same.
     assert_eq!(get(server.local_addr(), "/x").lines().next(), Some("HTTP/1.1 404 Not Found"));
     node.stop();
+}
+
+/// Panics on every GET.
+struct Buggy;
+
+impl WebWorker for Buggy {
+    async fn handle_get(&mut self, _: &mut Context, _: &Request) -> Response {
+        panic!("trials35: a worker bug");
+    }
+}
+
+/// A pool worker's panic on a request is one line in the log, an error with the panic's text
+/// (there were two of pinion's: the error, and a warning that the worker was replaced).
+#[test]
+fn a_pool_workers_panic_is_one_line_in_the_log() {
+    capture_logs();
+    let node = node("trials35-worker-panic", 1);
+    let pool =
+        node.spawn(|| Pool::new(PoolOptions::new(1, 4, || Buggy)), ProcessOptions::default()).wait().expect("pool");
+    let router = Router::new().get("/boom", WebHandler::to(WebTarget::Pid(pool)));
+    let server = WebServer::start(&node, WebServerOptions::new("127.0.0.1", 0, router)).expect("server");
+    for _ in 0..3 {
+        let reply = get(server.local_addr(), "/boom");
+        assert!(reply.starts_with("HTTP/1.1 500"), "{reply}");
+    }
+    node.stop();
+    let lines = lock(&LINES).clone();
+    let ours: Vec<_> = lines.iter().filter(|l| l.contains("trials35: a worker bug")).collect();
+    assert_eq!(ours.len(), 3, "one line a panic: {lines:?}");
+    assert!(!lines.iter().any(|l| l.contains("replacing it")), "{lines:?}");
 }

@@ -688,7 +688,13 @@ pub(crate) fn worker_exited(
     let (parked, leftovers) = if inherit { (leftovers, Vec::new()) } else { (Vec::new(), leftovers) };
     bury(shard, Grave { key, member: member.clone(), owed, parked, heir_wanted: inherit, heir: None });
     if inherit {
-        crate::log_limit::log_limited!(Warn, target: "pinion", "{} {pid}: pool worker ended ({reason}); replacing it", shard.node.name);
+        if matches!(reason, ExitReason::Panic(_)) {
+            // Logged as an error with its text where it panicked: one line for one bad
+            // request is enough (a trial counted three).
+            log::debug!(target: "pinion", "{} {pid}: pool worker ended ({reason}); replacing it", shard.node.name);
+        } else {
+            crate::log_limit::log_limited!(Warn, target: "pinion", "{} {pid}: pool worker ended ({reason}); replacing it", shard.node.name);
+        }
         // A panic with a message in hand is that message's failure (over HTTP, its 500): the
         // replacement serves the others, and another such failure needs another message, so
         // the senders pace it. Counted toward the intensity, a handful of bad requests would
