@@ -115,8 +115,10 @@ impl Handler for Authed {
 
 /// CORS: answers preflights (`OPTIONS` with `Access-Control-Request-Method`) with 204 and adds
 /// `Access-Control-Allow-Origin` to the responses of requests that carry an allowed `Origin`
-/// (with `Access-Control-Allow-Credentials` and `Access-Control-Expose-Headers` when set).
-/// A preflight from an origin not allowed gets 403, without CORS fields: the browser refuses
+/// (with `Access-Control-Allow-Credentials` and `Access-Control-Expose-Headers` when set),
+/// and `Vary: origin` to every answer that depends on `Origin` — with a list of origins, all;
+/// with any origin (`*`), those to requests without one (Fetch §3.2.6: else a shared cache
+/// could serve such an answer to a CORS request). A preflight from an origin not allowed gets 403, without CORS fields: the browser refuses
 /// the request either way, the status says why to whoever reads the network log.
 ///
 /// The fields go on every answer of a request that reached the handlers (the runtime's
@@ -183,8 +185,8 @@ impl CorsState {
         self.cors.credentials && !self.cors.origins.is_empty()
     }
 
-    /// The answer depends on `Origin` (a list of origins): a cache must know (`*` does not
-    /// vary).
+    /// The answer depends on `Origin`'s value (a list of origins): a cache must know (`*`
+    /// varies only with whether `Origin` came: see `on_response`).
     fn varies(&self) -> bool {
         !self.cors.origins.is_empty()
     }
@@ -207,7 +209,8 @@ impl Layer for Cors {
 
 impl ResponseHook for CorsState {
     fn on_response(&self, req: &RequestSummary<'_>, resp: &mut Response) {
-        if let Some(allow) = req.request.header("origin").and_then(|o| self.allow(o)) {
+        let origin = req.request.header("origin");
+        if let Some(allow) = origin.and_then(|o| self.allow(o)) {
             resp.headers.push((Cow::Borrowed("access-control-allow-origin"), cow_bytes(allow)));
             if self.credentials() {
                 resp.headers.push((Cow::Borrowed("access-control-allow-credentials"), Cow::Borrowed(b"true")));
@@ -216,8 +219,9 @@ impl ResponseHook for CorsState {
                 resp.headers.push((Cow::Borrowed("access-control-expose-headers"), expose.clone()));
             }
         }
-        // Whether `Origin` came, was allowed or not.
-        if self.varies() {
+        // Whether `Origin` came, was allowed or not; with `*`, an answer without it differs
+        // from one with it (Fetch §3.2.6: cached, it would be served to a CORS request).
+        if self.varies() || origin.is_none() {
             resp.headers.push((Cow::Borrowed("vary"), Cow::Borrowed(b"origin")));
         }
     }
@@ -250,9 +254,8 @@ impl Handler for CorsHandler {
         if let Some(resp) = self.preflight(req.request()) {
             return req.respond(resp);
         }
-        if req.request().header("origin").is_some() || self.cors.varies() {
-            req.on_response(self.cors.clone());
-        }
+        // Every answer: the allow fields, or `Vary: origin`, go on each.
+        req.on_response(self.cors.clone());
         self.inner.handle(req);
     }
     fn check_head(&self, req: &Request) -> Option<Response> {
@@ -511,7 +514,9 @@ impl RateLimit {
     /// the field the proxy sets instead ([`keyed_by`](Self::keyed_by)).
     pub fn per_client(self) -> RateLimit {
         self.keyed_by(|r: &Request| {
-            let ip = r.peer_addr()?.ip();
+            // An IPv4 client of a dual-stack listener is `::ffff:a.b.c.d`: keyed by its IPv4
+            // address, not by the /64 every IPv4 client shares.
+            let ip = r.peer_addr()?.ip().to_canonical();
             Some(match ip {
                 std::net::IpAddr::V4(v4) => Cow::Owned(v4.octets().to_vec()),
                 std::net::IpAddr::V6(v6) => Cow::Owned(v6.octets()[..8].to_vec()),

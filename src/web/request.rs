@@ -336,6 +336,7 @@ pub(crate) fn run_hooks<'h>(
     summary: &RequestSummary<'_>,
     response: &mut Response,
 ) {
+    let streamed = matches!(response.body, Body::Streamed);
     for h in hooks.rev() {
         let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| h.on_response(summary, response)));
         if let Err(payload) = ran {
@@ -344,6 +345,10 @@ pub(crate) fn run_hooks<'h>(
             crate::log_limit::log_limited!(Error, target: "pinion::web", "a response hook panicked on {} {}, answering 500: {text}", request.method(), request.target());
             *response = Response::status(StatusCode::INTERNAL_SERVER_ERROR);
         }
+    }
+    if !streamed && matches!(response.body, Body::Streamed) {
+        // A held answer a hook marked streamed: no chunks will come (as `respond` does).
+        response.body = Body::Empty;
     }
 }
 
