@@ -43,45 +43,29 @@ fn per_client_rate_limit_keys_ipv4_mapped_clients_apart() {
     assert_eq!(status(answer_at_once(&router, req(b))), Some(200));
 }
 
-#[test]
-fn hook_replacing_a_streamed_head_keeps_the_connection_sane() {
-    let router = Router::new().route("/s", Streamer).get("/next", ok).layer(hook(
-        |_: &RequestSummary<'_>, resp: &mut Response| {
-            if resp.status.0 == 200 && resp.header_value("x-keep").is_none() && resp.content_type.is_none() {
-                *resp = Response::text("replaced");
-            }
-        },
-    ));
-    let node = start_node("r36-hook-stream", 1);
-    let server = serve_with(&node, HttpLimits::default(), router);
-    let mut c = Client::connect(server.local_addr());
-    c.send(b"GET /s HTTP/1.1\r\nHost: x\r\n\r\nGET /next HTTP/1.1\r\nHost: x\r\n\r\n");
-    let first = c.response();
-    eprintln!("first {:?} {:?}", first, first.text());
-    let second = c.response();
-    eprintln!("second {:?} {:?}", second, second.text());
-    assert_eq!(second.text(), "ok");
-    node.stop();
+/// A hook on `/s` only: replaces the answer (`replace`) or panics.
+fn on_s(replace: bool) -> impl Fn(&RequestSummary<'_>, &mut Response) + Send + Sync + 'static {
+    move |s: &RequestSummary<'_>, resp: &mut Response| {
+        if s.request.path() == "/s" {
+            assert!(replace, "a hook bug");
+            *resp = Response::text("replaced");
+        }
+    }
 }
 
-#[test]
-fn panicking_hook_on_a_streamed_head() {
-    let router =
-        Router::new().route("/s", Streamer).get("/next", ok).layer(hook(|s: &RequestSummary<'_>, _: &mut Response| {
-            if s.request.path() == "/s" {
-                panic!("boom")
-            }
-        }));
-    let node = start_node("r36-panic-stream", 1);
+/// Serves `router`, sends `GET /s` and `GET /next` pipelined, and reads both answers; then,
+/// a moment later, one more request on the same connection.
+fn streamed_then_next(name: &str, router: Router) -> [Resp; 3] {
+    let node = start_node(name, 1);
     let server = serve_with(&node, HttpLimits::default(), router);
     let mut c = Client::connect(server.local_addr());
     c.send(b"GET /s HTTP/1.1\r\nHost: x\r\n\r\nGET /next HTTP/1.1\r\nHost: x\r\n\r\n");
-    let first = c.response();
-    eprintln!("first {:?} {:?}", first, first.text());
-    let second = c.response();
-    eprintln!("second {:?} {:?}", second, second.text());
-    assert_eq!(second.text(), "ok");
+    let (first, second) = (c.response(), c.response());
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    c.send(b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n");
+    let third = c.response();
     node.stop();
+    [first, second, third]
 }
 
 /// Streams "abc" from another thread, after the dispatch.
@@ -99,52 +83,26 @@ impl Handler for LateStreamer {
     }
 }
 
+/// A hook that replaces or panics on a streamed answer's head — given during the dispatch or
+/// later from another thread — gets the replacement or a 500, and the requests behind it are
+/// answered on the same connection.
 #[test]
-fn hook_replacing_a_late_streamed_head_keeps_the_connection_sane() {
-    let router = Router::new().route("/s", LateStreamer).get("/next", ok).layer(hook(
-        |s: &RequestSummary<'_>, resp: &mut Response| {
-            if s.request.path() == "/s" {
-                *resp = Response::text("replaced");
-            }
-        },
-    ));
-    let node = start_node("r36-hook-late-stream", 1);
-    let server = serve_with(&node, HttpLimits::default(), router);
-    let mut c = Client::connect(server.local_addr());
-    c.send(b"GET /s HTTP/1.1\r\nHost: x\r\n\r\nGET /next HTTP/1.1\r\nHost: x\r\n\r\n");
-    let first = c.response();
-    eprintln!("first {:?} {:?}", first, first.text());
-    let second = c.response();
-    eprintln!("second {:?} {:?}", second, second.text());
-    assert_eq!(first.text(), "replaced");
-    assert_eq!(second.text(), "ok");
-    std::thread::sleep(std::time::Duration::from_millis(200));
-    c.send(b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n");
-    let third = c.response();
-    eprintln!("third {:?} {:?} rest {:?}", third, third.text(), String::from_utf8_lossy(&c.buf));
-    assert_eq!(third.text(), "ok");
-    node.stop();
-}
-
-#[test]
-fn late_panicking_hook_on_a_streamed_head() {
-    let router = Router::new().route("/s", LateStreamer).get("/next", ok).layer(hook(
-        |s: &RequestSummary<'_>, _: &mut Response| {
-            if s.request.path() == "/s" {
-                panic!("boom");
-            }
-        },
-    ));
-    let node = start_node("r36-panic-late-stream", 1);
-    let server = serve_with(&node, HttpLimits::default(), router);
-    let mut c = Client::connect(server.local_addr());
-    c.send(b"GET /s HTTP/1.1\r\nHost: x\r\n\r\nGET /next HTTP/1.1\r\nHost: x\r\n\r\n");
-    let first = c.response();
-    eprintln!("first {:?} {:?}", first, first.text());
-    let second = c.response();
-    eprintln!("second {:?} {:?} rest {:?}", second, second.text(), String::from_utf8_lossy(&c.buf));
-    assert_eq!(second.text(), "ok");
-    node.stop();
+fn a_hook_replacing_or_panicking_on_a_streamed_head_keeps_the_connection_sane() {
+    for late in [false, true] {
+        for replace in [true, false] {
+            let router =
+                if late { Router::new().route("/s", LateStreamer) } else { Router::new().route("/s", Streamer) };
+            let router = router.get("/next", ok).layer(hook(on_s(replace)));
+            let [first, second, third] = streamed_then_next(&format!("r36-stream-{late}-{replace}"), router);
+            let expected = if replace { (200, "replaced") } else { (500, "Internal Server Error") };
+            assert_eq!((first.status, first.text().as_str()), expected, "late {late}, replace {replace}");
+            assert_eq!(
+                (second.text(), third.text()),
+                ("ok".to_owned(), "ok".to_owned()),
+                "late {late}, replace {replace}"
+            );
+        }
+    }
 }
 
 /// Fetch §3.2.6 (CORS protocol and HTTP caches): a resource that sends
