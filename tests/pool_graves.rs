@@ -503,12 +503,6 @@ mod web {
         }
     }
 
-    /// Reads `n` responses (status codes) from a raw connection.
-    fn statuses(stream: &mut TcpStream, n: usize) -> Vec<u16> {
-        stream.set_read_timeout(Some(CALL_TIMEOUT)).unwrap();
-        support::read_responses(stream, n).into_iter().map(|(status, _)| status).collect()
-    }
-
     #[test]
     fn web_burst_killing_the_worker_twice_mid_pass_answers_all_and_returns_every_slot() {
         let node = node("graves-web-chain", 1);
@@ -530,13 +524,13 @@ mod web {
         let r = h.pool(pool).expect("pool");
         let mut s = TcpStream::connect(server.local_addr()).expect("connect");
         s.write_all(b"GET /w/0 HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-        assert_eq!(statuses(&mut s, 1), [200]);
+        assert_eq!(support::read_statuses(&mut s, 1), [200]);
         let burst: String = ["/w/1", "/kill", "/w/2", "/kill", "/w/3", "/w/4"]
             .iter()
             .map(|t| format!("GET {t} HTTP/1.1\r\nHost: x\r\n\r\n"))
             .collect();
         s.write_all(burst.as_bytes()).unwrap();
-        let got = statuses(&mut s, 6);
+        let got = support::read_statuses(&mut s, 6);
         assert_eq!((got[1], got[3]), (200, 200), "{got:?}");
         for (i, st) in got.iter().enumerate() {
             assert!([200, 500, 503].contains(st), "answer {i}: {got:?}");

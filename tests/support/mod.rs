@@ -413,6 +413,12 @@ pub fn watch(node: &Node, target: Pid) -> std::sync::mpsc::Receiver<ExitReason> 
     rx
 }
 
+/// The statuses of the next `n` responses on a raw connection (`CALL_TIMEOUT` a read).
+pub fn read_statuses(stream: &mut std::net::TcpStream, n: usize) -> Vec<u16> {
+    stream.set_read_timeout(Some(CALL_TIMEOUT)).expect("read timeout");
+    read_responses(stream, n).into_iter().map(|(status, _)| status).collect()
+}
+
 /// Reads `n` HTTP/1.1 responses from a raw connection: (status, body) each, framed by
 /// `Content-Length` (none: empty). Fails the test if the connection closes first or a read
 /// times out (set one on the stream).
