@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Barrier, Mutex};
 
-use pinion::http::{Method, Request, Response, StatusCode};
+use pinion::http::{HttpLimits, Method, Request, Response, StatusCode};
 use pinion::web::{
     RequestSummary, Router, WebHandler, WebServer, WebServerOptions, WebTarget, WebWorker, answer_at_once, hook,
 };
@@ -259,4 +259,38 @@ fn a_pool_workers_panic_is_one_line_in_the_log() {
     let ours: Vec<_> = lines.iter().filter(|l| l.contains("trials35: a worker bug")).collect();
     assert_eq!(ours.len(), 3, "one line a panic: {lines:?}");
     assert!(!lines.iter().any(|l| l.contains("replacing it")), "{lines:?}");
+}
+
+/// A client that sends most of a large body at once and then nothing is cut within
+/// `body_read_timeout` of its silence: what the burst earned at `min_body_rate` is not banked
+/// beyond that. (A hostile-client trial: 1 MiB then silence held the connection and the
+/// megabyte for `body_read_timeout` + 256 s at the default rate; here it was 128 s.)
+#[test]
+fn a_body_sent_in_a_burst_then_withheld_is_cut_within_the_body_timeout() {
+    let node = node("trials35-burst-stall", 1);
+    let limits = HttpLimits {
+        body_read_timeout: std::time::Duration::from_millis(500),
+        min_body_rate: 8 * 1024,
+        max_body_bytes: 2 << 20,
+        ..HttpLimits::default()
+    };
+    let handler = |r: &Request| Response::text(format!("{} bytes", r.body().len()));
+    let server = WebServer::start(&node, WebServerOptions { limits, ..WebServerOptions::new("127.0.0.1", 0, handler) })
+        .expect("server");
+    let mut s = TcpStream::connect(server.local_addr()).expect("connect");
+    s.set_read_timeout(Some(CALL_TIMEOUT)).expect("timeout");
+    s.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n").expect("head");
+    s.write_all(&vec![b'b'; (1 << 20) - 1]).expect("all of the body but a byte");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("no answer within {CALL_TIMEOUT:?} of the silence: {e}"),
+        }
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    node.stop();
 }

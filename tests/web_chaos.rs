@@ -443,7 +443,8 @@ impl Served {
 enum Closing {
     Never,
     Must,
-    /// Only a 200 (a streamed body to HTTP/1.0 ends with the connection); a 504 keeps it.
+    /// Only a 200 (a streamed body to HTTP/1.0 ends with the connection, but to a HEAD); a 504
+    /// keeps it.
     If200,
     /// May: a request that waits for `100 Continue` and that the head alone refuses (404,
     /// 405) is answered before its body, and then the connection closes — when the body
@@ -1218,7 +1219,8 @@ impl Client {
         let streams = matches!(route, R::Stream | R::Sync);
         let closing = if close_11 || (http10 && !keep_alive_10) {
             Closing::Must
-        } else if http10 && streams {
+        } else if http10 && streams && method != "HEAD" {
+            // (A HEAD has no body to end by closing: its connection stays, review 35.)
             Closing::If200
         } else {
             Closing::Never

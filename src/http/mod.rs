@@ -82,11 +82,14 @@ pub struct HttpLimits {
     /// Continue` is written, for a client that waits for one), beyond what its size excuses
     /// at [`min_body_rate`](Self::min_body_rate). Exceeded: 408, close.
     pub body_read_timeout: Duration,
-    /// A body arriving at least this fast (bytes a second, on average) is never cut by
+    /// A body arriving at least this fast (bytes a second) is never cut by
     /// [`body_read_timeout`](Self::body_read_timeout): every byte received moves its deadline
-    /// on by `1 / min_body_rate` s. A large upload on a slow link is not cut for its size, and
-    /// a client trickling a body (to hold a connection) still is. 0: the timeout bounds the
-    /// whole body. (A trial: with the whole body bounded, a 1 MiB upload needed 17 KiB/s.)
+    /// on by `1 / min_body_rate` s, up to `body_read_timeout` from now (what a burst earns
+    /// is not banked beyond that). A large upload on a slow link is not cut for its size, and
+    /// a client trickling a body, or sending most of it and then nothing (to hold a connection
+    /// and the bytes it sent), still is, within `body_read_timeout` of falling behind. 0: the
+    /// timeout bounds the whole body. (A trial: with the whole body bounded, a 1 MiB upload
+    /// needed 17 KiB/s.)
     pub min_body_rate: u32,
     /// How long an idle keep-alive connection (nothing pending, nothing half-read) stays open;
     /// also how long a client may take nothing of what waits to be written to it (a stalled

@@ -79,6 +79,9 @@ struct State {
     phase_since: Instant,
     /// The request position (`Codec::position`) the phase belongs to.
     phase_position: u64,
+    /// Bytes of the body being read when `phase_since` was last moved on for them (see
+    /// `timers::note_phase`).
+    body_seen: usize,
     /// The last read or write.
     active: Instant,
     timer: Option<(TimerKey, Instant)>,
@@ -172,6 +175,7 @@ impl Connection {
             phase: Phase::Idle,
             phase_since: now,
             phase_position: 0,
+            body_seen: 0,
             active: now,
             timer: None,
             flush_queued: false,

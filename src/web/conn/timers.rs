@@ -143,12 +143,25 @@ impl Connection {
 /// Notes what the codec is reading, and since when: `now` if that changed since it was last
 /// noted. Paused by our own bounds, the connection waits on us, not on the client (no read
 /// phase); a read phase is timed per request (the next request's head starts its own clock).
+///
+/// While a body is read at [`min_body_rate`](HttpLimits::min_body_rate), each byte received
+/// moves its clock on by `1 / min_body_rate` s, but never past `now`: the body's deadline is
+/// at most `body_read_timeout` ahead, whatever it sent before. (Banked without that cap, a
+/// 1 MiB burst then silence held its connection and the megabyte for 60 + 256 s: a trial of
+/// hostile clients. Now 60 s after the last byte, or sooner for a trickle.)
 fn note_phase(st: &mut State, limits: &HttpLimits, now: Instant) {
     let phase = if paused(st, limits) || st.out.continue_owed() { Phase::Closed } else { st.codec.phase() };
     let position = st.codec.position();
     if (phase, position) != (st.phase, st.phase_position) {
         (st.phase, st.phase_position) = (phase, position);
         st.phase_since = now;
+        st.body_seen = st.codec.body_received();
+    } else if phase == Phase::Body && limits.min_body_rate > 0 {
+        let received = st.codec.body_received();
+        if received > st.body_seen {
+            st.phase_since = (st.phase_since + excused(received - st.body_seen, limits)).min(now);
+            st.body_seen = received;
+        }
     }
 }
 
@@ -157,7 +170,7 @@ fn note_phase(st: &mut State, limits: &HttpLimits, now: Instant) {
 fn read_deadline(st: &State, limits: &HttpLimits) -> Option<Instant> {
     match st.phase {
         Phase::Head => Some(st.phase_since + limits.header_read_timeout),
-        Phase::Body => Some(st.phase_since + limits.body_read_timeout + excused(st.codec.body_received(), limits)),
+        Phase::Body => Some(st.phase_since + limits.body_read_timeout),
         _ => None,
     }
 }
