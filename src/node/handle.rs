@@ -198,13 +198,17 @@ impl NodeHandle {
         let Some(pid) = self.shared.names.resolve(name) else { return false };
         if let Some(shard) = self.here() {
             if shard.id == pid.shard {
-                return shard.unregister_name(pid);
+                return shard.unregister_name_if(pid, name);
             }
-            self.control(pid.shard, ControlRequest::Unregister { pid, reply: Responder::external(Slot::new()) });
+            let request =
+                ControlRequest::Unregister { pid, name: name.to_owned(), reply: Responder::external(Slot::new()) };
+            self.control(pid.shard, request);
             return true;
         }
         let slot = Slot::new();
-        self.control(pid.shard, ControlRequest::Unregister { pid, reply: Responder::external(slot.clone()) });
+        let request =
+            ControlRequest::Unregister { pid, name: name.to_owned(), reply: Responder::external(slot.clone()) };
+        self.control(pid.shard, request);
         matches!(self.wait_slot(&slot), Ok(Some(true)))
     }
 

@@ -122,6 +122,8 @@ pub(crate) enum ControlRequest {
     },
     Unregister {
         pid: Pid,
+        /// Only this name: the process may have taken another since it was resolved.
+        name: String,
         reply: Responder<Option<bool>>,
     },
     Stop,
@@ -149,8 +151,8 @@ impl Shard {
             ControlRequest::Register { pid, name, reply } => {
                 reply.respond(Some(self.register_name(pid, &name)));
             }
-            ControlRequest::Unregister { pid, reply } => {
-                reply.respond(Some(self.unregister_name(pid)));
+            ControlRequest::Unregister { pid, name, reply } => {
+                reply.respond(Some(self.unregister_name_if(pid, &name)));
             }
             ControlRequest::Stop => self.begin_stop(),
             ControlRequest::Run(f) => f(self),

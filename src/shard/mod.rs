@@ -575,6 +575,17 @@ impl Shard {
         }
     }
 
+    /// [`unregister_name`](Self::unregister_name) if `pid` is still named `name`.
+    pub(crate) fn unregister_name_if(&self, pid: Pid, name: &str) -> bool {
+        let held = self
+            .table
+            .borrow()
+            .get(pid.slot as usize)
+            .filter(|e| e.generation == pid.generation)
+            .is_some_and(|e| e.name.as_deref() == Some(name));
+        held && self.unregister_name(pid)
+    }
+
     pub(crate) fn create_alias(&self, pid: Pid) -> Alias {
         let id = self.next_ref();
         if let Some(e) = self.table.borrow_mut().get_mut(pid.slot as usize).filter(|e| e.generation == pid.generation) {

@@ -56,6 +56,8 @@ pub struct Router {
 struct Core {
     routes: Vec<Route>,
     fallback: Option<Arc<dyn Handler>>,
+    /// The fallback is a `not_found`: it replaces the router's 404, not its `OPTIONS *`.
+    not_found: bool,
 }
 
 impl fmt::Debug for Router {
@@ -118,13 +120,16 @@ impl Router {
     /// uploads first. A 404 of your own (a JSON body) that should be given before the upload
     /// is [`not_found`](Self::not_found).
     pub fn fallback(mut self, handler: impl Handler) -> Router {
-        Arc::make_mut(&mut self.core).fallback = Some(Arc::new(handler));
+        let core = Arc::make_mut(&mut self.core);
+        core.fallback = Some(Arc::new(handler));
+        core.not_found = false;
         self.rebuild()
     }
 
     /// `answer` gives the answer to a request no route matches, from its head alone (a
     /// client waiting for `100 Continue` gets it before it uploads, as the router's own 404):
-    /// a body of your own for the router's 404, a JSON one for an API. (A path some route
+    /// a body of your own for the router's 404, a JSON one for an API. (`OPTIONS *` keeps the
+    /// router's 204.) (A path some route
     /// matches with another method still gets the router's 405 with `Allow`: reshape that with
     /// a [`hook`](super::hook) layer, which sees the router's own answers.)
     ///
@@ -142,7 +147,9 @@ impl Router {
     where
         F: Fn(&Request) -> Response + Send + Sync + 'static,
     {
-        self.fallback(NotFound(answer))
+        let mut router = self.fallback(NotFound(answer));
+        Arc::make_mut(&mut router.core).not_found = true;
+        router
     }
 
     /// Wraps the whole router in `layer`: every route (added before or after), the fallback,
@@ -493,9 +500,11 @@ impl Core {
                 if req.method() == Method::Options { StatusCode::NO_CONTENT } else { StatusCode::METHOD_NOT_ALLOWED };
             return Ok(Response::status(status).header("allow", allow));
         }
+        let star = req.method() == Method::Options && req.target() == "*";
         match &self.fallback {
+            Some(_) if star && self.not_found => Ok(self.server_options()),
             Some(f) => Err(f),
-            None if req.method() == Method::Options && req.target() == "*" => Ok(self.server_options()),
+            None if star => Ok(self.server_options()),
             None => Ok(Response::status(StatusCode::NOT_FOUND)),
         }
     }
