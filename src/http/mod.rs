@@ -107,6 +107,14 @@ pub struct HttpLimits {
     /// connection holding the most is cut the same way, however little each holds (a soak
     /// trial: 100 clients that stopped reading an unpaced sender held 387 MB).
     pub max_stream_bytes_per_shard: usize,
+    /// Bytes of request bodies being read that one shard holds for a server's connections,
+    /// all together (a body is held whole until its request is handed on). A body whose
+    /// bytes would take the total past this is refused: 503 with `Retry-After`, the
+    /// connection closed; the others go on, and the room is back as bodies complete or are
+    /// cut. Without it, a client could open the connections a shard allows and send each
+    /// body but its last byte, `max_body_bytes` a connection (a hostile-client trial: 207 MB
+    /// for 200 connections).
+    pub max_body_bytes_per_shard: usize,
 }
 
 impl Default for HttpLimits {
@@ -124,6 +132,7 @@ impl Default for HttpLimits {
             max_connections_per_shard: 16 * 1024,
             max_in_flight: 64,
             max_stream_bytes_per_shard: 256 * 1024 * 1024,
+            max_body_bytes_per_shard: 256 * 1024 * 1024,
         }
     }
 }
@@ -146,6 +155,7 @@ impl HttpLimits {
             ("max_connections_per_shard", self.max_connections_per_shard),
             ("max_in_flight", self.max_in_flight),
             ("max_stream_bytes_per_shard", self.max_stream_bytes_per_shard),
+            ("max_body_bytes_per_shard", self.max_body_bytes_per_shard),
         ];
         let times = [
             ("header_read_timeout", self.header_read_timeout),

@@ -101,6 +101,9 @@ struct State {
     /// What this connection counts in its server's `stream_bytes` (see
     /// `count_stream_bytes`): 0 until a chunk of a stream comes, and again once all is written.
     stream_counted: usize,
+    /// What this connection counts in its server's `body_bytes` (see `count_body_bytes`): the
+    /// body being read, as last counted.
+    body_counted: usize,
 }
 
 /// The connection is closed.
@@ -185,6 +188,7 @@ impl Connection {
             flags: 0,
             hooked: Vec::new(),
             stream_counted: 0,
+            body_counted: 0,
         };
         Connection { id, server, st: RefCell::new(st) }
     }
@@ -356,10 +360,17 @@ impl Connection {
                 st.held = false;
                 match st.codec.next(limits) {
                     Some(Step::Request(req, meta)) => {
+                        if st.body_counted != 0 {
+                            // Its body left the codec with it.
+                            self.count_body_bytes(&mut st);
+                        }
                         st.out.open(meta, None);
                         (req, meta, st.codec.ahead())
                     }
                     Some(Step::Refuse(meta, error)) => {
+                        if st.body_counted != 0 {
+                            self.count_body_bytes(&mut st);
+                        }
                         self.server.stats().refused(error.status);
                         if error.close {
                             log::debug!(target: "pinion::web", "{}: closing after {error}", shard.id);
@@ -381,7 +392,12 @@ impl Connection {
                         }
                         continue;
                     }
-                    None => return,
+                    None => {
+                        if (st.body_counted != 0 || st.codec.phase() == Phase::Body) && self.count_body_bytes(&mut st) {
+                            self.refuse_body(&mut st, shard.now());
+                        }
+                        return;
+                    }
                 }
             };
             let now = *now.get_or_insert_with(|| shard.now());
@@ -554,6 +570,33 @@ impl Connection {
         delivered(&mut st, shard, token);
     }
 
+    /// Counts the body being read on this connection (nothing once closed) in its server's
+    /// total on this shard; true if this connection holds some and the total is now over
+    /// `HttpLimits::max_body_bytes_per_shard`. Counted as a body arrives and when it leaves
+    /// the codec: a request without a body costs a look at two fields.
+    fn count_body_bytes(&self, st: &mut State) -> bool {
+        let now = if st.closed() { 0 } else { st.codec.body_received() };
+        let total = self.server.body_bytes.get() - st.body_counted + now;
+        self.server.body_bytes.set(total);
+        self.server.stats().set_body_bytes(total);
+        st.body_counted = now;
+        now != 0 && total > self.server.limits.max_body_bytes_per_shard
+    }
+
+    /// The body being read took its shard past `max_body_bytes_per_shard`: its request is
+    /// refused, 503 with `Retry-After` (the shard is busy, not the request wrong), the rest of
+    /// it is not read and the connection closes after the answer.
+    #[cold]
+    #[inline(never)]
+    fn refuse_body(&self, st: &mut State, now: Instant) {
+        let meta = st.codec.abort();
+        self.count_body_bytes(st);
+        self.server.stats().refused(StatusCode::SERVICE_UNAVAILABLE);
+        log::debug!(target: "pinion::web", "a request body past the shard's bound for bodies: 503");
+        st.out.open(meta, None);
+        st.out.complete(meta.seq(), Response::status(StatusCode::SERVICE_UNAVAILABLE).header("retry-after", "1"), now);
+    }
+
     /// Counts what waits to be written on this connection (nothing once closed) in its
     /// server's total on this shard; true if the total is now over
     /// `HttpLimits::max_stream_bytes_per_shard`. Counted when a chunk of a stream comes and
@@ -672,6 +715,9 @@ impl Connection {
         st.out.close_streams();
         if st.stream_counted != 0 {
             self.count_stream_bytes(&mut st);
+        }
+        if st.body_counted != 0 {
+            self.count_body_bytes(&mut st);
         }
         if let Some((key, _)) = st.timer.take() {
             shard.io_cancel_timer(key);

@@ -352,6 +352,9 @@ pub(crate) struct ServerShared {
     /// Bytes waiting to be written on this server's connections on this shard that stream,
     /// as each last counted them (`HttpLimits::max_stream_bytes_per_shard`).
     pub(crate) stream_bytes: Cell<usize>,
+    /// The bytes of request bodies being read on this shard's connections, as each last
+    /// counted them (`HttpLimits::max_body_bytes_per_shard`).
+    pub(crate) body_bytes: Cell<usize>,
     /// Request boxes and I/O buffers its connections share (see `http::spares`).
     pub(crate) spares: Rc<Spares>,
     /// Asks the handler for the bound of a request's body (every connection's codec).
@@ -412,6 +415,7 @@ fn install(
         limits,
         connections: Cell::new(0),
         stream_bytes: Cell::new(0),
+        body_bytes: Cell::new(0),
         spares: Spares::new(),
         body_bound,
         stats,

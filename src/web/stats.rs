@@ -13,7 +13,7 @@ use crate::http::StatusCode;
 
 /// The statuses a connection refuses requests with, each counted apart; any other in the
 /// last slot.
-const REFUSED: [u16; 9] = [400, 408, 413, 414, 417, 421, 431, 501, 505];
+const REFUSED: [u16; 10] = [400, 408, 413, 414, 417, 421, 431, 501, 503, 505];
 
 /// One shard's counters.
 #[derive(Default)]
@@ -25,6 +25,7 @@ pub(crate) struct ShardStats {
     timed_out: AtomicU64,
     slow_clients: AtomicU64,
     stream_bytes: AtomicU64,
+    body_bytes: AtomicU64,
     refused: [AtomicU64; REFUSED.len() + 1],
 }
 
@@ -51,6 +52,9 @@ impl ShardStats {
     }
     pub(crate) fn set_stream_bytes(&self, bytes: usize) {
         self.stream_bytes.store(bytes as u64, Ordering::Relaxed);
+    }
+    pub(crate) fn set_body_bytes(&self, bytes: usize) {
+        self.body_bytes.store(bytes as u64, Ordering::Relaxed);
     }
     pub(crate) fn timed_out(&self, n: usize) {
         if n != 0 {
@@ -98,6 +102,7 @@ impl ServerStats {
             out.timed_out += get(&s.timed_out);
             out.slow_clients += get(&s.slow_clients);
             out.stream_bytes += get(&s.stream_bytes);
+            out.body_bytes += get(&s.body_bytes);
             for (sum, c) in refused.iter_mut().zip(&s.refused) {
                 *sum += get(c);
             }
@@ -110,8 +115,8 @@ impl ServerStats {
 
 /// What a web server's listeners and connections did, summed over its shards
 /// ([`WebServer::stats`](super::WebServer::stats)): the answers no handler gives and no
-/// middleware sees. Counts run from the server's start; `connections` and `stream_bytes` are
-/// gauges.
+/// middleware sees. Counts run from the server's start; `connections`, `stream_bytes` and
+/// `body_bytes` are gauges.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct WebServerStats {
@@ -124,8 +129,8 @@ pub struct WebServerStats {
     /// Accepts that failed (out of file descriptors, say); each retry counts.
     pub accept_errors: u64,
     /// Requests the connection refused before any handler saw them, by status (400, 408,
-    /// 413, 414, 417, 421, 431, 501, 505; `StatusCode(0)` for any other), in that order,
-    /// statuses never used left out.
+    /// 413, 414, 417, 421, 431, 501, 503 — a body past `max_body_bytes_per_shard` —, 505;
+    /// `StatusCode(0)` for any other), in that order, statuses never used left out.
     pub refused: Vec<(StatusCode, u64)>,
     /// Requests the connection answered 504 (no answer within the handler's
     /// `request_timeout`).
@@ -139,6 +144,9 @@ pub struct WebServerStats {
     /// them: when a chunk came, after each write), what `max_stream_bytes_per_shard` bounds
     /// per shard.
     pub stream_bytes: u64,
+    /// Bytes of request bodies being read now (as each connection last counted them), what
+    /// `max_body_bytes_per_shard` bounds per shard.
+    pub body_bytes: u64,
 }
 
 impl WebServerStats {

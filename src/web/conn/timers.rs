@@ -96,6 +96,9 @@ impl Connection {
         if read_deadline(st, limits).is_some_and(|d| now >= d) && !st.out.closing() {
             // Too slow: 408 after whatever is in flight, then close.
             let meta = st.codec.abort();
+            if st.body_counted != 0 {
+                self.count_body_bytes(st);
+            }
             st.out.open(meta, None);
             self.server.stats().refused(StatusCode(408));
             st.out.complete(meta.seq(), crate::http::Response::status(StatusCode(408)), now);
