@@ -576,10 +576,8 @@ impl Connection {
     /// the codec: a request without a body costs a look at two fields.
     fn count_body_bytes(&self, st: &mut State) -> bool {
         let now = if st.closed() { 0 } else { st.codec.body_received() };
-        let total = self.server.body_bytes.get() - st.body_counted + now;
-        self.server.body_bytes.set(total);
+        let total = recount(&self.server.body_bytes, &mut st.body_counted, now);
         self.server.stats().set_body_bytes(total);
-        st.body_counted = now;
         now != 0 && total > self.server.limits.max_body_bytes_per_shard
     }
 
@@ -604,10 +602,8 @@ impl Connection {
     /// nothing.
     fn count_stream_bytes(&self, st: &mut State) -> bool {
         let now = if st.closed() { 0 } else { st.out.unwritten() };
-        let total = self.server.stream_bytes.get() - st.stream_counted + now;
-        self.server.stream_bytes.set(total);
+        let total = recount(&self.server.stream_bytes, &mut st.stream_counted, now);
         self.server.stats().set_stream_bytes(total);
-        st.stream_counted = now;
         total > self.server.limits.max_stream_bytes_per_shard
     }
 
@@ -725,6 +721,15 @@ impl Connection {
         self.server.closed_one();
         shard.io_remove(token, &mut st.stream);
     }
+}
+
+/// Moves a connection's share of a shard-wide total from what it `counted` to `now`; the new
+/// total.
+fn recount(total: &std::cell::Cell<usize>, counted: &mut usize, now: usize) -> usize {
+    let sum = total.get() - *counted + now;
+    total.set(sum);
+    *counted = now;
+    sum
 }
 
 /// What every connection of a server asks for the bound of a request's body: its handler's
