@@ -48,7 +48,9 @@ pub struct NodeOptions {
     pub cores: Cores,
     /// Pin each shard thread to its core. Env `PINION_PIN` (`0`/`1`) overrides it.
     pub pin: bool,
-    /// How long `stop` lets processes run `terminate` before killing the rest.
+    /// How long `stop` lets processes run `terminate` before killing the rest: how long
+    /// `Node::stop` (or dropping the node) may take when a process is busy in an `await`
+    /// then — the host's stop latency; calls still in flight get `NoReply` after it.
     pub shutdown_timeout: Duration,
     /// How long an idle shard watches its inbox before it sleeps in `poll` (default 50 µs).
     /// Spinning trades idle CPU for latency: a sleeping shard costs its sender a wake-up
