@@ -362,3 +362,35 @@ fn bodies_being_read_are_bounded_per_shard_and_the_one_past_the_bound_is_refused
     assert_eq!(server.stats().body_bytes, 0);
     node.stop();
 }
+
+/// `max_connections_per_client` bounds the connections one address holds on a shard: past
+/// it, the new one gets 503 and is closed, and room comes back as the client's connections
+/// close. (A hostile-client trial: one address filled the shard's cap, a fresh client got 503.)
+#[test]
+fn connections_from_one_client_are_bounded_when_asked() {
+    let node = node("trials35-per-client", 1);
+    let limits = HttpLimits { max_connections_per_client: 2, ..HttpLimits::default() };
+    let server = WebServer::start(
+        &node,
+        WebServerOptions { limits, ..WebServerOptions::new("127.0.0.1", 0, |_: &Request| Response::text("hi")) },
+    )
+    .expect("server");
+    let open = || {
+        let mut s = TcpStream::connect(server.local_addr()).expect("connect");
+        s.set_read_timeout(Some(CALL_TIMEOUT)).expect("timeout");
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
+        let answer = answer_on(&mut s);
+        (s, answer)
+    };
+    let (first, a) = open();
+    let (_second, b) = open();
+    assert!(a.ends_with("hi") && b.ends_with("hi"), "{a} / {b}");
+    let (_, refused) = open();
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    assert_eq!(server.stats().over_client_capacity, 1);
+    drop(first);
+    support::wait_until("the first one closed", || server.stats().connections == 1);
+    let (_third, c) = open();
+    assert!(c.ends_with("hi"), "{c}");
+    node.stop();
+}

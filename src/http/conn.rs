@@ -206,6 +206,11 @@ impl Codec {
 
     /// A connection's codec: it asks `bound` for the bound of each request body, and gives
     /// every request the client's address.
+    /// The client's address (none for a codec on bytes).
+    pub(crate) fn peer(&self) -> Option<SocketAddr> {
+        self.peer
+    }
+
     pub(crate) fn for_connection(spares: &Rc<Spares>, bound: BodyBound, peer: SocketAddr) -> Codec {
         Codec { body_bound: Some(bound), peer: Some(peer), ..Codec::new(spares) }
     }

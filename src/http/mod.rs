@@ -97,6 +97,15 @@ pub struct HttpLimits {
     pub idle_timeout: Duration,
     /// Connections one shard serves at once. Above: the new connection gets 503 and is closed.
     pub max_connections_per_shard: usize,
+    /// Connections one shard serves at once from one client: its IPv4 address, or its IPv6
+    /// /64 (one host's addresses), as [`rate_limit`](crate::web::rate_limit)`(..).per_client()`
+    /// keys them. Above: the new connection gets 503 and is closed, as at
+    /// `max_connections_per_shard` — so that one address cannot take all of a shard's
+    /// connections from everyone else (a hostile-client trial: 100 idle connections from one
+    /// address at the cap, a fresh client got 503). Off by default (`usize::MAX`): behind a
+    /// reverse proxy every client has the proxy's address. (Per shard: the kernel spreads a
+    /// client's connections over the listening shards.)
+    pub max_connections_per_client: usize,
     /// Requests read ahead on one connection while earlier ones are unanswered (pipelining).
     /// At the bound the connection stops reading until a response is written: nothing is
     /// refused, the client simply waits (TCP flow control).
@@ -130,6 +139,7 @@ impl Default for HttpLimits {
             min_body_rate: 4 * 1024,
             idle_timeout: Duration::from_secs(75),
             max_connections_per_shard: 16 * 1024,
+            max_connections_per_client: usize::MAX,
             max_in_flight: 64,
             max_stream_bytes_per_shard: 256 * 1024 * 1024,
             max_body_bytes_per_shard: 256 * 1024 * 1024,
@@ -153,6 +163,7 @@ impl HttpLimits {
             ("max_uri_bytes", self.max_uri_bytes),
             ("max_trailer_bytes", self.max_trailer_bytes),
             ("max_connections_per_shard", self.max_connections_per_shard),
+            ("max_connections_per_client", self.max_connections_per_client),
             ("max_in_flight", self.max_in_flight),
             ("max_stream_bytes_per_shard", self.max_stream_bytes_per_shard),
             ("max_body_bytes_per_shard", self.max_body_bytes_per_shard),

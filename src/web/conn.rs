@@ -718,7 +718,7 @@ impl Connection {
         if let Some((key, _)) = st.timer.take() {
             shard.io_cancel_timer(key);
         }
-        self.server.closed_one();
+        self.server.closed_one(st.codec.peer());
         shard.io_remove(token, &mut st.stream);
     }
 }
@@ -827,8 +827,9 @@ impl Drop for Connection {
     /// Ended with its shard (`Node::stop`) rather than closed: counted closed all the same (a
     /// review: the gauge kept such connections open).
     fn drop(&mut self) {
-        if !self.st.get_mut().closed() {
-            self.server.closed_one();
+        let st = self.st.get_mut();
+        if !st.closed() {
+            self.server.closed_one(st.codec.peer());
         }
     }
 }

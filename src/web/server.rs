@@ -6,6 +6,7 @@
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::fmt;
 use std::net::{SocketAddr, TcpListener as StdListener, ToSocketAddrs};
 use std::rc::Rc;
@@ -363,6 +364,25 @@ pub(crate) struct ServerShared {
     stats: (Arc<ServerStats>, usize),
     /// Whether it was stopped (its listeners then fail to accept, and close).
     listening: Arc<Listening>,
+    /// Open connections by client, when `HttpLimits::max_connections_per_client` bounds them.
+    clients: RefCell<HashMap<ClientKey, usize>>,
+}
+
+/// Whom a connection is counted under for `HttpLimits::max_connections_per_client`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum ClientKey {
+    V4(u32),
+    /// The /64.
+    V6(u64),
+}
+
+impl ClientKey {
+    fn of(peer: SocketAddr) -> ClientKey {
+        match peer.ip().to_canonical() {
+            std::net::IpAddr::V4(ip) => ClientKey::V4(u32::from(ip)),
+            std::net::IpAddr::V6(ip) => ClientKey::V6((u128::from(ip) >> 64) as u64),
+        }
+    }
 }
 
 impl ServerShared {
@@ -371,11 +391,39 @@ impl ServerShared {
         self.stats.0.shard(self.stats.1)
     }
 
-    /// One connection fewer.
-    pub(crate) fn closed_one(&self) {
+    /// One connection fewer (of `peer`).
+    pub(crate) fn closed_one(&self, peer: Option<SocketAddr>) {
         let open = self.connections.get() - 1;
         self.connections.set(open);
         self.stats().set_connections(open);
+        if self.limits.max_connections_per_client != usize::MAX
+            && let Some(peer) = peer
+        {
+            let mut clients = self.clients.borrow_mut();
+            let key = ClientKey::of(peer);
+            if let Some(n) = clients.get_mut(&key) {
+                *n -= 1;
+                if *n == 0 {
+                    clients.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// Whether `peer` may open one connection more (`max_connections_per_client`); counted if
+    /// so. Nothing is counted without that bound.
+    fn admit_client(&self, peer: SocketAddr) -> bool {
+        let bound = self.limits.max_connections_per_client;
+        if bound == usize::MAX {
+            return true;
+        }
+        let mut clients = self.clients.borrow_mut();
+        let n = clients.entry(ClientKey::of(peer)).or_insert(0);
+        if *n >= bound {
+            return false;
+        }
+        *n += 1;
+        true
     }
 }
 
@@ -420,6 +468,7 @@ fn install(
         body_bound,
         stats,
         listening,
+        clients: RefCell::new(HashMap::new()),
     });
     let source = Listener {
         server,
@@ -554,15 +603,19 @@ impl Listener {
             let _ = std::io::Write::write(&mut stream, OVERLOADED);
             return;
         }
+        if !server.admit_client(peer) {
+            server.stats().over_client_capacity();
+            let _ = std::io::Write::write(&mut stream, OVERLOADED);
+            return;
+        }
         let _ = stream.set_nodelay(true);
         let id = CONNECTION_IDS.fetch_add(1, Ordering::Relaxed);
+        // Counted open first: a connection that cannot be registered is uncounted by its drop
+        // (its client's count with it), as any connection that ends.
+        server.connections.set(server.connections.get() + 1);
         let conn = Connection::new(id, server.clone(), stream, peer, shard.now());
-        let registered = shard.io_insert(Rc::new(conn), Interest::READABLE | Interest::WRITABLE);
-        match registered {
-            Ok(_) => {
-                server.connections.set(server.connections.get() + 1);
-                server.stats().set_connections(server.connections.get());
-            }
+        match shard.io_insert(Rc::new(conn), Interest::READABLE | Interest::WRITABLE) {
+            Ok(_) => server.stats().set_connections(server.connections.get()),
             Err(e) => log::warn!(target: "pinion::web", "{}: cannot register a connection: {e}", shard.id),
         }
     }

@@ -21,6 +21,7 @@ pub(crate) struct ShardStats {
     connections: AtomicU64,
     accepted: AtomicU64,
     over_capacity: AtomicU64,
+    over_client_capacity: AtomicU64,
     accept_errors: AtomicU64,
     timed_out: AtomicU64,
     slow_clients: AtomicU64,
@@ -40,6 +41,9 @@ impl ShardStats {
     }
     pub(crate) fn over_capacity(&self) {
         add(&self.over_capacity, 1);
+    }
+    pub(crate) fn over_client_capacity(&self) {
+        add(&self.over_client_capacity, 1);
     }
     pub(crate) fn accept_error(&self) {
         add(&self.accept_errors, 1);
@@ -98,6 +102,7 @@ impl ServerStats {
             out.connections += get(&s.connections);
             out.accepted += get(&s.accepted);
             out.over_capacity += get(&s.over_capacity);
+            out.over_client_capacity += get(&s.over_client_capacity);
             out.accept_errors += get(&s.accept_errors);
             out.timed_out += get(&s.timed_out);
             out.slow_clients += get(&s.slow_clients);
@@ -126,6 +131,8 @@ pub struct WebServerStats {
     pub accepted: u64,
     /// Connections refused with 503 at `HttpLimits::max_connections_per_shard`.
     pub over_capacity: u64,
+    /// Connections refused with 503 at `HttpLimits::max_connections_per_client`.
+    pub over_client_capacity: u64,
     /// Accepts that failed (out of file descriptors, say); each retry counts.
     pub accept_errors: u64,
     /// Requests the connection refused before any handler saw them, by status (400, 408,
