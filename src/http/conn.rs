@@ -204,13 +204,13 @@ impl Codec {
         }
     }
 
-    /// A connection's codec: it asks `bound` for the bound of each request body, and gives
-    /// every request the client's address.
     /// The client's address (none for a codec on bytes).
     pub(crate) fn peer(&self) -> Option<SocketAddr> {
         self.peer
     }
 
+    /// A connection's codec: it asks `bound` for the bound of each request body, and gives
+    /// every request the client's address.
     pub(crate) fn for_connection(spares: &Rc<Spares>, bound: BodyBound, peer: SocketAddr) -> Codec {
         Codec { body_bound: Some(bound), peer: Some(peer), ..Codec::new(spares) }
     }
