@@ -118,8 +118,9 @@ impl Handler for Authed {
 /// (with `Access-Control-Allow-Credentials` and `Access-Control-Expose-Headers` when set),
 /// and `Vary: origin` to every answer that depends on `Origin` — with a list of origins, all;
 /// with any origin (`*`), those to requests without one (Fetch §3.2.6: else a shared cache
-/// could serve such an answer to a CORS request). A preflight from an origin not allowed gets 403, without CORS fields: the browser refuses
-/// the request either way, the status says why to whoever reads the network log.
+/// could serve such an answer to a CORS request). A preflight from an origin not allowed
+/// gets 403, without CORS fields: the browser refuses the request either way, the status
+/// says why to whoever reads the network log.
 ///
 /// The fields go on every answer of a request that reached the handlers (the runtime's
 /// 500/503/504 too), not on the connection's refusals of requests it could not take (see

@@ -61,10 +61,11 @@ pub struct RequestSummary<'a> {
     pub received: Instant,
 }
 
-/// A request and the means to answer it, on its way to whoever answers it. It is `Send`: a worker on any shard answers it with [`WebRequest::respond`], and the
-/// response goes back to the connection's shard (directly when that is the current shard,
-/// through its inbox otherwise). Dropped unanswered, it answers 500 itself: a worker bug never
-/// leaves a client hanging.
+/// A request and the means to answer it, on its way to whoever answers it. It is `Send`: a
+/// worker on any shard answers it with [`WebRequest::respond`], and the response goes back to
+/// the connection's shard (directly when that is the current shard, through its inbox
+/// otherwise). Dropped unanswered, it answers 500 itself: a worker bug never leaves a client
+/// hanging.
 ///
 /// One pointer wide, so a `Message` holding it stores it inline; the pointee is recycled per
 /// shard, so handing a request to an actor allocates nothing once warm.

@@ -30,14 +30,13 @@ struct Route {
 
 /// Routes requests by method and path.
 ///
-/// Path patterns with parameters (`/users/{id}`, a trailing `{*rest}`), method
-/// routing, a fallback. A route's handler is any [`Handler`]: a plain function run on the
-/// shard, or a [`WebHandler`](super::WebHandler) to an actor. A path that matches with the
-/// wrong method gets 405 with `Allow` (`OPTIONS` there gets 204 with it, unless a route takes
-/// OPTIONS); no match, the fallback (404 by default). `OPTIONS *`
-/// (a question about the server, not a resource: RFC 9110 §9.3.7) matches no route; without a
-/// fallback the router answers it 204, with an `Allow` of every method its routes take when
-/// each route names its method.
+/// Path patterns with parameters (`/users/{id}`, a trailing `{*rest}`), method routing, a
+/// fallback. A route's handler is any [`Handler`]: a plain function run on the shard, or a
+/// [`WebHandler`](super::WebHandler) to an actor. A path that matches with the wrong method
+/// gets 405 with `Allow` (`OPTIONS` there gets 204 with it, unless a route takes OPTIONS); no
+/// match, the fallback (404 by default). `OPTIONS *` (a question about the server, not a
+/// resource: RFC 9110 §9.3.7) matches no route; without a fallback the router answers it
+/// 204, with an `Allow` of every method its routes take when each route names its method.
 ///
 /// A path that several patterns match goes to the most specific: segment by segment, a
 /// literal before a parameter before a `{*rest}`, whatever the order the routes were added
@@ -128,10 +127,10 @@ impl Router {
 
     /// `answer` gives the answer to a request no route matches, from its head alone (a
     /// client waiting for `100 Continue` gets it before it uploads, as the router's own 404):
-    /// a body of your own for the router's 404, a JSON one for an API. (`OPTIONS *` keeps the
-    /// router's 204.) (A path some route
-    /// matches with another method still gets the router's 405 with `Allow`: reshape that with
-    /// a [`hook`](super::hook) layer, which sees the router's own answers.)
+    /// a body of your own for the router's 404, a JSON one for an API. `OPTIONS *` keeps the
+    /// router's 204, and a path some route matches with another method still gets the
+    /// router's 405 with `Allow`: reshape that with a [`hook`](super::hook) layer, which sees
+    /// the router's own answers.
     ///
     /// ```
     /// use pinion::http::{Request, Response, StatusCode};
