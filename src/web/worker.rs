@@ -9,12 +9,10 @@ use super::request::WebRequest;
 use crate::http::{Method, Request, Response, StatusCode};
 use crate::process::{Actor, Context, ExitReason, Handled, Message, Pid, Reply};
 
-/// An actor that answers web requests. Every method has a default; implement the ones your
-/// resource supports.
-///
-/// One async method per request method.
-/// pinion implements [`Actor`] for every `WebWorker`: spawn it like any actor and point a
-/// [`WebHandler`](super::WebHandler) at it. The runtime answers for the worker:
+/// An actor that answers web requests, one async method per request method. Every method has
+/// a default; implement the ones your resource supports. pinion implements [`Actor`] for
+/// every `WebWorker`: spawn it like any actor and point a [`WebHandler`](super::WebHandler)
+/// at it. The runtime answers for the worker:
 ///
 /// - a standard method the worker does not implement: **405** with an `Allow` field listing
 ///   what it does implement (Ergo answers 501 here; RFC 9110 keeps 501 for methods the server
