@@ -53,13 +53,17 @@
 //!
 //! A client that waits for `100 Continue` before sending a body is first asked about with the
 //! head alone ([`Handler::check_head`]): the router's 404/405 and `auth`'s 401 go out before
-//! the upload, and the connection closes. A request with a body is held to its handler's
-//! bound ([`Handler::body_limit`], the [`body_limit`] layer; the server's `max_body_bytes`
-//! otherwise), asked with the head: a route can take larger or smaller bodies than the rest,
-//! and a declared length over it is refused before the upload. A streamed body ([`WebRequest::respond_stream`])
-//! tells its sender when the client is gone ([`ResponseStream::is_closed`]) and lets it wait
-//! until the client took enough ([`ResponseStream::writable`]); what waits for a slow client
-//! is bounded per connection.
+//! the upload, and the connection closes (the body is not read). A client that sent its body
+//! with the head anyway is answered as any request, its body read, and its connection kept.
+//! A request with a body is held to its handler's bound ([`Handler::body_limit`], the
+//! [`body_limit`] layer; the server's `max_body_bytes` otherwise), asked with the head: a
+//! route can take larger or smaller bodies than the rest, and a declared length over it is
+//! refused before the upload. The bodies being read are bounded per shard too
+//! (`HttpLimits::max_body_bytes_per_shard`: 503 past it). A streamed body
+//! ([`WebRequest::respond_stream`]) tells its sender when the client is gone
+//! ([`ResponseStream::is_closed`]) and lets it wait until the client took enough
+//! ([`ResponseStream::writable`]); what waits for a slow client is bounded per connection and
+//! per shard.
 
 mod conn;
 mod dispatch;
