@@ -94,22 +94,33 @@ fn main() {
     let mut plain = false;
     let mut pool = None;
     let mut mailbox = 1024;
+    const USAGE: &str = "usage: hello [--port N, --cores N, --plain, --pool N, --mailbox N]";
+    // A flag's number, or the usage and exit 2 (a trial: `--cores abc` panicked).
+    let number = |flag: &str, value: Option<String>| -> usize {
+        value.and_then(|v| v.parse().ok()).unwrap_or_else(|| {
+            eprintln!("{flag} takes a number; {USAGE}");
+            std::process::exit(2);
+        })
+    };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
-            "--port" => port = args.next().and_then(|v| v.parse().ok()).expect("--port N"),
-            "--cores" => cores = Some(args.next().and_then(|v| v.parse::<usize>().ok()).expect("--cores N")),
+            "--port" => {
+                port = u16::try_from(number("--port", args.next())).unwrap_or_else(|_| {
+                    eprintln!("--port takes a port number; {USAGE}");
+                    std::process::exit(2);
+                })
+            }
+            "--cores" => cores = Some(number("--cores", args.next())),
             "--plain" => plain = true,
-            "--pool" => pool = Some(args.next().and_then(|v| v.parse::<usize>().ok()).expect("--pool N")),
-            "--mailbox" => mailbox = args.next().and_then(|v| v.parse::<usize>().ok()).expect("--mailbox N"),
+            "--pool" => pool = Some(number("--pool", args.next())),
+            "--mailbox" => mailbox = number("--mailbox", args.next()),
             "-h" | "--help" => {
-                println!("usage: hello [--port N, --cores N, --plain, --pool N, --mailbox N]");
+                println!("{USAGE}");
                 return;
             }
             other => {
-                eprintln!(
-                    "unknown argument {other}; usage: hello [--port N, --cores N, --plain, --pool N, --mailbox N]"
-                );
+                eprintln!("unknown argument {other}; {USAGE}");
                 std::process::exit(2);
             }
         }

@@ -267,6 +267,10 @@ impl fmt::Display for StartError {
                 f,
                 "node start failed: cannot parse PINION_CORES={value:?} (expected `all` or a CPU list such as `0,2` or `0-3,8-11`; no strides)"
             ),
+            StartError::InvalidEnv { var: "PINION_PIN", value } => write!(
+                f,
+                "node start failed: cannot parse PINION_PIN={value:?} (expected 1, true, yes, on, or 0, false, no, off)"
+            ),
             StartError::InvalidEnv { var, value } => {
                 write!(f, "node start failed: cannot parse {var}={value:?}")
             }

@@ -1,5 +1,5 @@
 //! The environment overrides of the core layout: `PINION_CORES` (`0,2` or `all`) and
-//! `PINION_PIN` (`0`/`1`). Environment variables are process-global and `Node::start` reads
+//! `PINION_PIN` (`0`/`1` and the like). Environment variables are process-global and `Node::start` reads
 //! them, so this binary holds exactly one test, which sets, checks and restores them in turn.
 
 mod support;
@@ -115,6 +115,14 @@ fn pinion_cores_and_pinion_pin_override_the_options_or_fail_clearly() {
         other => panic!("PINION_CORES={missing}: expected NoSuchCore, got {other:?}"),
     }
 
+    // A list the layout refuses names the variable (a trial could not tell whether the code
+    // or the environment was wrong).
+    only(Some(&format!("{0},{0}", available[0])), None);
+    match Node::start("env_cores_twice", unpinned(1)) {
+        Err(StartError::InvalidOptions(m)) => assert!(m.contains("listed twice") && m.contains("PINION_CORES"), "{m}"),
+        other => panic!("a core listed twice: expected InvalidOptions, got {other:?}"),
+    }
+
     // Values that do not parse.
     // A CPU list as taskset and cgroups write it: ranges, alone or among single cores.
     only(Some(&format!("{0}-{0}", available[0])), None);
@@ -148,7 +156,7 @@ fn pinion_cores_and_pinion_pin_override_the_options_or_fail_clearly() {
             Err(StartError::InvalidEnv { var, value }) => {
                 assert_eq!((var, value.as_str()), ("PINION_PIN", bad));
                 let text = StartError::InvalidEnv { var, value }.to_string();
-                assert!(text.contains("PINION_PIN"), "{text}");
+                assert!(text.contains("PINION_PIN") && text.contains("expected 1, true"), "says what it takes: {text}");
             }
             other => panic!("PINION_PIN={bad:?}: expected InvalidEnv, got {other:?}"),
         }

@@ -339,7 +339,8 @@ fn bad_options_fail_the_spawn_with_a_clear_error() {
     assert!(e.contains("shard 7") || e.contains("shard#7") || e.contains('7'), "{e}");
     assert!(e.contains("2 shard"), "{e}");
     let options = PoolOptions::new(2, 4, factory(&latch, &seen)).placement(Placement::Shards(vec![]));
-    assert!(text(start_pool(&node, "nowhere", options)).contains("placement"));
+    let e = text(start_pool(&node, "nowhere", options));
+    assert!(e.contains("placement lists no shard"), "{e}");
     let e = text(start_pool(&node, "huge", PoolOptions::new(1, usize::MAX, factory(&latch, &seen))));
     assert!(e.contains("too large"), "{e}");
     // A failed pool leaves its name free and no workers behind.

@@ -394,3 +394,42 @@ fn connections_from_one_client_are_bounded_when_asked() {
     assert!(c.ends_with("hi"), "{c}");
     node.stop();
 }
+
+/// The threads of this process whose OS name (`comm`, 15 bytes at most) starts with `prefix`:
+/// (name, allowed CPUs).
+fn threads_named(prefix: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").expect("/proc/self/task") {
+        let dir = task.expect("a task").path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default().trim().to_owned();
+        if !comm.starts_with(prefix) {
+            continue;
+        }
+        let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
+        let cpus = status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).unwrap_or("").trim().to_owned();
+        out.push((comm, cpus));
+    }
+    out.sort();
+    out
+}
+
+/// Shard threads keep their index in the 15 bytes of a thread's name the OS keeps, whatever
+/// the node's name (`pinion-checkout-0` and `-1` both showed as `pinion-checkout`), and a
+/// pinned shard is on its core when `Node::start` returns (a trial read a shard's affinity
+/// right after `start` and found it still the parent's).
+#[test]
+fn shard_threads_are_told_apart_by_name_and_pinned_when_start_returns() {
+    let node = node("zz-checkout-service", 2);
+    let names: Vec<String> = threads_named("pinion-zz-").into_iter().map(|(name, _)| name).collect();
+    assert_eq!(names, ["pinion-zz-che-0", "pinion-zz-che-1"], "15 bytes each, the index kept");
+    node.stop();
+
+    let core = core_affinity::get_core_ids().expect("cores")[0].id;
+    for round in 0..20 {
+        let options = pinion::NodeOptions { cores: pinion::Cores::List(vec![core]), pin: true, ..Default::default() };
+        let node = pinion::Node::start("pin35", options).expect("a pinned node");
+        let shards = threads_named("pinion-pin35-");
+        assert_eq!(shards, [("pinion-pin35-0".to_owned(), core.to_string())], "round {round}");
+        node.stop();
+    }
+}

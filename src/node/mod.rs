@@ -46,7 +46,10 @@ pub enum Cores {
 pub struct NodeOptions {
     /// Where shards run. Env `PINION_CORES` (`all`, or a CPU list: `0,2`, `0-3`) overrides it.
     pub cores: Cores,
-    /// Pin each shard thread to its core. Env `PINION_PIN` (`0`/`1`) overrides it.
+    /// Pin each shard thread to its core. Env `PINION_PIN` (`1`, `true`, `yes`, `on` / `0`,
+    /// `false`, `no`, `off`) overrides it. A thread a process spawns inherits its shard's
+    /// pinning (one core): spawn blocking work's threads from outside the shards, or unpin
+    /// them yourself.
     pub pin: bool,
     /// How long `stop` lets processes run `terminate` before killing the rest: how long
     /// `Node::stop` (or dropping the node) may take when a process is busy in an `await`
@@ -76,9 +79,11 @@ impl NodeOptions {
     }
 
     /// Applies `PINION_CORES` and `PINION_PIN`.
-    fn with_env(mut self) -> Result<Self, StartError> {
-        if let Ok(value) = std::env::var("PINION_CORES") {
-            self.cores = parse_cores(&value).ok_or(StartError::InvalidEnv { var: "PINION_CORES", value })?;
+    fn with_env(mut self) -> Result<(Self, Option<String>), StartError> {
+        let cores_env = std::env::var("PINION_CORES").ok();
+        if let Some(value) = &cores_env {
+            self.cores = parse_cores(value)
+                .ok_or_else(|| StartError::InvalidEnv { var: "PINION_CORES", value: value.clone() })?;
         }
         if let Ok(value) = std::env::var("PINION_PIN") {
             self.pin = match value.trim() {
@@ -87,8 +92,26 @@ impl NodeOptions {
                 _ => return Err(StartError::InvalidEnv { var: "PINION_PIN", value }),
             };
         }
-        Ok(self)
+        Ok((self, cores_env))
     }
+}
+
+/// A shard thread's name: `pinion-{node}-{i}`, the node's name cut so that the whole fits the
+/// 15 bytes Linux keeps of a thread's name (`top`, `ps`, `perf`), the shard's index always in
+/// it (a trial: `pinion-checkout-0` and `-1` both showed as `pinion-checkout`).
+fn thread_name(node: &str, i: usize) -> String {
+    const OS_NAME: usize = 15;
+    let suffix = format!("-{i}");
+    let mut head = format!("pinion-{node}");
+    let room = OS_NAME.saturating_sub(suffix.len()).max("pinion".len());
+    if head.len() > room {
+        let mut cut = room;
+        while !head.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        head.truncate(cut);
+    }
+    head + &suffix
 }
 
 /// `all`, or a CPU list as `taskset -c` and cgroups write them: `0,2`, `0-3`, `0,4-7`.
@@ -320,8 +343,13 @@ impl Node {
     /// kept after the node stopped (a `WebServer` keeps one) holds the node's shared state,
     /// a few descriptors among it, until it is dropped.
     pub fn start(name: &str, options: NodeOptions) -> Result<Node, StartError> {
-        let options = options.with_env()?;
-        let layout = layout(&options)?;
+        let (options, cores_env) = options.with_env()?;
+        // A layout refused for cores the environment chose says so (a trial: "core 0 is
+        // listed twice" did not tell the operator whether the code or PINION_CORES was wrong).
+        let layout = layout(&options).map_err(|e| match (e, cores_env) {
+            (StartError::InvalidOptions(m), Some(v)) => StartError::InvalidOptions(format!("{m} (PINION_CORES={v:?})")),
+            (e, _) => e,
+        })?;
         if name.is_empty() {
             return Err(StartError::InvalidOptions("a node needs a name".into()));
         }
@@ -362,14 +390,19 @@ impl Node {
             return Err(StartError::NameTaken(name.to_owned()));
         }
         let mut node = Node { handle: NodeHandle::from_shared(shared.clone()), threads: Vec::new() };
+        // Each shard says when it is pinned: `start` returns with every shard on its core (a
+        // trial read a shard's affinity right after `start` and found it not pinned yet).
+        let (pinned, all_pinned) = std::sync::mpsc::channel::<()>();
         for (i, (reactor, core)) in reactors.into_iter().zip(layout).enumerate() {
             let shared = shared.clone();
-            let spawned = std::thread::Builder::new().name(format!("pinion-{name}-{i}")).spawn(move || {
+            let pinned = pinned.clone();
+            let spawned = std::thread::Builder::new().name(thread_name(name, i)).spawn(move || {
                 if let Some(core) = core
                     && !core_affinity::set_for_current(core_affinity::CoreId { id: core })
                 {
                     log::warn!(target: "pinion", "{}: could not pin shard {i} to core {core}", shared.name);
                 }
+                drop(pinned);
                 shard::run(shared, ShardId(i as u16), reactor);
             });
             match spawned {
@@ -385,6 +418,9 @@ impl Node {
                 }
             }
         }
+        // Every shard dropped its sender once pinned (or ended): this returns then.
+        drop(pinned);
+        let _ = all_pinned.recv();
         Ok(node)
     }
 

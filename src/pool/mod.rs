@@ -93,7 +93,9 @@ pub enum PoolError {
     /// `mailbox + 1` does not fit a mailbox bound, or `size × (mailbox + 1)` the pool's count
     /// (below 2^32).
     MailboxTooLarge(usize),
-    /// The placement names a shard the node does not have (or no shard at all).
+    /// The placement lists no shard (`Placement::Shards` of an empty list).
+    NoShards,
+    /// The placement names a shard the node does not have.
     NoSuchShard {
         /// The shard named.
         shard: ShardId,
@@ -113,6 +115,7 @@ impl fmt::Display for PoolError {
         match self {
             PoolError::ZeroSize => f.write_str("a pool needs at least one worker (size 0)"),
             PoolError::MailboxTooLarge(m) => write!(f, "pool mailbox {m} is too large"),
+            PoolError::NoShards => f.write_str("pool placement lists no shard"),
             PoolError::NoSuchShard { shard, shards } => {
                 write!(f, "pool placement names {shard}, but the node has {shards} shard(s)")
             }
@@ -516,7 +519,8 @@ impl Pool {
             Placement::Shards(list) => list.clone(),
         };
         if order.is_empty() {
-            return Err(PoolError::NoSuchShard { shard: ShardId(0), shards });
+            // (It said "names shard 0" for a list naming none: a trial.)
+            return Err(PoolError::NoShards);
         }
         if let Some(bad) = order.iter().find(|s| s.index() >= shards) {
             return Err(PoolError::NoSuchShard { shard: *bad, shards });

@@ -827,9 +827,17 @@ impl Drop for Connection {
     /// Ended with its shard (`Node::stop`) rather than closed: counted closed all the same (a
     /// review: the gauge kept such connections open).
     fn drop(&mut self) {
-        let st = self.st.get_mut();
+        let (server, st) = (&self.server, self.st.get_mut());
         if !st.closed() {
-            self.server.closed_one(st.codec.peer());
+            server.closed_one(st.codec.peer());
+            // What it counted in the shard-wide totals goes with it (a review: a body half
+            // read at the node's stop stayed in `body_bytes`).
+            if st.body_counted != 0 {
+                server.stats().set_body_bytes(recount(&server.body_bytes, &mut st.body_counted, 0));
+            }
+            if st.stream_counted != 0 {
+                server.stats().set_stream_bytes(recount(&server.stream_bytes, &mut st.stream_counted, 0));
+            }
         }
     }
 }
