@@ -414,7 +414,8 @@ fn threads_named(prefix: &str) -> Vec<(String, String)> {
 }
 
 /// Shard threads keep their index in the 15 bytes of a thread's name the OS keeps, whatever
-/// the node's name (`pinion-checkout-0` and `-1` both showed as `pinion-checkout`), and a
+/// the node's name (`pinion-checkout-0` and `-1` both showed as `pinion-checkout`; the
+/// thread's own name stays whole, `tests/node.rs` checks it), and a
 /// pinned shard is on its core when `Node::start` returns (a trial read a shard's affinity
 /// right after `start` and found it still the parent's).
 #[test]

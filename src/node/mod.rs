@@ -96,10 +96,11 @@ impl NodeOptions {
     }
 }
 
-/// A shard thread's name: `pinion-{node}-{i}`, the node's name cut so that the whole fits the
-/// 15 bytes Linux keeps of a thread's name (`top`, `ps`, `perf`), the shard's index always in
-/// it (a trial: `pinion-checkout-0` and `-1` both showed as `pinion-checkout`).
-fn thread_name(node: &str, i: usize) -> String {
+/// A shard thread's name as the OS shows it: `pinion-{node}-{i}`, the node's name cut so that
+/// the whole fits the 15 bytes Linux keeps of a thread's name (`top`, `ps`, `perf`), the
+/// shard's index always in it (a trial: `pinion-checkout-0` and `-1` both showed as
+/// `pinion-checkout`). The thread's own name (`std::thread::current().name()`) stays whole.
+fn os_thread_name(node: &str, i: usize) -> String {
     const OS_NAME: usize = 15;
     let suffix = format!("-{i}");
     let mut head = format!("pinion-{node}");
@@ -396,7 +397,14 @@ impl Node {
         for (i, (reactor, core)) in reactors.into_iter().zip(layout).enumerate() {
             let shared = shared.clone();
             let pinned = pinned.clone();
-            let spawned = std::thread::Builder::new().name(thread_name(name, i)).spawn(move || {
+            let os_name = os_thread_name(name, i);
+            let spawned = std::thread::Builder::new().name(format!("pinion-{name}-{i}")).spawn(move || {
+                // The OS keeps 15 bytes of a name: a shorter one that keeps the index, for
+                // `top`, `ps` and `perf` (the thread's own name above stays whole).
+                #[cfg(target_os = "linux")]
+                let _ = std::fs::write("/proc/thread-self/comm", &os_name);
+                #[cfg(not(target_os = "linux"))]
+                let _ = os_name;
                 if let Some(core) = core
                     && !core_affinity::set_for_current(core_affinity::CoreId { id: core })
                 {
