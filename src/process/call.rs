@@ -27,8 +27,11 @@ impl Context {
             let mut table = self.shard.table.borrow_mut();
             let Some(e) = table.get_mut(self.pid.slot as usize) else { return Poll::Ready(None) };
             let found = e.mailbox.system.iter().position(|s| matches!(s, Signal::Down { pid: p, .. } if *p == pid));
-            if let Some(Signal::Down { reason, .. }) = found.and_then(|i| e.mailbox.system.remove(i)) {
+            if let Some(Signal::Down { reason, reference, .. }) = found.and_then(|i| e.mailbox.system.remove(i)) {
                 e.awaiting_mail = false;
+                if let Some(r) = e.relations.as_deref_mut() {
+                    r.watching.retain(|w| *w != (pid, Some(reference)));
+                }
                 return Poll::Ready(Some(reason));
             }
             // Not there yet: let the next delivery (or the timer) schedule this process.

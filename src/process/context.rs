@@ -221,7 +221,12 @@ impl Context {
             return Err(CallError::InvalidTimeout(timeout));
         }
         let to = to.into();
-        if matches!(to, Target::Pid(p) if p == self.pid) {
+        let callee = match to {
+            Target::Pid(p) => Some(p),
+            // A name or an alias of this very process waits as long as its pid would.
+            _ => route::resolve_pid(&self.shard.node, to),
+        };
+        if callee == Some(self.pid) {
             // It cannot answer while it waits: at once, not after the whole timeout.
             return Err(CallError::WouldBlock);
         }
@@ -397,9 +402,16 @@ impl Context {
         link::remove_link(&self.shard, self.pid.slot, self.pid.generation, child);
     }
 
-    /// Undoes `link`.
+    /// Undoes `link`. Once it returns the link has no effect on this process: an exit signal
+    /// of it already queued here is dropped (OTP's `unlink/1`; one still on its way from
+    /// another shard may yet arrive).
     pub fn unlink(&self, pid: Pid) {
         link::unwatch(&self.shard, self.pid, pid, None);
+        // An exit signal of that link already queued here has no effect either (OTP's
+        // `unlink/1`).
+        if let Some(e) = self.shard.table.borrow_mut().get_mut(self.pid.slot as usize) {
+            e.mailbox.system.retain(|s| !matches!(s, Signal::Exit { from, linked: true, .. } if *from == pid));
+        }
         route::signal(&self.shard.node, Some(&self.shard), pid, self.pid, Kind::Unlink { from: self.pid });
     }
 
@@ -415,6 +427,9 @@ impl Context {
                 route::signal(&self.shard.node, Some(&self.shard), pid, self.pid, request);
             }
             None => {
+                // Watched like any monitor, so that its `Down` is taken (or dropped by a
+                // `demonitor`) as theirs are.
+                link::watch(&self.shard, self.pid, self.pid, Some(reference));
                 let down = Signal::Down { reference, pid: self.pid, reason: ExitReason::NoProcess };
                 route::signal(&self.shard.node, Some(&self.shard), self.pid, self.pid, Kind::Signal(down));
             }
@@ -422,7 +437,9 @@ impl Context {
         reference
     }
 
-    /// Removes a monitor on `pid` set by [`Context::monitor`].
+    /// Removes a monitor on `pid` set by [`Context::monitor`]. No `Down` of it is handled after
+    /// this, one already queued or on its way from another shard included (OTP's
+    /// `demonitor/1` with `flush`).
     pub fn demonitor(&self, pid: Pid, reference: MonitorRef) {
         link::unwatch(&self.shard, self.pid, pid, Some(reference));
         route::signal(&self.shard.node, Some(&self.shard), pid, self.pid, Kind::Demonitor { reference });

@@ -123,6 +123,25 @@ pub(crate) fn unwatch(shard: &Shard, watcher: Pid, target: Pid, monitor: Option<
     }
 }
 
+/// Like [`unwatch`]; true if `watcher` did watch `target` so.
+pub(crate) fn take_watch(shard: &Shard, watcher: Pid, target: Pid, monitor: Option<MonitorRef>) -> bool {
+    let mut table = shard.table.borrow_mut();
+    let Some(r) = table
+        .get_mut(watcher.slot as usize)
+        .filter(|e| e.generation == watcher.generation)
+        .and_then(|e| e.relations.as_deref_mut())
+    else {
+        return false;
+    };
+    match r.watching.iter().position(|w| *w == (target, monitor)) {
+        Some(i) => {
+            r.watching.swap_remove(i);
+            true
+        }
+        None => false,
+    }
+}
+
 /// `from` links to the process in `slot`; if it is gone, `from` gets `NoProcess` at once.
 pub(crate) fn add_link(shard: &Rc<Shard>, slot: u32, generation: u32, from: Pid) {
     let alive = {

@@ -404,7 +404,11 @@ fn signal_mail(ctx: &Context, signal: Signal) -> Result<Option<Mail>, ExitReason
         // Never queued: `deliver_signal` turns it into `ProcessEntry::retiring`, and
         // `Context::next` answers an empty mailbox of a retiring worker with `Shutdown`.
         Signal::Retire => unreachable!(),
-        Signal::Exit { from, reason, .. } => {
+        Signal::Exit { from, reason, linked } => {
+            if linked {
+                // The link is over: nothing is left to undo for it.
+                link::unwatch(&ctx.shard, ctx.pid, from, None);
+            }
             if ctx.trap_exit() {
                 Ok(Some(Mail { from, msg: Message::new(ExitSignal { from, reason }), reply: None }))
             } else if reason == ExitReason::Normal {
@@ -414,6 +418,12 @@ fn signal_mail(ctx: &Context, signal: Signal) -> Result<Option<Mail>, ExitReason
             }
         }
         Signal::Down { reference, pid, reason } => {
+            // A `Down` of a monitor this process removed meanwhile (it was on its way from
+            // another shard, or queued) is dropped: OTP's `demonitor/1`. Otherwise the monitor
+            // is over, and forgotten.
+            if !link::take_watch(&ctx.shard, ctx.pid, pid, Some(reference)) {
+                return Ok(None);
+            }
             Ok(Some(Mail { from: pid, msg: Message::new(Down { reference, pid, reason }), reply: None }))
         }
     }
