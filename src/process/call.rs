@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::CallError;
 use crate::process::envelope::{CallResult, Signal};
-use crate::process::{Context, ExitReason, PendingCall, Pid};
+use crate::process::{Context, ExitReason, MonitorRef, PendingCall, Pid};
 use crate::shard::{Shard, TimerAction};
 
 impl Context {
@@ -26,7 +26,15 @@ impl Context {
         poll_fn(|_| {
             let mut table = self.shard.table.borrow_mut();
             let Some(e) = table.get_mut(self.pid.slot as usize) else { return Poll::Ready(None) };
-            let found = e.mailbox.system.iter().position(|s| matches!(s, Signal::Down { pid: p, .. } if *p == pid));
+            // Only the `Down` of a monitor still set: one `demonitor` removed is not taken (the
+            // process loop drops it, as `signal_mail` does).
+            let watched = |reference: MonitorRef| {
+                e.relations.as_deref().is_some_and(|r| r.watching.contains(&(pid, Some(reference))))
+            };
+            let found =
+                e.mailbox.system.iter().position(
+                    |s| matches!(s, Signal::Down { pid: p, reference, .. } if *p == pid && watched(*reference)),
+                );
             if let Some(Signal::Down { reason, reference, .. }) = found.and_then(|i| e.mailbox.system.remove(i)) {
                 e.awaiting_mail = false;
                 if let Some(r) = e.relations.as_deref_mut() {

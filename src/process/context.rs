@@ -223,7 +223,9 @@ impl Context {
         let to = to.into();
         let callee = match to {
             Target::Pid(p) => Some(p),
-            // A name or an alias of this very process waits as long as its pid would.
+            // An alias only while it is live: a deleted one is `UnknownAlias`, as for anyone.
+            Target::Alias(a) => Some(a.owner).filter(|o| self.shard.has_alias(o.slot, o.generation, a.id)),
+            // A name of this very process waits as long as its pid would.
             _ => route::resolve_pid(&self.shard.node, to),
         };
         if callee == Some(self.pid) {
