@@ -428,9 +428,7 @@ fn start_returns_for_many_unpinned_shards() {
         let node = support::within("Node::start", Duration::from_secs(20), move || {
             Node::start(&name, NodeOptions { cores: Cores::Count(8), pin: false, ..Default::default() })
         });
-        if let Ok(node) = node {
-            node.stop();
-        }
+        node.expect("eight unpinned shards start on any machine").stop();
     }
 }
 
