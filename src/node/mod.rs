@@ -111,6 +111,10 @@ fn os_thread_name(node: &str, i: usize) -> String {
             cut -= 1;
         }
         head.truncate(cut);
+        // (Not `pinion-r41-a--0`: a review.)
+        while head.len() > "pinion".len() && head.ends_with('-') {
+            head.pop();
+        }
     }
     head + &suffix
 }
@@ -487,6 +491,23 @@ impl Drop for Node {
         if !self.threads.is_empty() {
             self.handle.shared().request_stop();
             self.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::os_thread_name;
+
+    #[test]
+    fn os_thread_names_fit_15_bytes_and_keep_the_index() {
+        assert_eq!(os_thread_name("hello", 0), "pinion-hello-0");
+        assert_eq!(os_thread_name("checkout", 1), "pinion-checko-1");
+        assert_eq!(os_thread_name("r41-a-long-node-name", 0), "pinion-r41-a-0");
+        assert_eq!(os_thread_name("checkout", 4095), "pinion-che-4095");
+        for (node, i) in [("ünïcödé-nödé", 3), ("x", 65535), ("-----------", 7)] {
+            let name = os_thread_name(node, i);
+            assert!(name.len() <= 15 && name.ends_with(&format!("-{i}")) && !name.contains("--"), "{name}");
         }
     }
 }
