@@ -85,30 +85,42 @@ impl Actor for Service {
 
 fn main() {
     let (mut port, mut size, mut mailbox, mut work_ms, mut cores) = (8080u16, 20usize, 10usize, 1000u64, None);
+    const USAGE: &str = "usage: backpressure [--port N, --pool N, --mailbox N, --work-ms N, --cores N]";
+    // A flag's number, or the usage and exit 2 (as `hello`: a bad value does not panic).
+    fn number<T: std::str::FromStr>(flag: &str, value: Option<String>) -> T {
+        value.and_then(|v| v.parse().ok()).unwrap_or_else(|| {
+            eprintln!("{flag} takes a number; {USAGE}");
+            std::process::exit(2);
+        })
+    }
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
-        let mut value = || args.next().unwrap_or_else(|| panic!("{a} needs a value"));
         match a.as_str() {
-            "--port" => port = value().parse().expect("--port N"),
-            "--pool" => size = value().parse().expect("--pool N"),
-            "--mailbox" => mailbox = value().parse().expect("--mailbox N"),
-            "--work-ms" => work_ms = value().parse().expect("--work-ms N"),
-            "--cores" => cores = Some(value().parse::<usize>().expect("--cores N")),
+            "--port" => port = number("--port", args.next()),
+            "--pool" => size = number("--pool", args.next()),
+            "--mailbox" => mailbox = number("--mailbox", args.next()),
+            "--work-ms" => work_ms = number("--work-ms", args.next()),
+            "--cores" => cores = Some(number("--cores", args.next())),
             "-h" | "--help" => {
-                println!("usage: backpressure [--port, --pool, --mailbox, --work-ms, --cores]");
+                println!("{USAGE}");
                 return;
             }
             other => {
-                eprintln!(
-                    "unknown argument {other}; usage: backpressure [--port, --pool, --mailbox, --work-ms, --cores]"
-                );
+                eprintln!("unknown argument {other}; {USAGE}");
                 std::process::exit(2);
             }
         }
     }
     let options = NodeOptions { cores: cores.map_or(Cores::All, Cores::Count), ..Default::default() };
-    let node = Node::start("backpressure", options).unwrap_or_else(|e| panic!("{e}"));
+    let node = Node::start("backpressure", options).unwrap_or_else(|e| {
+        eprintln!("backpressure: {e}");
+        std::process::exit(1)
+    });
     let service = Service { port, size, mailbox, work: Duration::from_millis(work_ms), server: None };
-    node.spawn(move || service, ProcessOptions::default()).wait().unwrap_or_else(|e| panic!("{e}"));
+    // (A busy port is one line and exit 1, as `hello`: it panicked with a backtrace.)
+    if let Err(e) = node.spawn(move || service, ProcessOptions::default()).wait() {
+        eprintln!("backpressure: {e}");
+        std::process::exit(1)
+    }
     node.wait();
 }

@@ -446,3 +446,32 @@ fn pipelined_bursts_are_held_to_exactly_pool_times_mailbox_plus_pool() {
     let stats = ex.get("/stats").text();
     assert!(stats.contains("capacity 8 held 0 shed 28 processed 9"), "{stats}");
 }
+
+/// A bad flag value is the usage and exit 2, never a panic (a trial: `hello --cores abc` and
+/// `backpressure --port abc` panicked with a backtrace).
+#[test]
+fn examples_refuse_bad_flag_values_with_their_usage() {
+    let mut features = vec!["web"];
+    if cfg!(feature = "interop") {
+        features.push("interop");
+    }
+    let profile: &[&str] = if cfg!(debug_assertions) { &[] } else { &["--release"] };
+    for (name, args) in
+        [("hello", ["--cores", "abc"]), ("hello", ["--port", "70000"]), ("backpressure", ["--port", "abc"])]
+    {
+        let out = Command::new(env!("CARGO"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(["run", "--quiet", "--manifest-path", concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml")])
+            .args(profile)
+            .args(["--no-default-features", "--features"])
+            .arg(features.join(","))
+            .args(["--example", name, "--"])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cargo run --example {name}: {e}"));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name} {args:?}: {stderr}");
+        assert!(stderr.contains("usage:") && !stderr.contains("panicked"), "{name} {args:?}: {stderr}");
+    }
+}

@@ -169,8 +169,8 @@ fn close(state: &StreamState) {
     state.notify();
 }
 
-/// The future of [`StreamState::writable`]: true once the backlog is at most the bound,
-/// false once the stream closed.
+/// The future of [`ResponseStream::writable`](crate::web::ResponseStream::writable): true
+/// once the stream's backlog is at most the bound, false once the stream closed.
 #[must_use = "a future does nothing unless awaited"]
 pub struct Writable<'a> {
     state: &'a StreamState,
