@@ -57,8 +57,10 @@ const HEADER_TIMEOUT: Duration = Duration::from_millis(60);
 const BODY_TIMEOUT: Duration = Duration::from_millis(80);
 const IDLE_TIMEOUT: Duration = Duration::from_millis(100);
 const REQUEST_TIMEOUT: Duration = Duration::from_millis(80);
-/// Clock slack for the checks that are exact in the server's favour.
-const EPS: Duration = Duration::from_millis(2);
+/// Clock slack for the checks that are exact in the server's favour. The server reads its
+/// clock once per batch of events, so a connection's last activity can be stamped a batch's
+/// work early: 2 ms was passed by 0.5 ms once (a debug build, the fresh-clone CI, stop 31).
+const EPS: Duration = Duration::from_millis(5);
 /// How long the server may take to notice bytes that are in its socket (a loaded machine).
 const RACE: Duration = Duration::from_millis(25);
 /// A long stall exceeds its timeout by at least this much: the timeout must fire.
