@@ -113,18 +113,9 @@ pub(crate) fn watch(shard: &Shard, watcher: Pid, target: Pid, monitor: Option<Mo
     }
 }
 
-/// `watcher` no longer watches `target` (unlinked, demonitored, or the signal arrived).
-pub(crate) fn unwatch(shard: &Shard, watcher: Pid, target: Pid, monitor: Option<MonitorRef>) {
-    if let Some(e) =
-        shard.table.borrow_mut().get_mut(watcher.slot as usize).filter(|e| e.generation == watcher.generation)
-        && let Some(r) = e.relations.as_deref_mut()
-    {
-        r.watching.retain(|w| *w != (target, monitor));
-    }
-}
-
-/// Like [`unwatch`]; true if `watcher` did watch `target` so.
-pub(crate) fn take_watch(shard: &Shard, watcher: Pid, target: Pid, monitor: Option<MonitorRef>) -> bool {
+/// `watcher` no longer watches `target` (unlinked, demonitored, or the signal arrived); true
+/// if it did (a `Down` whose monitor is gone is dropped on that answer).
+pub(crate) fn unwatch(shard: &Shard, watcher: Pid, target: Pid, monitor: Option<MonitorRef>) -> bool {
     let mut table = shard.table.borrow_mut();
     let Some(r) = table
         .get_mut(watcher.slot as usize)
@@ -133,13 +124,9 @@ pub(crate) fn take_watch(shard: &Shard, watcher: Pid, target: Pid, monitor: Opti
     else {
         return false;
     };
-    match r.watching.iter().position(|w| *w == (target, monitor)) {
-        Some(i) => {
-            r.watching.swap_remove(i);
-            true
-        }
-        None => false,
-    }
+    let before = r.watching.len();
+    r.watching.retain(|w| *w != (target, monitor));
+    r.watching.len() != before
 }
 
 /// `from` links to the process in `slot`; if it is gone, `from` gets `NoProcess` at once.

@@ -421,7 +421,7 @@ fn signal_mail(ctx: &Context, signal: Signal) -> Result<Option<Mail>, ExitReason
             // A `Down` of a monitor this process removed meanwhile (it was on its way from
             // another shard, or queued) is dropped: OTP's `demonitor/1`. Otherwise the monitor
             // is over, and forgotten.
-            if !link::take_watch(&ctx.shard, ctx.pid, pid, Some(reference)) {
+            if !link::unwatch(&ctx.shard, ctx.pid, pid, Some(reference)) {
                 return Ok(None);
             }
             Ok(Some(Mail { from: pid, msg: Message::new(Down { reference, pid, reason }), reply: None }))
