@@ -120,6 +120,50 @@ fn unlink_after_exit_signal_queued_same_shard_does_not_end_the_unlinker() {
     assert_eq!(next, "alive", "the unlinked process was ended by the link it had undone");
 }
 
+/// As `Unlinker`, but `b` is on another shard and this one blocks its own shard while `b`
+/// ends, so the exit signal is on its way (in this shard's inbox) when `unlink` returns.
+struct CrossUnlinker {
+    tx: mpsc::Sender<String>,
+}
+
+impl Actor for CrossUnlinker {
+    async fn handle_message(&mut self, ctx: &mut Context, _: Pid, msg: Message) -> Result<(), ExitReason> {
+        if msg.is::<Ping>() {
+            let _ = self.tx.send("alive".into());
+            return Ok(());
+        }
+        if let Ok(b) = msg.downcast::<Pid>() {
+            ctx.link(b);
+            ctx.send(b, Die).unwrap();
+            std::thread::sleep(Duration::from_millis(300)); // shard 1 ends b; its exit waits in our inbox
+            ctx.unlink(b);
+            let _ = self.tx.send("unlinked".into());
+        }
+        Ok(())
+    }
+    async fn terminate(&mut self, _: &mut Context, reason: &ExitReason) {
+        let _ = self.tx.send(format!("terminated {reason}"));
+    }
+}
+
+/// OTP `unlink/1` across shards (stop 32, an item of stop 31's list): the exit signal of the
+/// undone link was on its way from the other shard when `unlink` returned; it arrived after
+/// and ended the process.
+#[test]
+fn unlink_while_the_exit_signal_is_on_its_way_from_another_shard_does_not_end_the_unlinker() {
+    let node = node("r40-unlink-x", 2);
+    let h = node.handle();
+    let (tx, rx) = mpsc::channel();
+    let b = h.spawn_on(ShardId(1), || Victim, ProcessOptions::default()).wait().unwrap();
+    let a = h.spawn_on(ShardId(0), move || CrossUnlinker { tx }, ProcessOptions::default()).wait().unwrap();
+    h.send(a, b).unwrap();
+    assert_eq!(rx.recv_timeout(CALL_TIMEOUT).unwrap(), "unlinked");
+    let _ = h.send(a, Ping);
+    let next = rx.recv_timeout(CALL_TIMEOUT).unwrap();
+    node.stop();
+    assert_eq!(next, "alive", "the unlinked process was ended by the link it had undone");
+}
+
 // ---- 2. demonitor while the Down is on its way from another shard --------------------------
 
 /// On a `Pid` (of another shard): monitors it, makes it die, blocks its own shard while the

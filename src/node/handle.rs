@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use crate::error::{CallError, RegisterError, SendError, SpawnError};
 use crate::node::{NodeShared, route};
 use crate::process::deadline_after;
-use crate::process::envelope::{CallResult, Envelope, Kind, Responder, Signal, Slot};
+use crate::process::envelope::{CallResult, Envelope, Kind, Responder, Signal, Slot, Via};
 use crate::process::{
     Actor, ExitReason, Message, NodeId, Pid, Priority, ProcessInfo, ProcessOptions, ShardId, SpawnResult, Target,
 };
@@ -220,7 +220,7 @@ impl NodeHandle {
     /// Sends an exit signal to `pid` (see `Context::exit`).
     pub fn exit(&self, pid: Pid, reason: ExitReason) {
         let here = self.here();
-        let signal = Signal::Exit { from: self.external_pid(), reason, linked: false };
+        let signal = Signal::Exit { from: self.external_pid(), reason, via: Via::Explicit };
         route::signal(&self.shared, here.as_ref(), pid, self.external_pid(), Kind::Signal(signal));
     }
 

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use crate::error::{SendError, SpawnError};
 use crate::node::{NodeShared, registry};
-use crate::process::envelope::{self, CallResult, Envelope, Kind, Mail, Responder, Signal, Tick, into_message};
+use crate::process::envelope::{self, CallResult, Envelope, Kind, Mail, Responder, Signal, Tick, Via, into_message};
 use crate::process::mailbox::Reserve;
 use crate::process::{ExitReason, NodeId, Pid, Priority, ShardId, Target};
 use crate::shard::{Shard, SpawnRequest, with_current};
@@ -207,7 +207,7 @@ pub(crate) fn signal(node: &NodeShared, here: Option<&Rc<Shard>>, to: Pid, from:
     if to.node != node.id || to.shard.index() >= node.shards.len() {
         let reason = if to.node != node.id { ExitReason::custom("noconnection") } else { ExitReason::NoProcess };
         let bounce = match kind {
-            Kind::Link { .. } => Some(Signal::Exit { from: to, reason, linked: true }),
+            Kind::Link { .. } => Some(Signal::Exit { from: to, reason, via: Via::Link }),
             Kind::Monitor { reference, .. } => Some(Signal::Down { reference, pid: to, reason }),
             _ => None,
         };

@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 
 use crate::error::{CallError, SendError};
 use crate::node::{NodeShared, route};
-use crate::process::envelope::{self, CallResult, Envelope, Kind, Mail, Responder, Signal, into_message};
+use crate::process::envelope::{self, CallResult, Envelope, Kind, Mail, Responder, Signal, Via, into_message};
 use crate::process::mailbox::{Reservation, Reserve};
 use crate::process::table::SharedTable;
 use crate::process::{Context, ExitReason, Message, Pid, Priority, ShardId, link};
@@ -795,7 +795,7 @@ fn give_up(shard: &Rc<Shard>, pool: &PoolShared, worker: Pid) {
     log::error!(target: "pinion", "{} {worker}: {reason}", shard.node.name);
     begin_stop(&shard.node, Some(shard), pool);
     if let Some(manager) = pool.manager() {
-        let signal = Signal::Exit { from: worker, reason, linked: false };
+        let signal = Signal::Exit { from: worker, reason, via: Via::Explicit };
         route::signal(&shard.node, Some(shard), manager, worker, Kind::Signal(signal));
     }
 }

@@ -15,7 +15,7 @@ use crate::process::deadline_after;
 
 use crate::error::{CallError, RegisterError, SendError, SpawnError};
 use crate::node::{NodeHandle, route};
-use crate::process::envelope::{CallResult, Kind, Mail, Responder, Signal};
+use crate::process::envelope::{CallResult, Kind, Mail, Responder, Signal, Via};
 use crate::process::mailbox::Lane;
 use crate::process::{
     Actor, Alias, ExitReason, Item, Message, MonitorRef, Pid, Priority, ProcessOptions, ShardId, SpawnResult, Target,
@@ -396,23 +396,23 @@ impl Context {
     /// it (a supervisor ties its children to itself so, as OTP's do: killed, it does not leave
     /// them running).
     pub(crate) fn link_child(&self, child: Pid) {
-        link::add_link(&self.shard, self.pid.slot, self.pid.generation, child);
+        link::add_link(&self.shard, self.pid.slot, self.pid.generation, child, Via::Tie);
     }
 
     /// Undoes [`link_child`](Self::link_child) (the child ended).
     pub(crate) fn unlink_child(&self, child: Pid) {
-        link::remove_link(&self.shard, self.pid.slot, self.pid.generation, child);
+        link::remove_link(&self.shard, self.pid.slot, self.pid.generation, child, Via::Tie);
     }
 
     /// Undoes `link`. Once it returns the link has no effect on this process: an exit signal
-    /// of it already queued here is dropped (OTP's `unlink/1`; one still on its way from
-    /// another shard may yet arrive).
+    /// of it already queued here, or still on its way from another shard, is dropped (OTP's
+    /// `unlink/1`).
     pub fn unlink(&self, pid: Pid) {
         link::unwatch(&self.shard, self.pid, pid, None);
         // An exit signal of that link already queued here has no effect either (OTP's
         // `unlink/1`).
         if let Some(e) = self.shard.table.borrow_mut().get_mut(self.pid.slot as usize) {
-            e.mailbox.system.retain(|s| !matches!(s, Signal::Exit { from, linked: true, .. } if *from == pid));
+            e.mailbox.system.retain(|s| !matches!(s, Signal::Exit { from, via: Via::Link, .. } if *from == pid));
         }
         route::signal(&self.shard.node, Some(&self.shard), pid, self.pid, Kind::Unlink { from: self.pid });
     }
@@ -457,7 +457,7 @@ impl Context {
             self.set_stopping();
             return;
         }
-        let signal = Signal::Exit { from: self.pid, reason, linked: false };
+        let signal = Signal::Exit { from: self.pid, reason, via: Via::Explicit };
         route::signal(&self.shard.node, Some(&self.shard), to, self.pid, Kind::Signal(signal));
     }
 

@@ -74,9 +74,9 @@ pub(crate) type CallResult = Result<Message, CallError>;
 
 /// Runtime traffic in a process's system lane (never counted against its bound).
 pub(crate) enum Signal {
-    /// An exit signal: from a linked process that ended (`linked`), or sent explicitly. Only an
-    /// explicit `Kill` is untrappable; a `Kill` passed on by a link is an ordinary signal.
-    Exit { from: Pid, reason: ExitReason, linked: bool },
+    /// An exit signal: sent explicitly, or from a process that ended to one linked (or tied) to
+    /// it. Only an explicit `Kill` is untrappable; a `Kill` passed on is an ordinary signal.
+    Exit { from: Pid, reason: ExitReason, via: Via },
     /// A monitored process ended.
     Down { reference: MonitorRef, pid: Pid, reason: ExitReason },
     /// The node is stopping: run `terminate` and end.
@@ -86,6 +86,19 @@ pub(crate) enum Signal {
     /// `ProcessEntry::retiring` (`deliver_signal`), and `Context::next` answers it when it
     /// finds no mail (`Shard::close_retiring`) — so the per-message path pays nothing for it.
     Retire,
+}
+
+/// How an exit signal came.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Via {
+    /// `Context::exit`.
+    Explicit,
+    /// A link the receiver made (`Context::link`): it has no effect once the receiver
+    /// unlinked, even on its way from another shard then.
+    Link,
+    /// A supervisor's tie to its child (`Context::link_child`): the child made no link of its
+    /// own, and none it could undo.
+    Tie,
 }
 
 /// An envelope addressed to a slot (or to the shard itself).

@@ -5,7 +5,7 @@ use std::rc::Rc;
 
 use crate::error::{CallError, SpawnError};
 use crate::node::route;
-use crate::process::envelope::{Kind, Signal};
+use crate::process::envelope::{Kind, Signal, Via};
 use crate::process::mailbox::Reservation;
 use crate::process::{ExitReason, MonitorRef, Pid, ProcessEntry};
 use crate::shard::{Shard, executor};
@@ -61,9 +61,10 @@ pub(crate) fn process_exited(shard: &Rc<Shard>, slot: u32, reason: ExitReason) {
     if let Some(waiter) = entry.init_waiter {
         waiter.respond(Err(SpawnError::InitFailed(reason.clone())));
     }
-    for linked in relations.links {
-        let signal = Signal::Exit { from: pid, reason: reason.clone(), linked: true };
-        route::signal(&shard.node, Some(shard), linked, pid, Kind::Signal(signal));
+    let linked = relations.links.into_iter().map(|p| (p, Via::Link));
+    for (to, via) in linked.chain(relations.tied.into_iter().map(|p| (p, Via::Tie))) {
+        let signal = Signal::Exit { from: pid, reason: reason.clone(), via };
+        route::signal(&shard.node, Some(shard), to, pid, Kind::Signal(signal));
     }
     for (reference, watcher) in relations.monitors {
         let signal = Signal::Down { reference, pid, reason: reason.clone() };
@@ -129,13 +130,14 @@ pub(crate) fn unwatch(shard: &Shard, watcher: Pid, target: Pid, monitor: Option<
     r.watching.len() != before
 }
 
-/// `from` links to the process in `slot`; if it is gone, `from` gets `NoProcess` at once.
-pub(crate) fn add_link(shard: &Rc<Shard>, slot: u32, generation: u32, from: Pid) {
+/// `from` links (or is tied, `via`) to the process in `slot`; if it is gone, `from` gets
+/// `NoProcess` at once.
+pub(crate) fn add_link(shard: &Rc<Shard>, slot: u32, generation: u32, from: Pid, via: Via) {
     let alive = {
         let mut table = shard.table.borrow_mut();
         match table.get_mut(slot as usize).filter(|e| e.generation == generation) {
             Some(e) => {
-                let links = &mut e.relations_mut().links;
+                let links = e.relations_mut().to(via);
                 if !links.contains(&from) {
                     links.push(from);
                 }
@@ -146,16 +148,16 @@ pub(crate) fn add_link(shard: &Rc<Shard>, slot: u32, generation: u32, from: Pid)
     };
     if !alive {
         let pid = pid_of(shard, slot, generation);
-        let signal = Signal::Exit { from: pid, reason: ExitReason::NoProcess, linked: true };
+        let signal = Signal::Exit { from: pid, reason: ExitReason::NoProcess, via };
         route::signal(&shard.node, Some(shard), from, pid, Kind::Signal(signal));
     }
 }
 
-pub(crate) fn remove_link(shard: &Rc<Shard>, slot: u32, generation: u32, from: Pid) {
+pub(crate) fn remove_link(shard: &Rc<Shard>, slot: u32, generation: u32, from: Pid, via: Via) {
     if let Some(e) = shard.table.borrow_mut().get_mut(slot as usize).filter(|e| e.generation == generation)
         && let Some(r) = e.relations.as_deref_mut()
     {
-        r.links.retain(|p| *p != from);
+        r.to(via).retain(|p| *p != from);
     }
 }
 

@@ -29,7 +29,7 @@ pub use message::Message;
 pub use pid::{Alias, NodeId, Pid, ProcessId, ShardId, Target};
 
 use crate::error::SpawnError;
-use envelope::{Answer, CallResult, Mail, Responder, Signal};
+use envelope::{Answer, CallResult, Mail, Responder, Signal, Via};
 use mailbox::Mailbox;
 
 /// Why a process ended.
@@ -168,7 +168,7 @@ pub struct ProcessInfo {
     pub mailbox: u32,
     /// Messages it has finished.
     pub processed: u64,
-    /// Processes linked to it (they get its exit signal).
+    /// Processes linked to it, or tied to it as a supervisor's children (they get its exit signal).
     pub links: usize,
     /// Monitors on it.
     pub monitors: usize,
@@ -242,11 +242,21 @@ pub(crate) struct ProcessEntry {
 pub(crate) struct Relations {
     /// Processes that linked to this one: they get its exit signal.
     pub(crate) links: Vec<Pid>,
+    /// Children tied to this one (a supervisor's, `Context::link_child`): they get its exit
+    /// signal as if linked, with no link of their own to undo.
+    pub(crate) tied: Vec<Pid>,
     pub(crate) monitors: Vec<(MonitorRef, Pid)>,
     /// What this process links to (`None`) or monitors: undone when it ends.
     pub(crate) watching: Vec<(Pid, Option<MonitorRef>)>,
     /// It created aliases (kept in the slot's shared `Reservation`, cleared when it ends).
     pub(crate) aliased: bool,
+}
+
+impl Relations {
+    /// The processes that get this one's exit signal `via` a link or a tie.
+    pub(crate) fn to(&mut self, via: Via) -> &mut Vec<Pid> {
+        if via == Via::Tie { &mut self.tied } else { &mut self.links }
+    }
 }
 
 impl ProcessEntry {
@@ -404,10 +414,12 @@ fn signal_mail(ctx: &Context, signal: Signal) -> Result<Option<Mail>, ExitReason
         // Never queued: `deliver_signal` turns it into `ProcessEntry::retiring`, and
         // `Context::next` answers an empty mailbox of a retiring worker with `Shutdown`.
         Signal::Retire => unreachable!(),
-        Signal::Exit { from, reason, linked } => {
-            if linked {
-                // The link is over: nothing is left to undo for it.
-                link::unwatch(&ctx.shard, ctx.pid, from, None);
+        Signal::Exit { from, reason, via } => {
+            // The link is over: nothing is left to undo for it. A signal of a link this
+            // process undid meanwhile (it was on its way from another shard) is dropped: OTP's
+            // `unlink/1`.
+            if via == Via::Link && !link::unwatch(&ctx.shard, ctx.pid, from, None) {
+                return Ok(None);
             }
             if ctx.trap_exit() {
                 Ok(Some(Mail { from, msg: Message::new(ExitSignal { from, reason }), reply: None }))

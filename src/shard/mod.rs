@@ -35,7 +35,7 @@ pub(crate) use turn::run;
 
 use crate::error::{CallError, RegisterError};
 use crate::node::NodeShared;
-use crate::process::envelope::{CallResult, Envelope, Kind, Mail, Responder, Signal};
+use crate::process::envelope::{CallResult, Envelope, Kind, Mail, Responder, Signal, Via};
 use crate::process::table::ProcessTable;
 use crate::process::{Alias, ExitReason, Pid, Priority, ProcessEntry, ShardId, link};
 
@@ -295,8 +295,8 @@ impl Shard {
                 self.deliver_reply(slot, generation, reference, result);
             }
             Kind::Signal(signal) => self.deliver_signal(slot, generation, signal),
-            Kind::Link { from } => link::add_link(self, slot, generation, from),
-            Kind::Unlink { from } => link::remove_link(self, slot, generation, from),
+            Kind::Link { from } => link::add_link(self, slot, generation, from, Via::Link),
+            Kind::Unlink { from } => link::remove_link(self, slot, generation, from, Via::Link),
             Kind::Monitor { from, reference } => link::add_monitor(self, slot, generation, from, reference),
             Kind::Demonitor { reference } => link::remove_monitor(self, slot, generation, reference),
             Kind::Wake => self.schedule(slot),
@@ -502,7 +502,7 @@ impl Shard {
     }
 
     pub(crate) fn deliver_signal(self: &Rc<Self>, slot: u32, generation: u32, signal: Signal) {
-        if let Signal::Exit { reason: ExitReason::Kill, linked: false, .. } = signal {
+        if let Signal::Exit { reason: ExitReason::Kill, via: Via::Explicit, .. } = signal {
             self.kill(slot, generation);
             return;
         }
