@@ -100,6 +100,31 @@ fn drain_mid_stream_closes_after_the_stream() {
     node.stop();
 }
 
+/// A stream alone when drained: its head went out without `Connection: close`, so its client
+/// sends its next request once the body ends; that one is answered (with close), as an idle
+/// draining connection's is, not read and dropped (an SRE trial, stop 32: the connection
+/// closed at the stream's end and the request got no answer).
+#[test]
+fn drain_mid_stream_answers_the_request_sent_after_the_stream() {
+    let node = start_node("r31-drain-stream-next", 1);
+    let h = holder();
+    let server = serve_with(&node, HttpLimits::default(), H(h.clone()));
+    let mut c = Client::connect(server.local_addr());
+    c.send(&get("/stream"));
+    wait_until("stream", || lock(&h.streams).len() == 1);
+    server.drain();
+    std::thread::sleep(Duration::from_millis(100));
+    lock(&h.streams).pop().unwrap().finish();
+    let r = c.response();
+    assert_eq!((r.status, r.text(), r.header("connection")), (200, "first".to_owned(), None), "{r:?}");
+    c.send(&get("/"));
+    let r2 = c.response();
+    assert_eq!((r2.text(), r2.header("connection")), ("hello".to_owned(), Some("close")), "{r2:?}");
+    c.assert_closed();
+    wait_until("closed", || server.stats().connections == 0);
+    node.stop();
+}
+
 /// `Expect: 100-continue`, 100 sent, then drain: the body is read and answered with close.
 #[test]
 fn drain_while_a_client_waits_to_send_its_body() {

@@ -284,6 +284,13 @@ impl Outgoing {
         self.closing || self.close_given
     }
 
+    /// The last request opened is answered by a stream: its head, encoded with it, can no
+    /// longer say `Connection: close`.
+    pub(crate) fn last_streams(&self) -> bool {
+        let Some(last) = self.slots.len().checked_sub(1) else { return false };
+        matches!(self.slots.get(last), Some(Slot::Streaming { keep_alive: true, .. }))
+    }
+
     /// Makes the answer to the last request opened the connection's last: it says
     /// `Connection: close` (unless its head is out already: a stream's), and the connection
     /// closes once it is written; with no request open, once what is encoded is written.

@@ -93,6 +93,9 @@ struct State {
     linger: Option<(Instant, usize)>,
     /// Draining, idle: closed at this instant unless a last request came (see `drain`).
     drain_by: Option<Instant>,
+    /// Draining while its last answer streams (its head out without `Connection: close`):
+    /// once everything is written, it waits as an idle draining connection does (`drain_by`).
+    drain_after_stream: bool,
     /// [`CLOSED`], [`HOOKED_ANY`]: one test on the way of every response for both.
     flags: u8,
     /// Response hooks kept for requests in flight, by seq (see `WebRequest::on_response`);
@@ -185,6 +188,7 @@ impl Connection {
             held: false,
             linger: None,
             drain_by: None,
+            drain_after_stream: false,
             flags: 0,
             hooked: Vec::new(),
             stream_counted: 0,
@@ -239,6 +243,16 @@ impl Connection {
             if st.out.in_flight() == 0 && st.codec.phase() == Phase::Idle && st.codec.read_next_last() {
                 st.drain_by = Some(shard.now() + DRAIN_GRACE);
                 return self.rearm(&mut st, shard, token);
+            }
+            if st.codec.phase() == Phase::Idle && st.out.last_streams() {
+                // The stream's head went out without `Connection: close`: its client, told
+                // nothing, sends its next request once the body ends. That one is the last
+                // (answered with close), and the connection waits for it as an idle one
+                // does (a trial: closed at the stream's end, it dropped that request).
+                if st.codec.read_next_last() {
+                    st.drain_after_stream = true;
+                    return;
+                }
             }
             if !st.codec.read_last() {
                 st.out.close_after_last();
@@ -508,6 +522,13 @@ impl Connection {
             return;
         }
         let finished = st.out.in_flight() == 0 && st.out.unwritten() == 0;
+        if finished && st.drain_after_stream {
+            // The stream a drain waited for is written: the connection drains as an idle one.
+            st.drain_after_stream = false;
+            if !st.out.will_close() {
+                st.drain_by = Some(shard.now() + DRAIN_GRACE);
+            }
+        }
         // Requests read before the client's end and held back unparsed (by a bound, or by an
         // HTTP/1.0 request until its answer said whether the connection lives on) are parsed
         // and answered before the connection closes; a head or body cut by the end is not

@@ -256,7 +256,9 @@ impl WebServer {
     /// read answers them — and the request it is reading, if any — the last answer with
     /// `Connection: close`, and closes once it is written (a client retries what it pipelined
     /// behind it on a new connection); an idle one answers the next request that comes within
-    /// a second (its client may have sent it already) the same way, else closes then. Streams
+    /// a second (its client may have sent it already) the same way, else closes then; so does
+    /// one whose last answer streams, once the stream is written (its head, out before the
+    /// drain, could not say `Connection: close`). Streams
     /// run until their senders end them (nothing tells a sender the server drains: a service
     /// that drains tells its stream holders itself). Returns once every shard has told its connections
     /// (from a process, its own shard's at once, the others' later: see `stop`);
