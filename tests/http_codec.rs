@@ -468,7 +468,9 @@ fn absolute_and_authority_form_hosts_follow_the_grammar() {
         let a = refused(format!("{line}\r\nHost: a\r\n\r\n").as_bytes(), 400);
         assert_eq!(a.body, "invalid request-target", "{line}");
     }
-    assert_eq!(accepted(b"CONNECT [::1]:443 HTTP/1.1\r\nHost: a\r\n\r\n").status(), 200);
+    // (A 2xx answer to CONNECT opens a tunnel: the request after it is not read.)
+    let connect = parse_answers(&answer_raw(b"CONNECT [::1]:443 HTTP/1.1\r\nHost: a\r\n\r\n", &limits()));
+    assert_eq!(connect.iter().map(Answer::status).collect::<Vec<_>>(), [200]);
     assert_eq!(accepted(b"GET http://[::1]:80/p HTTP/1.1\r\nHost: a\r\n\r\n").status(), 200);
     // An empty port is the grammar's (`port = *DIGIT`) outside CONNECT.
     assert_eq!(accepted(b"GET http://a:/p HTTP/1.1\r\nHost: a:\r\n\r\n").status(), 200);
@@ -531,8 +533,15 @@ fn options_asterisk_is_accepted() {
 
 #[test]
 fn connect_authority_form_is_accepted() {
-    let a = accepted(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n");
-    assert_eq!(a.body, "CONNECT example.com:443 0|");
+    // Reaches the handler (its 200 comes back); a 2xx answer to CONNECT opens a tunnel (RFC
+    // 9112 §6.3): no framing fields, no content, and nothing after it is read as a request.
+    let input = [&b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n"[..], NEXT].concat();
+    let raw = answer_raw(&input, &limits());
+    let answers = parse_answers(&raw);
+    assert_eq!(answers.len(), 1, "{raw}");
+    assert_eq!((answers[0].status(), answers[0].header("x-path")), (200, Some("example.com:443")), "{raw}");
+    assert_eq!((answers[0].header("content-length"), answers[0].header("connection")), (None, Some("close")));
+    assert!(!raw.contains("/next"), "{raw}");
 }
 
 #[test]
@@ -564,20 +573,24 @@ fn host_is_the_authority_of_an_absolute_form_target_else_the_host_field() {
     // RFC 9112 §3.2.2: with an absolute-form target the Host field is ignored.
     let hosts = |input: &[u8]| {
         let mut wire = Wire::new(input);
-        serve_blocking(&mut wire, &limits(), |req| Response::text(format!("[{}]", req.host().unwrap_or("none"))))
-            .expect("in-memory I/O");
+        serve_blocking(&mut wire, &limits(), |req| {
+            let host = format!("[{}]", req.host().unwrap_or("none"));
+            Response::text(host.clone()).header("x-host", host)
+        })
+        .expect("in-memory I/O");
         let out = String::from_utf8(wire.out).expect("ASCII");
-        parse_answers(&out).into_iter().map(|a| a.body).collect::<Vec<_>>()
+        parse_answers(&out).into_iter().map(|a| a.header("x-host").unwrap_or_default().to_owned()).collect::<Vec<_>>()
     };
     let input = [
         &b"GET http://example.com:8080/a?x=1 HTTP/1.1\r\nHost: other\r\n\r\n"[..],
         b"GET HTTP://b.example?q HTTP/1.1\r\nHost: other\r\n\r\n",
         b"GET /c HTTP/1.1\r\nHost: c.example:81\r\n\r\n",
+        b"GET /e HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+        // Last: nothing after a CONNECT is read (its 2xx answer opens a tunnel).
         b"CONNECT d.example:443 HTTP/1.1\r\nHost: other\r\n\r\n",
-        b"GET /e HTTP/1.0\r\n\r\n",
     ]
     .concat();
-    assert_eq!(hosts(&input), ["[example.com:8080]", "[b.example]", "[c.example:81]", "[d.example:443]", "[none]"]);
+    assert_eq!(hosts(&input), ["[example.com:8080]", "[b.example]", "[c.example:81]", "[none]", "[d.example:443]"]);
 }
 
 /// Found by a protocol probe: RFC 9110 §7.4: a request for an `https` resource MUST be refused

@@ -438,6 +438,47 @@ fn version_http2_over_tcp_is_505_then_closed_and_next_unanswered() {
     assert_eq!(resp.text(), "HTTP version not supported");
 }
 
+/// Streams every answer: a head, then `data` (never sent to a client for a CONNECT).
+struct StreamsAll;
+
+impl Handler for StreamsAll {
+    fn handle(&self, req: WebRequest) {
+        let mut s = req.respond_stream(Response::text(""));
+        s.send(&b"data"[..]);
+        s.finish();
+    }
+}
+
+/// Everything a CONNECT and [`SMUGGLED`] after it get: one head, `200`, with no framing
+/// fields and `connection: close`, nothing after it, and the end of the connection.
+fn connect_then_smuggled(name: &str, handler: impl Handler) {
+    let served = Served::start(support::node(name, 1), handler, HttpLimits::default());
+    let mut c = served.connect();
+    c.send(&[&b"CONNECT backend.example:443 HTTP/1.1\r\nHost: backend.example:443\r\n\r\n"[..], SMUGGLED].concat());
+    while c.fill() {}
+    let raw = String::from_utf8_lossy(&c.buf).into_owned();
+    let end = raw.find("\r\n\r\n").unwrap_or_else(|| panic!("no head: {raw:?}")) + 4;
+    let head = raw[..end].to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200 "), "{raw:?}");
+    assert!(!head.contains("content-length") && !head.contains("transfer-encoding"), "{raw:?}");
+    assert!(head.contains("connection: close"), "{raw:?}");
+    assert_eq!(&raw[end..], "", "bytes after the head of a 2xx answer to CONNECT");
+    served.stop();
+}
+
+/// A 2xx answer to CONNECT makes the connection a tunnel (RFC 9112 §6.3; RFC 9110 §9.3.6: no
+/// `Content-Length` or `Transfer-Encoding` in it): a proxy in front passes what follows
+/// unread, so none of it may be read as a request (a differential trial, stop 32: the request
+/// after a CONNECT was answered). pinion has no tunnels: the answer's head ends the connection,
+/// from a plain function as from a stream.
+#[test]
+fn a_2xx_answer_to_connect_ends_the_connection_and_nothing_after_it_is_read() {
+    let seen = Seen::default();
+    connect_then_smuggled("hs-connect", echo(&seen));
+    assert_eq!(*lock(&seen), ["backend.example:443"]);
+    connect_then_smuggled("hs-connect-stream", StreamsAll);
+}
+
 #[test]
 fn method_unknown_over_tcp_is_501_and_next_request_is_answered() {
     let seen = Seen::default();

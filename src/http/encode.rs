@@ -94,7 +94,10 @@ fn encode_general(resp: &Response, to: Answering, date: &Date, out: &mut Vec<u8>
         out.extend_from_slice(value);
         out.extend_from_slice(b"\r\n");
     }
-    if !resp.status.bodiless() {
+    // A 2xx answer to CONNECT has no framing fields (RFC 9110 §9.3.6: MUST NOT) and no
+    // content: a client reads what follows its head as the tunnel's.
+    let tunnel = opens_tunnel(to.method, resp.status);
+    if !resp.status.bodiless() && !tunnel {
         match &resp.body {
             Body::Streamed if to.version == Version::Http11 => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
             Body::Streamed => {}
@@ -115,10 +118,16 @@ fn encode_general(resp: &Response, to: Answering, date: &Date, out: &mut Vec<u8>
     if let Body::Full(b) = &resp.body
         && to.method != Method::Head
         && !resp.status.bodiless()
+        && !tunnel
     {
         out.extend_from_slice(b);
     }
     keep_alive
+}
+
+/// A 2xx answer to CONNECT: the connection becomes a tunnel after its head (RFC 9112 §6.3).
+pub(crate) fn opens_tunnel(method: Method, status: StatusCode) -> bool {
+    method == Method::Connect && (200..300).contains(&status.0)
 }
 
 /// The shape most responses have: a keep-alive HTTP/1.1 answer with a held body, a content

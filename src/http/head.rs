@@ -91,9 +91,13 @@ pub(crate) fn parse(buf: &mut [u8], limits: &HttpLimits, req: &mut Request) -> R
             Some(n) => BodyKind::Length(n),
         }
     };
-    let keep_alive = !close && (version == Version::Http11 || keep_alive_token);
-    let expect_continue = expect_continue && body != BodyKind::None;
     let method = known.unwrap_or(Method::Get);
+    // A 2xx answer to CONNECT makes the connection a tunnel (RFC 9112 §6.3, RFC 9110 §9.3.6):
+    // a proxy in front passes the bytes after it through unread, so none of them may be read
+    // as a request. Whether the answer is 2xx is not known while pipelined requests are
+    // parsed: nothing is read after a CONNECT, and its answer closes the connection.
+    let keep_alive = !close && (version == Version::Http11 || keep_alive_token) && method != Method::Connect;
+    let expect_continue = expect_continue && body != BodyKind::None;
     Ok(Some(Head { len, body, keep_alive, expect_continue, unknown_method: known.is_none(), method, version }))
 }
 

@@ -387,7 +387,11 @@ impl Outgoing {
         if meta.version() == Version::Http10 {
             self.waiting_http10 -= 1;
         }
-        *slot = if matches!(resp.body, Body::Streamed) && meta.method() != Method::Head && !resp.status.bodiless() {
+        *slot = if matches!(resp.body, Body::Streamed)
+            && meta.method() != Method::Head
+            && !resp.status.bodiless()
+            && !encode::opens_tunnel(meta.method(), resp.status)
+        {
             let mut head = Vec::new();
             let keep_alive = encode::encode(resp, answering(meta), self.date.get(|| now), &mut head);
             self.close_given |= !keep_alive;
