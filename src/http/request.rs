@@ -30,7 +30,9 @@ pub enum Method {
     Options,
     /// TRACE
     Trace,
-    /// CONNECT
+    /// CONNECT. pinion has no tunnels: nothing after a CONNECT is read on its connection,
+    /// and its answer closes it; a 2xx answer is its head alone (no framing fields, no
+    /// content: RFC 9110 §9.3.6), as a proxy in front takes what follows for the tunnel's.
     Connect,
 }
 
