@@ -156,6 +156,9 @@ pub(crate) struct Outgoing {
     closing: bool,
     /// A response that ends the connection was given (it may still wait behind others).
     close_given: bool,
+    /// A stream was cut (`stream_abort`): its client gets an incomplete answer however much
+    /// more of it is written.
+    cut: bool,
     /// Body bytes of `Ready` slots.
     ready_bytes: usize,
     /// Bytes of streamed bodies waiting behind the head of the line (their slots' `pending`).
@@ -193,6 +196,7 @@ impl Outgoing {
             continue_for: None,
             closing: false,
             close_given: false,
+            cut: false,
             ready_bytes: 0,
             stream_bytes: 0,
             waiting_http10: 0,
@@ -466,7 +470,13 @@ impl Outgoing {
         *finished = true;
         *keep_alive = false;
         self.close_given = true;
+        self.cut = true;
         true
+    }
+
+    /// What is left to write completes the answers (no stream was cut).
+    pub(crate) fn completes(&self) -> bool {
+        !self.cut
     }
 
     /// The end of `seq`'s streamed body.

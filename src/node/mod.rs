@@ -53,7 +53,8 @@ pub struct NodeOptions {
     pub pin: bool,
     /// How long `stop` lets processes run `terminate` before killing the rest: how long
     /// `Node::stop` (or dropping the node) may take when a process is busy in an `await`
-    /// then — the host's stop latency; calls still in flight get `NoReply` after it.
+    /// then, or a client is slow to take the last answers — the host's stop latency; calls
+    /// still in flight get `NoReply` after it.
     pub shutdown_timeout: Duration,
     /// How long an idle shard watches its inbox before it sleeps in `poll` (default 50 µs).
     /// Spinning trades idle CPU for latency: a sleeping shard costs its sender a wake-up
@@ -222,6 +223,11 @@ pub(crate) struct NodeShared {
     stop_pending: AtomicUsize,
     /// Which shards `stop_pending` counted off already (each once).
     stop_counted: Box<[AtomicBool]>,
+    /// Shards that have not yet delivered, since every shard's processes ended, what their
+    /// inboxes held then (see `drained`).
+    drain_pending: AtomicUsize,
+    /// Which shards `drain_pending` counted off already (each once).
+    drain_counted: Box<[AtomicBool]>,
     stopped: Mutex<bool>,
     stopped_cv: Condvar,
     late_replies: AtomicU64,
@@ -324,6 +330,32 @@ impl NodeShared {
         self.stop_pending.load(Ordering::Acquire) == 0
     }
 
+    /// Shard `shard`, every shard's processes having ended, delivered what its inbox held
+    /// then — and pushed what that made it answer (the 500 of a request that reached a
+    /// worker already gone, for a connection of another shard) — or it cannot: its thread
+    /// ended, or is held joining the node (counted once). The last one wakes every shard.
+    pub(crate) fn drained(&self, shard: usize) {
+        if self.drain_counted[shard].swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if self.drain_pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.tell_every_shard_to_stop(shard);
+        }
+    }
+
+    /// Every shard has [`drained`](Self::drained): what is in an inbox now is the last that
+    /// comes (answers to what the drains delivered); one more turn delivers it.
+    pub(crate) fn all_drained(&self) -> bool {
+        self.drain_pending.load(Ordering::Acquire) == 0
+    }
+
+    /// Shard `shard` takes no part in the stop any more (its thread ended, never started, or
+    /// is held joining the node): the others wait for it in nothing.
+    pub(crate) fn shard_gone(&self, shard: usize) {
+        self.processes_ended(shard);
+        self.drained(shard);
+    }
+
     fn wait_stop_requested(&self) {
         let mut stopped = self.stopped.lock().unwrap_or_else(PoisonError::into_inner);
         while !*stopped {
@@ -385,6 +417,8 @@ impl Node {
             stopping: AtomicBool::new(false),
             stop_pending: AtomicUsize::new(layout.len()),
             stop_counted: (0..layout.len()).map(|_| AtomicBool::new(false)).collect(),
+            drain_pending: AtomicUsize::new(layout.len()),
+            drain_counted: (0..layout.len()).map(|_| AtomicBool::new(false)).collect(),
             stopped: Mutex::new(false),
             stopped_cv: Condvar::new(),
             late_replies: AtomicU64::new(0),
@@ -424,7 +458,7 @@ impl Node {
                     // them); Drop stops the shards already started.
                     let all = node.handle.shared();
                     for j in i..all.shards.len() {
-                        all.processes_ended(j);
+                        all.shard_gone(j);
                     }
                     return Err(StartError::Io(e));
                 }
@@ -451,8 +485,10 @@ impl Node {
     /// running after `NodeOptions::shutdown_timeout` are killed), then the shard threads are
     /// joined. Web requests still queued to a worker or pool that ends are answered (500 for a
     /// request dropped unanswered, 503 for one a stopping pool sheds) and written before the
-    /// connections close; a request held elsewhere (by a plain thread) is not answered: its
-    /// client sees the connection close. Streams still open are cut.
+    /// connections close (to a client that takes them slowly, until `shutdown_timeout` after
+    /// the stop began, or until its connection's `idle_timeout` cuts it); a request held
+    /// elsewhere (by a plain thread) is not answered: its client sees the connection close.
+    /// Streams still open are cut.
     pub fn stop(mut self) {
         self.handle.shared().request_stop();
         self.join();
@@ -464,7 +500,7 @@ impl Node {
             // Joining from a process of its own: this shard is held here, and its processes
             // with it; the other shards must not wait for them (a review: a node dropped in
             // a process of a two-shard node waited forever).
-            self.handle.shared().processes_ended(i);
+            self.handle.shared().shard_gone(i);
         }
         for t in self.threads.drain(..) {
             if t.thread().id() == current {

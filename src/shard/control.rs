@@ -238,6 +238,7 @@ impl Shard {
             self.schedule(slot);
         }
         let deadline = crate::process::deadline_after(self.node.shutdown_timeout);
+        self.stop_deadline.set(Some(deadline));
         self.timers.borrow_mut().insert(deadline, TimerAction::ShutdownDeadline);
     }
 

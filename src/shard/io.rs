@@ -24,6 +24,11 @@ pub(crate) trait IoSource: Any {
     fn flush(self: Rc<Self>, shard: &Rc<Shard>, token: Token);
     /// The shard is stopping: stop accepting new work.
     fn shutdown(self: Rc<Self>, shard: &Rc<Shard>, token: Token);
+    /// It holds output its peer has not taken yet (a stopping shard, its processes all
+    /// ended, writes it on until the stop's deadline before it closes its sources).
+    fn writing(&self) -> bool {
+        false
+    }
     /// For downcasting to the concrete source.
     fn as_any(&self) -> &dyn Any;
     /// The web connection it is, if it is one: the downcast every response makes, in one
@@ -133,6 +138,11 @@ impl Shard {
     /// Sources wait to be flushed.
     pub(crate) fn io_pending(&self) -> bool {
         !self.io_dirty.borrow().is_empty()
+    }
+
+    /// Some source holds output its peer has not taken yet.
+    pub(crate) fn io_writing(&self) -> bool {
+        self.io.borrow().iter().any(|(_, s)| s.writing())
     }
 
     /// Tells every source the shard is stopping.

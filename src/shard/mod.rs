@@ -102,6 +102,9 @@ pub(crate) struct Shard {
     /// The process being polled now (slot, generation).
     running: Cell<Option<(u32, u32)>>,
     pub(crate) stopping: Cell<bool>,
+    /// When the stop began plus `NodeOptions::shutdown_timeout`: what the connections still
+    /// write once every process ended is written until then, no longer.
+    pub(crate) stop_deadline: Cell<Option<Instant>>,
     pub(crate) stats: ShardStats,
     /// The time at the start of this turn (or of this batch of I/O events): one clock read
     /// serves every connection touched in it.
@@ -190,6 +193,7 @@ impl Shard {
             running: Cell::new(None),
             retired: Cell::new(0),
             stopping: Cell::new(false),
+            stop_deadline: Cell::new(None),
             stats: ShardStats::default(),
             clock: Cell::new(Instant::now()),
             clock_fresh: Cell::new(false),

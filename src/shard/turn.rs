@@ -107,7 +107,7 @@ struct ProcessesEnded(Arc<NodeShared>, usize);
 
 impl Drop for ProcessesEnded {
     fn drop(&mut self) {
-        self.0.processes_ended(self.1);
+        self.0.shard_gone(self.1);
     }
 }
 
@@ -124,7 +124,9 @@ pub(crate) fn run(node: Arc<NodeShared>, id: ShardId, mut reactor: reactor::Reac
     // When the inbox last delivered something (see `worth_spinning`).
     let mut last_inbox = Instant::now();
     let mut just_polled = false;
-    // Set once every shard's processes have ended: the turn after it is this shard's last.
+    // Set once every shard's processes have ended: the turn after it delivers what they sent.
+    let mut drained = false;
+    // Set once every shard has delivered that: the turn after it is this shard's last.
     let mut last_turn = false;
     loop {
         let inbox = &shard.remote().inbox;
@@ -154,10 +156,28 @@ pub(crate) fn run(node: Arc<NodeShared>, id: ShardId, mut reactor: reactor::Reac
                 // What another shard's processes sent before they ended (a stream's end) may
                 // have reached the inbox after this turn drained it: one more turn delivers
                 // and writes it (the fresh-clone CI: 3 of 20 streams lost their end).
-                if std::mem::replace(&mut last_turn, true) {
-                    break;
+                if !std::mem::replace(&mut drained, true) {
+                    continue;
                 }
-                continue;
+                // Delivering it may have answered for another shard's connections (a request
+                // forwarded to a worker that ended meanwhile: its 500): once every shard has
+                // delivered its part, one more turn takes in those answers (a review: a
+                // shard that had ended its own turns closed 32 connections of 32 before the
+                // 500s reached it).
+                shard.node.drained(id.index());
+                if shard.node.all_drained() {
+                    if !std::mem::replace(&mut last_turn, true) {
+                        continue;
+                    }
+                    // Answers still going out to clients that take them slowly are written
+                    // on (their connections say `Connection: close`, and take no new
+                    // request) until the stop's deadline: closed at once, an 8 MiB body
+                    // finished in `terminate` reached a client reading 200 ms later cut at
+                    // 3.9 MiB.
+                    if !(shard.io_writing() && shard.stop_deadline.get().is_some_and(|d| Instant::now() < d)) {
+                        break;
+                    }
+                }
             }
         }
         if !shard.run_queue.borrow().is_empty() || inbox.has_items() || shard.io_pending() {
@@ -167,7 +187,15 @@ pub(crate) fn run(node: Arc<NodeShared>, id: ShardId, mut reactor: reactor::Reac
             just_polled = true;
             continue;
         }
-        let timeout = shard.timers.borrow().next_deadline().map(|d| d.saturating_duration_since(Instant::now()));
+        let mut due = shard.timers.borrow().next_deadline();
+        if last_turn {
+            // Writing on after the processes ended: no later than the stop's deadline.
+            due = match (due, shard.stop_deadline.get()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        let timeout = due.map(|d| d.saturating_duration_since(Instant::now()));
         if inbox.park() {
             shard.clock_fresh.set(false);
             reactor.wait(timeout, |t, r, b| serve_io(&shard, t, r, b));

@@ -922,6 +922,12 @@ impl IoSource for Connection {
         self.write(shard, token);
     }
 
+    fn writing(&self) -> bool {
+        let st = self.st.borrow();
+        // (A cut stream's client gets an incomplete answer anyway: not waited for.)
+        !st.closed() && st.linger.is_none() && st.out.unwritten() > 0 && st.out.completes()
+    }
+
     fn as_any(&self) -> &dyn Any {
         self
     }
