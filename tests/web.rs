@@ -3467,3 +3467,36 @@ fn web_pool_slots_taken_ahead_for_a_worker_killed_mid_pass_reach_its_replacement
     assert_eq!(get(server.local_addr(), "/w/5").status, 200);
     node.stop();
 }
+
+/// One `WebHandler` to a pool, serving on two nodes: the pool's node reaches the pool, the
+/// other answers 503 as for any worker of another node, whichever node the handler serves
+/// first (review 43, stop 32: the handler kept the pool it resolved first for every node, so
+/// the other node's shards placed requests in that pool's slots as if they were their own; and
+/// resolved first on the other node, it kept "no pool" for both).
+#[test]
+fn a_handler_to_a_pool_serving_on_two_nodes_reaches_the_pool_only_from_its_node() {
+    let a = start_node("web-two-nodes-a", 1);
+    let b = start_node("web-two-nodes-b", 1);
+    let options = pinion::PoolOptions::new(1, 8, GetOnly::new);
+    let pool = a.spawn(move || pinion::Pool::new(options), ProcessOptions::default()).wait().expect("pool");
+    for b_first in [false, true] {
+        let handler = WebHandler::to(pool);
+        let (sa, sb) = (serve(&a, handler.clone()), serve(&b, handler));
+        // Four pipelined requests (a dispatch pass that takes slots ahead), then one alone.
+        let ask = |s: &WebServer| {
+            let mut c = Client::connect(s.local_addr());
+            c.send(&raw_request("GET", "/x", &[]).repeat(4));
+            let mut got: Vec<u16> = (0..4).map(|_| c.read_response(false).status).collect();
+            got.push(c.get("/x").status);
+            got.dedup();
+            got
+        };
+        let got = if b_first { [ask(&sb), ask(&sa), ask(&sb)] } else { [ask(&sa), ask(&sb), ask(&sa)] };
+        let want = if b_first { [[503], [200], [503]] } else { [[200], [503], [200]] };
+        assert_eq!(got, want.map(Vec::from), "b first: {b_first}");
+        sa.stop();
+        sb.stop();
+    }
+    b.stop();
+    a.stop();
+}

@@ -183,12 +183,15 @@ impl HttpLimits {
             .then(|| format!("max_headers is {}, above the parser's {MAX_HEADERS_LIMIT}", self.max_headers))
     }
 
-    /// The same, with timeouts above [`NEVER`] cut to it.
+    /// The same, with timeouts above [`NEVER`] cut to it, and the head bound to what a
+    /// request holds (4 GiB).
     pub(crate) fn capped(&self) -> HttpLimits {
         HttpLimits {
             header_read_timeout: self.header_read_timeout.min(NEVER),
             body_read_timeout: self.body_read_timeout.min(NEVER),
             idle_timeout: self.idle_timeout.min(NEVER),
+            // A head is copied into its request, whose offsets are `u32`s (`Request`'s spans).
+            max_head_bytes: self.max_head_bytes.min(u32::MAX as usize),
             ..self.clone()
         }
     }
@@ -223,3 +226,17 @@ impl fmt::Display for HttpError {
 }
 
 impl std::error::Error for HttpError {}
+
+#[cfg(test)]
+mod tests {
+    use super::HttpLimits;
+
+    /// A head's bound never exceeds what a request's `u32` offsets hold (review 43): past it,
+    /// a client's head would make the request refuse its spans (a panic), not a 431.
+    #[test]
+    fn capped_bounds_the_head_by_what_a_request_holds() {
+        let limits = HttpLimits { max_head_bytes: usize::MAX, ..HttpLimits::default() }.capped();
+        assert_eq!(limits.max_head_bytes, u32::MAX as usize);
+        assert_eq!(HttpLimits::default().capped().max_head_bytes, HttpLimits::default().max_head_bytes);
+    }
+}

@@ -137,12 +137,26 @@ pub(crate) struct Span {
 }
 
 impl Span {
+    /// A range of the arena, whose offsets are `u32`s: an arena past 4 GiB is refused (a cut
+    /// offset would make `target` end inside a character, and `text` a `&str` not UTF-8).
+    #[inline(always)]
     fn of(r: Range<usize>) -> Span {
+        // One test: a range of the arena starts at or before its end.
+        debug_assert!(r.start <= r.end);
+        if r.end > u32::MAX as usize {
+            too_long();
+        }
         Span { start: r.start as u32, end: r.end as u32 }
     }
     fn get(self, arena: &[u8]) -> &[u8] {
         &arena[self.start as usize..self.end as usize]
     }
+}
+
+#[cold]
+#[inline(never)]
+fn too_long() -> ! {
+    panic!("a request's target, fields and parameters take at most 4 GiB")
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -160,8 +174,9 @@ pub struct Request {
     arena: Vec<u8>,
     /// The request-target, a range of `arena`; `path` and `query` are ranges of it.
     /// INVARIANT: `arena[target]` is UTF-8 and `path` and `query` start and end at ASCII bytes
-    /// of it (so [`text`](Self::text) may skip the check): the target comes from a `&str`, and
-    /// `clear` and `shrink` empty the three ranges with the arena.
+    /// of it (so [`text`](Self::text) may skip the check): the target comes from a `&str`,
+    /// its offsets are exact (`Span::of` refuses what a `u32` cannot hold), and `clear` and
+    /// `shrink` empty the three ranges with the arena.
     target: Span,
     path: Span,
     query: Option<Span>,
@@ -678,6 +693,22 @@ fn percent_bytes(s: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A span past 4 GiB is refused, never cut (review 43, stop 32: a target ending past
+    /// 4 GiB had its end cut inside a character, and `target()` gave safe code a `&str` that
+    /// is not UTF-8). The public way there needs 4 GiB of memory; the span itself does not.
+    #[test]
+    #[should_panic(expected = "at most 4 GiB")]
+    fn a_span_past_4_gib_is_refused() {
+        let end = u32::MAX as usize + 3;
+        let _ = Span::of(2..end);
+    }
+
+    #[test]
+    fn a_span_up_to_4_gib_is_kept_whole() {
+        let s = Span::of(1..u32::MAX as usize);
+        assert_eq!((s.start, s.end), (1, u32::MAX));
+    }
 
     #[test]
     fn percent_decode_decodes_escapes_and_keeps_stray_percents() {

@@ -235,9 +235,10 @@ fn take_ahead(shard: &Rc<Shard>, pool: &PoolShared, want: u32) -> Option<(u32, u
 pub(crate) fn return_credit(shard: &Shard) {
     let credit = shard.pool_credit.replace(Credit::NONE);
     if credit.n > 0 {
-        // SAFETY: `credit.pool` was taken from a `&PoolShared` during this dispatch pass; every
-        // pool a sender reaches is kept by the node (`NodeShared::pools`) until the node is
-        // dropped, and this shard belongs to that node.
+        // SAFETY: `credit.pool` was taken during this dispatch pass from a `&PoolShared` whose
+        // `Arc` the handler holds (and its node's `NodeShared::pools`); the credit is given back
+        // here, before the pass ends, while that `Arc` still lives (review 43: "this shard
+        // belongs to that node" does not hold for a handler serving on two nodes).
         let pool = unsafe { &*credit.pool };
         // Worker slots first, then the gate's (a worker that ended meanwhile counted these
         // as owed to it: see `give_back`).
