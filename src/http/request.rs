@@ -137,15 +137,12 @@ pub(crate) struct Span {
 }
 
 impl Span {
-    /// A range of the arena, whose offsets are `u32`s: an arena past 4 GiB is refused (a cut
-    /// offset would make `target` end inside a character, and `text` a `&str` not UTF-8).
+    /// A range of the arena, whose offsets are `u32`s: the arena never holds more than
+    /// `u32::MAX` bytes (`Request::fits`), so the casts are exact (a cut offset would make
+    /// `target` end inside a character, and `text` a `&str` not UTF-8).
     #[inline(always)]
     fn of(r: Range<usize>) -> Span {
-        // One test: a range of the arena starts at or before its end.
-        debug_assert!(r.start <= r.end);
-        if r.end > u32::MAX as usize {
-            too_long();
-        }
+        debug_assert!(r.start <= r.end && r.end <= u32::MAX as usize);
         Span { start: r.start as u32, end: r.end as u32 }
     }
     fn get(self, arena: &[u8]) -> &[u8] {
@@ -175,8 +172,8 @@ pub struct Request {
     /// The request-target, a range of `arena`; `path` and `query` are ranges of it.
     /// INVARIANT: `arena[target]` is UTF-8 and `path` and `query` start and end at ASCII bytes
     /// of it (so [`text`](Self::text) may skip the check): the target comes from a `&str`,
-    /// its offsets are exact (`Span::of` refuses what a `u32` cannot hold), and `clear` and
-    /// `shrink` empty the three ranges with the arena.
+    /// its offsets are exact (the arena never grows past what a `u32` holds: `fits`), and
+    /// `clear` and `shrink` empty the three ranges with the arena.
     target: Span,
     path: Span,
     query: Option<Span>,
@@ -294,6 +291,7 @@ impl Request {
 
     /// Stores the request-target (in the arena) and splits path and query.
     pub(crate) fn set_target(&mut self, target: &str) {
+        self.fits(target.len());
         let start = self.arena.len();
         self.arena.extend_from_slice(target.as_bytes());
         self.split_target(start, target, target.find('?'));
@@ -339,6 +337,8 @@ impl Request {
     #[inline(always)]
     pub(crate) fn set_head(&mut self, head: &[u8], target: &str, question: Option<usize>) {
         debug_assert!(self.arena.is_empty());
+        // (The ranges `push_header_at` recorded were cut if this refuses: none is read then.)
+        self.fits(head.len());
         let base = self.arena.len();
         self.arena.extend_from_slice(head);
         debug_assert!(self.headers.iter().all(|f| !f.name.get(&self.arena).iter().any(u8::is_ascii_uppercase)));
@@ -380,8 +380,18 @@ impl Request {
         // The value is copied within the arena (no allocation).
         let f = self.store_as_is(name.as_bytes(), b"");
         let from = self.path.start as usize;
+        self.fits(range.len());
         self.arena.extend_from_within(from + range.start..from + range.end);
         self.params.push(Field { name: f.name, value: Span::of(f.value.start as usize..self.arena.len()) });
+    }
+
+    /// Refuses (a panic) to grow the arena by `n` bytes past `u32::MAX`: its ranges are `u32`
+    /// offsets ([`Span`]). A server's heads cannot reach it (`HttpLimits::capped`).
+    #[inline(always)]
+    fn fits(&self, n: usize) {
+        if n > u32::MAX as usize - self.arena.len() {
+            too_long();
+        }
     }
 
     /// A field's name (lower-cased) and value, copied into the arena.
@@ -393,6 +403,7 @@ impl Request {
 
     /// [`store`](Self::store) with the name's case kept (a path parameter's).
     fn store_as_is(&mut self, name: &[u8], value: &[u8]) -> Field {
+        self.fits(name.len().saturating_add(value.len()));
         let start = self.arena.len();
         self.arena.reserve(name.len() + value.len());
         self.arena.extend_from_slice(name);
@@ -694,20 +705,21 @@ fn percent_bytes(s: &str) -> Vec<u8> {
 mod tests {
     use super::*;
 
-    /// A span past 4 GiB is refused, never cut (review 43, stop 32: a target ending past
+    /// An arena past 4 GiB is refused, never cut (review 43, stop 32: a target ending past
     /// 4 GiB had its end cut inside a character, and `target()` gave safe code a `&str` that
-    /// is not UTF-8). The public way there needs 4 GiB of memory; the span itself does not.
+    /// is not UTF-8). The public way there needs 4 GiB of memory; the check does not.
     #[test]
     #[should_panic(expected = "at most 4 GiB")]
-    fn a_span_past_4_gib_is_refused() {
-        let end = u32::MAX as usize + 3;
-        let _ = Span::of(2..end);
+    fn growing_the_arena_past_4_gib_is_refused() {
+        let req = Request::new(Method::Get, "/a");
+        req.fits(u32::MAX as usize - 1);
     }
 
     #[test]
-    fn a_span_up_to_4_gib_is_kept_whole() {
-        let s = Span::of(1..u32::MAX as usize);
-        assert_eq!((s.start, s.end), (1, u32::MAX));
+    fn growing_the_arena_up_to_4_gib_is_allowed() {
+        let req = Request::new(Method::Get, "/a");
+        req.fits(u32::MAX as usize - req.arena.len());
+        req.fits(0);
     }
 
     #[test]
