@@ -18,8 +18,8 @@ use crate::node::{NodeHandle, route};
 use crate::process::envelope::{CallResult, Kind, Mail, Responder, Signal, Via};
 use crate::process::mailbox::Lane;
 use crate::process::{
-    Actor, Alias, ExitReason, Item, Message, MonitorRef, Pid, Priority, ProcessOptions, ShardId, SpawnResult, Target,
-    link,
+    Actor, Alias, ExitReason, Item, Message, MonitorRef, NodeId, Pid, Priority, ProcessOptions, ShardId, SpawnResult,
+    Target, link,
 };
 use crate::shard::{OwnedTarget, Shard, SpawnRequest, TimerAction, TimerKey};
 
@@ -61,6 +61,10 @@ impl fmt::Debug for Context {
 /// A timer set by [`Context::send_after`]; cancel it with [`Context::cancel_timer`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TimerRef {
+    /// The node of the shard that set it: another node's shard of the same index holds
+    /// unrelated timers under the same keys (a review: node B's process given node A's
+    /// `TimerRef` cancelled its own first timer).
+    node: NodeId,
     shard: ShardId,
     key: TimerKey,
 }
@@ -322,17 +326,17 @@ impl Context {
             msg: crate::process::envelope::into_message(msg),
         };
         let key = self.shard.timers.borrow_mut().insert(deadline_after(after), action);
-        TimerRef { shard: self.pid.shard, key }
+        TimerRef { node: self.pid.node, shard: self.pid.shard, key }
     }
 
     /// Cancels a timer set by `send_after` on this shard. False if it already fired, or if it
-    /// was set on another shard: only the shard that set a timer can cancel it (it still fires;
-    /// a user trial read `false` as "too late").
+    /// was set on another shard (of this node or another one): only the shard that set a timer
+    /// can cancel it (it still fires; a user trial read `false` as "too late").
     ///
     /// A timer is cancelled where it was set: a process on another shard that must be able to
     /// stop it asks the process that set it.
     pub fn cancel_timer(&self, timer: TimerRef) -> bool {
-        if timer.shard != self.pid.shard {
+        if timer.shard != self.pid.shard || timer.node != self.pid.node {
             return false;
         }
         // The cancelled action (and the message in it) is dropped after the borrow ends.

@@ -26,6 +26,11 @@ pub(crate) fn run_ready(shard: &Rc<Shard>, max: usize) -> usize {
     if !shard.unarmed.borrow().is_empty() {
         crate::process::arm_timeouts(shard);
     }
+    if polled > 0 {
+        // The processes took their time: what the turn does after them (the answers' writes,
+        // a connection's last activity, the next request's stamp) reads the clock again.
+        shard.clock_stale();
+    }
     polled
 }
 

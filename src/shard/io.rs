@@ -104,6 +104,12 @@ impl Shard {
         self.clock.get()
     }
 
+    /// User code ran (it may have taken any time): the next [`now`](Self::now) reads the clock.
+    #[inline(always)]
+    pub(crate) fn clock_stale(&self) {
+        self.clock_fresh.set(false);
+    }
+
     /// Dispatches one readiness event.
     pub(crate) fn io_event(self: &Rc<Self>, token: Token, ready: Readiness) {
         if let Some(source) = self.io_get(token) {

@@ -107,7 +107,10 @@ pub(crate) struct Shard {
     pub(crate) stop_deadline: Cell<Option<Instant>>,
     pub(crate) stats: ShardStats,
     /// The time at the start of this turn (or of this batch of I/O events): one clock read
-    /// serves every connection touched in it.
+    /// serves every connection touched in it, until user code runs (a process's poll, a web
+    /// handler called in a connection's dispatch): that may take any time, and the next
+    /// reading is fresh (`Shard::clock_stale`). A reading from before a handler that blocked
+    /// 1 s, noted as a connection's last activity, closed it 1 s before its idle timeout.
     clock: Cell<Instant>,
     clock_fresh: Cell<bool>,
     /// Process polls left in this turn for running processes between I/O events (see

@@ -94,9 +94,9 @@ fn serve_io(shard: &Rc<Shard>, token: mio::Token, ready: super::Readiness, batch
         let ready = shard.run_queue.borrow().len().min(left);
         shard.between_polls.set(left - executor::run_ready(shard, ready));
         shard.io_flush();
-        // The events after this one read the clock again: deadlines (408, 504) are measured
-        // from when their event is served, not from before the run.
-        shard.clock_fresh.set(false);
+        // (`run_ready` marked the clock stale: the events after this one read it again, and
+        // deadlines (408, 504) are measured from when their event is served, not from before
+        // the run.)
     }
 }
 

@@ -422,6 +422,10 @@ impl Connection {
             *running = Some(seq);
             self.server.handler.handle(req);
             *running = None;
+            // The handler took its time (a plain function may be slow, or block): the write
+            // after it and the next connection's read read the clock again. (The requests
+            // after it in this pass keep `now`: they were read in the same read.)
+            shard.clock_stale();
             deadline = self.handled(seq, now).map(|at| (seq, at));
         }
     }
