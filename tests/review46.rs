@@ -172,12 +172,9 @@ fn slowloris_head_is_cut_at_the_header_read_timeout() {
             break;
         }
         sent += 1;
-        match c.fill() {
-            Ok(_) => {
-                cut = Some(first.elapsed());
-                break;
-            }
-            Err(_) => {}
+        if c.fill().is_ok() {
+            cut = Some(first.elapsed());
+            break;
         }
     }
     c.s.set_read_timeout(Some(review_support::WAIT)).unwrap();
@@ -287,7 +284,7 @@ fn a_504_comes_once_and_a_late_answer_does_not_corrupt_the_next_response() {
     c.s.set_read_timeout(Some(Duration::from_millis(700))).unwrap();
     let extra = c.fill();
     assert!(
-        matches!(extra, Err(_)) && c.buf.is_empty(),
+        extra.is_err() && c.buf.is_empty(),
         "unexpected bytes: {extra:?} {:?}",
         String::from_utf8_lossy(&c.buf)
     );
