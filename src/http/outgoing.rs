@@ -156,9 +156,12 @@ pub(crate) struct Outgoing {
     closing: bool,
     /// A response that ends the connection was given (it may still wait behind others).
     close_given: bool,
-    /// A stream was cut (`stream_abort`): its client gets an incomplete answer however much
-    /// more of it is written.
-    cut: bool,
+    /// The stream cut short (`stream_abort`), if any: its client gets an incomplete answer
+    /// however much more of it is written; what is encoded ahead of it is whole answers.
+    cut: Option<u64>,
+    /// The stream first in line when its bytes first went into `out` (its seq), and where
+    /// they began (counted as `written_total` counts): where a cut stream's bytes begin.
+    stream_start: Option<(u64, u64)>,
     /// Body bytes of `Ready` slots.
     ready_bytes: usize,
     /// Bytes of streamed bodies waiting behind the head of the line (their slots' `pending`).
@@ -196,7 +199,8 @@ impl Outgoing {
             continue_for: None,
             closing: false,
             close_given: false,
-            cut: false,
+            cut: None,
+            stream_start: None,
             ready_bytes: 0,
             stream_bytes: 0,
             waiting_http10: 0,
@@ -429,6 +433,7 @@ impl Outgoing {
         let before = pending.len();
         encode::encode_chunk(data, *chunked, pending);
         let backlog = if at_head {
+            note_stream_start(&mut self.stream_start, seq, self.written_total + (self.out.len() - self.written) as u64);
             // First in line: its head and earlier chunks are in `pending` or already out.
             // What waited in `pending` (it became first since the last write) was counted
             // behind the line: it goes out now (a review found it counted for good, and the
@@ -470,13 +475,19 @@ impl Outgoing {
         *finished = true;
         *keep_alive = false;
         self.close_given = true;
-        self.cut = true;
+        self.cut.get_or_insert(seq);
         true
     }
 
-    /// What is left to write completes the answers (no stream was cut).
-    pub(crate) fn completes(&self) -> bool {
-        !self.cut
+    /// Bytes of whole answers are encoded and not yet written: everything encoded but the
+    /// bytes of a stream cut short (its client gets an incomplete answer anyway), which come
+    /// last (nothing is encoded after a cut stream).
+    pub(crate) fn unsent_whole(&self) -> bool {
+        let end = match (self.cut, self.stream_start) {
+            (Some(cut), Some((seq, at))) if cut == seq => at,
+            _ => self.written_total + self.unsent() as u64,
+        };
+        self.written_total < end
     }
 
     /// The end of `seq`'s streamed body.
@@ -580,6 +591,8 @@ impl Outgoing {
                     // stream's chunks go straight out).
                     debug_assert!(self.stream_bytes >= pending.len(), "stream bytes counted: {}", self.stream_bytes);
                     self.stream_bytes = self.stream_bytes.saturating_sub(pending.len());
+                    let at = self.written_total + (self.out.len() - self.written) as u64;
+                    note_stream_start(&mut self.stream_start, self.head_seq, at);
                     room(&mut self.out, &self.spares).append(pending);
                     if !*finished {
                         return;
@@ -686,6 +699,15 @@ impl KeptDate {
 
 fn answering(meta: RequestMeta) -> Answering {
     Answering { method: meta.method(), version: meta.version(), keep_alive: meta.keep_alive() }
+}
+
+/// The stream `seq`, first in line, puts bytes into `out` at `at`: noted the first time (see
+/// `Outgoing::stream_start`).
+#[inline]
+fn note_stream_start(start: &mut Option<(u64, u64)>, seq: u64, at: u64) {
+    if start.is_none_or(|(s, _)| s != seq) {
+        *start = Some((seq, at));
+    }
 }
 
 #[cfg(test)]

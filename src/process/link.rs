@@ -61,8 +61,12 @@ pub(crate) fn process_exited(shard: &Rc<Shard>, slot: u32, reason: ExitReason) {
     if let Some(waiter) = entry.init_waiter {
         waiter.respond(Err(SpawnError::InitFailed(reason.clone())));
     }
-    let linked = relations.links.into_iter().map(|p| (p, Via::Link));
-    for (to, via) in linked.chain(relations.tied.into_iter().map(|p| (p, Via::Tie))) {
+    // A child tied to this process that also linked to it gets one signal, by the tie (its
+    // own link is the same link, and a tie is never undone by the child: a review found a
+    // trapping child that linked to its supervisor got the supervisor's end twice).
+    let tied = &relations.tied;
+    let linked = relations.links.iter().filter(|p| !tied.contains(p)).map(|&p| (p, Via::Link));
+    for (to, via) in linked.chain(tied.iter().map(|&p| (p, Via::Tie))) {
         let signal = Signal::Exit { from: pid, reason: reason.clone(), via };
         route::signal(&shard.node, Some(shard), to, pid, Kind::Signal(signal));
     }

@@ -421,6 +421,11 @@ fn signal_mail(ctx: &Context, signal: Signal) -> Result<Option<Mail>, ExitReason
             if via == Via::Link && !link::unwatch(&ctx.shard, ctx.pid, from, None) {
                 return Ok(None);
             }
+            if via == Via::Tie {
+                // A link of its own to the same process, if it made one, came with the tie
+                // (`process_exited` sends one signal for both): it is over too.
+                link::unwatch(&ctx.shard, ctx.pid, from, None);
+            }
             if ctx.trap_exit() {
                 Ok(Some(Mail { from, msg: Message::new(ExitSignal { from, reason }), reply: None }))
             } else if reason == ExitReason::Normal {

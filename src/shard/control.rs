@@ -211,7 +211,7 @@ impl Shard {
             reserved: self.remote().table.get(slot).map_or(0, |r| r.reserved()),
             mailbox: e.capacity,
             processed: self.remote().table.get(slot).map_or(0, |r| r.processed()),
-            links: e.relations().map_or(0, |r| r.links.len() + r.tied.len()),
+            links: e.relations().map_or(0, |r| r.links.len() + r.tied.iter().filter(|p| !r.links.contains(p)).count()),
             monitors: e.relations().map_or(0, |r| r.monitors.len()),
             trap_exit: e.trap_exit,
         })

@@ -928,8 +928,13 @@ impl IoSource for Connection {
 
     fn writing(&self) -> bool {
         let st = self.st.borrow();
-        // (A cut stream's client gets an incomplete answer anyway: not waited for.)
-        !st.closed() && st.linger.is_none() && st.out.unwritten() > 0 && st.out.completes()
+        // Bytes encoded and not yet taken only: an answer queued behind a request nobody will
+        // answer now (one held by a plain thread) cannot be written however long the shard
+        // waits (a review: the stop waited out all of `shutdown_timeout` for it). A cut
+        // stream's client gets an incomplete answer anyway: its bytes are not waited for,
+        // but the whole answers encoded ahead of them are (a review: an 8 MiB answer
+        // pipelined ahead of a stream the stop cut reached its client cut at 4 MiB).
+        !st.closed() && st.linger.is_none() && st.out.unsent_whole()
     }
 
     fn as_any(&self) -> &dyn Any {
