@@ -239,10 +239,13 @@ impl Actor for Caller {
     }
 }
 
+/// What a `Pump` reports: the ids accepted and refused, or what went wrong.
+type PumpReport = Result<(Vec<u64>, Vec<u64>), String>;
+
 /// Sends its jobs to the pool as fast as it can when told to; reports (accepted, refused) ids.
 struct Pump {
     pool: Pid,
-    report: Sender<Result<(Vec<u64>, Vec<u64>), String>>,
+    report: Sender<PumpReport>,
 }
 
 struct PumpGo(Vec<Job>);
@@ -387,7 +390,7 @@ struct Run {
     book: Arc<Book>,
     relays: Vec<Pid>,
     pumps: Vec<Pid>,
-    pump_rx: Receiver<Result<(Vec<u64>, Vec<u64>), String>>,
+    pump_rx: Receiver<PumpReport>,
     server: Option<WebServer>,
     addr: SocketAddr,
     m: Model,

@@ -283,11 +283,7 @@ fn a_504_comes_once_and_a_late_answer_does_not_corrupt_the_next_response() {
     // Nothing else on the wire (no second 504, no late "late").
     c.s.set_read_timeout(Some(Duration::from_millis(700))).unwrap();
     let extra = c.fill();
-    assert!(
-        extra.is_err() && c.buf.is_empty(),
-        "unexpected bytes: {extra:?} {:?}",
-        String::from_utf8_lossy(&c.buf)
-    );
+    assert!(extra.is_err() && c.buf.is_empty(), "unexpected bytes: {extra:?} {:?}", String::from_utf8_lossy(&c.buf));
     assert_eq!(server.stats().timed_out, 1);
     server.stop();
     node.stop();
