@@ -68,7 +68,8 @@ impl Child {
 /// signal ends it through `terminate`. Each child is tied to its supervisor in turn, as in OTP:
 /// it gets the supervisor's exit signal when the supervisor ends, so a supervisor that is
 /// killed (no `terminate`, no ordered stop) takes its children with it instead of leaving them
-/// running, their names taken (a child that traps exits gets it as an [`ExitSignal`]). When the
+/// running, their names taken (a child that traps exits gets it as an [`ExitSignal`]; a child
+/// supervisor stops its own children, in order, before it ends with `Kill`). When the
 /// supervisor ends any other way, it has stopped them first.
 ///
 /// ```
@@ -216,6 +217,13 @@ impl Supervisor {
         ctx.unlink_child(pid);
     }
 
+    /// Stops every child, last started first.
+    async fn stop_all(&mut self, ctx: &Context) {
+        for i in (0..self.children.len()).rev() {
+            self.stop(ctx, i).await;
+        }
+    }
+
     /// Counts a restart; `Err` when that exceeds the intensity.
     fn note_restart(&mut self) -> Result<(), ExitReason> {
         let now = Instant::now();
@@ -331,7 +339,17 @@ impl Actor for Supervisor {
         };
         match msg.downcast::<ExitSignal>() {
             // Someone's `exit(supervisor, reason)`: end as a process that does not trap exits would.
-            Ok(signal) if signal.reason != ExitReason::Normal => Err(signal.reason),
+            Ok(signal) if signal.reason != ExitReason::Normal => {
+                if signal.reason == ExitReason::Kill {
+                    // A killed parent's (or linked process's) signal, trapped: the process loop
+                    // takes a returned `Kill` for a kill of this process and runs no
+                    // `terminate`, so the ordered stop is done here (OTP's supervisor stops its
+                    // children on its parent's `killed`). A review found a killed tree's
+                    // subtrees ending without it: their children got only the tie's `Kill`.
+                    self.stop_all(ctx).await;
+                }
+                Err(signal.reason)
+            }
             _ => Ok(()),
         }
     }
@@ -347,8 +365,6 @@ impl Actor for Supervisor {
     }
 
     async fn terminate(&mut self, ctx: &mut Context, _: &ExitReason) {
-        for i in (0..self.children.len()).rev() {
-            self.stop(ctx, i).await;
-        }
+        self.stop_all(ctx).await;
     }
 }

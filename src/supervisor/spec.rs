@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{CallError, SpawnError};
-use crate::process::{Actor, Context, ExitReason, Message, Pid, ProcessOptions, Reply, ShardId};
+use crate::process::{Actor, Context, ExitReason, Handled, Message, Pid, ProcessOptions, Reply, ShardId};
 
 /// The default shutdown time of a child of type `A` (see [`ChildSpec::SUPERVISOR_SHUTDOWN`]).
 fn default_shutdown<A: Actor>() -> Duration {
@@ -126,28 +126,48 @@ pub(super) async fn spawn_child<A: Actor>(
     make: impl FnOnce() -> A + Send + 'static,
 ) -> Result<Pid, SpawnError> {
     let options = at.options.clone();
+    let sup = ctx.pid();
     match (&at.name, at.shard.filter(|s| *s != ctx.shard())) {
-        (None, None) => ctx.spawn(make, options).await,
-        (None, Some(shard)) => ctx.spawn_on(shard, make, options).await,
-        (Some(name), None) => ctx.spawn_register(name, make, options).await,
+        (None, None) => ctx.spawn(move || Supervised { sup, name: None, actor: make() }, options).await,
+        (None, Some(shard)) => {
+            ctx.spawn_on(shard, move || Supervised { sup, name: None, actor: make() }, options).await
+        }
+        (Some(name), None) => {
+            ctx.spawn_register(name, move || Supervised { sup, name: None, actor: make() }, options).await
+        }
         (Some(name), Some(shard)) => {
-            let name = name.clone();
-            ctx.spawn_on(shard, move || Registered { name, actor: make() }, options).await
+            let name = Some(name.clone());
+            ctx.spawn_on(shard, move || Supervised { sup, name, actor: make() }, options).await
         }
     }
 }
 
-/// A child named on another shard: `spawn_register` names on the caller's shard only, so the
-/// child registers itself first thing in `init` (a taken name fails its `init`).
-pub(super) struct Registered<A> {
-    pub(super) name: String,
+/// A supervisor's child, as spawned. It links to its supervisor first thing in `init`, before
+/// the actor's own `init` (as OTP's `proc_lib:start_link` does): the supervisor ties it to
+/// itself only once the spawn answered, and a supervisor killed meanwhile (a child slow to
+/// `init`) left it running, its name taken (a review). Linked, it gets the supervisor's end
+/// either way (`NoProcess` if the supervisor is gone already), once (the tie, when there is
+/// one, carries both). A child named on another shard registers itself here too:
+/// `spawn_register` names on the caller's shard only (a taken name fails its `init`). Every
+/// other `Actor` method is forwarded as is (a review found `handle_message_now` left out: an
+/// actor that handles its messages there dropped them all once named on another shard).
+pub(super) struct Supervised<A> {
+    pub(super) sup: Pid,
+    pub(super) name: Option<String>,
     pub(super) actor: A,
 }
 
-impl<A: Actor> Actor for Registered<A> {
+impl<A: Actor> Actor for Supervised<A> {
     async fn init(&mut self, ctx: &mut Context) -> Result<(), ExitReason> {
-        ctx.register(&self.name).map_err(|e| ExitReason::custom(e.to_string()))?;
+        ctx.link(self.sup);
+        if let Some(name) = &self.name {
+            ctx.register(name).map_err(|e| ExitReason::custom(e.to_string()))?;
+        }
         self.actor.init(ctx).await
+    }
+    #[inline(always)]
+    fn handle_message_now(&mut self, ctx: &mut Context, from: Pid, msg: Message) -> Handled {
+        self.actor.handle_message_now(ctx, from, msg)
     }
     async fn handle_message(&mut self, ctx: &mut Context, from: Pid, msg: Message) -> Result<(), ExitReason> {
         self.actor.handle_message(ctx, from, msg).await
