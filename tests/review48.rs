@@ -156,12 +156,15 @@ fn a_child_supervisor_of_a_killed_supervisor_stops_its_children_in_order() {
 
 // ---- what was fine ---------------------------------------------------------------------------
 
+/// A way to end a child, by name.
+type Ending = (&'static str, Box<dyn Fn(&Node, Pid)>);
+
 /// Restart types per exit reason (OTP: permanent always; transient unless normal or shutdown;
 /// temporary never), the child on the supervisor's shard and on another.
 #[test]
 fn restart_types_by_reason() {
     let node = node("r48-types", 2);
-    let reasons: Vec<(&str, Box<dyn Fn(&Node, Pid)>)> = vec![
+    let reasons: Vec<Ending> = vec![
         ("normal", Box::new(|n, p| n.send(p, ExitReason::Normal).unwrap())),
         ("shutdown", Box::new(|n, p| n.send(p, ExitReason::Shutdown).unwrap())),
         ("custom", Box::new(|n, p| n.send(p, ExitReason::custom("broken")).unwrap())),

@@ -886,6 +886,19 @@ impl IoSource for Connection {
     }
 
     fn timeout(self: Rc<Self>, shard: &Rc<Shard>, token: Token, now: Instant) {
+        // A head or body due: what reached the socket while the shard was busy (a slow
+        // handler of another connection; its readiness not polled yet) is read before the
+        // deadline is judged — the client was on time (a review: refused 408 once the clock
+        // was read again after handlers). One read: if nothing came, the deadline stands.
+        if self.read_deadline_passed(now) {
+            let mut st = self.st.borrow_mut();
+            st.timer = None;
+            st.readable = true;
+            drop(st);
+            if self.read(shard, token) {
+                return self.pump(shard, token, false);
+            }
+        }
         self.expired(shard, token, now);
     }
 

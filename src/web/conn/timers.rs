@@ -61,6 +61,15 @@ impl Connection {
         self.rearm(st, shard, token);
     }
 
+    /// A head or body is being read, its deadline has passed, and the socket may hold more.
+    pub(super) fn read_deadline_passed(&self, now: Instant) -> bool {
+        let st = self.st.borrow();
+        !st.closed()
+            && st.linger.is_none()
+            && !st.eof
+            && read_deadline(&st, &self.server.limits).is_some_and(|d| now >= d)
+    }
+
     /// Its timer fired: whatever is due now (see the module docs).
     pub(super) fn expired(&self, shard: &Rc<Shard>, token: Token, now: Instant) {
         let limits = &self.server.limits;
