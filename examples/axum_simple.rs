@@ -34,6 +34,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::Json;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -132,7 +133,15 @@ async fn hello(State(node): State<NodeHandle>) -> Response {
 }
 
 /// `GET /users/{id}`: the user store's answer.
-async fn get_user(State(node): State<NodeHandle>, Path(raw): Path<String>) -> Response {
+///
+/// The id is taken as `Result<Path<String>, _>`: a segment that is not UTF-8 once
+/// percent-decoded (`/users/%FF`) is not a number either, and gets the same JSON 400, not
+/// axum's `text/plain` rejection.
+async fn get_user(State(node): State<NodeHandle>, raw: Result<Path<String>, PathRejection>) -> Response {
+    let raw = match raw {
+        Ok(Path(raw)) => raw,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("user id must be a number: {}", e.body_text())),
+    };
     let Ok(id) = raw.parse::<u64>() else {
         return error(StatusCode::BAD_REQUEST, format!("user id must be a number, got {raw:?}"));
     };

@@ -541,7 +541,9 @@ pub(crate) fn refusal(error: &HttpError) -> Response {
     Response::text(error.reason).with_status(error.status)
 }
 
-/// Serves one connection to the end, synchronously: every request goes to `handler`. For
+/// Serves one connection to the end, synchronously: every request goes to `handler`, whose
+/// answers are held (a `Body::Streamed` one is sent with an empty body, as
+/// `WebRequest::respond` sends it: no stream follows). For
 /// tests and benchmarks of the framing on byte slices (`io` reads the client's bytes and
 /// collects the answers); the shard's connections drive the same `Codec` and `Outgoing`
 /// without blocking.
@@ -558,7 +560,8 @@ pub fn serve_blocking<IO: Read + Write>(
             match step {
                 Step::Request(req, meta) => {
                     outgoing.open(meta, None);
-                    outgoing.complete(meta.seq(), handler(&req), Instant::now());
+                    // (A held answer: one marked streamed goes out whole, as `respond` sends it.)
+                    outgoing.complete(meta.seq(), handler(&req).held(), Instant::now());
                     codec.recycle(req);
                 }
                 Step::Refuse(meta, error) => {

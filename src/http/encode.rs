@@ -46,8 +46,8 @@ fn encode_general(resp: &Response, to: Answering, date: &Date, out: &mut Vec<u8>
     if streamed && to.version == Version::Http10 && to.method != Method::Head && !resp.status.bodiless() {
         keep_alive = false;
     }
-    // A status outside 100..=999 cannot be written: it is sent as 500.
-    let status = if (100..=999).contains(&resp.status.0) { resp.status } else { StatusCode::INTERNAL_SERVER_ERROR };
+    // A status outside 100..=599 is not valid (RFC 9110 §15): it is sent as 500.
+    let status = if (100..=599).contains(&resp.status.0) { resp.status } else { StatusCode::INTERNAL_SERVER_ERROR };
     let c = status.0;
     // One growth check for the whole head and body.
     let fields: usize = resp.headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum();
@@ -101,7 +101,14 @@ fn encode_general(resp: &Response, to: Answering, date: &Date, out: &mut Vec<u8>
         match &resp.body {
             Body::Streamed if to.version == Version::Http11 => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
             Body::Streamed => {}
-            Body::Empty => out.extend_from_slice(b"content-length: 0\r\n"),
+            // A HEAD answer without the body a GET would get: the length the handler gives
+            // for it (RFC 9110 §8.6: never another than the GET's), else 0.
+            Body::Empty => {
+                let len = if to.method == Method::Head { head_length(resp) } else { None };
+                out.extend_from_slice(b"content-length: ");
+                out.extend_from_slice(len.unwrap_or(b"0"));
+                out.extend_from_slice(b"\r\n");
+            }
             Body::Full(b) => {
                 out.extend_from_slice(b"content-length: ");
                 push_u64(out, b.len() as u64);
@@ -138,7 +145,7 @@ fn common(resp: &Response, to: Answering) -> bool {
     to.keep_alive
         && to.version == Version::Http11
         && resp.headers.is_empty()
-        && (200..=999).contains(&resp.status.0)
+        && (200..=599).contains(&resp.status.0)
         && !resp.status.bodiless()
         && resp.content_type.is_some()
 }
@@ -339,6 +346,15 @@ pub(crate) fn encode_last_chunk(chunked: bool, out: &mut Vec<u8>) {
     if chunked {
         out.extend_from_slice(b"0\r\n\r\n");
     }
+}
+
+/// The `Content-Length` the handler gave (for a HEAD answer without its body): one decimal
+/// length, the same in every such field; `None` if there is none, or another value.
+fn head_length(resp: &Response) -> Option<&[u8]> {
+    let mut lengths = resp.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("content-length")).map(|(_, v)| &**v);
+    let first = lengths.next()?;
+    let valid = !first.is_empty() && first.len() <= 19 && first.iter().all(u8::is_ascii_digit);
+    (valid && lengths.all(|v| v == first)).then_some(first)
 }
 
 /// A field name: a token (RFC 9110 §5.1).

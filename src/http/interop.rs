@@ -6,9 +6,9 @@
 //! | from | to | |
 //! |---|---|---|
 //! | `http::Request<Vec<u8>>` | [`Request`] | `TryFrom`: fails on an extension method or a version other than HTTP/1.0 and 1.1 |
-//! | [`Request`], `&Request` | `http::Request<Vec<u8>>` | `TryFrom`: fails on a target, field name or field value `http` refuses |
+//! | [`Request`], `&Request` | `http::Request<Vec<u8>>` | `TryFrom`: fails on a target, field name or field value `http` refuses, or more distinct field names than a `HeaderMap` holds |
 //! | `http::Response<Vec<u8>>` | [`Response`] | `From`: always (a 1xx is then answered 500 on the wire: see Statuses) |
-//! | [`Response`] | `http::Response<Vec<u8>>` | `TryFrom`: fails on a streamed body, a status outside 100..=999, a field `http` refuses |
+//! | [`Response`] | `http::Response<Vec<u8>>` | `TryFrom`: fails on a streamed body, a status outside 100..=999, a field `http` refuses, too many distinct field names |
 //!
 //! What is kept, and how:
 //!
@@ -32,12 +32,15 @@
 //! - **`Content-Type`** is one value (RFC 9110 §8.3), kept apart in
 //!   [`Response::content_type`]: of several in an `http::Response`, the last is kept. Every
 //!   other field keeps all its values.
-//! - **Statuses** convert as numbers; what the connection then sends is its own rule: a
-//!   1xx as a final response, or a status outside 100..=999, is not sent (it cannot end a
-//!   request) and the client gets 500, with a warning in the log. Informational responses
+//! - **Statuses** convert as numbers (`http` takes 100..=999); what the connection then
+//!   sends is its own rule: a 1xx as a final response, or a status outside 100..=599 (not
+//!   valid on the wire, RFC 9110 §15), is not sent and the client gets 500, with a warning in
+//!   the log. Informational responses
 //!   (`100 Continue`) are the connection's to send.
 //! - **Path parameters** recorded by the router are not carried (they are derived from the
-//!   path), nor are other `http` extensions, nor a response's version.
+//!   path), nor are other `http` extensions, nor a response's version, nor the client's
+//!   address ([`Request::peer_addr`]): a service behind the bridge that wants it (axum's
+//!   `ConnectInfo`) is given it by the caller, from the pinion request, before converting.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -76,6 +79,10 @@ pub enum InteropError {
     InvalidHeaderValue(String),
     /// A status code outside 100..=999.
     InvalidStatus(u16),
+    /// More distinct field names than an `http::HeaderMap` holds (24 576: its `MAX_SIZE` of
+    /// 2^15 slots, filled to 3/4). A server's requests never get there (`max_headers` is at
+    /// most 256); a request or response built by hand may.
+    TooManyFields,
 }
 
 impl fmt::Display for InteropError {
@@ -88,6 +95,7 @@ impl fmt::Display for InteropError {
             InteropError::InvalidHeaderName(n) => write!(f, "invalid field name {n:?}"),
             InteropError::InvalidHeaderValue(n) => write!(f, "invalid value of field {n:?}"),
             InteropError::InvalidStatus(s) => write!(f, "status {s} is outside 100..=999"),
+            InteropError::TooManyFields => f.write_str("more distinct field names than an http::HeaderMap holds"),
         }
     }
 }
@@ -169,7 +177,8 @@ fn header_map<'a>(fields: impl Iterator<Item = (&'a str, &'a [u8])>) -> Result<h
         let n = http::HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| InteropError::InvalidHeaderName(name.to_owned()))?;
         let v = http::HeaderValue::from_bytes(value).map_err(|_| InteropError::InvalidHeaderValue(name.to_owned()))?;
-        map.append(n, v);
+        // `append` panics past the map's size limit; a conversion refuses instead.
+        map.try_append(n, v).map_err(|_| InteropError::TooManyFields)?;
     }
     Ok(map)
 }

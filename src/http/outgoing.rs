@@ -371,9 +371,9 @@ impl Outgoing {
     /// [`complete_from`](Self::complete_from) for any response.
     #[inline(never)]
     fn complete_general(&mut self, seq: u64, resp: &mut Response, now: Instant) -> bool {
-        if !(200..=999).contains(&resp.status.0) {
+        if !(200..=599).contains(&resp.status.0) {
             // A final response cannot be 1xx (the client would wait for another) or outside
-            // three digits.
+            // 100..=599 (RFC 9110 §15: invalid; 600..=999 are for a library's own use).
             log::warn!(target: "pinion::web", "a handler answered status {}: sent as 500", resp.status.0);
             *resp = Response::status(StatusCode::INTERNAL_SERVER_ERROR);
         }

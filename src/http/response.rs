@@ -5,10 +5,10 @@ use std::fmt;
 
 /// An HTTP status code.
 ///
-/// Any three-digit code can be sent; the constants name the common ones. A handler's answer
-/// is final, so a 1xx there (or a number outside 100..=999) is not sent: the client gets 500
-/// and the log a warning. The connection sends `100 Continue` itself, to a request that
-/// asks for it.
+/// Any code of 200..=599 can be sent; the constants name the common ones. A handler's answer
+/// is final, so a 1xx there is not sent, nor a number outside 100..=599 (RFC 9110 §15: not
+/// valid; 600..=999 are for a library's own use): the client gets 500 and the log a warning.
+/// The connection sends `100 Continue` itself, to a request that asks for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StatusCode(pub u16);
 
@@ -195,7 +195,8 @@ impl fmt::Display for StatusCode {
 /// A response body.
 #[derive(Clone, Default)]
 pub enum Body {
-    /// No body (`Content-Length: 0` where a length is due).
+    /// No body (`Content-Length: 0` where a length is due; to HEAD, the response's own
+    /// `Content-Length` field if it has a valid one: the length a GET would get).
     #[default]
     Empty,
     /// Bytes known up front: sent with `Content-Length`.
@@ -223,7 +224,9 @@ pub struct Response {
     /// The `Content-Type` (kept apart from `headers` so the common responses allocate nothing).
     pub content_type: Option<Cow<'static, str>>,
     /// Header fields, in order. `Content-Length`, `Transfer-Encoding` and `Date` are the
-    /// connection's to write and are left out if set here; so is `Connection`, but a
+    /// connection's to write and are left out if set here (but for a HEAD answer without a
+    /// body: a valid `Content-Length` here, the length a GET would get, is sent in place of
+    /// 0, RFC 9110 §9.3.2); so is `Connection`, but a
     /// `Connection: close` here closes the connection after this response (and says so). A
     /// `Server` here is sent in place of `server: pinion`. A `Content-Type` here is sent only
     /// while [`content_type`](Self::content_type) is `None` (that field is one value, and
@@ -284,8 +287,10 @@ impl Response {
     /// byte but tab, is left out when the response is written, with a warning in the log (a
     /// value from user input could otherwise split the response); the rest of the response
     /// goes out. Check values from outside before, where the answer should say so. The fields
-    /// the runtime writes itself are left out of yours: `Content-Length`, `Transfer-Encoding`,
-    /// `Connection` (a `close` in yours is honoured), `Date`, `Server`.
+    /// the runtime writes itself are left out of yours: `Content-Length` (but for a HEAD answer
+    /// without a body, where yours says what a GET would get), `Transfer-Encoding`,
+    /// `Connection` (a `close` in yours is honoured), `Date`, `Server` (yours is sent in place
+    /// of pinion's).
     pub fn header(mut self, name: impl Into<Cow<'static, str>>, value: impl Into<Cow<'static, str>>) -> Response {
         let name = name.into();
         if name.eq_ignore_ascii_case("content-type") {
@@ -354,6 +359,16 @@ impl Response {
             // Nothing to free: the fields hold no allocation.
             std::mem::forget(self);
         }
+    }
+
+    /// The response as an answer no stream follows: a `Body::Streamed` one gets an empty body
+    /// (as [`WebRequest::respond`](crate::web::WebRequest::respond) sends it), not a chunked
+    /// head whose body never comes.
+    pub(crate) fn held(mut self) -> Response {
+        if matches!(self.body, Body::Streamed) {
+            self.body = Body::Empty;
+        }
+        self
     }
 
     /// The body bytes, if held (not streamed).

@@ -440,10 +440,13 @@ impl Connection {
             self.server.stats().refused(StatusCode::NOT_IMPLEMENTED);
             return Some(Response::status(StatusCode::NOT_IMPLEMENTED));
         }
-        catch_unwind(AssertUnwindSafe(|| self.server.handler.check_head(req))).unwrap_or_else(|payload| {
+        let answer = catch_unwind(AssertUnwindSafe(|| self.server.handler.check_head(req))).unwrap_or_else(|payload| {
             crate::log_limit::log_limited!(Error, target: "pinion", "a panic while checking a request head was contained: {}", panic_text(&*payload));
             Some(Response::status(StatusCode::INTERNAL_SERVER_ERROR))
-        })
+        });
+        // No stream follows this answer: one marked streamed is sent whole (as `respond` does),
+        // not as a chunked head whose body never comes (a review found the client waiting).
+        answer.map(Response::held)
     }
 
     /// What the handler of request `seq` did while it ran: an answer given at once is

@@ -23,7 +23,9 @@ pub trait Handler: Send + Sync + 'static {
     /// (`Expect: 100-continue`), with the head only: a final answer now, or `None` to have
     /// the body sent and the request handled as usual. With an answer the body is not read
     /// and the connection closes after it (RFC 9110 §10.1.1), so a client is not made to
-    /// upload what would be refused. Must not have effects: the request may still come.
+    /// upload what would be refused. Must not have effects: the request may still come. No
+    /// stream follows the answer: a `Body::Streamed` one is sent with an empty body (as
+    /// [`WebRequest::respond`] sends it).
     ///
     /// The router answers here what it would answer anyway (404, 405; a route's handler is
     /// asked with the path parameters recorded), `auth` its 401, `Cors` a preflight and its
