@@ -286,10 +286,10 @@ impl Connection {
             }
             return false;
         }
-        if st.codec.phase() == Phase::Closed
-            || st.out.in_flight() >= limits.max_in_flight
-            || st.out.unwritten() >= MAX_UNWRITTEN
-        {
+        // Nothing is read while parsing waits on our bounds, an HTTP/1.0 request's answer
+        // among them: the bytes would only pile up unparsed (a review: 256 MiB read into one
+        // connection's buffer behind a held HTTP/1.0 keep-alive request).
+        if st.codec.phase() == Phase::Closed || paused(st, limits) {
             return false;
         }
         match st.codec.read_from(&mut st.stream) {
