@@ -101,17 +101,18 @@ fn encode_general(resp: &Response, to: Answering, date: &Date, out: &mut Vec<u8>
         match &resp.body {
             Body::Streamed if to.version == Version::Http11 => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
             Body::Streamed => {}
-            // A HEAD answer without the body a GET would get: the length the handler gives
-            // for it (RFC 9110 §8.6: never another than the GET's), else 0.
-            Body::Empty => {
+            Body::Full(b) if !(b.is_empty() && to.method == Method::Head) => {
+                out.extend_from_slice(b"content-length: ");
+                push_u64(out, b.len() as u64);
+                out.extend_from_slice(b"\r\n");
+            }
+            // A HEAD answer without the body a GET would get (none, or an empty one: a
+            // review found `.body(Vec::new())` sent 0): the length the handler gives for it
+            // (RFC 9110 §8.6: never another than the GET's), else 0.
+            Body::Empty | Body::Full(_) => {
                 let len = if to.method == Method::Head { head_length(resp) } else { None };
                 out.extend_from_slice(b"content-length: ");
                 out.extend_from_slice(len.unwrap_or(b"0"));
-                out.extend_from_slice(b"\r\n");
-            }
-            Body::Full(b) => {
-                out.extend_from_slice(b"content-length: ");
-                push_u64(out, b.len() as u64);
                 out.extend_from_slice(b"\r\n");
             }
         }

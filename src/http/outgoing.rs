@@ -156,8 +156,9 @@ pub(crate) struct Outgoing {
     closing: bool,
     /// A response that ends the connection was given (it may still wait behind others).
     close_given: bool,
-    /// The stream cut short (`stream_abort`), if any: its client gets an incomplete answer
-    /// however much more of it is written; what is encoded ahead of it is whole answers.
+    /// The first stream in line cut short (`stream_abort`), if any: its client gets an
+    /// incomplete answer however much more of it is written; what is encoded ahead of it is
+    /// whole answers.
     cut: Option<u64>,
     /// The stream first in line when its bytes first went into `out` (its seq), and where
     /// they began (counted as `written_total` counts): where a cut stream's bytes begin.
@@ -475,7 +476,11 @@ impl Outgoing {
         *finished = true;
         *keep_alive = false;
         self.close_given = true;
-        self.cut.get_or_insert(seq);
+        // The first cut *in line* (not in time): the bytes from where its stream began are
+        // incomplete whatever else was cut, and a stream cut behind it (by its handler,
+        // before the stop cut this one) must not hide this one's bytes from `unsent_whole`
+        // (a review: the stop then waited out `shutdown_timeout` for them).
+        self.cut = Some(self.cut.map_or(seq, |c| c.min(seq)));
         true
     }
 

@@ -200,6 +200,16 @@ impl Connection {
     /// Reads, dispatches and writes until the socket has nothing more or a bound stops it.
     /// `event`: called for a readiness event, before the turn's processes run.
     fn pump(self: &Rc<Self>, shard: &Rc<Shard>, token: Token, event: bool) {
+        self.take_in(shard, token);
+        if event && self.defer_write(shard, token) {
+            return;
+        }
+        self.write(shard, token);
+    }
+
+    /// Rounds of dispatch → read (see [`ROUNDS`]), without the write.
+    #[inline(always)]
+    fn take_in(&self, shard: &Rc<Shard>, token: Token) {
         for round in 1..=ROUNDS {
             self.dispatch(shard, token);
             // The last round only dispatches: bytes it read would wait unparsed with no edge to
@@ -209,10 +219,6 @@ impl Connection {
                 break;
             }
         }
-        if event && self.defer_write(shard, token) {
-            return;
-        }
-        self.write(shard, token);
     }
 
     /// Every request read waits for its answer (from an actor, which runs after this event):
@@ -892,14 +898,16 @@ impl IoSource for Connection {
         // A head or body due: what reached the socket while the shard was busy (a slow
         // handler of another connection; its readiness not polled yet) is read before the
         // deadline is judged — the client was on time (a review: refused 408 once the clock
-        // was read again after handlers). One read: if nothing came, the deadline stands.
+        // was read again after handlers). What it read is parsed, then the deadline is
+        // judged as usual: a head it completed (or body bytes that earn their time at
+        // `min_body_rate`) moved the phase on; a head still incomplete is late. (Re-armed
+        // for the same, past, deadline instead, the timer fired again at each turn: a
+        // client trickling a byte per turn on a busy shard was never refused — review 50.)
+        self.st.borrow_mut().timer = None;
         if self.read_deadline_passed(now) {
-            let mut st = self.st.borrow_mut();
-            st.timer = None;
-            st.readable = true;
-            drop(st);
+            self.st.borrow_mut().readable = true;
             if self.read(shard, token) {
-                return self.pump(shard, token, false);
+                self.take_in(shard, token);
             }
         }
         self.expired(shard, token, now);

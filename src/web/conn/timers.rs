@@ -75,7 +75,9 @@ impl Connection {
         let limits = &self.server.limits;
         let mut guard = self.st.borrow_mut();
         let st = &mut *guard;
-        st.timer = None;
+        // (The timer that fired was forgotten by `timeout`; one armed since, by a request's
+        // deadline set while what the late read brought was dispatched, is kept or re-armed
+        // by the write's `rearm`.)
         if st.closed() {
             return;
         }
