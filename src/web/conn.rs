@@ -261,6 +261,16 @@ impl Connection {
         self.write(shard, token);
     }
 
+    /// Paused by our bounds (nothing is read), and the socket reports an error (a reset).
+    #[cold]
+    fn reset_while_paused(&self) -> bool {
+        let st = self.st.borrow();
+        !st.closed()
+            && st.linger.is_none()
+            && paused(&st, &self.server.limits)
+            && matches!(st.stream.take_error(), Ok(Some(_)))
+    }
+
     /// Reads once if allowed; true if it read something.
     #[inline(always)]
     fn read(&self, shard: &Rc<Shard>, token: Token) -> bool {
@@ -877,6 +887,13 @@ impl IoSource for Connection {
             // nothing more comes in. Closed now, its streams with it (an SSE trial: a quiet
             // stream learned of a client gone only at the second chunk after, the first
             // write succeeding before the reset came back).
+            return self.close(shard, token);
+        }
+        if ready.error && self.reset_while_paused() {
+            // Reset while our bounds hold reading back (a request's answer pending, an
+            // HTTP/1.0 one's among them): the read that would have seen it waits for that
+            // answer, which may never come (a review: the connection, its held requests and
+            // its counts stayed until the handler answered).
             return self.close(shard, token);
         }
         if ready.readable {
