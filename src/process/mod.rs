@@ -95,7 +95,9 @@ pub struct ExitSignal {
 pub struct Down {
     /// The monitor this answers.
     pub reference: MonitorRef,
-    /// The process that ended.
+    /// The process that ended. For a monitor set on a name nobody held (its `reason` is
+    /// `NoProcess`), there is no such process: this is the monitoring process's own pid (OTP
+    /// gives the name; match on `reference`).
     pub pid: Pid,
     /// Its reason (`NoProcess` when it was already gone when the monitor was set).
     pub reason: ExitReason,
