@@ -220,14 +220,10 @@ pub(crate) struct NodeShared {
     stopping: AtomicBool,
     /// Shards whose processes have not all ended since the stop began: a shard whose have
     /// serves its connections on until none is left (see `processes_ended`).
-    stop_pending: AtomicUsize,
-    /// Which shards `stop_pending` counted off already (each once).
-    stop_counted: Box<[AtomicBool]>,
+    stop_pending: ShardCountdown,
     /// Shards that have not yet delivered, since every shard's processes ended, what their
     /// inboxes held then (see `drained`).
-    drain_pending: AtomicUsize,
-    /// Which shards `drain_pending` counted off already (each once).
-    drain_counted: Box<[AtomicBool]>,
+    drain_pending: ShardCountdown,
     stopped: Mutex<bool>,
     stopped_cv: Condvar,
     late_replies: AtomicU64,
@@ -302,13 +298,9 @@ impl NodeShared {
     /// (counted once, however often said). The last one wakes every shard: each may end now
     /// ([`all_processes_ended`](Self::all_processes_ended)).
     pub(crate) fn processes_ended(&self, shard: usize) {
-        if self.stop_counted[shard].swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let lane = shard;
-        if self.stop_pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+        if self.stop_pending.count_off(shard) {
             // (A stop again: a shard that began stopping ignores it; the push wakes it.)
-            self.tell_every_shard_to_stop(lane);
+            self.tell_every_shard_to_stop(shard);
         }
     }
 
@@ -327,7 +319,7 @@ impl NodeShared {
     /// Every shard's processes have ended: a stopping shard may close its connections (a
     /// process on another shard can no longer finish a stream on one).
     pub(crate) fn all_processes_ended(&self) -> bool {
-        self.stop_pending.load(Ordering::Acquire) == 0
+        self.stop_pending.done()
     }
 
     /// Shard `shard`, every shard's processes having ended, delivered what its inbox held
@@ -335,10 +327,7 @@ impl NodeShared {
     /// worker already gone, for a connection of another shard) — or it cannot: its thread
     /// ended, or is held joining the node (counted once). The last one wakes every shard.
     pub(crate) fn drained(&self, shard: usize) {
-        if self.drain_counted[shard].swap(true, Ordering::AcqRel) {
-            return;
-        }
-        if self.drain_pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+        if self.drain_pending.count_off(shard) {
             self.tell_every_shard_to_stop(shard);
         }
     }
@@ -346,7 +335,7 @@ impl NodeShared {
     /// Every shard has [`drained`](Self::drained): what is in an inbox now is the last that
     /// comes (answers to what the drains delivered); one more turn delivers it.
     pub(crate) fn all_drained(&self) -> bool {
-        self.drain_pending.load(Ordering::Acquire) == 0
+        self.drain_pending.done()
     }
 
     /// Shard `shard` takes no part in the stop any more (its thread ended, never started, or
@@ -361,6 +350,31 @@ impl NodeShared {
         while !*stopped {
             stopped = self.stopped_cv.wait(stopped).unwrap_or_else(PoisonError::into_inner);
         }
+    }
+}
+
+/// Shards still to say something in a stop, each counted off once however often it says it.
+struct ShardCountdown {
+    pending: AtomicUsize,
+    counted: Box<[AtomicBool]>,
+}
+
+impl ShardCountdown {
+    fn new(shards: usize) -> Self {
+        ShardCountdown {
+            pending: AtomicUsize::new(shards),
+            counted: (0..shards).map(|_| AtomicBool::new(false)).collect(),
+        }
+    }
+
+    /// Counts `shard` off (once); true for the last one.
+    fn count_off(&self, shard: usize) -> bool {
+        !self.counted[shard].swap(true, Ordering::AcqRel) && self.pending.fetch_sub(1, Ordering::AcqRel) == 1
+    }
+
+    /// Every shard is counted off.
+    fn done(&self) -> bool {
+        self.pending.load(Ordering::Acquire) == 0
     }
 }
 
@@ -415,10 +429,8 @@ impl Node {
             shutdown_timeout: options.shutdown_timeout,
             spin: options.spin,
             stopping: AtomicBool::new(false),
-            stop_pending: AtomicUsize::new(layout.len()),
-            stop_counted: (0..layout.len()).map(|_| AtomicBool::new(false)).collect(),
-            drain_pending: AtomicUsize::new(layout.len()),
-            drain_counted: (0..layout.len()).map(|_| AtomicBool::new(false)).collect(),
+            stop_pending: ShardCountdown::new(layout.len()),
+            drain_pending: ShardCountdown::new(layout.len()),
             stopped: Mutex::new(false),
             stopped_cv: Condvar::new(),
             late_replies: AtomicU64::new(0),

@@ -417,16 +417,13 @@ fn signal_mail(ctx: &Context, signal: Signal) -> Result<Option<Mail>, ExitReason
         // `Context::next` answers an empty mailbox of a retiring worker with `Shutdown`.
         Signal::Retire => unreachable!(),
         Signal::Exit { from, reason, via } => {
-            // The link is over: nothing is left to undo for it. A signal of a link this
-            // process undid meanwhile (it was on its way from another shard) is dropped: OTP's
-            // `unlink/1`.
-            if via == Via::Link && !link::unwatch(&ctx.shard, ctx.pid, from, None) {
+            // The link is over: nothing is left to undo for it (by a tie too: a link of its own
+            // to the same process came with it, `process_exited` sending one signal for both).
+            // A signal of a link this process undid meanwhile (it was on its way from another
+            // shard) is dropped: OTP's `unlink/1`.
+            let watched = via != Via::Explicit && link::unwatch(&ctx.shard, ctx.pid, from, None);
+            if via == Via::Link && !watched {
                 return Ok(None);
-            }
-            if via == Via::Tie {
-                // A link of its own to the same process, if it made one, came with the tie
-                // (`process_exited` sends one signal for both): it is over too.
-                link::unwatch(&ctx.shard, ctx.pid, from, None);
             }
             if ctx.trap_exit() {
                 Ok(Some(Mail { from, msg: Message::new(ExitSignal { from, reason }), reply: None }))

@@ -127,18 +127,14 @@ pub(super) async fn spawn_child<A: Actor>(
 ) -> Result<Pid, SpawnError> {
     let options = at.options.clone();
     let sup = ctx.pid();
-    match (&at.name, at.shard.filter(|s| *s != ctx.shard())) {
-        (None, None) => ctx.spawn(move || Supervised { sup, name: None, actor: make() }, options).await,
-        (None, Some(shard)) => {
-            ctx.spawn_on(shard, move || Supervised { sup, name: None, actor: make() }, options).await
-        }
-        (Some(name), None) => {
-            ctx.spawn_register(name, move || Supervised { sup, name: None, actor: make() }, options).await
-        }
-        (Some(name), Some(shard)) => {
-            let name = Some(name.clone());
-            ctx.spawn_on(shard, move || Supervised { sup, name, actor: make() }, options).await
-        }
+    let elsewhere = at.shard.filter(|s| *s != ctx.shard());
+    // Named on another shard, the child registers itself in `init`.
+    let name = at.name.clone().filter(|_| elsewhere.is_some());
+    let child = move || Supervised { sup, name, actor: make() };
+    match (&at.name, elsewhere) {
+        (_, Some(shard)) => ctx.spawn_on(shard, child, options).await,
+        (Some(name), None) => ctx.spawn_register(name, child, options).await,
+        (None, None) => ctx.spawn(child, options).await,
     }
 }
 
