@@ -563,13 +563,21 @@ fn continue_through_a_pool_with_room_and_without() {
     std::thread::sleep(Duration::from_millis(100));
     let mut c = Client::connect(server.local_addr());
     c.send(upload);
-    // As documented (`Handler::check_head`: a `WebHandler` says `None`): `100 Continue` at the
-    // head, the pool's 503 only once the body is in.
-    assert_eq!(c.head().status, 100);
-    c.send(b"12345");
+    // The pool is full: its 503 comes instead of `100 Continue`, before the upload (it sheds
+    // any request at once; until stop 33 the client was told to upload first), and the
+    // connection closes without reading the body.
     let r = c.response();
     assert_eq!((r.status, r.header("retry-after")), (503, Some("1")));
+    c.assert_closed();
     assert_eq!(busy.response().text(), "slept");
+    // Counted as shed, like a request refused whole.
+    assert_eq!(node.handle().pool(pool).expect("the pool").info().shed, 1);
+    // Room again: `100 Continue` again.
+    let mut c = Client::connect(server.local_addr());
+    c.send(upload);
+    assert_eq!(c.head().status, 100);
+    c.send(b"12345");
+    assert_eq!(c.response().text(), "5");
     server.stop();
     node.stop();
 }

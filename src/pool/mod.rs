@@ -238,6 +238,21 @@ impl PoolShared {
         self.stopping.load(Ordering::SeqCst)
     }
 
+    /// Whether a message sent now would be refused (the pool stopping, or holding all it can):
+    /// asked for a request whose client waits for `100 Continue`, so that a full pool answers
+    /// 503 before the upload rather than after it. A full pool counts the refusal as shed.
+    #[cfg(feature = "web")]
+    pub(crate) fn refuses_now(&self) -> bool {
+        if self.is_stopping() {
+            return true;
+        }
+        let full = self.gate.held() >= self.gate.capacity();
+        if full {
+            self.shed.fetch_add(1, Ordering::Relaxed);
+        }
+        full
+    }
+
     pub(crate) fn is_started(&self) -> bool {
         self.started.load(Ordering::SeqCst) == start::STARTED
     }

@@ -30,9 +30,9 @@ pub trait Handler: Send + Sync + 'static {
     /// The router answers here what it would answer anyway (404, 405; a route's handler is
     /// asked with the path parameters recorded), `auth` its 401, `Cors` a preflight and its
     /// fields on other answers, `request_log` logs the answer; `rate_limit` its 429 if the
-    /// client is over its rate now (taking no token); a plain function, a [`WebHandler`] and
-    /// any handler that
-    /// does not implement this say `None`. A method the server does not know is answered 501
+    /// client is over its rate now (taking no token); a [`WebHandler`] to a pool its 503 if the
+    /// pool is full now (taking no slot); a plain function and any handler that does not
+    /// implement this say `None`. A method the server does not know is answered 501
     /// by the connection before any handler is asked.
     fn check_head(&self, req: &Request) -> Option<Response> {
         let _ = req;
@@ -221,6 +221,23 @@ pub(crate) fn shed(req: WebRequest) {
 }
 
 impl Handler for WebHandler {
+    /// A pool that would refuse the request now (full, or stopping) answers 503 before its
+    /// client uploads the body (with `Retry-After` when full), as it sheds any request at
+    /// once; a pool with room, and a process or name target, say `None` (their mailbox is
+    /// tried when the request comes).
+    fn check_head(&self, _: &Request) -> Option<Response> {
+        let WebTarget::Pid(p) = &self.options.worker else { return None };
+        with_current(|here| {
+            let node = &here?.node;
+            let pool = self.pool.get_or_init(|| crate::pool::dispatch::pool_of(node, *p)).as_ref()?;
+            let stopping = pool.is_stopping();
+            pool.refuses_now().then(|| {
+                let resp = Response::status(StatusCode::SERVICE_UNAVAILABLE);
+                if stopping { resp } else { resp.header("retry-after", self.options.retry_after_secs.to_string()) }
+            })
+        })
+    }
+
     fn handle(&self, req: WebRequest) {
         req.set_deadline(req.received() + self.options.request_timeout);
         with_current(|here| {
