@@ -4,6 +4,7 @@
 //! `cargo test --features interop --test review49`
 #![cfg(feature = "interop")]
 
+mod review_support;
 mod support;
 
 use pinion::http::{HttpLimits, InteropError, Method, Request, Response, StatusCode, serve_blocking};
@@ -98,4 +99,22 @@ fn too_many_fields_are_an_error_not_a_panic() {
     }
     let h = http::Request::<Vec<u8>>::try_from(&req).expect("one name, many values");
     assert_eq!(h.headers().get_all("x-many").iter().count(), 30_000);
+}
+
+/// Stop 33 (stop 32's left-alone item): the client's address travels through a conversion as
+/// `HttpPeerAddr`, so a service behind a bridge can log or limit by it.
+#[test]
+fn the_client_address_reaches_a_bridged_service() {
+    let node = review_support::start_node("r49-peer", 1);
+    let server = review_support::serve_with(&node, HttpLimits::default(), |req: &Request| {
+        let h = http::Request::<Vec<u8>>::try_from(req).expect("converts");
+        let peer = h.extensions().get::<pinion::http::HttpPeerAddr>().map(|p| p.0.to_string());
+        Response::text(peer.unwrap_or_default())
+    });
+    let mut c = review_support::Client::connect(server.local_addr());
+    c.send(&review_support::get("/"));
+    let me = c.s.local_addr().expect("address").to_string();
+    assert_eq!(c.response().text(), me);
+    server.stop();
+    node.stop();
 }

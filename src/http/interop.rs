@@ -37,13 +37,15 @@
 //!   valid on the wire, RFC 9110 §15), is not sent and the client gets 500, with a warning in
 //!   the log. Informational responses
 //!   (`100 Continue`) are the connection's to send.
+//! - **The client's address** ([`Request::peer_addr`]) travels in the extensions as
+//!   [`HttpPeerAddr`], and comes back from there. (axum's `ConnectInfo` is its own type: a
+//!   bridge to axum inserts it from the pinion request, or reads `HttpPeerAddr`.)
 //! - **Path parameters** recorded by the router are not carried (they are derived from the
-//!   path), nor are other `http` extensions, nor a response's version, nor the client's
-//!   address ([`Request::peer_addr`]): a service behind the bridge that wants it (axum's
-//!   `ConnectInfo`) is given it by the caller, from the pinion request, before converting.
+//!   path), nor are other `http` extensions, nor a response's version.
 
 use std::borrow::Cow;
 use std::fmt;
+use std::net::SocketAddr;
 
 use super::request::{Method, Request, Version};
 use super::response::{Body, Response, StatusCode};
@@ -54,7 +56,8 @@ use super::response::{Body, Response, StatusCode};
 /// The conversions: `Request::try_from(http::Request<Vec<u8>>)` (an extension method or a
 /// version other than HTTP/1.0 and 1.1 fails); `http::Request::<Vec<u8>>::try_from(Request)`
 /// or `(&Request)` (a target, field name or field value `http` refuses fails; trailer fields
-/// go in the extensions as [`HttpTrailers`]); `Response::from(http::Response<Vec<u8>>)`;
+/// go in the extensions as [`HttpTrailers`], the client's address as [`HttpPeerAddr`]);
+/// `Response::from(http::Response<Vec<u8>>)`;
 /// `http::Response::<Vec<u8>>::try_from(Response)` (a streamed body, a status outside
 /// 100..=999 or a field `http` refuses fails). Fields keep every value of a repeated name, in
 /// order; path parameters and other extensions are not carried.
@@ -107,6 +110,12 @@ impl std::error::Error for InteropError {}
 /// trailers of a pinion request converted back.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct HttpTrailers(pub http::HeaderMap);
+
+/// The client's address ([`Request::peer_addr`]), in the extensions of an `http::Request`
+/// converted from a pinion [`Request`] that has one (a request read by a server always has).
+/// Put there, it becomes the peer address of a pinion request converted back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpPeerAddr(pub SocketAddr);
 
 impl From<Method> for http::Method {
     fn from(m: Method) -> Self {
@@ -194,6 +203,9 @@ fn to_http(req: &Request, body: Vec<u8>) -> Result<http::Request<Vec<u8>>, Inter
     if !req.trailers().is_empty() {
         out.extensions_mut().insert(HttpTrailers(header_map(req.trailers().iter())?));
     }
+    if let Some(peer) = req.peer_addr() {
+        out.extensions_mut().insert(HttpPeerAddr(peer));
+    }
     Ok(out)
 }
 
@@ -231,6 +243,9 @@ impl TryFrom<http::Request<Vec<u8>>> for Request {
             for (name, value) in trailers {
                 out.push_trailer(name.as_str().as_bytes(), value.as_bytes());
             }
+        }
+        if let Some(HttpPeerAddr(peer)) = parts.extensions.get::<HttpPeerAddr>() {
+            out = out.with_peer_addr(*peer);
         }
         Ok(out)
     }
@@ -420,6 +435,17 @@ mod tests {
         let sums: Vec<_> = back.trailers().get_all("x-checksum").collect();
         assert_eq!(sums, [&b"abc"[..], b"def"]);
         assert_eq!(back.header("transfer-encoding"), Some(&b"chunked"[..]));
+    }
+
+    #[test]
+    fn the_peer_address_travels_in_the_extensions() {
+        let peer: SocketAddr = "127.0.0.1:40001".parse().unwrap();
+        let h = http::Request::<Vec<u8>>::try_from(Request::new(Method::Get, "/").with_peer_addr(peer)).unwrap();
+        assert_eq!(h.extensions().get::<HttpPeerAddr>(), Some(&HttpPeerAddr(peer)));
+        assert_eq!(Request::try_from(h).unwrap().peer_addr(), Some(peer));
+        let none = http::Request::<Vec<u8>>::try_from(Request::new(Method::Get, "/")).unwrap();
+        assert!(none.extensions().get::<HttpPeerAddr>().is_none());
+        assert_eq!(Request::try_from(none).unwrap().peer_addr(), None);
     }
 
     #[test]

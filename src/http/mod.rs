@@ -42,7 +42,7 @@ use std::fmt;
 use std::time::Duration;
 
 #[cfg(feature = "interop")]
-pub use interop::{HttpTrailers, InteropError};
+pub use interop::{HttpPeerAddr, HttpTrailers, InteropError};
 pub use request::{Headers, Method, Request, Version};
 pub use response::{Body, Response, StatusCode};
 
