@@ -75,8 +75,9 @@ pub struct HttpLimits {
     /// Largest trailer section of a chunked body, longest chunk-size line, and most bytes of
     /// chunk extensions in one body, all its chunks together. Above: 431.
     pub max_trailer_bytes: usize,
-    /// How long a client may take to send a whole request head, from its first byte (or from
-    /// the previous response). Exceeded: 408 and the connection closes.
+    /// How long a client may take to send a whole request head, from its first byte: on a
+    /// keep-alive connection the time before the next head's first byte is the
+    /// [`idle_timeout`](Self::idle_timeout)'s. Exceeded: 408 and the connection closes.
     pub header_read_timeout: Duration,
     /// How long a request body may take to arrive once its head is in (once its `100
     /// Continue` is written, for a client that waits for one), beyond what its size excuses
