@@ -158,17 +158,25 @@ async fn get_user(State(node): State<NodeHandle>, raw: Result<Path<String>, Path
 fn main() {
     let mut port = 8080u16;
     let mut cores = 1usize;
+    const USAGE: &str = "usage: axum_simple [--port N, --cores N]";
+    // A flag's value, or the usage and exit 2 (as hello's).
+    fn value<T: std::str::FromStr>(flag: &str, value: Option<String>) -> T {
+        value.and_then(|v| v.parse().ok()).unwrap_or_else(|| {
+            eprintln!("{flag} takes a number; {USAGE}");
+            std::process::exit(2);
+        })
+    }
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
-            "--port" => port = args.next().and_then(|v| v.parse().ok()).expect("--port N"),
-            "--cores" => cores = args.next().and_then(|v| v.parse().ok()).expect("--cores N"),
+            "--port" => port = value("--port", args.next()),
+            "--cores" => cores = value("--cores", args.next()),
             "-h" | "--help" => {
-                println!("usage: axum_simple [--port N, --cores N]");
+                println!("{USAGE}");
                 return;
             }
             other => {
-                eprintln!("unknown argument {other}; usage: axum_simple [--port N, --cores N]");
+                eprintln!("unknown argument {other}; {USAGE}");
                 std::process::exit(2);
             }
         }
@@ -176,7 +184,10 @@ fn main() {
 
     // The actors: a pinion node beside tokio, reached through its `NodeHandle`.
     let options = NodeOptions { cores: Cores::Count(cores), ..Default::default() };
-    let node = Node::start("axum_simple", options).unwrap_or_else(|e| panic!("{e}"));
+    let node = Node::start("axum_simple", options).unwrap_or_else(|e| {
+        eprintln!("axum_simple: {e}");
+        std::process::exit(1)
+    });
     let handle = node.handle();
     handle.spawn_register("greeter", || Greeter, ProcessOptions::with_mailbox(1024)).wait().expect("greeter");
     handle.spawn_register("user-store", UserStore::new, ProcessOptions::with_mailbox(256)).wait().expect("user store");

@@ -53,7 +53,20 @@ impl Actor for Producer {
 }
 
 fn main() {
-    let cross = std::env::args().any(|a| a == "--cross");
+    let mut cross = false;
+    for a in std::env::args().skip(1) {
+        match a.as_str() {
+            "--cross" => cross = true,
+            "-h" | "--help" => {
+                println!("usage: [N=count] [MAILBOX=n] flood [--cross]");
+                return;
+            }
+            other => {
+                eprintln!("unknown argument {other}; usage: [N=count] [MAILBOX=n] flood [--cross]");
+                std::process::exit(2);
+            }
+        }
+    }
     let n: u64 = std::env::var("N").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000_000);
     let shards = if cross { 2 } else { 1 };
     let available = std::thread::available_parallelism().map_or(1, |n| n.get());

@@ -56,7 +56,12 @@ fn main() {
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
-            "--rounds" => rounds = args.next().and_then(|v| v.parse().ok()).expect("--rounds N"),
+            "--rounds" => {
+                rounds = args.next().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
+                    eprintln!("--rounds takes a number; usage: ping_pong [--rounds N] [--cross]");
+                    std::process::exit(2);
+                })
+            }
             "--cross" => cross = true,
             _ => {
                 eprintln!("usage: ping_pong [--rounds N] [--cross]");

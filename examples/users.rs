@@ -13,7 +13,13 @@
 //!   or of the wrong type), as axum's `Json` answers; 415 without a JSON `Content-Type`
 //!   (`application/json` or `application/*+json`, parameters such as `charset` allowed); 422
 //!   for an unknown user or a zero quantity;
-//! - `GET /orders/{id}`: the order `Location` pointed to.
+//! - `GET /orders/{id}`: the order `Location` pointed to;
+//! - any other path: 404 (JSON error), given from the head alone (`Router::not_found`): a
+//!   client that waits for `100 Continue` is refused before it uploads.
+//!
+//! A body over the server's bound (`HttpLimits::max_body_bytes`, 1 MiB by default) is refused
+//! by the connection before any handler sees it: 413 in `text/plain`, not JSON, and the
+//! connection closes.
 //!
 //! Backpressure comes with the approach: the worker's mailbox holds 256 requests; beyond that
 //! the handler answers 503 with `Retry-After` at once, without queueing the request. A request
@@ -205,7 +211,9 @@ impl Actor for WebService {
             .get("/users/{id}", to_store())
             .post("/orders", to_store())
             .get("/orders/{id}", to_store())
-            .fallback(|_: &Request| error(StatusCode::NOT_FOUND, "no such resource"));
+            // From the head alone (`not_found`, not `fallback`): a client waiting for `100
+            // Continue` gets the 404 before it uploads.
+            .not_found(|_: &Request| error(StatusCode::NOT_FOUND, "no such resource"));
         let options = WebServerOptions::new("127.0.0.1", self.port, router);
         let server = WebServer::start(&ctx.handle(), options).map_err(|e| ExitReason::custom(e.to_string()))?;
         println!("listening on http://{}/", server.local_addr());
@@ -217,24 +225,38 @@ impl Actor for WebService {
 fn main() {
     let mut port = 8080u16;
     let mut cores = None;
+    const USAGE: &str = "usage: users [--port N, --cores N]";
+    // A flag's value, or the usage and exit 2 (as hello's).
+    fn value<T: std::str::FromStr>(flag: &str, value: Option<String>) -> T {
+        value.and_then(|v| v.parse().ok()).unwrap_or_else(|| {
+            eprintln!("{flag} takes a number; {USAGE}");
+            std::process::exit(2);
+        })
+    }
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
-            "--port" => port = args.next().and_then(|v| v.parse().ok()).expect("--port N"),
-            "--cores" => cores = Some(args.next().and_then(|v| v.parse::<usize>().ok()).expect("--cores N")),
+            "--port" => port = value("--port", args.next()),
+            "--cores" => cores = Some(value("--cores", args.next())),
             "-h" | "--help" => {
-                println!("usage: users [--port N, --cores N]");
+                println!("{USAGE}");
                 return;
             }
             other => {
-                eprintln!("unknown argument {other}; usage: users [--port N, --cores N]");
+                eprintln!("unknown argument {other}; {USAGE}");
                 std::process::exit(2);
             }
         }
     }
     let options = NodeOptions { cores: cores.map_or(Cores::All, Cores::Count), ..Default::default() };
-    let node = Node::start("users", options).unwrap_or_else(|e| panic!("{e}"));
+    let node = Node::start("users", options).unwrap_or_else(|e| {
+        eprintln!("users: {e}");
+        std::process::exit(1)
+    });
     let service = WebService { port, server: None };
-    node.spawn(move || service, ProcessOptions::default()).wait().unwrap_or_else(|e| panic!("{e}"));
+    if let Err(e) = node.spawn(move || service, ProcessOptions::default()).wait() {
+        eprintln!("users: {e}");
+        std::process::exit(1)
+    }
     node.wait();
 }

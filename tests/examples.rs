@@ -244,7 +244,7 @@ fn users_example_serves_users_and_orders_as_json() {
     assert!(head.body.is_empty(), "{:?}", head.text());
     assert_eq!(head.header("content-length"), app.get("/users/1").header("content-length"));
 
-    // The router: wrong method 405 with Allow; no route 404 (JSON, from the fallback).
+    // The router: wrong method 405 with Allow; no route 404 (JSON, from `not_found`).
     let wrong = app.request("DELETE", "/users/1", None);
     assert_eq!(wrong.status, 405, "{}", wrong.text());
     assert_eq!(wrong.header("allow"), Some("GET, HEAD, OPTIONS"));
