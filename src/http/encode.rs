@@ -43,7 +43,7 @@ fn encode_general(resp: &Response, to: Answering, date: &Date, out: &mut Vec<u8>
     let mut keep_alive = to.keep_alive && !resp.asks_close();
     let streamed = matches!(resp.body, Body::Streamed);
     // An HTTP/1.0 client cannot read chunked: the body ends when the connection does.
-    if streamed && to.version == Version::Http10 && to.method != Method::Head && !resp.status.bodiless() {
+    if streamed && to.version == Version::Http10 && to.method != Method::Head && !resp.status.no_content() {
         keep_alive = false;
     }
     // A status outside 100..=599 is not valid (RFC 9110 §15): it is sent as 500.
@@ -99,6 +99,8 @@ fn encode_general(resp: &Response, to: Answering, date: &Date, out: &mut Vec<u8>
     let tunnel = opens_tunnel(to.method, resp.status);
     if !resp.status.bodiless() && !tunnel {
         match &resp.body {
+            // 205: framed, but no content whatever the handler gave (RFC 9110 §15.3.6).
+            _ if resp.status.0 == 205 => out.extend_from_slice(b"content-length: 0\r\n"),
             Body::Streamed if to.version == Version::Http11 => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
             Body::Streamed => {}
             Body::Full(b) if !(b.is_empty() && to.method == Method::Head) => {
@@ -125,7 +127,7 @@ fn encode_general(resp: &Response, to: Answering, date: &Date, out: &mut Vec<u8>
     out.extend_from_slice(b"\r\n");
     if let Body::Full(b) = &resp.body
         && to.method != Method::Head
-        && !resp.status.bodiless()
+        && !resp.status.no_content()
         && !tunnel
     {
         out.extend_from_slice(b);
@@ -147,7 +149,7 @@ fn common(resp: &Response, to: Answering) -> bool {
         && to.version == Version::Http11
         && resp.headers.is_empty()
         && (200..=599).contains(&resp.status.0)
-        && !resp.status.bodiless()
+        && !resp.status.no_content()
         && resp.content_type.is_some()
 }
 

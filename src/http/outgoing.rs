@@ -398,7 +398,7 @@ impl Outgoing {
         }
         *slot = if matches!(resp.body, Body::Streamed)
             && meta.method() != Method::Head
-            && !resp.status.bodiless()
+            && !resp.status.no_content()
             && !encode::opens_tunnel(meta.method(), resp.status)
         {
             let mut head = Vec::new();

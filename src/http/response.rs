@@ -143,6 +143,7 @@ impl StatusCode {
             201 => "Created",
             202 => "Accepted",
             204 => "No Content",
+            205 => "Reset Content",
             206 => "Partial Content",
             301 => "Moved Permanently",
             302 => "Found",
@@ -183,6 +184,13 @@ impl StatusCode {
     /// True for statuses that never carry a body (1xx, 204, 304).
     pub const fn bodiless(self) -> bool {
         self.0 < 200 || self.0 == 204 || self.0 == 304
+    }
+
+    /// True for statuses whose response has no content: the [`bodiless`](Self::bodiless)
+    /// ones, and 205 (Reset Content), which is framed (`Content-Length: 0`) but whose content
+    /// a server MUST NOT generate (RFC 9110 §15.3.6): a body given with it is not sent.
+    pub(crate) const fn no_content(self) -> bool {
+        self.bodiless() || self.0 == 205
     }
 }
 
@@ -259,10 +267,10 @@ impl Response {
             .body(body.into())
     }
 
-    /// A status with its reason phrase as a `text/plain` body (none for 1xx, 204 and 304).
+    /// A status with its reason phrase as a `text/plain` body (none for 1xx, 204, 205 and 304).
     pub fn status(status: StatusCode) -> Response {
-        if status.bodiless() {
-            // (No content for 1xx, 204 and 304: nor a type for it.)
+        if status.no_content() {
+            // (No content for 1xx, 204, 205 and 304: nor a type for it.)
             return Response::new(status);
         }
         Response::text(status.reason()).with_status(status)

@@ -1,0 +1,112 @@
+//! Review 54: the server-side requirements of RFC 9110 (semantics) and RFC 9112 (HTTP/1.1
+//! messaging) that are not about framing: status codes without content, connection options,
+//! field syntax. Exchanges on byte slices (`serve_blocking`) where a held answer shows it, on a
+//! socket (nodes of 1 shard, every read bounded) for streamed answers.
+
+mod review_support;
+mod support;
+
+use pinion::http::{HttpLimits, Request, Response, StatusCode, serve_blocking};
+use pinion::web::{Handler, Router, WebRequest};
+use review_support::{Client, serve_with, start_node};
+use support::wire::Wire;
+
+/// What the server writes for `input`, every request answered by `handler`.
+fn exchange(input: &[u8], handler: impl FnMut(&Request) -> Response) -> String {
+    let mut wire = Wire::new(input);
+    serve_blocking(&mut wire, &HttpLimits::default(), handler).expect("in-memory I/O does not fail");
+    String::from_utf8(wire.out).expect("ASCII answers")
+}
+
+/// The header section of `answer` (up to its empty line), lower-cased, and what follows it.
+fn split(answer: &str) -> (String, &str) {
+    let end = answer.find("\r\n\r\n").unwrap_or_else(|| panic!("no end of head: {answer:?}"));
+    (answer[..end + 2].to_ascii_lowercase(), &answer[end + 4..])
+}
+
+const NEXT: &[u8] = b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n";
+
+/// RFC 9110 §15.3.6: "a server MUST NOT generate content in a 205 response" (it may frame it
+/// with `Content-Length: 0`). A handler's 205 with a body was sent with that body.
+#[test]
+fn rfc9110_15_3_6_a_205_response_carries_no_content() {
+    let handler = |req: &Request| match req.path() {
+        "/next" => Response::text("next"),
+        _ => Response::text("form cleared").with_status(StatusCode(205)),
+    };
+    for version in ["HTTP/1.1", "HTTP/1.0"] {
+        let keep = if version == "HTTP/1.0" { "Connection: keep-alive\r\n" } else { "" };
+        let req = format!("GET /reset {version}\r\nHost: a\r\n{keep}\r\n");
+        let out = exchange(&[req.as_bytes(), NEXT].concat(), handler);
+        assert!(out.starts_with("HTTP/1.1 205 "), "{out}");
+        let (head, rest) = split(&out);
+        assert!(head.contains("\r\ncontent-length: 0\r\n"), "{out}");
+        assert!(!head.contains("transfer-encoding"), "{out}");
+        // No content, and the connection goes on: the next answer follows the head at once.
+        assert!(rest.starts_with("HTTP/1.1 200 OK\r\n") && rest.ends_with("\r\n\r\nnext"), "{version}: {out}");
+    }
+    // HEAD: the length a GET would get (0), no content either.
+    let out = exchange(&[&b"HEAD /reset HTTP/1.1\r\nHost: a\r\n\r\n"[..], NEXT].concat(), handler);
+    let (head, rest) = split(&out);
+    assert!(head.starts_with("http/1.1 205 ") && head.contains("\r\ncontent-length: 0\r\n"), "{out}");
+    assert!(rest.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+    // `Response::status` makes none either (nor a type for it).
+    let out =
+        exchange(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", |_| Response::status(StatusCode(205)));
+    let (head, rest) = split(&out);
+    assert!(head.contains("\r\ncontent-length: 0\r\n") && !head.contains("content-type"), "{out}");
+    assert_eq!(rest, "", "{out}");
+}
+
+/// Answers with a streamed body of two chunks, its head having the given status.
+struct Streams(StatusCode);
+
+impl Handler for Streams {
+    fn handle(&self, req: WebRequest) {
+        let mut stream = req.respond_stream(Response::new(self.0));
+        stream.send("ab");
+        stream.send("cd");
+        stream.finish();
+    }
+}
+
+/// RFC 9110 §15.3.6 for a streamed answer: a 205 head with a stream went out chunked, its
+/// chunks after it. Now it is `Content-Length: 0` with no content (the stream is closed to
+/// its sender, as for HEAD), and the connection serves the next request.
+#[test]
+fn rfc9110_15_3_6_a_streamed_205_sends_no_chunks() {
+    let node = start_node("r54-stream205", 1);
+    let router =
+        Router::new().route("/reset", Streams(StatusCode(205))).get("/next", |_: &Request| Response::text("next"));
+    let server = serve_with(&node, HttpLimits::default(), router);
+    let mut c = Client::connect(server.local_addr());
+    c.send(&[&b"GET /reset HTTP/1.1\r\nHost: a\r\n\r\n"[..], NEXT].concat());
+    let first = c.head();
+    assert_eq!(first.status, 205, "{first:?}");
+    assert_eq!(first.header("content-length"), Some("0"), "{first:?}");
+    assert_eq!(first.header("transfer-encoding"), None, "{first:?}");
+    let next = c.response();
+    assert_eq!((next.status, next.text().as_str()), (200, "next"), "what followed the 205's head: {next:?}");
+    drop(c);
+    server.stop();
+    node.stop();
+}
+
+/// RFC 9112 §5.1: "No whitespace is allowed between the field name and colon. ... A server
+/// MUST reject, with a response status code of 400 (Bad Request), any received request
+/// message that contains whitespace between a header field name and colon." (Held already;
+/// no test said so.)
+#[test]
+fn rfc9112_5_1_whitespace_between_field_name_and_colon_is_400() {
+    for bad in [
+        &b"GET / HTTP/1.1\r\nHost : a\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nHost: a\r\nX-A : b\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\nX-A\t: b\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length : 4\r\n\r\nabcd",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n",
+    ] {
+        let out = exchange(&[bad, NEXT].concat(), |_| Response::text("served"));
+        assert!(out.starts_with("HTTP/1.1 400 "), "{:?}: {out}", String::from_utf8_lossy(bad));
+        assert!(out.contains("\r\nconnection: close\r\n") && !out.contains("served"), "{out}");
+    }
+}
