@@ -92,6 +92,41 @@ fn rfc9110_15_3_6_a_streamed_205_sends_no_chunks() {
     node.stop();
 }
 
+/// RFC 9110 §7.8: "A sender of Upgrade MUST also send an "upgrade" connection option in the
+/// Connection header field" (e.g. a 426, which MUST send Upgrade, §15.5.22). The handler's
+/// `Connection` field was dropped (the runtime writes that field) and its `Upgrade` sent
+/// alone; now the runtime's `Connection` lists the handler's options other than `close` and
+/// `keep-alive`, and `upgrade` whenever an `Upgrade` goes out.
+#[test]
+fn rfc9110_7_8_an_upgrade_field_goes_with_an_upgrade_connection_option() {
+    let handler = |req: &Request| match req.path() {
+        "/426" => Response::text("use h2c").with_status(StatusCode(426)).header("upgrade", "h2c"),
+        "/given" => Response::text("x").header("Upgrade", "h2c").header("Connection", "Upgrade"),
+        _ => Response::text("next"),
+    };
+    let connection = |answer: &str| {
+        let (head, _) = split(answer);
+        let line = head.lines().find(|l| l.starts_with("connection:")).map(str::to_owned);
+        (head, line)
+    };
+    // Without a `Connection` of the handler's: the option is added.
+    let out = exchange(&[&b"GET /426 HTTP/1.1\r\nHost: a\r\n\r\n"[..], NEXT].concat(), handler);
+    let (head, line) = connection(&out);
+    assert!(head.contains("\r\nupgrade: h2c\r\n"), "{out}");
+    assert_eq!(line.as_deref(), Some("connection: upgrade"), "{out}");
+    assert!(out.ends_with("\r\n\r\nnext"), "the connection stays open: {out}");
+    // The handler's own option, kept once; with a close the runtime decides, both.
+    let out = exchange(b"GET /given HTTP/1.1\r\nHost: a\r\n\r\n", handler);
+    assert_eq!(connection(&out).1.as_deref(), Some("connection: upgrade"), "{out}");
+    let out = exchange(b"GET /given HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", handler);
+    assert_eq!(connection(&out).1.as_deref(), Some("connection: close, upgrade"), "{out}");
+    let out = exchange(b"GET /given HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", handler);
+    assert_eq!(connection(&out).1.as_deref(), Some("connection: keep-alive, upgrade"), "{out}");
+    // No `Upgrade`, no option: the plain answer is unchanged.
+    let out = exchange(b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n", handler);
+    assert_eq!(connection(&out).1, None, "{out}");
+}
+
 /// RFC 9112 §5.1: "No whitespace is allowed between the field name and colon. ... A server
 /// MUST reject, with a response status code of 400 (Bad Request), any received request
 /// message that contains whitespace between a header field name and colon." (Held already;

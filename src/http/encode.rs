@@ -80,8 +80,16 @@ fn encode_general(resp: &Response, to: Answering, date: &Date, out: &mut Vec<u8>
         out.extend_from_slice(t.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
+    // An `Upgrade` sent: its sender MUST also send the `upgrade` connection option (RFC 9110
+    // §7.8), in the `Connection` field written below.
+    // The handler's own `Connection` options (other than `close`) go into that field too.
+    let (mut upgrade, mut options) = (false, false);
     for (name, value) in &resp.headers {
-        if is_framing(name) || (resp.content_type.is_some() && name.eq_ignore_ascii_case("content-type")) {
+        if is_framing(name) {
+            options |= name.eq_ignore_ascii_case("connection");
+            continue;
+        }
+        if resp.content_type.is_some() && name.eq_ignore_ascii_case("content-type") {
             continue;
         }
         if !valid_name(name.as_bytes()) || !valid_value(value) {
@@ -89,6 +97,7 @@ fn encode_general(resp: &Response, to: Answering, date: &Date, out: &mut Vec<u8>
             log::warn!(target: "pinion::web", "dropped an invalid response field {:?}", String::from_utf8_lossy(name.as_bytes()));
             continue;
         }
+        upgrade |= name.eq_ignore_ascii_case("upgrade");
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value);
@@ -120,9 +129,16 @@ fn encode_general(resp: &Response, to: Answering, date: &Date, out: &mut Vec<u8>
         }
     }
     if !keep_alive {
-        out.extend_from_slice(b"connection: close\r\n");
+        out.extend_from_slice(b"connection: close");
     } else if to.version == Version::Http10 {
-        out.extend_from_slice(b"connection: keep-alive\r\n");
+        out.extend_from_slice(b"connection: keep-alive");
+    }
+    let mut line = !keep_alive || to.version == Version::Http10;
+    if upgrade || options {
+        connection_options(resp, upgrade, &mut line, out);
+    }
+    if line {
+        out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
     if let Body::Full(b) = &resp.body
@@ -133,6 +149,30 @@ fn encode_general(resp: &Response, to: Answering, date: &Date, out: &mut Vec<u8>
         out.extend_from_slice(b);
     }
     keep_alive
+}
+
+/// The connection options of the handler's `Connection` fields but `close` and `keep-alive`
+/// (the runtime decides those), and `upgrade` if an `Upgrade` field went out, appended to the
+/// `Connection` line being written (started when `line`, else started here).
+#[cold]
+fn connection_options(resp: &Response, upgrade: bool, line: &mut bool, out: &mut Vec<u8>) {
+    let mut push = |option: &[u8], out: &mut Vec<u8>| {
+        out.extend_from_slice(if *line { b", " } else { b"connection: " });
+        out.extend_from_slice(option);
+        *line = true;
+    };
+    let mut listed = false;
+    let given = resp.headers.iter().filter(|(n, v)| n.eq_ignore_ascii_case("connection") && valid_value(v));
+    for option in given.flat_map(|(_, v)| super::head::list(v)) {
+        let runtime = option.eq_ignore_ascii_case(b"close") || option.eq_ignore_ascii_case(b"keep-alive");
+        if !runtime && valid_name(option) {
+            listed |= option.eq_ignore_ascii_case(b"upgrade");
+            push(option, out);
+        }
+    }
+    if upgrade && !listed {
+        push(b"upgrade", out);
+    }
 }
 
 /// A 2xx answer to CONNECT: the connection becomes a tunnel after its head (RFC 9112 §6.3).

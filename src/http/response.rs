@@ -235,7 +235,10 @@ pub struct Response {
     /// connection's to write and are left out if set here (but for a HEAD answer without a
     /// body: a valid `Content-Length` here, the length a GET would get, is sent in place of
     /// 0, RFC 9110 §9.3.2); so is `Connection`, but a
-    /// `Connection: close` here closes the connection after this response (and says so). A
+    /// `Connection: close` here closes the connection after this response (and says so), and
+    /// its options other than `close` and `keep-alive` are sent in the runtime's `Connection`,
+    /// with `upgrade` whenever an `Upgrade` is sent (RFC 9110 §7.8: a sender of `Upgrade` MUST
+    /// send it). A
     /// `Server` here is sent in place of `server: pinion`. A `Content-Type` here is sent only
     /// while [`content_type`](Self::content_type) is `None` (that field is one value, and
     /// `content_type` holds it).
@@ -297,8 +300,9 @@ impl Response {
     /// goes out. Check values from outside before, where the answer should say so. The fields
     /// the runtime writes itself are left out of yours: `Content-Length` (but for a HEAD answer
     /// without a body, where yours says what a GET would get), `Transfer-Encoding`,
-    /// `Connection` (a `close` in yours is honoured), `Date`, `Server` (yours is sent in place
-    /// of pinion's).
+    /// `Connection` (a `close` in yours is honoured, its other options but `keep-alive` are
+    /// sent in the runtime's, and `upgrade` is added when you send `Upgrade`), `Date`, `Server`
+    /// (yours is sent in place of pinion's).
     pub fn header(mut self, name: impl Into<Cow<'static, str>>, value: impl Into<Cow<'static, str>>) -> Response {
         let name = name.into();
         if name.eq_ignore_ascii_case("content-type") {
