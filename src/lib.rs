@@ -197,6 +197,7 @@ pub use supervisor::{
 /// Internals exposed for benchmarks and loom models. Not a stable API.
 #[doc(hidden)]
 pub mod _benchable {
+    pub use crate::pool::cells::{EMPTY, Retired, ShardWorkers, WorkerCell, pack, state as cell_state, unpack};
     pub use crate::pool::gate::{Admit, Gate, admit};
     pub use crate::process::mailbox::{Reservation, Reserve};
     pub use crate::process::table::SharedTable;

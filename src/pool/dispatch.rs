@@ -17,7 +17,7 @@ use crate::process::table::SharedTable;
 use crate::process::{Context, ExitReason, Message, Pid, Priority, ShardId, link};
 use crate::shard::{Shard, with_current};
 
-use super::cells::{self, EMPTY, ShardWorkers, WorkerCell, state};
+use super::cells::{self, EMPTY, Retired, ShardWorkers, WorkerCell, state};
 use super::gate::{Admit, admit};
 use super::{PoolError, PoolMember, PoolShared};
 
@@ -355,7 +355,7 @@ fn place_from(node: &NodeShared, here: Option<&Shard>, pool: &PoolShared, skip: 
 #[inline(always)]
 fn reserve_on(pool: &PoolShared, s: usize, table: &SharedTable, want: u32) -> Option<(u32, u32, u32)> {
     let workers = &pool.shards[s];
-    if workers.len.load(Ordering::Acquire) == 1 {
+    if workers.len() == 1 {
         // No choice to make (one worker a shard is the usual web pool).
         let (slot, generation) = worker_at(workers, 0)?;
         let taken = table.get(slot)?.try_reserve_up_to(generation, pool.worker_capacity, want).ok()?;
@@ -372,7 +372,7 @@ const LOOKS: usize = 4;
 /// on, else the least loaded of them with room.
 fn reserve_least_on(pool: &PoolShared, s: usize, table: &SharedTable, want: u32) -> Option<(u32, u32, u32)> {
     let workers = &pool.shards[s];
-    let len = workers.len.load(Ordering::Acquire);
+    let len = workers.len();
     let mut pos = workers.cursor.load(Ordering::Relaxed);
     let mut best: Option<(usize, u32, u32, &Reservation, u32)> = None;
     for _ in 0..len.min(LOOKS) {
@@ -406,7 +406,7 @@ fn reserve_least_on(pool: &PoolShared, s: usize, table: &SharedTable, want: u32)
 #[inline(never)]
 fn reserve_any_on(pool: &PoolShared, s: usize, table: &SharedTable, want: u32) -> Option<(u32, u32, u32)> {
     let workers = &pool.shards[s];
-    let len = workers.len.load(Ordering::Acquire);
+    let len = workers.len();
     let start = workers.cursor.load(Ordering::Relaxed);
     (0..len).find_map(|i| {
         let pos = (start + i) % len;
@@ -632,11 +632,7 @@ pub(crate) fn worker_started(shard: &Rc<Shard>, member: &PoolMember, pid: Pid) {
         r.set_capacity(0);
     }
     inherit(shard, member, pid);
-    cell.pid.store(cells::pack(pid.slot, pid.generation), Ordering::SeqCst);
-    let live = cell.state.compare_exchange(state::DOWN, state::LIVE, Ordering::SeqCst, Ordering::SeqCst).is_ok();
-    if live {
-        pool.gate.add_capacity(pool.worker_capacity);
-    }
+    let live = cell.start(cells::pack(pid.slot, pid.generation), &pool.gate, pool.worker_capacity);
     // The manager's end reaches the worker (a link from the manager's side), undone when the
     // worker ends first.
     if let Some(manager) = pool.manager() {
@@ -671,15 +667,12 @@ pub(crate) fn worker_exited(
 ) {
     let pool = &member.pool;
     let cell = pool.cell(member.cell);
-    let _ = cell.pid.compare_exchange(cells::pack(pid.slot, pid.generation), EMPTY, Ordering::SeqCst, Ordering::SeqCst);
+    cell.clear_pid(cells::pack(pid.slot, pid.generation));
     // Only a live worker's end can fail a pool's start (not a retired one's).
     let restart = !pool.is_stopping()
         && !shard.stopping.get()
-        && (pool.is_started() || (cell.state.load(Ordering::SeqCst) == state::LIVE && pool.started_or_fail(reason)));
-    let was = cell.state.swap(if restart { state::DOWN } else { state::GONE }, Ordering::SeqCst);
-    if was == state::LIVE {
-        pool.gate.remove_capacity(pool.worker_capacity);
-    }
+        && (pool.is_started() || (cell.state() == state::LIVE && pool.started_or_fail(reason)));
+    let was = cell.end(restart, &pool.gate, pool.worker_capacity);
     let queued = leftovers.len() as u32;
     let owed = held.saturating_sub(in_hand).saturating_sub(queued);
     // What it held in hand is gone with it: those gate slots go back now.
@@ -719,7 +712,7 @@ pub(crate) fn worker_exited(
         }
     } else {
         // Retired (or already gone, or not to be replaced): its cell stays gone.
-        cell.state.store(state::GONE, Ordering::SeqCst);
+        cell.set_gone();
         for mail in leftovers {
             place_or_shed(shard, &member, mail, Priority::Main);
         }
@@ -775,7 +768,7 @@ fn replace(shard: &Rc<Shard>, member: &PoolMember, old: Pid, mut counted: bool) 
     let cell = pool.cell(member.cell);
     loop {
         if std::mem::replace(&mut counted, true) && !pool.note_restart() {
-            cell.state.store(state::GONE, Ordering::SeqCst);
+            cell.set_gone();
             give_up(shard, pool, old);
             return;
         }
@@ -826,7 +819,7 @@ fn begin_stop(node: &NodeShared, here: Option<&Rc<Shard>>, pool: &PoolShared) {
             continue;
         }
         let (slot, generation) = cells::unpack(packed);
-        let worker = Pid { node: node.id, shard: ShardId(cell.shard.load(Ordering::Relaxed) as u16), slot, generation };
+        let worker = Pid { node: node.id, shard: ShardId(cell.shard() as u16), slot, generation };
         let from = pool.manager().unwrap_or(worker);
         route::signal(node, here, worker, from, Kind::Signal(Signal::Shutdown));
     }
@@ -850,13 +843,13 @@ pub(crate) fn resize(node: &Arc<NodeShared>, pool: &Arc<PoolShared>, size: usize
                 Some(h) => {
                     if !h.spawn_local(request) {
                         c.size -= 1;
-                        pool.cell(cell).state.store(state::GONE, Ordering::SeqCst);
+                        pool.cell(cell).set_gone();
                         return Err(PoolError::WorkerStart("the worker's factory failed (see the log)".into()));
                     }
                 }
                 None if node.is_stopping() => {
                     c.size -= 1;
-                    pool.cell(cell).state.store(state::GONE, Ordering::SeqCst);
+                    pool.cell(cell).set_gone();
                     return Err(PoolError::Stopping);
                 }
                 None => {
@@ -893,12 +886,7 @@ fn start_failed(shard: &Rc<Shard>, member: &PoolMember) {
     // it: with the cell gone but the size not yet lowered, a `resize` in between counted the
     // failed worker as one to retire and retired a running one too many.
     let mut c = pool.control();
-    if pool
-        .cell(member.cell)
-        .state
-        .compare_exchange(state::DOWN, state::GONE, Ordering::SeqCst, Ordering::SeqCst)
-        .is_ok()
-    {
+    if pool.cell(member.cell).start_failed() {
         c.size -= 1;
         drop(c);
         log::error!(target: "pinion", "{} {}: a pool worker added by resize failed to start", shard.node.name, shard.id);
@@ -909,19 +897,18 @@ fn start_failed(shard: &Rc<Shard>, member: &PoolMember) {
 /// gate and queues the retire marker behind its work. False when the cell no longer counted
 /// in the pool's size (its start failed, or it is already retiring or gone).
 fn retire(node: &NodeShared, here: Option<&Rc<Shard>>, pool: &PoolShared, cell: &WorkerCell) -> bool {
-    if cell.state.compare_exchange(state::DOWN, state::GONE, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
-        return true; // not started yet (or being replaced): `worker_started` stops it
+    match cell.retire(&pool.gate, pool.worker_capacity) {
+        // Not started yet (or being replaced): `worker_started` stops it.
+        Retired::NotStarted => return true,
+        Retired::NotCounted => return false,
+        Retired::Retiring => {}
     }
-    if cell.state.compare_exchange(state::LIVE, state::RETIRING, Ordering::SeqCst, Ordering::SeqCst).is_err() {
-        return false;
-    }
-    pool.gate.remove_capacity(pool.worker_capacity);
     let packed = cell.pid.load(Ordering::SeqCst);
     if packed == EMPTY {
         return true;
     }
     let (slot, generation) = cells::unpack(packed);
-    let shard = ShardId(cell.shard.load(Ordering::Relaxed) as u16);
+    let shard = ShardId(cell.shard() as u16);
     let worker = Pid { node: node.id, shard, slot, generation };
     let from = pool.manager().unwrap_or(worker);
     route::signal(node, here, worker, from, Kind::Signal(Signal::Retire));

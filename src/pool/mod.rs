@@ -2,7 +2,7 @@
 //! chosen shards, addressed by one name or pid.
 //! (What a user reads is on [`Pool`].)
 
-mod cells;
+pub(crate) mod cells;
 pub(crate) mod dispatch;
 pub(crate) mod gate;
 
@@ -272,9 +272,7 @@ impl PoolShared {
         let shard = c.order[c.next % c.order.len()];
         let index = c.cells;
         let cell = self.cells.get_or_alloc(index)?;
-        cell.shard.store(u32::from(shard.0), Ordering::Relaxed);
-        cell.state.store(state::DOWN, Ordering::SeqCst);
-        if !self.shards[shard.index()].push(cell) {
+        if !self.shards[shard.index()].add(cell, u32::from(shard.0)) {
             return None;
         }
         c.cells += 1;
@@ -309,7 +307,7 @@ impl PoolShared {
             if st == state::GONE {
                 continue;
             }
-            let shard = ShardId(cell.shard.load(Ordering::Relaxed) as u16);
+            let shard = ShardId(cell.shard() as u16);
             let packed = cell.pid.load(Ordering::Acquire);
             let pid = (packed != EMPTY).then(|| {
                 let (slot, generation) = cells::unpack(packed);
