@@ -39,6 +39,20 @@ const SEQ_BITS: u32 = 48;
 const SEQ_MASK: u64 = (1 << SEQ_BITS) - 1;
 const HTTP11_BIT: u64 = 1 << 56;
 const KEEP_ALIVE_BIT: u64 = 1 << 57;
+/// The method is not safe (see [`RequestMeta::unsafe_method`]).
+const UNSAFE_BIT: u64 = 1 << 58;
+/// A method's bits in a `RequestMeta`, by [`Method::ALL`] index: the index above the seq, and
+/// [`UNSAFE_BIT`] for a method that is not safe (one load per request rather than a match).
+const METHOD_BITS: [u64; Method::ALL.len()] = {
+    let mut bits = [0; Method::ALL.len()];
+    let mut i = 0;
+    while i < Method::ALL.len() {
+        let m = Method::ALL[i];
+        bits[i] = (m as u64) << SEQ_BITS | if m.is_safe() { 0 } else { UNSAFE_BIT };
+        i += 1;
+    }
+    bits
+};
 
 /// The last `seq` a connection gives: the request that gets it closes the connection (no
 /// `seq` above it could be packed). 2^48 requests on one connection take years at millions a
@@ -60,7 +74,7 @@ impl RequestMeta {
         let keep_alive = keep_alive && seq < last;
         RequestMeta(
             (seq & SEQ_MASK)
-                | (method as u64) << SEQ_BITS
+                | METHOD_BITS[method as usize]
                 | if version == Version::Http11 { HTTP11_BIT } else { 0 }
                 | if keep_alive { KEEP_ALIVE_BIT } else { 0 },
         )
@@ -86,6 +100,21 @@ impl RequestMeta {
     #[inline(always)]
     pub(crate) fn keep_alive(self) -> bool {
         self.0 & KEEP_ALIVE_BIT != 0
+    }
+
+    /// Its method is not safe (RFC 9110 §9.2.1): it is handled alone (see
+    /// [`Method::is_safe`]).
+    #[inline(always)]
+    pub(crate) fn unsafe_method(self) -> bool {
+        self.0 & UNSAFE_BIT != 0
+    }
+
+    /// Nothing pipelined behind it is handled until it is answered: an unsafe method's
+    /// request (RFC 9112 §9.3.2), or an HTTP/1.0 one (whether the connection survives depends
+    /// on its answer, RFC 9112 §9.6).
+    #[inline(always)]
+    pub(crate) fn holds_pipeline(self) -> bool {
+        self.0 & (HTTP11_BIT | UNSAFE_BIT) != HTTP11_BIT
     }
 
     /// The same request, after which the connection closes.
@@ -592,6 +621,20 @@ mod tests {
             Step::Request(req, _) => Some(req),
             other => panic!("not a request: {other:?}"),
         }
+    }
+
+    #[test]
+    fn unsafe_methods_and_http10_requests_hold_the_pipeline() {
+        for m in Method::ALL {
+            for (version, keep_alive) in [(Version::Http11, true), (Version::Http10, true), (Version::Http10, false)] {
+                let meta = RequestMeta::new(7, m, version, keep_alive);
+                assert_eq!((meta.method(), meta.version(), meta.keep_alive(), meta.seq()), (m, version, keep_alive, 7));
+                assert_eq!(meta.unsafe_method(), !m.is_safe(), "{m:?}");
+                assert_eq!(meta.holds_pipeline(), !m.is_safe() || version == Version::Http10, "{m:?} {version:?}");
+            }
+        }
+        let safe: Vec<_> = Method::ALL.into_iter().filter(|m| m.is_safe()).collect();
+        assert_eq!(safe, [Method::Get, Method::Head, Method::Options, Method::Trace]);
     }
 
     #[test]

@@ -167,8 +167,8 @@ pub(crate) struct Outgoing {
     ready_bytes: usize,
     /// Bytes of streamed bodies waiting behind the head of the line (their slots' `pending`).
     stream_bytes: usize,
-    /// HTTP/1.0 requests still `Waiting` (see `holds_pipeline`).
-    waiting_http10: usize,
+    /// Requests still `Waiting` that hold the pipeline (see `holds_pipeline`).
+    waiting_holds: usize,
     written_total: u64,
     /// The `Date` of the responses encoded now.
     date: KeptDate,
@@ -204,7 +204,7 @@ impl Outgoing {
             stream_start: None,
             ready_bytes: 0,
             stream_bytes: 0,
-            waiting_http10: 0,
+            waiting_holds: 0,
             written_total: 0,
             date: KeptDate::default(),
             deadline_floor: None,
@@ -220,6 +220,11 @@ impl Outgoing {
     /// Bytes written since the connection opened.
     pub(crate) fn written_total(&self) -> u64 {
         self.written_total
+    }
+
+    /// Every request before `seq` is answered (and encoded): `seq`'s slot is first in line.
+    pub(crate) fn first_in_line(&self, seq: u64) -> bool {
+        seq == self.head_seq
     }
 
     /// Requests in flight (answered or not, not yet written).
@@ -275,17 +280,19 @@ impl Outgoing {
     #[inline]
     pub(crate) fn open(&mut self, meta: RequestMeta, deadline: Option<Instant>) {
         debug_assert_eq!(meta.seq(), self.head_seq + self.slots.len() as u64);
-        if meta.version() == Version::Http10 {
-            self.waiting_http10 += 1;
+        if meta.holds_pipeline() {
+            self.waiting_holds += 1;
         }
         self.slots.push_waiting(meta, deadline);
     }
 
-    /// An HTTP/1.0 request waits for its answer: whether its connection survives depends on
-    /// that answer (a streamed body must end with the connection), so nothing pipelined behind
-    /// it is processed until it is known (RFC 9112 §9.6: no request after the closing one).
+    /// A request that holds the pipeline waits for its answer, so nothing pipelined behind it
+    /// is processed until it is known: an HTTP/1.0 one (whether its connection survives
+    /// depends on that answer — a streamed body must end with the connection —, RFC 9112
+    /// §9.6: no request after the closing one), or one of an unsafe method (RFC 9112 §9.3.2:
+    /// pipelined requests are processed in parallel only while all are safe).
     pub(crate) fn holds_pipeline(&self) -> bool {
-        self.waiting_http10 > 0
+        self.waiting_holds > 0
     }
 
     /// A response already given ends the connection once written.
@@ -344,11 +351,12 @@ impl Outgoing {
     /// `now` reads the caller's clock, for the `Date` (see [`KeptDate`]).
     #[inline(always)]
     pub(crate) fn complete_from(&mut self, seq: u64, resp: &mut Response, now: impl Fn() -> Instant) -> bool {
-        // The common case, inlined: the first in line, a keep-alive HTTP/1.1 request, a
-        // response whose head is cached.
+        // The common case, inlined: the first in line, a keep-alive HTTP/1.1 request of a safe
+        // method (one that does not hold the pipeline: nothing to count), a response whose
+        // head is cached.
         if let (true, Some(&Slot::Waiting { meta, .. })) = (seq == self.head_seq && !self.closing, self.slots.front())
             && meta.keep_alive()
-            && meta.version() == Version::Http11
+            && !meta.holds_pipeline()
             && encode::encode_cached(resp, meta.method(), self.date.get(&now), room(&mut self.out, &self.spares))
         {
             self.take_front(seq);
@@ -383,8 +391,8 @@ impl Outgoing {
             // it is moot, as in `encode_ready`).
             let Some(&Slot::Waiting { meta, .. }) = self.slots.front() else { return false };
             self.take_front(seq);
-            if meta.version() == Version::Http10 {
-                self.waiting_http10 -= 1;
+            if meta.holds_pipeline() {
+                self.waiting_holds -= 1;
             }
             self.close_given |= !meta.keep_alive() || !resp.headers.is_empty() && resp.asks_close();
             self.encode_front(meta, resp, now);
@@ -393,8 +401,8 @@ impl Outgoing {
         let Some(i) = seq.checked_sub(self.head_seq) else { return false };
         let Some(slot) = self.slots.get_mut(i as usize) else { return false };
         let Slot::Waiting { meta, .. } = *slot else { return false };
-        if meta.version() == Version::Http10 {
-            self.waiting_http10 -= 1;
+        if meta.holds_pipeline() {
+            self.waiting_holds -= 1;
         }
         *slot = if matches!(resp.body, Body::Streamed)
             && meta.method() != Method::Head
@@ -526,8 +534,8 @@ impl Outgoing {
                 if d > now {
                     self.deadline_floor = Some(self.deadline_floor.map_or(d, |f| f.min(d)));
                 } else {
-                    if meta.version() == Version::Http10 {
-                        self.waiting_http10 -= 1;
+                    if meta.holds_pipeline() {
+                        self.waiting_holds -= 1;
                     }
                     let resp = Response::status(status);
                     self.ready_bytes += resp.body_bytes().len();
@@ -574,7 +582,7 @@ impl Outgoing {
                 self.slots.clear();
                 self.ready_bytes = 0;
                 self.stream_bytes = 0;
-                self.waiting_http10 = 0;
+                self.waiting_holds = 0;
                 self.continue_for = None;
                 return;
             }

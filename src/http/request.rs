@@ -86,6 +86,14 @@ impl Method {
         })
     }
 
+    /// Safe (RFC 9110 §9.2.1): GET, HEAD, OPTIONS and TRACE, which ask for no change on the
+    /// server. A connection hands pipelined requests to their handlers together only while
+    /// all of them are safe; an unsafe one waits until the requests before it are answered,
+    /// and the requests after it wait for its answer (RFC 9112 §9.3.2).
+    pub const fn is_safe(self) -> bool {
+        matches!(self, Method::Get | Method::Head | Method::Options | Method::Trace)
+    }
+
     pub(crate) const fn bit(self) -> u16 {
         1 << self as u16
     }

@@ -24,7 +24,7 @@ use super::handler::Handler;
 use super::request::{Hooked, ReplyTo, WebRequest};
 use super::server::{Delivery, ServerShared};
 use crate::http::{
-    BodyBound, Codec, Flushed, HttpError, Outgoing, Phase, Request, Response, StatusCode, Step, refusal,
+    BodyBound, Codec, Flushed, HttpError, Outgoing, Phase, Request, RequestMeta, Response, StatusCode, Step, refusal,
 };
 use crate::shard::executor::panic_text;
 use crate::shard::io::IoSource;
@@ -88,6 +88,11 @@ struct State {
     flush_queued: bool,
     /// Dispatching stopped at a bound with bytes possibly left to parse.
     held: bool,
+    /// A request of an unsafe method read while requests before it were in flight: its slot
+    /// is open (holding the pipeline: nothing more is read), and it goes to its handler once
+    /// they are answered (RFC 9112 §9.3.2: pipelined requests are processed in parallel only
+    /// while all are safe).
+    deferred: Option<(Box<Request>, RequestMeta)>,
     /// Lingering close: writes are shut down, reads are discarded until this instant, this many
     /// bytes at most.
     linger: Option<(Instant, usize)>,
@@ -186,6 +191,7 @@ impl Connection {
             timer: None,
             flush_queued: false,
             held: false,
+            deferred: None,
             linger: None,
             drain_by: None,
             drain_after_stream: false,
@@ -255,6 +261,7 @@ impl Connection {
                 }
             }
             if !st.codec.read_last() {
+                // (A deferred request's slot is the last one opened: its answer closes.)
                 st.out.close_after_last();
             }
         }
@@ -370,57 +377,71 @@ impl Connection {
                 if st.closed() || st.linger.is_some() {
                     return;
                 }
-                if !st.codec.has_input() {
+                if !st.codec.has_input() && st.deferred.is_none() {
                     // Nothing to parse (most calls: a flush, or a look before the read).
                     st.held = false;
                     return;
                 }
                 if paused(&st, limits) {
                     // Requests may wait in the buffer: parse them once responses made room
-                    // (or once an HTTP/1.0 answer says whether the connection survives).
-                    st.held = true;
-                    return;
-                }
-                st.held = false;
-                match st.codec.next(limits) {
-                    Some(Step::Request(req, meta)) => {
-                        if st.body_counted != 0 {
-                            // Its body left the codec with it.
-                            self.count_body_bytes(&mut st);
-                        }
-                        st.out.open(meta, None);
-                        (req, meta, st.codec.ahead())
-                    }
-                    Some(Step::Refuse(meta, error)) => {
-                        if st.body_counted != 0 {
-                            self.count_body_bytes(&mut st);
-                        }
-                        self.server.stats().refused(error.status);
-                        if error.close {
-                            log::debug!(target: "pinion::web", "{}: closing after {error}", shard.id);
-                        }
-                        st.out.open(meta, None);
-                        st.out.complete(meta.seq(), refusal(&error), shard.now());
-                        continue;
-                    }
-                    Some(Step::Continue(seq)) => {
-                        match self.check_head(&st) {
-                            // A final answer before the body: it is not read, and the
-                            // connection closes after the answer (RFC 9110 §10.1.1).
-                            Some(resp) => {
-                                let meta = st.codec.abort();
-                                st.out.open(meta, None);
-                                st.out.complete(meta.seq(), resp, shard.now());
-                            }
-                            None => st.out.interim_continue(seq),
-                        }
-                        continue;
-                    }
-                    None => {
-                        if (st.body_counted != 0 || st.codec.phase() == Phase::Body) && self.count_body_bytes(&mut st) {
-                            self.refuse_body(&mut st, shard.now());
-                        }
+                    // (or once an HTTP/1.0 or unsafe request's answer came). An unsafe
+                    // request read behind others goes once they are answered.
+                    let Some((req, meta)) = take_deferred(&mut st) else {
+                        st.held = true;
                         return;
+                    };
+                    st.held = false;
+                    (req, meta, 0)
+                } else {
+                    st.held = false;
+                    match st.codec.next(limits) {
+                        Some(Step::Request(req, meta)) => {
+                            if st.body_counted != 0 {
+                                // Its body left the codec with it.
+                                self.count_body_bytes(&mut st);
+                            }
+                            st.out.open(meta, None);
+                            if meta.unsafe_method() && st.out.in_flight() != 1 {
+                                // Handled alone, once the requests before it are answered: its
+                                // slot holds the pipeline meanwhile (RFC 9112 §9.3.2).
+                                st.deferred = Some((req, meta));
+                                continue;
+                            }
+                            (req, meta, st.codec.ahead())
+                        }
+                        Some(Step::Refuse(meta, error)) => {
+                            if st.body_counted != 0 {
+                                self.count_body_bytes(&mut st);
+                            }
+                            self.server.stats().refused(error.status);
+                            if error.close {
+                                log::debug!(target: "pinion::web", "{}: closing after {error}", shard.id);
+                            }
+                            st.out.open(meta, None);
+                            st.out.complete(meta.seq(), refusal(&error), shard.now());
+                            continue;
+                        }
+                        Some(Step::Continue(seq)) => {
+                            match self.check_head(&st) {
+                                // A final answer before the body: it is not read, and the
+                                // connection closes after the answer (RFC 9110 §10.1.1).
+                                Some(resp) => {
+                                    let meta = st.codec.abort();
+                                    st.out.open(meta, None);
+                                    st.out.complete(meta.seq(), resp, shard.now());
+                                }
+                                None => st.out.interim_continue(seq),
+                            }
+                            continue;
+                        }
+                        None => {
+                            if (st.body_counted != 0 || st.codec.phase() == Phase::Body)
+                                && self.count_body_bytes(&mut st)
+                            {
+                                self.refuse_body(&mut st, shard.now());
+                            }
+                            return;
+                        }
                     }
                 }
             };
@@ -555,8 +576,10 @@ impl Connection {
             return self.close(shard, token);
         }
         // Responses made room: read on, or parse what is already buffered.
-        let can_parse = st.codec.phase() != Phase::Closed && st.linger.is_none();
-        let more = can_parse && (st.readable && !st.eof || st.held) && !paused(st, &self.server.limits);
+        let can_parse = (st.codec.phase() != Phase::Closed || st.deferred.is_some()) && st.linger.is_none();
+        let more = can_parse
+            && (st.readable && !st.eof || st.held)
+            && (!paused(st, &self.server.limits) || deferred_ready(st));
         self.rearm(st, shard, token);
         drop(guard);
         if more && !st_closed(&self.st) {
@@ -855,6 +878,19 @@ fn flush_later(st: &mut State, shard: &Shard, token: Token) {
 /// Reading and dispatching wait for responses to be written (our bounds, not the client).
 fn paused(st: &State, limits: &crate::http::HttpLimits) -> bool {
     st.out.in_flight() >= limits.max_in_flight || st.out.unwritten() >= MAX_UNWRITTEN || st.out.holds_pipeline()
+}
+
+/// A deferred request waits no more: the requests before it are answered (its slot is first
+/// in line).
+#[cold]
+fn deferred_ready(st: &State) -> bool {
+    st.deferred.as_ref().is_some_and(|(_, meta)| st.out.first_in_line(meta.seq()))
+}
+
+/// The deferred request, if it waits no more.
+#[cold]
+fn take_deferred(st: &mut State) -> Option<(Box<Request>, RequestMeta)> {
+    if deferred_ready(st) { st.deferred.take() } else { None }
 }
 
 fn st_closed(st: &RefCell<State>) -> bool {
