@@ -145,3 +145,34 @@ fn rfc9112_5_1_whitespace_between_field_name_and_colon_is_400() {
         assert!(out.contains("\r\nconnection: close\r\n") && !out.contains("served"), "{out}");
     }
 }
+
+/// RFC 9110 §8.6: "a server MUST NOT send Content-Length in [a response to HEAD] unless its
+/// field value equals the decimal number of octets that would have been sent in the content
+/// of a response if the same request had used the GET method". A HEAD handler of its own that
+/// answers without a body and without saying GET's length got `content-length: 0` (stop 33:
+/// none now); GET's answer through the router keeps its length, and a length the handler
+/// gives is kept. The connection goes on either way (a HEAD answer has no content).
+#[test]
+fn rfc9110_8_6_a_head_answer_states_no_length_it_does_not_know() {
+    let handler = |req: &Request| match (req.method(), req.path()) {
+        (pinion::http::Method::Head, "/own") => Response::new(StatusCode::OK),
+        (pinion::http::Method::Head, "/told") => Response::new(StatusCode::OK).header("content-length", "13"),
+        _ => Response::text("Hello, World!"),
+    };
+    let heads = [
+        &b"HEAD /own HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+        b"HEAD /told HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"HEAD /get HTTP/1.1\r\nHost: a\r\n\r\n",
+        NEXT,
+    ];
+    let out = exchange(&heads.concat(), handler);
+    let answers: Vec<String> = out.split("HTTP/1.1 ").skip(1).map(|a| split(a).0).collect();
+    assert_eq!(answers.len(), 4, "{out}");
+    let lengths: Vec<Option<String>> = answers
+        .iter()
+        .map(|head| head.lines().find_map(|l| l.strip_prefix("content-length: ")).map(str::to_owned))
+        .collect();
+    let want = [None, Some("13"), Some("13"), Some("13")].map(|l| l.map(str::to_owned));
+    assert_eq!(lengths, want, "{out}");
+    assert!(out.ends_with("\r\n\r\nHello, World!"), "{out}");
+}

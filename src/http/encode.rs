@@ -118,14 +118,17 @@ fn encode_general(resp: &Response, to: Answering, date: &Date, out: &mut Vec<u8>
                 out.extend_from_slice(b"\r\n");
             }
             // A HEAD answer without the body a GET would get (none, or an empty one: a
-            // review found `.body(Vec::new())` sent 0): the length the handler gives for it
-            // (RFC 9110 §8.6: never another than the GET's), else 0.
-            Body::Empty | Body::Full(_) => {
-                let len = if to.method == Method::Head { head_length(resp) } else { None };
-                out.extend_from_slice(b"content-length: ");
-                out.extend_from_slice(len.unwrap_or(b"0"));
-                out.extend_from_slice(b"\r\n");
+            // review found `.body(Vec::new())` sent 0): the length the handler gives for it,
+            // else none (RFC 9110 §8.6: a server MUST NOT send another length than the GET's,
+            // which is not known here; a HEAD answer has no content either way).
+            Body::Empty | Body::Full(_) if to.method == Method::Head => {
+                if let Some(len) = head_length(resp) {
+                    out.extend_from_slice(b"content-length: ");
+                    out.extend_from_slice(len);
+                    out.extend_from_slice(b"\r\n");
+                }
             }
+            Body::Empty | Body::Full(_) => out.extend_from_slice(b"content-length: 0\r\n"),
         }
     }
     if !keep_alive {

@@ -204,7 +204,8 @@ impl fmt::Display for StatusCode {
 #[derive(Clone, Default)]
 pub enum Body {
     /// No body (`Content-Length: 0` where a length is due; to HEAD, the response's own
-    /// `Content-Length` field if it has a valid one: the length a GET would get).
+    /// `Content-Length` field if it has a valid one — the length a GET would get —, else
+    /// none: RFC 9110 §8.6 forbids any other length than GET's).
     #[default]
     Empty,
     /// Bytes known up front: sent with `Content-Length`.
@@ -233,8 +234,8 @@ pub struct Response {
     pub content_type: Option<Cow<'static, str>>,
     /// Header fields, in order. `Content-Length`, `Transfer-Encoding` and `Date` are the
     /// connection's to write and are left out if set here (but for a HEAD answer without a
-    /// body: a valid `Content-Length` here, the length a GET would get, is sent in place of
-    /// 0, RFC 9110 §9.3.2); so is `Connection`, but a
+    /// body: a valid `Content-Length` here, the length a GET would get, is sent; without one
+    /// none is, RFC 9110 §8.6); so is `Connection`, but a
     /// `Connection: close` here closes the connection after this response (and says so), and
     /// its options other than `close` and `keep-alive` are sent in the runtime's `Connection`,
     /// with `upgrade` whenever an `Upgrade` is sent (RFC 9110 §7.8: a sender of `Upgrade` MUST
