@@ -23,7 +23,9 @@
 //!   `Request`/`Response`, and what each keeps: the module `pinion::http::interop`.
 //!
 //! All bounds are in one [`HttpLimits`]; every one has a defined answer (400, 408, 413, 414,
-//! 431, 501, 505) after which the connection is closed.
+//! 431, 501, 505) after which the connection is closed — all but a request whose only fault is
+//! a method pinion does not know: its framing is sound, so it is answered 501 after its body
+//! and the connection goes on.
 
 pub(crate) mod backlog;
 mod body;
