@@ -598,15 +598,16 @@ impl Listener {
 
     fn serve(&self, shard: &Rc<Shard>, mut stream: mio::net::TcpStream, peer: SocketAddr) {
         let server = &self.server;
-        server.stats().accepted();
         if server.connections.get() >= server.limits.max_connections_per_shard {
             // Best effort: tell the client, then close.
             server.stats().over_capacity();
+            server.stats().accepted();
             let _ = std::io::Write::write(&mut stream, OVERLOADED);
             return;
         }
         if !server.admit_client(peer) {
             server.stats().over_client_capacity();
+            server.stats().accepted();
             let _ = std::io::Write::write(&mut stream, OVERLOADED);
             return;
         }
@@ -620,6 +621,10 @@ impl Listener {
             Ok(_) => server.stats().set_connections(server.connections.get()),
             Err(e) => log::warn!(target: "pinion::web", "{}: cannot register a connection: {e}", shard.id),
         }
+        // Counted accepted once counted open: a reader of the stats that sees it accepted sees
+        // it open, or closed with what it counted in (a model-based trial read a connection
+        // accepted and not yet open as gone, and its refusal then came in later).
+        server.stats().accepted();
     }
 }
 

@@ -36,8 +36,10 @@ fn add(counter: &AtomicU64, n: u64) {
 }
 
 impl ShardStats {
+    /// Released: what this shard counted before (the connection's gauge, a closed
+    /// connection's refusals) is seen by a reader that sees the count (see `ServerStats::sum`).
     pub(crate) fn accepted(&self) {
-        add(&self.accepted, 1);
+        self.accepted.store(self.accepted.load(Ordering::Relaxed) + 1, Ordering::Release);
     }
     pub(crate) fn over_capacity(&self) {
         add(&self.over_capacity, 1);
@@ -48,8 +50,9 @@ impl ShardStats {
     pub(crate) fn accept_error(&self) {
         add(&self.accept_errors, 1);
     }
+    /// Released, as `accepted`: a reader that sees a connection gone sees what it counted.
     pub(crate) fn set_connections(&self, open: usize) {
-        self.connections.store(open as u64, Ordering::Relaxed);
+        self.connections.store(open as u64, Ordering::Release);
     }
     pub(crate) fn slow_client(&self) {
         add(&self.slow_clients, 1);
@@ -93,14 +96,16 @@ impl ServerStats {
         &self.shards[i]
     }
 
-    /// The sum over the shards, as each last wrote it.
+    /// The sum over the shards, as each last wrote it. Per shard, `accepted` is read first
+    /// (acquire), then `connections` (acquire), then the rest: a connection counted accepted
+    /// is counted open, or closed with its refusals and bytes in.
     pub(crate) fn sum(&self) -> WebServerStats {
         let mut out = WebServerStats::default();
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut refused = [0u64; REFUSED.len() + 1];
         for s in self.shards.iter() {
-            out.connections += get(&s.connections);
-            out.accepted += get(&s.accepted);
+            out.accepted += s.accepted.load(Ordering::Acquire);
+            out.connections += s.connections.load(Ordering::Acquire);
             out.over_capacity += get(&s.over_capacity);
             out.over_client_capacity += get(&s.over_client_capacity);
             out.accept_errors += get(&s.accept_errors);
