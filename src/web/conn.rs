@@ -881,15 +881,22 @@ fn paused(st: &State, limits: &crate::http::HttpLimits) -> bool {
 }
 
 /// A deferred request waits no more: the requests before it are answered (its slot is first
-/// in line).
+/// in line), and none of their answers ends the connection.
 #[cold]
 fn deferred_ready(st: &State) -> bool {
-    st.deferred.as_ref().is_some_and(|(_, meta)| st.out.first_in_line(meta.seq()))
+    st.deferred.as_ref().is_some_and(|(_, meta)| st.out.first_in_line(meta.seq())) && !st.out.will_close()
 }
 
-/// The deferred request, if it waits no more.
+/// The deferred request, if it waits no more. One behind an answer that ends the connection
+/// is dropped unhandled: no request after that one is processed (RFC 9112 §9.6; a review:
+/// a PUT read behind a GET answered `Connection: close` ran, and its client, its answer never
+/// sent, could only think it had not).
 #[cold]
 fn take_deferred(st: &mut State) -> Option<(Box<Request>, RequestMeta)> {
+    if st.out.will_close() {
+        st.deferred = None;
+        return None;
+    }
     if deferred_ready(st) { st.deferred.take() } else { None }
 }
 
