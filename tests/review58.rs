@@ -158,6 +158,27 @@ fn a_refusal_behind_a_waiting_unsafe_request() {
     node.stop();
 }
 
+/// A POST waiting for `100 Continue` behind a GET, on a pool with room for both (one worker
+/// holding two): the connection's own slots taken ahead for the POST do not make the pool
+/// look full (it answered 503 before the upload).
+#[test]
+fn a_post_waiting_for_100_behind_a_get_is_not_refused_by_its_own_credit() {
+    let (node, server, log) = start_with("r58-credit", 1, 1, HttpLimits::default(), Duration::from_secs(5));
+    let mut c = Client::connect(server.local_addr());
+    c.send(
+        &[get("/slow"), b"POST /up HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n".to_vec()]
+            .concat(),
+    );
+    assert_eq!(c.response().text(), "GET /slow");
+    let next = c.head();
+    assert_eq!(next.status, 100, "{next:?}; log {:?}", lock(&log));
+    c.send(b"hi");
+    let post = c.response();
+    assert_eq!((post.status, post.text()), (200, "POST /up".to_owned()));
+    server.stop();
+    node.stop();
+}
+
 /// The node stops while a PUT waits behind a slow GET: the stop ends, the client sees the
 /// GET's answer, then an answer to the PUT or the close, never a hang.
 #[test]

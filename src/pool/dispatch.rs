@@ -229,6 +229,15 @@ fn take_ahead(shard: &Rc<Shard>, pool: &PoolShared, want: u32) -> Option<(u32, u
     Some((slot, generation))
 }
 
+/// The slots `shard` holds taken ahead for `pool` in the dispatch pass under way: reserved for
+/// requests its connection read, so a request of that connection asked about now (one
+/// waiting for `100 Continue`) has room in them.
+#[cfg(feature = "web")]
+pub(crate) fn credit_for(shard: &Shard, pool: &PoolShared) -> u32 {
+    let credit = shard.pool_credit.get();
+    if std::ptr::eq(credit.pool, pool) { credit.n } else { 0 }
+}
+
 /// Gives back the slots a shard took ahead and did not use (the end of a dispatch pass).
 #[cfg(feature = "web")]
 #[inline]

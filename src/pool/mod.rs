@@ -241,12 +241,15 @@ impl PoolShared {
     /// Whether a message sent now would be refused (the pool stopping, or holding all it can):
     /// asked for a request whose client waits for `100 Continue`, so that a full pool answers
     /// 503 before the upload rather than after it. A full pool counts the refusal as shed.
+    /// `reserved`: slots held taken ahead for the asking connection's requests (see
+    /// `dispatch::credit_for`), room for this one (a review: a POST behind a GET on a pool
+    /// holding two was refused for the slot taken ahead for it).
     #[cfg(feature = "web")]
-    pub(crate) fn refuses_now(&self) -> bool {
+    pub(crate) fn refuses_now(&self, reserved: u32) -> bool {
         if self.is_stopping() {
             return true;
         }
-        let full = self.gate.held() >= self.gate.capacity();
+        let full = self.gate.held().saturating_sub(reserved) >= self.gate.capacity();
         if full {
             self.shed.fetch_add(1, Ordering::Relaxed);
         }

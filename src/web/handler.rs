@@ -228,10 +228,10 @@ impl Handler for WebHandler {
     fn check_head(&self, _: &Request) -> Option<Response> {
         let WebTarget::Pid(p) = &self.options.worker else { return None };
         with_current(|here| {
-            let node = &here?.node;
-            let pool = self.pool.get_or_init(|| crate::pool::dispatch::pool_of(node, *p)).as_ref()?;
+            let shard = here?;
+            let pool = self.pool.get_or_init(|| crate::pool::dispatch::pool_of(&shard.node, *p)).as_ref()?;
             let stopping = pool.is_stopping();
-            pool.refuses_now().then(|| {
+            pool.refuses_now(crate::pool::dispatch::credit_for(shard, pool)).then(|| {
                 let resp = Response::status(StatusCode::SERVICE_UNAVAILABLE);
                 if stopping { resp } else { resp.header("retry-after", self.options.retry_after_secs.to_string()) }
             })
