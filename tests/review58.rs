@@ -237,8 +237,8 @@ fn connection_options_make_one_line() {
 /// and without `Expect` it is; with it, the pool's check at its head (`WebHandler::check_head`)
 /// finds the slot taken by the GET and answers 503 and closes. Not fixed in review 58: the
 /// check would have to wait, as the request does, until the requests before it are answered.
+/// Fixed after it: the pool does not answer the head of a request that waits its turn.
 #[test]
-#[ignore = "review 58: open, a pool's 503 before 100 Continue does not wait for the requests ahead"]
 fn a_post_waiting_for_100_behind_a_get_on_a_pool_of_one() {
     let (node, server, log) = start_with("r58-one", 1, 0, HttpLimits::default(), Duration::from_secs(5));
     let mut c = Client::connect(server.local_addr());

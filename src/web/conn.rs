@@ -471,7 +471,10 @@ impl Connection {
             self.server.stats().refused(StatusCode::NOT_IMPLEMENTED);
             return Some(Response::status(StatusCode::NOT_IMPLEMENTED));
         }
-        let answer = catch_unwind(AssertUnwindSafe(|| self.server.handler.check_head(req))).unwrap_or_else(|payload| {
+        // An unsafe request behind others is handed out only once they are answered.
+        let waits = !req.method().is_safe() && st.out.in_flight() != 0;
+        let check = || super::dispatch::checking_head(waits, || self.server.handler.check_head(req));
+        let answer = catch_unwind(AssertUnwindSafe(check)).unwrap_or_else(|payload| {
             crate::log_limit::log_limited!(Error, target: "pinion", "a panic while checking a request head was contained: {}", panic_text(&*payload));
             Some(Response::status(StatusCode::INTERNAL_SERVER_ERROR))
         });

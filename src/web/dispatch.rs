@@ -32,6 +32,9 @@ struct Dispatch {
     /// What the handler left besides a deadline ([`ANSWERED`], [`HOOKED`] bits): only then are
     /// those (destructor-carrying) thread-locals touched.
     left: Cell<u8>,
+    /// The head being checked (`Handler::check_head`) is of a request that will wait for the
+    /// ones before it (see [`head_waits`]).
+    head_waits: Cell<bool>,
 }
 
 /// The handler answered at once: `ANSWER` holds it.
@@ -47,6 +50,7 @@ thread_local! {
             deadline: Cell::new(None),
             ahead: Cell::new(0),
             left: Cell::new(0),
+            head_waits: Cell::new(false),
         }
     };
     static ANSWER: RefCell<Option<Answer>> = const { RefCell::new(None) };
@@ -176,6 +180,21 @@ pub(crate) fn dispatch_begin(conn: u64, seq: u64, ahead: u32) {
 #[inline]
 pub(crate) fn ahead() -> u32 {
     DISPATCH.with(|d| d.ahead.get())
+}
+
+/// While `check` runs: the head it checks is of a request that goes to its handler only once
+/// the requests before it on its connection are answered (an unsafe method's behind others):
+/// what holds a pool now says nothing of its room then.
+pub(crate) fn checking_head<R>(waits: bool, check: impl FnOnce() -> R) -> R {
+    DISPATCH.with(|d| d.head_waits.set(waits));
+    let r = check();
+    DISPATCH.with(|d| d.head_waits.set(false));
+    r
+}
+
+/// The head being checked is of a request that will wait its turn (see [`checking_head`]).
+pub(crate) fn head_waits() -> bool {
+    DISPATCH.with(|d| d.head_waits.get())
 }
 
 /// Ends it: the deadline the handler set, and what else it left ([`ANSWERED`], [`HOOKED`]:

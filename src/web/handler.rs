@@ -223,10 +223,17 @@ pub(crate) fn shed(req: WebRequest) {
 impl Handler for WebHandler {
     /// A pool that would refuse the request now (full, or stopping) answers 503 before its
     /// client uploads the body (with `Retry-After` when full), as it sheds any request at
-    /// once; a pool with room, and a process or name target, say `None` (their mailbox is
-    /// tried when the request comes).
+    /// once; a pool with room, a request of an unsafe method that waits for the requests
+    /// before it (the pool is asked when its turn comes), and a process or name target, say
+    /// `None` (their mailbox is tried when the request comes).
     fn check_head(&self, _: &Request) -> Option<Response> {
         let WebTarget::Pid(p) = &self.options.worker else { return None };
+        if super::dispatch::head_waits() {
+            // Handed out only once the requests before it are answered: the pool's room now
+            // says nothing of its room then (a review: a POST behind a GET on a pool of one
+            // was refused for the GET's slot).
+            return None;
+        }
         with_current(|here| {
             let shard = here?;
             let pool = self.pool.get_or_init(|| crate::pool::dispatch::pool_of(&shard.node, *p)).as_ref()?;
