@@ -77,8 +77,9 @@ impl Router {
     /// `handler` answers every method on `pattern`.
     ///
     /// # Panics
-    /// If the pattern is malformed (not starting with `/`, an unclosed `{`, a `{*rest}` that is
-    /// not last, more than eight parameters).
+    /// If the pattern is malformed (not starting with `/`, an unclosed `{`, a parameter or
+    /// `{*rest}` without a name or with a brace in it, a `{*rest}` that is not last, more than
+    /// eight parameters).
     pub fn route(self, pattern: &str, handler: impl Handler) -> Router {
         self.add(None, pattern, Arc::new(handler))
     }
@@ -220,13 +221,15 @@ fn parse(pattern: &str) -> Result<Vec<Segment>, &'static str> {
     let mut params = 0;
     for (i, p) in parts.iter().enumerate() {
         let seg = match p.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
-            Some(name) if name.starts_with('*') => {
+            // A rest's name is held to a parameter's rules (`{*}` and `{*a{b}` were taken: the
+            // rest recorded under `""` and `a{b`).
+            Some(name) if name.starts_with('*') && well_named(&name[1..]) => {
                 if i + 1 != parts.len() {
                     return Err("{*rest} must be the last segment");
                 }
                 Segment::Rest(name[1..].to_owned())
             }
-            Some(name) if !name.is_empty() && !name.contains(['{', '}']) => Segment::Param(name.to_owned()),
+            Some(name) if !name.starts_with('*') && well_named(name) => Segment::Param(name.to_owned()),
             Some(_) => return Err("empty or nested parameter"),
             None if p.contains(['{', '}']) => return Err("unbalanced braces"),
             None => Segment::Literal((*p).to_owned()),
@@ -240,6 +243,11 @@ fn parse(pattern: &str) -> Result<Vec<Segment>, &'static str> {
         return Err("more than eight parameters");
     }
     Ok(out)
+}
+
+/// A parameter's name (`{name}`, `{*name}`): not empty, no braces in it.
+fn well_named(name: &str) -> bool {
+    !name.is_empty() && !name.contains(['{', '}'])
 }
 
 /// A fallback that answers from the head alone ([`Router::not_found`]).
@@ -568,5 +576,7 @@ mod tests {
         assert!(parse("/{a").is_err());
         assert!(parse("/{*r}/x").is_err());
         assert!(parse("/{}").is_err());
+        assert!(parse("/{*}").is_err());
+        assert!(parse("/a/{*r{}").is_err());
     }
 }
