@@ -549,6 +549,10 @@ impl Request {
     /// [`param`](Self::param) percent-decoded (`b%20c` → `b c`; a `%` not followed by two hex
     /// digits stays as it is). `Some(Err(_))` when the decoded bytes are not UTF-8: a client
     /// sent them, and no two such values are made to look alike.
+    ///
+    /// A value is the client's: nothing is removed or resolved. A `{*rest}` may hold `..` and
+    /// `.` segments, and a decoded value may hold `/` (from `%2F`), `..` (from `%2E%2E`) or a
+    /// NUL: a handler that turns one into a file path checks it first.
     pub fn param_decoded(&self, name: &str) -> Option<Result<Cow<'_, str>, std::str::Utf8Error>> {
         self.param(name).map(percent_decode)
     }
