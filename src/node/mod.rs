@@ -11,7 +11,7 @@ pub(crate) mod route;
 
 use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -49,7 +49,8 @@ pub struct NodeOptions {
     /// Pin each shard thread to its core. Env `PINION_PIN` (`1`, `true`, `yes`, `on` / `0`,
     /// `false`, `no`, `off`) overrides it. A thread a process spawns inherits its shard's
     /// pinning (one core): spawn blocking work's threads from outside the shards, or unpin
-    /// them yourself.
+    /// them yourself. A shard whose thread the OS refuses to pin (a seccomp or cpuset policy)
+    /// runs unpinned: a warning is logged and its `ShardInfo::core` is `None`.
     pub pin: bool,
     /// How long `stop` lets processes run `terminate` before killing the rest: how long
     /// `Node::stop` (or dropping the node) may take when a process is busy in an `await`
@@ -201,7 +202,10 @@ pub(crate) struct ShardRemote {
     pub(crate) closed: AtomicBool,
     pub(crate) waker: mio::Waker,
     pub(crate) table: SharedTable,
-    pub(crate) core: Option<usize>,
+    /// The core the shard's thread is pinned to: set by the thread once its pinning succeeded,
+    /// before `Node::start` returns; unset when pinning is off or failed (a review: a failed
+    /// pin still reported its core).
+    pub(crate) core: OnceLock<usize>,
 }
 
 /// What every shard and handle of a node shares.
@@ -409,7 +413,7 @@ impl Node {
         let lanes = layout.len() + 1;
         let mut reactors = Vec::with_capacity(layout.len());
         let mut remotes = Vec::with_capacity(layout.len());
-        for core in &layout {
+        for _ in &layout {
             let (reactor, waker) = Reactor::new()?;
             reactors.push(reactor);
             remotes.push(Arc::new(ShardRemote {
@@ -417,7 +421,7 @@ impl Node {
                 closed: AtomicBool::new(false),
                 waker,
                 table: SharedTable::new(),
-                core: *core,
+                core: OnceLock::new(),
             }));
         }
         let shared = Arc::new(NodeShared {
@@ -455,10 +459,14 @@ impl Node {
                 let _ = std::fs::write("/proc/thread-self/comm", &os_name);
                 #[cfg(not(target_os = "linux"))]
                 let _ = os_name;
-                if let Some(core) = core
-                    && !core_affinity::set_for_current(core_affinity::CoreId { id: core })
-                {
-                    log::warn!(target: "pinion", "{}: could not pin shard {i} to core {core}", shared.name);
+                if let Some(core) = core {
+                    if core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+                        let _ = shared.shards[i].core.set(core);
+                    } else {
+                        // It runs unpinned, on the cores it inherited: `ShardInfo::core` says
+                        // `None`, as for a shard with pinning off.
+                        log::warn!(target: "pinion", "{}: could not pin shard {i} to core {core}; it runs unpinned", shared.name);
+                    }
                 }
                 drop(pinned);
                 shard::run(shared, ShardId(i as u16), reactor);

@@ -16,7 +16,9 @@ use crate::shard::{Shard, TimerKey, bump};
 pub struct ShardInfo {
     /// Which shard.
     pub shard: ShardId,
-    /// The core it is pinned to (`None` when pinning is off).
+    /// The core it is pinned to (`None` when pinning is off, or when pinning the shard's thread
+    /// failed: it then runs on the cores the thread that started the node may use, and a
+    /// warning is logged).
     pub core: Option<usize>,
     /// Live processes.
     pub processes: usize,
@@ -175,7 +177,7 @@ impl Shard {
         let table = self.table.borrow();
         ShardInfo {
             shard: self.id,
-            core: self.remote().core,
+            core: self.remote().core.get().copied(),
             processes: table.len() - self.retired.get(),
             run_queue: self.run_queue.borrow().len(),
             messages_processed: self.stats.processed.get() + u64::from(self.finished.get()),

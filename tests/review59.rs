@@ -1,0 +1,84 @@
+//! Review 59: core layout and pinning — what a node reports when pinning fails.
+
+use pinion::{Cores, Node, NodeOptions};
+
+/// Makes `sched_setaffinity` fail with `EPERM` for the calling thread and every thread it
+/// spawns from now on (a seccomp filter: per thread, inherited by new threads), so that a node
+/// started from this thread cannot pin its shards. The thread's affinity mask is untouched:
+/// the layout sees every core as available, only the pinning fails.
+#[cfg(target_os = "linux")]
+fn forbid_pinning_on_this_thread() {
+    let stmt = |code: u32, k: u32| libc::sock_filter { code: code as u16, jt: 0, jf: 0, k };
+    let filter = [
+        // A = seccomp_data.nr
+        stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0),
+        // if A == sched_setaffinity: fall through to EPERM, else skip it
+        libc::sock_filter {
+            code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+            jt: 0,
+            jf: 1,
+            k: libc::SYS_sched_setaffinity as u32,
+        },
+        stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ERRNO | libc::EPERM as u32),
+        stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW),
+    ];
+    let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr().cast_mut() };
+    // SAFETY: plain prctl calls on this thread; `prog` and `filter` outlive them (the kernel
+    // copies the filter).
+    unsafe {
+        assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0, "no_new_privs");
+        let set = libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &prog as *const libc::sock_fprog);
+        assert_eq!(set, 0, "seccomp filter: {}", std::io::Error::last_os_error());
+    }
+    assert!(!core_affinity::set_for_current(core_affinity::CoreId { id: 0 }), "pinning now fails");
+}
+
+/// A shard whose pinning failed runs wherever its thread may: `ShardInfo::core` must not name
+/// a core it is not pinned to (it did: the core of the layout, pinned or not).
+#[cfg(target_os = "linux")]
+#[test]
+fn a_shard_whose_pinning_failed_reports_no_core() {
+    let available: Vec<usize> = core_affinity::get_core_ids().unwrap_or_default().into_iter().map(|c| c.id).collect();
+    let shards = available.len().min(2);
+    let (infos, masks) = std::thread::spawn(move || {
+        forbid_pinning_on_this_thread();
+        let node = Node::start("r59pin", NodeOptions { cores: Cores::Count(shards), pin: true, ..Default::default() })
+            .expect("a failed pin does not fail the start");
+        let infos: Vec<Option<usize>> = node.inspect().expect("inspect").iter().map(|s| s.core).collect();
+        // What each shard thread may really run on.
+        let masks: Vec<Vec<usize>> = node_thread_masks("pinion-r59pin-", shards);
+        node.stop();
+        (infos, masks)
+    })
+    .join()
+    .expect("the test thread");
+    for (i, mask) in masks.iter().enumerate() {
+        assert_eq!(mask, &available, "shard {i} kept the mask it was started with (not pinned)");
+    }
+    assert_eq!(infos, vec![None; shards], "no shard is pinned, so none reports a core");
+}
+
+/// The affinity masks of this process's threads named `{prefix}{i}`, in shard order.
+#[cfg(target_os = "linux")]
+fn node_thread_masks(prefix: &str, shards: usize) -> Vec<Vec<usize>> {
+    let mut masks = vec![None; shards];
+    for task in std::fs::read_dir("/proc/self/task").expect("/proc/self/task").flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        let Some(i) = comm.trim().strip_prefix(prefix).and_then(|i| i.parse::<usize>().ok()) else { continue };
+        let status = std::fs::read_to_string(task.path().join("status")).expect("status");
+        let list = status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).expect("Cpus_allowed_list");
+        masks[i] = Some(parse_cpu_list(list.trim()));
+    }
+    masks.into_iter().enumerate().map(|(i, m)| m.unwrap_or_else(|| panic!("no thread {prefix}{i}"))).collect()
+}
+
+fn parse_cpu_list(list: &str) -> Vec<usize> {
+    let mut cpus = Vec::new();
+    for item in list.split(',') {
+        match item.split_once('-') {
+            Some((a, b)) => cpus.extend(a.parse::<usize>().unwrap()..=b.parse().unwrap()),
+            None => cpus.push(item.parse().unwrap()),
+        }
+    }
+    cpus
+}
