@@ -1,6 +1,7 @@
-//! Review 59: core layout and pinning — what a node reports when pinning fails.
+//! Review 59: core layout and pinning — what a node reports when pinning fails, and start
+//! options that must be refused, not panic.
 
-use pinion::{Cores, Node, NodeOptions};
+use pinion::{Cores, Node, NodeOptions, StartError};
 
 /// Makes `sched_setaffinity` fail with `EPERM` for the calling thread and every thread it
 /// spawns from now on (a seccomp filter: per thread, inherited by new threads), so that a node
@@ -81,4 +82,19 @@ fn parse_cpu_list(list: &str) -> Vec<usize> {
         }
     }
     cpus
+}
+
+/// A node name the OS cannot take as a thread name (an interior NUL) is refused with a
+/// `StartError`: it panicked in `std::thread::Builder::spawn`.
+#[test]
+fn a_node_name_with_a_nul_byte_is_refused_not_a_panic() {
+    let started =
+        std::panic::catch_unwind(|| Node::start("r59\0nul", NodeOptions { pin: false, ..NodeOptions::shards(1) }));
+    match started {
+        Ok(Err(StartError::InvalidOptions(m))) => assert!(m.contains("NUL") || m.contains("nul"), "{m}"),
+        Ok(other) => panic!("expected InvalidOptions, got {other:?}"),
+        Err(_) => panic!("Node::start panicked on a name with a NUL byte"),
+    }
+    // The name is free: a node of a clean name starts.
+    Node::start("r59_after_nul", NodeOptions { pin: false, ..NodeOptions::shards(1) }).expect("start").stop();
 }

@@ -408,6 +408,11 @@ impl Node {
         if name.is_empty() {
             return Err(StartError::InvalidOptions("a node needs a name".into()));
         }
+        if name.contains('\0') {
+            // The shards' thread names carry it, and the OS takes none with a NUL (a review:
+            // `std::thread::Builder::spawn` panicked).
+            return Err(StartError::InvalidOptions(format!("node name {name:?} has a NUL byte")));
+        }
         let id = registry::new_node_id(name)
             .ok_or_else(|| StartError::InvalidOptions("too many node starts in this OS process (65,535)".into()))?;
         let lanes = layout.len() + 1;
