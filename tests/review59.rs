@@ -98,3 +98,40 @@ fn a_node_name_with_a_nul_byte_is_refused_not_a_panic() {
     // The name is free: a node of a clean name starts.
     Node::start("r59_after_nul", NodeOptions { pin: false, ..NodeOptions::shards(1) }).expect("start").stop();
 }
+
+/// `PINION_CORES` or `PINION_PIN` that is not UTF-8 is refused (`InvalidEnv`): it was taken
+/// for unset, and the node started on the code's layout. Each case runs in a child process of
+/// this test binary (the environment is process-global; other tests here start nodes).
+#[cfg(unix)]
+#[test]
+fn a_pinion_variable_that_is_not_utf8_is_refused_not_ignored() {
+    use std::os::unix::ffi::OsStrExt;
+    if let Some(var) = std::env::var_os("PINION_R59_CHILD") {
+        let var = var.to_string_lossy();
+        match Node::start("r59_env_child", NodeOptions { pin: false, ..NodeOptions::shards(1) }) {
+            Err(StartError::InvalidEnv { var: got, .. }) if got == var => println!("r59: refused {got}"),
+            Err(e) => println!("r59: unexpected error {e}"),
+            Ok(node) => {
+                println!("r59: started with {:?}", node.inspect().map(|i| i.len()));
+                node.stop();
+            }
+        }
+        return;
+    }
+    let exe = std::env::current_exe().expect("test binary");
+    for var in ["PINION_CORES", "PINION_PIN"] {
+        let out = std::process::Command::new(&exe)
+            .args(["a_pinion_variable_that_is_not_utf8_is_refused_not_ignored", "--exact", "--nocapture"])
+            .args(["--test-threads", "1"])
+            .env_remove("PINION_CORES")
+            .env_remove("PINION_PIN")
+            .env(var, std::ffi::OsStr::from_bytes(b"\xff1"))
+            .env("PINION_R59_CHILD", var)
+            .output()
+            .expect("the test binary again");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let said = text.lines().find_map(|l| l.find("r59: ").map(|i| &l[i..]));
+        let said = said.unwrap_or_else(|| panic!("the child said nothing: {text}"));
+        assert_eq!(said, format!("r59: refused {var}"), "{var}=\\xff1");
+    }
+}
