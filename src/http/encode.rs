@@ -343,6 +343,11 @@ fn append_cached(
     out: &mut Vec<u8>,
     fill: bool,
 ) -> bool {
+    // A HEAD answer with an empty body states no length (see `encode_general`): not the
+    // cached `content-length: 0`.
+    if body.is_empty() && method == Method::Head {
+        return false;
+    }
     // SAFETY: the only reference to the cache, used within this call (`fill` and `holds`
     // do not reach the cache but through it).
     let h = unsafe { head_cache() };
