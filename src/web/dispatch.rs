@@ -185,11 +185,19 @@ pub(crate) fn ahead() -> u32 {
 /// While `check` runs: the head it checks is of a request that goes to its handler only once
 /// the requests before it on its connection are answered (an unsafe method's behind others):
 /// what holds a pool now says nothing of its room then.
+///
+/// The flag is put back as it was however `check` returns: a panic in it (caught by the
+/// connection, outside this) left it set on the shard, and a full pool's head check asked
+/// there later by [`answer_at_once`] let that head through (a review).
 pub(crate) fn checking_head<R>(waits: bool, check: impl FnOnce() -> R) -> R {
-    DISPATCH.with(|d| d.head_waits.set(waits));
-    let r = check();
-    DISPATCH.with(|d| d.head_waits.set(false));
-    r
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            DISPATCH.with(|d| d.head_waits.set(self.0));
+        }
+    }
+    let _restore = Restore(DISPATCH.with(|d| d.head_waits.replace(waits)));
+    check()
 }
 
 /// The head being checked is of a request that will wait its turn (see [`checking_head`]).
@@ -286,7 +294,8 @@ fn answer_to_head(handler: &dyn super::Handler, request: &Request) -> Option<Res
     // (The connection sends `100 Continue` only to an HTTP/1.1 client announcing a body.)
     let expects = request.header("expect").is_some_and(|e| e.trim_ascii().eq_ignore_ascii_case(b"100-continue"));
     if expects && request.version() == crate::http::Version::Http11 && (body > 0 || chunked) {
-        return handler.check_head(request);
+        // Not one that waits for others (this call may come inside a connection's check).
+        return checking_head(false, || handler.check_head(request));
     }
     None
 }
