@@ -896,11 +896,13 @@ fn deferred_ready(st: &State) -> bool {
 /// sent, could only think it had not).
 #[cold]
 fn take_deferred(st: &mut State) -> Option<(Box<Request>, RequestMeta)> {
+    if deferred_ready(st) {
+        return st.deferred.take();
+    }
     if st.out.will_close() {
         st.deferred = None;
-        return None;
     }
-    if deferred_ready(st) { st.deferred.take() } else { None }
+    None
 }
 
 fn st_closed(st: &RefCell<State>) -> bool {

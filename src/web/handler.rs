@@ -206,11 +206,13 @@ impl WebHandler {
     }
 
     fn unavailable(&self, req: WebRequest, full: bool) {
-        let mut resp = Response::status(StatusCode::SERVICE_UNAVAILABLE);
-        if full {
-            resp = resp.header("retry-after", self.options.retry_after_secs.to_string());
-        }
-        req.respond(resp);
+        req.respond(self.unavailable_response(full));
+    }
+
+    /// 503, with `Retry-After` when the target was full (not when it is gone or stopping).
+    fn unavailable_response(&self, full: bool) -> Response {
+        let resp = Response::status(StatusCode::SERVICE_UNAVAILABLE);
+        if full { resp.header("retry-after", self.options.retry_after_secs.to_string()) } else { resp }
     }
 }
 
@@ -238,10 +240,8 @@ impl Handler for WebHandler {
             let shard = here?;
             let pool = self.pool.get_or_init(|| crate::pool::dispatch::pool_of(&shard.node, *p)).as_ref()?;
             let stopping = pool.is_stopping();
-            pool.refuses_now(crate::pool::dispatch::credit_for(shard, pool)).then(|| {
-                let resp = Response::status(StatusCode::SERVICE_UNAVAILABLE);
-                if stopping { resp } else { resp.header("retry-after", self.options.retry_after_secs.to_string()) }
-            })
+            let refused = pool.refuses_now(crate::pool::dispatch::credit_for(shard, pool));
+            refused.then(|| self.unavailable_response(!stopping))
         })
     }
 
