@@ -150,6 +150,11 @@ fn pinion_cores_and_pinion_pin_override_the_options_or_fail_clearly() {
     assert_eq!(cores_of("env_pin_off", pinned(1)), vec![None], "PINION_PIN=0: no shard is pinned");
     only(None, Some("1"));
     assert_eq!(cores_of("env_pin_on", unpinned(1)), vec![Some(available[0])], "PINION_PIN=1 pins");
+    // In any case, as `PINION_CORES=ALL` is taken (review 59: `TRUE` was refused).
+    only(None, Some("TRUE"));
+    assert_eq!(cores_of("env_pin_upper", unpinned(1)), vec![Some(available[0])], "PINION_PIN=TRUE pins");
+    only(None, Some("Off"));
+    assert_eq!(cores_of("env_pin_off_mixed", pinned(1)), vec![None], "PINION_PIN=Off: no shard is pinned");
     for bad in ["maybe", "2", ""] {
         only(None, Some(bad));
         match Node::start("env_pin_garbage", unpinned(1)) {

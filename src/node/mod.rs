@@ -47,7 +47,7 @@ pub struct NodeOptions {
     /// Where shards run. Env `PINION_CORES` (`all`, or a CPU list: `0,2`, `0-3`) overrides it.
     pub cores: Cores,
     /// Pin each shard thread to its core. Env `PINION_PIN` (`1`, `true`, `yes`, `on` / `0`,
-    /// `false`, `no`, `off`) overrides it. A thread a process spawns inherits its shard's
+    /// `false`, `no`, `off`, in any case) overrides it. A thread a process spawns inherits its shard's
     /// pinning (one core): spawn blocking work's threads from outside the shards, or unpin
     /// them yourself. A shard whose thread the OS refuses to pin (a seccomp or cpuset policy)
     /// runs unpinned: a warning is logged and its `ShardInfo::core` is `None`.
@@ -88,7 +88,8 @@ impl NodeOptions {
                 .ok_or_else(|| StartError::InvalidEnv { var: "PINION_CORES", value: value.clone() })?;
         }
         if let Some(value) = env_var("PINION_PIN")? {
-            self.pin = match value.trim() {
+            // Any case, as `PINION_CORES=ALL` is taken (review 59: `TRUE` was refused).
+            self.pin = match value.trim().to_ascii_lowercase().as_str() {
                 "1" | "true" | "yes" | "on" => true,
                 "0" | "false" | "no" | "off" => false,
                 _ => return Err(StartError::InvalidEnv { var: "PINION_PIN", value }),
