@@ -88,8 +88,9 @@
 //!
 //! # Pools: exact backpressure without an actor hop
 //! A [`Pool`] of `size` workers with mailboxes of `mailbox` is spawned like any process and
-//! addressed by its pid or name. The *sender* picks the worker — one with room on its own shard
-//! first, round robin — and reserves there: no forwarding actor. Each worker owns
+//! addressed by its pid or name. The *sender* picks the worker — on its own shard first, an
+//! idle one if there is one, else the least loaded with room; then the other shards' — and
+//! reserves there: no forwarding actor. Each worker owns
 //! `mailbox + 1` slots (its queue and the message in progress), released when it *finishes* a
 //! message, and the pool has one admission word on top ([`PoolOptions`], `src/pool/gate.rs`):
 //! the pool holds at most `size × (mailbox + 1)` messages whatever the race, and refuses

@@ -22,10 +22,11 @@
 //! - `interop.rs` (feature `interop`): conversions to and from the `http` crate's
 //!   `Request`/`Response`, and what each keeps: the module `pinion::http::interop`.
 //!
-//! All bounds are in one [`HttpLimits`]; every one has a defined answer (400, 408, 413, 414,
-//! 431, 501, 505) after which the connection is closed — all but a request whose only fault is
-//! a method pinion does not know: its framing is sound, so it is answered 501 after its body
-//! and the connection goes on.
+//! All bounds are in one [`HttpLimits`]. A request the connection refuses gets a defined
+//! answer (400, 408, 413, 414, 417, 421, 431, 501, 505) after which the connection is closed —
+//! all but a request whose only fault is a method pinion does not know: its framing is sound,
+//! so it is answered 501 after its body and the connection goes on (to a client waiting for
+//! `100 Continue`, 501 at once: the body is not read, and the connection closes).
 
 pub(crate) mod backlog;
 mod body;
@@ -59,7 +60,8 @@ pub(crate) use spares::Spares;
 ///
 /// `WebServer::start` refuses limits it could not serve with
 /// (`WebServerError::InvalidLimits`): a zero for any of them but `max_body_bytes` (0 there
-/// means no request may carry a body: 413), and `max_headers` above [`MAX_HEADERS_LIMIT`].
+/// means no request may carry a body: 413) and `min_body_rate` (0 there: the timeout bounds
+/// the whole body), and `max_headers` above [`MAX_HEADERS_LIMIT`].
 /// A timeout of `Duration::MAX` means never (it is cut to a century).
 #[derive(Debug, Clone)]
 pub struct HttpLimits {

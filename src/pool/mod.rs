@@ -157,7 +157,8 @@ pub struct PoolInfo {
     pub capacity: u32,
     /// Messages it holds (queued plus in progress).
     pub held: u32,
-    /// Sends refused because the pool was full.
+    /// Sends refused because the pool was full, and requests answered 503 before their
+    /// upload because it was full when their client asked for `100 Continue`.
     pub shed: u64,
     /// Messages accepted and then shed: their worker ended without a replacement (it was
     /// retiring, or the pool or its shard stopped) and no other worker had room. The sum of

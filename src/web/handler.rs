@@ -31,9 +31,10 @@ pub trait Handler: Send + Sync + 'static {
     /// asked with the path parameters recorded), `auth` its 401, `Cors` a preflight and its
     /// fields on other answers, `request_log` logs the answer; `rate_limit` its 429 if the
     /// client is over its rate now (taking no token); a [`WebHandler`] to a pool its 503 if the
-    /// pool is full now (taking no slot); a plain function and any handler that does not
-    /// implement this say `None`. A method the server does not know is answered 501
-    /// by the connection before any handler is asked.
+    /// pool is full now (taking no slot), but not for a request of an unsafe method read
+    /// behind requests still in flight (it waits its turn: the pool is asked then); a plain
+    /// function and any handler that does not implement this say `None`. A method the server
+    /// does not know is answered 501 by the connection before any handler is asked.
     fn check_head(&self, req: &Request) -> Option<Response> {
         let _ = req;
         None
@@ -120,7 +121,9 @@ impl From<String> for WebTarget {
 pub struct WebHandlerOptions {
     /// Who answers.
     pub worker: WebTarget,
-    /// Unanswered after this long (from when the request was read): 504. `Duration::MAX`: never.
+    /// Unanswered after this long (from when the request was read; for one of an unsafe
+    /// method read behind others, from when it is handed out, once they are answered): 504.
+    /// `Duration::MAX`: never.
     /// Zero means the default, 5 s (as Ergo's `RequestTimeout`: a zero would answer 504 to
     /// every request not answered within the dispatch that read it).
     pub request_timeout: Duration,
@@ -163,6 +166,8 @@ impl WebHandlerOptions {
 /// [`HttpLimits::max_in_flight`](crate::http::HttpLimits::max_in_flight) requests (64 by
 /// default) before the server stops reading from it, and each is admitted, queued or shed
 /// like any other (a trial: a pool holding 34 answered 548 of 3000 requests in one write 503).
+/// (Requests of safe methods: one of an unsafe method is handed out alone, once the requests
+/// before it are answered.)
 /// Lower `max_in_flight` below what a pool holds to keep one connection from taking all of it.
 ///
 /// At a light load (the shard's wait brought a few events) a request for a pool whose worker

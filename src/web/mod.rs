@@ -52,9 +52,10 @@
 //! `stats.rs`).
 //!
 //! A client that waits for `100 Continue` before sending a body is first asked about with the
-//! head alone ([`Handler::check_head`]): the router's 404/405 and `auth`'s 401 go out before
-//! the upload, and the connection closes (the body is not read). A client that sent its body
-//! with the head anyway is answered as any request, its body read, and its connection kept.
+//! head alone ([`Handler::check_head`]): the router's 404/405, `auth`'s 401 and a full pool's
+//! 503 go out before the upload, and the connection closes (the body is not read). A client
+//! that sent its body with the head anyway is answered as any request, its body read, and its
+//! connection kept.
 //! A request with a body is held to its handler's bound ([`Handler::body_limit`], the
 //! [`body_limit`] layer; the server's `max_body_bytes` otherwise), asked with the head: a
 //! route can take larger or smaller bodies than the rest, and a declared length over it is

@@ -57,7 +57,7 @@ pub struct RequestSummary<'a> {
     /// the router recorded, and what a layer inside rewrote); for an answer the runtime gives
     /// while a worker holds it (its 504), the head as it was when the first hook was added.
     pub request: &'a Request,
-    /// When the connection finished reading it.
+    /// When the connection finished reading it (see [`WebRequest::received`]).
     pub received: Instant,
 }
 
@@ -206,7 +206,8 @@ impl WebRequest {
         self.inner_mut().request.get_or_insert_with(Box::default)
     }
 
-    /// When the connection finished reading the request.
+    /// When the connection finished reading the request (for one of an unsafe method read
+    /// behind others, when it was handed out, once they were answered: RFC 9112 §9.3.2).
     pub fn received(&self) -> Instant {
         self.inner().map_or_else(Instant::now, |i| i.received)
     }
