@@ -176,3 +176,40 @@ fn rfc9110_8_6_a_head_answer_states_no_length_it_does_not_know() {
     assert_eq!(lengths, want, "{out}");
     assert!(out.ends_with("\r\n\r\nHello, World!"), "{out}");
 }
+
+/// Keeps the stream it answers with (its head having the given status), for the test to look at.
+struct Keeps(StatusCode, std::sync::Arc<std::sync::Mutex<Option<pinion::web::ResponseStream>>>);
+
+impl Handler for Keeps {
+    fn handle(&self, req: WebRequest) {
+        let stream = req.respond_stream(Response::new(self.0));
+        *review_support::lock(&self.1) = Some(stream);
+    }
+}
+
+/// A stream whose body is never sent is closed to its sender (`ResponseStream::is_closed`,
+/// as the docs say of HEAD): the statuses without content (204, 205, 304) too; a 200's stays
+/// open.
+#[test]
+fn a_stream_whose_body_is_never_sent_is_closed_to_its_sender() {
+    let node = start_node("r54-stream-closed", 1);
+    for (status, method, closed) in
+        [(204, "GET", true), (205, "GET", true), (304, "GET", true), (200, "HEAD", true), (200, "GET", false)]
+    {
+        let kept = std::sync::Arc::default();
+        let server = serve_with(&node, HttpLimits::default(), Keeps(StatusCode(status), std::sync::Arc::clone(&kept)));
+        let mut c = Client::connect(server.local_addr());
+        c.send(format!("{method} / HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes());
+        assert_eq!(c.head().status, status);
+        let is_closed = || review_support::lock(&kept).as_ref().is_some_and(pinion::web::ResponseStream::is_closed);
+        if closed {
+            review_support::wait_until("the stream closed to its sender", is_closed);
+        } else {
+            assert!(!is_closed(), "a 200 GET's stream is open");
+            review_support::lock(&kept).take().expect("the stream").finish();
+        }
+        drop(c);
+        server.stop();
+    }
+    node.stop();
+}

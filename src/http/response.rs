@@ -208,7 +208,8 @@ pub enum Body {
     /// none: RFC 9110 §8.6 forbids any other length than GET's).
     #[default]
     Empty,
-    /// Bytes known up front: sent with `Content-Length`.
+    /// Bytes known up front: sent with `Content-Length` (not sent to HEAD, nor with a status
+    /// that has no content: 1xx, 204, 304 go without framing, 205 with `Content-Length: 0`).
     Full(Cow<'static, [u8]>),
     /// A body streamed in chunks after the head (`Transfer-Encoding: chunked`); the chunks
     /// come through `web::ResponseStream`.

@@ -442,8 +442,9 @@ fn recycle(mut inner: Box<Inner>) {
 /// so the client sees an incomplete response rather than a complete-looking wrong one.
 ///
 /// [`is_closed`](Self::is_closed) tells a sender holding many streams which to drop: the
-/// client went away, was too slow, the request was a HEAD (the body is never sent), or the
-/// connection closed for another reason. A client that closed its side is seen when a write
+/// client went away, was too slow, the body is never sent (the request was a HEAD, or the
+/// head's status has no content: 204, 205, 304), or the connection closed for another
+/// reason. A client that closed its side is seen when a write
 /// to it fails or the reset the next chunk brings back arrives, so a quiet stream learns of it
 /// soon after its next chunk (a client that only shut down its sending side still reads, and
 /// is streamed on). Chunks sent meanwhile go nowhere.
