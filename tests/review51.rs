@@ -455,7 +455,10 @@ fn requests_held_by_a_killed_process_and_a_panicking_one_are_answered_500() {
 
 #[test]
 fn requests_held_by_a_retired_pool_worker_are_answered() {
-    let node = start_node("r51-retire", 2);
+    // One shard: both workers on it, the four requests spread two and two (idle first, then
+    // the least loaded). On two shards the spread followed which shard accepted each
+    // connection, and the retired worker could hold none (a flake under load, stop 33).
+    let node = start_node("r51-retire", 1);
     let took = Arc::new(AtomicUsize::new(0));
     let t = took.clone();
     let options = pinion::PoolOptions::new(2, 4, move || Keeper { kept: Vec::new(), took: t.clone() });
@@ -470,11 +473,21 @@ fn requests_held_by_a_retired_pool_worker_are_answered() {
     // The retired worker's requests are answered 500 as it ends; the other's stay held.
     wait_until("the pool shrank", || node.pool(pool).unwrap().info().workers.len() == 1);
     for c in &mut cs {
-        c.s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+        c.s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
     }
-    let answered: Vec<u16> =
-        cs.iter_mut().filter_map(|c| c.fill().ok().filter(|&n| n > 0).map(|_| c.head().status)).collect();
-    assert!(!answered.is_empty() && answered.iter().all(|&s| s == 500), "{answered:?}");
+    // Looked at until the retired worker's two are answered (bounded by WAIT, not by a
+    // guess at how soon they come).
+    let mut answered: Vec<Option<u16>> = vec![None; cs.len()];
+    let until = std::time::Instant::now() + WAIT;
+    while answered.iter().flatten().count() < 2 && std::time::Instant::now() < until {
+        for (c, a) in cs.iter_mut().zip(&mut answered) {
+            if a.is_none() && c.fill().is_ok_and(|n| n > 0) {
+                *a = Some(c.head().status);
+            }
+        }
+    }
+    let answered: Vec<u16> = answered.into_iter().flatten().collect();
+    assert_eq!(answered, [500, 500], "the retired worker's two requests");
     // The pool still serves.
     let mut c = Client::connect(server.local_addr());
     c.send(&get("/ok"));
