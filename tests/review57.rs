@@ -28,7 +28,9 @@ impl Logger {
     async fn run(&mut self, ctx: &mut Context, req: &Request) -> Response {
         let what = format!("{} {}", req.method().as_str(), req.path());
         lock(&self.0).push(format!("+{what}"));
-        if req.path().starts_with("/slow") {
+        if req.path().starts_with("/slower") {
+            ctx.sleep(Duration::from_secs(1)).await;
+        } else if req.path().starts_with("/slow") {
             ctx.sleep(Duration::from_millis(150)).await;
         }
         lock(&self.0).push(format!("-{what}"));
@@ -55,12 +57,16 @@ impl WebWorker for Logger {
 /// no mailbox: each holds one request, so requests handed over together run on different
 /// workers, side by side.
 fn start(name: &str) -> (Node, WebServer, Log) {
+    start_with(name, HttpLimits::default())
+}
+
+fn start_with(name: &str, limits: HttpLimits) -> (Node, WebServer, Log) {
     let node = start_node(name, 1);
     let log: Log = Arc::default();
     let worker_log = log.clone();
     let options = pinion::PoolOptions::new(4, 0, move || Logger(worker_log.clone()));
     let pool = node.spawn(move || pinion::Pool::new(options), ProcessOptions::default()).wait().expect("pool");
-    let server = serve_with(&node, HttpLimits::default(), WebHandler::to(pool));
+    let server = serve_with(&node, limits, WebHandler::to(pool));
     (node, server, log)
 }
 
@@ -145,6 +151,31 @@ fn an_unsafe_request_waiting_when_the_client_ends_is_answered() {
     assert_eq!(c.response().text(), "GET /slow/1");
     assert_eq!(c.response().text(), "PUT /x");
     c.assert_closed();
+    server.stop();
+    node.stop();
+}
+
+/// A waiting unsafe request's body is held in memory: it counts in the shard's bound for
+/// bodies (`body_bytes`, `max_body_bytes_per_shard`) until it is handed out. It did not: a
+/// client could hold a slow request and a body behind it on every connection a shard allows,
+/// outside the bound (a stop-33 review of the hold).
+#[test]
+fn a_waiting_unsafe_requests_body_counts_in_the_shards_bound() {
+    let limits = HttpLimits { max_body_bytes_per_shard: 150_000, ..HttpLimits::default() };
+    let (node, server, _log) = start_with("r57-body-bound", limits);
+    let body = "b".repeat(100_000);
+    let mut a = Client::connect(server.local_addr());
+    a.send(&[get("/slower"), request("POST", "/held", &body)].concat());
+    review_support::wait_until("the waiting body counted", || server.stats().body_bytes == 100_000);
+    // Another connection's body would take the shard past its bound: refused.
+    let mut b = Client::connect(server.local_addr());
+    b.send(&request("POST", "/other", &body));
+    let refused = b.response();
+    assert_eq!((refused.status, refused.header("retry-after")), (503, Some("1")), "{refused:?}");
+    // The waiting one is handed out in its turn, and the count goes back.
+    assert_eq!(a.response().text(), "GET /slower");
+    assert_eq!(a.response().text(), "POST /held");
+    review_support::wait_until("the bodies uncounted", || server.stats().body_bytes == 0);
     server.stop();
     node.stop();
 }

@@ -122,7 +122,8 @@ pub struct HttpLimits {
     /// trial: 100 clients that stopped reading an unpaced sender held 387 MB).
     pub max_stream_bytes_per_shard: usize,
     /// Bytes of request bodies being read that one shard holds for a server's connections,
-    /// all together (a body is held whole until its request is handed on). A body whose
+    /// all together (a body is held whole until its request is handed on, an unsafe
+    /// request's waiting behind others included). A body whose
     /// bytes would take the total past this is refused: 503 with `Retry-After`, the
     /// connection closed; the others go on, and the room is back as bodies complete or are
     /// cut. Without it, a client could open the connections a shard allows and send each

@@ -386,7 +386,12 @@ impl Connection {
                     // Requests may wait in the buffer: parse them once responses made room
                     // (or once an HTTP/1.0 or unsafe request's answer came). An unsafe
                     // request read behind others goes once they are answered.
-                    let Some((req, meta)) = take_deferred(&mut st) else {
+                    let taken = take_deferred(&mut st);
+                    if st.body_counted != 0 {
+                        // A deferred request's body, counted while it waited, leaves.
+                        self.count_body_bytes(&mut st);
+                    }
+                    let Some((req, meta)) = taken else {
                         st.held = true;
                         return;
                     };
@@ -403,8 +408,13 @@ impl Connection {
                             st.out.open(meta, None);
                             if meta.unsafe_method() && st.out.in_flight() != 1 {
                                 // Handled alone, once the requests before it are answered: its
-                                // slot holds the pipeline meanwhile (RFC 9112 §9.3.2).
+                                // slot holds the pipeline meanwhile (RFC 9112 §9.3.2). Its body
+                                // counts in the shard's bound while it waits.
+                                let body = !req.body().is_empty();
                                 st.deferred = Some((req, meta));
+                                if body {
+                                    self.count_body_bytes(&mut st);
+                                }
                                 continue;
                             }
                             (req, meta, st.codec.ahead())
@@ -634,12 +644,14 @@ impl Connection {
         delivered(&mut st, shard, token);
     }
 
-    /// Counts the body being read on this connection (nothing once closed) in its server's
-    /// total on this shard; true if this connection holds some and the total is now over
-    /// `HttpLimits::max_body_bytes_per_shard`. Counted as a body arrives and when it leaves
-    /// the codec: a request without a body costs a look at two fields.
+    /// Counts the body being read on this connection, and a deferred request's (nothing once
+    /// closed), in its server's total on this shard; true if this connection holds some and
+    /// the total is now over `HttpLimits::max_body_bytes_per_shard`. Counted as a body
+    /// arrives, when it leaves the codec and when a deferred request is handed out: a request
+    /// without a body costs a look at two fields.
     fn count_body_bytes(&self, st: &mut State) -> bool {
-        let now = if st.closed() { 0 } else { st.codec.body_received() };
+        let deferred = st.deferred.as_ref().map_or(0, |(req, _)| req.body().len());
+        let now = if st.closed() { 0 } else { st.codec.body_received() + deferred };
         let total = recount(&self.server.body_bytes, &mut st.body_counted, now);
         self.server.stats().set_body_bytes(total);
         now != 0 && total > self.server.limits.max_body_bytes_per_shard

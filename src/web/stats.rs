@@ -156,7 +156,8 @@ pub struct WebServerStats {
     /// them: when a chunk came, after each write), what `max_stream_bytes_per_shard` bounds
     /// per shard.
     pub stream_bytes: u64,
-    /// Bytes of request bodies being read now (as each connection last counted them), what
+    /// Bytes of request bodies being read now, or read and waiting to be handed out (an
+    /// unsafe request behind others; as each connection last counted them), what
     /// `max_body_bytes_per_shard` bounds per shard.
     pub body_bytes: u64,
 }
