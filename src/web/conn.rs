@@ -412,8 +412,16 @@ impl Connection {
                                 // counts in the shard's bound while it waits.
                                 let body = !req.body().is_empty();
                                 st.deferred = Some((req, meta));
-                                if body {
+                                if body && self.count_body_bytes(&mut st) {
+                                    // Past the shard's bound: refused as a body being read is
+                                    // (503), answered in its turn (a body read whole in one
+                                    // read was counted only here; review 63).
+                                    st.deferred = None;
                                     self.count_body_bytes(&mut st);
+                                    self.server.stats().refused(StatusCode::SERVICE_UNAVAILABLE);
+                                    let busy =
+                                        Response::status(StatusCode::SERVICE_UNAVAILABLE).header("retry-after", "1");
+                                    st.out.complete(meta.seq(), busy, shard.now());
                                 }
                                 continue;
                             }
