@@ -417,11 +417,7 @@ impl Connection {
                                     // (503), answered in its turn (a body read whole in one
                                     // read was counted only here; review 63).
                                     st.deferred = None;
-                                    self.count_body_bytes(&mut st);
-                                    self.server.stats().refused(StatusCode::SERVICE_UNAVAILABLE);
-                                    let busy =
-                                        Response::status(StatusCode::SERVICE_UNAVAILABLE).header("retry-after", "1");
-                                    st.out.complete(meta.seq(), busy, shard.now());
+                                    self.refuse_over_bound(&mut st, meta.seq(), shard.now());
                                 }
                                 continue;
                             }
@@ -672,11 +668,18 @@ impl Connection {
     #[inline(never)]
     fn refuse_body(&self, st: &mut State, now: Instant) {
         let meta = st.codec.abort();
+        st.out.open(meta, None);
+        self.refuse_over_bound(st, meta.seq(), now);
+    }
+
+    /// Request `seq`'s body (no longer held) took its shard past `max_body_bytes_per_shard`:
+    /// uncounted, and answered 503 with `Retry-After` in its turn.
+    #[cold]
+    fn refuse_over_bound(&self, st: &mut State, seq: u64, now: Instant) {
         self.count_body_bytes(st);
         self.server.stats().refused(StatusCode::SERVICE_UNAVAILABLE);
         log::debug!(target: "pinion::web", "a request body past the shard's bound for bodies: 503");
-        st.out.open(meta, None);
-        st.out.complete(meta.seq(), Response::status(StatusCode::SERVICE_UNAVAILABLE).header("retry-after", "1"), now);
+        st.out.complete(seq, Response::status(StatusCode::SERVICE_UNAVAILABLE).header("retry-after", "1"), now);
     }
 
     /// Counts what waits to be written on this connection (nothing once closed) in its
