@@ -15,8 +15,9 @@
 //!   segment a literal before a parameter before a `{*rest}` (a pattern that ended before one
 //!   that goes on: `specificity`), whatever the order they were added in; among alike, the
 //!   first added. The first of those that takes the method answers (a GET route takes HEAD:
-//!   `Router::get`); if none does, 405 with `Allow` = the matching routes' methods, HEAD with
-//!   GET, and OPTIONS — or, to OPTIONS, 204 with that `Allow`.
+//!   `Router::get`, unless a route alike takes HEAD itself: a HEAD route or one for any
+//!   method); if none does, 405 with `Allow` = the matching routes' methods, HEAD with GET,
+//!   and OPTIONS — or, to OPTIONS, 204 with that `Allow`.
 //! - No pattern matches: the fallback (`Router::fallback`), or `not_found`'s answer, or 404.
 //!   `OPTIONS *` matches no route: with a `fallback`, the fallback; else 204 with an `Allow`
 //!   of every route's method (with OPTIONS) when every route names one, no `Allow` otherwise
@@ -564,7 +565,20 @@ fn model(table: &Table, case: &Case, head_first: bool) -> Expected {
     // sees that head (no parameters).
     let mut from_head = true;
     let mut seen = String::new();
-    if let Some((route, params)) = matching.iter().find(|(r, _)| takes(r.method, case.method)) {
+    let mut chosen = matching.iter().find(|(r, _)| takes(r.method, case.method));
+    if let Some((get, _)) = chosen
+        && case.method == Method::Head
+        && get.method == Some(Method::Get)
+    {
+        // A route of a pattern alike that takes HEAD itself goes before the GET route.
+        let rank = model_rank(&get.segs);
+        if let Some(own) =
+            matching.iter().find(|(r, _)| model_rank(&r.segs) == rank && r.method.is_none_or(|m| m == Method::Head))
+        {
+            chosen = Some(own);
+        }
+    }
+    if let Some((route, params)) = chosen {
         seen = fmt_params(params);
         if route.layered && case.deny {
             e.status = 403;

@@ -41,7 +41,13 @@ struct Route {
 /// A path that several patterns match goes to the most specific: segment by segment, a
 /// literal before a parameter before a `{*rest}`, whatever the order the routes were added
 /// in (as axum's router); among patterns alike, the first added. A route that takes the
-/// request's method answers; if none of the matching ones does, 405.
+/// request's method answers; if none of the matching ones does, 405. A GET route takes HEAD
+/// too, unless a route of a pattern alike takes HEAD itself.
+///
+/// Patterns are matched against the path as the client sent it, percent-encoding and all
+/// (`%2F` is no `/`, `%41` no `A`; [`Request::param_decoded`] decodes a parameter): a literal
+/// is written as it comes on the wire, so one with a byte no path holds (a space, `?`, `#`,
+/// non-ASCII) is refused, as is a parameter name used twice in one pattern.
 #[derive(Default)]
 pub struct Router {
     core: Arc<Core>,
@@ -78,8 +84,8 @@ impl Router {
     ///
     /// # Panics
     /// If the pattern is malformed (not starting with `/`, an unclosed `{`, a parameter or
-    /// `{*rest}` without a name or with a brace in it, a `{*rest}` that is not last, more than
-    /// eight parameters).
+    /// `{*rest}` without a name or with a brace in it, a name used twice, a `{*rest}` that is
+    /// not last, more than eight parameters, a literal byte no path holds: see [`Router`]).
     pub fn route(self, pattern: &str, handler: impl Handler) -> Router {
         self.add(None, pattern, Arc::new(handler))
     }
@@ -89,7 +95,8 @@ impl Router {
         self.add(Some(method), pattern, Arc::new(handler))
     }
 
-    /// GET (and HEAD) on `pattern`.
+    /// GET on `pattern`, and HEAD there unless a route as specific takes HEAD itself (a
+    /// [`method`](Self::method) route for HEAD, or a [`route`](Self::route) for any method).
     pub fn get(self, pattern: &str, handler: impl Handler) -> Router {
         self.method(Method::Get, pattern, handler)
     }
@@ -232,9 +239,18 @@ fn parse(pattern: &str) -> Result<Vec<Segment>, &'static str> {
             Some(name) if !name.starts_with('*') && well_named(name) => Segment::Param(name.to_owned()),
             Some(_) => return Err("empty or nested parameter"),
             None if p.contains(['{', '}']) => return Err("unbalanced braces"),
+            // What a request's path may hold (visible ASCII but `?` and `#`): a literal with
+            // anything else could match no request, silently.
+            None if !p.bytes().all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#') => {
+                return Err("a literal holds a byte no path holds (percent-encode it)");
+            }
             None => Segment::Literal((*p).to_owned()),
         };
-        if !matches!(seg, Segment::Literal(_)) {
+        if let Segment::Param(name) | Segment::Rest(name) = &seg {
+            // One name, one value: `param` would give the first of two.
+            if out.iter().any(|s| matches!(s, Segment::Param(n) | Segment::Rest(n) if n == name)) {
+                return Err("a parameter name used twice");
+            }
             params += 1;
         }
         out.push(seg);
@@ -400,7 +416,9 @@ impl Handler for Core {
             if !same_bytes(l.as_bytes(), path.as_bytes()) {
                 continue;
             }
-            if !accepts(route.method, method) {
+            // A route for the method itself, or for any, answers here; anything else (a HEAD
+            // that a GET route takes unless a HEAD route as specific is there) the general way.
+            if route.method.is_some_and(|m| m != method) {
                 return self.route_from(i, req);
             }
             return route.handler.handle(req);
@@ -409,13 +427,18 @@ impl Handler for Core {
     }
 }
 
-/// Whether a route for `route` (`None`: any method) takes a request with `method`.
-#[inline]
-fn accepts(route: Option<Method>, method: Method) -> bool {
-    match route {
-        None => true,
-        Some(m) => m == method || (m == Method::Get && method == Method::Head),
-    }
+/// Whether two patterns are alike: literals, parameters and a rest in the same places. A path
+/// that matches both has its parameters at the same ranges in each.
+fn alike(a: &[Segment], b: &[Segment]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|pair| {
+            matches!(
+                pair,
+                (Segment::Literal(_), Segment::Literal(_))
+                    | (Segment::Param(_), Segment::Param(_))
+                    | (Segment::Rest(_), Segment::Rest(_))
+            )
+        })
 }
 
 impl Core {
@@ -464,10 +487,24 @@ impl Core {
     /// The first route from index `from` on that takes `method` on `path`, and how many
     /// parameters it found (their ranges in `found`, filled only by a pattern with
     /// parameters); else the methods of the routes whose path matched.
+    ///
+    /// A HEAD request goes to a GET route only if no route of a pattern as specific (literals,
+    /// parameters and a rest in the same places) that takes HEAD itself (a HEAD route, or one
+    /// for any method) matches too: a HEAD route added after the GET one was never reached
+    /// (found reviewing the router).
     #[inline(always)]
     fn find(&self, from: usize, method: Method, path: &str, found: &mut Option<Found>) -> Result<(&Route, usize), u16> {
         let mut allowed = 0u16;
+        // A GET route that takes this HEAD request, while routes alike after it may take HEAD
+        // themselves. (Routes alike are next to each other: `add` orders them by specificity.
+        // A path splits the same way for each, so `found` stays right for the GET route.)
+        let mut by_get: Option<(&Route, usize)> = None;
         for route in &self.routes[from..] {
+            if let Some((get, n)) = by_get
+                && !alike(&get.segments, &route.segments)
+            {
+                return Ok((get, n));
+            }
             let n = match &route.literal {
                 Some(l) if !same_bytes(l.as_bytes(), path.as_bytes()) => continue,
                 Some(_) => 0,
@@ -476,14 +513,18 @@ impl Core {
                     None => continue,
                 },
             };
-            if accepts(route.method, method) {
+            if route.method.is_none_or(|m| m == method) {
                 return Ok((route, n));
+            }
+            if method == Method::Head && route.method == Some(Method::Get) {
+                by_get = by_get.or(Some((route, n)));
+                continue;
             }
             if let Some(m) = route.method {
                 allowed |= m.allowed_bits();
             }
         }
-        Err(allowed)
+        by_get.ok_or(allowed)
     }
 
     /// No route answers `req`: if some route's path matched (`allowed`: their methods), 405
@@ -578,5 +619,49 @@ mod tests {
         assert!(parse("/{}").is_err());
         assert!(parse("/{*}").is_err());
         assert!(parse("/a/{*r{}").is_err());
+        assert!(parse("/{a}/{a}").is_err());
+        assert!(parse("/{a}/x/{*a}").is_err());
+        assert!(parse("/caf\u{e9}").is_err());
+        assert!(parse("/a b").is_err());
+        assert!(parse("/a?b").is_err());
+        assert!(parse("/a#b").is_err());
+        assert!(parse("/caf%C3%A9/{a}/{b}").is_ok());
+        assert!(parse("/:@!$&'()*+,;=-._~").is_ok());
+    }
+
+    fn answer(router: &Router, method: Method, target: &str) -> String {
+        let resp = crate::web::answer_at_once(router, Request::new(method, target)).expect("answered");
+        String::from_utf8_lossy(resp.body_bytes()).into_owned()
+    }
+
+    /// A HEAD route beside a GET route of a pattern alike answers HEAD, whichever was added
+    /// first; a GET route still answers HEAD where no such route is (mutation: the GET route
+    /// added first took every HEAD).
+    #[test]
+    fn head_goes_to_a_route_that_takes_head_itself() {
+        let text = |s: &'static str| move |_: &Request| Response::text(s);
+        for get_first in [true, false] {
+            let mut r = Router::new();
+            if get_first {
+                r = r.get("/a", text("get a")).get("/p/{x}", text("get p"));
+            }
+            r = r.method(Method::Head, "/a", text("head a")).method(Method::Head, "/p/{y}", text("head p"));
+            r = r.route("/any/{x}", text("any")).get("/any/{x}", text("get any"));
+            r = r.get("/q/{x}", text("get q")).get("/r/{x}", text("get r")).method(
+                Method::Head,
+                "/q/{x}",
+                text("head q"),
+            );
+            if !get_first {
+                r = r.get("/a", text("get a")).get("/p/{x}", text("get p"));
+            }
+            assert_eq!(answer(&r, Method::Head, "/a"), "head a", "get first: {get_first}");
+            assert_eq!(answer(&r, Method::Get, "/a"), "get a");
+            assert_eq!(answer(&r, Method::Head, "/p/1"), "head p");
+            assert_eq!(answer(&r, Method::Get, "/p/1"), "get p");
+            assert_eq!(answer(&r, Method::Head, "/any/1"), "any");
+            assert_eq!(answer(&r, Method::Head, "/q/1"), "head q");
+            assert_eq!(answer(&r, Method::Head, "/r/1"), "get r");
+        }
     }
 }
