@@ -10,6 +10,8 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::ops::Range;
 
+use super::scan::TOKEN;
+
 /// The request methods pinion knows (RFC 9110 §9 plus PATCH). Anything else is answered 501
 /// by the connection before a handler sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -574,6 +576,52 @@ impl Request {
     pub fn take_body(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.body)
     }
+
+    /// Replaces the body (a layer that decodes or decompresses it for the handlers within).
+    /// The framing is over by then: what the connection read is not changed, and a
+    /// `Content-Length` field keeps the length the client sent.
+    pub fn set_body(&mut self, body: impl Into<Vec<u8>>) {
+        self.body = body.into();
+    }
+
+    /// Adds a header field after those there (a layer's: a request id, the user a token
+    /// names), for the handlers within to read. The name is kept lower-case.
+    ///
+    /// The fields bear on nothing the connection does with this request any more (its framing,
+    /// whether it is kept alive, `100 Continue`: the head decided them), only on what the
+    /// handlers read.
+    ///
+    /// # Panics
+    /// If `name` is not a token, or `value` holds CR, LF or NUL (RFC 9110 §5.5: no request a
+    /// client sent holds such a field, and a handler may count on that).
+    pub fn append_header(&mut self, name: &str, value: impl AsRef<[u8]>) {
+        let value = value.as_ref();
+        assert!(
+            !name.is_empty() && name.bytes().all(|b| TOKEN[usize::from(b)]),
+            "append_header: {name:?} is not a field name (a token)"
+        );
+        assert!(
+            !value.iter().any(|b| matches!(b, b'\r' | b'\n' | 0)),
+            "append_header: the value of {name:?} holds CR, LF or NUL"
+        );
+        self.push_header(name.as_bytes(), value);
+    }
+
+    /// Sets the header field `name` (any case) to `value`: every field of that name goes, and
+    /// this one is added after the others ([`append_header`](Self::append_header), whose
+    /// panics it shares).
+    pub fn set_header(&mut self, name: &str, value: impl AsRef<[u8]>) {
+        self.remove_header(name);
+        self.append_header(name, value);
+    }
+
+    /// Removes every header field named `name` (any case; a layer that strips the
+    /// credentials it checked before the handler sees the request); whether there was one.
+    pub fn remove_header(&mut self, name: &str) -> bool {
+        let (arena, before) = (&self.arena, self.headers.len());
+        self.headers.retain(|f| !f.name.get(arena).eq_ignore_ascii_case(name.as_bytes()));
+        self.headers.len() != before
+    }
 }
 
 impl fmt::Debug for Request {
@@ -716,6 +764,41 @@ fn percent_bytes(s: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_layer_edits_the_fields_and_the_body() {
+        let mut req = Request::new(Method::Post, "/a")
+            .with_header("Authorization", "Bearer x")
+            .with_header("Accept", "a")
+            .with_header("authorization", "Bearer y")
+            .with_body("abc");
+        assert!(req.remove_header("AUTHORIZATION"));
+        assert!(!req.remove_header("authorization"));
+        req.append_header("X-Request-Id", "7");
+        req.append_header("x-request-id", "8");
+        req.set_header("Accept", "b");
+        req.set_body("decoded");
+        let fields: Vec<(&str, &[u8])> = req.headers().iter().collect();
+        assert_eq!(fields, [("x-request-id", &b"7"[..]), ("x-request-id", b"8"), ("accept", b"b")]);
+        assert_eq!(req.header("X-REQUEST-ID"), Some(&b"7"[..]));
+        assert_eq!(req.body(), b"decoded");
+        assert_eq!(req.target(), "/a");
+    }
+
+    #[test]
+    #[should_panic(expected = "not a field name")]
+    fn a_field_name_that_is_no_token_is_refused() {
+        Request::new(Method::Get, "/").append_header("x y", "1");
+    }
+
+    #[test]
+    fn a_field_value_with_cr_lf_or_nul_is_refused() {
+        for bad in [&b"a\rb"[..], b"a\nb", b"a\0b"] {
+            let edit = std::panic::catch_unwind(|| Request::new(Method::Get, "/").set_header("x-a", bad));
+            assert!(edit.is_err(), "{bad:?}");
+        }
+        Request::new(Method::Get, "/").set_header("x-a", "tab\tand obs-text \u{e9}");
+    }
 
     /// An arena past 4 GiB is refused, never cut (review 43, stop 32: a target ending past
     /// 4 GiB had its end cut inside a character, and `target()` gave safe code a `&str` that
