@@ -19,7 +19,7 @@
 //!   method); if none does, 405 with `Allow` = the matching routes' methods, HEAD with GET,
 //!   and OPTIONS — or, to OPTIONS, 204 with that `Allow`.
 //! - No pattern matches: the fallback (`Router::fallback`), or `not_found`'s answer, or 404.
-//!   `OPTIONS *` matches no route: with a `fallback`, the fallback; else 204 with an `Allow`
+//!   `OPTIONS *` (and `OPTIONS http://h`, no path or query) matches no route: with a `fallback`, the fallback; else 204 with an `Allow`
 //!   of every route's method (with OPTIONS) when every route names one, no `Allow` otherwise
 //!   (`Router`, `Router::not_found`, `Core::server_options`).
 //! - A layer on the router (`Router::layer`) sees every request and answer, the router's own
@@ -456,6 +456,12 @@ fn model_path(target: &str) -> &str {
     if path.is_empty() { "/" } else { path }
 }
 
+/// Whether `OPTIONS` with `target` asks about the server: `*`, or an absolute-form target
+/// with neither a path nor a query (`Request::is_server_wide`).
+fn model_server_wide(target: &str) -> bool {
+    target == "*" || target.find("://").is_some_and(|i| !target[i + 3..].contains(['/', '?']))
+}
+
 /// `%XX` decoded, other `%` kept; `None` if not UTF-8.
 fn model_decode(s: &str) -> Option<String> {
     let b = s.as_bytes();
@@ -558,8 +564,12 @@ fn model(table: &Table, case: &Case, head_first: bool) -> Expected {
         return e;
     }
     let path = model_path(&case.target);
-    let mut matching: Vec<(&RouteSpec, Vec<(String, String)>)> =
-        table.routes.iter().filter_map(|r| model_match(&r.segs, path).map(|p| (r, p))).collect();
+    let server_wide = case.method == Method::Options && model_server_wide(&case.target);
+    let mut matching: Vec<(&RouteSpec, Vec<(String, String)>)> = if server_wide {
+        Vec::new()
+    } else {
+        table.routes.iter().filter_map(|r| model_match(&r.segs, path).map(|p| (r, p))).collect()
+    };
     matching.sort_by(|a, b| model_rank(&a.0.segs).cmp(&model_rank(&b.0.segs)).then(a.0.id.cmp(&b.0.id)));
     // Whether the answer came from the router asked with the head alone: an outer hook then
     // sees that head (no parameters).
@@ -598,7 +608,7 @@ fn model(table: &Table, case: &Case, head_first: bool) -> Expected {
     } else if !matching.is_empty() {
         e.status = if case.method == Method::Options { 204 } else { 405 };
         e.allow = Some(allow_of(matching.iter().filter_map(|(r, _)| r.method)));
-    } else if case.method == Method::Options && case.target == "*" && table.unmatched != Unmatched::Fallback {
+    } else if server_wide && table.unmatched != Unmatched::Fallback {
         e.status = 204;
         if table.routes.iter().all(|r| r.method.is_some()) {
             e.allow = Some(allow_of(table.routes.iter().filter_map(|r| r.method)));
@@ -719,8 +729,9 @@ impl Coverage {
         self.head_by_get +=
             c(case.method == Method::Head && want.route.is_some_and(|id| table.routes[id].method == Some(Method::Get)));
         self.not_allowed += c(want.status == 405);
-        self.options_auto += c(want.status == 204 && case.target != "*");
-        self.options_star += c(case.target == "*");
+        let server_wide = case.method == Method::Options && model_server_wide(&case.target);
+        self.options_auto += c(want.status == 204 && !server_wide);
+        self.options_star += c(server_wide);
         self.not_found += c(want.status == 404);
         self.fallback += c(want.fallback);
         self.route_layer += c(want.inner.is_some());
@@ -741,7 +752,7 @@ fn check_case(table: &Table, router: &Router, case: &Case) -> Result<(), String>
     }
     // RFC 9110 §15.5.6: a 405's `Allow` lists the methods the target supports — each of them
     // is answered (OPTIONS by the router), each other method gets the 405 again.
-    if let (Some(allow), false) = (&got.allow, case.target == "*") {
+    if let (Some(allow), false) = (&got.allow, case.method == Method::Options && model_server_wide(&case.target)) {
         for m in METHODS.iter().chain(&[Method::Trace]) {
             let other = Case { method: *m, ..case.clone() };
             let status = answer_at_once(router, request_of(&other)).ok_or("no answer at once")?.status.0;

@@ -463,6 +463,18 @@ impl Request {
         }
     }
 
+    /// Whether the request asks about the server as a whole, not about a resource (RFC 9110
+    /// §9.3.7): `OPTIONS *`, or `OPTIONS` with an absolute-form target that has neither a path
+    /// nor a query (`OPTIONS http://example.com:8001`, which the last proxy on the way
+    /// forwards as `OPTIONS *`: RFC 9112 §3.2.4).
+    pub fn is_server_wide(&self) -> bool {
+        self.method == Method::Options
+            && match self.target() {
+                "*" => true,
+                t => self.path.start == self.path.end && self.query.is_none() && authority(t.as_bytes()).is_some(),
+            }
+    }
+
     /// The host the request is for, with its port if one was sent (RFC 9112 §3.2.2): the
     /// authority of an absolute-form target (`GET http://example.com/ HTTP/1.1`; the `Host`
     /// field is then ignored, as an origin server must), the target of a CONNECT, else the

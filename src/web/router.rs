@@ -35,7 +35,8 @@ struct Route {
 /// [`WebHandler`](super::WebHandler) to an actor. A path that matches with the wrong method
 /// gets 405 with `Allow` (`OPTIONS` there gets 204 with it, unless a route takes OPTIONS); no
 /// match, the fallback (404 by default). `OPTIONS *` (a question about the server, not a
-/// resource: RFC 9110 §9.3.7) matches no route; without a fallback the router answers it
+/// resource: RFC 9110 §9.3.7; also `OPTIONS http://host` without a path:
+/// [`Request::is_server_wide`]) matches no route; without a fallback the router answers it
 /// 204, with an `Allow` of every method its routes take when each route names its method.
 ///
 /// A path that several patterns match goes to the most specific: segment by segment, a
@@ -411,6 +412,10 @@ impl Handler for Core {
         // the routes skipped so far matched nothing, so the outcome is the same.
         let request = req.request();
         let (method, path) = (request.method(), request.path());
+        if method == Method::Options {
+            // It may ask about the server, not the path (`find`).
+            return self.route_from(0, req);
+        }
         for (i, route) in self.routes.iter().enumerate() {
             let Some(l) = &route.literal else { return self.route_from(i, req) };
             if !same_bytes(l.as_bytes(), path.as_bytes()) {
@@ -451,7 +456,7 @@ impl Core {
         params: bool,
     ) -> Result<(&'r Arc<dyn Handler>, Cow<'r, Request>), Response> {
         let mut found = None;
-        let allowed = match self.find(0, req.method(), req.path(), &mut found) {
+        let allowed = match self.find(0, req, &mut found) {
             Ok((route, n)) if n == 0 || !params => return Ok((&route.handler, Cow::Borrowed(req))),
             Ok((route, n)) => {
                 // The route's handler sees the path parameters, as `handle` records them (on a
@@ -474,8 +479,7 @@ impl Core {
     fn route_from(&self, from: usize, mut req: WebRequest) {
         // Filled only by a pattern with parameters (a literal route needs none of it).
         let mut found = None;
-        let request = req.request();
-        match self.find(from, request.method(), request.path(), &mut found) {
+        match self.find(from, req.request(), &mut found) {
             Ok((route, n)) => {
                 record_params(route, &found, n, req.request_mut());
                 route.handler.handle(req)
@@ -493,7 +497,12 @@ impl Core {
     /// for any method) matches too: a HEAD route added after the GET one was never reached
     /// (found reviewing the router).
     #[inline(always)]
-    fn find(&self, from: usize, method: Method, path: &str, found: &mut Option<Found>) -> Result<(&Route, usize), u16> {
+    fn find<'r>(&'r self, from: usize, req: &Request, found: &mut Option<Found>) -> Result<(&'r Route, usize), u16> {
+        let (method, path) = (req.method(), req.path());
+        if method == Method::Options && req.is_server_wide() {
+            // About the server, not the path `/` an absolute-form target without one has.
+            return Err(0);
+        }
         let mut allowed = 0u16;
         // A GET route that takes this HEAD request, while routes alike after it may take HEAD
         // themselves. (Routes alike are next to each other: `add` orders them by specificity.
@@ -548,7 +557,7 @@ impl Core {
                 if req.method() == Method::Options { StatusCode::NO_CONTENT } else { StatusCode::METHOD_NOT_ALLOWED };
             return Ok(Response::status(status).header("allow", allow));
         }
-        let star = req.method() == Method::Options && req.target() == "*";
+        let star = req.is_server_wide();
         match &self.fallback {
             Some(_) if star && self.not_found => Ok(self.server_options()),
             Some(f) => Err(f),
@@ -627,6 +636,30 @@ mod tests {
         assert!(parse("/a#b").is_err());
         assert!(parse("/caf%C3%A9/{a}/{b}").is_ok());
         assert!(parse("/:@!$&'()*+,;=-._~").is_ok());
+    }
+
+    /// `OPTIONS http://host` (no path, no query) asks about the server as `OPTIONS *` does,
+    /// not about `/` (RFC 9112 §3.2.4): before, a route on `/` (or `{*rest}`) answered it.
+    #[test]
+    fn options_for_an_absolute_form_without_a_path_asks_about_the_server() {
+        let router = Router::new()
+            .route("/", |_: &Request| Response::text("root"))
+            .post("/items", |_: &Request| Response::text("posted"));
+        for target in ["*", "http://example.com", "http://example.com:8001"] {
+            let resp = crate::web::answer_at_once(&router, Request::new(Method::Options, target)).expect("answered");
+            assert_eq!((resp.status, resp.body_bytes()), (StatusCode::NO_CONTENT, &b""[..]), "{target}");
+            assert_eq!(resp.header_value("allow"), None, "{target}: a route takes any method");
+        }
+        for target in ["/", "http://example.com/", "http://example.com?", "http://example.com?a"] {
+            assert_eq!(answer(&router, Method::Options, target), "root", "{target}");
+        }
+        assert_eq!(answer(&router, Method::Get, "http://example.com"), "root");
+        let rest = Router::new().route("/{*rest}", |_: &Request| Response::text("rest"));
+        let resp = crate::web::answer_at_once(&rest, Request::new(Method::Options, "http://h")).expect("answered");
+        assert_eq!(resp.status, StatusCode::NO_CONTENT);
+        let named = Router::new().get("/", |_: &Request| Response::text("root"));
+        let resp = crate::web::answer_at_once(&named, Request::new(Method::Options, "http://h")).expect("answered");
+        assert_eq!(resp.header_value("allow"), Some(&b"GET, HEAD, OPTIONS"[..]));
     }
 
     fn answer(router: &Router, method: Method, target: &str) -> String {
