@@ -219,6 +219,11 @@ pub(crate) struct ShardRemote {
     /// before `Node::start` returns; unset when pinning is off or failed (a review: a failed
     /// pin still reported its core).
     pub(crate) core: OnceLock<usize>,
+    /// The id of the web connection open under each of the shard's io tokens (0: none), for a
+    /// worker on any shard to tell whether the client of a request it holds is gone
+    /// (`WebRequest::is_client_gone`). Written by the shard when it opens and closes one.
+    #[cfg(feature = "web")]
+    pub(crate) connections: crate::pool::cells::Segmented<AtomicU64>,
 }
 
 /// What every shard and handle of a node shares.
@@ -440,6 +445,8 @@ impl Node {
                 waker,
                 table: SharedTable::new(),
                 core: OnceLock::new(),
+                #[cfg(feature = "web")]
+                connections: crate::pool::cells::Segmented::new(),
             }));
         }
         let shared = Arc::new(NodeShared {

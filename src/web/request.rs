@@ -258,15 +258,40 @@ impl WebRequest {
         self.deadline().is_some_and(|d| Instant::now() >= d)
     }
 
-    /// Gives the request up if it [`is_expired`](Self::is_expired), without an answer: the
-    /// connection answers it 504 (or did), as it does any request not answered in time.
-    /// `None` then; else the request back. A worker behind on its queue skips such requests
-    /// instead of working on answers nobody will get — dropping one instead would answer it
-    /// 500, which can reach the client before the 504. A [`WebWorker`](super::WebWorker) does
-    /// this before its async methods unless its
+    /// Whether the client's connection is gone: closed by a reset, a failed write, a timeout
+    /// or the server, so an answer now would go nowhere. A worker with a long task (a long
+    /// poll, a costly query) asks between steps and gives the request up (a
+    /// [`WebWorker`](super::WebWorker) holds the `WebRequest` through
+    /// [`take_request`](super::WebWorker::take_request)). A client that only half-closed (shut
+    /// down its sending side) is still there: it gets its answers.
+    ///
+    /// Read from any shard of the node, lock-free (one atomic load). `false` off the node's
+    /// shard threads, for an answered request and for one made by
+    /// [`answer_at_once`](super::answer_at_once): there is no connection to ask there.
+    pub fn is_client_gone(&self) -> bool {
+        let Some(to) = self.reply() else { return false };
+        crate::shard::with_current(|here| {
+            let Some(remote) = here.filter(|s| s.node.id == to.node).and_then(|s| s.node.shards.get(to.shard.index()))
+            else {
+                return false;
+            };
+            remote
+                .connections
+                .get(to.token.0)
+                .is_none_or(|open| open.load(std::sync::atomic::Ordering::Acquire) != to.conn)
+        })
+    }
+
+    /// Gives the request up if it [`is_expired`](Self::is_expired) or its client
+    /// [`is_client_gone`](Self::is_client_gone), without an answer: the connection answers
+    /// an expired one 504 (or did), as it does any request not answered in time; a gone client
+    /// gets nothing. `None` then; else the request back. A worker behind on its queue skips
+    /// such requests instead of working on answers nobody will get — dropping one instead
+    /// would answer it 500, which can reach the client before the 504. A
+    /// [`WebWorker`](super::WebWorker) does this before its async methods unless its
     /// [`SKIPS_EXPIRED`](super::WebWorker::SKIPS_EXPIRED) is `false`.
     pub fn skip_if_expired(mut self) -> Option<WebRequest> {
-        if !self.is_expired() {
+        if !self.is_expired() && !self.is_client_gone() {
             return Some(self);
         }
         if let Some(inner) = self.0.as_mut() {

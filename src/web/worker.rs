@@ -76,7 +76,9 @@ pub trait WebWorker: 'static {
 
     /// Whether a request whose deadline passed while it waited in the mailbox is skipped: the
     /// async methods (and [`take_request`](Self::take_request)) do not see it, and the client
-    /// has the connection's 504 ([`WebRequest::skip_if_expired`]). So a worker that fell
+    /// has the connection's 504 ([`WebRequest::skip_if_expired`]); so is one whose client's
+    /// connection closed meanwhile ([`WebRequest::is_client_gone`]: a client that gave up and
+    /// reset, or whose earlier answer could not be written). So a worker that fell
     /// behind under a burst catches up with requests whose clients still wait, instead of
     /// serving every late one first (each answer dropped) while fresh requests time out behind
     /// them. `false` serves every request it takes, late or not (work that must run whatever
