@@ -275,10 +275,11 @@ impl WebRequest {
             else {
                 return false;
             };
+            // (No entry: a token past the table's ~16 M, never written: cannot tell.)
             remote
                 .connections
                 .get(to.token.0)
-                .is_none_or(|open| open.load(std::sync::atomic::Ordering::Acquire) != to.conn)
+                .is_some_and(|open| open.load(std::sync::atomic::Ordering::Acquire) != to.conn)
         })
     }
 
