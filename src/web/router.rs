@@ -165,7 +165,8 @@ impl Router {
     /// limits see every request. Layers added later run first. Path parameters are recorded
     /// after the layers ran, when the route is chosen.
     ///
-    /// A layer for some routes only wraps their handler instead ([`Layer::wrap`]):
+    /// A layer for some routes only wraps their handler instead ([`Layer::wrap`]), or every
+    /// route added so far ([`route_layer`](Self::route_layer)):
     ///
     /// ```
     /// use std::sync::Arc;
@@ -181,6 +182,28 @@ impl Router {
     /// ```
     pub fn layer(mut self, layer: impl Layer) -> Router {
         self.layers.push(Arc::new(layer));
+        self.rebuild()
+    }
+
+    /// Wraps the handler of every route added so far in `layer` — not the routes added after,
+    /// not the fallback, not the router's own 404/405 answers (as axum's `route_layer`): auth
+    /// for an API's routes, added before the public ones.
+    ///
+    /// ```
+    /// use pinion::http::{Request, Response};
+    /// use pinion::web::{Router, bearer};
+    ///
+    /// let router = Router::new()
+    ///     .get("/admin", |_: &Request| Response::text("admins only"))
+    ///     .post("/admin/users", |_: &Request| Response::text("created"))
+    ///     .route_layer(bearer("admin", "s3cret"))
+    ///     .get("/status", |_: &Request| Response::text("anyone"));
+    /// ```
+    pub fn route_layer(mut self, layer: impl Layer) -> Router {
+        let core = Arc::make_mut(&mut self.core);
+        for route in &mut core.routes {
+            route.handler = layer.wrap(route.handler.clone());
+        }
         self.rebuild()
     }
 
@@ -636,6 +659,27 @@ mod tests {
         assert!(parse("/a#b").is_err());
         assert!(parse("/caf%C3%A9/{a}/{b}").is_ok());
         assert!(parse("/:@!$&'()*+,;=-._~").is_ok());
+    }
+
+    /// `route_layer` wraps the routes added before it, and nothing else.
+    #[test]
+    fn a_route_layer_wraps_the_routes_added_before_it() {
+        use crate::web::guard;
+        let deny = || guard(|_: &Request| Some(Response::status(StatusCode::FORBIDDEN)));
+        let router = Router::new()
+            .get("/a", |_: &Request| Response::text("a"))
+            .route("/b/{x}", |_: &Request| Response::text("b"))
+            .route_layer(deny())
+            .get("/c", |_: &Request| Response::text("c"))
+            .fallback(|_: &Request| Response::text("fallback"));
+        let status = |method, target| {
+            crate::web::answer_at_once(&router, Request::new(method, target)).expect("answered").status
+        };
+        assert_eq!(status(Method::Get, "/a"), StatusCode::FORBIDDEN);
+        assert_eq!(status(Method::Post, "/b/1"), StatusCode::FORBIDDEN);
+        assert_eq!(answer(&router, Method::Get, "/c"), "c");
+        assert_eq!(answer(&router, Method::Get, "/nowhere"), "fallback");
+        assert_eq!(status(Method::Post, "/a"), StatusCode::METHOD_NOT_ALLOWED, "the router's own answer");
     }
 
     /// `OPTIONS http://host` (no path, no query) asks about the server as `OPTIONS *` does,
