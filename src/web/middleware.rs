@@ -348,10 +348,20 @@ impl Handler for Logged {
 
 /// `inner`'s answer to the head alone, if it gives one, with `hook` run on it as on any answer
 /// (the layers that hook answers: a hook added in `handle` does not see this one). A panic in
-/// it costs a 500 and the hooks outside still run (a review found a panic here escaping, and
-/// the connection's own 500 unhooked).
+/// the hook, or in `inner` (a guard, an auth check, a route's own `check_head`), costs a 500
+/// that this hook and the hooks outside still run on, as on the 500 of a handler that panics
+/// (a review found a hook's panic escaping, and review 64 an inner check's: the connection's
+/// own 500 went out without CORS fields, request id or log line).
 fn check_head_hooked(inner: &dyn Handler, req: &Request, hook: &dyn ResponseHook) -> Option<Response> {
-    let mut resp = inner.check_head(req)?;
+    let asked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.check_head(req)));
+    let mut resp = match asked {
+        Ok(answer) => answer?,
+        Err(payload) => {
+            let text = crate::shard::executor::panic_text(&*payload);
+            crate::log_limit::log_limited!(Error, target: "pinion", "a panic while checking a request head was contained: {text}");
+            Response::status(StatusCode::INTERNAL_SERVER_ERROR)
+        }
+    };
     let summary = RequestSummary { request: req, received: Instant::now() };
     super::request::run_hooks(std::iter::once(hook), &summary, &mut resp);
     Some(resp)
