@@ -3,6 +3,8 @@
 
 mod review_support;
 
+use std::sync::Arc;
+
 use pinion::http::{HttpLimits, Request, Response};
 use pinion::web::{Cors, Layer, RequestSummary, Router, guard, hook};
 use review_support::*;
@@ -44,6 +46,50 @@ fn a_check_that_panics_on_the_head_alone_answers_a_hooked_500() {
             // Answered from the head: the body is not read, the connection closes.
             c.assert_closed();
         }
+    }
+    node.stop();
+}
+
+/// CORS on one route ([`Layer::wrap`], as the router's docs show for a layer on some routes):
+/// a browser's preflight for that route's method gets the layer's answer (204 with the allow
+/// fields), not the router's bare 204 with `Allow` — which a browser refuses, so the route
+/// could never be called cross-origin (axum's `MethodRouter::layer` sees preflights alike). A
+/// route without the layer, and a plain `OPTIONS`, keep the router's answer.
+#[test]
+fn cors_on_one_route_answers_that_routes_preflights() {
+    let cors = Cors { origins: vec!["http://app.example".into()], ..Cors::default() };
+    let router =
+        Router::new().post("/api/{id}", cors.wrap(Arc::new(hello))).get("/api/{id}", hello).put("/plain", hello);
+    let node = start_node("r64-route-cors", 1);
+    let server = serve_with(&node, HttpLimits::default(), router);
+    let mut c = Client::connect(server.local_addr());
+    let preflight = |path: &str, method: &str| {
+        format!(
+            "OPTIONS {path} HTTP/1.1\r\nHost: x\r\nOrigin: http://app.example\r\nAccess-Control-Request-Method: {method}\r\n\r\n"
+        )
+    };
+    c.send(preflight("/api/7", "POST").as_bytes());
+    let resp = c.response();
+    let fields = (resp.status, resp.header("access-control-allow-origin"), resp.header("access-control-allow-methods"));
+    assert_eq!(fields.0, 204, "{resp:?}");
+    assert_eq!(fields.1, Some("http://app.example"), "{resp:?}");
+    assert!(fields.2.is_some_and(|m| m.contains("POST")), "{resp:?}");
+    assert_eq!(resp.header("vary"), Some("origin"), "{resp:?}");
+    // The route itself answers with the allow field.
+    c.send(b"POST /api/7 HTTP/1.1\r\nHost: x\r\nOrigin: http://app.example\r\nContent-Length: 0\r\n\r\n");
+    let resp = c.response();
+    assert_eq!((resp.status, resp.header("access-control-allow-origin")), (200, Some("http://app.example")));
+    // The GET route on the same path has no CORS layer; a route elsewhere neither: the
+    // router's own 204 with `Allow`, as a plain OPTIONS gets.
+    for ask in [
+        preflight("/api/7", "GET"),
+        preflight("/plain", "PUT"),
+        "OPTIONS /api/7 HTTP/1.1\r\nHost: x\r\n\r\n".to_owned(),
+    ] {
+        c.send(ask.as_bytes());
+        let resp = c.response();
+        let fields = (resp.status, resp.header("access-control-allow-origin"), resp.header("allow").is_some());
+        assert_eq!(fields, (204, None, true), "{ask:?}: {resp:?}");
     }
     node.stop();
 }

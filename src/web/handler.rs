@@ -35,6 +35,11 @@ pub trait Handler: Send + Sync + 'static {
     /// behind requests still in flight (it waits its turn: the pool is asked then); a plain
     /// function and any handler that does not implement this say `None`. A method the server
     /// does not know is answered 501 by the connection before any handler is asked.
+    ///
+    /// The router also asks a route's handler about a CORS preflight (`OPTIONS` with `Origin`
+    /// and `Access-Control-Request-Method`) for the method it takes, when no route on the path
+    /// takes OPTIONS: a `Cors` layer wrapping that route alone answers it; `None` leaves the
+    /// router's 204 with `Allow`.
     fn check_head(&self, req: &Request) -> Option<Response> {
         let _ = req;
         None

@@ -33,7 +33,9 @@ struct Route {
 /// Path patterns with parameters (`/users/{id}`, a trailing `{*rest}`), method routing, a
 /// fallback. A route's handler is any [`Handler`]: a plain function run on the shard, or a
 /// [`WebHandler`](super::WebHandler) to an actor. A path that matches with the wrong method
-/// gets 405 with `Allow` (`OPTIONS` there gets 204 with it, unless a route takes OPTIONS); no
+/// gets 405 with `Allow` (`OPTIONS` there gets 204 with it, unless a route takes OPTIONS; a
+/// CORS preflight there, the answer to its head of the route that takes the method it asks
+/// about, if it gives one: a [`Cors`](super::Cors) layer on that route alone); no
 /// match, the fallback (404 by default). `OPTIONS *` (a question about the server, not a
 /// resource: RFC 9110 §9.3.7; also `OPTIONS http://host` without a path:
 /// [`Request::is_server_wide`]) matches no route; without a fallback the router answers it
@@ -479,7 +481,7 @@ impl Core {
         params: bool,
     ) -> Result<(&'r Arc<dyn Handler>, Cow<'r, Request>), Response> {
         let mut found = None;
-        let allowed = match self.find(0, req, &mut found) {
+        let allowed = match self.find_for(0, req, &mut found) {
             Ok((route, n)) if n == 0 || !params => return Ok((&route.handler, Cow::Borrowed(req))),
             Ok((route, n)) => {
                 // The route's handler sees the path parameters, as `handle` records them (on a
@@ -502,13 +504,25 @@ impl Core {
     fn route_from(&self, from: usize, mut req: WebRequest) {
         // Filled only by a pattern with parameters (a literal route needs none of it).
         let mut found = None;
-        match self.find(from, req.request(), &mut found) {
+        match self.find_for(from, req.request(), &mut found) {
             Ok((route, n)) => {
                 record_params(route, &found, n, req.request_mut());
                 route.handler.handle(req)
             }
             Err(allowed) => self.unrouted(req, allowed),
         }
+    }
+
+    /// [`find`](Self::find) for `req`, but that a request about the server as a whole
+    /// ([`Request::is_server_wide`]) matches no route: not the path `/` an absolute-form
+    /// target without one has.
+    #[inline(always)]
+    fn find_for(&self, from: usize, req: &Request, found: &mut Option<Found>) -> Result<(&Route, usize), u16> {
+        let method = req.method();
+        if method == Method::Options && req.is_server_wide() {
+            return Err(0);
+        }
+        self.find(from, method, req.path(), found)
     }
 
     /// The first route from index `from` on that takes `method` on `path`, and how many
@@ -520,12 +534,7 @@ impl Core {
     /// for any method) matches too: a HEAD route added after the GET one was never reached
     /// (found reviewing the router).
     #[inline(always)]
-    fn find<'r>(&'r self, from: usize, req: &Request, found: &mut Option<Found>) -> Result<(&'r Route, usize), u16> {
-        let (method, path) = (req.method(), req.path());
-        if method == Method::Options && req.is_server_wide() {
-            // About the server, not the path `/` an absolute-form target without one has.
-            return Err(0);
-        }
+    fn find(&self, from: usize, method: Method, path: &str, found: &mut Option<Found>) -> Result<(&Route, usize), u16> {
         let mut allowed = 0u16;
         // A GET route that takes this HEAD request, while routes alike after it may take HEAD
         // themselves. (Routes alike are next to each other: `add` orders them by specificity.
@@ -575,6 +584,9 @@ impl Core {
     /// The router's own answer to a request no route takes, or the fallback that answers it.
     fn unrouted_answer(&self, req: &Request, allowed: u16) -> Result<Response, &Arc<dyn Handler>> {
         if allowed != 0 {
+            if let Some(resp) = self.route_preflight(req) {
+                return Ok(resp);
+            }
             let allow = Method::allow_list(allowed | Method::Options.bit());
             let status =
                 if req.method() == Method::Options { StatusCode::NO_CONTENT } else { StatusCode::METHOD_NOT_ALLOWED };
@@ -587,6 +599,20 @@ impl Core {
             None if star => Ok(self.server_options()),
             None => Ok(Response::status(StatusCode::NOT_FOUND)),
         }
+    }
+
+    /// A CORS preflight (`OPTIONS` with `Origin` and `Access-Control-Request-Method`) to a path
+    /// no route takes OPTIONS on is a question about the route that takes the method it names:
+    /// that route's answer from the head alone ([`Handler::check_head`]), if it gives one — a
+    /// [`Cors`](super::Cors) layer wrapping just that route answers its preflights (review 64:
+    /// they got the router's bare 204, which a browser refuses).
+    fn route_preflight(&self, req: &Request) -> Option<Response> {
+        if req.method() != Method::Options || req.header("origin").is_none() {
+            return None;
+        }
+        let asked = Method::from_bytes(req.header("access-control-request-method")?.trim_ascii())?;
+        let (route, _) = self.find(0, asked, req.path(), &mut None).ok()?;
+        route.handler.check_head(req)
     }
 
     /// The answer to `OPTIONS *`: 204, with `Allow` the methods of the routes (and OPTIONS)
