@@ -93,3 +93,33 @@ fn cors_on_one_route_answers_that_routes_preflights() {
     }
     node.stop();
 }
+
+/// The values of every `name` field of `resp`, split at commas (a list field however sent).
+fn listed(resp: &Resp, name: &str) -> Vec<String> {
+    let fields = resp.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name));
+    fields.flat_map(|(_, v)| v.split(',').map(|t| t.trim().to_ascii_lowercase())).collect()
+}
+
+/// A router with `Cors` mounted in one with `Cors` (an API's own policy inside an app's): one
+/// `Access-Control-Allow-Origin` on the answer, the outer layer's (it answers the preflights
+/// too), and `Vary` naming `Origin` once. Before, each layer added its own field: two
+/// `Access-Control-Allow-Origin` fields, which a browser refuses as "multiple values" — the
+/// API unreachable cross-origin from any page, its own origin included.
+#[test]
+fn cors_layers_nested_send_one_allow_origin() {
+    let api = Router::new()
+        .get("/api/items", |_: &Request| Response::text("[]").header("vary", "Accept-Encoding"))
+        .layer(Cors { origins: vec!["http://app.example".into()], credentials: true, ..Cors::default() });
+    let cors = Cors { origins: vec!["http://app.example".into()], ..Cors::default() };
+    let router = Router::new().route("/api/{*rest}", api).layer(cors);
+    let node = start_node("r64-nested-cors", 1);
+    let server = serve_with(&node, HttpLimits::default(), router);
+    let mut c = Client::connect(server.local_addr());
+    c.send(b"GET /api/items HTTP/1.1\r\nHost: x\r\nOrigin: http://app.example\r\n\r\n");
+    let resp = c.response();
+    assert_eq!(listed(&resp, "access-control-allow-origin"), ["http://app.example"], "{resp:?}");
+    // The outer layer's policy: no credentials (its preflight allowed none).
+    assert_eq!(resp.header("access-control-allow-credentials"), None, "{resp:?}");
+    assert_eq!(listed(&resp, "vary"), ["accept-encoding", "origin"], "{resp:?}");
+    node.stop();
+}

@@ -122,6 +122,10 @@ impl Handler for Authed {
 /// gets 403, without CORS fields: the browser refuses the request either way, the status
 /// says why to whoever reads the network log.
 ///
+/// The allow fields are set, not added: a `Cors` around another (an app's around a nested
+/// API router's) or a handler's own leaves one `Access-Control-Allow-Origin` (the outermost
+/// layer's: it answers the preflights), and `Vary` names `Origin` once.
+///
 /// The fields go on every answer of a request that reached the handlers (the runtime's
 /// 500/503/504 too), not on the connection's refusals of requests it could not take (see
 /// [`ResponseHook`]).
@@ -212,6 +216,14 @@ impl ResponseHook for CorsState {
     fn on_response(&self, req: &RequestSummary<'_>, resp: &mut Response) {
         let origin = req.request.header("origin");
         if let Some(allow) = origin.and_then(|o| self.allow(o)) {
+            // Set, not added: under another `Cors` (a router's around a nested router's) two
+            // `Access-Control-Allow-Origin` fields went out, which a browser refuses ("multiple
+            // values"; review 64). The outermost layer's fields stand, as its preflight answer.
+            for name in
+                ["access-control-allow-origin", "access-control-allow-credentials", "access-control-expose-headers"]
+            {
+                resp.remove_header(name);
+            }
             resp.headers.push((Cow::Borrowed("access-control-allow-origin"), cow_bytes(allow)));
             if self.credentials() {
                 resp.headers.push((Cow::Borrowed("access-control-allow-credentials"), Cow::Borrowed(b"true")));
@@ -221,11 +233,18 @@ impl ResponseHook for CorsState {
             }
         }
         // Whether `Origin` came, was allowed or not; with `*`, an answer without it differs
-        // from one with it (Fetch §3.2.6: cached, it would be served to a CORS request).
-        if self.varies() || origin.is_none() {
+        // from one with it (Fetch §3.2.6: cached, it would be served to a CORS request). Once.
+        if (self.varies() || origin.is_none()) && !varies_by_origin(resp) {
             resp.headers.push((Cow::Borrowed("vary"), Cow::Borrowed(b"origin")));
         }
     }
+}
+
+/// `resp` has a `Vary` field that names `Origin` (or `*`).
+fn varies_by_origin(resp: &Response) -> bool {
+    resp.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("vary")).any(|(_, v)| {
+        v.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"origin") || t.trim_ascii() == b"*")
+    })
 }
 
 impl CorsHandler {
