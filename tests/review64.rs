@@ -5,8 +5,8 @@ mod review_support;
 
 use std::sync::Arc;
 
-use pinion::http::{HttpLimits, Request, Response};
-use pinion::web::{Cors, Layer, RequestSummary, Router, guard, hook};
+use pinion::http::{HttpLimits, Method, Request, Response};
+use pinion::web::{Cors, Layer, RequestSummary, Router, answer_at_once, bearer, guard, hook};
 use review_support::*;
 
 fn hello(_: &Request) -> Response {
@@ -122,4 +122,21 @@ fn cors_layers_nested_send_one_allow_origin() {
     assert_eq!(resp.header("access-control-allow-credentials"), None, "{resp:?}");
     assert_eq!(listed(&resp, "vary"), ["accept-encoding", "origin"], "{resp:?}");
     node.stop();
+}
+
+/// The realm of `auth`'s default challenge is a quoted-string (RFC 9110 §11.5, §5.6.4): a
+/// quote or backslash in it is escaped, so the challenge parses and names the realm given.
+/// Before, `bearer("the \"main\" API", ..)` sent `Bearer realm="the "main" API"`: a client
+/// reads the realm as `the ` and the rest as garbage.
+#[test]
+fn the_realm_of_the_challenge_is_a_well_formed_quoted_string() {
+    let router = Router::new().get("/", hello).layer(bearer(r#"the "main" API \ v2"#, "t"));
+    let at_once = answer_at_once(&router, Request::new(Method::Get, "/")).expect("answered");
+    assert_eq!(at_once.status.0, 401);
+    let challenge = at_once.header_value("www-authenticate").map(|v| String::from_utf8_lossy(v).into_owned());
+    assert_eq!(challenge.as_deref(), Some(r#"Bearer realm="the \"main\" API \\ v2""#));
+    // A line break in it is left out, not the whole field (a 401 MUST carry it: §11.6.1).
+    let router = Router::new().get("/", hello).layer(bearer("two\r\nlines", "t"));
+    let at_once = answer_at_once(&router, Request::new(Method::Get, "/")).expect("answered");
+    assert_eq!(at_once.header_value("www-authenticate"), Some(&br#"Bearer realm="twolines""#[..]));
 }

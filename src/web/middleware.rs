@@ -21,12 +21,26 @@ pub trait Layer: Send + Sync + 'static {
 // ---------------------------------------------------------------------------------------------
 
 /// Answers 401 unless `check` accepts the request, with `WWW-Authenticate: Bearer
-/// realm="<realm>"`; a check of another scheme sets its own with [`Auth::challenge`].
+/// realm="<realm>"` (the realm a quoted-string: a `"` or `\` in it escaped, a control byte
+/// left out); a check of another scheme sets its own with [`Auth::challenge`].
 pub fn auth<F>(realm: &str, check: F) -> Auth
 where
     F: Fn(&Request) -> bool + Send + Sync + 'static,
 {
-    Auth { check: Arc::new(check), challenge: format!("Bearer realm=\"{realm}\"").into() }
+    Auth { check: Arc::new(check), challenge: format!("Bearer realm=\"{}\"", quoted(realm)).into() }
+}
+
+/// `text` as the inside of a quoted-string (RFC 9110 §5.6.4): `"` and `\` escaped, control
+/// bytes but tab (which no field value may hold: the field would be left out) dropped.
+fn quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars().filter(|&c| c == '\t' || !c.is_ascii_control()) {
+        if matches!(c, '"' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Accepts requests that carry `Authorization: Bearer <token>` (the scheme in any case, as
