@@ -3,10 +3,11 @@
 
 mod review_support;
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
-use pinion::http::{HttpLimits, Method, Request, Response};
-use pinion::web::{Cors, Layer, RequestSummary, Router, answer_at_once, bearer, guard, hook};
+use pinion::http::{HttpLimits, Method, Request, Response, StatusCode};
+use pinion::web::{Cors, Handler, Layer, RequestSummary, Router, WebRequest, answer_at_once, bearer, guard, hook};
 use review_support::*;
 
 fn hello(_: &Request) -> Response {
@@ -139,4 +140,98 @@ fn the_realm_of_the_challenge_is_a_well_formed_quoted_string() {
     let router = Router::new().get("/", hello).layer(bearer("two\r\nlines", "t"));
     let at_once = answer_at_once(&router, Request::new(Method::Get, "/")).expect("answered");
     assert_eq!(at_once.header_value("www-authenticate"), Some(&br#"Bearer realm="twolines""#[..]));
+}
+
+/// Requests a [`Hold`] keeps unanswered, for the test to answer.
+static HELD: Mutex<Vec<WebRequest>> = Mutex::new(Vec::new());
+
+/// Keeps every request it is handed in [`HELD`].
+struct Hold;
+
+impl Handler for Hold {
+    fn handle(&self, req: WebRequest) {
+        lock(&HELD).push(req);
+    }
+}
+
+/// The request [`Hold`] keeps, once it has one.
+fn held() -> WebRequest {
+    wait_until("a held request", || !lock(&HELD).is_empty());
+    lock(&HELD).remove(0)
+}
+
+/// Checked and sound: a layer sees an unsafe request pipelined behind another only once that
+/// one is answered (RFC 9112 §9.3.2), and its refusal keeps the order; refused requests'
+/// bodies are read off and the connection goes on; a refused request waiting for
+/// `100 Continue` behind another is answered in its turn, without a `100`, and the
+/// connection closes. Auth's 401 carries `WWW-Authenticate` (RFC 9110 §11.6.1), also to a HEAD
+/// (without a body).
+#[test]
+fn layers_see_a_held_unsafe_request_in_its_turn_and_refusals_keep_order() {
+    static ANSWERED: AtomicBool = AtomicBool::new(false);
+    static SEEN: Mutex<Vec<(Method, bool)>> = Mutex::new(Vec::new());
+    let router = Router::new()
+        .get("/held", Hold)
+        .put("/put", hello)
+        .post("/post", hello)
+        .layer(guard(|r: &Request| {
+            lock(&SEEN).push((r.method(), ANSWERED.load(Ordering::SeqCst)));
+            r.header("x-no").is_some().then(|| Response::status(StatusCode::FORBIDDEN))
+        }))
+        .layer(bearer("api", "t"));
+    let node = start_node("r64-held-layers", 1);
+    let server = serve_with(&node, HttpLimits::default(), router);
+    let mut c = Client::connect(server.local_addr());
+    let auth = "Authorization: Bearer t\r\n";
+    c.send(
+        format!(
+            "GET /held HTTP/1.1\r\nHost: x\r\n{auth}\r\n\
+             PUT /put HTTP/1.1\r\nHost: x\r\n{auth}X-No: 1\r\nContent-Length: 3\r\n\r\nabc\
+             POST /post HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello\
+             HEAD /held HTTP/1.1\r\nHost: x\r\n\r\n\
+             POST /post HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 5\r\n\r\nhello"
+        )
+        .as_bytes(),
+    );
+    let first = held();
+    ANSWERED.store(true, Ordering::SeqCst);
+    first.respond(Response::text("first"));
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let r = c.response();
+        got.push((r.status, r.header("www-authenticate").map(str::to_owned), r.text()));
+    }
+    let head = c.head();
+    assert_eq!((head.status, head.header("www-authenticate")), (401, Some(r#"Bearer realm="api""#)), "{head:?}");
+    let last = c.response();
+    got.push((last.status, None, last.text()));
+    let challenge = Some(r#"Bearer realm="api""#.to_owned());
+    assert_eq!(
+        got,
+        [
+            (200, None, "first".to_owned()),
+            (403, None, "Forbidden".to_owned()),
+            (401, challenge.clone(), "Unauthorized".to_owned()),
+            (200, None, "hello".to_owned()),
+        ]
+    );
+    // The guard saw the GET, then the PUT once the GET was answered, then the last POST.
+    assert_eq!(*lock(&SEEN), [(Method::Get, false), (Method::Put, true), (Method::Post, true)]);
+
+    // Behind a held GET, a PUT waiting for `100 Continue` without credentials: its 401 after
+    // the GET's answer, no `100`, the connection closed.
+    let mut c = Client::connect(server.local_addr());
+    c.send(
+        format!(
+            "GET /held HTTP/1.1\r\nHost: x\r\n{auth}\r\n\
+             PUT /put HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\nExpect: 100-continue\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    held().respond(Response::text("first"));
+    assert_eq!(c.response().text(), "first");
+    let refused = c.response();
+    assert_eq!((refused.status, refused.header("www-authenticate")), (401, challenge.as_deref()), "{refused:?}");
+    c.assert_closed();
+    node.stop();
 }
