@@ -4,10 +4,13 @@
 mod review_support;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Once};
+use std::time::Duration;
 
 use pinion::http::{HttpLimits, Method, Request, Response, StatusCode};
-use pinion::web::{Cors, Handler, Layer, RequestSummary, Router, WebRequest, answer_at_once, bearer, guard, hook};
+use pinion::web::{
+    Cors, Handler, Layer, RequestSummary, Router, WebRequest, answer_at_once, bearer, guard, hook, request_log,
+};
 use review_support::*;
 
 fn hello(_: &Request) -> Response {
@@ -233,5 +236,67 @@ fn layers_see_a_held_unsafe_request_in_its_turn_and_refusals_keep_order() {
     let refused = c.response();
     assert_eq!((refused.status, refused.header("www-authenticate")), (401, challenge.as_deref()), "{refused:?}");
     c.assert_closed();
+    node.stop();
+}
+
+/// Records the lines logged under `pinion::web::access` (the one logger of this binary).
+struct AccessLog;
+
+static ACCESS_LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+impl log::Log for AccessLog {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.target() == "pinion::web::access"
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            lock(&ACCESS_LINES).push(record.args().to_string());
+        }
+    }
+    fn flush(&self) {}
+}
+
+/// The access lines so far that hold `part`.
+fn access_lines(part: &str) -> Vec<String> {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        log::set_logger(&AccessLog).expect("the one logger of this binary");
+        log::set_max_level(log::LevelFilter::Info);
+    });
+    lock(&ACCESS_LINES).iter().filter(|l| l.contains(part)).cloned().collect()
+}
+
+/// `request_log` logs one line per request that reaches it, also when no answer goes out: the
+/// connection reset while its handler held it (two pipelined here) logs each with 499, as
+/// nginx does, and the answers given after are not logged. Before, such requests left no
+/// line at all (the hooks the connection kept were dropped with it).
+#[test]
+fn request_log_logs_a_request_whose_connection_closed_before_its_answer() {
+    let _ = access_lines("");
+    let router = Router::new().get("/gone/{n}", Hold).layer(request_log());
+    let node = start_node("r64-log-gone", 1);
+    let server = serve_with(&node, HttpLimits::default(), router);
+    let mut c = Client::connect(server.local_addr());
+    c.send(b"GET /gone/1 HTTP/1.1\r\nHost: x\r\n\r\nGET /gone/2 HTTP/1.1\r\nHost: x\r\n\r\n");
+    let kept = [held(), held()];
+    let client = c.s.local_addr().expect("the client's address");
+    // A reset, not a close: the connection ends at once (a close is a half-close to it).
+    socket2::SockRef::from(&c.s).set_linger(Some(Duration::ZERO)).expect("linger 0");
+    drop(c);
+    wait_until("a line for each request", || access_lines("GET /gone/").len() == 2);
+    for (line, n) in access_lines("GET /gone/").iter().zip(1..) {
+        assert!(line.starts_with(&format!("{client} GET /gone/{n} 499 ")), "{line:?}");
+    }
+    for req in kept {
+        req.respond(Response::text("late"));
+    }
+    // One line each still (the late answers went nowhere): a request after them is logged,
+    // nothing more for them.
+    let mut c = Client::connect(server.local_addr());
+    c.send(b"GET /gone/3 HTTP/1.1\r\nHost: x\r\n\r\n");
+    held().respond(Response::text("third"));
+    assert_eq!(c.response().text(), "third");
+    wait_until("the third's line", || access_lines("GET /gone/3 200 ").len() == 1);
+    assert_eq!(access_lines("GET /gone/").len(), 3, "{:?}", access_lines(""));
     node.stop();
 }

@@ -310,7 +310,10 @@ impl Handler for CorsHandler {
 /// answer: a layer inside that rewrites it shows, but not in the runtime's 504, which sees it
 /// as this layer did), status, microseconds from read to
 /// response (for a streamed response: to its head, as the line is written when the head goes
-/// out). The connection's own refusals of requests it could not take (400, 408, 413, 414,
+/// out). A request whose connection closed before its answer went out (the client reset it,
+/// was cut as too slow, the server stopped) is logged with status 499, as nginx does, when
+/// the connection lets it go; an answer given after is not logged. The connection's own
+/// refusals of requests it could not take (400, 408, 413, 414,
 /// 431, 501, 505: see [`ResponseHook`]) reach no handler and are not logged here; they are
 /// counted in [`WebServer::stats`](super::WebServer::stats).
 pub fn request_log() -> RequestLog {
@@ -325,7 +328,22 @@ struct Logged {
     inner: Arc<dyn Handler>,
 }
 
+/// Logs the answer to the head alone (run at once: nothing can be lost).
 struct LogHook;
+
+/// Logs a request's answer, or, dropped unrun (its connection let the request go without an
+/// answer: review 64 found such requests left no line), the request with [`GONE`]. What
+/// that line needs is kept from the request as it reached the layer.
+struct LogLine {
+    peer: Option<std::net::SocketAddr>,
+    method: Method,
+    target: Box<str>,
+    received: Instant,
+    logged: std::sync::atomic::AtomicBool,
+}
+
+/// The status logged for a request no answer went out for (nginx's "client closed request").
+const GONE: u16 = 499;
 
 /// A request's client in a log line (`-` for none).
 struct Client(Option<std::net::SocketAddr>);
@@ -339,17 +357,31 @@ impl fmt::Display for Client {
     }
 }
 
+/// The access line of one request.
+fn log_access(peer: Option<std::net::SocketAddr>, method: Method, target: &str, status: u16, since: Instant) {
+    let us = since.elapsed().as_micros();
+    log::info!(target: "pinion::web::access", "{} {method} {target} {status} {us}us", Client(peer));
+}
+
 impl ResponseHook for LogHook {
     fn on_response(&self, req: &RequestSummary<'_>, resp: &mut Response) {
-        log::info!(
-            target: "pinion::web::access",
-            "{} {} {} {} {}us",
-            Client(req.request.peer_addr()),
-            req.request.method(),
-            req.request.target(),
-            resp.status.0,
-            req.received.elapsed().as_micros()
-        );
+        let r = req.request;
+        log_access(r.peer_addr(), r.method(), r.target(), resp.status.0, req.received);
+    }
+}
+
+impl ResponseHook for LogLine {
+    fn on_response(&self, req: &RequestSummary<'_>, resp: &mut Response) {
+        self.logged.store(true, Ordering::Relaxed);
+        LogHook.on_response(req, resp);
+    }
+}
+
+impl Drop for LogLine {
+    fn drop(&mut self) {
+        if !*self.logged.get_mut() {
+            log_access(self.peer, self.method, &self.target, GONE, self.received);
+        }
     }
 }
 
@@ -362,10 +394,15 @@ impl Layer for RequestLog {
 impl Handler for Logged {
     fn handle(&self, mut req: WebRequest) {
         if log::log_enabled!(target: "pinion::web::access", log::Level::Info) {
-            thread_local! {
-                static HOOK: Arc<LogHook> = Arc::new(LogHook);
-            }
-            HOOK.with(|h| req.on_response(h.clone()));
+            let r = req.request();
+            let line = LogLine {
+                peer: r.peer_addr(),
+                method: r.method(),
+                target: r.target().into(),
+                received: req.received(),
+                logged: std::sync::atomic::AtomicBool::new(false),
+            };
+            req.on_response(Arc::new(line));
         }
         self.inner.handle(req);
     }
