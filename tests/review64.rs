@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use pinion::http::{HttpLimits, Method, Request, Response, StatusCode};
 use pinion::web::{
-    Cors, Handler, Layer, RequestSummary, Router, WebRequest, answer_at_once, bearer, guard, hook, request_log,
+    Cors, Handler, Layer, RequestSummary, Router, WebRequest, answer_at_once, bearer, guard, hook, rate_limit,
+    request_log,
 };
 use review_support::*;
 
@@ -298,5 +299,38 @@ fn request_log_logs_a_request_whose_connection_closed_before_its_answer() {
     assert_eq!(c.response().text(), "third");
     wait_until("the third's line", || access_lines("GET /gone/3 200 ").len() == 1);
     assert_eq!(access_lines("GET /gone/").len(), 3, "{:?}", access_lines(""));
+    node.stop();
+}
+
+/// Checked and sound: a HEAD's answer through layers that add fields and replace the body
+/// (a `hook`) and `Cors` carries the fields and no body (its `Content-Length` the GET's), and
+/// the next answer on the connection is read whole; a pipelined burst over a rate limit is
+/// answered in order, 429 with `Retry-After` past the burst.
+#[test]
+fn head_through_body_changing_layers_and_a_pipelined_burst_over_the_rate() {
+    let router = Router::new()
+        .get("/h", hello)
+        .layer(hook(|_: &RequestSummary<'_>, resp: &mut Response| {
+            *resp = Response::text("replaced").header("x-h", "1")
+        }))
+        .layer(Cors::default());
+    let node = start_node("r64-head-burst", 1);
+    let server = serve_with(&node, HttpLimits::default(), router);
+    let mut c = Client::connect(server.local_addr());
+    c.send(b"HEAD /h HTTP/1.1\r\nHost: x\r\nOrigin: http://a.example\r\n\r\nGET /h HTTP/1.1\r\nHost: x\r\n\r\n");
+    let head = c.head();
+    let fields = (head.status, head.header("x-h"), head.header("access-control-allow-origin"));
+    assert_eq!(fields, (200, Some("1"), Some("*")), "{head:?}");
+    assert_eq!(head.header("content-length"), Some("8"), "{head:?}");
+    let answer = c.response();
+    assert_eq!((answer.text(), answer.header("vary")), ("replaced".to_owned(), Some("origin")), "{answer:?}");
+
+    let limited = serve_with(&node, HttpLimits::default(), Router::new().get("/r", hello).layer(rate_limit(1, 2)));
+    let mut c = Client::connect(limited.local_addr());
+    c.send(&[get("/r"), get("/r"), get("/r"), get("/r")].concat());
+    let answers: Vec<_> =
+        (0..4).map(|_| c.response()).map(|r| (r.status, r.header("retry-after").map(str::to_owned))).collect();
+    let over = (429, Some("1".to_owned()));
+    assert_eq!(answers, [(200, None), (200, None), over.clone(), over]);
     node.stop();
 }
