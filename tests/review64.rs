@@ -63,8 +63,13 @@ fn a_check_that_panics_on_the_head_alone_answers_a_hooked_500() {
 #[test]
 fn cors_on_one_route_answers_that_routes_preflights() {
     let cors = Cors { origins: vec!["http://app.example".into()], ..Cors::default() };
-    let router =
-        Router::new().post("/api/{id}", cors.wrap(Arc::new(hello))).get("/api/{id}", hello).put("/plain", hello);
+    // A guard outside it that reads the path parameter sees it, as any head it is asked about.
+    let known = guard(|r: &Request| (r.param("id") != Some("7")).then(|| Response::status(StatusCode::NOT_FOUND)));
+    let router = Router::new()
+        .post("/api/{id}", cors.wrap(Arc::new(hello)))
+        .get("/api/{id}", hello)
+        .delete("/items/{id}", known.wrap(cors.wrap(Arc::new(hello))))
+        .put("/plain", hello);
     let node = start_node("r64-route-cors", 1);
     let server = serve_with(&node, HttpLimits::default(), router);
     let mut c = Client::connect(server.local_addr());
@@ -80,6 +85,9 @@ fn cors_on_one_route_answers_that_routes_preflights() {
     assert_eq!(fields.1, Some("http://app.example"), "{resp:?}");
     assert!(fields.2.is_some_and(|m| m.contains("POST")), "{resp:?}");
     assert_eq!(resp.header("vary"), Some("origin"), "{resp:?}");
+    c.send(preflight("/items/7", "DELETE").as_bytes());
+    let resp = c.response();
+    assert_eq!((resp.status, resp.header("access-control-allow-origin")), (204, Some("http://app.example")));
     // The route itself answers with the allow field.
     c.send(b"POST /api/7 HTTP/1.1\r\nHost: x\r\nOrigin: http://app.example\r\nContent-Length: 0\r\n\r\n");
     let resp = c.response();

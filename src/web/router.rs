@@ -611,8 +611,15 @@ impl Core {
             return None;
         }
         let asked = Method::from_bytes(req.header("access-control-request-method")?.trim_ascii())?;
-        let (route, _) = self.find(0, asked, req.path(), &mut None).ok()?;
-        route.handler.check_head(req)
+        let mut found = None;
+        let (route, n) = self.find(0, asked, req.path(), &mut found).ok()?;
+        if n == 0 {
+            return route.handler.check_head(req);
+        }
+        // Asked with the path parameters recorded, as `check_head` asks a route's handler.
+        let mut with_params = req.clone();
+        record_params(route, &found, n, &mut with_params);
+        route.handler.check_head(&with_params)
     }
 
     /// The answer to `OPTIONS *`: 204, with `Allow` the methods of the routes (and OPTIONS)
