@@ -155,21 +155,27 @@ fn the_realm_of_the_challenge_is_a_well_formed_quoted_string() {
 }
 
 /// Requests a [`Hold`] keeps unanswered, for the test to answer.
-static HELD: Mutex<Vec<WebRequest>> = Mutex::new(Vec::new());
+type Kept = Arc<Mutex<Vec<WebRequest>>>;
 
-/// Keeps every request it is handed in [`HELD`].
-struct Hold;
+/// Keeps every request it is handed, for the test to answer.
+struct Hold(Kept);
 
 impl Handler for Hold {
     fn handle(&self, req: WebRequest) {
-        lock(&HELD).push(req);
+        lock(&self.0).push(req);
     }
 }
 
-/// The request [`Hold`] keeps, once it has one.
-fn held() -> WebRequest {
-    wait_until("a held request", || !lock(&HELD).is_empty());
-    lock(&HELD).remove(0)
+/// A [`Hold`], and what it keeps.
+fn hold() -> (Hold, Kept) {
+    let kept = Kept::default();
+    (Hold(kept.clone()), kept)
+}
+
+/// The first request `kept` holds, once it has one.
+fn held(kept: &Kept) -> WebRequest {
+    wait_until("a held request", || !lock(kept).is_empty());
+    lock(kept).remove(0)
 }
 
 /// Checked and sound: a layer sees an unsafe request pipelined behind another only once that
@@ -182,8 +188,9 @@ fn held() -> WebRequest {
 fn layers_see_a_held_unsafe_request_in_its_turn_and_refusals_keep_order() {
     static ANSWERED: AtomicBool = AtomicBool::new(false);
     static SEEN: Mutex<Vec<(Method, bool)>> = Mutex::new(Vec::new());
+    let (holder, kept) = hold();
     let router = Router::new()
-        .get("/held", Hold)
+        .get("/held", holder)
         .put("/put", hello)
         .post("/post", hello)
         .layer(guard(|r: &Request| {
@@ -205,7 +212,7 @@ fn layers_see_a_held_unsafe_request_in_its_turn_and_refusals_keep_order() {
         )
         .as_bytes(),
     );
-    let first = held();
+    let first = held(&kept);
     ANSWERED.store(true, Ordering::SeqCst);
     first.respond(Response::text("first"));
     let mut got = Vec::new();
@@ -240,7 +247,7 @@ fn layers_see_a_held_unsafe_request_in_its_turn_and_refusals_keep_order() {
         )
         .as_bytes(),
     );
-    held().respond(Response::text("first"));
+    held(&kept).respond(Response::text("first"));
     assert_eq!(c.response().text(), "first");
     let refused = c.response();
     assert_eq!((refused.status, refused.header("www-authenticate")), (401, challenge.as_deref()), "{refused:?}");
@@ -282,12 +289,13 @@ fn access_lines(part: &str) -> Vec<String> {
 #[test]
 fn request_log_logs_a_request_whose_connection_closed_before_its_answer() {
     let _ = access_lines("");
-    let router = Router::new().get("/gone/{n}", Hold).layer(request_log());
+    let (holder, kept) = hold();
+    let router = Router::new().get("/gone/{n}", holder).layer(request_log());
     let node = start_node("r64-log-gone", 1);
     let server = serve_with(&node, HttpLimits::default(), router);
     let mut c = Client::connect(server.local_addr());
     c.send(b"GET /gone/1 HTTP/1.1\r\nHost: x\r\n\r\nGET /gone/2 HTTP/1.1\r\nHost: x\r\n\r\n");
-    let kept = [held(), held()];
+    let answers = [held(&kept), held(&kept)];
     let client = c.s.local_addr().expect("the client's address");
     // A reset, not a close: the connection ends at once (a close is a half-close to it).
     socket2::SockRef::from(&c.s).set_linger(Some(Duration::ZERO)).expect("linger 0");
@@ -296,14 +304,14 @@ fn request_log_logs_a_request_whose_connection_closed_before_its_answer() {
     for (line, n) in access_lines("GET /gone/").iter().zip(1..) {
         assert!(line.starts_with(&format!("{client} GET /gone/{n} 499 ")), "{line:?}");
     }
-    for req in kept {
+    for req in answers {
         req.respond(Response::text("late"));
     }
     // One line each still (the late answers went nowhere): a request after them is logged,
     // nothing more for them.
     let mut c = Client::connect(server.local_addr());
     c.send(b"GET /gone/3 HTTP/1.1\r\nHost: x\r\n\r\n");
-    held().respond(Response::text("third"));
+    held(&kept).respond(Response::text("third"));
     assert_eq!(c.response().text(), "third");
     wait_until("the third's line", || access_lines("GET /gone/3 200 ").len() == 1);
     assert_eq!(access_lines("GET /gone/").len(), 3, "{:?}", access_lines(""));
@@ -340,5 +348,45 @@ fn head_through_body_changing_layers_and_a_pipelined_burst_over_the_rate() {
         (0..4).map(|_| c.response()).map(|r| (r.status, r.header("retry-after").map(str::to_owned))).collect();
     let over = (429, Some("1".to_owned()));
     assert_eq!(answers, [(200, None), (200, None), over.clone(), over]);
+    node.stop();
+}
+
+/// Checked and sound: a stream begun after the handler returned (by whoever holds the request)
+/// gets the CORS fields and the request id on its head, and one access line with the head's
+/// status; to a HEAD, the head alone.
+#[test]
+fn a_stream_begun_later_is_hooked_and_logged_once() {
+    let _ = access_lines("");
+    let cors = Cors { origins: vec!["http://app.example".into()], ..Cors::default() };
+    let (holder, kept) = hold();
+    let router = Router::new().get("/later", holder).layer(cors).layer(request_log()).layer(request_id());
+    let node = start_node("r64-stream-later", 1);
+    let server = serve_with(&node, HttpLimits::default(), router);
+    let mut c = Client::connect(server.local_addr());
+    for method in ["GET", "HEAD"] {
+        c.send(format!("{method} /later HTTP/1.1\r\nHost: x\r\nOrigin: http://app.example\r\n\r\n").as_bytes());
+        let mut stream = held(&kept).respond_stream(Response::new(StatusCode::CREATED));
+        stream.send("one ");
+        stream.send("two");
+        stream.finish();
+        let mut resp = c.head();
+        let fields = (resp.status, resp.header("access-control-allow-origin"), resp.header("x-request-id"));
+        assert_eq!(fields, (201, Some("http://app.example"), Some("r1")), "{method}: {resp:?}");
+        if method == "GET" {
+            c.body_of(&mut resp);
+            assert_eq!(resp.text(), "one two");
+        }
+    }
+    // Nothing after the HEAD's head: the next answer is read whole.
+    c.send(b"GET /later HTTP/1.1\r\nHost: x\r\n\r\n");
+    held(&kept).respond(Response::text("plain"));
+    assert_eq!(c.response().text(), "plain");
+    wait_until("three lines", || access_lines(" /later ").len() == 3);
+    let lines = access_lines(" /later ");
+    let statuses: Vec<_> = lines
+        .iter()
+        .map(|l| l.split(' ').nth(1).unwrap_or("").to_owned() + " " + l.split(' ').nth(3).unwrap_or(""))
+        .collect();
+    assert_eq!(statuses, ["GET 201", "HEAD 201", "GET 200"], "{lines:?}");
     node.stop();
 }
