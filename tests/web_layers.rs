@@ -229,3 +229,33 @@ fn a_route_added_after_the_router_answered_is_served() {
     let b = answer_at_once(&router, Request::new(Method::Get, "/b")).expect("answered");
     assert_eq!((b.status.0, b.body_bytes(), tags(&b)), (200, &b"b"[..], vec!["t".to_owned()]));
 }
+
+/// A handler's status that cannot be sent (1xx as a final answer, or past 599) is made the
+/// 500 that goes out before the hooks run: they add their fields to it and see its status
+/// (review 64: the 500 replaced the hooked answer after them, so it went out without the
+/// layers' fields, and a log hook saw the status that was not sent).
+#[test]
+fn hooks_see_and_mark_the_500_that_replaces_an_invalid_status() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let router = Router::new()
+        .get("/odd/{code}", |r: &Request| {
+            let code = r.param("code").and_then(|c| c.parse().ok()).unwrap_or(0);
+            Response::text("odd").with_status(StatusCode(code))
+        })
+        .layer(hook(move |_: &RequestSummary<'_>, resp: &mut Response| {
+            lock(&log).push(resp.status.0);
+            resp.set_header("x-hooked", "yes");
+        }));
+    let node = start_node("web-layers-invalid-status", 1);
+    let server = serve_with(&node, HttpLimits::default(), router);
+    let mut c = Client::connect(server.local_addr());
+    for code in [700, 103, 99, 599] {
+        c.send(format!("GET /odd/{code} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+        let resp = c.response();
+        let want = if code == 599 { 599 } else { 500 };
+        assert_eq!((resp.status, resp.header("x-hooked")), (want, Some("yes")), "status {code}");
+    }
+    assert_eq!(*lock(&seen), [500, 500, 500, 599]);
+    node.stop();
+}

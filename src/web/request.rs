@@ -364,6 +364,13 @@ pub(crate) fn run_hooks<'h>(
     summary: &RequestSummary<'_>,
     response: &mut Response,
 ) {
+    if !(200..=599).contains(&response.status.0) {
+        // What the connection would send instead (`Outgoing::complete_general`), made before
+        // the hooks see it: they add their fields to, and log, what goes out (review 64: the
+        // 500 replaced the hooked answer after them, without its CORS fields).
+        log::warn!(target: "pinion::web", "a handler answered status {}: sent as 500", response.status.0);
+        *response = Response::status(StatusCode::INTERNAL_SERVER_ERROR);
+    }
     let streamed = matches!(response.body, Body::Streamed);
     for h in hooks.rev() {
         let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| h.on_response(summary, response)));
