@@ -238,6 +238,9 @@ pub enum StartError {
         core: usize,
         /// The cores available.
         available: Vec<usize>,
+        /// The value of `PINION_CORES` when the list came from it (`None`: from the options),
+        /// so that the operator who set it is told which setting to mend.
+        env: Option<String>,
     },
     /// `PINION_CORES` or `PINION_PIN` could not be parsed.
     InvalidEnv {
@@ -257,11 +260,15 @@ pub enum StartError {
 impl fmt::Display for StartError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StartError::NoSuchCore { core, available } => {
+            StartError::NoSuchCore { core, available, env } => {
                 write!(
                     f,
                     "node start failed: core {core} is not one this process may run on (its CPU affinity allows {available:?})"
-                )
+                )?;
+                match env {
+                    Some(value) => write!(f, "; it is listed in PINION_CORES={value:?}"),
+                    None => Ok(()),
+                }
             }
             StartError::InvalidEnv { var: "PINION_CORES", value } => write!(
                 f,

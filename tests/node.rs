@@ -163,10 +163,12 @@ fn node_start_with_bad_cores_or_name_returns_typed_errors() {
 
     let missing = 100_000;
     match start(Cores::List(vec![available[0], missing]), false) {
-        StartError::NoSuchCore { core, available: listed } => {
+        StartError::NoSuchCore { core, available: listed, env } => {
             assert_eq!(core, missing);
             assert_eq!(listed, available);
-            let text = StartError::NoSuchCore { core, available: listed }.to_string();
+            assert_eq!(env, None, "the list came from the options, not PINION_CORES");
+            let text = StartError::NoSuchCore { core, available: listed, env }.to_string();
+            assert!(!text.contains("PINION_CORES"), "{text}");
             assert!(text.contains("core 100000 is not"), "{text}");
             assert!(text.contains(&format!("{available:?}")), "names the available cores: {text}");
         }

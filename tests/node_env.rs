@@ -105,14 +105,20 @@ fn pinion_cores_and_pinion_pin_override_the_options_or_fail_clearly() {
 
     // A core the machine does not have.
     let missing = if available.contains(&999) { 100_000 } else { 999 };
-    only(Some(&missing.to_string()), None);
+    // (A list, as `PINION_CORES=0,7` set on a 2-core box.)
+    let listed_missing = format!("{first},{missing}");
+    only(Some(&listed_missing), None);
     match Node::start("env_cores_missing", unpinned(1)) {
-        Err(StartError::NoSuchCore { core, available: listed }) => {
+        Err(StartError::NoSuchCore { core, available: listed, env }) => {
             assert_eq!((core, &listed), (missing, &available));
-            let text = StartError::NoSuchCore { core, available: listed }.to_string();
+            // The variable and its value are named (review 66: an operator who set
+            // `PINION_CORES=0,7` on a 2-core box was not told the variable was the cause).
+            assert_eq!(env.as_deref(), Some(listed_missing.as_str()), "the value of PINION_CORES");
+            let text = StartError::NoSuchCore { core, available: listed, env }.to_string();
             assert!(text.contains(&format!("core {missing} is not")), "{text}");
+            assert!(text.contains(&format!("PINION_CORES={listed_missing:?}")), "names the variable: {text}");
         }
-        other => panic!("PINION_CORES={missing}: expected NoSuchCore, got {other:?}"),
+        other => panic!("PINION_CORES={listed_missing}: expected NoSuchCore, got {other:?}"),
     }
 
     // A list the layout refuses names the variable (a trial could not tell whether the code

@@ -194,7 +194,7 @@ fn layout(options: &NodeOptions) -> Result<Vec<Option<usize>>, StartError> {
             }
             for (i, core) in list.iter().enumerate() {
                 if !available.contains(core) {
-                    return Err(StartError::NoSuchCore { core: *core, available: available.clone() });
+                    return Err(StartError::NoSuchCore { core: *core, available: available.clone(), env: None });
                 }
                 if list[..i].contains(core) {
                     return Err(StartError::InvalidOptions(format!("core {core} is listed twice")));
@@ -421,6 +421,9 @@ impl Node {
         // listed twice" did not tell the operator whether the code or PINION_CORES was wrong).
         let layout = layout(&options).map_err(|e| match (e, cores_env) {
             (StartError::InvalidOptions(m), Some(v)) => StartError::InvalidOptions(format!("{m} (PINION_CORES={v:?})")),
+            (StartError::NoSuchCore { core, available, .. }, Some(v)) => {
+                StartError::NoSuchCore { core, available, env: Some(v) }
+            }
             (e, _) => e,
         })?;
         if name.is_empty() {
