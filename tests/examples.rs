@@ -303,6 +303,8 @@ fn hello_answers_through_its_pool() {
     for target in ["/", "/plaintext"] {
         let r = ex.get(target);
         assert_eq!((r.status, r.text().as_str()), (200, "Hello, World!"), "{target}");
+        // The benchmarks' peers' bytes: `text/plain` without `Response::text`'s charset.
+        assert_eq!(r.header("content-type"), Some("text/plain"), "{target}");
     }
     let r = ex.request("HEAD", "/", None);
     assert_eq!(r.status, 200);

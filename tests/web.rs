@@ -577,7 +577,7 @@ fn web_handler_worker_on_same_or_other_shard_answers_200() {
             let resp = client.get(&path);
             assert_eq!(resp.status, 200, "{resp:?}");
             assert_eq!(resp.reason, "OK");
-            assert_eq!(resp.header("content-type"), Some("text/plain"));
+            assert_eq!(resp.header("content-type"), Some("text/plain; charset=utf-8"));
             assert_eq!(resp.header("content-length"), Some(&*format!("hello {path}").len().to_string()));
             assert_eq!(resp.text(), format!("hello {path}"));
         }
@@ -908,7 +908,7 @@ fn web_worker_get_only_answers_get_200_and_head_with_length_but_no_body() {
     let head = client.read_response(true);
     assert_eq!(head.status, 200, "{head:?}");
     assert_eq!(head.header("content-length"), Some("8"));
-    assert_eq!(head.header("content-type"), Some("text/plain"));
+    assert_eq!(head.header("content-type"), Some("text/plain; charset=utf-8"));
     assert_eq!(head.header("connection"), Some("close"));
     client.assert_closed();
     node.stop();

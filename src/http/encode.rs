@@ -626,7 +626,7 @@ mod tests {
         let owned = |t: &str| Response::text("x").header("content-type", t.to_owned());
         assert!(text(&owned("text/a")).contains("content-type: text/a\r\n"));
         assert!(text(&owned("text/b")).contains("content-type: text/b\r\n"));
-        assert!(text(&Response::text("x")).contains("content-type: text/plain"));
+        assert!(text(&Response::text("x")).contains("content-type: text/plain; charset=utf-8\r\n"));
         // Too long to cache: written by the general encoder, the same bytes.
         let long = format!("text/{}", "x".repeat(HEAD_MAX));
         let t = text(&owned(&long));

@@ -249,18 +249,24 @@ pub struct Response {
     pub body: Body,
 }
 
+/// The content type of [`Response::text`]: a Rust `str` is UTF-8, and says so.
+const TEXT_PLAIN_UTF8: &str = "text/plain; charset=utf-8";
+
 impl Response {
     /// A response with `status`, no fields, no body.
     pub fn new(status: StatusCode) -> Response {
         Response { status, content_type: None, headers: Vec::new(), body: Body::Empty }
     }
 
-    /// 200 with a `text/plain` body.
+    /// 200 with a `text/plain; charset=utf-8` body. A `str` is UTF-8, and `text/plain`
+    /// without a charset is US-ASCII (RFC 2046 §4.1.2, kept by RFC 6657): a browser shows
+    /// `héllo` as `hÃ©llo` or in its own guess. Set [`content_type`](Self::content_type) for
+    /// another label (`text/plain` alone: an answer byte for byte as a peer's).
     pub fn text(body: impl Into<Cow<'static, str>>) -> Response {
         let body = cow_bytes(body.into());
         Response {
             status: StatusCode::OK,
-            content_type: Some(Cow::Borrowed("text/plain")),
+            content_type: Some(Cow::Borrowed(TEXT_PLAIN_UTF8)),
             headers: Vec::new(),
             body: Body::Full(body),
         }
@@ -272,7 +278,8 @@ impl Response {
             .body(body.into())
     }
 
-    /// A status with its reason phrase as a `text/plain` body (none for 1xx, 204, 205 and 304).
+    /// A status with its reason phrase as a `text/plain; charset=utf-8` body (none for 1xx,
+    /// 204, 205 and 304).
     pub fn status(status: StatusCode) -> Response {
         if status.no_content() {
             // (No content for 1xx, 204, 205 and 304: nor a type for it.)
