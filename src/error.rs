@@ -88,7 +88,8 @@ impl<M> std::error::Error for SendError<M> {}
 pub enum CallError {
     /// No reply came within the timeout. A reply that arrives later is dropped and counted.
     Timeout,
-    /// The callee's mailbox was full; the request was not enqueued.
+    /// The callee's mailbox was full; the request was not enqueued, and is dropped
+    /// (`NodeHandle::try_call` and `Context::try_call` hand it back in a `SendError`).
     MailboxFull,
     /// The pid is stale or never existed, or the callee ended before handling the request.
     NoSuchProcess,

@@ -126,7 +126,9 @@
 //! - **Bounds.** A mailbox of capacity N holds at most N messages accepted and not yet
 //!   finished (queued plus the one in progress), whatever the number of senders on whatever
 //!   shards: a sender reserves a slot with one compare-and-swap before enqueuing, and a full
-//!   mailbox answers `SendError::MailboxFull(msg)` at once, handing the message back. A
+//!   mailbox answers `SendError::MailboxFull(msg)` at once, handing the message back (a call
+//!   made with `try_call` gets its request back the same way; `call` answers
+//!   `CallError::MailboxFull` and drops it). A
 //!   reservation is released when the handler has *finished* the message — precisely, when the
 //!   process's current run returns to the shard (it awaits, yields after 64 messages, or waits
 //!   for mail), so a shard pays one atomic operation per run instead of one per message.
@@ -186,8 +188,9 @@ pub use error::{CallError, RegisterError, SendError, SpawnError, StartError, Web
 pub use node::{CallFuture, Cores, MAX_NAME_BYTES, MAX_SHARDS, Node, NodeHandle, NodeOptions, SpawnFuture};
 pub use pool::{Placement, Pool, PoolError, PoolInfo, PoolOptions, PoolRef, WorkerInfo};
 pub use process::{
-    Actor, Alias, Context, DEFAULT_MAILBOX, Down, ExitReason, ExitSignal, Handled, Message, MonitorRef, NodeId, Pid,
-    Priority, ProcessId, ProcessInfo, ProcessOptions, ProcessState, Reply, ReplyToken, ShardId, Target, TimerRef,
+    Actor, Alias, CallReply, Context, DEFAULT_MAILBOX, Down, ExitReason, ExitSignal, Handled, Message, MonitorRef,
+    NodeId, Pid, Priority, ProcessId, ProcessInfo, ProcessOptions, ProcessState, Reply, ReplyToken, ShardId, Target,
+    TimerRef,
 };
 pub use shard::ShardInfo;
 pub use supervisor::{

@@ -91,24 +91,37 @@ impl NodeHandle {
     ///
     /// The request takes a place in the callee's mailbox like any message: when the mailbox
     /// is full the call fails at once with [`CallError::MailboxFull`] (the bound is exact;
-    /// nothing waits for room). Callers that would rather wait retry after a pause.
+    /// nothing waits for room), and the request is dropped. Callers that would rather wait,
+    /// and keep the request to send again, use [`try_call`](Self::try_call).
     pub fn call<'t, M: Any + Send>(&self, to: impl Into<Target<'t>>, req: M, timeout: Duration) -> CallFuture {
+        self.try_call(to, req, timeout).unwrap_or_else(|e| CallFuture::failed(self.shared.id, CallError::from(e)))
+    }
+
+    /// [`call`](Self::call) that hands the request back when it is refused: a full mailbox
+    /// (or pool), a stale pid, an unknown name or alias, a node down or stopping answer at
+    /// once the [`SendError`] a `send` would, the request in it, to be sent again later or
+    /// elsewhere without a clone. A request taken is answered as by `call`, through the
+    /// future; there a `MailboxFull` still comes from a pool that took the request and then
+    /// found no worker for it (the worker it was queued to ended, the others were full), and
+    /// a zero timeout fails the future at once (`InvalidTimeout`, the request dropped).
+    pub fn try_call<'t, M: Any + Send>(
+        &self,
+        to: impl Into<Target<'t>>,
+        req: M,
+        timeout: Duration,
+    ) -> Result<CallFuture, SendError<M>> {
         let node = self.shared.id;
         if timeout.is_zero() {
-            return CallFuture::failed(node, CallError::InvalidTimeout(timeout));
+            return Ok(CallFuture::failed(node, CallError::InvalidTimeout(timeout)));
         }
         let deadline = deadline_after(timeout);
         let slot = Slot::new();
         let here = self.here();
         let responder = Responder::external(slot.clone());
         let from = self.external_pid();
-        match route::send(&self.shared, here.as_ref(), from, to.into(), req, Priority::Main, Some(responder)) {
-            Err(e) => CallFuture::failed(node, CallError::from(e)),
-            Ok(shard) => {
-                self.control(shard, ControlRequest::ArmTimeout { slot: slot.clone(), deadline });
-                CallFuture { node, state: CallState::Waiting { slot, deadline } }
-            }
-        }
+        let shard = route::send(&self.shared, here.as_ref(), from, to.into(), req, Priority::Main, Some(responder))?;
+        self.control(shard, ControlRequest::ArmTimeout { slot: slot.clone(), deadline });
+        Ok(CallFuture { node, state: CallState::Waiting { slot, deadline } })
     }
 
     /// `call(..).wait()`: blocks this thread until the reply or the timeout. Refused

@@ -18,8 +18,8 @@ use crate::node::{NodeHandle, route};
 use crate::process::envelope::{CallResult, Kind, Mail, Responder, Signal, Via};
 use crate::process::mailbox::Lane;
 use crate::process::{
-    Actor, Alias, ExitReason, Item, Message, MonitorRef, NodeId, Pid, Priority, ProcessOptions, ShardId, SpawnResult,
-    Target, link,
+    Actor, Alias, CallReply, ExitReason, Item, Message, MonitorRef, NodeId, Pid, Priority, ProcessOptions, ShardId,
+    SpawnResult, Target, link,
 };
 use crate::shard::{OwnedTarget, Shard, SpawnRequest, TimerAction, TimerKey};
 
@@ -215,14 +215,36 @@ impl Context {
 
     /// Sends `req` and waits for the reply, at most `timeout`. Parks this process only. A reply
     /// that arrives after the timeout is dropped and counted (never handed to a later call).
+    /// A full mailbox fails the call at once with [`CallError::MailboxFull`], the request
+    /// dropped; [`try_call`](Self::try_call) hands it back.
     pub async fn call<'t, M: Any + Send>(
         &self,
         to: impl Into<Target<'t>>,
         req: M,
         timeout: Duration,
     ) -> Result<Message, CallError> {
+        match self.try_call(to, req, timeout) {
+            Ok(reply) => reply.await,
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Sends `req` now, as [`call`](Self::call) does, and hands it back when it is refused: a
+    /// full mailbox (or pool), a stale pid, an unknown name or alias, a node down or stopping
+    /// answer at once the [`SendError`] a `send` would, the request in it, to be sent again
+    /// later or elsewhere without a clone. A request taken is answered through the
+    /// [`CallReply`], awaited as `call` is; there a `MailboxFull` still comes from a pool that
+    /// took the request and then found no worker for it (the worker it was queued to ended,
+    /// the others were full), and a zero timeout or a call to this very process fails at once
+    /// (`InvalidTimeout`, `WouldBlock`; the request dropped).
+    pub fn try_call<'t, M: Any + Send>(
+        &self,
+        to: impl Into<Target<'t>>,
+        req: M,
+        timeout: Duration,
+    ) -> Result<CallReply<'_>, SendError<M>> {
         if timeout.is_zero() {
-            return Err(CallError::InvalidTimeout(timeout));
+            return Ok(CallReply::failed(CallError::InvalidTimeout(timeout)));
         }
         let to = to.into();
         let callee = match to {
@@ -234,7 +256,7 @@ impl Context {
         };
         if callee == Some(self.pid) {
             // It cannot answer while it waits: at once, not after the whole timeout.
-            return Err(CallError::WouldBlock);
+            return Ok(CallReply::failed(CallError::WouldBlock));
         }
         let reference = self.shard.next_ref();
         let deadline = deadline_after(timeout);
@@ -243,7 +265,7 @@ impl Context {
         let reply = self.wait_reply(reference);
         let responder = Responder::process(self.pid, reference, Some(deadline));
         route::send(&self.shard.node, Some(&self.shard), self.pid, to, req, Priority::Main, Some(responder))?;
-        reply.await
+        Ok(CallReply::waiting(reply))
     }
 
     /// Spawns a process on this shard and waits until its `init` has run.

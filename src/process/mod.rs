@@ -22,6 +22,7 @@ use std::pin::Pin;
 use std::ptr;
 
 pub use actor::{Actor, Handled, Reply};
+pub use call::CallReply;
 pub(crate) use call::{Unarmed, arm_timeouts, deadline_after};
 pub use context::{Context, ReplyToken, TimerRef};
 pub use mailbox::Priority;
