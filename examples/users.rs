@@ -34,14 +34,21 @@
 //!
 //! The first line on stdout is `listening on http://ADDR/` (with `--port 0`, the port the
 //! system picked).
+//!
+//! SIGTERM (a container stop) or SIGINT (ctrl-C) drains the server ([`WebServer::drain`]):
+//! it stops listening, every connection answers the requests it has read — the one it is
+//! reading too — the last with `Connection: close`, and closes; once none is left (or after
+//! 10 s) the node stops and the program exits with status 0. A second signal stops at once.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use pinion::http::{Method, Request, Response, StatusCode};
 use pinion::web::{Router, WebHandler, WebHandlerOptions, WebServer, WebServerOptions, WebWorker};
-use pinion::{Actor, Context, Cores, ExitReason, Node, NodeOptions, ProcessOptions};
+use pinion::{Actor, Context, Cores, ExitReason, Message, Node, NodeOptions, Pid, ProcessOptions};
 use serde::{Deserialize, Serialize};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
 
 /// A user, as the API shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -220,6 +227,46 @@ impl Actor for WebService {
         self.server = Some(server);
         Ok(())
     }
+
+    /// [`Drain`]: the server drains, then the node stops.
+    async fn handle_message(&mut self, ctx: &mut Context, _from: Pid, msg: Message) -> Result<(), ExitReason> {
+        if msg.is::<Drain>() {
+            if let Some(server) = &self.server {
+                server.drain();
+                // Bounded: a client that never sends the rest of its body is cut by the stop.
+                for _ in 0..200 {
+                    if server.stats().connections == 0 {
+                        break;
+                    }
+                    ctx.sleep(Duration::from_millis(50)).await;
+                }
+            }
+            ctx.handle().stop();
+        }
+        Ok(())
+    }
+}
+
+/// Asks the [`WebService`] to drain its server and stop the node (sent on SIGTERM or SIGINT).
+struct Drain;
+
+/// On the first SIGTERM or SIGINT, asks `service` to drain ([`Drain`]); on the next, or if it
+/// cannot be asked, stops the node at once.
+fn stop_on_signals(mut signals: Signals, node: &Node, service: Pid) {
+    let handle = node.handle();
+    std::thread::spawn(move || {
+        let mut signals = signals.forever();
+        if let Some(signal) = signals.next() {
+            eprintln!("users: signal {signal}: draining");
+            if handle.send(service, Drain).is_err() {
+                handle.stop();
+            }
+        }
+        if let Some(signal) = signals.next() {
+            eprintln!("users: signal {signal}: stopping now");
+            handle.stop();
+        }
+    });
 }
 
 fn main() {
@@ -253,10 +300,15 @@ fn main() {
         eprintln!("users: {e}");
         std::process::exit(1)
     });
+    // Taken before the service starts: a stop that comes while it starts is not a kill.
+    let signals = Signals::new([SIGINT, SIGTERM]).expect("signal handlers");
     let service = WebService { port, server: None };
-    if let Err(e) = node.spawn(move || service, ProcessOptions::default()).wait() {
-        eprintln!("users: {e}");
-        std::process::exit(1)
+    match node.spawn(move || service, ProcessOptions::default()).wait() {
+        Ok(service) => stop_on_signals(signals, &node, service),
+        Err(e) => {
+            eprintln!("users: {e}");
+            std::process::exit(1)
+        }
     }
     node.wait();
 }

@@ -120,6 +120,25 @@ impl Example {
             .unwrap_or_else(|e| panic!("{what}: {e}: {:?}", String::from_utf8_lossy(&raw)))
     }
 
+    /// Sends it `SIG{signal}` (`TERM`, `INT`).
+    fn signal(&self, signal: &str) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args([&format!("-{signal}"), &pid]).status().expect("kill(1)");
+        assert!(sent.success(), "kill -{signal} {pid}");
+    }
+
+    /// How it ended, after `SIG{signal}` (at most 20 s: a hang guard).
+    fn exit_status(&mut self, signal: &str) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(std::time::Instant::now() < deadline, "SIG{signal}: {} still runs after 20 s", self.name);
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn get(&self, target: &str) -> Reply {
         self.request("GET", target, None)
     }
@@ -320,19 +339,49 @@ fn hello_stops_gracefully_on_sigterm_and_sigint() {
     for signal in ["TERM", "INT"] {
         let mut ex = Example::start_with("hello", &["--cores", "2"]);
         assert_eq!(ex.get("/").status, 200);
-        let pid = ex.child.id().to_string();
-        let sent = Command::new("kill").args([&format!("-{signal}"), &pid]).status().expect("kill(1)");
-        assert!(sent.success(), "kill -{signal} {pid}");
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        let status = loop {
-            if let Some(status) = ex.child.try_wait().expect("wait") {
-                break status;
-            }
-            assert!(std::time::Instant::now() < deadline, "SIG{signal}: hello still runs after 20 s");
-            thread::sleep(Duration::from_millis(20));
-        };
+        ex.signal(signal);
+        let status = ex.exit_status(signal);
         assert!(status.success(), "SIG{signal}: hello ended with {status}");
         assert!(TcpStream::connect(ex.addr).is_err(), "SIG{signal}: still listening");
+    }
+}
+
+/// A container stop (SIGTERM) or ctrl-C (SIGINT) while `users` reads a request: the request is
+/// answered (201, `Connection: close`: the server drains) and the program exits with status 0
+/// (review 66: it had no handler, and the signal killed it mid-request).
+#[test]
+fn users_answers_the_request_in_flight_on_sigterm_and_sigint_then_exits_0() {
+    let order = br#"{"user_id": 2, "item": "lamp", "quantity": 1}"#;
+    let (first, rest) = order.split_at(10);
+    for signal in ["TERM", "INT"] {
+        let mut ex = Example::start_with("users", &["--cores", "2"]);
+        let mut stream = TcpStream::connect(ex.addr).expect("connect");
+        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        let head = format!(
+            "POST /orders HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            ex.addr,
+            order.len()
+        );
+        stream.write_all(&[head.as_bytes(), first].concat()).expect("the head and a part of the body");
+        ex.signal(signal);
+        // The drain began once the port refuses connects (bounded: a hang guard).
+        for attempt in 0.. {
+            if TcpStream::connect(ex.addr).is_err() {
+                break;
+            }
+            assert!(attempt < 1000, "SIG{signal}: users still listens after 20 s");
+            thread::sleep(Duration::from_millis(20));
+        }
+        stream.write_all(rest).expect("the rest of the body");
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).unwrap_or_else(|e| panic!("SIG{signal}: reading the answer: {e}"));
+        let reply = Reply::parse(&raw, false)
+            .unwrap_or_else(|e| panic!("SIG{signal}: {e}: {:?}", String::from_utf8_lossy(&raw)));
+        assert_eq!(reply.status, 201, "SIG{signal}: {reply:?}");
+        assert_eq!(reply.json()["item"], "lamp", "SIG{signal}");
+        assert_eq!(reply.header("connection"), Some("close"), "SIG{signal}: the drain closes it");
+        let status = ex.exit_status(signal);
+        assert!(status.success(), "SIG{signal}: users ended with {status}");
     }
 }
 
