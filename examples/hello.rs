@@ -19,12 +19,12 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
-use signal_hook::consts::{SIGINT, SIGTERM};
-use signal_hook::iterator::Signals;
-
 use pinion::http::{Method, Request, Response};
 use pinion::web::{Router, WebHandler, WebHandlerOptions, WebServer, WebServerOptions, WebTarget, WebWorker};
-use pinion::{Actor, Context, Cores, ExitReason, Node, NodeOptions, Pool, PoolOptions, ProcessOptions};
+use pinion::{Actor, Context, Cores, ExitReason, Message, Node, NodeOptions, Pid, Pool, PoolOptions, ProcessOptions};
+use shutdown::Drain;
+
+mod shutdown;
 
 /// Answers the requests.
 struct HelloWorker;
@@ -93,6 +93,14 @@ impl Actor for WebService {
         self.server = Some(server);
         Ok(())
     }
+
+    /// [`Drain`] (on SIGTERM or SIGINT): the server drains, then the node stops.
+    async fn handle_message(&mut self, ctx: &mut Context, _from: Pid, msg: Message) -> Result<(), ExitReason> {
+        if msg.is::<Drain>() {
+            shutdown::drain_then_stop(ctx, self.server.as_ref()).await;
+        }
+        Ok(())
+    }
 }
 
 fn main() {
@@ -137,21 +145,17 @@ fn main() {
         eprintln!("hello: {e}");
         std::process::exit(1)
     });
-    // SIGINT (ctrl-C) or SIGTERM stops the node gracefully (`NodeHandle::stop`): every process
-    // gets `Shutdown` and runs `terminate`, the listeners close with their shards, and the
-    // program exits with status 0 instead of dying mid-request.
-    let mut signals = Signals::new([SIGINT, SIGTERM]).expect("signal handlers");
-    let handle = node.handle();
-    std::thread::spawn(move || {
-        if let Some(signal) = signals.forever().next() {
-            eprintln!("hello: signal {signal}: stopping");
-            handle.stop();
-        }
-    });
+    // SIGINT (ctrl-C) or SIGTERM drains the server, then stops the node (`examples/shutdown`):
+    // the requests read are answered, the one being read too, and the program exits with
+    // status 0 instead of dying mid-request (a node stop alone cut a request being read).
+    let signals = shutdown::take_signals();
     let service = WebService { host: "127.0.0.1".into(), port, plain, pool, mailbox, server: None };
-    if let Err(e) = node.spawn(move || service, ProcessOptions::default()).wait() {
-        eprintln!("hello: {e}");
-        std::process::exit(1)
+    match node.spawn(move || service, ProcessOptions::default()).wait() {
+        Ok(service) => shutdown::stop_on_signals("hello", signals, &node, service),
+        Err(e) => {
+            eprintln!("hello: {e}");
+            std::process::exit(1)
+        }
     }
     node.wait();
 }

@@ -38,7 +38,8 @@
 //! SIGTERM (a container stop) or SIGINT (ctrl-C) drains the server ([`WebServer::drain`]):
 //! it stops listening, every connection answers the requests it has read — the one it is
 //! reading too — the last with `Connection: close`, and closes; once none is left (or after
-//! 10 s) the node stops and the program exits with status 0. A second signal stops at once.
+//! 10 s) the node stops and the program exits with status 0. A second signal stops at once
+//! (`examples/shutdown`, which `hello` shares).
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -47,8 +48,9 @@ use pinion::http::{Method, Request, Response, StatusCode};
 use pinion::web::{Router, WebHandler, WebHandlerOptions, WebServer, WebServerOptions, WebWorker};
 use pinion::{Actor, Context, Cores, ExitReason, Message, Node, NodeOptions, Pid, ProcessOptions};
 use serde::{Deserialize, Serialize};
-use signal_hook::consts::{SIGINT, SIGTERM};
-use signal_hook::iterator::Signals;
+use shutdown::Drain;
+
+mod shutdown;
 
 /// A user, as the API shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -228,45 +230,13 @@ impl Actor for WebService {
         Ok(())
     }
 
-    /// [`Drain`]: the server drains, then the node stops.
+    /// [`Drain`] (on SIGTERM or SIGINT): the server drains, then the node stops.
     async fn handle_message(&mut self, ctx: &mut Context, _from: Pid, msg: Message) -> Result<(), ExitReason> {
         if msg.is::<Drain>() {
-            if let Some(server) = &self.server {
-                server.drain();
-                // Bounded: a client that never sends the rest of its body is cut by the stop.
-                for _ in 0..200 {
-                    if server.stats().connections == 0 {
-                        break;
-                    }
-                    ctx.sleep(Duration::from_millis(50)).await;
-                }
-            }
-            ctx.handle().stop();
+            shutdown::drain_then_stop(ctx, self.server.as_ref()).await;
         }
         Ok(())
     }
-}
-
-/// Asks the [`WebService`] to drain its server and stop the node (sent on SIGTERM or SIGINT).
-struct Drain;
-
-/// On the first SIGTERM or SIGINT, asks `service` to drain ([`Drain`]); on the next, or if it
-/// cannot be asked, stops the node at once.
-fn stop_on_signals(mut signals: Signals, node: &Node, service: Pid) {
-    let handle = node.handle();
-    std::thread::spawn(move || {
-        let mut signals = signals.forever();
-        if let Some(signal) = signals.next() {
-            eprintln!("users: signal {signal}: draining");
-            if handle.send(service, Drain).is_err() {
-                handle.stop();
-            }
-        }
-        if let Some(signal) = signals.next() {
-            eprintln!("users: signal {signal}: stopping now");
-            handle.stop();
-        }
-    });
 }
 
 fn main() {
@@ -301,10 +271,10 @@ fn main() {
         std::process::exit(1)
     });
     // Taken before the service starts: a stop that comes while it starts is not a kill.
-    let signals = Signals::new([SIGINT, SIGTERM]).expect("signal handlers");
+    let signals = shutdown::take_signals();
     let service = WebService { port, server: None };
     match node.spawn(move || service, ProcessOptions::default()).wait() {
-        Ok(service) => stop_on_signals(signals, &node, service),
+        Ok(service) => shutdown::stop_on_signals("users", signals, &node, service),
         Err(e) => {
             eprintln!("users: {e}");
             std::process::exit(1)

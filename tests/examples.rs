@@ -8,7 +8,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
@@ -128,7 +128,7 @@ impl Example {
     }
 
     /// How it ended, after `SIG{signal}` (at most 20 s: a hang guard).
-    fn exit_status(&mut self, signal: &str) -> std::process::ExitStatus {
+    fn exit_status(&mut self, signal: &str) -> ExitStatus {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
@@ -346,42 +346,54 @@ fn hello_stops_gracefully_on_sigterm_and_sigint() {
     }
 }
 
-/// A container stop (SIGTERM) or ctrl-C (SIGINT) while `users` reads a request: the request is
-/// answered (201, `Connection: close`: the server drains) and the program exits with status 0
-/// (review 66: it had no handler, and the signal killed it mid-request).
-#[test]
-fn users_answers_the_request_in_flight_on_sigterm_and_sigint_then_exits_0() {
-    let order = br#"{"user_id": 2, "item": "lamp", "quantity": 1}"#;
-    let (first, rest) = order.split_at(10);
-    for signal in ["TERM", "INT"] {
-        let mut ex = Example::start_with("users", &["--cores", "2"]);
-        let mut stream = TcpStream::connect(ex.addr).expect("connect");
-        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-        let head = format!(
-            "POST /orders HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-            ex.addr,
-            order.len()
-        );
-        stream.write_all(&[head.as_bytes(), first].concat()).expect("the head and a part of the body");
-        ex.signal(signal);
-        // The drain began once the port refuses connects (bounded: a hang guard).
-        for attempt in 0.. {
-            if TcpStream::connect(ex.addr).is_err() {
-                break;
-            }
-            assert!(attempt < 1000, "SIG{signal}: users still listens after 20 s");
-            thread::sleep(Duration::from_millis(20));
+/// Starts example `name`, sends it the head and a part of `body` (`POST target`), then
+/// `SIG{signal}`, then the rest of the body once it stopped listening: the answer it gives,
+/// and how it ended.
+fn answer_in_flight(name: &'static str, signal: &str, target: &str, body: &[u8]) -> (Reply, ExitStatus) {
+    let mut ex = Example::start_with(name, &["--cores", "2"]);
+    let mut stream = TcpStream::connect(ex.addr).expect("connect");
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let head = format!(
+        "POST {target} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        ex.addr,
+        body.len()
+    );
+    let (first, rest) = body.split_at(body.len() / 2);
+    stream.write_all(&[head.as_bytes(), first].concat()).expect("the head and a part of the body");
+    ex.signal(signal);
+    // The drain began once the port refuses connects (bounded: a hang guard).
+    for attempt in 0.. {
+        if TcpStream::connect(ex.addr).is_err() {
+            break;
         }
-        stream.write_all(rest).expect("the rest of the body");
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).unwrap_or_else(|e| panic!("SIG{signal}: reading the answer: {e}"));
-        let reply = Reply::parse(&raw, false)
-            .unwrap_or_else(|e| panic!("SIG{signal}: {e}: {:?}", String::from_utf8_lossy(&raw)));
-        assert_eq!(reply.status, 201, "SIG{signal}: {reply:?}");
-        assert_eq!(reply.json()["item"], "lamp", "SIG{signal}");
-        assert_eq!(reply.header("connection"), Some("close"), "SIG{signal}: the drain closes it");
-        let status = ex.exit_status(signal);
-        assert!(status.success(), "SIG{signal}: users ended with {status}");
+        assert!(attempt < 1000, "{name}: SIG{signal}: still listening after 20 s");
+        thread::sleep(Duration::from_millis(20));
+    }
+    stream.write_all(rest).expect("the rest of the body");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap_or_else(|e| panic!("{name}: SIG{signal}: reading the answer: {e}"));
+    let reply = Reply::parse(&raw, false)
+        .unwrap_or_else(|e| panic!("{name}: SIG{signal}: {e}: {:?}", String::from_utf8_lossy(&raw)));
+    assert_eq!(reply.header("connection"), Some("close"), "{name}: SIG{signal}: the drain closes it");
+    (reply, ex.exit_status(signal))
+}
+
+/// A container stop (SIGTERM) or ctrl-C (SIGINT) while `users` or `hello` reads a request: the
+/// request is answered (`Connection: close`: the server drains) and the program exits with
+/// status 0 (review 66: `users` had no handler, and the signal killed it mid-request; `hello`
+/// stopped its node at once, which cut the request being read).
+#[test]
+fn users_and_hello_answer_the_request_in_flight_on_sigterm_and_sigint_then_exit_0() {
+    let order = br#"{"user_id": 2, "item": "lamp", "quantity": 1}"#;
+    for signal in ["TERM", "INT"] {
+        let (reply, status) = answer_in_flight("users", signal, "/orders", order);
+        assert_eq!(reply.status, 201, "users: SIG{signal}: {reply:?}");
+        assert_eq!(reply.json()["item"], "lamp", "users: SIG{signal}");
+        assert!(status.success(), "users: SIG{signal}: ended with {status}");
+
+        let (reply, status) = answer_in_flight("hello", signal, "/", order);
+        assert_eq!((reply.status, reply.text()), (200, format!("received {} bytes\n", order.len())), "SIG{signal}");
+        assert!(status.success(), "hello: SIG{signal}: ended with {status}");
     }
 }
 
