@@ -11,6 +11,7 @@ use std::rc::Rc;
 use std::task::Poll;
 use std::time::Duration;
 
+use crate::process::call::WaitReply;
 use crate::process::deadline_after;
 
 use crate::error::{CallError, RegisterError, SendError, SpawnError};
@@ -223,10 +224,16 @@ impl Context {
         req: M,
         timeout: Duration,
     ) -> Result<Message, CallError> {
-        match self.try_call(to, req, timeout) {
-            Ok(reply) => reply.await,
-            Err(e) => Err(e.into()),
+        // Not through `try_call`: awaiting its `CallReply` cost a same-shard call 26
+        // instructions more (callgrind, `call/same_shard`, 200 k calls: 431.8 M in all before
+        // `try_call`, 437.0 M through it, 432.1 M so).
+        let to = to.into();
+        if let Some(e) = self.call_refused(to, timeout) {
+            return Err(e);
         }
+        let (reply, responder) = self.call_pending(timeout);
+        route::send(&self.shard.node, Some(&self.shard), self.pid, to, req, Priority::Main, Some(responder))?;
+        reply.await
     }
 
     /// Sends `req` now, as [`call`](Self::call) does, and hands it back when it is refused: a
@@ -243,10 +250,21 @@ impl Context {
         req: M,
         timeout: Duration,
     ) -> Result<CallReply<'_>, SendError<M>> {
-        if timeout.is_zero() {
-            return Ok(CallReply::failed(CallError::InvalidTimeout(timeout)));
-        }
         let to = to.into();
+        if let Some(e) = self.call_refused(to, timeout) {
+            return Ok(CallReply::failed(e));
+        }
+        let (reply, responder) = self.call_pending(timeout);
+        route::send(&self.shard.node, Some(&self.shard), self.pid, to, req, Priority::Main, Some(responder))?;
+        Ok(CallReply::waiting(reply))
+    }
+
+    /// Why a call to `to` cannot be made at all: a zero timeout, or `to` is this very process.
+    #[inline]
+    fn call_refused(&self, to: Target<'_>, timeout: Duration) -> Option<CallError> {
+        if timeout.is_zero() {
+            return Some(CallError::InvalidTimeout(timeout));
+        }
         let callee = match to {
             Target::Pid(p) => Some(p),
             // An alias only while it is live: a deleted one is `UnknownAlias`, as for anyone.
@@ -254,18 +272,19 @@ impl Context {
             // A name of this very process waits as long as its pid would.
             _ => route::resolve_pid(&self.shard.node, to),
         };
-        if callee == Some(self.pid) {
-            // It cannot answer while it waits: at once, not after the whole timeout.
-            return Ok(CallReply::failed(CallError::WouldBlock));
-        }
+        // It cannot answer while it waits: at once, not after the whole timeout.
+        (callee == Some(self.pid)).then_some(CallError::WouldBlock)
+    }
+
+    /// A new pending call: the wait for its reply, and the responder its callee answers with.
+    #[inline]
+    fn call_pending(&self, timeout: Duration) -> (WaitReply<'_>, Responder<CallResult>) {
         let reference = self.shard.next_ref();
         let deadline = deadline_after(timeout);
         self.pending(reference, Some(deadline));
         // Created first: dropped unanswered (on the error return too), it forgets the call.
         let reply = self.wait_reply(reference);
-        let responder = Responder::process(self.pid, reference, Some(deadline));
-        route::send(&self.shard.node, Some(&self.shard), self.pid, to, req, Priority::Main, Some(responder))?;
-        Ok(CallReply::waiting(reply))
+        (reply, Responder::process(self.pid, reference, Some(deadline)))
     }
 
     /// Spawns a process on this shard and waits until its `init` has run.
