@@ -346,13 +346,24 @@ fn hello_stops_gracefully_on_sigterm_and_sigint() {
     }
 }
 
-/// Starts example `name`, sends it the head and a part of `body` (`POST target`), then
-/// `SIG{signal}`, then the rest of the body once it stopped listening: the answer it gives,
-/// and how it ended.
-fn answer_in_flight(name: &'static str, signal: &str, target: &str, body: &[u8]) -> (Reply, ExitStatus) {
+/// Starts example `name`; on one connection, answered a `GET warm` first (so the server has
+/// taken the connection: one still in the listen backlog when the drain stops listening is
+/// reset by the kernel), sends the head and a part of `body` (`POST target`), then
+/// `SIG{signal}`, then the rest of the body once the port refuses connects: the answer to the
+/// POST, and how the program ended.
+fn answer_in_flight(name: &'static str, signal: &str, warm: &str, target: &str, body: &[u8]) -> (Reply, ExitStatus) {
     let mut ex = Example::start_with(name, &["--cores", "2"]);
     let mut stream = TcpStream::connect(ex.addr).expect("connect");
     stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream.write_all(format!("GET {warm} HTTP/1.1\r\nhost: {}\r\n\r\n", ex.addr).as_bytes()).expect("GET");
+    let mut raw = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while Reply::parse(&raw, false).is_err() {
+        let n = stream.read(&mut chunk).unwrap_or_else(|e| panic!("{name}: the GET's answer: {e}"));
+        assert!(n > 0, "{name}: EOF before the GET's answer: {:?}", String::from_utf8_lossy(&raw));
+        raw.extend_from_slice(&chunk[..n]);
+    }
+    assert_eq!(Reply::parse(&raw, false).map(|r| r.status), Ok(200), "{name}: GET {warm}");
     let head = format!(
         "POST {target} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
         ex.addr,
@@ -370,28 +381,30 @@ fn answer_in_flight(name: &'static str, signal: &str, target: &str, body: &[u8])
         thread::sleep(Duration::from_millis(20));
     }
     stream.write_all(rest).expect("the rest of the body");
+    // Read to the end: the drain closes the connection after the answer (it says
+    // `Connection: close` when the drain reached the connection before it answered; on a shard
+    // that runs the drain a moment later, the answer goes out first and the close follows).
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).unwrap_or_else(|e| panic!("{name}: SIG{signal}: reading the answer: {e}"));
     let reply = Reply::parse(&raw, false)
         .unwrap_or_else(|e| panic!("{name}: SIG{signal}: {e}: {:?}", String::from_utf8_lossy(&raw)));
-    assert_eq!(reply.header("connection"), Some("close"), "{name}: SIG{signal}: the drain closes it");
     (reply, ex.exit_status(signal))
 }
 
 /// A container stop (SIGTERM) or ctrl-C (SIGINT) while `users` or `hello` reads a request: the
-/// request is answered (`Connection: close`: the server drains) and the program exits with
+/// request is answered (the server drains) and the program exits with
 /// status 0 (review 66: `users` had no handler, and the signal killed it mid-request; `hello`
 /// stopped its node at once, which cut the request being read).
 #[test]
 fn users_and_hello_answer_the_request_in_flight_on_sigterm_and_sigint_then_exit_0() {
     let order = br#"{"user_id": 2, "item": "lamp", "quantity": 1}"#;
     for signal in ["TERM", "INT"] {
-        let (reply, status) = answer_in_flight("users", signal, "/orders", order);
+        let (reply, status) = answer_in_flight("users", signal, "/users/1", "/orders", order);
         assert_eq!(reply.status, 201, "users: SIG{signal}: {reply:?}");
         assert_eq!(reply.json()["item"], "lamp", "users: SIG{signal}");
         assert!(status.success(), "users: SIG{signal}: ended with {status}");
 
-        let (reply, status) = answer_in_flight("hello", signal, "/", order);
+        let (reply, status) = answer_in_flight("hello", signal, "/", "/", order);
         assert_eq!((reply.status, reply.text()), (200, format!("received {} bytes\n", order.len())), "SIG{signal}");
         assert!(status.success(), "hello: SIG{signal}: ended with {status}");
     }
