@@ -250,6 +250,15 @@ pub enum StartError {
         /// Its value.
         value: String,
     },
+    /// A shard could not be pinned to its core (a seccomp or cpuset policy refused it) and
+    /// [`NodeOptions::require_pin`](crate::NodeOptions::require_pin) asks for every shard
+    /// pinned: the first such shard and its core. The node was stopped.
+    PinFailed {
+        /// The shard's index.
+        shard: usize,
+        /// The core it was to be pinned to.
+        core: usize,
+    },
     /// The options are invalid (no cores, a core listed twice, more than 4096 shards...).
     InvalidOptions(String),
     /// A live node in this OS process already has the name.
@@ -277,11 +286,15 @@ impl fmt::Display for StartError {
             ),
             StartError::InvalidEnv { var: "PINION_PIN", value } => write!(
                 f,
-                "node start failed: cannot parse PINION_PIN={value:?} (expected 1, true, yes, on, or 0, false, no, off)"
+                "node start failed: cannot parse PINION_PIN={value:?} (expected 1, true, yes, on, require, or 0, false, no, off)"
             ),
             StartError::InvalidEnv { var, value } => {
                 write!(f, "node start failed: cannot parse {var}={value:?}")
             }
+            StartError::PinFailed { shard, core } => write!(
+                f,
+                "node start failed: shard {shard} could not be pinned to core {core} (the OS refused: a seccomp or cpuset policy?), and pinning is required (NodeOptions::require_pin, PINION_PIN=require)"
+            ),
             StartError::InvalidOptions(m) => write!(f, "node start failed: {m}"),
             StartError::NameTaken(n) => write!(f, "node start failed: a live node is already named {n:?}"),
             StartError::Io(e) => write!(f, "node start failed: {e}"),

@@ -161,6 +161,13 @@ fn pinion_cores_and_pinion_pin_override_the_options_or_fail_clearly() {
     assert_eq!(cores_of("env_pin_upper", unpinned(1)), vec![Some(available[0])], "PINION_PIN=TRUE pins");
     only(None, Some("Off"));
     assert_eq!(cores_of("env_pin_off_mixed", pinned(1)), vec![None], "PINION_PIN=Off: no shard is pinned");
+    // `require` pins (a pin that fails then fails the start: tests/review59.rs); `0` clears a
+    // requirement the options make.
+    only(None, Some("Require"));
+    assert_eq!(cores_of("env_pin_require", unpinned(1)), vec![Some(available[0])], "PINION_PIN=require pins");
+    only(None, Some("0"));
+    let required = NodeOptions { require_pin: true, ..pinned(1) };
+    assert_eq!(cores_of("env_pin_not_required", required), vec![None], "PINION_PIN=0 over require_pin");
     for bad in ["maybe", "2", ""] {
         only(None, Some(bad));
         match Node::start("env_pin_garbage", unpinned(1)) {

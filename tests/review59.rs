@@ -79,6 +79,36 @@ fn a_shard_whose_pinning_failed_reports_no_core() {
     assert_eq!(infos, vec![None; shards], "no shard is pinned, so none reports a core");
 }
 
+/// With `require_pin`, a shard that cannot be pinned fails the start (`PinFailed`, the first
+/// such shard and its core) instead of running unpinned; the node is stopped, its name free
+/// for the next start.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_required_pin_that_fails_fails_the_start() {
+    let available: Vec<usize> = core_affinity::get_core_ids().unwrap_or_default().into_iter().map(|c| c.id).collect();
+    let shards = available.len().min(2);
+    let (failed, then) = std::thread::spawn(move || {
+        forbid_pinning_on_this_thread();
+        let required = NodeOptions { cores: Cores::Count(shards), pin: true, require_pin: true, ..Default::default() };
+        let failed = Node::start("r59require", required).map(drop);
+        let then =
+            Node::start("r59require", NodeOptions { cores: Cores::Count(shards), pin: true, ..Default::default() })
+                .map(|node| node.stop());
+        (failed, then)
+    })
+    .join()
+    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    match failed {
+        Err(e @ StartError::PinFailed { shard: 0, core }) => {
+            assert_eq!(core, available[0], "the first shard's core");
+            let text = e.to_string();
+            assert!(text.contains("shard 0 could not be pinned") && text.contains("PINION_PIN=require"), "{text}");
+        }
+        other => panic!("expected PinFailed for shard 0, got {other:?}"),
+    }
+    assert!(then.is_ok(), "the name is free again and an unrequired pin starts: {then:?}");
+}
+
 /// The affinity masks of this process's threads named `{prefix}{i}`, in shard order.
 #[cfg(target_os = "linux")]
 fn node_thread_masks(prefix: &str, shards: usize) -> Vec<Vec<usize>> {

@@ -1,7 +1,7 @@
 //! The node: a set of shards, one per selected core, started together and stopped together.
 //!
 //! [`Node::start`] resolves the core layout ([`NodeOptions`], overridden by the environment:
-//! `PINION_CORES=0,2` or `all`, `PINION_PIN=0|1`), starts one pinned thread per shard, and
+//! `PINION_CORES=0,2` or `all`, `PINION_PIN=0|1|require`), starts one pinned thread per shard, and
 //! returns the owning [`Node`]. [`NodeHandle`] (`Send + Sync + Clone`) reaches the node from any
 //! thread.
 
@@ -50,8 +50,14 @@ pub struct NodeOptions {
     /// `false`, `no`, `off`, in any case) overrides it. A thread a process spawns inherits its shard's
     /// pinning (one core): spawn blocking work's threads from outside the shards, or unpin
     /// them yourself. A shard whose thread the OS refuses to pin (a seccomp or cpuset policy)
-    /// runs unpinned: a warning is logged and its `ShardInfo::core` is `None`.
+    /// runs unpinned: a warning is logged and its `ShardInfo::core` is `None` (unless
+    /// [`require_pin`](Self::require_pin): the start fails then).
     pub pin: bool,
+    /// With [`pin`](Self::pin), fail the start ([`StartError::PinFailed`]) when a shard cannot
+    /// be pinned, instead of running it unpinned: for a host tuned so that each shard owns its
+    /// core, where an unpinned shard would share one silently. Env `PINION_PIN=require` sets
+    /// this and `pin`; `PINION_PIN=0` (or `false`, `no`, `off`) clears both.
+    pub require_pin: bool,
     /// How long `stop` lets processes run `terminate` before killing the rest: how long
     /// `Node::stop` (or dropping the node) may take when a process is busy in an `await`
     /// then, or a client is slow to take the last answers — the host's stop latency; calls
@@ -68,6 +74,7 @@ impl Default for NodeOptions {
         NodeOptions {
             cores: Cores::All,
             pin: true,
+            require_pin: false,
             shutdown_timeout: Duration::from_secs(10),
             spin: Duration::from_micros(50),
         }
@@ -89,11 +96,12 @@ impl NodeOptions {
         }
         if let Some(value) = env_var("PINION_PIN")? {
             // Any case, as `PINION_CORES=ALL` is taken (review 59: `TRUE` was refused).
-            self.pin = match value.trim().to_ascii_lowercase().as_str() {
-                "1" | "true" | "yes" | "on" => true,
-                "0" | "false" | "no" | "off" => false,
+            match value.trim().to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => self.pin = true,
+                "require" => (self.pin, self.require_pin) = (true, true),
+                "0" | "false" | "no" | "off" => (self.pin, self.require_pin) = (false, false),
                 _ => return Err(StartError::InvalidEnv { var: "PINION_PIN", value }),
-            };
+            }
         }
         Ok((self, cores_env))
     }
@@ -475,7 +483,9 @@ impl Node {
         let mut node = Node { handle: NodeHandle::from_shared(shared.clone()), threads: Vec::new() };
         // Each shard says when it is pinned: `start` returns with every shard on its core (a
         // trial read a shard's affinity right after `start` and found it not pinned yet).
-        let (pinned, all_pinned) = std::sync::mpsc::channel::<()>();
+        // A shard that could not be pinned sends its index and core first.
+        let (pinned, all_pinned) = std::sync::mpsc::channel::<(usize, usize)>();
+        let require_pin = options.require_pin;
         for (i, (reactor, core)) in reactors.into_iter().zip(layout).enumerate() {
             let shared = shared.clone();
             let pinned = pinned.clone();
@@ -492,8 +502,12 @@ impl Node {
                         let _ = shared.shards[i].core.set(core);
                     } else {
                         // It runs unpinned, on the cores it inherited: `ShardInfo::core` says
-                        // `None`, as for a shard with pinning off.
-                        log::warn!(target: "pinion", "{}: could not pin shard {i} to core {core}; it runs unpinned", shared.name);
+                        // `None`, as for a shard with pinning off (unless pinning is required:
+                        // then the start fails, and this shard stops with the others).
+                        let _ = pinned.send((i, core));
+                        if !require_pin {
+                            log::warn!(target: "pinion", "{}: could not pin shard {i} to core {core}; it runs unpinned", shared.name);
+                        }
                     }
                 }
                 drop(pinned);
@@ -512,9 +526,14 @@ impl Node {
                 }
             }
         }
-        // Every shard dropped its sender once pinned (or ended): this returns then.
+        // Every shard dropped its sender once pinned (or ended): the loop ends then.
         drop(pinned);
-        let _ = all_pinned.recv();
+        let unpinned: Vec<(usize, usize)> = all_pinned.iter().collect();
+        if let (true, Some(&(shard, core))) = (require_pin, unpinned.iter().min()) {
+            // Stopped and joined, its name free again, before the error is returned.
+            drop(node);
+            return Err(StartError::PinFailed { shard, core });
+        }
         Ok(node)
     }
 
