@@ -44,6 +44,19 @@ mod spares;
 use std::fmt;
 use std::time::Duration;
 
+/// The `http` crate the conversions use (feature `interop`), re-exported as axum and hyper
+/// re-export it, so a program needs no dependency of its own kept at the same version:
+/// `pinion::http::http::Request`.
+///
+/// ```
+/// use pinion::http::{Request, http};
+///
+/// let theirs = http::Request::get("/users/7").body(Vec::new()).expect("a request");
+/// let ours = Request::try_from(theirs).expect("converted");
+/// assert_eq!(ours.path(), "/users/7");
+/// ```
+#[cfg(feature = "interop")]
+pub use ::http;
 #[cfg(feature = "interop")]
 pub use interop::{HttpPeerAddr, HttpTrailers, InteropError};
 pub use request::{Headers, Method, Request, Version};
