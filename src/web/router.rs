@@ -49,8 +49,10 @@ struct Route {
 ///
 /// Patterns are matched against the path as the client sent it, percent-encoding and all
 /// (`%2F` is no `/`, `%41` no `A`; [`Request::param_decoded`] decodes a parameter): a literal
-/// is written as it comes on the wire, so one with a byte no path holds (a space, `?`, `#`,
-/// non-ASCII) is refused, as is a parameter name used twice in one pattern.
+/// is written as it comes on the wire, so one with a byte no path holds (a space, a control,
+/// `?`, `#`) is refused, as is a parameter name used twice in one pattern. A literal in UTF-8
+/// (`/café`) matches a client that sends it raw; browsers and most clients percent-encode it
+/// (`/caf%C3%A9`).
 #[derive(Default)]
 pub struct Router {
     core: Arc<Core>,
@@ -265,9 +267,10 @@ fn parse(pattern: &str) -> Result<Vec<Segment>, &'static str> {
             Some(name) if !name.starts_with('*') && well_named(name) => Segment::Param(name.to_owned()),
             Some(_) => return Err("empty or nested parameter"),
             None if p.contains(['{', '}']) => return Err("unbalanced braces"),
-            // What a request's path may hold (visible ASCII but `?` and `#`): a literal with
-            // anything else could match no request, silently.
-            None if !p.bytes().all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#') => {
+            // What a request's path may hold (visible ASCII but `?` and `#`, and UTF-8: the
+            // server takes a target a client sends raw): a literal with anything else could
+            // match no request, silently.
+            None if !p.bytes().all(|b| (b.is_ascii_graphic() && b != b'?' && b != b'#') || !b.is_ascii()) => {
                 return Err("a literal holds a byte no path holds (percent-encode it)");
             }
             None => Segment::Literal((*p).to_owned()),
@@ -686,8 +689,10 @@ mod tests {
         assert!(parse("/a/{*r{}").is_err());
         assert!(parse("/{a}/{a}").is_err());
         assert!(parse("/{a}/x/{*a}").is_err());
-        assert!(parse("/caf\u{e9}").is_err());
+        assert!(parse("/caf\u{e9}").is_ok(), "a path sent raw holds UTF-8");
         assert!(parse("/a b").is_err());
+        assert!(parse("/a\tb").is_err());
+        assert!(parse("/a\u{7f}").is_err());
         assert!(parse("/a?b").is_err());
         assert!(parse("/a#b").is_err());
         assert!(parse("/caf%C3%A9/{a}/{b}").is_ok());
