@@ -4,7 +4,7 @@
 
 mod review_support;
 
-use pinion::http::{HttpLimits, Request, Response};
+use pinion::http::{HttpLimits, Method, Request, Response};
 use pinion::web::Router;
 use review_support::*;
 
@@ -34,4 +34,18 @@ fn a_literal_in_utf8_matches_a_path_sent_raw() {
     c.send(b"GET /caf%C3%A9 HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(c.response().text(), "encoded literal");
     node.stop();
+}
+
+/// `set_header` with a value it refuses panics before it changes anything: a layer that
+/// catches the panic (or a handler running under `catch_unwind`) still has the field it had.
+/// Before, the fields of that name were removed first, then the value refused.
+#[test]
+fn a_refused_set_header_leaves_the_request_as_it_was() {
+    let mut req = Request::new(Method::Get, "/").with_header("accept", "text/html");
+    let edit = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| req.set_header("Accept", "a\r\nx: y")));
+    assert!(edit.is_err(), "a value with CR LF is refused");
+    assert_eq!(req.header("accept"), Some(&b"text/html"[..]));
+    let edit = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| req.set_header("Acc ept", "b")));
+    assert!(edit.is_err(), "a name that is no token is refused");
+    assert_eq!(req.header("accept"), Some(&b"text/html"[..]));
 }

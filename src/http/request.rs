@@ -608,23 +608,19 @@ impl Request {
     /// client sent holds such a field, and a handler may count on that).
     pub fn append_header(&mut self, name: &str, value: impl AsRef<[u8]>) {
         let value = value.as_ref();
-        assert!(
-            !name.is_empty() && name.bytes().all(|b| TOKEN[usize::from(b)]),
-            "append_header: {name:?} is not a field name (a token)"
-        );
-        assert!(
-            !value.iter().any(|b| matches!(b, b'\r' | b'\n' | 0)),
-            "append_header: the value of {name:?} holds CR, LF or NUL"
-        );
+        check_field(name, value);
         self.push_header(name.as_bytes(), value);
     }
 
     /// Sets the header field `name` (any case) to `value`: every field of that name goes, and
     /// this one is added after the others ([`append_header`](Self::append_header), whose
-    /// panics it shares).
+    /// panics it shares: checked before anything is changed).
     pub fn set_header(&mut self, name: &str, value: impl AsRef<[u8]>) {
+        let value = value.as_ref();
+        // Before the removal: a refused value left the request without the field (review 67).
+        check_field(name, value);
         self.remove_header(name);
-        self.append_header(name, value);
+        self.push_header(name.as_bytes(), value);
     }
 
     /// Removes every header field named `name` (any case; a layer that strips the
@@ -634,6 +630,19 @@ impl Request {
         self.headers.retain(|f| !f.name.get(arena).eq_ignore_ascii_case(name.as_bytes()));
         self.headers.len() != before
     }
+}
+
+/// What a field a layer adds must be ([`Request::append_header`]): a token name, a value
+/// without CR, LF or NUL; a panic otherwise.
+fn check_field(name: &str, value: &[u8]) {
+    assert!(
+        !name.is_empty() && name.bytes().all(|b| TOKEN[usize::from(b)]),
+        "append_header: {name:?} is not a field name (a token)"
+    );
+    assert!(
+        !value.iter().any(|b| matches!(b, b'\r' | b'\n' | 0)),
+        "append_header: the value of {name:?} holds CR, LF or NUL"
+    );
 }
 
 impl fmt::Debug for Request {
