@@ -5,7 +5,7 @@
 mod review_support;
 
 use pinion::http::{HttpLimits, Method, Request, Response};
-use pinion::web::Router;
+use pinion::web::{Cors, Router, answer_at_once};
 use review_support::*;
 
 fn text(s: &'static str) -> impl Fn(&Request) -> Response + Send + Sync + 'static {
@@ -34,6 +34,41 @@ fn a_literal_in_utf8_matches_a_path_sent_raw() {
     c.send(b"GET /caf%C3%A9 HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(c.response().text(), "encoded literal");
     node.stop();
+}
+
+/// The origins an answer allows (its `Access-Control-Allow-Origin` fields).
+fn allowed_origins(resp: &Response) -> Vec<String> {
+    let fields = resp.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("access-control-allow-origin"));
+    fields.map(|(_, v)| String::from_utf8_lossy(v).into_owned()).collect()
+}
+
+/// `Cors` around another: the outermost layer's fields stand (its docs), also for an origin
+/// it does not allow — it answers that origin's preflights 403, and its simple requests carry
+/// no `Access-Control-Allow-Origin` either. Before, the inner layer's (or a handler's own)
+/// field stayed on them: an app's list of origins was bypassed for every simple request by a
+/// nested router's `Cors::default()` (any origin), while that origin's preflights were refused.
+#[test]
+fn an_outer_cors_that_refuses_an_origin_leaves_it_no_allow_field() {
+    let api = Router::new()
+        .get("/api/items", |_: &Request| Response::text("[]"))
+        .get("/api/own", |_: &Request| Response::text("own").header("access-control-allow-origin", "*"))
+        .layer(Cors::default());
+    let app = Cors { origins: vec!["http://app.example".into()], ..Cors::default() };
+    let router = Router::new().route("/api/{*rest}", api).layer(app);
+    let ask = |method, target: &str, origin: &str| {
+        let req = Request::new(method, target).with_header("origin", origin);
+        let req = if method == Method::Options { req.with_header("access-control-request-method", "GET") } else { req };
+        answer_at_once(&router, req).expect("answered at once")
+    };
+    // The outer layer refuses the other origin's preflight...
+    assert_eq!(ask(Method::Options, "/api/items", "http://other.example").status.0, 403);
+    // ...and allows none of its simple requests, the nested layer's or the handler's field.
+    for target in ["/api/items", "/api/own"] {
+        let resp = ask(Method::Get, target, "http://other.example");
+        assert_eq!(allowed_origins(&resp), Vec::<String>::new(), "{target}: {resp:?}");
+        let resp = ask(Method::Get, target, "http://app.example");
+        assert_eq!(allowed_origins(&resp), ["http://app.example"], "{target}: {resp:?}");
+    }
 }
 
 /// `set_header` with a value it refuses panics before it changes anything: a layer that

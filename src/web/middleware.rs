@@ -138,7 +138,8 @@ impl Handler for Authed {
 ///
 /// The allow fields are set, not added: a `Cors` around another (an app's around a nested
 /// API router's) or a handler's own leaves one `Access-Control-Allow-Origin` (the outermost
-/// layer's: it answers the preflights), and `Vary` names `Origin` once.
+/// layer's: it answers the preflights; none for an origin it does not allow), and `Vary`
+/// names `Origin` once.
 ///
 /// The fields go on every answer of a request that reached the handlers (the runtime's
 /// 500/503/504 too), not on the connection's refusals of requests it could not take (see
@@ -229,15 +230,19 @@ impl Layer for Cors {
 impl ResponseHook for CorsState {
     fn on_response(&self, req: &RequestSummary<'_>, resp: &mut Response) {
         let origin = req.request.header("origin");
-        if let Some(allow) = origin.and_then(|o| self.allow(o)) {
+        if origin.is_some() {
             // Set, not added: under another `Cors` (a router's around a nested router's) two
             // `Access-Control-Allow-Origin` fields went out, which a browser refuses ("multiple
-            // values"; review 64). The outermost layer's fields stand, as its preflight answer.
+            // values"; review 64). The outermost layer's fields stand, as its preflight answer:
+            // none for an origin it refuses (review 67: the inner layer's `*` stayed, and an
+            // origin refused its preflights read every simple request's answer).
             for name in
                 ["access-control-allow-origin", "access-control-allow-credentials", "access-control-expose-headers"]
             {
                 resp.remove_header(name);
             }
+        }
+        if let Some(allow) = origin.and_then(|o| self.allow(o)) {
             resp.headers.push((Cow::Borrowed("access-control-allow-origin"), cow_bytes(allow)));
             if self.credentials() {
                 resp.headers.push((Cow::Borrowed("access-control-allow-credentials"), Cow::Borrowed(b"true")));
