@@ -216,6 +216,8 @@ pub mod _benchable {
     #[cfg(feature = "web")]
     pub use crate::http::backlog::{StreamState, StreamWatch};
     pub use crate::shard::inbox::Inbox;
+    #[cfg(feature = "web")]
+    pub use crate::web::OpenConnections;
 }
 
 /// The README's examples, compiled and run as doctests.

@@ -231,7 +231,7 @@ pub(crate) struct ShardRemote {
     /// worker on any shard to tell whether the client of a request it holds is gone
     /// (`WebRequest::is_client_gone`). Written by the shard when it opens and closes one.
     #[cfg(feature = "web")]
-    pub(crate) connections: crate::pool::cells::Segmented<AtomicU64>,
+    pub(crate) connections: crate::web::OpenConnections,
 }
 
 /// What every shard and handle of a node shares.
@@ -457,7 +457,7 @@ impl Node {
                 table: SharedTable::new(),
                 core: OnceLock::new(),
                 #[cfg(feature = "web")]
-                connections: crate::pool::cells::Segmented::new(),
+                connections: crate::web::OpenConnections::new(),
             }));
         }
         let shared = Arc::new(NodeShared {

@@ -14,7 +14,6 @@ use std::net::{Shutdown, SocketAddr};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
@@ -807,10 +806,8 @@ impl Connection {
             shard.io_cancel_timer(key);
         }
         self.server.closed_one(st.codec.peer());
-        if let Some(open) = shard.remote().connections.get(token.0) {
-            // Gone for the workers holding its requests (before the token can be reused).
-            open.store(0, Ordering::Release);
-        }
+        // Gone for the workers holding its requests (before the token can be reused).
+        shard.remote().connections.closed(token.0);
         shard.io_remove(token, &mut st.stream);
     }
 }

@@ -85,6 +85,8 @@ pub use middleware::{
     Auth, BodyLimit, Cors, Guard, Hook, Layer, MAX_RATE_KEYS, RateLimit, RequestLog, auth, bearer, body_limit, guard,
     hook, rate_limit, request_log,
 };
+#[doc(hidden)]
+pub use request::OpenConnections;
 pub use request::{RequestSummary, ResponseHook, ResponseStream, WebRequest};
 pub use router::Router;
 pub use server::{WebServer, WebServerOptions};

@@ -9,6 +9,8 @@ use mio::Token;
 use super::server::{self, Chunk, Delivery};
 use crate::http::backlog::Writable;
 use crate::http::{Body, Request, Response, StatusCode, StreamState, StreamWatch};
+use crate::loom::{AtomicU64, Ordering};
+use crate::pool::cells::Segmented;
 use crate::process::{NodeId, ShardId};
 
 /// Where a response goes: a connection on a shard, and the request's place in its order.
@@ -59,6 +61,58 @@ pub struct RequestSummary<'a> {
     pub request: &'a Request,
     /// When the connection finished reading it (see [`WebRequest::received`]).
     pub received: Instant,
+}
+
+/// The id of the web connection open under each io token of a shard (0: none), for a worker
+/// on any shard to tell whether the client of a request it holds is gone
+/// ([`WebRequest::is_client_gone`]). The shard writes it: when a connection opens, before any
+/// of its requests is read; when it closes, before its token can be reused. Ids are never
+/// reused (they count up from 1), so a connection seen gone stays gone, and a newer one under
+/// the same token is not taken for it. A worker gets a request through a queue that publishes
+/// it, so it sees the id stored at the open or what came after, never what the token held
+/// before (a closed connection's 0): a live client is never seen gone (modelled by
+/// `tests/loom_connections.rs`).
+#[doc(hidden)]
+pub struct OpenConnections(Segmented<AtomicU64>);
+
+impl fmt::Debug for OpenConnections {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpenConnections").finish_non_exhaustive()
+    }
+}
+
+impl Default for OpenConnections {
+    fn default() -> Self {
+        OpenConnections::new()
+    }
+}
+
+impl OpenConnections {
+    /// No connection under any token.
+    pub fn new() -> Self {
+        OpenConnections(Segmented::new())
+    }
+
+    /// Connection `id` (never 0) opened under `token`. (Past the table's ~16 M tokens nothing
+    /// is kept: such a connection is never seen gone.)
+    pub fn opened(&self, token: usize, id: u64) {
+        if let Some(open) = self.0.get_or_alloc(token) {
+            open.store(id, Ordering::Release);
+        }
+    }
+
+    /// The connection under `token` closed.
+    pub fn closed(&self, token: usize) {
+        if let Some(open) = self.0.get(token) {
+            open.store(0, Ordering::Release);
+        }
+    }
+
+    /// Whether connection `id`, opened under `token`, closed since (no entry: a token past the
+    /// table, never written: cannot tell, so not gone).
+    pub fn is_gone(&self, token: usize, id: u64) -> bool {
+        self.0.get(token).is_some_and(|open| open.load(Ordering::Acquire) != id)
+    }
 }
 
 /// A request and the means to answer it, on its way to whoever answers it. It is `Send`: a
@@ -275,11 +329,7 @@ impl WebRequest {
             else {
                 return false;
             };
-            // (No entry: a token past the table's ~16 M, never written: cannot tell.)
-            remote
-                .connections
-                .get(to.token.0)
-                .is_some_and(|open| open.load(std::sync::atomic::Ordering::Acquire) != to.conn)
+            remote.connections.is_gone(to.token.0, to.conn)
         })
     }
 

@@ -621,9 +621,7 @@ impl Listener {
             Ok(token) => {
                 // Open for workers to see (`WebRequest::is_client_gone`): before any request
                 // of it is read. (Past the table's ~16 M tokens, never seen gone.)
-                if let Some(open) = shard.remote().connections.get_or_alloc(token.0) {
-                    open.store(id, Ordering::Release);
-                }
+                shard.remote().connections.opened(token.0, id);
                 server.stats().set_connections(server.connections.get())
             }
             Err(e) => log::warn!(target: "pinion::web", "{}: cannot register a connection: {e}", shard.id),
