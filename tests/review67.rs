@@ -84,3 +84,52 @@ fn a_refused_set_header_leaves_the_request_as_it_was() {
     assert!(edit.is_err(), "a name that is no token is refused");
     assert_eq!(req.header("accept"), Some(&b"text/html"[..]));
 }
+
+/// Checked and sound: a HEAD request scanning past the GET route that takes it, over routes
+/// of a pattern alike that match part of the path (their parameters written over the GET
+/// route's, at the same ranges), still records the GET route's parameters; a HEAD route alike
+/// added after both takes it, with its own names; a 405 lists the methods of every route on
+/// the path, HEAD once.
+#[test]
+fn head_scanning_past_the_get_route_keeps_its_parameters() {
+    let param =
+        |name: &'static str| move |r: &Request| Response::text(format!("{name}={}", r.param(name).unwrap_or("-")));
+    let router = Router::new()
+        .get("/q/{x}/a", param("x"))
+        .route("/q/{y}/b", param("y"))
+        .post("/q/{w}/a", param("w"))
+        .get("/p/{x}/a", param("x"))
+        .route("/p/{y}/b", param("y"))
+        .method(Method::Head, "/p/{z}/a", param("z"));
+    let body = |method, target: &str| {
+        let resp = answer_at_once(&router, Request::new(method, target)).expect("answered at once");
+        (resp.status.0, String::from_utf8_lossy(resp.body_bytes()).into_owned())
+    };
+    assert_eq!(body(Method::Head, "/q/7/a"), (200, "x=7".to_owned()));
+    assert_eq!(body(Method::Head, "/q/7/b"), (200, "y=7".to_owned()));
+    assert_eq!(body(Method::Head, "/p/8/a"), (200, "z=8".to_owned()));
+    assert_eq!(body(Method::Get, "/p/8/a"), (200, "x=8".to_owned()));
+    let refused = answer_at_once(&router, Request::new(Method::Delete, "/p/8/a")).expect("answered at once");
+    assert_eq!((refused.status.0, refused.header_value("allow")), (405, Some(&b"GET, HEAD, OPTIONS"[..])));
+    let refused = answer_at_once(&router, Request::new(Method::Put, "/q/8/a")).expect("answered at once");
+    assert_eq!(refused.header_value("allow"), Some(&b"GET, HEAD, POST, OPTIONS"[..]));
+}
+
+/// Checked and sound, over the wire: `OPTIONS http://host` (absolute-form, no path) asks about
+/// the server — the router's 204, not the route on `/` that takes every method — while
+/// `OPTIONS http://host/` is the route's; `OPTIONS *` the router's 204.
+#[test]
+fn options_for_an_absolute_form_without_a_path_over_the_wire() {
+    let router = Router::new().route("/", text("root")).post("/items", text("posted"));
+    let node = start_node("r67-options-abs", 1);
+    let server = serve_with(&node, HttpLimits::default(), router);
+    let mut c = Client::connect(server.local_addr());
+    c.send(b"OPTIONS http://x HTTP/1.1\r\nHost: x\r\n\r\n");
+    let resp = c.response();
+    assert_eq!((resp.status, resp.text()), (204, String::new()), "{resp:?}");
+    c.send(b"OPTIONS http://x/ HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(c.response().text(), "root");
+    c.send(b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(c.response().status, 204);
+    node.stop();
+}
