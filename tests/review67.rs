@@ -4,8 +4,11 @@
 
 mod review_support;
 
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
 use pinion::http::{HttpLimits, Method, Request, Response};
-use pinion::web::{Cors, Router, answer_at_once};
+use pinion::web::{Cors, Handler, Router, WebRequest, answer_at_once};
 use review_support::*;
 
 fn text(s: &'static str) -> impl Fn(&Request) -> Response + Send + Sync + 'static {
@@ -131,5 +134,50 @@ fn options_for_an_absolute_form_without_a_path_over_the_wire() {
     assert_eq!(c.response().text(), "root");
     c.send(b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(c.response().status, 204);
+    node.stop();
+}
+
+/// Holds the requests to `/hold`; `/ask` answers, from the connection's shard, whether the
+/// client of each held request is gone (`is_client_gone`), in order, then answers the held
+/// requests of the clients still there.
+#[derive(Clone, Default)]
+struct Holder(Arc<Mutex<Vec<WebRequest>>>);
+
+impl Handler for Holder {
+    fn handle(&self, req: WebRequest) {
+        if req.request().path() != "/ask" {
+            return lock(&self.0).push(req);
+        }
+        let held: Vec<WebRequest> = lock(&self.0).drain(..).collect();
+        let gone: Vec<String> = held.iter().map(|r| r.is_client_gone().to_string()).collect();
+        for r in held.into_iter().filter(|r| !r.is_client_gone()) {
+            r.respond(Response::text("kept"));
+        }
+        req.respond(Response::text(gone.join(",")));
+    }
+}
+
+/// Checked and sound, over the wire: a request whose client reset is gone, and stays gone
+/// when a new connection opens after it (under the token the first one left: the shard
+/// reuses it), whose own held request is not gone.
+#[test]
+fn a_gone_client_stays_gone_when_a_new_connection_takes_its_token() {
+    let holder = Holder::default();
+    let node = start_node("r67-gone-token", 1);
+    let server = serve_with(&node, HttpLimits::default(), holder.clone());
+    let held = || lock(&holder.0).len();
+    let mut quitter = Client::connect(server.local_addr());
+    quitter.send(&get("/hold"));
+    wait_until("the first request held", || held() == 1);
+    socket2::SockRef::from(&quitter.s).set_linger(Some(Duration::ZERO)).expect("linger 0");
+    drop(quitter);
+    wait_until("the reset connection closed", || server.stats().connections == 0);
+    let mut stays = Client::connect(server.local_addr());
+    stays.send(&get("/hold"));
+    wait_until("the second request held", || held() == 2);
+    let mut asker = Client::connect(server.local_addr());
+    asker.send(&get("/ask"));
+    assert_eq!(asker.response().text(), "true,false");
+    assert_eq!(stays.response().text(), "kept");
     node.stop();
 }
