@@ -88,6 +88,12 @@ fn a_refused_set_header_leaves_the_request_as_it_was() {
     assert_eq!(req.header("accept"), Some(&b"text/html"[..]));
 }
 
+/// The status and body of `router`'s answer at once to `method` on `target`.
+fn answer(router: &Router, method: Method, target: &str) -> (u16, String) {
+    let resp = answer_at_once(router, Request::new(method, target)).expect("answered at once");
+    (resp.status.0, String::from_utf8_lossy(resp.body_bytes()).into_owned())
+}
+
 /// Checked and sound: a HEAD request scanning past the GET route that takes it, over routes
 /// of a pattern alike that match part of the path (their parameters written over the GET
 /// route's, at the same ranges), still records the GET route's parameters; a HEAD route alike
@@ -104,14 +110,10 @@ fn head_scanning_past_the_get_route_keeps_its_parameters() {
         .get("/p/{x}/a", param("x"))
         .route("/p/{y}/b", param("y"))
         .method(Method::Head, "/p/{z}/a", param("z"));
-    let body = |method, target: &str| {
-        let resp = answer_at_once(&router, Request::new(method, target)).expect("answered at once");
-        (resp.status.0, String::from_utf8_lossy(resp.body_bytes()).into_owned())
-    };
-    assert_eq!(body(Method::Head, "/q/7/a"), (200, "x=7".to_owned()));
-    assert_eq!(body(Method::Head, "/q/7/b"), (200, "y=7".to_owned()));
-    assert_eq!(body(Method::Head, "/p/8/a"), (200, "z=8".to_owned()));
-    assert_eq!(body(Method::Get, "/p/8/a"), (200, "x=8".to_owned()));
+    assert_eq!(answer(&router, Method::Head, "/q/7/a"), (200, "x=7".to_owned()));
+    assert_eq!(answer(&router, Method::Head, "/q/7/b"), (200, "y=7".to_owned()));
+    assert_eq!(answer(&router, Method::Head, "/p/8/a"), (200, "z=8".to_owned()));
+    assert_eq!(answer(&router, Method::Get, "/p/8/a"), (200, "x=8".to_owned()));
     let refused = answer_at_once(&router, Request::new(Method::Delete, "/p/8/a")).expect("answered at once");
     assert_eq!((refused.status.0, refused.header_value("allow")), (405, Some(&b"GET, HEAD, OPTIONS"[..])));
     let refused = answer_at_once(&router, Request::new(Method::Put, "/q/8/a")).expect("answered at once");
@@ -180,4 +182,27 @@ fn a_gone_client_stays_gone_when_a_new_connection_takes_its_token() {
     assert_eq!(asker.response().text(), "true,false");
     assert_eq!(stays.response().text(), "kept");
     node.stop();
+}
+
+/// A GET route and, added after it, a route for any method on a pattern alike (the other
+/// methods' handler): HEAD goes where GET goes, as a GET route takes HEAD (RFC 9110 §9.3.2:
+/// the same fields as to GET); only a HEAD route of its own takes HEAD from the GET route.
+/// Before, the route for any method took HEAD there, while GET went to the GET route: a HEAD
+/// answered by another handler than the GET it stands for.
+#[test]
+fn head_follows_get_past_a_route_for_any_method_added_after() {
+    let router = Router::new()
+        .get("/f/{x}", text("get"))
+        .route("/f/{x}", text("any"))
+        .get("/lit", text("get"))
+        .route("/lit", text("any"))
+        .get("/h/{x}", text("get"))
+        .route("/h/{x}", text("any"))
+        .method(Method::Head, "/h/{x}", text("head"));
+    for target in ["/f/1", "/lit"] {
+        assert_eq!(answer(&router, Method::Get, target).1, "get", "{target}");
+        assert_eq!(answer(&router, Method::Head, target).1, "get", "{target}");
+        assert_eq!(answer(&router, Method::Post, target).1, "any", "{target}");
+    }
+    assert_eq!(answer(&router, Method::Head, "/h/1").1, "head", "a HEAD route of its own still takes HEAD");
 }

@@ -15,8 +15,8 @@
 //!   segment a literal before a parameter before a `{*rest}` (a pattern that ended before one
 //!   that goes on: `specificity`), whatever the order they were added in; among alike, the
 //!   first added. The first of those that takes the method answers (a GET route takes HEAD:
-//!   `Router::get`, unless a route alike takes HEAD itself: a HEAD route or one for any
-//!   method); if none does, 405 with `Allow` = the matching routes' methods, HEAD with GET,
+//!   `Router::get`, unless a HEAD route alike is there; a route for any method after the GET
+//!   route does not take its HEAD); if none does, 405 with `Allow` = the matching routes' methods, HEAD with GET,
 //!   and OPTIONS — or, to OPTIONS, 204 with that `Allow`.
 //! - No pattern matches: the fallback (`Router::fallback`), or `not_found`'s answer, or 404.
 //!   `OPTIONS *` (and `OPTIONS http://h`, no path or query) matches no route: with a `fallback`, the fallback; else 204 with an `Allow`
@@ -580,10 +580,10 @@ fn model(table: &Table, case: &Case, head_first: bool) -> Expected {
         && case.method == Method::Head
         && get.method == Some(Method::Get)
     {
-        // A route of a pattern alike that takes HEAD itself goes before the GET route.
+        // A HEAD route of a pattern alike goes before the GET route (a route for any method
+        // before it was chosen already; one after it does not take HEAD from it).
         let rank = model_rank(&get.segs);
-        if let Some(own) =
-            matching.iter().find(|(r, _)| model_rank(&r.segs) == rank && r.method.is_none_or(|m| m == Method::Head))
+        if let Some(own) = matching.iter().find(|(r, _)| model_rank(&r.segs) == rank && r.method == Some(Method::Head))
         {
             chosen = Some(own);
         }

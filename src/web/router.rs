@@ -45,7 +45,8 @@ struct Route {
 /// literal before a parameter before a `{*rest}`, whatever the order the routes were added
 /// in (as axum's router); among patterns alike, the first added. A route that takes the
 /// request's method answers; if none of the matching ones does, 405. A GET route takes HEAD
-/// too, unless a route of a pattern alike takes HEAD itself.
+/// too, unless a HEAD route of a pattern alike is there (whichever was added first); a route
+/// for any method added after the GET route does not take its HEAD (HEAD goes where GET goes).
 ///
 /// Patterns are matched against the path as the client sent it, percent-encoding and all
 /// (`%2F` is no `/`, `%41` no `A`; [`Request::param_decoded`] decodes a parameter): a literal
@@ -100,8 +101,9 @@ impl Router {
         self.add(Some(method), pattern, Arc::new(handler))
     }
 
-    /// GET on `pattern`, and HEAD there unless a route as specific takes HEAD itself (a
-    /// [`method`](Self::method) route for HEAD, or a [`route`](Self::route) for any method).
+    /// GET on `pattern`, and HEAD there unless a route as specific takes HEAD itself: a
+    /// [`method`](Self::method) route for HEAD, or a [`route`](Self::route) for any method
+    /// added before this one (which takes GET too).
     pub fn get(self, pattern: &str, handler: impl Handler) -> Router {
         self.method(Method::Get, pattern, handler)
     }
@@ -532,15 +534,16 @@ impl Core {
     /// parameters it found (their ranges in `found`, filled only by a pattern with
     /// parameters); else the methods of the routes whose path matched.
     ///
-    /// A HEAD request goes to a GET route only if no route of a pattern as specific (literals,
-    /// parameters and a rest in the same places) that takes HEAD itself (a HEAD route, or one
-    /// for any method) matches too: a HEAD route added after the GET one was never reached
-    /// (found reviewing the router).
+    /// A HEAD request goes to a GET route only if no HEAD route of a pattern as specific
+    /// (literals, parameters and a rest in the same places) matches too: a HEAD route added
+    /// after the GET one was never reached (found reviewing the router). A route for any
+    /// method after the GET route does not take it (review 67: HEAD went to the other methods'
+    /// handler while GET went to the GET route).
     #[inline(always)]
     fn find(&self, from: usize, method: Method, path: &str, found: &mut Option<Found>) -> Result<(&Route, usize), u16> {
         let mut allowed = 0u16;
-        // A GET route that takes this HEAD request, while routes alike after it may take HEAD
-        // themselves. (Routes alike are next to each other: `add` orders them by specificity.
+        // A GET route that takes this HEAD request, while HEAD routes alike after it may take
+        // it themselves. (Routes alike are next to each other: `add` orders them by specificity.
         // A path splits the same way for each, so `found` stays right for the GET route.)
         let mut by_get: Option<(&Route, usize)> = None;
         for route in &self.routes[from..] {
@@ -558,6 +561,10 @@ impl Core {
                 },
             };
             if route.method.is_none_or(|m| m == method) {
+                if route.method.is_none() && by_get.is_some() {
+                    // HEAD goes where GET goes: to the GET route before this one.
+                    continue;
+                }
                 return Ok((route, n));
             }
             if method == Method::Head && route.method == Some(Method::Get) {
