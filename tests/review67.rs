@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pinion::http::{HttpLimits, Method, Request, Response};
-use pinion::web::{Cors, Handler, Router, WebRequest, answer_at_once};
+use pinion::web::{Cors, Handler, RequestSummary, Router, WebRequest, answer_at_once, guard, hook};
 use review_support::*;
 
 fn text(s: &'static str) -> impl Fn(&Request) -> Response + Send + Sync + 'static {
@@ -205,4 +205,21 @@ fn head_follows_get_past_a_route_for_any_method_added_after() {
         assert_eq!(answer(&router, Method::Post, target).1, "any", "{target}");
     }
     assert_eq!(answer(&router, Method::Head, "/h/1").1, "head", "a HEAD route of its own still takes HEAD");
+}
+
+/// `answer_at_once`'s docs: a panic in a check of the head alone under a layer that hooks
+/// answers is that layer's 500 (review 64's fix), not a panic of the call (the docs said it
+/// panicked). Checked and sound; the docs now say so.
+#[test]
+fn a_check_that_panics_under_a_hooking_layer_is_a_500_at_once() {
+    let router = Router::new()
+        .post("/p", text("posted"))
+        .layer(guard(|_: &Request| -> Option<Response> { panic!("a guard that panics, as the test asked") }))
+        .layer(hook(|_: &RequestSummary<'_>, resp: &mut Response| resp.set_header("x-hooked", "1")));
+    let req = Request::new(Method::Post, "/p")
+        .with_header("content-length", "1")
+        .with_header("expect", "100-continue")
+        .with_body("b");
+    let resp = answer_at_once(&router, req).expect("answered at once");
+    assert_eq!((resp.status.0, resp.header_value("x-hooked")), (500, Some(&b"1"[..])));
 }

@@ -94,7 +94,9 @@ const NO_CONNECTION: u64 = u64::MAX;
 ///
 /// # Panics
 /// If the handler panics (in `body_limit` and `check_head` too: over a socket each would
-/// answer 500).
+/// answer 500) — but for a panic in `check_head` under a layer that hooks answers
+/// ([`Cors`](super::Cors), [`request_log`](super::request_log), [`hook`](super::hook)), which
+/// answers it 500 itself, as over a socket.
 pub fn answer_at_once(handler: &dyn super::Handler, request: Request) -> Option<Response> {
     use super::request::ReplyTo;
     if let Some(answer) = answer_to_head(handler, &request) {
