@@ -4,7 +4,7 @@
 mod review_support;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pinion::http::{HttpLimits, Method, Request, Response, StatusCode};
@@ -253,33 +253,6 @@ fn layers_see_a_held_unsafe_request_in_its_turn_and_refusals_keep_order() {
     assert_eq!((refused.status, refused.header("www-authenticate")), (401, challenge.as_deref()), "{refused:?}");
     c.assert_closed();
     node.stop();
-}
-
-/// Records the lines logged under `pinion::web::access` (the one logger of this binary).
-struct AccessLog;
-
-static ACCESS_LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-impl log::Log for AccessLog {
-    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        metadata.target() == "pinion::web::access"
-    }
-    fn log(&self, record: &log::Record<'_>) {
-        if self.enabled(record.metadata()) {
-            lock(&ACCESS_LINES).push(record.args().to_string());
-        }
-    }
-    fn flush(&self) {}
-}
-
-/// The access lines so far that hold `part`.
-fn access_lines(part: &str) -> Vec<String> {
-    static INSTALL: Once = Once::new();
-    INSTALL.call_once(|| {
-        log::set_logger(&AccessLog).expect("the one logger of this binary");
-        log::set_max_level(log::LevelFilter::Info);
-    });
-    lock(&ACCESS_LINES).iter().filter(|l| l.contains(part)).cloned().collect()
 }
 
 /// `request_log` logs one line per request that reaches it, also when no answer goes out: the

@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pinion::http::{HttpLimits, Method, Request, Response};
-use pinion::web::{Cors, Handler, RequestSummary, Router, WebRequest, answer_at_once, guard, hook};
+use pinion::web::{
+    Cors, Handler, RequestSummary, Router, WebRequest, answer_at_once, bearer, guard, hook, request_log,
+};
 use review_support::*;
 
 fn text(s: &'static str) -> impl Fn(&Request) -> Response + Send + Sync + 'static {
@@ -222,4 +224,34 @@ fn a_check_that_panics_under_a_hooking_layer_is_a_500_at_once() {
         .with_body("b");
     let resp = answer_at_once(&router, req).expect("answered at once");
     assert_eq!((resp.status.0, resp.header_value("x-hooked")), (500, Some(&b"1"[..])));
+}
+
+/// Checked and sound: `request_log` writes one line per request that reaches it and none for
+/// the connection's own refusals: a request answered from its head alone (a 401 before the
+/// upload) has one line, not a second one from the request it never became; a body over the
+/// server's bound (413, the connection's) has none; a request answered normally has one with
+/// its status, not a 499 besides.
+#[test]
+fn request_log_writes_one_line_per_request_and_none_for_the_connections_refusals() {
+    let _ = access_lines("");
+    let router = Router::new().post("/r67log/{x}", text("posted")).layer(bearer("api", "t")).layer(request_log());
+    let node = start_node("r67-log-lines", 1);
+    let limits = HttpLimits { max_body_bytes: 16, ..HttpLimits::default() };
+    let server = serve_with(&node, limits, router);
+    let mut refused = Client::connect(server.local_addr());
+    refused.send(b"POST /r67log/head HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+    assert_eq!(refused.response().status, 401);
+    let mut big = Client::connect(server.local_addr());
+    big.send(b"POST /r67log/big HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\nContent-Length: 100\r\n\r\n");
+    assert_eq!(big.response().status, 413);
+    let mut ok = Client::connect(server.local_addr());
+    ok.send(b"POST /r67log/ok HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\nContent-Length: 2\r\n\r\nhi");
+    assert_eq!(ok.response().text(), "posted");
+    drop((refused, big, ok));
+    wait_until("the connections closed", || server.stats().connections == 0);
+    node.stop();
+    let lines = access_lines("/r67log/");
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines.iter().any(|l| l.contains("POST /r67log/head 401 ")), "{lines:?}");
+    assert!(lines.iter().any(|l| l.contains("POST /r67log/ok 200 ")), "{lines:?}");
 }

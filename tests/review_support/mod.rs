@@ -157,3 +157,31 @@ impl Client {
 pub fn get(path: &str) -> Vec<u8> {
     format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").into_bytes()
 }
+
+/// Records the lines logged under `pinion::web::access`: the logger of a test binary that
+/// calls [`access_lines`] (it must install no other).
+struct AccessLog;
+
+static ACCESS_LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+impl log::Log for AccessLog {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.target() == "pinion::web::access"
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            lock(&ACCESS_LINES).push(record.args().to_string());
+        }
+    }
+    fn flush(&self) {}
+}
+
+/// The access lines so far that hold `part` (the first call installs [`AccessLog`]).
+pub fn access_lines(part: &str) -> Vec<String> {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        log::set_logger(&AccessLog).expect("the one logger of this binary");
+        log::set_max_level(log::LevelFilter::Info);
+    });
+    lock(&ACCESS_LINES).iter().filter(|l| l.contains(part)).cloned().collect()
+}
