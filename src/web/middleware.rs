@@ -315,9 +315,11 @@ impl Handler for CorsHandler {
 /// answer: a layer inside that rewrites it shows, but not in the runtime's 504, which sees it
 /// as this layer did), status, microseconds from read to
 /// response (for a streamed response: to its head, as the line is written when the head goes
-/// out). A request whose connection closed before its answer went out (the client reset it,
-/// was cut as too slow, the server stopped) is logged with status 499, as nginx does, when
-/// the connection lets it go; an answer given after is not logged. The connection's own
+/// out). A request whose connection closed before its answer reached the connection (the
+/// client reset it, was cut as too slow, the server stopped) is logged with status 499, as
+/// nginx does, when the connection lets it go; an answer given after is not logged, and one
+/// that reached it is logged with its status, written or not (the client may leave while it
+/// is written). The connection's own
 /// refusals of requests it could not take (400, 408, 413, 414,
 /// 431, 501, 505: see [`ResponseHook`]) reach no handler and are not logged here; they are
 /// counted in [`WebServer::stats`](super::WebServer::stats).
