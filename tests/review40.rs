@@ -4,11 +4,10 @@
 //! long-lived watcher grew by ~49 bytes a watched process; a call to one's own name waited
 //! out its timeout) and what it checked, kept. Every wait is bounded.
 
+mod counting;
 mod support;
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -17,31 +16,10 @@ use support::{CALL_TIMEOUT, lock, node};
 
 // ---- a live-bytes counting allocator (tests that measure hold MEASURE) --------------------
 
-struct Counting;
-static LIVE: AtomicI64 = AtomicI64::new(0);
 static MEASURE: Mutex<()> = Mutex::new(());
 
-// SAFETY: defers to the system allocator; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as i64, Ordering::Relaxed);
-        // SAFETY: the caller's contract for `alloc` is passed on unchanged.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as i64, Ordering::Relaxed);
-        // SAFETY: `ptr` came from `System` with `layout` (every allocation here goes there).
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size as i64 - layout.size() as i64, Ordering::Relaxed);
-        // SAFETY: `ptr` came from `System` with `layout`; the caller's contract is passed on.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: counting::Counting = counting::Counting;
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     lock(&MEASURE)
@@ -241,10 +219,10 @@ fn monitoring_ended_processes_does_not_grow_the_watcher_without_bound() {
     let w = h.spawn(|| Watcher, ProcessOptions::default()).wait().unwrap();
     let cycle = |n| h.call_blocking(w, Cycle(n), Duration::from_secs(60)).unwrap().downcast::<bool>().unwrap();
     assert!(cycle(2_000)); // warm up: slabs, queues, wheel
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = counting::live();
     const N: usize = 20_000;
     assert!(cycle(N));
-    let grown = LIVE.load(Ordering::Relaxed) - before;
+    let grown = counting::live() - before;
     node.stop();
     assert!(grown < (N as i64) * 4, "{grown} bytes still held after {N} monitored processes ended");
 }

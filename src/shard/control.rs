@@ -106,8 +106,22 @@ impl<T: Send + 'static> Answer for Option<T> {
     }
 }
 
+/// Work sent to run on a shard thread: a closure, or a box that knows what to do there and
+/// travels as itself (a web request's box carries its answer home this way: nothing is
+/// allocated for the trip, and the box is recycled on the shard that took it).
+pub(crate) trait ShardWork: Send {
+    /// Does the work on `shard`'s thread.
+    fn run(self: Box<Self>, shard: &Rc<Shard>);
+}
+
+impl<F: FnOnce(&Rc<Shard>) + Send> ShardWork for F {
+    fn run(self: Box<Self>, shard: &Rc<Shard>) {
+        (*self)(shard)
+    }
+}
+
 /// Work sent to run on a shard thread.
-pub(crate) type ShardTask = Box<dyn FnOnce(&Rc<Shard>) + Send>;
+pub(crate) type ShardTask = Box<dyn ShardWork>;
 
 /// Requests a shard serves for the node.
 pub(crate) enum ControlRequest {
@@ -157,7 +171,7 @@ impl Shard {
                 reply.respond(Some(self.unregister_name_if(pid, &name)));
             }
             ControlRequest::Stop => self.begin_stop(),
-            ControlRequest::Run(f) => f(self),
+            ControlRequest::Run(f) => f.run(self),
             ControlRequest::ArmTimeout { slot, deadline } => {
                 let key = self.timers.borrow_mut().insert(deadline, TimerAction::External(slot.clone()));
                 if !slot.arm(ArmedTimer { node: self.node.id, shard: self.id, key }) {

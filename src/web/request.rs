@@ -1,6 +1,7 @@
 //! [`WebRequest`]: a parsed request on its way to whoever answers it (what a user reads is on the type).
 
 use std::fmt;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -10,8 +11,10 @@ use super::server::{self, Chunk, Delivery};
 use crate::http::backlog::Writable;
 use crate::http::{Body, Request, Response, StatusCode, StreamState, StreamWatch};
 use crate::loom::{AtomicU64, Ordering};
+use crate::node::route;
 use crate::pool::cells::Segmented;
 use crate::process::{NodeId, ShardId};
+use crate::shard::{Shard, ShardWork};
 
 /// Where a response goes: a connection on a shard, and the request's place in its order.
 #[derive(Debug, Clone, Copy)]
@@ -136,6 +139,9 @@ struct Inner {
     hooks: Option<Box<Hooks>>,
     /// While kept for reuse: the next spare.
     next: Option<Box<Inner>>,
+    /// The answer, while this box carries it to a connection on another shard (it travels as
+    /// the shard's task: see `respond_from`).
+    answer: Option<Response>,
 }
 
 /// A request's hooks, in the order added (any number: a trial's fifth layer lost its
@@ -168,7 +174,9 @@ impl Spares {
     #[inline(always)]
     fn push(&self, mut inner: Box<Inner>) {
         // INVARIANT: a spare holds nothing (`WebRequest::new` forgets what it finds there).
-        debug_assert!(inner.request.is_none() && inner.hooks.is_none() && inner.next.is_none());
+        debug_assert!(
+            inner.request.is_none() && inner.hooks.is_none() && inner.next.is_none() && inner.answer.is_none()
+        );
         let len = self.len.get();
         if len < POOL {
             self.len.set(len + 1);
@@ -210,6 +218,7 @@ impl WebRequest {
                 deadline: std::cell::Cell::new(None),
                 hooks: None,
                 next: None,
+                answer: None,
             })
         })
     }
@@ -246,6 +255,7 @@ impl WebRequest {
                 deadline: std::cell::Cell::new(None),
                 hooks: None,
                 next: None,
+                answer: None,
             }))),
         }
     }
@@ -375,7 +385,16 @@ impl WebRequest {
             inner.run_hooks(response);
         }
         let request = inner.request.take();
-        server::deliver_response(to, response, request);
+        if let Err(request) = server::deliver_response_here(to, response, request) {
+            // The connection is on another shard: this box carries the answer there and is
+            // recycled there, where requests are made (recycled here, the worker's shard
+            // would fill its spares while the connection's allocated one a request, and
+            // the trip would need a box of its own).
+            inner.request = request;
+            inner.answer = Some(response.take());
+            inner.reply = Some(to);
+            return route::run_on(to.node, to.shard, inner);
+        }
         // Emptied: the request was taken, and so were the hooks if there were any.
         let _ = SPARES.try_with(|s| s.push(inner));
     }
@@ -395,6 +414,17 @@ impl WebRequest {
             server::deliver(to, Delivery::Watch(StreamWatch(state.clone())));
         }
         ResponseStream { to, ended: false, state }
+    }
+}
+
+impl ShardWork for Inner {
+    /// On the connection's shard: delivers the answer it carries, and is kept for the next
+    /// request read here.
+    fn run(mut self: Box<Self>, shard: &Rc<Shard>) {
+        if let (Some(to), Some(answer)) = (self.reply.take(), self.answer.take()) {
+            server::deliver_response_home(shard, to, answer, self.request.take());
+        }
+        recycle(self);
     }
 }
 
@@ -517,6 +547,7 @@ fn recycle(mut inner: Box<Inner>) {
     inner.request = None;
     inner.hooks = None;
     inner.reply = None;
+    inner.answer = None;
     let _ = SPARES.try_with(|s| s.push(inner));
 }
 

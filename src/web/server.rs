@@ -708,22 +708,37 @@ pub(crate) fn deliver(to: ReplyTo, d: Delivery) {
 /// from where it is (no `Delivery` built, nothing moved: the caller drops `resp`); it is taken
 /// (an empty response left behind) only to wait for its turn or to travel.
 #[inline]
-pub(crate) fn deliver_response(to: ReplyTo, resp: &mut Response, mut request: Option<Box<Request>>) {
-    // Answered while its connection hands it over (a plain function): no lookup at all.
-    if super::dispatch::answer_now(to.conn, to.seq, resp, &mut request) {
-        return;
-    }
-    let away = with_current(|here| match here.filter(|s| s.node.id == to.node && s.id == to.shard) {
-        Some(s) => {
-            with_connection(s, to, |c| c.deliver_response(s, to.token, to.seq, resp, request));
-            None
-        }
-        None => Some(request),
-    });
-    if let Some(request) = away {
+pub(crate) fn deliver_response(to: ReplyTo, resp: &mut Response, request: Option<Box<Request>>) {
+    if let Err(request) = deliver_response_here(to, resp, request) {
         let d = Delivery::Response(resp.take(), request);
         route::run_on(to.node, to.shard, Box::new(move |s: &Rc<Shard>| deliver_local(s, to, d)));
     }
+}
+
+/// [`deliver_response`] when the connection is on this shard; else the request back, and the
+/// caller sends both there (see [`deliver_response_home`]).
+#[inline]
+pub(crate) fn deliver_response_here(
+    to: ReplyTo,
+    resp: &mut Response,
+    mut request: Option<Box<Request>>,
+) -> Result<(), Option<Box<Request>>> {
+    // Answered while its connection hands it over (a plain function): no lookup at all.
+    if super::dispatch::answer_now(to.conn, to.seq, resp, &mut request) {
+        return Ok(());
+    }
+    with_current(|here| match here.filter(|s| s.node.id == to.node && s.id == to.shard) {
+        Some(s) => {
+            with_connection(s, to, |c| c.deliver_response(s, to.token, to.seq, resp, request));
+            Ok(())
+        }
+        None => Err(request),
+    })
+}
+
+/// A response that came from another shard to its connection's, on that shard.
+pub(crate) fn deliver_response_home(shard: &Shard, to: ReplyTo, resp: Response, request: Option<Box<Request>>) {
+    deliver_local(shard, to, Delivery::Response(resp, request));
 }
 
 /// Runs `f` on the connection `to` names, if it is still there (tokens are reused; ids not).

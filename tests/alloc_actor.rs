@@ -1,0 +1,171 @@
+//! The actor path allocates nothing per request once warm, as the plain-function path does
+//! (`tests/alloc.rs`): a keep-alive connection hands requests through a router and a
+//! `WebHandler` to a pool of `WebWorker`s on its own shard and on another shard, GET answered
+//! in `handle_now` and POST with a small body in the async `handle_post`, pipelined and one at
+//! a time. A counting global allocator watches; the first allocation after warm-up is traced.
+//! (Its own binary, one test driving every scenario: nothing else runs in the process
+//! meanwhile.)
+
+mod counting;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use counting::Counting;
+use pinion::http::{Method, Request, Response};
+use pinion::web::{Router, WebHandler, WebServer, WebServerOptions, WebWorker};
+use pinion::{Context, Cores, Node, NodeOptions, Placement, Pool, PoolOptions, ProcessOptions, ShardId};
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// GET in `handle_now` (no future), but in the async `handle_get` for a path ending in
+/// `-async`; POST in the async method. No answer allocates.
+struct Hello;
+
+impl WebWorker for Hello {
+    const METHODS: Option<&'static [Method]> = Some(&[Method::Get, Method::Post]);
+
+    fn handle_now(&mut self, _: &mut Context, req: &Request) -> Option<Response> {
+        (req.method() == Method::Get && !req.path().ends_with("-async")).then(|| Response::text("Hello, World!"))
+    }
+
+    async fn handle_get(&mut self, _: &mut Context, _: &Request) -> Response {
+        Response::text("Hello, World!")
+    }
+
+    async fn handle_post(&mut self, _: &mut Context, req: &Request) -> Response {
+        Response::text(if req.body() == b"ping=1" { "posted" } else { "wrong body" })
+    }
+}
+
+/// Counts the occurrences of a needle in a stream read in pieces, without allocating.
+struct Needle {
+    text: &'static [u8],
+    at: usize,
+    seen: usize,
+}
+
+impl Needle {
+    fn new(text: &'static [u8]) -> Needle {
+        Needle { text, at: 0, seen: 0 }
+    }
+
+    fn feed(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            if b == self.text[self.at] {
+                self.at += 1;
+                if self.at == self.text.len() {
+                    self.seen += 1;
+                    self.at = 0;
+                }
+            } else {
+                self.at = usize::from(b == self.text[0]);
+            }
+        }
+    }
+}
+
+/// Writes `batch` (`gets` GETs and `posts` POSTs) and reads until as many responses are in;
+/// each must be the worker's.
+fn round(stream: &mut TcpStream, batch: &[u8], gets: usize, posts: usize, buf: &mut [u8]) {
+    stream.write_all(batch).expect("write");
+    let (mut status, mut hello, mut posted) =
+        (Needle::new(b"HTTP/1.1 "), Needle::new(b"Hello, World!"), Needle::new(b"posted"));
+    while status.seen < gets + posts || hello.seen < gets || posted.seen < posts {
+        let n = stream.read(buf).expect("read");
+        assert!(n > 0, "server closed the connection");
+        for needle in [&mut status, &mut hello, &mut posted] {
+            needle.feed(&buf[..n]);
+        }
+        assert!(status.seen <= gets + posts && hello.seen <= gets && posted.seen <= posts, "unexpected answers");
+    }
+}
+
+/// A pool of one `Hello` on `shard`, its pid.
+fn pool_on(node: &Node, shard: u16) -> pinion::Pid {
+    let options = PoolOptions::new(1, 256, || Hello).placement(Placement::Shards(vec![ShardId(shard)]));
+    node.spawn(move || Pool::new(options), ProcessOptions::default()).wait().expect("pool")
+}
+
+fn get(path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: alloc-test\r\n\r\n")
+}
+
+fn post(path: &str) -> String {
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 6\r\n\r\nping=1"
+    )
+}
+
+#[test]
+fn the_actor_path_allocates_nothing_per_request_once_warm() {
+    // Two shards; the server listens on shard 0 only, so the connection is on shard 0.
+    let node = Node::start("alloc-actor", NodeOptions { cores: Cores::Count(2), pin: false, ..Default::default() })
+        .expect("start a node");
+    let same = WebHandler::to(pool_on(&node, 0));
+    let other = WebHandler::to(pool_on(&node, 1));
+    let router = Router::new()
+        .route("/same", same.clone())
+        .route("/same-async", same)
+        .route("/other", other.clone())
+        .route("/other-async", other);
+    let options = WebServerOptions { shards: Some(vec![ShardId(0)]), ..WebServerOptions::new("127.0.0.1", 0, router) };
+    let server = WebServer::start(&node.handle(), options).expect("start");
+    let mut stream = TcpStream::connect(server.local_addr()).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream.set_nodelay(true).unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+
+    let mut report = Vec::new();
+    for path in ["/same", "/same-async", "/other", "/other-async"] {
+        // (name, batch, GETs, POSTs)
+        let one_get = get(path).into_bytes();
+        let one_post = post(path).into_bytes();
+        let mixed: Vec<u8> =
+            (0..8).flat_map(|_| get(path).into_bytes().into_iter().chain(post(path).into_bytes())).collect();
+        let gets: Vec<u8> = (0..16).flat_map(|_| get(path).into_bytes()).collect();
+        let scenarios: [(&str, &[u8], usize, usize); 4] = [
+            ("one GET", &one_get, 1, 0),
+            ("one POST", &one_post, 0, 1),
+            ("16 GETs", &gets, 16, 0),
+            ("8 GET+POST", &mixed, 8, 8),
+        ];
+        for (name, batch, g, p) in scenarios {
+            for _ in 0..300 {
+                round(&mut stream, batch, g, p, &mut buf);
+            }
+            let before = counting::allocations();
+            counting::arm();
+            const ROUNDS: usize = 300;
+            for _ in 0..ROUNDS {
+                round(&mut stream, batch, g, p, &mut buf);
+            }
+            let trace = counting::traces();
+            let allocated = counting::allocations() - before;
+            report.push((path, name, allocated, ROUNDS * (g + p), trace));
+        }
+    }
+    drop(stream);
+    server.stop();
+    node.stop();
+    // On the connection's shard, nothing. To a worker on another shard, nothing but the
+    // cross-shard queues' blocks: each lane of a shard's inbox is a queue that allocates a
+    // block every 31 messages (a request there and its answer back are two), so at most one
+    // allocation per 15 requests. (The box of each request allocated on the connection's
+    // shard and freed on the worker's, and the box of each answer's trip back, made two a
+    // request: review 65.)
+    let mut failed = String::new();
+    for (path, name, allocated, requests, trace) in &report {
+        eprintln!("{path} {name}: {allocated} allocations over {requests} requests");
+        let most = if path.starts_with("/same") { 0 } else { (*requests as u64).div_ceil(15) };
+        if *allocated > most {
+            let trace = trace.join("\n");
+            failed.push_str(&format!(
+                "{path} {name}: {allocated} allocations over {requests} requests, the first at:\n{trace}\n"
+            ));
+        }
+    }
+    assert!(failed.is_empty(), "{failed}");
+}
