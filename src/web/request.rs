@@ -374,29 +374,10 @@ impl WebRequest {
     /// it (with [`Response::discard`]).
     #[inline(never)]
     pub(crate) fn respond_from(mut self, response: &mut Response) {
-        let Some(mut inner) = self.0.take() else { return };
+        let Some(inner) = self.0.take() else { return };
         // It holds nothing now: its `Drop` would only look.
         std::mem::forget(self);
-        let Some(to) = inner.reply.take() else { return recycle(inner) };
-        if matches!(response.body, Body::Streamed) {
-            response.body = Body::Empty;
-        }
-        if inner.hooks.is_some() {
-            inner.run_hooks(response);
-        }
-        let request = inner.request.take();
-        if let Err(request) = server::deliver_response_here(to, response, request) {
-            // The connection is on another shard: this box carries the answer there and is
-            // recycled there, where requests are made (recycled here, the worker's shard
-            // would fill its spares while the connection's allocated one a request, and
-            // the trip would need a box of its own).
-            inner.request = request;
-            inner.answer = Some(response.take());
-            inner.reply = Some(to);
-            return route::run_on(to.node, to.shard, inner);
-        }
-        // Emptied: the request was taken, and so were the hooks if there were any.
-        let _ = SPARES.try_with(|s| s.push(inner));
+        answer(inner, response);
     }
 
     /// Answers with `head` (its body is ignored) and a body streamed in chunks through the
@@ -525,19 +506,40 @@ thread_local! {
 
 impl Drop for WebRequest {
     fn drop(&mut self) {
-        if self.reply().is_some() {
-            let mut resp = Response::status(StatusCode::INTERNAL_SERVER_ERROR);
-            let inner = self.inner_mut();
-            inner.run_hooks(&mut resp);
-            if let Some(to) = inner.reply.take() {
-                // The request goes back with it (the connection's hooks see it, and it is reused).
-                server::deliver(to, Delivery::Response(resp, inner.request.take()));
-            }
+        let Some(inner) = self.0.take() else { return };
+        if inner.reply.is_none() {
+            return recycle(inner);
         }
-        if let Some(inner) = self.0.take() {
-            recycle(inner);
-        }
+        // Unanswered: 500, sent as any answer (the request goes back with it: the connection's
+        // hooks see it, and it is reused; from another shard, in this box, as `answer` says).
+        let mut resp = Response::status(StatusCode::INTERNAL_SERVER_ERROR);
+        answer(inner, &mut resp);
+        resp.discard();
     }
+}
+
+/// Sends `response` to the connection `inner` is from (through its hooks), and keeps the box.
+fn answer(mut inner: Box<Inner>, response: &mut Response) {
+    let Some(to) = inner.reply.take() else { return recycle(inner) };
+    if matches!(response.body, Body::Streamed) {
+        response.body = Body::Empty;
+    }
+    if inner.hooks.is_some() {
+        inner.run_hooks(response);
+    }
+    let request = inner.request.take();
+    if let Err(request) = server::deliver_response_here(to, response, request) {
+        // The connection is on another shard: this box carries the answer there and is
+        // recycled there, where requests are made (recycled here, the worker's shard would
+        // fill its spares while the connection's allocated one a request, and the trip would
+        // need a box of its own).
+        inner.request = request;
+        inner.answer = Some(response.take());
+        inner.reply = Some(to);
+        return route::run_on(to.node, to.shard, inner);
+    }
+    // Emptied: the request was taken, and so were the hooks if there were any.
+    let _ = SPARES.try_with(|s| s.push(inner));
 }
 
 /// Keeps an answered request's box for the next one, emptied: nothing it held outlives the

@@ -9,7 +9,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 
 pub struct Counting;
 
@@ -24,6 +24,8 @@ static TRACES: Mutex<Vec<String>> = Mutex::new(Vec::new());
 const TRACED: usize = 12;
 /// Allocations since armed.
 static SINCE: AtomicU64 = AtomicU64::new(0);
+/// The least size traced.
+static LEAST: AtomicUsize = AtomicUsize::new(0);
 
 thread_local! {
     /// This thread is recording a backtrace (its allocations meanwhile are the test's own:
@@ -43,8 +45,14 @@ pub fn live() -> i64 {
 
 /// Records the backtraces of the next allocations (by any thread), for [`traces`].
 pub fn arm() {
+    arm_from(0);
+}
+
+/// Records the backtraces of the next allocations of at least `size` bytes, for [`traces`].
+pub fn arm_from(size: usize) {
     TRACES.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
     SINCE.store(0, Ordering::SeqCst);
+    LEAST.store(size, Ordering::SeqCst);
     ARMED.store(true, Ordering::SeqCst);
 }
 
@@ -60,6 +68,9 @@ pub fn traces() -> Vec<String> {
 /// Records where this allocation is made (the first ones, then one in every 1000).
 #[cold]
 fn trace(size: usize) {
+    if size < LEAST.load(Ordering::Relaxed) {
+        return;
+    }
     let n = SINCE.fetch_add(1, Ordering::Relaxed);
     if n >= TRACED as u64 / 2 && n % 1000 != 999 {
         return;
