@@ -725,6 +725,13 @@ pub(crate) fn worker_exited(
         for mail in leftovers {
             place_or_shed(shard, &member, mail, Priority::Main);
         }
+        // Retired by a resize (RETIRING, or GONE: retired before it started), it was the cell's
+        // last worker, out of every shard's list: the cell is free for the next worker a resize
+        // adds. (Not while the pool or the shard stops: its cells stay as they are. A message
+        // still on its way to this worker, shed later, counts in the next worker's `shed`.)
+        if (was == state::RETIRING || was == state::GONE) && !pool.is_stopping() && !shard.stopping.get() {
+            pool.free_cell(member.cell);
+        }
     }
 }
 

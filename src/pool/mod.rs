@@ -182,6 +182,11 @@ type MakeWorker = dyn Fn(PoolMember, Responder<SpawnResult>) -> SpawnRequest + S
 struct Control {
     /// Cells allocated so far.
     cells: usize,
+    /// Cells free for a worker that `resize` adds on their shard: retired, out of their shard's
+    /// list, their last worker ended (no process will start in them). Without them, every worker a resize
+    /// ever added kept a cell, scanned by `info` and a stop, and the pool could not grow past
+    /// ~16 M of them (review 65).
+    free: Vec<usize>,
     /// Workers wanted (live or starting).
     size: usize,
     /// The shard cycle of the placement, and where the next worker goes in it.
@@ -271,18 +276,44 @@ impl PoolShared {
         }
     }
 
-    /// Control lock held: allocates a cell on the next shard of the placement and lists it there.
+    /// Control lock held: takes a free cell (or allocates one) on the next shard of the
+    /// placement and lists it there.
     fn add_cell(&self, c: &mut Control) -> Option<(usize, ShardId)> {
         let shard = c.order[c.next % c.order.len()];
-        let index = c.cells;
+        // A free cell of that same shard: a sender that read a cell from the shard's list
+        // before its worker retired may read its pid still, and looks the pid up in that
+        // shard's table (as it may for a worker replaced after a crash, in the same cell).
+        let reused = c.free.iter().rposition(|&i| self.cell(i).shard() == u32::from(shard.0));
+        let (index, fresh) = match reused {
+            Some(at) => (c.free.swap_remove(at), false),
+            None => (c.cells, true),
+        };
         let cell = self.cells.get_or_alloc(index)?;
+        if !fresh {
+            // A new worker's counts.
+            cell.restarts.store(0, Ordering::Relaxed);
+            cell.shed.store(0, Ordering::Relaxed);
+        }
         if !self.shards[shard.index()].add(cell, u32::from(shard.0)) {
+            if !fresh {
+                c.free.push(index);
+            }
             return None;
         }
-        c.cells += 1;
+        if fresh {
+            c.cells += 1;
+        }
         c.next += 1;
         c.size += 1;
         Some((index, shard))
+    }
+
+    /// The last worker of cell `i`, retired by a resize (the cell is out of its shard's
+    /// list), ended: the cell is free for the next worker a resize adds.
+    pub(crate) fn free_cell(&self, i: usize) {
+        let mut c = self.control();
+        debug_assert!(!c.free.contains(&i), "a cell freed twice");
+        c.free.push(i);
     }
 
     /// Counts a restart; false when the intensity is exceeded.
@@ -559,7 +590,14 @@ impl Pool {
             intensity: self.intensity,
             period: self.period,
             make,
-            control: Mutex::new(Control { cells: 0, size: 0, order, next: 0, restarts: VecDeque::new() }),
+            control: Mutex::new(Control {
+                cells: 0,
+                free: Vec::new(),
+                size: 0,
+                order,
+                next: 0,
+                restarts: VecDeque::new(),
+            }),
         }))
     }
 }
