@@ -328,3 +328,33 @@ fn requests_answered_504_and_then_by_their_worker_free_their_slots() {
     assert_eq!(timed_out, (45 * CONNECTIONS) as u64);
     assert_settled("504 then late answers", first, last, CYCLES, 16 * 1024);
 }
+
+/// A pool started and stopped over and over (a supervisor's restarts, a pool per job) lets go
+/// of what its factory holds when it stops. (The pool's own state, about 3 KB with two shards,
+/// stays with the node: senders reach a pool through a raw pointer, see `NodeShared::pools`.)
+#[test]
+fn a_pool_started_and_stopped_over_and_over_lets_go_of_its_factory() {
+    let _serial = review_support::lock(&MEASURE);
+    let node = start_node("r65-restart", 2);
+    let h = node.handle();
+    let base = processes(&h);
+    // What the factory holds (a worker's configuration, a client of some service).
+    let held = Arc::new([0u8; 1000]);
+    let cycle = |_| {
+        let latch = Latch::new();
+        let held = held.clone();
+        let options = PoolOptions::new(4, 16, move || {
+            let _ = &held;
+            Worker { latch: latch.clone() }
+        });
+        let pool = h.spawn(move || Pool::new(options), ProcessOptions::default()).wait().expect("pool");
+        h.exit(pool, pinion::ExitReason::Shutdown);
+        wait_until("the pool stopped", || processes(&h) == base);
+    };
+    const CYCLES: usize = 100;
+    let (first, last) = plateaus(10, CYCLES, cycle, counting::live);
+    let holders = Arc::strong_count(&held);
+    node.stop();
+    eprintln!("pools started and stopped: {} bytes kept a pool", (last - first) / CYCLES as i64);
+    assert_eq!(holders, 1, "the factories of {} stopped pools are kept", holders - 1);
+}

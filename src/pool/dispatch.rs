@@ -788,8 +788,13 @@ fn replace(shard: &Rc<Shard>, member: &PoolMember, old: Pid, mut counted: bool) 
             give_up(shard, pool, old);
             return;
         }
+        let Some(make) = pool.maker() else {
+            // The pool stops (it began to after this worker's end was judged a restart).
+            cell.set_gone();
+            return;
+        };
         cell.restarts.fetch_add(1, Ordering::Relaxed);
-        let request = (pool.make)(member.clone(), Responder { inner: None });
+        let request = make(member.clone(), Responder { inner: None });
         if shard.spawn_local(request) {
             return;
         }
@@ -839,6 +844,7 @@ fn begin_stop(node: &NodeShared, here: Option<&Rc<Shard>>, pool: &PoolShared) {
         let from = pool.manager().unwrap_or(worker);
         route::signal(node, here, worker, from, Kind::Signal(Signal::Shutdown));
     }
+    pool.drop_maker();
 }
 
 /// `PoolRef::resize`, from any thread.
@@ -846,15 +852,15 @@ pub(crate) fn resize(node: &Arc<NodeShared>, pool: &Arc<PoolShared>, size: usize
     with_current(|here| {
         let here = here.filter(|s| Arc::ptr_eq(&s.node, node));
         let mut c = pool.control();
-        if pool.is_stopping() {
+        let Some(make) = pool.maker().filter(|_| !pool.is_stopping()) else {
             return Err(PoolError::Stopping);
-        }
+        };
         while c.size < size {
             let Some((cell, shard)) = pool.add_cell(&mut c) else {
                 return Err(PoolError::WorkerStart("too many workers".into()));
             };
             let member = PoolMember { pool: pool.clone(), cell };
-            let request = (pool.make)(member.clone(), Responder { inner: None });
+            let request = make(member.clone(), Responder { inner: None });
             match here.filter(|h| h.id == shard) {
                 Some(h) => {
                     if !h.spawn_local(request) {

@@ -177,7 +177,7 @@ pub(crate) struct PoolMember {
     pub(crate) cell: usize,
 }
 
-type MakeWorker = dyn Fn(PoolMember, Responder<SpawnResult>) -> SpawnRequest + Send + Sync;
+pub(crate) type MakeWorker = dyn Fn(PoolMember, Responder<SpawnResult>) -> SpawnRequest + Send + Sync;
 
 struct Control {
     /// Cells allocated so far.
@@ -217,7 +217,11 @@ pub(crate) struct PoolShared {
     shed_accepted: AtomicU64,
     intensity: u32,
     period: Duration,
-    make: Box<MakeWorker>,
+    /// Makes a worker's spawn request (the user's factory inside); `None` once the pool
+    /// stops. The pool itself stays with the node (see `NodeShared::pools`), but what the
+    /// factory holds is the user's and goes when the pool stops: a pool started and stopped
+    /// over and over kept every factory it ever had (review 65).
+    make: Mutex<Option<Arc<MakeWorker>>>,
     control: Mutex<Control>,
 }
 
@@ -230,6 +234,17 @@ impl fmt::Debug for PoolShared {
 impl PoolShared {
     fn control(&self) -> std::sync::MutexGuard<'_, Control> {
         self.control.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// What makes a worker, unless the pool stops.
+    pub(crate) fn maker(&self) -> Option<Arc<MakeWorker>> {
+        self.make.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// The pool stops: its factory goes (dropped here, outside the lock).
+    pub(crate) fn drop_maker(&self) {
+        let make = self.make.lock().unwrap_or_else(PoisonError::into_inner).take();
+        drop(make);
     }
 
     pub(crate) fn cell(&self, i: usize) -> &WorkerCell {
@@ -589,7 +604,7 @@ impl Pool {
             shed_accepted: AtomicU64::new(0),
             intensity: self.intensity,
             period: self.period,
-            make,
+            make: Mutex::new(Some(Arc::from(make))),
             control: Mutex::new(Control {
                 cells: 0,
                 free: Vec::new(),
@@ -613,7 +628,9 @@ impl Actor for Pool {
                 return Err(ExitReason::custom("pool: too many workers"));
             };
             let member = PoolMember { pool: shared.clone(), cell };
-            let make = &shared.make;
+            let Some(make) = shared.maker() else {
+                return Err(ExitReason::custom("pool: stopped while starting"));
+            };
             if let Err(e) = ctx.spawn_request(shard, |reply| make(member, reply)).await {
                 dispatch::stop(ctx, &shared);
                 return Err(ExitReason::custom(format!("pool: worker {i} failed to start: {e}")));
