@@ -1,8 +1,10 @@
 //! The actor path allocates nothing per request once warm, as the plain-function path does
-//! (`tests/alloc.rs`): a keep-alive connection hands requests through a router and a
-//! `WebHandler` to a pool of `WebWorker`s on its own shard and on another shard, GET answered
-//! in `handle_now` and POST with a small body in the async `handle_post`, pipelined and one at
-//! a time. A counting global allocator watches; the first allocation after warm-up is traced.
+//! (`tests/alloc.rs`), on the connection's shard; to another shard, nothing but the blocks of
+//! the shards' inbox queues (one per 31 messages). A keep-alive connection hands requests through a router and a
+//! `WebHandler` to a pool of `WebWorker`s (or to one worker process) on its own shard and on
+//! another shard, GET answered in `handle_now` or in the async `handle_get`, POST with a small
+//! body in the async `handle_post`, requests dropped unanswered (500), pipelined and one at a
+//! time. A counting global allocator watches; the first allocation after warm-up is traced.
 //! (Its own binary, one test driving every scenario: nothing else runs in the process
 //! meanwhile.)
 
@@ -91,6 +93,11 @@ fn round(stream: &mut TcpStream, batch: &[u8], gets: usize, posts: usize, droppe
     }
 }
 
+/// A `Hello` on `shard` (a process of its own), its pid.
+fn process_on(node: &Node, shard: u16) -> pinion::Pid {
+    node.handle().spawn_on(ShardId(shard), || Hello, ProcessOptions::with_mailbox(256)).wait().expect("worker")
+}
+
 /// A pool of one `Hello` on `shard`, its pid.
 fn pool_on(node: &Node, shard: u16) -> pinion::Pid {
     let options = PoolOptions::new(1, 256, || Hello).placement(Placement::Shards(vec![ShardId(shard)]));
@@ -120,7 +127,10 @@ fn the_actor_path_allocates_nothing_per_request_once_warm() {
         .route("/same-drop", same)
         .route("/other", other.clone())
         .route("/other-async", other.clone())
-        .route("/other-drop", other);
+        .route("/other-drop", other)
+        // A worker that is a plain process, not a pool's.
+        .route("/same-process", WebHandler::to(process_on(&node, 0)))
+        .route("/other-process", WebHandler::to(process_on(&node, 1)));
     let options = WebServerOptions { shards: Some(vec![ShardId(0)]), ..WebServerOptions::new("127.0.0.1", 0, router) };
     let server = WebServer::start(&node.handle(), options).expect("start");
     let mut stream = TcpStream::connect(server.local_addr()).expect("connect");
@@ -129,7 +139,9 @@ fn the_actor_path_allocates_nothing_per_request_once_warm() {
     let mut buf = vec![0u8; 64 * 1024];
 
     let mut report = Vec::new();
-    for path in ["/same", "/same-async", "/same-drop", "/other", "/other-async", "/other-drop"] {
+    let paths = ["/same", "/same-async", "/same-drop", "/same-process"];
+    let others = paths.map(|p| p.replacen("same", "other", 1));
+    for path in paths.into_iter().chain(others.iter().map(String::as_str)) {
         let dropped = path.ends_with("-drop");
         // (name, batch, GETs, POSTs)
         let one_get = get(path).into_bytes();
