@@ -140,7 +140,7 @@ struct Inner {
     /// While kept for reuse: the next spare.
     next: Option<Box<Inner>>,
     /// The answer, while this box carries it to a connection on another shard (it travels as
-    /// the shard's task: see `respond_from`).
+    /// the shard's task: see `answer`; without one, it carries a skipped request back).
     answer: Option<Response>,
 }
 
@@ -355,10 +355,22 @@ impl WebRequest {
         if !self.is_expired() && !self.is_client_gone() {
             return Some(self);
         }
-        if let Some(inner) = self.0.as_mut() {
-            // Unanswered on purpose: the drop sends nothing.
-            inner.reply = None;
+        let mut inner = self.0.take()?;
+        // Unanswered on purpose: nothing is sent. The request goes back to its connection to
+        // be parsed into again (dropped, it made the connection allocate a request anew for
+        // each request skipped, just when workers fall behind: review 65).
+        let (Some(to), Some(request)) = (inner.reply.take(), inner.request.take()) else {
+            recycle(inner);
+            return None;
+        };
+        if let Err(request) = server::take_back(to, request) {
+            // From another shard, in this box (no answer in it), as `answer` sends one.
+            inner.request = Some(request);
+            inner.reply = Some(to);
+            route::run_on(to.node, to.shard, inner);
+            return None;
         }
+        recycle(inner);
         None
     }
 
@@ -402,8 +414,11 @@ impl ShardWork for Inner {
     /// On the connection's shard: delivers the answer it carries, and is kept for the next
     /// request read here.
     fn run(mut self: Box<Self>, shard: &Rc<Shard>) {
-        if let (Some(to), Some(answer)) = (self.reply.take(), self.answer.take()) {
-            server::deliver_response_home(shard, to, answer, self.request.take());
+        match (self.reply.take(), self.answer.take(), self.request.take()) {
+            (Some(to), Some(answer), request) => server::deliver_response_home(shard, to, answer, request),
+            // A request skipped unanswered, back for reuse.
+            (Some(to), None, Some(request)) => server::take_back_home(shard, to, request),
+            _ => {}
         }
         recycle(self);
     }

@@ -736,6 +736,24 @@ pub(crate) fn deliver_response_here(
     })
 }
 
+/// A request that goes unanswered (skipped as expired) back to its connection, to be reused,
+/// when the connection is on this shard; else the request back (the caller sends it there and
+/// hands it to [`take_back_home`]).
+pub(crate) fn take_back(to: ReplyTo, request: Box<Request>) -> Result<(), Box<Request>> {
+    with_current(|here| match here.filter(|s| s.node.id == to.node && s.id == to.shard) {
+        Some(s) => {
+            with_connection(s, to, |c| c.take_back(request));
+            Ok(())
+        }
+        None => Err(request),
+    })
+}
+
+/// [`take_back`] on the connection's shard, for a request that came from another.
+pub(crate) fn take_back_home(shard: &Shard, to: ReplyTo, request: Box<Request>) {
+    with_connection(shard, to, |c| c.take_back(request));
+}
+
 /// A response that came from another shard to its connection's, on that shard.
 pub(crate) fn deliver_response_home(shard: &Shard, to: ReplyTo, resp: Response, request: Option<Box<Request>>) {
     deliver_local(shard, to, Delivery::Response(resp, request));
