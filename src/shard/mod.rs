@@ -27,7 +27,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub use control::ShardInfo;
-pub(crate) use control::{ControlRequest, OwnedTarget, ShardTask, ShardWork, TimerAction};
+#[cfg(feature = "web")]
+pub(crate) use control::ShardWork;
+pub(crate) use control::{ControlRequest, OwnedTarget, ShardTask, TimerAction};
 pub(crate) use inbox::Inbox;
 pub(crate) use spawn::SpawnRequest;
 pub(crate) use timer::{TimerKey, TimerWheel};
