@@ -440,13 +440,7 @@ pub(crate) fn run_hooks<'h>(
     summary: &RequestSummary<'_>,
     response: &mut Response,
 ) {
-    if !(200..=599).contains(&response.status.0) {
-        // What the connection would send instead (`Outgoing::complete_general`), made before
-        // the hooks see it: they add their fields to, and log, what goes out (review 64: the
-        // 500 replaced the hooked answer after them, without its CORS fields).
-        log::warn!(target: "pinion::web", "a handler answered status {}: sent as 500", response.status.0);
-        *response = Response::status(StatusCode::INTERNAL_SERVER_ERROR);
-    }
+    sendable(response, "a handler answered");
     let streamed = matches!(response.body, Body::Streamed);
     for h in hooks.rev() {
         let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| h.on_response(summary, response)));
@@ -455,11 +449,27 @@ pub(crate) fn run_hooks<'h>(
             let request = summary.request;
             crate::log_limit::log_limited!(Error, target: "pinion::web", "a response hook panicked on {} {}, answering 500: {text}", request.method(), request.target());
             *response = Response::status(StatusCode::INTERNAL_SERVER_ERROR);
+        } else {
+            // A hook's own status too, before the hooks outside it (review 69: made 500 by
+            // the connection after them all, it went out without their fields).
+            sendable(response, "a response hook set");
         }
     }
     if !streamed && matches!(response.body, Body::Streamed) {
         // A held answer a hook marked streamed: no chunks will come (as `respond` does).
         response.body = Body::Empty;
+    }
+}
+
+/// A status that cannot be sent (a 1xx as a final answer, or outside 100..=599) made the
+/// 500 the connection would send instead (`Outgoing::complete_general`), before the hooks
+/// that follow see it: they add their fields to, and log, what goes out (review 64: the 500
+/// replaced the hooked answer after them, without its CORS fields).
+#[inline]
+fn sendable(response: &mut Response, who: &str) {
+    if !(200..=599).contains(&response.status.0) {
+        log::warn!(target: "pinion::web", "{who} status {}: sent as 500", response.status.0);
+        *response = Response::status(StatusCode::INTERNAL_SERVER_ERROR);
     }
 }
 
