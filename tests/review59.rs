@@ -1,57 +1,11 @@
 //! Review 59: core layout and pinning — what a node reports when pinning fails, and start
 //! options that must be refused, not panic.
 
+mod review_support;
+
 use pinion::{Cores, Node, NodeOptions, StartError};
-
-/// Makes `sched_setaffinity` fail with `EPERM` for the calling thread and every thread it
-/// spawns from now on (a seccomp filter: per thread, inherited by new threads), so that a node
-/// started from this thread cannot pin its shards. The thread's affinity mask is untouched:
-/// the layout sees every core as available, only the pinning fails.
-///
-/// Where the process may not install a seccomp filter, this fails saying what is missing and
-/// how to get it (review 66: it failed with `no_new_privs` or the bare OS error).
 #[cfg(target_os = "linux")]
-fn forbid_pinning_on_this_thread() {
-    let stmt = |code: u32, k: u32| libc::sock_filter { code: code as u16, jt: 0, jf: 0, k };
-    let filter = [
-        // A = seccomp_data.nr
-        stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0),
-        // if A == sched_setaffinity: fall through to EPERM, else skip it
-        libc::sock_filter {
-            code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
-            jt: 0,
-            jf: 1,
-            k: libc::SYS_sched_setaffinity as u32,
-        },
-        stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ERRNO | libc::EPERM as u32),
-        stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW),
-    ];
-    let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr().cast_mut() };
-    // SAFETY: plain prctl calls on this thread; `prog` and `filter` outlive them (the kernel
-    // copies the filter).
-    let (no_new_privs, set) = unsafe {
-        let no_new_privs = libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-        let no_new_privs = if no_new_privs == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) };
-        let set = libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &prog as *const libc::sock_fprog);
-        (no_new_privs, if set == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) })
-    };
-    if let Err(e) = no_new_privs.and(set) {
-        panic!("{SECCOMP_MISSING} (prctl: {e})");
-    }
-    assert!(
-        !core_affinity::set_for_current(core_affinity::CoreId { id: 0 }),
-        "the seccomp filter was installed but sched_setaffinity still succeeds: {SECCOMP_MISSING}"
-    );
-}
-
-/// What the pinning test needs where it cannot install its filter.
-#[cfg(target_os = "linux")]
-const SECCOMP_MISSING: &str = "this test makes pinning fail with a seccomp filter of its own, and this \
-     process may not install one. It needs a Linux kernel with CONFIG_SECCOMP_FILTER (distribution \
-     kernels have it: `grep SECCOMP_FILTER /boot/config-$(uname -r)`), and, in a container or a \
-     sandbox, permission to call prctl(PR_SET_NO_NEW_PRIVS) and prctl(PR_SET_SECCOMP): Docker's and \
-     Podman's default profiles allow both; under a stricter profile run the tests with \
-     `--security-opt seccomp=unconfined` (or a profile that allows `prctl` and `seccomp`)";
+use review_support::forbid_pinning_on_this_thread;
 
 /// A shard whose pinning failed runs wherever its thread may: `ShardInfo::core` must not name
 /// a core it is not pinned to (it did: the core of the layout, pinned or not).

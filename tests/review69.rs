@@ -46,3 +46,58 @@ fn an_unsendable_status_a_hook_sets_is_the_500_the_hooks_outside_see_and_mark() 
     drop(server);
     node.stop();
 }
+
+/// A start refused because a live node has the name gives its node id back: ids are 16 bits
+/// and never reused, so a program that retried such a start (waiting for an old node of that
+/// name to stop) used up the 65,535 starts of its OS process, after which no node could ever
+/// start again ("too many node starts"). A start refused for a name nobody holds, or that a
+/// required pin failed, is a start that never handed out a pid, as this one.
+#[test]
+fn a_start_refused_for_a_name_taken_does_not_use_up_the_node_ids() {
+    let held = start_node("r69-held-name", 1);
+    for attempt in 0..70_000 {
+        let options = pinion::NodeOptions { cores: pinion::Cores::Count(1), pin: false, ..Default::default() };
+        match pinion::Node::start("r69-held-name", options) {
+            Err(pinion::StartError::NameTaken(_)) => {}
+            other => panic!("attempt {attempt}: expected NameTaken, got {other:?}"),
+        }
+    }
+    let other = pinion::Node::start(
+        "r69-after-retries",
+        pinion::NodeOptions { cores: pinion::Cores::Count(1), pin: false, ..Default::default() },
+    );
+    assert!(other.is_ok(), "a node starts after 70,000 refused starts: {other:?}");
+    drop(other);
+    held.stop();
+}
+
+/// A start that failed for a required pin gives its node id back: the next start takes it
+/// (it took the one after, for good: ids are never reused, 65,535 starts in all). A start of
+/// another test of this binary may come between: a few rounds, one clean is enough; without
+/// the give-back none can be (the failed start's id lies between the two others).
+#[cfg(target_os = "linux")]
+#[test]
+fn a_start_failed_for_a_required_pin_gives_its_node_id_back() {
+    let unpinned = || pinion::NodeOptions { cores: pinion::Cores::Count(1), pin: false, ..Default::default() };
+    let clean_rounds = std::thread::spawn(move || {
+        forbid_pinning_on_this_thread();
+        let mut clean = 0;
+        for _ in 0..5 {
+            let before = pinion::Node::start("r69-pin-before", unpinned()).expect("starts");
+            let before_id = before.id();
+            before.stop();
+            let required = pinion::NodeOptions { pin: true, require_pin: true, ..unpinned() };
+            match pinion::Node::start("r69-pin-required", required) {
+                Err(pinion::StartError::PinFailed { shard: 0, .. }) => {}
+                other => panic!("expected PinFailed, got {other:?}"),
+            }
+            let after = pinion::Node::start("r69-pin-after", unpinned()).expect("starts");
+            clean += usize::from(after.id().0 == before_id.0 + 1);
+            after.stop();
+        }
+        clean
+    })
+    .join()
+    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    assert!(clean_rounds > 0, "no round where the start after a failed one took the id it gave back");
+}

@@ -408,6 +408,21 @@ impl ShardCountdown {
     }
 }
 
+/// The id a start took: given back if the start fails (dropped after the node it made, whose
+/// shards are joined then; no pid of it was handed out).
+struct StartId {
+    id: NodeId,
+    started: bool,
+}
+
+impl Drop for StartId {
+    fn drop(&mut self) {
+        if !self.started {
+            registry::give_back_node_id(self.id);
+        }
+    }
+}
+
 /// A running node. Dropping it stops it (gracefully, as [`Node::stop`]).
 ///
 /// It dereferences to its [`NodeHandle`], so `node.send(..)`, `node.spawn(..)` work directly.
@@ -442,8 +457,15 @@ impl Node {
             // `std::thread::Builder::spawn` panicked).
             return Err(StartError::InvalidOptions(format!("node name {name:?} has a NUL byte")));
         }
+        // Asked first, and a start that fails from here gives its id back (`StartId`): ids are
+        // never reused otherwise, and a program retrying a start while an old node of the name
+        // stops used up the process's 65,535 starts (review 69).
+        if registry::is_live(name) {
+            return Err(StartError::NameTaken(name.to_owned()));
+        }
         let id = registry::new_node_id(name)
             .ok_or_else(|| StartError::InvalidOptions("too many node starts in this OS process (65,535)".into()))?;
+        let mut start_id = StartId { id, started: false };
         let lanes = layout.len() + 1;
         let mut reactors = Vec::with_capacity(layout.len());
         let mut remotes = Vec::with_capacity(layout.len());
@@ -534,6 +556,7 @@ impl Node {
             drop(node);
             return Err(StartError::PinFailed { shard, core });
         }
+        start_id.started = true;
         Ok(node)
     }
 

@@ -29,7 +29,8 @@ fn with_interner<R>(f: impl FnOnce(&mut Interner) -> R) -> R {
 }
 
 /// A fresh id for a node start named `name`: every start gets its own, so a pid of a stopped
-/// node never reaches a process of a later node of the same name. `None` after 65,535 starts
+/// node never reaches a process of a later node of the same name (a start that failed gives
+/// its id back, [`give_back_node_id`]: it handed out no pid). `None` after 65,535 starts
 /// in one OS process (pids and wakers carry 16 bits of it).
 pub(crate) fn new_node_id(name: &str) -> Option<NodeId> {
     with_interner(|i| {
@@ -44,6 +45,25 @@ pub(crate) fn new_node_id(name: &str) -> Option<NodeId> {
 
 pub(crate) fn node_name(id: NodeId) -> String {
     with_interner(|i| i.names.get(id.0 as usize).cloned().unwrap_or_else(|| format!("node#{}", id.0)))
+}
+
+/// Gives back `id`, handed out to a start that failed before it handed out a pid of it (its
+/// shards, if any ran, joined): the next start takes it again. Only the last id handed out
+/// can be (ids index the names); another, taken by a start since, stays used. Its entry in the
+/// live nodes goes too (a start whose first shard thread was refused never stopped, so never
+/// marked itself dead): `live_node` of the id's next node must not find it.
+pub(crate) fn give_back_node_id(id: NodeId) {
+    with_interner(|i| {
+        i.live.retain(|_, (live, _)| *live != id);
+        if i.names.len() == id.0 as usize + 1 {
+            i.names.pop();
+        }
+    })
+}
+
+/// Whether a live node has `name` (a start asks before it takes an id).
+pub(crate) fn is_live(name: &str) -> bool {
+    with_interner(|i| i.live.get(name).is_some_and(|(_, w)| w.strong_count() > 0))
 }
 
 /// Marks a node live; false when a live node already has its name.
