@@ -36,6 +36,12 @@ fn cargo_example(name: &str, args: &[&str]) -> Command {
         .arg(features.join(","))
         .args(["--example", name, "--"])
         .args(args)
+        // Unpinned, and the cores the arguments say: `--cores 2` pinned failed the start where
+        // the test gets one core (a 1-vCPU runner, a cpuset, `taskset -c 0`: "2 pinned shards
+        // but only 1 core"), and a PINION_PIN or PINION_CORES of the test's environment
+        // overrode the arguments (review 69).
+        .env("PINION_PIN", "0")
+        .env_remove("PINION_CORES")
         .stdin(Stdio::null());
     cmd
 }
