@@ -47,7 +47,8 @@ pub struct NodeOptions {
     /// Where shards run. Env `PINION_CORES` (`all`, or a CPU list: `0,2`, `0-3`) overrides it.
     pub cores: Cores,
     /// Pin each shard thread to its core. Env `PINION_PIN` (`1`, `true`, `yes`, `on` / `0`,
-    /// `false`, `no`, `off`, in any case) overrides it. A thread a process spawns inherits its shard's
+    /// `false`, `no`, `off`, in any case; `require` also sets [`require_pin`](Self::require_pin))
+    /// overrides it. A thread a process spawns inherits its shard's
     /// pinning (one core): spawn blocking work's threads from outside the shards, or unpin
     /// them yourself. A shard whose thread the OS refuses to pin (a seccomp or cpuset policy)
     /// runs unpinned: a warning is logged and its `ShardInfo::core` is `None` (unless
