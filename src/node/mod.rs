@@ -189,7 +189,8 @@ fn layout(options: &NodeOptions) -> Result<Vec<Option<usize>>, StartError> {
         }
         Cores::Count(n) if *n > available.len() && options.pin => {
             return Err(StartError::InvalidOptions(format!(
-                "{n} pinned shards but only {} available ({available:?}); turn pinning off to oversubscribe",
+                "{n} pinned shards but only {} available ({available:?}); turn pinning off to oversubscribe \
+                 (`NodeOptions::pin = false`, or PINION_PIN=0 in the environment)",
                 match available.len() {
                     1 => "1 core is".to_owned(),
                     k => format!("{k} cores are"),
