@@ -231,3 +231,95 @@ fn a_scan_under_a_pop_and_an_add_only_reaches_published_cells() {
         assert!(std::ptr::eq(listed.list.at(1).unwrap(), &listed.cells[2]));
     });
 }
+
+/// The cell list and the one cell a resize retires, frees and takes again (review 70).
+struct Reused {
+    list: crossbeam_utils::CachePadded<ShardWorkers>,
+    cell: WorkerCell,
+    gate: Gate,
+    /// The cell is on the pool's free list (`free_cell`, under the control lock in the pool:
+    /// here a flag its taker acquires).
+    free: loom::sync::atomic::AtomicBool,
+}
+
+#[test]
+fn a_cell_freed_when_its_retired_worker_ended_is_reused_without_its_old_life() {
+    model(Some(3), || {
+        // Cell listed on SHARD, its worker `old` LIVE; a sender read the cell from the shard's
+        // list. A resize popped and retired it (RETIRING, its capacity out of the gate). Then,
+        // racing: the sender reads the cell's pid (and would reserve on it in that shard's
+        // table), the old worker ends on its shard (`worker_exited`: a retired worker's end is
+        // judged a restart while the pool runs, so `end(true)`, then not replaced: `set_gone`,
+        // then `free_cell`), and the next resize takes the cell again if it is free (`add_cell`:
+        // listed on the same shard) and its new worker starts in it (`worker_started`).
+        let (old, new) = (pack(7, 1), pack(9, 1));
+        let r = Arc::new(Reused {
+            list: ShardWorkers::new(),
+            cell: WorkerCell::default(),
+            gate: Gate::new(),
+            free: loom::sync::atomic::AtomicBool::new(false),
+        });
+        assert!(r.list.add(&r.cell, SHARD));
+        assert!(r.cell.start(old, &r.gate, CAP));
+        let seen = r.list.at(0).expect("listed");
+        assert!(std::ptr::eq(seen, &r.cell));
+        assert!(std::ptr::eq(r.list.pop().expect("listed"), &r.cell));
+        assert_eq!(r.cell.retire(&r.gate, CAP), Retired::Retiring);
+        let ender = {
+            let r = r.clone();
+            thread::spawn(move || {
+                r.cell.clear_pid(old);
+                let was = r.cell.end(true, &r.gate, CAP);
+                assert_eq!(was, state::RETIRING);
+                not_replaced(&r.cell, was);
+                r.free.store(true, loom::sync::atomic::Ordering::Release);
+            })
+        };
+        let resizer = {
+            let r = r.clone();
+            thread::spawn(move || {
+                if !r.free.load(loom::sync::atomic::Ordering::Acquire) {
+                    return false;
+                }
+                assert!(r.list.add(&r.cell, SHARD));
+                assert!(r.cell.start(new, &r.gate, CAP), "the reused cell's new worker found it taken");
+                true
+            })
+        };
+        let sender = {
+            let r = r.clone();
+            thread::spawn(move || {
+                // Through the pointer it read before the pop, as `worker_at` reads it.
+                let cell: &WorkerCell = &r.cell;
+                let pid = cell.pid();
+                assert!([old, EMPTY, new].contains(&pid), "pid {pid:#x}: neither life's");
+                if pid == new {
+                    // The new life: placed on the shard whose table the sender looks it up in,
+                    // and not the old life's end (GONE) nor its retirement.
+                    assert_eq!(cell.shard(), SHARD);
+                    let st = cell.state();
+                    assert!(st == state::DOWN || st == state::LIVE, "new worker's pid in state {st}");
+                }
+            })
+        };
+        let observer = {
+            let r = r.clone();
+            thread::spawn(move || {
+                let capacity = r.gate.capacity();
+                assert!(capacity <= CAP, "gate capacity {capacity} past one worker's");
+            })
+        };
+        ender.join().unwrap();
+        let reused = resizer.join().unwrap();
+        sender.join().unwrap();
+        observer.join().unwrap();
+        if reused {
+            // One life in the cell, listed once, its capacity in the gate once.
+            assert_eq!((r.cell.state(), r.cell.pid(), r.gate.capacity()), (state::LIVE, new, CAP));
+            assert_eq!(r.list.len(), 1);
+        } else {
+            assert_eq!((r.cell.state(), r.cell.pid(), r.gate.capacity()), (state::GONE, EMPTY, 0));
+            assert_eq!(r.list.len(), 0);
+        }
+    });
+}
