@@ -609,16 +609,16 @@ impl Connection {
         flush_later(&mut self.st.borrow_mut(), shard, token);
     }
 
-    /// A response, chunk or end of stream for request `seq`.
     /// Takes back a request that goes unanswered (its worker skipped it as expired: the
-    /// connection answers it 504), to parse the next one into. Dropped instead while the
-    /// connection is busy (a worker polled within its dispatch).
+    /// connection answers it 504; or its client is gone), to parse the next one into. Dropped
+    /// instead while the connection is busy (a worker polled within its dispatch).
     pub(crate) fn take_back(&self, request: Box<Request>) {
         if let Ok(mut st) = self.st.try_borrow_mut() {
             st.codec.recycle(request);
         }
     }
 
+    /// A response, chunk or end of stream for request `seq`.
     pub(crate) fn deliver(&self, shard: &Shard, token: Token, seq: u64, delivery: Delivery) {
         let mut st = self.st.borrow_mut();
         if st.closed() {
