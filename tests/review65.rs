@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use pinion::http::{HttpLimits, Method, Request, Response};
 use pinion::web::{Router, WebHandler, WebHandlerOptions, WebServer, WebServerOptions, WebWorker};
-use pinion::{Context, Node, NodeHandle, Pid, Placement, Pool, PoolOptions, PoolRef, ProcessOptions, ShardId};
-use review_support::{Client, Resp, get, start_node, wait_until};
+use pinion::{Context, Node, Pid, Placement, Pool, PoolOptions, PoolRef, ProcessOptions, ShardId};
+use review_support::{Client, Resp, get, processes, quiet_worker_panics, start_node, wait_until};
 use support::Latch;
 
 #[global_allocator]
@@ -234,23 +234,6 @@ fn connection_churn_and_pipelined_bursts_of_every_size_settle() {
     });
     rig.stop();
     assert_settled("churn", first, last, CYCLES, 16 * 1024);
-}
-
-/// The panics of the workers (the shard threads') are not reported: the default hook's
-/// backtrace, under `RUST_BACKTRACE`, fills a cache of debug information that is never freed,
-/// and would be counted as the runtime's.
-fn quiet_worker_panics() {
-    let report = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        if !std::thread::current().name().is_some_and(|n| n.starts_with("pinion-")) {
-            report(info);
-        }
-    }));
-}
-
-/// Processes alive on the node's shards.
-fn processes(node: &NodeHandle) -> usize {
-    node.inspect().expect("inspect").iter().map(|s| s.processes).sum()
 }
 
 #[test]

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use pinion::http::HttpLimits;
 use pinion::web::{Handler, WebServer, WebServerOptions};
-use pinion::{Cores, Node, NodeOptions};
+use pinion::{Cores, Node, NodeHandle, NodeOptions};
 
 /// Bound on every wait: only there so a bug fails a test instead of hanging it.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -24,6 +24,23 @@ pub fn start_node(name: &str, shards: usize) -> Node {
 pub fn serve_with(node: &Node, limits: HttpLimits, handler: impl Handler) -> WebServer {
     WebServer::start(node, WebServerOptions { limits, ..WebServerOptions::new("127.0.0.1", 0, handler) })
         .expect("web server starts")
+}
+
+/// Processes alive on the node's shards.
+pub fn processes(node: &NodeHandle) -> usize {
+    node.inspect().expect("inspect").iter().map(|s| s.processes).sum()
+}
+
+/// The panics of the workers (the shard threads') are not reported: expected, and the default
+/// hook's backtrace, under `RUST_BACKTRACE`, fills a cache of debug information that is never
+/// freed (a test counting live bytes would count it as the runtime's).
+pub fn quiet_worker_panics() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !std::thread::current().name().is_some_and(|n| n.starts_with("pinion-")) {
+            report(info);
+        }
+    }));
 }
 
 pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
