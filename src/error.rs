@@ -89,7 +89,9 @@ pub enum CallError {
     /// No reply came within the timeout. A reply that arrives later is dropped and counted.
     Timeout,
     /// The callee's mailbox was full; the request was not enqueued, and is dropped
-    /// (`NodeHandle::try_call` and `Context::try_call` hand it back in a `SendError`).
+    /// (`NodeHandle::try_call` and `Context::try_call` hand it back in a `SendError`). Also the
+    /// answer of a pool that took the request and then found no worker with room for it (the
+    /// worker it was queued to ended): that request is dropped, even by `try_call`.
     MailboxFull,
     /// The pid is stale or never existed, or the callee ended before handling the request.
     NoSuchProcess,

@@ -24,6 +24,9 @@
 //!   authority (`host:443`, CONNECT) or asterisk (`*`, OPTIONS), as `http::Uri` writes it
 //!   back: an absolute-form target with an empty path gains its `/`, the scheme is
 //!   lower-cased, a fragment is dropped (a server never receives one: pinion answers it 400).
+//!   So `OPTIONS http://host`, a question about the server
+//!   ([`Request::is_server_wide`]), comes back as one about `/`: a bridge answers it before
+//!   converting, or converts `OPTIONS *` in its place.
 //! - **Targets `http::Uri` refuses.** pinion's connection accepts any visible ASCII in a
 //!   target, as httparse does; `http::Uri` refuses some of it (`"`, `<`, `>` among others),
 //!   so converting a request that arrived with one fails with

@@ -156,11 +156,13 @@ impl WebHandlerOptions {
 ///   as a [`WebWorker`](super::WebWorker) does for requests that waited in its mailbox);
 /// - the request is dropped unanswered (the worker panicked, or forgot): 500.
 ///
-/// A request whose client went away is still handled when its turn comes (until its
-/// deadline: then a [`WebWorker`](super::WebWorker) skips it): a client's close cannot be
-/// told from a half-close (a client that sent its requests, shut down its side and reads the
-/// answers) until a write to it fails. A soak trial's clients that sent a slow request and
-/// closed at once kept a pool full until `request_timeout`: keep it near what a client waits.
+/// A request whose client reset its connection, or whose earlier answer could not be
+/// written, is gone ([`WebRequest::is_client_gone`]) and a [`WebWorker`](super::WebWorker)
+/// skips it. One whose client only closed (a FIN) is still handled when its turn comes (until
+/// its deadline: then a `WebWorker` skips it): such a close cannot be told from a half-close
+/// (a client that sent its requests, shut down its side and reads the answers) until a write
+/// to it fails. A soak trial's clients that sent a slow request and closed at once kept a pool
+/// full until `request_timeout`: keep it near what a client waits.
 ///
 /// A single process behind [`WebTarget::Pid`] takes its mailbox down with it when it panics:
 /// every request queued there is answered 500, and later ones 503 for good (its pid names one

@@ -319,10 +319,10 @@ impl Handler for CorsHandler {
 /// client reset it, was cut as too slow, the server stopped) is logged with status 499, as
 /// nginx does, when the connection lets it go; an answer given after is not logged, and one
 /// that reached it is logged with its status, written or not (the client may leave while it
-/// is written). The connection's own
-/// refusals of requests it could not take (400, 408, 413, 414,
-/// 431, 501, 505: see [`ResponseHook`]) reach no handler and are not logged here; they are
-/// counted in [`WebServer::stats`](super::WebServer::stats).
+/// is written). The connection's own refusals of requests it could not take (400, 408, 413,
+/// 414, 417, 421, 431, 501, 505, and 503 for a body past the shard's bound: see
+/// [`ResponseHook`]) reach no handler and are not logged
+/// here; they are counted in [`WebServer::stats`](super::WebServer::stats).
 pub fn request_log() -> RequestLog {
     RequestLog
 }

@@ -34,7 +34,9 @@ pub(crate) struct ReplyTo {
 /// Hooks see the answers to requests that reached the handlers. The connection's own
 /// refusals of a request it could not take go out before any handler sees it, so unhooked:
 /// malformed framing or head (400, 501, 505), too slow (408), too large (413, 414, 431), an
-/// unmet expectation (417), a misdirected target (421). (nginx's `add_header` without
+/// unmet expectation (417), a misdirected target (421), a body past the shard's bound for
+/// bodies (503: [`HttpLimits::max_body_bytes_per_shard`](crate::http::HttpLimits::max_body_bytes_per_shard)).
+/// (nginx's `add_header` without
 /// `always` behaves alike.) A browser then reports a 413 to a cross-origin page as a CORS
 /// failure: set [`HttpLimits::max_body_bytes`](crate::http::HttpLimits::max_body_bytes), or
 /// the route's [`body_limit`](super::body_limit), above what pages upload, and bound the size

@@ -97,6 +97,10 @@ impl Router {
     }
 
     /// `handler` answers `method` on `pattern`.
+    ///
+    /// # Panics
+    /// If the pattern is malformed, as [`route`](Self::route) (and so [`get`](Self::get),
+    /// [`post`](Self::post) and the others).
     pub fn method(self, method: Method, pattern: &str, handler: impl Handler) -> Router {
         self.add(Some(method), pattern, Arc::new(handler))
     }

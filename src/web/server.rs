@@ -736,9 +736,9 @@ pub(crate) fn deliver_response_here(
     })
 }
 
-/// A request that goes unanswered (skipped as expired) back to its connection, to be reused,
-/// when the connection is on this shard; else the request back (the caller sends it there and
-/// hands it to [`take_back_home`]).
+/// A request that goes unanswered (skipped as expired, or its client gone) back to its
+/// connection, to be reused, when the connection is on this shard; else the request back (the
+/// caller sends it there and hands it to [`take_back_home`]).
 pub(crate) fn take_back(to: ReplyTo, request: Box<Request>) -> Result<(), Box<Request>> {
     with_current(|here| match here.filter(|s| s.node.id == to.node && s.id == to.shard) {
         Some(s) => {
