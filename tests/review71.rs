@@ -32,3 +32,18 @@ fn the_503_of_a_body_past_the_shards_bound_is_not_hooked() {
     server.stop();
     node.stop();
 }
+
+/// The interop docs: `OPTIONS http://host` asks about the server, and comes back from the
+/// `http` crate as a question about `/` (`http::Uri` writes the path it lacks).
+#[cfg(feature = "interop")]
+#[test]
+fn options_about_the_server_comes_back_from_http_about_the_root() {
+    use pinion::http::{Method, http};
+    let ours = Request::new(Method::Options, "http://example.com").with_header("host", "example.com");
+    assert!(ours.is_server_wide());
+    let back = Request::try_from(http::Request::<Vec<u8>>::try_from(ours).expect("to http")).expect("back");
+    assert_eq!((back.target(), back.is_server_wide()), ("http://example.com/", false));
+    let star = Request::new(Method::Options, "*").with_header("host", "example.com");
+    let back = Request::try_from(http::Request::<Vec<u8>>::try_from(star).expect("to http")).expect("back");
+    assert!(back.is_server_wide(), "OPTIONS * keeps its meaning");
+}

@@ -127,7 +127,8 @@ impl Handler for Authed {
 
 // ---------------------------------------------------------------------------------------------
 
-/// CORS: answers preflights (`OPTIONS` with `Access-Control-Request-Method`) with 204 and adds
+/// CORS: answers preflights (`OPTIONS` with `Origin` and `Access-Control-Request-Method`)
+/// with 204 and adds
 /// `Access-Control-Allow-Origin` to the responses of requests that carry an allowed `Origin`
 /// (with `Access-Control-Allow-Credentials` and `Access-Control-Expose-Headers` when set),
 /// and `Vary: origin` to every answer that depends on `Origin` — with a list of origins, all;
