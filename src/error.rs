@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use crate::process::{ExitReason, ShardId};
 
-/// Why a `send` failed. Every variant carries the message back to the caller: nothing is
-/// dropped silently.
+/// Why a `send` failed, or a `try_call` was refused. Every variant carries the message (the
+/// call's request) back to the caller: nothing is dropped silently.
 pub enum SendError<M> {
     /// The receiver's mailbox holds its bound of accepted, unfinished messages.
     MailboxFull(M),

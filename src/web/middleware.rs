@@ -22,7 +22,7 @@ pub trait Layer: Send + Sync + 'static {
 
 /// Answers 401 unless `check` accepts the request, with `WWW-Authenticate: Bearer
 /// realm="<realm>"` (the realm a quoted-string: a `"` or `\` in it escaped, a control byte
-/// left out); a check of another scheme sets its own with [`Auth::challenge`].
+/// other than tab left out); a check of another scheme sets its own with [`Auth::challenge`].
 pub fn auth<F>(realm: &str, check: F) -> Auth
 where
     F: Fn(&Request) -> bool + Send + Sync + 'static,
