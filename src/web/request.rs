@@ -555,18 +555,25 @@ fn answer(mut inner: Box<Inner>, response: &mut Response) {
         inner.run_hooks(response);
     }
     let request = inner.request.take();
-    if let Err(request) = server::deliver_response_here(to, response, request) {
-        // The connection is on another shard: this box carries the answer there and is
-        // recycled there, where requests are made (recycled here, the worker's shard would
-        // fill its spares while the connection's allocated one a request, and the trip would
-        // need a box of its own).
-        inner.request = request;
-        inner.answer = Some(response.take());
-        inner.reply = Some(to);
-        return route::run_on(to.node, to.shard, inner);
+    match server::deliver_response_here(to, response, request) {
+        // Emptied: the request was taken, and so were the hooks if there were any.
+        Ok(()) => {
+            let _ = SPARES.try_with(|s| s.push(inner));
+        }
+        Err(request) => send_home(inner, to, response, request),
     }
-    // Emptied: the request was taken, and so were the hooks if there were any.
-    let _ = SPARES.try_with(|s| s.push(inner));
+}
+
+/// The connection is on another shard: `inner` carries the answer there and is recycled
+/// there, where requests are made (recycled here, the worker's shard would fill its spares
+/// while the connection's allocated one a request, and the trip would need a box of its own).
+#[cold]
+#[inline(never)]
+fn send_home(mut inner: Box<Inner>, to: ReplyTo, response: &mut Response, request: Option<Box<Request>>) {
+    inner.request = request;
+    inner.answer = Some(response.take());
+    inner.reply = Some(to);
+    route::run_on(to.node, to.shard, inner);
 }
 
 /// Keeps an answered request's box for the next one, emptied: nothing it held outlives the
