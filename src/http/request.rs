@@ -637,11 +637,11 @@ impl Request {
 fn check_field(name: &str, value: &[u8]) {
     assert!(
         !name.is_empty() && name.bytes().all(|b| TOKEN[usize::from(b)]),
-        "append_header: {name:?} is not a field name (a token)"
+        "a request field: {name:?} is not a field name (a token)"
     );
     assert!(
         !value.iter().any(|b| matches!(b, b'\r' | b'\n' | 0)),
-        "append_header: the value of {name:?} holds CR, LF or NUL"
+        "a request field: the value of {name:?} holds CR, LF or NUL"
     );
 }
 

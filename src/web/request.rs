@@ -27,6 +27,14 @@ pub(crate) struct ReplyTo {
     pub(crate) seq: u64,
 }
 
+impl ReplyTo {
+    /// Whether `shard` is the connection's.
+    #[inline(always)]
+    pub(crate) fn is_on(&self, shard: &Shard) -> bool {
+        shard.node.id == self.node && shard.id == self.shard
+    }
+}
+
 /// Changes a response on its way out (CORS fields, logging). One added by middleware runs on
 /// the connection's shard, on whatever answers the request (the runtime's 500, 503 and 504
 /// too); one added later, where `respond` is called (see [`WebRequest::on_response`]).
@@ -365,14 +373,11 @@ impl WebRequest {
             recycle(inner);
             return None;
         };
-        if let Err(request) = server::take_back(to, request) {
+        match server::take_back(to, request) {
+            Ok(()) => recycle(inner),
             // From another shard, in this box (no answer in it), as `answer` sends one.
-            inner.request = Some(request);
-            inner.reply = Some(to);
-            route::run_on(to.node, to.shard, inner);
-            return None;
+            Err(request) => send_home(inner, to, Some(request), None),
         }
-        recycle(inner);
         None
     }
 
@@ -560,18 +565,19 @@ fn answer(mut inner: Box<Inner>, response: &mut Response) {
         Ok(()) => {
             let _ = SPARES.try_with(|s| s.push(inner));
         }
-        Err(request) => send_home(inner, to, response, request),
+        Err(request) => send_home(inner, to, request, Some(response.take())),
     }
 }
 
-/// The connection is on another shard: `inner` carries the answer there and is recycled
-/// there, where requests are made (recycled here, the worker's shard would fill its spares
-/// while the connection's allocated one a request, and the trip would need a box of its own).
+/// The connection is on another shard: `inner` carries the answer (or, without one, a
+/// request skipped unanswered) there and is recycled there, where requests are made (recycled
+/// here, the worker's shard would fill its spares while the connection's allocated one a
+/// request, and the trip would need a box of its own).
 #[cold]
 #[inline(never)]
-fn send_home(mut inner: Box<Inner>, to: ReplyTo, response: &mut Response, request: Option<Box<Request>>) {
+fn send_home(mut inner: Box<Inner>, to: ReplyTo, request: Option<Box<Request>>, answer: Option<Response>) {
     inner.request = request;
-    inner.answer = Some(response.take());
+    inner.answer = answer;
     inner.reply = Some(to);
     route::run_on(to.node, to.shard, inner);
 }

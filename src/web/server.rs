@@ -695,7 +695,7 @@ pub(crate) fn deliver(to: ReplyTo, d: Delivery) {
         d => d,
     };
     // The shard first, the delivery outside the closure: a `Delivery` is big, moved once.
-    let here = with_current(|here| here.filter(|s| s.node.id == to.node && s.id == to.shard).cloned());
+    let here = with_current(|here| here.filter(|s| to.is_on(s)).cloned());
     match here {
         Some(s) => deliver_local(&s, to, d),
         None => {
@@ -727,12 +727,21 @@ pub(crate) fn deliver_response_here(
     if super::dispatch::answer_now(to.conn, to.seq, resp, &mut request) {
         return Ok(());
     }
-    with_current(|here| match here.filter(|s| s.node.id == to.node && s.id == to.shard) {
+    at_home(to, request, |s, request| {
+        with_connection(s, to, |c| c.deliver_response(s, to.token, to.seq, resp, request))
+    })
+}
+
+/// Runs `f` with `value` when this thread is the shard of `to`'s connection; else `value` back
+/// (for the caller to send there).
+#[inline(always)]
+fn at_home<T>(to: ReplyTo, value: T, f: impl FnOnce(&Shard, T)) -> Result<(), T> {
+    with_current(|here| match here.filter(|s| to.is_on(s)) {
         Some(s) => {
-            with_connection(s, to, |c| c.deliver_response(s, to.token, to.seq, resp, request));
+            f(s, value);
             Ok(())
         }
-        None => Err(request),
+        None => Err(value),
     })
 }
 
@@ -740,13 +749,7 @@ pub(crate) fn deliver_response_here(
 /// connection, to be reused, when the connection is on this shard; else the request back (the
 /// caller sends it there and hands it to [`take_back_home`]).
 pub(crate) fn take_back(to: ReplyTo, request: Box<Request>) -> Result<(), Box<Request>> {
-    with_current(|here| match here.filter(|s| s.node.id == to.node && s.id == to.shard) {
-        Some(s) => {
-            with_connection(s, to, |c| c.take_back(request));
-            Ok(())
-        }
-        None => Err(request),
-    })
+    at_home(to, request, |s, request| with_connection(s, to, |c| c.take_back(request)))
 }
 
 /// [`take_back`] on the connection's shard, for a request that came from another.
@@ -785,7 +788,7 @@ pub(crate) fn set_deadline(to: &ReplyTo, at: Instant) {
 #[inline(never)]
 fn set_deadline_later(to: ReplyTo, at: Instant) {
     with_current(|here| {
-        if let Some(s) = here.filter(|s| s.node.id == to.node && s.id == to.shard) {
+        if let Some(s) = here.filter(|s| to.is_on(s)) {
             with_connection(s, to, |c| c.set_deadline(s, to.token, to.seq, at));
         }
     });
