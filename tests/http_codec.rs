@@ -11,7 +11,7 @@ use support::wire::Wire;
 
 /// Echoes `METHOD target body-len|body`, with the path and the trailers in fields.
 fn echo(req: &Request) -> Response {
-    let mut body = format!("{} {} {}|", req.method(), req.target(), req.body().len()).into_bytes();
+    let mut body = format!("{} {} {}|", req.method_token(), req.target(), req.body().len()).into_bytes();
     body.extend_from_slice(req.body());
     let mut resp = Response::new(StatusCode::OK).header("x-path", req.path().to_owned()).body(body);
     if !req.trailers().is_empty() {
@@ -404,19 +404,29 @@ fn version_later_minor_of_http1_is_served_as_http11() {
     }
 }
 
+/// A method pinion has no name for is an extension method (RFC 9110 §16.1): it reaches the
+/// handler with its token (case-sensitive: `get` is one), its body framed as any other's
+/// (before: the connection answered 501 and no handler saw it).
 #[test]
-fn method_unknown_is_501_and_connection_stays_usable() {
-    let answers = answer(&[b"FOO / HTTP/1.1\r\nHost: a\r\n\r\n", NEXT].concat(), &limits());
+fn an_extension_method_reaches_the_handler_with_its_token_and_body() {
+    let answers = answer(&[b"PROPFIND /dav HTTP/1.1\r\nHost: a\r\n\r\n", NEXT].concat(), &limits());
     assert_eq!(answers.len(), 2, "{answers:?}");
-    assert_eq!(answers[0].line, "HTTP/1.1 501 Not Implemented");
+    assert_eq!((answers[0].status(), answers[0].body.as_str()), (200, "PROPFIND /dav 0|"));
     assert_eq!(answers[0].header("connection"), None);
     assert_eq!(answers[1].body, "GET /next 0|");
-    // Its body is read past by its own framing, never parsed as a request.
+    // Its body is read by its own framing, never parsed as a request.
     let body = "GET /s HTTP/1.1\r\nHost: a\r\n\r\n";
-    let foo = format!("get /x HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n{body}", body.len());
-    let answers = answer(&[foo.as_bytes(), NEXT].concat(), &limits());
-    assert_eq!(answers.iter().map(Answer::status).collect::<Vec<_>>(), [501, 200]);
+    let lower = format!("get /x HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+    let answers = answer(&[lower.as_bytes(), NEXT].concat(), &limits());
+    assert_eq!(answers.iter().map(Answer::status).collect::<Vec<_>>(), [200, 200]);
+    assert_eq!(answers[0].body, format!("get /x {}|{body}", body.len()));
     assert_eq!(answers[1].body, "GET /next 0|");
+    // A chunked one, read by httparse (a leading empty line) rather than the scanner; the
+    // asterisk-form stays OPTIONS's alone (RFC 9112 §3.2.4).
+    refused(b"M-SEARCH * HTTP/1.1\r\nHost: a\r\n\r\n", 400);
+    let chunked = b"M-SEARCH /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+    let answers = answer(&[&b"\r\n"[..], chunked, NEXT].concat(), &limits());
+    assert_eq!(answers.iter().map(|a| a.body.as_str()).collect::<Vec<_>>(), ["M-SEARCH /x 3|abc", "GET /next 0|"]);
 }
 
 #[test]

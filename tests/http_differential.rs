@@ -4,8 +4,8 @@
 //!
 //! - httparse refuses the head: the server never hands it to a handler and answers 4xx/5xx;
 //! - httparse accepts it: the server either refuses it by a rule of its own (Host, framing,
-//!   request-target form, an unknown method; answered 4xx/5xx), or hands the handler exactly
-//!   the method, target, version and fields httparse read;
+//!   request-target form; answered 4xx/5xx), or hands the handler exactly the method (an
+//!   extension method's token too), target, version and fields httparse read;
 //! - httparse wants more bytes: the server hands nothing to a handler.
 //!
 //! Whatever shortcut the codec takes for common heads, it must never accept what httparse

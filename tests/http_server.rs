@@ -75,7 +75,7 @@ fn echo(seen: &Seen) -> impl Fn(&Request) -> Response + Send + Sync + 'static {
     let seen = seen.clone();
     move |req: &Request| {
         lock(&seen).push(req.target().to_owned());
-        let mut body = format!("{} {} {}|", req.method(), req.target(), req.body().len()).into_bytes();
+        let mut body = format!("{} {} {}|", req.method_token(), req.target(), req.body().len()).into_bytes();
         body.extend_from_slice(req.body());
         Response::text("").body(body)
     }
@@ -479,27 +479,28 @@ fn a_2xx_answer_to_connect_ends_the_connection_and_nothing_after_it_is_read() {
     connect_then_smuggled("hs-connect-stream", StreamsAll);
 }
 
+/// An extension method (RFC 9110 §16.1) reaches the handler with its token, on a connection
+/// that goes on (before: the connection answered 501 itself).
 #[test]
-fn method_unknown_over_tcp_is_501_and_next_request_is_answered() {
+fn an_extension_method_over_tcp_reaches_the_handler_and_the_next_request_is_answered() {
     let seen = Seen::default();
     let served = Served::start(support::node("hs-brew", 2), echo(&seen), HttpLimits::default());
     let mut c = served.connect();
     c.send(&[b"BREW /pot HTTP/1.1\r\nHost: a\r\n\r\n".as_slice(), &get("/next")].concat());
-    let refused = c.response();
-    assert_eq!(refused.status, 501, "{}", show(&refused.raw));
-    assert_eq!(refused.text(), "method not implemented");
-    assert_eq!(refused.header("connection"), None, "a 501 keeps the connection");
+    let brewed = c.response();
+    assert_eq!((brewed.status, brewed.text().as_str()), (200, "BREW /pot 0|"), "{}", show(&brewed.raw));
+    assert_eq!(brewed.header("connection"), None);
     assert_eq!(c.response().text(), "GET /next 0|");
     // Still open: another request on the same connection.
     c.send(&get("/again"));
     assert_eq!(c.response().text(), "GET /again 0|");
     c.finish();
-    assert_eq!(*lock(&seen), ["/next", "/again"]);
+    assert_eq!(*lock(&seen), ["/pot", "/next", "/again"]);
     served.stop();
 }
 
 #[test]
-fn method_unknown_with_body_over_tcp_skips_body_and_next_request_is_answered() {
+fn an_extension_methods_body_over_tcp_is_its_own_and_the_next_request_is_answered() {
     let seen = Seen::default();
     let served = Served::start(support::node("hs-brew-body", 1), echo(&seen), HttpLimits::default());
     let mut c = served.connect();
@@ -507,10 +508,10 @@ fn method_unknown_with_body_over_tcp_skips_body_and_next_request_is_answered() {
     let body = "GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n";
     let brew = format!("BREW /pot HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n{body}", body.len());
     c.send(&[brew.as_bytes(), &get("/next")].concat());
-    assert_eq!(c.response().status, 501);
+    assert_eq!(c.response().text(), format!("BREW /pot {}|{body}", body.len()));
     assert_eq!(c.response().text(), "GET /next 0|");
     c.finish();
-    assert_eq!(*lock(&seen), ["/next"]);
+    assert_eq!(*lock(&seen), ["/pot", "/next"]);
     served.stop();
 }
 

@@ -41,13 +41,15 @@ const HTTP11_BIT: u64 = 1 << 56;
 const KEEP_ALIVE_BIT: u64 = 1 << 57;
 /// The method is not safe (see [`RequestMeta::unsafe_method`]).
 const UNSAFE_BIT: u64 = 1 << 58;
-/// A method's bits in a `RequestMeta`, by [`Method::ALL`] index: the index above the seq, and
-/// [`UNSAFE_BIT`] for a method that is not safe (one load per request rather than a match).
-const METHOD_BITS: [u64; Method::ALL.len()] = {
-    let mut bits = [0; Method::ALL.len()];
+/// A method's bits in a `RequestMeta`, by discriminant (the methods of [`Method::ALL`], then
+/// [`Method::Extension`]): the discriminant above the seq, and [`UNSAFE_BIT`] for a method
+/// that is not safe (one load per request rather than a match).
+const METHOD_BITS: [u64; Method::ALL.len() + 1] = {
+    let mut bits = [0; Method::ALL.len() + 1];
     let mut i = 0;
-    while i < Method::ALL.len() {
-        let m = Method::ALL[i];
+    while i <= Method::ALL.len() {
+        let m = if i < Method::ALL.len() { Method::ALL[i] } else { Method::Extension };
+        assert!(m as usize == i);
         bits[i] = (m as u64) << SEQ_BITS | if m.is_safe() { 0 } else { UNSAFE_BIT };
         i += 1;
     }
@@ -88,7 +90,7 @@ impl RequestMeta {
     #[inline(always)]
     pub(crate) fn method(self) -> Method {
         let index = (self.0 >> SEQ_BITS) as u8 as usize;
-        Method::ALL.get(index).copied().unwrap_or(Method::Get)
+        Method::ALL.get(index).copied().unwrap_or(Method::Extension)
     }
 
     #[inline(always)]
@@ -295,10 +297,9 @@ impl Codec {
         self.current = None;
     }
 
-    /// The request whose body is awaited (its head complete), if any, and whether its method
-    /// is one we do not know (answered 501 after the body, without a handler).
-    pub(crate) fn awaiting_body(&self) -> Option<(&Request, bool)> {
-        self.current.as_ref().map(|p| (&*p.req, p.head.unknown_method))
+    /// The request whose body is awaited (its head complete), if any.
+    pub(crate) fn awaiting_body(&self) -> Option<&Request> {
+        self.current.as_ref().map(|p| &*p.req)
     }
 
     /// Refuses whatever is being read now (a read timeout): the request whose body is coming,
@@ -458,7 +459,7 @@ impl Codec {
                     if head.body == BodyKind::None {
                         // Complete already (and no `100 Continue`: that needs a body).
                         let m = self.meta(seq, &head);
-                        return Some(self.complete(req, head, m));
+                        return Some(self.complete(req, m));
                     }
                     if let Some(step) = self.begin_body(req, head, seq, limits) {
                         return Some(step);
@@ -493,20 +494,19 @@ impl Codec {
         }
         let p = self.current.take()?;
         let m = self.meta(p.seq, &p.head);
-        Some(self.complete(p.req, p.head, m))
+        Some(self.complete(p.req, m))
     }
 
     /// Starts reading the body of request `seq` (out of line: most requests have none): its
-    /// bound is `limits.max_body_bytes` unless the codec's [`BodyBound`] says otherwise
-    /// (asked only for a method we know: an unknown one is refused after its body without a
-    /// handler). A declared length above it is refused now (413), before `100 Continue`. A
-    /// step to give now, or `None` to decode what is buffered.
+    /// bound is `limits.max_body_bytes` unless the codec's [`BodyBound`] says otherwise. A
+    /// declared length above it is refused now (413), before `100 Continue`. A step to give
+    /// now, or `None` to decode what is buffered.
     #[cold]
     #[inline(never)]
     fn begin_body(&mut self, req: Box<Request>, head: Head, seq: u64, limits: &HttpLimits) -> Option<Step> {
         let asked = match &self.body_bound {
-            Some(bound) if !head.unknown_method => (bound.0)(&req),
-            _ => Ok(None),
+            Some(bound) => (bound.0)(&req),
+            None => Ok(None),
         };
         let max_body = asked.map(|max| max.unwrap_or(limits.max_body_bytes) as u64).and_then(|max| match head.body {
             BodyKind::Length(n) if n > max => Err(HttpError::fatal(413, "body too large")),
@@ -531,24 +531,12 @@ impl Codec {
 
     /// The step for a request whose body is in.
     #[inline(always)]
-    fn complete(&mut self, req: Box<Request>, head: Head, m: RequestMeta) -> Step {
+    fn complete(&mut self, req: Box<Request>, m: RequestMeta) -> Step {
         // (`m`'s keep-alive: the head's, unless `seq` is the last a connection gives.)
         if !m.keep_alive() {
             self.closed = true;
         }
-        if head.unknown_method {
-            return self.not_implemented(req, m);
-        }
         Step::Request(req, m)
-    }
-
-    /// The refusal of a request with an unknown method (out of line: the common step is built
-    /// in fewer instructions without this one beside it).
-    #[cold]
-    #[inline(never)]
-    fn not_implemented(&mut self, req: Box<Request>, m: RequestMeta) -> Step {
-        self.recycle(req);
-        Step::Refuse(m, head::NOT_IMPLEMENTED)
     }
 }
 

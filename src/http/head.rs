@@ -27,21 +27,12 @@ pub(crate) struct Head {
     pub(crate) keep_alive: bool,
     /// The client waits for `100 Continue` before sending the body.
     pub(crate) expect_continue: bool,
-    /// An unknown method: a refusal that keeps the framing: read the body, then answer
-    /// [`NOT_IMPLEMENTED`] without running a handler.
-    pub(crate) unknown_method: bool,
-    /// The method (`GET` for an unknown one) and version, as in the request: kept here too,
-    /// so the connection's [`RequestMeta`](super::conn::RequestMeta) is built from the values
-    /// the parse has at hand rather than read back from the request just written. (Beside
-    /// `unknown_method` rather than one `Option<Method>` in its place: that one cost 18 more
-    /// instructions a pipelined request, callgrind `MODE=pipe`, 1482 against 1464.)
+    /// The method and version, as in the request: kept here too, so the connection's
+    /// [`RequestMeta`](super::conn::RequestMeta) is built from the values the parse has at hand
+    /// rather than read back from the request just written.
     pub(crate) method: Method,
     pub(crate) version: Version,
 }
-
-/// The answer to an unknown method (the connection stays open).
-pub(crate) const NOT_IMPLEMENTED: HttpError =
-    HttpError { close: false, ..HttpError::fatal(501, "method not implemented") };
 
 /// Parses the head at the start of `buf` into `req`. `Ok(None)`: incomplete, read more. The
 /// letters of field names in `buf` may be lower-cased (the request keeps them so).
@@ -58,7 +49,12 @@ pub(crate) fn parse(buf: &mut [u8], limits: &HttpLimits, req: &mut Request) -> R
     // The common head without httparse (same findings; anything unusual is left to it).
     let (len, known, version, hosts) = match scan::scan(input, max_headers, req) {
         // The scanner stored the target with the head.
-        Some(s) => (s.len, s.known, set_line(req, s.known, s.target, s.minor)?, s.hosts),
+        Some(s) => {
+            if s.known.is_none() {
+                req.set_extension_from_head(s.method_len);
+            }
+            (s.len, s.known, set_line(req, s.known, s.target, s.minor)?, s.hosts)
+        }
         None => match parse_line_any_minor(over_head, input, uri_over, limits, max_headers, req)? {
             Some((len, known, version)) => (len, known, version, None),
             None => return Ok(None),
@@ -91,14 +87,14 @@ pub(crate) fn parse(buf: &mut [u8], limits: &HttpLimits, req: &mut Request) -> R
             Some(n) => BodyKind::Length(n),
         }
     };
-    let method = known.unwrap_or(Method::Get);
+    let method = known.unwrap_or(Method::Extension);
     // A 2xx answer to CONNECT makes the connection a tunnel (RFC 9112 §6.3, RFC 9110 §9.3.6):
     // a proxy in front passes the bytes after it through unread, so none of them may be read
     // as a request. Whether the answer is 2xx is not known while pipelined requests are
     // parsed: nothing is read after a CONNECT, and its answer closes the connection.
     let keep_alive = !close && (version == Version::Http11 || keep_alive_token) && method != Method::Connect;
     let expect_continue = expect_continue && body != BodyKind::None;
-    Ok(Some(Head { len, body, keep_alive, expect_continue, unknown_method: known.is_none(), method, version }))
+    Ok(Some(Head { len, body, keep_alive, expect_continue, method, version }))
 }
 
 /// What the fields that bear on the framing say.
@@ -219,6 +215,9 @@ fn parse_line(
     let known = Method::from_token(method);
     req.clear();
     let version = set_line(req, known, target, minor)?;
+    if known.is_none() {
+        req.set_extension(method.as_bytes());
+    }
     req.set_target(target);
     for h in parsed.headers.iter() {
         req.push_header(h.name.as_bytes(), h.value);
@@ -296,12 +295,13 @@ fn version_field(line: &[u8]) -> &[u8] {
     line.splitn(3, |&b| b == b' ').nth(2).unwrap_or(b"")
 }
 
-/// Records the method and version of the request line (whichever parser read it) once its
-/// target passed the form checks.
+/// Records the method (`None`: an extension method, whose token the caller records) and
+/// version of the request line (whichever parser read it) once its target passed the form
+/// checks.
 #[inline(always)]
 fn set_line(req: &mut Request, known: Option<Method>, target: &str, minor: u8) -> Result<Version, HttpError> {
     let version = if minor == 0 { Version::Http10 } else { Version::Http11 };
-    req.set_line(known.unwrap_or(Method::Get), version);
+    req.set_line(known.unwrap_or(Method::Extension), version);
     // Origin-form for a method other than CONNECT (most requests) without the call.
     if !(target.starts_with('/') && known != Some(Method::Connect)) {
         check_target(known, target.as_bytes())?;

@@ -5,7 +5,7 @@
 //!
 //! | from | to | |
 //! |---|---|---|
-//! | `http::Request<Vec<u8>>` | [`Request`] | `TryFrom`: fails on an extension method or a version other than HTTP/1.0 and 1.1 |
+//! | `http::Request<Vec<u8>>` | [`Request`] | `TryFrom`: fails on a version other than HTTP/1.0 and 1.1 (an extension method becomes [`Method::Extension`] with its token) |
 //! | [`Request`], `&Request` | `http::Request<Vec<u8>>` | `TryFrom`: fails on a target, field name or field value `http` refuses, or more distinct field names than a `HeaderMap` holds |
 //! | `http::Response<Vec<u8>>` | [`Response`] | `From`: always (a 1xx is then answered 500 on the wire: see Statuses) |
 //! | [`Response`] | `http::Response<Vec<u8>>` | `TryFrom`: fails on a streamed body, a status outside 100..=999, a field `http` refuses, too many distinct field names |
@@ -56,8 +56,9 @@ use super::response::{Body, Response, StatusCode};
 /// Why a value could not be converted between pinion's HTTP types and the `http` crate's
 /// (feature `interop`).
 ///
-/// The conversions: `Request::try_from(http::Request<Vec<u8>>)` (an extension method or a
-/// version other than HTTP/1.0 and 1.1 fails); `http::Request::<Vec<u8>>::try_from(Request)`
+/// The conversions: `Request::try_from(http::Request<Vec<u8>>)` (a version other than
+/// HTTP/1.0 and 1.1 fails; an extension method is kept as [`Method::Extension`] and its
+/// token); `http::Request::<Vec<u8>>::try_from(Request)`
 /// or `(&Request)` (a target, field name or field value `http` refuses fails; trailer fields
 /// go in the extensions as [`HttpTrailers`], the client's address as [`HttpPeerAddr`]);
 /// `Response::from(http::Response<Vec<u8>>)`;
@@ -67,8 +68,9 @@ use super::response::{Body, Response, StatusCode};
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum InteropError {
-    /// A method pinion does not know (an `http` extension method such as `PROPFIND`);
-    /// pinion's connection would have answered it 501.
+    /// A method a bare method conversion cannot carry: an `http` extension method (`PROPFIND`)
+    /// to a [`Method`], or [`Method::Extension`] (`"extension method"`) to an `http::Method`:
+    /// the token is the request's ([`Request::method_token`]), so whole requests convert.
     UnsupportedMethod(String),
     /// A protocol version pinion's requests cannot carry (HTTP/0.9, HTTP/2, HTTP/3).
     UnsupportedVersion(http::Version),
@@ -94,7 +96,9 @@ pub enum InteropError {
 impl fmt::Display for InteropError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            InteropError::UnsupportedMethod(m) => write!(f, "method {m:?} is not one pinion knows"),
+            InteropError::UnsupportedMethod(m) => {
+                write!(f, "method {m:?} has no token of its own on one side (convert the whole request)")
+            }
             InteropError::UnsupportedVersion(v) => write!(f, "{v:?} is not HTTP/1.0 or HTTP/1.1"),
             InteropError::StreamedBody => f.write_str("a streamed body cannot be held in a Vec<u8>"),
             InteropError::InvalidTarget(t) => write!(f, "request-target {t:?} is not a valid URI"),
@@ -120,9 +124,12 @@ pub struct HttpTrailers(pub http::HeaderMap);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HttpPeerAddr(pub SocketAddr);
 
-impl From<Method> for http::Method {
-    fn from(m: Method) -> Self {
-        match m {
+impl TryFrom<Method> for http::Method {
+    type Error = InteropError;
+    /// A method pinion knows by name; [`Method::Extension`] names no token (a request's is
+    /// [`Request::method_token`]: a whole request converts).
+    fn try_from(m: Method) -> Result<Self, InteropError> {
+        Ok(match m {
             Method::Get => http::Method::GET,
             Method::Head => http::Method::HEAD,
             Method::Post => http::Method::POST,
@@ -132,12 +139,15 @@ impl From<Method> for http::Method {
             Method::Options => http::Method::OPTIONS,
             Method::Trace => http::Method::TRACE,
             Method::Connect => http::Method::CONNECT,
-        }
+            Method::Extension => return Err(InteropError::UnsupportedMethod(m.to_string())),
+        })
     }
 }
 
 impl TryFrom<&http::Method> for Method {
     type Error = InteropError;
+    /// A method pinion knows by name; an extension method fails (a whole request converts,
+    /// keeping its token).
     fn try_from(m: &http::Method) -> Result<Self, InteropError> {
         Method::from_token(m.as_str()).ok_or_else(|| InteropError::UnsupportedMethod(m.as_str().to_owned()))
     }
@@ -199,7 +209,9 @@ fn header_map<'a>(fields: impl Iterator<Item = (&'a str, &'a [u8])>) -> Result<h
 fn to_http(req: &Request, body: Vec<u8>) -> Result<http::Request<Vec<u8>>, InteropError> {
     let uri = http::Uri::try_from(req.target()).map_err(|_| InteropError::InvalidTarget(req.target().to_owned()))?;
     let mut out = http::Request::new(body);
-    *out.method_mut() = req.method().into();
+    let token = req.method_token();
+    *out.method_mut() =
+        http::Method::from_bytes(token.as_bytes()).map_err(|_| InteropError::UnsupportedMethod(token.to_owned()))?;
     *out.uri_mut() = uri;
     *out.version_mut() = req.version().into();
     *out.headers_mut() = header_map(req.headers().iter())?;
@@ -233,12 +245,15 @@ impl TryFrom<http::Request<Vec<u8>>> for Request {
     type Error = InteropError;
     fn try_from(req: http::Request<Vec<u8>>) -> Result<Self, InteropError> {
         let (parts, body) = req.into_parts();
-        let method = Method::try_from(&parts.method)?;
         let version = Version::try_from(parts.version)?;
+        let token = parts.method.as_str();
+        if !super::is_token(token.as_bytes()) {
+            return Err(InteropError::UnsupportedMethod(token.to_owned()));
+        }
         // `Uri`'s Display gives back the form it was parsed from (origin, absolute,
         // authority or `*`).
-        let mut out = Request::new(method, &parts.uri.to_string()).with_body(body);
-        out.set_line(method, version);
+        let mut out = Request::new(Method::Get, &parts.uri.to_string()).with_body(body).with_method_token(token);
+        out.set_line(out.method(), version);
         for (name, value) in &parts.headers {
             out.push_header(name.as_str().as_bytes(), value.as_bytes());
         }
@@ -341,7 +356,7 @@ mod tests {
     #[test]
     fn every_method_converts_both_ways() {
         for m in Method::ALL {
-            let h = http::Method::from(m);
+            let h = http::Method::try_from(m).unwrap();
             assert_eq!(h.as_str(), m.as_str());
             assert_eq!(Method::try_from(&h), Ok(m));
             let target = match m {
@@ -357,11 +372,20 @@ mod tests {
     }
 
     #[test]
-    fn extension_methods_are_refused() {
-        let h = http::Request::builder().method("PROPFIND").uri("/dav").body(Vec::new()).unwrap();
-        let err = Request::try_from(h).unwrap_err();
+    fn extension_methods_convert_with_their_requests_token() {
+        let h = http::Request::builder().method("PROPFIND").uri("/dav").body(b"<x/>".to_vec()).unwrap();
+        let req = Request::try_from(h).unwrap();
+        assert_eq!(
+            (req.method(), req.method_token(), req.path(), req.body()),
+            (Method::Extension, "PROPFIND", "/dav", &b"<x/>"[..])
+        );
+        let back = http::Request::<Vec<u8>>::try_from(&req).unwrap();
+        assert_eq!(back.method().as_str(), "PROPFIND");
+        // A bare method has no token to carry.
+        let err = Method::try_from(back.method()).unwrap_err();
         assert_eq!(err, InteropError::UnsupportedMethod("PROPFIND".into()));
         assert!(err.to_string().contains("PROPFIND"), "{err}");
+        assert!(http::Method::try_from(Method::Extension).is_err());
     }
 
     #[test]

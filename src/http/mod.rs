@@ -23,10 +23,10 @@
 //!   `Request`/`Response`, and what each keeps: the module `pinion::http::interop`.
 //!
 //! All bounds are in one [`HttpLimits`]. A request the connection refuses gets a defined
-//! answer (400, 408, 413, 414, 417, 421, 431, 501, 505) after which the connection is closed —
-//! all but a request whose only fault is a method pinion does not know: its framing is sound,
-//! so it is answered 501 after its body and the connection goes on (to a client waiting for
-//! `100 Continue`, 501 at once: the body is not read, and the connection closes).
+//! answer (400, 408, 413, 414, 417, 421, 431, 501 for a transfer coding it does not know, 505)
+//! after which the connection is closed. A method is any token: one pinion does not know by
+//! name is a [`Method::Extension`], handed to the handlers like any other (which answer 501
+//! unless they take it).
 
 pub(crate) mod backlog;
 mod body;
@@ -68,6 +68,11 @@ pub(crate) use conn::{BodyBound, Codec, Phase, RequestMeta, Step, refusal};
 pub(crate) use outgoing::{Flushed, Outgoing};
 pub(crate) use response::cow_bytes;
 pub(crate) use spares::Spares;
+
+/// A token (RFC 9110 §5.6.2: one or more `tchar`s), as a method or a field name is.
+pub(crate) fn is_token(s: &[u8]) -> bool {
+    !s.is_empty() && s.iter().all(|&b| scan::TOKEN[b as usize])
+}
 
 /// Bounds on what a client may send, with defaults close to nginx's and hyper's.
 ///

@@ -10,10 +10,11 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::ops::Range;
 
-use super::scan::TOKEN;
-
-/// The request methods pinion knows (RFC 9110 §9 plus PATCH). Anything else is answered 501
-/// by the connection before a handler sees it.
+/// A request's method: those of RFC 9110 §9 and PATCH by name, any other token as
+/// [`Extension`](Method::Extension) (the method registry is open, RFC 9110 §16.1: WebDAV's
+/// `PROPFIND`, a cache's `PURGE`), whose token is [`Request::method_token`]. A handler that
+/// does not take an extension method answers 501 (a [`Router`](crate::web::Router) without a
+/// route naming it, a [`WebWorker`](crate::web::WebWorker) without `handle_other`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Method {
     /// GET
@@ -36,10 +37,16 @@ pub enum Method {
     /// and its answer closes it; a 2xx answer is its head alone (no framing fields, no
     /// content: RFC 9110 §9.3.6), as a proxy in front takes what follows for the tunnel's.
     Connect,
+    /// Any other method token (case-sensitive: `get` is one). Two requests with different
+    /// extension methods are both `Extension`: [`Request::method_token`] tells them apart.
+    /// Not safe (RFC 9110 §9.2.1: pinion cannot know it is), so a pipelined one is handed
+    /// out alone, as a POST is.
+    Extension,
 }
 
 impl Method {
-    /// Every known method, in the order `Allow` lists them.
+    /// Every method pinion knows by name (all but [`Extension`](Method::Extension)), in the
+    /// order `Allow` lists them.
     pub const ALL: [Method; 9] = [
         Method::Get,
         Method::Head,
@@ -52,7 +59,8 @@ impl Method {
         Method::Connect,
     ];
 
-    /// The method's token, as on the wire.
+    /// The method's token, as on the wire; `""` for [`Extension`](Method::Extension), which
+    /// stands for every other token (a request's own is [`Request::method_token`]).
     pub const fn as_str(self) -> &'static str {
         match self {
             Method::Get => "GET",
@@ -64,10 +72,12 @@ impl Method {
             Method::Options => "OPTIONS",
             Method::Trace => "TRACE",
             Method::Connect => "CONNECT",
+            Method::Extension => "",
         }
     }
 
-    /// The method a token names (methods are case-sensitive), if known.
+    /// The method a token names (methods are case-sensitive), if pinion knows it by name:
+    /// `None` for any other token (which a request carries as [`Extension`](Method::Extension)).
     pub fn from_token(token: &str) -> Option<Method> {
         Method::from_bytes(token.as_bytes())
     }
@@ -115,8 +125,13 @@ impl Method {
 }
 
 impl fmt::Display for Method {
+    /// The token ([`as_str`](Method::as_str)); `extension method` for
+    /// [`Extension`](Method::Extension).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        match self {
+            Method::Extension => f.write_str("extension method"),
+            m => f.write_str(m.as_str()),
+        }
     }
 }
 
@@ -187,6 +202,9 @@ pub struct Request {
     target: Span,
     path: Span,
     query: Option<Span>,
+    /// An [`Method::Extension`]'s token, a range of `arena` (empty for the other methods, and
+    /// whenever the target's ranges are emptied).
+    token: Span,
     headers: Vec<Field>,
     trailers: Vec<Field>,
     params: Vec<Field>,
@@ -211,6 +229,7 @@ impl Request {
         target: Span { start: 0, end: 0 },
         path: Span { start: 0, end: 0 },
         query: None,
+        token: Span { start: 0, end: 0 },
         headers: Vec::new(),
         trailers: Vec::new(),
         params: Vec::new(),
@@ -220,10 +239,32 @@ impl Request {
 
     /// A request with no header fields and an empty body (for tests and for building
     /// requests by hand). `target` is kept as given.
+    ///
+    /// # Panics
+    /// If `method` is [`Method::Extension`], which names no token: build that request with
+    /// [`with_method_token`](Self::with_method_token).
     pub fn new(method: Method, target: &str) -> Request {
+        assert!(method != Method::Extension, "Method::Extension names no token: use Request::with_method_token");
         let mut r = Request { method, ..Request::default() };
         r.set_target(target);
         r
+    }
+
+    /// Sets the method by its token (builder style): a known one, or an
+    /// [`Extension`](Method::Extension) whose [`method_token`](Self::method_token) is `token`.
+    ///
+    /// # Panics
+    /// If `token` is not a method token (RFC 9110 §9.1: one or more `tchar`s).
+    pub fn with_method_token(mut self, token: &str) -> Request {
+        assert!(super::is_token(token.as_bytes()), "a method is a token (RFC 9110 §9.1): {token:?} is not");
+        match Method::from_token(token) {
+            Some(m) => {
+                self.method = m;
+                self.token = Span::default();
+            }
+            None => self.set_extension(token.as_bytes()),
+        }
+        self
     }
 
     /// Adds a header field (builder style).
@@ -264,6 +305,7 @@ impl Request {
         to.target = self.target;
         to.path = self.path;
         to.query = self.query;
+        to.token = self.token;
         to.arena.clone_from(&self.arena);
         to.headers.clone_from(&self.headers);
         to.trailers.clone_from(&self.trailers);
@@ -287,16 +329,42 @@ impl Request {
         self.body.clear();
     }
 
-    /// Empty target, path and query ranges (the arena is emptied).
+    /// Empty target, path, query and method token ranges (the arena is emptied).
     fn forget_target(&mut self) {
         self.target = Span::default();
         self.path = Span::default();
         self.query = None;
+        self.token = Span::default();
     }
 
     pub(crate) fn set_line(&mut self, method: Method, version: Version) {
         self.method = method;
         self.version = version;
+    }
+
+    /// Makes the method an [`Extension`](Method::Extension) named `token` (a token the parser
+    /// read, or one checked by [`with_method_token`](Self::with_method_token)), copied into the
+    /// arena.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn set_extension(&mut self, token: &[u8]) {
+        debug_assert!(super::is_token(token));
+        self.fits(token.len());
+        let start = self.arena.len();
+        self.arena.extend_from_slice(token);
+        self.method = Method::Extension;
+        self.token = Span::of(start..self.arena.len());
+    }
+
+    /// Makes the method an [`Extension`](Method::Extension) named by the first `len` bytes of
+    /// the head [`set_head`](Self::set_head) copied (its request line starts with the token).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn set_extension_from_head(&mut self, len: usize) {
+        debug_assert!(self.arena.get(..len).is_some_and(super::is_token));
+        debug_assert_eq!(self.arena.get(len), Some(&b' '));
+        self.method = Method::Extension;
+        self.token = Span::of(0..len.min(self.arena.len()));
     }
 
     /// Stores the request-target (in the arena) and splits path and query.
@@ -441,6 +509,20 @@ impl Request {
     /// The method.
     pub fn method(&self) -> Method {
         self.method
+    }
+
+    /// The method's token as the client sent it: [`Method::as_str`] of a known method, an
+    /// [`Extension`](Method::Extension)'s own token (`PROPFIND`).
+    pub fn method_token(&self) -> &str {
+        match self.method {
+            Method::Extension => {
+                let token = self.token.get(&self.arena);
+                debug_assert!(token.is_ascii());
+                // (A token is ASCII: `set_extension` takes only tokens.)
+                std::str::from_utf8(token).unwrap_or_default()
+            }
+            m => m.as_str(),
+        }
     }
 
     /// The protocol version.
@@ -635,10 +717,7 @@ impl Request {
 /// What a field a layer adds must be ([`Request::append_header`]): a token name, a value
 /// without CR, LF or NUL; a panic otherwise.
 fn check_field(name: &str, value: &[u8]) {
-    assert!(
-        !name.is_empty() && name.bytes().all(|b| TOKEN[usize::from(b)]),
-        "a request field: {name:?} is not a field name (a token)"
-    );
+    assert!(super::is_token(name.as_bytes()), "a request field: {name:?} is not a field name (a token)");
     assert!(
         !value.iter().any(|b| matches!(b, b'\r' | b'\n' | 0)),
         "a request field: the value of {name:?} holds CR, LF or NUL"

@@ -26,8 +26,10 @@ use super::request::{Method, Request};
 pub(crate) struct Scanned<'a> {
     /// Bytes the head took.
     pub(crate) len: usize,
-    /// The method, if one pinion knows (`GET ` first: its bytes are not looked at twice).
+    /// The method, if one pinion knows by name (`GET ` first: its bytes are not looked at
+    /// twice); else an extension method, whose token is the head's first `method_len` bytes.
     pub(crate) known: Option<Method>,
+    pub(crate) method_len: usize,
     pub(crate) target: &'a str,
     /// The `x` of `HTTP/1.x` (0 or 1).
     pub(crate) minor: u8,
@@ -148,7 +150,7 @@ pub(crate) fn scan<'a>(buf: &'a mut [u8], max_headers: usize, req: &mut Request)
     let target = unsafe { std::str::from_utf8_unchecked(target) };
     let question = question.filter(|&q| q < target.len());
     req.set_head(&buf[..len], target, question);
-    Some(Scanned { len, known, target, minor, hosts: (!framing).then_some((hosts, hosts_valid)) })
+    Some(Scanned { len, known, method_len: m, target, minor, hosts: (!framing).then_some((hosts, hosts_valid)) })
 }
 
 // Eight bytes at a time (SWAR): each test sets the top bit of every byte it flags; a flag

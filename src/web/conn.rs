@@ -479,12 +479,7 @@ impl Connection {
     /// ([`Handler::check_head`]); a panic there answers 500.
     #[cold]
     fn check_head(&self, st: &State) -> Option<Response> {
-        let (req, unknown_method) = st.codec.awaiting_body()?;
-        if unknown_method {
-            // Not one for the handlers (a review: the router answered it 404): 501 now.
-            self.server.stats().refused(StatusCode::NOT_IMPLEMENTED);
-            return Some(Response::status(StatusCode::NOT_IMPLEMENTED));
-        }
+        let req = st.codec.awaiting_body()?;
         // An unsafe request behind others is handed out only once they are answered.
         let waits = !req.method().is_safe() && st.out.in_flight() != 0;
         let check = || super::dispatch::checking_head(waits, || self.server.handler.check_head(req));

@@ -33,8 +33,9 @@ pub trait Handler: Send + Sync + 'static {
     /// client is over its rate now (taking no token); a [`WebHandler`] to a pool its 503 if the
     /// pool is full now (taking no slot), but not for a request of an unsafe method read
     /// behind requests still in flight (it waits its turn: the pool is asked then); a plain
-    /// function and any handler that does not implement this say `None`. A method the server
-    /// does not know is answered 501 by the connection before any handler is asked.
+    /// function and any handler that does not implement this say `None`. An extension method
+    /// ([`Method::Extension`](crate::http::Method::Extension)) is asked about like any other:
+    /// the router answers 501 for one no route names.
     ///
     /// The router also asks a route's handler about a CORS preflight (`OPTIONS` with `Origin`
     /// and `Access-Control-Request-Method`) for the method it takes, when no route on the path

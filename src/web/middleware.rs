@@ -149,7 +149,7 @@ impl Handler for Authed {
 pub struct Cors {
     /// Allowed origins; empty: any (`*`).
     pub origins: Vec<String>,
-    /// Methods a preflight allows.
+    /// Methods a preflight allows (`Method::Extension` names no token: it is left out).
     pub methods: Vec<Method>,
     /// Request header fields a preflight allows.
     pub headers: Vec<String>,
@@ -215,7 +215,8 @@ impl CorsState {
 
 impl Layer for Cors {
     fn wrap(&self, inner: Arc<dyn Handler>) -> Arc<dyn Handler> {
-        let methods = self.methods.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ");
+        let methods =
+            self.methods.iter().filter(|&&m| m != Method::Extension).map(|m| m.as_str()).collect::<Vec<_>>().join(", ");
         let headers = self.headers.join(", ");
         let expose = (!self.expose_headers.is_empty()).then(|| Cow::Owned(self.expose_headers.join(", ").into_bytes()));
         if self.credentials && self.origins.is_empty() {
@@ -344,7 +345,8 @@ struct LogHook;
 /// that line needs is kept from the request as it reached the layer.
 struct LogLine {
     peer: Option<std::net::SocketAddr>,
-    method: Method,
+    /// The method's token (an extension method's own: no allocation for the others).
+    method: Cow<'static, str>,
     target: Box<str>,
     received: Instant,
     logged: std::sync::atomic::AtomicBool,
@@ -366,7 +368,7 @@ impl fmt::Display for Client {
 }
 
 /// The access line of one request.
-fn log_access(peer: Option<std::net::SocketAddr>, method: Method, target: &str, status: u16, since: Instant) {
+fn log_access(peer: Option<std::net::SocketAddr>, method: &str, target: &str, status: u16, since: Instant) {
     let us = since.elapsed().as_micros();
     log::info!(target: "pinion::web::access", "{} {method} {target} {status} {us}us", Client(peer));
 }
@@ -374,7 +376,7 @@ fn log_access(peer: Option<std::net::SocketAddr>, method: Method, target: &str, 
 impl ResponseHook for LogHook {
     fn on_response(&self, req: &RequestSummary<'_>, resp: &mut Response) {
         let r = req.request;
-        log_access(r.peer_addr(), r.method(), r.target(), resp.status.0, req.received);
+        log_access(r.peer_addr(), r.method_token(), r.target(), resp.status.0, req.received);
     }
 }
 
@@ -388,7 +390,7 @@ impl ResponseHook for LogLine {
 impl Drop for LogLine {
     fn drop(&mut self) {
         if !*self.logged.get_mut() {
-            log_access(self.peer, self.method, &self.target, GONE, self.received);
+            log_access(self.peer, &self.method, &self.target, GONE, self.received);
         }
     }
 }
@@ -405,7 +407,10 @@ impl Handler for Logged {
             let r = req.request();
             let line = LogLine {
                 peer: r.peer_addr(),
-                method: r.method(),
+                method: match r.method() {
+                    Method::Extension => Cow::Owned(r.method_token().to_owned()),
+                    m => Cow::Borrowed(m.as_str()),
+                },
                 target: r.target().into(),
                 received: req.received(),
                 logged: std::sync::atomic::AtomicBool::new(false),

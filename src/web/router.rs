@@ -25,7 +25,18 @@ struct Route {
     segments: Vec<Segment>,
     /// `None`: any method.
     method: Option<Method>,
+    /// The token of the extension method it takes (`method` is `Some(Extension)`); `None`
+    /// there: every extension method.
+    token: Option<Box<str>>,
     handler: Arc<dyn Handler>,
+}
+
+impl Route {
+    /// Whether the route takes `method` (named `token`, if an extension method).
+    #[inline(always)]
+    fn takes(&self, method: Method, token: &str) -> bool {
+        self.method.is_none_or(|m| m == method) && self.token.as_deref().is_none_or(|t| t == token)
+    }
 }
 
 /// Routes requests by method and path.
@@ -54,6 +65,14 @@ struct Route {
 /// `?`, `#`) is refused, as is a parameter name used twice in one pattern. A literal in UTF-8
 /// (`/café`) matches a client that sends it raw; browsers and most clients percent-encode it
 /// (`/caf%C3%A9`).
+///
+/// Extension methods (`PROPFIND`, `PURGE`: [`Method::Extension`]) go to the routes that name
+/// their token ([`on`](Self::on)), to those for every extension method
+/// ([`method`](Self::method) with `Method::Extension`) and to those for any method. One no
+/// route names is answered 501 (RFC 9110 §15.6.2: the server does not recognize it) where a
+/// known method would get 405 or the router's 404; a path whose routes take other methods
+/// answers one a route names elsewhere 405, with `Allow` listing the tokens of that path's
+/// extension routes.
 #[derive(Default)]
 pub struct Router {
     core: Arc<Core>,
@@ -93,7 +112,7 @@ impl Router {
     /// `{*rest}` without a name or with a brace in it, a name used twice, a `{*rest}` that is
     /// not last, more than eight parameters, a literal byte no path holds: see [`Router`]).
     pub fn route(self, pattern: &str, handler: impl Handler) -> Router {
-        self.add(None, pattern, Arc::new(handler))
+        self.add(None, None, pattern, Arc::new(handler))
     }
 
     /// `handler` answers `method` on `pattern`.
@@ -101,8 +120,25 @@ impl Router {
     /// # Panics
     /// If the pattern is malformed, as [`route`](Self::route) (and so [`get`](Self::get),
     /// [`post`](Self::post) and the others).
+    /// `Method::Extension` takes every extension method (the token is
+    /// [`Request::method_token`]); one of them alone is [`on`](Self::on).
     pub fn method(self, method: Method, pattern: &str, handler: impl Handler) -> Router {
-        self.add(Some(method), pattern, Arc::new(handler))
+        self.add(Some(method), None, pattern, Arc::new(handler))
+    }
+
+    /// `handler` answers the method named `token` on `pattern`: an extension method
+    /// (`PROPFIND`), or one [`Method`] names (then as [`method`](Self::method)). Methods are
+    /// case-sensitive.
+    ///
+    /// # Panics
+    /// If `token` is not a method token (RFC 9110 §9.1: one or more `tchar`s), or the pattern
+    /// is malformed, as [`route`](Self::route).
+    pub fn on(self, token: &str, pattern: &str, handler: impl Handler) -> Router {
+        assert!(crate::http::is_token(token.as_bytes()), "a method is a token (RFC 9110 §9.1): {token:?} is not");
+        match Method::from_token(token) {
+            Some(m) => self.add(Some(m), None, pattern, Arc::new(handler)),
+            None => self.add(Some(Method::Extension), Some(token.into()), pattern, Arc::new(handler)),
+        }
     }
 
     /// GET on `pattern`, and HEAD there unless a route as specific takes HEAD itself: a
@@ -225,7 +261,13 @@ impl Router {
         self
     }
 
-    fn add(mut self, method: Option<Method>, pattern: &str, handler: Arc<dyn Handler>) -> Router {
+    fn add(
+        mut self,
+        method: Option<Method>,
+        token: Option<Box<str>>,
+        pattern: &str,
+        handler: Arc<dyn Handler>,
+    ) -> Router {
         let segments = parse(pattern).unwrap_or_else(|e| panic!("route pattern {pattern:?}: {e}"));
         let literal = segments.iter().all(|s| matches!(s, Segment::Literal(_))).then(|| pattern.to_owned());
         let routes = &mut Arc::make_mut(&mut self.core).routes;
@@ -234,7 +276,7 @@ impl Router {
         // own paths (it was shadowed, silently: found porting an axum service).
         let rank = specificity(&segments);
         let at = routes.iter().position(|r| specificity(&r.segments) > rank).unwrap_or(routes.len());
-        routes.insert(at, Route { literal, segments, method, handler });
+        routes.insert(at, Route { literal, segments, method, token, handler });
         self.rebuild()
     }
 }
@@ -446,8 +488,9 @@ impl Handler for Core {
         // the routes skipped so far matched nothing, so the outcome is the same.
         let request = req.request();
         let (method, path) = (request.method(), request.path());
-        if method == Method::Options {
-            // It may ask about the server, not the path (`find`).
+        if matches!(method, Method::Options | Method::Extension) {
+            // It may ask about the server, not the path (`find_for`); the routes compare an
+            // extension method's token (`find`).
             return self.route_from(0, req);
         }
         for (i, route) in self.routes.iter().enumerate() {
@@ -531,7 +574,7 @@ impl Core {
         if method == Method::Options && req.is_server_wide() {
             return Err(0);
         }
-        self.find(from, method, req.path(), found)
+        self.find(from, method, req.method_token(), req.path(), found)
     }
 
     /// The first route from index `from` on that takes `method` on `path`, and how many
@@ -544,7 +587,14 @@ impl Core {
     /// method after the GET route does not take it (review 67: HEAD went to the other methods'
     /// handler while GET went to the GET route).
     #[inline(always)]
-    fn find(&self, from: usize, method: Method, path: &str, found: &mut Option<Found>) -> Result<(&Route, usize), u16> {
+    fn find(
+        &self,
+        from: usize,
+        method: Method,
+        token: &str,
+        path: &str,
+        found: &mut Option<Found>,
+    ) -> Result<(&Route, usize), u16> {
         let mut allowed = 0u16;
         // A GET route that takes this HEAD request, while HEAD routes alike after it may take
         // it themselves. (Routes alike are next to each other: `add` orders them by specificity.
@@ -564,7 +614,7 @@ impl Core {
                     None => continue,
                 },
             };
-            if route.method.is_none_or(|m| m == method) {
+            if route.takes(method, token) {
                 if route.method.is_none() && by_get.is_some() {
                     // HEAD goes where GET goes: to the GET route before this one.
                     continue;
@@ -597,22 +647,53 @@ impl Core {
 
     /// The router's own answer to a request no route takes, or the fallback that answers it.
     fn unrouted_answer(&self, req: &Request, allowed: u16) -> Result<Response, &Arc<dyn Handler>> {
+        let unknown = req.method() == Method::Extension && !self.names(req.method_token());
         if allowed != 0 {
             if let Some(resp) = self.route_preflight(req) {
                 return Ok(resp);
             }
-            let allow = Method::allow_list(allowed | Method::Options.bit());
+            if unknown {
+                return Ok(Response::status(StatusCode::NOT_IMPLEMENTED));
+            }
             let status =
                 if req.method() == Method::Options { StatusCode::NO_CONTENT } else { StatusCode::METHOD_NOT_ALLOWED };
-            return Ok(Response::status(status).header("allow", allow));
+            return Ok(Response::status(status).header("allow", self.allow(req.path(), allowed)));
         }
         let star = req.is_server_wide();
         match &self.fallback {
             Some(_) if star && self.not_found => Ok(self.server_options()),
             Some(f) => Err(f),
             None if star => Ok(self.server_options()),
+            None if unknown => Ok(Response::status(StatusCode::NOT_IMPLEMENTED)),
             None => Ok(Response::status(StatusCode::NOT_FOUND)),
         }
+    }
+
+    /// Whether a route names the extension method `token`, or takes every extension method.
+    fn names(&self, token: &str) -> bool {
+        self.routes.iter().any(|r| r.method == Some(Method::Extension) && r.token.as_deref().is_none_or(|t| t == token))
+    }
+
+    /// The `Allow` of `path`, whose routes take the methods of `allowed` (and OPTIONS, which
+    /// the router answers there): the known methods, then the tokens of the path's extension
+    /// routes (a route for every extension method has none to list).
+    fn allow(&self, path: &str, allowed: u16) -> String {
+        let mut allow = Method::allow_list(allowed | Method::Options.bit());
+        if allowed & Method::Extension.bit() != 0 {
+            let mut found = Found::default();
+            let tokens = self.routes.iter().filter_map(|r| {
+                r.token.as_deref().filter(|_| {
+                    r.literal.as_deref().map_or_else(|| matches(&r.segments, path, &mut found).is_some(), |l| l == path)
+                })
+            });
+            for token in tokens {
+                if !allow.split(", ").any(|t| t == token) {
+                    allow.push_str(", ");
+                    allow.push_str(token);
+                }
+            }
+        }
+        allow
     }
 
     /// A CORS preflight (`OPTIONS` with `Origin` and `Access-Control-Request-Method`) to a path
@@ -624,9 +705,14 @@ impl Core {
         if req.method() != Method::Options || req.header("origin").is_none() {
             return None;
         }
-        let asked = Method::from_bytes(req.header("access-control-request-method")?.trim_ascii())?;
+        let asked_token = std::str::from_utf8(req.header("access-control-request-method")?.trim_ascii()).ok()?;
+        let asked = match Method::from_token(asked_token) {
+            Some(m) => m,
+            None if crate::http::is_token(asked_token.as_bytes()) => Method::Extension,
+            None => return None,
+        };
         let mut found = None;
-        let (route, n) = self.find(0, asked, req.path(), &mut found).ok()?;
+        let (route, n) = self.find(0, asked, asked_token, req.path(), &mut found).ok()?;
         if n == 0 {
             return route.handler.check_head(req);
         }

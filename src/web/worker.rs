@@ -41,8 +41,10 @@ pub trait WebWorker: 'static {
     /// [`handle_head`](Self::handle_head), whose default is GET's answer without the body) and
     /// `OPTIONS` always (asked of [`handle_options`](Self::handle_options), whose default is
     /// the runtime's 204). A listed method the worker does not implement is a bug of the list:
-    /// it is answered 405, left out of `Allow` from then on, and logged once. `TRACE` and
-    /// `CONNECT` never reach a worker: listing them changes nothing.
+    /// it is answered 405, left out of `Allow` from then on, and logged once. `TRACE`,
+    /// `CONNECT` and extension methods ([`Method::Extension`]) go to
+    /// [`handle_other`](Self::handle_other) when listed (an unlisted extension method is
+    /// answered 501, the others 405); `Allow` never names them.
     ///
     /// ```
     /// # use pinion::http::Method;
@@ -166,6 +168,16 @@ pub trait WebWorker: 'static {
         not_implemented()
     }
 
+    /// Any other method: TRACE, CONNECT and extension methods ([`Method::Extension`], whose
+    /// token is [`Request::method_token`]: WebDAV's `PROPFIND`). Default: 405 with `Allow` to
+    /// TRACE and CONNECT, 501 to an extension method (RFC 9110 §15.6.2: a method the server
+    /// does not recognize). A worker with [`METHODS`](Self::METHODS) lists
+    /// `Method::Extension` to be asked for extension methods (else the runtime answers 501).
+    async fn handle_other(&mut self, ctx: &mut Context, req: &Request) -> Response {
+        let _ = (ctx, req);
+        not_implemented()
+    }
+
     /// Any other message, as [`Actor::handle_message`].
     async fn handle_message(&mut self, ctx: &mut Context, from: Pid, msg: Message) -> Result<(), ExitReason> {
         let _ = (ctx, from, msg);
@@ -230,9 +242,9 @@ fn learn<W: WebWorker>(f: impl FnOnce(&mut Learned)) -> (Learned, bool) {
     })
 }
 
-/// Methods a worker may be asked for (TRACE and CONNECT are never routed to one), as bits of
-/// `Method::bit`.
-const SERVED: u16 = !(Method::Trace.bit() | Method::Connect.bit());
+/// Methods an `Allow` of a worker's lists, as bits of `Method::bit`: not TRACE and CONNECT
+/// (`handle_other` answers them, 405 by default), nor an extension method (no token to list).
+const SERVED: u16 = !(Method::Trace.bit() | Method::Connect.bit() | Method::Extension.bit());
 
 /// The methods `W` declares (bits of `Method::bit`), with `HEAD` when `GET` is there and
 /// `OPTIONS` always; `None` when it declares none. Evaluated at compile time.
@@ -259,14 +271,17 @@ fn allow<W: WebWorker>(known: Learned) -> String {
 }
 
 /// The runtime's answer in place of a default method's (`resp` carried the mark): 204 with
-/// `Allow` to OPTIONS, 405 with `Allow` to anything else.
+/// `Allow` to OPTIONS, 501 to an extension method, 405 with `Allow` to anything else.
 #[cold]
 #[inline(never)]
 fn default_answer<W: WebWorker>(method: Method) -> Response {
-    if method == Method::Options {
-        return Response::new(StatusCode::NO_CONTENT).header("allow", allow::<W>(known::<W>()));
+    match method {
+        Method::Options => return Response::new(StatusCode::NO_CONTENT).header("allow", allow::<W>(known::<W>())),
+        Method::Extension => return Response::status(StatusCode::NOT_IMPLEMENTED),
+        _ => {}
     }
     let learned = if matches!(method, Method::Trace | Method::Connect) { None } else { Some(method) };
+    debug_assert_ne!(method, Method::Extension);
     let (known, newly) = learn::<W>(|k| k.lacking |= learned.map_or(0, Method::bit));
     // Once per worker type and shard: a client repeating the method cannot flood the log.
     if newly
@@ -294,12 +309,16 @@ fn head_served<W: WebWorker>() {
     learn::<W>(|k| k.head_served = true);
 }
 
-/// The runtime's answer to a method `W` does not list in [`WebWorker::METHODS`].
+/// The runtime's answer to a method `W` does not list in [`WebWorker::METHODS`]: 405 with
+/// `Allow`, or 501 to an extension method.
 #[cold]
 #[inline(never)]
 fn unlisted<W: WebWorker>(method: Method) -> Response {
     // (Never OPTIONS: every list has it, see `declared`.)
     debug_assert_ne!(method, Method::Options);
+    if method == Method::Extension {
+        return Response::status(StatusCode::NOT_IMPLEMENTED);
+    }
     Response::status(StatusCode::METHOD_NOT_ALLOWED).header("allow", allow::<W>(known::<W>()))
 }
 
@@ -373,7 +392,7 @@ impl<W: WebWorker> Actor for W {
             Method::Patch => self.handle_patch(ctx, request).await,
             Method::Delete => self.handle_delete(ctx, request).await,
             Method::Options => self.handle_options(ctx, request).await,
-            Method::Trace | Method::Connect => not_implemented(),
+            Method::Trace | Method::Connect | Method::Extension => self.handle_other(ctx, request).await,
         };
         if is_marked(&resp) {
             resp = default_answer::<Self>(method);

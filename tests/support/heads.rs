@@ -18,7 +18,7 @@ pub struct Seen {
 
 pub fn seen_by_server(req: &Request) -> Seen {
     Seen {
-        method: req.method().to_string(),
+        method: req.method_token().to_owned(),
         target: req.target().to_owned(),
         minor: if req.version() == Version::Http10 { 0 } else { 1 },
         fields: req.headers().iter().map(|(n, v)| (n.to_ascii_lowercase(), v.to_vec())).collect(),
