@@ -141,14 +141,16 @@ fn main() {
         }
     }
     let options = NodeOptions { cores: cores.map_or(Cores::All, Cores::Count), ..Default::default() };
+    // SIGINT (ctrl-C) or SIGTERM drains the server, then stops the node (`examples/shutdown`):
+    // the requests read are answered, the one being read too, and the program exits with
+    // status 0 instead of dying mid-request (a node stop alone cut a request being read).
+    // Taken before the node starts: one that comes while it starts is kept for then, not
+    // the default action's kill.
+    let signals = shutdown::take_signals();
     let node = Node::start("hello", options).unwrap_or_else(|e| {
         eprintln!("hello: {e}");
         std::process::exit(1)
     });
-    // SIGINT (ctrl-C) or SIGTERM drains the server, then stops the node (`examples/shutdown`):
-    // the requests read are answered, the one being read too, and the program exits with
-    // status 0 instead of dying mid-request (a node stop alone cut a request being read).
-    let signals = shutdown::take_signals();
     let service = WebService { host: "127.0.0.1".into(), port, plain, pool, mailbox, server: None };
     match node.spawn(move || service, ProcessOptions::default()).wait() {
         Ok(service) => shutdown::stop_on_signals("hello", signals, &node, service),

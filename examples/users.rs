@@ -266,12 +266,13 @@ fn main() {
         }
     }
     let options = NodeOptions { cores: cores.map_or(Cores::All, Cores::Count), ..Default::default() };
+    // SIGINT and SIGTERM drain, then stop (`examples/shutdown`), taken before the node starts:
+    // one that comes while it or the service starts is kept for then, not the default kill.
+    let signals = shutdown::take_signals();
     let node = Node::start("users", options).unwrap_or_else(|e| {
         eprintln!("users: {e}");
         std::process::exit(1)
     });
-    // Taken before the service starts: a stop that comes while it starts is not a kill.
-    let signals = shutdown::take_signals();
     let service = WebService { port, server: None };
     match node.spawn(move || service, ProcessOptions::default()).wait() {
         Ok(service) => shutdown::stop_on_signals("users", signals, &node, service),

@@ -29,8 +29,8 @@ pub(crate) async fn drain_then_stop(ctx: &Context, server: Option<&WebServer>) {
     ctx.handle().stop();
 }
 
-/// SIGTERM and SIGINT, taken before the service starts: one that comes while it starts does
-/// not kill the program.
+/// SIGTERM and SIGINT, taken before the node starts: one that comes while it or the service
+/// starts does not kill the program (it drains once the service is up).
 pub(crate) fn take_signals() -> Signals {
     Signals::new([SIGINT, SIGTERM]).expect("signal handlers")
 }

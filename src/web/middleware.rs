@@ -23,6 +23,13 @@ pub trait Layer: Send + Sync + 'static {
 /// Answers 401 unless `check` accepts the request, with `WWW-Authenticate: Bearer
 /// realm="<realm>"` (the realm a quoted-string: a `"` or `\` in it escaped, a control byte
 /// other than tab left out); a check of another scheme sets its own with [`Auth::challenge`].
+///
+/// A CORS preflight (`OPTIONS` with `Origin` and `Access-Control-Request-Method`) the check
+/// refuses gets the answer the handlers within give its head alone ([`Handler::check_head`]:
+/// a [`Cors`] layer's 204, the router's 204 with `Allow`), if that is a success: a browser
+/// sends a preflight without credentials (the Fetch standard), so a 401 to it refused every
+/// cross-origin call to an `auth` placed outside its `Cors`. No handler runs for it; one that
+/// answers nothing from the head leaves the 401.
 pub fn auth<F>(realm: &str, check: F) -> Auth
 where
     F: Fn(&Request) -> bool + Send + Sync + 'static,
@@ -105,7 +112,15 @@ impl Layer for Auth {
 }
 
 impl Authed {
-    fn refusal(&self) -> Response {
+    /// The answer to a request the check refused: the 401, or to a CORS preflight the
+    /// success the handlers within answer its head with (see [`auth`]).
+    fn refusal(&self, req: &Request) -> Response {
+        let preflight = req.method() == Method::Options
+            && req.header("origin").is_some()
+            && req.header("access-control-request-method").is_some();
+        if preflight && let Some(resp) = self.inner.check_head(req).filter(|r| (200..300).contains(&r.status.0)) {
+            return resp;
+        }
         Response::status(StatusCode::UNAUTHORIZED).header("www-authenticate", self.auth.challenge.to_string())
     }
 }
@@ -115,10 +130,11 @@ impl Handler for Authed {
         if (self.auth.check)(req.request()) {
             return self.inner.handle(req);
         }
-        req.respond(self.refusal());
+        let resp = self.refusal(req.request());
+        req.respond(resp);
     }
     fn check_head(&self, req: &Request) -> Option<Response> {
-        if (self.auth.check)(req) { self.inner.check_head(req) } else { Some(self.refusal()) }
+        if (self.auth.check)(req) { self.inner.check_head(req) } else { Some(self.refusal(req)) }
     }
     fn body_limit(&self, req: &Request) -> Option<usize> {
         self.inner.body_limit(req)
