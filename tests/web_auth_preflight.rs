@@ -1,8 +1,9 @@
 //! `auth` outside a `Cors` layer: a browser sends a CORS preflight without credentials (the
 //! Fetch standard), so a 401 to it refused every cross-origin call the `Cors` within allows
 //! (stop 34's list: "a route with auth outside its Cors answers a preflight 401"). A preflight
-//! the check refuses now gets the answer the handlers within give its head alone, if a
-//! success; no handler runs for it, and everything else is still refused 401.
+//! the check refuses now gets the answer a `Cors` layer within gives its head alone, if a
+//! success that allows the origin; no handler runs for it, and everything else (the router's
+//! own 204 with `Allow` too) is still refused 401.
 
 mod review_support;
 
@@ -65,7 +66,10 @@ fn a_preflight_never_runs_a_handler_behind_auth() {
         counted.fetch_add(1, Ordering::Relaxed);
         Response::text("secret")
     };
-    let router = Router::new().route("/admin", admin).layer(bearer("admin", "s3cret"));
+    let router = Router::new()
+        .route("/admin", admin)
+        .get("/page", |_: &Request| Response::text("page"))
+        .layer(bearer("admin", "s3cret"));
     let node = start_node("auth-preflight-any", 1);
     let server = serve_with(&node, HttpLimits::default(), router);
     let mut c = Client::connect(server.local_addr());
@@ -77,6 +81,11 @@ fn a_preflight_never_runs_a_handler_behind_auth() {
     c.send(b"OPTIONS /admin HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(c.response().status, 401);
     assert_eq!(runs.load(Ordering::Relaxed), 0);
+    // A path whose routes take GET alone: the router would answer 204 with `Allow` (what the
+    // path takes); without a Cors layer allowing the origin, that stays behind the 401.
+    c.send(&preflight("/page", "http://app.example", "GET"));
+    let r = c.response();
+    assert_eq!((r.status, r.header("allow")), (401, None), "{r:?}");
     drop(c);
     drop(server);
     node.stop();

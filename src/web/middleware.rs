@@ -25,11 +25,12 @@ pub trait Layer: Send + Sync + 'static {
 /// other than tab left out); a check of another scheme sets its own with [`Auth::challenge`].
 ///
 /// A CORS preflight (`OPTIONS` with `Origin` and `Access-Control-Request-Method`) the check
-/// refuses gets the answer the handlers within give its head alone ([`Handler::check_head`]:
-/// a [`Cors`] layer's 204, the router's 204 with `Allow`), if that is a success: a browser
-/// sends a preflight without credentials (the Fetch standard), so a 401 to it refused every
-/// cross-origin call to an `auth` placed outside its `Cors`. No handler runs for it; one that
-/// answers nothing from the head leaves the 401.
+/// refuses gets the answer a [`Cors`] layer within gives its head alone
+/// ([`Handler::check_head`]): a browser sends a preflight without credentials (the Fetch
+/// standard), so a 401 to it refused every cross-origin call to an `auth` placed outside its
+/// `Cors`. Only a success that allows the origin passes (`Access-Control-Allow-Origin`): no
+/// handler runs for it, and the router's own 204 with `Allow` (which tells what a path takes)
+/// stays behind the 401.
 pub fn auth<F>(realm: &str, check: F) -> Auth
 where
     F: Fn(&Request) -> bool + Send + Sync + 'static,
@@ -113,12 +114,16 @@ impl Layer for Auth {
 
 impl Authed {
     /// The answer to a request the check refused: the 401, or to a CORS preflight the
-    /// success the handlers within answer its head with (see [`auth`]).
+    /// success a `Cors` layer within answers its head with (see [`auth`]).
     fn refusal(&self, req: &Request) -> Response {
         let preflight = req.method() == Method::Options
             && req.header("origin").is_some()
             && req.header("access-control-request-method").is_some();
-        if preflight && let Some(resp) = self.inner.check_head(req).filter(|r| (200..300).contains(&r.status.0)) {
+        let allowed = |r: &Response| {
+            (200..300).contains(&r.status.0)
+                && r.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("access-control-allow-origin"))
+        };
+        if preflight && let Some(resp) = self.inner.check_head(req).filter(allowed) {
             return resp;
         }
         Response::status(StatusCode::UNAUTHORIZED).header("www-authenticate", self.auth.challenge.to_string())
