@@ -131,13 +131,20 @@ pub struct HttpLimits {
     pub max_connections_per_client: usize,
     /// Requests read ahead on one connection while earlier ones are unanswered (pipelining).
     /// At the bound the connection stops reading until a response is written: nothing is
-    /// refused, the client simply waits (TCP flow control).
+    /// refused, the client simply waits (TCP flow control). It stops as well once 256 KiB of
+    /// answers wait to be written. The requests read ahead are handed out at once, so a
+    /// client that pipelines and reads nothing can make its connection hold up to this many
+    /// answers (64 answers of 1 MiB: 64 MiB); what is held so for clients that take nothing
+    /// counts in [`max_stream_bytes_per_shard`](Self::max_stream_bytes_per_shard).
     pub max_in_flight: usize,
     /// Bytes of answers waiting to be written that one shard holds for a server's
-    /// connections that stream (`WebRequest::respond_stream`), all together. Each such
-    /// connection holds at most 4 MiB (then it is cut as a slow client); past this total the
-    /// connection holding the most is cut the same way, however little each holds (a soak
-    /// trial: 100 clients that stopped reading an unpaced sender held 387 MB).
+    /// connections that stream (`WebRequest::respond_stream`), or whose client takes nothing
+    /// of more than 4 MiB of whole answers waiting for it, all together. Each streaming
+    /// connection holds at most 4 MiB of streamed bodies (then it is cut as a slow client);
+    /// past this total the connection holding the most is cut the same way, however little
+    /// each holds (a soak trial: 100 clients that stopped reading an unpaced sender held 387
+    /// MB; review 73: 6 clients that pipelined 64 GETs of a 1 MiB answer and read nothing,
+    /// 384 MB).
     pub max_stream_bytes_per_shard: usize,
     /// Bytes of request bodies being read that one shard holds for a server's connections,
     /// all together (a body is held whole until its request is handed on, an unsafe

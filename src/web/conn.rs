@@ -43,7 +43,8 @@ impl Drop for ReturnCredit<'_> {
 
 /// Read no further while this much is encoded and unwritten (a client that does not read).
 const MAX_UNWRITTEN: usize = 256 * 1024;
-/// A streamed body that outruns its client by this much cuts the connection.
+/// A streamed body that outruns its client by this much cuts the connection; whole answers
+/// waiting for a client that takes nothing count in the shard's bound past it.
 const MAX_STREAM_BACKLOG: usize = 4 * 1024 * 1024;
 /// After answering an error, read (and discard) for this long before closing, so the
 /// client's unread bytes do not turn the close into a reset that loses the answer: at most
@@ -549,7 +550,16 @@ impl Connection {
             st.codec.close();
         }
         match flushed {
-            Ok(Flushed::Done | Flushed::Blocked) => {}
+            Ok(Flushed::Done) => {}
+            // Whole answers pile up for a client that takes nothing: each request in flight
+            // (`max_in_flight`) may bring one, so they count in the shard's bound as streams
+            // do once past one connection's (review 73: 6 clients that pipelined 64 GETs of
+            // a 1 MiB answer each and read nothing held 384 MB).
+            Ok(Flushed::Blocked) if st.out.unwritten() > MAX_STREAM_BACKLOG && self.count_stream_bytes(st) => {
+                drop(guard);
+                return self.cut_heaviest(shard);
+            }
+            Ok(Flushed::Blocked) => {}
             Ok(Flushed::Close) if st.linger.is_none() => {
                 // Everything is written: stop sending, and read off what the client still
                 // sends for a while (see LINGER) instead of resetting.
@@ -688,8 +698,9 @@ impl Connection {
 
     /// Counts what waits to be written on this connection (nothing once closed) in its
     /// server's total on this shard; true if the total is now over
-    /// `HttpLimits::max_stream_bytes_per_shard`. Counted when a chunk of a stream comes and
-    /// after each write until nothing is counted: a connection that never streamed costs
+    /// `HttpLimits::max_stream_bytes_per_shard`. Counted when a chunk of a stream comes, when
+    /// a write leaves more than [`MAX_STREAM_BACKLOG`] for a client that takes no more, and
+    /// after each write until nothing is counted: a connection whose client keeps up costs
     /// nothing.
     fn count_stream_bytes(&self, st: &mut State) -> bool {
         let now = if st.closed() { 0 } else { st.out.unwritten() };

@@ -152,9 +152,9 @@ pub struct WebServerStats {
     /// (see [`ResponseStream`](super::ResponseStream)), or the most of them when the shard
     /// held more than `HttpLimits::max_stream_bytes_per_shard`.
     pub slow_clients: u64,
-    /// Bytes waiting to be written now on the connections that stream (as each last counted
-    /// them: when a chunk came, after each write), what `max_stream_bytes_per_shard` bounds
-    /// per shard.
+    /// Bytes waiting to be written now on the connections that stream, or whose client left
+    /// more than 4 MiB of whole answers untaken (as each last counted them: when a chunk
+    /// came, after each write), what `max_stream_bytes_per_shard` bounds per shard.
     pub stream_bytes: u64,
     /// Bytes of request bodies being read now, or read and waiting to be handed out (an
     /// unsafe request behind others; as each connection last counted them), what
