@@ -58,7 +58,7 @@ fn repeat(req: &[u8], n: usize) -> Vec<u8> {
     req.iter().copied().cycle().take(req.len() * n).collect()
 }
 
-/// GETs [`Big`] answered, all tests together.
+/// GETs of a big answer answered, all tests together.
 static ANSWERED: AtomicUsize = AtomicUsize::new(0);
 
 /// Answers every request with `size` bytes (an actor's answer, after the dispatch).
@@ -212,6 +212,56 @@ fn partial_heads_just_under_the_bound_hold_about_their_bytes_and_one_byte_more_i
         c.assert_closed();
     }
     wait_until("every connection closed", || server.stats().connections == 0);
+    server.stop();
+    node.stop();
+}
+
+/// A client that reads, slowly, answers that wait for it within the shard's bound gets every
+/// one of them: only what is past the bound is cut.
+#[test]
+fn a_slow_reader_of_pipelined_answers_within_the_shards_bound_gets_them_all() {
+    let limits = HttpLimits { max_stream_bytes_per_shard: 16 << 20, ..HttpLimits::default() };
+    let (node, server, _) = pool_server("r73-slow-reader", 4, 1 << 20, limits);
+    let mut c = Client::connect(server.local_addr());
+    c.send(&repeat(&get("/big"), 12));
+    for i in 0..12 {
+        let mut r = c.head();
+        assert_eq!(r.status, 200, "answer {i}");
+        let len: usize = r.header("content-length").expect("a length").parse().unwrap();
+        while c.buf.len() < len {
+            std::thread::sleep(Duration::from_millis(2));
+            c.need("a body");
+        }
+        c.body_of(&mut r);
+        assert!(r.body.len() == 1 << 20 && r.body.iter().all(|&b| b == b'x'), "answer {i}");
+    }
+    assert_eq!(server.stats().slow_clients, 0);
+    server.stop();
+    node.stop();
+}
+
+/// No pipelining needed: one GET each of a 32 MiB answer from a plain function, from clients
+/// that read nothing, is held within the shard's bound too (6 × 32 MiB before).
+#[test]
+fn big_answers_never_read_on_many_connections_are_bounded_per_shard() {
+    let _one = lock(&MEASURE);
+    let node = start_node("r73-big-sync", 1);
+    let limits = HttpLimits { max_stream_bytes_per_shard: 16 << 20, ..HttpLimits::default() };
+    let router = Router::new().get("/", |_: &Request| {
+        ANSWERED.fetch_add(1, Ordering::SeqCst);
+        Response::text("").body(vec![b'x'; 32 << 20])
+    });
+    let server = serve_with(&node, limits, router);
+    let before = live();
+    let answered = ANSWERED.load(Ordering::SeqCst);
+    let mut clients: Vec<Client> = (0..6).map(|_| Client::connect(server.local_addr())).collect();
+    for c in &mut clients {
+        c.send(&get("/"));
+    }
+    wait_until("every request handled", || ANSWERED.load(Ordering::SeqCst) >= answered + 6);
+    let held = live() - before;
+    assert!(held < 64 * MIB, "the shard holds {} MiB for 6 clients that read nothing", held / MIB);
+    assert!(server.stats().slow_clients > 0, "{:?}", server.stats());
     server.stop();
     node.stop();
 }
