@@ -147,9 +147,10 @@ pub struct HttpLimits {
     /// past this total the connection holding the most is cut the same way, however little
     /// each holds (a soak trial: 100 clients that stopped reading an unpaced sender held 387
     /// MB; review 73: 6 clients that pipelined 64 GETs of a 1 MiB answer and read nothing,
-    /// 384 MB). So a whole answer larger than this is cut once its client falls behind: a
-    /// server that answers more than this from memory raises it, or streams such answers
-    /// paced by `ResponseStream::writable`.
+    /// 384 MB). A lone connection over it is spared (one answer larger than the bound, read
+    /// by its client: the server chose its size; the idle timeout ends a client that takes
+    /// nothing), so the shard holds at most this or its heaviest connection's share. Answers
+    /// that large are better streamed, paced by `ResponseStream::writable`.
     pub max_stream_bytes_per_shard: usize,
     /// Bytes of request bodies being read that one shard holds for a server's connections,
     /// all together (a body is held whole until its request is handed on, an unsafe

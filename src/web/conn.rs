@@ -726,12 +726,21 @@ impl Connection {
             }
         }
         while self.server.stream_bytes.get() > bound {
-            let heaviest = conns
-                .iter()
-                .filter_map(|(token, src)| Some((src.as_connection()?.st.borrow().stream_counted, *token, src)))
-                .max_by_key(|(counted, ..)| *counted);
-            match heaviest {
-                Some((counted, token, src)) if counted > 0 => {
+            let counted = || {
+                conns.iter().filter_map(|(token, src)| {
+                    let counted = src.as_connection()?.st.borrow().stream_counted;
+                    (counted > 0).then_some((counted, *token, src))
+                })
+            };
+            // A lone connection over the bound is spared: one answer larger than the bound is
+            // the server's own (a download from memory to a client reading it); the bound is
+            // for what many clients hold together (the idle timeout ends one that takes
+            // nothing).
+            if counted().nth(1).is_none() {
+                return;
+            }
+            match counted().max_by_key(|(counted, ..)| *counted) {
+                Some((_, token, src)) => {
                     if let Some(c) = src.as_connection() {
                         c.cut_slow_client(shard, token);
                     }
