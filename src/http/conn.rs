@@ -56,6 +56,33 @@ const METHOD_BITS: [u64; Method::ALL.len() + 1] = {
     bits
 };
 
+/// About how many more requests a connection's bytes read and not yet parsed hold, judged by
+/// the length of the last head (pipelined requests are mostly alike): the bytes and the
+/// length, divided only when the count is asked for (a pool asks once a burst; the division
+/// was made for every request).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Ahead {
+    rest: u32,
+    head: u32,
+}
+
+impl Ahead {
+    /// Nothing behind.
+    pub(crate) const NONE: Ahead = Ahead { rest: 0, head: 0 };
+
+    /// No whole request is behind (as `count() == 0`, without the division).
+    #[inline(always)]
+    pub(crate) fn is_none(self) -> bool {
+        self.head == 0 || self.rest < self.head
+    }
+
+    /// How many requests are behind, about.
+    #[inline]
+    pub(crate) fn count(self) -> u32 {
+        self.rest.checked_div(self.head).unwrap_or(0)
+    }
+}
+
 /// The last `seq` a connection gives: the request that gets it closes the connection (no
 /// `seq` above it could be packed). 2^48 requests on one connection take years at millions a
 /// second.
@@ -273,15 +300,11 @@ impl Codec {
         rest.len() <= 4 && rest.iter().all(|&b| b == b'\r' || b == b'\n')
     }
 
-    /// About how many more requests the bytes read and not yet parsed hold, judged by the
-    /// length of the last head (pipelined requests are mostly alike).
-    #[inline]
-    pub(crate) fn ahead(&self) -> u32 {
-        let rest = self.end - self.start;
-        if rest == 0 || self.last_head == 0 {
-            return 0;
-        }
-        u32::try_from(rest / self.last_head).unwrap_or(u32::MAX)
+    /// About how many more requests the bytes read and not yet parsed hold (see [`Ahead`]).
+    #[inline(always)]
+    pub(crate) fn ahead(&self) -> Ahead {
+        let clamp = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        Ahead { rest: clamp(self.end - self.start), head: clamp(self.last_head) }
     }
 
     /// Whether [`next`](Self::next) may find something: a request whose body is being read,
@@ -600,6 +623,18 @@ pub fn serve_blocking<IO: Read + Write>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ahead_is_none_exactly_when_its_count_is_zero() {
+        for head in [0, 1, 2, 37, 4096] {
+            for rest in [0, 1, 36, 37, 38, 74, 4095, 4096, 65536, u32::MAX] {
+                let a = Ahead { rest, head };
+                assert_eq!(a.is_none(), a.count() == 0, "{a:?}");
+                assert_eq!(a.count(), rest.checked_div(head).unwrap_or(0), "{a:?}");
+            }
+        }
+        assert!(Ahead::NONE.is_none());
+    }
 
     const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
 

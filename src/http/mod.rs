@@ -64,7 +64,7 @@ pub use response::{Body, Response, StatusCode};
 
 pub(crate) use backlog::{StreamState, StreamWatch};
 pub use conn::serve_blocking;
-pub(crate) use conn::{BodyBound, Codec, Phase, RequestMeta, Step, refusal};
+pub(crate) use conn::{Ahead, BodyBound, Codec, Phase, RequestMeta, Step, refusal};
 pub(crate) use outgoing::{Flushed, Outgoing};
 pub(crate) use response::cow_bytes;
 pub(crate) use spares::Spares;

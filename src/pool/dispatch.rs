@@ -187,15 +187,15 @@ pub(crate) fn send_ahead<M: Any + Send>(
     pool: &PoolShared,
     from: Pid,
     msg: M,
-    ahead: u32,
+    ahead: crate::http::Ahead,
 ) -> Result<ShardId, SendError<M>> {
     if !pool.is_stopping() {
         let credit = shard.pool_credit.get();
         let placed = if credit.n > 0 && std::ptr::eq(credit.pool, pool) {
             shard.pool_credit.set(Credit { n: credit.n - 1, ..credit });
             Some((credit.slot, credit.generation))
-        } else if ahead > 0 {
-            take_ahead(shard, pool, 1 + ahead.min(AHEAD))
+        } else if !ahead.is_none() {
+            take_ahead(shard, pool, 1 + ahead.count().min(AHEAD))
         } else {
             None
         };

@@ -24,7 +24,8 @@ use super::handler::Handler;
 use super::request::{Hooked, ReplyTo, WebRequest};
 use super::server::{Delivery, ServerShared};
 use crate::http::{
-    BodyBound, Codec, Flushed, HttpError, Outgoing, Phase, Request, RequestMeta, Response, StatusCode, Step, refusal,
+    Ahead, BodyBound, Codec, Flushed, HttpError, Outgoing, Phase, Request, RequestMeta, Response, StatusCode, Step,
+    refusal,
 };
 use crate::shard::executor::panic_text;
 use crate::shard::io::IoSource;
@@ -397,7 +398,7 @@ impl Connection {
                         return;
                     };
                     st.held = false;
-                    (req, meta, 0)
+                    (req, meta, Ahead::NONE)
                 } else {
                     st.held = false;
                     match st.codec.next(limits) {

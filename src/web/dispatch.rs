@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::request::{Hooked, ResponseHook};
-use crate::http::{Body, Request, Response};
+use crate::http::{Ahead, Body, Request, Response};
 
 /// The request being handed to a handler right now, and what the handler did with it while
 /// it ran: the deadline it set, the response it gave at once (a plain function). The
@@ -28,7 +28,7 @@ struct Dispatch {
     deadline: Cell<Option<Instant>>,
     /// About how many more requests the connection has read and will hand out in this pass
     /// (a pool takes its slots for them at once: `pool::dispatch::send_ahead`).
-    ahead: Cell<u32>,
+    ahead: Cell<Ahead>,
     /// What the handler left besides a deadline ([`ANSWERED`], [`HOOKED`] bits): only then are
     /// those (destructor-carrying) thread-locals touched.
     left: Cell<u8>,
@@ -48,7 +48,7 @@ thread_local! {
         Dispatch {
             key: Cell::new((0, 0)),
             deadline: Cell::new(None),
-            ahead: Cell::new(0),
+            ahead: Cell::new(Ahead::NONE),
             left: Cell::new(0),
             head_waits: Cell::new(false),
         }
@@ -112,7 +112,7 @@ pub fn answer_at_once(handler: &dyn super::Handler, request: Request) -> Option<
     struct Interrupted {
         key: (u64, u64),
         deadline: Option<Instant>,
-        ahead: u32,
+        ahead: Ahead,
         left: u8,
         answer: Option<Answer>,
         hooked: Option<Box<Hooked>>,
@@ -154,7 +154,7 @@ pub fn answer_at_once(handler: &dyn super::Handler, request: Request) -> Option<
         seq,
     };
     let req = super::WebRequest::new(Box::new(request), to, Instant::now());
-    dispatch_begin(NO_CONNECTION, seq, 0);
+    dispatch_begin(NO_CONNECTION, seq, Ahead::NONE);
     handler.handle(req);
     let left = DISPATCH.with(|d| d.left.replace(0));
     let answer = if left & ANSWERED != 0 { take_answer() } else { None };
@@ -169,7 +169,7 @@ pub fn answer_at_once(handler: &dyn super::Handler, request: Request) -> Option<
 
 /// Starts handing (conn, seq) to a handler; about `ahead` more requests wait behind it.
 #[inline]
-pub(crate) fn dispatch_begin(conn: u64, seq: u64, ahead: u32) {
+pub(crate) fn dispatch_begin(conn: u64, seq: u64, ahead: Ahead) {
     DISPATCH.with(|d| {
         d.key.set((conn, seq));
         d.deadline.set(None);
@@ -180,7 +180,7 @@ pub(crate) fn dispatch_begin(conn: u64, seq: u64, ahead: u32) {
 /// About how many requests wait behind the one being handed to a handler now (0 outside a
 /// dispatch).
 #[inline]
-pub(crate) fn ahead() -> u32 {
+pub(crate) fn ahead() -> Ahead {
     DISPATCH.with(|d| d.ahead.get())
 }
 
@@ -213,7 +213,7 @@ pub(crate) fn head_waits() -> bool {
 pub(crate) fn dispatch_end() -> (Option<Instant>, u8) {
     DISPATCH.with(|d| {
         d.key.set((0, 0));
-        d.ahead.set(0);
+        d.ahead.set(Ahead::NONE);
         (d.deadline.take(), d.left.replace(0))
     })
 }

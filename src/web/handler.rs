@@ -273,7 +273,7 @@ impl Handler for WebHandler {
                         // idle on this shard, it is polled right here, inside this dispatch,
                         // so a synchronous answer is kept in place like a plain function's
                         // (no run queue, no lookup of the connection, no deferred flush).
-                        let armed = shard.arm_run_now(ahead == 0);
+                        let armed = shard.arm_run_now(ahead.is_none());
                         let sent = crate::pool::dispatch::send_ahead(node, shard, pool, from, req, ahead);
                         if armed {
                             shard.poll_run_now();
