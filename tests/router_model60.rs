@@ -22,11 +22,25 @@
 //!   `OPTIONS *` (and `OPTIONS http://h`, no path or query) matches no route: with a `fallback`, the fallback; else 204 with an `Allow`
 //!   of every route's method (with OPTIONS) when every route names one, no `Allow` otherwise
 //!   (`Router`, `Router::not_found`, `Core::server_options`).
+//! - Extension methods (`Router`'s last paragraph, `Router::on`, `Router::method`): a request's
+//!   method is a token, case-sensitive (`propfind` is no `PROPFIND`, `get` no GET); one pinion
+//!   has no name for is `Method::Extension`. An `on(token, ..)` route takes that token (`on`
+//!   with a known method's token is `method(..)`: `on("GET", ..)` takes HEAD too), a
+//!   `method(Method::Extension, ..)` route every extension method, a route for any method all
+//!   of them. One that no route names (no `on` route with its token, no route for every
+//!   extension method) is answered 501 where a known method would get the router's 405 or 404
+//!   (not where the fallback or `not_found` answers); one named elsewhere gets the 405, whose
+//!   `Allow` lists the path's extension tokens after its known methods (each once; their order
+//!   is left open), as the 204 to `OPTIONS` there does. `OPTIONS *`'s `Allow` lists them too;
+//!   a route for every extension method names no method, so none is given then.
 //! - A layer on the router (`Router::layer`) sees every request and answer, the router's own
 //!   404/405/204 too, and no path parameters (recorded after the layers ran); its hook sees
 //!   the request that came back with the answer, with them (`RequestSummary::request`). A
 //!   layer on one route's handler sees the parameters, when handling and when asked with the
 //!   head alone (`Handler::check_head`).
+//!
+//! Requests use known methods and extension ones (routed tokens, `BREW` that none routes, case
+//! variants); each answer's `Allow` is checked against the methods and tokens it lists.
 //!
 //! Each case is answered three ways: `answer_at_once` on a built request, the same with a body
 //! and `Expect: 100-continue` (the head asked first), and the request's bytes through
@@ -85,8 +99,13 @@ enum Seg {
 struct RouteSpec {
     id: usize,
     segs: Vec<Seg>,
-    /// `None`: `Router::route` (any method).
+    /// `None`: `Router::route` (any method). `Some(Method::Extension)` with no `token`:
+    /// `Router::method(Method::Extension, ..)` (every extension method).
     method: Option<Method>,
+    /// `Router::on(token, ..)`: an extension method's token (`method` is
+    /// `Some(Method::Extension)`), or a known method's (`on("GET", ..)`: `method` is that one,
+    /// and the route must act as `method(..)` does).
+    token: Option<String>,
     /// Wrapped in a route-level guard and hook.
     layered: bool,
 }
@@ -140,6 +159,13 @@ const LITERALS: &[&str] =
 
 const METHODS: [Method; 7] =
     [Method::Get, Method::Head, Method::Post, Method::Put, Method::Patch, Method::Delete, Method::Options];
+
+/// Extension methods routes name (`Router::on`).
+const ROUTED_TOKENS: [&str; 2] = ["PROPFIND", "MKCOL"];
+
+/// Extension methods requests use: the routed ones, one no route names, case variants (other
+/// tokens: methods are case-sensitive, `get` is no GET) and one-byte and odd-`tchar` ones.
+const REQUEST_TOKENS: [&str; 8] = ["PROPFIND", "MKCOL", "PROPFIND", "BREW", "propfind", "get", "X", "M-SEARCH!~"];
 
 fn gen_segs(rng: &mut Rng) -> Vec<Seg> {
     // Now and then a long pattern: up to eight parameters (`MAX_PARAMS`) and a rest.
@@ -197,14 +223,24 @@ fn gen_table(rng: &mut Rng) -> Table {
         let segs = if segs.iter().filter(|s| !matches!(s, Seg::Lit(_))).count() > 8 { gen_segs(rng) } else { segs };
         // `/` followed by an empty literal is the pattern `/` (no segments).
         let segs = if segs == [Seg::Lit(String::new())] { Vec::new() } else { segs };
-        let method = if rng.chance(20) {
-            None
+        let (method, token) = if rng.chance(20) {
+            (None, None)
         } else if rng.chance(5) {
-            Some(Method::Trace)
+            (Some(Method::Trace), None)
+        } else if rng.chance(15) {
+            // `on` with an extension method's token.
+            (Some(Method::Extension), Some((*rng.pick(&ROUTED_TOKENS)).to_owned()))
+        } else if rng.chance(5) {
+            // Every extension method.
+            (Some(Method::Extension), None)
+        } else if rng.chance(5) {
+            // `on` with a known method's token: as `method` (a GET route takes HEAD too).
+            let m = *rng.pick(&[Method::Get, Method::Get, Method::Head, Method::Post, Method::Options]);
+            (Some(m), Some(m.as_str().to_owned()))
         } else {
-            Some(*rng.pick(&METHODS))
+            (Some(*rng.pick(&METHODS)), None)
         };
-        routes.push(RouteSpec { id, segs, method, layered: false });
+        routes.push(RouteSpec { id, segs, method, token, layered: false });
     }
     if !routes.is_empty() && rng.chance(50) {
         let i = rng.below(routes.len());
@@ -258,9 +294,10 @@ fn build(table: &Table) -> Router {
         } else {
             Arc::new(handler)
         };
-        router = match r.method {
-            None => router.route(&pattern, handler),
-            Some(m) => router.method(m, &pattern, handler),
+        router = match (&r.token, r.method) {
+            (Some(token), _) => router.on(token, &pattern, handler),
+            (None, None) => router.route(&pattern, handler),
+            (None, Some(m)) => router.method(m, &pattern, handler),
         };
     }
     router = match table.unmatched {
@@ -294,10 +331,21 @@ fn build(table: &Table) -> Router {
 
 #[derive(Clone, Debug)]
 struct Case {
+    /// `Method::from_token(token)`, or `Method::Extension`.
     method: Method,
+    /// The method's token as sent.
+    token: String,
     target: String,
     deny: bool,
     stop: bool,
+}
+
+impl Case {
+    /// The same request with the method named `token`.
+    fn with_token(&self, token: &str) -> Case {
+        let method = Method::from_token(token).unwrap_or(Method::Extension);
+        Case { method, token: token.to_owned(), ..self.clone() }
+    }
 }
 
 const VALUES: &[&str] = &[
@@ -403,7 +451,21 @@ const QUERIES: &[&str] = &["", "x=1", "a/b", "%2F/..", "q=caf%C3%A9&r", "?/x"];
 const AUTHORITIES: &[&str] = &["h", "h:80", "example.com"];
 
 fn gen_case(rng: &mut Rng, table: &Table) -> Case {
-    let method = if rng.chance(3) { Method::Trace } else { *rng.pick(&METHODS) };
+    let routed: Vec<&str> = table
+        .routes
+        .iter()
+        .filter(|r| r.method == Some(Method::Extension))
+        .filter_map(|r| r.token.as_deref())
+        .collect();
+    let token = if rng.chance(3) {
+        "TRACE"
+    } else if rng.chance(18) {
+        // Often a token the table routes.
+        if !routed.is_empty() && rng.chance(40) { rng.pick(&routed) } else { rng.pick(&REQUEST_TOKENS) }
+    } else {
+        rng.pick(&METHODS).as_str()
+    };
+    let method = Method::from_token(token).unwrap_or(Method::Extension);
     let mut target = if method == Method::Options && rng.chance(15) { "*".to_owned() } else { path_for(rng, table) };
     if target != "*" && rng.chance(20) {
         target.push('?');
@@ -420,7 +482,7 @@ fn gen_case(rng: &mut Rng, table: &Table) -> Case {
             format!("http://{authority}{target}")
         };
     }
-    Case { method, target, deny: rng.chance(10), stop: rng.chance(5) }
+    Case { method, token: token.to_owned(), target, deny: rng.chance(10), stop: rng.chance(5) }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -522,19 +584,54 @@ fn model_rank(segs: &[Seg]) -> Vec<u8> {
         .collect()
 }
 
-fn takes(route: Option<Method>, m: Method) -> bool {
-    route.is_none_or(|r| r == m || (r == Method::Get && m == Method::Head))
+/// Whether `route` takes the request's method: a route for any method every one, a GET route
+/// HEAD too, an `on(token, ..)` route that token (case-sensitive), a route for every extension
+/// method each of those (`Router`, `Router::method`, `Router::on`).
+fn takes(route: &RouteSpec, case: &Case) -> bool {
+    match (route.method, &route.token) {
+        (None, _) => true,
+        (Some(Method::Extension), Some(token)) => case.method == Method::Extension && *token == case.token,
+        (Some(Method::Extension), None) => case.method == Method::Extension,
+        (Some(r), _) => r == case.method || (r == Method::Get && case.method == Method::Head),
+    }
 }
 
-fn allow_of(methods: impl IntoIterator<Item = Method>) -> String {
+/// Whether the table names the extension method `token`: an `on(token, ..)` route, or a route
+/// for every extension method, anywhere (`Router`: "one no route names is answered 501").
+fn named(table: &Table, token: &str) -> bool {
+    table.routes.iter().any(|r| r.method == Some(Method::Extension) && r.token.as_deref().is_none_or(|t| t == token))
+}
+
+/// An `Allow` value of `routes`: their known methods (HEAD with GET, and OPTIONS), in the order
+/// of `Method::ALL`, then the tokens of their extension routes, each once (in the form of
+/// [`normal_allow`]).
+fn allow_of<'a>(routes: impl IntoIterator<Item = &'a RouteSpec>) -> String {
     let mut set: Vec<Method> = vec![Method::Options];
-    for m in methods {
-        set.push(m);
-        if m == Method::Get {
-            set.push(Method::Head);
+    let mut tokens: Vec<&str> = Vec::new();
+    for r in routes {
+        match (r.method, &r.token) {
+            (Some(Method::Extension), Some(t)) => tokens.push(t),
+            (Some(Method::Extension), None) | (None, _) => {}
+            (Some(m), _) => {
+                set.push(m);
+                if m == Method::Get {
+                    set.push(Method::Head);
+                }
+            }
         }
     }
-    Method::ALL.iter().filter(|m| set.contains(m)).map(|m| m.as_str()).collect::<Vec<_>>().join(", ")
+    tokens.sort_unstable();
+    tokens.dedup();
+    let known = Method::ALL.iter().filter(|m| set.contains(m)).map(|m| m.as_str());
+    known.chain(tokens).collect::<Vec<_>>().join(", ")
+}
+
+/// An `Allow` value with its extension tokens (after the known methods, in an order the docs
+/// leave open) sorted; the known methods and any repeated token are kept as they came.
+fn normal_allow(allow: &str) -> String {
+    let (known, mut tokens): (Vec<&str>, Vec<&str>) = allow.split(", ").partition(|t| Method::from_token(t).is_some());
+    tokens.sort_unstable();
+    known.into_iter().chain(tokens).collect::<Vec<_>>().join(", ")
 }
 
 fn fmt_params(params: &[(String, String)]) -> String {
@@ -565,6 +662,7 @@ fn model(table: &Table, case: &Case, head_first: bool) -> Expected {
     }
     let path = model_path(&case.target);
     let server_wide = case.method == Method::Options && model_server_wide(&case.target);
+    let unnamed = case.method == Method::Extension && !named(table, &case.token);
     let mut matching: Vec<(&RouteSpec, Vec<(String, String)>)> = if server_wide {
         Vec::new()
     } else {
@@ -575,7 +673,7 @@ fn model(table: &Table, case: &Case, head_first: bool) -> Expected {
     // sees that head (no parameters).
     let mut from_head = true;
     let mut seen = String::new();
-    let mut chosen = matching.iter().find(|(r, _)| takes(r.method, case.method));
+    let mut chosen = matching.iter().find(|(r, _)| takes(r, case));
     if let Some((get, _)) = chosen
         && case.method == Method::Head
         && get.method == Some(Method::Get)
@@ -605,16 +703,23 @@ fn model(table: &Table, case: &Case, head_first: bool) -> Expected {
         if route.layered {
             e.inner = Some(seen.clone());
         }
+    } else if !matching.is_empty() && unnamed {
+        // RFC 9110 §15.6.2: a method the server does not recognize (no route names it).
+        e.status = 501;
     } else if !matching.is_empty() {
         e.status = if case.method == Method::Options { 204 } else { 405 };
-        e.allow = Some(allow_of(matching.iter().filter_map(|(r, _)| r.method)));
+        e.allow = Some(allow_of(matching.iter().map(|(r, _)| *r)));
     } else if server_wide && table.unmatched != Unmatched::Fallback {
         e.status = 204;
-        if table.routes.iter().all(|r| r.method.is_some()) {
-            e.allow = Some(allow_of(table.routes.iter().filter_map(|r| r.method)));
+        // Every route names its method: a route for any method, or for every extension
+        // method, does not.
+        if table.routes.iter().all(|r| r.method.is_some() && (r.method != Some(Method::Extension) || r.token.is_some()))
+        {
+            e.allow = Some(allow_of(&table.routes));
         }
     } else {
         match table.unmatched {
+            Unmatched::Default if unnamed => e.status = 501,
             Unmatched::Default => e.status = 404,
             Unmatched::NotFound => {
                 e.status = 404;
@@ -660,7 +765,7 @@ fn observed(resp: &Response) -> Expected {
         status: resp.status.0,
         route,
         params,
-        allow: header(resp, "allow"),
+        allow: header(resp, "allow").map(|a| normal_allow(&a)),
         not_found: header(resp, "x-nf").is_some(),
         fallback: header(resp, "x-fb").is_some(),
         inner: header(resp, "x-inner"),
@@ -669,7 +774,7 @@ fn observed(resp: &Response) -> Expected {
 }
 
 fn request_of(case: &Case) -> Request {
-    let mut req = Request::new(case.method, &case.target).with_header("host", "h");
+    let mut req = Request::new(Method::Get, &case.target).with_method_token(&case.token).with_header("host", "h");
     if case.deny {
         req = req.with_header("x-deny", "1");
     }
@@ -682,7 +787,12 @@ fn request_of(case: &Case) -> Request {
 fn describe(table: &Table, case: &Case) -> String {
     let mut s = String::from("routes (in the order added):\n");
     for r in &table.routes {
-        let m = r.method.map_or("any", Method::as_str);
+        let m = match (&r.token, r.method) {
+            (Some(t), _) => format!("on({t})"),
+            (None, None) => "any".into(),
+            (None, Some(Method::Extension)) => "every extension method".into(),
+            (None, Some(m)) => m.as_str().into(),
+        };
         let layered = if r.layered { " (route layer)" } else { "" };
         s.push_str(&format!("  #{} {m} {}{layered}\n", r.id, r.pattern()));
     }
@@ -692,7 +802,7 @@ fn describe(table: &Table, case: &Case) -> String {
     } else {
         case.target.clone()
     };
-    s.push_str(&format!("request: {} {target} deny={} stop={}", case.method, case.deny, case.stop));
+    s.push_str(&format!("request: {} {target} deny={} stop={}", case.token, case.deny, case.stop));
     s
 }
 
@@ -715,6 +825,12 @@ struct Coverage {
     stopped: usize,
     absolute: usize,
     refused_by_parser: usize,
+    ext_routed: usize,
+    ext_by_every: usize,
+    ext_not_implemented: usize,
+    ext_not_allowed: usize,
+    allow_with_tokens: usize,
+    on_known: usize,
 }
 
 impl Coverage {
@@ -739,6 +855,17 @@ impl Coverage {
         self.stopped += c(want.status == 401);
         self.absolute += c(case.target.starts_with("http://"));
         self.refused_by_parser += c(case.target.len() > HttpLimits::default().max_uri_bytes);
+        let ext = case.method == Method::Extension;
+        let by = |id: usize| &table.routes[id];
+        self.ext_routed += c(ext && want.route.is_some_and(|id| by(id).token.is_some()));
+        self.ext_by_every +=
+            c(ext && want.route.is_some_and(|id| by(id).method == Some(Method::Extension) && by(id).token.is_none()));
+        self.ext_not_implemented += c(ext && want.status == 501);
+        self.ext_not_allowed += c(ext && want.status == 405);
+        self.allow_with_tokens +=
+            c(want.allow.as_deref().is_some_and(|a| a.ends_with("MKCOL") || a.ends_with("PROPFIND")));
+        self.on_known +=
+            c(want.route.is_some_and(|id| by(id).token.is_some() && by(id).method != Some(Method::Extension)));
     }
 }
 
@@ -752,13 +879,23 @@ fn check_case(table: &Table, router: &Router, case: &Case) -> Result<(), String>
     }
     // RFC 9110 §15.5.6: a 405's `Allow` lists the methods the target supports — each of them
     // is answered (OPTIONS by the router), each other method gets the 405 again.
+    // An extension method listed is answered too (neither 405 nor 501); one not listed may be
+    // taken by a route for every extension method, which has no token to list.
     if let (Some(allow), false) = (&got.allow, case.method == Method::Options && model_server_wide(&case.target)) {
         for m in METHODS.iter().chain(&[Method::Trace]) {
-            let other = Case { method: *m, ..case.clone() };
+            let other = case.with_token(m.as_str());
             let status = answer_at_once(router, request_of(&other)).ok_or("no answer at once")?.status.0;
             let listed = allow.split(", ").any(|a| a == m.as_str());
             if listed == (status == 405) {
                 return Err(format!("Allow: {allow}, and {m} is answered {status}"));
+            }
+        }
+        for token in REQUEST_TOKENS {
+            let other = case.with_token(token);
+            let status = answer_at_once(router, request_of(&other)).ok_or("no answer at once")?.status.0;
+            let listed = allow.split(", ").any(|a| a == token);
+            if listed && matches!(status, 405 | 501) {
+                return Err(format!("Allow: {allow}, and {token} is answered {status}"));
             }
         }
     }
@@ -778,10 +915,12 @@ fn check_case(table: &Table, router: &Router, case: &Case) -> Result<(), String>
     if case.stop {
         extra.push_str("x-stop: 1\r\n");
     }
-    let bytes = format!("{} {} HTTP/1.1\r\nHost: h\r\n{extra}Connection: close\r\n\r\n", case.method, case.target);
+    let bytes = format!("{} {} HTTP/1.1\r\nHost: h\r\n{extra}Connection: close\r\n\r\n", case.token, case.target);
     let mut wire = Wire::new(bytes.as_bytes());
     let mut seen: Option<(String, Expected)> = None;
+    let mut read_method = None;
     serve_blocking(&mut wire, &limits, |r: &Request| {
+        read_method = Some((r.method(), r.method_token().to_owned()));
         let resp = answer_at_once(router, r.clone()).unwrap_or_else(|| Response::status(StatusCode(597)));
         seen = Some((r.target().to_owned(), observed(&resp)));
         resp
@@ -803,6 +942,9 @@ fn check_case(table: &Table, router: &Router, case: &Case) -> Result<(), String>
             if target != case.target {
                 return Err(format!("the parser read the target {target:?}"));
             }
+            if read_method != Some((case.method, case.token.clone())) {
+                return Err(format!("the parser read the method {read_method:?}"));
+            }
             let want = model(table, case, false);
             if got != want {
                 return Err(format!("over the wire:\n  want {want:?}\n  got  {got:?}"));
@@ -813,6 +955,12 @@ fn check_case(table: &Table, router: &Router, case: &Case) -> Result<(), String>
             }
             if case.method == Method::Head && !out.ends_with("\r\n\r\n") {
                 return Err(format!("a HEAD answer with content: {out:?}"));
+            }
+            // Only HEAD's answer goes without its content (not `head`, nor any other token).
+            if let (false, Some(id)) = (case.method == Method::Head, want.route)
+                && !out.contains(&format!("\r\n\r\nroute {id}\n"))
+            {
+                return Err(format!("an answer without its content: {out:?}"));
             }
         }
     }
@@ -882,6 +1030,12 @@ fn the_router_agrees_with_its_model() {
         stopped,
         absolute,
         refused_by_parser,
+        ext_routed,
+        ext_by_every,
+        ext_not_implemented,
+        ext_not_allowed,
+        allow_with_tokens,
+        on_known,
     } = coverage;
     let all = [
         routed,
@@ -900,6 +1054,12 @@ fn the_router_agrees_with_its_model() {
         stopped,
         absolute,
         refused_by_parser,
+        ext_routed,
+        ext_by_every,
+        ext_not_implemented,
+        ext_not_allowed,
+        allow_with_tokens,
+        on_known,
     ];
     assert!(all.iter().all(|&k| k >= floor), "an outcome the generator rarely reaches: {all:?} (floor {floor})");
 }
@@ -916,24 +1076,35 @@ fn the_model_holds_over_a_socket() {
                 id: 0,
                 segs: vec![Seg::Lit("users".into()), Seg::Param("p1".into())],
                 method: Some(Method::Get),
+                token: None,
                 layered: false,
             },
             RouteSpec {
                 id: 1,
                 segs: vec![Seg::Lit("users".into()), Seg::Lit("me".into())],
                 method: Some(Method::Get),
+                token: None,
                 layered: true,
             },
             RouteSpec {
                 id: 2,
                 segs: vec![Seg::Lit("users".into()), Seg::Param("p1".into())],
                 method: Some(Method::Delete),
+                token: None,
                 layered: false,
             },
             RouteSpec {
                 id: 3,
                 segs: vec![Seg::Lit("files".into()), Seg::Rest("rest".into())],
                 method: None,
+                token: None,
+                layered: false,
+            },
+            RouteSpec {
+                id: 4,
+                segs: vec![Seg::Lit("users".into()), Seg::Param("p1".into())],
+                method: Some(Method::Extension),
+                token: Some("PROPFIND".into()),
                 layered: false,
             },
         ],
@@ -944,28 +1115,38 @@ fn the_model_holds_over_a_socket() {
     let server = serve_with(&node, HttpLimits::default(), build(&table));
     let mut c = Client::connect(server.local_addr());
     let cases = [
-        (Method::Get, "/users/42"),
-        (Method::Head, "/users/42"),
-        (Method::Post, "/users/42"),
-        (Method::Options, "/users/42"),
-        (Method::Get, "/users/me"),
-        (Method::Delete, "/users/me"),
-        (Method::Options, "*"),
-        (Method::Get, "/files/a%2Fb/c%00/%zz/caf%C3%A9"),
-        (Method::Patch, "/files"),
-        (Method::Get, "/users/a%2F..%2Fadmin?x=/y"),
-        (Method::Get, "http://h/users/7"),
-        (Method::Get, "/users/42/"),
-        (Method::Get, "/users//"),
-        (Method::Head, "/nowhere"),
+        ("GET", "/users/42"),
+        ("HEAD", "/users/42"),
+        ("POST", "/users/42"),
+        ("OPTIONS", "/users/42"),
+        ("GET", "/users/me"),
+        ("DELETE", "/users/me"),
+        ("OPTIONS", "*"),
+        ("GET", "/files/a%2Fb/c%00/%zz/caf%C3%A9"),
+        ("PATCH", "/files"),
+        ("GET", "/users/a%2F..%2Fadmin?x=/y"),
+        ("GET", "http://h/users/7"),
+        ("GET", "/users/42/"),
+        ("GET", "/users//"),
+        ("HEAD", "/nowhere"),
+        ("PROPFIND", "/users/42"),
+        ("PROPFIND", "/users/me"),
+        ("propfind", "/users/42"),
+        ("BREW", "/users/42"),
+        ("BREW", "/files/x"),
+        ("head", "/users/42"),
+        ("PROPFIND", "/nowhere"),
+        ("GET", "/users/42"),
     ];
-    for (method, target) in cases {
-        let case = Case { method, target: target.into(), deny: false, stop: false };
+    for (token, target) in cases {
+        let case = Case { method: Method::Get, token: String::new(), target: target.into(), deny: false, stop: false }
+            .with_token(token);
+        let method = case.method;
         let mut want = model(&table, &case, false);
         if method == Method::Head {
             want.params.clear(); // in the body a HEAD answer leaves out
         }
-        c.send(format!("{method} {target} HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes());
+        c.send(format!("{token} {target} HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes());
         let mut resp = c.head();
         if method != Method::Head {
             c.body_of(&mut resp);
@@ -974,13 +1155,19 @@ fn the_model_holds_over_a_socket() {
         for (n, v) in &resp.headers {
             got.headers.push((n.to_ascii_lowercase().into(), v.clone().into_bytes().into()));
         }
-        assert_eq!(observed(&got), want, "{method} {target}\n{}", describe(&table, &case));
+        assert_eq!(observed(&got), want, "{token} {target}\n{}", describe(&table, &case));
     }
     // A client waiting for `100 Continue` to upload to a path no route takes gets the 404
     // (not_found's, with the router's hook) at once, and the connection closes.
     c.send(b"PUT /nowhere HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
     let resp = c.response();
     assert_eq!((resp.status, resp.header("x-nf"), resp.header("x-outer")), (404, Some("1"), Some("[]")), "{resp:?}");
+    c.assert_closed();
+    // And an extension method no route names, the router's 501 from the head.
+    let mut c = Client::connect(server.local_addr());
+    c.send(b"BREW /users/42 HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+    let resp = c.response();
+    assert_eq!((resp.status, resp.header("x-outer")), (501, Some("[]")), "{resp:?}");
     c.assert_closed();
     node.stop();
 }

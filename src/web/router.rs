@@ -50,7 +50,9 @@ impl Route {
 /// match, the fallback (404 by default). `OPTIONS *` (a question about the server, not a
 /// resource: RFC 9110 §9.3.7; also `OPTIONS http://host` without a path:
 /// [`Request::is_server_wide`]) matches no route; without a fallback the router answers it
-/// 204, with an `Allow` of every method its routes take when each route names its method.
+/// 204, with an `Allow` of every method its routes take when each route names its method
+/// (an [`on`](Self::on) route its token; a route for any method, or for every extension
+/// method, names none).
 ///
 /// A path that several patterns match goes to the most specific: segment by segment, a
 /// literal before a parameter before a `{*rest}`, whatever the order the routes were added
@@ -70,9 +72,11 @@ impl Route {
 /// their token ([`on`](Self::on)), to those for every extension method
 /// ([`method`](Self::method) with `Method::Extension`) and to those for any method. One no
 /// route names is answered 501 (RFC 9110 §15.6.2: the server does not recognize it) where a
-/// known method would get 405 or the router's 404; a path whose routes take other methods
-/// answers one a route names elsewhere 405, with `Allow` listing the tokens of that path's
-/// extension routes.
+/// known method would get 405 or the router's 404 (a [`fallback`](Self::fallback) or a
+/// [`not_found`](Self::not_found) answers it as it answers any method; a route for every
+/// extension method names each, a route for any method none); a path whose routes take other
+/// methods answers one a route names elsewhere 405, with `Allow` listing the tokens of that
+/// path's extension routes.
 #[derive(Default)]
 pub struct Router {
     core: Arc<Core>,
@@ -722,18 +726,26 @@ impl Core {
         route.handler.check_head(&with_params)
     }
 
-    /// The answer to `OPTIONS *`: 204, with `Allow` the methods of the routes (and OPTIONS)
-    /// when every route names its method; without `Allow` when one takes any method (its
-    /// handler decides, and the router cannot tell which it implements).
+    /// The answer to `OPTIONS *`: 204, with `Allow` the methods of the routes (and OPTIONS,
+    /// then the tokens of the extension routes) when every route names its method; without
+    /// `Allow` when one takes any method, or every extension method (its handler decides, and
+    /// the router cannot tell which it implements). (The tokens were left out: review 74.)
     fn server_options(&self) -> Response {
         let mut allowed = Method::Options.bit();
+        let mut tokens: Vec<&str> = Vec::new();
         for route in &self.routes {
-            match route.method {
-                None => return Response::new(StatusCode::NO_CONTENT),
-                Some(m) => allowed |= m.allowed_bits(),
+            match (route.method, route.token.as_deref()) {
+                (None, _) | (Some(Method::Extension), None) => return Response::new(StatusCode::NO_CONTENT),
+                (Some(_), Some(token)) if !tokens.contains(&token) => tokens.push(token),
+                (Some(m), _) => allowed |= m.allowed_bits(),
             }
         }
-        Response::new(StatusCode::NO_CONTENT).header("allow", Method::allow_list(allowed))
+        let mut allow = Method::allow_list(allowed);
+        for token in tokens {
+            allow.push_str(", ");
+            allow.push_str(token);
+        }
+        Response::new(StatusCode::NO_CONTENT).header("allow", allow)
     }
 }
 
