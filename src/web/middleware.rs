@@ -170,7 +170,9 @@ impl Handler for Authed {
 pub struct Cors {
     /// Allowed origins; empty: any (`*`).
     pub origins: Vec<String>,
-    /// Methods a preflight allows (`Method::Extension` names no token: it is left out).
+    /// Methods a preflight allows. `Method::Extension` allows every extension method: a
+    /// preflight asking for one (`Access-Control-Request-Method: PROPFIND`) is answered with its
+    /// token after these (a browser compares the tokens byte for byte).
     pub methods: Vec<Method>,
     /// Request header fields a preflight allows.
     pub headers: Vec<String>,
@@ -208,6 +210,8 @@ struct CorsHandler {
 struct CorsState {
     cors: Cors,
     methods: String,
+    /// `methods` holds `Method::Extension`.
+    extension: bool,
     headers: String,
     expose: Option<Cow<'static, [u8]>>,
 }
@@ -246,7 +250,9 @@ impl Layer for Cors {
                 "Cors: credentials need a list of origins; with none, no credentials are allowed (`*` is sent)"
             );
         }
-        Arc::new(CorsHandler { cors: Arc::new(CorsState { cors: self.clone(), methods, headers, expose }), inner })
+        let extension = self.methods.contains(&Method::Extension);
+        let cors = CorsState { cors: self.clone(), methods, extension, headers, expose };
+        Arc::new(CorsHandler { cors: Arc::new(cors), inner })
     }
 }
 
@@ -294,13 +300,22 @@ impl CorsHandler {
     /// allowed); `None` for any other request.
     fn preflight(&self, r: &Request) -> Option<Response> {
         let origin = r.header("origin")?;
-        if r.method() != Method::Options || r.header("access-control-request-method").is_none() {
+        if r.method() != Method::Options {
             return None;
         }
+        let asked = r.header("access-control-request-method")?.trim_ascii();
         let Some(allow) = self.cors.allow(origin) else { return Some(Response::status(StatusCode::FORBIDDEN)) };
+        let mut methods = self.cors.methods.clone();
+        // An extension method asked for, when every one is allowed (review 74: none could be).
+        if self.cors.extension && Method::from_bytes(asked).is_none() && crate::http::is_token(asked) {
+            if !methods.is_empty() {
+                methods.push_str(", ");
+            }
+            methods.push_str(std::str::from_utf8(asked).unwrap_or_default());
+        }
         let mut resp = Response::new(StatusCode::NO_CONTENT)
             .header("access-control-allow-origin", allow)
-            .header("access-control-allow-methods", self.cors.methods.clone())
+            .header("access-control-allow-methods", methods)
             .header("access-control-allow-headers", self.cors.headers.clone())
             .header("access-control-max-age", self.cors.cors.max_age.to_string())
             .header("vary", "origin");
