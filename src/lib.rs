@@ -78,10 +78,11 @@
 //! Limits ([`http::HttpLimits`]) bound the head (431), the target (414), the body (413), slow
 //! clients (408) and idle connections; malformed framing is answered 400/501/505 and the
 //! connection closes without reading another byte as a request. A `WebWorker` lacking a
-//! standard method answers 405 with `Allow` (Ergo: 501; RFC 9110 keeps 501 for unknown
-//! methods, which the connection answers itself). A worker that answers without awaiting
-//! does so in `WebWorker::handle_now`, a plain function offered every request first (no future
-//! per request, as `Actor::handle_message_now`; PERF.md measures what it saves). Feature
+//! standard method answers 405 with `Allow` (Ergo: 501; RFC 9110 keeps 501 for methods the
+//! server does not recognize: an extension method no route or `handle_other` takes). A
+//! worker that answers without awaiting does so in `WebWorker::handle_now`, a plain function
+//! offered every request first (no future per request, as `Actor::handle_message_now`;
+//! PERF.md measures what it saves). Feature
 //! `interop` converts to and from the `http` crate's types. A server's connections on a shard
 //! share their read and write buffers and request boxes, holding them only while bytes wait in
 //! them: the few in use stay in cache, and an idle keep-alive connection costs under 1 KB.

@@ -358,3 +358,38 @@ fn a_pipelined_extension_method_is_handed_out_alone() {
     server.stop();
     node.stop();
 }
+
+/// Records the lines logged under `pinion::web` (this binary's one logger).
+struct WebLog;
+
+static WEB_LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+impl log::Log for WebLog {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.target() == "pinion::web"
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            lock(&WEB_LINES).push(record.args().to_string());
+        }
+    }
+    fn flush(&self) {}
+}
+
+/// A response hook that panics is logged with the request's method: an extension method's
+/// token, as the access log names it (it said `extension method`, whatever the token).
+#[test]
+fn a_panicking_hook_is_logged_with_the_extension_methods_token() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        log::set_logger(&WebLog).expect("the one logger of this binary");
+        log::set_max_level(log::LevelFilter::Info);
+    });
+    let router =
+        Router::new().on("PROPFIND", "/dav/{*rest}", echo).layer(hook(|s: &RequestSummary<'_>, _: &mut Response| {
+            assert!(s.request.path() != "/dav/hook-panics", "the hook panics");
+        }));
+    assert_eq!(ask(&router, "PROPFIND", "/dav/hook-panics").status, StatusCode::INTERNAL_SERVER_ERROR);
+    let lines: Vec<String> = lock(&WEB_LINES).iter().filter(|l| l.contains("/dav/hook-panics")).cloned().collect();
+    assert!(lines.len() == 1 && lines[0].contains("PROPFIND /dav/hook-panics"), "{lines:?}");
+}

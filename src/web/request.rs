@@ -454,7 +454,7 @@ pub(crate) fn run_hooks<'h>(
         if let Err(payload) = ran {
             let text = crate::shard::executor::panic_text(&*payload);
             let request = summary.request;
-            crate::log_limit::log_limited!(Error, target: "pinion::web", "a response hook panicked on {} {}, answering 500: {text}", request.method(), request.target());
+            crate::log_limit::log_limited!(Error, target: "pinion::web", "a response hook panicked on {} {}, answering 500: {text}", request.method_token(), request.target());
             *response = Response::status(StatusCode::INTERNAL_SERVER_ERROR);
         } else {
             // A hook's own status too, before the hooks outside it (review 69: made 500 by

@@ -16,7 +16,8 @@ use crate::process::{Actor, Context, ExitReason, Handled, Message, Pid, Reply};
 ///
 /// - a standard method the worker does not implement: **405** with an `Allow` field listing
 ///   what it does implement (Ergo answers 501 here; RFC 9110 keeps 501 for methods the server
-///   does not know at all, which the connection answers before a worker sees them);
+///   does not recognize: an extension method is answered so unless
+///   [`handle_other`](WebWorker::handle_other) takes it);
 /// - `HEAD`: `handle_get`'s response without its body, unless `handle_head` is implemented;
 /// - `OPTIONS`: 204 with `Allow`, unless `handle_options` is implemented.
 ///
