@@ -393,3 +393,13 @@ fn a_panicking_hook_is_logged_with_the_extension_methods_token() {
     let lines: Vec<String> = lock(&WEB_LINES).iter().filter(|l| l.contains("/dav/hook-panics")).cloned().collect();
     assert!(lines.len() == 1 && lines[0].contains("PROPFIND /dav/hook-panics"), "{lines:?}");
 }
+
+/// A request's `Debug` names an extension method's token (two requests with different ones
+/// printed alike, `method: Extension`).
+#[test]
+fn a_requests_debug_names_its_extension_method() {
+    let req = Request::new(Method::Get, "/dav").with_method_token("PROPFIND");
+    let shown = format!("{req:?}");
+    assert!(shown.contains("Extension") && shown.contains("\"PROPFIND\""), "{shown}");
+    assert!(!format!("{:?}", Request::new(Method::Get, "/")).contains("method_token"));
+}

@@ -726,9 +726,13 @@ fn check_field(name: &str, value: &[u8]) {
 
 impl fmt::Debug for Request {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Request")
-            .field("method", &self.method)
-            .field("target", &self.target())
+        let mut d = f.debug_struct("Request");
+        d.field("method", &self.method);
+        if self.method == Method::Extension {
+            // Which one (review 74: two extension methods printed alike).
+            d.field("method_token", &self.method_token());
+        }
+        d.field("target", &self.target())
             .field("version", &self.version)
             .field("headers", &self.headers())
             .field("body_len", &self.body.len())
