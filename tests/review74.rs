@@ -403,3 +403,42 @@ fn a_requests_debug_names_its_extension_method() {
     assert!(shown.contains("Extension") && shown.contains("\"PROPFIND\""), "{shown}");
     assert!(!format!("{:?}", Request::new(Method::Get, "/")).contains("method_token"));
 }
+
+/// A router hook sees the runtime's 504 with the connection's copy of the request's head
+/// (the request is with the worker then): an extension method's token is in that copy, also
+/// when the copy's buffers were given back after a big head before it (`Hooked`, recycled per
+/// thread) and when a known method's request came between.
+#[test]
+fn the_504s_hook_sees_the_extension_methods_token_in_the_copy_of_the_head() {
+    use pinion::web::{WebHandlerOptions, WebTarget};
+    let node = start_node("r74-504", 1);
+    let (pool, shared) = held_pool(&node, 4, 4);
+    let options = WebHandlerOptions {
+        request_timeout: Duration::from_millis(100),
+        ..WebHandlerOptions::new(WebTarget::Pid(pool))
+    };
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let router = Router::new().route("/{*rest}", WebHandler::new(options)).layer(hook(
+        move |s: &RequestSummary<'_>, resp: &mut Response| {
+            lock(&log).push(format!("{} {} {}", s.request.method_token(), s.request.path(), resp.status.0));
+        },
+    ));
+    let server = serve_with(&node, HttpLimits::default(), router);
+    let mut c = Client::connect(server.local_addr());
+    let big = "v".repeat(6000);
+    let sends = [
+        format!("MKCOL /big HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n"),
+        "PROPFIND /hold/1 HTTP/1.1\r\nHost: x\r\n\r\n".to_owned(),
+        "GET /hold/2 HTTP/1.1\r\nHost: x\r\n\r\n".to_owned(),
+        "BREW /hold/3 HTTP/1.1\r\nHost: x\r\n\r\n".to_owned(),
+    ];
+    for (send, want) in sends.iter().zip([200, 504, 504, 504]) {
+        c.send(send.as_bytes());
+        assert_eq!(c.response().status, want, "{}", &send[..20]);
+    }
+    assert_eq!(*lock(&seen), ["MKCOL /big 200", "PROPFIND /hold/1 504", "GET /hold/2 504", "BREW /hold/3 504"]);
+    shared.door.store(true, Ordering::Release);
+    server.stop();
+    node.stop();
+}

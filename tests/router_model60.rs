@@ -165,7 +165,8 @@ const ROUTED_TOKENS: [&str; 2] = ["PROPFIND", "MKCOL"];
 
 /// Extension methods requests use: the routed ones, one no route names, case variants (other
 /// tokens: methods are case-sensitive, `get` is no GET) and one-byte and odd-`tchar` ones.
-const REQUEST_TOKENS: [&str; 8] = ["PROPFIND", "MKCOL", "PROPFIND", "BREW", "propfind", "get", "X", "M-SEARCH!~"];
+const REQUEST_TOKENS: [&str; 9] =
+    ["PROPFIND", "MKCOL", "PROPFIND", "BREW", "propfind", "get", "head", "X", "M-SEARCH!~"];
 
 fn gen_segs(rng: &mut Rng) -> Vec<Seg> {
     // Now and then a long pattern: up to eight parameters (`MAX_PARAMS`) and a rest.
