@@ -1,7 +1,10 @@
 //! Review 74: extension methods (RFC 9110 §16.1, commit 522afb8). The router's model
-//! (`router_model60`) found disagreements with the docs; the rest was read and probed here:
-//! long tokens, a request's buffers reused on a connection (the token is a range of its arena),
-//! pipelining, layers, CORS, interop, a pool full or a worker panicking.
+//! (`router_model60`, now with `on` routes, routes for every extension method and requests
+//! with extension methods) found `OPTIONS *` leaving the tokens out of its `Allow`; the rest
+//! was read and probed here: long tokens, a request's buffers reused on a connection (the
+//! token is a range of its arena), pipelining, layers, CORS (no `Cors` could allow an
+//! extension method), interop, a pool full or a worker panicking, the 504's copy of the head,
+//! the logs and `Debug` (which named no token).
 
 mod review_support;
 
