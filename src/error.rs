@@ -20,6 +20,13 @@ pub enum SendError<M> {
     NodeDown(M),
     /// The local node is stopping or stopped.
     Stopped(M),
+    /// Only from a `try_call`: its timeout is zero (a call that may never wait cannot be
+    /// answered). Nothing was sent; the request comes back (review 72: it was dropped).
+    InvalidTimeout(M),
+    /// Only from [`Context::try_call`](crate::Context::try_call): the callee is the calling
+    /// process itself (by pid, live alias or name), which cannot answer while it waits.
+    /// Nothing was sent; the request comes back (review 72: it was dropped).
+    WouldBlock(M),
 }
 
 impl<M> SendError<M> {
@@ -31,7 +38,9 @@ impl<M> SendError<M> {
             | SendError::UnknownName(m)
             | SendError::UnknownAlias(m)
             | SendError::NodeDown(m)
-            | SendError::Stopped(m) => m,
+            | SendError::Stopped(m)
+            | SendError::InvalidTimeout(m)
+            | SendError::WouldBlock(m) => m,
         }
     }
     /// The same error with the message mapped.
@@ -43,6 +52,8 @@ impl<M> SendError<M> {
             SendError::UnknownAlias(m) => SendError::UnknownAlias(f(m)),
             SendError::NodeDown(m) => SendError::NodeDown(f(m)),
             SendError::Stopped(m) => SendError::Stopped(f(m)),
+            SendError::InvalidTimeout(m) => SendError::InvalidTimeout(f(m)),
+            SendError::WouldBlock(m) => SendError::WouldBlock(f(m)),
         }
     }
     /// True for `MailboxFull`: the receiver exists and may have room later.
@@ -57,6 +68,8 @@ impl<M> SendError<M> {
             SendError::UnknownAlias(_) => "the alias was deleted or its process ended",
             SendError::NodeDown(_) => "the target's node is not reachable",
             SendError::Stopped(_) => "the node is stopping",
+            SendError::InvalidTimeout(_) => "the call's timeout is zero (it must be > 0)",
+            SendError::WouldBlock(_) => "a process called itself, which it cannot answer while it waits",
         }
     }
 }
@@ -70,6 +83,8 @@ impl<M> fmt::Debug for SendError<M> {
             SendError::UnknownAlias(_) => "UnknownAlias",
             SendError::NodeDown(_) => "NodeDown",
             SendError::Stopped(_) => "Stopped",
+            SendError::InvalidTimeout(_) => "InvalidTimeout",
+            SendError::WouldBlock(_) => "WouldBlock",
         };
         write!(f, "{name}(..)")
     }
@@ -146,6 +161,8 @@ impl<M> From<SendError<M>> for CallError {
             SendError::UnknownAlias(_) => CallError::UnknownAlias,
             SendError::NodeDown(_) => CallError::NodeDown,
             SendError::Stopped(_) => CallError::Stopped,
+            SendError::InvalidTimeout(_) => CallError::InvalidTimeout(Duration::ZERO),
+            SendError::WouldBlock(_) => CallError::WouldBlock,
         }
     }
 }

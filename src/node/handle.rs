@@ -102,8 +102,12 @@ impl NodeHandle {
     /// once the [`SendError`] a `send` would, the request in it, to be sent again later or
     /// elsewhere without a clone. A request taken is answered as by `call`, through the
     /// future; there a `MailboxFull` still comes from a pool that took the request and then
-    /// found no worker for it (the worker it was queued to ended, the others were full), and
-    /// a zero timeout fails the future at once (`InvalidTimeout`, the request dropped).
+    /// found no worker for it (the worker it was queued to ended, the others were full). A
+    /// zero timeout is refused before anything is sent, the request handed back in
+    /// [`SendError::InvalidTimeout`] (review 72: it was dropped, the future failed). A call
+    /// through a handle has no calling process, so none is refused as a call to itself (a
+    /// process that awaits a handle's call to its own pid waits until the timeout: use
+    /// [`Context::try_call`](crate::Context::try_call), which refuses it).
     pub fn try_call<'t, M: Any + Send>(
         &self,
         to: impl Into<Target<'t>>,
@@ -112,7 +116,7 @@ impl NodeHandle {
     ) -> Result<CallFuture, SendError<M>> {
         let node = self.shared.id;
         if timeout.is_zero() {
-            return Ok(CallFuture::failed(node, CallError::InvalidTimeout(timeout)));
+            return Err(SendError::InvalidTimeout(req));
         }
         let deadline = deadline_after(timeout);
         let slot = Slot::new();

@@ -153,13 +153,7 @@ impl Future for WaitReply<'_> {
 /// (it parks that process only). Dropped unawaited, the call is forgotten: a reply that still
 /// comes is dropped and counted as late.
 #[must_use = "a call's reply is only seen by awaiting it"]
-pub struct CallReply<'a>(Reply<'a>);
-
-enum Reply<'a> {
-    /// Refused before any send (a zero timeout, a call to the caller itself).
-    Failed(Option<CallError>),
-    Waiting(WaitReply<'a>),
-}
+pub struct CallReply<'a>(WaitReply<'a>);
 
 impl std::fmt::Debug for CallReply<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -168,22 +162,15 @@ impl std::fmt::Debug for CallReply<'_> {
 }
 
 impl<'a> CallReply<'a> {
-    pub(crate) fn failed(e: CallError) -> Self {
-        CallReply(Reply::Failed(Some(e)))
-    }
-
     pub(crate) fn waiting(reply: WaitReply<'a>) -> Self {
-        CallReply(Reply::Waiting(reply))
+        CallReply(reply)
     }
 }
 
 impl Future for CallReply<'_> {
     type Output = CallResult;
     fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<CallResult> {
-        match &mut self.get_mut().0 {
-            Reply::Failed(e) => Poll::Ready(Err(e.take().unwrap_or(CallError::NoReply))),
-            Reply::Waiting(reply) => std::pin::Pin::new(reply).poll(cx),
-        }
+        std::pin::Pin::new(&mut self.get_mut().0).poll(cx)
     }
 }
 

@@ -242,8 +242,10 @@ impl Context {
     /// later or elsewhere without a clone. A request taken is answered through the
     /// [`CallReply`], awaited as `call` is; there a `MailboxFull` still comes from a pool that
     /// took the request and then found no worker for it (the worker it was queued to ended,
-    /// the others were full), and a zero timeout or a call to this very process fails at once
-    /// (`InvalidTimeout`, `WouldBlock`; the request dropped).
+    /// the others were full). A zero timeout and a call to this very process (its pid, a live
+    /// alias of it, its name) are refused before anything is sent, the request handed back in
+    /// [`SendError::InvalidTimeout`] and [`SendError::WouldBlock`] (review 72: it was dropped
+    /// and the reply failed).
     pub fn try_call<'t, M: Any + Send>(
         &self,
         to: impl Into<Target<'t>>,
@@ -251,8 +253,10 @@ impl Context {
         timeout: Duration,
     ) -> Result<CallReply<'_>, SendError<M>> {
         let to = to.into();
-        if let Some(e) = self.call_refused(to, timeout) {
-            return Ok(CallReply::failed(e));
+        match self.call_refused(to, timeout) {
+            None => {}
+            Some(CallError::InvalidTimeout(_)) => return Err(SendError::InvalidTimeout(req)),
+            Some(_) => return Err(SendError::WouldBlock(req)),
         }
         let (reply, responder) = self.call_pending(timeout);
         route::send(&self.shard.node, Some(&self.shard), self.pid, to, req, Priority::Main, Some(responder))?;
