@@ -6,10 +6,14 @@
 mod review_support;
 mod support;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::Duration;
 
-use pinion::{Actor, CallError, Context, ExitReason, Message, Pid, ProcessOptions, Reply, SendError, ShardId};
+use pinion::{
+    Actor, CallError, Context, ExitReason, Message, Pid, Pool, PoolOptions, ProcessOptions, Reply, SendError, ShardId,
+};
 
 /// How long a call may wait: only a hang guard.
 const T: Duration = Duration::from_secs(10);
@@ -101,5 +105,77 @@ fn context_try_call_to_itself_or_with_a_zero_timeout_hands_the_request_back() {
         ("Err(WouldBlock)".into(), None),
     ];
     assert_eq!(seen, expected);
+    node.stop();
+}
+
+// ---- 4. a resize flood from a plain thread starves no process ------------------------------
+
+/// Counts its `Tick`s in `ticks` and sends itself the next one: progress as long as its shard
+/// runs its processes.
+struct Ticker {
+    ticks: Arc<AtomicU64>,
+}
+
+struct Tick;
+
+impl Actor for Ticker {
+    async fn init(&mut self, ctx: &mut Context) -> Result<(), ExitReason> {
+        ctx.send(ctx.pid(), Tick).map_err(|_| ExitReason::custom("first tick refused"))
+    }
+
+    async fn handle_message(&mut self, ctx: &mut Context, _: Pid, _: Message) -> Result<(), ExitReason> {
+        self.ticks.fetch_add(1, Ordering::Relaxed);
+        ctx.sleep(Duration::from_micros(100)).await;
+        ctx.send(ctx.pid(), Tick).map_err(|_| ExitReason::custom("tick refused"))
+    }
+}
+
+/// A thread that calls `resize` without pause (up by one, down by one) starved the pool's
+/// shard: each pair queued a worker's start there that the next call had already retired,
+/// and the shard started it anyway (a spawn, a link to the manager, a retirement), far slower
+/// than the thread queued them (0 ticks in 1.5 s, gigabytes queued within minutes). The
+/// shard now skips a start retired before it ran, without the pool's control lock (which the
+/// thread holds nearly all the time), and takes at most a budget from its inbox a turn. A
+/// ticker on the same shard must keep ticking through the flood.
+#[test]
+fn a_resize_flood_from_a_thread_starves_no_process_of_the_shard() {
+    let node = support::node("r72-resize-flood", 1);
+    let ticks = Arc::new(AtomicU64::new(0));
+    let t = ticks.clone();
+    node.spawn(move || Ticker { ticks: t }, ProcessOptions::default()).wait().expect("ticker");
+    let pool = node.spawn(|| Pool::new(PoolOptions::new(1, 4, || Answers)), ProcessOptions::default()).wait();
+    let pool = node.handle().pool(pool.expect("pool")).expect("a pool");
+    support::wait_until("the ticker ticks", || ticks.load(Ordering::Relaxed) > 10);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let flood = {
+        let (pool, stop) = (pool.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut calls = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let _ = pool.resize(if calls.is_multiple_of(2) { 2 } else { 1 });
+                calls += 1;
+            }
+            calls
+        })
+    };
+    // Let the flood build up, then watch the ticker for the rest of 2 s.
+    std::thread::sleep(Duration::from_millis(500));
+    let before = ticks.load(Ordering::Relaxed);
+    std::thread::sleep(Duration::from_millis(1500));
+    let during = ticks.load(Ordering::Relaxed) - before;
+    stop.store(true, Ordering::Relaxed);
+    let calls = flood.join().expect("flood thread");
+    if during < 20 {
+        // Its shard may take minutes to work off the flood: not joined (the test fails).
+        std::mem::forget(node);
+        panic!("the ticker ticked {during} times in 1.5 s of a flood of {calls} resizes");
+    }
+    // What the flood queued is worked off, and the pool still serves.
+    let answered = support::within("the flood worked off", Duration::from_secs(30), {
+        let node = node.handle();
+        move || node.call(pool.pid().expect("pid"), (), T).wait().is_ok()
+    });
+    assert!(answered);
     node.stop();
 }

@@ -198,6 +198,10 @@ struct Control {
 /// The state of one pool shared by its manager, its workers and every sender.
 pub(crate) struct PoolShared {
     pub(crate) gate: Gate,
+    /// Cells freed on a worker's shard without the control lock (a worker added by `resize`
+    /// and retired before it started, see `dispatch::retired_before_start`): moved to
+    /// `Control::free` by the next `add_cell`. At most one entry a cell.
+    freed: crossbeam_queue::SegQueue<usize>,
     stopping: AtomicBool,
     /// The manager's `init` finished (`start::STARTED`): from now on a worker that ends is
     /// replaced. Before, a worker that ends fails the pool's start instead (`start::FAILED`):
@@ -298,6 +302,10 @@ impl PoolShared {
         // A free cell of that same shard: a sender that read a cell from the shard's list
         // before its worker retired may read its pid still, and looks the pid up in that
         // shard's table (as it may for a worker replaced after a crash, in the same cell).
+        while let Some(i) = self.freed.pop() {
+            debug_assert!(!c.free.contains(&i), "a cell freed twice");
+            c.free.push(i);
+        }
         let reused = c.free.iter().rposition(|&i| self.cell(i).shard() == u32::from(shard.0));
         let (index, fresh) = match reused {
             Some(at) => (c.free.swap_remove(at), false),
@@ -591,6 +599,7 @@ impl Pool {
         let make = self.make.take().ok_or(PoolError::Stopping)?;
         Ok(Arc::new(PoolShared {
             gate: Gate::new(),
+            freed: crossbeam_queue::SegQueue::new(),
             stopping: AtomicBool::new(false),
             started: AtomicU8::new(start::STARTING),
             start_failure: OnceLock::new(),

@@ -11,7 +11,9 @@
 //! `tests/loom_inbox.rs` model-checks this.
 //!
 //! Lanes are unbounded queues, but every user message in them holds a mailbox reservation made
-//! by its sender, so their length is bounded by the receivers' capacities.
+//! by its sender, so their length is bounded by the receivers' capacities. The shard takes at
+//! most a budget from each lane a turn (`drain_up_to`), so that what is not bounded so (control
+//! requests, signals) cannot keep it from running its processes.
 #![allow(unsafe_code, reason = "the lock-free cross-shard inbox")]
 
 use crossbeam_utils::CachePadded;
@@ -133,7 +135,16 @@ impl<T> Inbox<T> {
     /// Pop everything queued now, lane by lane, in FIFO order per lane. The shard calls it as
     /// the consumer; the real lanes are multi-consumer, so after the shard closed, producers
     /// may call it to drop what is left (the loom lane models the single consumer only).
-    pub fn drain(&self, mut f: impl FnMut(T)) -> usize {
+    pub fn drain(&self, f: impl FnMut(T)) -> usize {
+        self.drain_up_to(usize::MAX, f)
+    }
+
+    /// [`drain`](Self::drain), at most `per_lane` items from each lane: what the shard takes in
+    /// a turn. A producer that pushes as fast as the shard pops (a thread calling `resize` in a
+    /// loop, each call queuing a worker's start) kept an unbounded drain going, and the shard
+    /// ran none of its processes meanwhile (review 72). What is left stays queued, in order,
+    /// for the next turn (and `park` finds it, so the shard does not block on it).
+    pub fn drain_up_to(&self, per_lane: usize, mut f: impl FnMut(T)) -> usize {
         let mut n = 0;
         for lane in self.lanes.iter() {
             // Two loads for an empty lane (most of them, most turns) instead of a `pop`'s
@@ -141,9 +152,13 @@ impl<T> Inbox<T> {
             if lane.is_empty() {
                 continue;
             }
-            while let Some(item) = lane.pop() {
+            let mut left = per_lane;
+            while left > 0
+                && let Some(item) = lane.pop()
+            {
                 f(item);
                 n += 1;
+                left -= 1;
             }
         }
         n
