@@ -7,12 +7,13 @@ mod review_support;
 mod support;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::Duration;
 
 use pinion::{
-    Actor, CallError, Context, ExitReason, Message, Pid, Pool, PoolOptions, ProcessOptions, Reply, SendError, ShardId,
+    Actor, CallError, Context, ExitReason, Message, Pid, Placement, Pool, PoolOptions, PoolRef, ProcessOptions, Reply,
+    SendError, ShardId,
 };
 
 /// How long a call may wait: only a hang guard.
@@ -105,6 +106,100 @@ fn context_try_call_to_itself_or_with_a_zero_timeout_hands_the_request_back() {
         ("Err(WouldBlock)".into(), None),
     ];
     assert_eq!(seen, expected);
+    node.stop();
+}
+
+// ---- 3. a worker added by resize that fails to start leaves no dead cell ------------------
+
+/// Answers calls; its factory panics on the starts listed in `fail` (counted from 1).
+fn failing_factory(fail: &'static [usize]) -> (Arc<AtomicUsize>, impl Fn() -> Answers + Send + Sync + 'static) {
+    let made = Arc::new(AtomicUsize::new(0));
+    let m = made.clone();
+    let factory = move || {
+        let n = m.fetch_add(1, Ordering::SeqCst) + 1;
+        assert!(!fail.contains(&n), "review72: the factory fails its start {n}");
+        Answers
+    };
+    (made, factory)
+}
+
+/// The shards of a pool's workers, sorted.
+fn worker_shards(pool: &PoolRef) -> Vec<u16> {
+    let mut shards: Vec<u16> = pool.info().workers.iter().map(|w| w.shard.0).collect();
+    shards.sort_unstable();
+    shards
+}
+
+/// A worker added by `resize` whose start failed (its factory panicked) left its cell GONE in
+/// its shard's list for good, and the placement moved on past it: the next `resize` put the
+/// worker on another shard (a pool spread over two shards ended with both workers on shard 0),
+/// and every such failure kept one more dead cell for senders to scan. Now the cell is taken
+/// out of the list and reused by the next worker added, on the same shard, and the failure is
+/// counted in `PoolInfo::failed_starts`.
+#[test]
+fn a_worker_that_failed_to_start_under_resize_leaves_its_place_to_the_next() {
+    review_support::quiet_worker_panics();
+    let node = support::node("r72-failed-start", 2);
+    let (made, factory) = failing_factory(&[2]);
+    let options = PoolOptions::new(1, 2, factory).placement(Placement::Spread);
+    let pool = node.spawn_on(ShardId(0), move || Pool::new(options), ProcessOptions::default()).wait();
+    let pool = node.handle().pool(pool.expect("pool")).expect("a pool");
+    assert_eq!(worker_shards(&pool), vec![0]);
+
+    // From a thread that is no shard's: the start fails on shard 1, after `resize` returned.
+    pool.resize(2).expect("resize");
+    support::wait_until("the start failed", || made.load(Ordering::SeqCst) >= 2 && pool.info().size == 1);
+    assert_eq!(pool.info().failed_starts, 1, "the failure is reported");
+    pool.resize(2).expect("resize again");
+    support::wait_until("two workers", || pool.info().workers.iter().filter(|w| w.pid.is_some()).count() == 2);
+    assert_eq!(worker_shards(&pool), vec![0, 1], "the spread kept: the failed shard's place taken again");
+    for _ in 0..8 {
+        node.call_blocking(pool.pid().expect("pid"), (), T).expect("the pool answers");
+    }
+    node.stop();
+}
+
+/// Resizes a pool from its shard when told the size; reports what `resize` answered.
+struct Resizer {
+    pool: Pid,
+    report: Sender<String>,
+}
+
+impl Actor for Resizer {
+    async fn handle_message(&mut self, ctx: &mut Context, _: Pid, msg: Message) -> Result<(), ExitReason> {
+        if let Ok(size) = msg.downcast::<usize>() {
+            let answer =
+                ctx.pool(self.pool).map_err(|e| e.to_string()).and_then(|p| p.resize(size).map_err(|e| e.to_string()));
+            let _ = self.report.send(format!("{answer:?}"));
+        }
+        Ok(())
+    }
+}
+
+/// The same on the worker's shard, where `resize` starts the worker itself and answers the
+/// failure (`WorkerStart`): the place is taken again by the next worker added.
+#[test]
+fn a_worker_that_failed_to_start_under_resize_on_its_shard_leaves_its_place_to_the_next() {
+    review_support::quiet_worker_panics();
+    let node = support::node("r72-failed-start-here", 2);
+    let (made, factory) = failing_factory(&[2]);
+    let options = PoolOptions::new(1, 2, factory).placement(Placement::Spread);
+    let pid = node.spawn_on(ShardId(0), move || Pool::new(options), ProcessOptions::default()).wait().expect("pool");
+    let pool = node.handle().pool(pid).expect("a pool");
+    let (report, answers) = mpsc::channel();
+    let resizer = Resizer { pool: pid, report };
+    let resizer = node.spawn_on(ShardId(1), move || resizer, ProcessOptions::default()).wait().expect("resizer");
+    let answer = |size: usize| {
+        node.send(resizer, size).expect("send");
+        answers.recv_timeout(T).expect("the resizer answers")
+    };
+    let failed = answer(2);
+    assert!(failed.contains("failed to start"), "{failed}");
+    assert_eq!(made.load(Ordering::SeqCst), 2);
+    assert_eq!((pool.info().size, pool.info().failed_starts), (1, 1));
+    assert_eq!(answer(2), "Ok(())");
+    support::wait_until("two workers", || pool.info().workers.iter().filter(|w| w.pid.is_some()).count() == 2);
+    assert_eq!(worker_shards(&pool), vec![0, 1], "the spread kept: the failed shard's place taken again");
     node.stop();
 }
 

@@ -273,6 +273,24 @@ impl ShardWorkers {
         }
     }
 
+    /// Control lock held: takes `cell` out of the list, if it is listed (a worker added by
+    /// `resize` that failed to start). The last cell takes its place: a sender scanning
+    /// meanwhile may see that cell twice, never a cell out of the pool (every entry it can read
+    /// points into the pool's cells). True if it was listed.
+    pub fn remove(&self, cell: &WorkerCell) -> bool {
+        let len = self.len.load(Ordering::Relaxed);
+        let Some(pos) = (0..len).find(|&i| self.at(i).is_some_and(|c| std::ptr::eq(c, cell))) else {
+            return false;
+        };
+        if pos + 1 < len
+            && let (Some(last), Some(entry)) = (self.at(len - 1), self.cells.get(pos))
+        {
+            entry.store(std::ptr::from_ref(last).cast_mut(), Ordering::Release);
+        }
+        self.len.store(len - 1, Ordering::Release);
+        true
+    }
+
     /// Control lock held: removes and returns the last cell.
     pub fn pop(&self) -> Option<&WorkerCell> {
         let len = self.len.load(Ordering::Relaxed);

@@ -864,8 +864,8 @@ pub(crate) fn resize(node: &Arc<NodeShared>, pool: &Arc<PoolShared>, size: usize
             match here.filter(|h| h.id == shard) {
                 Some(h) => {
                     if !h.spawn_local(request) {
-                        c.size -= 1;
-                        pool.cell(cell).set_gone();
+                        let counted = pool.cell(cell).start_failed();
+                        pool.worker_start_failed(&mut c, cell, counted);
                         return Err(PoolError::WorkerStart("the worker's factory failed (see the log)".into()));
                     }
                 }
@@ -925,19 +925,20 @@ fn retired_before_start(member: &PoolMember) -> bool {
     true
 }
 
-/// A worker added by `resize` could not start on its shard: it leaves the pool's size (a
-/// factory that fails is not retried here; restarts of running workers are).
+/// A worker added by `resize` could not start on its shard: it leaves the pool's size, its
+/// cell is free for the next worker added, on this shard (see `PoolShared::worker_start_failed`;
+/// a factory that fails is not retried here; restarts of running workers are), and the failure
+/// is counted (`PoolInfo::failed_starts`) and logged.
 fn start_failed(shard: &Rc<Shard>, member: &PoolMember) {
     let pool = &member.pool;
     // The cell leaves the size under the control lock, as `resize` counts and retires under
     // it: with the cell gone but the size not yet lowered, a `resize` in between counted the
     // failed worker as one to retire and retired a running one too many.
     let mut c = pool.control();
-    if pool.cell(member.cell).start_failed() {
-        c.size -= 1;
-        drop(c);
-        log::error!(target: "pinion", "{} {}: a pool worker added by resize failed to start", shard.node.name, shard.id);
-    }
+    let counted = pool.cell(member.cell).start_failed();
+    pool.worker_start_failed(&mut c, member.cell, counted);
+    drop(c);
+    log::error!(target: "pinion", "{} {}: a pool worker added by resize failed to start", shard.node.name, shard.id);
 }
 
 /// Control lock held, the cell already out of its shard's list: takes its capacity out of the

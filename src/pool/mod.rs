@@ -164,6 +164,11 @@ pub struct PoolInfo {
     /// retiring, or the pool or its shard stopped) and no other worker had room. The sum of
     /// [`WorkerInfo::shed`] over every worker there ever was, those gone included.
     pub shed_accepted: u64,
+    /// Workers added by [`PoolRef::resize`] that failed to start (their factory panicked, or
+    /// the shard's process table was full). Each left the pool's size, and its place goes to
+    /// the next worker a resize adds, on the same shard. (A running worker's replacement that
+    /// fails is a restart, counted in [`WorkerInfo::restarts`] and the pool's intensity.)
+    pub failed_starts: u64,
     /// The pool is stopping.
     pub stopping: bool,
     /// The live and retiring workers.
@@ -192,6 +197,10 @@ struct Control {
     /// The shard cycle of the placement, and where the next worker goes in it.
     order: Vec<ShardId>,
     next: usize,
+    /// Shards whose worker added by `resize` failed to start: the next workers added go there
+    /// first (into the failed worker's cell), so that a failed start does not move the
+    /// placement on (review 72: a pool spread over two shards ended with both on one).
+    retry: Vec<ShardId>,
     restarts: VecDeque<Instant>,
 }
 
@@ -219,6 +228,8 @@ pub(crate) struct PoolShared {
     external: AtomicUsize,
     shed: AtomicU64,
     shed_accepted: AtomicU64,
+    /// Workers added by `resize` that failed to start.
+    failed_starts: AtomicU64,
     intensity: u32,
     period: Duration,
     /// Makes a worker's spawn request (the user's factory inside); `None` once the pool
@@ -298,7 +309,9 @@ impl PoolShared {
     /// Control lock held: takes a free cell (or allocates one) on the next shard of the
     /// placement and lists it there.
     fn add_cell(&self, c: &mut Control) -> Option<(usize, ShardId)> {
-        let shard = c.order[c.next % c.order.len()];
+        // A shard whose added worker failed to start first, else the next of the cycle.
+        let retried = c.retry.pop();
+        let shard = retried.unwrap_or(c.order[c.next % c.order.len()]);
         // A free cell of that same shard: a sender that read a cell from the shard's list
         // before its worker retired may read its pid still, and looks the pid up in that
         // shard's table (as it may for a worker replaced after a crash, in the same cell).
@@ -321,14 +334,40 @@ impl PoolShared {
             if !fresh {
                 c.free.push(index);
             }
+            c.retry.extend(retried);
             return None;
         }
         if fresh {
             c.cells += 1;
         }
-        c.next += 1;
+        if retried.is_none() {
+            c.next += 1;
+        }
         c.size += 1;
         Some((index, shard))
+    }
+
+    /// Control lock held: the worker added by `resize` in cell `i` failed to start, and none
+    /// will start in it (the cell is GONE). It leaves the pool's size if it still counted
+    /// there (`counted`: not retired meanwhile), and its shard's list; the cell is free for the
+    /// next worker added, which goes to the same shard. Before review 72 the cell stayed in
+    /// the list, dead for good, and the next worker went to the next shard of the cycle.
+    fn worker_start_failed(&self, c: &mut Control, i: usize, counted: bool) {
+        self.failed_starts.fetch_add(1, Ordering::Relaxed);
+        if self.is_stopping() {
+            // A stopping pool keeps its cells as they are.
+            return;
+        }
+        let cell = self.cell(i);
+        let shard = ShardId(cell.shard() as u16);
+        if counted {
+            c.size -= 1;
+            // (Retired meanwhile, it is out of the list already: a resize popped it.)
+            self.shards[shard.index()].remove(cell);
+            c.retry.push(shard);
+        }
+        debug_assert!(!c.free.contains(&i), "a cell freed twice");
+        c.free.push(i);
     }
 
     /// The last worker of cell `i`, retired by a resize (the cell is out of its shard's
@@ -388,6 +427,7 @@ impl PoolShared {
             held: self.gate.held(),
             shed: self.shed.load(Ordering::Relaxed),
             shed_accepted: self.shed_accepted.load(Ordering::Relaxed),
+            failed_starts: self.failed_starts.load(Ordering::Relaxed),
             stopping: self.is_stopping(),
             workers,
         }
@@ -450,6 +490,11 @@ impl PoolRef {
     /// Grows or shrinks the pool to `size` workers. New workers are placed like the first ones
     /// and take messages as soon as they started; removed workers (the newest first) take no
     /// new messages, finish what they hold, and end. Returns without waiting for either.
+    ///
+    /// A worker added that fails to start (its factory panics) leaves the pool's size: called
+    /// on the worker's shard, `resize` answers [`PoolError::WorkerStart`]; from elsewhere the
+    /// failure comes later, logged and counted in [`PoolInfo::failed_starts`]. Its place is
+    /// not lost (review 72): the next worker a resize adds takes it, on the same shard.
     pub fn resize(&self, size: usize) -> Result<(), PoolError> {
         if size == 0 {
             return Err(PoolError::ZeroSize);
@@ -611,6 +656,7 @@ impl Pool {
             external: AtomicUsize::new(0),
             shed: AtomicU64::new(0),
             shed_accepted: AtomicU64::new(0),
+            failed_starts: AtomicU64::new(0),
             intensity: self.intensity,
             period: self.period,
             make: Mutex::new(Some(Arc::from(make))),
@@ -620,6 +666,7 @@ impl Pool {
                 size: 0,
                 order,
                 next: 0,
+                retry: Vec::new(),
                 restarts: VecDeque::new(),
             }),
         }))
