@@ -106,7 +106,9 @@ pub enum CallError {
     /// The callee's mailbox was full; the request was not enqueued, and is dropped
     /// (`NodeHandle::try_call` and `Context::try_call` hand it back in a `SendError`). Also the
     /// answer of a pool that took the request and then found no worker with room for it (the
-    /// worker it was queued to ended): that request is dropped, even by `try_call`.
+    /// worker it was queued to ended): that request comes back with the answer, taken with
+    /// `CallFuture::request_back` (the future of `NodeHandle::try_call` and `call`) or
+    /// `CallReply::request_back` (review 72: it was dropped); `Context::call` drops it.
     MailboxFull,
     /// The pid is stale or never existed, or the callee ended before handling the request.
     NoSuchProcess,

@@ -6,14 +6,19 @@
 mod review_support;
 mod support;
 
+use review_support::Client;
+use support::{Gate, Latch, Probe};
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::Duration;
 
+use pinion::http::{HttpLimits, Response};
+use pinion::web::{WebHandler, WebRequest, WebTarget};
 use pinion::{
-    Actor, CallError, Context, ExitReason, Message, Pid, Placement, Pool, PoolOptions, PoolRef, ProcessOptions, Reply,
-    SendError, ShardId,
+    Actor, CallError, Context, ExitReason, Message, Node, Pid, Placement, Pool, PoolOptions, PoolRef, ProcessOptions,
+    Reply, SendError, ShardId,
 };
 
 /// How long a call may wait: only a hang guard.
@@ -106,6 +111,134 @@ fn context_try_call_to_itself_or_with_a_zero_timeout_hands_the_request_back() {
         ("Err(WouldBlock)".into(), None),
     ];
     assert_eq!(seen, expected);
+    node.stop();
+}
+
+// ---- 2. a pool that took a call and found no worker hands the request back ----------------
+
+/// A pool of one worker (a [`Gate`]: mailbox 2) holding a message in progress: a call made
+/// now queues behind it.
+fn busy_pool(node: &Node, name: &str) -> (Pid, Arc<Latch>) {
+    let (latch, probe) = (Latch::new(), Probe::new());
+    let (l, p) = (latch.clone(), probe.clone());
+    let options = PoolOptions::new(1, 2, move || Gate::new(&l, &p));
+    let pool = node.spawn_register(name, move || Pool::new(options), ProcessOptions::default()).wait();
+    let pool = pool.expect("pool");
+    node.send(pool, 1u64).expect("in progress");
+    support::wait_until("the worker holds it", || probe.started() == 1);
+    (pool, latch)
+}
+
+/// Stops `pool` while its worker holds a message, then lets that message finish: the worker
+/// stops before its queue, which no other worker takes.
+fn stop_busy_pool(node: &Node, pool: Pid, latch: &Latch) {
+    let h = node.handle();
+    h.exit(pool, ExitReason::Shutdown);
+    let r = h.pool(pool).expect("a pool");
+    support::wait_until("stopping", || r.info().stopping);
+    latch.open();
+}
+
+/// A call `try_call` had placed on a pool worker that then ended unreplaced (here: the pool
+/// stopped), with no other worker to take it, was answered `Stopped` (or `MailboxFull`) and
+/// its request dropped. `NodeHandle::try_call`'s future (and `call`'s, the same type) now
+/// hands it back (`CallFuture::request_back`).
+#[test]
+fn node_handle_try_call_gets_back_a_request_its_pool_shed() {
+    let node = support::node("r72-shed-handle", 1);
+    let (pool, latch) = busy_pool(&node, "r72-shed-handle-pool");
+    let mut kept = node.try_call(pool, Order(vec![7, 7]), T).expect("taken: the pool has room");
+    let mut plain = node.call(pool, Order(vec![8]), T);
+    stop_busy_pool(&node, pool, &latch);
+    assert_eq!(kept.wait_mut().expect_err("shed"), CallError::Stopped);
+    let back = kept.request_back().expect("the request comes back");
+    assert_eq!(back.downcast::<Order>().expect("an Order"), Order(vec![7, 7]));
+    assert!(kept.request_back().is_none(), "taken once");
+    // `NodeHandle::call`'s future is the same: it hands the request back too.
+    assert_eq!(plain.wait_mut().expect_err("shed"), CallError::Stopped);
+    let back = plain.request_back().expect("the request comes back");
+    assert_eq!(back.downcast::<Order>().expect("an Order"), Order(vec![8]));
+    node.stop();
+}
+
+/// What a [`ShedCaller`] saw: the error and the request handed back.
+type ShedSeen = (Result<(), CallError>, Option<Order>);
+
+/// Calls with `Context::try_call` and awaits the reply by reference.
+struct ShedCaller {
+    report: Sender<ShedSeen>,
+}
+
+impl Actor for ShedCaller {
+    async fn handle_message(&mut self, ctx: &mut Context, _: Pid, msg: Message) -> Result<(), ExitReason> {
+        let Ok(pool) = msg.downcast::<Pid>() else { return Ok(()) };
+        let seen = match ctx.try_call(pool, Order(vec![9, 9]), T) {
+            Ok(mut reply) => {
+                let answer = (&mut reply).await.map(|_| ());
+                (answer, reply.request_back().map(|m| m.downcast::<Order>().expect("an Order")))
+            }
+            Err(e) => (Err(CallError::from(e)), None),
+        };
+        let _ = self.report.send(seen);
+        Ok(())
+    }
+}
+
+/// The same for `Context::try_call`: the reply hands the request back
+/// (`CallReply::request_back`), whether the caller is on the pool's shard or another.
+#[test]
+fn context_try_call_gets_back_a_request_its_pool_shed() {
+    let node = support::node("r72-shed-ctx", 2);
+    for shard in [ShardId(0), ShardId(1)] {
+        let (pool, latch) = busy_pool(&node, &format!("r72-shed-ctx-pool-{}", shard.0));
+        let (report, seen) = mpsc::channel();
+        let caller = node.spawn_on(shard, move || ShedCaller { report }, ProcessOptions::default()).wait();
+        node.send(caller.expect("caller"), pool).expect("send");
+        let r = node.handle().pool(pool).expect("a pool");
+        support::wait_until("the call queued", || r.info().held == 2);
+        stop_busy_pool(&node, pool, &latch);
+        let seen = seen.recv_timeout(T).expect("the caller reports");
+        assert_eq!(seen, (Err(CallError::Stopped), Some(Order(vec![9, 9]))), "caller on {shard:?}");
+    }
+    node.stop();
+}
+
+/// A web worker that answers each request once its latch lets it.
+struct SlowWeb {
+    latch: Arc<Latch>,
+}
+
+impl Actor for SlowWeb {
+    async fn handle_message(&mut self, _: &mut Context, _: Pid, msg: Message) -> Result<(), ExitReason> {
+        if let Ok(req) = msg.downcast::<WebRequest>() {
+            self.latch.acquire().await;
+            req.respond(Response::text("served"));
+        }
+        Ok(())
+    }
+}
+
+/// A web request queued on a pool worker that ends unreplaced (the pool stops) with no other
+/// worker to take it is answered 503 at once, as the brief of review 72 asks to check: the
+/// one in progress is served.
+#[test]
+fn a_web_request_its_pool_shed_is_answered_503() {
+    let node = review_support::start_node("r72-shed-web", 1);
+    let latch = Latch::new();
+    let l = latch.clone();
+    let options = PoolOptions::new(1, 2, move || SlowWeb { latch: l.clone() });
+    let pool = node.spawn(move || Pool::new(options), ProcessOptions::default()).wait().expect("pool");
+    let server = review_support::serve_with(&node, HttpLimits::default(), WebHandler::to(WebTarget::Pid(pool)));
+    let (mut first, mut second) = (Client::connect(server.local_addr()), Client::connect(server.local_addr()));
+    first.send(&review_support::get("/first"));
+    let r = node.handle().pool(pool).expect("a pool");
+    support::wait_until("the first in progress", || r.info().held == 1);
+    second.send(&review_support::get("/second"));
+    support::wait_until("the second queued", || r.info().held == 2);
+    stop_busy_pool(&node, pool, &latch);
+    let (a, b) = (first.response(), second.response());
+    assert_eq!((a.status, b.status), (200, 503), "{a:?} {b:?}");
+    server.stop();
     node.stop();
 }
 

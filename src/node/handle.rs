@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use crate::error::{CallError, RegisterError, SendError, SpawnError};
 use crate::node::{NodeShared, route};
 use crate::process::deadline_after;
-use crate::process::envelope::{CallResult, Envelope, Kind, Responder, Signal, Slot, Via};
+use crate::process::envelope::{CallResult, Envelope, Kind, Responder, Signal, Slot, Via, split_returned};
 use crate::process::{
     Actor, ExitReason, Message, NodeId, Pid, Priority, ProcessInfo, ProcessOptions, ShardId, SpawnResult, Target,
 };
@@ -102,7 +102,9 @@ impl NodeHandle {
     /// once the [`SendError`] a `send` would, the request in it, to be sent again later or
     /// elsewhere without a clone. A request taken is answered as by `call`, through the
     /// future; there a `MailboxFull` still comes from a pool that took the request and then
-    /// found no worker for it (the worker it was queued to ended, the others were full). A
+    /// found no worker for it (the worker it was queued to ended, the others were full), or a
+    /// `Stopped` from a pool that stopped, with the request handed back in the future
+    /// ([`CallFuture::request_back`]). A
     /// zero timeout is refused before anything is sent, the request handed back in
     /// [`SendError::InvalidTimeout`] (review 72: it was dropped, the future failed). A call
     /// through a handle has no calling process, so none is refused as a call to itself (a
@@ -125,7 +127,7 @@ impl NodeHandle {
         let from = self.external_pid();
         let shard = route::send(&self.shared, here.as_ref(), from, to.into(), req, Priority::Main, Some(responder))?;
         self.control(shard, ControlRequest::ArmTimeout { slot: slot.clone(), deadline });
-        Ok(CallFuture { node, state: CallState::Waiting { slot, deadline } })
+        Ok(CallFuture { node, state: CallState::Waiting { slot, deadline }, back: None })
     }
 
     /// `call(..).wait()`: blocks this thread until the reply or the timeout. Refused
@@ -307,10 +309,17 @@ enum CallState {
 }
 
 /// The reply of a `NodeHandle::call`: a future on any executor, or `.wait()` to block.
+///
+/// A pool that took the request of a [`NodeHandle::try_call`] (or `call`) and then found no
+/// worker for it (the worker it was queued to ended without a replacement and the others were
+/// full, or the pool stopped) answers `MailboxFull` (or `Stopped`) and hands the request back: await the
+/// future by reference (`(&mut future).await`) or block with [`wait_mut`](Self::wait_mut),
+/// then take it with [`request_back`](Self::request_back) (review 72: it was dropped).
 #[must_use = "a call's reply is only seen by awaiting or waiting on it"]
 pub struct CallFuture {
     node: NodeId,
     state: CallState,
+    back: Option<Message>,
 }
 
 impl fmt::Debug for CallFuture {
@@ -321,29 +330,51 @@ impl fmt::Debug for CallFuture {
 
 impl CallFuture {
     fn failed(node: NodeId, e: CallError) -> Self {
-        CallFuture { node, state: CallState::Failed(Some(e)) }
+        CallFuture { node, state: CallState::Failed(Some(e)), back: None }
     }
 
     /// Blocks this thread until the reply or the timeout. Refused (`WouldBlock`) on a shard
-    /// thread of the node.
-    pub fn wait(self) -> Result<Message, CallError> {
+    /// thread of the node. A request a pool handed back is dropped: to keep it, use
+    /// [`wait_mut`](Self::wait_mut).
+    pub fn wait(mut self) -> Result<Message, CallError> {
+        self.wait_mut()
+    }
+
+    /// [`wait`](Self::wait) that leaves the future, so that a request a pool handed back
+    /// with its refusal can be taken with [`request_back`](Self::request_back). Waited on
+    /// again, it answers `NoReply`.
+    pub fn wait_mut(&mut self) -> Result<Message, CallError> {
         if with_current(|s| s.is_some_and(|s| s.node.id == self.node)) {
             return Err(CallError::WouldBlock);
         }
-        match self.state {
+        let result = match std::mem::replace(&mut self.state, CallState::Failed(None)) {
             CallState::Failed(e) => Err(e.unwrap_or(CallError::NoReply)),
             CallState::Waiting { slot, deadline } => slot.wait(Some(deadline), || Err(CallError::Timeout)),
-        }
+        };
+        let (result, back) = split_returned(result);
+        self.back = back;
+        result
+    }
+
+    /// The request, handed back when the reply was a refusal of a pool that had taken it
+    /// (`MailboxFull`, `Stopped`); `None` before the reply came, for any other answer, and once
+    /// taken. Downcast it to the request's type ([`Message::downcast`]).
+    pub fn request_back(&mut self) -> Option<Message> {
+        self.back.take()
     }
 }
 
 impl Future for CallFuture {
     type Output = Result<Message, CallError>;
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
-        match &mut self.get_mut().state {
-            CallState::Failed(e) => Poll::Ready(Err(e.take().unwrap_or(CallError::NoReply))),
-            CallState::Waiting { slot, .. } => slot.poll_take(cx),
-        }
+        let this = self.get_mut();
+        let result = match &mut this.state {
+            CallState::Failed(e) => return Poll::Ready(Err(e.take().unwrap_or(CallError::NoReply))),
+            CallState::Waiting { slot, .. } => std::task::ready!(slot.poll_take(cx)),
+        };
+        let (result, back) = split_returned(result);
+        this.back = back;
+        Poll::Ready(result)
     }
 }
 

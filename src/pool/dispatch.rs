@@ -320,7 +320,8 @@ pub(crate) fn forward(
         }
     };
     if let Some(reply) = reply {
-        reply.respond(Err(error));
+        // Its caller was told the call was taken: the request goes back with the answer.
+        reply.respond(envelope::returned(error, msg));
     }
     Err(refused)
 }
@@ -758,7 +759,8 @@ fn shed_counted(member: &PoolMember, mail: Mail) {
     crate::shard::executor::contain("answering a shed message", move || shed(mail, stopping));
 }
 
-/// Answers a message no worker can take: a web request 503, a call `MailboxFull` (or `Stopped`).
+/// Answers a message no worker can take: a web request 503, a call `MailboxFull` (or `Stopped`)
+/// with its request handed back (`CallFuture::request_back`, `CallReply::request_back`).
 fn shed(mail: Mail, stopping: bool) {
     #[cfg(feature = "web")]
     let mail = match mail.msg.downcast::<crate::web::WebRequest>() {
@@ -767,7 +769,8 @@ fn shed(mail: Mail, stopping: bool) {
     };
     match mail.reply {
         Some(reply) => {
-            reply.respond(Err(if stopping { CallError::Stopped } else { CallError::MailboxFull }));
+            let error = if stopping { CallError::Stopped } else { CallError::MailboxFull };
+            reply.respond(envelope::returned(error, mail.msg));
         }
         None => log::warn!(
             target: "pinion",

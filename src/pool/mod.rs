@@ -565,7 +565,9 @@ impl PoolRef {
 /// crash loses nothing accepted but the message in hand (a web request is answered 500 by the
 /// runtime, a call `NoReply`). Only a worker that is not replaced (it was retiring, or the pool
 /// or its shard stops) hands its messages to the other workers with room; what finds none is
-/// answered at once (a web request 503, a call `MailboxFull` or `Stopped`; a plain message is
+/// answered at once (a web request 503, a call `MailboxFull` or `Stopped` with its request
+/// handed back, for a caller that keeps its future: `CallFuture::request_back`,
+/// `CallReply::request_back`; a plain message is
 /// counted in [`WorkerInfo::shed`] and [`PoolInfo::shed_accepted`], and logged). Restarts are
 /// bounded by an intensity (default 5 in 5 s, as the supervisor's): past it the pool gives up,
 /// its manager ends with a reason saying so, and the workers are stopped. A worker that
@@ -717,7 +719,8 @@ impl Actor for Pool {
                 let _ = dispatch::forward(ctx, shared, from, msg, Some(token.into_responder()));
             }
             (_, Some(token)) => {
-                token.into_responder().respond(Err(CallError::MailboxFull));
+                // Its caller was told the call was taken: the request goes back with the answer.
+                token.into_responder().respond(crate::process::envelope::returned(CallError::MailboxFull, msg));
             }
             _ => {}
         }

@@ -7,8 +7,8 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use crate::error::CallError;
-use crate::process::envelope::{CallResult, Signal};
-use crate::process::{Context, ExitReason, MonitorRef, PendingCall, Pid};
+use crate::process::envelope::{CallResult, Signal, split_returned};
+use crate::process::{Context, ExitReason, Message, MonitorRef, PendingCall, Pid};
 use crate::shard::{Shard, TimerAction};
 
 impl Context {
@@ -131,29 +131,47 @@ pub(crate) struct WaitReply<'a> {
     pending: Pending<'a>,
 }
 
-impl Future for WaitReply<'_> {
-    type Output = CallResult;
-    fn poll(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> Poll<CallResult> {
+impl WaitReply<'_> {
+    /// The answer, when it came, as its caller sees it, with the request a pool handed back
+    /// (see `envelope::split_returned`).
+    fn poll_split(&self) -> Poll<(CallResult, Option<Message>)> {
         let Pending { ctx, reference } = self.pending;
         {
             let table = ctx.shard.table.borrow();
-            let Some(e) = table.get(ctx.pid.slot as usize) else { return Poll::Ready(Err(CallError::Stopped)) };
+            let Some(e) = table.get(ctx.pid.slot as usize) else { return Poll::Ready((Err(CallError::Stopped), None)) };
             match e.calls.iter().find(|c| c.reference == reference) {
-                None => return Poll::Ready(Err(CallError::NoReply)),
+                None => return Poll::Ready((Err(CallError::NoReply), None)),
                 Some(c) if c.result.is_none() => return Poll::Pending,
                 Some(_) => {}
             }
         }
         let result = ctx.forget(reference).and_then(|c| c.result);
-        Poll::Ready(result.unwrap_or(Err(CallError::NoReply)))
+        Poll::Ready(split_returned(result.unwrap_or(Err(CallError::NoReply))))
+    }
+}
+
+/// `Context::call`'s wait: a request handed back is dropped (as `call` documents).
+impl Future for WaitReply<'_> {
+    type Output = CallResult;
+    fn poll(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> Poll<CallResult> {
+        self.poll_split().map(|(result, _)| result)
     }
 }
 
 /// The reply to a call made with [`Context::try_call`]: awaited by the process that made it
 /// (it parks that process only). Dropped unawaited, the call is forgotten: a reply that still
 /// comes is dropped and counted as late.
+///
+/// A pool that took the request and then found no worker for it (the worker it was queued to
+/// ended without a replacement and the others were full, or the pool stopped) answers
+/// `MailboxFull` (or `Stopped`) and hands the request back: await the reply by reference
+/// (`(&mut reply).await`), then take it with [`request_back`](Self::request_back) (review 72:
+/// it was dropped).
 #[must_use = "a call's reply is only seen by awaiting it"]
-pub struct CallReply<'a>(WaitReply<'a>);
+pub struct CallReply<'a> {
+    wait: WaitReply<'a>,
+    back: Option<Message>,
+}
 
 impl std::fmt::Debug for CallReply<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -162,15 +180,26 @@ impl std::fmt::Debug for CallReply<'_> {
 }
 
 impl<'a> CallReply<'a> {
-    pub(crate) fn waiting(reply: WaitReply<'a>) -> Self {
-        CallReply(reply)
+    pub(crate) fn waiting(wait: WaitReply<'a>) -> Self {
+        CallReply { wait, back: None }
+    }
+
+    /// The request, handed back when the reply was a refusal of a pool that had taken it
+    /// (`MailboxFull`, `Stopped`); `None` before the reply came, for any other answer, and once
+    /// taken. Downcast it to the request's type ([`Message::downcast`]).
+    pub fn request_back(&mut self) -> Option<Message> {
+        self.back.take()
     }
 }
 
 impl Future for CallReply<'_> {
     type Output = CallResult;
-    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<CallResult> {
-        std::pin::Pin::new(&mut self.get_mut().0).poll(cx)
+    fn poll(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> Poll<CallResult> {
+        let this = self.get_mut();
+        this.wait.poll_split().map(|(result, back)| {
+            this.back = back;
+            result
+        })
     }
 }
 

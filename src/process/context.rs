@@ -242,7 +242,8 @@ impl Context {
     /// later or elsewhere without a clone. A request taken is answered through the
     /// [`CallReply`], awaited as `call` is; there a `MailboxFull` still comes from a pool that
     /// took the request and then found no worker for it (the worker it was queued to ended,
-    /// the others were full). A zero timeout and a call to this very process (its pid, a live
+    /// the others were full), or a `Stopped` from a pool that stopped, with the request handed
+    /// back in the reply ([`CallReply::request_back`]). A zero timeout and a call to this very process (its pid, a live
     /// alias of it, its name) are refused before anything is sent, the request handed back in
     /// [`SendError::InvalidTimeout`] and [`SendError::WouldBlock`] (review 72: it was dropped
     /// and the reply failed).

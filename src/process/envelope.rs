@@ -72,6 +72,33 @@ pub(crate) fn unboxed(responder: Box<Responder<CallResult>>) -> Responder<CallRe
 /// The outcome of a call, as delivered to the caller.
 pub(crate) type CallResult = Result<Message, CallError>;
 
+/// A call's request handed back by a pool that took it and then found no worker for it (the
+/// worker it was queued to ended unreplaced, the others were full; the pool stopped). It
+/// travels to the caller as the call's `Ok` answer — a type no one outside the crate can
+/// name, so no callee can forge it — and the caller's side turns it back into `error`
+/// ([`split_returned`]), keeping `request` for `request_back` (review 72: it was dropped).
+struct Returned {
+    error: CallError,
+    request: Message,
+}
+
+/// The answer of a call refused with `error` after it was taken: its request goes back.
+pub(crate) fn returned(error: CallError, request: Message) -> CallResult {
+    Ok(Message::new(Returned { error, request }))
+}
+
+/// A call's answer as its caller sees it, and the request handed back with a refusal.
+#[inline]
+pub(crate) fn split_returned(result: CallResult) -> (CallResult, Option<Message>) {
+    match result {
+        Ok(m) if m.is::<Returned>() => match m.downcast::<Returned>() {
+            Ok(r) => (Err(r.error), Some(r.request)),
+            Err(m) => (Ok(m), None),
+        },
+        other => (other, None),
+    }
+}
+
 /// Runtime traffic in a process's system lane (never counted against its bound).
 pub(crate) enum Signal {
     /// An exit signal: sent explicitly, or from a process that ended to one linked (or tied) to
