@@ -1,7 +1,7 @@
 //! Review 72: messages the runtime lost, or answered without giving back — `try_call`'s
-//! refusals before any send (a zero timeout, a process calling itself), a pool's worker that
-//! failed to start under `resize`, a resize flood from a plain thread. Nodes of 1 or 2
-//! unpinned shards; every wait is bounded (a hang fails).
+//! refusals before any send (a zero timeout, a process calling itself), a call a pool took and
+//! then shed, a pool's worker that failed to start under `resize`, a resize flood from a plain
+//! thread. Nodes of 1 or 2 unpinned shards; every wait is bounded (a hang fails).
 
 mod review_support;
 mod support;
