@@ -28,9 +28,10 @@ pub trait Layer: Send + Sync + 'static {
 /// refuses gets the answer a [`Cors`] layer within gives its head alone
 /// ([`Handler::check_head`]): a browser sends a preflight without credentials (the Fetch
 /// standard), so a 401 to it refused every cross-origin call to an `auth` placed outside its
-/// `Cors`. Only a success that allows the origin passes (`Access-Control-Allow-Origin`): no
-/// handler runs for it, and the router's own 204 with `Allow` (which tells what a path takes)
-/// stays behind the 401.
+/// `Cors`. Only a preflight answer passes (204 with `Access-Control-Allow-Origin` and
+/// `Access-Control-Allow-Methods`, without `Allow`): no handler runs for it, and the router's
+/// own 204 with `Allow` (which tells what a path takes) or a fallback's page stays behind the
+/// 401, whatever fields a response hook within sets on them.
 pub fn auth<F>(realm: &str, check: F) -> Auth
 where
     F: Fn(&Request) -> bool + Send + Sync + 'static,
@@ -119,9 +120,16 @@ impl Authed {
         let preflight = req.method() == Method::Options
             && req.header("origin").is_some()
             && req.header("access-control-request-method").is_some();
+        // A preflight answer as a `Cors` layer gives it: 204 (no body) with both allow fields,
+        // and no `Allow`. A 2xx with `Access-Control-Allow-Origin` alone is not one: a hook
+        // that sets that field on every answer put it on the router's 204 with `Allow` (a
+        // path's methods, and that it exists) and on a `not_found` page (review 75).
+        let has = |r: &Response, name: &str| r.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
         let allowed = |r: &Response| {
-            (200..300).contains(&r.status.0)
-                && r.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("access-control-allow-origin"))
+            r.status == StatusCode::NO_CONTENT
+                && has(r, "access-control-allow-origin")
+                && has(r, "access-control-allow-methods")
+                && !has(r, "allow")
         };
         if preflight && let Some(resp) = self.inner.check_head(req).filter(allowed) {
             return resp;
