@@ -9,6 +9,11 @@
 //! answer (its body: a single-page app's index page), so both went out past the 401. Only a
 //! preflight answer passes now: 204 with `Access-Control-Allow-Origin` and
 //! `Access-Control-Allow-Methods`, and no `Allow`.
+//!
+//! Found: the lone connection the shard's bound spares (361b78e) was never ended by the idle
+//! timeout the commit left it to (its write returned through `cut_heaviest` before re-arming
+//! its timer), and spun its shard (`write_and_count` queued a flush for a client that took
+//! nothing, which judged the bound again and queued another: 300 000 turns in 200 ms).
 
 mod review_support;
 
@@ -104,6 +109,60 @@ fn a_cors_preflight_answer_still_passes_auth_with_a_hook_between() {
     c.send(b"OPTIONS /api/data HTTP/1.1\r\nHost: x\r\nOrigin: http://app.example\r\nAccess-Control-Request-Method: GET\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
     let r = c.response();
     assert_eq!((r.status, r.header("access-control-allow-origin")), (204, Some("http://app.example")), "{r:?}");
+    drop(c);
+    drop(server);
+    node.stop();
+}
+
+/// The lone connection the shard's bound spares (361b78e) still runs into the idle timeout
+/// when its client takes nothing: the commit leaves it to that timeout. Its write returned
+/// early through `cut_heaviest` (the timer was never re-armed), and queued itself again there,
+/// so the connection held its answer for as long as the client stayed.
+#[test]
+fn a_lone_client_that_takes_nothing_of_an_answer_over_the_bound_is_ended_by_the_idle_timeout() {
+    let node = start_node("r75-lone-idle", 1);
+    let limits = HttpLimits {
+        max_stream_bytes_per_shard: 8 << 20,
+        idle_timeout: std::time::Duration::from_millis(500),
+        ..HttpLimits::default()
+    };
+    let router = Router::new().get("/", |_: &Request| Response::text("").body(vec![b'x'; 32 << 20]));
+    let server = serve_with(&node, limits, router);
+    let mut c = Client::connect(server.local_addr());
+    c.send(&get("/"));
+    wait_until("the answer counted", || server.stats().stream_bytes > 8 << 20);
+    // Nothing read: the idle timeout ends the connection, and nothing stays counted.
+    wait_until("the connection closed", || server.stats().connections == 0);
+    assert_eq!(server.stats().stream_bytes, 0, "{:?}", server.stats());
+    drop(c);
+    drop(server);
+    node.stop();
+}
+
+/// The same spared connection while its idle timeout is far off: the shard waits for the
+/// client (its socket's readiness), it does not turn (write_and_count queued a flush for a
+/// client that took nothing, and the flush judged the bound again and queued another: a busy
+/// loop for as long as the client stayed).
+#[test]
+fn a_spared_connection_whose_client_takes_nothing_does_not_spin_its_shard() {
+    let node = start_node("r75-lone-spin", 1);
+    let limits = HttpLimits { max_stream_bytes_per_shard: 8 << 20, ..HttpLimits::default() };
+    let router = Router::new().get("/", |_: &Request| Response::text("").body(vec![b'x'; 32 << 20]));
+    let server = serve_with(&node, limits, router);
+    let mut c = Client::connect(server.local_addr());
+    c.send(&get("/"));
+    wait_until("the answer counted", || server.stats().stream_bytes > 8 << 20);
+    let turns = || node.handle().inspect().expect("inspect")[0].turns;
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let before = turns();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let after = turns();
+    assert!(
+        after - before < 1000,
+        "the shard turned {} times in 200 ms, waiting for a client (a busy loop)",
+        after - before
+    );
+    assert_eq!(server.stats().connections, 1, "spared: {:?}", server.stats());
     drop(c);
     drop(server);
     node.stop();

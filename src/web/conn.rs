@@ -556,9 +556,13 @@ impl Connection {
             // (`max_in_flight`) may bring one, so they count in the shard's bound as streams
             // do once past one connection's (review 73: 6 clients that pipelined 64 GETs of
             // a 1 MiB answer each and read nothing held 384 MB).
+            // A connection not cut there (the lone one spared) goes on to its timer: the idle
+            // timeout ends it if its client takes nothing (review 75: it returned here, its
+            // timer never armed, and held its answer as long as the client stayed).
             Ok(Flushed::Blocked) if st.out.unwritten() > MAX_STREAM_BACKLOG && self.count_stream_bytes(st) => {
                 drop(guard);
-                return self.cut_heaviest(shard);
+                self.cut_heaviest(shard);
+                guard = self.st.borrow_mut();
             }
             Ok(Flushed::Blocked) => {}
             Ok(Flushed::Close) if st.linger.is_none() => {
@@ -759,12 +763,18 @@ impl Connection {
         if st.closed() || st.stream_counted == 0 {
             return;
         }
-        if st.write_out(shard.now()).0.is_err() {
+        let (flushed, progressed) = st.write_out(shard.now());
+        if flushed.is_err() {
             drop(st);
             return self.close(shard, token);
         }
         self.count_stream_bytes(&mut st);
-        flush_later(&mut st, shard, token);
+        // A client that took nothing is written again when its socket is writable: a flush
+        // queued for it now would judge the bound again, and queue another (review 75: the
+        // spared connection spun its shard, a write a turn).
+        if progressed || !matches!(flushed, Ok(Flushed::Blocked)) {
+            flush_later(&mut st, shard, token);
+        }
     }
 
     /// Closes a connection whose client does not take what its streams send.
