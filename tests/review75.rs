@@ -167,3 +167,48 @@ fn a_spared_connection_whose_client_takes_nothing_does_not_spin_its_shard() {
     drop(server);
     node.stop();
 }
+
+/// A drain while the spared connection's client takes nothing: the connection ends (its idle
+/// timeout: its answer cannot be written), and nothing stays counted.
+#[test]
+fn a_drain_ends_a_spared_connection_whose_client_takes_nothing() {
+    let node = start_node("r75-lone-drain", 1);
+    let limits = HttpLimits {
+        max_stream_bytes_per_shard: 8 << 20,
+        idle_timeout: std::time::Duration::from_millis(500),
+        ..HttpLimits::default()
+    };
+    let router = Router::new().get("/", |_: &Request| Response::text("").body(vec![b'x'; 32 << 20]));
+    let server = serve_with(&node, limits, router);
+    let mut c = Client::connect(server.local_addr());
+    c.send(&get("/"));
+    wait_until("the answer counted", || server.stats().stream_bytes > 8 << 20);
+    server.drain();
+    wait_until("the connection closed", || server.stats().connections == 0);
+    assert_eq!(server.stats().stream_bytes, 0, "{:?}", server.stats());
+    drop(c);
+    drop(server);
+    node.stop();
+}
+
+/// Only one connection is spared: three clients that take nothing of a 32 MiB answer each,
+/// under an 8 MiB bound, leave one (what it holds: one answer), the others cut as slow.
+#[test]
+fn of_several_clients_over_the_bound_only_one_is_spared() {
+    let node = start_node("r75-spare-one", 1);
+    let limits = HttpLimits { max_stream_bytes_per_shard: 8 << 20, ..HttpLimits::default() };
+    let router = Router::new().get("/", |_: &Request| Response::text("").body(vec![b'x'; 32 << 20]));
+    let server = serve_with(&node, limits, router);
+    let mut clients: Vec<Client> = (0..3).map(|_| Client::connect(server.local_addr())).collect();
+    for c in &mut clients {
+        c.send(&get("/"));
+    }
+    wait_until("two cut", || server.stats().slow_clients == 2 && server.stats().connections == 1);
+    let held = server.stats().stream_bytes;
+    assert!(held > 0 && held <= 32 << 20, "{:?}", server.stats());
+    drop(clients);
+    wait_until("all closed", || server.stats().connections == 0);
+    assert_eq!(server.stats().stream_bytes, 0, "{:?}", server.stats());
+    drop(server);
+    node.stop();
+}
