@@ -282,7 +282,6 @@ fn default_answer<W: WebWorker>(method: Method) -> Response {
         _ => {}
     }
     let learned = if matches!(method, Method::Trace | Method::Connect) { None } else { Some(method) };
-    debug_assert_ne!(method, Method::Extension);
     let (known, newly) = learn::<W>(|k| k.lacking |= learned.map_or(0, Method::bit));
     // Once per worker type and shard: a client repeating the method cannot flood the log.
     if newly
