@@ -342,7 +342,8 @@ impl CallFuture {
 
     /// [`wait`](Self::wait) that leaves the future, so that a request a pool handed back
     /// with its refusal can be taken with [`request_back`](Self::request_back). Waited on
-    /// again, it answers `NoReply`.
+    /// again (or after it was awaited), it answers `NoReply` at once, and a request handed
+    /// back and not yet taken stays.
     pub fn wait_mut(&mut self) -> Result<Message, CallError> {
         if with_current(|s| s.is_some_and(|s| s.node.id == self.node)) {
             return Err(CallError::WouldBlock);
@@ -351,8 +352,12 @@ impl CallFuture {
             CallState::Failed(e) => Err(e.unwrap_or(CallError::NoReply)),
             CallState::Waiting { slot, deadline } => slot.wait(Some(deadline), || Err(CallError::Timeout)),
         };
+        // Only a first answer can hand a request back: a second wait (`NoReply`) must not
+        // drop one not yet taken (review 76).
         let (result, back) = split_returned(result);
-        self.back = back;
+        if back.is_some() {
+            self.back = back;
+        }
         result
     }
 
@@ -372,6 +377,10 @@ impl Future for CallFuture {
             CallState::Failed(e) => return Poll::Ready(Err(e.take().unwrap_or(CallError::NoReply))),
             CallState::Waiting { slot, .. } => std::task::ready!(slot.poll_take(cx)),
         };
+        // Answered: waited on or polled again, it answers `NoReply` at once (review 76: left
+        // `Waiting` on a slot already taken, a `wait_mut` after `(&mut future).await` blocked
+        // until the deadline and answered `Timeout`, dropping the request handed back).
+        this.state = CallState::Failed(None);
         let (result, back) = split_returned(result);
         this.back = back;
         Poll::Ready(result)

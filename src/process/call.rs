@@ -197,7 +197,11 @@ impl Future for CallReply<'_> {
     fn poll(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> Poll<CallResult> {
         let this = self.get_mut();
         this.wait.poll_split().map(|(result, back)| {
-            this.back = back;
+            // Polled again after its answer (`NoReply`), it keeps a request not yet taken
+            // (review 76: it was overwritten with `None`).
+            if back.is_some() {
+                this.back = back;
+            }
             result
         })
     }
