@@ -61,6 +61,32 @@ impl Shard {
             self.inbox.unpark();
         }
     }
+
+    /// The shard's turn loop with a budget (`turn::run`): at most `per_lane` items a lane a
+    /// turn; items left in a lane make the next turn begin at once (`has_items`), else the
+    /// consumer parks. Returns what `consume` does.
+    fn consume_up_to(&self, per_lane: usize, expected: usize) -> (Vec<u32>, usize) {
+        let mut got = Vec::with_capacity(expected);
+        let mut parks = 0;
+        loop {
+            let before = got.len();
+            self.inbox.drain_up_to(per_lane, |item| got.push(item));
+            assert!(got.len() - before <= per_lane * 2, "a turn took more than its budget (two lanes)");
+            if got.len() == expected {
+                assert!(!self.inbox.has_items(), "more items than were sent");
+                return (got, parks);
+            }
+            if self.inbox.has_items() {
+                continue;
+            }
+            parks += 1;
+            if self.inbox.park() {
+                // Block until a producer wakes us; a lost wake-up deadlocks here.
+                self.waker.wait();
+            }
+            self.inbox.unpark();
+        }
+    }
 }
 
 /// Every producer's `true` from `push` flips `parked` from true to false, and only `park`
@@ -130,6 +156,39 @@ fn inbox_one_lane_several_pushes_drained_in_fifo_order() {
         producer.join().unwrap();
 
         assert_eq!(got, [1, 2, 3]);
+        assert_at_most_one_wake_per_park(&shard, parks);
+    });
+}
+
+/// Review 72 bounded what a turn takes from a lane (`Inbox::drain_up_to`): with a budget of one
+/// item a lane, what a turn leaves is taken by the next ones in order, and a push racing the
+/// park is never lost (the turn loop parks only when no lane has items).
+#[test]
+fn inbox_drained_a_budget_a_turn_keeps_lane_order_and_loses_no_wakeup() {
+    model(Some(3), || {
+        let shard = Arc::new(Shard::new(2));
+
+        let producers: Vec<_> = [(0, vec![1, 2]), (1, vec![3])]
+            .into_iter()
+            .map(|(lane, items)| {
+                let shard = shard.clone();
+                thread::spawn(move || {
+                    for item in items {
+                        shard.send(lane, item);
+                    }
+                })
+            })
+            .collect();
+
+        let (got, parks) = shard.consume_up_to(1, 3);
+        for p in producers {
+            p.join().unwrap();
+        }
+
+        let lane = |range: std::ops::RangeInclusive<u32>| {
+            got.iter().copied().filter(|i| range.contains(i)).collect::<Vec<_>>()
+        };
+        assert_eq!((lane(1..=2), lane(3..=3)), (vec![1, 2], vec![3]), "each lane in order: {got:?}");
         assert_at_most_one_wake_per_park(&shard, parks);
     });
 }
