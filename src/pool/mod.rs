@@ -164,9 +164,11 @@ pub struct PoolInfo {
     /// retiring, or the pool or its shard stopped) and no other worker had room. The sum of
     /// [`WorkerInfo::shed`] over every worker there ever was, those gone included.
     pub shed_accepted: u64,
-    /// Workers added by [`PoolRef::resize`] that failed to start (their factory panicked, or
-    /// the shard's process table was full). Each left the pool's size, and its place goes to
-    /// the next worker a resize adds, on the same shard. (A running worker's replacement that
+    /// Workers added by [`PoolRef::resize`] that failed to start (their factory panicked, the
+    /// shard's process table was full, or the shard was stopping). Each left the pool's size,
+    /// and its place goes to the next worker a resize adds, on the same shard; one that fails
+    /// while the pool stops is counted only (a stopping pool keeps its cells and size as they
+    /// are). (A running worker's replacement that
     /// fails is a restart, counted in [`WorkerInfo::restarts`] and the pool's intensity.)
     pub failed_starts: u64,
     /// The pool is stopping.
