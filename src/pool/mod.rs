@@ -210,8 +210,9 @@ struct Control {
 pub(crate) struct PoolShared {
     pub(crate) gate: Gate,
     /// Cells freed on a worker's shard without the control lock (a worker added by `resize`
-    /// and retired before it started, see `dispatch::retired_before_start`): moved to
-    /// `Control::free` by the next `add_cell`. At most one entry a cell.
+    /// and retired before it started, see `dispatch::retired_before_start`, or retired and
+    /// ended: `free_cell`): moved to `Control::free` by the next `add_cell`. At most one entry
+    /// a cell.
     freed: crossbeam_queue::SegQueue<usize>,
     stopping: AtomicBool,
     /// The manager's `init` finished (`start::STARTED`): from now on a worker that ends is
@@ -373,11 +374,12 @@ impl PoolShared {
     }
 
     /// The last worker of cell `i`, retired by a resize (the cell is out of its shard's
-    /// list), ended: the cell is free for the next worker a resize adds.
+    /// list), ended: the cell is free for the next worker a resize adds. Through `freed`, not
+    /// the control lock: a thread calling `resize` in a loop holds that lock nearly all the
+    /// time (a `Mutex` is not fair), and the worker's shard waited on it here while its other
+    /// processes waited on the shard (review 76 saw the flood test's ticker starve once).
     pub(crate) fn free_cell(&self, i: usize) {
-        let mut c = self.control();
-        debug_assert!(!c.free.contains(&i), "a cell freed twice");
-        c.free.push(i);
+        self.freed.push(i);
     }
 
     /// Counts a restart; false when the intensity is exceeded.
