@@ -254,3 +254,59 @@ r = c.getresponse(); print(r.status); r.read()
 fn a_route_for_a_method_that_is_no_token_is_refused() {
     let _ = Router::new().on("BAD METHOD", "/x", said);
 }
+
+/// Names `PROPFIND` in `EXTENSIONS` beside a `METHODS` of GET: its `Allow` lists the token, and
+/// another extension method is the runtime's 501 (`handle_other` not asked).
+struct NamedDav;
+
+impl WebWorker for NamedDav {
+    const METHODS: Option<&'static [Method]> = Some(&[Method::Get]);
+    const EXTENSIONS: &'static [&'static str] = &["PROPFIND"];
+    async fn handle_get(&mut self, _: &mut Context, req: &Request) -> Response {
+        said(req)
+    }
+    async fn handle_other(&mut self, _: &mut Context, req: &Request) -> Response {
+        Response::text(format!("other {}", req.method_token())).with_status(StatusCode(207))
+    }
+}
+
+/// Names `PURGE` without a `METHODS`: every method is offered, and `Allow` lists `PURGE` too.
+struct Purging;
+
+impl WebWorker for Purging {
+    const EXTENSIONS: &'static [&'static str] = &["PURGE"];
+    async fn handle_get(&mut self, _: &mut Context, req: &Request) -> Response {
+        said(req)
+    }
+}
+
+#[test]
+fn a_workers_extensions_are_in_its_allow_and_the_others_get_501() {
+    let node = start_node("ext-named", 1);
+    let named = node.spawn(|| Pool::new(PoolOptions::new(1, 8, || NamedDav)), ProcessOptions::default()).wait();
+    let purging = node.spawn(|| Pool::new(PoolOptions::new(1, 8, || Purging)), ProcessOptions::default()).wait();
+    let router = Router::new()
+        .route("/named", WebHandler::to(named.expect("named")))
+        .route("/purging", WebHandler::to(purging.expect("purging")));
+    let server = serve_with(&node, HttpLimits::default(), router);
+    let mut c = Client::connect(server.local_addr());
+    let burst = [
+        request("PROPFIND", "/named", ""),
+        request("MKCOL", "/named", ""),
+        request("PUT", "/named", ""),
+        request("OPTIONS", "/named", ""),
+        request("PUT", "/purging", ""),
+    ]
+    .concat();
+    c.send(&burst);
+    let got: Vec<(u16, String, Option<String>)> =
+        (0..5).map(|_| c.response()).map(|r| (r.status, r.text(), r.header("allow").map(str::to_owned))).collect();
+    assert_eq!(got[0], (207, "other PROPFIND".to_owned(), None));
+    assert_eq!(got[1].0, 501, "not named: the runtime's 501, handle_other not asked: {:?}", got[1]);
+    assert_eq!((got[2].0, got[2].2.as_deref()), (405, Some("GET, HEAD, OPTIONS, PROPFIND")), "{:?}", got[2]);
+    assert_eq!((got[3].0, got[3].2.as_deref()), (204, Some("GET, HEAD, OPTIONS, PROPFIND")), "{:?}", got[3]);
+    assert!(got[4].2.as_deref().is_some_and(|a| a.ends_with(", PURGE")), "{:?}", got[4]);
+    drop(c);
+    drop(server);
+    node.stop();
+}

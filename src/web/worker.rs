@@ -43,9 +43,10 @@ pub trait WebWorker: 'static {
     /// `OPTIONS` always (asked of [`handle_options`](Self::handle_options), whose default is
     /// the runtime's 204). A listed method the worker does not implement is a bug of the list:
     /// it is answered 405, left out of `Allow` from then on, and logged once. `TRACE`,
-    /// `CONNECT` and extension methods ([`Method::Extension`]) go to
-    /// [`handle_other`](Self::handle_other) when listed (an unlisted extension method is
-    /// answered 501, the others 405); `Allow` never names them.
+    /// `CONNECT` and extension methods ([`Method::Extension`], or those of
+    /// [`EXTENSIONS`](Self::EXTENSIONS)) go to [`handle_other`](Self::handle_other) when listed
+    /// (an unlisted extension method is answered 501, the others 405); `Allow` names only the
+    /// tokens of `EXTENSIONS` among them.
     ///
     /// ```
     /// # use pinion::http::Method;
@@ -56,6 +57,28 @@ pub trait WebWorker: 'static {
     /// }
     /// ```
     const METHODS: Option<&'static [Method]> = None;
+
+    /// The extension methods ([`Method::Extension`]) it takes in
+    /// [`handle_other`](Self::handle_other), by token (`PROPFIND`; case-sensitive): its `Allow`
+    /// lists them after the known methods, and with [`METHODS`](Self::METHODS) given (not
+    /// listing `Method::Extension`, which takes every one) another extension method is answered
+    /// 501 by the runtime, `handle_other` not asked.
+    ///
+    /// ```
+    /// # use pinion::http::{Method, Request, Response, StatusCode};
+    /// # use pinion::Context;
+    /// # struct Dav;
+    /// impl pinion::web::WebWorker for Dav {
+    ///     const METHODS: Option<&'static [Method]> = Some(&[Method::Get]);
+    ///     const EXTENSIONS: &'static [&'static str] = &["PROPFIND"];
+    ///     async fn handle_other(&mut self, _: &mut Context, req: &Request) -> Response {
+    ///         // Only PROPFIND comes here: another extension method got 501.
+    ///         Response::text("<multistatus/>").with_status(StatusCode(207))
+    ///     }
+    ///     // handle_get ...
+    /// }
+    /// ```
+    const EXTENSIONS: &'static [&'static str] = &[];
 
     /// Runs first, as [`Actor::init`].
     async fn init(&mut self, ctx: &mut Context) -> Result<(), ExitReason> {
@@ -173,7 +196,8 @@ pub trait WebWorker: 'static {
     /// token is [`Request::method_token`]: WebDAV's `PROPFIND`). Default: 405 with `Allow` to
     /// TRACE and CONNECT, 501 to an extension method (RFC 9110 §15.6.2: a method the server
     /// does not recognize). A worker with [`METHODS`](Self::METHODS) lists
-    /// `Method::Extension` to be asked for extension methods (else the runtime answers 501).
+    /// `Method::Extension` to be asked for every extension method, or names the ones it takes in
+    /// [`EXTENSIONS`](Self::EXTENSIONS) (else the runtime answers 501).
     async fn handle_other(&mut self, ctx: &mut Context, req: &Request) -> Response {
         let _ = (ctx, req);
         not_implemented()
@@ -268,7 +292,12 @@ fn allow<W: WebWorker>(known: Learned) -> String {
         lacking |= Method::Head.bit();
     }
     let listed = const { declared::<W>() }.unwrap_or(u16::MAX);
-    Method::allow_list(SERVED & listed & !lacking)
+    let mut allow = Method::allow_list(SERVED & listed & !lacking);
+    for token in W::EXTENSIONS {
+        allow.push_str(", ");
+        allow.push_str(token);
+    }
+    allow
 }
 
 /// The runtime's answer in place of a default method's (`resp` carried the mark): 204 with
@@ -361,6 +390,7 @@ impl<W: WebWorker> Actor for W {
         // after `handle_now`, which sees every request: what it answers is its own choice.)
         if let Some(listed) = const { declared::<W>() }
             && listed & method.bit() == 0
+            && !(method == Method::Extension && W::EXTENSIONS.contains(&request.method_token()))
         {
             let mut resp = unlisted::<W>(method);
             req.respond_from(&mut resp);
