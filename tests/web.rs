@@ -2771,8 +2771,12 @@ fn a_sender_waiting_until_its_stream_is_writable_gets_any_size_to_a_slow_reader(
     assert_eq!(server.stats().slow_clients, 0, "{:?}", server.stats());
     let most = WRITER_MAX_BACKLOG.load(std::sync::atomic::Ordering::Relaxed);
     // (Plus the chunks' framing: a chunk that reaches the connection after the wait counts its
-    // size line and CRLF there, not on its way; a full-suite run read 99 bytes over.)
-    assert!(most > 0 && most <= WRITER_BOUND + 1024, "a sender saw {most} bytes waiting after its wait");
+    // size line and CRLF there, not on its way; a full-suite run read 99 bytes over. And one
+    // chunk, for a moment: `backlog` is never less than the truth, so a chunk reaching the
+    // connection as the sender reads it is counted on its way and at the connection at once
+    // (`StreamWatch::took_in` stores the connection's count before it lowers the one on the
+    // way); a fresh-clone CI run read 33 265 bytes over.)
+    assert!(most > 0 && most <= WRITER_BOUND + (64 << 10) + 1024, "a sender saw {most} bytes waiting after its wait");
 
     // A client that reads a little and goes away: the waiting sender hears `false`.
     for thread in [0, 1] {
