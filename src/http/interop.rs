@@ -247,7 +247,7 @@ impl TryFrom<http::Request<Vec<u8>>> for Request {
         let (parts, body) = req.into_parts();
         let version = Version::try_from(parts.version)?;
         let token = parts.method.as_str();
-        if !super::is_token(token.as_bytes()) {
+        if Method::of_token(token.as_bytes()).is_none() {
             return Err(InteropError::UnsupportedMethod(token.to_owned()));
         }
         // `Uri`'s Display gives back the form it was parsed from (origin, absolute,

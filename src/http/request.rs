@@ -82,6 +82,12 @@ impl Method {
         Method::from_bytes(token.as_bytes())
     }
 
+    /// The method any token names: a known one, else [`Extension`](Method::Extension); `None`
+    /// for bytes that are no token (RFC 9110 §9.1).
+    pub(crate) fn of_token(token: &[u8]) -> Option<Method> {
+        Method::from_bytes(token).or_else(|| super::is_token(token).then_some(Method::Extension))
+    }
+
     pub(crate) fn from_bytes(token: &[u8]) -> Option<Method> {
         // A match, not a search of `ALL`: GET is found in a few instructions.
         Some(match token {
@@ -256,13 +262,13 @@ impl Request {
     /// # Panics
     /// If `token` is not a method token (RFC 9110 §9.1: one or more `tchar`s).
     pub fn with_method_token(mut self, token: &str) -> Request {
-        assert!(super::is_token(token.as_bytes()), "a method is a token (RFC 9110 §9.1): {token:?} is not");
-        match Method::from_token(token) {
+        match Method::of_token(token.as_bytes()) {
+            None => panic!("a method is a token (RFC 9110 §9.1): {token:?} is not"),
+            Some(Method::Extension) => self.set_extension(token.as_bytes()),
             Some(m) => {
                 self.method = m;
                 self.token = Span::default();
             }
-            None => self.set_extension(token.as_bytes()),
         }
         self
     }

@@ -315,7 +315,7 @@ impl CorsHandler {
         let Some(allow) = self.cors.allow(origin) else { return Some(Response::status(StatusCode::FORBIDDEN)) };
         let mut methods = self.cors.methods.clone();
         // An extension method asked for, when every one is allowed (review 74: none could be).
-        if self.cors.extension && Method::from_bytes(asked).is_none() && crate::http::is_token(asked) {
+        if self.cors.extension && Method::of_token(asked) == Some(Method::Extension) {
             if !methods.is_empty() {
                 methods.push_str(", ");
             }

@@ -138,10 +138,12 @@ impl Router {
     /// If `token` is not a method token (RFC 9110 §9.1: one or more `tchar`s), or the pattern
     /// is malformed, as [`route`](Self::route).
     pub fn on(self, token: &str, pattern: &str, handler: impl Handler) -> Router {
-        assert!(crate::http::is_token(token.as_bytes()), "a method is a token (RFC 9110 §9.1): {token:?} is not");
-        match Method::from_token(token) {
+        match Method::of_token(token.as_bytes()) {
+            None => panic!("a method is a token (RFC 9110 §9.1): {token:?} is not"),
+            Some(Method::Extension) => {
+                self.add(Some(Method::Extension), Some(token.into()), pattern, Arc::new(handler))
+            }
             Some(m) => self.add(Some(m), None, pattern, Arc::new(handler)),
-            None => self.add(Some(Method::Extension), Some(token.into()), pattern, Arc::new(handler)),
         }
     }
 
@@ -710,11 +712,7 @@ impl Core {
             return None;
         }
         let asked_token = std::str::from_utf8(req.header("access-control-request-method")?.trim_ascii()).ok()?;
-        let asked = match Method::from_token(asked_token) {
-            Some(m) => m,
-            None if crate::http::is_token(asked_token.as_bytes()) => Method::Extension,
-            None => return None,
-        };
+        let asked = Method::of_token(asked_token.as_bytes())?;
         let mut found = None;
         let (route, n) = self.find(0, asked, asked_token, req.path(), &mut found).ok()?;
         if n == 0 {
